@@ -1,0 +1,162 @@
+"""The gateway's exceptions: one tree, each class with a stable machine ``code``.
+
+::
+
+    GatewayError
+    ├── BadRequest                 malformed or unacceptable input (nothing is stored)
+    │   ├── MalformedBody            not parseable: invalid JSON, invalid UTF-8, NaN, huge numbers
+    │   ├── BodyTooDeep              JSON nested beyond the configured depth
+    │   ├── ValidationFailed         well-formed but wrong: unknown fields, wrong types, bad enums
+    │   ├── UnsupportedMediaType     the Content-Type is not the one this resource takes
+    │   ├── PayloadTooLarge          the body exceeds the limit (refused before it is all read)
+    │   ├── HeadersTooLarge          request headers exceed the limit
+    │   ├── BadHeader                a header is malformed (injection, bad context header)
+    │   └── IdempotencyConflict      an Idempotency-Key reused with another body
+    ├── AuthenticationFailed       no or bad credentials (token, DPoP proof, client assertion)
+    ├── AccessDenied               authenticated, but this endpoint is not for this caller
+    ├── NotFound                   no such resource, or one the caller may not know of
+    ├── Conflict                   the resource changed or exists
+    ├── RateLimited                the caller is over its quota
+    └── Unavailable                the gateway cannot serve safely right now
+        ├── StoreUnavailable         the database cannot be reached or written
+        └── AuditUnavailable         the audit entry cannot be written, so nothing is released
+
+What the caller sees is ``code`` and the class's public ``title``; ``detail`` is shown only where
+it helps the caller fix its own request and never carries data from the store. ``diagnostics``
+carries the full reason for the audit log and is never sent outward. HTTP status codes live in
+:mod:`gateway.http.problems`, nowhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+__all__ = [
+    "AccessDenied",
+    "AuditUnavailable",
+    "AuthenticationFailed",
+    "BadHeader",
+    "BadRequest",
+    "BodyTooDeep",
+    "Conflict",
+    "GatewayError",
+    "HeadersTooLarge",
+    "IdempotencyConflict",
+    "MalformedBody",
+    "NotFound",
+    "PayloadTooLarge",
+    "RateLimited",
+    "StoreUnavailable",
+    "Unavailable",
+    "UnsupportedMediaType",
+    "ValidationFailed",
+]
+
+
+class GatewayError(Exception):
+    """Root of every error the gateway raises on purpose."""
+
+    code: ClassVar[str] = "gateway_error"
+    title: ClassVar[str] = "The request could not be completed"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        diagnostics: dict[str, Any] | None = None,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail
+        self.diagnostics: dict[str, Any] = dict(diagnostics or {})
+        self.errors = errors
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r})"
+
+
+class BadRequest(GatewayError):
+    code = "bad_request"
+    title = "The request is not acceptable"
+
+
+class MalformedBody(BadRequest):
+    code = "malformed_body"
+    title = "The body could not be parsed"
+
+
+class BodyTooDeep(BadRequest):
+    code = "body_too_deep"
+    title = "The body is nested too deeply"
+
+
+class ValidationFailed(BadRequest):
+    code = "validation_failed"
+    title = "The body or parameters are not valid"
+
+
+class UnsupportedMediaType(BadRequest):
+    code = "unsupported_media_type"
+    title = "This resource does not accept that content type"
+
+
+class PayloadTooLarge(BadRequest):
+    code = "payload_too_large"
+    title = "The body is larger than this gateway accepts"
+
+
+class HeadersTooLarge(BadRequest):
+    code = "headers_too_large"
+    title = "The request headers are larger than this gateway accepts"
+
+
+class BadHeader(BadRequest):
+    code = "bad_header"
+    title = "A request header is malformed"
+
+
+class IdempotencyConflict(BadRequest):
+    code = "idempotency_key_reused"
+    title = "This Idempotency-Key was used with a different request"
+
+
+class AuthenticationFailed(GatewayError):
+    code = "unauthenticated"
+    title = "Authentication failed"
+
+
+class AccessDenied(GatewayError):
+    code = "forbidden"
+    title = "This caller may not use this endpoint"
+
+
+class NotFound(GatewayError):
+    code = "not_found"
+    title = "No such resource"
+
+
+class Conflict(GatewayError):
+    code = "conflict"
+    title = "The resource is in a state that does not allow this"
+
+
+class RateLimited(GatewayError):
+    code = "rate_limited"
+    title = "Too many requests"
+
+    def __init__(self, retry_after: int, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.retry_after = retry_after
+
+
+class Unavailable(GatewayError):
+    code = "unavailable"
+    title = "The gateway cannot serve this request safely right now"
+
+
+class StoreUnavailable(Unavailable):
+    code = "store_unavailable"
+
+
+class AuditUnavailable(Unavailable):
+    code = "audit_unavailable"

@@ -1,0 +1,1 @@
+"""The HTTP edge: middleware, problem responses, body parsing, routes."""

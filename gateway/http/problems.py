@@ -1,0 +1,162 @@
+"""Every error becomes an RFC 9457 ``application/problem+json`` response here, and only here.
+
+The body carries ``type``, ``title``, ``status``, a stable machine ``code`` and the
+``request_id``; ``detail`` only where it helps the caller fix its own request. Nothing from an
+exception's diagnostics, and no traceback, ever leaves through this module.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from gateway import errors
+from gateway.logs import get_logger
+
+__all__ = ["PROBLEM_JSON", "STATUS", "install", "problem_body", "problem_response", "status_for"]
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_BASE = "https://mappa-gateway.invalid/problems/"
+
+#: The one place that knows which HTTP status each error class means (most specific first).
+STATUS: dict[type[errors.GatewayError], int] = {
+    errors.PayloadTooLarge: 413,
+    errors.HeadersTooLarge: 431,
+    errors.UnsupportedMediaType: 415,
+    errors.ValidationFailed: 422,
+    errors.IdempotencyConflict: 422,
+    errors.BadRequest: 400,
+    errors.AuthenticationFailed: 401,
+    errors.AccessDenied: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.RateLimited: 429,
+    errors.Unavailable: 503,
+    errors.GatewayError: 500,
+}
+
+_STARLETTE_CODES = {
+    404: ("not_found", "No such resource"),
+    405: ("method_not_allowed", "This method is not allowed here"),
+    406: ("not_acceptable", "No acceptable representation"),
+}
+
+log = get_logger("gateway.problems")
+
+
+def status_for(exc: errors.GatewayError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
+def _request_id(scope_or_request: Any) -> str | None:
+    state = scope_or_request.get("state") if isinstance(scope_or_request, dict) else None
+    if state is None and hasattr(scope_or_request, "scope"):
+        state = scope_or_request.scope.get("state")
+    return (state or {}).get("request_id")
+
+
+def problem_body(
+    *,
+    status: int,
+    code: str,
+    title: str,
+    request_id: str | None,
+    detail: str | None = None,
+    errors_: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": TYPE_BASE + code,
+        "title": title,
+        "status": status,
+        "code": code,
+        "request_id": request_id,
+    }
+    if detail:
+        body["detail"] = detail
+    if errors_:
+        body["errors"] = errors_
+    return body
+
+
+def problem_response(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        content=json.dumps(body, ensure_ascii=True, separators=(",", ":")).encode(),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
+
+
+def gateway_problem(exc: errors.GatewayError, request_id: str | None) -> Response:
+    status = status_for(exc)
+    headers: dict[str, str] = {}
+    if isinstance(exc, errors.RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
+    if isinstance(exc, errors.AuthenticationFailed):
+        headers["WWW-Authenticate"] = getattr(
+            exc, "www_authenticate", 'DPoP algs="ES256 EdDSA", error="invalid_token"'
+        )
+    body = problem_body(
+        status=status,
+        code=exc.code,
+        title=exc.title,
+        request_id=request_id,
+        detail=exc.detail,
+        errors_=exc.errors,
+    )
+    if status >= 500:
+        log.warning("request_failed", code=exc.code, status=status)
+    return problem_response(status, body, headers)
+
+
+async def _on_gateway_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, errors.GatewayError)
+    return gateway_problem(exc, _request_id(request))
+
+
+async def _on_validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    # Say where and what kind of problem, never echo the offending input back.
+    details = [
+        {"loc": [str(p) for p in err.get("loc", ())], "type": str(err.get("type", ""))}
+        for err in exc.errors()[:20]
+    ]
+    return gateway_problem(errors.ValidationFailed(errors=details), _request_id(request))
+
+
+async def _on_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code, title = _STARLETTE_CODES.get(exc.status_code, ("http_error", "The request failed"))
+    body = problem_body(
+        status=exc.status_code, code=code, title=title, request_id=_request_id(request)
+    )
+    return problem_response(exc.status_code, body, dict(exc.headers or {}))
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    log.error("unhandled_exception", exc_type=type(exc).__name__)
+    body = problem_body(
+        status=500,
+        code="internal_error",
+        title="The gateway failed to handle the request",
+        request_id=_request_id(request),
+    )
+    return problem_response(500, body)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+    app.add_exception_handler(errors.GatewayError, _on_gateway_error)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_exception)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,76 @@
+"""Configuration, from the environment (prefix ``MAPPA_``) or a ``.env`` file.
+
+Settings fail closed: outside the ``development`` profile the gateway refuses to start with an
+``http`` issuer, a generated development key directory or an inline development KEK. Load them
+with :func:`get_settings` (cached), never at import time.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEV_KEYS_MARKER", "Profile", "Settings", "SettingsError", "get_settings"]
+
+Profile = Literal["development", "test", "production"]
+
+#: A file that ``keys`` writes into a key directory generated for development.
+DEV_KEYS_MARKER = "DEVELOPMENT-KEYS"
+
+
+class SettingsError(ValueError):
+    """The configuration is unsafe for the chosen profile."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="MAPPA_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    profile: Profile = "development"
+    #: SQLAlchemy async URL. ``sqlite+aiosqlite:///path`` (default) or
+    #: ``postgresql+psycopg://user@host:5432/db``.
+    database_url: str = "sqlite+aiosqlite:///var/mappa.db"
+    #: The issuer identifier: the gateway's public base URL, also the ``aud`` of client assertions.
+    issuer: str = "http://127.0.0.1:8000"
+    keys_dir: Path = Path("var/keys")
+    #: Where the key-encryption key comes from in development (a file of 32 random bytes).
+    kek_file: Path | None = Path("var/kek.bin")
+    #: Or inline, base64 (for containers that inject secrets as variables).
+    kek: SecretStr | None = None
+
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_json_depth: int = Field(default=32, ge=2, le=256)
+    max_header_bytes: int = Field(default=16_384, ge=1024)
+    db_pool_size: int = Field(default=10, ge=1)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = True
+
+    @model_validator(mode="after")
+    def _fail_closed(self) -> Settings:
+        if self.profile == "development":
+            return self
+        problems = []
+        if not self.issuer.startswith("https://"):
+            problems.append("issuer must be an https URL outside development")
+        if (self.keys_dir / DEV_KEYS_MARKER).exists():
+            problems.append(f"{self.keys_dir} holds generated development keys")
+        if self.profile == "production" and self.database_url.startswith("sqlite"):
+            problems.append("production needs PostgreSQL (MAPPA_DATABASE_URL)")
+        if problems:
+            raise SettingsError("; ".join(problems))
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read once."""
+    return Settings()

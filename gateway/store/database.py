@@ -1,0 +1,126 @@
+"""The database: one embedded default (SQLite) and PostgreSQL for replicas, one interface.
+
+SQLite runs in WAL mode with a busy timeout and foreign keys on. Writers open their transaction
+with ``BEGIN IMMEDIATE`` so two writers never both read and then fail to upgrade their lock; in
+one process they also queue on an asyncio lock, so the busy handler only arbitrates between
+processes. Readers use deferred transactions and never block writers under WAL. PostgreSQL uses
+psycopg 3 with a connection pool, READ COMMITTED, and row locks where a flow needs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from gateway.errors import StoreUnavailable
+
+__all__ = ["Database"]
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def _sqlite_pragmas(immediate: bool) -> Any:
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy, not the driver, issue BEGIN (see the "begin" listener below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.close()
+
+    return on_connect
+
+
+class Database:
+    """Engines and sessions for one database URL."""
+
+    def __init__(self, url: str, *, pool_size: int = 10, echo: bool = False) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.is_sqlite = parsed.get_backend_name() == "sqlite"
+        self._write_lock: asyncio.Lock | None = None
+        if self.is_sqlite:
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            self.engine = self._sqlite_engine(url, immediate=False, echo=echo)
+            self.writer = self._sqlite_engine(url, immediate=True, echo=echo)
+            self._write_lock = asyncio.Lock()
+        else:
+            self.engine = create_async_engine(
+                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, echo=echo
+            )
+            self.writer = self.engine
+        self._reader_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._writer_sessions = async_sessionmaker(self.writer, expire_on_commit=False)
+
+    @staticmethod
+    def _sqlite_engine(url: str, *, immediate: bool, echo: bool) -> AsyncEngine:
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas(immediate))
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def do_begin(conn: Any) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction: committed when the block ends, rolled back on any exception."""
+        lock = self._write_lock or contextlib.nullcontext()
+        async with lock:
+            try:
+                async with self._writer_sessions() as session, session.begin():
+                    yield session
+            except DBAPIError as exc:
+                _raise_translated(exc)
+
+    @contextlib.asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only transaction (rolled back at the end)."""
+        try:
+            async with self._reader_sessions() as session, session.begin():
+                yield session
+                await session.rollback()
+        except DBAPIError as exc:
+            _raise_translated(exc)
+
+    async def ping(self) -> bool:
+        try:
+            async with self.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except (OSError, OperationalError, DBAPIError):
+            return False
+        return True
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+        if self.writer is not self.engine:
+            await self.writer.dispose()
+
+
+_UNAVAILABLE = {"OperationalError", "DiskFull", "ReadOnlySqlTransaction", "AdminShutdown"}
+
+
+def _raise_translated(exc: DBAPIError) -> NoReturn:
+    """Operational failures (locked, read-only, disk full, connection lost) become
+    :class:`StoreUnavailable`; anything else (a constraint, a bug) is re-raised as it is."""
+    name = type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__
+    if isinstance(exc, OperationalError) or exc.connection_invalidated or name in _UNAVAILABLE:
+        raise StoreUnavailable(diagnostics={"db_error": name}) from exc
+    raise exc

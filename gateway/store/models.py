@@ -1,0 +1,351 @@
+"""The store's tables (SQLAlchemy 2 declarative, typed).
+
+Personal data never sits in a column in clear. Each row that holds case data keeps it in a
+``*_sealed`` column: canonical JSON sealed with ``keys.envelope`` under a per-row data key, with
+the table, row id and column as associated data, so a copy of the database file alone reveals
+nothing and a sealed value cannot be moved to another row. What stays in clear is what the
+policies must query: ids, agency ids, category, level, dates that end involvement, statuses.
+Identifiers partners search by (PNC, CRN, ViSOR) are kept as keyed blind indexes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
+from sqlalchemy.types import TypeDecorator
+
+from gateway.domain import (
+    ActionStatus,
+    AgencyStatus,
+    AgencyType,
+    Category,
+    DisclosureStatus,
+    Level,
+    MeetingType,
+    NominalStatus,
+    Participation,
+    RecordKind,
+    ReferralKind,
+    Role,
+    StatusWithheldReason,
+)
+
+__all__ = [
+    "Action",
+    "Agency",
+    "AgencyKey",
+    "Base",
+    "HazardFlag",
+    "InformationRecord",
+    "Meeting",
+    "MeetingAgency",
+    "Minutes",
+    "Nominal",
+    "OnwardDisclosureRequest",
+    "Referral",
+    "ReferralAgency",
+    "new_id",
+    "utcnow",
+]
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Timezone-aware UTC on every backend (SQLite has no time zones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+def _enum(cls: type[Any], name: str) -> Enum:
+    # Stored by value, checked by the database, portable (no native PostgreSQL enum types).
+    return Enum(
+        cls,
+        name=name,
+        native_enum=False,
+        validate_strings=True,
+        length=40,
+        values_callable=lambda e: [str(m.value) for m in e],
+        create_constraint=True,
+    )
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        dt.datetime: UTCDateTime,
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
+
+
+class Agency(Base):
+    """An agency system registered with the gateway (its OAuth client)."""
+
+    __tablename__ = "agencies"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    agency_type: Mapped[AgencyType] = mapped_column(_enum(AgencyType, "agency_type"))
+    role: Mapped[Role] = mapped_column(_enum(Role, "agency_role"))
+    area: Mapped[str] = mapped_column(String(64), index=True)
+    scopes: Mapped[list[Any]] = mapped_column(default=list)
+    status: Mapped[AgencyStatus] = mapped_column(
+        _enum(AgencyStatus, "agency_status"), default=AgencyStatus.ACTIVE
+    )
+    jwks_uri: Mapped[str | None] = mapped_column(String(500))
+    #: Push endpoint (webhook) and the CA that alone may vouch for it.
+    endpoint_url: Mapped[str | None] = mapped_column(String(500))
+    endpoint_ca_pem: Mapped[str | None] = mapped_column(String(20_000))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    keys: Mapped[list[AgencyKey]] = relationship(back_populates="agency", lazy="raise")
+
+
+class AgencyKey(Base):
+    """One public key of an agency (signing or encryption); old keys expire after an overlap."""
+
+    __tablename__ = "agency_keys"
+    __table_args__ = (UniqueConstraint("agency_id", "kid"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"), index=True)
+    kid: Mapped[str] = mapped_column(String(128))
+    use: Mapped[str] = mapped_column(String(3))
+    jwk: Mapped[dict[str, Any]] = mapped_column()
+    added_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: None while current; set by a rotation to the end of the overlap.
+    not_after: Mapped[dt.datetime | None] = mapped_column()
+
+    agency: Mapped[Agency] = relationship(back_populates="keys", lazy="raise")
+
+
+class Nominal(Base):
+    """A MAPPA subject. Names, aliases, date of birth, address and identifiers are sealed."""
+
+    __tablename__ = "nominals"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    area: Mapped[str] = mapped_column(String(64), index=True)
+    category: Mapped[int] = mapped_column(Integer)
+    level: Mapped[int] = mapped_column(Integer)
+    lead_agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"), index=True)
+    status: Mapped[NominalStatus] = mapped_column(
+        _enum(NominalStatus, "nominal_status"), default=NominalStatus.ACTIVE
+    )
+    status_informed: Mapped[bool] = mapped_column(Boolean, default=False)
+    status_withheld_reason: Mapped[StatusWithheldReason | None] = mapped_column(
+        _enum(StatusWithheldReason, "status_withheld_reason")
+    )
+    #: Keyed blind indexes (HMAC) of the PNC id, nDelius CRN and ViSOR reference.
+    pnc_index: Mapped[str | None] = mapped_column(String(64), index=True)
+    crn_index: Mapped[str | None] = mapped_column(String(64), index=True)
+    visor_index: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: When the level last changed: involvement granted under the old level ends here.
+    level_changed_at: Mapped[dt.datetime | None] = mapped_column()
+    #: s.325(4A)(c): the RA recorded that other contributors may be consulted on this nominal.
+    other_contributors_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
+    details_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __table_args__ = (
+        CheckConstraint("category BETWEEN 1 AND 4", name="ck_nominals_category"),
+        CheckConstraint("level BETWEEN 1 AND 3", name="ck_nominals_level"),
+    )
+
+    @validates("category")
+    def _valid_category(self, key: str, value: object) -> int:
+        return int(Category.parse(value))
+
+    @validates("level")
+    def _valid_level(self, key: str, value: object) -> int:
+        return int(Level.parse(value))
+
+
+class Referral(Base):
+    """A MAPPA A referral (or a non-MAPPA high-risk information-sharing referral)."""
+
+    __tablename__ = "referrals"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    kind: Mapped[ReferralKind] = mapped_column(_enum(ReferralKind, "referral_kind"))
+    area: Mapped[str] = mapped_column(String(64), index=True)
+    nominal_id: Mapped[str | None] = mapped_column(ForeignKey("nominals.id"), index=True)
+    referring_agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"), index=True)
+    referrer_officer: Mapped[str] = mapped_column(String(64))
+    category: Mapped[int | None] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default="received")
+    #: Subject details, reasons, the risk matrix (group x level) and referrer contact.
+    details_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ReferralAgency(Base):
+    """An agency involved in a referral (grants need-to-know while the referral is live)."""
+
+    __tablename__ = "referral_agencies"
+
+    referral_id: Mapped[str] = mapped_column(ForeignKey("referrals.id"), primary_key=True)
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"), primary_key=True)
+
+
+class InformationRecord(Base):
+    """What an agency shares about a nominal. The supplying agency keeps ownership."""
+
+    __tablename__ = "information_records"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    nominal_id: Mapped[str] = mapped_column(ForeignKey("nominals.id"), index=True)
+    owner_agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"), index=True)
+    officer: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[RecordKind] = mapped_column(_enum(RecordKind, "record_kind"))
+    marking: Mapped[str] = mapped_column(String(40), default="OFFICIAL-SENSITIVE")
+    caveats: Mapped[list[Any]] = mapped_column(default=list)
+    #: True when any source is a third party (informant, victim, neighbour): redaction needs it
+    #: without unsealing.
+    has_third_party_source: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The content and its sources (each with a third-party flag and a release flag).
+    body_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    #: The sending agency's JWS over the body, kept as evidence of origin.
+    origin_jws_digest: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Meeting(Base):
+    """Screening, level 1 professionals, level 2/3 MAPP meetings and serious case reviews."""
+
+    __tablename__ = "meetings"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    nominal_id: Mapped[str] = mapped_column(ForeignKey("nominals.id"), index=True)
+    meeting_type: Mapped[MeetingType] = mapped_column(_enum(MeetingType, "meeting_type"))
+    chair_agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    chair_officer: Mapped[str] = mapped_column(String(64))
+    held_on: Mapped[dt.date] = mapped_column(Date)
+    review_date: Mapped[dt.date | None] = mapped_column(Date)
+    #: Level at which the meeting was held: involvement ends when the nominal's level changes.
+    level_at_meeting: Mapped[int | None] = mapped_column(Integer)
+    confidentiality_statement_signed: Mapped[bool] = mapped_column(Boolean, default=False)
+    need_closed_at: Mapped[dt.datetime | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class MeetingAgency(Base):
+    __tablename__ = "meeting_agencies"
+
+    meeting_id: Mapped[str] = mapped_column(ForeignKey("meetings.id"), primary_key=True)
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"), primary_key=True)
+    participation: Mapped[Participation] = mapped_column(_enum(Participation, "participation"))
+
+
+class Minutes(Base):
+    """MAPPA B minutes: to participants only; anyone else needs the chair's permission."""
+
+    __tablename__ = "minutes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    meeting_id: Mapped[str] = mapped_column(ForeignKey("meetings.id"), index=True, unique=True)
+    author_agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    #: Discussion, conclusions and sources (with third-party flags).
+    body_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Action(Base):
+    __tablename__ = "actions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    meeting_id: Mapped[str] = mapped_column(ForeignKey("meetings.id"), index=True)
+    owner_agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"), index=True)
+    due_date: Mapped[dt.date] = mapped_column(Date)
+    review_date: Mapped[dt.date | None] = mapped_column(Date)
+    status: Mapped[ActionStatus] = mapped_column(
+        _enum(ActionStatus, "action_status"), default=ActionStatus.OPEN
+    )
+    description_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class HazardFlag(Base):
+    """The ICS ``HZD`` marker for children's services: that a relative is known to MAPPA.
+
+    Only the allow-listed fields exist here; there is no column an offence could go in.
+    """
+
+    __tablename__ = "hazard_flags"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    nominal_id: Mapped[str] = mapped_column(ForeignKey("nominals.id"), index=True)
+    recipient_agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"), index=True)
+    raised_by_agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    review_date: Mapped[dt.date | None] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(20), default="active")
+    #: Child or family reference, relationship, contact.
+    details_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class OnwardDisclosureRequest(Base):
+    """A request to share minutes or a record beyond the meeting, and the chair's decision."""
+
+    __tablename__ = "onward_disclosure_requests"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    requesting_agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"), index=True)
+    requesting_officer: Mapped[str] = mapped_column(String(64))
+    meeting_id: Mapped[str | None] = mapped_column(ForeignKey("meetings.id"), index=True)
+    record_id: Mapped[str | None] = mapped_column(ForeignKey("information_records.id"))
+    recipient_agency_id: Mapped[str | None] = mapped_column(ForeignKey("agencies.id"))
+    purpose: Mapped[str] = mapped_column(String(64))
+    status: Mapped[DisclosureStatus] = mapped_column(
+        _enum(DisclosureStatus, "disclosure_status"), default=DisclosureStatus.PENDING
+    )
+    #: What was approved, e.g. ["conclusions", "actions"]; never more than asked for.
+    approved_parts: Mapped[list[Any]] = mapped_column(default=list)
+    decided_by: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[dt.datetime | None] = mapped_column()
+    #: The recipient's description and the reasons (sealed: may name people).
+    details_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+Index("ix_meeting_agencies_agency", MeetingAgency.agency_id)
+Index("ix_referral_agencies_agency", ReferralAgency.agency_id)
