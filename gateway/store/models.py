@@ -51,8 +51,11 @@ __all__ = [
     "Action",
     "Agency",
     "AgencyKey",
+    "AuditCheckpoint",
+    "AuditEntry",
     "Base",
     "HazardFlag",
+    "IGOfficer",
     "InformationRecord",
     "Meeting",
     "MeetingAgency",
@@ -349,3 +352,62 @@ class OnwardDisclosureRequest(Base):
 
 Index("ix_meeting_agencies_agency", MeetingAgency.agency_id)
 Index("ix_referral_agencies_agency", ReferralAgency.agency_id)
+
+
+class AuditEntry(Base):
+    """One entry of the audit log (DPA 2018 s.62 operations, refusals, authentication failures).
+
+    Rows are inserted in the transaction of the act they record, with ``seq`` and ``leaf_hash``
+    empty; the sequencer gives them contiguous positions in the Merkle tree afterwards, so
+    transactions that commit out of order can never fork or skip the log. Only references and
+    codes are stored here, never personal data.
+    """
+
+    __tablename__ = "audit_entries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    entry_id: Mapped[str] = mapped_column(String(36), unique=True, default=new_id)
+    seq: Mapped[int | None] = mapped_column(Integer, unique=True)
+    leaf_hash: Mapped[str | None] = mapped_column(String(64))
+    occurred_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    operation: Mapped[str] = mapped_column(String(40), index=True)
+    outcome: Mapped[str] = mapped_column(String(20), index=True)
+    agency_id: Mapped[str | None] = mapped_column(String(200), index=True)
+    officer_id: Mapped[str | None] = mapped_column(String(200))
+    recipients: Mapped[list[Any]] = mapped_column(default=list)
+    nominal_ref: Mapped[str | None] = mapped_column(String(64), index=True)
+    record_refs: Mapped[list[Any]] = mapped_column(default=list)
+    legal_basis: Mapped[str | None] = mapped_column(String(64))
+    purpose: Mapped[str | None] = mapped_column(String(64))
+    policy_version: Mapped[str | None] = mapped_column(String(64))
+    rule: Mapped[str | None] = mapped_column(String(128))
+    withheld: Mapped[list[Any]] = mapped_column(default=list)
+    payload_digest: Mapped[str | None] = mapped_column(String(100))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    reason_code: Mapped[str | None] = mapped_column(String(64), index=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class AuditCheckpoint(Base):
+    """A signed tree head (C2SP signed note) over the first ``tree_size`` sequenced entries."""
+
+    __tablename__ = "audit_checkpoints"
+
+    tree_size: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    root_hash: Mapped[str] = mapped_column(String(64))
+    note: Mapped[str] = mapped_column(String(4000))
+    #: The right edge of the tree (compact range), so the sequencer resumes in O(log n).
+    frontier: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class IGOfficer(Base):
+    """A local information governance officer account for the console (argon2 hash)."""
+
+    __tablename__ = "ig_officers"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    password_hash: Mapped[str] = mapped_column(String(200))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,46 @@
+"""``mappa-gateway``: the one entry point for operators.
+
+Each command family lives beside what it manages and registers itself here through
+``register(subparsers)``; :data:`COMMAND_MODULES` lists them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from gateway.settings import SettingsError, get_settings
+
+__all__ = ["COMMAND_MODULES", "build_parser", "main"]
+
+#: Modules that add subcommands; each has ``register(subparsers) -> None``.
+COMMAND_MODULES: tuple[str, ...] = ("gateway.commands",)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mappa-gateway",
+        description="MAPPA information-sharing gateway: serve, migrate, onboard, verify.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        get_settings()
+    except SettingsError as exc:
+        print(f"mappa-gateway: refusing to start: {exc}", file=sys.stderr)
+        return 2
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

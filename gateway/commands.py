@@ -1,0 +1,63 @@
+"""Core commands: ``serve`` and ``db upgrade``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from gateway.settings import get_settings
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    serve = subparsers.add_parser("serve", help="Run the gateway (HTTP API and console)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--no-migrate", action="store_true", help="Do not apply migrations before serving"
+    )
+    serve.set_defaults(func=_serve)
+
+    db = subparsers.add_parser("db", help="Database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    upgrade = db_sub.add_parser("upgrade", help="Apply migrations up to a revision")
+    upgrade.add_argument("revision", nargs="?", default="head")
+    upgrade.set_defaults(func=_db_upgrade)
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    from gateway.store import upgrade
+
+    settings = get_settings()
+    upgrade(settings.database_url, args.revision)
+    print(f"database at revision {args.revision}")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from gateway.store import upgrade
+
+    settings = get_settings()
+    if not args.no_migrate:
+        upgrade(settings.database_url)
+    print(f"MAPPA gateway on http://{args.host}:{args.port}  (profile: {settings.profile})")
+    print(f"  health      http://{args.host}:{args.port}/readyz")
+    print(f"  discovery   http://{args.host}:{args.port}/.well-known/oauth-authorization-server")
+    print(f"  API schema  http://{args.host}:{args.port}/openapi.json")
+    uvicorn.run(
+        "gateway.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+    )
+    return 0

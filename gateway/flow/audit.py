@@ -1,0 +1,123 @@
+"""The audit stage: what is recorded for every act, and how it is written.
+
+An :class:`AuditEvent` is built (and validated) by the stage that acts; :func:`record` adds it to
+the caller's open transaction, so the entry commits with the act it records or not at all
+("no audit, no disclosure"). Free text from callers (an unknown client id, an officer id) is kept
+literally, length-capped; it is never interpreted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.store.models import AuditEntry
+
+__all__ = ["AuditEvent", "Operation", "Outcome", "Withheld", "record"]
+
+
+class Operation(enum.StrEnum):
+    """DPA 2018 s.62 operations, plus the gateway's own security events."""
+
+    COLLECTION = "collection"
+    ALTERATION = "alteration"
+    CONSULTATION = "consultation"
+    DISCLOSURE = "disclosure"
+    COMBINATION = "combination"
+    ERASURE = "erasure"
+    AUTHENTICATION = "authentication"
+    TOKEN_ISSUE = "token_issue"  # noqa: S105 - an operation name, not a secret
+    ADMINISTRATION = "administration"
+    CONSOLE = "console"
+
+
+class Outcome(enum.StrEnum):
+    ALLOWED = "allowed"
+    REFUSED = "refused"
+    FAILED = "failed"
+
+
+class Withheld(BaseModel):
+    """A field withheld from a disclosure and the rule that withheld it (never its value)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    field: str = Field(max_length=200)
+    rule: str = Field(max_length=128)
+
+
+def _cap(value: str | None, limit: int) -> str | None:
+    return None if value is None else value[:limit]
+
+
+class AuditEvent(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    entry_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
+    occurred_at: dt.datetime = Field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    operation: Operation
+    outcome: Outcome
+    agency_id: str | None = None
+    officer_id: str | None = None
+    recipients: tuple[str, ...] = ()
+    nominal_ref: str | None = None
+    record_refs: tuple[str, ...] = ()
+    legal_basis: str | None = None
+    purpose: str | None = None
+    policy_version: str | None = None
+    rule: str | None = None
+    withheld: tuple[Withheld, ...] = ()
+    payload_digest: str | None = None
+    request_id: str | None = None
+    reason_code: str | None = None
+    #: Non-personal diagnostics (codes, key ids, algorithm names): the full reason for the IG
+    #: officer that the caller never sees.
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _utc(cls, value: dt.datetime) -> dt.datetime:
+        if value.tzinfo is None:
+            raise ValueError("audit times are timezone-aware")
+        return value.astimezone(dt.UTC)
+
+    @field_validator("agency_id", "officer_id")
+    @classmethod
+    def _cap_identity(cls, value: str | None) -> str | None:
+        return _cap(value, 200)
+
+    @field_validator("legal_basis", "purpose", "reason_code", "nominal_ref")
+    @classmethod
+    def _cap_code(cls, value: str | None) -> str | None:
+        return _cap(value, 64)
+
+
+def record(session: AsyncSession, event: AuditEvent) -> AuditEntry:
+    """Add ``event`` to the open transaction of ``session`` (flushed with it)."""
+    entry = AuditEntry(
+        entry_id=event.entry_id,
+        occurred_at=event.occurred_at,
+        operation=event.operation.value,
+        outcome=event.outcome.value,
+        agency_id=event.agency_id,
+        officer_id=event.officer_id,
+        recipients=list(event.recipients),
+        nominal_ref=event.nominal_ref,
+        record_refs=list(event.record_refs),
+        legal_basis=event.legal_basis,
+        purpose=event.purpose,
+        policy_version=event.policy_version,
+        rule=event.rule,
+        withheld=[w.model_dump() for w in event.withheld],
+        payload_digest=event.payload_digest,
+        request_id=event.request_id,
+        reason_code=event.reason_code,
+        detail=dict(event.detail),
+    )
+    session.add(entry)
+    return entry
