@@ -119,15 +119,16 @@ class Envelope:
             blob[start : start + NONCE_BYTES], blob[start + NONCE_BYTES :], _DATA_AAD_PREFIX + aad
         )
 
-    def rewrap(self, blob: bytes) -> bytes:
-        """Move a blob under the current KEK (unchanged if it already is)."""
+    def rewrap(self, blob: bytes, new_kek: KekSource | None = None) -> bytes:
+        """Move a blob under ``new_kek`` (default: the current KEK); unchanged if already there."""
+        target = new_kek or self._current
         parsed = _parse(blob)
-        if parsed.kek_id == self._current.kek_id:
+        if parsed.kek_id == target.kek_id:
             return blob
         old = self._keks.get(parsed.kek_id)
         if old is None:
             raise KekUnavailable(f"envelope: kek {parsed.kek_id!r} is not configured")
-        return rewrap(blob, old, self._current)
+        return rewrap(blob, old, target)
 
 
 def rewrap(blob: bytes, old_kek: KekSource, new_kek: KekSource) -> bytes:

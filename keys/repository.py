@@ -1,0 +1,358 @@
+"""Where key rings live: the :class:`KeyRepository` protocol and a file-directory implementation.
+
+Layout of a :class:`FileKeyRepository`::
+
+    <dir>/                         mode 0700
+      .lock                        flock'd while rotating, so two processes never rotate at once
+      <purpose>/<kid>.json         mode 0600, written atomically (temp file, fsync, rename)
+
+Each key file is JSON: ``format`` ("mappa-key/v1"), ``purpose``, ``kid`` (the RFC 7638
+thumbprint of the key), ``alg``, ``use``, ``status``, ``created_at``, ``retire_after`` and
+``sealed``: the private JWK, envelope-sealed (:mod:`keys.envelope`) with associated data
+``mappa-key/v1 || purpose || kid || alg``, so a sealed key cannot be moved to another purpose,
+kid or algorithm. On load the key's public half must hash to its kid.
+
+Parsed keys are cached: a ring is re-read from disk at most every ``refresh_interval`` (to see
+rotations made by other replicas), and a key already parsed is never unsealed again.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import fcntl
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, OKPKey, RSAKey, import_key
+
+from . import _hazmat
+from .envelope import Envelope, blob_kek_id
+from .errors import KeyInvalid, KeysError, KeyStoreError, KeyUnknown, ProfileRefused
+from .jwk import JoseKey
+from .kek import KekSource
+from .ring import ALG_KIND, ALG_USE, PURPOSE_ALGS, KeyInfo, KeyRing, KeyStatus, Purpose, RingKey
+from .ring import utcnow as _utcnow
+
+__all__ = [
+    "JWKS_PURPOSES",
+    "FileKeyRepository",
+    "KeyRepository",
+    "generate_development_keys",
+]
+
+FORMAT = "mappa-key/v1"
+#: Purposes whose public keys the gateway publishes at /.well-known/jwks.json.
+JWKS_PURPOSES = (Purpose.TOKEN_SIGNING, Purpose.PAYLOAD_SIGNING, Purpose.PAYLOAD_ENCRYPTION)
+_KID_FILE = re.compile(r"^[A-Za-z0-9_-]{43}\.json$")
+
+
+class KeyRepository(Protocol):
+    """Holds the key rings; any implementation (files, a database, an HSM) offers these verbs."""
+
+    def ring(self, purpose: Purpose) -> KeyRing:
+        """The ring of ``purpose`` (cached; cheap to call per request)."""
+        ...
+
+    def rotate(
+        self, purpose: Purpose, overlap: timedelta, *, now: datetime | None = None
+    ) -> builtins.list[KeyInfo]:
+        """New current keys; the old current ones stay usable for ``overlap``, then retire."""
+        ...
+
+    def retire(self, purpose: Purpose, kid: str, *, now: datetime | None = None) -> KeyInfo:
+        """Retire one key at once (for example after a compromise)."""
+        ...
+
+    def list(self) -> builtins.list[KeyInfo]:
+        """Metadata of every key of every purpose."""
+        ...
+
+    def jwks(
+        self, purposes: Iterable[Purpose] = JWKS_PURPOSES, *, now: datetime | None = None
+    ) -> dict[str, builtins.list[dict[str, Any]]]:
+        """Public halves of the usable keys of ``purposes``."""
+        ...
+
+
+def _aad(purpose: Purpose, kid: str, alg: str) -> bytes:
+    return b"\x00".join((FORMAT.encode(), purpose.value.encode(), kid.encode(), alg.encode()))
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(str(value))
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime")
+    return moment
+
+
+class FileKeyRepository:
+    """Key rings stored as envelope-sealed files under one directory."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        kek: KekSource | Envelope,
+        *,
+        refresh_interval: timedelta = timedelta(seconds=30),
+    ) -> None:
+        self.directory = Path(directory)
+        self._envelope = kek if isinstance(kek, Envelope) else Envelope(kek)
+        self._refresh = refresh_interval.total_seconds()
+        self._lock = threading.RLock()
+        self._rings: dict[Purpose, tuple[float, KeyRing]] = {}
+        self._parsed: dict[str, JoseKey] = {}
+
+    def __repr__(self) -> str:
+        return f"FileKeyRepository({str(self.directory)!r})"
+
+    # -- reading -------------------------------------------------------------------------
+
+    def ring(self, purpose: Purpose) -> KeyRing:
+        cached = self._rings.get(purpose)
+        if cached is not None and time.monotonic() - cached[0] < self._refresh:
+            return cached[1]
+        with self._lock:
+            return self._load(purpose)
+
+    def reload(self) -> None:
+        """Forget cached rings (not parsed keys): the next call re-reads the directory."""
+        with self._lock:
+            self._rings.clear()
+
+    def list(self) -> builtins.list[KeyInfo]:
+        with self._lock:
+            return [info for p in Purpose for info in self._load(p).infos()]
+
+    def jwks(
+        self, purposes: Iterable[Purpose] = JWKS_PURPOSES, *, now: datetime | None = None
+    ) -> dict[str, builtins.list[dict[str, Any]]]:
+        return {"keys": [k for p in purposes for k in self.ring(p).jwks(now=now)["keys"]]}
+
+    def _load(self, purpose: Purpose) -> KeyRing:
+        folder = self.directory / purpose.value
+        keys: builtins.list[RingKey] = []
+        try:
+            names = sorted(os.listdir(folder)) if folder.is_dir() else []
+        except OSError as exc:
+            raise KeyStoreError(f"cannot list {purpose} keys: {type(exc).__name__}") from exc
+        for name in names:
+            if _KID_FILE.match(name):
+                keys.append(self._read_key(purpose, folder / name))
+        ring = KeyRing(purpose, keys)
+        self._rings[purpose] = (time.monotonic(), ring)
+        return ring
+
+    def _read_key(self, purpose: Purpose, path: Path) -> RingKey:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as handle:
+                record = json.loads(handle.read(65536))
+            if record.get("format") != FORMAT or record.get("purpose") != purpose.value:
+                raise ValueError("format or purpose mismatch")
+            kid, alg = str(record["kid"]), str(record["alg"])
+            if path.name != f"{kid}.json":
+                raise ValueError("file name is not the kid")
+            info = KeyInfo(
+                purpose=purpose,
+                kid=kid,
+                alg=alg,
+                use=ALG_USE[alg],
+                status=KeyStatus(record["status"]),
+                created_at=_parse_time(record["created_at"]) or _utcnow(),
+                retire_after=_parse_time(record.get("retire_after")),
+            )
+            jose_key = self._parsed.get(kid)
+            if jose_key is None:
+                sealed = base64.urlsafe_b64decode(str(record["sealed"]))
+                private = json.loads(self._envelope.unseal(sealed, _aad(purpose, kid, alg)))
+                jose_key = _import_private(private)
+            ring_key = RingKey.build(info, jose_key)
+        except KeysError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError, JoseError) as exc:
+            raise KeyStoreError(f"key file {path.name[:60]!r}: {type(exc).__name__}") from exc
+        self._parsed[kid] = jose_key
+        return ring_key
+
+    # -- writing -------------------------------------------------------------------------
+
+    def rotate(
+        self, purpose: Purpose, overlap: timedelta, *, now: datetime | None = None
+    ) -> builtins.list[KeyInfo]:
+        if overlap < timedelta(0):
+            raise KeyInvalid("overlap must not be negative")
+        moment = now or _utcnow()
+        with self._lock, self._flock():
+            ring = self._load(purpose)
+            created = [self._generate(purpose, alg, moment) for alg in PURPOSE_ALGS[purpose]]
+            for info in ring.infos():
+                effective = info.status_at(moment)
+                if effective is KeyStatus.CURRENT:
+                    self._rewrite(info, KeyStatus.PREVIOUS, moment + overlap)
+                elif effective is KeyStatus.RETIRED and info.status is not KeyStatus.RETIRED:
+                    self._rewrite(info, KeyStatus.RETIRED, info.retire_after)
+            self._load(purpose)
+            return created
+
+    def retire(self, purpose: Purpose, kid: str, *, now: datetime | None = None) -> KeyInfo:
+        moment = now or _utcnow()
+        with self._lock, self._flock():
+            for info in self._load(purpose).infos():
+                if info.kid == kid:
+                    retired = self._rewrite(info, KeyStatus.RETIRED, moment)
+                    self._load(purpose)
+                    return retired
+        raise KeyUnknown(f"ring {purpose}: kid {kid[:64]!r} unknown")
+
+    def ensure(self, purpose: Purpose, *, now: datetime | None = None) -> builtins.list[KeyInfo]:
+        """Create a current key for each of the purpose's algorithms that has none."""
+        moment = now or _utcnow()
+        with self._lock, self._flock():
+            ring = self._load(purpose)
+            created = []
+            for alg in PURPOSE_ALGS[purpose]:
+                try:
+                    ring.current(alg, now=moment)
+                except KeyUnknown:
+                    created.append(self._generate(purpose, alg, moment))
+            self._load(purpose)
+            return created
+
+    def rewrap(self, new_kek: KekSource) -> int:
+        """Rewrap every sealed private key under ``new_kek``; returns how many files changed.
+
+        Afterwards open the repository with ``new_kek`` (the old KEK can then be destroyed).
+        Idempotent: a file already under ``new_kek`` is left alone.
+        """
+        target = Envelope(new_kek)
+        count = 0
+        with self._lock, self._flock():
+            for purpose in Purpose:
+                folder = self.directory / purpose.value
+                if not folder.is_dir():
+                    continue
+                for name in sorted(os.listdir(folder)):
+                    if not _KID_FILE.match(name):
+                        continue
+                    path = folder / name
+                    record = json.loads(path.read_bytes())
+                    sealed = base64.urlsafe_b64decode(str(record["sealed"]))
+                    if blob_kek_id(sealed) == new_kek.kek_id:
+                        continue
+                    moved = self._envelope.rewrap(sealed, new_kek)
+                    # prove the result opens before the old file is replaced
+                    target.unseal(moved, _aad(purpose, str(record["kid"]), str(record["alg"])))
+                    record["sealed"] = base64.urlsafe_b64encode(moved).decode("ascii")
+                    self._write(path, record)
+                    count += 1
+            self._rings.clear()
+        self._envelope = target
+        return count
+
+    def _generate(self, purpose: Purpose, alg: str, moment: datetime) -> KeyInfo:
+        use = ALG_USE[alg]
+        jose_key = _hazmat.generate_jose_key(ALG_KIND[alg], {"alg": alg, "use": use})
+        kid = jose_key.thumbprint()
+        jose_key = _import_private({**jose_key.as_dict(private=True), "kid": kid})
+        info = KeyInfo(purpose, kid, alg, use, KeyStatus.CURRENT, moment, None)
+        sealed = self._envelope.seal(
+            json.dumps(jose_key.as_dict(private=True)).encode(), _aad(purpose, kid, alg)
+        )
+        self._write(
+            self.directory / purpose.value / f"{kid}.json",
+            {**_meta(info), "sealed": base64.urlsafe_b64encode(sealed).decode("ascii")},
+        )
+        self._parsed[kid] = jose_key
+        return info
+
+    def _rewrite(self, info: KeyInfo, status: KeyStatus, retire_after: datetime | None) -> KeyInfo:
+        path = self.directory / info.purpose.value / f"{info.kid}.json"
+        record = json.loads(path.read_bytes())
+        updated = KeyInfo(
+            info.purpose, info.kid, info.alg, info.use, status, info.created_at, retire_after
+        )
+        record.update(_meta(updated))
+        self._write(path, record)
+        return updated
+
+    def _write(self, path: Path, record: dict[str, Any]) -> None:
+        folder = path.parent
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = folder / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+        data = json.dumps(record, indent=1, sort_keys=True).encode() + b"\n"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+            dir_fd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:
+            raise KeyStoreError(f"cannot write key file: {type(exc).__name__}") from exc
+
+    @contextmanager
+    def _flock(self) -> Iterator[None]:
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise KeyStoreError(f"cannot lock key directory: {type(exc).__name__}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+
+def _meta(info: KeyInfo) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "purpose": info.purpose.value,
+        "kid": info.kid,
+        "alg": info.alg,
+        "use": info.use,
+        "status": info.status.value,
+        "created_at": info.created_at.isoformat(),
+        "retire_after": info.retire_after.isoformat() if info.retire_after else None,
+    }
+
+
+def _import_private(data: dict[str, Any]) -> JoseKey:
+    key = import_key(data)
+    if not isinstance(key, (ECKey, OKPKey, RSAKey)) or not key.is_private:
+        raise KeyInvalid("sealed key is not an allowed private key")
+    return key
+
+
+def generate_development_keys(
+    directory: str | os.PathLike[str],
+    kek: KekSource | Envelope,
+    profile: str,
+    *,
+    now: datetime | None = None,
+) -> FileKeyRepository:
+    """Create (if missing) a current key of every purpose. Refused outside "development"."""
+    if profile != "development":
+        raise ProfileRefused(f"development keys refused in profile {profile[:40]!r}")
+    repository = FileKeyRepository(directory, kek)
+    for purpose in Purpose:
+        repository.ensure(purpose, now=now)
+    return repository
