@@ -17,6 +17,7 @@
     ├── NotFound                   no such resource, or one the caller may not know of
     ├── Conflict                   the resource changed or exists
     ├── RateLimited                the caller is over its quota
+    ├── InternalError              a bug: the caller learns nothing more
     └── Unavailable                the gateway cannot serve safely right now
         ├── StoreUnavailable         the database cannot be reached or written
         └── AuditUnavailable         the audit entry cannot be written, so nothing is released
@@ -42,6 +43,7 @@ __all__ = [
     "GatewayError",
     "HeadersTooLarge",
     "IdempotencyConflict",
+    "InternalError",
     "MalformedBody",
     "NotFound",
     "PayloadTooLarge",
@@ -147,6 +149,11 @@ class RateLimited(GatewayError):
     def __init__(self, retry_after: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.retry_after = retry_after
+
+
+class InternalError(GatewayError):
+    code = "internal_error"
+    title = "The gateway failed to handle the request"
 
 
 class Unavailable(GatewayError):

@@ -14,13 +14,20 @@ from __future__ import annotations
 
 import re
 import time
+import traceback
 import uuid
 from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import BadHeader, GatewayError, HeadersTooLarge, PayloadTooLarge
+from gateway.errors import (
+    BadHeader,
+    GatewayError,
+    HeadersTooLarge,
+    InternalError,
+    PayloadTooLarge,
+)
 from gateway.http.problems import gateway_problem
 from gateway.logs import get_logger
 
@@ -38,6 +45,11 @@ SECURITY_HEADERS = [
 ]
 
 log = get_logger("gateway.http")
+
+
+def _frames(exc: BaseException) -> list[str]:
+    frames = traceback.extract_tb(exc.__traceback__)
+    return [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno}:{f.name}" for f in frames[-8:]]
 
 
 class EdgeMiddleware:
@@ -76,6 +88,12 @@ class EdgeMiddleware:
             if "status" in status_holder:
                 raise
             await self._problem(exc, request_id, send_wrapper)
+        except Exception as exc:
+            # A bug. Log where it happened (type, file, line), never the message or locals:
+            # either may hold case data. The caller gets an opaque 500.
+            log.error("unhandled_exception", exc_type=type(exc).__name__, frames=_frames(exc))
+            if "status" not in status_holder:
+                await self._problem(InternalError(), request_id, send_wrapper)
         finally:
             route = scope.get("route")
             log.info(

@@ -143,20 +143,9 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
     return problem_response(exc.status_code, body, dict(exc.headers or {}))
 
 
-async def _on_unexpected(request: Request, exc: Exception) -> Response:
-    log.error("unhandled_exception", exc_type=type(exc).__name__)
-    body = problem_body(
-        status=500,
-        code="internal_error",
-        title="The gateway failed to handle the request",
-        request_id=_request_id(request),
-    )
-    return problem_response(500, body)
-
-
 def install(app: FastAPI) -> None:
-    """Register the handlers on ``app``."""
+    """Register the handlers on ``app``. Unexpected exceptions are the edge middleware's job, so
+    that no traceback text reaches a log handler we do not control."""
     app.add_exception_handler(errors.GatewayError, _on_gateway_error)
     app.add_exception_handler(RequestValidationError, _on_validation_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
-    app.add_exception_handler(Exception, _on_unexpected)

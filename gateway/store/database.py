@@ -92,11 +92,12 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
-        """A read-only transaction (rolled back at the end)."""
+        """A read transaction on the readers' engine (deferred on SQLite: never blocks writers).
+
+        Objects read stay usable after the block; flushing changes from here is a bug."""
         try:
             async with self._reader_sessions() as session, session.begin():
                 yield session
-                await session.rollback()
         except DBAPIError as exc:
             _raise_translated(exc)
 

@@ -1,0 +1,192 @@
+"""The store on both backends: migrations, constraints, concurrent writers, failure mapping."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import IntegrityError
+
+from gateway.domain import AgencyType, Role
+from gateway.errors import StoreUnavailable
+from gateway.store import Database
+from gateway.store.models import Agency, AuditEntry, Nominal
+
+
+def _agency(agency_id: str = "police-a") -> Agency:
+    return Agency(
+        id=agency_id,
+        name="Test Police",
+        agency_type=AgencyType.POLICE,
+        role=Role.RESPONSIBLE_AUTHORITY,
+        area="area-1",
+        scopes=["case:read"],
+    )
+
+
+async def test_migrations_create_every_table(db: Database) -> None:
+    """Alembic's head creates every table the models declare."""
+    from gateway.store.models import Base
+
+    async with db.read() as session:
+        for table in Base.metadata.tables:
+            await session.execute(text(f"SELECT count(*) FROM {table}"))
+
+
+async def test_row_round_trips_with_utc_times(db: Database) -> None:
+    """A written row reads back equal, with timezone-aware UTC times on both backends."""
+    async with db.write() as session:
+        session.add(_agency())
+    async with db.read() as session:
+        agency = (await session.execute(select(Agency))).scalar_one()
+    assert agency.agency_type is AgencyType.POLICE
+    assert agency.created_at.tzinfo is not None
+    assert agency.created_at.utcoffset() == dt.timedelta(0)
+
+
+async def test_write_rolls_back_on_error(db: Database) -> None:
+    """An exception inside a write block leaves nothing behind."""
+    with pytest.raises(RuntimeError):
+        async with db.write() as session:
+            session.add(_agency())
+            await session.flush()
+            raise RuntimeError("boom")
+    async with db.read() as session:
+        assert (await session.execute(select(func.count(Agency.id)))).scalar_one() == 0
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("category", 5),  # there is no category 5
+        ("category", 0),
+        ("level", 0),  # levels are 1..3
+        ("level", 4),
+    ],
+)
+async def test_database_refuses_out_of_range_category_and_level(
+    db: Database, column: str, value: int
+) -> None:
+    """The CHECK constraints hold even for a write that bypasses the model's validation."""
+    async with db.write() as session:
+        session.add(_agency())
+    with pytest.raises(IntegrityError):
+        async with db.write() as session:
+            values = {
+                "id": "n1", "area": "area-1", "category": 1, "level": 1,
+                "lead_agency_id": "police-a", "status": "active", "status_informed": False,
+                "other_contributors_allowed": False, "details_sealed": b"x",
+                "created_at": dt.datetime.now(dt.UTC), "updated_at": dt.datetime.now(dt.UTC),
+                "version": 1,
+            }
+            values[column] = value
+            await session.execute(Nominal.__table__.insert().values(**values))
+
+
+async def test_enum_columns_refuse_unknown_values(db: Database) -> None:
+    """An agency type outside the enumeration is refused by the database."""
+    async with db.write() as session:
+        session.add(_agency())
+    with pytest.raises(IntegrityError):
+        async with db.write() as session:
+            await session.execute(
+                text("UPDATE agencies SET agency_type = 'astrologer' WHERE id = 'police-a'")
+            )
+
+
+async def test_concurrent_writers_keep_every_row(db: Database) -> None:
+    """200 concurrent write transactions all commit; none is lost or refused as locked."""
+    writers = 200
+
+    async def write(i: int) -> None:
+        async with db.write() as session:
+            session.add(
+                AuditEntry(operation="consultation", outcome="allowed", request_id=f"r{i}")
+            )
+            await asyncio.sleep(0)
+
+    await asyncio.gather(*(write(i) for i in range(writers)))
+    async with db.read() as session:
+        rows = (await session.execute(select(AuditEntry.request_id))).scalars().all()
+    assert sorted(rows) == sorted(f"r{i}" for i in range(writers))
+
+
+async def test_concurrent_writers_from_two_engines_keep_every_row(database_url: str) -> None:
+    """Two independent Database objects (as two processes would) interleave without loss."""
+    first, second = Database(database_url), Database(database_url)
+    try:
+
+        async def write(database: Database, i: int) -> None:
+            async with database.write() as session:
+                session.add(AuditEntry(operation="collection", outcome="allowed", request_id=str(i)))
+
+        await asyncio.gather(
+            *(write(first if i % 2 else second, i) for i in range(100))
+        )
+        async with first.read() as session:
+            count = (await session.execute(select(func.count(AuditEntry.id)))).scalar_one()
+        assert count == 100
+    finally:
+        await first.dispose()
+        await second.dispose()
+
+
+async def test_unreachable_database_raises_store_unavailable() -> None:
+    """A database that cannot be reached is a StoreUnavailable, not a raw driver error."""
+    database = Database("postgresql+psycopg://nobody@127.0.0.1:1/none?connect_timeout=1")
+    try:
+        assert await database.ping() is False
+        with pytest.raises(StoreUnavailable):
+            async with database.write() as session:
+                session.add(_agency())
+    finally:
+        await database.dispose()
+
+
+async def test_read_only_sqlite_raises_store_unavailable(sqlite_url: str) -> None:
+    """A database opened read-only refuses writes with StoreUnavailable and keeps its rows."""
+    path = sqlite_url.split("///", 1)[1]
+    database = Database(sqlite_url)
+    async with database.write() as session:
+        session.add(_agency())
+    await database.dispose()
+    read_only = Database(f"sqlite+aiosqlite:///file:{path}?mode=ro&uri=true")
+    try:
+        with pytest.raises(StoreUnavailable) as caught:
+            async with read_only.write() as session:
+                session.add(_agency("police-b"))
+        assert caught.value.code == "store_unavailable"
+        async with read_only.read() as session:
+            ids = (await session.execute(select(Agency.id))).scalars().all()
+        assert ids == ["police-a"]
+    finally:
+        await read_only.dispose()
+
+
+async def test_full_sqlite_disk_raises_store_unavailable(sqlite_url: str) -> None:
+    """A full disk (page limit reached) is a StoreUnavailable and the transaction leaves nothing."""
+    database = Database(sqlite_url)
+    try:
+        async with database.write() as session:
+            session.add(_agency())
+        async with database.writer.connect() as conn:
+            pages = (await conn.exec_driver_sql("PRAGMA page_count")).scalar_one()
+        # Every pooled writer connection gets the cap, as a full disk would apply to all.
+        from sqlalchemy import event
+
+        @event.listens_for(database.writer.sync_engine, "connect")
+        def cap(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            dbapi_connection.cursor().execute(f"PRAGMA max_page_count={pages}")
+
+        await database.writer.dispose()
+        with pytest.raises(StoreUnavailable):
+            async with database.write() as session:
+                for i in range(2000):
+                    session.add(AuditEntry(operation="collection", outcome="allowed",
+                                           request_id=f"{i:0>60}"))
+        async with database.read() as session:
+            assert (await session.execute(select(func.count(AuditEntry.id)))).scalar_one() == 0
+    finally:
+        await database.dispose()
