@@ -1,0 +1,244 @@
+"""Verify an audit log from its entries alone, optionally against a saved signed checkpoint.
+
+The verifier reads the entries once, in log order, and keeps O(log n) state (a `Frontier`), so a
+log of any length or an export file can be checked as a stream. For each entry it checks that
+``seq`` counts up from 0 without gaps, that the entry has a canonical form, and that the stored
+``leaf_hash`` is the hash of that form; then it recomputes the tree head. Given a checkpoint, it
+verifies the signature first, then:
+
+- checkpoint size above the number of entries: entries were truncated, or an older backup was
+  restored; the first missing ``seq`` is named;
+- otherwise the tree head over the first ``size`` entries must be the checkpoint's root. Holding
+  every leaf, this equality is exactly consistency with the checkpoint: a consistency proof is what
+  a party holding only the two roots needs instead.
+
+The report names the first problem only, and the first bad ``seq`` when the entries show it. How a
+problem is named is a diagnosis from the evidence (an entry whose stored hash matches it under
+another ``seq`` has been moved, and where it came from tells a deletion from an insertion or a
+reordering); that a problem is found never depends on the diagnosis. What no verifier can see
+without a checkpoint: an entry rewritten together with its stored hash, and entries dropped or
+forged at the tail. With one, the former shows as a root mismatch (the entry cannot be named:
+only the root is signed) and the latter as truncation. Entries after the checkpoint's size are
+not covered by it until the next checkpoint.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final, TypeGuard
+
+from gateway.audit.canonical import canonical_entry, entry_leaf_hash
+from gateway.audit.checkpoint import Checkpoint, CheckpointVerifier
+from gateway.audit.errors import CheckpointError, MalformedEntryError
+from gateway.audit.merkle import EMPTY_ROOT, HASH_SIZE, Frontier, leaf_hash
+
+__all__ = [
+    "LEAF_HASH_KEY",
+    "Problem",
+    "VerificationReport",
+    "verify_entries",
+]
+
+LEAF_HASH_KEY: Final = "leaf_hash"
+"""Key of the stored leaf hash (64 lowercase hex digits) in each entry given to the verifier."""
+
+_HEX_HASH: Final = re.compile(r"[0-9a-f]{64}")
+_MOVE_WINDOW: Final = 16  # how far away a moved entry's original seq is looked for
+
+
+class Problem(StrEnum):
+    """What is wrong with a log; the values are stable codes for reports and audit records."""
+
+    MALFORMED = "malformed"
+    """An entry is not a well-formed audit entry (bad seq, stored hash, fields or values)."""
+    EDITED = "edited"
+    """An entry's content no longer matches its stored leaf hash."""
+    DELETED = "deleted"
+    """An entry is missing: a gap in seq, or later entries renumbered to close one."""
+    REORDERED = "reordered"
+    """Entries are out of order: the missing seq shows up later in the log."""
+    INSERTED = "inserted"
+    """An entry was added in the middle: a repeated seq, or later entries renumbered to fit it."""
+    TRUNCATED = "truncated"
+    """The log holds fewer entries than a checkpoint signed earlier (tail cut, backup restored)."""
+    ROOT_MISMATCH = "root_mismatch"
+    """The entries do not produce the root signed in the checkpoint at its size."""
+    CHECKPOINT_INVALID = "checkpoint_invalid"
+    """The checkpoint is malformed, not signed by a trusted key, or for another log."""
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationReport:
+    """The outcome of verifying a log.
+
+    ``problem`` and ``seq`` name the first problem and the first bad entry (``seq`` is ``None``
+    when no single entry can be named, as for a root mismatch). ``tree_size`` and ``root_hash``
+    describe the entries that passed, in order: the whole log when ``ok``, else the intact prefix
+    before the first bad entry. ``checkpoint`` is the checkpoint whose signature verified, if any.
+    ``detail`` is for the auditor: codes and numbers, never entry content.
+    """
+
+    problem: Problem | None
+    seq: int | None
+    detail: str
+    tree_size: int
+    root_hash: bytes
+    checkpoint: Checkpoint | None = None
+
+    def __post_init__(self) -> None:
+        if self.problem is None and self.seq is not None:
+            raise ValueError("a report without a problem names no entry")
+        if self.tree_size < 0 or len(self.root_hash) != HASH_SIZE:
+            raise ValueError("invalid tree size or root hash")
+
+    @property
+    def ok(self) -> bool:
+        """True when no problem was found."""
+        return self.problem is None
+
+
+@dataclass(frozen=True, slots=True)
+class _Finding:
+    problem: Problem
+    seq: int | None
+    detail: str
+
+
+def verify_entries(
+    entries: Iterable[Mapping[str, object]],
+    *,
+    checkpoint: str | bytes | None = None,
+    verifier: CheckpointVerifier | None = None,
+) -> VerificationReport:
+    """Verify ``entries`` (in log order) and, when given, the signed ``checkpoint`` note.
+
+    Each entry maps the schema's fields (`gateway.audit.canonical`) and `LEAF_HASH_KEY`. A
+    ``checkpoint`` needs the ``verifier`` that holds the log's trusted keys.
+    """
+    if checkpoint is not None and verifier is None:
+        raise ValueError("verifying against a checkpoint needs a checkpoint verifier")
+    trusted: Checkpoint | None = None
+    checkpoint_error: CheckpointError | None = None
+    if checkpoint is not None and verifier is not None:
+        try:
+            trusted = verifier.verify(checkpoint)
+        except CheckpointError as exc:
+            checkpoint_error = exc
+
+    frontier = Frontier()
+    root_at_checkpoint = EMPTY_ROOT if trusted is not None and trusted.size == 0 else None
+    rest = iter(entries)
+    for position, entry in enumerate(rest):
+        leaf = _examine(entry, position, rest)
+        if isinstance(leaf, _Finding):
+            return _report(leaf, frontier, trusted)
+        frontier = frontier.append(leaf)
+        if trusted is not None and frontier.size == trusted.size:
+            root_at_checkpoint = frontier.root()
+
+    if checkpoint_error is not None:
+        finding = _Finding(Problem.CHECKPOINT_INVALID, None, checkpoint_error.code)
+        return _report(finding, frontier, None)
+    if trusted is not None:
+        if trusted.size > frontier.size:
+            detail = f"checkpoint covers {trusted.size} entries, log holds {frontier.size}"
+            return _report(_Finding(Problem.TRUNCATED, frontier.size, detail), frontier, trusted)
+        if root_at_checkpoint != trusted.root_hash:
+            detail = f"tree head at size {trusted.size} differs from the signed root"
+            return _report(_Finding(Problem.ROOT_MISMATCH, None, detail), frontier, trusted)
+    return VerificationReport(None, None, "", frontier.size, frontier.root(), trusted)
+
+
+def _report(
+    finding: _Finding, frontier: Frontier, trusted: Checkpoint | None
+) -> VerificationReport:
+    return VerificationReport(
+        finding.problem, finding.seq, finding.detail, frontier.size, frontier.root(), trusted
+    )
+
+
+def _examine(
+    entry: object, position: int, rest: Iterator[Mapping[str, object]]
+) -> bytes | _Finding:
+    """Return the leaf hash of the entry expected at ``position``, or the first finding."""
+    if not isinstance(entry, Mapping):
+        return _Finding(Problem.MALFORMED, position, "entry is not a mapping")
+    seq = entry.get("seq")
+    if not _is_count(seq):
+        return _Finding(Problem.MALFORMED, position, "entry has no valid seq")
+    if seq < position:
+        return _Finding(Problem.INSERTED, seq, f"seq {seq} appears again at position {position}")
+    if seq > position:
+        if _appears_later(position, rest):
+            return _Finding(
+                Problem.REORDERED, position, f"seq {seq} found where {position} was due"
+            )
+        return _Finding(Problem.DELETED, position, f"seq {position} to {seq - 1} missing")
+    stored = _stored_hash(entry)
+    if stored is None:
+        return _Finding(Problem.MALFORMED, seq, "stored leaf hash is not 64 lowercase hex digits")
+    fields = _fields(entry)
+    try:
+        leaf = leaf_hash(canonical_entry(fields))
+    except MalformedEntryError as exc:
+        return _Finding(Problem.MALFORMED, seq, exc.code)
+    if leaf == stored:
+        return leaf
+    original = _original_seq(fields, stored, seq)
+    if original is None:
+        return _Finding(Problem.EDITED, seq, "entry content differs from its stored leaf hash")
+    if original < seq:
+        detail = f"entry {original} renumbered to {seq}: entries inserted before it"
+        return _Finding(Problem.INSERTED, original, detail)
+    if _appears_later(seq, rest):
+        return _Finding(Problem.REORDERED, seq, f"entry {original} moved to {seq}")
+    detail = f"entry {original} renumbered to {seq}: entries deleted before it"
+    return _Finding(Problem.DELETED, seq, detail)
+
+
+def _original_seq(fields: Mapping[str, object], stored: bytes, seq: int) -> int | None:
+    """Return the nearby seq under which the entry matches its stored hash, if there is one."""
+    for distance in range(1, _MOVE_WINDOW + 1):
+        for candidate in (seq - distance, seq + distance):
+            if candidate >= 0 and _matches(fields, candidate, stored):
+                return candidate
+    return None
+
+
+def _appears_later(seq: int, rest: Iterator[Mapping[str, object]]) -> bool:
+    """Read on through ``rest``: does any entry there carry ``seq``, or was it stored as ``seq``?"""
+    for entry in rest:
+        if not isinstance(entry, Mapping):
+            continue
+        later = entry.get("seq")
+        if _is_count(later) and later == seq:
+            return True
+        stored = _stored_hash(entry)
+        if stored is not None and _matches(_fields(entry), seq, stored):
+            return True
+    return False
+
+
+def _matches(fields: Mapping[str, object], seq: int, stored: bytes) -> bool:
+    try:
+        return entry_leaf_hash({**fields, "seq": seq}) == stored
+    except MalformedEntryError:
+        return False
+
+
+def _fields(entry: Mapping[str, object]) -> dict[str, object]:
+    return {key: value for key, value in entry.items() if key != LEAF_HASH_KEY}
+
+
+def _stored_hash(entry: Mapping[str, object]) -> bytes | None:
+    value = entry.get(LEAF_HASH_KEY)
+    if not isinstance(value, str) or _HEX_HASH.fullmatch(value) is None:
+        return None
+    return bytes.fromhex(value)
+
+
+def _is_count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
