@@ -1,1 +1,99 @@
-"""placeholder"""
+"""Key management for the MAPPA gateway: recipes over hazmat, the only home of key material.
+
+Verbs:
+
+* envelope encryption at rest: :class:`Envelope` (``seal`` / ``unseal`` / ``rewrap``) under a
+  :class:`KekSource` (:func:`kek_from_file`, :func:`kek_from_env`);
+* key rings per :class:`Purpose` held by a :class:`KeyRepository`
+  (:class:`FileKeyRepository`, :func:`generate_development_keys`), rotated with overlap;
+* JOSE: :func:`sign_jwt` / :func:`verify_jwt`, and ``application/jose`` bodies with
+  :func:`seal_for` / :func:`unseal_from`;
+* raw Ed25519 for signed notes: :meth:`KeyRing.sign_raw` and :func:`ed25519_verify`.
+
+Only ``keys/_hazmat.py`` imports ``cryptography.hazmat``. Nothing here imports ``gateway``.
+Errors: see :mod:`keys.errors`.
+"""
+
+from __future__ import annotations
+
+from ._hazmat import ed25519_verify
+from .envelope import Envelope, blob_kek_id, rewrap
+from .errors import (
+    EnvelopeRejected,
+    JoseRejected,
+    KekUnavailable,
+    KeyInvalid,
+    KeyRetired,
+    KeysError,
+    KeyStoreError,
+    KeyUnknown,
+    ProfileRefused,
+)
+from .jose import (
+    CONTENT_ENCRYPTION,
+    ENC_ALGS,
+    SIG_ALGS,
+    Limits,
+    Unsealed,
+    VerifiedJwt,
+    seal_for,
+    sign_jwt,
+    unseal_from,
+    verify_jws,
+    verify_jwt,
+)
+from .jwk import PublicKey, public_key_from_jwk, public_keys_from_jwks
+from .kek import KekSource, LocalKek, generate_kek_file, kek_from_env, kek_from_file
+from .repository import (
+    JWKS_PURPOSES,
+    FileKeyRepository,
+    KeyRepository,
+    generate_development_keys,
+)
+from .ring import PURPOSE_ALGS, KeyInfo, KeyRing, KeyStatus, Purpose, RingKey, Signature
+
+__all__ = [
+    "CONTENT_ENCRYPTION",
+    "ENC_ALGS",
+    "JWKS_PURPOSES",
+    "PURPOSE_ALGS",
+    "SIG_ALGS",
+    "Envelope",
+    "EnvelopeRejected",
+    "FileKeyRepository",
+    "JoseRejected",
+    "KekSource",
+    "KekUnavailable",
+    "KeyInfo",
+    "KeyInvalid",
+    "KeyRepository",
+    "KeyRetired",
+    "KeyRing",
+    "KeyStatus",
+    "KeyStoreError",
+    "KeyUnknown",
+    "KeysError",
+    "Limits",
+    "LocalKek",
+    "ProfileRefused",
+    "PublicKey",
+    "Purpose",
+    "RingKey",
+    "Signature",
+    "Unsealed",
+    "VerifiedJwt",
+    "blob_kek_id",
+    "ed25519_verify",
+    "generate_development_keys",
+    "generate_kek_file",
+    "kek_from_env",
+    "kek_from_file",
+    "public_key_from_jwk",
+    "public_keys_from_jwks",
+    "rewrap",
+    "seal_for",
+    "sign_jwt",
+    "unseal_from",
+    "verify_jws",
+    "verify_jwt",
+]

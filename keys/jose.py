@@ -166,17 +166,15 @@ def _resolver(keys: VerificationKeys, use: Use) -> tuple[KeyResolver, list[Publi
     elif isinstance(keys, Mapping):
         parsed = {}
         for kid, value in keys.items():
-            parsed[kid] = value if isinstance(value, PublicKey) else public_key_from_jwk(
-                value, use=use
+            parsed[kid] = (
+                value if isinstance(value, PublicKey) else public_key_from_jwk(value, use=use)
             )
     else:
         parsed = public_keys_from_jwks(keys, use=use)
     return parsed.get, list(parsed.values())
 
 
-def _candidates(
-    kid: Any, alg: str, keys: VerificationKeys, use: Use, what: str
-) -> list[PublicKey]:
+def _candidates(kid: Any, alg: str, keys: VerificationKeys, use: Use, what: str) -> list[PublicKey]:
     lookup, everything = _resolver(keys, use)
     if kid is not None:
         try:

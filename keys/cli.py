@@ -1,0 +1,192 @@
+"""``keys`` operator commands, mounted by the gateway CLI as ``mappa-gateway keys ...``.
+
+::
+
+    keys list [--json]                          every key, its status and schedule
+    keys rotate PURPOSE [--overlap-hours N]     new current key; the old one verifies N hours more
+    keys retire PURPOSE KID                     retire one key now (after a compromise)
+    keys jwks                                   the public JWKS the gateway publishes
+    keys rewrap --new-kek-file F                reseal every private key under a new KEK
+    keys init-dev --profile development         create missing development keys
+
+Each takes ``--keys-dir`` (else ``MAPPA_KEYS_DIR``) and ``--kek-file`` (else ``MAPPA_KEK_FILE``,
+else a base64 KEK in ``MAPPA_KEK``). Output never holds key material. Exit codes: 0 done,
+1 a keys error (its code and reason on stderr), 2 bad usage or configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any
+
+from .errors import KekUnavailable, KeysError
+from .kek import KekSource, kek_from_env, kek_from_file
+from .repository import FileKeyRepository, generate_development_keys
+from .ring import Purpose, utcnow
+
+__all__ = ["main", "register"]
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _common() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--keys-dir", help="key directory (default: $MAPPA_KEYS_DIR)")
+    common.add_argument(
+        "--kek-file", help="file holding the base64 KEK (default: $MAPPA_KEK_FILE, $MAPPA_KEK)"
+    )
+    return common
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``keys`` command family to an argparse subparsers object."""
+    common = _common()
+    keys = subparsers.add_parser(
+        "keys",
+        help="key rings: list, rotate, retire, publish, rewrap",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verbs = keys.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
+
+    listing = verbs.add_parser("list", parents=[common], help="list keys and their status")
+    listing.add_argument("--json", action="store_true", help="one JSON document")
+    listing.set_defaults(func=_with_repository(_list))
+
+    rotate = verbs.add_parser("rotate", parents=[common], help="rotate a purpose's keys")
+    rotate.add_argument("purpose", choices=[p.value for p in Purpose])
+    rotate.add_argument(
+        "--overlap-hours",
+        type=float,
+        default=24.0,
+        help="hours the old key still verifies and decrypts (default 24)",
+    )
+    rotate.set_defaults(func=_with_repository(_rotate))
+
+    retire = verbs.add_parser("retire", parents=[common], help="retire one key now")
+    retire.add_argument("purpose", choices=[p.value for p in Purpose])
+    retire.add_argument("kid")
+    retire.set_defaults(func=_with_repository(_retire))
+
+    jwks = verbs.add_parser("jwks", parents=[common], help="print the public JWKS")
+    jwks.set_defaults(func=_with_repository(_jwks))
+
+    rewrap = verbs.add_parser("rewrap", parents=[common], help="reseal keys under a new KEK")
+    rewrap.add_argument("--new-kek-file", required=True, help="file holding the new base64 KEK")
+    rewrap.set_defaults(func=_with_repository(_rewrap))
+
+    init = verbs.add_parser("init-dev", parents=[common], help="create development keys")
+    init.add_argument("--profile", required=True, help='must be "development"')
+    init.set_defaults(func=_init_dev)
+
+
+def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, KekSource]:
+    directory = args.keys_dir or env.get("MAPPA_KEYS_DIR")
+    if not directory:
+        raise _UsageError("no key directory: pass --keys-dir or set MAPPA_KEYS_DIR")
+    kek_file = args.kek_file or env.get("MAPPA_KEK_FILE")
+    if kek_file:
+        return directory, kek_from_file(kek_file)
+    if env.get("MAPPA_KEK"):
+        return directory, kek_from_env("MAPPA_KEK", environ=env)
+    raise _UsageError("no KEK: pass --kek-file, or set MAPPA_KEK_FILE or MAPPA_KEK")
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _run(args: argparse.Namespace, body: Callable[[], int]) -> int:
+    del args
+    try:
+        return body()
+    except _UsageError as exc:
+        print(f"keys: {exc}", file=sys.stderr)
+        return 2
+    except KekUnavailable as exc:
+        print(f"keys: {exc.code}: {exc.reason}", file=sys.stderr)
+        return 2
+    except KeysError as exc:
+        print(f"keys: {exc.code}: {exc.reason}", file=sys.stderr)
+        return 1
+
+
+def _with_repository(action: Callable[[argparse.Namespace, FileKeyRepository], int]) -> Handler:
+    def handler(args: argparse.Namespace) -> int:
+        def body() -> int:
+            directory, kek = _settings(args, os.environ)
+            return action(args, FileKeyRepository(directory, kek))
+
+        return _run(args, body)
+
+    return handler
+
+
+def _list(args: argparse.Namespace, repository: FileKeyRepository) -> int:
+    now = utcnow()
+    rows = [info.as_dict(now) for info in repository.list()]
+    if args.json:
+        print(json.dumps({"keys": rows}, indent=2))
+        return 0
+    print(f"{'PURPOSE':<20} {'KID':<44} {'ALG':<15} {'STATUS':<9} {'CREATED':<26} RETIRE_AFTER")
+    for row in rows:
+        print(
+            f"{row['purpose']:<20} {row['kid']:<44} {row['alg']:<15} {row['status']:<9} "
+            f"{row['created_at'][:19]:<26} {row['retire_after'] or '-'}"
+        )
+    return 0
+
+
+def _rotate(args: argparse.Namespace, repository: FileKeyRepository) -> int:
+    overlap = timedelta(hours=args.overlap_hours)
+    for info in repository.rotate(Purpose(args.purpose), overlap):
+        print(f"rotated {info.purpose.value}: new current {info.alg} key {info.kid}")
+    print(f"previous keys verify and decrypt for {args.overlap_hours:g} more hours")
+    return 0
+
+
+def _retire(args: argparse.Namespace, repository: FileKeyRepository) -> int:
+    info = repository.retire(Purpose(args.purpose), args.kid)
+    print(f"retired {info.purpose.value} key {info.kid}")
+    return 0
+
+
+def _jwks(args: argparse.Namespace, repository: FileKeyRepository) -> int:
+    del args
+    print(json.dumps(repository.jwks(), indent=2))
+    return 0
+
+
+def _rewrap(args: argparse.Namespace, repository: FileKeyRepository) -> int:
+    new_kek = kek_from_file(args.new_kek_file)
+    count = repository.rewrap(new_kek)
+    print(f"rewrapped {count} key file(s) under KEK {new_kek.kek_id}; now use the new KEK file")
+    return 0
+
+
+def _init_dev(args: argparse.Namespace) -> int:
+    def body() -> int:
+        directory, kek = _settings(args, os.environ)
+        repository = generate_development_keys(directory, kek, args.profile)
+        print(f"development keys ready in {directory}: {len(repository.list())} key(s)")
+        return 0
+
+    return _run(args, body)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Stand-alone entry point (``python -m keys.cli keys list``), for tests and rescue."""
+    parser = argparse.ArgumentParser(prog="keys")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
