@@ -11,7 +11,9 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from gateway.settings import SettingsError, get_settings
+from pydantic import ValidationError
+
+from gateway.settings import get_settings
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
@@ -35,8 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         get_settings()
-    except SettingsError as exc:
-        print(f"mappa-gateway: refusing to start: {exc}", file=sys.stderr)
+    except ValidationError as exc:
+        reasons = "; ".join(str(err["msg"]).removeprefix("Value error, ") for err in exc.errors())
+        print(f"mappa-gateway: refusing to start: {reasons}", file=sys.stderr)
         return 2
     result: int = args.func(args)
     return result

@@ -30,7 +30,11 @@ STATUS: dict[type[errors.GatewayError], int] = {
     errors.UnsupportedMediaType: 415,
     errors.ValidationFailed: 422,
     errors.IdempotencyConflict: 422,
+    errors.InvalidOAuthRequest: 400,
     errors.BadRequest: 400,
+    errors.InvalidClient: 401,
+    errors.InvalidDPoPProof: 401,
+    errors.InvalidToken: 401,
     errors.AuthenticationFailed: 401,
     errors.AccessDenied: 403,
     errors.NotFound: 404,
@@ -114,6 +118,10 @@ def gateway_problem(exc: errors.GatewayError, request_id: str | None) -> Respons
         detail=exc.detail,
         errors_=exc.errors,
     )
+    oauth_error = getattr(exc, "oauth_error", None)
+    if isinstance(oauth_error, str):
+        # RFC 6749 section 5.2 / RFC 6750 section 3: OAuth clients read ``error``.
+        body["error"] = oauth_error
     if status >= 500:
         log.warning("request_failed", code=exc.code, status=status)
     return problem_response(status, body, headers)

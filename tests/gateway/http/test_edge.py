@@ -59,8 +59,9 @@ async def test_body_over_limit_with_content_length_is_413(client: httpx.AsyncCli
 
 async def test_body_over_limit_without_content_length_is_413() -> None:
     """A chunked body is cut off as soon as it crosses the limit: the rest is never read."""
-    from gateway.http.middleware import EdgeMiddleware
     from starlette.requests import Request
+
+    from gateway.http.middleware import EdgeMiddleware
 
     chunk = 65536
     pulled = 0

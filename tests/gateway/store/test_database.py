@@ -75,10 +75,17 @@ async def test_database_refuses_out_of_range_category_and_level(
     with pytest.raises(IntegrityError):
         async with db.write() as session:
             values = {
-                "id": "n1", "area": "area-1", "category": 1, "level": 1,
-                "lead_agency_id": "police-a", "status": "active", "status_informed": False,
-                "other_contributors_allowed": False, "details_sealed": b"x",
-                "created_at": dt.datetime.now(dt.UTC), "updated_at": dt.datetime.now(dt.UTC),
+                "id": "n1",
+                "area": "area-1",
+                "category": 1,
+                "level": 1,
+                "lead_agency_id": "police-a",
+                "status": "active",
+                "status_informed": False,
+                "other_contributors_allowed": False,
+                "details_sealed": b"x",
+                "created_at": dt.datetime.now(dt.UTC),
+                "updated_at": dt.datetime.now(dt.UTC),
                 "version": 1,
             }
             values[column] = value
@@ -102,9 +109,7 @@ async def test_concurrent_writers_keep_every_row(db: Database) -> None:
 
     async def write(i: int) -> None:
         async with db.write() as session:
-            session.add(
-                AuditEntry(operation="consultation", outcome="allowed", request_id=f"r{i}")
-            )
+            session.add(AuditEntry(operation="consultation", outcome="allowed", request_id=f"r{i}"))
             await asyncio.sleep(0)
 
     await asyncio.gather(*(write(i) for i in range(writers)))
@@ -120,11 +125,11 @@ async def test_concurrent_writers_from_two_engines_keep_every_row(database_url: 
 
         async def write(database: Database, i: int) -> None:
             async with database.write() as session:
-                session.add(AuditEntry(operation="collection", outcome="allowed", request_id=str(i)))
+                session.add(
+                    AuditEntry(operation="collection", outcome="allowed", request_id=str(i))
+                )
 
-        await asyncio.gather(
-            *(write(first if i % 2 else second, i) for i in range(100))
-        )
+        await asyncio.gather(*(write(first if i % 2 else second, i) for i in range(100)))
         async with first.read() as session:
             count = (await session.execute(select(func.count(AuditEntry.id)))).scalar_one()
         assert count == 100
@@ -184,8 +189,11 @@ async def test_full_sqlite_disk_raises_store_unavailable(sqlite_url: str) -> Non
         with pytest.raises(StoreUnavailable):
             async with database.write() as session:
                 for i in range(2000):
-                    session.add(AuditEntry(operation="collection", outcome="allowed",
-                                           request_id=f"{i:0>60}"))
+                    session.add(
+                        AuditEntry(
+                            operation="collection", outcome="allowed", request_id=f"{i:0>60}"
+                        )
+                    )
         async with database.read() as session:
             assert (await session.execute(select(func.count(AuditEntry.id)))).scalar_one() == 0
     finally:

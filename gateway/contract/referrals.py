@@ -1,0 +1,64 @@
+"""MAPPA A: the referral form, as an agency sends it."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pydantic import BaseModel, Field, model_validator
+
+from gateway.contract.types import STRICT, AgencyId, CategoryCode, Identifier, ShortText
+from gateway.domain import ReferralKind, RiskGroup, RiskLevel
+
+__all__ = ["ReferralIn", "RiskEntry", "SubjectDetails"]
+
+
+class SubjectDetails(BaseModel):
+    model_config = STRICT
+
+    family_name: ShortText
+    given_names: ShortText
+    aliases: tuple[ShortText, ...] = Field(default=(), max_length=20)
+    date_of_birth: dt.date
+    address: str | None = Field(default=None, max_length=500)
+    pnc_id: Identifier | None = None
+    crn: Identifier | None = None
+    visor_ref: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _plausible_birth(self) -> SubjectDetails:
+        if not dt.date(1900, 1, 1) <= self.date_of_birth <= dt.date.today():
+            raise ValueError("date_of_birth is not a plausible date of birth")
+        return self
+
+
+class RiskEntry(BaseModel):
+    """One row of the risk-of-serious-harm matrix: a group at risk and the level."""
+
+    model_config = STRICT
+
+    group: RiskGroup
+    level: RiskLevel
+
+
+class ReferralIn(BaseModel):
+    model_config = STRICT
+
+    kind: ReferralKind = ReferralKind.MAPPA
+    subject: SubjectDetails
+    category: CategoryCode | None = None
+    reasons: str = Field(min_length=1, max_length=10_000)
+    risks: tuple[RiskEntry, ...] = Field(min_length=1, max_length=6)
+    agencies_involved: tuple[AgencyId, ...] = Field(default=(), max_length=50)
+    referrer_name: ShortText
+    referrer_contact: ShortText
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ReferralIn:
+        groups = [risk.group for risk in self.risks]
+        if len(groups) != len(set(groups)):
+            raise ValueError("each group at risk appears once")
+        if self.kind is ReferralKind.MAPPA and self.category is None:
+            raise ValueError("a MAPPA referral names the category")
+        if self.kind is ReferralKind.HIGH_RISK_INFORMATION_SHARING and self.category is not None:
+            raise ValueError("a non-offender has no MAPPA category")
+        return self

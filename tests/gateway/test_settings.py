@@ -1,0 +1,57 @@
+"""Settings fail closed outside development."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from gateway.settings import DEV_KEYS_MARKER, Settings, get_settings
+
+
+def test_development_profile_accepts_the_embedded_defaults() -> None:
+    """`make run` works with no configuration at all."""
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.profile == "development"
+    assert settings.is_sqlite
+
+
+def test_production_refuses_http_issuer_sqlite_and_dev_keys(tmp_path: Path) -> None:
+    """Production names every unsafe setting and refuses to start."""
+    (tmp_path / DEV_KEYS_MARKER).write_text("generated for development")
+    with pytest.raises(ValidationError) as caught:
+        Settings(profile="production", issuer="http://gateway.example", keys_dir=tmp_path)
+    message = str(caught.value)
+    assert "https" in message
+    assert "development keys" in message
+    assert "PostgreSQL" in message
+
+
+def test_production_with_safe_settings_starts(tmp_path: Path) -> None:
+    """An https issuer, PostgreSQL and a production key directory pass."""
+    settings = Settings(
+        profile="production",
+        issuer="https://mappa.example.gov.uk",
+        keys_dir=tmp_path,
+        database_url="postgresql+psycopg://gateway@db/mappa",
+    )
+    assert settings.profile == "production"
+
+
+def test_settings_read_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """MAPPA_* variables configure the gateway; get_settings caches one instance."""
+    monkeypatch.setenv("MAPPA_MAX_JSON_DEPTH", "12")
+    get_settings.cache_clear()
+    try:
+        assert get_settings().max_json_depth == 12
+        assert get_settings() is get_settings()
+    finally:
+        get_settings.cache_clear()
+
+
+def test_settings_are_frozen() -> None:
+    """Settings cannot be changed after they are loaded."""
+    settings = Settings()
+    with pytest.raises(ValidationError):
+        settings.profile = "production"  # type: ignore[misc]
