@@ -1,0 +1,216 @@
+"""``make bench``: throughput and latency of the gateway's paths against a bare endpoint.
+
+Each target is served by a real ``uvicorn`` process with two workers on 127.0.0.1 and driven
+from a separate load-generator process (``loadgen.py``) at a fixed concurrency for a bounded
+time. Every figure is reported beside the bare FastAPI endpoint measured in the same run, as a
+ratio, so machines of different speed give comparable results. Peak memory is the highest sum of
+the server processes' resident set sizes sampled during each run.
+
+    python benchmarks/run.py [--duration 10] [--concurrency 32] [--postgres URL] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+#: (name, path, method, plan module or None): the gateway's paths measured so far.
+GATEWAY_PATHS: list[tuple[str, str, str, str | None]] = [
+    ("edge only (/healthz)", "/healthz", "GET", None),
+    ("database ping (/readyz)", "/readyz", "GET", None),
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_ready(port: int, path: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
+                if response.status == 200:
+                    return
+        time.sleep(0.2)
+    raise RuntimeError(f"server on port {port} did not become ready")
+
+
+def _rss_kib(pid: int) -> int:
+    """Resident memory of a process and its children (uvicorn workers)."""
+    total = 0
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        pids += [int(child) for child in children]
+    for one in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{one}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+    return total
+
+
+@contextlib.contextmanager
+def _server(args: list[str], env: dict[str, str], port: int, ready: str) -> Iterator[int]:
+    process = subprocess.Popen(
+        args, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        _wait_ready(port, ready)
+        yield process.pid
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _drive(
+    port: int, path: str, method: str, plan: str | None, pid: int, concurrency: int, duration: float
+) -> dict[str, float | int]:
+    peak = 0
+    stop = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, _rss_kib(pid))
+            time.sleep(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    command = [
+        PYTHON,
+        str(ROOT / "benchmarks" / "loadgen.py"),
+        "--port",
+        str(port),
+        "--path",
+        path,
+        "--method",
+        method,
+        "--concurrency",
+        str(concurrency),
+        "--duration",
+        str(duration),
+    ]
+    if plan:
+        command += ["--plan", plan]
+    output = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=duration + 120,
+    ).stdout
+    stop.set()
+    sampler.join()
+    result: dict[str, float | int] = json.loads(output)
+    result["peak_rss_mib"] = round(peak / 1024, 1)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--postgres", help="PostgreSQL URL instead of the SQLite default")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="mappa-bench-"))
+    database_url = args.postgres or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+    env = {
+        **os.environ,
+        "MAPPA_DATABASE_URL": database_url,
+        "MAPPA_KEYS_DIR": str(workdir / "keys"),
+        "MAPPA_KEK_FILE": str(workdir / "kek.bin"),
+        "MAPPA_LOG_LEVEL": "warning",
+        "PYTHONPATH": str(ROOT),
+    }
+    uvicorn = [
+        PYTHON,
+        "-m",
+        "uvicorn",
+        "--host",
+        "127.0.0.1",
+        "--workers",
+        str(args.workers),
+        "--no-access-log",
+        "--log-level",
+        "warning",
+        "--factory",
+    ]
+    results: list[dict[str, object]] = []
+
+    port = _free_port()
+    with _server(
+        [*uvicorn, "--port", str(port), "benchmarks.bare_app:create_app"], env, port, "/bare"
+    ) as pid:
+        bare = _drive(port, "/bare", "GET", None, pid, args.concurrency, args.duration)
+    results.append({"name": "bare FastAPI endpoint", **bare})
+
+    subprocess.run(
+        [PYTHON, "-m", "gateway.cli", "db", "upgrade"],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    port = _free_port()
+    with _server(
+        [*uvicorn, "--port", str(port), "gateway.app:create_app"], env, port, "/healthz"
+    ) as pid:
+        for name, path, method, plan in GATEWAY_PATHS:
+            measured = _drive(port, path, method, plan, pid, args.concurrency, args.duration)
+            results.append({"name": name, **measured})
+
+    backend = "PostgreSQL" if args.postgres else "SQLite"
+    print(
+        f"\nMAPPA gateway benchmark: {args.workers} workers, concurrency {args.concurrency}, "
+        f"{args.duration:.0f} s per path, {backend}, {os.cpu_count()} CPUs\n"
+    )
+    header = (
+        f"{'path':<28} {'req/s':>9} {'x bare':>7} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'p99 x bare':>10} {'errors':>7} {'peak MiB':>9}"
+    )
+    print(header)
+    print("-" * len(header))
+    for row in results:
+        print(
+            f"{row['name']:<28} {row['rps']:>9.0f} {row['rps'] / bare['rps']:>7.2f} "
+            f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
+            f"{row['p99_ms'] / bare['p99_ms']:>10.2f} {row['errors']:>7} "
+            f"{row['peak_rss_mib']:>9.1f}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps({"backend": backend, "results": results}, indent=2))
+    failed = [row["name"] for row in results if row["errors"]]
+    if failed:
+        print(f"\nerrors on: {', '.join(map(str, failed))}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
