@@ -39,7 +39,9 @@ from gateway.audit.checkpoint import (
     parse_signed_note,
     parse_verifier_key,
     sign_checkpoint,
+    sign_note,
     verify_checkpoint,
+    verify_note,
 )
 from gateway.audit.errors import (
     AuditError,
@@ -103,8 +105,10 @@ __all__ = [
     "parse_verifier_key",
     "root_hash",
     "sign_checkpoint",
+    "sign_note",
     "verify_checkpoint",
     "verify_consistency",
     "verify_entries",
     "verify_inclusion",
+    "verify_note",
 ]

@@ -54,7 +54,9 @@ __all__ = [
     "parse_signed_note",
     "parse_verifier_key",
     "sign_checkpoint",
+    "sign_note",
     "verify_checkpoint",
+    "verify_note",
 ]
 
 ED25519_KEY_SIZE: Final = 32
@@ -258,9 +260,17 @@ def _parse_signature_line(line: str) -> NoteSignature:
     return NoteSignature(parts[0], raw[:_KEY_ID_SIZE], raw[_KEY_ID_SIZE:])
 
 
-def sign_checkpoint(checkpoint: Checkpoint, signer: NoteSigner, *cosigners: NoteSigner) -> str:
-    """Return ``checkpoint`` as a signed note, signed by ``signer`` then each cosigner."""
-    text = format_checkpoint(checkpoint)
+def sign_note(text: str, signer: NoteSigner, *cosigners: NoteSigner) -> str:
+    """Return ``text`` as a signed note, signed by ``signer`` then each cosigner."""
+    if (
+        not isinstance(text, str)
+        or not text.endswith("\n")
+        or not _is_utf8(text)
+        or _has_control(text.replace("\n", ""))
+    ):
+        raise MalformedNoteError(
+            "note text is UTF-8 ending in a newline, without control characters"
+        )
     message = text.encode("utf-8")
     lines: list[str] = []
     for each in (signer, *cosigners):
@@ -269,7 +279,42 @@ def sign_checkpoint(checkpoint: Checkpoint, signer: NoteSigner, *cosigners: Note
         if not isinstance(signature, bytes) or len(signature) != ED25519_SIGNATURE_SIZE:
             raise ValueError("an Ed25519 signature is 64 bytes")
         lines.append(f"{_SIGNATURE_PREFIX}{key.name} {_b64encode(key.key_id + signature)}\n")
-    return text + "\n" + "".join(lines)
+    note = text + "\n" + "".join(lines)
+    parse_signed_note(note)  # within the limits a verifier applies
+    return note
+
+
+def sign_checkpoint(checkpoint: Checkpoint, signer: NoteSigner, *cosigners: NoteSigner) -> str:
+    """Return ``checkpoint`` as a signed note, signed by ``signer`` then each cosigner."""
+    return sign_note(format_checkpoint(checkpoint), signer, *cosigners)
+
+
+def verify_note(
+    note: str | bytes, *, keys: Sequence[VerifierKey], ed25519_verify: Ed25519Verify
+) -> SignedNote:
+    """Return the note once a trusted key has verified it.
+
+    Signatures by unknown keys (another name or key ID) are ignored. Raises `MalformedNoteError`
+    for bad syntax, and `NoteVerificationError` when a trusted key's signature fails or when no
+    trusted key signed.
+    """
+    signed = parse_signed_note(note)
+    trusted = {(key.name, key.key_id): key for key in keys}
+    message = signed.text.encode("utf-8")
+    verified = False
+    for signature in signed.signatures:
+        key = trusted.get((signature.key_name, signature.key_id))
+        if key is None:
+            continue  # an unknown key, e.g. a witness or a rotated-out log key
+        if (
+            len(signature.signature) != ED25519_SIGNATURE_SIZE
+            or ed25519_verify(key.public_key, signature.signature, message) is not True
+        ):
+            raise NoteVerificationError("a signature by a trusted key does not verify")
+        verified = True
+    if not verified:
+        raise NoteVerificationError("no signature by a trusted key")
+    return signed
 
 
 def verify_checkpoint(
@@ -281,29 +326,14 @@ def verify_checkpoint(
 ) -> Checkpoint:
     """Verify a signed checkpoint against trusted keys and return it.
 
-    Raises `MalformedNoteError` for bad syntax and `NoteVerificationError` unless at least one
-    trusted key signed it, every trusted key's signature on it verifies, and its origin is
-    ``origin`` (when given) or else the name of a key that verified it.
+    As `verify_note`, and the body must be a checkpoint whose origin is ``origin`` when given, or
+    else the name of a trusted key that signed it.
     """
-    signed = parse_signed_note(note)
-    trusted = {(key.name, key.key_id): key for key in keys}
-    message = signed.text.encode("utf-8")
-    verified: set[str] = set()
-    for signature in signed.signatures:
-        key = trusted.get((signature.key_name, signature.key_id))
-        if key is None:
-            continue  # an unknown key, e.g. a witness or a rotated-out log key
-        if (
-            len(signature.signature) != ED25519_SIGNATURE_SIZE
-            or ed25519_verify(key.public_key, signature.signature, message) is not True
-        ):
-            raise NoteVerificationError("a signature by a trusted key does not verify")
-        verified.add(key.name)
-    if not verified:
-        raise NoteVerificationError("no signature by a trusted key")
+    signed = verify_note(note, keys=keys, ed25519_verify=ed25519_verify)
     checkpoint = parse_checkpoint(signed.text)
-    expected = {origin} if origin is not None else verified
-    if checkpoint.origin not in expected:
+    trusted = {(key.name, key.key_id) for key in keys}
+    signers = {sig.key_name for sig in signed.signatures if (sig.key_name, sig.key_id) in trusted}
+    if checkpoint.origin not in ({origin} if origin is not None else signers):
         raise NoteVerificationError("checkpoint origin is not the expected log")
     return checkpoint
 

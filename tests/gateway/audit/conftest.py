@@ -1,0 +1,159 @@
+"""Fixtures for the audit log tests: CT reference vectors, a real Ed25519 note key, sample logs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from gateway.audit import (
+    CheckpointVerifier,
+    VerifierKey,
+    entry_leaf_hash,
+    leaf_hash,
+)
+
+# The repository is <repo>; the shared reference material sits beside it in <repo>/../shared.
+REPO = Path(__file__).resolve().parents[3]
+CT_VECTORS = REPO.parent / "shared" / "vectors" / "rfc9162-ct.json"
+
+ORIGIN = "mappa.example/audit"
+
+
+@dataclass(frozen=True)
+class CTVectors:
+    """The Certificate Transparency reference vectors, decoded."""
+
+    leaves: list[bytes]  # leaf hashes, HASH(0x00 || data)
+    roots: list[bytes]  # roots[n - 1] is the root over the first n leaves
+    empty_root: bytes
+    consistency: dict[tuple[int, int], list[bytes]]
+
+
+def load_ct_vectors(path: Path = CT_VECTORS) -> CTVectors:
+    """Load the vectors, failing (never skipping) when the file is not there."""
+    if not path.is_file():
+        pytest.fail(f"Certificate Transparency vectors missing: expected them at {path}")
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    consistency = {}
+    for key, proof in raw["consistency_hex"].items():
+        old, new = (int(part) for part in key.split(","))
+        consistency[(old, new)] = [bytes.fromhex(node) for node in proof]
+    return CTVectors(
+        leaves=[leaf_hash(bytes.fromhex(data)) for data in raw["leaves_hex"]],
+        roots=[bytes.fromhex(root) for root in raw["roots_hex"]],
+        empty_root=bytes.fromhex(raw["empty_tree_root_hex"]),
+        consistency=consistency,
+    )
+
+
+@pytest.fixture(scope="session")
+def ct_vectors() -> CTVectors:
+    return load_ct_vectors()
+
+
+@pytest.fixture(name="load_ct_vectors", scope="session")
+def _load_ct_vectors() -> Callable[[Path], CTVectors]:
+    return load_ct_vectors
+
+
+def ed25519_verify(public_key: bytes, signature: bytes, message: bytes) -> bool:
+    """The Ed25519 check the gateway's keys/ package provides, done with cryptography here."""
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except InvalidSignature:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Ed25519NoteSigner:
+    """A `NoteSigner` holding a real Ed25519 private key."""
+
+    name: str
+    private_key: Ed25519PrivateKey = field(default_factory=Ed25519PrivateKey.generate)
+
+    @property
+    def public_key(self) -> bytes:
+        return self.private_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+    @property
+    def verifier_key(self) -> VerifierKey:
+        return VerifierKey(self.name, self.public_key)
+
+    def sign(self, message: bytes) -> bytes:
+        return self.private_key.sign(message)
+
+
+@pytest.fixture(scope="session")
+def log_signer() -> Ed25519NoteSigner:
+    return Ed25519NoteSigner(ORIGIN)
+
+
+@pytest.fixture(scope="session")
+def log_verifier(log_signer: Ed25519NoteSigner) -> CheckpointVerifier:
+    return CheckpointVerifier((log_signer.verifier_key,), ed25519_verify, ORIGIN)
+
+
+class LogFactory:
+    """Builds audit entries and logs as the store returns them, with stored leaf hashes."""
+
+    @staticmethod
+    def entry(seq: int, **overrides: Any) -> dict[str, Any]:
+        """An entry of the current schema, sealed with its leaf hash."""
+        entry: dict[str, Any] = {
+            "seq": seq,
+            "entry_id": f"00000000-0000-4000-8000-{seq:012d}",
+            "occurred_at": f"2026-03-01T09:{seq // 60 % 60:02d}:{seq % 60:02d}.{seq % 10**6:06d}Z",
+            "operation": "disclosure" if seq % 3 else "consultation",
+            "outcome": "refused" if seq % 7 == 3 else "allowed",
+            "agency_id": f"agency-{seq % 5}",
+            "officer_id": f"officer-{seq % 11}",
+            "recipients": [f"agency-{(seq + 1) % 5}"],
+            "nominal_ref": f"N{seq % 13:05d}",
+            "record_refs": [f"R{seq:06d}", f"R{seq + 1:06d}"],
+            "legal_basis": "cja2003-s325-4",
+            "purpose": "risk-management",
+            "policy_version": "2026.03.1",
+            "rule": "mappa-level2-attendee",
+            "withheld": [{"field": "sources", "rule": "third-party-source"}] if seq % 2 else [],
+            "payload_digest": f"sha256:{seq:064x}",
+            "request_id": f"req-{seq}",
+            "reason_code": "no_need_to_know" if seq % 7 == 3 else None,
+            "detail": {"jwe_alg": "ECDH-ES+A256KW"} if seq % 4 == 0 else {},
+        }
+        entry.update(overrides)
+        return LogFactory.seal(entry)
+
+    @staticmethod
+    def seal(entry: dict[str, Any]) -> dict[str, Any]:
+        """Return ``entry`` with ``leaf_hash`` recomputed from its content."""
+        content = {key: value for key, value in entry.items() if key != "leaf_hash"}
+        return {**content, "leaf_hash": entry_leaf_hash(content).hex()}
+
+    def log(self, n: int) -> list[dict[str, Any]]:
+        """An intact log of ``n`` entries."""
+        return [self.entry(seq) for seq in range(n)]
+
+
+@pytest.fixture(scope="session")
+def logs() -> LogFactory:
+    return LogFactory()
+
+
+@pytest.fixture(scope="session")
+def new_signer() -> Callable[[str], Ed25519NoteSigner]:
+    """Return a factory of fresh Ed25519 note signers by key name."""
+    return Ed25519NoteSigner
+
+
+@pytest.fixture(scope="session")
+def verify_ed25519() -> Callable[[bytes, bytes, bytes], bool]:
+    return ed25519_verify
