@@ -170,16 +170,17 @@ def _check_members(header: dict[str, Any], allowed: frozenset[str], what: str) -
 
 def check_jws_header(header: dict[str, Any], algs: Collection[str]) -> str:
     """Check a JWS protected header; returns its alg."""
+    alg = _check_alg(header.get("alg"), algs, "jws")
     _check_members(header, JWS_HEADER_MEMBERS, "jws")
-    return _check_alg(header.get("alg"), algs, "jws")
+    return alg
 
 
 def check_jwe_header(
     header: dict[str, Any], algs: Collection[str], encs: Collection[str]
 ) -> tuple[str, str]:
     """Check a JWE protected header (and its ephemeral key); returns (alg, enc)."""
-    _check_members(header, JWE_HEADER_MEMBERS, "jwe")
     alg = _check_alg(header.get("alg"), algs, "jwe")
+    _check_members(header, JWE_HEADER_MEMBERS, "jwe")
     enc = header.get("enc")
     if not isinstance(enc, str) or enc not in encs:
         raise _reject(f"jwe: enc {str(enc)[:40]!r} not in the allow-list")
