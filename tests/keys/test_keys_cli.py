@@ -1,0 +1,98 @@
+"""The keys CLI: list, rotate, retire, jwks, rewrap, init-dev; configuration from args or env."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from keys import FileKeyRepository, Purpose, generate_kek_file, kek_from_file
+from keys.cli import main, register
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """MAPPA_KEYS_DIR and MAPPA_KEK_FILE pointing at a fresh development setup."""
+    generate_kek_file(tmp_path / "kek")
+    monkeypatch.setenv("MAPPA_KEYS_DIR", str(tmp_path / "keys"))
+    monkeypatch.setenv("MAPPA_KEK_FILE", str(tmp_path / "kek"))
+    monkeypatch.delenv("MAPPA_KEK", raising=False)
+    assert main(["keys", "init-dev", "--profile", "development"]) == 0
+    return tmp_path
+
+
+def test_register_mounts_keys_under_another_cli() -> None:
+    """register(subparsers) adds 'keys' with its verbs to a host parser."""
+    parser = argparse.ArgumentParser(prog="mappa-gateway")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["keys", "rotate", "token-signing", "--overlap-hours", "6"])
+    assert args.purpose == "token-signing" and args.overlap_hours == 6 and callable(args.func)
+
+
+def test_list_prints_every_key_without_key_material(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """keys list --json gives metadata only."""
+    capsys.readouterr()
+    assert main(["keys", "list", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)["keys"]
+    assert len(listing) == 5
+    assert all(set(row) == {
+        "purpose", "kid", "alg", "use", "status", "created_at", "retire_after"
+    } for row in listing)  # fmt: skip
+    assert main(["keys", "list"]) == 0
+    assert "token-signing" in capsys.readouterr().out
+
+
+def test_rotate_with_overlap_then_retire(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """rotate makes a new current key; retire ends the old one now."""
+    repository = FileKeyRepository(env / "keys", kek_from_file(env / "kek"))
+    old = repository.ring(Purpose.TOKEN_SIGNING).current().kid
+    assert main(["keys", "rotate", "token-signing", "--overlap-hours", "2"]) == 0
+    assert "2 more hours" in capsys.readouterr().out
+    assert main(["keys", "retire", "token-signing", old]) == 0
+    repository.reload()
+    statuses = {i.kid: i.status.value for i in repository.ring(Purpose.TOKEN_SIGNING).infos()}
+    assert statuses[old] == "retired" and sorted(statuses.values()) == ["current", "retired"]
+
+
+def test_jwks_prints_public_keys(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """keys jwks prints the published set."""
+    capsys.readouterr()
+    assert main(["keys", "jwks"]) == 0
+    keys = json.loads(capsys.readouterr().out)["keys"]
+    assert len(keys) == 4 and all("d" not in k for k in keys)
+
+
+def test_rewrap_then_the_new_kek_opens_the_keys(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """keys rewrap --new-kek-file moves every key; the old KEK no longer opens them."""
+    generate_kek_file(env / "kek2")
+    assert main(["keys", "rewrap", "--new-kek-file", str(env / "kek2")]) == 0
+    assert "rewrapped 5" in capsys.readouterr().out
+    assert main(["keys", "list"]) == 2
+    assert "kek_unavailable" in capsys.readouterr().err
+    monkeypatch.setenv("MAPPA_KEK_FILE", str(env / "kek2"))
+    assert main(["keys", "list"]) == 0
+
+
+def test_missing_configuration_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """No key directory or no KEK: a usage error naming what is missing."""
+    monkeypatch.delenv("MAPPA_KEYS_DIR", raising=False)
+    monkeypatch.delenv("MAPPA_KEK_FILE", raising=False)
+    monkeypatch.delenv("MAPPA_KEK", raising=False)
+    assert main(["keys", "list"]) == 2
+    assert "MAPPA_KEYS_DIR" in capsys.readouterr().err
+    assert main(["keys", "list", "--keys-dir", str(tmp_path)]) == 2
+    assert "MAPPA_KEK" in capsys.readouterr().err
+
+
+def test_init_dev_refuses_production(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """init-dev with any profile but development exits 1 with profile_refused."""
+    assert main(["keys", "init-dev", "--profile", "production"]) == 1
+    assert "profile_refused" in capsys.readouterr().err
