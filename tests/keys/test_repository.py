@@ -94,7 +94,7 @@ def test_sealed_key_moved_to_another_kid_or_purpose_does_not_open(
     payload["sealed"] = token["sealed"]
     payload_file.write_text(json.dumps(payload))
     fresh = FileKeyRepository(repository.directory, repository._envelope)
-    with pytest.raises(KeysError, match="envelope|aes-gcm"):
+    with pytest.raises(KeysError, match=r"envelope|aes-gcm"):
         fresh.ring(Purpose.PAYLOAD_SIGNING)
 
 
