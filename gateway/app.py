@@ -11,7 +11,8 @@ from gateway import __version__
 from gateway.http import problems
 from gateway.http.middleware import EdgeMiddleware
 from gateway.logs import configure_logging
-from gateway.routes import health
+from gateway.oauth import install_oauth
+from gateway.routes import health, oauth
 from gateway.settings import Settings, get_settings
 from gateway.state import GatewayState
 from gateway.store import Database
@@ -36,6 +37,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         db = Database(settings.database_url, pool_size=settings.db_pool_size)
         state = GatewayState(settings=settings, db=db)
         state.loaded_key_purposes.add("placeholder")
+        install_oauth(state)
         app.state.gateway = state
         try:
             yield
@@ -53,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     problems.install(app)
     app.include_router(health.router)
+    app.include_router(oauth.router)
     app.add_middleware(
         EdgeMiddleware,
         max_body_bytes=settings.max_body_bytes,

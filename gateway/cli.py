@@ -18,7 +18,7 @@ from gateway.settings import get_settings
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
 #: Modules that add subcommands; each has ``register(subparsers) -> None``.
-COMMAND_MODULES: tuple[str, ...] = ("gateway.commands",)
+COMMAND_MODULES: tuple[str, ...] = ("gateway.commands", "gateway.agency_commands")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,8 +11,16 @@
     │   ├── PayloadTooLarge          the body exceeds the limit (refused before it is all read)
     │   ├── HeadersTooLarge          request headers exceed the limit
     │   ├── BadHeader                a header is malformed (injection, bad context header)
-    │   └── IdempotencyConflict      an Idempotency-Key reused with another body
+    │   │   └── InvalidContext         MAPPA-Legal-Basis / -Purpose / -Officer missing or malformed
+    │   ├── IdempotencyConflict      an Idempotency-Key reused with another body
+    │   └── InvalidOAuthRequest      a token request that breaks RFC 6749 (invalid_request)
+    │       ├── UnsupportedGrantType   grant_type other than client_credentials
+    │       ├── UnauthorizedClient     the client may not use this grant
+    │       └── InvalidScope           a scope the agency is not registered for
     ├── AuthenticationFailed       no or bad credentials (token, DPoP proof, client assertion)
+    │   ├── InvalidClient            client assertion refused (RFC 7523: key, claims, replay)
+    │   ├── InvalidDPoPProof         DPoP proof missing, malformed, replayed or for another key
+    │   └── InvalidToken             access token missing, malformed, expired, or agency suspended
     ├── AccessDenied               authenticated, but this endpoint is not for this caller
     ├── NotFound                   no such resource, or one the caller may not know of
     ├── Conflict                   the resource changed or exists
@@ -44,12 +52,20 @@ __all__ = [
     "HeadersTooLarge",
     "IdempotencyConflict",
     "InternalError",
+    "InvalidClient",
+    "InvalidContext",
+    "InvalidDPoPProof",
+    "InvalidOAuthRequest",
+    "InvalidScope",
+    "InvalidToken",
     "MalformedBody",
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
     "StoreUnavailable",
+    "UnauthorizedClient",
     "Unavailable",
+    "UnsupportedGrantType",
     "UnsupportedMediaType",
     "ValidationFailed",
 ]
@@ -122,9 +138,68 @@ class IdempotencyConflict(BadRequest):
     title = "This Idempotency-Key was used with a different request"
 
 
+class InvalidContext(BadHeader):
+    code = "invalid_context"
+    title = "MAPPA-Legal-Basis, MAPPA-Purpose and MAPPA-Officer must be present and well formed"
+
+
+class InvalidOAuthRequest(BadRequest):
+    """A token request that breaks RFC 6749; ``oauth_error`` is the RFC 6749 ``error`` value."""
+
+    code = "invalid_request"
+    title = "The token request is malformed"
+    oauth_error: ClassVar[str] = "invalid_request"
+
+
+class UnsupportedGrantType(InvalidOAuthRequest):
+    code = "unsupported_grant_type"
+    title = "Only grant_type=client_credentials is supported"
+    oauth_error = "unsupported_grant_type"
+
+
+class UnauthorizedClient(InvalidOAuthRequest):
+    code = "unauthorized_client"
+    title = "This client may not use this grant"
+    oauth_error = "unauthorized_client"
+
+
+class InvalidScope(InvalidOAuthRequest):
+    code = "invalid_scope"
+    title = "A requested scope is not registered for this agency"
+    oauth_error = "invalid_scope"
+
+
 class AuthenticationFailed(GatewayError):
+    """No or bad credentials. ``www_authenticate`` is the challenge sent with the 401."""
+
     code = "unauthenticated"
     title = "Authentication failed"
+    oauth_error: ClassVar[str | None] = None
+
+    @property
+    def www_authenticate(self) -> str:
+        challenge = 'DPoP algs="ES256 EdDSA"'
+        if self.oauth_error:
+            challenge += f', error="{self.oauth_error}"'
+        return challenge
+
+
+class InvalidClient(AuthenticationFailed):
+    code = "invalid_client"
+    title = "Client authentication failed"
+    oauth_error = "invalid_client"
+
+
+class InvalidDPoPProof(AuthenticationFailed):
+    code = "invalid_dpop_proof"
+    title = "The DPoP proof is missing or not acceptable"
+    oauth_error = "invalid_dpop_proof"
+
+
+class InvalidToken(AuthenticationFailed):
+    code = "invalid_token"
+    title = "The access token is missing or not acceptable"
+    oauth_error = "invalid_token"
 
 
 class AccessDenied(GatewayError):

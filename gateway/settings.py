@@ -50,6 +50,26 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
 
+    # -- Agency authentication (gateway/oauth, gateway/flow/authenticate.py) --
+    #: Lifetime of an access token (RFC 9068 at+jwt, DPoP-bound); FAPI 2.0 caps it here at 5 min.
+    access_token_lifetime_seconds: int = Field(default=300, ge=30, le=300)
+    #: Clock skew tolerated on ``exp`` of tokens, assertions and DPoP proofs.
+    clock_leeway_seconds: int = Field(default=5, ge=0, le=30)
+    #: How far in the future ``iat``/``nbf`` of an assertion or proof may be (FAPI 2.0: 60 s).
+    max_future_skew_seconds: int = Field(default=60, ge=0, le=60)
+    #: The latest ``exp`` a client assertion may carry, counted from now.
+    assertion_max_lifetime_seconds: int = Field(default=300, ge=30, le=600)
+    #: How old (by ``iat``) a DPoP proof may be.
+    dpop_max_age_seconds: int = Field(default=60, ge=5, le=300)
+    #: Addresses of TLS-terminating proxies whose RFC 9440 ``Client-Cert`` header is believed;
+    #: the header from anyone else is ignored.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Agency JWKS fetched from a registered ``jwks_uri``: size cap, cache time, timeout, CA file.
+    jwks_max_bytes: int = Field(default=65_536, ge=1024, le=1_048_576)
+    jwks_cache_seconds: int = Field(default=300, ge=10)
+    jwks_fetch_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    jwks_ca_file: Path | None = None
+
     @model_validator(mode="after")
     def _fail_closed(self) -> Settings:
         if self.profile == "development":
@@ -64,6 +84,15 @@ class Settings(BaseSettings):
         if problems:
             raise SettingsError("; ".join(problems))
         return self
+
+    @property
+    def token_endpoint(self) -> str:
+        return self.issuer.rstrip("/") + "/oauth/token"
+
+    @property
+    def api_audience(self) -> str:
+        """The ``aud`` of access tokens: the gateway's data API, distinct from the issuer."""
+        return self.issuer.rstrip("/") + "/v1"
 
     @property
     def is_sqlite(self) -> bool:

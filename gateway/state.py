@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from gateway.settings import Settings
 from gateway.store import Database
+
+if TYPE_CHECKING:
+    from gateway.oauth.jwks import JwksFetcher
+    from gateway.oauth.server import GatewayAuthorizationServer
+    from gateway.oauth.signing import TokenSigner
 
 __all__ = ["GatewayState"]
 
@@ -15,6 +23,14 @@ class GatewayState:
     settings: Settings
     db: Database
     loaded_key_purposes: set[str] = field(default_factory=set)
+    #: The access-token signing key (gateway/oauth/signing.py), loaded in the lifespan.
+    token_signer: TokenSigner | None = None
+    #: Fetches and caches agency JWKS from their registered ``jwks_uri``.
+    jwks_fetcher: JwksFetcher | None = None
+    #: Authlib's server core with the gateway's grant and client authentication.
+    authorization_server: GatewayAuthorizationServer | None = None
+    #: The clock every time-dependent check reads (tests replace it).
+    clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
 
     def keys_ready(self) -> bool:
         return bool(self.loaded_key_purposes)

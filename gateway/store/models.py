@@ -57,6 +57,7 @@ __all__ = [
     "HazardFlag",
     "IGOfficer",
     "InformationRecord",
+    "IssuedToken",
     "Meeting",
     "MeetingAgency",
     "Minutes",
@@ -64,6 +65,7 @@ __all__ = [
     "OnwardDisclosureRequest",
     "Referral",
     "ReferralAgency",
+    "UsedJti",
     "new_id",
     "utcnow",
 ]
@@ -411,3 +413,35 @@ class IGOfficer(Base):
     password_hash: Mapped[str] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class UsedJti(Base):
+    """A spent ``jti`` (client assertion or DPoP proof): the replay store all replicas share.
+
+    ``key`` is SHA-256 over the kind, the issuer (client id or DPoP key thumbprint) and the
+    ``jti``, so the caller's free text is never stored and the primary key's uniqueness is what
+    makes two replicas unable to both accept the same ``jti``. Rows may be purged once
+    ``expires_at`` has passed: by then the assertion or proof is refused as expired anyway.
+    """
+
+    __tablename__ = "used_jtis"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))
+    agency_id: Mapped[str | None] = mapped_column(String(64))
+    seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class IssuedToken(Base):
+    """One access token issued (never the token itself): for the IG officer and for counting."""
+
+    __tablename__ = "issued_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"), index=True)
+    #: RFC 7638 thumbprint of the DPoP key the token is bound to.
+    jkt: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list[Any]] = mapped_column(default=list)
+    issued_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()

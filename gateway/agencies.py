@@ -1,0 +1,292 @@
+"""Onboarding agency identities: add, list, show, suspend, reinstate, rotate keys.
+
+These service functions are what ``mappa-gateway agencies ...`` and the demo set-up call. Each
+takes the :class:`~gateway.store.Database`, validates its input before writing anything, writes
+in one transaction with an ``administration`` audit entry, and returns an :class:`AgencyView`
+(public facts only: never a key's private part, which the gateway never holds anyway).
+
+An agency registers either a JWKS (stored as :class:`~gateway.store.models.AgencyKey` rows) or a
+``jwks_uri`` (fetched on use, see :mod:`gateway.oauth.jwks`). :func:`rotate_agency_keys` adds the
+new keys and gives the current ones an end date ``overlap`` from now, after which they are
+refused. :func:`suspend_agency` takes effect on the agency's next request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.domain import AgencyStatus, AgencyType, Role
+from gateway.flow.audit import AuditEvent, Operation, Outcome, record
+from gateway.oauth.jwks import KeyRefused, parse_jwks
+from gateway.store import Database
+from gateway.store.models import Agency, AgencyKey
+
+__all__ = [
+    "AgencyError",
+    "AgencyKeyView",
+    "AgencyView",
+    "add_agency",
+    "get_agency",
+    "list_agencies",
+    "reinstate_agency",
+    "rotate_agency_keys",
+    "suspend_agency",
+]
+
+_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+_AREA = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
+_SCOPE = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
+
+
+class AgencyError(ValueError):
+    """The onboarding request is invalid or names no such agency; nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyKeyView:
+    kid: str
+    use: str
+    alg: str | None
+    added_at: dt.datetime
+    not_after: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyView:
+    id: str
+    name: str
+    agency_type: str
+    role: str
+    area: str
+    scopes: tuple[str, ...]
+    status: str
+    jwks_uri: str | None
+    keys: tuple[AgencyKeyView, ...] = ()
+
+
+def _now(now: dt.datetime | None) -> dt.datetime:
+    return now if now is not None else dt.datetime.now(dt.UTC)
+
+
+def _view(agency: Agency, keys: Iterable[AgencyKey] = ()) -> AgencyView:
+    return AgencyView(
+        id=agency.id,
+        name=agency.name,
+        agency_type=str(agency.agency_type.value),
+        role=str(agency.role.value),
+        area=agency.area,
+        scopes=tuple(agency.scopes),
+        status=str(agency.status.value),
+        jwks_uri=agency.jwks_uri,
+        keys=tuple(
+            AgencyKeyView(
+                kid=k.kid,
+                use=k.use,
+                alg=k.jwk.get("alg"),
+                added_at=k.added_at,
+                not_after=k.not_after,
+            )
+            for k in keys
+        ),
+    )
+
+
+def _check_scopes(scopes: Sequence[str]) -> list[str]:
+    cleaned = sorted(set(scopes))
+    for scope in cleaned:
+        if not _SCOPE.match(scope):
+            raise AgencyError(f"scope {scope[:70]!r} is not of the form [a-z][a-z0-9_.:-]*")
+    return cleaned
+
+
+def _audit(
+    session: AsyncSession, agency_id: str, action: str, now: dt.datetime, **detail: Any
+) -> None:
+    record(
+        session,
+        AuditEvent(
+            occurred_at=now,
+            operation=Operation.ADMINISTRATION,
+            outcome=Outcome.ALLOWED,
+            agency_id=agency_id,
+            reason_code=action,
+            detail={"action": action, **detail},
+        ),
+    )
+
+
+async def add_agency(
+    db: Database,
+    *,
+    agency_id: str,
+    name: str,
+    agency_type: AgencyType | str,
+    role: Role | str,
+    area: str,
+    scopes: Sequence[str],
+    jwks: Mapping[str, Any] | None = None,
+    jwks_uri: str | None = None,
+    now: dt.datetime | None = None,
+) -> AgencyView:
+    """Register an agency system with either a public JWKS or a ``jwks_uri`` (exactly one)."""
+    at = _now(now)
+    if not _ID.match(agency_id):
+        raise AgencyError("agency id must be 2-64 characters of a-z 0-9 . _ -")
+    if not name.strip() or len(name) > 200:
+        raise AgencyError("name must be 1-200 characters")
+    if not _AREA.match(area):
+        raise AgencyError("area must be 1-64 characters of letters, digits, space . _ -")
+    try:
+        kind, position = AgencyType(agency_type), Role(role)
+    except ValueError as exc:
+        raise AgencyError(str(exc)) from exc
+    if (jwks is None) == (jwks_uri is None):
+        raise AgencyError("give exactly one of a JWKS or a jwks_uri")
+    if jwks_uri is not None and not jwks_uri.startswith("https://"):
+        raise AgencyError("jwks_uri must be an https URL")
+    try:
+        parsed = parse_jwks(jwks) if jwks is not None else []
+    except KeyRefused as exc:
+        raise AgencyError(f"JWKS refused: {exc}") from exc
+    async with db.write() as session:
+        if await session.get(Agency, agency_id) is not None:
+            raise AgencyError(f"agency {agency_id!r} already exists")
+        agency = Agency(
+            id=agency_id,
+            name=name.strip(),
+            agency_type=kind,
+            role=position,
+            area=area,
+            scopes=_check_scopes(scopes),
+            status=AgencyStatus.ACTIVE,
+            jwks_uri=jwks_uri,
+            created_at=at,
+            updated_at=at,
+        )
+        session.add(agency)
+        await session.flush()
+        rows = [
+            AgencyKey(agency_id=agency_id, kid=p.kid, use=p.use, jwk=dict(p.jwk), added_at=at)
+            for p in parsed
+        ]
+        session.add_all(rows)
+        _audit(session, agency_id, "agency_added", at, kids=[p.kid for p in parsed])
+    return _view(agency, rows)
+
+
+async def list_agencies(db: Database) -> list[AgencyView]:
+    async with db.read() as session:
+        agencies = (await session.scalars(select(Agency).order_by(Agency.id))).all()
+        return [_view(a) for a in agencies]
+
+
+async def get_agency(db: Database, agency_id: str) -> AgencyView:
+    async with db.read() as session:
+        agency = await session.get(Agency, agency_id)
+        if agency is None:
+            raise AgencyError(f"no agency {agency_id!r}")
+        keys = await session.scalars(
+            select(AgencyKey).where(AgencyKey.agency_id == agency_id).order_by(AgencyKey.id)
+        )
+        return _view(agency, keys.all())
+
+
+async def _set_status(
+    db: Database, agency_id: str, status: AgencyStatus, action: str, now: dt.datetime | None
+) -> AgencyView:
+    at = _now(now)
+    async with db.write() as session:
+        agency = await session.get(Agency, agency_id)
+        if agency is None:
+            raise AgencyError(f"no agency {agency_id!r}")
+        agency.status = status
+        agency.updated_at = at
+        _audit(session, agency_id, action, at)
+    return _view(agency)
+
+
+async def suspend_agency(
+    db: Database, agency_id: str, *, now: dt.datetime | None = None
+) -> AgencyView:
+    """Suspend an agency: its next request is refused, whatever tokens it holds."""
+    return await _set_status(db, agency_id, AgencyStatus.SUSPENDED, "agency_suspended", now)
+
+
+async def reinstate_agency(
+    db: Database, agency_id: str, *, now: dt.datetime | None = None
+) -> AgencyView:
+    """Lift a suspension."""
+    return await _set_status(db, agency_id, AgencyStatus.ACTIVE, "agency_reinstated", now)
+
+
+async def rotate_agency_keys(
+    db: Database,
+    agency_id: str,
+    new_jwks: Mapping[str, Any],
+    overlap: dt.timedelta,
+    *,
+    now: dt.datetime | None = None,
+) -> AgencyView:
+    """Register ``new_jwks``; the keys current until now keep working for ``overlap``.
+
+    A kid already registered with the same key stays current; a kid reused for a different key
+    is refused (a kid names one key). Agencies registered with a ``jwks_uri`` rotate at the
+    source: the gateway picks the new keys up from there.
+    """
+    at = _now(now)
+    if overlap < dt.timedelta(0) or overlap > dt.timedelta(days=30):
+        raise AgencyError("overlap must be between 0 and 30 days")
+    try:
+        parsed = parse_jwks(new_jwks)
+    except KeyRefused as exc:
+        raise AgencyError(f"JWKS refused: {exc}") from exc
+    async with db.write() as session:
+        agency = await session.get(Agency, agency_id)
+        if agency is None:
+            raise AgencyError(f"no agency {agency_id!r}")
+        if agency.jwks_uri:
+            raise AgencyError("this agency's keys come from its jwks_uri; rotate them there")
+        existing = {
+            k.kid: k
+            for k in await session.scalars(
+                select(AgencyKey).where(AgencyKey.agency_id == agency_id)
+            )
+        }
+        new_kids = {p.kid for p in parsed}
+        for p in parsed:
+            old = existing.get(p.kid)
+            if old is not None and dict(old.jwk) != dict(p.jwk):
+                raise AgencyError(f"kid {p.kid!r} is already registered for another key")
+        retired = []
+        for kid, key in existing.items():
+            if kid not in new_kids and (key.not_after is None or key.not_after > at + overlap):
+                key.not_after = at + overlap
+                retired.append(kid)
+        for p in parsed:
+            old = existing.get(p.kid)
+            if old is None:
+                session.add(
+                    AgencyKey(
+                        agency_id=agency_id, kid=p.kid, use=p.use, jwk=dict(p.jwk), added_at=at
+                    )
+                )
+            else:
+                old.not_after = None
+        agency.updated_at = at
+        _audit(
+            session,
+            agency_id,
+            "agency_keys_rotated",
+            at,
+            added=sorted(new_kids - set(existing)),
+            retiring=sorted(retired),
+            overlap_seconds=int(overlap.total_seconds()),
+        )
+    return await get_agency(db, agency_id)

@@ -1,0 +1,164 @@
+"""``mappa-gateway agencies add|list|show|suspend|reinstate|rotate-keys``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import re
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from gateway import agencies
+from gateway.domain import AgencyType, Role
+from gateway.settings import get_settings
+from gateway.store import Database
+
+__all__ = ["parse_duration", "register"]
+
+T = TypeVar("T")
+_DURATION = re.compile(r"^(\d{1,6})([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """``90s``, ``15m``, ``24h``, ``7d``."""
+    match = _DURATION.match(text.strip())
+    if not match:
+        raise argparse.ArgumentTypeError("durations look like 90s, 15m, 24h or 7d")
+    return dt.timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
+
+def _read_jwks(path: str) -> dict[str, Any]:
+    data = Path(path).read_text(encoding="utf-8")
+    if len(data) > 256_000:
+        raise agencies.AgencyError("the JWKS file is too large")
+    try:
+        document = json.loads(data)
+    except ValueError as exc:
+        raise agencies.AgencyError("the JWKS file is not JSON") from exc
+    if not isinstance(document, dict):
+        raise agencies.AgencyError("the JWKS file is not a JSON object")
+    return document
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser("agencies", help="Onboard and manage agency identities")
+    sub = parser.add_subparsers(dest="agencies_command", required=True, metavar="ACTION")
+
+    add = sub.add_parser("add", help="Register an agency system (an OAuth client)")
+    add.add_argument("--id", required=True, dest="agency_id")
+    add.add_argument("--name", required=True)
+    add.add_argument("--type", required=True, choices=[t.value for t in AgencyType])
+    add.add_argument("--role", required=True, choices=[r.value for r in Role])
+    add.add_argument("--area", required=True)
+    add.add_argument("--scope", action="append", default=[], dest="scopes")
+    keys = add.add_mutually_exclusive_group(required=True)
+    keys.add_argument("--jwks", help="a file holding the agency's public JWKS")
+    keys.add_argument("--jwks-uri", help="an https URL the gateway fetches the JWKS from")
+    add.set_defaults(func=_add)
+
+    listing = sub.add_parser("list", help="List registered agencies")
+    listing.set_defaults(func=_list)
+
+    show = sub.add_parser("show", help="Show one agency and its keys")
+    show.add_argument("agency_id")
+    show.set_defaults(func=_show)
+
+    suspend = sub.add_parser("suspend", help="Suspend an agency (refused from its next request)")
+    suspend.add_argument("agency_id")
+    suspend.set_defaults(func=_suspend)
+
+    reinstate = sub.add_parser("reinstate", help="Lift a suspension")
+    reinstate.add_argument("agency_id")
+    reinstate.set_defaults(func=_reinstate)
+
+    rotate = sub.add_parser("rotate-keys", help="Register new keys; old ones end after overlap")
+    rotate.add_argument("agency_id")
+    rotate.add_argument("--jwks", required=True, help="a file holding the new public JWKS")
+    rotate.add_argument("--overlap", type=parse_duration, default=dt.timedelta(hours=24))
+    rotate.set_defaults(func=_rotate)
+
+
+def _run(work: Callable[[Database], Awaitable[T]]) -> T:
+    async def main() -> T:
+        db = Database(get_settings().database_url)
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    return asyncio.run(main())
+
+
+def _print(view: agencies.AgencyView) -> None:
+    print(f"{view.id}  {view.status}  {view.agency_type}/{view.role}  area={view.area}")
+    print(f"  name: {view.name}")
+    print(f"  scopes: {' '.join(view.scopes) or '-'}")
+    if view.jwks_uri:
+        print(f"  jwks_uri: {view.jwks_uri}")
+    for key in view.keys:
+        until = key.not_after.isoformat() if key.not_after else "current"
+        print(f"  key {key.kid}  {key.use}  {key.alg or '-'}  until {until}")
+
+
+def _guarded(action: Callable[[], None]) -> int:
+    try:
+        action()
+    except (agencies.AgencyError, OSError) as exc:
+        print(f"mappa-gateway agencies: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _add(args: argparse.Namespace) -> int:
+    def action() -> None:
+        jwks = _read_jwks(args.jwks) if args.jwks else None
+        view = _run(
+            lambda db: agencies.add_agency(
+                db,
+                agency_id=args.agency_id,
+                name=args.name,
+                agency_type=args.type,
+                role=args.role,
+                area=args.area,
+                scopes=args.scopes,
+                jwks=jwks,
+                jwks_uri=args.jwks_uri,
+            )
+        )
+        _print(view)
+
+    return _guarded(action)
+
+
+def _list(args: argparse.Namespace) -> int:
+    def action() -> None:
+        for view in _run(agencies.list_agencies):
+            print(f"{view.id}\t{view.status}\t{view.agency_type}\t{view.role}\t{view.area}")
+
+    return _guarded(action)
+
+
+def _show(args: argparse.Namespace) -> int:
+    return _guarded(lambda: _print(_run(lambda db: agencies.get_agency(db, args.agency_id))))
+
+
+def _suspend(args: argparse.Namespace) -> int:
+    return _guarded(lambda: _print(_run(lambda db: agencies.suspend_agency(db, args.agency_id))))
+
+
+def _reinstate(args: argparse.Namespace) -> int:
+    return _guarded(lambda: _print(_run(lambda db: agencies.reinstate_agency(db, args.agency_id))))
+
+
+def _rotate(args: argparse.Namespace) -> int:
+    def action() -> None:
+        jwks = _read_jwks(args.jwks)
+        view = _run(lambda db: agencies.rotate_agency_keys(db, args.agency_id, jwks, args.overlap))
+        _print(view)
+
+    return _guarded(action)

@@ -1,0 +1,108 @@
+"""Agencies as OAuth clients: a snapshot of what authentication needs, loaded before it runs.
+
+The token endpoint loads the claimed client's :class:`ClientRecord` (its status, its grant
+attributes and its usable signing keys) asynchronously, from the store or from the agency's
+registered ``jwks_uri``, then hands the snapshot to the synchronous Authlib core. The snapshot
+implements Authlib's ``ClientMixin`` methods the client-credentials grant calls.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.domain import AgencyStatus
+from gateway.oauth.jwks import JwksFetcher, KeyRefused, ParsedJwk, parse_jwk
+from gateway.store.models import Agency, AgencyKey
+
+__all__ = ["ClientRecord", "SigningKey", "load_client"]
+
+AUTH_METHOD = "private_key_jwt"
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """An agency signing key and the end of its rotation overlap (None while current)."""
+
+    parsed: ParsedJwk
+    not_after: dt.datetime | None
+
+    def usable_at(self, now: dt.datetime) -> bool:
+        return self.not_after is None or now < self.not_after
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRecord:
+    """What the token endpoint knows of one agency client at the time of the request."""
+
+    client_id: str
+    agency_type: str
+    role: str
+    area: str
+    scopes: tuple[str, ...]
+    active: bool
+    keys: tuple[SigningKey, ...]
+
+    # -- Authlib ClientMixin --------------------------------------------------------------
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        return method == AUTH_METHOD and endpoint == "token"
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type == "client_credentials" and self.active
+
+    def get_allowed_scope(self, scope: str | None) -> str:
+        if not scope:
+            return " ".join(self.scopes)
+        return " ".join(s for s in scope.split() if s in self.scopes)
+
+    # -- key selection ---------------------------------------------------------------------
+    def usable_keys(self, now: dt.datetime) -> list[ParsedJwk]:
+        return [k.parsed for k in self.keys if k.parsed.use == "sig" and k.usable_at(now)]
+
+    def knows_kid(self, kid: str) -> bool:
+        return any(k.parsed.kid == kid for k in self.keys)
+
+
+async def load_client(
+    session: AsyncSession,
+    client_id: str,
+    *,
+    fetcher: JwksFetcher,
+    refresh_jwks: bool = False,
+) -> ClientRecord | None:
+    """The snapshot for ``client_id``, or None if no such agency is registered.
+
+    Raises :class:`gateway.oauth.jwks.JwksUnavailable` when the agency's ``jwks_uri`` cannot be
+    fetched.
+    """
+    agency = await session.get(Agency, client_id)
+    if agency is None:
+        return None
+    keys: list[SigningKey] = []
+    if agency.jwks_uri:
+        fetched = await fetcher.keys(agency.jwks_uri, refresh=refresh_jwks)
+        keys = [SigningKey(parsed=p, not_after=None) for p in fetched if p.use == "sig"]
+    else:
+        rows = await session.scalars(
+            select(AgencyKey).where(AgencyKey.agency_id == client_id, AgencyKey.use == "sig")
+        )
+        for row in rows:
+            try:
+                keys.append(SigningKey(parsed=parse_jwk(row.jwk), not_after=row.not_after))
+            except KeyRefused:
+                continue
+    return ClientRecord(
+        client_id=agency.id,
+        agency_type=str(agency.agency_type.value),
+        role=str(agency.role.value),
+        area=agency.area,
+        scopes=tuple(str(s) for s in agency.scopes),
+        active=agency.status == AgencyStatus.ACTIVE,
+        keys=tuple(keys),
+    )

@@ -1,0 +1,200 @@
+"""Agency public keys: checking a registered JWKS, and fetching one from a registered ``jwks_uri``.
+
+An agency signs its client assertions with a key of its JWKS. Only EC P-256 keys (pinned to
+``ES256``) and OKP Ed25519 keys (pinned to ``EdDSA``) may sign; a JWK holding private members is
+refused outright. Encryption keys (``use`` = ``enc``) are kept for the sealing stage, checked
+here only for being public.
+
+:class:`JwksFetcher` fetches a JWKS only from the URL registered for the agency (never from a
+token header), with httpx, an explicit SSL context, no redirects, a timeout and a size cap read
+as a stream, and caches it. An unknown ``kid`` may force one refetch, at most every
+``REFETCH_INTERVAL`` seconds per URL, so a rotation at the agency is picked up without letting
+a stream of made-up kids hammer its endpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import ssl
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, OKPKey, RSAKey, import_key
+
+__all__ = [
+    "KID_PATTERN",
+    "JwksFetcher",
+    "JwksUnavailable",
+    "KeyRefused",
+    "ParsedJwk",
+    "parse_jwk",
+    "parse_jwks",
+]
+
+#: What a ``kid`` may look like. Anything else (paths, SQL, shell) is refused before any lookup.
+KID_PATTERN = re.compile(r"^[A-Za-z0-9._:+=-]{1,128}$")
+
+_PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+_SIG_ALGS = {("EC", "P-256"): frozenset({"ES256"}), ("OKP", "Ed25519"): frozenset({"EdDSA"})}
+_MAX_KEYS = 20
+REFETCH_INTERVAL = 30.0
+
+
+class KeyRefused(ValueError):
+    """A JWK or JWKS is malformed, private, or outside the allow-list."""
+
+
+class JwksUnavailable(Exception):
+    """The registered ``jwks_uri`` could not be fetched or did not hold a usable JWKS."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedJwk:
+    """A checked public JWK: its kid, its use, the algorithms pinned to it, the joserfc key."""
+
+    kid: str
+    use: str
+    algs: frozenset[str]
+    jwk: Mapping[str, Any]
+    key: ECKey | OKPKey | RSAKey
+
+
+def parse_jwk(data: Mapping[str, Any]) -> ParsedJwk:
+    """Check one public JWK (signing or encryption) and import it."""
+    if not isinstance(data, Mapping):
+        raise KeyRefused("a JWK must be an object")
+    if _PRIVATE_MEMBERS.intersection(data):
+        raise KeyRefused("the JWK holds private key members; register public keys only")
+    use = data.get("use", "sig")
+    if use not in ("sig", "enc"):
+        raise KeyRefused("use must be 'sig' or 'enc'")
+    kty, crv = data.get("kty"), data.get("crv")
+    if use == "sig":
+        algs = _SIG_ALGS.get((str(kty), str(crv)))
+        if algs is None:
+            raise KeyRefused("signing keys must be EC P-256 (ES256) or OKP Ed25519 (EdDSA)")
+        if "alg" in data and data["alg"] not in algs:
+            raise KeyRefused("the JWK's alg does not match its key type")
+    else:
+        if kty not in ("EC", "RSA"):
+            raise KeyRefused("encryption keys must be EC P-256 or RSA")
+        algs = frozenset({"ECDH-ES+A256KW"} if kty == "EC" else {"RSA-OAEP-256"})
+    try:
+        key = import_key(dict(data))
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise KeyRefused("the JWK does not parse") from exc
+    if not isinstance(key, (ECKey, OKPKey, RSAKey)) or key.is_private:
+        raise KeyRefused("the JWK is not a public EC, OKP or RSA key")
+    if isinstance(key, RSAKey) and key.public_key.key_size < 2048:
+        raise KeyRefused("RSA keys must have at least 2048 bits")
+    kid = data.get("kid")
+    if kid is None:
+        kid = key.thumbprint()
+    if not isinstance(kid, str) or not KID_PATTERN.match(kid):
+        raise KeyRefused("kid must be 1-128 characters of A-Z a-z 0-9 . _ : + = -")
+    public = {**key.as_dict(private=False), "kid": kid, "use": use}
+    if use == "sig":
+        public["alg"] = next(iter(algs))
+    return ParsedJwk(kid=kid, use=use, algs=algs, jwk=public, key=key)
+
+
+def parse_jwks(jwks: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> list[ParsedJwk]:
+    """Check a whole JWKS: every member valid, kids unique, at least one signing key."""
+    members: Any = jwks.get("keys") if isinstance(jwks, Mapping) else list(jwks)
+    if not isinstance(members, list) or not members:
+        raise KeyRefused("a JWKS is an object with a non-empty 'keys' array")
+    if len(members) > _MAX_KEYS:
+        raise KeyRefused(f"a JWKS may hold at most {_MAX_KEYS} keys")
+    parsed = [parse_jwk(member) for member in members]
+    kids = [p.kid for p in parsed]
+    if len(set(kids)) != len(kids):
+        raise KeyRefused("two keys share a kid")
+    if not any(p.use == "sig" for p in parsed):
+        raise KeyRefused("the JWKS has no signing key")
+    return parsed
+
+
+def _ssl_context(ca_file: Path | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+class JwksFetcher:
+    """Fetches and caches agency JWKS from their registered URLs."""
+
+    def __init__(
+        self,
+        *,
+        max_bytes: int,
+        cache_seconds: float,
+        timeout: float,
+        ca_file: Path | None = None,
+        allow_http: bool = False,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.cache_seconds = cache_seconds
+        self.allow_http = allow_http
+        self._timeout = httpx.Timeout(timeout)
+        self._verify = _ssl_context(ca_file)
+        self._transport = transport
+        self._cache: dict[str, tuple[float, list[ParsedJwk]]] = {}
+        self._last_fetch: dict[str, float] = {}
+
+    async def keys(self, uri: str, *, refresh: bool = False) -> list[ParsedJwk]:
+        """The checked keys at ``uri``, from the cache when fresh.
+
+        ``refresh`` asks for a refetch (an unknown kid); it is honoured at most every
+        ``REFETCH_INTERVAL`` seconds per URL.
+        """
+        clock = time.monotonic()
+        cached = self._cache.get(uri)
+        if cached is not None and clock - cached[0] < self.cache_seconds:
+            recently = clock - self._last_fetch.get(uri, -1e9) < REFETCH_INTERVAL
+            if not refresh or recently:
+                return cached[1]
+        parsed = await self._fetch(uri)
+        self._cache[uri] = (clock, parsed)
+        self._last_fetch[uri] = clock
+        return parsed
+
+    async def _fetch(self, uri: str) -> list[ParsedJwk]:
+        if not (uri.startswith("https://") or (self.allow_http and uri.startswith("http://"))):
+            raise JwksUnavailable("jwks_uri_not_https")
+        body = bytearray()
+        try:
+            async with httpx.AsyncClient(
+                verify=self._verify,
+                timeout=self._timeout,
+                follow_redirects=False,
+                transport=self._transport,
+                trust_env=False,
+            ) as client:
+                async with client.stream("GET", uri, headers={"Accept": "application/json"}) as r:
+                    if r.status_code != 200:
+                        raise JwksUnavailable(f"jwks_http_{r.status_code}")
+                    declared = r.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > self.max_bytes:
+                        raise JwksUnavailable("jwks_too_large")
+                    async for chunk in r.aiter_bytes():
+                        body.extend(chunk)
+                        if len(body) > self.max_bytes:
+                            raise JwksUnavailable("jwks_too_large")
+        except httpx.HTTPError as exc:
+            raise JwksUnavailable(f"jwks_fetch_{type(exc).__name__}") from exc
+        try:
+            document = json.loads(bytes(body).decode("utf-8"))
+            return parse_jwks(document)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise JwksUnavailable("jwks_invalid") from exc

@@ -1,0 +1,244 @@
+"""Authlib's authorization-server core, adapted: client credentials + private_key_jwt + DPoP.
+
+Authlib's :class:`~authlib.oauth2.rfc6749.AuthorizationServer` dispatches the grant, runs the
+registered client-authentication method and shapes the token response; this module plugs in
+
+- :class:`TokenRequest`, an ``OAuth2Request`` built from what the async endpoint already read
+  (the form, the headers, the claimed client's :class:`~gateway.oauth.clients.ClientRecord`), so
+  nothing in here does I/O and it can run in a worker thread;
+- ``private_key_jwt`` (RFC 7523, FAPI 2.0) as the only client-authentication method;
+- :class:`DPoPClientCredentialsGrant`, which also verifies the DPoP proof and mints an RFC 9068
+  token bound to its key;
+- :func:`translate_oauth_error`: every Authlib ``OAuth2Error`` becomes the most specific
+  :class:`~gateway.errors.GatewayError`, so the problem+json module alone answers.
+
+Spending the ``jti`` values, storing the issued-token record and auditing are the async
+endpoint's job (:mod:`gateway.oauth.endpoint`), in one transaction after this core succeeds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from authlib.oauth2 import AuthorizationServer
+from authlib.oauth2.base import OAuth2Error
+from authlib.oauth2.rfc6749 import errors as oauth_errors
+from authlib.oauth2.rfc6749.grants import ClientCredentialsGrant
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload, OAuth2Request
+
+from gateway import errors
+from gateway.oauth.assertion import ASSERTION_TYPE, VerifiedAssertion, verify_assertion
+from gateway.oauth.clients import AUTH_METHOD, ClientRecord
+from gateway.oauth.dpop import DPoPProof, verify_proof
+from gateway.oauth.jose import Compact, JoseRefused
+from gateway.oauth.signing import TokenSigner
+from gateway.oauth.tokens import AccessToken, issue_access_token
+from gateway.settings import Settings
+
+__all__ = [
+    "OAUTH_ERROR_MAP",
+    "GatewayAuthorizationServer",
+    "TokenRequest",
+    "TokenResult",
+    "translate_oauth_error",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class TokenResult:
+    status: int
+    body: dict[str, Any]
+    headers: list[tuple[str, str]]
+
+
+class TokenRequest(OAuth2Request):  # type: ignore[misc]
+    """A token request as the async endpoint read it, plus what it preloaded."""
+
+    def __init__(
+        self,
+        *,
+        uri: str,
+        headers: dict[str, str],
+        form: dict[str, str],
+        client: ClientRecord | None,
+        assertion: Compact | None,
+        dpop_proof: str | None,
+        now: dt.datetime,
+    ) -> None:
+        super().__init__("POST", uri, headers=headers)
+        self.payload = BasicOAuth2Payload(form)
+        self._form = form
+        self.gateway_client = client
+        self.assertion = assertion
+        self.dpop_proof = dpop_proof
+        self.now = now
+        self.verified_assertion: VerifiedAssertion | None = None
+        self.dpop: DPoPProof | None = None
+        self.issued: AccessToken | None = None
+
+    @property
+    def form(self) -> dict[str, str]:
+        return self._form
+
+    @property
+    def args(self) -> dict[str, str]:
+        return {}
+
+
+def _refused(cls: type[errors.AuthenticationFailed], reason: str) -> errors.AuthenticationFailed:
+    return cls(diagnostics={"reason": reason})
+
+
+class DPoPClientCredentialsGrant(ClientCredentialsGrant):  # type: ignore[misc]
+    """``client_credentials`` that needs ``private_key_jwt`` and a DPoP proof, and issues at+jwt."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = [AUTH_METHOD]  # noqa: RUF012 - Authlib's class attribute
+
+    request: TokenRequest
+    server: GatewayAuthorizationServer
+
+    def validate_token_request(self) -> None:
+        super().validate_token_request()
+        client: ClientRecord = self.request.client
+        requested = (self.request.payload.scope or "").split()
+        if any(scope not in client.scopes for scope in requested):
+            raise oauth_errors.InvalidScopeError()
+        settings = self.server.settings
+        try:
+            self.request.dpop = verify_proof(
+                self.request.dpop_proof,
+                htm="POST",
+                htu=settings.token_endpoint,
+                now=self.request.now,
+                max_age=settings.dpop_max_age_seconds,
+                future_skew=settings.max_future_skew_seconds,
+            )
+        except JoseRefused as exc:
+            raise _refused(errors.InvalidDPoPProof, exc.reason) from exc
+
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        client: ClientRecord = self.request.client
+        assert self.request.dpop is not None
+        scopes = client.get_allowed_scope(self.request.payload.scope).split()
+        settings = self.server.settings
+        token, described = issue_access_token(
+            self.server.signer,
+            issuer=settings.issuer,
+            audience=settings.api_audience,
+            client_id=client.client_id,
+            agency_type=client.agency_type,
+            role=client.role,
+            area=client.area,
+            scopes=scopes,
+            jkt=self.request.dpop.jkt,
+            now=self.request.now,
+            lifetime=settings.access_token_lifetime_seconds,
+        )
+        self.request.issued = described
+        body = {
+            "access_token": token,
+            "token_type": "DPoP",
+            "expires_in": settings.access_token_lifetime_seconds,
+            "scope": " ".join(scopes),
+        }
+        self.save_token(body)
+        return 200, body, list(self.TOKEN_RESPONSE_HEADER)
+
+
+class GatewayAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
+    """The Authlib server with the gateway's one grant and one client-authentication method."""
+
+    def __init__(self, *, settings: Settings, signer: TokenSigner) -> None:
+        super().__init__()
+        self.settings = settings
+        self.signer = signer
+        self.register_grant(DPoPClientCredentialsGrant)
+        self.register_client_auth_method(AUTH_METHOD, self._authenticate_private_key_jwt)
+
+    # -- Authlib framework hooks -------------------------------------------------------------
+    def query_client(self, client_id: str) -> None:
+        # Clients are preloaded by the async endpoint; nothing is looked up from here.
+        return None
+
+    def save_token(self, token: dict[str, Any], request: TokenRequest) -> None:
+        # Persisted by the async endpoint, with the jti spends and the audit entry.
+        return None
+
+    def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    def create_oauth2_request(self, request: TokenRequest) -> TokenRequest:
+        return request
+
+    def handle_response(
+        self, status: int, body: dict[str, Any], headers: list[tuple[str, str]]
+    ) -> TokenResult:
+        return TokenResult(status=status, body=body, headers=list(headers))
+
+    def handle_error_response(self, request: TokenRequest, error: OAuth2Error) -> TokenResult:
+        raise translate_oauth_error(error) from error
+
+    def issue(self, request: TokenRequest) -> TokenResult:
+        """Run the token request through Authlib (synchronous: call it in a worker thread)."""
+        result: TokenResult = self.create_token_response(request)
+        return result
+
+    # -- private_key_jwt ---------------------------------------------------------------------
+    def _authenticate_private_key_jwt(self, query_client: Any, request: TokenRequest) -> Any:
+        form = request.form
+        if form.get("client_assertion_type") != ASSERTION_TYPE or request.assertion is None:
+            raise _refused(errors.InvalidClient, "assertion_missing")
+        if "client_secret" in form:
+            raise _refused(errors.InvalidClient, "client_secret_refused")
+        client = request.gateway_client
+        if client is None:
+            raise _refused(errors.InvalidClient, "client_unknown")
+        if not client.active:
+            raise _refused(errors.InvalidClient, "agency_suspended")
+        settings = self.settings
+        try:
+            request.verified_assertion = verify_assertion(
+                request.assertion,
+                client,
+                issuer=settings.issuer,
+                now=request.now,
+                leeway=settings.clock_leeway_seconds,
+                future_skew=settings.max_future_skew_seconds,
+                max_lifetime=settings.assertion_max_lifetime_seconds,
+            )
+        except JoseRefused as exc:
+            raise _refused(errors.InvalidClient, exc.reason) from exc
+        return client
+
+
+#: Authlib's errors and the gateway error each becomes (the most specific class wins).
+OAUTH_ERROR_MAP: dict[type[OAuth2Error], type[errors.GatewayError]] = {
+    oauth_errors.InvalidClientError: errors.InvalidClient,
+    oauth_errors.UnsupportedGrantTypeError: errors.UnsupportedGrantType,
+    oauth_errors.UnauthorizedClientError: errors.UnauthorizedClient,
+    oauth_errors.InvalidScopeError: errors.InvalidScope,
+    oauth_errors.InvalidGrantError: errors.InvalidOAuthRequest,
+    oauth_errors.InvalidRequestError: errors.InvalidOAuthRequest,
+    oauth_errors.InsecureTransportError: errors.InvalidOAuthRequest,
+    oauth_errors.UnsupportedResponseTypeError: errors.InvalidOAuthRequest,
+    oauth_errors.AccessDeniedError: errors.AccessDenied,
+    oauth_errors.ForbiddenError: errors.InvalidToken,
+    oauth_errors.MissingAuthorizationError: errors.InvalidToken,
+    oauth_errors.UnsupportedTokenTypeError: errors.InvalidToken,
+    oauth_errors.MissingCodeException: errors.InvalidOAuthRequest,
+    oauth_errors.MissingTokenException: errors.InvalidOAuthRequest,
+    oauth_errors.MissingTokenTypeException: errors.InvalidOAuthRequest,
+    oauth_errors.MismatchingStateException: errors.InvalidOAuthRequest,
+    OAuth2Error: errors.InvalidOAuthRequest,
+}
+
+
+def translate_oauth_error(error: OAuth2Error) -> errors.GatewayError:
+    """The gateway error for an Authlib error; its reason goes to diagnostics, not outward."""
+    for klass in type(error).__mro__:
+        target = OAUTH_ERROR_MAP.get(klass)
+        if target is not None:
+            return target(diagnostics={"reason": str(error.error or "oauth_error")[:64]})
+    return errors.InvalidOAuthRequest(diagnostics={"reason": "oauth_error"})

@@ -1,0 +1,213 @@
+"""Test helpers for agency authentication: an agency that signs, a clock, a raw JWS forger."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from joserfc.jwk import ECKey, OKPKey
+from joserfc.jws import JWSRegistry
+from sqlalchemy import func, select
+
+from gateway.store import Database
+from gateway.store.models import AuditEntry, IssuedToken, UsedJti
+
+ISSUER = "https://gateway.test"
+TOKEN_URL = ISSUER + "/oauth/token"
+WHOAMI_URL = ISSUER + "/v1/whoami"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+T0 = dt.datetime(2026, 11, 23, 9, 0, 0, tzinfo=dt.UTC)
+CONTEXT = {
+    "MAPPA-Legal-Basis": "cja2003-s325",
+    "MAPPA-Purpose": "risk-management",
+    "MAPPA-Officer": "PC-4521",
+}
+
+
+def b64(data: bytes | str) -> str:
+    raw = data.encode() if isinstance(data, str) else data
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def forge(header: dict[str, Any], claims: dict[str, Any] | str, key: Any = None) -> str:
+    """A compact JWS with exactly this header, signed with ``key`` by ``header['alg']``.
+
+    With no key the signature is empty (``alg: none``); a bytes key is an HMAC secret.
+    """
+    payload = claims if isinstance(claims, str) else json.dumps(claims)
+    signing_input = f"{b64(json.dumps(header))}.{b64(payload)}"
+    if key is None:
+        return signing_input + "."
+    alg = JWSRegistry.algorithms[header["alg"]]
+    if isinstance(key, bytes):
+        from joserfc.jwk import OctKey
+
+        key = OctKey.import_key(key)
+    return signing_input + "." + b64(alg.sign(signing_input.encode(), key))
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: dt.datetime = T0) -> None:
+        self.now = start
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += dt.timedelta(seconds=seconds)
+
+    @property
+    def ts(self) -> int:
+        return int(self.now.timestamp())
+
+
+@dataclass
+class AgencyClient:
+    """An agency case system: its client id, its signing key and its DPoP key."""
+
+    client_id: str
+    key: ECKey | OKPKey
+    clock: Clock
+    dpop_key: ECKey | OKPKey = field(default_factory=lambda: ECKey.generate_key("P-256"))
+
+    @property
+    def alg(self) -> str:
+        return "ES256" if isinstance(self.key, ECKey) else "EdDSA"
+
+    @property
+    def kid(self) -> str:
+        return self.key.thumbprint()
+
+    def public_jwks(self) -> dict[str, Any]:
+        return {"keys": [{**self.key.as_dict(private=False), "kid": self.kid, "use": "sig"}]}
+
+    def assertion_claims(self, **overrides: Any) -> dict[str, Any]:
+        claims: dict[str, Any] = {
+            "iss": self.client_id,
+            "sub": self.client_id,
+            "aud": ISSUER,
+            "iat": self.clock.ts,
+            "exp": self.clock.ts + 60,
+            "jti": str(uuid.uuid4()),
+        }
+        claims.update(overrides)
+        return {k: v for k, v in claims.items() if v is not DROP}
+
+    def assertion(self, header: dict[str, Any] | None = None, **overrides: Any) -> str:
+        head = {"alg": self.alg, "kid": self.kid, "typ": "JWT"}
+        head.update(header or {})
+        head = {k: v for k, v in head.items() if v is not DROP}
+        return forge(head, self.assertion_claims(**overrides), self.key)
+
+    def proof(
+        self,
+        htm: str = "POST",
+        htu: str = TOKEN_URL,
+        *,
+        token: str | None = None,
+        key: ECKey | OKPKey | None = None,
+        header: dict[str, Any] | None = None,
+        **overrides: Any,
+    ) -> str:
+        dpop_key = key or self.dpop_key
+        alg = "ES256" if isinstance(dpop_key, ECKey) else "EdDSA"
+        head: dict[str, Any] = {
+            "typ": "dpop+jwt",
+            "alg": alg,
+            "jwk": dpop_key.as_dict(private=False),
+        }
+        head.update(header or {})
+        claims: dict[str, Any] = {
+            "jti": str(uuid.uuid4()),
+            "htm": htm,
+            "htu": htu,
+            "iat": self.clock.ts,
+        }
+        if token is not None:
+            claims["ath"] = b64(hashlib.sha256(token.encode()).digest())
+        claims.update(overrides)
+        claims = {k: v for k, v in claims.items() if v is not DROP}
+        return forge({k: v for k, v in head.items() if v is not DROP}, claims, dpop_key)
+
+    def form(self, assertion: str | None = None, **extra: str) -> dict[str, str]:
+        return {
+            "grant_type": "client_credentials",
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": assertion if assertion is not None else self.assertion(),
+            **extra,
+        }
+
+    async def token_response(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        assertion: str | None = None,
+        proof: str | object | None = None,
+        **extra: str,
+    ) -> httpx.Response:
+        headers = {}
+        if proof is not DROP:
+            headers["DPoP"] = str(proof) if proof is not None else self.proof()
+        return await client.post(
+            "/oauth/token", data=self.form(assertion, **extra), headers=headers
+        )
+
+    async def token(self, client: httpx.AsyncClient) -> str:
+        response = await self.token_response(client)
+        assert response.status_code == 200, response.text
+        return str(response.json()["access_token"])
+
+    def resource_headers(
+        self, token: str, *, url: str = WHOAMI_URL, method: str = "GET", **proof: Any
+    ) -> dict[str, str]:
+        return {
+            "Authorization": f"DPoP {token}",
+            "DPoP": self.proof(method, url, token=token, **proof),
+            **CONTEXT,
+        }
+
+
+class _Drop:
+    def __repr__(self) -> str:
+        return "DROP"
+
+
+#: Pass as a claim or header value to leave it out.
+DROP: Any = _Drop()
+
+
+@dataclass
+class Ledger:
+    """What the store holds: issued tokens, spent jtis, audit entries."""
+
+    db: Database
+
+    async def count(self, model: Any) -> int:
+        async with self.db.read() as session:
+            return int(await session.scalar(select(func.count()).select_from(model)) or 0)
+
+    async def issued(self) -> int:
+        return await self.count(IssuedToken)
+
+    async def jtis(self) -> int:
+        return await self.count(UsedJti)
+
+    async def audit(self, operation: str, outcome: str) -> list[AuditEntry]:
+        async with self.db.read() as session:
+            rows = await session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.operation == operation, AuditEntry.outcome == outcome)
+                .order_by(AuditEntry.id)
+            )
+            return list(rows)
+
+    async def refusals(self) -> list[AuditEntry]:
+        return await self.audit("authentication", "refused")
