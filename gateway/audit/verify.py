@@ -76,8 +76,9 @@ class VerificationReport:
 
     ``problem`` and ``seq`` name the first problem and the first bad entry (``seq`` is ``None``
     when no single entry can be named, as for a root mismatch). ``tree_size`` and ``root_hash``
-    describe the entries that passed, in order: the whole log when ``ok``, else the intact prefix
-    before the first bad entry. ``checkpoint`` is the checkpoint whose signature verified, if any.
+    describe the entries that passed the entry checks, in order: every entry when ``ok`` or when
+    the problem lies with the checkpoint, else the prefix before the first bad entry.
+    ``checkpoint`` is the checkpoint whose signature verified, if any.
     ``detail`` is for the auditor: codes and numbers, never entry content.
     """
 
