@@ -7,7 +7,8 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
-NODE_INTEROP := tests/interop/node
+# Independent JOSE implementations used by the interoperability tests (npm `jose`).
+NODE_INTEROP := $(dir $(wildcard tests/*/node/package-lock.json tests/*/*/node/package-lock.json))
 
 .PHONY: run test lint typecheck pytest bench install clean node-interop
 
@@ -27,8 +28,9 @@ run: install
 	$(BIN)/mappa-gateway serve --host 127.0.0.1 --port 8000
 
 node-interop:
-	@if [ -f $(NODE_INTEROP)/package-lock.json ]; then \
-		cd $(NODE_INTEROP) && npm ci --no-audit --no-fund --loglevel=error; fi
+	@for dir in $(NODE_INTEROP); do \
+		[ -d $$dir/node_modules ] || (cd $$dir && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
+	done
 
 lint: install
 	$(BIN)/ruff check gateway policies adapters keys tests benchmarks
