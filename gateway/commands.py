@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from gateway.settings import get_settings
@@ -20,6 +21,13 @@ def register(subparsers: Any) -> None:
     )
     serve.set_defaults(func=_serve)
 
+    demo = subparsers.add_parser("demo", help="The one-machine demonstration")
+    demo_sub = demo.add_subparsers(dest="demo_command", required=True, metavar="ACTION")
+    demo_init = demo_sub.add_parser(
+        "init", help="Migrate, generate development keys, onboard the demo agencies"
+    )
+    demo_init.set_defaults(func=_demo_init)
+
     db = subparsers.add_parser("db", help="Database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     upgrade = db_sub.add_parser("upgrade", help="Apply migrations up to a revision")
@@ -33,6 +41,22 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     settings = get_settings()
     upgrade(settings.database_url, args.revision)
     print(f"database at revision {args.revision}")
+    return 0
+
+
+def _demo_init(args: argparse.Namespace) -> int:
+    from gateway.demo import DEMO_AGENCIES, DemoRefused, init_demo
+
+    settings = get_settings()
+    try:
+        created = init_demo(settings)
+    except DemoRefused as exc:
+        print(f"mappa-gateway: {exc}", file=sys.stderr)
+        return 2
+    print(f"demo: {len(created)} created ({', '.join(created) or 'all present'})")
+    print(f"demo agencies: {', '.join(a.id for a in DEMO_AGENCIES)}; their private keys are in")
+    print(f"  {settings.keys_dir.parent / 'demo' / 'agencies'}/<agency>/private-jwks.json")
+    print(f"IG officer credentials: {settings.keys_dir.parent / 'demo' / 'ig-officer.txt'}")
     return 0
 
 
