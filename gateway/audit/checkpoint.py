@@ -131,7 +131,7 @@ def parse_verifier_key(text: str) -> VerifierKey:
     """Parse ``<name>+<hex key ID>+<base64(0x01 || public key)>``, checking the key ID."""
     if not isinstance(text, str):
         raise MalformedNoteError("a verifier key is text")
-    parts = text.split("+")
+    parts = text.split("+", 2)  # names have no "+"; base64 may
     if len(parts) != 3 or _HEX_KEY_ID.fullmatch(parts[1]) is None:
         raise MalformedNoteError("a verifier key is name+keyid+key")
     name, hex_id, encoded = parts

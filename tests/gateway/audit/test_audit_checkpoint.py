@@ -103,7 +103,7 @@ def test_verifier_key_text_round_trips(log_signer: Ed25519NoteSigner) -> None:
     """A verifier key is name+hex key ID+base64(0x01 || key) and parses back to itself."""
     key = log_signer.verifier_key
     text = str(key)
-    name, hex_id, encoded = text.split("+")
+    name, hex_id, encoded = text.split("+", 2)
     assert (name, hex_id) == (ORIGIN, key.key_id.hex())
     assert base64.b64decode(encoded) == b"\x01" + log_signer.public_key
     assert parse_verifier_key(text) == key
@@ -390,6 +390,18 @@ def test_up_to_the_signature_limit_is_accepted(
     note += unknown_line * (MAX_SIGNATURES - 1)
     assert len(parse_signed_note(note).signatures) == MAX_SIGNATURES
     assert verify(note, log_signer, verify_ed25519) == CHECKPOINT
+
+
+# A verifier key whose base64 holds a "+" (transparency-dev/formats, note_cosigv1_test.go).
+PLUS_VERIFIER_KEY = "TEST+7997405c+AQcC+FTVKf0jlTdHDY3rbevmnKxxPjigCXlVtGe6RIr6"
+
+
+def test_verifier_key_with_a_plus_in_its_base64_parses() -> None:
+    """Only the first two "+" separate the parts: base64 may contain "+" itself."""
+    key = parse_verifier_key(PLUS_VERIFIER_KEY)
+    assert key.name == "TEST"
+    assert key.key_id.hex() == "7997405c"
+    assert str(key) == PLUS_VERIFIER_KEY
 
 
 GO_KEY_B64 = GO_VERIFIER_KEY.split("+")[2]
