@@ -10,9 +10,9 @@ import stat
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
+import httpx
 import pytest
 
 from gateway.demo import DEMO_AGENCIES, DemoRefused, init_demo
@@ -95,9 +95,9 @@ def test_serve_answers_over_real_http(tmp_path: Path) -> None:
         body = None
         while time.monotonic() < deadline and body is None:
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                    body = json.loads(r.read())
-            except OSError:
+                response = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+                body = response.json() if response.status_code == 200 else None
+            except httpx.TransportError:
                 time.sleep(0.2)
         assert body == {"status": "ready", "checks": {"database": True, "keys": True}}
     finally:
