@@ -1,0 +1,167 @@
+"""Production KEK sources: PKCS#11 against SoftHSM2, and Vault transit against a stand-in client.
+
+SoftHSM2 comes from Debian's ``softhsm2`` package (CI: ``apt-get install -y softhsm2``); the HSM
+tests skip, saying so, only when its library is absent. No Vault server is reachable here, so
+the Vault tests use a client that implements transit's encrypt/decrypt with AES-GCM locally.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from keys import Envelope, EnvelopeRejected, KekSource, KekUnavailable, LocalKek, rewrap
+from keys.hsm import Pkcs11Kek
+from keys.vault import VaultTransitKek
+
+SOFTHSM_CANDIDATES = [
+    os.environ.get("MAPPA_TEST_SOFTHSM_LIB", ""),
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/local/lib/softhsm/libsofthsm2.so",
+]
+SOFTHSM_LIB = next((p for p in SOFTHSM_CANDIDATES if p and Path(p).exists()), None)
+AAD = b"records:42:v1"
+
+
+@pytest.fixture(scope="module")
+def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A SoftHSM2 token with an AES-256 KEK, in a private token directory."""
+    if SOFTHSM_LIB is None or shutil.which("softhsm2-util") is None:
+        pytest.skip("SoftHSM2 is not installed (CI installs it: apt-get install -y softhsm2)")
+    base = tmp_path_factory.mktemp("softhsm")
+    (base / "tokens").mkdir()
+    conf = base / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {base / 'tokens'}\nobjectstore.backend = file\n")
+    previous = os.environ.get("SOFTHSM2_CONF")
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    subprocess.run(
+        [
+            "softhsm2-util", "--init-token", "--free", "--label", "mappa-test",
+            "--pin", "1234", "--so-pin", "5678",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    settings = {"library_path": SOFTHSM_LIB, "token_label": "mappa-test", "user_pin": "1234"}
+    Pkcs11Kek.create_key(**settings, key_label="kek-1")
+    Pkcs11Kek.create_key(**settings, key_label="kek-2")
+    yield settings
+    if previous is None:
+        os.environ.pop("SOFTHSM2_CONF", None)
+    else:
+        os.environ["SOFTHSM2_CONF"] = previous
+
+
+def test_pkcs11_kek_round_trips_an_envelope(softhsm: dict[str, str]) -> None:
+    """A record sealed under the HSM KEK opens again; the HSM key is a KekSource."""
+    kek = Pkcs11Kek(**softhsm, key_label="kek-1")
+    assert isinstance(kek, KekSource)
+    envelope = Envelope(kek)
+    blob = envelope.seal(b"MAPPA minutes", AAD)
+    assert envelope.unseal(blob, AAD) == b"MAPPA minutes"
+    assert kek.kek_id == "pkcs11:mappa-test/kek-1"
+
+
+def test_pkcs11_kek_refuses_wrong_aad_and_tampering(softhsm: dict[str, str]) -> None:
+    """The HSM's GCM tag binds the wrapped data key to the envelope's AAD."""
+    kek = Pkcs11Kek(**softhsm, key_label="kek-1")
+    wrapped = kek.wrap(os.urandom(32), b"dek-aad")
+    with pytest.raises(EnvelopeRejected):
+        kek.unwrap(wrapped, b"other-aad")
+    tampered = bytearray(wrapped)
+    tampered[20] ^= 1
+    with pytest.raises(EnvelopeRejected):
+        kek.unwrap(bytes(tampered), b"dek-aad")
+
+
+def test_rewrap_from_local_kek_to_hsm_and_between_hsm_keys(softhsm: dict[str, str]) -> None:
+    """A development blob moves under the HSM KEK, then to another HSM key, unread."""
+    local = LocalKek(os.urandom(32))
+    first = Pkcs11Kek(**softhsm, key_label="kek-1")
+    second = Pkcs11Kek(**softhsm, key_label="kek-2")
+    blob = Envelope(local).seal(b"referral", AAD)
+    moved = rewrap(rewrap(blob, local, first), first, second)
+    assert Envelope(second).unseal(moved, AAD) == b"referral"
+
+
+def test_pkcs11_unknown_key_or_bad_pin_is_kek_unavailable(softhsm: dict[str, str]) -> None:
+    """Configuration mistakes surface as kek_unavailable, not as PKCS#11 exceptions."""
+    with pytest.raises(KekUnavailable):
+        Pkcs11Kek(**softhsm, key_label="absent")
+    with pytest.raises(KekUnavailable):
+        Pkcs11Kek(**{**softhsm, "user_pin": "0000"}, key_label="kek-1")
+
+
+class FakeTransit:
+    """Speaks hvac's transit encrypt_data/decrypt_data, with AES-GCM held locally."""
+
+    def __init__(self) -> None:
+        self.key = AESGCM(os.urandom(32))
+        self.calls = 0
+
+    def encrypt_data(self, *, name: str, plaintext: str, associated_data: str, **_: Any) -> Any:
+        self.calls += 1
+        nonce = os.urandom(12)
+        body = self.key.encrypt(
+            nonce, base64.b64decode(plaintext), base64.b64decode(associated_data)
+        )
+        return {"data": {"ciphertext": "vault:v1:" + base64.b64encode(nonce + body).decode()}}
+
+    def decrypt_data(self, *, name: str, ciphertext: str, associated_data: str, **_: Any) -> Any:
+        self.calls += 1
+        raw = base64.b64decode(ciphertext.removeprefix("vault:v1:"))
+        try:
+            plain = self.key.decrypt(raw[:12], raw[12:], base64.b64decode(associated_data))
+        except Exception as exc:
+            raise RuntimeError("hvac.exceptions.InvalidRequest stand-in") from exc
+        return {"data": {"plaintext": base64.b64encode(plain).decode()}}
+
+
+class FakeClient:
+    def __init__(self) -> None:
+        self.secrets = type("Secrets", (), {"transit": FakeTransit()})()
+
+
+def test_vault_transit_kek_round_trips_an_envelope() -> None:
+    """Data keys go to transit with the AAD and come back as vault:v1 ciphertext."""
+    client = FakeClient()
+    kek = VaultTransitKek(client, "mappa-kek")
+    assert isinstance(kek, KekSource) and kek.kek_id == "vault:transit/mappa-kek"
+    envelope = Envelope(kek)
+    blob = envelope.seal(b"case note", AAD)
+    assert b"vault:v1:" in blob
+    assert envelope.unseal(blob, AAD) == b"case note"
+    assert client.secrets.transit.calls == 2
+
+
+def test_vault_transit_refusals_are_envelope_rejected() -> None:
+    """A wrong AAD (Vault's error) or a non-transit wrapped key refuses to open."""
+    kek = VaultTransitKek(FakeClient(), "mappa-kek")
+    wrapped = kek.wrap(os.urandom(32), b"a")
+    with pytest.raises(EnvelopeRejected):
+        kek.unwrap(wrapped, b"b")
+    with pytest.raises(EnvelopeRejected):
+        kek.unwrap(b"not-vault", b"a")
+
+
+def test_vault_outage_on_wrap_is_kek_unavailable() -> None:
+    """If Vault cannot be reached, sealing fails closed with kek_unavailable."""
+
+    class Down:
+        def encrypt_data(self, **_: Any) -> Any:
+            raise ConnectionError("vault down")
+
+    client = FakeClient()
+    client.secrets.transit = Down()
+    with pytest.raises(KekUnavailable):
+        Envelope(VaultTransitKek(client, "k")).seal(b"x", AAD)
