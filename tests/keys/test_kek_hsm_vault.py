@@ -38,6 +38,7 @@ def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     """A SoftHSM2 token with an AES-256 KEK, in a private token directory."""
     if SOFTHSM_LIB is None or shutil.which("softhsm2-util") is None:
         pytest.skip("SoftHSM2 is not installed (CI installs it: apt-get install -y softhsm2)")
+    pytest.importorskip("pkcs11", reason="python-pkcs11 is not installed (pip install '.[test]')")
     base = tmp_path_factory.mktemp("softhsm")
     (base / "tokens").mkdir()
     conf = base / "softhsm2.conf"
