@@ -87,8 +87,8 @@ def test_serve_answers_over_real_http(tmp_path: Path) -> None:
         [sys.executable, "-m", "gateway.cli", "serve", "--port", str(port)],
         env=env,
         cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 60
