@@ -138,8 +138,6 @@ def parse_compact(
     header_b64, payload_b64, signature_b64 = parts
     if len(header_b64) > _MAX_HEADER_CHARS:
         raise JoseRefused("header_too_large")
-    if not signature_b64:
-        raise JoseRefused("signature_missing")
     if len(signature_b64) > _MAX_SIGNATURE_CHARS:
         raise JoseRefused("signature_too_large")
     header = _json_object(_b64decode(header_b64, "header"), "header")
@@ -155,6 +153,8 @@ def parse_compact(
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in algs:
         raise JoseRefused("alg_refused")
+    if not signature_b64:
+        raise JoseRefused("signature_missing")
     _b64decode(signature_b64, "signature")
     claims = _json_object(_b64decode(payload_b64, "payload"), "payload")
     return Compact(raw=token, header=header, claims=claims)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from gateway import agencies
 from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.state import GatewayState
-from gateway.store import Database
+from gateway.store import Database, upgrade
 from keys import generate_development_keys, generate_kek_file
 from tests.gateway.oauth.support import ISSUER, T0, AgencyClient, Clock, Ledger
 
@@ -26,6 +27,21 @@ def gateway_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     kek = generate_kek_file(base / "kek.bin")
     generate_development_keys(base / "keys", kek, "development", now=T0)
     return base / "keys", base / "kek.bin"
+
+
+@pytest.fixture(scope="session")
+def _migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "gateway.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, _migrated_template: Path) -> str:
+    """A migrated SQLite file: a copy of one migrated once per session (fast)."""
+    path = tmp_path / "gateway.db"
+    shutil.copyfile(_migrated_template, path)
+    return f"sqlite+aiosqlite:///{path}"
 
 
 @pytest.fixture

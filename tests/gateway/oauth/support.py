@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import hmac
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -44,11 +45,10 @@ def forge(header: dict[str, Any], claims: dict[str, Any] | str, key: Any = None)
     signing_input = f"{b64(json.dumps(header))}.{b64(payload)}"
     if key is None:
         return signing_input + "."
-    alg = JWSRegistry.algorithms[header["alg"]]
     if isinstance(key, bytes):
-        from joserfc.jwk import OctKey
-
-        key = OctKey.import_key(key)
+        digest = {"HS256": hashlib.sha256, "HS512": hashlib.sha512}[header["alg"]]
+        return signing_input + "." + b64(hmac.new(key, signing_input.encode(), digest).digest())
+    alg = JWSRegistry.algorithms[header["alg"]]
     return signing_input + "." + b64(alg.sign(signing_input.encode(), key))
 
 
@@ -211,3 +211,33 @@ class Ledger:
 
     async def refusals(self) -> list[AuditEntry]:
         return await self.audit("authentication", "refused")
+
+
+async def assert_refused(
+    response: httpx.Response,
+    ledger: Ledger,
+    *,
+    code: str,
+    reason: str | None = None,
+    status: int = 401,
+    agency_id: str | None = None,
+    issued: int = 0,
+    jtis: int = 0,
+) -> AuditEntry:
+    """The request was refused, nothing new was issued or spent, and the refusal is audited."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["code"] == code
+    assert response.headers["content-type"].startswith("application/problem+json")
+    if status == 401:
+        assert response.headers["www-authenticate"].startswith("DPoP ")
+    assert await ledger.issued() == issued
+    assert await ledger.jtis() == jtis
+    refusals = await ledger.refusals()
+    assert refusals, "the refusal was not audited"
+    last = refusals[-1]
+    if reason is not None:
+        assert last.reason_code == reason
+    assert last.agency_id == agency_id
+    assert last.request_id == response.headers["x-request-id"]
+    return last
