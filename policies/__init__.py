@@ -1,0 +1,1 @@
+"""MAPPA gateway policies."""

@@ -1,0 +1,246 @@
+"""The legal-basis register and the check every call passes before any data is read.
+
+The register is reviewed data (``policies/data/legal_bases.toml``): each basis has a code (what
+agencies send in ``MAPPA-Legal-Basis``), a citation, a plain-English summary, the purposes it
+allows (``MAPPA-Purpose``), the s.325 roles (and optionally agency types) that may rely on it, and
+conditions. :func:`check` allows with a frozen :class:`BasisDecision` or raises a
+:class:`~policies.errors.LawfulBasisRefused` naming the rule; an empty or missing register
+refuses everything.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+
+from gateway.domain import AgencyType, Role
+
+from ._data import DataFiles, Table, read_data
+from .errors import (
+    BasisNotRecordedForNominal,
+    LawfulBasisMissing,
+    LawfulBasisUnknown,
+    PurposeMissing,
+    PurposeNotAllowed,
+    RoleNotAllowed,
+)
+
+__all__ = [
+    "BasisCondition",
+    "BasisDecision",
+    "LegalBasis",
+    "LegalBasisRegister",
+    "load_legal_bases",
+]
+
+_FILE = "legal_bases.toml"
+_CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$")
+_PURPOSE = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
+
+
+class BasisCondition(enum.StrEnum):
+    """Conditions a basis may carry; the register names them, this engine knows each one."""
+
+    #: s.325(4A)(c): the RA recorded, for this nominal, that other persons may contribute.
+    NOMINAL_RECORDED_OTHER_CONTRIBUTOR = "nominal-recorded-other-contributor"
+    #: The caller is a Responsible Authority agency (s.327A).
+    RESPONSIBLE_AUTHORITY_ONLY = "responsible-authority-only"
+
+
+@dataclass(frozen=True, slots=True)
+class LegalBasis:
+    """One entry of the register."""
+
+    code: str
+    citation: str
+    summary: str
+    purposes: frozenset[str]
+    roles: frozenset[Role]
+    #: None: any agency type of the listed roles may rely on it.
+    agency_types: frozenset[AgencyType] | None
+    conditions: frozenset[BasisCondition]
+
+    def __post_init__(self) -> None:
+        if not _CODE.match(self.code):
+            raise ValueError(f"not a basis code: {self.code!r}")
+        if not self.purposes or not self.roles:
+            raise ValueError(f"basis {self.code} allows no purpose or no role")
+
+
+@dataclass(frozen=True, slots=True)
+class BasisDecision:
+    """The register allowed a call: the basis, the purpose, the rule and the policy version."""
+
+    basis: str
+    purpose: str
+    citation: str
+    rule: str
+    policy_version: str
+
+
+# Rule ids recorded with a refusal (the audit's ``rule``).
+RULE_BASIS_PRESENT = "lawful-basis-present"
+RULE_BASIS_REGISTERED = "lawful-basis-registered"
+RULE_PURPOSE_PRESENT = "purpose-present"
+RULE_PURPOSE_ALLOWED = "purpose-allowed-for-basis"
+RULE_ROLE_ALLOWED = "role-allowed-for-basis"
+RULE_AGENCY_TYPE_ALLOWED = "agency-type-allowed-for-basis"
+
+
+def _cap(text: str) -> str:
+    return text[:64]
+
+
+@dataclass(frozen=True, slots=True)
+class LegalBasisRegister:
+    """The loaded register: the purpose vocabulary and the bases by code."""
+
+    policy_version: str
+    purposes: Mapping[str, str]
+    bases: Mapping[str, LegalBasis]
+
+    def check(
+        self,
+        basis: str | None,
+        purpose: str | None,
+        caller_role: Role,
+        caller_agency_type: AgencyType,
+        nominal_other_contributors_allowed: bool | None,
+    ) -> BasisDecision:
+        """Allow the call, or raise the :class:`LawfulBasisRefused` that names the failed rule.
+
+        ``nominal_other_contributors_allowed`` is what the RA recorded for the nominal the call
+        concerns (s.325(4A)(c)); None when the call concerns no single nominal.
+        """
+        version = self.policy_version
+        if not basis:
+            raise LawfulBasisMissing(
+                "no legal basis given", rule=RULE_BASIS_PRESENT, policy_version=version
+            )
+        if not purpose:
+            raise PurposeMissing(
+                "no purpose given", rule=RULE_PURPOSE_PRESENT, policy_version=version
+            )
+        entry = self.bases.get(basis)
+        if entry is None:
+            why = "the register is empty" if not self.bases else "basis not in the register"
+            raise LawfulBasisUnknown(
+                why,
+                rule=RULE_BASIS_REGISTERED,
+                policy_version=version,
+                diagnostics={"basis": _cap(basis)},
+            )
+        facts = {
+            "basis": entry.code,
+            "role": str(caller_role),
+            "agency_type": str(caller_agency_type),
+        }
+        if caller_role not in entry.roles:
+            raise RoleNotAllowed(
+                f"role {caller_role} may not rely on {entry.code}",
+                rule=RULE_ROLE_ALLOWED,
+                policy_version=version,
+                diagnostics=facts,
+            )
+        if entry.agency_types is not None and caller_agency_type not in entry.agency_types:
+            raise RoleNotAllowed(
+                f"agency type {caller_agency_type} may not rely on {entry.code}",
+                rule=RULE_AGENCY_TYPE_ALLOWED,
+                policy_version=version,
+                diagnostics=facts,
+            )
+        if purpose not in entry.purposes:
+            raise PurposeNotAllowed(
+                f"{entry.code} does not allow this purpose",
+                rule=RULE_PURPOSE_ALLOWED,
+                policy_version=version,
+                diagnostics={**facts, "purpose": _cap(purpose)},
+            )
+        for condition in sorted(entry.conditions):
+            rule = f"condition:{condition}"
+            if (
+                condition is BasisCondition.NOMINAL_RECORDED_OTHER_CONTRIBUTOR
+                and nominal_other_contributors_allowed is not True
+            ):
+                raise BasisNotRecordedForNominal(
+                    f"{entry.code} needs the Responsible Authority's decision for this nominal",
+                    rule=rule,
+                    policy_version=version,
+                    diagnostics=facts,
+                )
+            if (
+                condition is BasisCondition.RESPONSIBLE_AUTHORITY_ONLY
+                and caller_role is not Role.RESPONSIBLE_AUTHORITY
+            ):
+                raise RoleNotAllowed(
+                    f"{entry.code} is for the Responsible Authority only",
+                    rule=rule,
+                    policy_version=version,
+                    diagnostics=facts,
+                )
+        return BasisDecision(
+            basis=entry.code,
+            purpose=purpose,
+            citation=entry.citation,
+            rule=f"legal-basis:{entry.code}",
+            policy_version=version,
+        )
+
+    @classmethod
+    def from_data(cls, files: DataFiles) -> LegalBasisRegister:
+        """Build the register from a policy set's files, validating every entry."""
+        top = files.table(_FILE)
+        top.only({"purposes", "basis"})
+        purposes_table = top.sub("purposes")
+        purposes: dict[str, str] = {}
+        for code in purposes_table.keys():
+            if not _PURPOSE.match(code):
+                raise purposes_table.fail(f"not a purpose code: {code!r}")
+            purposes[code] = purposes_table.string(code)
+        bases: dict[str, LegalBasis] = {}
+        for table in top.tables("basis"):
+            entry = _basis(table, purposes)
+            if entry.code in bases:
+                raise table.fail(f"duplicate basis code {entry.code}")
+            bases[entry.code] = entry
+        if bases and not purposes:
+            raise top.fail("bases listed without a purpose vocabulary")
+        return cls(files.version, MappingProxyType(purposes), MappingProxyType(bases))
+
+
+def _basis(table: Table, purposes: Mapping[str, str]) -> LegalBasis:
+    table.only(
+        {"code", "citation", "summary", "purposes", "roles", "agency_types", "conditions"},
+        required={"code", "citation", "summary", "purposes", "roles"},
+    )
+    code = table.string("code")
+    allowed = table.strings("purposes")
+    unknown = sorted(set(allowed) - purposes.keys())
+    if unknown:
+        raise table.fail(f"{code}: purposes not in the vocabulary: {', '.join(unknown)}")
+    agency_types = (
+        frozenset(table.enums("agency_types", AgencyType)) if table.has("agency_types") else None
+    )
+    if agency_types is not None and not agency_types:
+        raise table.fail(f"{code}: agency_types is empty (remove it to allow every type)")
+    try:
+        return LegalBasis(
+            code=code,
+            citation=table.string("citation"),
+            summary=" ".join(table.string("summary").split()),
+            purposes=frozenset(allowed),
+            roles=frozenset(table.enums("roles", Role)),
+            agency_types=agency_types,
+            conditions=frozenset(table.enums("conditions", BasisCondition, default=())),
+        )
+    except ValueError as exc:
+        raise table.fail(str(exc)) from exc
+
+
+def load_legal_bases(directory: Path | None = None) -> LegalBasisRegister:
+    """Load and validate the register of ``directory`` (default: the packaged data)."""
+    return LegalBasisRegister.from_data(read_data(directory))
