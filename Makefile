@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
 # Independent JOSE implementations used by the interoperability tests (npm `jose`).
 NODE_INTEROP := $(dir $(wildcard tests/*/node/package-lock.json tests/*/*/node/package-lock.json))
 
-.PHONY: run test lint typecheck pytest bench install clean node-interop
+.PHONY: run test lint typecheck pytest bench install clean node-interop system-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,21 @@ run: install
 	$(BIN)/mappa-gateway demo init
 	$(BIN)/mappa-gateway serve --host 127.0.0.1 --port 8000
 
+# Debian packages the tests use: SoftHSM2 (the PKCS#11 KEK source). Installed when missing and
+# we may (root); otherwise the tests that need them say so (and fail in CI).
+SYSTEM_PACKAGES := softhsm2
+system-deps:
+	@missing=""; for pkg in $(SYSTEM_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "ok installed" || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing$$missing"; \
+			(apt-get install -y -q --no-install-recommends $$missing >/dev/null 2>&1 || \
+			 (apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null)); \
+		else echo "missing system packages:$$missing (tests needing them fail in CI)"; fi; \
+	fi
+
 node-interop:
 	@for dir in $(NODE_INTEROP); do \
 		[ -d $$dir/node_modules ] || (cd $$dir && npm ci --no-audit --no-fund --loglevel=error) || exit 1; \
@@ -39,7 +54,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-pytest: install node-interop
+pytest: install system-deps node-interop
 	$(BIN)/pytest
 
 test: lint typecheck pytest

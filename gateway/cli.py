@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -18,7 +19,7 @@ from gateway.settings import get_settings
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
 #: Modules that add subcommands; each has ``register(subparsers) -> None``.
-COMMAND_MODULES: tuple[str, ...] = ("gateway.commands", "gateway.agency_commands")
+COMMAND_MODULES: tuple[str, ...] = ("gateway.commands", "keys.cli", "gateway.agency_commands")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,11 +37,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        get_settings()
+        settings = get_settings()
     except ValidationError as exc:
         reasons = "; ".join(str(err["msg"]).removeprefix("Value error, ") for err in exc.errors())
         print(f"mappa-gateway: refusing to start: {reasons}", file=sys.stderr)
         return 2
+    # The keys commands read their directory and KEK from the environment: default them to the
+    # gateway's own settings, so `mappa-gateway keys list` works on the configured gateway.
+    os.environ.setdefault("MAPPA_KEYS_DIR", str(settings.keys_dir))
+    if settings.kek_file is not None and "MAPPA_KEK" not in os.environ:
+        os.environ.setdefault("MAPPA_KEK_FILE", str(settings.kek_file))
     result: int = args.func(args)
     return result
 

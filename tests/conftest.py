@@ -15,11 +15,11 @@ from fastapi import FastAPI
 from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.store import Database, upgrade
+from tests.support import skip_or_fail_in_ci
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "MAPPA_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
 )
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
 def postgres_available() -> bool:
@@ -32,11 +32,8 @@ def postgres_available() -> bool:
 
 def require_postgres() -> None:
     """Skip locally without PostgreSQL; in CI its absence is a failure, never a skip."""
-    if postgres_available():
-        return
-    if IN_CI:
-        pytest.fail(f"PostgreSQL is required in CI and did not answer at {POSTGRES_ADMIN_URL}")
-    pytest.skip("PostgreSQL not reachable (this is a failure in CI)")
+    if not postgres_available():
+        skip_or_fail_in_ci(f"PostgreSQL did not answer at {POSTGRES_ADMIN_URL}")
 
 
 class PostgresSchema:

@@ -25,6 +25,7 @@ from jwcrypto import jwt as jc_jwt
 
 from keys import Purpose, seal_for, sign_jwt, unseal_from, verify_jwt
 from tests.keys.keys_support import Party
+from tests.support import skip_or_fail_in_ci
 
 NODE_DIR = Path(__file__).parent / "node"
 
@@ -149,7 +150,7 @@ def node() -> Any:
     """Run tests/keys/node/interop.mjs; install npm jose with `npm ci` on first use."""
     node_bin, npm_bin = shutil.which("node"), shutil.which("npm")
     if node_bin is None or npm_bin is None:
-        pytest.skip("node and npm are not installed on this machine")
+        skip_or_fail_in_ci("node and npm are not installed on this machine")
     if not (NODE_DIR / "node_modules" / "jose").is_dir():
         subprocess.run(
             [npm_bin, "ci", "--no-audit", "--no-fund", "--ignore-scripts"],

@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from keys import Envelope, EnvelopeRejected, KekSource, KekUnavailable, LocalKek, rewrap
 from keys.hsm import Pkcs11Kek
 from keys.vault import VaultTransitKek
+from tests.support import skip_or_fail_in_ci
 
 SOFTHSM_CANDIDATES = [
     os.environ.get("MAPPA_TEST_SOFTHSM_LIB", ""),
@@ -37,7 +38,7 @@ AAD = b"records:42:v1"
 def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A SoftHSM2 token with an AES-256 KEK, in a private token directory."""
     if SOFTHSM_LIB is None or shutil.which("softhsm2-util") is None:
-        pytest.skip("SoftHSM2 is not installed (CI installs it: apt-get install -y softhsm2)")
+        skip_or_fail_in_ci("SoftHSM2 is not installed (make test installs it: apt-get softhsm2)")
     pytest.importorskip("pkcs11", reason="python-pkcs11 is not installed (pip install '.[test]')")
     base = tmp_path_factory.mktemp("softhsm")
     (base / "tokens").mkdir()
