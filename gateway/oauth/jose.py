@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from joserfc import jws
-from joserfc.errors import JoseError
+from joserfc.errors import JoseError, UnsupportedAlgorithmError
 from joserfc.jwk import ECKey, OKPKey
+from joserfc.jws import JWSRegistry
 
 __all__ = [
     "ALLOWED_ALGS",
@@ -43,6 +44,22 @@ ALLOWED_ALGS: frozenset[str] = frozenset({"ES256", "EdDSA"})
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 _MAX_HEADER_CHARS = 1024
 _MAX_SIGNATURE_CHARS = 128
+
+
+class _PinnedRegistry(JWSRegistry):
+    """joserfc's JWS registry held to our allow-list.
+
+    ``EdDSA`` is looked up without joserfc's deprecation warning (RFC 9864 prefers the name
+    ``Ed25519``; both name the same algorithm on the same keys, and FAPI 2.0 names ``EdDSA``).
+    """
+
+    def get_alg(self, name: str) -> Any:
+        if name not in ALLOWED_ALGS or name not in self.algorithms:
+            raise UnsupportedAlgorithmError(f"Algorithm of '{name}' is not allowed")
+        return self.algorithms[name]
+
+
+_REGISTRY = _PinnedRegistry(algorithms=sorted(ALLOWED_ALGS))
 
 
 class JoseRefused(Exception):
@@ -166,7 +183,7 @@ def verify_signature(compact: Compact, key: ECKey | OKPKey, key_algs: Collection
     if alg not in key_algs or alg not in ALLOWED_ALGS:
         raise JoseRefused("alg_not_for_key")
     try:
-        jws.deserialize_compact(compact.raw, key, algorithms=[alg])
+        jws.deserialize_compact(compact.raw, key, registry=_REGISTRY)
     except JoseError as exc:
         raise JoseRefused("bad_signature") from exc
     except (ValueError, TypeError) as exc:

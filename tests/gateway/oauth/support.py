@@ -7,8 +7,14 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -241,3 +247,69 @@ async def assert_refused(
     assert last.agency_id == agency_id
     assert last.request_id == response.headers["x-request-id"]
     return last
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Replica:
+    """One real gateway process (uvicorn) on a random loopback port."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = log.open("wb")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "gateway.app:create_app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--no-access-log",
+            ],
+            env=env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"replica on {self.port} exited with {self.process.returncode}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise TimeoutError(f"replica on {self.port} did not start")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+def replica_env(database_url: str, keys_dir: Path, kek_file: Path) -> dict[str, str]:
+    """The environment of a gateway process for tests (profile test, the test issuer)."""
+    return {
+        **os.environ,
+        "MAPPA_PROFILE": "test",
+        "MAPPA_DATABASE_URL": database_url,
+        "MAPPA_ISSUER": ISSUER,
+        "MAPPA_KEYS_DIR": str(keys_dir),
+        "MAPPA_KEK_FILE": str(kek_file),
+        "MAPPA_LOG_LEVEL": "warning",
+    }

@@ -291,8 +291,11 @@ async def test_client_secret_is_not_an_authentication_method(
     """client_secret_post and HTTP Basic are refused: private_key_jwt only."""
     response = await http.post(
         "/oauth/token",
-        data={"grant_type": "client_credentials", "client_id": police.client_id,
-              "client_secret": "hunter2"},
+        data={
+            "grant_type": "client_credentials",
+            "client_id": police.client_id,
+            "client_secret": "hunter2",
+        },
         headers={"DPoP": police.proof(), "Authorization": "Basic cG9saWNlOmh1bnRlcjI="},
     )
     await assert_refused(response, ledger, code="invalid_client")

@@ -1,0 +1,116 @@
+"""The jti replay store is durable and shared: after a restart, and across two processes."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from joserfc.jwk import ECKey
+
+from gateway.app import create_app
+from gateway.settings import Settings
+from gateway.state import GatewayState
+from gateway.store import Database
+from tests.gateway.oauth.conftest import register
+from tests.gateway.oauth.support import ISSUER, AgencyClient, Clock, Ledger, Replica, replica_env
+
+
+async def _token_status(
+    settings: Settings, clock: Clock, agency: AgencyClient, assertion: str
+) -> int:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        state: GatewayState = app.state.gateway
+        state.clock = clock
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as http:
+            response = await agency.token_response(http, assertion=assertion)
+            return response.status_code
+
+
+async def test_replayed_assertion_is_refused_after_a_restart(
+    oauth_settings: Settings, clock: Clock
+) -> None:
+    """A jti spent before a restart is still spent after it."""
+    db = Database(oauth_settings.database_url)
+    try:
+        police = await register(
+            db,
+            AgencyClient("police-avon", ECKey.generate_key("P-256"), clock),
+            agency_type="police",
+            role="responsible_authority",
+            scopes=["nominals:read"],
+        )
+        assertion = police.assertion()
+        assert await _token_status(oauth_settings, clock, police, assertion) == 200
+        assert await _token_status(oauth_settings, clock, police, assertion) == 401
+        ledger = Ledger(db)
+        assert await ledger.issued() == 1
+        assert (await ledger.refusals())[-1].reason_code == "client_assertion_jti_replayed"
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture
+def replicas(
+    postgres_url: str, gateway_keys: tuple[Path, Path], tmp_path: Path
+) -> Iterator[tuple[Replica, Replica]]:
+    """Two gateway processes sharing one fresh PostgreSQL schema and one signing key."""
+    env = replica_env(postgres_url, *gateway_keys)
+    started = [Replica(env, tmp_path / f"replica-{n}.log") for n in (1, 2)]
+    try:
+        for replica in started:
+            replica.wait_ready()
+        yield started[0], started[1]
+    finally:
+        for replica in started:
+            replica.stop()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+async def test_assertion_replayed_on_another_replica_is_refused(
+    replicas: tuple[Replica, Replica], postgres_url: str
+) -> None:
+    """Two processes, one PostgreSQL: a jti spent on one is refused on the other, and of two
+    simultaneous uses exactly one wins."""
+    first, second = replicas
+    clock = Clock(dt.datetime.now(dt.UTC))
+    db = Database(postgres_url)
+    try:
+        police = await register(
+            db,
+            AgencyClient("police-avon", ECKey.generate_key("P-256"), clock),
+            agency_type="police",
+            role="responsible_authority",
+            scopes=["nominals:read"],
+        )
+        async with (
+            httpx.AsyncClient(base_url=first.url) as a,
+            httpx.AsyncClient(base_url=second.url) as b,
+        ):
+            assertion = police.assertion()
+            assert (await police.token_response(a, assertion=assertion)).status_code == 200
+            replayed = await police.token_response(b, assertion=assertion)
+            assert replayed.status_code == 401
+            assert replayed.json()["code"] == "invalid_client"
+
+            for _ in range(5):
+                racing = police.assertion()
+                results = await asyncio.gather(
+                    police.token_response(a, assertion=racing),
+                    police.token_response(b, assertion=racing),
+                )
+                assert sorted(r.status_code for r in results) == [200, 401]
+        ledger = Ledger(db)
+        assert await ledger.issued() == 6
+        replays = [
+            r for r in await ledger.refusals() if r.reason_code == "client_assertion_jti_replayed"
+        ]
+        assert len(replays) == 6
+    finally:
+        await db.dispose()
