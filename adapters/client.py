@@ -1,0 +1,245 @@
+"""The agency side of the contract: one client that every adapter, the demo and the tests use.
+
+:class:`GatewayClient` gets an access token with ``private_key_jwt`` and a DPoP proof, renews it
+before it expires, sends every call with a fresh DPoP proof (``ath`` bound to the token) and the
+MAPPA context headers, seals request bodies (JWS by the agency's signing key inside a JWE to the
+gateway's encryption key) and opens ``application/jose`` answers (decrypted with the agency's
+encryption key, signature checked against the gateway's published JWKS). Algorithms are pinned:
+ES256 to sign, ECDH-ES+A256KW with A256GCM to encrypt.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from joserfc import jwe, jws
+from joserfc.jwk import ECKey, KeySet
+from joserfc.jws import JWSRegistry
+
+from adapters.identity import AgencyIdentity
+from gateway.contract.envelope import BODY_TYP, JOSE_MEDIA_TYPE, SignedBody
+
+__all__ = ["ContextHeaders", "GatewayClient", "GatewayResponseError", "Opened"]
+
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+SIGN_ALG = "ES256"
+ENC_ALG = "ECDH-ES+A256KW"
+ENC = "A256GCM"
+RENEW_BEFORE = dt.timedelta(seconds=30)
+
+_SIGN_REGISTRY = JWSRegistry(algorithms=[SIGN_ALG])
+_JWE_REGISTRY = jwe.JWERegistry(algorithms=[ENC_ALG, ENC])
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+class GatewayResponseError(Exception):
+    """The gateway answered with a problem (``problem`` holds its JSON) or an unusable body."""
+
+    def __init__(self, status: int, problem: dict[str, Any] | None, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.problem = problem or {}
+
+    @property
+    def code(self) -> str | None:
+        value = self.problem.get("code")
+        return str(value) if value is not None else None
+
+
+@dataclass(frozen=True)
+class ContextHeaders:
+    """Why the call is made and for whom: the lawful basis, purpose and officer."""
+
+    legal_basis: str
+    purpose: str
+    officer: str
+
+    def as_headers(self) -> dict[str, str]:
+        return {
+            "MAPPA-Legal-Basis": self.legal_basis,
+            "MAPPA-Purpose": self.purpose,
+            "MAPPA-Officer": self.officer,
+        }
+
+
+@dataclass(frozen=True)
+class Opened:
+    """An opened answer: the body, the gateway's JWS (evidence) and the HTTP response."""
+
+    body: dict[str, Any]
+    jws: str
+    response: httpx.Response
+
+
+class GatewayClient:
+    def __init__(
+        self,
+        identity: AgencyIdentity,
+        issuer: str,
+        http: httpx.AsyncClient,
+        *,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        dpop_key: ECKey | None = None,
+    ) -> None:
+        self.identity = identity
+        self.issuer = issuer.rstrip("/")
+        self.http = http
+        self.clock = clock
+        self.dpop_key = dpop_key or ECKey.generate_key("P-256", private=True)
+        self._token: str | None = None
+        self._token_expires: dt.datetime | None = None
+        self._gateway_keys: KeySet | None = None
+
+    # -- authentication ---------------------------------------------------------------------
+
+    def _assertion(self) -> str:
+        now = int(self.clock().timestamp())
+        claims = {
+            "iss": self.identity.agency_id,
+            "sub": self.identity.agency_id,
+            "aud": self.issuer,
+            "iat": now,
+            "exp": now + 60,
+            "jti": str(uuid.uuid4()),
+        }
+        header = {"alg": SIGN_ALG, "kid": self.identity.signing_key.kid, "typ": "JWT"}
+        return jws.serialize_compact(
+            header, json.dumps(claims), self.identity.signing_key, registry=_SIGN_REGISTRY
+        )
+
+    def dpop_proof(self, method: str, url: str, token: str | None = None) -> str:
+        claims: dict[str, Any] = {
+            "jti": str(uuid.uuid4()),
+            "htm": method.upper(),
+            "htu": url.split("?", 1)[0].split("#", 1)[0],
+            "iat": int(self.clock().timestamp()),
+        }
+        if token is not None:
+            claims["ath"] = _b64(hashlib.sha256(token.encode()).digest())
+        header = {"typ": "dpop+jwt", "alg": SIGN_ALG, "jwk": self.dpop_key.as_dict(private=False)}
+        return jws.serialize_compact(
+            header, json.dumps(claims), self.dpop_key, registry=_SIGN_REGISTRY
+        )
+
+    async def token(self, *, scope: str | None = None) -> str:
+        """A valid access token, fetched or renewed when it is within 30 s of expiry."""
+        now = self.clock()
+        if self._token and self._token_expires and now < self._token_expires - RENEW_BEFORE:
+            return self._token
+        url = f"{self.issuer}/oauth/token"
+        form = {
+            "grant_type": "client_credentials",
+            "client_assertion_type": ASSERTION_TYPE,
+            "client_assertion": self._assertion(),
+        }
+        if scope:
+            form["scope"] = scope
+        response = await self.http.post(
+            url, data=form, headers={"DPoP": self.dpop_proof("POST", url)}
+        )
+        if response.status_code != 200:
+            raise GatewayResponseError(response.status_code, _problem(response), "token refused")
+        answer = response.json()
+        if answer.get("token_type") != "DPoP":
+            raise GatewayResponseError(200, None, "the gateway issued a token that is not DPoP")
+        self._token = str(answer["access_token"])
+        self._token_expires = now + dt.timedelta(seconds=int(answer["expires_in"]))
+        return self._token
+
+    # -- sealing ----------------------------------------------------------------------------
+
+    async def gateway_keys(self, *, refresh: bool = False) -> KeySet:
+        if self._gateway_keys is None or refresh:
+            response = await self.http.get(f"{self.issuer}/.well-known/jwks.json")
+            response.raise_for_status()
+            self._gateway_keys = KeySet.import_key_set(response.json())
+        return self._gateway_keys
+
+    async def seal(self, body: dict[str, Any]) -> str:
+        """Sign ``body`` as a SignedBody addressed to the gateway, then encrypt it to it."""
+        signed = SignedBody.wrap(
+            body, iss=self.identity.agency_id, aud=self.issuer, now=self.clock()
+        )
+        header = {"alg": SIGN_ALG, "kid": self.identity.signing_key.kid, "typ": BODY_TYP}
+        inner = jws.serialize_compact(
+            header, signed.model_dump_json(), self.identity.signing_key, registry=_SIGN_REGISTRY
+        )
+        keys = await self.gateway_keys()
+        recipient = next(
+            (k for k in keys.keys if k.get("use") == "enc" and k.get("alg") == ENC_ALG), None
+        )
+        if recipient is None:
+            raise GatewayResponseError(0, None, "the gateway publishes no ECDH-ES encryption key")
+        jwe_header = {"alg": ENC_ALG, "enc": ENC, "cty": "JWT", "kid": recipient.kid}
+        return jwe.encrypt_compact(jwe_header, inner, recipient, registry=_JWE_REGISTRY)
+
+    async def open(self, compact: str) -> tuple[SignedBody, str]:
+        """Decrypt with the agency's key, verify the gateway's signature and the addressing."""
+        decrypted = jwe.decrypt_compact(
+            compact, self.identity.encryption_key, registry=_JWE_REGISTRY
+        )
+        inner = (decrypted.plaintext or b"").decode("ascii")
+        keys = await self.gateway_keys()
+        header = json.loads(base64.urlsafe_b64decode(inner.split(".")[0] + "=="))
+        key = keys.get_by_kid(header.get("kid", ""))
+        verified = jws.deserialize_compact(inner, key, registry=_SIGN_REGISTRY)
+        signed = SignedBody.model_validate_json(verified.payload)
+        if signed.aud != self.identity.agency_id or signed.iss != self.issuer:
+            raise GatewayResponseError(0, None, "the sealed answer is not addressed to this agency")
+        return signed, inner
+
+    # -- calls ------------------------------------------------------------------------------
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        context: ContextHeaders,
+        *,
+        body: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+        params: Mapping[str, str] | None = None,
+    ) -> Opened | httpx.Response:
+        """One protected call; a sealed answer is opened, anything else returned as it is."""
+        token = await self.token()
+        url = f"{self.issuer}{path}"
+        headers = {
+            "Authorization": f"DPoP {token}",
+            "DPoP": self.dpop_proof(method, url, token),
+            **context.as_headers(),
+        }
+        content: str | None = None
+        if body is not None:
+            content = await self.seal(dict(body))
+            headers["Content-Type"] = JOSE_MEDIA_TYPE
+            headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
+        response = await self.http.request(
+            method, url, content=content, headers=headers, params=params
+        )
+        if response.status_code >= 400:
+            raise GatewayResponseError(
+                response.status_code, _problem(response), f"{method} {path} refused"
+            )
+        if response.headers.get("content-type", "").startswith(JOSE_MEDIA_TYPE):
+            signed, evidence = await self.open(response.text)
+            return Opened(signed.body, evidence, response)
+        return response
+
+
+def _problem(response: httpx.Response) -> dict[str, Any] | None:
+    try:
+        value = response.json()
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

@@ -1,0 +1,46 @@
+"""The signed body inside every ``application/jose`` message.
+
+A case-data body travels as a compact JWE (to the recipient's key) around a compact JWS (by the
+sender's key) whose payload is this JSON object::
+
+    {"iss": "<sender>", "aud": "<recipient>", "iat": 1763888400, "jti": "<uuid>", "body": {...}}
+
+``typ`` of the inner JWS is ``mappa-body+jwt``. ``iss`` names the sending agency (or the
+gateway's issuer URL), ``aud`` the recipient (the gateway's issuer URL, or an agency id), so a
+sealed body captured on one hop cannot be replayed to another recipient or credited to another
+sender; ``iat`` bounds how long it stays acceptable. The gateway keeps the JWS as evidence of
+origin.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["BODY_MAX_AGE", "BODY_TYP", "JOSE_MEDIA_TYPE", "SignedBody"]
+
+JOSE_MEDIA_TYPE = "application/jose"
+BODY_TYP = "mappa-body+jwt"
+#: How old (or how far ahead, for clock skew) a signed body may be when it is opened.
+BODY_MAX_AGE = dt.timedelta(minutes=5)
+
+
+class SignedBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    iss: str = Field(min_length=1, max_length=200)
+    aud: str = Field(min_length=1, max_length=200)
+    iat: int
+    jti: str = Field(default_factory=lambda: str(uuid.uuid4()), min_length=8, max_length=64)
+    body: dict[str, Any]
+
+    @classmethod
+    def wrap(cls, body: dict[str, Any], *, iss: str, aud: str, now: dt.datetime) -> SignedBody:
+        return cls(iss=iss, aud=aud, iat=int(now.timestamp()), body=body)
+
+    def fresh_at(self, now: dt.datetime) -> bool:
+        age = now - dt.datetime.fromtimestamp(self.iat, dt.UTC)
+        return -BODY_MAX_AGE <= age <= BODY_MAX_AGE
