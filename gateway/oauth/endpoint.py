@@ -125,6 +125,7 @@ async def handle_token_request(state: GatewayState, request: Request) -> TokenRe
         await _commit_issue(state, oauth_request, now, request_id)
         return result
     except errors.GatewayError as exc:
+        agency_id = agency_id or exc.diagnostics.get("agency_id")
         await audit_refusal(state, exc, agency_id=agency_id, request_id=request_id, stage="token")
         raise
 

@@ -142,6 +142,7 @@ class JwksFetcher:
         ca_file: Path | None = None,
         allow_http: bool = False,
         transport: httpx.AsyncBaseTransport | None = None,
+        refetch_interval: float = REFETCH_INTERVAL,
     ) -> None:
         self.max_bytes = max_bytes
         self.cache_seconds = cache_seconds
@@ -149,6 +150,7 @@ class JwksFetcher:
         self._timeout = httpx.Timeout(timeout)
         self._verify = _ssl_context(ca_file)
         self._transport = transport
+        self.refetch_interval = refetch_interval
         self._cache: dict[str, tuple[float, list[ParsedJwk]]] = {}
         self._last_fetch: dict[str, float] = {}
 
@@ -156,12 +158,12 @@ class JwksFetcher:
         """The checked keys at ``uri``, from the cache when fresh.
 
         ``refresh`` asks for a refetch (an unknown kid); it is honoured at most every
-        ``REFETCH_INTERVAL`` seconds per URL.
+        ``refetch_interval`` seconds per URL.
         """
         clock = time.monotonic()
         cached = self._cache.get(uri)
         if cached is not None and clock - cached[0] < self.cache_seconds:
-            recently = clock - self._last_fetch.get(uri, -1e9) < REFETCH_INTERVAL
+            recently = clock - self._last_fetch.get(uri, -1e9) < self.refetch_interval
             if not refresh or recently:
                 return cached[1]
         parsed = await self._fetch(uri)

@@ -7,35 +7,22 @@ ring's usable keys (current and still-overlapping previous ones; an in-memory lo
 from a :class:`keys.KeyRepository`, re-read by the repository on its own schedule, so a
 rotation done with the keys CLI is picked up without a restart.
 
-:func:`load_token_signer` opens the file repository under ``settings.keys_dir`` with the
-configured KEK. In the ``development`` profile missing keys (and a missing KEK file) are
-generated and the directory is marked with :data:`gateway.settings.DEV_KEYS_MARKER`, so that any
-other profile refuses to start on it; elsewhere a missing key stops the start-up.
+:func:`load_token_signer` opens the key repository with
+:func:`gateway.keyring.open_key_repository` (which generates development keys in the
+``development`` profile only); elsewhere a missing key stops the start-up.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from joserfc.jwk import ECKey
 
-from gateway.settings import DEV_KEYS_MARKER, Settings
-from keys import (
-    FileKeyRepository,
-    KekSource,
-    KeyRepository,
-    KeyRing,
-    KeysError,
-    Purpose,
-    generate_development_keys,
-    generate_kek_file,
-    kek_from_env,
-    kek_from_file,
-    sign_jwt,
-)
+from gateway.keyring import KeyRepositoryUnavailable, open_key_repository
+from gateway.settings import Settings
+from keys import KeyRepository, KeyRing, KeysError, Purpose, sign_jwt
 
 __all__ = ["SIGNING_ALG", "SigningKeyUnavailable", "TokenSigner", "load_token_signer"]
 
@@ -71,30 +58,14 @@ class TokenSigner:
         return [dict(k) for k in self._ring().jwks(now=now)["keys"]]
 
 
-def _kek(settings: Settings) -> KekSource:
-    if settings.kek is not None:
-        return kek_from_env("MAPPA_KEK", environ={"MAPPA_KEK": settings.kek.get_secret_value()})
-    if settings.kek_file is None:
-        raise SigningKeyUnavailable("no KEK configured (MAPPA_KEK or MAPPA_KEK_FILE)")
-    path = Path(settings.kek_file)
-    if not path.exists() and settings.profile == "development":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return generate_kek_file(path)
-    return kek_from_file(path)
-
-
 def load_token_signer(settings: Settings, *, now: dt.datetime | None = None) -> TokenSigner:
     """The signer over ``settings.keys_dir``; development keys are generated when missing."""
     try:
-        kek = _kek(settings)
-        if settings.profile == "development":
-            Path(settings.keys_dir).mkdir(parents=True, exist_ok=True)
-            repository = generate_development_keys(settings.keys_dir, kek, "development", now=now)
-            (Path(settings.keys_dir) / DEV_KEYS_MARKER).touch()
-        else:
-            repository = FileKeyRepository(settings.keys_dir, kek)
+        repository = open_key_repository(settings, now=now)
         signer = TokenSigner.from_repository(repository)
         repository.ring(Purpose.TOKEN_SIGNING).current(SIGNING_ALG, now=now)
+    except KeyRepositoryUnavailable as exc:
+        raise SigningKeyUnavailable(str(exc)) from exc
     except KeysError as exc:
         raise SigningKeyUnavailable(f"token signing key: {exc.code}: {exc.reason}") from exc
     return signer

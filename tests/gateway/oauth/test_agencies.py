@@ -1,0 +1,345 @@
+"""Onboarding agency identities: the service functions, the CLI, and JWKS from a jwks_uri."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from joserfc.jwk import ECKey, OKPKey, RSAKey
+
+from gateway import agencies
+from gateway.oauth.jwks import JwksFetcher
+from gateway.state import GatewayState
+from gateway.store import Database
+from gateway.store.models import Agency, AgencyKey
+from tests.gateway.oauth.support import AgencyClient, Clock, Ledger, assert_refused
+
+
+def _jwks(*keys: Any) -> dict[str, Any]:
+    return {"keys": list(keys)}
+
+
+EC = ECKey.generate_key("P-256")
+ED = OKPKey.generate_key("Ed25519")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        # a private key: the gateway must never hold an agency's private key
+        ({"jwks": _jwks(EC.as_dict(private=True))}, "private"),
+        # an RSA signing key: outside the allow-list
+        (
+            {"jwks": _jwks({**RSAKey.generate_key(2048).as_dict(private=False), "use": "sig"})},
+            "EC P-256",
+        ),
+        # a symmetric key
+        ({"jwks": _jwks({"kty": "oct", "k": "c2VjcmV0", "use": "sig"})}, "private"),
+        # two keys, one kid
+        (
+            {
+                "jwks": _jwks(
+                    {**EC.as_dict(private=False), "kid": "k"},
+                    {**ED.as_dict(private=False), "kid": "k"},
+                )
+            },
+            "kid",
+        ),
+        # a kid that looks like a path
+        ({"jwks": _jwks({**EC.as_dict(private=False), "kid": "../../etc/passwd"})}, "kid"),
+        # an alg that does not fit the key
+        ({"jwks": _jwks({**EC.as_dict(private=False), "alg": "RS256"})}, "alg"),
+        # no keys
+        ({"jwks": {"keys": []}}, "non-empty"),
+        # both a JWKS and a jwks_uri
+        ({"jwks_uri": "https://police.example/jwks.json"}, "exactly one"),
+        # a plain-http jwks_uri
+        ({"jwks": None, "jwks_uri": "http://police.example/jwks.json"}, "https"),
+        # an id with capitals and spaces
+        ({"agency_id": "Police Avon"}, "agency id"),
+        # an unknown agency type
+        ({"agency_type": "bank"}, "bank"),
+        # a malformed scope
+        ({"scopes": ["Nominals READ"]}, "scope"),
+    ],
+)
+async def test_add_agency_refuses_bad_input_and_writes_nothing(
+    gateway_state: GatewayState, ledger: Ledger, overrides: dict[str, Any], message: str
+) -> None:
+    """Invalid onboarding requests are refused before anything is written."""
+    request: dict[str, Any] = {
+        "agency_id": "police-avon",
+        "name": "Avon and Somerset Police",
+        "agency_type": "police",
+        "role": "responsible_authority",
+        "area": "avon-somerset",
+        "scopes": ["nominals:read"],
+        "jwks": _jwks(EC.as_dict(private=False)),
+    }
+    request.update(overrides)
+    with pytest.raises(agencies.AgencyError, match=message):
+        await agencies.add_agency(gateway_state.db, **request)
+    assert await ledger.count(Agency) == 0
+    assert await ledger.count(AgencyKey) == 0
+
+
+async def test_add_show_list_suspend_reinstate_are_audited(
+    gateway_state: GatewayState, ledger: Ledger
+) -> None:
+    """Each administrative act leaves an administration audit entry."""
+    db = gateway_state.db
+    view = await agencies.add_agency(
+        db,
+        agency_id="housing-bristol",
+        name="Bristol housing",
+        agency_type="housing",
+        role="duty_to_cooperate",
+        area="avon-somerset",
+        scopes=["nominals:read"],
+        jwks=_jwks({**ED.as_dict(private=False), "kid": "ed-1"}),
+    )
+    assert view.keys[0].kid == "ed-1" and view.keys[0].alg == "EdDSA"
+    assert [a.id for a in await agencies.list_agencies(db)] == ["housing-bristol"]
+    assert (await agencies.suspend_agency(db, "housing-bristol")).status == "suspended"
+    assert (await agencies.reinstate_agency(db, "housing-bristol")).status == "active"
+    shown = await agencies.get_agency(db, "housing-bristol")
+    assert shown.keys[0].not_after is None
+    actions = [e.reason_code for e in await ledger.audit("administration", "allowed")]
+    assert actions == ["agency_added", "agency_suspended", "agency_reinstated"]
+
+
+async def test_rotation_refuses_a_reused_kid_for_another_key(
+    gateway_state: GatewayState, police: AgencyClient
+) -> None:
+    """A kid names one key: rotating in a different key under the same kid is refused."""
+    other = {**ECKey.generate_key("P-256").as_dict(private=False), "kid": police.kid}
+    with pytest.raises(agencies.AgencyError, match="already registered"):
+        await agencies.rotate_agency_keys(
+            gateway_state.db, police.client_id, _jwks(other), dt.timedelta(hours=1)
+        )
+
+
+async def test_rotation_sets_the_end_of_overlap_on_old_keys(
+    gateway_state: GatewayState, police: AgencyClient
+) -> None:
+    """Old keys get not_after = now + overlap; the new key is current."""
+    new = {**ECKey.generate_key("P-256").as_dict(private=False), "kid": "police-2027"}
+    view = await agencies.rotate_agency_keys(
+        gateway_state.db,
+        police.client_id,
+        _jwks(new),
+        dt.timedelta(hours=24),
+        now=police.clock.now,
+    )
+    ends = {k.kid: k.not_after for k in view.keys}
+    assert ends["police-2027"] is None
+    assert ends[police.kid] == police.clock.now + dt.timedelta(hours=24)
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "agencies", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_cli_adds_lists_shows_suspends_and_rotates(sqlite_url: str, tmp_path: Path) -> None:
+    """`mappa-gateway agencies ...` end to end on a migrated database."""
+    env = {**os.environ, "MAPPA_DATABASE_URL": sqlite_url, "MAPPA_PROFILE": "development"}
+    first = tmp_path / "police.jwks.json"
+    first.write_text(json.dumps(_jwks({**EC.as_dict(private=False), "kid": "p-1"})))
+    second = tmp_path / "police-2.jwks.json"
+    second.write_text(json.dumps(_jwks({**ED.as_dict(private=False), "kid": "p-2"})))
+
+    added = _cli(
+        "add",
+        "--id",
+        "police-avon",
+        "--name",
+        "Avon and Somerset Police",
+        "--type",
+        "police",
+        "--role",
+        "responsible_authority",
+        "--area",
+        "avon-somerset",
+        "--scope",
+        "nominals:read",
+        "--jwks",
+        str(first),
+        env=env,
+    )
+    assert added.returncode == 0, added.stderr
+    assert "police-avon  active" in added.stdout
+    assert "police-avon" in _cli("list", env=env).stdout
+    rotated = _cli("rotate-keys", "police-avon", "--jwks", str(second), "--overlap", "2h", env=env)
+    assert rotated.returncode == 0, rotated.stderr
+    assert "key p-2  sig  EdDSA  until current" in rotated.stdout
+    assert "key p-1  sig  ES256  until 20" in rotated.stdout
+    assert "suspended" in _cli("suspend", "police-avon", env=env).stdout
+    assert "suspended" in _cli("show", "police-avon", env=env).stdout
+    missing = _cli("show", "nobody", env=env)
+    assert missing.returncode == 1 and "no agency" in missing.stderr
+    bad = tmp_path / "private.jwks.json"
+    bad.write_text(json.dumps(_jwks(EC.as_dict(private=True))))
+    refused = _cli(
+        "add",
+        "--id",
+        "rogue",
+        "--name",
+        "Rogue",
+        "--type",
+        "other",
+        "--role",
+        "associate",
+        "--area",
+        "x",
+        "--jwks",
+        str(bad),
+        env=env,
+    )
+    assert refused.returncode == 1 and "private" in refused.stderr
+
+
+class JwksServer:
+    """An agency's JWKS endpoint, served through httpx.MockTransport; counts fetches."""
+
+    def __init__(self, jwks: dict[str, Any]) -> None:
+        self.jwks = jwks
+        self.fetches = 0
+        self.status = 200
+        self.extra = b""
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.fetches += 1
+        assert str(request.url) == "https://em.example/jwks.json"
+        if self.status != 200:
+            return httpx.Response(self.status, headers={"Location": "https://evil.example/"})
+        return httpx.Response(
+            200,
+            content=json.dumps(self.jwks).encode() + self.extra,
+            headers={"Content-Type": "application/json"},
+        )
+
+
+@pytest.fixture(params=[0.0])
+async def em(
+    request: pytest.FixtureRequest, gateway_state: GatewayState, clock: Clock
+) -> tuple[AgencyClient, JwksServer]:
+    """An agency whose keys live at its registered jwks_uri (param: the refetch interval)."""
+    agency = AgencyClient("em-provider", ECKey.generate_key("P-256"), clock)
+    server = JwksServer(agency.public_jwks())
+    gateway_state.jwks_fetcher = JwksFetcher(
+        max_bytes=4096,
+        cache_seconds=300,
+        timeout=2.0,
+        transport=httpx.MockTransport(server.handler),
+        refetch_interval=request.param,
+    )
+    await agencies.add_agency(
+        gateway_state.db,
+        agency_id="em-provider",
+        name="EM",
+        agency_type="electronic_monitoring",
+        role="duty_to_cooperate",
+        area="avon-somerset",
+        scopes=["nominals:read"],
+        jwks_uri="https://em.example/jwks.json",
+    )
+    return agency, server
+
+
+async def test_jwks_uri_keys_are_fetched_once_and_cached(
+    http: httpx.AsyncClient, em: tuple[AgencyClient, JwksServer]
+) -> None:
+    """Two token requests, one fetch of the registered jwks_uri."""
+    agency, server = em
+    assert (await agency.token_response(http)).status_code == 200
+    assert (await agency.token_response(http)).status_code == 200
+    assert server.fetches == 1
+
+
+async def test_jwks_uri_rotation_at_the_source_is_picked_up_by_kid(
+    http: httpx.AsyncClient, em: tuple[AgencyClient, JwksServer], ledger: Ledger
+) -> None:
+    """A new kid forces one refetch, so the agency's own rotation works without the operator."""
+    agency, server = em
+    assert (await agency.token_response(http)).status_code == 200
+    rotated = AgencyClient(agency.client_id, ECKey.generate_key("P-256"), agency.clock)
+    server.jwks = rotated.public_jwks()
+    response = await rotated.token_response(http)
+    assert response.status_code == 200, [e.reason_code for e in await ledger.refusals()]
+    assert server.fetches == 2
+
+
+@pytest.mark.parametrize("em", [30.0], indirect=True)
+async def test_made_up_kids_do_not_hammer_the_agency_jwks_uri(
+    http: httpx.AsyncClient, em: tuple[AgencyClient, JwksServer], ledger: Ledger
+) -> None:
+    """Ten assertions with unknown kids cause at most one refetch within the interval."""
+    agency, server = em
+    assert (await agency.token_response(http)).status_code == 200
+    for n in range(10):
+        assertion = agency.assertion(header={"kid": f"made-up-{n}"})
+        response = await agency.token_response(http, assertion=assertion)
+        assert response.status_code == 401
+    assert server.fetches == 1
+
+
+async def test_oversized_jwks_is_refused(
+    http: httpx.AsyncClient, em: tuple[AgencyClient, JwksServer], ledger: Ledger
+) -> None:
+    """A JWKS document over the size cap is refused, and so is the token request."""
+    agency, server = em
+    server.extra = b" " * 8192
+    response = await agency.token_response(http)
+    await assert_refused(
+        response, ledger, code="invalid_client", reason="jwks_too_large", agency_id="em-provider"
+    )
+
+
+async def test_jwks_redirect_is_not_followed(
+    http: httpx.AsyncClient, em: tuple[AgencyClient, JwksServer], ledger: Ledger
+) -> None:
+    """A redirect from the jwks_uri is not followed anywhere."""
+    agency, server = em
+    server.status = 302
+    response = await agency.token_response(http)
+    await assert_refused(
+        response, ledger, code="invalid_client", reason="jwks_http_302", agency_id="em-provider"
+    )
+    assert server.fetches == 1
+
+
+async def test_jwks_uri_in_the_assertion_header_is_never_fetched(
+    http: httpx.AsyncClient, em: tuple[AgencyClient, JwksServer], ledger: Ledger
+) -> None:
+    """Only the registered URL is fetched: a jku header is refused, nothing is requested."""
+    agency, server = em
+    response = await agency.token_response(
+        http, assertion=agency.assertion(header={"jku": "https://em.example/jwks.json"})
+    )
+    await assert_refused(response, ledger, code="invalid_client", reason="header_jku_refused")
+    assert server.fetches == 0
+
+
+async def test_registered_agencies_share_a_database(
+    oauth_settings: Any,
+) -> None:
+    """The service functions take any Database (as the demo set-up uses them)."""
+    db = Database(oauth_settings.database_url)
+    try:
+        assert await agencies.list_agencies(db) == []
+    finally:
+        await db.dispose()
