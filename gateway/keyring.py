@@ -1,0 +1,59 @@
+"""The gateway's one way to open its key repository (``keys/``) from the settings.
+
+:func:`open_key_repository` opens the file repository under ``settings.keys_dir`` with the
+configured key-encryption key (``MAPPA_KEK`` inline, else ``MAPPA_KEK_FILE``). In the
+``development`` profile missing keys of every purpose (and a missing KEK file) are generated and
+the directory is marked with :data:`gateway.settings.DEV_KEYS_MARKER`, so that any other profile
+refuses to start on it; elsewhere the repository is opened as it is and a missing key is an error
+for whoever asks for it. Every part of the gateway that needs keys (access-token signing, audit
+checkpoint signing) opens them here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from gateway.settings import DEV_KEYS_MARKER, Settings
+from keys import (
+    FileKeyRepository,
+    KekSource,
+    KeyRepository,
+    KeysError,
+    generate_development_keys,
+    generate_kek_file,
+    kek_from_env,
+    kek_from_file,
+)
+
+__all__ = ["KeyRepositoryUnavailable", "open_key_repository"]
+
+
+class KeyRepositoryUnavailable(RuntimeError):
+    """The key repository cannot be opened (or generated) under this configuration."""
+
+
+def _kek(settings: Settings) -> KekSource:
+    if settings.kek is not None:
+        return kek_from_env("MAPPA_KEK", environ={"MAPPA_KEK": settings.kek.get_secret_value()})
+    if settings.kek_file is None:
+        raise KeyRepositoryUnavailable("no KEK configured (MAPPA_KEK or MAPPA_KEK_FILE)")
+    path = Path(settings.kek_file)
+    if not path.exists() and settings.profile == "development":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return generate_kek_file(path)
+    return kek_from_file(path)
+
+
+def open_key_repository(settings: Settings, *, now: dt.datetime | None = None) -> KeyRepository:
+    """The repository over ``settings.keys_dir``; development keys are generated when missing."""
+    try:
+        kek = _kek(settings)
+        if settings.profile == "development":
+            Path(settings.keys_dir).mkdir(parents=True, exist_ok=True)
+            repository = generate_development_keys(settings.keys_dir, kek, "development", now=now)
+            (Path(settings.keys_dir) / DEV_KEYS_MARKER).touch()
+            return repository
+        return FileKeyRepository(settings.keys_dir, kek)
+    except KeysError as exc:
+        raise KeyRepositoryUnavailable(f"key repository: {exc.code}: {exc.reason}") from exc
