@@ -1,1 +1,166 @@
-"""MAPPA gateway policies."""
+"""The MAPPA gateway's policy core: lawful basis, need-to-know and redaction, as reviewed data.
+
+Pure and free of I/O beyond reading its own data files once: the gateway builds the facts from
+its store, calls these functions, and turns refusals into its opaque errors and audit entries.
+
+* :func:`check` (lawful basis): the call's legal basis, purpose, and the caller's role and agency
+  type against the register in ``data/legal_bases.toml``; a :class:`BasisDecision` or a
+  :class:`LawfulBasisRefused`.
+* :func:`decide` (need-to-know, default deny): may this agency see this nominal, record, minutes,
+  hazard flag or level 1 list entry, in which :class:`View`; a :class:`Decision` or
+  :class:`NoNeedToKnow`. :func:`explain` and :func:`render_explanation` say why, rule by rule.
+* :func:`redact` (redaction chain), :func:`approved_view` (onward disclosure) and the hazard flag
+  builder: a :class:`Redacted` document with every :class:`Withheld` field and its rule, or
+  :class:`RedactionFailed` (send nothing).
+
+Every decision and refusal names its rule and :data:`POLICY_VERSION`. Errors: :mod:`.errors`.
+"""
+
+from __future__ import annotations
+
+from ._data import read_data as _read_data
+from ._recipients import AllowList, Caveat, HazardFlagRules, RecipientRules
+from .errors import (
+    BasisNotRecordedForNominal,
+    LawfulBasisMissing,
+    LawfulBasisRefused,
+    LawfulBasisUnknown,
+    NoNeedToKnow,
+    PolicyDataInvalid,
+    PolicyError,
+    PurposeMissing,
+    PurposeNotAllowed,
+    RedactionFailed,
+    Refused,
+    RoleNotAllowed,
+)
+from .facts import (
+    APPROVABLE_PARTS,
+    ActionInvolvement,
+    CallerAgency,
+    Facts,
+    HazardFlagTarget,
+    Involvements,
+    Level1ListTarget,
+    MeetingInvolvement,
+    MinutesTarget,
+    NominalFacts,
+    NominalTarget,
+    OnwardDisclosureGrant,
+    RecordTarget,
+    ReferralInvolvement,
+    Resource,
+    Target,
+)
+from .lawful_basis import (
+    BasisCondition,
+    BasisDecision,
+    LegalBasis,
+    LegalBasisRegister,
+    check,
+    load_legal_bases,
+)
+from .need_to_know import (
+    DEFAULT_DENY,
+    Decision,
+    Explanation,
+    NeedToKnowPolicy,
+    decide,
+    explain,
+    load_need_to_know,
+    render_explanation,
+)
+from .policy import AllOf, Allow, AnyOf, Policy, UnsafeAllowAll, View
+from .policy_set import PolicySet, default_policy_set, load_policy_set
+from .redaction import (
+    Draft,
+    Redacted,
+    RedactionContext,
+    Step,
+    Withheld,
+    apply_allow_list,
+    approved_view,
+    build_hazard_flag,
+    chain_for,
+    honour_caveats,
+    redact,
+    select_approved_parts,
+    withhold_every_third_party_source,
+    withhold_third_party_sources,
+)
+
+#: The version of the packaged rules: the newest data file's date and a hash of all of them.
+POLICY_VERSION: str = _read_data().version
+
+__all__ = [
+    "APPROVABLE_PARTS",
+    "DEFAULT_DENY",
+    "POLICY_VERSION",
+    "ActionInvolvement",
+    "AllOf",
+    "Allow",
+    "AllowList",
+    "AnyOf",
+    "BasisCondition",
+    "BasisDecision",
+    "BasisNotRecordedForNominal",
+    "CallerAgency",
+    "Caveat",
+    "Decision",
+    "Draft",
+    "Explanation",
+    "Facts",
+    "HazardFlagRules",
+    "HazardFlagTarget",
+    "Involvements",
+    "LawfulBasisMissing",
+    "LawfulBasisRefused",
+    "LawfulBasisUnknown",
+    "LegalBasis",
+    "LegalBasisRegister",
+    "Level1ListTarget",
+    "MeetingInvolvement",
+    "MinutesTarget",
+    "NeedToKnowPolicy",
+    "NoNeedToKnow",
+    "NominalFacts",
+    "NominalTarget",
+    "OnwardDisclosureGrant",
+    "Policy",
+    "PolicyDataInvalid",
+    "PolicyError",
+    "PolicySet",
+    "PurposeMissing",
+    "PurposeNotAllowed",
+    "RecipientRules",
+    "RecordTarget",
+    "Redacted",
+    "RedactionContext",
+    "RedactionFailed",
+    "ReferralInvolvement",
+    "Refused",
+    "Resource",
+    "RoleNotAllowed",
+    "Step",
+    "Target",
+    "UnsafeAllowAll",
+    "View",
+    "Withheld",
+    "apply_allow_list",
+    "approved_view",
+    "build_hazard_flag",
+    "chain_for",
+    "check",
+    "decide",
+    "default_policy_set",
+    "explain",
+    "honour_caveats",
+    "load_legal_bases",
+    "load_need_to_know",
+    "load_policy_set",
+    "redact",
+    "render_explanation",
+    "select_approved_parts",
+    "withhold_every_third_party_source",
+    "withhold_third_party_sources",
+]

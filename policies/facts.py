@@ -29,6 +29,7 @@ from gateway.domain import (
 )
 
 __all__ = [
+    "APPROVABLE_PARTS",
     "ActionInvolvement",
     "CallerAgency",
     "Facts",
@@ -45,6 +46,11 @@ __all__ = [
     "Resource",
     "Target",
 ]
+
+
+#: What of a meeting's minutes the chair or co-ordinator may approve for onward disclosure: whole
+#: parts (``"conclusions"``) or single items of them (``"actions/<action id>"``).
+APPROVABLE_PARTS = ("conclusions", "actions")
 
 
 class Resource(enum.StrEnum):

@@ -34,6 +34,7 @@ __all__ = [
     "BasisDecision",
     "LegalBasis",
     "LegalBasisRegister",
+    "check",
     "load_legal_bases",
 ]
 
@@ -239,6 +240,25 @@ def _basis(table: Table, purposes: Mapping[str, str]) -> LegalBasis:
         )
     except ValueError as exc:
         raise table.fail(str(exc)) from exc
+
+
+def check(
+    basis: str | None,
+    purpose: str | None,
+    caller_role: Role,
+    caller_agency_type: AgencyType,
+    nominal_other_contributors_allowed: bool | None,
+    *,
+    register: LegalBasisRegister | None = None,
+) -> BasisDecision:
+    """Check with ``register`` (default: the packaged one); see :meth:`LegalBasisRegister.check`."""
+    if register is None:
+        from .policy_set import default_policy_set  # late: the set imports this module
+
+        register = default_policy_set().legal_bases
+    return register.check(
+        basis, purpose, caller_role, caller_agency_type, nominal_other_contributors_allowed
+    )
 
 
 def load_legal_bases(directory: Path | None = None) -> LegalBasisRegister:

@@ -1,0 +1,438 @@
+"""The need-to-know rules the engine knows, each a small :class:`~policies.policy.Policy`.
+
+Each class implements one rule id of ``need_to_know.toml``: a restriction (passes or refuses) or
+a grant (grants a view or refuses). Its parameters come from the data file, checked on load
+against what the rule accepts. Every refusal and every ``why`` names identifiers and codes only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import ClassVar, NoReturn
+from zoneinfo import ZoneInfo
+
+from gateway.domain import (
+    ActionStatus,
+    AgencyType,
+    Category,
+    DisclosureStatus,
+    Level,
+    MeetingType,
+    NominalStatus,
+    Participation,
+    Role,
+)
+
+from ._data import Table
+from .errors import NoNeedToKnow
+from .facts import (
+    APPROVABLE_PARTS,
+    Facts,
+    HazardFlagTarget,
+    MeetingInvolvement,
+    MinutesTarget,
+    RecordTarget,
+    Resource,
+)
+from .policy import Allow, View
+
+__all__ = ["GRANTS", "RESTRICTIONS", "Rule", "Settings"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    policy_version: str
+    time_zone: ZoneInfo
+    meeting_without_review_date_days: int
+
+    def today(self, now: dt.datetime) -> dt.date:
+        return now.astimezone(self.time_zone).date()
+
+
+class Rule:
+    """A leaf rule: an id, the resources it covers, and one predicate."""
+
+    rule: ClassVar[str]
+    #: Resources the rule may be configured to cover (the first is the default set when fixed).
+    covers: ClassVar[frozenset[Resource]]
+    #: Whether ``resources`` may be set in the data file.
+    configurable_resources: ClassVar[bool] = False
+    restriction: ClassVar[bool] = False
+    params: ClassVar[frozenset[str]] = frozenset()
+
+    def __init__(self, settings: Settings, resources: frozenset[Resource], table: Table) -> None:
+        self.settings = settings
+        self.resources = resources
+        self.policy_version = settings.policy_version
+        self.configure(table)
+
+    def configure(self, table: Table) -> None:
+        """Read this rule's own parameters (beyond ``resources``)."""
+
+    def check(self, facts: Facts) -> Allow:
+        if facts.resource not in self.resources:
+            if self.restriction:
+                return Allow(self.rule, f"does not apply to {facts.resource}")
+            self.deny(f"does not cover {facts.resource}")
+        return self.evaluate(facts)
+
+    def evaluate(self, facts: Facts) -> Allow:
+        raise NotImplementedError
+
+    def deny(self, why: str) -> NoReturn:
+        raise NoNeedToKnow(why, rule=self.rule, policy_version=self.policy_version)
+
+    def grant(self, why: str, view: View = View.FULL, parts: tuple[str, ...] = ()) -> Allow:
+        return Allow(self.rule, why, view=view, approved_parts=parts)
+
+    def passed(self, why: str) -> Allow:
+        return Allow(self.rule, why)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.rule!r})"
+
+
+# --------------------------------------------------------------------------- restrictions
+
+
+class Category4NamedAgencies(Rule):
+    rule = "category-4-named-agencies"
+    covers = frozenset(Resource)
+    restriction = True
+    params = frozenset({"agency_types", "same_area"})
+
+    def configure(self, table: Table) -> None:
+        self.agency_types = frozenset(table.enums("agency_types", AgencyType))
+        self.same_area = table.boolean("same_area", True)
+
+    def evaluate(self, facts: Facts) -> Allow:
+        caller, nominal = facts.caller, facts.nominal
+        if nominal.category is not Category.TERRORISM:
+            return self.passed(f"category {int(nominal.category)}, not 4")
+        if caller.agency_type not in self.agency_types:
+            self.deny(f"category 4: agency type {caller.agency_type} is not named")
+        if self.same_area and caller.area != nominal.area:
+            self.deny(f"category 4: agency area {caller.area} is not {nominal.area}")
+        return self.passed(f"category 4: {caller.agency_type} of area {nominal.area} is named")
+
+
+class OtherContributorRecorded(Rule):
+    rule = "other-contributor-recorded"
+    covers = frozenset(Resource)
+    restriction = True
+    params = frozenset({"roles"})
+
+    def configure(self, table: Table) -> None:
+        self.roles = frozenset(table.enums("roles", Role))
+
+    def evaluate(self, facts: Facts) -> Allow:
+        if facts.caller.role not in self.roles:
+            return self.passed(f"role {facts.caller.role} needs no s.325(4A)(c) decision")
+        if not facts.nominal.other_contributors_allowed:
+            self.deny("the RA recorded no s.325(4A)(c) decision for this nominal")
+        return self.passed("the RA recorded the s.325(4A)(c) decision for this nominal")
+
+
+class Level1MonthlyListOnly(Rule):
+    rule = "level-1-monthly-list-only"
+    covers = frozenset({Resource.NOMINAL, Resource.RECORD})
+    configurable_resources = True
+    restriction = True
+
+    def evaluate(self, facts: Facts) -> Allow:
+        if facts.nominal.level is Level.LEAD_AGENCY:
+            self.deny("level 1: other agencies see it through the monthly level 1 list only")
+        return self.passed(f"level {int(facts.nominal.level)}, not 1")
+
+
+# --------------------------------------------------------------------------------- grants
+
+
+class LeadAgency(Rule):
+    rule = "lead-agency"
+    covers = frozenset({Resource.NOMINAL, Resource.RECORD, Resource.HAZARD_FLAG})
+    configurable_resources = True
+
+    def evaluate(self, facts: Facts) -> Allow:
+        if facts.caller.id != facts.nominal.lead_agency_id:
+            self.deny(f"the lead agency is {facts.nominal.lead_agency_id}")
+        if facts.nominal.status is not NominalStatus.ACTIVE:
+            self.deny("the nominal is deregistered")
+        return self.grant("the caller is the lead agency")
+
+
+class ResponsibleAuthorityOfArea(Rule):
+    rule = "responsible-authority-of-area"
+    covers = frozenset({Resource.NOMINAL, Resource.RECORD, Resource.HAZARD_FLAG})
+    configurable_resources = True
+    params = frozenset({"agency_types"})
+
+    def configure(self, table: Table) -> None:
+        self.agency_types = frozenset(table.enums("agency_types", AgencyType))
+
+    def evaluate(self, facts: Facts) -> Allow:
+        caller = facts.caller
+        if caller.role is not Role.RESPONSIBLE_AUTHORITY:
+            self.deny(f"role {caller.role} is not the Responsible Authority")
+        if caller.agency_type not in self.agency_types:
+            self.deny(f"agency type {caller.agency_type} is not a Responsible Authority type")
+        if caller.area != facts.nominal.area:
+            self.deny(f"the nominal is managed in area {facts.nominal.area}, not {caller.area}")
+        return self.grant(f"Responsible Authority ({caller.agency_type}) of area {caller.area}")
+
+
+class RecordOwner(Rule):
+    rule = "record-owner"
+    covers = frozenset({Resource.RECORD})
+    configurable_resources = True
+
+    def evaluate(self, facts: Facts) -> Allow:
+        target = facts.target
+        if not isinstance(target, RecordTarget):
+            self.deny("not a record target")
+        if target.owner_agency_id != facts.caller.id:
+            self.deny(f"record {target.record_id} was supplied by {target.owner_agency_id}")
+        return self.grant(f"the caller supplied record {target.record_id}")
+
+
+class InvolvedReferral(Rule):
+    rule = "involved-referral"
+    covers = frozenset({Resource.NOMINAL, Resource.RECORD})
+    configurable_resources = True
+
+    def evaluate(self, facts: Facts) -> Allow:
+        referrals = facts.involvements.referrals
+        if not referrals:
+            self.deny("no referral involvement")
+        if facts.nominal.status is not NominalStatus.ACTIVE:
+            self.deny("referral involvement ended: the nominal is deregistered")
+        ended = []
+        for referral in referrals:
+            if referral.closed_at is None or facts.now < referral.closed_at:
+                return self.grant(f"involved in open referral {referral.referral_id}")
+            ended.append(f"referral {referral.referral_id} closed {referral.closed_at.isoformat()}")
+        self.deny("referral involvement ended: " + "; ".join(ended))
+
+
+def meeting_ended(settings: Settings, facts: Facts, meeting: MeetingInvolvement) -> str | None:
+    """Why the caller's involvement in ``meeting`` has ended, or None while it lasts."""
+    nominal = facts.nominal
+    if nominal.status is not NominalStatus.ACTIVE:
+        return "the nominal is deregistered"
+    if meeting.need_closed_at is not None and facts.now >= meeting.need_closed_at:
+        return f"the meeting's need closed {meeting.need_closed_at.isoformat()}"
+    if meeting.level_at_meeting is not None and meeting.level_at_meeting != nominal.level:
+        return (
+            f"the level changed from {int(meeting.level_at_meeting)} "
+            f"to {int(nominal.level)} since the meeting"
+        )
+    if (
+        nominal.level_changed_at is not None
+        and settings.today(nominal.level_changed_at) > meeting.held_on
+    ):
+        return f"the level changed {nominal.level_changed_at.isoformat()}, after the meeting"
+    review = meeting.review_date or meeting.held_on + dt.timedelta(
+        days=settings.meeting_without_review_date_days
+    )
+    if settings.today(facts.now) > review:
+        return f"the review date {review.isoformat()} has passed"
+    return None
+
+
+class InvolvedMeeting(Rule):
+    rule = "involved-meeting"
+    covers = frozenset({Resource.NOMINAL, Resource.RECORD})
+    configurable_resources = True
+    params = frozenset({"participations", "meeting_types"})
+
+    def configure(self, table: Table) -> None:
+        self.participations = frozenset(table.enums("participations", Participation))
+        self.meeting_types = frozenset(table.enums("meeting_types", MeetingType))
+
+    def evaluate(self, facts: Facts) -> Allow:
+        reasons = []
+        for meeting in facts.involvements.meetings:
+            if meeting.participation not in self.participations:
+                reasons.append(f"{meeting.meeting_id}: {meeting.participation} grants nothing")
+            elif meeting.meeting_type not in self.meeting_types:
+                reasons.append(f"{meeting.meeting_id}: {meeting.meeting_type} grants nothing")
+            elif (ended := meeting_ended(self.settings, facts, meeting)) is not None:
+                reasons.append(f"{meeting.meeting_id}: involvement ended: {ended}")
+            else:
+                return self.grant(
+                    f"{meeting.participation} {meeting.meeting_type} meeting {meeting.meeting_id}"
+                )
+        self.deny("; ".join(reasons) or "no meeting involvement")
+
+
+class InvolvedAction(Rule):
+    rule = "involved-action"
+    covers = frozenset({Resource.NOMINAL, Resource.RECORD})
+    configurable_resources = True
+
+    def evaluate(self, facts: Facts) -> Allow:
+        actions = facts.involvements.actions
+        if not actions:
+            self.deny("owns no action point")
+        if facts.nominal.status is not NominalStatus.ACTIVE:
+            self.deny("action involvement ended: the nominal is deregistered")
+        today = self.settings.today(facts.now)
+        reasons = []
+        for action in actions:
+            review = action.review_date or action.due_date
+            if action.status is not ActionStatus.OPEN:
+                reasons.append(f"action {action.action_id} is {action.status}")
+            elif today > review:
+                reasons.append(f"action {action.action_id} review date {review} has passed")
+            else:
+                return self.grant(f"owns open action {action.action_id} (review {review})")
+        self.deny("; ".join(reasons))
+
+
+class MinutesParticipant(Rule):
+    rule = "minutes-participant"
+    covers = frozenset({Resource.MINUTES})
+    params = frozenset({"participations", "meeting_types"})
+
+    def configure(self, table: Table) -> None:
+        self.participations = frozenset(table.enums("participations", Participation))
+        self.meeting_types = frozenset(table.enums("meeting_types", MeetingType))
+
+    def evaluate(self, facts: Facts) -> Allow:
+        target = facts.target
+        if not isinstance(target, MinutesTarget):
+            self.deny("not a minutes target")
+        for meeting in facts.involvements.meetings:
+            if meeting.meeting_id != target.meeting_id:
+                continue
+            if meeting.participation not in self.participations:
+                self.deny(
+                    f"{meeting.participation} to meeting {meeting.meeting_id}: not a participant; "
+                    "minutes need the chair's or co-ordinator's approval"
+                )
+            if meeting.meeting_type not in self.meeting_types:
+                self.deny(f"minutes of {meeting.meeting_type} meetings are not shared")
+            ended = meeting_ended(self.settings, facts, meeting)
+            if ended is not None:
+                self.deny(f"involvement in meeting {meeting.meeting_id} ended: {ended}")
+            return self.grant(f"{meeting.participation} meeting {meeting.meeting_id}")
+        self.deny(f"took no part in meeting {target.meeting_id}")
+
+
+class MinutesMappaCoordinator(Rule):
+    rule = "minutes-mappa-coordinator"
+    covers = frozenset({Resource.MINUTES})
+    params = frozenset({"agency_types"})
+
+    def configure(self, table: Table) -> None:
+        self.agency_types = frozenset(table.enums("agency_types", AgencyType))
+
+    def evaluate(self, facts: Facts) -> Allow:
+        caller = facts.caller
+        if caller.agency_type not in self.agency_types:
+            self.deny(f"agency type {caller.agency_type} is not the MAPPA co-ordination unit")
+        if caller.area != facts.nominal.area:
+            self.deny(f"co-ordination unit of area {caller.area}, not {facts.nominal.area}")
+        return self.grant(f"MAPPA co-ordination unit of area {caller.area}")
+
+
+class OnwardDisclosureApproved(Rule):
+    rule = "onward-disclosure-approved"
+    covers = frozenset({Resource.MINUTES})
+    params = frozenset({"parts"})
+
+    def configure(self, table: Table) -> None:
+        self.parts = frozenset(table.strings("parts"))
+        if not self.parts <= set(APPROVABLE_PARTS):
+            raise ValueError(f"parts must be among {list(APPROVABLE_PARTS)}")
+
+    def _valid(self, part: str) -> bool:
+        name, slash, item = part.partition("/")
+        return name in self.parts and (not slash or bool(item))
+
+    def evaluate(self, facts: Facts) -> Allow:
+        target = facts.target
+        if not isinstance(target, MinutesTarget):
+            self.deny("not a minutes target")
+        if facts.nominal.status is not NominalStatus.ACTIVE:
+            self.deny("the nominal is deregistered")
+        parts: list[str] = []
+        requests = []
+        for grant in facts.involvements.disclosures:
+            if grant.meeting_id == target.meeting_id and grant.status is DisclosureStatus.APPROVED:
+                requests.append(grant.request_id)
+                parts.extend(p for p in grant.approved_parts if self._valid(p) and p not in parts)
+        if not requests:
+            self.deny(f"no approved onward disclosure of meeting {target.meeting_id}")
+        if not parts:
+            self.deny(f"approved requests {', '.join(requests)} name no part that may be shared")
+        return self.grant(
+            f"onward disclosure approved ({', '.join(requests)})", View.APPROVED_PARTS, tuple(parts)
+        )
+
+
+class HazardFlagRecipient(Rule):
+    rule = "hazard-flag-recipient"
+    covers = frozenset({Resource.HAZARD_FLAG})
+    params = frozenset({"agency_types"})
+
+    def configure(self, table: Table) -> None:
+        self.agency_types = frozenset(table.enums("agency_types", AgencyType))
+
+    def evaluate(self, facts: Facts) -> Allow:
+        target = facts.target
+        if not isinstance(target, HazardFlagTarget):
+            self.deny("not a hazard flag target")
+        if target.recipient_agency_id != facts.caller.id:
+            self.deny(f"flag {target.flag_id} was raised for {target.recipient_agency_id}")
+        if facts.caller.agency_type not in self.agency_types:
+            self.deny(f"agency type {facts.caller.agency_type} does not receive hazard flags")
+        if not target.active:
+            self.deny(f"flag {target.flag_id} is no longer active")
+        if facts.nominal.status is not NominalStatus.ACTIVE:
+            self.deny("the nominal is deregistered")
+        return self.grant(f"recipient of flag {target.flag_id}", View.HAZARD_FLAG_ONLY)
+
+
+class Level1MonthlyList(Rule):
+    rule = "level-1-monthly-list"
+    covers = frozenset({Resource.LEVEL_1_LIST})
+    params = frozenset({"roles"})
+
+    def configure(self, table: Table) -> None:
+        self.roles = frozenset(table.enums("roles", Role))
+
+    def evaluate(self, facts: Facts) -> Allow:
+        caller, nominal = facts.caller, facts.nominal
+        if nominal.level is not Level.LEAD_AGENCY:
+            self.deny(f"level {int(nominal.level)}: not on the level 1 list")
+        if nominal.status is not NominalStatus.ACTIVE:
+            self.deny("the nominal is deregistered")
+        if caller.role not in self.roles:
+            self.deny(f"role {caller.role} does not receive the level 1 list")
+        if caller.area != nominal.area:
+            self.deny(f"the list of area {nominal.area} is not for area {caller.area}")
+        return self.grant(f"level 1 list of area {caller.area}", View.MONTHLY_LIST_MINIMAL)
+
+
+#: Restrictions in evaluation order.
+RESTRICTIONS: tuple[type[Rule], ...] = (
+    Category4NamedAgencies,
+    OtherContributorRecorded,
+    Level1MonthlyListOnly,
+)
+#: Grants in evaluation order (the first that grants decides the view).
+GRANTS: tuple[type[Rule], ...] = (
+    LeadAgency,
+    ResponsibleAuthorityOfArea,
+    RecordOwner,
+    InvolvedReferral,
+    InvolvedMeeting,
+    InvolvedAction,
+    MinutesParticipant,
+    MinutesMappaCoordinator,
+    OnwardDisclosureApproved,
+    HazardFlagRecipient,
+    Level1MonthlyList,
+)

@@ -1,0 +1,244 @@
+"""Need-to-know, default deny: may this agency see this nominal, record, minutes, flag or entry?
+
+The rules are reviewed data (``policies/data/need_to_know.toml``); this module builds them into
+one composition and decides::
+
+    AllOf(rule="need-to-know")
+    ├── category-4-named-agencies          restrictions: each must hold
+    ├── other-contributor-recorded
+    └── AnyOf(rule="default-deny")         grants: the first that grants decides the view
+        ├── lead-agency
+        ├── responsible-authority-of-area
+        ├── record-owner
+        ├── AllOf(rule="involvement")
+        │   ├── level-1-monthly-list-only
+        │   └── AnyOf(rule="no-live-involvement")
+        │       ├── involved-referral
+        │       ├── involved-meeting
+        │       └── involved-action
+        ├── minutes-participant
+        ├── minutes-mappa-coordinator
+        ├── onward-disclosure-approved
+        ├── hazard-flag-recipient
+        └── level-1-monthly-list
+
+A rule left out of the data file is left out of the tree (it grants nothing); an empty file
+denies everything. :func:`decide` returns a frozen :class:`Decision` (rule, view, policy version)
+or raises :class:`~policies.errors.NoNeedToKnow` with the refusing rule; :func:`explain` and
+:func:`render_explanation` say, rule by rule, why (``mappa-gateway policy explain``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from ._data import DataFiles, Table, read_data
+from ._rules import GRANTS, RESTRICTIONS, Rule, Settings
+from .errors import NoNeedToKnow
+from .facts import Facts, Resource
+from .policy import AllOf, AnyOf, Policy, View, leaves
+
+__all__ = [
+    "DEFAULT_DENY",
+    "Decision",
+    "Explanation",
+    "NeedToKnowPolicy",
+    "decide",
+    "explain",
+    "load_need_to_know",
+    "render_explanation",
+]
+
+_FILE = "need_to_know.toml"
+DEFAULT_DENY = "default-deny"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The caller may see the resource in ``view``; ``rule`` granted it (``policy_version``)."""
+
+    rule: str
+    view: View
+    resource: Resource
+    policy_version: str
+    why: str
+    #: For the approved-parts view: exactly what the chair or co-ordinator approved.
+    approved_parts: tuple[str, ...] = ()
+    #: Every rule that held, restrictions first and the grant last (for the audit record).
+    trail: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.view, View):
+            raise ValueError("a decision grants a view")
+        if (self.view is View.APPROVED_PARTS) != bool(self.approved_parts):
+            raise ValueError("approved parts go with the approved-parts view, and only with it")
+
+
+class Explanation(NamedTuple):
+    """One rule's verdict on the facts: whether it matched (granted or held), and why."""
+
+    rule: str
+    matched: bool
+    why: str
+
+
+class NeedToKnowPolicy:
+    """The loaded rules as one composition, with their settings and version."""
+
+    def __init__(self, root: Policy, settings: Settings) -> None:
+        self.root = root
+        self.settings = settings
+        self.policy_version = settings.policy_version
+
+    def decide(self, facts: Facts) -> Decision:
+        """Grant with a :class:`Decision`, or raise :class:`NoNeedToKnow` naming the rule."""
+        allowed = self.root.check(facts)
+        if allowed.view is None:
+            raise NoNeedToKnow(
+                "restrictions held but no rule grants",
+                rule=DEFAULT_DENY,
+                policy_version=self.policy_version,
+            )
+        return Decision(
+            rule=allowed.rule,
+            view=allowed.view,
+            resource=facts.resource,
+            policy_version=self.policy_version,
+            why=allowed.why,
+            approved_parts=allowed.approved_parts,
+            trail=allowed.trail,
+        )
+
+    def explain(self, facts: Facts) -> list[Explanation]:
+        """Every rule, in evaluation order, with whether it matched these facts and why."""
+        out = []
+        for rule in leaves(self.root):
+            try:
+                allowed = rule.check(facts)
+            except NoNeedToKnow as refusal:
+                out.append(Explanation(refusal.rule, False, refusal.why))
+            else:
+                out.append(Explanation(allowed.rule, True, allowed.why))
+        return out
+
+    def render_explanation(self, facts: Facts) -> str:
+        """``policy explain`` as text: the question, each rule, and the decision."""
+        return _render(facts, self.explain(facts), self._outcome(facts), self.policy_version)
+
+    def _outcome(self, facts: Facts) -> str:
+        try:
+            decision = self.decide(facts)
+        except NoNeedToKnow as refusal:
+            return f"REFUSED by {refusal.rule}: {refusal.why}"
+        parts = f" ({', '.join(decision.approved_parts)})" if decision.approved_parts else ""
+        return f"ALLOWED by {decision.rule}: view {decision.view}{parts}"
+
+    @classmethod
+    def from_data(cls, files: DataFiles) -> NeedToKnowPolicy:
+        top = files.table(_FILE)
+        top.only({"settings", "restrictions", "rules"})
+        settings = _settings(top.sub("settings"), files.version)
+        restrictions = _build(top.sub("restrictions"), RESTRICTIONS, settings)
+        grants = _build(top.sub("rules"), GRANTS, settings)
+        by_id = {rule.rule: rule for rule in (*restrictions, *grants)}
+        involvement_ids = ("involved-referral", "involved-meeting", "involved-action")
+        involvement = [by_id[i] for i in involvement_ids if i in by_id]
+        grant_members: list[Policy] = []
+        for rule in grants:
+            if rule.rule not in involvement_ids:
+                grant_members.append(rule)
+            elif rule is involvement[0]:
+                level_1 = [r for r in restrictions if r.rule == "level-1-monthly-list-only"]
+                any_involved = AnyOf(*involvement, rule="no-live-involvement")
+                grant_members.append(AllOf(*level_1, any_involved, rule="involvement"))
+        top_restrictions = [r for r in restrictions if r.rule != "level-1-monthly-list-only"]
+        root = AllOf(
+            *top_restrictions, AnyOf(*grant_members, rule=DEFAULT_DENY), rule="need-to-know"
+        )
+        return cls(root, settings)
+
+
+def decide(facts: Facts, *, policy: NeedToKnowPolicy | None = None) -> Decision:
+    """Decide with ``policy`` (default: the packaged rules); see :meth:`NeedToKnowPolicy.decide`."""
+    return (policy or _default()).decide(facts)
+
+
+def explain(facts: Facts, *, policy: NeedToKnowPolicy | None = None) -> list[Explanation]:
+    """Every rule's verdict on ``facts``; see :meth:`NeedToKnowPolicy.explain`."""
+    return (policy or _default()).explain(facts)
+
+
+def render_explanation(facts: Facts, *, policy: NeedToKnowPolicy | None = None) -> str:
+    """The text of ``mappa-gateway policy explain``: the question, each rule, the decision."""
+    return (policy or _default()).render_explanation(facts)
+
+
+def _default() -> NeedToKnowPolicy:
+    from .policy_set import default_policy_set  # late: the set imports this module
+
+    return default_policy_set().need_to_know
+
+
+def _render(facts: Facts, explanations: Sequence[Explanation], outcome: str, version: str) -> str:
+    """Text for IG officers: identifiers and codes only, never personal data."""
+    caller, nominal = facts.caller, facts.nominal
+    width = max((len(e.rule) for e in explanations), default=0)
+    lines = [
+        f"policy {version}",
+        f"agency   {caller.id} ({caller.agency_type}, {caller.role}, area {caller.area})",
+        f"nominal  {nominal.id} (category {int(nominal.category)}, level {int(nominal.level)}, "
+        f"{nominal.status}, area {nominal.area}, lead {nominal.lead_agency_id})",
+        f"resource {facts.resource}",
+        f"at       {facts.now.isoformat()}",
+        "",
+    ]
+    lines += [
+        f"  [{'x' if e.matched else ' '}] {e.rule.ljust(width)}  {e.why}" for e in explanations
+    ]
+    lines += ["", outcome]
+    return "\n".join(lines) + "\n"
+
+
+def _settings(table: Table, version: str) -> Settings:
+    table.only({"time_zone", "meeting_without_review_date_days"})
+    name = table.string("time_zone") if table.has("time_zone") else "Europe/London"
+    try:
+        zone = ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise table.fail(f"unknown time zone {name!r}") from exc
+    days = table.integer("meeting_without_review_date_days", 0)
+    return Settings(version, zone, days)
+
+
+def _build(table: Table, known: Sequence[type[Rule]], settings: Settings) -> list[Rule]:
+    classes = {cls.rule: cls for cls in known}
+    unknown = sorted(set(table.keys()) - classes.keys())
+    if unknown:
+        raise table.fail(f"unknown rule id(s) {', '.join(unknown)}")
+    rules = []
+    for cls in known:  # evaluation order is the engine's, whatever the file's order
+        if not table.has(cls.rule):
+            continue
+        sub = table.sub(cls.rule)
+        sub.only(cls.params | ({"resources"} if cls.configurable_resources else set()))
+        resources = cls.covers
+        if cls.configurable_resources:
+            resources = frozenset(sub.enums("resources", Resource))
+            if not resources or not resources <= cls.covers:
+                raise sub.fail(
+                    f"resources must be a non-empty subset of {sorted(map(str, cls.covers))}"
+                )
+        try:
+            rules.append(cls(settings, resources, sub))
+        except ValueError as exc:
+            raise sub.fail(str(exc)) from exc
+    return rules
+
+
+def load_need_to_know(directory: Path | None = None) -> NeedToKnowPolicy:
+    """Load and validate the need-to-know rules of ``directory`` (default: the packaged data)."""
+    return NeedToKnowPolicy.from_data(read_data(directory))
