@@ -1,0 +1,346 @@
+"""Need-to-know tables: agency type x role x involvement x category x level x resource.
+
+One row per rule, each with a comment saying what it shows; then default-deny sweeps over the
+whole cross product for agencies with no tie to the nominal.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import FrozenInstanceError
+from typing import Any
+
+import pytest
+
+from gateway.domain import (
+    AgencyType,
+    DisclosureStatus,
+    MeetingType,
+    Participation,
+    RecordKind,
+    Role,
+)
+from policies import (
+    POLICY_VERSION,
+    Decision,
+    Facts,
+    HazardFlagTarget,
+    Level1ListTarget,
+    MinutesTarget,
+    NominalTarget,
+    NoNeedToKnow,
+    RecordTarget,
+    Resource,
+    Target,
+    View,
+    decide,
+)
+from tests.policies.policies_support import (
+    AREA,
+    LEAD_ID,
+    OTHER_AREA,
+    action,
+    agency,
+    disclosure,
+    facts,
+    meeting,
+    nominal,
+    referral,
+)
+
+A = AgencyType
+RA, DTC, OTHER = Role.RESPONSIBLE_AUTHORITY, Role.DUTY_TO_COOPERATE, Role.OTHER_CONTRIBUTOR
+
+
+def _target(resource: str, caller_id: str) -> Target:
+    return {
+        "nominal": NominalTarget(),
+        "record": RecordTarget("rec-1", "police-records-unit", RecordKind.RISK_ASSESSMENT),
+        "own-record": RecordTarget("rec-1", caller_id, RecordKind.TENANCY),
+        "minutes": MinutesTarget("meet-1"),
+        "flag": HazardFlagTarget("flag-1", caller_id),
+        "flag-for-other": HazardFlagTarget("flag-1", "childrens-services-elsewhere"),
+        "list": Level1ListTarget(),
+    }[resource]
+
+
+def _facts(
+    agency_type: AgencyType,
+    role: Role,
+    involvement: str,
+    category: int,
+    level: int,
+    resource: str,
+    *,
+    area: str = AREA,
+    recorded: bool = False,
+) -> Facts:
+    """Build one row's facts; ``involvement`` names how the caller is tied to the nominal."""
+    caller = agency(agency_type, role, area=area)
+    ties: dict[str, Any] = {
+        "none": {},
+        "lead": {},
+        "referral": {"referrals": (referral(caller),)},
+        "invited": {"meetings": (meeting(caller, Participation.INVITED),)},
+        "attended": {"meetings": (meeting(caller, Participation.ATTENDED),)},
+        "minutes-only": {"meetings": (meeting(caller, Participation.MINUTES_ONLY),)},
+        "professionals": {
+            "meetings": (
+                meeting(
+                    caller,
+                    meeting_type=MeetingType.LEVEL_1_PROFESSIONALS,
+                    level_at_meeting=None,
+                ),
+            )
+        },
+        "action": {"actions": (action(caller),)},
+        "approved": {"disclosures": (disclosure(caller),)},
+        "pending": {"disclosures": (disclosure(caller, status=DisclosureStatus.PENDING),)},
+    }[involvement]
+    nom = nominal(
+        category,
+        level,
+        lead=caller.id if involvement == "lead" else LEAD_ID,
+        other_contributors_allowed=recorded,
+    )
+    return facts(caller, nom, _target(resource, caller.id), **ties)
+
+
+GRANTS = [
+    # lead-agency: mental health leads a level 1 case (seed 002) and sees it, as a DTC agency.
+    pytest.param(A.MENTAL_HEALTH, DTC, "lead", 2, 1, "nominal", "lead-agency", View.FULL,
+                 id="lead-agency"),
+    # responsible-authority-of-area: police of the area see a nominal with no other tie.
+    pytest.param(A.POLICE, RA, "none", 1, 2, "nominal", "responsible-authority-of-area", View.FULL,
+                 id="responsible-authority-of-area"),
+    # record-owner: housing sees the tenancy record it supplied, even on a level 1 nominal.
+    pytest.param(A.HOUSING, DTC, "none", 1, 1, "own-record", "record-owner", View.FULL,
+                 id="record-owner"),
+    # involved-referral: children's services named in an open referral see the nominal.
+    pytest.param(A.CHILDRENS_SERVICES, DTC, "referral", 2, 2, "nominal", "involved-referral",
+                 View.FULL, id="involved-referral"),
+    # involved-meeting: housing that attended the level 2 meeting sees the police's record.
+    pytest.param(A.HOUSING, DTC, "attended", 1, 2, "record", "involved-meeting", View.FULL,
+                 id="involved-meeting"),
+    # involved-meeting: an invitation alone ties the agency to the case (it must prepare).
+    pytest.param(A.HEALTH, DTC, "invited", 3, 2, "nominal", "involved-meeting", View.FULL,
+                 id="involved-meeting-invited"),
+    # involved-action: adult social care owning an open action on a level 3 case.
+    pytest.param(A.ADULT_SOCIAL_CARE, DTC, "action", 2, 3, "nominal", "involved-action", View.FULL,
+                 id="involved-action"),
+    # minutes-participant: Jobcentre Plus receives minutes without attending (seed 004).
+    pytest.param(A.JOBCENTRE_PLUS, DTC, "minutes-only", 1, 2, "minutes", "minutes-participant",
+                 View.FULL, id="minutes-participant-minutes-only"),
+    # minutes-participant: an attendee receives the minutes.
+    pytest.param(A.HOUSING, DTC, "attended", 2, 2, "minutes", "minutes-participant", View.FULL,
+                 id="minutes-participant-attended"),
+    # minutes-participant: a level 1 professionals meeting's minutes go to its participants.
+    pytest.param(A.HOUSING, DTC, "professionals", 1, 1, "minutes", "minutes-participant",
+                 View.FULL, id="minutes-participant-professionals-meeting"),
+    # minutes-mappa-coordinator: the area's MAPPA unit holds every meeting's minutes.
+    pytest.param(A.MAPPA_COORDINATION, RA, "none", 2, 2, "minutes", "minutes-mappa-coordinator",
+                 View.FULL, id="minutes-mappa-coordinator"),
+    # onward-disclosure-approved: children's services, not at the meeting, get what was approved.
+    pytest.param(A.CHILDRENS_SERVICES, DTC, "approved", 1, 2, "minutes",
+                 "onward-disclosure-approved", View.APPROVED_PARTS,
+                 id="onward-disclosure-approved"),
+    # hazard-flag-recipient: children's services see the flag raised for them, and only that.
+    pytest.param(A.CHILDRENS_SERVICES, DTC, "none", 1, 2, "flag", "hazard-flag-recipient",
+                 View.HAZARD_FLAG_ONLY, id="hazard-flag-recipient"),
+    # level-1-monthly-list: housing sees a level 1 nominal on the monthly list, minimally.
+    pytest.param(A.HOUSING, DTC, "none", 1, 1, "list", "level-1-monthly-list",
+                 View.MONTHLY_LIST_MINIMAL, id="level-1-monthly-list"),
+    # category-4-named-agencies (held): probation of the area sees a category 4 nominal.
+    pytest.param(A.PROBATION, RA, "none", 4, 3, "nominal", "responsible-authority-of-area",
+                 View.FULL, id="category-4-named-agency"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("agency_type", "role", "involvement", "category", "level", "resource", "rule", "view"), GRANTS
+)
+def test_rule_grants_its_view(
+    agency_type: AgencyType,
+    role: Role,
+    involvement: str,
+    category: int,
+    level: int,
+    resource: str,
+    rule: str,
+    view: View,
+) -> None:
+    """Each grant rule lets its agency see its resource in its view, and says so."""
+    decision = decide(_facts(agency_type, role, involvement, category, level, resource))
+    assert (decision.rule, decision.view) == (rule, view)
+    assert decision.policy_version == POLICY_VERSION
+    assert decision.trail[-1] == rule
+    assert "category-4-named-agencies" in decision.trail
+
+
+REFUSALS = [
+    # default-deny: housing with no tie to the nominal sees nothing.
+    pytest.param(A.HOUSING, DTC, "none", 1, 2, "nominal", "default-deny", None,
+                 id="default-deny-no-tie"),
+    # default-deny: the police of another area are not its Responsible Authority.
+    pytest.param(A.POLICE, RA, "none", 1, 2, "nominal", "default-deny", "area", id="other-area-ra"),
+    # category-4-named-agencies: children's services attended, but category 4 is not for them.
+    pytest.param(A.CHILDRENS_SERVICES, DTC, "attended", 4, 2, "nominal",
+                 "category-4-named-agencies", None, id="category-4-dtc"),
+    # category-4-named-agencies: prisons are RA, but not named for category 4.
+    pytest.param(A.PRISON, RA, "none", 4, 3, "nominal", "category-4-named-agencies", None,
+                 id="category-4-prison"),
+    # category-4-named-agencies: even a named type is refused outside the nominal's area.
+    pytest.param(A.POLICE, RA, "none", 4, 3, "nominal", "category-4-named-agencies", "area",
+                 id="category-4-other-area"),
+    # category-4-named-agencies: the approved parts of minutes do not reach a category 4 case.
+    pytest.param(A.CHILDRENS_SERVICES, DTC, "approved", 4, 2, "minutes",
+                 "category-4-named-agencies", None, id="category-4-onward"),
+    # other-contributor-recorded: an other contributor without the RA's s.325(4A)(c) decision.
+    pytest.param(A.OTHER, OTHER, "attended", 2, 2, "nominal", "other-contributor-recorded", None,
+                 id="other-contributor-unrecorded"),
+    # level-1-monthly-list-only: attending a professionals meeting does not open a level 1 case.
+    pytest.param(A.HOUSING, DTC, "professionals", 1, 1, "nominal", "default-deny",
+                 "level-1-monthly-list-only", id="level-1-through-involvement"),
+    # level-1-monthly-list-only: nor its records.
+    pytest.param(A.HEALTH, DTC, "referral", 2, 1, "record", "default-deny",
+                 "level-1-monthly-list-only", id="level-1-record-through-referral"),
+    # minutes-participant: invited but did not attend is not a participant (seed 001).
+    pytest.param(A.CHILDRENS_SERVICES, DTC, "invited", 1, 2, "minutes", "default-deny",
+                 "not a participant", id="minutes-invited-not-attended"),
+    # minutes-participant: attending the nominal's case does not open another meeting's minutes.
+    pytest.param(A.HOUSING, DTC, "action", 1, 2, "minutes", "default-deny", "took no part",
+                 id="minutes-no-part"),
+    # minutes: the lead agency is not a participant by being lead.
+    pytest.param(A.MENTAL_HEALTH, DTC, "lead", 1, 2, "minutes", "default-deny", None,
+                 id="minutes-lead-not-participant"),
+    # onward-disclosure-approved: a pending request grants nothing.
+    pytest.param(A.CHILDRENS_SERVICES, DTC, "pending", 1, 2, "minutes", "default-deny",
+                 "no approved onward disclosure", id="onward-disclosure-pending"),
+    # hazard-flag-recipient: a flag raised for another agency.
+    pytest.param(A.CHILDRENS_SERVICES, DTC, "none", 1, 2, "flag-for-other", "default-deny",
+                 "was raised for", id="hazard-flag-other-recipient"),
+    # hazard-flag-recipient: a flag does not open the nominal itself.
+    pytest.param(A.CHILDRENS_SERVICES, DTC, "none", 1, 2, "nominal", "default-deny", None,
+                 id="hazard-flag-not-the-nominal"),
+    # level-1-monthly-list: a level 2 nominal is not on the level 1 list.
+    pytest.param(A.HOUSING, DTC, "none", 1, 2, "list", "default-deny", "not on the level 1 list",
+                 id="level-1-list-level-2"),
+    # level-1-monthly-list: the list is for MAPPA agencies, not other contributors.
+    pytest.param(A.OTHER, Role.ASSOCIATE, "none", 1, 1, "list", "default-deny",
+                 "does not receive the level 1 list", id="level-1-list-associate"),
+    # level-1-monthly-list: the list does not open the nominal.
+    pytest.param(A.HOUSING, DTC, "none", 1, 1, "nominal", "default-deny", None,
+                 id="level-1-list-not-the-nominal"),
+    # record-owner: another agency's record is not the caller's own.
+    pytest.param(A.HOUSING, DTC, "none", 1, 2, "record", "default-deny", "was supplied by",
+                 id="record-not-owned"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("agency_type", "role", "involvement", "category", "level", "resource", "rule", "reason"),
+    REFUSALS,
+)
+def test_rule_refuses(
+    agency_type: AgencyType,
+    role: Role,
+    involvement: str,
+    category: int,
+    level: int,
+    resource: str,
+    rule: str,
+    reason: str | None,
+) -> None:
+    """Each refusal names the rule that refused and the policy version, for the audit."""
+    area = OTHER_AREA if reason == "area" else AREA
+    row = _facts(agency_type, role, involvement, category, level, resource, area=area)
+    with pytest.raises(NoNeedToKnow) as caught:
+        decide(row)
+    assert caught.value.rule == rule
+    assert caught.value.policy_version == POLICY_VERSION
+    assert caught.value.code == "no_need_to_know"
+    if reason and reason != "area":
+        assert reason in repr(caught.value.audit_fields())
+
+
+def test_other_contributor_with_recorded_decision_is_involved() -> None:
+    """With the RA's s.325(4A)(c) decision recorded, an attending contributor sees the case."""
+    row = _facts(A.OTHER, OTHER, "attended", 2, 2, "nominal", recorded=True)
+    assert decide(row).rule == "involved-meeting"
+
+
+def test_approved_parts_are_exactly_those_approved() -> None:
+    """An onward disclosure grants exactly the approved parts, in the decision."""
+    caller = agency(A.CHILDRENS_SERVICES)
+    row = facts(
+        caller,
+        target=MinutesTarget("meet-1"),
+        disclosures=(disclosure(caller, ("actions/act-1", "nonsense", "conclusions/")),),
+    )
+    decision = decide(row)
+    assert decision.view is View.APPROVED_PARTS
+    assert decision.approved_parts == ("actions/act-1",)
+
+
+def test_approval_of_another_meeting_grants_nothing() -> None:
+    """An approval names its meeting; another meeting's minutes stay closed."""
+    caller = agency(A.CHILDRENS_SERVICES)
+    row = facts(caller, target=MinutesTarget("meet-2"), disclosures=(disclosure(caller),))
+    with pytest.raises(NoNeedToKnow):
+        decide(row)
+
+
+def test_decision_is_frozen() -> None:
+    """A decision cannot be altered after it is made."""
+    decision = decide(_facts(A.POLICE, RA, "none", 1, 2, "nominal"))
+    assert isinstance(decision, Decision)
+    with pytest.raises(FrozenInstanceError):
+        decision.view = View.FULL  # type: ignore[misc]
+
+
+TIES = ["none", "invited", "attended", "minutes-only", "referral", "action", "pending"]
+UNTIED = ["none", "pending"]
+
+
+@pytest.mark.parametrize("resource", ["nominal", "record", "minutes", "flag-for-other"])
+def test_no_tie_no_access_across_every_type_role_category_and_level(resource: str) -> None:
+    """Default deny: with no tie, only the area's RA (or MAPPA unit, for minutes) sees anything."""
+    for agency_type, role, tie, category, level in itertools.product(
+        AgencyType, Role, UNTIED, (1, 2, 3, 4), (1, 2, 3)
+    ):
+        row = _facts(agency_type, role, tie, category, level, resource)
+        ra_of_area = role is RA and agency_type in {A.POLICE, A.PROBATION, A.PRISON,
+                                                    A.MAPPA_COORDINATION}  # fmt: skip
+        unit = agency_type is A.MAPPA_COORDINATION and resource == "minutes"
+        if (ra_of_area and resource != "minutes") or unit:
+            continue
+        with pytest.raises(NoNeedToKnow):
+            decide(row)
+
+
+def test_category_4_reaches_only_named_types_whatever_the_tie() -> None:
+    """Category 4: every type but police and probation is refused, whatever else would grant."""
+    for agency_type, role, tie, level, resource in itertools.product(
+        AgencyType, Role, [*TIES, "approved", "lead"], (1, 2, 3),
+        ["nominal", "record", "own-record", "minutes", "flag", "list"],
+    ):  # fmt: skip
+        if agency_type in {A.POLICE, A.PROBATION}:
+            continue
+        with pytest.raises(NoNeedToKnow) as caught:
+            decide(_facts(agency_type, role, tie, 4, level, resource))
+        assert caught.value.rule == "category-4-named-agencies"
+
+
+def test_level_1_list_is_the_only_route_for_involved_agencies() -> None:
+    """For level 1 nominals, an involved DTC agency gets the list entry, never the nominal."""
+    for tie in TIES:
+        with pytest.raises(NoNeedToKnow):
+            decide(_facts(A.HOUSING, DTC, tie, 1, 1, "nominal"))
+        assert decide(_facts(A.HOUSING, DTC, tie, 1, 1, "list")).view is View.MONTHLY_LIST_MINIMAL
+
+
+def test_resource_enum_covers_every_target() -> None:
+    """Every resource has a target type the tables above exercise."""
+    assert {
+        _target(r, "x").resource for r in ("nominal", "record", "minutes", "flag", "list")
+    } == set(Resource)
