@@ -41,6 +41,9 @@ __all__ = ["MAX_FORM_BYTES", "audit_refusal", "handle_token_request"]
 log = get_logger("gateway.oauth")
 
 MAX_FORM_BYTES = 16_384
+#: Every so many tokens issued by this process, spent jtis past their expiry are purged.
+PURGE_EVERY = 500
+_issued_since_purge = 0
 _FORM_TYPE = "application/x-www-form-urlencoded"
 
 
@@ -146,8 +149,13 @@ async def _commit_issue(
         oauth_request.issued,
     )
     assert assertion is not None and proof is not None and issued is not None
+    global _issued_since_purge
+    _issued_since_purge += 1
     try:
         async with state.db.write() as session:
+            if _issued_since_purge >= PURGE_EVERY:
+                _issued_since_purge = 0
+                await replay.purge_expired(session, now=now)
             await replay.consume(
                 session,
                 kind="client_assertion",

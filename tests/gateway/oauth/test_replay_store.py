@@ -114,3 +114,38 @@ async def test_assertion_replayed_on_another_replica_is_refused(
         assert len(replays) == 6
     finally:
         await db.dispose()
+
+
+async def test_purge_forgets_only_expired_jtis(oauth_settings: Settings, clock: Clock) -> None:
+    """Rows past expires_at go; a live jti stays spent."""
+    from gateway.oauth import replay
+
+    db = Database(oauth_settings.database_url)
+    try:
+        async with db.write() as session:
+            for n, ttl in enumerate((-10, 3600)):
+                await replay.consume(
+                    session,
+                    kind="dpop",
+                    issuer="jkt",
+                    jti=f"j{n}",
+                    agency_id=None,
+                    expires_at=clock.now + dt.timedelta(seconds=ttl),
+                    now=clock.now,
+                )
+        async with db.write() as session:
+            assert await replay.purge_expired(session, now=clock.now) == 1
+        with pytest.raises(replay.Replayed):
+            async with db.write() as session:
+                await replay.consume(
+                    session,
+                    kind="dpop",
+                    issuer="jkt",
+                    jti="j1",
+                    agency_id=None,
+                    expires_at=clock.now,
+                    now=clock.now,
+                )
+        assert await Ledger(db).jtis() == 1
+    finally:
+        await db.dispose()
