@@ -143,7 +143,11 @@ class AllOf:
 
 
 class AnyOf:
-    """The first member that allows. Empty denies; all refusing denies with this rule's id."""
+    """The first member that allows. Empty denies; all refusing denies with this rule's id.
+
+    The refusal's diagnostics list every leaf rule's refusal (nested AnyOf refusals flattened),
+    so the audit record says why each rule did not grant.
+    """
 
     def __init__(self, *policies: Policy, rule: str = "any-of") -> None:
         self.policies = tuple(policies)
@@ -156,7 +160,8 @@ class AnyOf:
             try:
                 return policy.check(facts)
             except NoNeedToKnow as refusal:
-                refusals.append([refusal.rule, refusal.why])
+                nested = refusal.diagnostics.get("refusals")
+                refusals.extend(nested if nested else [[refusal.rule, refusal.why]])
         why = "no rule allows" if self.policies else "an empty AnyOf denies"
         raise NoNeedToKnow(
             why,
