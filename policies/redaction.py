@@ -269,12 +269,13 @@ def approved_view(
             rule="redaction-chain",
             policy_version=context.policy_version,
         )
-    chain = (
-        withhold_every_third_party_source,
-        honour_caveats,
-        select_approved_parts(approved_parts),
-        apply_allow_list,
-    )
+    try:
+        select = select_approved_parts(approved_parts)
+    except ValueError as exc:
+        raise RedactionFailed(
+            f"approved parts: {exc}", rule="redaction-chain", policy_version=context.policy_version
+        ) from exc
+    chain = (withhold_every_third_party_source, honour_caveats, select, apply_allow_list)
     return redact(context, minutes_document, chain)
 
 
