@@ -8,16 +8,20 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from gateway import __version__
+from gateway.audit.service import install_audit, shutdown_audit
 from gateway.http import problems
+from gateway.http.metrics import GatewayMetrics, MetricsMiddleware
 from gateway.http.middleware import EdgeMiddleware
-from gateway.logs import configure_logging
+from gateway.logs import configure_logging, get_logger
 from gateway.oauth import install_oauth
-from gateway.routes import health, oauth
+from gateway.routes import audit, health, metrics, oauth
 from gateway.settings import Settings, get_settings
 from gateway.state import GatewayState
 from gateway.store import Database
 
 __all__ = ["create_app"]
+
+log = get_logger("gateway.app")
 
 DESCRIPTION = """\
 The MAPPA information-sharing gateway (s.325 Criminal Justice Act 2003).
@@ -28,20 +32,44 @@ legal basis, purpose and officer on every call, and exchange case data as `appli
 """
 
 
+def install_sealer(state: GatewayState) -> None:
+    """Load the payload signing and encryption rings; without them case data cannot flow."""
+    from gateway.flow.seal import Sealer
+    from gateway.keyring import KeyRepositoryUnavailable, open_key_repository
+    from keys import KeysError
+
+    settings = state.settings
+    try:
+        state.sealer = Sealer(
+            open_key_repository(settings),
+            issuer=settings.issuer,
+            max_json_depth=settings.max_json_depth,
+        )
+    except (KeyRepositoryUnavailable, KeysError) as exc:
+        if settings.profile == "production":
+            raise
+        log.warning("payload_keys_unavailable", reason=str(exc)[:200])
+        return
+    state.loaded_key_purposes.add("payload")
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
+    gateway_metrics = GatewayMetrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         db = Database(settings.database_url, pool_size=settings.db_pool_size)
-        state = GatewayState(settings=settings, db=db)
-        state.loaded_key_purposes.add("placeholder")
+        state = GatewayState(settings=settings, db=db, metrics=gateway_metrics)
         install_oauth(state)
+        install_sealer(state)
+        install_audit(state)
         app.state.gateway = state
         try:
             yield
         finally:
+            await shutdown_audit(state)
             await db.dispose()
 
     app = FastAPI(
@@ -56,9 +84,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(health.router)
     app.include_router(oauth.router)
+    app.include_router(audit.router)
+    app.include_router(metrics.router)
     app.add_middleware(
         EdgeMiddleware,
         max_body_bytes=settings.max_body_bytes,
         max_header_bytes=settings.max_header_bytes,
     )
+    app.add_middleware(MetricsMiddleware, metrics=gateway_metrics)
     return app

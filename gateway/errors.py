@@ -12,7 +12,9 @@
     │   ├── HeadersTooLarge          request headers exceed the limit
     │   ├── BadHeader                a header is malformed (injection, bad context header)
     │   │   └── InvalidContext         MAPPA-Legal-Basis / -Purpose / -Officer missing or malformed
+    │   ├── InvalidParameter         a query parameter is unknown, repeated or malformed
     │   ├── IdempotencyConflict      an Idempotency-Key reused with another body
+    │   ├── UnreadableBody           an application/jose body that does not open (one opaque error)
     │   └── InvalidOAuthRequest      a token request that breaks RFC 6749 (invalid_request)
     │       ├── UnsupportedGrantType   grant_type other than client_credentials
     │       ├── UnauthorizedClient     the client may not use this grant
@@ -22,13 +24,18 @@
     │   ├── InvalidDPoPProof         DPoP proof missing, malformed, replayed or for another key
     │   └── InvalidToken             access token missing, malformed, expired, or agency suspended
     ├── AccessDenied               authenticated, but this endpoint is not for this caller
+    │   ├── LawfulBasisRefused       no, unknown or unfitting legal basis / purpose for this caller
+    │   └── CsrfRejected             a console form without its session's CSRF token
     ├── NotFound                   no such resource, or one the caller may not know of
     ├── Conflict                   the resource changed or exists
     ├── RateLimited                the caller is over its quota
     ├── InternalError              a bug: the caller learns nothing more
     └── Unavailable                the gateway cannot serve safely right now
+        ├── RecipientKeyUnavailable  no usable encryption key for the recipient: nothing is sent
+        ├── RedactionFailed          redaction could not complete: nothing is released
         ├── StoreUnavailable         the database cannot be reached or written
-        └── AuditUnavailable         the audit entry cannot be written, so nothing is released
+        ├── AuditUnavailable         the audit entry cannot be written, so nothing is released
+        └── AuditLogInconsistent     the stored audit log does not hold together (see the verifier)
 
 What the caller sees is ``code`` and the class's public ``title``; ``detail`` is shown only where
 it helps the caller fix its own request and never carries data from the store. ``diagnostics``
@@ -42,12 +49,14 @@ from typing import Any, ClassVar
 
 __all__ = [
     "AccessDenied",
+    "AuditLogInconsistent",
     "AuditUnavailable",
     "AuthenticationFailed",
     "BadHeader",
     "BadRequest",
     "BodyTooDeep",
     "Conflict",
+    "CsrfRejected",
     "GatewayError",
     "HeadersTooLarge",
     "IdempotencyConflict",
@@ -56,15 +65,20 @@ __all__ = [
     "InvalidContext",
     "InvalidDPoPProof",
     "InvalidOAuthRequest",
+    "InvalidParameter",
     "InvalidScope",
     "InvalidToken",
+    "LawfulBasisRefused",
     "MalformedBody",
     "NotFound",
     "PayloadTooLarge",
     "RateLimited",
+    "RecipientKeyUnavailable",
+    "RedactionFailed",
     "StoreUnavailable",
     "UnauthorizedClient",
     "Unavailable",
+    "UnreadableBody",
     "UnsupportedGrantType",
     "UnsupportedMediaType",
     "ValidationFailed",
@@ -133,9 +147,19 @@ class BadHeader(BadRequest):
     title = "A request header is malformed"
 
 
+class InvalidParameter(BadRequest):
+    code = "invalid_parameter"
+    title = "A query parameter is unknown, repeated or malformed"
+
+
 class IdempotencyConflict(BadRequest):
     code = "idempotency_key_reused"
     title = "This Idempotency-Key was used with a different request"
+
+
+class UnreadableBody(BadRequest):
+    code = "unreadable_body"
+    title = "The sealed body could not be opened"
 
 
 class InvalidContext(BadHeader):
@@ -207,6 +231,16 @@ class AccessDenied(GatewayError):
     title = "This caller may not use this endpoint"
 
 
+class LawfulBasisRefused(AccessDenied):
+    code = "lawful_basis_refused"
+    title = "The stated legal basis and purpose do not allow this request"
+
+
+class CsrfRejected(AccessDenied):
+    code = "csrf_rejected"
+    title = "The form is missing its CSRF token, or the token is not this session's"
+
+
 class NotFound(GatewayError):
     code = "not_found"
     title = "No such resource"
@@ -236,9 +270,23 @@ class Unavailable(GatewayError):
     title = "The gateway cannot serve this request safely right now"
 
 
+class RecipientKeyUnavailable(Unavailable):
+    code = "recipient_key_unavailable"
+    title = "The recipient has no usable encryption key; nothing was sent"
+
+
+class RedactionFailed(Unavailable):
+    code = "redaction_failed"
+    title = "The response could not be prepared safely; nothing was released"
+
+
 class StoreUnavailable(Unavailable):
     code = "store_unavailable"
 
 
 class AuditUnavailable(Unavailable):
     code = "audit_unavailable"
+
+
+class AuditLogInconsistent(Unavailable):
+    code = "audit_log_inconsistent"

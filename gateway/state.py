@@ -11,6 +11,9 @@ from gateway.settings import Settings
 from gateway.store import Database
 
 if TYPE_CHECKING:
+    from gateway.audit.service import AuditService
+    from gateway.flow.seal import Sealer
+    from gateway.http.metrics import GatewayMetrics
     from gateway.oauth.jwks import JwksFetcher
     from gateway.oauth.server import GatewayAuthorizationServer
     from gateway.oauth.signing import TokenSigner
@@ -29,8 +32,15 @@ class GatewayState:
     jwks_fetcher: JwksFetcher | None = None
     #: Authlib's server core with the gateway's grant and client authentication.
     authorization_server: GatewayAuthorizationServer | None = None
+    #: The audit log's keys and background sequencer (gateway/audit/service.py).
+    audit: AuditService | None = None
+    #: Prometheus metrics of this process (gateway/http/metrics.py).
+    metrics: GatewayMetrics | None = None
+    #: Opens inbound application/jose bodies and seals answers (gateway/flow/seal.py).
+    sealer: Sealer | None = None
     #: The clock every time-dependent check reads (tests replace it).
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
 
     def keys_ready(self) -> bool:
-        return bool(self.loaded_key_purposes)
+        """Token signing and payload keys are loaded (what /readyz reports)."""
+        return {"oauth_token_signing", "payload"} <= self.loaded_key_purposes

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ from fastapi import FastAPI
 from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.store import Database, upgrade
+from keys import generate_development_keys, generate_kek_file
 from tests.support import skip_or_fail_in_ci
 
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -52,11 +55,32 @@ class PostgresSchema:
             conn.execute(f'DROP SCHEMA "{self.name}" CASCADE')
 
 
+#: When the shared test keys were made: before any clock a test sets.
+KEYS_CREATED = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+@pytest.fixture(scope="session")
+def gateway_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A gateway key directory (every purpose) and its KEK file, made once per session."""
+    base = tmp_path_factory.mktemp("gateway-keys")
+    kek = generate_kek_file(base / "kek.bin")
+    generate_development_keys(base / "keys", kek, "development", now=KEYS_CREATED)
+    return base / "keys", base / "kek.bin"
+
+
+@pytest.fixture(scope="session")
+def _migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("template") / "gateway.db"
+    upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
-    upgrade(url)
-    return url
+def sqlite_url(tmp_path: Path, _migrated_template: Path) -> str:
+    """A migrated SQLite file: a copy of one migrated once per session (fast)."""
+    path = tmp_path / "gateway.db"
+    shutil.copyfile(_migrated_template, path)
+    return f"sqlite+aiosqlite:///{path}"
 
 
 @pytest.fixture
@@ -87,13 +111,14 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, sqlite_url: str) -> Settings:
+def settings(sqlite_url: str, gateway_keys: tuple[Path, Path]) -> Settings:
+    keys_dir, kek_file = gateway_keys
     return Settings(
         profile="test",
         database_url=sqlite_url,
         issuer="https://gateway.test",
-        keys_dir=tmp_path / "keys",
-        kek_file=tmp_path / "kek.bin",
+        keys_dir=keys_dir,
+        kek_file=kek_file,
         log_json=True,
     )
 

@@ -1,9 +1,7 @@
 """The authenticate stage's tests share the agency-authentication fixtures."""
 
 from tests.gateway.oauth.conftest import (  # noqa: F401
-    _migrated_template,
     clock,
-    gateway_keys,
     gateway_state,
     housing,
     http,
@@ -11,5 +9,4 @@ from tests.gateway.oauth.conftest import (  # noqa: F401
     oauth_app,
     oauth_settings,
     police,
-    sqlite_url,
 )

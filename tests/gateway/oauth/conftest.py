@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,33 +14,8 @@ from gateway import agencies
 from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.state import GatewayState
-from gateway.store import Database, upgrade
-from keys import generate_development_keys, generate_kek_file
-from tests.gateway.oauth.support import ISSUER, T0, AgencyClient, Clock, Ledger
-
-
-@pytest.fixture(scope="session")
-def gateway_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A gateway key directory and its KEK file, made once (never rotated by tests)."""
-    base = tmp_path_factory.mktemp("gateway-keys")
-    kek = generate_kek_file(base / "kek.bin")
-    generate_development_keys(base / "keys", kek, "development", now=T0)
-    return base / "keys", base / "kek.bin"
-
-
-@pytest.fixture(scope="session")
-def _migrated_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("template") / "gateway.db"
-    upgrade(f"sqlite+aiosqlite:///{path}")
-    return path
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path, _migrated_template: Path) -> str:
-    """A migrated SQLite file: a copy of one migrated once per session (fast)."""
-    path = tmp_path / "gateway.db"
-    shutil.copyfile(_migrated_template, path)
-    return f"sqlite+aiosqlite:///{path}"
+from gateway.store import Database
+from tests.gateway.oauth.support import ISSUER, AgencyClient, Clock, Ledger
 
 
 @pytest.fixture

@@ -1,0 +1,153 @@
+"""The seal stage: ``application/jose`` in and out.
+
+Inbound, :meth:`Sealer.open` takes a compact JWE encrypted to the gateway's current (or a still
+overlapping previous) ``payload-encryption`` key, around a JWS by one of the calling agency's
+registered signing keys, whose payload is a :class:`~gateway.contract.envelope.SignedBody`
+addressed from that agency to this gateway and fresh. Plain JSON is refused (415). Every other
+failure is one opaque ``unreadable_body`` outward, with the precise reason in ``diagnostics`` for
+the audit log; nothing is stored.
+
+Outbound, :meth:`Sealer.seal` signs a ``SignedBody`` from the gateway to the recipient agency with
+the ``payload-signing`` ring and encrypts it to the agency's registered encryption key. An agency
+without a usable encryption key gets nothing (``recipient_key_unavailable``): never clear text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+
+from gateway import errors
+from gateway.contract.envelope import BODY_TYP, JOSE_MEDIA_TYPE, SignedBody
+from gateway.http.body import media_type, parse_json
+from gateway.store.models import Agency, AgencyKey
+from keys import JoseRejected, KeyRepository, KeysError, Purpose, seal_for, unseal_from
+
+__all__ = ["OpenedBody", "Sealer", "agency_public_jwks"]
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedBody:
+    """A verified inbound body and the evidence of its origin."""
+
+    body: dict[str, Any]
+    #: The sender's compact JWS, kept as evidence of origin.
+    jws: str
+    sender_kid: str
+    #: SHA-256 of the JWS, recorded in the audit entry.
+    digest: str
+
+
+async def agency_public_jwks(
+    session: AsyncSession, agency_id: str, use: str, now: dt.datetime
+) -> list[Mapping[str, Any]]:
+    """The agency's registered public keys of ``use`` ("sig"/"enc") still valid at ``now``."""
+    rows = (
+        await session.execute(
+            select(AgencyKey.jwk, AgencyKey.not_after).where(
+                AgencyKey.agency_id == agency_id, AgencyKey.use == use
+            )
+        )
+    ).all()
+    return [jwk for jwk, not_after in rows if not_after is None or now < not_after]
+
+
+def _digest(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+class Sealer:
+    def __init__(self, repository: KeyRepository, *, issuer: str, max_json_depth: int) -> None:
+        self.repository = repository
+        self.issuer = issuer
+        self.max_json_depth = max_json_depth
+        # Fail at start-up, not on the first request, if a ring has no current key.
+        repository.ring(Purpose.PAYLOAD_SIGNING).current()
+        repository.ring(Purpose.PAYLOAD_ENCRYPTION).current()
+
+    async def open(
+        self,
+        request: Request,
+        *,
+        sender_id: str,
+        sender_keys: Sequence[Mapping[str, Any]],
+        now: dt.datetime,
+    ) -> OpenedBody:
+        if media_type(request) != JOSE_MEDIA_TYPE:
+            raise errors.UnsupportedMediaType(
+                f"Case data is accepted only as {JOSE_MEDIA_TYPE} (JWS inside JWE)"
+            )
+        raw = await request.body()
+        try:
+            compact = raw.decode("ascii").strip()
+        except UnicodeDecodeError as exc:
+            raise _unreadable("not ASCII") from exc
+        if not sender_keys:
+            raise _unreadable("sender has no usable signing key")
+        try:
+            unsealed = unseal_from(
+                compact,
+                self.repository.ring(Purpose.PAYLOAD_ENCRYPTION),
+                list(sender_keys),
+                typ=BODY_TYP,
+                now=now,
+            )
+        except KeysError as exc:
+            raise _unreadable(f"{exc.code}: {exc.reason}") from exc
+        try:
+            signed = SignedBody.model_validate(
+                parse_json(unsealed.payload, max_depth=self.max_json_depth)
+            )
+        except errors.BadRequest as exc:
+            raise _unreadable(f"inner payload: {exc.code}") from exc
+        except ValidationError as exc:
+            raise _unreadable("inner payload is not a signed body") from exc
+        if signed.iss != sender_id:
+            raise _unreadable("signed body names another sender")
+        if signed.aud != self.issuer:
+            raise _unreadable("signed body is addressed elsewhere")
+        if not signed.fresh_at(now):
+            raise _unreadable("signed body is stale or from the future")
+        return OpenedBody(signed.body, unsealed.jws, unsealed.sender_kid, _digest(unsealed.jws))
+
+    def seal(
+        self,
+        body: Mapping[str, Any],
+        *,
+        recipient: Agency,
+        recipient_keys: Sequence[Mapping[str, Any]],
+        now: dt.datetime,
+    ) -> tuple[str, str]:
+        """The compact JWE for ``recipient`` and the digest of the signed body inside it."""
+        enc = [k for k in recipient_keys if k.get("use") == "enc"]
+        if not enc:
+            raise errors.RecipientKeyUnavailable(
+                diagnostics={"recipient": recipient.id, "reason": "no usable encryption key"}
+            )
+        signed = SignedBody.wrap(dict(body), iss=self.issuer, aud=recipient.id, now=now)
+        payload = signed.model_dump_json().encode()
+        try:
+            token = seal_for(
+                payload,
+                self.repository.ring(Purpose.PAYLOAD_SIGNING),
+                enc[-1],
+                typ=BODY_TYP,
+                now=now,
+            )
+        except JoseRejected as exc:
+            raise errors.RecipientKeyUnavailable(
+                diagnostics={"recipient": recipient.id, "reason": exc.reason}
+            ) from exc
+        return token, "sha256:" + hashlib.sha256(payload).hexdigest()
+
+
+def _unreadable(reason: str) -> errors.UnreadableBody:
+    return errors.UnreadableBody(diagnostics={"reason": reason[:300]})
