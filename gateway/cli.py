@@ -19,7 +19,13 @@ from gateway.settings import get_settings
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 
 #: Modules that add subcommands; each has ``register(subparsers) -> None``.
-COMMAND_MODULES: tuple[str, ...] = ("gateway.commands", "keys.cli", "gateway.agency_commands")
+COMMAND_MODULES: tuple[str, ...] = (
+    "gateway.commands",
+    "keys.cli",
+    "gateway.agency_commands",
+    "gateway.audit.cli",
+    "gateway.console.cli",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

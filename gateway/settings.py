@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -70,6 +71,18 @@ class Settings(BaseSettings):
     jwks_fetch_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
     jwks_ca_file: Path | None = None
 
+    # -- Audit log and IG console (gateway/audit, gateway/console) --
+    #: How often the background sequencer integrates new audit entries and signs a checkpoint;
+    #: 0 turns it off in this process (``mappa-gateway audit sequence`` then does it).
+    audit_sequence_interval_seconds: float = Field(default=1.0, ge=0, le=3600)
+    #: Most entries integrated in one sequencer transaction (it loops until none is left).
+    audit_sequence_batch: int = Field(default=5000, ge=1, le=100_000)
+    #: The log's origin line and key name in checkpoints; by default ``<issuer host>/mappa-audit``.
+    audit_origin: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._:/-]{1,200}$")
+    #: A console session ends after this long without a request, and after the maximum anyway.
+    console_session_idle_seconds: int = Field(default=900, ge=60, le=86_400)
+    console_session_max_seconds: int = Field(default=28_800, ge=300, le=86_400)
+
     @model_validator(mode="after")
     def _fail_closed(self) -> Settings:
         if self.profile == "development":
@@ -93,6 +106,13 @@ class Settings(BaseSettings):
     def api_audience(self) -> str:
         """The ``aud`` of access tokens: the gateway's data API, distinct from the issuer."""
         return self.issuer.rstrip("/") + "/v1"
+
+    @property
+    def audit_log_origin(self) -> str:
+        """The audit log's origin: ``audit_origin``, or ``<issuer host>/mappa-audit``."""
+        if self.audit_origin:
+            return self.audit_origin
+        return urlsplit(self.issuer).netloc + "/mappa-audit"
 
     @property
     def is_sqlite(self) -> bool:

@@ -54,6 +54,7 @@ __all__ = [
     "AuditCheckpoint",
     "AuditEntry",
     "Base",
+    "ConsoleSession",
     "HazardFlag",
     "IGOfficer",
     "InformationRecord",
@@ -371,11 +372,11 @@ class AuditEntry(Base):
     entry_id: Mapped[str] = mapped_column(String(36), unique=True, default=new_id)
     seq: Mapped[int | None] = mapped_column(Integer, unique=True)
     leaf_hash: Mapped[str | None] = mapped_column(String(64))
-    occurred_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    occurred_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
     operation: Mapped[str] = mapped_column(String(40), index=True)
     outcome: Mapped[str] = mapped_column(String(20), index=True)
     agency_id: Mapped[str | None] = mapped_column(String(200), index=True)
-    officer_id: Mapped[str | None] = mapped_column(String(200))
+    officer_id: Mapped[str | None] = mapped_column(String(200), index=True)
     recipients: Mapped[list[Any]] = mapped_column(default=list)
     nominal_ref: Mapped[str | None] = mapped_column(String(64), index=True)
     record_refs: Mapped[list[Any]] = mapped_column(default=list)
@@ -413,6 +414,20 @@ class IGOfficer(Base):
     password_hash: Mapped[str] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ConsoleSession(Base):
+    """A signed-in IG officer's console session. Only a hash of the cookie's token is kept, so
+    a copy of the table cannot be replayed; the CSRF token is the session's own."""
+
+    __tablename__ = "console_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    officer_id: Mapped[str] = mapped_column(ForeignKey("ig_officers.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
 
 
 class UsedJti(Base):

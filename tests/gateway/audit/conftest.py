@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,18 @@ from gateway.audit import (
     VerifierKey,
     entry_leaf_hash,
     leaf_hash,
+)
+from gateway.audit.signer import RingNoteSigner
+from gateway.audit.signer import log_verifier as ring_log_verifier
+from gateway.flow.audit import AuditEvent, Operation, Outcome, record
+from gateway.settings import Settings
+from gateway.store import Database
+from keys import (
+    FileKeyRepository,
+    Purpose,
+    generate_development_keys,
+    generate_kek_file,
+    kek_from_file,
 )
 
 # The repository is <repo>; the shared reference material sits beside it in <repo>/../shared.
@@ -157,3 +170,88 @@ def new_signer() -> Callable[[str], Ed25519NoteSigner]:
 @pytest.fixture(scope="session")
 def verify_ed25519() -> Callable[[bytes, bytes, bytes], bool]:
     return ed25519_verify
+
+
+# -- The store-backed log: databases, the checkpoint key from keys/, helpers ------------------
+
+from tests.gateway.oauth.conftest import (  # noqa: E402, F401
+    clock,
+    gateway_state,
+    housing,
+    http,
+    ledger,
+    oauth_app,
+    police,
+)
+
+DB_ORIGIN = "gateway.test/mappa-audit"
+
+
+@pytest.fixture(scope="session")
+def audit_gateway_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A gateway key directory (every purpose, checkpoint signing included) and its KEK file."""
+    base = tmp_path_factory.mktemp("audit-gateway-keys")
+    kek = generate_kek_file(base / "kek.bin")
+    created = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)  # before any clock a test sets
+    generate_development_keys(base / "keys", kek, "development", now=created)
+    return base / "keys", base / "kek.bin"
+
+
+@pytest.fixture
+def oauth_settings(sqlite_url: str, audit_gateway_keys: tuple[Path, Path]) -> Settings:
+    """The agency-authentication settings, with the background sequencer off (tests drive it)."""
+    keys_dir, kek_file = audit_gateway_keys
+    return Settings(
+        profile="test",
+        database_url=sqlite_url,
+        issuer="https://gateway.test",
+        keys_dir=keys_dir,
+        kek_file=kek_file,
+        log_json=True,
+        audit_sequence_interval_seconds=0,
+    )
+
+
+@pytest.fixture(scope="session")
+def key_repository(audit_gateway_keys: tuple[Path, Path]) -> FileKeyRepository:
+    keys_dir, kek_file = audit_gateway_keys
+    return FileKeyRepository(keys_dir, kek_from_file(kek_file))
+
+
+@pytest.fixture(scope="session")
+def ring_signer(key_repository: FileKeyRepository) -> RingNoteSigner:
+    """The gateway's note signer over the development checkpoint-signing ring."""
+    return RingNoteSigner(DB_ORIGIN, lambda: key_repository.ring(Purpose.CHECKPOINT_SIGNING))
+
+
+@pytest.fixture(scope="session")
+def ring_verifier(key_repository: FileKeyRepository) -> CheckpointVerifier:
+    return ring_log_verifier(DB_ORIGIN, key_repository.ring(Purpose.CHECKPOINT_SIGNING))
+
+
+def audit_event(i: int, **overrides: Any) -> AuditEvent:
+    """A disclosure event numbered ``i``; references and codes only."""
+    fields: dict[str, Any] = {
+        "operation": Operation.DISCLOSURE,
+        "outcome": Outcome.ALLOWED,
+        "agency_id": f"agency-{i % 4}",
+        "officer_id": f"officer-{i % 7}",
+        "recipients": (f"agency-{(i + 1) % 4}",),
+        "nominal_ref": f"N{i % 13:05d}",
+        "record_refs": (f"R{i:06d}",),
+        "legal_basis": "cja2003-s325",
+        "purpose": "risk-management",
+        "policy_version": "2026.11.1",
+        "rule": "level2-attendee",
+        "payload_digest": f"sha256:{i:064x}",
+        "request_id": f"req-{i}",
+    }
+    fields.update(overrides)
+    return AuditEvent(**fields)
+
+
+async def append_entries(db: Database, count: int, *, start: int = 0) -> None:
+    """Write ``count`` entries, one transaction each, as acts do."""
+    for i in range(start, start + count):
+        async with db.write() as session:
+            record(session, audit_event(i))

@@ -1,0 +1,193 @@
+"""``mappa-gateway audit``: sequence, verify, export, and save the latest checkpoint.
+
+- ``audit sequence``: integrate every unsequenced entry and sign a checkpoint, once (the app does
+  this in the background; this is for operators and for gateways run with the interval at 0).
+- ``audit checkpoint [--out FILE]``: print or save the latest signed checkpoint. Saved somewhere
+  the database's administrators cannot write, it is what later verifications are checked against.
+- ``audit verify [--export FILE] [--checkpoint FILE] [--verifier-key KEY]``: recompute every leaf
+  and the tree head, from the database (default) or from an export pack, offline, against the
+  given checkpoint (default: the latest in the database or the pack) and name the first bad
+  entry. Exit status 0 when the log verifies, 1 when it does not, 2 when it cannot be checked.
+- ``audit export --out FILE``: write the verifiable export pack (`gateway.audit.export`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from gateway.audit.checkpoint import VerifierKey, parse_verifier_key
+from gateway.audit.errors import CheckpointError
+from gateway.audit.export import ExportError, read_export, verify_database, verify_export
+from gateway.audit.log import checkpoint_notes, iter_log
+from gateway.audit.service import AuditKeysUnavailable, open_audit_keys
+from gateway.audit.verify import VerificationReport
+from gateway.settings import get_settings
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    audit = subparsers.add_parser("audit", help="The tamper-evident audit log")
+    sub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+
+    sequence = sub.add_parser("sequence", help="Integrate new entries and sign a checkpoint, once")
+    sequence.set_defaults(func=_sequence)
+
+    checkpoint = sub.add_parser("checkpoint", help="Print or save the latest signed checkpoint")
+    checkpoint.add_argument("--out", type=Path, help="write it to this file")
+    checkpoint.set_defaults(func=_checkpoint)
+
+    verify = sub.add_parser("verify", help="Verify the log and name the first bad entry")
+    verify.add_argument("--export", type=Path, help="verify this export pack instead (offline)")
+    verify.add_argument("--checkpoint", type=Path, help="a saved signed checkpoint to hold to")
+    verify.add_argument(
+        "--verifier-key",
+        action="append",
+        default=[],
+        help="a note verifier key (text or a file holding it); repeatable",
+    )
+    verify.set_defaults(func=_verify)
+
+    export = sub.add_parser("export", help="Write the verifiable export pack")
+    export.add_argument("--out", type=Path, required=True)
+    export.set_defaults(func=_export)
+
+
+def _fail(message: str) -> int:
+    print(f"mappa-gateway audit: {message}", file=sys.stderr)
+    return 2
+
+
+def _sequence(args: argparse.Namespace) -> int:
+    from gateway.audit.sequencer import sequence
+    from gateway.store import Database
+
+    settings = get_settings()
+    try:
+        service = open_audit_keys(settings)
+    except AuditKeysUnavailable as exc:
+        return _fail(str(exc))
+
+    async def run() -> int:
+        db = Database(settings.database_url)
+        try:
+            result = await sequence(
+                db, service.signer, service.origin, batch=settings.audit_sequence_batch
+            )
+        finally:
+            await db.dispose()
+        print(f"audit log: {result.appended} new entries sequenced; tree size {result.tree_size}")
+        return 0
+
+    return asyncio.run(run())
+
+
+def _checkpoint(args: argparse.Namespace) -> int:
+    stored = checkpoint_notes(get_settings().database_url)
+    if not stored:
+        return _fail("no checkpoint yet: run `mappa-gateway audit sequence`")
+    note = str(stored[-1]["note"])
+    if args.out is not None:
+        args.out.write_text(note, encoding="utf-8")
+        print(f"checkpoint of tree size {stored[-1]['tree_size']} saved to {args.out}")
+    else:
+        sys.stdout.write(note)
+    return 0
+
+
+def _verifier_keys(values: Iterable[str]) -> list[VerifierKey]:
+    keys: list[VerifierKey] = []
+    for value in values:
+        path = Path(value)
+        texts = path.read_text(encoding="utf-8").split() if path.is_file() else [value]
+        keys.extend(parse_verifier_key(text) for text in texts)
+    return keys
+
+
+def _entry_id_at(entries: Iterable[Mapping[str, Any]], seq: int | None) -> str | None:
+    if seq is None:
+        return None
+    for position, entry in enumerate(entries):
+        if position == seq:
+            value = entry.get("entry_id")
+            return value if isinstance(value, str) else None
+    return None
+
+
+def _report(report: VerificationReport, entry_id: str | None, elapsed: float) -> int:
+    covered = (
+        f"; checkpoint of size {report.checkpoint.size} verified"
+        if report.checkpoint is not None
+        else ""
+    )
+    if report.ok:
+        print(
+            f"audit log verified: {report.tree_size} entries, root "
+            f"{report.root_hash.hex()}{covered} ({elapsed:.2f} s)"
+        )
+        return 0
+    assert report.problem is not None
+    where = f" at entry seq {report.seq}" if report.seq is not None else ""
+    if entry_id:
+        where += f" (entry_id {entry_id})"
+    print(f"audit log FAILED verification: {report.problem.value}{where}: {report.detail}")
+    print(f"  entries before the first bad one: {report.tree_size}")
+    return 1
+
+
+def _verify(args: argparse.Namespace) -> int:
+    try:
+        keys = _verifier_keys(args.verifier_key)
+        note = args.checkpoint.read_text(encoding="utf-8") if args.checkpoint else None
+    except (OSError, CheckpointError) as exc:
+        return _fail(f"cannot read the checkpoint or verifier key: {exc}")
+    started = time.perf_counter()
+    if args.export is not None:
+        try:
+            report = verify_export(args.export, checkpoint=note, verifier_keys=keys or None)
+            entry_id = _entry_id_at(read_export(args.export)[1], report.seq)
+        except (OSError, ExportError, CheckpointError) as exc:
+            return _fail(f"cannot read the export pack: {exc}")
+        if not keys:
+            print("note: trusting the verifier key inside the pack; compare it with the published")
+            print("      one (/v1/audit/verifier-key) or pass it with --verifier-key")
+        return _report(report, entry_id, time.perf_counter() - started)
+    settings = get_settings()
+    try:
+        service = open_audit_keys(settings) if not keys else None
+    except AuditKeysUnavailable as exc:
+        return _fail(f"{exc}; pass --verifier-key to verify without the key repository")
+    if service is not None:
+        verifier = service.verifier()
+    else:
+        from gateway.audit.checkpoint import CheckpointVerifier
+        from keys import ed25519_verify
+
+        verifier = CheckpointVerifier(tuple(keys), ed25519_verify, settings.audit_log_origin)
+    report = verify_database(settings.database_url, verifier, checkpoint=note)
+    entry_id = _entry_id_at(iter_log(settings.database_url), report.seq)
+    return _report(report, entry_id, time.perf_counter() - started)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from gateway.audit.export import write_export
+
+    settings = get_settings()
+    try:
+        service = open_audit_keys(settings)
+    except AuditKeysUnavailable as exc:
+        return _fail(str(exc))
+    try:
+        with args.out.open("w", encoding="utf-8") as out:
+            header = write_export(settings.database_url, out, verifier_keys=service.verifier_keys())
+    except ExportError as exc:
+        args.out.unlink(missing_ok=True)
+        return _fail(str(exc))
+    print(f"export pack of {header.tree_size} entries written to {args.out}")
+    return 0

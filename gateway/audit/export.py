@@ -1,0 +1,172 @@
+"""The verifiable export pack, and verifying a log from the database or from a pack, offline.
+
+A pack is UTF-8 JSON lines. The first line is the header::
+
+    {"format": "mappa-gateway/audit-export/v1", "origin": ..., "tree_size": n,
+     "checkpoint": "<signed note>", "verifier_keys": ["<vkey>", ...], "exported_at": ...}
+
+then the entries ``seq`` 0 to n - 1, one per line, each with every field of its schema and its
+``leaf_hash``: exactly what the latest checkpoint covers, so the pack verifies on its own. The
+verifier keys in a pack are the gateway's word about itself: whoever relies on a pack compares
+them with the key published at ``/v1/audit/verifier-key`` (or the one the ICO was given) and
+passes that key to ``audit verify --verifier-key``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Final
+
+from gateway.audit.checkpoint import (
+    CheckpointVerifier,
+    VerifierKey,
+    parse_checkpoint,
+    parse_signed_note,
+    parse_verifier_key,
+)
+from gateway.audit.errors import CheckpointError
+from gateway.audit.log import checkpoint_notes, iter_log
+from gateway.audit.verify import VerificationReport, verify_entries
+from keys import ed25519_verify
+
+__all__ = [
+    "EXPORT_FORMAT",
+    "ExportError",
+    "ExportHeader",
+    "read_export",
+    "verify_database",
+    "verify_export",
+    "write_export",
+]
+
+EXPORT_FORMAT: Final = "mappa-gateway/audit-export/v1"
+_MAX_LINE: Final = 1 << 20
+
+
+class ExportError(ValueError):
+    """The file is not an export pack this gateway can read."""
+
+
+@dataclass(frozen=True, slots=True)
+class ExportHeader:
+    origin: str
+    tree_size: int
+    checkpoint: str
+    verifier_keys: tuple[VerifierKey, ...]
+    exported_at: str
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "format": EXPORT_FORMAT,
+            "origin": self.origin,
+            "tree_size": self.tree_size,
+            "checkpoint": self.checkpoint,
+            "verifier_keys": [str(key) for key in self.verifier_keys],
+            "exported_at": self.exported_at,
+        }
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def write_export(
+    url: str,
+    out: IO[str],
+    *,
+    verifier_keys: Sequence[VerifierKey],
+    now: dt.datetime | None = None,
+) -> ExportHeader:
+    """Write the pack of the database at ``url`` up to its latest checkpoint; return its header."""
+    stored = checkpoint_notes(url)
+    if not stored:
+        raise ExportError("the log has no checkpoint yet: run `mappa-gateway audit sequence`")
+    latest = stored[-1]
+    note = str(latest["note"])
+    checkpoint = parse_checkpoint(parse_signed_note(note).text)
+    header = ExportHeader(
+        origin=checkpoint.origin,
+        tree_size=checkpoint.size,
+        checkpoint=note,
+        verifier_keys=tuple(verifier_keys),
+        exported_at=(now or dt.datetime.now(dt.UTC)).isoformat(),
+    )
+    out.write(_dumps(header.as_json()) + "\n")
+    for entry in iter_log(url, up_to=checkpoint.size):
+        out.write(_dumps(entry) + "\n")
+    return header
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ExportError(f"non-JSON number {name}")
+
+
+def _line(text: str, number: int) -> Any:
+    if len(text) > _MAX_LINE:
+        raise ExportError(f"line {number} is too long")
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise ExportError(f"line {number} is not JSON") from exc
+
+
+def read_export(path: Path) -> tuple[ExportHeader, Iterator[dict[str, Any]]]:
+    """The pack's header and a stream of its entries (read lazily, line by line)."""
+    handle = path.open("r", encoding="utf-8")
+    first = handle.readline()
+    try:
+        raw = _line(first, 1)
+        if not isinstance(raw, dict) or raw.get("format") != EXPORT_FORMAT:
+            raise ExportError(f"not an export pack of format {EXPORT_FORMAT}")
+        keys = tuple(parse_verifier_key(str(key)) for key in raw.get("verifier_keys", []))
+        header = ExportHeader(
+            origin=str(raw["origin"]),
+            tree_size=int(raw["tree_size"]),
+            checkpoint=str(raw["checkpoint"]),
+            verifier_keys=keys,
+            exported_at=str(raw.get("exported_at", "")),
+        )
+    except (KeyError, TypeError, ValueError, CheckpointError) as exc:
+        handle.close()
+        if isinstance(exc, ExportError):
+            raise
+        raise ExportError("the pack's header is malformed") from exc
+
+    def entries() -> Iterator[dict[str, Any]]:
+        with handle:
+            for number, text in enumerate(handle, start=2):
+                value = _line(text, number)
+                yield value if isinstance(value, dict) else {"malformed": True}
+
+    return header, entries()
+
+
+def verify_export(
+    path: Path,
+    *,
+    checkpoint: str | None = None,
+    verifier_keys: Sequence[VerifierKey] | None = None,
+) -> VerificationReport:
+    """Verify a pack against ``checkpoint`` (default: its own) with ``verifier_keys`` (default:
+    the pack's own, see the module's note on trusting them)."""
+    header, entries = read_export(path)
+    keys = tuple(verifier_keys) if verifier_keys else header.verifier_keys
+    if not keys:
+        raise ExportError("no verifier key: give one with --verifier-key")
+    verifier = CheckpointVerifier(keys, ed25519_verify, header.origin)
+    note = checkpoint if checkpoint is not None else header.checkpoint
+    return verify_entries(entries, checkpoint=note, verifier=verifier)
+
+
+def verify_database(
+    url: str, verifier: CheckpointVerifier, *, checkpoint: str | None = None
+) -> VerificationReport:
+    """Verify the database's sequenced log against ``checkpoint`` (default: its latest)."""
+    if checkpoint is None:
+        stored = checkpoint_notes(url)
+        checkpoint = str(stored[-1]["note"]) if stored else None
+    return verify_entries(iter_log(url), checkpoint=checkpoint, verifier=verifier)

@@ -1,0 +1,261 @@
+"""The audit log as the store holds it: entries in canonical form, checkpoints, tree and proofs.
+
+This is the store-backed side of `gateway.audit`; the pure modules (hashing, proofs, notes,
+verification) know nothing of tables. Three kinds of reader:
+
+- `entry_fields` turns a row of ``audit_entries`` into the mapping `canonical_entry` hashes
+  (UTC attached to SQLite's naive times; ``seq`` given by the caller when sequencing);
+- async helpers for the app: the latest checkpoint, the leaf hashes up to a size, inclusion
+  and consistency proofs built from the *stored* leaf hashes (as any log server does: the party
+  checking a proof hashes the entry it holds, so a rewritten entry fails there);
+- `iter_log`, a synchronous stream of the sequenced log in order for the verifier and the
+  export, through a short-lived synchronous engine, so that millions of entries never sit in
+  memory and the verifier's O(log n) state is all that grows.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.pool import NullPool
+
+from gateway.audit.canonical import AUDIT_ENTRY_FIELDS, format_occurred_at
+from gateway.audit.merkle import EMPTY_ROOT, HASH_SIZE, MerkleTree
+from gateway.audit.verify import LEAF_HASH_KEY
+from gateway.errors import AuditLogInconsistent, InvalidParameter, NotFound
+from gateway.store.models import AuditCheckpoint, AuditEntry
+
+__all__ = [
+    "ConsistencyProof",
+    "InclusionProof",
+    "b64",
+    "checkpoint_notes",
+    "consistency_proof",
+    "entry_fields",
+    "entry_record",
+    "inclusion_proof",
+    "iter_log",
+    "latest_checkpoint",
+    "leaf_hashes",
+    "sync_url",
+    "unsequenced_lag",
+]
+
+_COLUMNS: Final = tuple(getattr(AuditEntry, name) for name in AUDIT_ENTRY_FIELDS)
+_STREAM_CHUNK: Final = 2000
+
+
+def b64(raw: bytes) -> str:
+    """Standard base64, the encoding of hashes in checkpoints and proofs."""
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment
+
+
+def entry_fields(row: Any, *, seq: int | None = None) -> dict[str, object]:
+    """The canonical fields of an ``audit_entries`` row (an ORM object or a result row).
+
+    ``seq`` overrides the row's own (the sequencer's assignment); ``occurred_at`` is written in
+    its canonical text form, UTC.
+    """
+    fields: dict[str, object] = {name: getattr(row, name) for name in AUDIT_ENTRY_FIELDS}
+    if seq is not None:
+        fields["seq"] = seq
+    occurred = fields["occurred_at"]
+    if isinstance(occurred, dt.datetime):
+        fields["occurred_at"] = format_occurred_at(_aware(occurred))
+    for name in ("recipients", "record_refs", "withheld"):
+        if fields[name] is None:
+            fields[name] = []
+    if fields["detail"] is None:
+        fields["detail"] = {}
+    return fields
+
+
+def entry_record(row: Any) -> dict[str, object]:
+    """An entry as the API and exports show it: its fields, its stored leaf hash (or None)."""
+    fields = entry_fields(row)
+    fields[LEAF_HASH_KEY] = row.leaf_hash
+    return fields
+
+
+async def latest_checkpoint(session: AsyncSession) -> AuditCheckpoint | None:
+    """The checkpoint with the largest tree size, or None before the first sequencer run."""
+    result = await session.execute(
+        select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size.desc()).limit(1)
+    )
+    return result.scalar_one_or_none()
+
+
+async def unsequenced_lag(session: AsyncSession, now: dt.datetime) -> tuple[int, float]:
+    """How many entries wait for the sequencer, and the age in seconds of the oldest."""
+    count, oldest = (
+        await session.execute(
+            select(func.count(AuditEntry.id), func.min(AuditEntry.occurred_at)).where(
+                AuditEntry.seq.is_(None)
+            )
+        )
+    ).one()
+    if not count or oldest is None:
+        return 0, 0.0
+    if isinstance(oldest, str):  # SQLite returns min() over the column as text
+        oldest = dt.datetime.fromisoformat(oldest)
+    return int(count), max(0.0, (now - _aware(oldest)).total_seconds())
+
+
+async def leaf_hashes(session: AsyncSession, size: int) -> list[bytes]:
+    """The stored leaf hashes of entries ``0 .. size - 1``; a gap or bad hash is inconsistent."""
+    rows = (
+        await session.execute(
+            select(AuditEntry.seq, AuditEntry.leaf_hash)
+            .where(AuditEntry.seq.is_not(None), AuditEntry.seq < size)
+            .order_by(AuditEntry.seq)
+        )
+    ).all()
+    hashes: list[bytes] = []
+    for position, (seq, stored) in enumerate(rows):
+        if seq != position or not isinstance(stored, str) or not _is_hex_hash(stored):
+            raise AuditLogInconsistent(diagnostics={"reason": "leaf_missing", "seq": position})
+        hashes.append(bytes.fromhex(stored))
+    if len(hashes) != size:
+        raise AuditLogInconsistent(diagnostics={"reason": "leaves_missing", "size": size})
+    return hashes
+
+
+def _is_hex_hash(value: object) -> bool:
+    return (
+        isinstance(value, str)
+        and len(value) == 2 * HASH_SIZE
+        and all(c in "0123456789abcdef" for c in value)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class InclusionProof:
+    """RFC 9162 inclusion proof of one entry in the tree of ``tree_size`` leaves."""
+
+    entry_id: str
+    leaf_index: int
+    tree_size: int
+    leaf_hash: bytes
+    root_hash: bytes
+    path: tuple[bytes, ...]
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "entry_id": self.entry_id,
+            "leaf_index": self.leaf_index,
+            "tree_size": self.tree_size,
+            "leaf_hash": b64(self.leaf_hash),
+            "root_hash": b64(self.root_hash),
+            "inclusion_path": [b64(node) for node in self.path],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ConsistencyProof:
+    """RFC 9162 consistency proof between the trees of ``first`` and ``second`` leaves."""
+
+    first: int
+    second: int
+    first_root: bytes
+    second_root: bytes
+    path: tuple[bytes, ...]
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "first": self.first,
+            "second": self.second,
+            "first_root_hash": b64(self.first_root),
+            "second_root_hash": b64(self.second_root),
+            "consistency_path": [b64(node) for node in self.path],
+        }
+
+
+async def _signed_size(session: AsyncSession) -> int:
+    checkpoint = await latest_checkpoint(session)
+    return checkpoint.tree_size if checkpoint is not None else 0
+
+
+async def inclusion_proof(
+    session: AsyncSession, entry_id: str, tree_size: int | None = None
+) -> InclusionProof:
+    """Prove that entry ``entry_id`` is in the tree of ``tree_size`` (the latest checkpoint's by
+    default). Sizes beyond the latest checkpoint are refused: nothing signed covers them yet."""
+    signed = await _signed_size(session)
+    size = signed if tree_size is None else tree_size
+    if not 0 <= size <= signed:
+        raise InvalidParameter(f"tree_size must be between 0 and {signed}")
+    seq = (
+        await session.execute(select(AuditEntry.seq).where(AuditEntry.entry_id == entry_id))
+    ).scalar_one_or_none()
+    if seq is None or seq >= size:
+        raise NotFound("No entry with this id is covered by that tree size")
+    tree = MerkleTree(await leaf_hashes(session, size))
+    return InclusionProof(
+        entry_id, seq, size, tree.leaf_hash(seq), tree.root(), tree.inclusion_proof(seq)
+    )
+
+
+async def consistency_proof(session: AsyncSession, first: int, second: int) -> ConsistencyProof:
+    """Prove that the tree of ``first`` leaves is a prefix of the tree of ``second`` leaves."""
+    signed = await _signed_size(session)
+    if not 0 <= first <= second <= signed:
+        raise InvalidParameter(f"need 0 <= first <= second <= {signed}")
+    tree = MerkleTree(await leaf_hashes(session, second))
+    first_root = tree.root(first) if first else EMPTY_ROOT
+    return ConsistencyProof(
+        first, second, first_root, tree.root(), tree.consistency_proof(first, second)
+    )
+
+
+def sync_url(url: str) -> str:
+    """The synchronous driver's URL for an async database URL (aiosqlite -> pysqlite)."""
+    parsed = make_url(url)
+    if parsed.drivername == "sqlite+aiosqlite":
+        parsed = parsed.set(drivername="sqlite")
+    return parsed.render_as_string(hide_password=False)
+
+
+def iter_log(url: str, *, up_to: int | None = None) -> Iterator[dict[str, object]]:
+    """Stream the sequenced entries of the database at ``url`` in ``seq`` order, each with its
+    stored leaf hash (the verifier's input). ``up_to`` stops before that ``seq``."""
+    engine = create_engine(sync_url(url), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            query = (
+                select(*_COLUMNS, AuditEntry.leaf_hash)
+                .where(AuditEntry.seq.is_not(None))
+                .order_by(AuditEntry.seq)
+            )
+            if up_to is not None:
+                query = query.where(AuditEntry.seq < up_to)
+            result = conn.execution_options(yield_per=_STREAM_CHUNK).execute(query)
+            for row in result:
+                yield entry_record(row)
+    finally:
+        engine.dispose()
+
+
+def checkpoint_notes(url: str) -> Sequence[Mapping[str, Any]]:
+    """Every stored checkpoint (size, root, note), oldest first; for the verifier's report."""
+    engine = create_engine(sync_url(url), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(
+                    AuditCheckpoint.tree_size, AuditCheckpoint.root_hash, AuditCheckpoint.note
+                ).order_by(AuditCheckpoint.tree_size)
+            ).all()
+        return [row._asdict() for row in rows]
+    finally:
+        engine.dispose()

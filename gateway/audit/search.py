@@ -1,0 +1,172 @@
+"""Searching the audit log: filters, limits and opaque cursors, for the IG API and the console.
+
+Parameters (all optional, each at most once, values at most 200 characters):
+
+- ``nominal``, ``agency``, ``officer``, ``legal_basis``, ``purpose``, ``operation``, ``outcome``:
+  exact match on the entry's field. Values are only ever bound parameters: one that looks like
+  SQL (or like anything else) simply matches no entry.
+- ``from`` (inclusive) and ``to`` (exclusive): ISO 8601 times with an offset, or dates
+  (``to=2026-03-01`` then means up to the end of that day, UTC).
+- ``limit``: 1 to `MAX_LIMIT` (default `DEFAULT_LIMIT`); ``cursor``: the ``next_cursor`` of the
+  previous page.
+
+An empty value means "no filter" (what an empty form field sends). Anything else unknown,
+repeated or malformed raises `InvalidParameter` (400). Results come newest first (by insertion),
+unsequenced entries included: the IG officer sees an act before the sequencer has signed it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.errors import InvalidParameter
+from gateway.store.models import AuditEntry
+
+__all__ = [
+    "DEFAULT_LIMIT",
+    "FILTER_FIELDS",
+    "MAX_LIMIT",
+    "EntryFilter",
+    "Page",
+    "SearchQuery",
+    "encode_cursor",
+    "parse_query",
+    "search_entries",
+]
+
+DEFAULT_LIMIT: Final = 50
+MAX_LIMIT: Final = 500
+MAX_VALUE_LENGTH: Final = 200
+
+#: Query parameter -> column it matches exactly.
+FILTER_FIELDS: Final[dict[str, str]] = {
+    "nominal": "nominal_ref",
+    "agency": "agency_id",
+    "officer": "officer_id",
+    "legal_basis": "legal_basis",
+    "purpose": "purpose",
+    "operation": "operation",
+    "outcome": "outcome",
+}
+_RANGE: Final = ("from", "to")
+_PAGING: Final = ("limit", "cursor")
+_KNOWN: Final = frozenset((*FILTER_FIELDS, *_RANGE, *_PAGING))
+_CURSOR_PREFIX: Final = "e1:"
+_DATE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
+@dataclass(frozen=True, slots=True)
+class EntryFilter:
+    """Exact-match filters (by query parameter name) and a time range."""
+
+    equals: tuple[tuple[str, str], ...] = ()
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+    def as_detail(self) -> dict[str, str]:
+        """The filters as given, for the audit entry that records the search."""
+        detail = dict(self.equals)
+        if self.since is not None:
+            detail["from"] = self.since.isoformat()
+        if self.until is not None:
+            detail["to"] = self.until.isoformat()
+        return detail
+
+    def apply(self, query: Select[Any]) -> Select[Any]:
+        for name, value in self.equals:
+            query = query.where(getattr(AuditEntry, FILTER_FIELDS[name]) == value)
+        if self.since is not None:
+            query = query.where(AuditEntry.occurred_at >= self.since)
+        if self.until is not None:
+            query = query.where(AuditEntry.occurred_at < self.until)
+        return query
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    filter: EntryFilter = field(default_factory=EntryFilter)
+    limit: int = DEFAULT_LIMIT
+    after_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    entries: Sequence[AuditEntry]
+    next_cursor: str | None
+
+
+def _time(name: str, value: str) -> dt.datetime:
+    try:
+        if _DATE.fullmatch(value):
+            day = dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+            return day + dt.timedelta(days=1) if name == "to" else day
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidParameter(f"{name}: an ISO 8601 date, or time with offset") from exc
+    if moment.tzinfo is None:
+        raise InvalidParameter(f"{name}: a time needs its UTC offset")
+    return moment.astimezone(dt.UTC)
+
+
+def encode_cursor(entry_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{entry_id}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(value: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise InvalidParameter("cursor: not one this gateway issued") from exc
+    number = raw.removeprefix(_CURSOR_PREFIX)
+    if not raw.startswith(_CURSOR_PREFIX) or not number.isdigit() or len(number) > 18:
+        raise InvalidParameter("cursor: not one this gateway issued")
+    return int(number)
+
+
+def parse_query(items: Iterable[tuple[str, str]], *, extra: Iterable[str] = ()) -> SearchQuery:
+    """Build a `SearchQuery` from query parameters, refusing unknown or repeated ones.
+
+    Names in ``extra`` are tolerated and ignored (a caller's own parameters, e.g. a CSRF field).
+    """
+    seen: dict[str, str] = {}
+    allowed = _KNOWN | set(extra)
+    for name, value in items:
+        if name not in allowed:
+            raise InvalidParameter(f"unknown parameter {name[:40]!r}")
+        if name in seen:
+            raise InvalidParameter(f"parameter {name!r} given more than once")
+        if len(value) > MAX_VALUE_LENGTH:
+            raise InvalidParameter(f"{name}: at most {MAX_VALUE_LENGTH} characters")
+        seen[name] = value
+    equals = tuple((name, seen[name]) for name in FILTER_FIELDS if seen.get(name))
+    since = _time("from", seen["from"]) if seen.get("from") else None
+    until = _time("to", seen["to"]) if seen.get("to") else None
+    limit = DEFAULT_LIMIT
+    if seen.get("limit"):
+        text = seen["limit"]
+        if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+            raise InvalidParameter(f"limit: a whole number from 1 to {MAX_LIMIT}")
+        limit = int(text)
+    after = _decode_cursor(seen["cursor"]) if seen.get("cursor") else None
+    return SearchQuery(EntryFilter(equals, since, until), limit, after)
+
+
+async def search_entries(session: AsyncSession, query: SearchQuery) -> Page:
+    """One page of matching entries, newest first, and the cursor of the next page."""
+    statement = query.filter.apply(select(AuditEntry))
+    if query.after_id is not None:
+        statement = statement.where(AuditEntry.id < query.after_id)
+    statement = statement.order_by(AuditEntry.id.desc()).limit(query.limit + 1)
+    rows = list((await session.execute(statement)).scalars())
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    return Page(rows, encode_cursor(rows[-1].id) if more and rows else None)

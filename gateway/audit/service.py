@@ -1,0 +1,125 @@
+"""The audit log in a running gateway: its identity and keys, and the background sequencer.
+
+`open_audit_keys` reads the log's origin from the settings and its checkpoint key from the key
+repository (`gateway.keyring`). `AuditService` is what `GatewayState.audit` holds: the origin,
+the note signer, the verifier of the log's checkpoints, and the sequencer task that the app's
+lifespan starts and stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from gateway.audit.checkpoint import CheckpointVerifier, VerifierKey
+from gateway.audit.sequencer import run_sequencer
+from gateway.audit.signer import RingNoteSigner, log_verifier, verifier_keys
+from gateway.keyring import KeyRepositoryUnavailable, open_key_repository
+from gateway.logs import get_logger
+from gateway.settings import Settings
+from gateway.store import Database
+from keys import KeyRepository, KeysError, Purpose
+
+if TYPE_CHECKING:
+    from gateway.state import GatewayState
+
+__all__ = [
+    "AuditKeysUnavailable",
+    "AuditService",
+    "install_audit",
+    "open_audit_keys",
+    "shutdown_audit",
+]
+
+log = get_logger("gateway.audit")
+
+
+class AuditKeysUnavailable(RuntimeError):
+    """The checkpoint-signing key cannot be loaded under this configuration."""
+
+
+@dataclass
+class AuditService:
+    origin: str
+    repository: KeyRepository
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+
+    @property
+    def signer(self) -> RingNoteSigner:
+        return RingNoteSigner(self.origin, lambda: self.repository.ring(Purpose.CHECKPOINT_SIGNING))
+
+    def verifier_keys(self) -> tuple[VerifierKey, ...]:
+        return verifier_keys(self.origin, self.repository.ring(Purpose.CHECKPOINT_SIGNING))
+
+    def verifier(self) -> CheckpointVerifier:
+        return log_verifier(self.origin, self.repository.ring(Purpose.CHECKPOINT_SIGNING))
+
+    def start(self, db: Database, *, interval: float, batch: int) -> None:
+        """Start the background sequencer (no-op when ``interval`` is 0)."""
+        if interval <= 0 or self._task is not None:
+            return
+        self._stop.clear()
+        self._task = asyncio.create_task(
+            run_sequencer(
+                db, self.signer, self.origin, interval=interval, batch=batch, stop=self._stop
+            ),
+            name="audit-sequencer",
+        )
+
+    async def stop(self) -> None:
+        """Stop the sequencer after its current step (it never leaves a step half done)."""
+        if self._task is None:
+            return
+        self._stop.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), timeout=30)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._task = None
+
+
+def open_audit_keys(settings: Settings) -> AuditService:
+    """The audit service over the configured key repository; the checkpoint key must exist."""
+    try:
+        repository = open_key_repository(settings)
+        service = AuditService(settings.audit_log_origin, repository)
+        if not service.verifier_keys():
+            raise AuditKeysUnavailable("no usable checkpoint-signing key")
+        _ = service.signer.public_key
+    except KeyRepositoryUnavailable as exc:
+        raise AuditKeysUnavailable(str(exc)) from exc
+    except KeysError as exc:
+        raise AuditKeysUnavailable(f"checkpoint key: {exc.code}: {exc.reason}") from exc
+    return service
+
+
+def install_audit(state: GatewayState) -> None:
+    """Load the log's keys into ``state`` and start the background sequencer.
+
+    Without a checkpoint key the production profile refuses to start; other profiles start with
+    the checkpoint API answering 503 and entries left unsequenced (they are still written).
+    """
+    settings = state.settings
+    try:
+        state.audit = open_audit_keys(settings)
+    except AuditKeysUnavailable as exc:
+        if settings.profile == "production":
+            raise
+        log.warning("audit_checkpoint_key_unavailable", reason=str(exc)[:200])
+        return
+    state.loaded_key_purposes.add("audit_checkpoint_signing")
+    state.audit.start(
+        state.db,
+        interval=settings.audit_sequence_interval_seconds,
+        batch=settings.audit_sequence_batch,
+    )
+
+
+async def shutdown_audit(state: GatewayState) -> None:
+    if state.audit is not None:
+        await state.audit.stop()

@@ -1,0 +1,63 @@
+"""``mappa-gateway ig``: local information governance officer accounts for the console."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+from typing import Any
+
+from gateway.settings import get_settings
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    ig = subparsers.add_parser("ig", help="Information governance officer accounts")
+    sub = ig.add_subparsers(dest="ig_command", required=True, metavar="ACTION")
+    add = sub.add_parser("add-officer", help="Create a local IG officer account (argon2id)")
+    add.add_argument("officer_id", help="lower-case letters, digits, '.', '_' or '-'")
+    add.add_argument("--name", required=True, help="display name")
+    add.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input instead of prompting",
+    )
+    add.set_defaults(func=_add_officer)
+
+
+def _password(args: argparse.Namespace) -> str | None:
+    if args.password_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("password: ")
+    if getpass.getpass("again: ") != first:
+        return None
+    return first
+
+
+def _add_officer(args: argparse.Namespace) -> int:
+    from gateway.console.accounts import add_officer
+    from gateway.errors import GatewayError
+    from gateway.store import Database
+
+    password = _password(args)
+    if password is None:
+        print("mappa-gateway ig: the passwords differ", file=sys.stderr)
+        return 2
+    settings = get_settings()
+
+    async def run() -> int:
+        db = Database(settings.database_url)
+        try:
+            async with db.write() as session:
+                await add_officer(session, args.officer_id, args.name, password)
+        except GatewayError as exc:
+            print(f"mappa-gateway ig: {exc.detail or exc.title}", file=sys.stderr)
+            return 2
+        finally:
+            await db.dispose()
+        print(f"IG officer {args.officer_id} created")
+        return 0
+
+    return asyncio.run(run())

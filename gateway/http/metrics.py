@@ -1,0 +1,124 @@
+"""Prometheus metrics of one gateway process: requests, refusals, failures, audit lag.
+
+Labels are route *templates* (``/v1/audit/proof/inclusion``, never a concrete path), methods,
+status codes and problem codes: a fixed, small set. No label or value ever carries an id of a
+nominal, a record, an officer or an agency, nor anything from a query string or a body.
+
+`MetricsMiddleware` sits outside every other middleware, so it also counts what the edge refuses
+(413, 431, 400). It reads the ``code`` of a problem+json response from the first bytes of its
+body, which the gateway writes itself (`gateway.http.problems`), and counts it as a refusal (4xx)
+or a failure (5xx). The audit gauges are refreshed from the store when ``/metrics`` is scraped.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["GatewayMetrics", "MetricsMiddleware"]
+
+_CODE: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_PEEK: Final = 4096
+UNMATCHED: Final = "<unmatched>"
+
+
+class GatewayMetrics:
+    """The process's registry and its metrics (one registry per app, so tests stay apart)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "mappa_gateway_requests",
+            "HTTP requests by route template, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "mappa_gateway_request_duration_seconds",
+            "Time to the end of the response, by route template",
+            ["route"],
+            registry=self.registry,
+        )
+        self.refusals = Counter(
+            "mappa_gateway_refusals",
+            "Requests refused (4xx problem responses) by problem code",
+            ["code"],
+            registry=self.registry,
+        )
+        self.failures = Counter(
+            "mappa_gateway_failures",
+            "Requests failed (5xx problem responses) by problem code",
+            ["code"],
+            registry=self.registry,
+        )
+        self.audit_unsequenced = Gauge(
+            "mappa_gateway_audit_unsequenced_entries",
+            "Audit entries written but not yet in a signed checkpoint",
+            registry=self.registry,
+        )
+        self.audit_oldest_age = Gauge(
+            "mappa_gateway_audit_oldest_unsequenced_age_seconds",
+            "Age of the oldest audit entry not yet in a signed checkpoint (0 when none)",
+            registry=self.registry,
+        )
+        self.audit_tree_size = Gauge(
+            "mappa_gateway_audit_tree_size",
+            "Entries covered by the latest signed audit checkpoint",
+            registry=self.registry,
+        )
+        self.outbox_depth = Gauge(
+            "mappa_gateway_outbox_depth",
+            "Messages waiting in the delivery outbox (always 0 until the outbox exists)",
+            registry=self.registry,
+        )
+
+
+def _problem_code(body: bytes) -> str:
+    try:
+        code = json.loads(body.decode("utf-8")).get("code")
+    except (UnicodeDecodeError, ValueError, AttributeError):
+        return "unparsed"
+    return code if isinstance(code, str) and _CODE.match(code) else "other"
+
+
+class MetricsMiddleware:
+    def __init__(self, app: ASGIApp, *, metrics: GatewayMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        seen: dict[str, object] = {"status": 500, "problem": False}
+        peek = bytearray()
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                seen["status"] = message["status"]
+                for name, value in message.get("headers", []):
+                    if name.lower() == b"content-type":
+                        seen["problem"] = value.startswith(b"application/problem+json")
+            elif message["type"] == "http.response.body" and seen["problem"]:
+                if len(peek) < _PEEK:
+                    peek.extend(message.get("body", b"")[: _PEEK - len(peek)])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or UNMATCHED
+            status = int(str(seen["status"]))
+            self.metrics.requests.labels(route, str(scope.get("method", "")), str(status)).inc()
+            self.metrics.duration.labels(route).observe(time.perf_counter() - started)
+            if seen["problem"]:
+                code = _problem_code(bytes(peek))
+                (self.metrics.failures if status >= 500 else self.metrics.refusals).labels(
+                    code
+                ).inc()

@@ -1,0 +1,256 @@
+"""The IG audit API: checkpoint, verifier key, proofs, and the entries (IG only).
+
+Who may call what:
+
+- ``GET /v1/audit/checkpoint``, ``GET /v1/audit/verifier-key`` and
+  ``GET /v1/audit/proof/consistency``: anyone. They reveal tree sizes and hashes only, and are
+  what a witness, an auditor or the ICO needs to hold the gateway to its log.
+- ``GET /v1/audit/entries`` and ``GET /v1/audit/proof/inclusion``: information governance only,
+  authenticated in one of two ways:
+
+  1. an IG officer's console session (the ``__Host-mappa-console`` cookie set by ``/console``
+     after an argon2 password login; SameSite=Strict, so no other site can ride it); or
+  2. an agency system's DPoP-bound access token (with its ``MAPPA-*`` context headers, as on
+     every data call) whose agency is of type ``mappa_coordination`` *and* holds the scope
+     ``audit:read`` (granted at onboarding, e.g. to the area's MAPPA co-ordination unit).
+
+  Any other authenticated agency gets 403 ``forbidden`` and the attempt is audited
+  (``consultation`` / ``refused``, rule ``ig-endpoints-only``). Every IG read is itself audited
+  before anything is returned (no audit, no disclosure).
+
+Hashes are standard base64, as in the checkpoint note. Query parameters are validated strictly:
+unknown, repeated or malformed ones answer 400 ``invalid_parameter``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Final
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway import errors
+from gateway.audit import log as audit_log
+from gateway.audit.commit import Audited, commit_audited, record_alone
+from gateway.audit.search import Page, parse_query, search_entries
+from gateway.audit.service import AuditService
+from gateway.console.session import SESSION_COOKIE, current_session
+from gateway.domain import AgencyType
+from gateway.flow.audit import AuditEvent, Operation, Outcome
+from gateway.flow.authenticate import authenticate
+from gateway.logs import get_logger
+from gateway.state import GatewayState
+
+__all__ = ["AUDIT_READ_SCOPE", "IGReader", "ig_reader", "router"]
+
+AUDIT_READ_SCOPE: Final = "audit:read"
+IG_RULE: Final = "ig-endpoints-only"
+_TEXT: Final = "text/plain; charset=utf-8"
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+log = get_logger("gateway.audit.api")
+
+
+@dataclass(frozen=True, slots=True)
+class IGReader:
+    """An authenticated information governance reader of the audit log."""
+
+    via: str  # "console" or "agency"
+    officer_id: str
+    agency_id: str | None
+    legal_basis: str | None
+    purpose: str | None
+    request_id: str | None
+
+    def event(self, outcome: Outcome, **fields: object) -> AuditEvent:
+        return AuditEvent.model_validate(
+            {
+                "operation": Operation.CONSULTATION,
+                "outcome": outcome,
+                "agency_id": self.agency_id,
+                "officer_id": self.officer_id,
+                "legal_basis": self.legal_basis,
+                "purpose": self.purpose,
+                "request_id": self.request_id,
+                **fields,
+            }
+        )
+
+
+def _state(request: Request) -> GatewayState:
+    state: GatewayState = request.app.state.gateway
+    return state
+
+
+def _audit(state: GatewayState) -> AuditService:
+    if state.audit is None:
+        raise errors.Unavailable(diagnostics={"reason": "audit_checkpoint_key_unavailable"})
+    return state.audit
+
+
+def _route(request: Request) -> str:
+    route = request.scope.get("route")
+    return str(getattr(route, "path", request.url.path))[:200]
+
+
+async def ig_reader(request: Request) -> IGReader:
+    """FastAPI dependency: the IG reader, or 401 (unauthenticated) / 403 (not IG), audited."""
+    state = _state(request)
+    request_id = request.scope.get("state", {}).get("request_id")
+    officer = await current_session(
+        state.db,
+        request.cookies.get(SESSION_COOKIE),
+        now=state.clock(),
+        idle_seconds=state.settings.console_session_idle_seconds,
+    )
+    if officer is not None:
+        return IGReader("console", officer.officer_id, None, None, None, request_id)
+    caller = await authenticate(request)
+    reader = IGReader(
+        "agency", caller.officer, caller.agency_id, caller.legal_basis, caller.purpose, request_id
+    )
+    if caller.agency_type == AgencyType.MAPPA_COORDINATION and caller.has_scope(AUDIT_READ_SCOPE):
+        return reader
+    refusal = reader.event(
+        Outcome.REFUSED,
+        rule=IG_RULE,
+        reason_code="not_information_governance",
+        detail={
+            "resource": "audit_log",
+            "route": _route(request),
+            "method": request.method,
+            "agency_type": caller.agency_type,
+            "has_audit_read": caller.has_scope(AUDIT_READ_SCOPE),
+        },
+    )
+    try:
+        await record_alone(state.db, refusal)
+    except errors.AuditUnavailable:
+        log.warning("refusal_not_audited", code="forbidden")
+    raise errors.AccessDenied(diagnostics={"reason": "not_information_governance"})
+
+
+def _check_params(request: Request, allowed: set[str]) -> None:
+    seen: set[str] = set()
+    for name, _ in request.query_params.multi_items():
+        if name not in allowed:
+            raise errors.InvalidParameter(f"unknown parameter {name[:40]!r}")
+        if name in seen:
+            raise errors.InvalidParameter(f"parameter {name!r} given more than once")
+        seen.add(name)
+
+
+def _size(name: str, value: str | None) -> int | None:
+    if value is None or value == "":
+        return None
+    if not value.isdigit() or len(value) > 15:
+        raise errors.InvalidParameter(f"{name}: a whole number")
+    return int(value)
+
+
+@router.get(
+    "/checkpoint",
+    summary="The latest signed checkpoint (C2SP signed note, Ed25519)",
+    response_class=PlainTextResponse,
+)
+async def checkpoint(request: Request) -> PlainTextResponse:
+    state = _state(request)
+    _check_params(request, set())
+    async with state.db.read() as session:
+        latest = await audit_log.latest_checkpoint(session)
+    if latest is None:
+        raise errors.Unavailable(diagnostics={"reason": "no_checkpoint_yet"})
+    return PlainTextResponse(latest.note, media_type=_TEXT, headers={"Cache-Control": "no-cache"})
+
+
+@router.get(
+    "/verifier-key",
+    summary="The note verifier keys of the checkpoint signer (one per line, newest first)",
+    response_class=PlainTextResponse,
+)
+async def verifier_key(request: Request) -> PlainTextResponse:
+    _check_params(request, set())
+    keys = _audit(_state(request)).verifier_keys()
+    return PlainTextResponse("".join(f"{key}\n" for key in keys), media_type=_TEXT)
+
+
+@router.get("/proof/consistency", summary="RFC 9162 consistency proof between two tree sizes")
+async def consistency(
+    request: Request,
+    first: Annotated[str | None, Query(description="the older tree size")] = None,
+    second: Annotated[str | None, Query(description="the newer tree size")] = None,
+) -> JSONResponse:
+    _check_params(request, {"first", "second"})
+    old, new = _size("first", first), _size("second", second)
+    if old is None or new is None:
+        raise errors.InvalidParameter("first and second are required")
+    async with _state(request).db.read() as session:
+        proof = await audit_log.consistency_proof(session, old, new)
+    return JSONResponse(proof.as_json())
+
+
+@router.get("/proof/inclusion", summary="RFC 9162 inclusion proof of an entry (IG only)")
+async def inclusion(
+    request: Request,
+    reader: Annotated[IGReader, Depends(ig_reader)],
+    entry_id: Annotated[str | None, Query(max_length=200)] = None,
+    tree_size: Annotated[str | None, Query(description="default: latest checkpoint")] = None,
+) -> JSONResponse:
+    _check_params(request, {"entry_id", "tree_size"})
+    if not entry_id:
+        raise errors.InvalidParameter("entry_id is required")
+    size = _size("tree_size", tree_size)
+
+    async def act(session: AsyncSession) -> Audited[audit_log.InclusionProof]:
+        proof = await audit_log.inclusion_proof(session, entry_id, size)
+        event = reader.event(
+            Outcome.ALLOWED,
+            record_refs=(entry_id,),
+            detail={"resource": "audit_log", "action": "inclusion_proof", "via": reader.via},
+        )
+        return Audited(proof, event)
+
+    proof = await commit_audited(_state(request).db, act)
+    return JSONResponse(proof.as_json())
+
+
+@router.get("/entries", summary="Search the audit log (IG only); newest first, cursor paging")
+async def entries(
+    request: Request,
+    reader: Annotated[IGReader, Depends(ig_reader)],
+    nominal: Annotated[str | None, Query(alias="nominal")] = None,
+    agency: Annotated[str | None, Query()] = None,
+    officer: Annotated[str | None, Query()] = None,
+    legal_basis: Annotated[str | None, Query()] = None,
+    purpose: Annotated[str | None, Query()] = None,
+    operation: Annotated[str | None, Query()] = None,
+    outcome: Annotated[str | None, Query()] = None,
+    from_: Annotated[str | None, Query(alias="from", description="ISO 8601, inclusive")] = None,
+    to: Annotated[str | None, Query(description="ISO 8601, exclusive; a date: end of day")] = None,
+    limit: Annotated[str | None, Query(description="1 to 500, default 50")] = None,
+    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+) -> JSONResponse:
+    query = parse_query(request.query_params.multi_items())
+
+    async def act(session: AsyncSession) -> Audited[Page]:
+        page = await search_entries(session, query)
+        event = reader.event(
+            Outcome.ALLOWED,
+            detail={
+                "resource": "audit_log",
+                "action": "search",
+                "via": reader.via,
+                "filters": query.filter.as_detail(),
+                "returned": len(page.entries),
+            },
+        )
+        return Audited(page, event)
+
+    page = await commit_audited(_state(request).db, act)
+    body = {
+        "entries": [audit_log.entry_record(row) for row in page.entries],
+        "next_cursor": page.next_cursor,
+    }
+    return JSONResponse(body)

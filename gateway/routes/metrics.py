@@ -1,0 +1,34 @@
+"""``GET /metrics``: the Prometheus text exposition of this process (no personal data)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from gateway.audit.log import latest_checkpoint, unsequenced_lag
+from gateway.errors import StoreUnavailable
+from gateway.state import GatewayState
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/metrics", summary="Prometheus metrics: requests, refusals, audit lag, outbox")
+async def metrics(request: Request) -> Response:
+    state: GatewayState = request.app.state.gateway
+    gauges = state.metrics
+    if gauges is None:
+        return Response(b"", media_type=CONTENT_TYPE_LATEST)
+    try:
+        async with state.db.read() as session:
+            count, age = await unsequenced_lag(session, state.clock())
+            latest = await latest_checkpoint(session)
+        gauges.audit_unsequenced.set(count)
+        gauges.audit_oldest_age.set(age)
+        gauges.audit_tree_size.set(latest.tree_size if latest is not None else 0)
+    except StoreUnavailable:
+        pass  # the request counters still answer; the audit gauges keep their last values
+    gauges.outbox_depth.set(0)  # the outbox does not exist yet
+    return Response(generate_latest(gauges.registry), media_type=CONTENT_TYPE_LATEST)
