@@ -72,18 +72,18 @@ from .need_to_know import (
 )
 from .policy import AllOf, Allow, AnyOf, Policy, UnsafeAllowAll, View
 from .policy_set import PolicySet, default_policy_set, load_policy_set
-from .redaction import (
+from .redaction import Redacted, approved_view, chain_for, redact
+from .redaction_steps import (
+    HAZARD_FLAG,
+    HAZARD_STATEMENT,
     Draft,
-    Redacted,
+    MalformedDocument,
     RedactionContext,
     Step,
     Withheld,
     apply_allow_list,
-    approved_view,
     build_hazard_flag,
-    chain_for,
     honour_caveats,
-    redact,
     select_approved_parts,
     withhold_every_third_party_source,
     withhold_third_party_sources,
@@ -95,6 +95,8 @@ POLICY_VERSION: str = _read_data().version
 __all__ = [
     "APPROVABLE_PARTS",
     "DEFAULT_DENY",
+    "HAZARD_FLAG",
+    "HAZARD_STATEMENT",
     "POLICY_VERSION",
     "ActionInvolvement",
     "AllOf",
@@ -119,6 +121,7 @@ __all__ = [
     "LegalBasis",
     "LegalBasisRegister",
     "Level1ListTarget",
+    "MalformedDocument",
     "MeetingInvolvement",
     "MinutesTarget",
     "NeedToKnowPolicy",
