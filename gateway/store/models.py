@@ -26,6 +26,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
@@ -64,6 +65,7 @@ __all__ = [
     "Minutes",
     "Nominal",
     "OnwardDisclosureRequest",
+    "OutboxMessage",
     "Referral",
     "ReferralAgency",
     "UsedJti",
@@ -460,3 +462,38 @@ class IssuedToken(Base):
     scopes: Mapped[list[Any]] = mapped_column(default=list)
     issued_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column()
+
+
+class OutboxMessage(Base):
+    """A message owed to another agency (transactional outbox, ``gateway.delivery``).
+
+    Written in the transaction of the act it delivers and of its audit entry; ``body`` is the
+    compact JWE already sealed for the recipient, so neither the relay nor the inbox ever holds
+    case data in clear. A relay leases due rows (``lease_owner`` until ``lease_expires_at``),
+    pushes outside the transaction and marks the row delivered on the partner's 2xx; the
+    recipient may also pull it from ``/v1/inbox`` and acknowledge it. ``last_error_code`` is a
+    code, never a partner's answer.
+    """
+
+    __tablename__ = "outbox_messages"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'leased', 'delivered', 'dead')", name="ck_outbox_status"
+        ),
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_inbox", "recipient_agency_id", "status", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    recipient_agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    kind: Mapped[str] = mapped_column(String(40))
+    body: Mapped[str] = mapped_column(Text)
+    nominal_ref: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[dt.datetime | None] = mapped_column()
+    last_error_code: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column()

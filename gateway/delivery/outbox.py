@@ -1,0 +1,90 @@
+"""The transactional outbox: what must reach another agency, written with the act itself.
+
+A flow that owes a message to an agency (a hazard flag, approved minutes, an owner notification,
+a shared record, a level change) seals the body for the recipient first, then calls
+:func:`enqueue` inside the same open transaction as its audit entry::
+
+    async with database.write() as session:
+        ...                                   # the act itself
+        await audit.record(session, event)    # its audit entry
+        message_id = await outbox.enqueue(
+            session, recipient_agency_id="cs-barnet", kind="hazard_flag", body=jwe
+        )
+
+Either all three commit or none does. The relay (:mod:`gateway.delivery.relay`) pushes the row
+later, outside any transaction; the recipient may also pull it from ``/v1/inbox``. The message
+id is the ``Idempotency-Key`` of every push, so a partner dedupes a redelivery.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.store.models import OutboxMessage, utcnow
+
+__all__ = ["KINDS", "OutboxStatus", "enqueue"]
+
+
+class OutboxStatus(enum.StrEnum):
+    PENDING = "pending"
+    LEASED = "leased"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+
+
+#: Kinds of message the gateway sends (the partner routes on the kind; the body says the rest).
+KINDS = frozenset(
+    {"hazard_flag", "minutes", "owner_notification", "record", "level_change", "referral"}
+)
+
+_KIND = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+# A compact JWE: five base64url parts (the header and ciphertext are never empty).
+_COMPACT_JWE = re.compile(
+    r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$"
+)
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    recipient_agency_id: str,
+    kind: str,
+    body: str,
+    nominal_ref: str | None = None,
+    message_id: str | None = None,
+    now: dt.datetime | None = None,
+) -> str:
+    """Add one sealed message for ``recipient_agency_id`` to the caller's open transaction.
+
+    ``body`` must be the compact JWE already sealed to the recipient's encryption key (anything
+    else is refused: the outbox never holds case data in clear). Nothing is flushed or committed
+    here; the caller's transaction decides. Returns the message id (a UUID; the push's
+    ``Idempotency-Key``).
+    """
+    if not _KIND.match(kind):
+        raise ValueError("kind must be a short lower-case code")
+    if not _COMPACT_JWE.match(body):
+        raise ValueError("body must be a compact JWE sealed for the recipient")
+    if not recipient_agency_id:
+        raise ValueError("recipient_agency_id is required")
+    mid = str(uuid.UUID(message_id)) if message_id is not None else str(uuid.uuid4())
+    when = now or utcnow()
+    session.add(
+        OutboxMessage(
+            id=mid,
+            recipient_agency_id=recipient_agency_id,
+            kind=kind,
+            body=body,
+            nominal_ref=nominal_ref,
+            status=OutboxStatus.PENDING.value,
+            attempts=0,
+            next_attempt_at=when,
+            created_at=when,
+        )
+    )
+    return mid
