@@ -1,0 +1,265 @@
+"""The IG audit API: checkpoint, verifier key, proofs, entries; IG only, refusals audited."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import httpx
+import pytest
+from joserfc.jwk import ECKey
+from sqlalchemy import select
+
+from gateway.audit import (
+    CheckpointVerifier,
+    entry_leaf_hash,
+    parse_verifier_key,
+    verify_consistency,
+    verify_inclusion,
+)
+from gateway.audit.sequencer import sequence
+from gateway.audit.verify import LEAF_HASH_KEY
+from gateway.flow.audit import record
+from gateway.state import GatewayState
+from gateway.store.models import AuditEntry
+from keys import ed25519_verify
+from tests.gateway.audit.conftest import append_entries, audit_event
+from tests.gateway.oauth.conftest import register
+from tests.gateway.oauth.support import ISSUER, AgencyClient, Clock, Ledger
+
+ENTRIES = ISSUER + "/v1/audit/entries"
+INCLUSION = ISSUER + "/v1/audit/proof/inclusion"
+
+
+@pytest.fixture
+async def coordinator(gateway_state: GatewayState, clock: Clock) -> AgencyClient:
+    """The area's MAPPA co-ordination unit, onboarded with audit:read."""
+    client = AgencyClient("mappa-coord-avon", ECKey.generate_key("P-256"), clock)
+    return await register(
+        gateway_state.db,
+        client,
+        agency_type="mappa_coordination",
+        role="responsible_authority",
+        scopes=["audit:read"],
+    )
+
+
+@pytest.fixture
+async def sequenced_log(gateway_state: GatewayState) -> list[str]:
+    """Twenty entries, sequenced and signed; returns the signed notes at sizes 10 and 20."""
+    assert gateway_state.audit is not None
+    signer, origin = gateway_state.audit.signer, gateway_state.audit.origin
+    await append_entries(gateway_state.db, 10)
+    first = await sequence(gateway_state.db, signer, origin)
+    await append_entries(gateway_state.db, 10, start=10)
+    second = await sequence(gateway_state.db, signer, origin)
+    assert first.note is not None and second.note is not None
+    return [first.note, second.note]
+
+
+async def _get(
+    http: httpx.AsyncClient, caller: AgencyClient, url: str, **params: Any
+) -> httpx.Response:
+    token = await caller.token(http)
+    headers = caller.resource_headers(token, url=url, method="GET")
+    return await http.get(url, params=params, headers=headers)
+
+
+async def _verifier(http: httpx.AsyncClient, origin: str) -> CheckpointVerifier:
+    response = await http.get("/v1/audit/verifier-key")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    keys = tuple(parse_verifier_key(line) for line in response.text.split())
+    return CheckpointVerifier(keys, ed25519_verify, origin)
+
+
+async def test_latest_checkpoint_is_a_signed_note_that_verifies_with_the_published_key(
+    http: httpx.AsyncClient, gateway_state: GatewayState, sequenced_log: list[str]
+) -> None:
+    """GET /v1/audit/checkpoint returns the latest note as text; the published key verifies it."""
+    response = await http.get("/v1/audit/checkpoint")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert response.text == sequenced_log[-1]
+    origin = gateway_state.settings.audit_log_origin
+    assert origin == "gateway.test/mappa-audit"
+    checkpoint = (await _verifier(http, origin)).verify(response.text)
+    assert checkpoint.size == 20
+
+
+async def test_consistency_proof_links_two_signed_checkpoints(
+    http: httpx.AsyncClient, gateway_state: GatewayState, sequenced_log: list[str]
+) -> None:
+    """The public consistency proof from size 10 to 20 verifies between the two signed roots."""
+    verifier = await _verifier(http, gateway_state.settings.audit_log_origin)
+    old, new = (verifier.verify(note) for note in sequenced_log)
+    response = await http.get("/v1/audit/proof/consistency", params={"first": 10, "second": 20})
+    assert response.status_code == 200
+    path = [base64.b64decode(node) for node in response.json()["consistency_path"]]
+    assert verify_consistency(10, 20, old.root_hash, new.root_hash, path)
+
+
+async def test_inclusion_proof_of_an_entry_verifies_against_the_signed_root(
+    http: httpx.AsyncClient,
+    gateway_state: GatewayState,
+    coordinator: AgencyClient,
+    sequenced_log: list[str],
+) -> None:
+    """An IG reader gets an entry and its inclusion proof; the entry's own hash is in the tree."""
+    listing = await _get(http, coordinator, ENTRIES, nominal="N00003")
+    assert listing.status_code == 200, listing.text
+    entry = next(e for e in listing.json()["entries"] if e["seq"] is not None)
+    response = await _get(http, coordinator, INCLUSION, entry_id=entry["entry_id"])
+    assert response.status_code == 200, response.text
+    proof = response.json()
+    verifier = await _verifier(http, gateway_state.settings.audit_log_origin)
+    checkpoint = verifier.verify(sequenced_log[-1])
+    leaf = entry_leaf_hash({k: v for k, v in entry.items() if k != LEAF_HASH_KEY})
+    path = [base64.b64decode(node) for node in proof["inclusion_path"]]
+    assert verify_inclusion(leaf, entry["seq"], checkpoint.size, path, checkpoint.root_hash)
+
+
+async def test_entries_filter_and_page_with_an_opaque_cursor(
+    http: httpx.AsyncClient, coordinator: AgencyClient, sequenced_log: list[str]
+) -> None:
+    """Filters match exactly; pages of 3 walk every match once, newest first."""
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"agency": "agency-1", "limit": 3}
+        if cursor:
+            params["cursor"] = cursor
+        response = await _get(http, coordinator, ENTRIES, **params)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert all(e["agency_id"] == "agency-1" for e in body["entries"])
+        seen.extend(e["request_id"] for e in body["entries"])
+        cursor = body["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [f"req-{i}" for i in (17, 13, 9, 5, 1)]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "' OR '1'='1",  # the classic tautology
+        "N00001'; DROP TABLE audit_entries; --",  # stacked statement
+        "%",  # a LIKE wildcard is not a wildcard here
+        "N0000_",
+    ],
+)
+async def test_filter_values_that_look_like_sql_match_nothing(
+    http: httpx.AsyncClient, coordinator: AgencyClient, sequenced_log: list[str], value: str
+) -> None:
+    """SQL in a filter is a literal value: 200 with no entries, and the table is intact."""
+    response = await _get(http, coordinator, ENTRIES, nominal=value)
+    assert response.status_code == 200
+    assert response.json() == {"entries": [], "next_cursor": None}
+    again = await _get(http, coordinator, ENTRIES, limit=1)
+    assert len(again.json()["entries"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "why"),
+    [
+        ("colour=red", "unknown parameter"),
+        ("agency=a&agency=b", "repeated parameter"),
+        ("from=yesterday", "not a date"),
+        ("from=2026-03-01T09:00:00", "a time without its offset"),
+        ("limit=0", "limit below 1"),
+        ("limit=501", "limit above the maximum"),
+        ("limit=ten", "limit not a number"),
+        ("cursor=not-a-cursor", "a cursor this gateway never issued"),
+        ("nominal=" + "N" * 201, "value too long"),
+    ],
+)
+async def test_invalid_parameters_answer_400_problem(
+    http: httpx.AsyncClient, coordinator: AgencyClient, query: str, why: str
+) -> None:
+    """Malformed search parameters are a 400 invalid_parameter problem, never a 500 or SQL."""
+    token = await coordinator.token(http)
+    headers = coordinator.resource_headers(token, url=ENTRIES, method="GET")
+    response = await http.get(f"/v1/audit/entries?{query}", headers=headers)
+    assert response.status_code == 400, why
+    assert response.json()["code"] == "invalid_parameter"
+    assert "select" not in response.text.lower()
+
+
+@pytest.mark.parametrize("url", [ENTRIES, INCLUSION])
+async def test_agency_that_is_not_ig_gets_403_and_the_attempt_is_audited(
+    http: httpx.AsyncClient, police: AgencyClient, ledger: Ledger, url: str
+) -> None:
+    """A police system calling an IG endpoint: 403 forbidden, refusal audited with the rule."""
+    response = await _get(http, police, url, entry_id="x")
+    assert response.status_code == 403
+    assert response.json()["code"] == "forbidden"
+    refused = await ledger.audit("consultation", "refused")
+    assert len(refused) == 1
+    assert refused[0].agency_id == police.client_id
+    assert refused[0].rule == "ig-endpoints-only"
+    assert refused[0].officer_id == "PC-4521"
+    assert refused[0].request_id == response.headers["x-request-id"]
+
+
+async def test_audit_read_scope_without_the_coordination_type_is_not_enough(
+    http: httpx.AsyncClient, gateway_state: GatewayState, clock: Clock, ledger: Ledger
+) -> None:
+    """An agency holding audit:read but of another type is refused too."""
+    client = AgencyClient("housing-with-scope", ECKey.generate_key("P-256"), clock)
+    await register(
+        gateway_state.db,
+        client,
+        agency_type="housing",
+        role="duty_to_cooperate",
+        scopes=["audit:read"],
+    )
+    response = await _get(http, client, ENTRIES)
+    assert response.status_code == 403
+    assert len(await ledger.audit("consultation", "refused")) == 1
+
+
+async def test_unauthenticated_call_to_entries_answers_401(http: httpx.AsyncClient) -> None:
+    """Without a console session or a token the entries endpoint is a 401 DPoP challenge."""
+    response = await http.get("/v1/audit/entries")
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("DPoP")
+
+
+async def test_ig_read_is_itself_audited(
+    http: httpx.AsyncClient, coordinator: AgencyClient, ledger: Ledger
+) -> None:
+    """A search by the co-ordination unit leaves a consultation entry with its filters."""
+    response = await _get(http, coordinator, ENTRIES, operation="disclosure")
+    assert response.status_code == 200
+    allowed = await ledger.audit("consultation", "allowed")
+    assert len(allowed) == 1
+    assert allowed[0].agency_id == coordinator.client_id
+    assert allowed[0].detail["filters"] == {"operation": "disclosure"}
+
+
+async def test_proof_sizes_beyond_the_latest_checkpoint_are_refused(
+    http: httpx.AsyncClient, sequenced_log: list[str]
+) -> None:
+    """Nothing signed covers a larger tree: 400, not a proof over unsigned entries."""
+    response = await http.get("/v1/audit/proof/consistency", params={"first": 1, "second": 21})
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_parameter"
+
+
+async def test_text_with_control_characters_and_markup_round_trips_literally(
+    http: httpx.AsyncClient, gateway_state: GatewayState, coordinator: AgencyClient
+) -> None:
+    """An officer id holding markup and control characters is stored and returned unchanged."""
+    hostile = "<script>alert(1)</script>\x07\x1b[31m\u202e"
+    async with gateway_state.db.write() as session:
+        record(session, audit_event(0, officer_id=hostile))
+    response = await _get(http, coordinator, ENTRIES, officer=hostile)
+    assert response.status_code == 200
+    (entry,) = response.json()["entries"]
+    assert entry["officer_id"] == hostile
+    async with gateway_state.db.read() as session:
+        stored = await session.scalar(
+            select(AuditEntry.officer_id).where(AuditEntry.entry_id == entry["entry_id"])
+        )
+    assert stored == hostile
