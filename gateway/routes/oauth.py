@@ -126,9 +126,14 @@ async def metadata(request: Request) -> dict[str, Any]:
     summary="The gateway's public keys (each with kid, use and alg)",
 )
 async def jwks(request: Request) -> JSONResponse:
+    """Access-token signing, payload signing and payload encryption keys, current and still
+    overlapping previous ones: partners verify tokens and answers, and encrypt bodies, to these."""
     state = _state(request)
-    signer = state.token_signer
-    keys = signer.public_jwks(now=state.clock()) if signer is not None else []
+    keys: list[dict[str, Any]] = []
+    if state.sealer is not None:
+        keys = state.sealer.repository.jwks(now=state.clock())["keys"]
+    elif state.token_signer is not None:
+        keys = state.token_signer.public_jwks(now=state.clock())
     return JSONResponse({"keys": keys}, headers={"Cache-Control": "public, max-age=300"})
 
 
