@@ -1,7 +1,7 @@
 """Need-to-know, default deny: may this agency see this nominal, record, minutes, flag or entry?
 
 The rules are reviewed data (``policies/data/need_to_know.toml``); this module builds them into
-one composition and decides::
+one composition per resource (holding only the rules that apply to that resource) and decides::
 
     AllOf(rule="need-to-know")
     ├── category-4-named-agencies          restrictions: each must hold
@@ -30,9 +30,10 @@ or raises :class:`~policies.errors.NoNeedToKnow` with the refusing rule; :func:`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -55,6 +56,7 @@ __all__ = [
 
 _FILE = "need_to_know.toml"
 DEFAULT_DENY = "default-deny"
+_INVOLVEMENT = ("involved-referral", "involved-meeting", "involved-action")
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,14 +91,15 @@ class Explanation(NamedTuple):
 class NeedToKnowPolicy:
     """The loaded rules as one composition, with their settings and version."""
 
-    def __init__(self, root: Policy, settings: Settings) -> None:
-        self.root = root
+    def __init__(self, roots: Mapping[Resource, Policy], settings: Settings) -> None:
+        #: One composition per resource, holding only the rules that apply to that resource.
+        self.roots = MappingProxyType(dict(roots))
         self.settings = settings
         self.policy_version = settings.policy_version
 
     def decide(self, facts: Facts) -> Decision:
         """Grant with a :class:`Decision`, or raise :class:`NoNeedToKnow` naming the rule."""
-        allowed = self.root.check(facts)
+        allowed = self.roots[facts.resource].check(facts)
         if allowed.view is None:
             raise NoNeedToKnow(
                 "restrictions held but no rule grants",
@@ -110,13 +113,13 @@ class NeedToKnowPolicy:
             policy_version=self.policy_version,
             why=allowed.why,
             approved_parts=allowed.approved_parts,
-            trail=allowed.trail,
+            trail=allowed.trail or (allowed.rule,),
         )
 
     def explain(self, facts: Facts) -> list[Explanation]:
-        """Every rule, in evaluation order, with whether it matched these facts and why."""
+        """Every rule that applies to the resource, in order, with whether it matched and why."""
         out = []
-        for rule in leaves(self.root):
+        for rule in leaves(self.roots[facts.resource]):
             try:
                 allowed = rule.check(facts)
             except NoNeedToKnow as refusal:
@@ -144,22 +147,26 @@ class NeedToKnowPolicy:
         settings = _settings(top.sub("settings"), files.version)
         restrictions = _build(top.sub("restrictions"), RESTRICTIONS, settings)
         grants = _build(top.sub("rules"), GRANTS, settings)
-        by_id = {rule.rule: rule for rule in (*restrictions, *grants)}
-        involvement_ids = ("involved-referral", "involved-meeting", "involved-action")
-        involvement = [by_id[i] for i in involvement_ids if i in by_id]
-        grant_members: list[Policy] = []
-        for rule in grants:
-            if rule.rule not in involvement_ids:
-                grant_members.append(rule)
-            elif rule is involvement[0]:
-                level_1 = [r for r in restrictions if r.rule == "level-1-monthly-list-only"]
-                any_involved = AnyOf(*involvement, rule="no-live-involvement")
-                grant_members.append(AllOf(*level_1, any_involved, rule="involvement"))
-        top_restrictions = [r for r in restrictions if r.rule != "level-1-monthly-list-only"]
-        root = AllOf(
-            *top_restrictions, AnyOf(*grant_members, rule=DEFAULT_DENY), rule="need-to-know"
-        )
-        return cls(root, settings)
+        roots = {resource: _tree(resource, restrictions, grants) for resource in Resource}
+        return cls(roots, settings)
+
+
+def _tree(resource: Resource, restrictions: list[Rule], grants: list[Rule]) -> Policy:
+    """The composition for one resource, from the rules that apply to it (module docstring)."""
+    applies = [r for r in restrictions if resource in r.resources]
+    level_1 = [r for r in applies if r.rule == "level-1-monthly-list-only"]
+    involvement = [r for r in grants if r.rule in _INVOLVEMENT and resource in r.resources]
+    members: list[Policy] = []
+    for rule in grants:
+        if resource not in rule.resources:
+            continue
+        if rule.rule not in _INVOLVEMENT:
+            members.append(rule)
+        elif rule is involvement[0]:
+            any_involved = AnyOf(*involvement, rule="no-live-involvement")
+            members.append(AllOf(*level_1, any_involved, rule="involvement"))
+    guards = [r for r in applies if r not in level_1]
+    return AllOf(*guards, AnyOf(*members, rule=DEFAULT_DENY), rule="need-to-know")
 
 
 def decide(facts: Facts, *, policy: NeedToKnowPolicy | None = None) -> Decision:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
@@ -53,7 +53,8 @@ class Allow:
     why: str
     view: View | None = None
     approved_parts: tuple[str, ...] = ()
-    #: Every rule that held on the way, in order (restrictions first, the grant last).
+    #: Every rule that held on the way, in order (restrictions first, the grant last); a leaf's
+    #: trail is empty and stands for its own rule.
     trail: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -61,8 +62,9 @@ class Allow:
             raise ValueError("view must be a View")
         if (self.view is View.APPROVED_PARTS) != bool(self.approved_parts):
             raise ValueError("approved parts go with the approved-parts view, and only with it")
-        if not self.trail:
-            object.__setattr__(self, "trail", (self.rule,))
+
+    def with_trail(self, trail: tuple[str, ...]) -> Allow:
+        return Allow(self.rule, self.why, self.view, self.approved_parts, trail)
 
     @property
     def grants(self) -> bool:
@@ -98,7 +100,7 @@ def _narrow(current: Allow, new: Allow) -> Allow | None:
         return None
     if current.view is View.APPROVED_PARTS:
         parts = tuple(p for p in current.approved_parts if p in new.approved_parts)
-        return replace(new, approved_parts=parts) if parts else None
+        return Allow(new.rule, new.why, new.view, parts, new.trail) if parts else None
     return new
 
 
@@ -119,7 +121,7 @@ class AllOf:
         granted: Allow | None = None
         for policy in self.policies:
             allowed = policy.check(facts)
-            trail.extend(allowed.trail)
+            trail.extend(allowed.trail or (allowed.rule,))
             if allowed.view is None:
                 continue  # a restriction held
             if granted is None:
@@ -136,7 +138,7 @@ class AllOf:
             granted = narrowed
         if granted is None:
             return Allow(self.rule, "every restriction held; nothing granted", trail=tuple(trail))
-        return replace(granted, trail=tuple(trail))
+        return granted.with_trail(tuple(trail))
 
     def __repr__(self) -> str:
         return f"AllOf({', '.join(p.rule for p in self.policies)}, rule={self.rule!r})"

@@ -146,14 +146,21 @@ def test_allow_validates_its_invariants() -> None:
         Allow("r", "why", view=View.FULL, approved_parts=("actions",))
 
 
-def test_explain_lists_every_rule_once_in_evaluation_order() -> None:
-    """explain names each rule of the packaged policy, matched or not, with a reason."""
+def test_explain_lists_every_rule_for_the_resource_once_in_evaluation_order() -> None:
+    """explain names each rule that applies to the resource, matched or not, with a reason."""
     housing = agency(AgencyType.HOUSING)
     row = facts(housing, meetings=(meeting(housing),))
     lines = explain(row)
-    rules = [line.rule for line in lines]
-    assert rules[:2] == ["category-4-named-agencies", "other-contributor-recorded"]
-    assert len(rules) == len(set(rules)) == 14
+    assert [line.rule for line in lines] == [
+        "category-4-named-agencies",
+        "other-contributor-recorded",
+        "lead-agency",
+        "responsible-authority-of-area",
+        "level-1-monthly-list-only",
+        "involved-referral",
+        "involved-meeting",
+        "involved-action",
+    ]
     assert {line.rule for line in lines if line.matched} == {
         "category-4-named-agencies",
         "other-contributor-recorded",
@@ -174,6 +181,7 @@ def test_render_explanation_says_who_what_and_the_decision() -> None:
     assert f"agency   {jcp.id} (jobcentre_plus, duty_to_cooperate" in text
     assert "resource minutes" in text
     assert "[ ] minutes-participant" in text and "not a participant" in text
+    assert "] lead-agency " not in text
     assert text.rstrip().endswith("REFUSED by default-deny: no rule allows")
 
 
