@@ -8,7 +8,9 @@ Verbs:
   (:class:`FileKeyRepository`, :func:`generate_development_keys`), rotated with overlap;
 * JOSE: :func:`sign_jwt` / :func:`verify_jwt`, and ``application/jose`` bodies with
   :func:`seal_for` / :func:`unseal_from`;
-* raw Ed25519 for signed notes: :meth:`KeyRing.sign_raw` and :func:`ed25519_verify`.
+* raw Ed25519 for signed notes: :meth:`KeyRing.sign_raw` and :func:`ed25519_verify`;
+* blind indexes of identifiers (PNC, CRN, ViSOR): :func:`load_blind_index` and
+  :meth:`BlindIndex.index`.
 
 Only ``keys/_hazmat.py`` imports ``cryptography.hazmat``. Nothing here imports ``gateway``.
 Errors: see :mod:`keys.errors`.
@@ -17,6 +19,7 @@ Errors: see :mod:`keys.errors`.
 from __future__ import annotations
 
 from ._hazmat import ed25519_verify
+from .blind_index import BLIND_INDEX_FILE, BlindIndex, load_blind_index
 from .envelope import Envelope, blob_kek_id, rewrap
 from .errors import (
     EnvelopeRejected,
@@ -53,11 +56,13 @@ from .repository import (
 from .ring import PURPOSE_ALGS, KeyInfo, KeyRing, KeyStatus, Purpose, RingKey, Signature
 
 __all__ = [
+    "BLIND_INDEX_FILE",
     "CONTENT_ENCRYPTION",
     "ENC_ALGS",
     "JWKS_PURPOSES",
     "PURPOSE_ALGS",
     "SIG_ALGS",
+    "BlindIndex",
     "Envelope",
     "EnvelopeRejected",
     "FileKeyRepository",
@@ -88,6 +93,7 @@ __all__ = [
     "generate_kek_file",
     "kek_from_env",
     "kek_from_file",
+    "load_blind_index",
     "public_key_from_jwk",
     "public_keys_from_jwks",
     "rewrap",
