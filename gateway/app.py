@@ -32,6 +32,18 @@ legal basis, purpose and officer on every call, and exchange case data as `appli
 """
 
 
+def install_rate_limits(state: GatewayState) -> None:
+    from gateway.http.ratelimit import RateLimiter
+
+    settings = state.settings
+    state.call_limiter = RateLimiter(
+        rate=settings.rate_limit_per_second, burst=settings.rate_limit_burst
+    )
+    state.token_limiter = RateLimiter(
+        rate=settings.token_rate_limit_per_second, burst=settings.token_rate_limit_burst
+    )
+
+
 def install_sealer(state: GatewayState) -> None:
     """Load the payload signing and encryption rings; without them case data cannot flow."""
     from gateway.flow.seal import Sealer
@@ -64,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state = GatewayState(settings=settings, db=db, metrics=gateway_metrics)
         install_oauth(state)
         install_sealer(state)
+        install_rate_limits(state)
         install_audit(state)
         app.state.gateway = state
         try:

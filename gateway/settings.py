@@ -48,6 +48,12 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(default=32, ge=2, le=256)
     max_header_bytes: int = Field(default=16_384, ge=1024)
     db_pool_size: int = Field(default=10, ge=1)
+    #: Protected calls per second per agency (per process), and the burst allowed above it.
+    rate_limit_per_second: float = Field(default=100.0, gt=0)
+    rate_limit_burst: int = Field(default=200, ge=1)
+    #: Token requests per second per peer address (per process), and their burst.
+    token_rate_limit_per_second: float = Field(default=10.0, gt=0)
+    token_rate_limit_burst: int = Field(default=50, ge=1)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
 
@@ -83,6 +89,29 @@ class Settings(BaseSettings):
     console_session_idle_seconds: int = Field(default=900, ge=60, le=86_400)
     console_session_max_seconds: int = Field(default=28_800, ge=300, le=86_400)
 
+    # -- Delivery: the outbox relay (gateway/delivery) --
+    #: Seconds between relay sweeps inside ``serve``; 0 runs no relay in the API process
+    #: (``mappa-gateway relay`` then does it).
+    relay_interval_seconds: float = Field(default=1.0, ge=0, le=3600)
+    #: How long a leased row stays with one relay before another may take it (> total timeout).
+    relay_lease_seconds: float = Field(default=60.0, ge=5, le=3600)
+    relay_max_attempts: int = Field(default=12, ge=1, le=100)
+    relay_backoff_base_seconds: float = Field(default=2.0, gt=0, le=600)
+    relay_backoff_cap_seconds: float = Field(default=900.0, gt=0, le=86_400)
+    relay_breaker_threshold: int = Field(default=5, ge=1, le=1000)
+    relay_breaker_cooldown_seconds: float = Field(default=30.0, gt=0, le=3600)
+    relay_max_in_flight: int = Field(default=64, ge=1, le=10_000)
+    relay_partner_concurrency: int = Field(default=4, ge=1, le=100)
+    relay_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    relay_read_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    relay_total_timeout_seconds: float = Field(default=20.0, gt=0, le=300)
+    relay_max_response_bytes: int = Field(default=65_536, ge=1024, le=10_485_760)
+    #: Client certificate (and key) the relay presents to partners that ask for mutual TLS.
+    relay_client_cert_file: Path | None = None
+    relay_client_key_file: Path | None = None
+    #: Development only: push over plain http to loopback endpoints (the demo's stand-ins).
+    unsafe_relay_plain_http_loopback: bool = False
+
     @model_validator(mode="after")
     def _fail_closed(self) -> Settings:
         if self.profile == "development":
@@ -92,6 +121,8 @@ class Settings(BaseSettings):
             problems.append("issuer must be an https URL outside development")
         if (self.keys_dir / DEV_KEYS_MARKER).exists():
             problems.append(f"{self.keys_dir} holds generated development keys")
+        if self.unsafe_relay_plain_http_loopback:
+            problems.append("unsafe_relay_plain_http_loopback is for development only")
         if self.profile == "production" and self.database_url.startswith("sqlite"):
             problems.append("production needs PostgreSQL (MAPPA_DATABASE_URL)")
         if problems:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from gateway.audit.service import AuditService
     from gateway.flow.seal import Sealer
     from gateway.http.metrics import GatewayMetrics
+    from gateway.http.ratelimit import RateLimiter
     from gateway.oauth.jwks import JwksFetcher
     from gateway.oauth.server import GatewayAuthorizationServer
     from gateway.oauth.signing import TokenSigner
@@ -38,6 +39,9 @@ class GatewayState:
     metrics: GatewayMetrics | None = None
     #: Opens inbound application/jose bodies and seals answers (gateway/flow/seal.py).
     sealer: Sealer | None = None
+    #: Per-agency quota for protected calls, and per-address quota for the token endpoint.
+    call_limiter: RateLimiter | None = None
+    token_limiter: RateLimiter | None = None
     #: The clock every time-dependent check reads (tests replace it).
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
 

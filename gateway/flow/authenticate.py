@@ -25,6 +25,7 @@ from starlette.requests import Request
 
 from gateway import errors
 from gateway.domain import AgencyStatus
+from gateway.logs import get_logger
 from gateway.oauth import replay
 from gateway.oauth.dpop import DPoPProof, verify_proof
 from gateway.oauth.endpoint import audit_refusal
@@ -32,6 +33,8 @@ from gateway.oauth.jose import JoseRefused
 from gateway.oauth.tokens import AccessToken, verify_access_token
 from gateway.state import GatewayState
 from gateway.store.models import Agency
+
+log = get_logger("gateway.flow.authenticate")
 
 __all__ = ["CONTEXT_HEADERS", "CONTEXT_PATTERN", "Caller", "authenticate"]
 
@@ -143,6 +146,14 @@ async def authenticate(request: Request) -> Caller:
     try:
         token, proof = _verify(state, request)
         agency_id = token.client_id
+        if state.call_limiter is not None:
+            # Before any database work; a 429 is not audited (it would let a flood fill the
+            # log), it is counted in the logs with the agency id and code.
+            try:
+                state.call_limiter.check(token.client_id)
+            except errors.RateLimited:
+                log.info("rate_limited", agency_id=token.client_id, code="rate_limited")
+                raise
         context = _context(request)
         now = state.clock()
         try:

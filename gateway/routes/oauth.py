@@ -89,7 +89,10 @@ def _state(request: Request) -> GatewayState:
     openapi_extra=_TOKEN_FORM,
 )
 async def token(request: Request) -> JSONResponse:
-    result = await handle_token_request(_state(request), request)
+    state = _state(request)
+    if state.token_limiter is not None:
+        state.token_limiter.check(request.client.host if request.client else "unknown")
+    result = await handle_token_request(state, request)
     return JSONResponse(
         result.body,
         status_code=result.status,
