@@ -18,7 +18,6 @@ Every decision and refusal names its rule and :data:`POLICY_VERSION`. Errors: :m
 
 from __future__ import annotations
 
-from ._data import read_data as _read_data
 from ._recipients import AllowList, Caveat, HazardFlagRules, RecipientRules
 from .errors import (
     BasisNotRecordedForNominal,
@@ -90,7 +89,8 @@ from .redaction_steps import (
 )
 
 #: The version of the packaged rules: the newest data file's date and a hash of all of them.
-POLICY_VERSION: str = _read_data().version
+#: Loading it here loads and checks the packaged data: a malformed file fails the import.
+POLICY_VERSION: str = default_policy_set().policy_version
 
 __all__ = [
     "APPROVABLE_PARTS",

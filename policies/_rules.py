@@ -303,21 +303,22 @@ class MinutesParticipant(Rule):
         target = facts.target
         if not isinstance(target, MinutesTarget):
             self.deny("not a minutes target")
+        reasons = []
         for meeting in facts.involvements.meetings:
             if meeting.meeting_id != target.meeting_id:
                 continue
             if meeting.participation not in self.participations:
-                self.deny(
+                reasons.append(
                     f"{meeting.participation} to meeting {meeting.meeting_id}: not a participant; "
                     "minutes need the chair's or co-ordinator's approval"
                 )
-            if meeting.meeting_type not in self.meeting_types:
-                self.deny(f"minutes of {meeting.meeting_type} meetings are not shared")
-            ended = meeting_ended(self.settings, facts, meeting)
-            if ended is not None:
-                self.deny(f"involvement in meeting {meeting.meeting_id} ended: {ended}")
-            return self.grant(f"{meeting.participation} meeting {meeting.meeting_id}")
-        self.deny(f"took no part in meeting {target.meeting_id}")
+            elif meeting.meeting_type not in self.meeting_types:
+                reasons.append(f"minutes of {meeting.meeting_type} meetings are not shared")
+            elif (ended := meeting_ended(self.settings, facts, meeting)) is not None:
+                reasons.append(f"involvement in meeting {meeting.meeting_id} ended: {ended}")
+            else:
+                return self.grant(f"{meeting.participation} meeting {meeting.meeting_id}")
+        self.deny("; ".join(reasons) or f"took no part in meeting {target.meeting_id}")
 
 
 class MinutesMappaCoordinator(Rule):

@@ -344,3 +344,23 @@ def test_resource_enum_covers_every_target() -> None:
     assert {
         _target(r, "x").resource for r in ("nominal", "record", "minutes", "flag", "list")
     } == set(Resource)
+
+
+def test_minutes_participant_looks_at_every_row_for_the_meeting() -> None:
+    """An invitation row before an attendance row for the same meeting does not hide the latter."""
+    caller = agency(A.HOUSING)
+    row = facts(
+        caller,
+        target=MinutesTarget("meet-1"),
+        meetings=(meeting(caller, Participation.INVITED), meeting(caller, Participation.ATTENDED)),
+    )
+    assert decide(row).rule == "minutes-participant"
+
+
+def test_facts_refuse_an_involvement_of_another_agency() -> None:
+    """Agency ids that disagree between the caller and its involvements are a loud error."""
+    caller, other = agency(A.HOUSING), agency(A.HEALTH)
+    with pytest.raises(ValueError, match="another agency"):
+        facts(caller, meetings=(meeting(other),))
+    with pytest.raises(ValueError, match="another agency"):
+        facts(caller, disclosures=(disclosure(other),))

@@ -305,3 +305,9 @@ def test_context_refuses_a_view_the_resource_does_not_have() -> None:
         context(HOUSING, resource=Resource.NOMINAL, view=View.HAZARD_FLAG_ONLY, record_kind=None)
     with pytest.raises(ValueError):
         context(HOUSING, record_kind=None)
+
+
+def test_empty_chain_is_refused() -> None:
+    """A chain with no steps would redact nothing: it is refused, not run."""
+    with pytest.raises(RedactionFailed):
+        redact(context(HOUSING), RECORD, [])
