@@ -1,7 +1,8 @@
 """Need-to-know, default deny: may this agency see this nominal, record, minutes, flag or entry?
 
 The rules are reviewed data (``policies/data/need_to_know.toml``); this module builds them into
-one composition per resource (holding only the rules that apply to that resource) and decides::
+the composition below, once per resource with only the branches that apply to that resource (the
+nominal's tree has no minutes rules, the minutes' tree no involvement rules), and decides::
 
     AllOf(rule="need-to-know")
     ├── category-4-named-agencies          restrictions: each must hold
