@@ -151,7 +151,8 @@ def _verify(args: argparse.Namespace) -> int:
     if args.export is not None:
         try:
             report = verify_export(args.export, checkpoint=note, verifier_keys=keys or None)
-            entry_id = _entry_id_at(read_export(args.export)[1], report.seq)
+            with read_export(args.export) as (_, entries):
+                entry_id = _entry_id_at(entries, report.seq)
         except (OSError, ExportError, CheckpointError) as exc:
             return _fail(f"cannot read the export pack: {exc}")
         if not keys:

@@ -14,6 +14,7 @@ passes that key to ``audit verify --verifier-key``.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from collections.abc import Iterator, Sequence
@@ -114,35 +115,37 @@ def _line(text: str, number: int) -> Any:
         raise ExportError(f"line {number} is not JSON") from exc
 
 
-def read_export(path: Path) -> tuple[ExportHeader, Iterator[dict[str, Any]]]:
-    """The pack's header and a stream of its entries (read lazily, line by line)."""
-    handle = path.open("r", encoding="utf-8")
-    first = handle.readline()
+@contextlib.contextmanager
+def read_export(path: Path) -> Iterator[tuple[ExportHeader, Iterator[dict[str, Any]]]]:
+    """Open a pack: its header and a lazy stream of its entries, valid inside the block."""
+    with path.open("r", encoding="utf-8") as handle:
+        header = _header(handle.readline())
+
+        def entries() -> Iterator[dict[str, Any]]:
+            for number, text in enumerate(handle, start=2):
+                value = _line(text, number)
+                yield value if isinstance(value, dict) else {"malformed": True}
+
+        yield header, entries()
+
+
+def _header(first: str) -> ExportHeader:
     try:
         raw = _line(first, 1)
         if not isinstance(raw, dict) or raw.get("format") != EXPORT_FORMAT:
             raise ExportError(f"not an export pack of format {EXPORT_FORMAT}")
         keys = tuple(parse_verifier_key(str(key)) for key in raw.get("verifier_keys", []))
-        header = ExportHeader(
+        return ExportHeader(
             origin=str(raw["origin"]),
             tree_size=int(raw["tree_size"]),
             checkpoint=str(raw["checkpoint"]),
             verifier_keys=keys,
             exported_at=str(raw.get("exported_at", "")),
         )
+    except ExportError:
+        raise
     except (KeyError, TypeError, ValueError, CheckpointError) as exc:
-        handle.close()
-        if isinstance(exc, ExportError):
-            raise
         raise ExportError("the pack's header is malformed") from exc
-
-    def entries() -> Iterator[dict[str, Any]]:
-        with handle:
-            for number, text in enumerate(handle, start=2):
-                value = _line(text, number)
-                yield value if isinstance(value, dict) else {"malformed": True}
-
-    return header, entries()
 
 
 def verify_export(
@@ -153,13 +156,13 @@ def verify_export(
 ) -> VerificationReport:
     """Verify a pack against ``checkpoint`` (default: its own) with ``verifier_keys`` (default:
     the pack's own, see the module's note on trusting them)."""
-    header, entries = read_export(path)
-    keys = tuple(verifier_keys) if verifier_keys else header.verifier_keys
-    if not keys:
-        raise ExportError("no verifier key: give one with --verifier-key")
-    verifier = CheckpointVerifier(keys, ed25519_verify, header.origin)
-    note = checkpoint if checkpoint is not None else header.checkpoint
-    return verify_entries(entries, checkpoint=note, verifier=verifier)
+    with read_export(path) as (header, entries):
+        keys = tuple(verifier_keys) if verifier_keys else header.verifier_keys
+        if not keys:
+            raise ExportError("no verifier key: give one with --verifier-key")
+        verifier = CheckpointVerifier(keys, ed25519_verify, header.origin)
+        note = checkpoint if checkpoint is not None else header.checkpoint
+        return verify_entries(entries, checkpoint=note, verifier=verifier)
 
 
 def verify_database(

@@ -1,0 +1,358 @@
+"""``mappa-gateway audit``: every tampering in THREATS.md, done in the database, is detected.
+
+The attacker here has the database (SQL access, or the file) but not the checkpoint key. The IG
+officer saved a signed checkpoint earlier, somewhere the attacker cannot write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from gateway.audit import entry_leaf_hash, parse_checkpoint, parse_signed_note
+from gateway.audit.log import consistency_proof, entry_fields, inclusion_proof
+from gateway.audit.merkle import verify_consistency, verify_inclusion
+from gateway.audit.service import open_audit_keys
+from gateway.cli import main
+from gateway.errors import AuditLogInconsistent
+from gateway.settings import get_settings
+from gateway.store import Database
+from gateway.store.models import AuditEntry
+from tests.gateway.audit.conftest import append_entries
+
+Run = Callable[..., tuple[int, str]]
+
+
+@pytest.fixture
+def cli(
+    sqlite_url: str,
+    audit_gateway_keys: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> Iterator[Run]:
+    """Run mappa-gateway in-process on the test database; returns (exit status, output)."""
+    keys_dir, kek_file = audit_gateway_keys
+    for name, value in {
+        "MAPPA_PROFILE": "test",
+        "MAPPA_DATABASE_URL": sqlite_url,
+        "MAPPA_ISSUER": "https://gateway.test",
+        "MAPPA_KEYS_DIR": str(keys_dir),
+        "MAPPA_KEK_FILE": str(kek_file),
+    }.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+
+    def run(*args: str) -> tuple[int, str]:
+        capsys.readouterr()
+        status = main(list(args))
+        captured = capsys.readouterr()
+        return status, captured.out + captured.err
+
+    yield run
+    get_settings.cache_clear()
+
+
+def _db_path(url: str) -> Path:
+    return Path(url.split("///", 1)[1])
+
+
+def _grow(url: str, count: int, start: int, run: Run) -> None:
+    async def write() -> None:
+        db = Database(url)
+        try:
+            await append_entries(db, count, start=start)
+        finally:
+            await db.dispose()
+
+    asyncio.run(write())
+    status, output = run("audit", "sequence")
+    assert status == 0, output
+
+
+@pytest.fixture
+def saved(sqlite_url: str, cli: Run, tmp_path: Path) -> Path:
+    """A log of 30 sequenced entries and the checkpoint the IG officer saved at size 30."""
+    _grow(sqlite_url, 30, 0, cli)
+    note = tmp_path / "saved-30.note"
+    status, output = cli("audit", "checkpoint", "--out", str(note))
+    assert status == 0, output
+    return note
+
+
+def _sql(url: str, *statements: str) -> None:
+    with sqlite3.connect(_db_path(url)) as conn:
+        for statement in statements:
+            conn.execute(statement)
+
+
+def _rehash(url: str, only: str | None = None) -> None:
+    """What an attacker with the database can do: recompute stored leaf hashes (every one, or
+    the entry ``only``)."""
+
+    async def run() -> None:
+        db = Database(url)
+        try:
+            async with db.write() as session:
+                query = select(AuditEntry)
+                if only is not None:
+                    query = query.where(AuditEntry.entry_id == only)
+                rows = (await session.execute(query)).scalars().all()
+                for row in rows:
+                    leaf = entry_leaf_hash(entry_fields(row)).hex()
+                    await session.execute(
+                        update(AuditEntry).where(AuditEntry.id == row.id).values(leaf_hash=leaf)
+                    )
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+
+
+def _shift_up_from(seq: int) -> list[str]:
+    """Statements renumbering entries from ``seq`` on by +1 (unique seq kept throughout)."""
+    return [
+        f"UPDATE audit_entries SET seq = seq + 100000 WHERE seq >= {seq}",
+        f"UPDATE audit_entries SET seq = seq - 99999 WHERE seq >= {seq + 100000}",
+    ]
+
+
+def _forged_insert(seq: int) -> str:
+    return (
+        "INSERT INTO audit_entries (entry_id, seq, leaf_hash, occurred_at, operation, outcome,"
+        " recipients, record_refs, withheld, detail) VALUES ('forged-entry', "
+        f"{seq}, NULL, '2026-11-23 09:00:00.000000', 'consultation', 'allowed', '[]', '[]',"
+        " '[]', '{}')"
+    )
+
+
+TAMPERINGS: dict[str, tuple[list[str], bool]] = {
+    # name: (SQL, then recompute every stored leaf hash? A forged entry always gets its own.)
+    "edit": (["UPDATE audit_entries SET purpose = 'covert' WHERE seq = 12"], False),
+    "edit_and_rehash": (["UPDATE audit_entries SET purpose = 'covert' WHERE seq = 12"], True),
+    "delete": (["DELETE FROM audit_entries WHERE seq = 12"], False),
+    "delete_and_renumber": (
+        [
+            "DELETE FROM audit_entries WHERE seq = 12",
+            "UPDATE audit_entries SET seq = seq - 1 WHERE seq > 12",
+        ],
+        True,
+    ),
+    "reorder": (
+        [
+            "UPDATE audit_entries SET seq = -1 WHERE seq = 12",
+            "UPDATE audit_entries SET seq = 12 WHERE seq = 13",
+            "UPDATE audit_entries SET seq = 13 WHERE seq = -1",
+        ],
+        False,
+    ),
+    "insert": ([*_shift_up_from(12), _forged_insert(12)], False),
+    "insert_and_rehash": ([*_shift_up_from(12), _forged_insert(12)], True),
+}
+
+
+@pytest.mark.parametrize(
+    ("tampering", "problem"),
+    [
+        ("edit", "edited"),
+        ("edit_and_rehash", "root_mismatch"),
+        ("delete", "deleted"),
+        ("delete_and_renumber", "truncated"),  # one fewer entry than the checkpoint signed
+        ("reorder", "reordered"),
+        ("insert", "inserted"),
+        ("insert_and_rehash", "root_mismatch"),
+    ],
+)
+def test_verify_detects_tampering_in_the_database_against_a_saved_checkpoint(
+    sqlite_url: str, cli: Run, saved: Path, tampering: str, problem: str
+) -> None:
+    """Each tampering fails `audit verify --checkpoint`, naming entry 12 where one can be named."""
+    status, output = cli("audit", "verify", "--checkpoint", str(saved))
+    assert status == 0, output
+    statements, rehash = TAMPERINGS[tampering]
+    _sql(sqlite_url, *statements)
+    _rehash(sqlite_url, None if rehash else "forged-entry")
+    status, output = cli("audit", "verify", "--checkpoint", str(saved))
+    assert status == 1, output
+    assert f"FAILED verification: {problem}" in output
+    if problem not in ("root_mismatch", "truncated"):  # only the root is signed
+        assert "at entry seq 12" in output
+
+
+def test_verify_detects_a_truncated_tail(sqlite_url: str, cli: Run, saved: Path) -> None:
+    """The last entries and the checkpoints over them deleted: truncated, first missing seq 25."""
+    _sql(
+        sqlite_url,
+        "DELETE FROM audit_entries WHERE seq >= 25",
+        "DELETE FROM audit_checkpoints WHERE tree_size > 25",
+    )
+    status, output = cli("audit", "verify")  # the database's own head now agrees with itself
+    assert status == 0, output
+    status, output = cli("audit", "verify", "--checkpoint", str(saved))
+    assert status == 1
+    assert "FAILED verification: truncated at entry seq 25" in output
+
+
+def test_verify_detects_an_old_backup_restored(sqlite_url: str, cli: Run, tmp_path: Path) -> None:
+    """A backup from size 20 restored over a log the officer saw at size 30: truncated at 20."""
+    _grow(sqlite_url, 20, 0, cli)
+    backup = tmp_path / "backup.db"
+    shutil.copyfile(_db_path(sqlite_url), backup)
+    _grow(sqlite_url, 10, 20, cli)
+    note = tmp_path / "saved.note"
+    assert cli("audit", "checkpoint", "--out", str(note))[0] == 0
+    shutil.copyfile(backup, _db_path(sqlite_url))
+    status, output = cli("audit", "verify", "--checkpoint", str(note))
+    assert status == 1
+    assert "FAILED verification: truncated at entry seq 20" in output
+
+
+def test_verify_names_the_entry_id_of_the_first_bad_entry(
+    sqlite_url: str, cli: Run, saved: Path
+) -> None:
+    """The report gives the bad entry's entry_id, for the IG officer to look up."""
+    _sql(sqlite_url, "UPDATE audit_entries SET officer_id = 'someone-else' WHERE seq = 7")
+    with sqlite3.connect(_db_path(sqlite_url)) as conn:
+        (entry_id,) = conn.execute("SELECT entry_id FROM audit_entries WHERE seq = 7").fetchone()
+    status, output = cli("audit", "verify")
+    assert status == 1
+    assert f"at entry seq 7 (entry_id {entry_id})" in output
+
+
+@pytest.mark.parametrize(
+    "tampering", ["edit_and_rehash", "reorder", "insert_and_rehash", "delete_and_renumber"]
+)
+async def test_proofs_from_a_tampered_database_fail_against_the_saved_checkpoint(
+    sqlite_url: str, saved: Path, tampering: str
+) -> None:
+    """Inclusion and consistency proofs the tampered store now serves do not verify (or cannot
+    be built at all: a log shorter than the signed size has no proof at that size)."""
+    signed = parse_checkpoint(parse_signed_note(await asyncio.to_thread(saved.read_bytes)).text)
+    db = Database(sqlite_url)
+    try:
+        async with db.read() as session:
+            early = await consistency_proof(session, 10, 30)
+            root_10 = early.first_root
+            (entry_id,) = (
+                await session.execute(select(AuditEntry.entry_id).where(AuditEntry.seq == 5))
+            ).one()
+        statements, _ = TAMPERINGS[tampering]
+        _sql(sqlite_url, *statements)
+        await asyncio.to_thread(_rehash, sqlite_url)
+        async with db.read() as session:
+            row = (
+                await session.execute(select(AuditEntry).where(AuditEntry.entry_id == entry_id))
+            ).scalar_one()
+            try:
+                proof = await inclusion_proof(session, entry_id, 30)
+                consistency = await consistency_proof(session, 10, 30)
+            except AuditLogInconsistent:
+                assert tampering == "delete_and_renumber"
+                return
+    finally:
+        await db.dispose()
+    leaf = entry_leaf_hash(entry_fields(row))
+    assert not verify_inclusion(leaf, proof.leaf_index, 30, proof.path, signed.root_hash)
+    assert not verify_consistency(10, 30, root_10, signed.root_hash, consistency.path)
+
+
+def test_export_pack_verifies_offline_and_detects_an_edited_line(
+    sqlite_url: str, cli: Run, saved: Path, tmp_path: Path
+) -> None:
+    """The pack verifies without the database; one edited entry line fails, naming its seq."""
+    pack = tmp_path / "audit.jsonl"
+    status, output = cli("audit", "export", "--out", str(pack))
+    assert status == 0, output
+    _sql(sqlite_url, "DELETE FROM audit_entries")  # offline: the database is no longer used
+    status, output = cli("audit", "verify", "--export", str(pack), "--checkpoint", str(saved))
+    assert status == 0, output
+    assert "30 entries" in output
+    lines = pack.read_text().splitlines()
+    entry = json.loads(lines[1 + 17])
+    entry["legal_basis"] = "none"
+    lines[1 + 17] = json.dumps(entry)
+    pack.write_text("\n".join(lines) + "\n")
+    status, output = cli("audit", "verify", "--export", str(pack))
+    assert status == 1
+    assert "FAILED verification: edited at entry seq 17" in output
+
+
+def test_export_pack_with_a_foreign_verifier_key_does_not_verify(
+    cli: Run, saved: Path, tmp_path: Path, new_signer: Callable[[str], object]
+) -> None:
+    """Checked against the key the officer trusts, a pack re-signed by someone else fails."""
+    pack = tmp_path / "audit.jsonl"
+    assert cli("audit", "export", "--out", str(pack))[0] == 0
+    header = json.loads(pack.read_text().splitlines()[0])
+    genuine = header["verifier_keys"][0]
+    status, output = cli("audit", "verify", "--export", str(pack), "--verifier-key", genuine)
+    assert status == 0, output
+    other = new_signer("gateway.test/mappa-audit")
+    status, output = cli(
+        "audit",
+        "verify",
+        "--export",
+        str(pack),
+        "--verifier-key",
+        str(other.verifier_key),  # type: ignore[attr-defined]
+    )
+    assert status == 1
+    assert "checkpoint_invalid" in output
+
+
+def test_verify_a_healthy_log_reports_its_size_and_root(cli: Run, saved: Path) -> None:
+    """`audit verify` on an untouched log exits 0 and reports what it covered."""
+    status, output = cli("audit", "verify", "--checkpoint", str(saved))
+    assert status == 0
+    assert "audit log verified: 30 entries" in output
+    assert "checkpoint of size 30 verified" in output
+
+
+def test_sequence_reports_what_it_integrated(sqlite_url: str, cli: Run) -> None:
+    """`audit sequence` integrates pending entries once and says how many."""
+    asyncio.run(_append(sqlite_url, 4))
+    status, output = cli("audit", "sequence")
+    assert status == 0
+    assert "4 new entries sequenced; tree size 4" in output
+
+
+async def _append(url: str, count: int) -> None:
+    db = Database(url)
+    try:
+        await append_entries(db, count)
+    finally:
+        await db.dispose()
+
+
+def test_service_opens_the_checkpoint_key_from_the_settings(cli: Run) -> None:
+    """The CLI's settings open the development checkpoint key under the test issuer's origin."""
+    service = open_audit_keys(get_settings())
+    assert service.origin == "gateway.test/mappa-audit"
+    assert len(service.verifier_keys()) == 1
+
+
+def test_proof_of_a_deleted_entry_is_refused_as_inconsistent(
+    sqlite_url: str, cli: Run, saved: Path
+) -> None:
+    """A gap in the stored leaves makes the proof builder refuse rather than prove over it."""
+    _sql(sqlite_url, "DELETE FROM audit_entries WHERE seq = 3")
+
+    async def prove() -> None:
+        db = Database(sqlite_url)
+        try:
+            async with db.read() as session:
+                (entry_id,) = (
+                    await session.execute(select(AuditEntry.entry_id).where(AuditEntry.seq == 9))
+                ).one()
+                await inclusion_proof(session, entry_id, 30)
+        finally:
+            await db.dispose()
+
+    with pytest.raises(AuditLogInconsistent):
+        asyncio.run(prove())
