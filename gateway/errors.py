@@ -11,7 +11,8 @@
     │   ├── PayloadTooLarge          the body exceeds the limit (refused before it is all read)
     │   ├── HeadersTooLarge          request headers exceed the limit
     │   ├── BadHeader                a header is malformed (injection, bad context header)
-    │   │   └── InvalidContext         MAPPA-Legal-Basis / -Purpose / -Officer missing or malformed
+    │   │   ├── InvalidContext         MAPPA-Legal-Basis / -Purpose / -Officer missing or malformed
+    │   │   └── IdempotencyKeyMissing  a write without a well-formed Idempotency-Key
     │   ├── InvalidParameter         a query parameter is unknown, repeated or malformed
     │   ├── IdempotencyConflict      an Idempotency-Key reused with another body
     │   ├── UnreadableBody           an application/jose body that does not open (one opaque error)
@@ -25,6 +26,7 @@
     │   └── InvalidToken             access token missing, malformed, expired, or agency suspended
     ├── AccessDenied               authenticated, but this endpoint is not for this caller
     │   ├── LawfulBasisRefused       no, unknown or unfitting legal basis / purpose for this caller
+    │   ├── InsufficientScope        the access token lacks the scope this endpoint needs
     │   └── CsrfRejected             a console form without its session's CSRF token
     ├── NotFound                   no such resource, or one the caller may not know of
     ├── Conflict                   the resource changed or exists
@@ -35,6 +37,7 @@
         ├── RedactionFailed          redaction could not complete: nothing is released
         ├── StoreUnavailable         the database cannot be reached or written
         ├── AuditUnavailable         the audit entry cannot be written, so nothing is released
+        ├── CaseDataUnreadable       a sealed case-data column does not open (key or tampering)
         └── AuditLogInconsistent     the stored audit log does not hold together (see the verifier)
 
 What the caller sees is ``code`` and the class's public ``title``; ``detail`` is shown only where
@@ -55,11 +58,14 @@ __all__ = [
     "BadHeader",
     "BadRequest",
     "BodyTooDeep",
+    "CaseDataUnreadable",
     "Conflict",
     "CsrfRejected",
     "GatewayError",
     "HeadersTooLarge",
     "IdempotencyConflict",
+    "IdempotencyKeyMissing",
+    "InsufficientScope",
     "InternalError",
     "InvalidClient",
     "InvalidContext",
@@ -167,6 +173,11 @@ class InvalidContext(BadHeader):
     title = "MAPPA-Legal-Basis, MAPPA-Purpose and MAPPA-Officer must be present and well formed"
 
 
+class IdempotencyKeyMissing(BadHeader):
+    code = "idempotency_key_missing"
+    title = "Every write carries one Idempotency-Key of 1-128 letters, digits and . _ : -"
+
+
 class InvalidOAuthRequest(BadRequest):
     """A token request that breaks RFC 6749; ``oauth_error`` is the RFC 6749 ``error`` value."""
 
@@ -236,6 +247,11 @@ class LawfulBasisRefused(AccessDenied):
     title = "The stated legal basis and purpose do not allow this request"
 
 
+class InsufficientScope(AccessDenied):
+    code = "insufficient_scope"
+    title = "The access token does not carry the scope this endpoint needs"
+
+
 class CsrfRejected(AccessDenied):
     code = "csrf_rejected"
     title = "The form is missing its CSRF token, or the token is not this session's"
@@ -286,6 +302,10 @@ class StoreUnavailable(Unavailable):
 
 class AuditUnavailable(Unavailable):
     code = "audit_unavailable"
+
+
+class CaseDataUnreadable(Unavailable):
+    code = "case_data_unreadable"
 
 
 class AuditLogInconsistent(Unavailable):

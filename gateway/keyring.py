@@ -6,7 +6,7 @@ configured key-encryption key (``MAPPA_KEK`` inline, else ``MAPPA_KEK_FILE``). I
 the directory is marked with :data:`gateway.settings.DEV_KEYS_MARKER`, so that any other profile
 refuses to start on it; elsewhere the repository is opened as it is and a missing key is an error
 for whoever asks for it. Every part of the gateway that needs keys (access-token signing, audit
-checkpoint signing) opens them here.
+checkpoint signing, the case-data envelope) opens them here.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from keys import (
     kek_from_file,
 )
 
-__all__ = ["KeyRepositoryUnavailable", "open_key_repository"]
+__all__ = ["KeyRepositoryUnavailable", "open_kek", "open_key_repository"]
 
 
 class KeyRepositoryUnavailable(RuntimeError):
@@ -43,6 +43,14 @@ def _kek(settings: Settings) -> KekSource:
         path.parent.mkdir(parents=True, exist_ok=True)
         return generate_kek_file(path)
     return kek_from_file(path)
+
+
+def open_kek(settings: Settings) -> KekSource:
+    """The configured key-encryption key (case data at rest is sealed under it too)."""
+    try:
+        return _kek(settings)
+    except KeysError as exc:
+        raise KeyRepositoryUnavailable(f"KEK: {exc.code}: {exc.reason}") from exc
 
 
 def open_key_repository(settings: Settings, *, now: dt.datetime | None = None) -> KeyRepository:

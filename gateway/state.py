@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from gateway.oauth.jwks import JwksFetcher
     from gateway.oauth.server import GatewayAuthorizationServer
     from gateway.oauth.signing import TokenSigner
+    from gateway.store.sealed import CaseSealer
 
 __all__ = ["GatewayState"]
 
@@ -39,6 +40,8 @@ class GatewayState:
     metrics: GatewayMetrics | None = None
     #: Opens inbound application/jose bodies and seals answers (gateway/flow/seal.py).
     sealer: Sealer | None = None
+    #: Seals case-data columns at rest and computes blind indexes (gateway/store/sealed.py).
+    case_sealer: CaseSealer | None = None
     #: Per-agency quota for protected calls, and per-address quota for the token endpoint.
     call_limiter: RateLimiter | None = None
     token_limiter: RateLimiter | None = None

@@ -58,12 +58,14 @@ __all__ = [
     "ConsoleSession",
     "HazardFlag",
     "IGOfficer",
+    "IdempotentRequest",
     "InformationRecord",
     "IssuedToken",
     "Meeting",
     "MeetingAgency",
     "Minutes",
     "Nominal",
+    "NominalChange",
     "OnwardDisclosureRequest",
     "OutboxMessage",
     "Referral",
@@ -224,6 +226,8 @@ class Referral(Base):
     #: Subject details, reasons, the risk matrix (group x level) and referrer contact.
     details_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: When screening closed the referral (its involvement grants end here); None while open.
+    closed_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class ReferralAgency(Base):
@@ -497,3 +501,44 @@ class OutboxMessage(Base):
     last_error_code: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class NominalChange(Base):
+    """The history of a nominal: category and level changes, screening outcomes, deregistration.
+
+    Who changed what, from which value to which, when; the reasons are sealed (they may name
+    people). Only a Responsible Authority agency makes these changes.
+    """
+
+    __tablename__ = "nominal_changes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    nominal_id: Mapped[str] = mapped_column(ForeignKey("nominals.id"), index=True)
+    #: ``category``, ``level``, ``screening`` or ``deregistration``.
+    kind: Mapped[str] = mapped_column(String(20))
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    officer: Mapped[str] = mapped_column(String(64))
+    old_value: Mapped[str | None] = mapped_column(String(20))
+    new_value: Mapped[str | None] = mapped_column(String(20))
+    meeting_id: Mapped[str | None] = mapped_column(ForeignKey("meetings.id"))
+    details_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class IdempotentRequest(Base):
+    """A write's ``Idempotency-Key`` and the answer it got, shared by every replica.
+
+    The primary key (agency, key) makes two replicas unable to both perform the same write; the
+    digest of the request (method, path, opened body) tells a retry from a reuse with another
+    body. The answer is kept sealed and sealed to the caller afresh when replayed.
+    """
+
+    __tablename__ = "idempotency_keys"
+
+    agency_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    request_digest: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    answer_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)

@@ -1,0 +1,97 @@
+"""Case data at rest: sealed columns and blind indexes, from one place.
+
+Every column that holds personal data (a nominal's details, a referral's details, a record's
+body, minutes, an action's description, a hazard flag's details, a disclosure request's
+details, a stored idempotent answer) holds the canonical JSON of its value sealed with
+:class:`keys.Envelope` under a fresh data key per value, the data key wrapped by the gateway's
+KEK. The associated data names the table, the row id and the column, so a sealed value copied
+into another row or column does not open. Identifiers partners search by (PNC, CRN, ViSOR) are
+stored as :class:`keys.BlindIndex` hashes only.
+
+:class:`CaseSealer` is built once in the app's lifespan (:func:`install_case_store`) from the
+same KEK and key directory as the key rings, and shared by every request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from gateway import errors
+from gateway.keyring import KeyRepositoryUnavailable, open_kek
+from gateway.logs import get_logger
+from gateway.settings import Settings
+from keys import BlindIndex, Envelope, KeysError, load_blind_index
+
+if TYPE_CHECKING:
+    from gateway.state import GatewayState
+
+__all__ = ["CaseSealer", "canonical_json", "install_case_store", "open_case_sealer"]
+
+log = get_logger("gateway.store")
+
+
+def canonical_json(value: Mapping[str, Any]) -> bytes:
+    """Sorted keys, no insignificant whitespace, UTF-8: the same value gives the same bytes."""
+    return json.dumps(
+        value, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False
+    ).encode("utf-8")
+
+
+def _aad(table: str, row_id: str, column: str) -> bytes:
+    return b"\x00".join((b"mappa-case/v1", table.encode(), row_id.encode(), column.encode()))
+
+
+class CaseSealer:
+    """Seals and opens case-data columns; computes blind indexes of identifiers."""
+
+    __slots__ = ("_blind", "_envelope")
+
+    def __init__(self, envelope: Envelope, blind_index: BlindIndex) -> None:
+        self._envelope = envelope
+        self._blind = blind_index
+
+    def __repr__(self) -> str:
+        return f"CaseSealer(kek_id={self._envelope.kek_id!r})"
+
+    def seal(self, table: str, row_id: str, column: str, value: Mapping[str, Any]) -> bytes:
+        """The sealed canonical JSON of ``value`` for this table, row and column."""
+        return self._envelope.seal(canonical_json(value), _aad(table, row_id, column))
+
+    def unseal(self, table: str, row_id: str, column: str, blob: bytes) -> dict[str, Any]:
+        """Open a sealed column; a value moved from elsewhere or tampered with does not open."""
+        try:
+            value = json.loads(self._envelope.unseal(bytes(blob), _aad(table, row_id, column)))
+        except (KeysError, ValueError) as exc:
+            raise errors.CaseDataUnreadable(
+                diagnostics={"table": table, "row_id": row_id[:64], "column": column}
+            ) from exc
+        if not isinstance(value, dict):
+            raise errors.CaseDataUnreadable(diagnostics={"table": table, "column": column})
+        return value
+
+    def index(self, kind: str, value: str) -> str:
+        """The blind index of identifier ``value`` of ``kind`` (``pnc``, ``crn``, ``visor``)."""
+        return self._blind.index(kind, value)
+
+
+def open_case_sealer(settings: Settings) -> CaseSealer:
+    """The case sealer over the configured KEK and the key directory's blind-index secret."""
+    try:
+        kek = open_kek(settings)
+        return CaseSealer(Envelope(kek), load_blind_index(settings.keys_dir, kek))
+    except KeysError as exc:
+        raise KeyRepositoryUnavailable(f"case sealer: {exc.code}: {exc.reason}") from exc
+
+
+def install_case_store(state: GatewayState) -> None:
+    """Build the case sealer once; without it no case data is stored or read (503)."""
+    try:
+        state.case_sealer = open_case_sealer(state.settings)
+    except KeyRepositoryUnavailable as exc:
+        if state.settings.profile == "production":
+            raise
+        log.warning("case_sealer_unavailable", reason=str(exc)[:200])
+        return
+    state.loaded_key_purposes.add("case_data")
