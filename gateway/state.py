@@ -12,6 +12,7 @@ from gateway.store import Database
 
 if TYPE_CHECKING:
     from gateway.audit.service import AuditService
+    from gateway.delivery.relay import Relay
     from gateway.flow.seal import Sealer
     from gateway.http.metrics import GatewayMetrics
     from gateway.http.ratelimit import RateLimiter
@@ -45,6 +46,8 @@ class GatewayState:
     #: Per-agency quota for protected calls, and per-address quota for the token endpoint.
     call_limiter: RateLimiter | None = None
     token_limiter: RateLimiter | None = None
+    #: The outbox relay running in this process (gateway/delivery), if any.
+    relay: Relay | None = None
     #: The clock every time-dependent check reads (tests replace it).
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
 

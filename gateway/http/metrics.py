@@ -73,7 +73,19 @@ class GatewayMetrics:
         )
         self.outbox_depth = Gauge(
             "mappa_gateway_outbox_depth",
-            "Messages waiting in the delivery outbox (always 0 until the outbox exists)",
+            "Messages waiting in the delivery outbox (pending, leased or dead)",
+            registry=self.registry,
+        )
+        self.outbox_deliveries = Counter(
+            "mappa_gateway_outbox_deliveries",
+            "Push attempts by the relay, by outcome (delivered, retry, dead) and code",
+            ["outcome", "code"],
+            registry=self.registry,
+        )
+        self.outbox_dead_letters = Counter(
+            "mappa_gateway_outbox_dead_letters",
+            "Messages dead-lettered after their last attempt, by kind and last code",
+            ["kind", "code"],
             registry=self.registry,
         )
 

@@ -1,0 +1,144 @@
+"""Leasing outbox rows to one relay, and settling them: the only SQL the relay runs.
+
+A row is *due* when it is pending and its ``next_attempt_at`` has come, or when it is leased and
+the lease has run out (its relay died mid-delivery). :func:`claim` leases due rows in one short
+write transaction: on PostgreSQL with ``SELECT ... FOR UPDATE SKIP LOCKED``, so relays sharing a
+database never take the same row at once; on SQLite the writer's ``BEGIN IMMEDIATE`` transaction
+is the only writer. Claiming spends an attempt, so a message that kills its relay cannot loop
+for ever. Only partners that are active, have a push endpoint and hold a current encryption key
+are served; the others' rows wait (or are pulled from ``/v1/inbox``).
+
+:func:`settle` ends a lease, but only a lease this relay still holds: if the lease expired and
+another relay took the row, or the agency acknowledged it through the inbox, nothing changes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+
+from gateway.delivery.outbox import OutboxStatus
+from gateway.delivery.push import Endpoint
+from gateway.domain import AgencyStatus
+from gateway.flow.seal import agency_public_jwks
+from gateway.store.models import Agency, OutboxMessage
+
+__all__ = ["Claim", "Claimed", "claim", "due", "settle"]
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: str
+    kind: str
+    body: str
+    attempts: int
+    endpoint: Endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    rows: tuple[Claimed, ...]
+    #: Partners with due rows but no current encryption key: their rows wait.
+    keyless: frozenset[str]
+
+
+def due(now: dt.datetime) -> ColumnElement[bool]:
+    return or_(
+        and_(
+            OutboxMessage.status == OutboxStatus.PENDING.value,
+            OutboxMessage.next_attempt_at <= now,
+        ),
+        and_(
+            OutboxMessage.status == OutboxStatus.LEASED.value,
+            OutboxMessage.lease_expires_at <= now,
+        ),
+    )
+
+
+async def claim(
+    session: AsyncSession,
+    *,
+    owner: str,
+    now: dt.datetime,
+    lease: dt.timedelta,
+    slots: Callable[[str], int],
+) -> Claim:
+    """Lease up to ``slots(partner)`` due rows of each pushable partner, oldest first."""
+    partners = (
+        await session.execute(
+            select(Agency.id, Agency.endpoint_url, Agency.endpoint_ca_pem)
+            .where(
+                Agency.status == AgencyStatus.ACTIVE,
+                Agency.endpoint_url.is_not(None),
+                Agency.id.in_(select(OutboxMessage.recipient_agency_id).where(due(now)).distinct()),
+            )
+            .order_by(Agency.id)
+        )
+    ).all()
+    claimed: list[Claimed] = []
+    keyless: set[str] = set()
+    for agency_id, url, ca_pem in partners:
+        free = slots(agency_id)
+        if free <= 0:
+            continue
+        if not await agency_public_jwks(session, agency_id, "enc", now):
+            keyless.add(agency_id)
+            continue
+        rows = (
+            await session.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.recipient_agency_id == agency_id, due(now))
+                .order_by(OutboxMessage.next_attempt_at, OutboxMessage.created_at)
+                .limit(free)
+                .with_for_update(skip_locked=True)
+            )
+        ).all()
+        endpoint = Endpoint(agency_id, str(url), ca_pem)
+        for row in rows:
+            row.status = OutboxStatus.LEASED.value
+            row.lease_owner = owner
+            row.lease_expires_at = now + lease
+            row.attempts += 1
+            claimed.append(Claimed(row.id, row.kind, row.body, row.attempts, endpoint))
+    return Claim(tuple(claimed), frozenset(keyless))
+
+
+async def settle(
+    session: AsyncSession,
+    message_id: str,
+    *,
+    owner: str,
+    now: dt.datetime,
+    delivered: bool,
+    code: str | None = None,
+    next_attempt_at: dt.datetime | None = None,
+    dead: bool = False,
+) -> bool:
+    """End this relay's lease on one row; False when the lease was no longer ours."""
+    values: dict[str, object] = {"lease_owner": None, "lease_expires_at": None}
+    if delivered:
+        values.update(status=OutboxStatus.DELIVERED.value, delivered_at=now, last_error_code=None)
+    elif dead:
+        values.update(status=OutboxStatus.DEAD.value, last_error_code=code)
+    else:
+        values.update(
+            status=OutboxStatus.PENDING.value,
+            last_error_code=code,
+            next_attempt_at=next_attempt_at or now,
+        )
+    result = await session.execute(
+        update(OutboxMessage)
+        .where(
+            OutboxMessage.id == message_id,
+            OutboxMessage.status == OutboxStatus.LEASED.value,
+            OutboxMessage.lease_owner == owner,
+        )
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))

@@ -1,0 +1,244 @@
+"""Push one sealed message to a partner's registered endpoint, and say what happened.
+
+Transport policy, all of it here:
+
+* TLS with an SSL context that trusts **only** the partner's registered CA (``endpoint_ca_pem``),
+  never the system store; an optional client certificate (mutual TLS) from the settings;
+* ``POST`` with ``Content-Type: application/jose``, ``Idempotency-Key`` = the message id and
+  ``MAPPA-Message-Kind``; the body is the JWE sealed at enqueue, never anything in clear;
+* redirects are not followed (a 3xx is a failure), proxies from the environment are ignored;
+* connect, read and overall deadlines, and at most ``max_response_bytes`` of an answer read;
+* only a 2xx is an acknowledgement. Everything else is a :class:`PushResult` with a stable code,
+  and every httpx transport error is mapped to one (:data:`TRANSPORT_CODES`).
+
+Plain ``http://`` endpoints are refused unless the development-only ``unsafe_plain_http``
+allowance is on and the endpoint is on the loopback interface (the demo's stand-in systems).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import hashlib
+import ssl
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+
+from gateway.contract.envelope import JOSE_MEDIA_TYPE
+from gateway.logs import get_logger
+
+__all__ = [
+    "TRANSPORT_CODES",
+    "Endpoint",
+    "PushConfig",
+    "PushResult",
+    "Pusher",
+    "transport_code",
+]
+
+log = get_logger("gateway.delivery")
+
+#: httpx transport errors and the code each becomes (most specific first).
+TRANSPORT_CODES: tuple[tuple[type[httpx.TransportError], str], ...] = (
+    (httpx.ConnectTimeout, "connect_timeout"),
+    (httpx.ReadTimeout, "read_timeout"),
+    (httpx.WriteTimeout, "write_timeout"),
+    (httpx.PoolTimeout, "pool_timeout"),
+    (httpx.TimeoutException, "timeout"),
+    (httpx.ConnectError, "connect_failed"),
+    (httpx.ReadError, "connection_reset"),
+    (httpx.WriteError, "connection_reset"),
+    (httpx.CloseError, "connection_reset"),
+    (httpx.NetworkError, "network_error"),
+    (httpx.RemoteProtocolError, "protocol_error"),
+    (httpx.LocalProtocolError, "protocol_error"),
+    (httpx.ProtocolError, "protocol_error"),
+    (httpx.ProxyError, "proxy_error"),
+    (httpx.UnsupportedProtocol, "endpoint_invalid"),
+    (httpx.TransportError, "transport_error"),
+)
+
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def transport_code(exc: httpx.TransportError) -> str:
+    """The stable code of an httpx transport error (TLS failures are told apart)."""
+    if isinstance(exc, httpx.ConnectError) and isinstance(exc.__context__, ssl.SSLError):
+        return "tls_failed"
+    if isinstance(exc, httpx.ConnectError) and "CERTIFICATE_VERIFY_FAILED" in str(exc):
+        return "tls_failed"
+    for cls, code in TRANSPORT_CODES:
+        if isinstance(exc, cls):
+            return code
+    return "transport_error"  # pragma: no cover - TransportError is the last row
+
+
+@dataclass(frozen=True, slots=True)
+class PushConfig:
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+    #: The whole exchange, however slowly a partner trickles bytes.
+    total_timeout: float = 20.0
+    max_response_bytes: int = 65_536
+    #: Connections to one partner at once (what one slow partner can tie up).
+    partner_concurrency: int = 4
+    client_cert_file: str | None = None
+    client_key_file: str | None = None
+    #: Development only: allow ``http://`` to a loopback endpoint (the demo's stand-ins).
+    unsafe_plain_http: bool = False
+    user_agent: str = "mappa-gateway-relay"
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """Where and how to reach one partner (from its ``Agency`` row)."""
+
+    agency_id: str
+    url: str
+    ca_pem: str | None
+
+    @property
+    def fingerprint(self) -> str:
+        material = f"{self.url}\n{self.ca_pem or ''}".encode()
+        return hashlib.sha256(material).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class PushResult:
+    ok: bool
+    code: str
+    status: int | None = None
+    #: Seconds the partner asked us to wait (``Retry-After`` on 429/503), capped by the caller.
+    retry_after: float | None = None
+    elapsed: float = 0.0
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+class Pusher:
+    """One httpx client per partner endpoint (its own CA, its own connection limit)."""
+
+    def __init__(self, config: PushConfig) -> None:
+        self.config = config
+        self._clients: dict[str, tuple[str, httpx.AsyncClient]] = {}
+
+    def _ssl_context(self, endpoint: Endpoint) -> ssl.SSLContext:
+        if not endpoint.ca_pem:
+            raise ValueError("no CA registered for the endpoint")
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=endpoint.ca_pem)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.config.client_cert_file:
+            context.load_cert_chain(self.config.client_cert_file, self.config.client_key_file)
+        return context
+
+    def _check(self, endpoint: Endpoint) -> str | None:
+        parts = urlsplit(endpoint.url)
+        if parts.scheme == "https" and parts.hostname:
+            return None if endpoint.ca_pem else "endpoint_ca_missing"
+        if (
+            parts.scheme == "http"
+            and self.config.unsafe_plain_http
+            and (parts.hostname or "") in _LOOPBACK
+        ):
+            return None
+        return "endpoint_invalid"
+
+    async def _client(self, endpoint: Endpoint) -> httpx.AsyncClient:
+        known = self._clients.get(endpoint.agency_id)
+        if known is not None and known[0] == endpoint.fingerprint:
+            return known[1]
+        if known is not None:  # the endpoint or its CA changed: start afresh
+            del self._clients[endpoint.agency_id]
+            await known[1].aclose()
+        verify: ssl.SSLContext | bool = (
+            self._ssl_context(endpoint) if endpoint.url.startswith("https://") else False
+        )
+        if verify is False:
+            log.warning("unsafe_plain_http_delivery", agency_id=endpoint.agency_id)
+        config = self.config
+        client = httpx.AsyncClient(
+            verify=verify,
+            follow_redirects=False,
+            trust_env=False,
+            timeout=httpx.Timeout(
+                connect=config.connect_timeout,
+                read=config.read_timeout,
+                write=config.read_timeout,
+                pool=config.total_timeout,
+            ),
+            limits=httpx.Limits(
+                max_connections=config.partner_concurrency,
+                max_keepalive_connections=config.partner_concurrency,
+            ),
+            headers={"User-Agent": config.user_agent},
+        )
+        self._clients[endpoint.agency_id] = (endpoint.fingerprint, client)
+        return client
+
+    async def push(
+        self, endpoint: Endpoint, *, message_id: str, kind: str, body: str
+    ) -> PushResult:
+        """POST one sealed message; never raises for anything the partner or network does."""
+        started = time.perf_counter()
+        refused = self._check(endpoint)
+        if refused is not None:
+            return PushResult(False, refused)
+        try:
+            client = await self._client(endpoint)
+        except (ValueError, ssl.SSLError, OSError):
+            return PushResult(False, "endpoint_ca_invalid")
+        headers = {
+            "Content-Type": JOSE_MEDIA_TYPE,
+            "Idempotency-Key": message_id,
+            "MAPPA-Message-Kind": kind,
+        }
+        try:
+            async with asyncio.timeout(self.config.total_timeout):
+                async with client.stream(
+                    "POST", endpoint.url, content=body.encode("ascii"), headers=headers
+                ) as response:
+                    size = 0
+                    async for chunk in response.aiter_raw():
+                        size += len(chunk)
+                        if size > self.config.max_response_bytes:
+                            return PushResult(
+                                False,
+                                "response_too_large",
+                                response.status_code,
+                                elapsed=time.perf_counter() - started,
+                            )
+        except TimeoutError:
+            return PushResult(False, "timeout", elapsed=time.perf_counter() - started)
+        except httpx.TransportError as exc:
+            return PushResult(False, transport_code(exc), elapsed=time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        status = response.status_code
+        if 200 <= status < 300:
+            return PushResult(True, "delivered", status, elapsed=elapsed)
+        if 300 <= status < 400:
+            return PushResult(False, "redirect_refused", status, elapsed=elapsed)
+        retry_after = (
+            _retry_after(response.headers.get("retry-after")) if status in (429, 503) else None
+        )
+        code = "rate_limited" if status == 429 else f"http_{status // 100}xx"
+        return PushResult(False, code, status, retry_after, elapsed)
+
+    async def aclose(self) -> None:
+        clients = [client for _, client in self._clients.values()]
+        self._clients.clear()
+        for client in clients:
+            await client.aclose()

@@ -1,0 +1,267 @@
+"""The relay: lease due outbox rows, push them outside any transaction, settle on the answer.
+
+One :class:`Relay` runs as a background task of ``mappa-gateway serve`` (``relay_interval``
+seconds between sweeps, 0 to turn it off) or alone as ``mappa-gateway relay``. Each sweep leases
+rows in one short transaction (:func:`gateway.delivery.lease.claim`), then starts one task per
+row and returns at once: a slow partner ties up only its own ``partner_concurrency`` slots and
+never the sweep, so other partners' messages keep flowing. A row is marked delivered only on the
+partner's 2xx; otherwise it is rescheduled with exponential backoff and full jitter
+(:mod:`gateway.delivery.backoff`), and after ``max_attempts`` it is dead-lettered with a metric
+and an ``outbox_dead_letter`` alert log line (ids and codes only, never a body).
+
+If the process dies mid-delivery the lease runs out and a relay delivers the row again with the
+same ``Idempotency-Key``, on which the partner dedupes: at least once on the wire, once logically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import functools
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from gateway.delivery.backoff import CircuitBreaker, next_delay
+from gateway.delivery.lease import Claimed, claim, settle
+from gateway.delivery.push import PushConfig, Pusher, PushResult
+from gateway.errors import StoreUnavailable
+from gateway.logs import get_logger
+from gateway.store import Database
+
+if TYPE_CHECKING:
+    from gateway.http.metrics import GatewayMetrics
+    from gateway.settings import Settings
+
+__all__ = ["Relay", "RelayConfig", "relay_config"]
+
+log = get_logger("gateway.delivery")
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    interval: float = 1.0
+    lease_seconds: float = 60.0
+    max_attempts: int = 12
+    backoff_base: float = 1.0
+    backoff_cap: float = 300.0
+    breaker_threshold: int = 5
+    breaker_cooldown: float = 30.0
+    #: Most deliveries in flight in this process, all partners together.
+    max_in_flight: int = 64
+    push: PushConfig = field(default_factory=PushConfig)
+
+    def __post_init__(self) -> None:
+        if self.lease_seconds <= self.push.total_timeout:
+            raise ValueError("the lease must outlast a whole push (lease_seconds > total timeout)")
+        if self.max_attempts < 1 or self.backoff_base <= 0 or self.backoff_cap < self.backoff_base:
+            raise ValueError("retry settings out of range")
+
+
+def relay_config(settings: Settings) -> RelayConfig:
+    """The relay's configuration from the gateway's settings."""
+    return RelayConfig(
+        interval=settings.relay_interval_seconds,
+        lease_seconds=settings.relay_lease_seconds,
+        max_attempts=settings.relay_max_attempts,
+        backoff_base=settings.relay_backoff_base_seconds,
+        backoff_cap=settings.relay_backoff_cap_seconds,
+        breaker_threshold=settings.relay_breaker_threshold,
+        breaker_cooldown=settings.relay_breaker_cooldown_seconds,
+        max_in_flight=settings.relay_max_in_flight,
+        push=PushConfig(
+            connect_timeout=settings.relay_connect_timeout_seconds,
+            read_timeout=settings.relay_read_timeout_seconds,
+            total_timeout=settings.relay_total_timeout_seconds,
+            max_response_bytes=settings.relay_max_response_bytes,
+            partner_concurrency=settings.relay_partner_concurrency,
+            client_cert_file=str(settings.relay_client_cert_file)
+            if settings.relay_client_cert_file
+            else None,
+            client_key_file=str(settings.relay_client_key_file)
+            if settings.relay_client_key_file
+            else None,
+            unsafe_plain_http=settings.unsafe_relay_plain_http_loopback,
+        ),
+    )
+
+
+class Relay:
+    def __init__(
+        self,
+        db: Database,
+        config: RelayConfig | None = None,
+        *,
+        metrics: GatewayMetrics | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        owner: str | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.db = db
+        self.config = config or RelayConfig()
+        self.metrics = metrics
+        self.clock = clock
+        self.owner = owner or f"relay-{uuid.uuid4().hex[:12]}"
+        self.rng = rng or random.SystemRandom()
+        self.pusher = Pusher(self.config.push)
+        self.breaker = CircuitBreaker(self.config.breaker_threshold, self.config.breaker_cooldown)
+        self._in_flight: dict[str, set[asyncio.Task[None]]] = {}
+        self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._keyless_logged: set[str] = set()
+
+    # -- one sweep ----------------------------------------------------------------------------
+
+    def _slots(self, partner: str) -> int:
+        total = sum(len(tasks) for tasks in self._in_flight.values())
+        room = self.config.max_in_flight - total
+        busy = len(self._in_flight.get(partner, ()))
+        free = self.breaker.slots(partner, time.monotonic(), self.config.push.partner_concurrency)
+        return max(0, min(room, free - busy))
+
+    async def sweep(self) -> int:
+        """Lease what is due and start delivering it; returns how many deliveries started."""
+        now = self.clock()
+        lease = dt.timedelta(seconds=self.config.lease_seconds)
+        try:
+            async with self.db.write() as session:
+                claimed = await claim(
+                    session, owner=self.owner, now=now, lease=lease, slots=self._slots
+                )
+        except StoreUnavailable:
+            log.warning("relay_store_unavailable", relay=self.owner)
+            return 0
+        for partner in claimed.keyless - self._keyless_logged:
+            log.warning("relay_recipient_key_unavailable", agency_id=partner, relay=self.owner)
+        self._keyless_logged = set(claimed.keyless)
+        for row in claimed.rows:
+            self.breaker.started(row.endpoint.agency_id, time.monotonic())
+            task = asyncio.create_task(self._deliver(row), name=f"deliver-{row.id}")
+            tasks = self._in_flight.setdefault(row.endpoint.agency_id, set())
+            tasks.add(task)
+            task.add_done_callback(functools.partial(self._done, tasks=tasks))
+        return len(claimed.rows)
+
+    def _done(self, task: asyncio.Task[None], *, tasks: set[asyncio.Task[None]]) -> None:
+        tasks.discard(task)
+        self._wake.set()  # a slot is free: look again without waiting a whole interval
+        if not task.cancelled() and task.exception() is not None:
+            log.error("relay_delivery_crashed", relay=self.owner, error=type(task.exception()))
+
+    async def _deliver(self, row: Claimed) -> None:
+        partner = row.endpoint.agency_id
+        result = await self.pusher.push(
+            row.endpoint, message_id=row.id, kind=row.kind, body=row.body
+        )
+        now = self.clock()
+        dead = False
+        next_at: dt.datetime | None = None
+        if result.ok:
+            self.breaker.succeeded(partner)
+        else:
+            if self.breaker.failed(partner, time.monotonic()):
+                log.warning("relay_circuit_open", agency_id=partner, code=result.code)
+            dead = row.attempts >= self.config.max_attempts
+            delay = next_delay(
+                row.attempts,
+                base=self.config.backoff_base,
+                cap=self.config.backoff_cap,
+                rng=self.rng,
+                retry_after=result.retry_after,
+            )
+            next_at = now + dt.timedelta(seconds=delay)
+        for attempt in range(5):
+            try:
+                async with self.db.write() as session:
+                    ours = await settle(
+                        session,
+                        row.id,
+                        owner=self.owner,
+                        now=now,
+                        delivered=result.ok,
+                        code=None if result.ok else result.code,
+                        next_attempt_at=next_at,
+                        dead=dead,
+                    )
+                break
+            except StoreUnavailable:
+                # The lease will expire and the row be retried; the partner dedupes.
+                await asyncio.sleep(0.2 * (attempt + 1))
+        else:
+            log.warning("relay_settle_failed", message_id=row.id, relay=self.owner)
+            return
+        self._observe(row, result, dead=dead, ours=ours)
+
+    def _observe(self, row: Claimed, result: PushResult, *, dead: bool, ours: bool) -> None:
+        outcome = "delivered" if result.ok else ("dead" if dead else "retry")
+        if self.metrics is not None:
+            self.metrics.outbox_deliveries.labels(outcome, result.code).inc()
+            if dead and ours:
+                self.metrics.outbox_dead_letters.labels(row.kind, result.code).inc()
+        fields = {
+            "message_id": row.id,
+            "agency_id": row.endpoint.agency_id,
+            "kind": row.kind,
+            "attempt": row.attempts,
+            "code": result.code,
+            "status": result.status,
+            "elapsed_ms": round(result.elapsed * 1000),
+        }
+        if dead and ours:
+            log.error("outbox_dead_letter", alert=True, **fields)
+        elif result.ok:
+            log.info("outbox_delivered", **fields)
+        else:
+            log.info("outbox_delivery_failed", **fields)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Sweep until :meth:`stop`; waits ``interval`` between sweeps, less when a slot frees."""
+        log.info("relay_started", relay=self.owner)
+        while not self._stop.is_set():
+            self._wake.clear()
+            await self.sweep()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.interval):
+                    stop = asyncio.ensure_future(self._stop.wait())
+                    wake = asyncio.ensure_future(self._wake.wait())
+                    try:
+                        await asyncio.wait({stop, wake}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        stop.cancel()
+                        wake.cancel()
+            if self._wake.is_set() and not self._stop.is_set():
+                await asyncio.sleep(min(0.05, self.config.interval))  # coalesce wake-ups
+
+    def start(self) -> None:
+        if self._task is None and self.config.interval > 0:
+            self._stop.clear()
+            self._task = asyncio.create_task(self.run(), name=f"outbox-{self.owner}")
+
+    async def drain(self, within: float | None = None) -> None:
+        """Wait for the deliveries in flight (tests and a clean stop)."""
+        tasks = [t for ts in self._in_flight.values() for t in ts]
+        if tasks:
+            await asyncio.wait(tasks, timeout=within)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """Stop sweeping, let deliveries in flight finish for ``grace`` seconds, then cancel
+        them (their rows keep a lease that runs out, and are delivered again later)."""
+        self._stop.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.drain(grace)
+        for tasks in self._in_flight.values():
+            for task in list(tasks):
+                task.cancel()
+        await self.drain(1.0)
+        await self.pusher.aclose()
+        log.info("relay_stopped", relay=self.owner)

@@ -1,0 +1,140 @@
+"""The agency inbox: pull what the gateway holds for you, then acknowledge it.
+
+``GET /v1/inbox?cursor=&limit=`` answers ``{"messages": [{id, kind, created_at, body}],
+"next_cursor": ...}``: each ``body`` is the compact JWE sealed to the calling agency at enqueue
+(open it with the agency's encryption key; the gateway's signature is inside). ``POST
+/v1/inbox/{id}/ack`` marks one delivered, so no relay pushes it again; acknowledging twice is
+harmless. Both need the scope ``inbox:read`` and the usual context headers, and both are audited
+(an acknowledgement of a message that is not the caller's answers 404 and is audited as refused).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Final
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway import errors
+from gateway.audit.commit import Audited, commit_audited, record_alone
+from gateway.delivery.inbox import InboxPage, acknowledge, list_inbox
+from gateway.flow.audit import AuditEvent, Operation, Outcome
+from gateway.flow.authenticate import Caller, authenticate
+from gateway.logs import get_logger
+from gateway.state import GatewayState
+
+__all__ = ["INBOX_SCOPE", "router"]
+
+INBOX_SCOPE: Final = "inbox:read"
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+router = APIRouter(prefix="/v1/inbox", tags=["inbox"])
+log = get_logger("gateway.inbox")
+
+
+def _event(caller: Caller, operation: Operation, outcome: Outcome, **fields: object) -> AuditEvent:
+    return AuditEvent.model_validate(
+        {
+            "operation": operation,
+            "outcome": outcome,
+            "agency_id": caller.agency_id,
+            "officer_id": caller.officer,
+            "legal_basis": caller.legal_basis,
+            "purpose": caller.purpose,
+            "request_id": caller.request_id,
+            **fields,
+        }
+    )
+
+
+async def inbox_caller(
+    request: Request, caller: Annotated[Caller, Depends(authenticate)]
+) -> Caller:
+    """The authenticated caller, if it holds ``inbox:read`` (else 403, audited)."""
+    if caller.has_scope(INBOX_SCOPE):
+        return caller
+    state: GatewayState = request.app.state.gateway
+    refusal = _event(
+        caller,
+        Operation.CONSULTATION,
+        Outcome.REFUSED,
+        rule="scope-required",
+        reason_code="scope_missing",
+        detail={"resource": "inbox", "scope": INBOX_SCOPE},
+    )
+    try:
+        await record_alone(state.db, refusal)
+    except errors.AuditUnavailable:
+        log.warning("refusal_not_audited", code="forbidden")
+    raise errors.AccessDenied(diagnostics={"reason": "scope_missing"})
+
+
+@router.get("", summary="Messages held for the calling agency, oldest first (sealed to it)")
+async def inbox(
+    request: Request,
+    caller: Annotated[Caller, Depends(inbox_caller)],
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+) -> JSONResponse:
+    state: GatewayState = request.app.state.gateway
+
+    async def act(session: AsyncSession) -> Audited[InboxPage]:
+        page = await list_inbox(session, caller.agency_id, limit=limit, cursor=cursor)
+        event = _event(
+            caller,
+            Operation.DISCLOSURE,
+            Outcome.ALLOWED,
+            recipients=(caller.agency_id,),
+            record_refs=tuple(item.id for item in page.items),
+            reason_code="inbox_pulled",
+            detail={"resource": "inbox", "returned": len(page.items)},
+        )
+        return Audited(page, event)
+
+    page = await commit_audited(state.db, act)
+    return JSONResponse(
+        {"messages": [item.as_json() for item in page.items], "next_cursor": page.next_cursor}
+    )
+
+
+@router.post("/{message_id}/ack", summary="Acknowledge one message: it is not sent again")
+async def ack(
+    request: Request, message_id: str, caller: Annotated[Caller, Depends(inbox_caller)]
+) -> JSONResponse:
+    state: GatewayState = request.app.state.gateway
+    if not _UUID.match(message_id):
+        raise errors.NotFound(diagnostics={"reason": "no_such_message"})
+    try:
+
+        async def act(session: AsyncSession) -> Audited[str]:
+            row = await acknowledge(session, caller.agency_id, message_id, now=state.clock())
+            event = _event(
+                caller,
+                Operation.ALTERATION,
+                Outcome.ALLOWED,
+                nominal_ref=row.nominal_ref,
+                record_refs=(message_id,),
+                reason_code="inbox_acknowledged",
+                detail={"resource": "inbox", "kind": row.kind},
+            )
+            return Audited(message_id, event)
+
+        await commit_audited(state.db, act)
+    except errors.NotFound:
+        refusal = _event(
+            caller,
+            Operation.ALTERATION,
+            Outcome.REFUSED,
+            record_refs=(message_id,),
+            rule="recipient-only",
+            reason_code="not_found",
+            detail={"resource": "inbox"},
+        )
+        try:
+            await record_alone(state.db, refusal)
+        except errors.AuditUnavailable:
+            log.warning("refusal_not_audited", code="not_found")
+        raise
+    return JSONResponse({"id": message_id, "status": "delivered"})

@@ -1,0 +1,241 @@
+"""A real HTTP partner on 127.0.0.1 that misbehaves on demand, with TLS from a test CA.
+
+Each request takes the next behaviour from ``script`` (then ``default``): ``ok``, ``500``,
+``429``, ``503``, ``slow`` (answers after ``slow_seconds``), ``reset`` (TCP RST), ``redirect``
+(307 elsewhere), ``garbage`` (bytes that are not HTTP), ``big`` (a 2xx body over any sane limit),
+``hang`` (never answers). Accepted deliveries are deduplicated on ``Idempotency-Key``, as the
+contract asks of partners.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import socket
+import ssl
+import struct
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+
+@dataclass
+class PartnerPKI:
+    ca_pem: str
+    cert_file: Path
+    key_file: Path
+
+
+def make_pki(directory: Path, host: str = "127.0.0.1") -> PartnerPKI:
+    """A throwaway CA and a server certificate for ``host`` signed by it."""
+    import ipaddress
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Test partner CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([x509.OID_SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_file, key_file = directory / "server.pem", directory / "server.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return PartnerPKI(ca.public_bytes(serialization.Encoding.PEM).decode(), cert_file, key_file)
+
+
+@dataclass
+class Received:
+    idempotency_key: str
+    kind: str
+    content_type: str
+    body: bytes
+
+
+@dataclass
+class PartnerStub:
+    pki: PartnerPKI | None = None
+    default: str = "ok"
+    slow_seconds: float = 2.0
+    script: deque[str] = field(default_factory=deque)
+    #: Every request that reached the handler, in order (duplicates included).
+    requests: list[Received] = field(default_factory=list)
+    #: Deliveries accepted, deduplicated on Idempotency-Key.
+    accepted: dict[str, Received] = field(default_factory=dict)
+    in_flight: int = 0
+    max_in_flight: int = 0
+    _server: asyncio.Server | None = None
+    _handlers: set[asyncio.Task[None]] = field(default_factory=set)
+    _closing: asyncio.Event = field(default_factory=asyncio.Event)
+    port: int = 0
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.pki else "http"
+        return f"{scheme}://127.0.0.1:{self.port}/mappa/deliveries"
+
+    async def start(self, port: int = 0) -> PartnerStub:
+        self._closing.clear()
+        context = None
+        if self.pki is not None:
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(self.pki.cert_file, self.pki.key_file)
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", port, ssl=context)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._closing.set()
+            if self._handlers:
+                await asyncio.wait(list(self._handlers), timeout=5)
+            await self._server.wait_closed()
+            self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
+                    return
+                lines = head.decode("latin-1").split("\r\n")
+                headers = {}
+                for line in lines[1:]:
+                    if ":" in line:
+                        name, value = line.split(":", 1)
+                        headers[name.strip().lower()] = value.strip()
+                body = await reader.readexactly(int(headers.get("content-length", "0")))
+                mode = self.script.popleft() if self.script else self.default
+                self.in_flight += 1
+                self.max_in_flight = max(self.max_in_flight, self.in_flight)
+                try:
+                    keep = await self._answer(mode, headers, body, writer)
+                finally:
+                    self.in_flight -= 1
+                if not keep:
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+            return
+        finally:
+            self._handlers.discard(task)
+            if not writer.is_closing():
+                writer.transport.abort()
+
+    async def _answer(
+        self, mode: str, headers: dict[str, str], body: bytes, writer: asyncio.StreamWriter
+    ) -> bool:
+        received = Received(
+            headers.get("idempotency-key", ""),
+            headers.get("mappa-message-kind", ""),
+            headers.get("content-type", ""),
+            body,
+        )
+        self.requests.append(received)
+
+        def respond(status: str, extra: str = "", content: bytes = b"") -> None:
+            writer.write(
+                f"HTTP/1.1 {status}\r\nContent-Length: {len(content)}\r\n{extra}\r\n".encode()
+                + content
+            )
+
+        if mode == "ok" or mode == "slow":
+            if mode == "slow":
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), self.slow_seconds)
+            self.accepted.setdefault(received.idempotency_key, received)
+            respond("200 OK", "Content-Type: application/json\r\n", b'{"status":"accepted"}')
+        elif mode == "500":
+            respond("500 Internal Server Error")
+        elif mode == "429":
+            respond("429 Too Many Requests", "Retry-After: 0\r\n")
+        elif mode == "503":
+            respond("503 Service Unavailable", "Retry-After: 0\r\n")
+        elif mode == "redirect":
+            respond("307 Temporary Redirect", "Location: https://evil.invalid/steal\r\n")
+        elif mode == "big":
+            self.accepted.setdefault(received.idempotency_key, received)
+            respond("200 OK", "", b"x" * 2_000_000)
+        elif mode == "garbage":
+            writer.write(b"\x00\xffNOT HTTP AT ALL\r\n\r\n")
+            await writer.drain()
+            return False
+        elif mode == "reset":
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            return False
+        elif mode == "hang":
+            await self._closing.wait()
+            return False
+        else:  # pragma: no cover - a typo in a test
+            raise AssertionError(mode)
+        await writer.drain()
+        return True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -1,0 +1,92 @@
+"""Helpers for the delivery tests: partners with endpoints and keys, sealed-looking rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+
+from adapters.identity import AgencyIdentity
+from gateway.agencies import add_agency
+from gateway.delivery import enqueue
+from gateway.delivery.endpoints import set_endpoint
+from gateway.delivery.push import PushConfig
+from gateway.delivery.relay import RelayConfig
+from gateway.store import Database
+from gateway.store.models import OutboxMessage
+
+JWE = "eyJhbGciOiJFQ0RILUVTK0EyNTZLVyIsImVuYyI6IkEyNTZHQ00ifQ.a2V5.aXY.Y2lwaGVydGV4dA.dGFn"
+
+
+async def partner(
+    db: Database,
+    agency_id: str,
+    url: str | None,
+    ca_pem: str | None = None,
+    *,
+    agency_type: str = "childrens_services",
+) -> AgencyIdentity:
+    identity = AgencyIdentity.generate(agency_id)
+    await add_agency(
+        db,
+        agency_id=agency_id,
+        name=agency_id,
+        agency_type=agency_type,
+        role="duty_to_cooperate",
+        area="barnet",
+        scopes=["inbox:read"],
+        jwks=identity.public_jwks(),
+    )
+    if url is not None:
+        await set_endpoint(db, agency_id, url=url, ca_pem=ca_pem)
+    return identity
+
+
+async def queue(db: Database, agency_id: str, n: int = 1, kind: str = "hazard_flag") -> list[str]:
+    ids = []
+    async with db.write() as session:
+        for _ in range(n):
+            ids.append(await enqueue(session, recipient_agency_id=agency_id, kind=kind, body=JWE))
+    return ids
+
+
+async def rows(db: Database) -> dict[str, OutboxMessage]:
+    async with db.read() as session:
+        return {r.id: r for r in (await session.scalars(select(OutboxMessage))).all()}
+
+
+def fast_config(**overrides: Any) -> RelayConfig:
+    push = PushConfig(
+        connect_timeout=0.5,
+        read_timeout=0.5,
+        total_timeout=1.0,
+        max_response_bytes=4096,
+        partner_concurrency=overrides.pop("partner_concurrency", 2),
+        unsafe_plain_http=overrides.pop("unsafe_plain_http", False),
+    )
+    values: dict[str, Any] = {
+        "interval": 0.02,
+        "lease_seconds": 5.0,
+        "max_attempts": 4,
+        "backoff_base": 0.01,
+        "backoff_cap": 0.02,
+        "breaker_threshold": 100,
+        "breaker_cooldown": 0.2,
+        "push": push,
+    }
+    values.update(overrides)
+    return RelayConfig(**values)
+
+
+async def until(predicate: Any, timeout: float = 10.0) -> None:
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)
+
+
+NOW = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)

@@ -1,0 +1,295 @@
+"""The relay against a real partner on 127.0.0.1: TLS, acknowledgement, faults, isolation."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+import pytest
+from sqlalchemy import update
+from structlog.testing import capture_logs
+
+from gateway.delivery.relay import Relay
+from gateway.http.metrics import GatewayMetrics
+from gateway.store import Database
+from gateway.store.models import AgencyKey
+from tests.gateway.delivery.stub import PartnerStub, PartnerPKI, free_port
+from tests.gateway.delivery.support import JWE, fast_config, partner, queue, rows, until
+
+
+async def _settle(relay: Relay, rounds: int = 30) -> None:
+    """Sweep and wait for the deliveries until nothing more starts (backoff is ~20 ms)."""
+    for _ in range(rounds):
+        await relay.sweep()
+        await relay.drain(5)
+        await asyncio.sleep(0.03)
+
+
+async def test_delivers_sealed_body_over_tls_trusting_only_the_partners_ca(
+    sqlite_db: Database, stub: PartnerStub, pki: PartnerPKI
+) -> None:
+    """One POST of the JWE as application/jose with Idempotency-Key = message id, then delivered."""
+    await partner(sqlite_db, "cs-a", stub.url, pki.ca_pem)
+    [mid] = await queue(sqlite_db, "cs-a")
+    relay = Relay(sqlite_db, fast_config())
+    await _settle(relay, 2)
+    await relay.stop()
+    [got] = stub.requests
+    assert (got.idempotency_key, got.kind, got.content_type) == (
+        mid,
+        "hazard_flag",
+        "application/jose",
+    )
+    assert got.body == JWE.encode()
+    row = (await rows(sqlite_db))[mid]
+    assert (row.status, row.attempts, row.lease_owner) == ("delivered", 1, None)
+    assert row.delivered_at is not None
+
+
+async def test_endpoint_vouched_for_by_another_ca_is_never_sent_to(
+    sqlite_db: Database, stub: PartnerStub, other_pki: PartnerPKI
+) -> None:
+    """The system trust store and other partners' CAs count for nothing: TLS fails, no request."""
+    await partner(sqlite_db, "cs-a", stub.url, other_pki.ca_pem)
+    [mid] = await queue(sqlite_db, "cs-a")
+    relay = Relay(sqlite_db, fast_config())
+    await _settle(relay, 2)
+    await relay.stop()
+    assert stub.requests == []
+    row = (await rows(sqlite_db))[mid]
+    assert (row.status, row.last_error_code) == ("pending", "tls_failed")
+
+
+async def test_500_then_success_is_delivered_once(
+    sqlite_db: Database, stub: PartnerStub, pki: PartnerPKI
+) -> None:
+    """A failure is retried after a jittered backoff and delivered on the 2xx."""
+    stub.script.extend(["500", "500"])
+    await partner(sqlite_db, "cs-a", stub.url, pki.ca_pem)
+    [mid] = await queue(sqlite_db, "cs-a")
+    relay = Relay(sqlite_db, fast_config())
+    await _settle(relay)
+    await relay.stop()
+    row = (await rows(sqlite_db))[mid]
+    assert (row.status, row.attempts) == ("delivered", 3)
+    assert [r.idempotency_key for r in stub.requests] == [mid, mid, mid]
+    assert list(stub.accepted) == [mid]
+
+
+@pytest.mark.parametrize(
+    ("mode", "code"),
+    [
+        ("500", "http_5xx"),  # the partner keeps failing
+        ("429", "rate_limited"),  # the partner keeps throttling
+        ("503", "http_5xx"),  # the partner is in maintenance
+        ("reset", "connection_reset"),  # the connection is reset mid-exchange
+        ("redirect", "redirect_refused"),  # a redirect is never followed (SSRF, exfiltration)
+        ("garbage", "protocol_error"),  # the answer is not HTTP
+        ("big", "response_too_large"),  # a 2xx larger than any acknowledgement
+        ("hang", "read_timeout"),  # the partner never answers: the read deadline ends it
+    ],
+)
+async def test_failing_partner_is_retried_then_dead_lettered_with_an_alert(
+    sqlite_db: Database, stub: PartnerStub, pki: PartnerPKI, mode: str, code: str
+) -> None:
+    """Capped retries, then dead, a dead-letter metric and one alert line with ids and codes."""
+    stub.default = mode
+    await partner(sqlite_db, "cs-a", stub.url, pki.ca_pem)
+    [mid] = await queue(sqlite_db, "cs-a")
+    metrics = GatewayMetrics()
+    relay = Relay(sqlite_db, fast_config(max_attempts=3), metrics=metrics)
+    with capture_logs() as logs:
+        await _settle(relay, 12)
+        await relay.stop()
+    row = (await rows(sqlite_db))[mid]
+    assert (row.status, row.attempts, row.last_error_code) == ("dead", 3, code)
+    if mode != "redirect":
+        assert len(stub.requests) == 3
+    alerts = [e for e in logs if e["event"] == "outbox_dead_letter"]
+    assert len(alerts) == 1
+    assert alerts[0]["message_id"] == mid and alerts[0]["code"] == code
+    assert JWE not in repr(logs)
+    sample = metrics.registry.get_sample_value(
+        "mappa_gateway_outbox_dead_letters_total", {"kind": "hazard_flag", "code": code}
+    )
+    assert sample == 1.0
+
+
+async def test_partner_down_is_retried_then_dead_lettered(
+    sqlite_db: Database, pki: PartnerPKI
+) -> None:
+    """Nothing listening: connect failures, then dead."""
+    url = f"https://127.0.0.1:{free_port()}/mappa/deliveries"
+    await partner(sqlite_db, "cs-a", url, pki.ca_pem)
+    [mid] = await queue(sqlite_db, "cs-a")
+    relay = Relay(sqlite_db, fast_config(max_attempts=2))
+    await _settle(relay, 6)
+    await relay.stop()
+    row = (await rows(sqlite_db))[mid]
+    assert (row.status, row.last_error_code) == ("dead", "connect_failed")
+
+
+async def test_partner_back_up_after_being_down_receives_everything(
+    sqlite_db: Database, pki: PartnerPKI
+) -> None:
+    """Messages queued while a partner is down all arrive once it listens again."""
+    port = free_port()
+    stub = PartnerStub(pki=pki)
+    await partner(sqlite_db, "cs-a", f"https://127.0.0.1:{port}/mappa/deliveries", pki.ca_pem)
+    ids = await queue(sqlite_db, "cs-a", 5)
+    relay = Relay(sqlite_db, fast_config(max_attempts=50, interval=0.02))
+    relay.start()
+    await asyncio.sleep(0.3)
+    await stub.start(port)
+    try:
+
+        async def all_delivered() -> bool:
+            return all(r.status == "delivered" for r in (await rows(sqlite_db)).values())
+
+        await until(all_delivered)
+    finally:
+        await relay.stop()
+        await stub.stop()
+    assert sorted(stub.accepted) == sorted(ids)
+
+
+async def test_slow_partner_does_not_hold_up_the_others(
+    sqlite_db: Database, pki: PartnerPKI
+) -> None:
+    """A partner that never answers ties up only its own slots; another is served at once."""
+    slow = await PartnerStub(pki=pki, default="hang").start()
+    fast = await PartnerStub(pki=pki).start()
+    try:
+        await partner(sqlite_db, "slow-a", slow.url, pki.ca_pem)
+        await partner(sqlite_db, "fast-a", fast.url, pki.ca_pem)
+        await queue(sqlite_db, "slow-a", 10)
+        fast_ids = await queue(sqlite_db, "fast-a", 10)
+        relay = Relay(sqlite_db, fast_config(partner_concurrency=2, max_attempts=50))
+        relay.start()
+
+        async def fast_done() -> bool:
+            return sorted(fast.accepted) == sorted(fast_ids)
+
+        started = asyncio.get_running_loop().time()
+        await until(fast_done, timeout=5)
+        assert asyncio.get_running_loop().time() - started < 0.9  # before any slow deadline
+        assert slow.max_in_flight <= 2
+        await relay.stop(grace=0.1)
+    finally:
+        await slow.stop()
+        await fast.stop()
+
+
+async def test_circuit_opens_after_consecutive_failures_and_probes_after_cooldown(
+    sqlite_db: Database, stub: PartnerStub, pki: PartnerPKI
+) -> None:
+    """While open, nothing is sent and no attempt is spent; one probe then closes it."""
+    stub.default = "500"
+    await partner(sqlite_db, "cs-a", stub.url, pki.ca_pem)
+    await queue(sqlite_db, "cs-a", 4)
+    relay = Relay(
+        sqlite_db,
+        fast_config(
+            breaker_threshold=2, breaker_cooldown=0.5, max_attempts=50, partner_concurrency=1
+        ),
+    )
+    await _settle(relay, 8)
+    sent = len(stub.requests)
+    assert sent == 2  # the circuit opened after two failures
+    stub.default = "ok"
+    await asyncio.sleep(0.55)
+    await _settle(relay, 10)
+    await relay.stop()
+    assert all(r.status == "delivered" for r in (await rows(sqlite_db)).values())
+
+
+async def test_recipient_without_a_current_key_waits_and_nothing_is_sent(
+    sqlite_db: Database, stub: PartnerStub, pki: PartnerPKI
+) -> None:
+    """An expired encryption key holds the partner's deliveries back (never sent anyway)."""
+    await partner(sqlite_db, "cs-a", stub.url, pki.ca_pem)
+    async with sqlite_db.write() as session:
+        await session.execute(
+            update(AgencyKey)
+            .where(AgencyKey.agency_id == "cs-a", AgencyKey.use == "enc")
+            .values(not_after=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))
+        )
+    [mid] = await queue(sqlite_db, "cs-a")
+    relay = Relay(sqlite_db, fast_config())
+    with capture_logs() as logs:
+        await _settle(relay, 3)
+    await relay.stop()
+    assert stub.requests == []
+    row = (await rows(sqlite_db))[mid]
+    assert (row.status, row.attempts) == ("pending", 0)
+    assert [e["agency_id"] for e in logs if e["event"] == "relay_recipient_key_unavailable"] == [
+        "cs-a"
+    ]
+
+
+async def test_agency_without_endpoint_is_left_to_pull(
+    sqlite_db: Database, stub: PartnerStub
+) -> None:
+    """No endpoint registered: the relay leaves the message for /v1/inbox."""
+    await partner(sqlite_db, "cs-a", None)
+    [mid] = await queue(sqlite_db, "cs-a")
+    relay = Relay(sqlite_db, fast_config())
+    await _settle(relay, 2)
+    await relay.stop()
+    assert (await rows(sqlite_db))[mid].status == "pending"
+
+
+async def test_expired_lease_is_delivered_again_by_another_relay_with_the_same_key(
+    sqlite_db: Database, stub: PartnerStub, pki: PartnerPKI
+) -> None:
+    """A relay that died holding a lease: after the lease, another relay delivers, same key."""
+    from gateway.delivery.lease import claim
+
+    await partner(sqlite_db, "cs-a", stub.url, pki.ca_pem)
+    [mid] = await queue(sqlite_db, "cs-a")
+    now = dt.datetime.now(dt.UTC)
+    async with sqlite_db.write() as session:
+        dead = await claim(
+            session, owner="relay-dead", now=now, lease=dt.timedelta(seconds=0.2), slots=lambda _: 5
+        )
+    assert [r.id for r in dead.rows] == [mid]
+    relay = Relay(sqlite_db, fast_config())
+    await _settle(relay, 1)
+    assert stub.requests == []  # still leased to the dead relay
+    await asyncio.sleep(0.25)
+    await _settle(relay, 2)
+    await relay.stop()
+    assert [r.idempotency_key for r in stub.requests] == [mid]
+    row = (await rows(sqlite_db))[mid]
+    assert (row.status, row.attempts) == ("delivered", 2)
+
+
+async def test_relay_in_the_app_lifespan_starts_and_stops_cleanly(
+    sqlite_url: str, gateway_keys: tuple, stub: PartnerStub, pki: PartnerPKI
+) -> None:
+    """``serve`` runs a relay as a background task and stops it with the app."""
+    from gateway.app import create_app
+    from gateway.settings import Settings
+
+    keys_dir, kek_file = gateway_keys
+    settings = Settings(
+        profile="test",
+        database_url=sqlite_url,
+        issuer="https://gateway.test",
+        keys_dir=keys_dir,
+        kek_file=kek_file,
+        relay_interval_seconds=0.05,
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        state = app.state.gateway
+        assert state.relay is not None
+        await partner(state.db, "cs-a", stub.url, pki.ca_pem)
+        [mid] = await queue(state.db, "cs-a")
+
+        async def delivered() -> bool:
+            return (await rows(state.db))[mid].status == "delivered"
+
+        await until(delivered)
+        relay = state.relay
+    assert relay._task is None
