@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from gateway import __version__
 from gateway.audit.service import install_audit, shutdown_audit
+from gateway.console import routes as console
 from gateway.http import problems
 from gateway.http.metrics import GatewayMetrics, MetricsMiddleware
 from gateway.http.middleware import EdgeMiddleware
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(oauth.router)
     app.include_router(audit.router)
     app.include_router(metrics.router)
+    app.include_router(console.router)
     app.add_middleware(
         EdgeMiddleware,
         max_body_bytes=settings.max_body_bytes,

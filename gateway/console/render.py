@@ -1,0 +1,94 @@
+"""Rendering the console: Jinja2 with autoescaping, the `literal` filter, strict headers, CSV.
+
+Everything from the audit log is shown *literally*: Jinja2 escapes markup, and `literal` first
+turns control characters (C0, DEL, C1) and Unicode bidirectional controls into visible escapes
+(``\\x07``, ``\\u202e``), so that text can neither hide nor reorder what is around it.
+
+Every console response carries a strict Content-Security-Policy (scripts and styles from the
+gateway itself only, no inline script, no framing, forms posting back to the gateway only).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+__all__ = [
+    "CONTENT_SECURITY_POLICY",
+    "csv_cell",
+    "csv_text",
+    "literal",
+    "render",
+    "secure_headers",
+]
+
+CONTENT_SECURITY_POLICY: Final = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
+    "object-src 'none'"
+)
+_INVISIBLE: Final = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+
+_environment = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=select_autoescape(default=True, default_for_string=True),
+    auto_reload=False,
+)
+
+
+def literal(value: object) -> str:
+    """The text of ``value`` with invisible and reordering characters made visible."""
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+
+    def escape(match: re.Match[str]) -> str:
+        code = ord(match.group())
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    return _INVISIBLE.sub(escape, text)
+
+
+_environment.filters["literal"] = literal
+
+
+def secure_headers() -> dict[str, str]:
+    return {
+        "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+        "Cache-Control": "no-store",
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+        "Cross-Origin-Opener-Policy": "same-origin",
+    }
+
+
+def render(
+    template: str, context: Mapping[str, Any], *, status: int = 200, headers: Mapping[str, str] = {}
+) -> HTMLResponse:
+    """Render ``template`` into an HTML response with the console's security headers."""
+    html = _environment.get_template(template).render(**context)
+    return HTMLResponse(html, status_code=status, headers={**secure_headers(), **headers})
+
+
+def csv_cell(value: object) -> str:
+    """A cell a spreadsheet will not run: text starting = + - @ (or tab, CR) gets a leading '."""
+    text = "" if value is None else value if isinstance(value, str) else json.dumps(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def csv_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([csv_cell(value) for value in row])
+    return out.getvalue()

@@ -1,0 +1,419 @@
+"""The IG console at ``/console``: server-rendered pages, htmx for partial updates.
+
+Pages: sign in and out; search and filter entries; the refusals; an entry's detail with its
+inclusion proof checked on the server; the checkpoint and the verifier's verdict; CSV export and
+the verifiable export pack. Only signed-in IG officers see any of it. Every action (sign-in,
+failed sign-in, search, view, integrity run, export, sign-out) is audited, as operation
+``console``, *before* anything is shown: if the entry cannot be written the page is a 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import io
+import secrets
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from gateway import errors
+from gateway.audit import log as audit_log
+from gateway.audit.canonical import AUDIT_ENTRY_FIELDS
+from gateway.audit.commit import record_alone
+from gateway.audit.export import ExportError, verify_database, write_export
+from gateway.audit.search import SearchQuery, parse_query, search_entries
+from gateway.audit.verify import LEAF_HASH_KEY
+from gateway.console.accounts import verify_officer
+from gateway.console.checks import check_entry
+from gateway.console.render import csv_text, render, secure_headers
+from gateway.console.session import (
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    OfficerSession,
+    check_csrf,
+    close_session,
+    current_session,
+    open_session,
+)
+from gateway.flow.audit import AuditEvent, Operation, Outcome
+from gateway.state import GatewayState
+from gateway.store.models import AuditEntry
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+_STATIC: Final = Path(__file__).parent / "static"
+_STATIC_FILES: Final = {
+    "htmx.min.js": "text/javascript; charset=utf-8",
+    "console.css": "text/css; charset=utf-8",
+}
+_FORM_LIMIT: Final = 8192
+_CSV_LIMIT: Final = 100_000
+_FIELDS: Final[tuple[tuple[str, str], ...]] = (
+    ("nominal", "Nominal"),
+    ("agency", "Agency"),
+    ("officer", "Officer"),
+    ("legal_basis", "Legal basis"),
+    ("purpose", "Purpose"),
+    ("operation", "Operation"),
+    ("outcome", "Outcome"),
+    ("from", "From (date)"),
+    ("to", "To (date)"),
+)
+
+
+def _state(request: Request) -> GatewayState:
+    state: GatewayState = request.app.state.gateway
+    return state
+
+
+def _request_id(request: Request) -> str | None:
+    value = request.scope.get("state", {}).get("request_id")
+    return value if isinstance(value, str) else None
+
+
+async def _officer(request: Request) -> OfficerSession | None:
+    state = _state(request)
+    return await current_session(
+        state.db,
+        request.cookies.get(SESSION_COOKIE),
+        now=state.clock(),
+        idle_seconds=state.settings.console_session_idle_seconds,
+    )
+
+
+def _to_login() -> RedirectResponse:
+    return RedirectResponse("/console/login", status_code=303, headers=secure_headers())
+
+
+async def _audit(
+    request: Request,
+    action: str,
+    officer_id: str | None,
+    *,
+    outcome: Outcome = Outcome.ALLOWED,
+    reason_code: str | None = None,
+    record_refs: tuple[str, ...] = (),
+    **detail: Any,
+) -> None:
+    """Record a console action; raises AuditUnavailable (503) so nothing is shown unaudited."""
+    await record_alone(
+        _state(request).db,
+        AuditEvent(
+            operation=Operation.CONSOLE,
+            outcome=outcome,
+            officer_id=officer_id,
+            request_id=_request_id(request),
+            reason_code=reason_code,
+            record_refs=record_refs,
+            detail={"action": action, **detail},
+        ),
+    )
+
+
+def _check_origin(request: Request) -> None:
+    """A POST must come from the gateway's own pages (SameSite=Strict is the first line)."""
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return
+    issuer = urlsplit(_state(request).settings.issuer)
+    allowed = {f"{issuer.scheme}://{issuer.netloc}", f"{request.url.scheme}://{request.url.netloc}"}
+    if origin not in allowed:
+        raise errors.CsrfRejected(diagnostics={"reason": "foreign_origin"})
+
+
+async def _form(request: Request) -> dict[str, str]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/x-www-form-urlencoded":
+        raise errors.UnsupportedMediaType()
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > _FORM_LIMIT:
+            raise errors.PayloadTooLarge()
+    pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=8)
+    return dict(pairs)
+
+
+@router.get("")
+async def index() -> RedirectResponse:
+    return RedirectResponse("/console/entries", status_code=303, headers=secure_headers())
+
+
+@router.get("/static/{name}")
+async def static(name: str) -> Response:
+    if name not in _STATIC_FILES:
+        raise errors.NotFound()
+    content = await asyncio.to_thread((_STATIC / name).read_bytes)
+    headers = {**secure_headers(), "Cache-Control": "public, max-age=3600"}
+    return Response(content, media_type=_STATIC_FILES[name], headers=headers)
+
+
+@router.get("/login")
+async def login_page(request: Request) -> Response:
+    if await _officer(request) is not None:
+        return RedirectResponse("/console/entries", status_code=303, headers=secure_headers())
+    return _login_form(request)
+
+
+def _login_form(request: Request, error: str | None = None, status: int = 200) -> Response:
+    token = request.cookies.get(LOGIN_COOKIE)
+    if not token or len(token) > 64:
+        token = secrets.token_urlsafe(24)
+    response = render(
+        "login.html",
+        {"officer": None, "error": error, "login_csrf": token},
+        status=status,
+    )
+    response.set_cookie(
+        LOGIN_COOKIE, token, max_age=1800, secure=True, httponly=True, samesite="strict", path="/"
+    )
+    return response
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    _check_origin(request)
+    form = await _form(request)
+    check_csrf(request.cookies.get(LOGIN_COOKIE), form.get("csrf_token"))
+    state = _state(request)
+    officer_id = form.get("officer_id", "")[:200]
+    async with state.db.read() as session:
+        officer = await verify_officer(session, officer_id, form.get("password", "")[:200])
+    if officer is None:
+        await _audit(
+            request,
+            "login_failed",
+            officer_id or None,
+            outcome=Outcome.REFUSED,
+            reason_code="bad_credentials",
+        )
+        return _login_form(request, "The officer id or password is not right.", status=401)
+    await _audit(request, "login", officer.id)
+    token, _ = await open_session(
+        state.db,
+        officer,
+        now=state.clock(),
+        max_seconds=state.settings.console_session_max_seconds,
+    )
+    response = RedirectResponse("/console/entries", status_code=303, headers=secure_headers())
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=state.settings.console_session_max_seconds,
+        secure=True,
+        httponly=True,
+        samesite="strict",
+        path="/",
+    )
+    response.delete_cookie(LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    _check_origin(request)
+    officer = await _officer(request)
+    if officer is None:
+        return _to_login()
+    form = await _form(request)
+    check_csrf(officer.csrf_token, form.get("csrf_token"))
+    await _audit(request, "logout", officer.officer_id)
+    await close_session(_state(request).db, request.cookies.get(SESSION_COOKIE, ""))
+    response = _to_login()
+    response.delete_cookie(SESSION_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+    return response
+
+
+async def _search_page(request: Request, *, refusals: bool) -> Response:
+    officer = await _officer(request)
+    if officer is None:
+        return _to_login()
+    items = [(k, v) for k, v in request.query_params.multi_items()]
+    if refusals:
+        items = [(k, v) for k, v in items if k != "outcome"] + [("outcome", "refused")]
+    action = "/console/refusals" if refusals else "/console/entries"
+    context: dict[str, Any] = {
+        "officer": officer,
+        "heading": "Refusals" if refusals else "Audit log",
+        "action": action,
+        "fields": [f for f in _FIELDS if not (refusals and f[0] == "outcome")],
+        "values": dict(items),
+        "query_string": urlencode([(k, v) for k, v in items if k != "cursor" and v]),
+        "entries": [],
+        "next_cursor": None,
+        "error": None,
+    }
+    status = 200
+    try:
+        query = parse_query(items)
+    except errors.InvalidParameter as exc:
+        context["error"] = exc.detail
+        status = 400
+        query = None
+    if query is not None:
+        await _audit(
+            request,
+            "refusals" if refusals else "search",
+            officer.officer_id,
+            filters=query.filter.as_detail(),
+        )
+        context.update(await _page(request, query, items))
+    template = "_results.html" if request.headers.get("hx-request") == "true" else "entries.html"
+    return render(template, context, status=status, headers={"Vary": "HX-Request"})
+
+
+async def _page(
+    request: Request, query: SearchQuery, items: list[tuple[str, str]]
+) -> dict[str, Any]:
+    async with _state(request).db.read() as session:
+        page = await search_entries(session, query)
+    entries = [audit_log.entry_record(row) for row in page.entries]
+    next_query = urlencode(
+        [(k, v) for k, v in items if k != "cursor" and v] + [("cursor", page.next_cursor or "")]
+    )
+    return {"entries": entries, "next_cursor": page.next_cursor, "next_query": next_query}
+
+
+@router.get("/entries")
+async def entries(request: Request) -> Response:
+    return await _search_page(request, refusals=False)
+
+
+@router.get("/refusals")
+async def refusals(request: Request) -> Response:
+    return await _search_page(request, refusals=True)
+
+
+@router.get("/entries/{entry_id}")
+async def entry(request: Request, entry_id: str) -> Response:
+    officer = await _officer(request)
+    if officer is None:
+        return _to_login()
+    state = _state(request)
+    entry_id = entry_id[:64]
+    await _audit(request, "view", officer.officer_id, record_refs=(entry_id,))
+    verifier = state.audit.verifier() if state.audit is not None else None
+    async with state.db.read() as session:
+        row = (
+            await session.execute(select(AuditEntry).where(AuditEntry.entry_id == entry_id))
+        ).scalar_one_or_none()
+        if row is None:
+            raise errors.NotFound()
+        check = await check_entry(session, row, verifier)
+        record = audit_log.entry_record(row)
+    fields = [(name, record[name]) for name in (*AUDIT_ENTRY_FIELDS, LEAF_HASH_KEY)]
+    return render(
+        "entry.html", {"officer": officer, "entry": record, "fields": fields, "check": check}
+    )
+
+
+@router.get("/integrity")
+async def integrity(request: Request) -> Response:
+    officer = await _officer(request)
+    if officer is None:
+        return _to_login()
+    state = _state(request)
+    await _audit(request, "integrity", officer.officer_id)
+    async with state.db.read() as session:
+        latest = await audit_log.latest_checkpoint(session)
+        lag_count, lag_age = await audit_log.unsequenced_lag(session, state.clock())
+    report = None
+    keys: list[str] = []
+    if state.audit is None:
+        verdict, summary = "not run", "The checkpoint key is not loaded in this gateway."
+    else:
+        keys = [str(key) for key in state.audit.verifier_keys()]
+        report = await run_in_threadpool(
+            verify_database, state.settings.database_url, state.audit.verifier()
+        )
+        if report.ok:
+            verdict = "verified"
+            summary = (
+                f"All {report.tree_size} sequenced entries recomputed; the tree head matches "
+                f"the signed checkpoint of size {latest.tree_size if latest else 0}."
+            )
+        else:
+            assert report.problem is not None
+            where = f" at entry seq {report.seq}" if report.seq is not None else ""
+            verdict = "FAILED"
+            summary = f"{report.problem.value}{where}: {report.detail}"
+    return render(
+        "integrity.html",
+        {
+            "officer": officer,
+            "report": report,
+            "verdict": verdict,
+            "summary": summary,
+            "note": latest.note if latest else None,
+            "keys": keys,
+            "lag_count": lag_count,
+            "lag_age": round(lag_age, 1),
+        },
+    )
+
+
+@router.get("/export.csv")
+async def export_csv(request: Request) -> Response:
+    officer = await _officer(request)
+    if officer is None:
+        return _to_login()
+    query = parse_query(
+        [(k, v) for k, v in request.query_params.multi_items() if k not in ("limit", "cursor")]
+    )
+    query = SearchQuery(query.filter, _CSV_LIMIT, None)
+    await _audit(request, "export_csv", officer.officer_id, filters=query.filter.as_detail())
+    async with _state(request).db.read() as session:
+        page = await search_entries(session, query)
+    header = [*AUDIT_ENTRY_FIELDS, LEAF_HASH_KEY]
+    rows = [
+        [record[name] for name in header]
+        for record in (audit_log.entry_record(row) for row in page.entries)
+    ]
+    stamp = _state(request).clock().strftime("%Y%m%dT%H%M%SZ")
+    return Response(
+        csv_text(header, rows),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            **secure_headers(),
+            "Content-Disposition": f'attachment; filename="mappa-audit-{stamp}.csv"',
+        },
+    )
+
+
+@router.get("/export.jsonl")
+async def export_pack(request: Request) -> Response:
+    officer = await _officer(request)
+    if officer is None:
+        return _to_login()
+    state = _state(request)
+    if state.audit is None:
+        raise errors.Unavailable(diagnostics={"reason": "audit_checkpoint_key_unavailable"})
+    await _audit(request, "export_pack", officer.officer_id)
+    keys = state.audit.verifier_keys()
+
+    def build() -> str:
+        out = io.StringIO()
+        write_export(state.settings.database_url, out, verifier_keys=keys, now=state.clock())
+        return out.getvalue()
+
+    try:
+        pack = await run_in_threadpool(build)
+    except ExportError as exc:
+        raise errors.Unavailable(diagnostics={"reason": "no_checkpoint_yet"}) from exc
+    stamp = state.clock().astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return Response(
+        pack,
+        media_type="application/jsonl; charset=utf-8",
+        headers={
+            **secure_headers(),
+            "Content-Disposition": f'attachment; filename="mappa-audit-pack-{stamp}.jsonl"',
+        },
+    )
