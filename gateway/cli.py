@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.agency_commands",
     "gateway.audit.cli",
     "gateway.console.cli",
+    "gateway.delivery.cli",
 )
 
 

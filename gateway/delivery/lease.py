@@ -28,7 +28,7 @@ from gateway.domain import AgencyStatus
 from gateway.flow.seal import agency_public_jwks
 from gateway.store.models import Agency, OutboxMessage
 
-__all__ = ["Claim", "Claimed", "claim", "due", "settle"]
+__all__ = ["Claim", "Claimed", "anything_due", "claim", "due", "settle"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,12 @@ def due(now: dt.datetime) -> ColumnElement[bool]:
             OutboxMessage.lease_expires_at <= now,
         ),
     )
+
+
+async def anything_due(session: AsyncSession, now: dt.datetime) -> bool:
+    """Whether any row is due at all (a cheap read before taking the write lock)."""
+    found = await session.scalar(select(OutboxMessage.id).where(due(now)).limit(1))
+    return found is not None
 
 
 async def claim(

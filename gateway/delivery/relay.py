@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gateway.delivery.backoff import CircuitBreaker, next_delay
-from gateway.delivery.lease import Claimed, claim, settle
+from gateway.delivery.lease import Claimed, anything_due, claim, settle
 from gateway.delivery.push import PushConfig, Pusher, PushResult
 from gateway.errors import StoreUnavailable
 from gateway.logs import get_logger
@@ -129,6 +129,9 @@ class Relay:
         now = self.clock()
         lease = dt.timedelta(seconds=self.config.lease_seconds)
         try:
+            async with self.db.read() as session:
+                if not await anything_due(session, now):
+                    return 0  # no write transaction when there is nothing to do
             async with self.db.write() as session:
                 claimed = await claim(
                     session, owner=self.owner, now=now, lease=lease, slots=self._slots

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gateway.store import Database
-from tests.gateway.delivery.stub import PartnerStub, PartnerPKI, make_pki
+from tests.gateway.delivery.stub import PartnerPKI, PartnerStub, make_pki
 
 
 @pytest.fixture(scope="session")

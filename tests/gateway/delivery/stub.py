@@ -200,10 +200,11 @@ class PartnerStub:
             )
 
         if mode == "ok" or mode == "slow":
+            # The partner commits first, then acknowledges (slowly, in "slow").
+            self.accepted.setdefault(received.idempotency_key, received)
             if mode == "slow":
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closing.wait(), self.slow_seconds)
-            self.accepted.setdefault(received.idempotency_key, received)
             respond("200 OK", "Content-Type: application/json\r\n", b'{"status":"accepted"}')
         elif mode == "500":
             respond("500 Internal Server Error")

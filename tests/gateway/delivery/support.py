@@ -79,10 +79,10 @@ def fast_config(**overrides: Any) -> RelayConfig:
     return RelayConfig(**values)
 
 
-async def until(predicate: Any, timeout: float = 10.0) -> None:
+async def until(predicate: Any, within: float = 10.0) -> None:
     import asyncio
 
-    deadline = asyncio.get_running_loop().time() + timeout
+    deadline = asyncio.get_running_loop().time() + within
     while not await predicate():
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not met in time")

@@ -13,7 +13,7 @@ from gateway.delivery.relay import Relay
 from gateway.http.metrics import GatewayMetrics
 from gateway.store import Database
 from gateway.store.models import AgencyKey
-from tests.gateway.delivery.stub import PartnerStub, PartnerPKI, free_port
+from tests.gateway.delivery.stub import PartnerPKI, PartnerStub, free_port
 from tests.gateway.delivery.support import JWE, fast_config, partner, queue, rows, until
 
 
@@ -171,7 +171,7 @@ async def test_slow_partner_does_not_hold_up_the_others(
             return sorted(fast.accepted) == sorted(fast_ids)
 
         started = asyncio.get_running_loop().time()
-        await until(fast_done, timeout=5)
+        await until(fast_done, within=5)
         assert asyncio.get_running_loop().time() - started < 0.9  # before any slow deadline
         assert slow.max_in_flight <= 2
         await relay.stop(grace=0.1)

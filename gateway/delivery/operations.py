@@ -1,0 +1,132 @@
+"""What an operator does with the outbox: look, retry dead letters, purge what is finished.
+
+Each change is one transaction with an ``administration`` audit entry (ids and counts only).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.delivery.outbox import OutboxStatus
+from gateway.flow.audit import AuditEvent, Operation, Outcome, record
+from gateway.store import Database
+from gateway.store.models import OutboxMessage
+
+__all__ = ["OutboxRow", "depth", "list_outbox", "purge", "retry"]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """What an operator may see of a message: never its body."""
+
+    id: str
+    recipient_agency_id: str
+    kind: str
+    status: str
+    attempts: int
+    next_attempt_at: dt.datetime
+    last_error_code: str | None
+    created_at: dt.datetime
+    delivered_at: dt.datetime | None
+
+
+async def list_outbox(
+    db: Database,
+    *,
+    status: str | None = None,
+    agency_id: str | None = None,
+    limit: int = 100,
+) -> list[OutboxRow]:
+    query = select(OutboxMessage).order_by(OutboxMessage.created_at).limit(limit)
+    if status:
+        query = query.where(OutboxMessage.status == OutboxStatus(status).value)
+    if agency_id:
+        query = query.where(OutboxMessage.recipient_agency_id == agency_id)
+    async with db.read() as session:
+        rows = (await session.scalars(query)).all()
+    return [
+        OutboxRow(
+            r.id,
+            r.recipient_agency_id,
+            r.kind,
+            r.status,
+            r.attempts,
+            r.next_attempt_at,
+            r.last_error_code,
+            r.created_at,
+            r.delivered_at,
+        )
+        for r in rows
+    ]
+
+
+async def depth(session: AsyncSession) -> int:
+    """Messages not yet delivered (the ``mappa_gateway_outbox_depth`` gauge)."""
+    count = await session.scalar(
+        select(func.count())
+        .select_from(OutboxMessage)
+        .where(OutboxMessage.status != OutboxStatus.DELIVERED.value)
+    )
+    return int(count or 0)
+
+
+def _audit(session: AsyncSession, action: str, now: dt.datetime, **detail: object) -> None:
+    record(
+        session,
+        AuditEvent(
+            occurred_at=now,
+            operation=Operation.ADMINISTRATION,
+            outcome=Outcome.ALLOWED,
+            reason_code=action,
+            detail={"action": action, **detail},
+        ),
+    )
+
+
+async def retry(
+    db: Database,
+    *,
+    message_ids: list[str] | None = None,
+    agency_id: str | None = None,
+    now: dt.datetime | None = None,
+) -> int:
+    """Put dead letters (the given ids, or all of one agency, or all) back to pending."""
+    at = now or dt.datetime.now(dt.UTC)
+    query = update(OutboxMessage).where(OutboxMessage.status == OutboxStatus.DEAD.value)
+    if message_ids:
+        query = query.where(OutboxMessage.id.in_(message_ids))
+    if agency_id:
+        query = query.where(OutboxMessage.recipient_agency_id == agency_id)
+    async with db.write() as session:
+        result = await session.execute(
+            query.values(
+                status=OutboxStatus.PENDING.value, attempts=0, next_attempt_at=at
+            ).execution_options(synchronize_session=False)
+        )
+        count = int(getattr(result, "rowcount", 0))
+        _audit(session, "outbox_retry", at, count=count, agency=agency_id, ids=message_ids or [])
+    return count
+
+
+async def purge(db: Database, *, older_than_days: int, now: dt.datetime | None = None) -> int:
+    """Delete delivered and dead messages created more than ``older_than_days`` ago."""
+    if older_than_days < 1:
+        raise ValueError("purge keeps at least one day")
+    at = now or dt.datetime.now(dt.UTC)
+    cutoff = at - dt.timedelta(days=older_than_days)
+    async with db.write() as session:
+        result = await session.execute(
+            delete(OutboxMessage)
+            .where(
+                OutboxMessage.status.in_([OutboxStatus.DELIVERED.value, OutboxStatus.DEAD.value]),
+                OutboxMessage.created_at < cutoff,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        count = int(getattr(result, "rowcount", 0))
+        _audit(session, "outbox_purge", at, count=count, older_than_days=older_than_days)
+    return count
