@@ -10,12 +10,13 @@ from fastapi import FastAPI
 from gateway import __version__
 from gateway.audit.service import install_audit, shutdown_audit
 from gateway.console import routes as console
+from gateway.delivery.service import install_delivery, shutdown_delivery
 from gateway.http import problems
 from gateway.http.metrics import GatewayMetrics, MetricsMiddleware
 from gateway.http.middleware import EdgeMiddleware
 from gateway.logs import configure_logging, get_logger
 from gateway.oauth import install_oauth
-from gateway.routes import audit, health, metrics, oauth
+from gateway.routes import audit, health, inbox, metrics, oauth
 from gateway.settings import Settings, get_settings
 from gateway.state import GatewayState
 from gateway.store import Database
@@ -79,10 +80,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         install_sealer(state)
         install_rate_limits(state)
         install_audit(state)
+        install_delivery(state)
         app.state.gateway = state
         try:
             yield
         finally:
+            await shutdown_delivery(state)
             await shutdown_audit(state)
             await db.dispose()
 
@@ -99,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(oauth.router)
     app.include_router(audit.router)
+    app.include_router(inbox.router)
     app.include_router(metrics.router)
     app.include_router(console.router)
     app.add_middleware(

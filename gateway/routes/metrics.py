@@ -7,6 +7,7 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.audit.log import latest_checkpoint, unsequenced_lag
+from gateway.delivery.operations import depth as outbox_depth
 from gateway.errors import StoreUnavailable
 from gateway.state import GatewayState
 
@@ -25,10 +26,10 @@ async def metrics(request: Request) -> Response:
         async with state.db.read() as session:
             count, age = await unsequenced_lag(session, state.clock())
             latest = await latest_checkpoint(session)
+            gauges.outbox_depth.set(await outbox_depth(session))
         gauges.audit_unsequenced.set(count)
         gauges.audit_oldest_age.set(age)
         gauges.audit_tree_size.set(latest.tree_size if latest is not None else 0)
     except StoreUnavailable:
         pass  # the request counters still answer; the audit gauges keep their last values
-    gauges.outbox_depth.set(0)  # the outbox does not exist yet
     return Response(generate_latest(gauges.registry), media_type=CONTENT_TYPE_LATEST)
