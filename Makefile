@@ -27,9 +27,10 @@ run: install
 	$(BIN)/mappa-gateway demo init
 	$(BIN)/mappa-gateway serve --host 127.0.0.1 --port 8000
 
-# Debian packages the tests use: SoftHSM2 (the PKCS#11 KEK source). Installed when missing and
+# Debian packages the tests use: SoftHSM2 (the PKCS#11 KEK source) and Chromium (the IG console's
+# end-to-end test, driven by Playwright through /usr/bin/chromium). Installed when missing and
 # we may (root); otherwise the tests that need them say so (and fail in CI).
-SYSTEM_PACKAGES := softhsm2
+SYSTEM_PACKAGES := softhsm2 chromium
 system-deps:
 	@missing=""; for pkg in $(SYSTEM_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "ok installed" || missing="$$missing $$pkg"; \

@@ -53,6 +53,7 @@ _STATIC: Final = Path(__file__).parent / "static"
 _STATIC_FILES: Final = {
     "htmx.min.js": "text/javascript; charset=utf-8",
     "console.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
 }
 _FORM_LIMIT: Final = 8192
 _CSV_LIMIT: Final = 100_000

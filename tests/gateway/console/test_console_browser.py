@@ -1,0 +1,205 @@
+"""The IG console end to end in real headless Chromium against a real gateway process.
+
+Debian's ``chromium`` (``make system-deps`` installs it) driven by Playwright through its
+executable path; no browser is downloaded. The gateway runs under uvicorn on 127.0.0.1 with its
+background sequencer on, so the entries the test writes are signed by the time the officer looks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.console.accounts import add_officer
+from gateway.flow.audit import AuditEvent, Operation, Outcome, record
+from gateway.store import Database, upgrade
+from tests.gateway.console.conftest import OFFICER, PASSWORD
+from tests.support import skip_or_fail_in_ci
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _seed(url: str) -> None:
+    db = Database(url)
+    try:
+        async with db.write() as session:
+            await add_officer(session, OFFICER, "Ida Governance", PASSWORD)
+        for i in range(8):
+            async with db.write() as session:
+                record(
+                    session,
+                    AuditEvent(
+                        operation=Operation.DISCLOSURE,
+                        outcome=Outcome.REFUSED if i == 5 else Outcome.ALLOWED,
+                        agency_id=f"housing-{i % 2}",
+                        officer_id=f"HO-{100 + i}",
+                        nominal_ref=f"N{i:05d}",
+                        legal_basis="cja2003-s325",
+                        purpose="risk-management",
+                        rule="need-to-know" if i == 5 else "level2-attendee",
+                        reason_code="no_need_to_know" if i == 5 else None,
+                        request_id=f"req-{i}",
+                    ),
+                )
+    finally:
+        await db.dispose()
+
+
+@pytest.fixture
+def gateway_server(tmp_path: Path, console_keys: tuple[Path, Path]) -> Iterator[str]:
+    """A real gateway process on a loopback port, with an IG officer and eight entries."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
+    upgrade(url)
+    asyncio.run(_seed(url))
+    port = _free_port()
+    env = {
+        **os.environ,
+        "MAPPA_PROFILE": "test",
+        "MAPPA_DATABASE_URL": url,
+        "MAPPA_ISSUER": "https://gateway.test",  # the test profile wants https
+        "MAPPA_KEYS_DIR": str(console_keys[0]),
+        "MAPPA_KEK_FILE": str(console_keys[1]),
+        "MAPPA_AUDIT_SEQUENCE_INTERVAL_SECONDS": "0.2",
+        "MAPPA_LOG_LEVEL": "warning",
+    }
+    log = (tmp_path / "server.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--factory",
+            "gateway.app:create_app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError((tmp_path / "server.log").read_text())
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("gateway did not start")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def test_officer_signs_in_searches_opens_an_entry_and_sees_its_proof_verified(
+    gateway_server: str, tmp_path: Path
+) -> None:
+    """Real Chromium: sign in, filter with htmx, open an entry, proof verified, screenshot."""
+    if not CHROMIUM.exists():
+        skip_or_fail_in_ci("Debian's chromium is not installed (make system-deps)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        skip_or_fail_in_ci("the playwright package is not installed")
+
+    problems: list[str] = []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on(
+                "console",
+                lambda message: problems.append(message.text) if message.type == "error" else None,
+            )
+            page.on("pageerror", lambda error: problems.append(str(error)))
+
+            page.goto(gateway_server + "/console/login")
+            page.fill("#officer_id", OFFICER)
+            page.fill("#password", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url("**/console/entries")
+            assert "Ida Governance" in page.inner_text("header")
+
+            page.fill("input[name=agency]", "housing-1")
+            page.click("form.filters button[type=submit]")  # htmx swaps #results
+            page.wait_for_url("**/console/entries?*agency=housing-1*")
+            results = page.inner_text("#results")
+            assert "N00003" in results and "N00002" not in results
+
+            # Give the server's background sequencer time to sign the entries.
+            deadline = time.monotonic() + 15
+            while True:
+                page.click("#results a:has-text('20')")  # the first row's timestamp link
+                page.wait_for_selector("#proof")
+                status = page.inner_text("#proof .status")
+                if status == "verified" or time.monotonic() > deadline:
+                    break
+                page.go_back()
+                time.sleep(0.3)
+            assert status == "verified", page.inner_text("#proof")
+            assert "Checked against the signed checkpoint" in page.inner_text("#proof")
+            assert "housing-1" in page.inner_text("table.detail")
+
+            shot = tmp_path / "console-entry.png"
+            page.screenshot(path=str(shot), full_page=True)
+            keep = os.environ.get("MAPPA_SCREENSHOT_DIR")
+            if keep:
+                shutil.copyfile(shot, Path(keep) / shot.name)
+        finally:
+            browser.close()
+
+    width, height = _png_size(shot)
+    assert width == 1280 and height >= 600
+    assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
+    assert not [p for p in problems if "Content Security Policy" in p or "Refused" in p], problems
+    assert not problems, problems
