@@ -1,0 +1,57 @@
+"""``mappa-gateway ig add-officer``: a local IG officer account from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from gateway.console.accounts import verify_officer
+from gateway.settings import get_settings
+from gateway.store import Database
+
+
+@pytest.fixture
+def env(sqlite_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
+    monkeypatch.setenv("MAPPA_PROFILE", "test")
+    monkeypatch.setenv("MAPPA_ISSUER", "https://gateway.test")
+    monkeypatch.setenv("MAPPA_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("MAPPA_KEYS_DIR", str(tmp_path / "keys"))
+    get_settings.cache_clear()
+    yield sqlite_url
+    get_settings.cache_clear()
+
+
+async def _verifies(url: str, officer_id: str, password: str) -> bool:
+    db = Database(url)
+    try:
+        async with db.read() as session:
+            return await verify_officer(session, officer_id, password) is not None
+    finally:
+        await db.dispose()
+
+
+def test_add_officer_creates_an_account_that_signs_in(
+    env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The password read from standard input verifies; a second add of the id is refused."""
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough passphrase\n"))
+    assert main(["ig", "add-officer", "ig.two", "--name", "IG Two", "--password-stdin"]) == 0
+    assert "IG officer ig.two created" in capsys.readouterr().out
+    assert asyncio.run(_verifies(env, "ig.two", "a long enough passphrase"))
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough passphrase\n"))
+    assert main(["ig", "add-officer", "ig.two", "--name", "IG Two", "--password-stdin"]) == 2
+
+
+def test_add_officer_refuses_a_short_password(
+    env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A password under the minimum length is refused with the reason; nothing is created."""
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    assert main(["ig", "add-officer", "ig.three", "--name", "IG", "--password-stdin"]) == 2
+    assert "at least" in capsys.readouterr().err
+    assert not asyncio.run(_verifies(env, "ig.three", "short"))

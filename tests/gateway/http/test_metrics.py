@@ -1,0 +1,71 @@
+"""Prometheus metrics: route templates, refusals by code, audit lag, no personal data."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from gateway.audit.sequencer import sequence
+from gateway.flow.audit import AuditEvent, Operation, Outcome, record
+from gateway.state import GatewayState
+
+
+def _value(text: str, name: str, labels: str = "") -> float:
+    pattern = re.escape(name + (("{" + labels + "}") if labels else "")) + r" ([0-9.e+-]+)"
+    match = re.search(pattern, text)
+    assert match, f"{name}{{{labels}}} not in metrics"
+    return float(match.group(1))
+
+
+async def test_requests_are_counted_by_route_template_without_ids_or_query(
+    client: httpx.AsyncClient,
+) -> None:
+    """A path with an id and a query with a nominal reference leave neither in the metrics."""
+    await client.get("/console/entries/0b7c2d1e-secret-entry", follow_redirects=False)
+    await client.get("/v1/audit/entries", params={"nominal": "N-SECRET-42"})
+    text = (await client.get("/metrics")).text
+    assert 'route="/console/entries/{entry_id}"' in text
+    assert "0b7c2d1e" not in text and "N-SECRET-42" not in text
+    labels = 'method="GET",route="/v1/audit/entries",status="401"'
+    assert _value(text, "mappa_gateway_requests_total", labels) == 1
+
+
+async def test_refusals_are_counted_by_problem_code(client: httpx.AsyncClient) -> None:
+    """Each problem+json response counts under its stable code, refusals apart from failures."""
+    await client.get("/v1/audit/entries")  # no credentials: invalid_token
+    await client.get("/v1/audit/proof/consistency", params={"first": "x", "second": "1"})
+    await client.get("/no/such/route")
+    text = (await client.get("/metrics")).text
+    assert _value(text, "mappa_gateway_refusals_total", 'code="invalid_token"') == 1
+    assert _value(text, "mappa_gateway_refusals_total", 'code="invalid_parameter"') == 1
+    assert _value(text, "mappa_gateway_refusals_total", 'code="not_found"') == 1
+    assert 'route="<unmatched>"' in text
+
+
+async def test_audit_lag_reports_unsequenced_entries_until_the_sequencer_runs(
+    client: httpx.AsyncClient, app: object
+) -> None:
+    """Three unsequenced entries show as lag; after sequencing the lag is zero."""
+    state: GatewayState = app.state.gateway  # type: ignore[attr-defined]
+    assert state.audit is not None
+    await state.audit.stop()  # the test sequences by hand
+    for i in range(3):
+        async with state.db.write() as session:
+            record(
+                session,
+                AuditEvent(
+                    operation=Operation.CONSULTATION,
+                    outcome=Outcome.ALLOWED,
+                    request_id=f"r{i}",
+                ),
+            )
+    text = (await client.get("/metrics")).text
+    assert _value(text, "mappa_gateway_audit_unsequenced_entries") == 3
+    assert _value(text, "mappa_gateway_audit_oldest_unsequenced_age_seconds") >= 0
+    assert _value(text, "mappa_gateway_outbox_depth") == 0
+    assert state.audit is not None
+    await sequence(state.db, state.audit.signer, state.audit.origin)
+    text = (await client.get("/metrics")).text
+    assert _value(text, "mappa_gateway_audit_unsequenced_entries") == 0
+    assert _value(text, "mappa_gateway_audit_tree_size") == 3
