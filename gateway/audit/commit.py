@@ -15,6 +15,7 @@ must not proceed unaudited (showing audit data) stops there.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -25,7 +26,7 @@ from gateway.errors import AuditUnavailable, StoreUnavailable
 from gateway.flow.audit import AuditEvent, record
 from gateway.store import Database
 
-__all__ = ["Audited", "commit_audited", "record_alone"]
+__all__ = ["Audited", "commit_audited", "payload_digest", "record_alone"]
 
 T = TypeVar("T")
 
@@ -58,3 +59,9 @@ async def record_alone(db: Database, event: AuditEvent) -> None:
             record(session, event)
     except StoreUnavailable as exc:
         raise AuditUnavailable(diagnostics=exc.diagnostics) from exc
+
+
+def payload_digest(released: bytes) -> str:
+    """The ``payload_digest`` of an entry: ``sha256:`` and the hex digest of the bytes released
+    (the JWE as sent, or the response body), so the record proves what left without holding it."""
+    return "sha256:" + hashlib.sha256(released).hexdigest()
