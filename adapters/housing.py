@@ -1,0 +1,78 @@
+"""Housing: a property warning marker for an address, and tenancy or address changes shared.
+
+A warning-marker delivery becomes a ``PWM`` marker on the property record, found by UPRN (or,
+failing that, by the exact address held): the marker, a contact and a review date, with no
+offence detail whatever the body holds. Tenancy changes from the housing system are shared as
+information records (``tenancy`` for a new or ended tenancy, ``address`` for a move).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from adapters.sdk import Delivery, MappingRefused, Outbound, Receipt
+from adapters.standin import JsonStore
+
+__all__ = ["PWM", "HousingAdapter"]
+
+PWM = "PWM"
+_MARKER_FIELDS = ("contact", "review_date")
+_EVENTS = {"tenancy_start": "tenancy", "tenancy_end": "tenancy", "address_change": "address"}
+
+
+@dataclass
+class HousingAdapter:
+    agency_type: ClassVar[str] = "housing"
+    accepts: ClassVar[frozenset[str]] = frozenset({"warning_marker", "hazard_flag", "record"})
+
+    store: JsonStore | None = None
+
+    def to_contract(self, record: Mapping[str, Any]) -> Sequence[Outbound]:
+        kind = _EVENTS.get(str(record.get("event")))
+        if kind is None:
+            raise MappingRefused("event_not_shared", "only tenancy and address changes are shared")
+        body: dict[str, Any] = {
+            "kind": kind,
+            "summary": f"{record['event'].replace('_', ' ')} on {record['date']}",
+            "caveats": [],
+        }
+        if kind == "tenancy":
+            body["tenancy"] = f"{record['tenancy_type']} ({record['event']}, {record['date']})"
+        body["address"] = record["address"]
+        path = f"/v1/nominals/{record['nominal_id']}/records"
+        return [Outbound("POST", path, body, f"housing-{record['id']}")]
+
+    def from_contract(self, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        if kind not in ("warning_marker", "hazard_flag"):
+            raise MappingRefused("kind_not_handled", "housing applies warning markers only")
+        uprn, address = body.get("uprn"), body.get("address")
+        if not uprn and not address:
+            raise MappingRefused("marker_without_property", "a marker names a property")
+        marker = {"code": PWM, **{k: body[k] for k in _MARKER_FIELDS if body.get(k) is not None}}
+        return {"uprn": uprn, "address": address, "marker": marker}
+
+    def _property_key(self, uprn: Any, address: Any) -> str | None:
+        assert self.store is not None
+        properties = self.store.all("properties")
+        if uprn and str(uprn) in properties:
+            return str(uprn)
+        for key, prop in properties.items():
+            if address and prop.get("address") == address:
+                return key
+        return None
+
+    def receive(self, delivery: Delivery) -> Receipt:
+        mapped = self.from_contract(delivery.kind, delivery.body)
+        if self.store is None:
+            return Receipt(delivery.message_id, "marker_mapped")
+        key = self._property_key(mapped["uprn"], mapped["address"])
+        if key is None:
+            raise MappingRefused("property_unknown", "no such property in the housing system")
+        prop = self.store.get("properties", key) or {}
+        marker = {**mapped["marker"], "message_id": delivery.message_id}
+        others = [m for m in prop.get("markers", []) if m.get("message_id") != delivery.message_id]
+        prop["markers"] = [*others, marker]
+        self.store.apply_once(delivery.message_id, "properties", key, prop)
+        return Receipt(delivery.message_id, "warning_marker_written", (key,))

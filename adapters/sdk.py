@@ -1,0 +1,117 @@
+"""The adapter SDK: what an agency adapter is, and how installed adapters are found.
+
+An adapter sits beside one agency's case system. It translates that system's records into the
+gateway's contract (:meth:`Adapter.to_contract`: the calls to make, each a :class:`Outbound`),
+translates contract bodies back into the system's own shape (:meth:`Adapter.from_contract`), and
+applies a delivery the gateway pushed or the agency pulled (:meth:`Adapter.receive`). It never
+sees keys: sealing and opening are the :class:`~adapters.client.GatewayClient`'s and the
+receiver's (:mod:`adapters.receiver`).
+
+Adapters are discovered through the Python entry-point group ``mappa_gateway.adapters``; a
+partner's package declares its own in its ``pyproject.toml``::
+
+    [project.entry-points."mappa_gateway.adapters"]
+    my-council-housing = "my_council.adapter:HousingAdapter"
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Adapter",
+    "Delivery",
+    "MappingRefused",
+    "Outbound",
+    "Receipt",
+    "discover",
+    "load_adapter",
+]
+
+ENTRY_POINT_GROUP = "mappa_gateway.adapters"
+
+
+class MappingRefused(ValueError):
+    """A record cannot be translated safely (an unknown or legacy code, a missing field).
+
+    ``code`` is stable and says why; nothing is sent or written when this is raised.
+    """
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """One call the adapter asks the gateway client to make (the body is sealed on sending)."""
+
+    method: str
+    path: str
+    body: dict[str, Any]
+    #: A stable key derived from the source record, so a resend is recognised.
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A message from the gateway, opened and verified: its id, kind and body."""
+
+    message_id: str
+    kind: str
+    body: dict[str, Any]
+    #: The gateway's issuer that signed it.
+    signed_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What the agency system did with a delivery (what the mock systems record)."""
+
+    message_id: str
+    action: str
+    references: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default=())
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """An agency adapter. ``agency_type`` is a :class:`gateway.domain.AgencyType` value."""
+
+    agency_type: ClassVar[str]
+    #: Delivery kinds this adapter applies; others are stored for a person to look at.
+    accepts: ClassVar[frozenset[str]]
+
+    def to_contract(self, record: Mapping[str, Any]) -> Sequence[Outbound]:
+        """Translate one record of the agency's system into gateway calls."""
+        ...
+
+    def from_contract(self, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Translate a contract body into the agency system's own record shape."""
+        ...
+
+    def receive(self, delivery: Delivery) -> Receipt:
+        """Apply a delivery to the agency's system; must be idempotent on ``message_id``."""
+        ...
+
+
+def discover() -> dict[str, importlib.metadata.EntryPoint]:
+    """Installed adapters by name (not imported until :func:`load_adapter`)."""
+    found = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+    return {ep.name: ep for ep in found}
+
+
+def load_adapter(name: str, **options: Any) -> Adapter:
+    """Import and build the adapter registered under ``name``; it must satisfy the protocol."""
+    entry = discover().get(name)
+    if entry is None:
+        raise LookupError(f"no adapter named {name!r} is installed")
+    factory = entry.load()
+    adapter = factory(**options)
+    if not isinstance(adapter, Adapter):
+        raise TypeError(f"{name!r} does not implement the Adapter protocol")
+    return adapter
