@@ -16,10 +16,11 @@ from gateway.http.metrics import GatewayMetrics, MetricsMiddleware
 from gateway.http.middleware import EdgeMiddleware
 from gateway.logs import configure_logging, get_logger
 from gateway.oauth import install_oauth
-from gateway.routes import audit, health, inbox, metrics, oauth
+from gateway.routes import audit, cases, health, inbox, metrics, oauth
 from gateway.settings import Settings, get_settings
 from gateway.state import GatewayState
 from gateway.store import Database
+from gateway.store.sealed import install_case_store
 
 __all__ = ["create_app"]
 
@@ -78,6 +79,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state = GatewayState(settings=settings, db=db, metrics=gateway_metrics)
         install_oauth(state)
         install_sealer(state)
+        install_case_store(state)
         install_rate_limits(state)
         install_audit(state)
         install_delivery(state)
@@ -103,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(oauth.router)
     app.include_router(audit.router)
     app.include_router(inbox.router)
+    app.include_router(cases.router)
     app.include_router(metrics.router)
     app.include_router(console.router)
     app.add_middleware(

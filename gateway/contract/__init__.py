@@ -1,9 +1,74 @@
 """The external contract's bodies: strict pydantic models for what agencies send and receive.
 
 Inbound models forbid unknown fields and coerce nothing silently: a category is ``1``..``4`` or
-the nDelius ``M1``..``M4``, a level ``1``..``3`` or ``M1``..``M3``, dates are ISO 8601.
+the nDelius ``M1``..``M4``, a level ``1``..``3`` or ``M1``..``M3``, dates are ISO 8601 text,
+booleans are JSON booleans. Outbound, each document and view has its own schema (:mod:`.views`):
+what is on no schema is never serialised.
 """
 
+from gateway.contract.disclosures import DecisionIn, DisclosureDecision, DisclosureIn
+from gateway.contract.hazard_flags import HazardFlagIn
+from gateway.contract.meetings import (
+    ActionIn,
+    ActionStatusIn,
+    MeetingIn,
+    MinutesIn,
+    ParticipantIn,
+    ParticipantsIn,
+)
+from gateway.contract.nominals import (
+    CategoryChangeIn,
+    DeregistrationIn,
+    LevelChangeIn,
+    ScreeningIn,
+    ScreeningOutcome,
+)
+from gateway.contract.records import RecordIn
 from gateway.contract.referrals import ReferralIn, RiskEntry, SubjectDetails
+from gateway.contract.sources import CaveatCode, ItemIn, SourceIn, SourceKind
+from gateway.contract.views import (
+    AckOut,
+    HazardFlagView,
+    Level1EntryView,
+    MinutesApprovedView,
+    MinutesView,
+    NominalView,
+    RecordView,
+    ViewRefused,
+    shape,
+)
 
-__all__ = ["ReferralIn", "RiskEntry", "SubjectDetails"]
+__all__ = [
+    "AckOut",
+    "ActionIn",
+    "ActionStatusIn",
+    "CategoryChangeIn",
+    "CaveatCode",
+    "DecisionIn",
+    "DeregistrationIn",
+    "DisclosureDecision",
+    "DisclosureIn",
+    "HazardFlagIn",
+    "HazardFlagView",
+    "ItemIn",
+    "Level1EntryView",
+    "LevelChangeIn",
+    "MeetingIn",
+    "MinutesApprovedView",
+    "MinutesIn",
+    "MinutesView",
+    "NominalView",
+    "ParticipantIn",
+    "ParticipantsIn",
+    "RecordIn",
+    "RecordView",
+    "ReferralIn",
+    "RiskEntry",
+    "ScreeningIn",
+    "ScreeningOutcome",
+    "SourceIn",
+    "SourceKind",
+    "SubjectDetails",
+    "ViewRefused",
+    "shape",
+]

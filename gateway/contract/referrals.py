@@ -1,4 +1,9 @@
-"""MAPPA A: the referral form, as an agency sends it."""
+"""MAPPA A: the referral form, as an agency sends it.
+
+A MAPPA referral names the category; the referral of a non-offender is not MAPPA (it goes to a
+high-risk information-sharing meeting) and has none. A referral from an agency that is not a
+Responsible Authority names the lead agency (police or probation) that will manage the case.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,15 @@ import datetime as dt
 
 from pydantic import BaseModel, Field, model_validator
 
-from gateway.contract.types import STRICT, AgencyId, CategoryCode, Identifier, ShortText
+from gateway.contract.types import (
+    STRICT,
+    AgencyId,
+    CategoryCode,
+    Identifier,
+    IsoDate,
+    LongText,
+    ShortText,
+)
 from gateway.domain import ReferralKind, RiskGroup, RiskLevel
 
 __all__ = ["ReferralIn", "RiskEntry", "SubjectDetails"]
@@ -18,7 +31,7 @@ class SubjectDetails(BaseModel):
     family_name: ShortText
     given_names: ShortText
     aliases: tuple[ShortText, ...] = Field(default=(), max_length=20)
-    date_of_birth: dt.date
+    date_of_birth: IsoDate
     address: str | None = Field(default=None, max_length=500)
     pnc_id: Identifier | None = None
     crn: Identifier | None = None
@@ -46,11 +59,13 @@ class ReferralIn(BaseModel):
     kind: ReferralKind = ReferralKind.MAPPA
     subject: SubjectDetails
     category: CategoryCode | None = None
-    reasons: str = Field(min_length=1, max_length=10_000)
+    reasons: LongText
     risks: tuple[RiskEntry, ...] = Field(min_length=1, max_length=6)
     agencies_involved: tuple[AgencyId, ...] = Field(default=(), max_length=50)
     referrer_name: ShortText
     referrer_contact: ShortText
+    #: The Responsible Authority agency that will lead (default: the referrer, if it is one).
+    lead_agency_id: AgencyId | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ReferralIn:

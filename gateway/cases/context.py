@@ -1,0 +1,297 @@
+"""One call to the case API: who calls, when, and how its refusals and writes are audited.
+
+:class:`Call` carries the authenticated :class:`~gateway.flow.authenticate.Caller`, the clock
+reading every check of the call uses, and the state's database and sealers. :func:`guarded` runs
+an operation and audits any refusal it raises, with the full reason (rule, policy version,
+diagnostics) for the IG officer while the caller sees one opaque problem. :func:`write` commits
+a write with its audit entry and its ``Idempotency-Key`` in one transaction and answers with the
+result sealed to the caller; a retry with the same key and body gets the same answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import Response
+
+import policies
+from gateway import errors
+from gateway.audit.commit import Audited, commit_audited, record_alone
+from gateway.contract.views import AckOut
+from gateway.flow import deliver, idempotency
+from gateway.flow.audit import AuditEvent, Operation, Outcome, Withheld
+from gateway.flow.authenticate import Caller
+from gateway.flow.need_to_know import caller_agency
+from gateway.flow.seal import OpenedBody, Sealer, agency_public_jwks
+from gateway.http.body import validate
+from gateway.state import GatewayState
+from gateway.store import Database
+from gateway.store.sealed import CaseSealer
+
+__all__ = [
+    "READ",
+    "WRITE",
+    "Call",
+    "Inbound",
+    "Written",
+    "guarded",
+    "inbound",
+    "released",
+    "replay",
+    "write",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+#: Scopes of the case API: reading case data, and writing it.
+READ = "case:read"
+WRITE = "case:write"
+#: Diagnostics keys copied into a refusal's audit detail (codes and ids, never values).
+_DETAIL_KEYS = ("why", "reason", "diagnostics", "db_error", "recipient", "table", "column")
+
+
+@dataclass(slots=True)
+class Call:
+    """One authenticated call: the caller, the request, and the moment it is judged at."""
+
+    state: GatewayState
+    caller: Caller
+    request: Request
+    operation: Operation
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+    #: The nominal the call concerns, once known (for the refusal's audit entry).
+    nominal_ref: str | None = None
+    record_refs: tuple[str, ...] = ()
+    #: The lawful-basis decision, once made.
+    basis: policies.BasisDecision | None = None
+    #: Digest of the inbound signed body, once opened.
+    payload_digest: str | None = None
+    _agency: policies.CallerAgency | None = None
+
+    @classmethod
+    def start(cls, request: Request, caller: Caller, operation: Operation) -> Call:
+        state: GatewayState = request.app.state.gateway
+        return cls(state, caller, request, operation, now=state.clock())
+
+    @property
+    def db(self) -> Database:
+        return self.state.db
+
+    @property
+    def agency(self) -> policies.CallerAgency:
+        if self._agency is None:
+            self._agency = caller_agency(self.caller)
+        return self._agency
+
+    @property
+    def sealer(self) -> Sealer:
+        if self.state.sealer is None:
+            raise errors.Unavailable(diagnostics={"reason": "payload_keys_unavailable"})
+        return self.state.sealer
+
+    @property
+    def case_sealer(self) -> CaseSealer:
+        if self.state.case_sealer is None:
+            raise errors.Unavailable(diagnostics={"reason": "case_sealer_unavailable"})
+        return self.state.case_sealer
+
+    def require_scope(self, scope: str) -> None:
+        if not self.caller.has_scope(scope):
+            raise errors.InsufficientScope(diagnostics={"reason": f"scope {scope} not granted"})
+
+    def event(self, outcome: Outcome, **fields: Any) -> AuditEvent:
+        """An audit event of this call, with its agency, officer, basis, purpose and request."""
+        base: dict[str, Any] = {
+            "occurred_at": self.now,
+            "operation": self.operation,
+            "outcome": outcome,
+            "agency_id": self.caller.agency_id,
+            "officer_id": self.caller.officer,
+            "legal_basis": self.caller.legal_basis,
+            "purpose": self.caller.purpose,
+            "request_id": self.caller.request_id,
+            "nominal_ref": self.nominal_ref,
+            "record_refs": self.record_refs,
+            "payload_digest": self.payload_digest,
+        }
+        base.update(fields)
+        return AuditEvent.model_validate(base)
+
+    async def keys(
+        self, session: AsyncSession, agency_id: str, use: str
+    ) -> Sequence[Mapping[str, Any]]:
+        return await agency_public_jwks(session, agency_id, use, self.now)
+
+    async def open_body(self, session: AsyncSession) -> OpenedBody:
+        """The inbound application/jose body, verified against the caller's signing keys."""
+        opened = await self.sealer.open(
+            self.request,
+            sender_id=self.caller.agency_id,
+            sender_keys=await self.keys(session, self.caller.agency_id, "sig"),
+            now=self.now,
+        )
+        self.payload_digest = opened.digest
+        return opened
+
+    def answer(self, body: Mapping[str, Any], keys: Sequence[Mapping[str, Any]]) -> deliver.Sealed:
+        """``body`` sealed to the caller (signed by the gateway, encrypted to its key)."""
+        return deliver.seal_answer(
+            self.sealer, body, recipient_id=self.caller.agency_id, keys=keys, now=self.now
+        )
+
+
+def _refusal_event(call: Call, exc: errors.GatewayError) -> AuditEvent:
+    diagnostics = exc.diagnostics
+    detail: dict[str, Any] = {"code": exc.code, "route": call.request.url.path[:200]}
+    for key in _DETAIL_KEYS:
+        if key in diagnostics:
+            detail[key] = diagnostics[key]
+    if exc.errors:
+        detail["errors"] = exc.errors[:20]
+    server_side = isinstance(exc, errors.Unavailable | errors.InternalError)
+    return call.event(
+        Outcome.FAILED if server_side else Outcome.REFUSED,
+        reason_code=str(diagnostics.get("reason_code") or exc.code),
+        rule=diagnostics.get("rule"),
+        policy_version=diagnostics.get("policy_version"),
+        detail=detail,
+    )
+
+
+async def guarded(call: Call, operation: Awaitable[Response]) -> Response:
+    """Run ``operation``; audit any refusal or failure it raises (with its rule), then re-raise."""
+    try:
+        return await operation
+    except errors.AuditUnavailable:
+        raise
+    except errors.GatewayError as exc:
+        await record_alone(call.db, _refusal_event(call, exc))
+        raise
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What a write returns to the caller: its acknowledgement and HTTP status."""
+
+    ack: AckOut
+    status_code: int = 201
+
+
+async def write(
+    call: Call,
+    *,
+    key: str,
+    digest: str,
+    caller_keys: Sequence[Mapping[str, Any]],
+    act: Callable[[AsyncSession], Awaitable[Audited[Written]]],
+) -> Response:
+    """Commit ``act``, its audit entry and the idempotency key together; answer sealed.
+
+    If another request with the same key committed first (a retry racing its original, on this
+    replica or another), its answer is replayed instead.
+    """
+
+    async def with_key(session: AsyncSession) -> Audited[Written]:
+        audited = await act(session)
+        written = audited.result
+        await idempotency.remember(
+            session,
+            call.case_sealer,
+            agency_id=call.caller.agency_id,
+            key=key,
+            digest=digest,
+            status_code=written.status_code,
+            answer=written.ack.model_dump(mode="json", exclude_none=True),
+            now=call.now,
+        )
+        return audited
+
+    try:
+        written = await commit_audited(call.db, with_key)
+    except IntegrityError:
+        async with call.db.read() as session:
+            remembered = await idempotency.lookup(
+                session, call.case_sealer, agency_id=call.caller.agency_id, key=key, digest=digest
+            )
+        if remembered is None:
+            raise
+        return replay(call, remembered, caller_keys)
+    body = written.ack.model_dump(mode="json", exclude_none=True)
+    return deliver.jose_response(call.answer(body, caller_keys), written.status_code)
+
+
+def replay(
+    call: Call, remembered: idempotency.Remembered, caller_keys: Sequence[Mapping[str, Any]]
+) -> Response:
+    """The original answer to a retried write, sealed to the caller afresh."""
+    return deliver.jose_response(
+        call.answer(remembered.answer, caller_keys), remembered.status_code
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound(Generic[M]):
+    """A write's opened, validated body, its idempotency key and digest, the caller's keys, and
+    the remembered answer if this is a retry."""
+
+    body: M
+    key: str
+    digest: str
+    caller_keys: Sequence[Mapping[str, Any]]
+    replay: Response | None
+
+
+async def inbound(call: Call, session: AsyncSession, model: type[M]) -> Inbound[M]:
+    """Idempotency-Key, then the sealed body (opened and verified), then its schema."""
+    key = idempotency.key_of(call.request)
+    opened = await call.open_body(session)
+    body = validate(model, opened.body)
+    digest = idempotency.request_digest(call.request.method, call.request.url.path, opened.body)
+    caller_keys = await call.keys(session, call.caller.agency_id, "enc")
+    remembered = await idempotency.lookup(
+        session, call.case_sealer, agency_id=call.caller.agency_id, key=key, digest=digest
+    )
+    again = replay(call, remembered, caller_keys) if remembered is not None else None
+    return Inbound(body, key, digest, caller_keys, again)
+
+
+async def released(
+    call: Call,
+    decision: policies.Decision,
+    withheld: Sequence[Withheld],
+    sealed: deliver.Sealed,
+    *,
+    record_refs: Sequence[str] = (),
+    detail: Mapping[str, Any] | None = None,
+) -> None:
+    """Commit the audit entry of an answer that discloses case data to the caller.
+
+    Called after the answer is sealed and before it is sent: if the entry cannot be written,
+    the caller gets 503 and nothing (no audit, no disclosure)."""
+    event = call.event(
+        Outcome.ALLOWED,
+        recipients=(call.caller.agency_id,),
+        record_refs=tuple(record_refs) or call.record_refs,
+        rule=decision.rule,
+        policy_version=decision.policy_version,
+        withheld=tuple(withheld),
+        payload_digest=sealed.digest,
+        detail={
+            "resource": str(decision.resource),
+            "view": str(decision.view),
+            "basis_rule": call.basis.rule if call.basis else None,
+            **(detail or {}),
+        },
+    )
+
+    async def act(session: AsyncSession) -> Audited[None]:
+        return Audited(None, event)
+
+    await commit_audited(call.db, act)

@@ -1,0 +1,258 @@
+"""Onward disclosure: sharing minutes beyond the meeting, with the chair's permission.
+
+A participant asks (``POST /v1/disclosures``) to share parts of a meeting's minutes with an
+agency outside it, for example a child protection conference. The meeting's chair agency or the
+area's MAPPA co-ordination unit approves some or all of the parts asked for, never more, or
+refuses (``POST /v1/disclosures/{id}/decision``). On approval the recipient is pushed exactly
+the approved view (conclusions and action points, every third-party source and every item
+citing one removed, caveats honoured) and may read the same view from the minutes endpoint.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+import policies
+from gateway import errors
+from gateway.audit.commit import Audited
+from gateway.cases import documents
+from gateway.cases.context import WRITE, Call, Written, inbound, write
+from gateway.cases.subjects import (
+    is_chair_or_coordinator,
+    meeting_actions,
+    visible_meeting,
+    well_formed,
+)
+from gateway.contract import AckOut, DecisionIn, DisclosureDecision, DisclosureIn
+from gateway.contract.disclosures import within
+from gateway.domain import DisclosureStatus
+from gateway.flow import deliver, lawful_basis, need_to_know, redact
+from gateway.flow.audit import Operation, Outcome
+from gateway.store.models import Agency, OnwardDisclosureRequest, new_id
+
+__all__ = ["decide_disclosure", "request_disclosure"]
+
+
+async def request_disclosure(call: Call) -> Response:
+    """POST /v1/disclosures: a participant asks to share minutes beyond the meeting."""
+    call.require_scope(WRITE)
+    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
+    async with call.db.read() as session:
+        body = await inbound(call, session, DisclosureIn)
+        if body.replay is not None:
+            return body.replay
+        asked = body.body
+        seen = await visible_meeting(call, session, asked.meeting_id)
+        if seen.decision.view is not policies.View.FULL:
+            raise errors.AccessDenied(
+                diagnostics={"rule": "participants-ask", "why": f"view {seen.decision.view}"}
+            )
+        if seen.minutes is None:
+            raise errors.Conflict(diagnostics={"reason": "no_minutes_yet"})
+        if await session.get(Agency, asked.recipient_agency_id) is None:
+            raise errors.ValidationFailed(
+                errors=[{"loc": ["recipient_agency_id"], "type": "unknown_agency"}]
+            )
+    request_id = new_id()
+    call.record_refs = (seen.meeting.id, request_id)
+
+    async def act(session: AsyncSession) -> Audited[Written]:
+        row = OnwardDisclosureRequest(
+            id=request_id,
+            requesting_agency_id=call.caller.agency_id,
+            requesting_officer=call.caller.officer,
+            meeting_id=seen.meeting.id,
+            recipient_agency_id=asked.recipient_agency_id,
+            purpose=asked.purpose,
+            status=DisclosureStatus.PENDING,
+            approved_parts=[],
+            created_at=call.now,
+        )
+        row.details_sealed = call.case_sealer.seal(
+            "onward_disclosure_requests",
+            request_id,
+            "details_sealed",
+            {
+                "parts": list(asked.parts),
+                "recipient_description": asked.recipient_description,
+                "reasons": asked.reasons,
+            },
+        )
+        session.add(row)
+        ack = AckOut(
+            id=request_id, status=str(DisclosureStatus.PENDING), nominal_id=seen.nominal.id
+        )
+        event = call.event(
+            Outcome.ALLOWED,
+            rule=seen.decision.rule,
+            policy_version=seen.decision.policy_version,
+            detail={
+                "resource": "onward_disclosure_request",
+                "recipient": asked.recipient_agency_id,
+                "parts": list(asked.parts),
+                "for_purpose": asked.purpose,
+            },
+        )
+        return Audited(Written(ack), event)
+
+    return await write(
+        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
+    )
+
+
+async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
+    """POST /v1/disclosures/{id}/decision: the chair or co-ordinator approves or refuses."""
+    call.require_scope(WRITE)
+    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
+    async with call.db.read() as session:
+        body = await inbound(call, session, DecisionIn)
+        if body.replay is not None:
+            return body.replay
+        decided = body.body
+        row = (
+            await session.get(OnwardDisclosureRequest, disclosure_id)
+            if well_formed(disclosure_id)
+            else None
+        )
+        if row is None or row.meeting_id is None:
+            raise need_to_know.not_found("disclosure request")
+        seen = await visible_meeting(call, session, row.meeting_id)
+        if not is_chair_or_coordinator(call, seen.meeting, seen.nominal):
+            raise errors.AccessDenied(
+                diagnostics={"rule": "chair-or-coordinator", "why": "not the chair or co-ordinator"}
+            )
+        if row.status is not DisclosureStatus.PENDING:
+            raise errors.Conflict(diagnostics={"reason": f"already_{row.status}"})
+        asked = call.case_sealer.unseal(
+            "onward_disclosure_requests", row.id, "details_sealed", row.details_sealed
+        )
+        requested = tuple(str(p) for p in asked.get("parts", ()))
+        if not all(within(part, requested) for part in decided.approved_parts):
+            raise errors.ValidationFailed(
+                errors=[{"loc": ["approved_parts"], "type": "more_than_requested"}]
+            )
+        push = None
+        if decided.decision is DisclosureDecision.APPROVE:
+            if seen.minutes is None or row.recipient_agency_id is None:
+                raise errors.Conflict(diagnostics={"reason": "no_minutes_yet"})
+            recipient = await session.get(Agency, row.recipient_agency_id)
+            keys = await call.keys(session, row.recipient_agency_id, "enc")
+            if recipient is None:
+                raise errors.Conflict(diagnostics={"reason": "recipient_gone"})
+            facts = need_to_know.agency_facts(recipient)
+            tied = await need_to_know.involvements(session, recipient.id, seen.nominal.id)
+            grant = policies.OnwardDisclosureGrant(
+                request_id=row.id,
+                recipient_agency_id=recipient.id,
+                nominal_id=seen.nominal.id,
+                meeting_id=seen.meeting.id,
+                status=DisclosureStatus.APPROVED,
+                approved_parts=tuple(decided.approved_parts),
+                decided_at=call.now,
+            )
+            tied = policies.Involvements(
+                tied.referrals, tied.meetings, tied.actions, (*tied.disclosures, grant)
+            )
+            try:
+                recipient_decision = need_to_know.decide_with(
+                    facts, seen.nominal, policies.MinutesTarget(seen.meeting.id), call.now, tied
+                )
+            except errors.NotFound as refusal:  # e.g. category 4: the policy names who may see
+                raise errors.Conflict(
+                    diagnostics={"reason": "recipient_may_not_know", **refusal.diagnostics}
+                ) from refusal
+            document = documents.minutes_document(
+                seen.meeting,
+                seen.participants,
+                documents.stored_minutes_body(seen.minutes, call.case_sealer),
+                await meeting_actions(call, session, seen.meeting.id),
+            )
+            if recipient_decision.view is policies.View.APPROVED_PARTS:
+                release = redact.approved_parts(
+                    recipient_decision,
+                    facts,
+                    document,
+                    purpose=row.purpose,
+                    originator_agency_id=seen.minutes.author_agency_id,
+                )
+            else:  # the recipient is a participant after all: it has the minutes already
+                release = redact.redact(
+                    recipient_decision,
+                    facts,
+                    document,
+                    purpose=row.purpose,
+                    originator_agency_id=seen.minutes.author_agency_id,
+                )
+            push = (
+                deliver.prepare_push(
+                    call.sealer,
+                    {"onward_disclosure": release.document, "disclosure_id": row.id},
+                    recipient_id=recipient.id,
+                    keys=keys,
+                    kind="onward_disclosure",
+                    nominal_ref=seen.nominal.id,
+                    now=call.now,
+                ),
+                release,
+                recipient_decision,
+            )
+    call.record_refs = (seen.meeting.id, row.id)
+    status = (
+        DisclosureStatus.APPROVED
+        if decided.decision is DisclosureDecision.APPROVE
+        else DisclosureStatus.REFUSED
+    )
+
+    async def act(session: AsyncSession) -> Audited[Written]:
+        changed = await session.execute(
+            update(OnwardDisclosureRequest)
+            .where(
+                OnwardDisclosureRequest.id == row.id,
+                OnwardDisclosureRequest.status == DisclosureStatus.PENDING,
+            )
+            .values(
+                status=status,
+                approved_parts=list(decided.approved_parts),
+                decided_by=call.caller.officer,
+                decided_at=call.now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if getattr(changed, "rowcount", 0) != 1:
+            raise errors.Conflict(diagnostics={"reason": "decided_meanwhile"})
+        ack = AckOut(id=row.id, status=str(status), nominal_id=seen.nominal.id)
+        if push is None:
+            event = call.event(
+                Outcome.ALLOWED,
+                operation=Operation.ALTERATION,
+                rule=seen.decision.rule,
+                policy_version=seen.decision.policy_version,
+                detail={"resource": "onward_disclosure_request", "decision": str(status)},
+            )
+            return Audited(Written(ack, 200), event)
+        message, release, recipient_decision = push
+        await deliver.enqueue(session, message, now=call.now)
+        event = call.event(
+            Outcome.ALLOWED,
+            operation=Operation.DISCLOSURE,
+            recipients=(message.recipient_id,),
+            purpose=row.purpose,
+            rule=recipient_decision.rule,
+            policy_version=recipient_decision.policy_version,
+            withheld=release.withheld,
+            payload_digest=message.sealed.digest,
+            detail={
+                "resource": "minutes",
+                "decision": str(status),
+                "approved_parts": list(decided.approved_parts),
+                "delivery": "outbox",
+                "caller_purpose": call.caller.purpose,
+            },
+        )
+        return Audited(Written(ack, 200), event)
+
+    return await write(
+        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
+    )

@@ -1,0 +1,125 @@
+"""The hazard flag for children's services: the ICS ``HZD`` marker, and nothing else.
+
+The Responsible Authority raises a flag against a child's or family's record saying that a
+relative is known to MAPPA, with a contact. The flag is built by the policies' hazard flag
+builder from its allow-list alone (the reference, ``HZD``, the relationship, "known to MAPPA",
+the contact, the review date): no offence, no intelligence, no third party can reach it. It is
+stored sealed and pushed, sealed to the children's services agency, through the outbox.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+import policies
+from gateway import errors
+from gateway.audit.commit import Audited
+from gateway.cases import documents
+from gateway.cases.context import READ, WRITE, Call, Written, inbound, released, write
+from gateway.cases.subjects import responsible_authority_only, visible_nominal, well_formed
+from gateway.contract import AckOut, HazardFlagIn
+from gateway.flow import deliver, lawful_basis, need_to_know, redact
+from gateway.flow.audit import Operation, Outcome
+from gateway.store.models import Agency, HazardFlag, new_id
+
+__all__ = ["ACTIVE", "raise_hazard_flag", "read_hazard_flag"]
+
+ACTIVE = "active"
+#: What of a built flag is sealed at rest (the review date is a clear column; the rest constant).
+_STORED = ("child_or_family_ref", "relationship", "contact")
+
+
+async def raise_hazard_flag(call: Call) -> Response:
+    """POST /v1/hazard-flags: raise an HZD flag for a children's services agency."""
+    call.require_scope(WRITE)
+    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
+    async with call.db.read() as session:
+        body = await inbound(call, session, HazardFlagIn)
+        if body.replay is not None:
+            return body.replay
+        flag_in = body.body
+        nominal, decision = await visible_nominal(call, session, flag_in.nominal_id)
+        responsible_authority_only(call)
+        recipient = await session.get(Agency, flag_in.recipient_agency_id)
+        rules = policies.default_policy_set().recipients.hazard_flag
+        if recipient is None or recipient.agency_type not in rules.recipient_agency_types:
+            raise errors.ValidationFailed(
+                errors=[{"loc": ["recipient_agency_id"], "type": "not_a_hazard_flag_recipient"}]
+            )
+        keys = await call.keys(session, recipient.id, "enc")
+    source = flag_in.model_dump(mode="json", exclude={"nominal_id", "recipient_agency_id"})
+    built = redact.hazard_flag(
+        need_to_know.agency_facts(recipient), source, purpose=call.caller.purpose
+    )
+    flag_id = new_id()
+    push = deliver.prepare_push(
+        call.sealer,
+        {"hazard_flag": built.document, "flag_id": flag_id},
+        recipient_id=recipient.id,
+        keys=keys,
+        kind="hazard_flag",
+        nominal_ref=nominal.id,
+        now=call.now,
+    )
+    stored = {k: v for k, v in built.document.items() if k in _STORED}
+    call.record_refs = (flag_id,)
+
+    async def act(session: AsyncSession) -> Audited[Written]:
+        session.add(
+            HazardFlag(
+                id=flag_id,
+                nominal_id=nominal.id,
+                recipient_agency_id=recipient.id,
+                raised_by_agency_id=call.caller.agency_id,
+                review_date=flag_in.review_date,
+                status=ACTIVE,
+                details_sealed=call.case_sealer.seal(
+                    "hazard_flags", flag_id, "details_sealed", stored
+                ),
+                created_at=call.now,
+            )
+        )
+        await session.flush()
+        await deliver.enqueue(session, push, now=call.now)
+        ack = AckOut(id=flag_id, status=ACTIVE, nominal_id=nominal.id)
+        event = call.event(
+            Outcome.ALLOWED,
+            operation=Operation.DISCLOSURE,
+            recipients=(recipient.id,),
+            rule=decision.rule,
+            policy_version=built.policy_version,
+            withheld=built.withheld,
+            payload_digest=push.sealed.digest,
+            detail={"resource": "hazard_flag", "delivery": "outbox", "kind": push.kind},
+        )
+        return Audited(Written(ack), event)
+
+    return await write(
+        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
+    )
+
+
+async def read_hazard_flag(call: Call, flag_id: str) -> Response:
+    """GET /v1/hazard-flags/{id}: the flag, to its recipient or the case's RA and lead."""
+    call.require_scope(READ)
+    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
+    async with call.db.read() as session:
+        flag = await session.get(HazardFlag, flag_id) if well_formed(flag_id) else None
+        if flag is None:
+            raise need_to_know.not_found("hazard flag")
+        call.record_refs = (flag.id,)
+        target = policies.HazardFlagTarget(
+            flag.id, flag.recipient_agency_id, active=flag.status == ACTIVE
+        )
+        _, decision = await visible_nominal(call, session, flag.nominal_id, target)
+        caller_keys = await call.keys(session, call.caller.agency_id, "enc")
+    built = redact.hazard_flag(
+        call.agency,
+        documents.flag_source(flag, call.case_sealer),
+        purpose=call.caller.purpose,
+        view=decision.view,
+    )
+    sealed = call.answer(built.document, caller_keys)
+    await released(call, decision, built.withheld, sealed)
+    return deliver.jose_response(sealed)

@@ -1,0 +1,88 @@
+"""The monthly level 1 list: level 1 nominals of the caller's area, minimal fields.
+
+Level 1 nominals are managed by their lead agency alone; the MAPPA agencies of the area are told
+of them through this list, not through meetings. Each entry is decided (rule
+``level-1-monthly-list``: category 4 nominals reach only the agencies the policy names) and cut
+to the list's allow-list (names, date of birth, category, level, lead agency, area).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from starlette.responses import Response
+
+import policies
+from gateway import errors
+from gateway.cases import documents
+from gateway.cases.context import READ, Call, released
+from gateway.cases.paging import encode_cursor, page_of
+from gateway.domain import Level, NominalStatus
+from gateway.flow import deliver, lawful_basis, need_to_know, redact
+from gateway.store.models import Nominal
+
+__all__ = ["RULE", "read_level_1_list"]
+
+RULE = "level-1-monthly-list"
+
+
+async def read_level_1_list(call: Call) -> Response:
+    """GET /v1/level-1-list: this month's level 1 list for the caller's area, a page at a time."""
+    call.require_scope(READ)
+    call.basis = lawful_basis.check(call.caller, concerns_nominal=False)
+    page = page_of(call.request)
+    async with call.db.read() as session:
+        query = select(Nominal).where(
+            Nominal.area == call.caller.area,
+            Nominal.level == int(Level.LEAD_AGENCY),
+            Nominal.status == NominalStatus.ACTIVE,
+        )
+        if page.after is not None:
+            at, last = page.after
+            query = query.where(
+                or_(Nominal.created_at > at, and_(Nominal.created_at == at, Nominal.id > last))
+            )
+        rows = (
+            await session.scalars(query.order_by(Nominal.created_at, Nominal.id).limit(page.limit))
+        ).all()
+        caller_keys = await call.keys(session, call.caller.agency_id, "enc")
+    entries: list[dict[str, Any]] = []
+    releases: list[redact.Released] = []
+    decision: policies.Decision | None = None
+    for nominal in rows:
+        try:
+            entry_decision = need_to_know.decide_with(
+                call.agency, nominal, policies.Level1ListTarget(), call.now, policies.Involvements()
+            )
+        except errors.NotFound:
+            continue
+        decision = decision or entry_decision
+        release = redact.redact(
+            entry_decision,
+            call.agency,
+            documents.nominal_document(nominal, call.case_sealer),
+            purpose=call.caller.purpose,
+        )
+        entries.append(release.document)
+        releases.append(release)
+    answer: dict[str, Any] = {"entries": entries, "area": call.caller.area}
+    if len(rows) == page.limit:
+        answer["next_cursor"] = encode_cursor(rows[-1].created_at, rows[-1].id)
+    sealed = call.answer(answer, caller_keys)
+    if decision is None:  # nothing disclosed but the area's (empty) page: recorded all the same
+        decision = policies.Decision(
+            rule=RULE,
+            view=policies.View.MONTHLY_LIST_MINIMAL,
+            resource=policies.Resource.LEVEL_1_LIST,
+            policy_version=policies.POLICY_VERSION,
+            why="no entry on this page",
+        )
+    await released(
+        call,
+        decision,
+        redact.withheld_names(releases),  # the same fields of every entry: each (field, rule) once
+        sealed,
+        record_refs=tuple(e["id"] for e in entries if "id" in e),
+    )
+    return deliver.jose_response(sealed)

@@ -1,0 +1,367 @@
+"""Meetings, their participants, minutes (MAPPA B) and action points.
+
+The Responsible Authority or the MAPPA co-ordination unit convenes a meeting about a nominal it
+may know, at the nominal's current level; the chair agency attends. Minutes go to the meeting's
+participants only: those who attended and those named to receive minutes without attending
+(Jobcentre Plus in Barnet). Each participant's copy is redacted for it (third-party sources
+reach only the agency that brought them) and pushed sealed to it through the outbox. Anyone
+else needs the chair's or co-ordinator's approval of an onward disclosure
+(:mod:`gateway.cases.disclosures`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+import policies
+from gateway import errors
+from gateway.audit.commit import Audited
+from gateway.cases import documents
+from gateway.cases.context import READ, WRITE, Call, Written, inbound, released, write
+from gateway.cases.subjects import (
+    VisibleMeeting,
+    is_chair_or_coordinator,
+    meeting_actions,
+    visible_meeting,
+    visible_nominal,
+)
+from gateway.contract import AckOut, ActionIn, MeetingIn, MinutesIn, ParticipantsIn
+from gateway.domain import AgencyType, Participation, Role
+from gateway.flow import deliver, lawful_basis, need_to_know, redact
+from gateway.flow.audit import Operation, Outcome, record
+from gateway.store.models import Action, Agency, Meeting, MeetingAgency, Minutes, Nominal, new_id
+
+__all__ = [
+    "create_action",
+    "create_meeting",
+    "create_minutes",
+    "read_minutes",
+    "set_participants",
+]
+
+_RECEIVES_MINUTES = (Participation.ATTENDED, Participation.MINUTES_ONLY)
+
+
+def _forbidden(rule: str, why: str) -> errors.AccessDenied:
+    return errors.AccessDenied(diagnostics={"rule": rule, "why": why})
+
+
+async def _known_agencies(session: AsyncSession, agency_ids: set[str], field: str) -> None:
+    if not agency_ids:
+        return
+    found = set((await session.scalars(select(Agency.id).where(Agency.id.in_(agency_ids)))).all())
+    if found != agency_ids:
+        raise errors.ValidationFailed(errors=[{"loc": [field], "type": "unknown_agency"}])
+
+
+def _may_convene(call: Call) -> None:
+    agency = call.agency
+    if not (
+        agency.role is Role.RESPONSIBLE_AUTHORITY
+        or agency.agency_type is AgencyType.MAPPA_COORDINATION
+    ):
+        raise _forbidden("convened-by-responsible-authority", f"role {agency.role}")
+
+
+def _chair_only(call: Call, seen: VisibleMeeting) -> None:
+    if not is_chair_or_coordinator(call, seen.meeting, seen.nominal):
+        raise _forbidden("chair-or-coordinator", "not the chair agency or the co-ordinator")
+
+
+async def create_meeting(call: Call) -> Response:
+    """POST /v1/meetings: convene a meeting about a nominal; the caller's agency chairs it."""
+    call.require_scope(WRITE)
+    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
+    async with call.db.read() as session:
+        body = await inbound(call, session, MeetingIn)
+        if body.replay is not None:
+            return body.replay
+        meeting_in = body.body
+        nominal, decision = await visible_nominal(call, session, meeting_in.nominal_id)
+        _may_convene(call)
+        await _known_agencies(
+            session, {p.agency_id for p in meeting_in.participants}, "participants"
+        )
+    meeting_id = new_id()
+    call.record_refs = (meeting_id,)
+
+    async def act(session: AsyncSession) -> Audited[Written]:
+        current = await session.get(Nominal, nominal.id)
+        assert current is not None
+        session.add(
+            Meeting(
+                id=meeting_id,
+                nominal_id=nominal.id,
+                meeting_type=meeting_in.meeting_type,
+                chair_agency_id=call.caller.agency_id,
+                chair_officer=meeting_in.chair_officer,
+                held_on=meeting_in.held_on,
+                review_date=meeting_in.review_date,
+                level_at_meeting=current.level,
+                confidentiality_statement_signed=meeting_in.confidentiality_statement_signed,
+                created_at=call.now,
+            )
+        )
+        await session.flush()
+        participation = {p.agency_id: p.participation for p in meeting_in.participants}
+        participation.setdefault(call.caller.agency_id, Participation.ATTENDED)
+        session.add_all(
+            MeetingAgency(meeting_id=meeting_id, agency_id=agency_id, participation=part)
+            for agency_id, part in sorted(participation.items())
+        )
+        ack = AckOut(id=meeting_id, status="convened", nominal_id=nominal.id)
+        event = call.event(
+            Outcome.ALLOWED,
+            rule=decision.rule,
+            policy_version=decision.policy_version,
+            detail={
+                "resource": "meeting",
+                "meeting_type": str(meeting_in.meeting_type),
+                "participants": {a: str(p) for a, p in sorted(participation.items())},
+            },
+        )
+        return Audited(Written(ack), event)
+
+    return await write(
+        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
+    )
+
+
+async def set_participants(call: Call, meeting_id: str) -> Response:
+    """POST /v1/meetings/{id}/participants: invited, attended, or minutes only (chair only)."""
+    call.require_scope(WRITE)
+    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
+    async with call.db.read() as session:
+        body = await inbound(call, session, ParticipantsIn)
+        if body.replay is not None:
+            return body.replay
+        seen = await visible_meeting(call, session, meeting_id)
+        _chair_only(call, seen)
+        changes = {p.agency_id: p.participation for p in body.body.participants}
+        await _known_agencies(session, set(changes), "participants")
+    call.record_refs = (seen.meeting.id,)
+
+    async def act(session: AsyncSession) -> Audited[Written]:
+        for agency_id, participation in sorted(changes.items()):
+            row = await session.get(MeetingAgency, (seen.meeting.id, agency_id))
+            if row is None:
+                session.add(
+                    MeetingAgency(
+                        meeting_id=seen.meeting.id, agency_id=agency_id, participation=participation
+                    )
+                )
+            else:
+                row.participation = participation
+        ack = AckOut(id=seen.meeting.id, status="participants_set", nominal_id=seen.nominal.id)
+        event = call.event(
+            Outcome.ALLOWED,
+            operation=Operation.ALTERATION,
+            rule=seen.decision.rule,
+            policy_version=seen.decision.policy_version,
+            detail={"participants": {a: str(p) for a, p in sorted(changes.items())}},
+        )
+        return Audited(Written(ack, 200), event)
+
+    return await write(
+        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
+    )
+
+
+async def _participant_pushes(
+    call: Call,
+    session: AsyncSession,
+    seen: VisibleMeeting,
+    document: dict[str, Any],
+) -> list[tuple[deliver.Push, redact.Released, policies.Decision]]:
+    """The minutes, redacted for each participant but the author, sealed to each."""
+    pushes = []
+    for agency_id, participation in seen.participants:
+        if participation not in _RECEIVES_MINUTES or agency_id == call.caller.agency_id:
+            continue
+        agency = await session.get(Agency, agency_id)
+        keys = await call.keys(session, agency_id, "enc")
+        if agency is None or not keys:
+            continue  # they read the minutes when they ask; nothing is sent in clear
+        facts = need_to_know.agency_facts(agency)
+        tied = await need_to_know.involvements(session, agency_id, seen.nominal.id)
+        try:
+            decision = need_to_know.decide_with(
+                facts, seen.nominal, policies.MinutesTarget(seen.meeting.id), call.now, tied
+            )
+        except errors.NotFound:
+            continue  # e.g. a category 4 nominal: the policy names who may see it
+        release = redact.redact(
+            decision,
+            facts,
+            document,
+            purpose=call.caller.purpose,
+            originator_agency_id=call.caller.agency_id,
+        )
+        push = deliver.prepare_push(
+            call.sealer,
+            {"minutes": release.document},
+            recipient_id=agency_id,
+            keys=keys,
+            kind="minutes",
+            nominal_ref=seen.nominal.id,
+            now=call.now,
+        )
+        pushes.append((push, release, decision))
+    return pushes
+
+
+async def create_minutes(call: Call, meeting_id: str) -> Response:
+    """POST /v1/meetings/{id}/minutes: the chair's minutes, pushed to the participants only."""
+    call.require_scope(WRITE)
+    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
+    async with call.db.read() as session:
+        body = await inbound(call, session, MinutesIn)
+        if body.replay is not None:
+            return body.replay
+        seen = await visible_meeting(call, session, meeting_id)
+        _chair_only(call, seen)
+        if seen.minutes is not None:
+            raise errors.Conflict(diagnostics={"reason": "minutes_exist"})
+        await _known_agencies(session, set(body.body.apologies), "apologies")
+        minutes_body = documents.minutes_body(body.body)
+        document = documents.minutes_document(
+            seen.meeting,
+            seen.participants,
+            minutes_body,
+            await meeting_actions(call, session, meeting_id),
+        )
+        pushes = await _participant_pushes(call, session, seen, document)
+    minutes_id = new_id()
+    call.record_refs = (seen.meeting.id, minutes_id)
+    sealed_body = call.case_sealer.seal("minutes", minutes_id, "body_sealed", minutes_body)
+
+    async def act(session: AsyncSession) -> Audited[Written]:
+        session.add(
+            Minutes(
+                id=minutes_id,
+                meeting_id=seen.meeting.id,
+                author_agency_id=call.caller.agency_id,
+                body_sealed=sealed_body,
+                created_at=call.now,
+            )
+        )
+        await session.flush()
+        for push, release, decision in pushes:
+            await deliver.enqueue(session, push, now=call.now)
+            record(
+                session,
+                call.event(
+                    Outcome.ALLOWED,
+                    operation=Operation.DISCLOSURE,
+                    recipients=(push.recipient_id,),
+                    rule=decision.rule,
+                    policy_version=decision.policy_version,
+                    withheld=release.withheld,
+                    payload_digest=push.sealed.digest,
+                    detail={"resource": "minutes", "delivery": "outbox", "kind": push.kind},
+                ),
+            )
+        ack = AckOut(id=minutes_id, status="circulated", nominal_id=seen.nominal.id)
+        event = call.event(
+            Outcome.ALLOWED,
+            rule=seen.decision.rule,
+            policy_version=seen.decision.policy_version,
+            detail={
+                "resource": "minutes",
+                "circulated_to": [push.recipient_id for push, _, _ in pushes],
+            },
+        )
+        return Audited(Written(ack), event)
+
+    return await write(
+        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
+    )
+
+
+async def read_minutes(call: Call, meeting_id: str) -> Response:
+    """GET /v1/meetings/{id}/minutes: in full to participants; the approved parts to an
+    approved onward-disclosure recipient; 404 to anyone else."""
+    call.require_scope(READ)
+    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
+    async with call.db.read() as session:
+        seen = await visible_meeting(call, session, meeting_id)
+        if seen.minutes is None:
+            raise need_to_know.not_found("minutes")
+        document = documents.minutes_document(
+            seen.meeting,
+            seen.participants,
+            documents.stored_minutes_body(seen.minutes, call.case_sealer),
+            await meeting_actions(call, session, meeting_id),
+        )
+        caller_keys = await call.keys(session, call.caller.agency_id, "enc")
+    call.record_refs = (seen.meeting.id, seen.minutes.id)
+    decision = seen.decision
+    if decision.view is policies.View.APPROVED_PARTS:
+        release = redact.approved_parts(
+            decision,
+            call.agency,
+            document,
+            purpose=call.caller.purpose,
+            originator_agency_id=seen.minutes.author_agency_id,
+        )
+    else:
+        release = redact.redact(
+            decision,
+            call.agency,
+            document,
+            purpose=call.caller.purpose,
+            originator_agency_id=seen.minutes.author_agency_id,
+        )
+    sealed = call.answer(release.document, caller_keys)
+    await released(call, decision, release.withheld, sealed)
+    return deliver.jose_response(sealed)
+
+
+async def create_action(call: Call, meeting_id: str) -> Response:
+    """POST /v1/meetings/{id}/actions: an action point with an owner, due and review dates."""
+    call.require_scope(WRITE)
+    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
+    async with call.db.read() as session:
+        body = await inbound(call, session, ActionIn)
+        if body.replay is not None:
+            return body.replay
+        seen = await visible_meeting(call, session, meeting_id)
+        _chair_only(call, seen)
+        action_in = body.body
+        await _known_agencies(session, {action_in.owner_agency_id}, "owner_agency_id")
+    action_id = new_id()
+    call.record_refs = (seen.meeting.id, action_id)
+    description: dict[str, Any] = {"description": action_in.description}
+    if action_in.source:
+        description["source"] = action_in.source
+
+    async def act(session: AsyncSession) -> Audited[Written]:
+        session.add(
+            Action(
+                id=action_id,
+                meeting_id=seen.meeting.id,
+                owner_agency_id=action_in.owner_agency_id,
+                due_date=action_in.due_date,
+                review_date=action_in.review_date,
+                description_sealed=call.case_sealer.seal(
+                    "actions", action_id, "description_sealed", description
+                ),
+                created_at=call.now,
+            )
+        )
+        ack = AckOut(id=action_id, status="open", nominal_id=seen.nominal.id)
+        event = call.event(
+            Outcome.ALLOWED,
+            rule=seen.decision.rule,
+            policy_version=seen.decision.policy_version,
+            detail={"resource": "action", "owner": action_in.owner_agency_id},
+        )
+        return Audited(Written(ack), event)
+
+    return await write(
+        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
+    )

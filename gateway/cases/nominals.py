@@ -1,0 +1,205 @@
+"""Nominals: read one; change its category or level, record screening, deregister (RA only).
+
+A change of level ends every involvement granted by a meeting held at the old level: the next
+request under it is refused (need-to-know compares the meeting's level with the nominal's).
+Screening closes the nominal's open referrals, so their involvement ends too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from pydantic import BaseModel
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from gateway import errors
+from gateway.audit.commit import Audited
+from gateway.cases import documents
+from gateway.cases.context import READ, WRITE, Call, Written, inbound, released, write
+from gateway.cases.subjects import responsible_authority_only, visible_nominal
+from gateway.contract import (
+    AckOut,
+    CategoryChangeIn,
+    DeregistrationIn,
+    LevelChangeIn,
+    ScreeningIn,
+    ScreeningOutcome,
+)
+from gateway.domain import Category, Level, MeetingType, NominalStatus
+from gateway.flow import deliver, lawful_basis, redact
+from gateway.flow.audit import Outcome
+from gateway.store.models import Meeting, Nominal, NominalChange, Referral, new_id
+
+__all__ = [
+    "change_category",
+    "change_level",
+    "deregister",
+    "read_nominal",
+    "record_screening",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_nominal(call: Call, nominal_id: str) -> Response:
+    """GET /v1/nominals/{id}: the nominal as the caller may see it."""
+    call.require_scope(READ)
+    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
+    async with call.db.read() as session:
+        nominal, decision = await visible_nominal(call, session, nominal_id)
+        caller_keys = await call.keys(session, call.caller.agency_id, "enc")
+    document = documents.nominal_document(nominal, call.case_sealer)
+    release = redact.redact(decision, call.agency, document, purpose=call.caller.purpose)
+    sealed = call.answer(release.document, caller_keys)
+    await released(call, decision, release.withheld, sealed)
+    return deliver.jose_response(sealed)
+
+
+@dataclass(frozen=True, slots=True)
+class _Change:
+    """One change to a nominal: what, from what, to what, why, and the meeting that decided."""
+
+    kind: str
+    old: str | None
+    new: str | None
+    reason: str
+    meeting_id: str | None = None
+
+
+async def _change(
+    call: Call,
+    nominal_id: str,
+    model: type[M],
+    apply: Callable[[AsyncSession, Nominal, M], Awaitable[_Change]],
+    *,
+    check: Callable[[AsyncSession, Nominal, M], Awaitable[None]] | None = None,
+) -> Response:
+    """The shared shape of every RA change: read, decide, then alter with history and audit."""
+    call.require_scope(WRITE)
+    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
+    async with call.db.read() as session:
+        body = await inbound(call, session, model)
+        if body.replay is not None:
+            return body.replay
+        seen, decision = await visible_nominal(call, session, nominal_id)
+        responsible_authority_only(call)
+        if check is not None:
+            await check(session, seen, body.body)
+
+    async def act(session: AsyncSession) -> Audited[Written]:
+        nominal = await session.get(Nominal, nominal_id, with_for_update=True)
+        if nominal is None:  # nothing is ever deleted, but fail closed
+            raise errors.Conflict(diagnostics={"reason": "nominal_gone"})
+        change = await apply(session, nominal, body.body)
+        nominal.version += 1
+        nominal.updated_at = call.now
+        row = NominalChange(
+            id=new_id(),
+            nominal_id=nominal.id,
+            kind=change.kind,
+            agency_id=call.caller.agency_id,
+            officer=call.caller.officer,
+            old_value=change.old,
+            new_value=change.new,
+            meeting_id=change.meeting_id,
+            created_at=call.now,
+        )
+        row.details_sealed = call.case_sealer.seal(
+            "nominal_changes", row.id, "details_sealed", {"reason": change.reason}
+        )
+        session.add(row)
+        ack = AckOut(
+            id=nominal.id,
+            status=str(nominal.status),
+            level=nominal.level,
+            category=nominal.category,
+        )
+        event = call.event(
+            Outcome.ALLOWED,
+            rule=decision.rule,
+            policy_version=decision.policy_version,
+            record_refs=(row.id,),
+            detail={"change": change.kind, "from": change.old, "to": change.new},
+        )
+        return Audited(Written(ack, 200), event)
+
+    return await write(
+        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
+    )
+
+
+def _set_level(call: Call, nominal: Nominal, level: Level) -> tuple[str, str]:
+    old = str(nominal.level)
+    if nominal.level != int(level):
+        nominal.level = int(level)
+        nominal.level_changed_at = call.now
+    return old, str(int(level))
+
+
+async def change_level(call: Call, nominal_id: str) -> Response:
+    """POST /v1/nominals/{id}/level: the RA changes the management level."""
+
+    async def apply(session: AsyncSession, nominal: Nominal, body: LevelChangeIn) -> _Change:
+        old, new = _set_level(call, nominal, body.level)
+        return _Change("level", old, new, body.reason)
+
+    return await _change(call, nominal_id, LevelChangeIn, apply)
+
+
+async def change_category(call: Call, nominal_id: str) -> Response:
+    """POST /v1/nominals/{id}/category: the RA changes the MAPPA category."""
+
+    async def apply(session: AsyncSession, nominal: Nominal, body: CategoryChangeIn) -> _Change:
+        old = str(nominal.category)
+        nominal.category = int(Category(body.category))
+        return _Change("category", old, str(nominal.category), body.reason)
+
+    return await _change(call, nominal_id, CategoryChangeIn, apply)
+
+
+async def deregister(call: Call, nominal_id: str) -> Response:
+    """POST /v1/nominals/{id}/deregistration: every involvement ends with the registration."""
+
+    async def apply(session: AsyncSession, nominal: Nominal, body: DeregistrationIn) -> _Change:
+        old = str(nominal.status)
+        nominal.status = NominalStatus.DEREGISTERED
+        return _Change("deregistration", old, str(nominal.status), body.reason)
+
+    return await _change(call, nominal_id, DeregistrationIn, apply)
+
+
+async def record_screening(call: Call, nominal_id: str) -> Response:
+    """POST /v1/nominals/{id}/screening: the screening meeting sets the level or screens out.
+
+    The level takes effect as a level change, and the nominal's open referrals close (their
+    involvement ends), as screened or screened out."""
+
+    async def check(session: AsyncSession, nominal: Nominal, body: ScreeningIn) -> None:
+        if body.meeting_id is None:
+            return
+        meeting = await session.get(Meeting, body.meeting_id)
+        if (
+            meeting is None
+            or meeting.nominal_id != nominal.id
+            or meeting.meeting_type is not MeetingType.SCREENING
+        ):
+            raise errors.ValidationFailed(
+                errors=[{"loc": ["meeting_id"], "type": "not_a_screening_meeting"}]
+            )
+
+    async def apply(session: AsyncSession, nominal: Nominal, body: ScreeningIn) -> _Change:
+        old, new = _set_level(call, nominal, body.outcome.level)
+        status = "screened_out" if body.outcome is ScreeningOutcome.SCREENED_OUT else "screened"
+        await session.execute(
+            update(Referral)
+            .where(Referral.nominal_id == nominal.id, Referral.closed_at.is_(None))
+            .values(closed_at=call.now, status=status)
+            .execution_options(synchronize_session=False)
+        )
+        return _Change("screening", old, new, body.reasons, body.meeting_id)
+
+    return await _change(call, nominal_id, ScreeningIn, apply, check=check)

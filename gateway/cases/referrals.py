@@ -1,0 +1,182 @@
+"""Referrals (MAPPA A), and referrals of non-offenders, which are not MAPPA.
+
+A MAPPA referral either finds the nominal already known in the area (by the blind index of its
+PNC id, nDelius CRN or ViSOR reference) or registers a new one at level 1, pending screening,
+with the referral's subject as its sealed details. The referrer and the agencies it names are
+involved through the referral until screening closes it. A referral that finds an existing
+nominal is *linked*: it grants its referrer nothing (otherwise anyone who knew a PNC id could
+refer their way into a case); the answer does not say which happened.
+
+A referral of a non-offender is stored (sealed) for a high-risk information-sharing meeting
+and registers no nominal.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from gateway import errors
+from gateway.audit.commit import Audited
+from gateway.cases import documents
+from gateway.cases.context import WRITE, Call, Written, inbound, write
+from gateway.contract import AckOut, ReferralIn
+from gateway.domain import AgencyStatus, Level, NominalStatus, ReferralKind, Role
+from gateway.flow import lawful_basis
+from gateway.flow.audit import Outcome
+from gateway.flow.need_to_know import LINKED_REFERRAL
+from gateway.store.models import Agency, Nominal, Referral, ReferralAgency, new_id
+from gateway.store.sealed import CaseSealer
+
+__all__ = ["RECEIVED", "create_referral"]
+
+#: What every referral's answer says, whether it registered a nominal or found one.
+RECEIVED = "received"
+NOT_MAPPA = "not_mappa"
+
+
+def _invalid(field: str, kind: str) -> errors.ValidationFailed:
+    return errors.ValidationFailed(errors=[{"loc": [field], "type": kind}])
+
+
+async def _lead_agency(session: AsyncSession, call: Call, referral: ReferralIn) -> str:
+    """The Responsible Authority agency of the caller's area that will lead the case."""
+    lead_id = referral.lead_agency_id
+    if lead_id is None:
+        if call.agency.role is not Role.RESPONSIBLE_AUTHORITY:
+            raise _invalid("lead_agency_id", "required_when_referrer_is_not_responsible_authority")
+        return call.caller.agency_id
+    lead = await session.get(Agency, lead_id)
+    if (
+        lead is None
+        or lead.status is not AgencyStatus.ACTIVE
+        or lead.role is not Role.RESPONSIBLE_AUTHORITY
+        or lead.area != call.caller.area
+    ):
+        raise _invalid("lead_agency_id", "not_a_responsible_authority_of_the_area")
+    return lead.id
+
+
+async def _involved_agencies(session: AsyncSession, referral: ReferralIn) -> list[str]:
+    named = sorted(set(referral.agencies_involved))
+    if not named:
+        return []
+    found = set((await session.scalars(select(Agency.id).where(Agency.id.in_(named)))).all())
+    if found != set(named):
+        raise _invalid("agencies_involved", "unknown_agency")
+    return named
+
+
+def _indexes(sealer: CaseSealer, referral: ReferralIn) -> dict[str, str]:
+    subject = referral.subject
+    values = {"pnc": subject.pnc_id, "crn": subject.crn, "visor": subject.visor_ref}
+    return {kind: sealer.index(kind, value) for kind, value in values.items() if value}
+
+
+async def _known_nominal(session: AsyncSession, area: str, indexes: dict[str, str]) -> str | None:
+    if not indexes:
+        return None
+    columns = {"pnc": Nominal.pnc_index, "crn": Nominal.crn_index, "visor": Nominal.visor_index}
+    found = await session.scalar(
+        select(Nominal.id)
+        .where(
+            Nominal.area == area,
+            Nominal.status == NominalStatus.ACTIVE,
+            or_(*(columns[kind] == value for kind, value in indexes.items())),
+        )
+        .order_by(Nominal.created_at)
+        .limit(1)
+    )
+    return found
+
+
+async def create_referral(call: Call) -> Response:
+    """POST /v1/referrals: a MAPPA A referral, or the referral of a non-offender."""
+    call.require_scope(WRITE)
+    call.basis = lawful_basis.check(call.caller, concerns_nominal=False)
+    sealer = call.case_sealer
+    async with call.db.read() as session:
+        body = await inbound(call, session, ReferralIn)
+        if body.replay is not None:
+            return body.replay
+        referral = body.body
+        mappa = referral.kind is ReferralKind.MAPPA
+        lead_id = await _lead_agency(session, call, referral) if mappa else None
+        involved = await _involved_agencies(session, referral)
+        indexes = _indexes(sealer, referral) if mappa else {}
+
+    referral_id = new_id()
+    details = referral.model_dump(mode="json", exclude_none=True)
+
+    async def act(session: AsyncSession) -> Audited[Written]:
+        nominal_id: str | None = None
+        status = NOT_MAPPA
+        if mappa:
+            assert lead_id is not None and referral.category is not None
+            nominal_id = await _known_nominal(session, call.caller.area, indexes)
+            status = LINKED_REFERRAL if nominal_id else RECEIVED
+            if nominal_id is None:
+                nominal_id = new_id()
+                session.add(
+                    Nominal(
+                        id=nominal_id,
+                        area=call.caller.area,
+                        category=int(referral.category),
+                        level=int(Level.LEAD_AGENCY),
+                        lead_agency_id=lead_id,
+                        status=NominalStatus.ACTIVE,
+                        pnc_index=indexes.get("pnc"),
+                        crn_index=indexes.get("crn"),
+                        visor_index=indexes.get("visor"),
+                        details_sealed=sealer.seal(
+                            "nominals",
+                            nominal_id,
+                            "details_sealed",
+                            documents.nominal_details(referral),
+                        ),
+                        created_at=call.now,
+                        updated_at=call.now,
+                    )
+                )
+                await session.flush()
+        call.nominal_ref = nominal_id
+        session.add(
+            Referral(
+                id=referral_id,
+                kind=referral.kind,
+                area=call.caller.area,
+                nominal_id=nominal_id,
+                referring_agency_id=call.caller.agency_id,
+                referrer_officer=call.caller.officer,
+                category=int(referral.category) if referral.category is not None else None,
+                status=status,
+                details_sealed=sealer.seal("referrals", referral_id, "details_sealed", details),
+                created_at=call.now,
+            )
+        )
+        await session.flush()
+        session.add_all(
+            ReferralAgency(referral_id=referral_id, agency_id=agency_id)
+            for agency_id in involved
+            if agency_id != call.caller.agency_id
+        )
+        ack = AckOut(
+            id=referral_id,
+            status=NOT_MAPPA if not mappa else RECEIVED,
+            kind=str(referral.kind),
+            nominal_id=nominal_id,
+        )
+        event = call.event(
+            Outcome.ALLOWED,
+            nominal_ref=nominal_id,
+            record_refs=(referral_id,),
+            rule=call.basis.rule if call.basis else None,
+            policy_version=call.basis.policy_version if call.basis else None,
+            detail={"kind": str(referral.kind), "referral_status": status, "involved": involved},
+        )
+        return Audited(Written(ack), event)
+
+    return await write(
+        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
+    )

@@ -1,0 +1,113 @@
+"""Finding what a call is about, so that it exists for the caller only if the caller may know.
+
+Each function loads a resource by the id in the path and runs the need-to-know stage on it. An
+id that is malformed, does not exist, belongs to another nominal, or names something the caller
+may not know of gives the same :class:`gateway.errors.NotFound`; only the audit record says
+which. The call's ``nominal_ref`` is set as soon as it is known, for the refusal's audit entry.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+import policies
+from gateway import errors
+from gateway.cases import documents
+from gateway.cases.context import Call
+from gateway.contract.types import RESOURCE_ID
+from gateway.domain import AgencyType, Participation, Role
+from gateway.flow import lawful_basis, need_to_know
+from gateway.store.models import Action, Meeting, MeetingAgency, Minutes, Nominal
+
+__all__ = [
+    "VisibleMeeting",
+    "is_chair_or_coordinator",
+    "meeting_actions",
+    "responsible_authority_only",
+    "visible_meeting",
+    "visible_nominal",
+    "well_formed",
+]
+
+_ID = re.compile(RESOURCE_ID)
+
+
+def well_formed(resource_id: str) -> bool:
+    return bool(_ID.match(resource_id))
+
+
+async def visible_nominal(
+    call: Call,
+    session: AsyncSession,
+    nominal_id: str,
+    target: policies.Target | None = None,
+) -> tuple[Nominal, policies.Decision]:
+    """The nominal and the decision that the caller may see ``target`` (default: the nominal)."""
+    call.nominal_ref = nominal_id[:64]
+    nominal = await session.get(Nominal, nominal_id) if well_formed(nominal_id) else None
+    if nominal is None:
+        raise need_to_know.not_found("nominal")
+    decision = await need_to_know.decide(
+        session, call.agency, nominal, target or policies.NominalTarget(), call.now
+    )
+    call.basis = lawful_basis.confirm_for_nominal(call.caller, need_to_know.nominal_facts(nominal))
+    return nominal, decision
+
+
+@dataclass(frozen=True, slots=True)
+class VisibleMeeting:
+    meeting: Meeting
+    nominal: Nominal
+    participants: tuple[tuple[str, Participation], ...]
+    minutes: Minutes | None
+    #: The caller's decision on the meeting's minutes.
+    decision: policies.Decision
+
+
+async def visible_meeting(call: Call, session: AsyncSession, meeting_id: str) -> VisibleMeeting:
+    """A meeting whose minutes the caller may see (in the view the decision names)."""
+    meeting = await session.get(Meeting, meeting_id) if well_formed(meeting_id) else None
+    if meeting is None:
+        raise need_to_know.not_found("meeting")
+    nominal, decision = await visible_nominal(
+        call, session, meeting.nominal_id, policies.MinutesTarget(meeting.id)
+    )
+    rows = await session.execute(
+        select(MeetingAgency.agency_id, MeetingAgency.participation).where(
+            MeetingAgency.meeting_id == meeting.id
+        )
+    )
+    minutes = await session.scalar(select(Minutes).where(Minutes.meeting_id == meeting.id))
+    participants = tuple((agency, participation) for agency, participation in rows.all())
+    return VisibleMeeting(meeting, nominal, participants, minutes, decision)
+
+
+def responsible_authority_only(call: Call) -> None:
+    """Category, level, screening and deregistration are the Responsible Authority's (403)."""
+    if call.agency.role is not Role.RESPONSIBLE_AUTHORITY:
+        raise errors.AccessDenied(
+            diagnostics={"rule": "responsible-authority-only", "why": f"role {call.agency.role}"}
+        )
+
+
+def is_chair_or_coordinator(call: Call, meeting: Meeting, nominal: Nominal) -> bool:
+    """The meeting's chair agency, or the MAPPA co-ordination unit of the nominal's area."""
+    agency = call.agency
+    return agency.id == meeting.chair_agency_id or (
+        agency.agency_type is AgencyType.MAPPA_COORDINATION and agency.area == nominal.area
+    )
+
+
+async def meeting_actions(
+    call: Call, session: AsyncSession, meeting_id: str
+) -> list[dict[str, Any]]:
+    """The meeting's action points as documents (descriptions unsealed), oldest first."""
+    rows = await session.scalars(
+        select(Action).where(Action.meeting_id == meeting_id).order_by(Action.created_at, Action.id)
+    )
+    return [documents.action_document(row, call.case_sealer) for row in rows.all()]

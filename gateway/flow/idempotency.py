@@ -1,0 +1,109 @@
+"""``Idempotency-Key`` on every write, remembered in the store that every replica shares.
+
+A write names a key (1-128 letters, digits and ``. _ : -``). Its request digest is SHA-256 over
+the method, the path and the canonical JSON of the opened body, so an adapter that re-seals the
+same body for a retry (a new JWE, a new signature) is still recognised. The key is remembered
+with the answer in the write's own transaction:
+
+* same key, same digest: the original answer is replayed (sealed to the caller afresh), and
+  nothing is written again;
+* same key, another digest: 422 ``idempotency_key_reused``;
+* two replicas racing with one key: the primary key lets one commit; the other finds the
+  winner's row and replays it.
+
+Keys are kept for :data:`KEEP_FOR`, then purged.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+
+from gateway import errors
+from gateway.store.models import IdempotentRequest
+from gateway.store.sealed import CaseSealer, canonical_json
+
+__all__ = ["KEEP_FOR", "Remembered", "key_of", "lookup", "remember", "request_digest"]
+
+KEEP_FOR = dt.timedelta(hours=24)
+PURGE_EVERY = 500
+_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_TABLE = "idempotency_keys"
+_remembered_since_purge = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    """The answer a write got the first time."""
+
+    status_code: int
+    answer: dict[str, Any]
+
+
+def key_of(request: Request) -> str:
+    """The request's one well-formed ``Idempotency-Key``, or 400 ``idempotency_key_missing``."""
+    values = request.headers.getlist("idempotency-key")
+    if len(values) != 1 or not _KEY.match(values[0]):
+        reason = "missing" if not values else "repeated" if len(values) > 1 else "malformed"
+        raise errors.IdempotencyKeyMissing(diagnostics={"reason": f"idempotency_key_{reason}"})
+    return values[0]
+
+
+def request_digest(method: str, path: str, body: Mapping[str, Any]) -> str:
+    material = method.upper().encode() + b"\x00" + path.encode() + b"\x00" + canonical_json(body)
+    return hashlib.sha256(material).hexdigest()
+
+
+def _row_id(agency_id: str, key: str) -> str:
+    return f"{agency_id}/{key}"
+
+
+async def lookup(
+    session: AsyncSession, sealer: CaseSealer, *, agency_id: str, key: str, digest: str
+) -> Remembered | None:
+    """The remembered answer for this key, None if it is new, or 422 if it was used otherwise."""
+    row = await session.get(IdempotentRequest, (agency_id, key))
+    if row is None:
+        return None
+    if row.request_digest != digest:
+        raise errors.IdempotencyConflict(diagnostics={"reason": "idempotency_key_reused"})
+    answer = sealer.unseal(_TABLE, _row_id(agency_id, key), "answer_sealed", row.answer_sealed)
+    return Remembered(row.status_code, answer)
+
+
+async def remember(
+    session: AsyncSession,
+    sealer: CaseSealer,
+    *,
+    agency_id: str,
+    key: str,
+    digest: str,
+    status_code: int,
+    answer: Mapping[str, Any],
+    now: dt.datetime,
+) -> None:
+    """Remember the answer in the write's open transaction (it commits with the write)."""
+    global _remembered_since_purge
+    _remembered_since_purge += 1
+    if _remembered_since_purge >= PURGE_EVERY:
+        _remembered_since_purge = 0
+        await session.execute(delete(IdempotentRequest).where(IdempotentRequest.expires_at < now))
+    session.add(
+        IdempotentRequest(
+            agency_id=agency_id,
+            key=key,
+            request_digest=digest,
+            status_code=status_code,
+            answer_sealed=sealer.seal(_TABLE, _row_id(agency_id, key), "answer_sealed", answer),
+            created_at=now,
+            expires_at=now + KEEP_FOR,
+        )
+    )

@@ -1,0 +1,229 @@
+"""The need-to-know stage: the facts from the store, the decision from the policies.
+
+:func:`decide` asks :func:`policies.decide` whether an agency may see a nominal, a record, the
+minutes of a meeting, a hazard flag or a level 1 list entry. The facts are built here from the
+store's clear columns only (ids, agency ids, category, level, dates that end involvement,
+statuses): nothing sealed is opened to decide. The caller's involvements (referrals, meetings,
+actions, approved onward disclosures) are loaded only when the rules that need none (lead
+agency, Responsible Authority of the area, record owner) do not already grant.
+
+A refusal is :class:`gateway.errors.NotFound`, the same opaque 404 as for an id that does not
+exist (:func:`not_found`); its ``diagnostics`` carry the refusing rule and policy version for
+the audit record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+import policies
+from gateway import errors
+from gateway.domain import AgencyType, Category, Level, MeetingType, Role
+from gateway.flow.authenticate import Caller
+from gateway.store.models import (
+    Action,
+    Agency,
+    Meeting,
+    MeetingAgency,
+    Nominal,
+    OnwardDisclosureRequest,
+    Referral,
+    ReferralAgency,
+)
+
+__all__ = [
+    "LINKED_REFERRAL",
+    "NO_SUCH_RESOURCE",
+    "agency_facts",
+    "caller_agency",
+    "decide",
+    "decide_with",
+    "involvements",
+    "nominal_facts",
+    "not_found",
+]
+
+#: A referral that found a nominal already registered: it involves its referrer in nothing.
+LINKED_REFERRAL = "linked"
+#: The rule recorded when the id asked for does not exist (or names another nominal's child).
+NO_SUCH_RESOURCE = "resource-exists"
+#: Grants that never look at involvements: when one of these grants, involvements are not loaded.
+_WITHOUT_INVOLVEMENT = frozenset({"lead-agency", "responsible-authority-of-area", "record-owner"})
+
+
+def not_found(resource: str) -> errors.NotFound:
+    """The 404 for an id that does not exist: the same body as a need-to-know refusal."""
+    return errors.NotFound(
+        diagnostics={
+            "reason_code": "not_found",
+            "rule": NO_SUCH_RESOURCE,
+            "why": f"no such {resource}",
+        }
+    )
+
+
+def caller_agency(caller: Caller) -> policies.CallerAgency:
+    """The caller as the policies see it (from its token, never from the request body)."""
+    return policies.CallerAgency(
+        id=caller.agency_id,
+        agency_type=AgencyType(caller.agency_type),
+        role=Role(caller.role),
+        area=caller.area,
+    )
+
+
+def agency_facts(agency: Agency) -> policies.CallerAgency:
+    """A registered agency as the policies see it (a recipient of a push)."""
+    return policies.CallerAgency(
+        id=agency.id, agency_type=agency.agency_type, role=agency.role, area=agency.area
+    )
+
+
+def nominal_facts(nominal: Nominal) -> policies.NominalFacts:
+    return policies.NominalFacts(
+        id=nominal.id,
+        area=nominal.area,
+        category=Category(nominal.category),
+        level=Level(nominal.level),
+        lead_agency_id=nominal.lead_agency_id,
+        status=nominal.status,
+        level_changed_at=nominal.level_changed_at,
+        other_contributors_allowed=nominal.other_contributors_allowed,
+    )
+
+
+async def involvements(
+    session: AsyncSession, agency_id: str, nominal_id: str
+) -> policies.Involvements:
+    """Everything that ties ``agency_id`` to ``nominal_id`` beyond being its lead or RA."""
+    named = select(ReferralAgency.referral_id).where(ReferralAgency.agency_id == agency_id)
+    referrals = (
+        await session.execute(
+            select(Referral.id, Referral.closed_at).where(
+                Referral.nominal_id == nominal_id,
+                # A referral that found an existing nominal grants nothing (see cases.referrals)
+                Referral.status != LINKED_REFERRAL,
+                or_(Referral.referring_agency_id == agency_id, Referral.id.in_(named)),
+            )
+        )
+    ).all()
+    meetings = (
+        await session.execute(
+            select(
+                Meeting.id,
+                Meeting.meeting_type,
+                MeetingAgency.participation,
+                Meeting.held_on,
+                Meeting.review_date,
+                Meeting.need_closed_at,
+                Meeting.level_at_meeting,
+            )
+            .join(MeetingAgency, MeetingAgency.meeting_id == Meeting.id)
+            .where(Meeting.nominal_id == nominal_id, MeetingAgency.agency_id == agency_id)
+        )
+    ).all()
+    actions = (
+        await session.execute(
+            select(Action.id, Action.meeting_id, Action.status, Action.due_date, Action.review_date)
+            .join(Meeting, Meeting.id == Action.meeting_id)
+            .where(Meeting.nominal_id == nominal_id, Action.owner_agency_id == agency_id)
+        )
+    ).all()
+    grants = (
+        await session.execute(
+            select(
+                OnwardDisclosureRequest.id,
+                OnwardDisclosureRequest.meeting_id,
+                OnwardDisclosureRequest.status,
+                OnwardDisclosureRequest.approved_parts,
+                OnwardDisclosureRequest.decided_at,
+            )
+            .join(Meeting, Meeting.id == OnwardDisclosureRequest.meeting_id)
+            .where(
+                Meeting.nominal_id == nominal_id,
+                OnwardDisclosureRequest.recipient_agency_id == agency_id,
+            )
+        )
+    ).all()
+    return policies.Involvements(
+        referrals=tuple(
+            policies.ReferralInvolvement(rid, agency_id, nominal_id, closed)
+            for rid, closed in referrals
+        ),
+        meetings=tuple(
+            policies.MeetingInvolvement(
+                meeting_id=mid,
+                agency_id=agency_id,
+                nominal_id=nominal_id,
+                meeting_type=MeetingType(kind),
+                participation=participation,
+                held_on=held_on,
+                review_date=review,
+                need_closed_at=closed,
+                level_at_meeting=Level(level) if level is not None else None,
+            )
+            for mid, kind, participation, held_on, review, closed, level in meetings
+        ),
+        actions=tuple(
+            policies.ActionInvolvement(aid, agency_id, nominal_id, mid, status, due, review)
+            for aid, mid, status, due, review in actions
+        ),
+        disclosures=tuple(
+            policies.OnwardDisclosureGrant(
+                request_id=rid,
+                recipient_agency_id=agency_id,
+                nominal_id=nominal_id,
+                meeting_id=mid,
+                status=status,
+                approved_parts=tuple(parts or ()),
+                decided_at=decided,
+            )
+            for rid, mid, status, parts, decided in grants
+            if mid is not None
+        ),
+    )
+
+
+def _refused(refusal: policies.NoNeedToKnow) -> errors.NotFound:
+    return errors.NotFound(diagnostics=refusal.audit_fields())
+
+
+def decide_with(
+    agency: policies.CallerAgency,
+    nominal: Nominal,
+    target: policies.Target,
+    now: dt.datetime,
+    tied: policies.Involvements,
+) -> policies.Decision:
+    """The decision with involvements already loaded (for many targets of one nominal)."""
+    try:
+        return policies.decide(policies.Facts(agency, nominal_facts(nominal), target, now, tied))
+    except policies.NoNeedToKnow as refusal:
+        raise _refused(refusal) from refusal
+
+
+async def decide(
+    session: AsyncSession,
+    agency: policies.CallerAgency,
+    nominal: Nominal,
+    target: policies.Target,
+    now: dt.datetime,
+) -> policies.Decision:
+    """The need-to-know decision for ``agency``, or the opaque 404 naming the refusing rule."""
+    facts = nominal_facts(nominal)
+    if not isinstance(target, policies.MinutesTarget):
+        try:
+            decision = policies.decide(policies.Facts(agency, facts, target, now))
+        except policies.NoNeedToKnow:
+            pass
+        else:
+            if decision.rule in _WITHOUT_INVOLVEMENT:
+                return decision
+    tied = await involvements(session, agency.id, nominal.id)
+    try:
+        return policies.decide(policies.Facts(agency, facts, target, now, tied))
+    except policies.NoNeedToKnow as refusal:
+        raise _refused(refusal) from refusal

@@ -1,0 +1,148 @@
+"""The redaction stage: what of a document leaves the gateway for one recipient.
+
+Each function runs the policies' chain for the recipient, then the recipient's explicit view
+schema (:mod:`gateway.contract.views`): third-party sources withheld from all but their
+originator, handling caveats honoured, the recipient's allow-list applied (an unclassified field
+is withheld), and nothing serialised that the view does not define. Every withheld field comes
+back with its rule (never its value) for the audit entry.
+
+Any failure is :class:`gateway.errors.RedactionFailed` (503): the caller then releases nothing,
+never a partial or unredacted document.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+import policies
+from gateway import errors
+from gateway.contract import views
+from gateway.domain import RecordKind
+from gateway.flow.audit import Withheld
+
+__all__ = ["Released", "approved_parts", "hazard_flag", "redact", "withheld_names"]
+
+_VIEWS: dict[tuple[policies.Resource, policies.View], type[BaseModel]] = {
+    (policies.Resource.NOMINAL, policies.View.FULL): views.NominalView,
+    (policies.Resource.LEVEL_1_LIST, policies.View.MONTHLY_LIST_MINIMAL): views.Level1EntryView,
+    (policies.Resource.RECORD, policies.View.FULL): views.RecordView,
+    (policies.Resource.MINUTES, policies.View.FULL): views.MinutesView,
+    (policies.Resource.MINUTES, policies.View.APPROVED_PARTS): views.MinutesApprovedView,
+    (policies.Resource.HAZARD_FLAG, policies.View.FULL): views.HazardFlagView,
+    (policies.Resource.HAZARD_FLAG, policies.View.HAZARD_FLAG_ONLY): views.HazardFlagView,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """What may leave for one recipient, what was withheld (field and rule), the version."""
+
+    document: dict[str, Any]
+    withheld: tuple[Withheld, ...]
+    policy_version: str
+
+
+def _failed(exc: policies.PolicyError) -> errors.RedactionFailed:
+    return errors.RedactionFailed(diagnostics=exc.audit_fields())
+
+
+def _release(context: policies.RedactionContext, redacted: policies.Redacted) -> Released:
+    model = _VIEWS.get((context.resource, context.view))
+    if model is None:
+        raise errors.RedactionFailed(
+            diagnostics={"rule": "view-schema", "why": f"no schema for {context.resource}"}
+        )
+    try:
+        document = views.shape(model, redacted.to_dict())
+    except views.ViewRefused as exc:
+        raise errors.RedactionFailed(
+            diagnostics={
+                "rule": "view-schema",
+                "policy_version": redacted.policy_version,
+                "why": str(exc),
+            }
+        ) from exc
+    withheld = tuple(Withheld(field=w.field[:200], rule=w.rule[:128]) for w in redacted.withheld)
+    return Released(document, withheld, redacted.policy_version)
+
+
+def redact(
+    decision: policies.Decision,
+    recipient: policies.CallerAgency,
+    document: Mapping[str, Any],
+    *,
+    purpose: str,
+    originator_agency_id: str | None = None,
+    record_kind: RecordKind | None = None,
+) -> Released:
+    """``document`` as ``recipient`` may receive it under ``decision``."""
+    try:
+        context = policies.RedactionContext.for_decision(
+            decision,
+            recipient,
+            purpose,
+            originator_agency_id=originator_agency_id,
+            record_kind=record_kind,
+        )
+        return _release(context, policies.redact(context, document))
+    except policies.PolicyError as exc:
+        raise _failed(exc) from exc
+    except ValueError as exc:  # a context that cannot exist: a bug upstream, fail closed
+        raise errors.RedactionFailed(diagnostics={"rule": "redaction-context"}) from exc
+
+
+def approved_parts(
+    decision: policies.Decision,
+    recipient: policies.CallerAgency,
+    minutes: Mapping[str, Any],
+    *,
+    purpose: str,
+    originator_agency_id: str | None,
+) -> Released:
+    """An onward disclosure: exactly the approved parts of the minutes, no third party."""
+    try:
+        context = policies.RedactionContext.for_decision(
+            decision, recipient, purpose, originator_agency_id=originator_agency_id
+        )
+        return _release(context, policies.approved_view(minutes, decision.approved_parts, context))
+    except policies.PolicyError as exc:
+        raise _failed(exc) from exc
+    except ValueError as exc:
+        raise errors.RedactionFailed(diagnostics={"rule": "redaction-context"}) from exc
+
+
+def hazard_flag(
+    recipient: policies.CallerAgency,
+    source: Mapping[str, Any],
+    *,
+    purpose: str,
+    view: policies.View = policies.View.HAZARD_FLAG_ONLY,
+) -> Released:
+    """The ``HZD`` flag built from its allow-list alone, whatever ``source`` holds."""
+    try:
+        context = policies.RedactionContext(
+            recipient_agency_id=recipient.id,
+            recipient_agency_type=recipient.agency_type,
+            recipient_role=recipient.role,
+            resource=policies.Resource.HAZARD_FLAG,
+            view=view,
+            purpose=purpose,
+        )
+        return _release(context, policies.redact(context, source))
+    except policies.PolicyError as exc:
+        raise _failed(exc) from exc
+    except ValueError as exc:
+        raise errors.RedactionFailed(diagnostics={"rule": "redaction-context"}) from exc
+
+
+def withheld_names(released: Sequence[Released]) -> tuple[Withheld, ...]:
+    """Withheld fields of several releases, each (field, rule) once, in first-seen order."""
+    seen: dict[tuple[str, str], Withheld] = {}
+    for one in released:
+        for item in one.withheld:
+            seen.setdefault((item.field, item.rule), item)
+    return tuple(seen.values())

@@ -1,0 +1,286 @@
+"""The case API v1: thin routes over the operations in :mod:`gateway.cases`.
+
+Every route authenticates (DPoP-bound token, fresh proof, ``MAPPA-*`` context headers), then
+hands the call to its operation under :func:`gateway.cases.context.guarded`, which audits any
+refusal. Bodies with case data travel as ``application/jose`` both ways; writes carry an
+``Idempotency-Key``. The body schemas below are those of the JSON inside the signed, encrypted
+body (``x-mappa-sealed-schema``); the full contract is in ``docs/api.md``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
+from starlette.responses import Response
+
+from gateway import contract
+from gateway.cases import disclosures, hazard_flags, level1, meetings, nominals, records, referrals
+from gateway.cases.context import Call, guarded
+from gateway.contract.envelope import JOSE_MEDIA_TYPE
+from gateway.flow.audit import Operation
+from gateway.flow.authenticate import Caller, authenticate
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1", tags=["cases"])
+Authenticated = Annotated[Caller, Depends(authenticate)]
+
+_SEALED = {
+    "type": "string",
+    "description": "Compact JWE (ECDH-ES+A256KW or RSA-OAEP-256, A256GCM) around a JWS",
+}
+_HEADERS = [
+    {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
+    for name in ("DPoP", "MAPPA-Legal-Basis", "MAPPA-Purpose", "MAPPA-Officer")
+]
+
+
+def _sealed_answer(model: type[BaseModel] | None, status: int = 200) -> dict[int | str, Any]:
+    content: dict[str, Any] = {"schema": _SEALED}
+    if model is not None:
+        content["x-mappa-sealed-schema"] = model.model_json_schema()
+    return {status: {"description": "Sealed to the caller", "content": {JOSE_MEDIA_TYPE: content}}}
+
+
+def _write(model: type[BaseModel], status: int = 201) -> dict[str, Any]:
+    """OpenAPI for a write: a sealed body of ``model``, an Idempotency-Key, a sealed AckOut."""
+    return {
+        "openapi_extra": {
+            "parameters": [
+                *_HEADERS,
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+                },
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    JOSE_MEDIA_TYPE: {
+                        "schema": _SEALED,
+                        "x-mappa-sealed-schema": model.model_json_schema(),
+                    }
+                },
+            },
+        },
+        "responses": _sealed_answer(contract.AckOut, status),
+        "status_code": status,
+        "response_class": Response,
+    }
+
+
+def _read(model: type[BaseModel] | None) -> dict[str, Any]:
+    return {
+        "openapi_extra": {"parameters": _HEADERS},
+        "responses": _sealed_answer(model),
+        "response_class": Response,
+    }
+
+
+def _call(request: Request, caller: Caller, operation: Operation) -> Call:
+    return Call.start(request, caller, operation)
+
+
+# ------------------------------------------------------------------------------ referrals
+
+
+@router.post(
+    "/referrals",
+    summary="Refer a subject (MAPPA A, or a non-offender: not MAPPA)",
+    **_write(contract.ReferralIn),
+)
+async def post_referral(request: Request, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.COLLECTION)
+    return await guarded(call, referrals.create_referral(call))
+
+
+# ------------------------------------------------------------------------------- nominals
+
+
+@router.get(
+    "/nominals/{nominal_id}",
+    summary="A nominal, as the caller may see it",
+    **_read(contract.NominalView),
+)
+async def get_nominal(request: Request, nominal_id: str, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.DISCLOSURE)
+    return await guarded(call, nominals.read_nominal(call, nominal_id))
+
+
+@router.post(
+    "/nominals/{nominal_id}/level",
+    summary="Change the level (Responsible Authority)",
+    **_write(contract.LevelChangeIn, 200),
+)
+async def post_level(request: Request, nominal_id: str, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.ALTERATION)
+    return await guarded(call, nominals.change_level(call, nominal_id))
+
+
+@router.post(
+    "/nominals/{nominal_id}/category",
+    summary="Change the category (Responsible Authority)",
+    **_write(contract.CategoryChangeIn, 200),
+)
+async def post_category(request: Request, nominal_id: str, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.ALTERATION)
+    return await guarded(call, nominals.change_category(call, nominal_id))
+
+
+@router.post(
+    "/nominals/{nominal_id}/screening",
+    summary="Record the screening outcome (Responsible Authority)",
+    **_write(contract.ScreeningIn, 200),
+)
+async def post_screening(request: Request, nominal_id: str, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.ALTERATION)
+    return await guarded(call, nominals.record_screening(call, nominal_id))
+
+
+@router.post(
+    "/nominals/{nominal_id}/deregistration",
+    summary="Deregister the nominal (Responsible Authority)",
+    **_write(contract.DeregistrationIn, 200),
+)
+async def post_deregistration(request: Request, nominal_id: str, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.ALTERATION)
+    return await guarded(call, nominals.deregister(call, nominal_id))
+
+
+# -------------------------------------------------------------------------------- records
+
+
+@router.post(
+    "/nominals/{nominal_id}/records",
+    summary="Share an information record",
+    **_write(contract.RecordIn),
+)
+async def post_record(request: Request, nominal_id: str, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.COLLECTION)
+    return await guarded(call, records.create_record(call, nominal_id))
+
+
+@router.get(
+    "/nominals/{nominal_id}/records",
+    summary="The records the caller may see (cursor pages)",
+    **_read(None),
+)
+async def get_records(request: Request, nominal_id: str, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.DISCLOSURE)
+    return await guarded(call, records.list_records(call, nominal_id))
+
+
+@router.get(
+    "/nominals/{nominal_id}/records/{record_id}", summary="One record", **_read(contract.RecordView)
+)
+async def get_record(
+    request: Request, nominal_id: str, record_id: str, caller: Authenticated
+) -> Response:
+    call = _call(request, caller, Operation.DISCLOSURE)
+    return await guarded(call, records.read_record(call, nominal_id, record_id))
+
+
+# ------------------------------------------------------------------------------- meetings
+
+
+@router.post("/meetings", summary="Convene a meeting about a nominal", **_write(contract.MeetingIn))
+async def post_meeting(request: Request, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.COLLECTION)
+    return await guarded(call, meetings.create_meeting(call))
+
+
+@router.post(
+    "/meetings/{meeting_id}/participants",
+    summary="Set participation: invited, attended, minutes only (chair)",
+    **_write(contract.ParticipantsIn, 200),
+)
+async def post_participants(request: Request, meeting_id: str, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.ALTERATION)
+    return await guarded(call, meetings.set_participants(call, meeting_id))
+
+
+@router.post(
+    "/meetings/{meeting_id}/minutes",
+    summary="Minutes (MAPPA B), circulated to participants only",
+    **_write(contract.MinutesIn),
+)
+async def post_minutes(request: Request, meeting_id: str, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.COLLECTION)
+    return await guarded(call, meetings.create_minutes(call, meeting_id))
+
+
+@router.get(
+    "/meetings/{meeting_id}/minutes",
+    summary="The minutes: in full to participants, approved parts to a recipient",
+    **_read(contract.MinutesView),
+)
+async def get_minutes(request: Request, meeting_id: str, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.DISCLOSURE)
+    return await guarded(call, meetings.read_minutes(call, meeting_id))
+
+
+@router.post(
+    "/meetings/{meeting_id}/actions", summary="An action point (chair)", **_write(contract.ActionIn)
+)
+async def post_action(request: Request, meeting_id: str, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.COLLECTION)
+    return await guarded(call, meetings.create_action(call, meeting_id))
+
+
+# --------------------------------------------------------------------------- disclosures
+
+
+@router.post(
+    "/disclosures",
+    summary="Ask to share minutes beyond the meeting",
+    **_write(contract.DisclosureIn),
+)
+async def post_disclosure(request: Request, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.COLLECTION)
+    return await guarded(call, disclosures.request_disclosure(call))
+
+
+@router.post(
+    "/disclosures/{disclosure_id}/decision",
+    summary="Approve or refuse an onward disclosure (chair or co-ordinator)",
+    **_write(contract.DecisionIn, 200),
+)
+async def post_decision(request: Request, disclosure_id: str, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.ALTERATION)
+    return await guarded(call, disclosures.decide_disclosure(call, disclosure_id))
+
+
+# -------------------------------------------------------------------------- hazard flags
+
+
+@router.post(
+    "/hazard-flags",
+    summary="Raise an HZD flag for children's services",
+    **_write(contract.HazardFlagIn),
+)
+async def post_hazard_flag(request: Request, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.DISCLOSURE)
+    return await guarded(call, hazard_flags.raise_hazard_flag(call))
+
+
+@router.get(
+    "/hazard-flags/{flag_id}",
+    summary="A hazard flag (its recipient, the RA, the lead)",
+    **_read(contract.HazardFlagView),
+)
+async def get_hazard_flag(request: Request, flag_id: str, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.DISCLOSURE)
+    return await guarded(call, hazard_flags.read_hazard_flag(call, flag_id))
+
+
+# ------------------------------------------------------------------------- level 1 list
+
+
+@router.get("/level-1-list", summary="The monthly level 1 list of the caller's area", **_read(None))
+async def get_level_1_list(request: Request, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.DISCLOSURE)
+    return await guarded(call, level1.read_level_1_list(call))
