@@ -37,6 +37,33 @@ def register(subparsers: Any) -> None:
     purge.add_argument("--older-than-days", type=int, required=True)
     purge.set_defaults(func=_purge)
 
+    partner = subparsers.add_parser("partner", help="Partner onboarding kit")
+    psub = partner.add_subparsers(dest="partner_command", required=True, metavar="ACTION")
+    init = psub.add_parser("init", help="Keys, JWKS, adapter config and registration request")
+    init.add_argument("directory")
+    init.add_argument("--agency-id", required=True)
+    init.add_argument("--name", required=True)
+    init.add_argument("--type", dest="agency_type", required=True)
+    init.add_argument("--role", default="duty_to_cooperate")
+    init.add_argument("--area", required=True)
+    init.add_argument("--issuer", help="The gateway's issuer URL (default: this gateway's)")
+    init.add_argument("--endpoint-url")
+    init.set_defaults(func=_partner_init)
+    endpoint = psub.add_parser("endpoint", help="Register (or remove) an agency's push endpoint")
+    endpoint.add_argument("agency_id")
+    endpoint.add_argument("url", nargs="?", help="https URL; omit with --remove")
+    endpoint.add_argument("--ca-file", help="PEM of the CA that issues the endpoint certificate")
+    endpoint.add_argument("--remove", action="store_true")
+    endpoint.set_defaults(func=_partner_endpoint)
+
+    conformance = subparsers.add_parser(
+        "conformance", help="Run a partner's webhook endpoint against the delivery contract"
+    )
+    conformance.add_argument("agency_id")
+    conformance.add_argument("--url", help="Default: the agency's registered endpoint")
+    conformance.add_argument("--ca-file", help="Default: the agency's registered CA")
+    conformance.set_defaults(func=_conformance)
+
 
 async def _run_relay(once: bool) -> None:
     from gateway.delivery.relay import Relay, relay_config
@@ -138,3 +165,114 @@ def _purge(args: argparse.Namespace) -> int:
         return 2
     print(f"{count} message(s) purged")
     return 0
+
+
+def _partner_init(args: argparse.Namespace) -> int:
+    from adapters.kit import partner_init
+
+    issuer = args.issuer or get_settings().issuer
+    try:
+        kit = partner_init(
+            args.directory,
+            agency_id=args.agency_id,
+            name=args.name,
+            agency_type=args.agency_type,
+            role=args.role,
+            area=args.area,
+            issuer=issuer,
+            endpoint_url=args.endpoint_url,
+        )
+    except FileExistsError as exc:
+        print(f"mappa-gateway: refusing to overwrite {exc.filename}", file=sys.stderr)
+        return 2
+    print(f"private keys (keep them here, mode 0600): {kit.private_jwks}")
+    print(f"public JWKS:            {kit.public_jwks}")
+    print(f"adapter configuration:  {kit.config}")
+    print(f"send to the operator:   {kit.registration}")
+    return 0
+
+
+def _partner_endpoint(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gateway.delivery.endpoints import EndpointError, set_endpoint
+
+    if args.remove == bool(args.url):
+        print("mappa-gateway: give a URL, or --remove", file=sys.stderr)
+        return 2
+    ca = Path(args.ca_file).read_text(encoding="ascii") if args.ca_file else None
+
+    async def run() -> None:
+        db = _db()
+        try:
+            await set_endpoint(db, args.agency_id, url=None if args.remove else args.url, ca_pem=ca)
+        finally:
+            await db.dispose()
+
+    try:
+        asyncio.run(run())
+    except EndpointError as exc:
+        print(f"mappa-gateway: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.agency_id}: endpoint {'removed' if args.remove else 'set'}")
+    return 0
+
+
+def _conformance(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gateway.delivery.conformance import run_conformance
+    from gateway.flow.seal import Sealer, agency_public_jwks
+    from gateway.keyring import open_key_repository
+    from gateway.store.models import Agency
+
+    settings = get_settings()
+    sealer = Sealer(
+        open_key_repository(settings),
+        issuer=settings.issuer,
+        max_json_depth=settings.max_json_depth,
+    )
+
+    ca_file = Path(args.ca_file).read_text(encoding="ascii") if args.ca_file else None
+
+    async def run() -> tuple[list[Any], str | None]:
+        import datetime as dt
+
+        db = _db()
+        try:
+            async with db.read() as session:
+                agency = await session.get(Agency, args.agency_id)
+                if agency is None:
+                    return [], f"no agency {args.agency_id!r}"
+                keys = await agency_public_jwks(
+                    session, args.agency_id, "enc", dt.datetime.now(dt.UTC)
+                )
+                url = args.url or agency.endpoint_url
+                ca = ca_file or agency.endpoint_ca_pem
+        finally:
+            await db.dispose()
+        if not url:
+            return [], "no endpoint: give --url"
+        if not keys:
+            return [], "the agency has no current encryption key"
+        from gateway.delivery.relay import relay_config
+
+        checks = await run_conformance(
+            agency_id=args.agency_id,
+            url=url,
+            ca_pem=ca,
+            recipient_keys=keys,
+            sealer=sealer,
+            config=relay_config(settings).push,
+        )
+        return checks, None
+
+    checks, problem = asyncio.run(run())
+    if problem:
+        print(f"mappa-gateway: {problem}", file=sys.stderr)
+        return 2
+    for check in checks:
+        print(f"{'PASS' if check.passed else 'FAIL'}  {check.name:34} {check.detail}")
+    failed = sum(not c.passed for c in checks)
+    print(f"{len(checks) - failed} passed, {failed} failed")
+    return 1 if failed else 0

@@ -156,3 +156,56 @@ async def test_receiver_refuses_a_body_not_signed_by_the_gateway(
         )
     assert response.status_code == 400 and response.json()["code"] == "bad_signature"
     assert receiver.receipts == {}
+
+
+async def test_conformance_passes_against_the_reference_receiver(
+    state: GatewayState, receiver_setup: tuple[Receiver, JsonStore, str, str]
+) -> None:
+    """The mock agency receiver meets every check of ``mappa-gateway conformance``."""
+    from gateway.delivery.conformance import run_conformance
+
+    receiver, _ics, url, ca_pem = receiver_setup
+    assert state.sealer is not None
+    async with state.db.read() as session:
+        keys = await agency_public_jwks(session, CS, "enc", state.clock())
+    checks = await run_conformance(
+        agency_id=CS, url=url, ca_pem=ca_pem, recipient_keys=keys, sealer=state.sealer
+    )
+    assert {c.name: c.passed for c in checks} == {
+        "sealed_delivery": True,
+        "idempotent_redelivery": True,
+        "bad_signature_refused": True,
+        "plain_json_refused": True,
+        "missing_idempotency_key_refused": True,
+        "backpressure": True,
+    }
+    assert len(receiver.receipts) == 1  # the redelivery was applied once
+
+
+async def test_conformance_fails_a_partner_that_accepts_anything(
+    state: GatewayState, tmp_path: Path
+) -> None:
+    """An endpoint that answers 200 to a forged signature and to plain JSON fails those checks."""
+    from gateway.delivery.conformance import run_conformance
+    from tests.gateway.delivery.stub import PartnerStub
+
+    identity = AgencyIdentity.generate("lax-partner")
+    pki = make_pki(tmp_path / "pki")
+    stub = await PartnerStub(pki=pki).start()
+    assert state.sealer is not None
+    try:
+        checks = await run_conformance(
+            agency_id="lax-partner",
+            url=stub.url,
+            ca_pem=pki.ca_pem,
+            recipient_keys=identity.public_jwks()["keys"],
+            sealer=state.sealer,
+        )
+    finally:
+        await stub.stop()
+    failed = {c.name for c in checks if not c.passed}
+    assert failed == {
+        "bad_signature_refused",
+        "plain_json_refused",
+        "missing_idempotency_key_refused",
+    }

@@ -1,0 +1,136 @@
+"""``mappa-gateway conformance``: run a partner's webhook endpoint against the contract.
+
+Run by the gateway operator (it seals with the gateway's own payload-signing key, exactly as a
+real delivery is sealed) against an agency's registered endpoint, or a URL and CA given on the
+command line. Each check is pass or fail, with a reason code:
+
+1. ``sealed_delivery``: a sealed ``conformance`` message is acknowledged with a 2xx;
+2. ``idempotent_redelivery``: the same message, same ``Idempotency-Key``, is acknowledged again
+   (the partner must apply it once; it cannot be seen from here, so the docs ask for it);
+3. ``bad_signature_refused``: a JWE to the partner's key around a JWS by an unknown key gets a
+   4xx, never a 2xx;
+4. ``plain_json_refused``: a plain JSON body gets a 4xx (case data is never accepted in clear);
+5. ``missing_idempotency_key_refused``: a delivery without ``Idempotency-Key`` gets a 4xx;
+6. ``backpressure``: if the partner answers 429 or 503 to anything, it carries ``Retry-After``
+   (the relay honours it, up to its cap).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from joserfc import jwe, jws
+from joserfc.jwk import ECKey
+
+from gateway.contract.envelope import JOSE_MEDIA_TYPE, SignedBody
+from gateway.delivery.push import Endpoint, PushConfig, Pusher, PushResult
+from gateway.flow.seal import Sealer
+from gateway.store.models import Agency
+
+__all__ = ["Check", "run_conformance"]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    name: str
+    passed: bool
+    detail: str
+
+
+def _forged(recipient_keys: Sequence[Mapping[str, Any]], agency_id: str, issuer: str) -> str:
+    """A well-formed delivery signed by a key the gateway never published."""
+    stranger = ECKey.generate_key("P-256", private=True)
+    signed = SignedBody.wrap(
+        {"conformance": "forged"}, iss=issuer, aud=agency_id, now=dt.datetime.now(dt.UTC)
+    )
+    inner = jws.serialize_compact(
+        {"alg": "ES256", "kid": stranger.thumbprint(), "typ": "mappa-body+jwt"},
+        signed.model_dump_json(),
+        stranger,
+    )
+    enc = [k for k in recipient_keys if k.get("use") == "enc"][-1]
+    key = ECKey.import_key(dict(enc))
+    return jwe.encrypt_compact(
+        {"alg": "ECDH-ES+A256KW", "enc": "A256GCM", "cty": "JWT", "kid": enc.get("kid")},
+        inner,
+        key,
+    )
+
+
+async def _raw(pusher: Pusher, endpoint: Endpoint, content: bytes, headers: dict[str, str]) -> int:
+    client = await pusher._client(endpoint)  # the same TLS policy as the relay
+    try:
+        response = await client.post(endpoint.url, content=content, headers=headers)
+    except httpx.TransportError:
+        return 0
+    return response.status_code
+
+
+async def run_conformance(
+    *,
+    agency_id: str,
+    url: str,
+    ca_pem: str | None,
+    recipient_keys: Sequence[Mapping[str, Any]],
+    sealer: Sealer,
+    config: PushConfig | None = None,
+) -> list[Check]:
+    pusher = Pusher(config or PushConfig())
+    endpoint = Endpoint(agency_id, url, ca_pem)
+    checks: list[Check] = []
+    results: list[PushResult] = []
+    try:
+        now = dt.datetime.now(dt.UTC)
+        body, _ = sealer.seal(
+            {"conformance": "ping", "sent_at": now.isoformat()},
+            recipient=Agency(id=agency_id),
+            recipient_keys=recipient_keys,
+            now=now,
+        )
+        mid = str(uuid.uuid4())
+        first = await pusher.push(endpoint, message_id=mid, kind="conformance", body=body)
+        results.append(first)
+        checks.append(Check("sealed_delivery", first.ok, f"{first.code} {first.status or ''}"))
+        again = await pusher.push(endpoint, message_id=mid, kind="conformance", body=body)
+        results.append(again)
+        checks.append(
+            Check("idempotent_redelivery", again.ok, f"{again.code} {again.status or ''}")
+        )
+        forged = _forged(recipient_keys, agency_id, sealer.issuer)
+        bad = await pusher.push(
+            endpoint, message_id=str(uuid.uuid4()), kind="conformance", body=forged
+        )
+        results.append(bad)
+        refused = bad.status is not None and 400 <= bad.status < 500
+        checks.append(Check("bad_signature_refused", refused, f"{bad.code} {bad.status or ''}"))
+        status = await _raw(
+            pusher,
+            endpoint,
+            json.dumps({"conformance": "plain"}).encode(),
+            {"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())},
+        )
+        checks.append(Check("plain_json_refused", 400 <= status < 500, f"status {status}"))
+        status = await _raw(pusher, endpoint, body.encode(), {"Content-Type": JOSE_MEDIA_TYPE})
+        checks.append(
+            Check("missing_idempotency_key_refused", 400 <= status < 500, f"status {status}")
+        )
+        throttled = [r for r in results if r.status in (429, 503)]
+        checks.append(
+            Check(
+                "backpressure",
+                all(r.retry_after is not None for r in throttled),
+                "no 429/503 seen"
+                if not throttled
+                else f"{len(throttled)} answer(s) 429/503, Retry-After on each: "
+                + str(all(r.retry_after is not None for r in throttled)),
+            )
+        )
+    finally:
+        await pusher.aclose()
+    return checks
