@@ -27,6 +27,10 @@ def register(subparsers: Any) -> None:
         "init", help="Migrate, generate development keys, onboard the demo agencies"
     )
     demo_init.set_defaults(func=_demo_init)
+    demo_adapters = demo_sub.add_parser(
+        "adapters", help="Serve the demo agencies' adapters and stand-in systems on 127.0.0.1"
+    )
+    demo_adapters.set_defaults(func=_demo_adapters)
 
     db = subparsers.add_parser("db", help="Database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
@@ -57,6 +61,21 @@ def _demo_init(args: argparse.Namespace) -> int:
     print(f"demo agencies: {', '.join(a.id for a in DEMO_AGENCIES)}; their private keys are in")
     print(f"  {settings.keys_dir.parent / 'demo' / 'agencies'}/<agency>/private-jwks.json")
     print(f"IG officer credentials: {settings.keys_dir.parent / 'demo' / 'ig-officer.txt'}")
+    return 0
+
+
+def _demo_adapters(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from adapters.demo import run_demo_adapters
+
+    settings = get_settings()
+    if settings.profile != "development":
+        print(
+            "mappa-gateway: the demo adapters run in the development profile only", file=sys.stderr
+        )
+        return 2
+    asyncio.run(run_demo_adapters(settings.keys_dir.parent / "demo", settings.issuer))
     return 0
 
 

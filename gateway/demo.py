@@ -21,7 +21,7 @@ from gateway.console.accounts import add_officer
 from gateway.domain import AgencyType, Role
 from gateway.settings import Settings
 from gateway.store import Database, upgrade
-from gateway.store.models import IGOfficer
+from gateway.store.models import Agency, IGOfficer
 
 __all__ = ["DEMO_AGENCIES", "DEMO_AREA", "DemoAgency", "init_demo"]
 
@@ -90,6 +90,7 @@ async def _onboard(settings: Settings, demo_dir: Path) -> list[str]:
                 jwks=identity.public_jwks(),
             )
             done.append(agency.id)
+        await _register_demo_endpoints(db)
         async with db.write() as session:
             if await session.get(IGOfficer, DEMO_OFFICER) is None:
                 password = secrets.token_urlsafe(18)
@@ -103,6 +104,21 @@ async def _onboard(settings: Settings, demo_dir: Path) -> list[str]:
     finally:
         await db.dispose()
     return done
+
+
+async def _register_demo_endpoints(db: Database) -> None:
+    """Point each demo agency without an endpoint at its demo adapter (``demo adapters``)."""
+    from adapters.demo import demo_endpoint
+    from gateway.delivery.endpoints import set_endpoint
+
+    async with db.read() as session:
+        missing = [
+            a.id
+            for a in DEMO_AGENCIES
+            if (found := await session.get(Agency, a.id)) is not None and not found.endpoint_url
+        ]
+    for agency_id in missing:
+        await set_endpoint(db, agency_id, url=demo_endpoint(agency_id))
 
 
 def init_demo(settings: Settings) -> list[str]:
