@@ -18,6 +18,7 @@ from gateway.console.accounts import add_officer
 from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.settings import Settings
 from gateway.state import GatewayState
+from gateway.store import Database
 from keys import generate_development_keys, generate_kek_file
 
 BASE = "https://gateway.test"
@@ -50,11 +51,15 @@ def console_settings(sqlite_url: str, console_keys: tuple[Path, Path]) -> Settin
 
 @pytest.fixture
 async def console_app(console_settings: Settings) -> AsyncIterator[FastAPI]:
+    """The gateway with one IG officer (created before start-up, as an operator would)."""
+    db = Database(console_settings.database_url)
+    try:
+        async with db.write() as session:
+            await add_officer(session, OFFICER, "Ida Governance", PASSWORD)
+    finally:
+        await db.dispose()
     app = create_app(console_settings)
     async with app.router.lifespan_context(app):
-        state: GatewayState = app.state.gateway
-        async with state.db.write() as session:
-            await add_officer(session, OFFICER, "Ida Governance", PASSWORD)
         yield app
 
 
