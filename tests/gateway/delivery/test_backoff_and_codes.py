@@ -1,0 +1,54 @@
+"""Backoff schedule, circuit breaker states, and the mapping of every httpx transport error."""
+
+from __future__ import annotations
+
+import random
+
+import httpx
+import pytest
+
+from gateway.delivery.backoff import BreakerState, CircuitBreaker, next_delay
+from gateway.delivery.push import TRANSPORT_CODES, transport_code
+
+
+def _all_subclasses(cls: type) -> set[type]:
+    found = set(cls.__subclasses__())
+    for sub in list(found):
+        found |= _all_subclasses(sub)
+    return found
+
+
+def test_every_httpx_transport_error_has_a_code() -> None:
+    """Each TransportError subclass httpx defines is named in the table (none falls through)."""
+    mapped = {cls for cls, _ in TRANSPORT_CODES}
+    for cls in _all_subclasses(httpx.TransportError) | {httpx.TransportError}:
+        assert cls in mapped, cls
+        assert transport_code(cls("x")) != "transport_error" or cls is httpx.TransportError
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 5, 10, 40, 200])
+def test_full_jitter_stays_within_the_exponential_ceiling_and_the_cap(attempt: int) -> None:
+    """uniform(0, min(cap, base * 2**(n-1))); Retry-After raises the floor, never past the cap."""
+    rng = random.Random(attempt)
+    for _ in range(200):
+        delay = next_delay(attempt, base=2.0, cap=900.0, rng=rng)
+        assert 0.0 <= delay <= min(900.0, 2.0 * 2 ** (attempt - 1))
+    assert next_delay(1, base=2.0, cap=900.0, rng=rng, retry_after=60) >= 60
+    assert next_delay(1, base=2.0, cap=30.0, rng=rng, retry_after=10_000) <= 30
+
+
+def test_breaker_opens_after_threshold_then_lets_one_probe_through() -> None:
+    """Closed -> open after N failures -> half open after the cooldown with one slot."""
+    breaker = CircuitBreaker(threshold=3, cooldown=10.0)
+    assert breaker.slots("p", 0.0, 4) == 4
+    assert not breaker.failed("p", 0.0) and not breaker.failed("p", 0.0)
+    assert breaker.failed("p", 1.0)
+    assert breaker.state("p", 5.0) is BreakerState.OPEN and breaker.slots("p", 5.0, 4) == 0
+    assert breaker.state("p", 11.0) is BreakerState.HALF_OPEN and breaker.slots("p", 11.0, 4) == 1
+    breaker.started("p", 11.0)
+    assert breaker.slots("p", 11.0, 4) == 0  # one probe at a time
+    assert breaker.failed("p", 11.5)  # the probe failed: open again
+    assert breaker.state("p", 12.0) is BreakerState.OPEN
+    breaker.succeeded("p")
+    assert breaker.state("p", 12.0) is BreakerState.CLOSED
+    assert breaker.open_partners(12.0) == set()
