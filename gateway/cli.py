@@ -26,6 +26,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "gateway.audit.cli",
     "gateway.console.cli",
     "gateway.delivery.cli",
+    "gateway.cases.explain",
 )
 
 
