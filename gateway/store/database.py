@@ -37,8 +37,10 @@ def _sqlite_pragmas(immediate: bool) -> Any:
         # Let SQLAlchemy, not the driver, issue BEGIN (see the "begin" listener below).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # The busy timeout first: switching to WAL takes a lock, and a second process opening
+        # the file at the same moment must wait for it rather than fail "database is locked".
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()
