@@ -1,0 +1,330 @@
+"""THREATS.md, "Lawful basis and need-to-know", as hostile tests through the HTTP API."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from adapters.client import ContextHeaders
+from gateway.store.models import InformationRecord
+from tests.gateway.cases.scenario import (
+    CP_CONFERENCE,
+    CS,
+    HOUSING,
+    JCP,
+    MENTAL_HEALTH,
+    POLICE,
+    PROBATION,
+    THIRD_PARTY_CONCLUSION,
+    THIRD_PARTY_TEXT,
+    at_level_2,
+    level_2_meeting,
+    minutes,
+)
+from tests.gateway.cases.support import TODAY, World
+
+
+class Statements:
+    """Every SQL statement the gateway runs while the block is open (to show what was read)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.seen.append(statement)
+
+    def touching(self, table: str) -> list[str]:
+        return [s for s in self.seen if re.search(rf"\b{table}\b", s)]
+
+
+@pytest.fixture
+def statements(world: World) -> Iterator[Statements]:
+    spy = Statements()
+    engines = {world.state.db.engine.sync_engine, world.state.db.writer.sync_engine}
+    for engine in engines:
+        event.listen(engine, "before_cursor_execute", spy)
+    yield spy
+    for engine in engines:
+        event.remove(engine, "before_cursor_execute", spy)
+
+
+CASE_TABLES = ("nominals", "information_records", "meetings", "minutes", "referrals")
+
+
+@pytest.mark.parametrize(
+    ("asker", "basis", "purpose", "rule", "code"),
+    [
+        # A basis that is not in the register.
+        (
+            HOUSING,
+            "GDPR-art6",
+            "risk-management",
+            "lawful-basis-registered",
+            "lawful_basis_unknown",
+        ),
+        # A purpose the basis does not allow (s.325(4) is not for public disclosure).
+        (
+            POLICE,
+            "CJA2003-s325-4",
+            "public-disclosure",
+            "purpose-allowed-for-basis",
+            "purpose_not_allowed",
+        ),
+        # A basis the caller's role may not use: s.327A is the Responsible Authority's alone.
+        (
+            HOUSING,
+            "CJA2003-s327A",
+            "public-disclosure",
+            "role-allowed-for-basis",
+            "role_not_allowed",
+        ),
+        # A basis the caller's agency type may not use: DPA 2018 s.35 is for competent authorities.
+        (
+            HOUSING,
+            "DPA2018-s35",
+            "risk-management",
+            "agency-type-allowed-for-basis",
+            "role_not_allowed",
+        ),
+    ],
+)
+async def test_unlawful_basis_is_refused_before_any_case_data_is_read(
+    world: World,
+    statements: Statements,
+    asker: str,
+    basis: str,
+    purpose: str,
+    rule: str,
+    code: str,
+) -> None:
+    """403 lawful_basis_refused, audited with the rule; no case table was touched."""
+    nominal_id = await at_level_2(world)
+    await level_2_meeting(world, nominal_id)
+    statements.seen.clear()
+    refused = await world[asker].refused(
+        "GET", f"/v1/nominals/{nominal_id}", context=world[asker].with_context(basis, purpose)
+    )
+    assert refused.status == 403
+    assert refused.code == "lawful_basis_refused"
+    for table in CASE_TABLES:
+        assert not statements.touching(table), table
+    entry = (await world.audit(agency_id=asker, outcome="refused"))[-1]
+    assert entry.rule == rule
+    assert entry.reason_code == code
+    assert entry.legal_basis == basis
+    assert entry.purpose == purpose
+    assert entry.policy_version
+
+
+async def test_missing_basis_header_is_400_and_audited(world: World) -> None:
+    """No MAPPA-Legal-Basis at all: 400 invalid_context before anything else, audited."""
+    nominal_id = await at_level_2(world)
+    headers = await world[POLICE].headers("GET", f"/v1/nominals/{nominal_id}")
+    del headers["MAPPA-Legal-Basis"]
+    response = await world.http.get(f"/v1/nominals/{nominal_id}", headers=headers)
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_context"
+    entry = (await world.audit(agency_id=POLICE, outcome="refused"))[-1]
+    assert entry.reason_code == "mappa-legal-basis_missing"
+
+
+def _without_request_id(response_body: bytes) -> dict[str, Any]:
+    body = json.loads(response_body)
+    assert body.pop("request_id")
+    return dict(body)
+
+
+async def test_no_need_to_know_answers_exactly_as_a_nonexistent_id(world: World) -> None:
+    """Housing, not involved, gets the same 404 bytes (bar the request id) for a real nominal,
+    a nonexistent one and a malformed id; only the audit says which."""
+    nominal_id = await at_level_2(world)
+    answers = []
+    for target in (nominal_id, str(uuid.uuid4()), "not-a-gateway-id"):
+        response = await world[HOUSING].raw("GET", f"/v1/nominals/{target}")
+        assert response.status_code == 404
+        answers.append((dict(response.headers), response.content))
+    bodies = [_without_request_id(content) for _, content in answers]
+    assert bodies[0] == bodies[1] == bodies[2]
+    strip = re.compile(rb'"request_id":"[^"]*"')
+    assert strip.sub(b"", answers[0][1]) == strip.sub(b"", answers[1][1])
+    skip = {"x-request-id", "content-length", "date"}
+    headers = [{k: v for k, v in h.items() if k not in skip} for h, _ in answers]
+    assert headers[0] == headers[1]
+    refusals = (await world.audit(agency_id=HOUSING, outcome="refused"))[-3:]
+    assert [e.rule for e in refusals] == ["default-deny", "resource-exists", "resource-exists"]
+    assert [e.reason_code for e in refusals] == ["no_need_to_know", "not_found", "not_found"]
+
+
+async def test_records_and_minutes_hidden_the_same_way(world: World) -> None:
+    """A record or minutes the caller may not know of are 404 like ids that do not exist."""
+    nominal_id = await at_level_2(world)
+    meeting_id = await level_2_meeting(world, nominal_id, {PROBATION: "attended"})
+    await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
+    created = await world[PROBATION].post(
+        f"/v1/nominals/{nominal_id}/records", {"kind": "case_note", "summary": "s"}
+    )
+    for path in (
+        f"/v1/nominals/{nominal_id}/records/{created['id']}",
+        f"/v1/nominals/{nominal_id}/records/{uuid.uuid4()}",
+        f"/v1/meetings/{meeting_id}/minutes",
+        f"/v1/meetings/{uuid.uuid4()}/minutes",
+    ):
+        response = await world[HOUSING].raw("GET", path)
+        assert response.status_code == 404, path
+        assert _without_request_id(response.content) == {
+            "type": "https://mappa-gateway.invalid/problems/not_found",
+            "title": "No such resource",
+            "status": 404,
+            "code": "not_found",
+        }
+
+
+async def test_agency_calling_ig_endpoints_is_403_and_audited(world: World) -> None:
+    """The audit log's entries are for IG only: an agency gets 403, and the attempt is audited."""
+    response = await world[HOUSING].raw("GET", "/v1/audit/entries")
+    assert response.status_code == 403
+    entry = (await world.audit(agency_id=HOUSING, outcome="refused"))[-1]
+    assert entry.rule == "ig-endpoints-only"
+
+
+async def test_non_ra_agency_cannot_change_level_even_when_involved(world: World) -> None:
+    """Housing attended the meeting and sees the nominal, but a level change is the RA's: 403."""
+    nominal_id = await at_level_2(world)
+    await level_2_meeting(world, nominal_id)
+    refused = await world[HOUSING].refused(
+        "POST", f"/v1/nominals/{nominal_id}/level", {"level": 1, "reason": "x"}
+    )
+    assert refused.status == 403
+    assert (await world[POLICE].get(f"/v1/nominals/{nominal_id}"))["level"] == 2
+    entry = (await world.audit(agency_id=HOUSING, outcome="refused"))[-1]
+    assert entry.rule == "responsible-authority-only"
+
+
+async def test_level_change_ends_access_under_a_still_valid_token(world: World) -> None:
+    """Housing reads the case, the RA moves it to level 3, housing's next call (same token)
+    is refused: the meeting's involvement ended with the level."""
+    nominal_id = await at_level_2(world)
+    await level_2_meeting(world, nominal_id)
+    await world[HOUSING].get(f"/v1/nominals/{nominal_id}")
+    token = await world[HOUSING].client.token()
+    await world[POLICE].post(f"/v1/nominals/{nominal_id}/level", {"level": 3, "reason": "media"})
+    refused = await world[HOUSING].refused("GET", f"/v1/nominals/{nominal_id}")
+    assert refused.status == 404
+    assert await world[HOUSING].client.token() == token  # the same token, still valid
+    entry = (await world.audit(agency_id=HOUSING, outcome="refused"))[-1]
+    assert entry.rule == "default-deny"
+
+
+async def test_review_date_and_deregistration_end_access(world: World) -> None:
+    """The day after the review date, and after deregistration, the next request is refused."""
+    nominal_id = await at_level_2(world)
+    await world[POLICE].post(
+        "/v1/meetings",
+        {
+            "nominal_id": nominal_id,
+            "meeting_type": "level_2",
+            "held_on": TODAY.isoformat(),
+            "review_date": (TODAY + dt.timedelta(days=1)).isoformat(),
+            "chair_officer": "DI-1",
+            "participants": [{"agency_id": HOUSING, "participation": "attended"}],
+            "confidentiality_statement_signed": True,
+        },
+    )
+    await level_2_meeting(world, nominal_id, {JCP: "minutes_only"})
+    world.clock.advance(days=2)  # the day after the review date, in London
+    assert (await world[HOUSING].refused("GET", f"/v1/nominals/{nominal_id}")).status == 404
+    await world[JCP].get(f"/v1/nominals/{nominal_id}")  # the other meeting has no review date
+    await world[POLICE].post(f"/v1/nominals/{nominal_id}/deregistration", {"reason": "died"})
+    assert (await world[JCP].refused("GET", f"/v1/nominals/{nominal_id}")).status == 404
+
+
+async def test_body_signed_by_another_agency_is_refused(world: World) -> None:
+    """Police seal a body; housing sends it as its own. The sender in the token, the signer and
+    the signed body's issuer disagree: 400 unreadable_body, nothing stored."""
+    nominal_id = await at_level_2(world)
+    await level_2_meeting(world, nominal_id)
+    sealed = await world[POLICE].client.seal({"kind": "case_note", "summary": "forged"})
+    before = await world.count(InformationRecord)
+    response = await world[HOUSING].raw(
+        "POST", f"/v1/nominals/{nominal_id}/records", content=sealed
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "unreadable_body"
+    assert await world.count(InformationRecord) == before
+
+
+async def test_record_owner_is_the_token_agency_never_the_body(world: World) -> None:
+    """A body naming an owner is refused (unknown field): ownership comes from the token."""
+    nominal_id = await at_level_2(world)
+    refused = await world[PROBATION].refused(
+        "POST",
+        f"/v1/nominals/{nominal_id}/records",
+        {"kind": "case_note", "summary": "s", "owner_agency_id": POLICE},
+    )
+    assert refused.status == 422
+
+
+async def test_minutes_to_non_participant_only_with_approval_and_only_what_was_approved(
+    world: World,
+) -> None:
+    """Mental health was invited but did not attend: no minutes. The conference gets nothing
+    until the chair approves, then only the approved conclusions, no third party."""
+    nominal_id = await at_level_2(world)
+    meeting_id = await level_2_meeting(world, nominal_id)
+    await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
+    path = f"/v1/meetings/{meeting_id}/minutes"
+    assert (await world[MENTAL_HEALTH].refused("GET", path)).status == 404
+    cp = world[CP_CONFERENCE].with_context("CA1989-s47", "child-protection")
+    assert (await world[CP_CONFERENCE].refused("GET", path, context=cp)).status == 404
+    asked = await world[CS].post(
+        "/v1/disclosures",
+        {
+            "meeting_id": meeting_id,
+            "recipient_agency_id": CP_CONFERENCE,
+            "purpose": "child-protection",
+            "parts": ["conclusions", "actions"],
+            "recipient_description": "Initial child protection conference",
+            "reasons": "Household children are subject to a s.47 enquiry",
+        },
+    )
+    assert (await world[CP_CONFERENCE].refused("GET", path, context=cp)).status == 404
+    await world[POLICE].post(
+        f"/v1/disclosures/{asked['id']}/decision",
+        {"decision": "approve", "approved_parts": ["conclusions"], "reason": "s.47 enquiry"},
+    )
+    seen = await world[CP_CONFERENCE].get(path, context=cp)
+    assert set(seen) <= {"meeting_id", "held_on", "marking", "conclusions"}
+    assert [c["id"] for c in seen["conclusions"]] == ["k1"]
+    assert THIRD_PARTY_CONCLUSION not in repr(seen)
+    assert THIRD_PARTY_TEXT not in repr(seen)
+
+
+async def test_missing_scope_is_403_and_audited(world: World) -> None:
+    """An agency registered to read only may not write."""
+    reader = await world.register(
+        "barnet-reader", "housing", "duty_to_cooperate", scopes=["case:read"]
+    )
+    refused = await reader.refused("POST", "/v1/referrals", {"kind": "mappa"})
+    assert refused.status == 403
+    assert refused.code == "insufficient_scope"
+    entry = (await world.audit(agency_id="barnet-reader", outcome="refused"))[-1]
+    assert entry.reason_code == "insufficient_scope"
+
+
+def test_context_headers_used_by_these_tests_are_lawful() -> None:
+    """The default context (s.325(4), risk management) is in the register for RA and DTC."""
+    import policies
+    from gateway.domain import AgencyType, Role
+
+    decision = policies.check(
+        "CJA2003-s325-4", "risk-management", Role.DUTY_TO_COOPERATE, AgencyType.HOUSING, True
+    )
+    assert decision.rule == "legal-basis:CJA2003-s325-4"
+    assert ContextHeaders("a", "b", "c").as_headers()["MAPPA-Officer"] == "c"

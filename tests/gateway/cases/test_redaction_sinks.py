@@ -1,0 +1,226 @@
+"""THREATS.md, "Redaction": third-party content searched for in every sink, and failures.
+
+The sinks: every HTTP answer (its bytes, and its plaintext once decrypted by the recipient),
+every outbox row (its bytes, and its plaintext decrypted by its recipient; dead letters live in
+the same table), the operational logs, and every audit row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+import policies
+from adapters.client import GatewayResponseError
+from gateway.store.models import AuditEntry, HazardFlag, Minutes, OutboxMessage
+from tests.gateway.cases.scenario import (
+    ADDRESS,
+    CHILD_REF,
+    CP_CONFERENCE,
+    CS,
+    DATE_OF_BIRTH,
+    FAMILY_NAME,
+    HOUSING,
+    JCP,
+    POLICE,
+    PROBATION,
+    SECRETS,
+    THIRD_PARTY,
+    at_level_2,
+    level_2_meeting,
+    minutes,
+    record,
+)
+from tests.gateway.cases.support import TODAY, World
+
+
+def _absent(haystack: str, needles: tuple[str, ...], where: str) -> None:
+    for needle in needles:
+        assert needle not in haystack, f"{needle!r} found in {where}"
+
+
+async def test_third_party_content_reaches_no_sink_but_its_originator(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A record and minutes with third-party sources flow to every kind of recipient; the
+    third-party bytes appear only in the originator's own answers."""
+    nominal_id = await at_level_2(world)
+    meeting_id = await level_2_meeting(world, nominal_id)
+    # Probation's record: its neighbour source is probation's own.
+    created = await world[PROBATION].post(f"/v1/nominals/{nominal_id}/records", record())
+    # Police's minutes: the neighbour source is police's; the victim source too (the author's).
+    await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
+    asked = await world[CS].post(
+        "/v1/disclosures",
+        {
+            "meeting_id": meeting_id,
+            "recipient_agency_id": CP_CONFERENCE,
+            "purpose": "child-protection",
+            "parts": ["conclusions", "actions"],
+            "recipient_description": "Child protection conference",
+            "reasons": "s.47 enquiry",
+        },
+    )
+    await world[POLICE].post(
+        f"/v1/disclosures/{asked['id']}/decision",
+        {"decision": "approve", "approved_parts": ["conclusions", "actions"], "reason": "s.47"},
+    )
+
+    # HTTP answers, raw and decrypted, for every recipient that is not an originator.
+    record_path = f"/v1/nominals/{nominal_id}/records/{created['id']}"
+    for agency in (POLICE, CS, HOUSING, JCP):
+        response = await world[agency].raw("GET", record_path)
+        assert response.status_code == 200, agency
+        _absent(response.text, SECRETS, f"raw answer to {agency}")
+        opened, _ = await world[agency].client.open(response.text)
+        _absent(repr(opened.body), THIRD_PARTY, f"record answer to {agency}")
+    for agency in (PROBATION, CS, HOUSING, JCP):
+        body = await world[agency].get(f"/v1/meetings/{meeting_id}/minutes")
+        _absent(repr(body), THIRD_PARTY, f"minutes answer to {agency}")
+    cp = world[CP_CONFERENCE].with_context("CA1989-s47", "child-protection")
+    approved = await world[CP_CONFERENCE].get(f"/v1/meetings/{meeting_id}/minutes", context=cp)
+    _absent(repr(approved), THIRD_PARTY, "onward disclosure answer")
+    # The originators do see their own third parties.
+    assert THIRD_PARTY[0] in repr(await world[PROBATION].get(record_path))
+    assert THIRD_PARTY[0] in repr(await world[POLICE].get(f"/v1/meetings/{meeting_id}/minutes"))
+
+    # Outbox rows: raw bytes, and the plaintext as each recipient decrypts it.
+    rows = await world.outbox()
+    assert {row.recipient_agency_id for row in rows} >= {POLICE, PROBATION, CS, HOUSING, JCP}
+    assert CP_CONFERENCE in {row.recipient_agency_id for row in rows}
+    for row in rows:
+        _absent(row.body, SECRETS, f"outbox row bytes for {row.recipient_agency_id}")
+        plaintext = repr(world[row.recipient_agency_id].open(row.body))
+        if row.recipient_agency_id != POLICE:  # police originated the minutes' third parties
+            _absent(plaintext, THIRD_PARTY, f"outbox {row.kind} to {row.recipient_agency_id}")
+        elif row.kind == "record":  # the record pushed to police, the lead, is probation's
+            _absent(plaintext, THIRD_PARTY, "record pushed to the lead agency")
+
+    # Operational logs carry no personal data at all.
+    captured = capsys.readouterr()
+    _absent(captured.out + captured.err, SECRETS, "operational logs")
+
+    # Audit rows: field names and rules of what was withheld, never values.
+    entries = await world.audit()
+    for entry in entries:
+        text = repr({c.name: getattr(entry, c.name) for c in AuditEntry.__table__.columns})
+        _absent(text, SECRETS, f"audit entry {entry.id}")
+    withheld = {(w["field"], w["rule"]) for e in entries for w in e.withheld}
+    assert ("sources[s-neighbour]", "third-party-source") in withheld
+    assert ("discussion[d2]", "third-party-source") in withheld
+
+
+async def test_hazard_flag_carries_only_its_allow_list(world: World) -> None:
+    """The pushed flag holds the reference, HZD, the relationship, the statement, the contact,
+    the review date, and nothing of the nominal, its offences or third parties."""
+    nominal_id = await at_level_2(world)
+    answer = await world[POLICE].post(
+        "/v1/hazard-flags",
+        {
+            "nominal_id": nominal_id,
+            "recipient_agency_id": CS,
+            "child_or_family_ref": CHILD_REF,
+            "relationship": "father",
+            "contact": "MAPPA unit 020 7000 0000",
+            "review_date": (TODAY + dt.timedelta(days=90)).isoformat(),
+        },
+    )
+    [pushed] = await world.pushed(CS, "hazard_flag")
+    assert set(pushed) == {"hazard_flag", "flag_id"}
+    assert pushed["flag_id"] == answer["id"]
+    assert pushed["hazard_flag"] == {
+        "child_or_family_ref": CHILD_REF,
+        "flag": "HZD",
+        "relationship": "father",
+        "statement": "known to MAPPA",
+        "contact": "MAPPA unit 020 7000 0000",
+        "review_date": (TODAY + dt.timedelta(days=90)).isoformat(),
+    }
+    _absent(repr(pushed), SECRETS, "hazard flag")
+    seen = await world[CS].get(
+        f"/v1/hazard-flags/{answer['id']}",
+        context=world[CS].with_context("CA2004-s11", "safeguarding"),
+    )
+    assert seen == pushed["hazard_flag"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"offence": "Sexual assault of a child under 13"},  # an offence
+        {"intelligence": "Seen near school"},  # intelligence
+        {"family_name": FAMILY_NAME},  # the nominal's name
+        {"notes": "Informant says ..."},  # third-party material by any name
+    ],
+)
+async def test_hazard_flag_with_anything_else_is_refused_and_nothing_sent(
+    world: World, extra: dict[str, Any]
+) -> None:
+    """A flag body with any field beyond the allow-list is 422; no flag, no outbox row."""
+    nominal_id = await at_level_2(world)
+    refused = await world[POLICE].refused(
+        "POST",
+        "/v1/hazard-flags",
+        {
+            "nominal_id": nominal_id,
+            "recipient_agency_id": CS,
+            "child_or_family_ref": CHILD_REF,
+            "relationship": "father",
+            "contact": "MAPPA unit",
+            **extra,
+        },
+    )
+    assert refused.status == 422
+    assert await world.count(HazardFlag) == 0
+    assert await world.count(OutboxMessage) == 0
+
+
+def _boom(*args: Any, **kwargs: Any) -> Any:
+    raise policies.RedactionFailed("boom", rule="redaction-step:test", policy_version="v")
+
+
+async def test_redaction_failure_on_a_read_is_503_and_releases_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If redaction fails, the answer is 503 redaction_failed with no data; audited as failed."""
+    nominal_id = await at_level_2(world)
+    monkeypatch.setattr(policies, "redact", _boom)
+    response = await world[POLICE].raw("GET", f"/v1/nominals/{nominal_id}")
+    assert response.status_code == 503
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "redaction_failed"
+    _absent(response.text, (FAMILY_NAME, DATE_OF_BIRTH, ADDRESS), "503 body")
+    entry = (await world.audit(agency_id=POLICE, operation="disclosure"))[-1]
+    assert entry.outcome == "failed"
+    assert entry.rule == "redaction-step:test"
+
+
+async def test_redaction_failure_on_a_push_stores_and_sends_nothing(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Minutes whose redaction for a participant fails: 503; no minutes, no outbox row."""
+    nominal_id = await at_level_2(world)
+    meeting_id = await level_2_meeting(world, nominal_id)
+    monkeypatch.setattr(policies, "redact", _boom)
+    with pytest.raises(GatewayResponseError) as caught:
+        await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
+    assert caught.value.status == 503
+    assert caught.value.code == "redaction_failed"
+    assert await world.count(Minutes) == 0
+    assert await world.count(OutboxMessage) == 0
+    with pytest.raises(GatewayResponseError) as flagged:
+        await world[POLICE].post(
+            "/v1/hazard-flags",
+            {
+                "nominal_id": nominal_id,
+                "recipient_agency_id": CS,
+                "child_or_family_ref": CHILD_REF,
+                "relationship": "father",
+                "contact": "MAPPA unit",
+            },
+        )
+    assert flagged.value.status == 503
+    assert await world.count(HazardFlag) == 0
+    assert await world.count(OutboxMessage) == 0
