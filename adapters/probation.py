@@ -19,7 +19,14 @@ from typing import Any, ClassVar
 from adapters.sdk import Delivery, MappingRefused, Outbound, Receipt
 from adapters.standin import JsonStore
 
-__all__ = ["CATEGORY_CODES", "LEVEL_CODES", "ProbationAdapter"]
+__all__ = [
+    "CATEGORY_CODES",
+    "LEGACY_REFUSED",
+    "LEVEL_CODES",
+    "ProbationAdapter",
+    "category_from",
+    "level_from",
+]
 
 CATEGORY_CODES = {"M1": 1, "M2": 2, "M3": 3, "M4": 4}
 LEVEL_CODES = {"M1": 1, "M2": 2, "M3": 3}

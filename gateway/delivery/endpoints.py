@@ -16,7 +16,7 @@ from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.store import Database
 from gateway.store.models import Agency
 
-__all__ = ["EndpointError", "set_endpoint"]
+__all__ = ["EndpointError", "check_endpoint", "set_endpoint"]
 
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
