@@ -1,0 +1,191 @@
+"""THREATS.md, "Bad input": every bad body is a 4xx problem and stores nothing."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from gateway.store.models import (
+    AuditEntry,
+    IdempotentRequest,
+    InformationRecord,
+    Meeting,
+    Nominal,
+    OutboxMessage,
+    Referral,
+)
+from tests.gateway.cases.scenario import HOUSING, POLICE, PROBATION, at_level_2, referral
+from tests.gateway.cases.support import World
+
+CASE_TABLES = (Nominal, Referral, InformationRecord, Meeting, OutboxMessage, IdempotentRequest)
+
+
+async def _counts(world: World) -> dict[str, int]:
+    return {model.__tablename__: await world.count(model) for model in CASE_TABLES}
+
+
+def _subject(**changes: Any) -> dict[str, Any]:
+    return {**referral()["subject"], **changes}
+
+
+@pytest.mark.parametrize(
+    ("body", "where"),
+    [
+        (referral(category=5), "category"),  # there is no category 5
+        (referral(category="M5"), "category"),  # nor an nDelius M5
+        (referral(category=True), "category"),  # a boolean is not a category
+        (referral(kind="high_risk_information_sharing"), ""),  # a non-offender has no category
+        (referral(kind="mappa", category=None), ""),  # a MAPPA referral names its category
+        (referral(subject=_subject(date_of_birth="1979-02-30")), "date_of_birth"),  # no such day
+        (referral(subject=_subject(date_of_birth="17/04/1979")), "date_of_birth"),  # not ISO
+        (referral(subject=_subject(date_of_birth=293155200)), "date_of_birth"),  # a number
+        (referral(subject=_subject(date_of_birth="2999-01-01")), ""),  # not yet born
+        (referral(unexpected="x"), "unexpected"),  # unknown field
+        (referral(subject=_subject(nickname="x")), "nickname"),  # unknown nested field
+        (referral(risks=[]), "risks"),  # the risk matrix is not empty
+        (referral(risks=[{"group": "children", "level": "extreme"}]), "level"),  # unknown level
+        (referral(agencies_involved=["no-such-agency"]), "agencies_involved"),  # unknown agency
+        (referral(lead_agency_id="barnet-housing"), "lead_agency_id"),  # housing cannot lead
+        (referral(reasons=""), "reasons"),  # empty
+    ],
+)
+async def test_invalid_referral_is_422_and_stores_nothing(
+    world: World, body: dict[str, Any], where: str
+) -> None:
+    """Wrong values, types, dates and fields answer 422 naming the place; no row is added."""
+    before = await _counts(world)
+    refused = await world[POLICE].refused("POST", "/v1/referrals", body)
+    assert refused.status == 422, refused.problem
+    assert refused.code == "validation_failed"
+    if where:
+        assert any(where in ".".join(e["loc"]) for e in refused.problem["errors"]), refused.problem
+    assert await _counts(world) == before
+    entry = (await world.audit(agency_id=POLICE, outcome="refused"))[-1]
+    assert entry.reason_code == "validation_failed"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("level", {"level": 0, "reason": "x"}),  # level 0 does not exist
+        ("level", {"level": 4, "reason": "x"}),  # nor level 4
+        ("level", {"level": "M0", "reason": "x"}),
+        ("level", {"level": 2}),  # a change gives its reason
+        ("category", {"category": 5, "reason": "x"}),
+        ("screening", {"outcome": "level_4", "reasons": "x"}),
+    ],
+)
+async def test_invalid_nominal_change_is_422_and_changes_nothing(
+    world: World, path: str, body: dict[str, Any]
+) -> None:
+    nominal_id = await at_level_2(world)
+    before = await world[POLICE].get(f"/v1/nominals/{nominal_id}")
+    refused = await world[POLICE].refused("POST", f"/v1/nominals/{nominal_id}/{path}", body)
+    assert refused.status == 422
+    assert await world[POLICE].get(f"/v1/nominals/{nominal_id}") == before
+
+
+async def test_plain_json_case_data_is_415(world: World) -> None:
+    """Case data in clear is refused as an unsupported media type; nothing stored."""
+    before = await _counts(world)
+    response = await world[POLICE].raw(
+        "POST", "/v1/referrals", content=json.dumps(referral()), content_type="application/json"
+    )
+    assert response.status_code == 415
+    assert response.json()["code"] == "unsupported_media_type"
+    assert await _counts(world) == before
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "not a jwe",  # not compact JOSE at all
+        "a.b.c.d.e",  # five parts of nothing
+        "eyJhbGciOiJub25lIn0..AAAA.AAAA.AAAA",  # alg none
+        "\u00e9\u00e9",  # not ASCII
+    ],
+)
+async def test_malformed_sealed_body_is_one_opaque_400(world: World, content: str) -> None:
+    before = await _counts(world)
+    response = await world[POLICE].raw("POST", "/v1/referrals", content=content.encode())
+    assert response.status_code == 400
+    assert response.json()["code"] == "unreadable_body"
+    assert "detail" not in response.json()
+    assert await _counts(world) == before
+
+
+async def test_sealed_body_that_is_not_json_or_hostile_json_is_refused(world: World) -> None:
+    """Inside a valid seal: deep nesting, NaN or a non-object body: 4xx, nothing stored."""
+    before = await _counts(world)
+    deep: Any = 1
+    for _ in range(40):
+        deep = [deep]
+    for body in ({"a": deep}, {"x": 1}):
+        refused = await world[POLICE].refused("POST", "/v1/referrals", body)
+        assert 400 <= refused.status < 500
+    assert await _counts(world) == before
+
+
+@pytest.mark.parametrize("key", [None, "", "has space", "x" * 129, "semi;colon"])
+async def test_write_without_a_well_formed_idempotency_key_is_400(
+    world: World, key: str | None
+) -> None:
+    sealed = await world[POLICE].client.seal(referral())
+    before = await _counts(world)
+    headers = {} if key is None else {"Idempotency-Key": key}
+    response = await world[POLICE].raw(
+        "POST", "/v1/referrals", content=sealed, key=None, headers=headers
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "idempotency_key_missing"
+    assert await _counts(world) == before
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["?limit=0", "?limit=101", "?limit=ten", "?cursor=%%%", "?cursor=eyJ4IjoxfQ", "?sort=name"],
+)
+async def test_bad_paging_parameters_are_400(world: World, query: str) -> None:
+    """Unknown parameters, limits out of range and forged cursors: 400 invalid_parameter."""
+    nominal_id = await at_level_2(world)
+    path = f"/v1/nominals/{nominal_id}/records"
+    headers = await world[POLICE].headers("GET", path)
+    response = await world.http.get(path + query, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "invalid_parameter"
+
+
+async def test_a_record_citing_an_unlisted_source_is_422(world: World) -> None:
+    """Every cited source is listed, so redaction can never miss one."""
+    nominal_id = await at_level_2(world)
+    refused = await world[PROBATION].refused(
+        "POST",
+        f"/v1/nominals/{nominal_id}/records",
+        {
+            "kind": "case_note",
+            "summary": "s",
+            "content": [{"id": "c1", "text": "t", "source": "x"}],
+        },
+    )
+    assert refused.status == 422
+    # A neighbour is a third party, whatever the sender says.
+    refused = await world[PROBATION].refused(
+        "POST",
+        f"/v1/nominals/{nominal_id}/records",
+        {
+            "kind": "case_note",
+            "summary": "s",
+            "sources": [{"id": "n", "kind": "neighbour", "description": "d", "third_party": False}],
+        },
+    )
+    assert refused.status == 422
+    assert await world.count(InformationRecord) == 0
+
+
+async def test_worker_survives_bad_input(world: World) -> None:
+    """After all that, a good request still works."""
+    await world[HOUSING].refused("POST", "/v1/referrals", {"kind": "mappa"})
+    assert (await world[POLICE].post("/v1/referrals", referral()))["status"] == "received"
+    assert await world.count(AuditEntry) > 0
