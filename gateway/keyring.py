@@ -12,6 +12,8 @@ checkpoint signing, the case-data envelope) opens them here.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import threading
 from pathlib import Path
 
 from gateway.settings import DEV_KEYS_MARKER, Settings
@@ -53,8 +55,37 @@ def open_kek(settings: Settings) -> KekSource:
         raise KeyRepositoryUnavailable(f"KEK: {exc.code}: {exc.reason}") from exc
 
 
+#: One repository per configuration in a process, so that every part of the gateway (token
+#: signing, payload sealing, audit checkpoints) shares one set of parsed keys and sees a rotation
+#: at the same moment.
+_OPEN: dict[tuple[str, str, str, str], KeyRepository] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def _config_key(settings: Settings) -> tuple[str, str, str, str]:
+    kek = settings.kek.get_secret_value() if settings.kek is not None else ""
+    return (
+        str(Path(settings.keys_dir).resolve()),
+        str(settings.kek_file) if settings.kek_file is not None else "",
+        hashlib.sha256(kek.encode()).hexdigest(),
+        settings.profile,
+    )
+
+
 def open_key_repository(settings: Settings, *, now: dt.datetime | None = None) -> KeyRepository:
-    """The repository over ``settings.keys_dir``; development keys are generated when missing."""
+    """The repository over ``settings.keys_dir``; development keys are generated when missing.
+
+    Opened once per configuration and process; later calls return the same repository."""
+    key = _config_key(settings)
+    with _OPEN_LOCK:
+        repository = _OPEN.get(key)
+        if repository is None:
+            repository = _open(settings, now=now)
+            _OPEN[key] = repository
+        return repository
+
+
+def _open(settings: Settings, *, now: dt.datetime | None = None) -> KeyRepository:
     try:
         kek = _kek(settings)
         if settings.profile == "development":

@@ -63,6 +63,11 @@ class KeyRepository(Protocol):
         """The ring of ``purpose`` (cached; cheap to call per request)."""
         ...
 
+    def ring_knowing(self, purpose: Purpose, kid: str) -> KeyRing:
+        """The ring of ``purpose``, re-read first if it does not know ``kid`` (rate-limited):
+        another replica may have rotated a moment ago and already published the new key."""
+        ...
+
     def rotate(
         self, purpose: Purpose, overlap: timedelta, *, now: datetime | None = None
     ) -> builtins.list[KeyInfo]:
@@ -106,10 +111,12 @@ class FileKeyRepository:
         kek: KekSource | Envelope,
         *,
         refresh_interval: timedelta = timedelta(seconds=30),
+        unknown_kid_reload_interval: timedelta = timedelta(seconds=2),
     ) -> None:
         self.directory = Path(directory)
         self._envelope = kek if isinstance(kek, Envelope) else Envelope(kek)
         self._refresh = refresh_interval.total_seconds()
+        self._unknown_kid_reload = unknown_kid_reload_interval.total_seconds()
         self._lock = threading.RLock()
         self._rings: dict[Purpose, tuple[float, KeyRing]] = {}
         self._parsed: dict[str, JoseKey] = {}
@@ -125,6 +132,17 @@ class FileKeyRepository:
             return cached[1]
         with self._lock:
             return self._load(purpose)
+
+    def ring_knowing(self, purpose: Purpose, kid: str) -> KeyRing:
+        ring = self.ring(purpose)
+        if any(info.kid == kid for info in ring.infos()):
+            return ring
+        with self._lock:
+            cached = self._rings.get(purpose)
+            # At most one re-read per interval, so unknown kids sent on purpose cost nothing.
+            if cached is None or time.monotonic() - cached[0] >= self._unknown_kid_reload:
+                return self._load(purpose)
+            return cached[1]
 
     def reload(self) -> None:
         """Forget cached rings (not parsed keys): the next call re-reads the directory."""

@@ -14,8 +14,10 @@ without a usable encryption key gets nothing (``recipient_key_unavailable``): ne
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,7 +31,15 @@ from gateway import errors
 from gateway.contract.envelope import BODY_TYP, JOSE_MEDIA_TYPE, SignedBody
 from gateway.http.body import media_type, parse_json
 from gateway.store.models import Agency, AgencyKey
-from keys import JoseRejected, KeyRepository, KeysError, Purpose, seal_for, unseal_from
+from keys import (
+    JoseRejected,
+    KeyRepository,
+    KeyRing,
+    KeysError,
+    Purpose,
+    seal_for,
+    unseal_from,
+)
 
 __all__ = ["OpenedBody", "Sealer", "agency_public_jwks"]
 
@@ -95,7 +105,7 @@ class Sealer:
         try:
             unsealed = unseal_from(
                 compact,
-                self.repository.ring(Purpose.PAYLOAD_ENCRYPTION),
+                self._decryption_ring(compact),
                 list(sender_keys),
                 typ=BODY_TYP,
                 now=now,
@@ -117,6 +127,18 @@ class Sealer:
         if not signed.fresh_at(now):
             raise _unreadable("signed body is stale or from the future")
         return OpenedBody(signed.body, unsealed.jws, unsealed.sender_kid, _digest(unsealed.jws))
+
+    def _decryption_ring(self, compact: str) -> KeyRing:
+        """The decryption ring, re-read once if the body names a kid it does not know (another
+        replica may have rotated and published the new key a moment ago)."""
+        try:
+            header = json.loads(base64.urlsafe_b64decode(compact.split(".", 1)[0][:4096] + "=="))
+            kid = header.get("kid") if isinstance(header, dict) else None
+        except (ValueError, UnicodeDecodeError):
+            kid = None  # unseal_from refuses the header with its precise reason
+        if isinstance(kid, str) and kid:
+            return self.repository.ring_knowing(Purpose.PAYLOAD_ENCRYPTION, kid[:128])
+        return self.repository.ring(Purpose.PAYLOAD_ENCRYPTION)
 
     def seal(
         self,

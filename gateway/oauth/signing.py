@@ -36,19 +36,26 @@ class SigningKeyUnavailable(RuntimeError):
 class TokenSigner:
     """Signs access tokens with the ring's current key; verifies with any usable key by kid."""
 
-    def __init__(self, ring: Callable[[], KeyRing]) -> None:
+    def __init__(
+        self, ring: Callable[[], KeyRing], ring_knowing: Callable[[str], KeyRing] | None = None
+    ) -> None:
         self._ring = ring
+        self._ring_knowing = ring_knowing or (lambda _kid: ring())
 
     @classmethod
     def from_repository(cls, repository: KeyRepository) -> TokenSigner:
-        return cls(lambda: repository.ring(Purpose.TOKEN_SIGNING))
+        return cls(
+            lambda: repository.ring(Purpose.TOKEN_SIGNING),
+            lambda kid: repository.ring_knowing(Purpose.TOKEN_SIGNING, kid),
+        )
 
     def sign(self, claims: Mapping[str, Any], *, typ: str, now: dt.datetime) -> str:
         return sign_jwt(claims, self._ring(), typ=typ, now=now)
 
     def verification_key(self, kid: str, *, now: dt.datetime) -> ECKey | None:
         """The public key named ``kid`` if it may verify tokens now, else None."""
-        key = self._ring().public_keys(now=now).get(kid)
+        # A kid we do not know may be another replica's freshly rotated key: re-read once.
+        key = self._ring_knowing(kid).public_keys(now=now).get(kid)
         if key is None or SIGNING_ALG not in key.algs or not isinstance(key.jose_key, ECKey):
             return None
         return key.jose_key
