@@ -1,0 +1,169 @@
+"""The monthly level 1 list, record pages, and ``mappa-gateway policy explain``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from gateway.cases.explain import explain_access
+from tests.gateway.cases.scenario import (
+    ADDRESS,
+    HOUSING,
+    JCP,
+    POLICE,
+    PROBATION,
+    WILTS_POLICE,
+    at_level_2,
+    level_2_meeting,
+    referral,
+    referred,
+)
+from tests.gateway.cases.support import ISSUER, World
+
+
+def _subject(n: int) -> dict[str, str]:
+    return {**referral()["subject"], "pnc_id": f"2010/00000{n:02d}A", "crn": f"Z0000{n:02d}"}
+
+
+async def test_level_1_list_gives_minimal_fields_to_the_areas_agencies(world: World) -> None:
+    """Level 1 nominals of the area, minimal fields; category 4 only to the named agencies;
+    nothing for another area; cursor pages."""
+    ordinary = []
+    for n in range(3):
+        world.clock.advance(seconds=1)
+        ordinary.append(await referred(world, subject=_subject(n)))
+    terrorism = await referred(world, subject=_subject(9), category="M4")
+    await at_level_2(world, subject=_subject(10))  # level 2: not on the list
+
+    page = await world[HOUSING].get("/v1/level-1-list")
+    ids = [entry["id"] for entry in page["entries"]]
+    assert ids == ordinary  # oldest first; the category 4 nominal is withheld from housing
+    for entry in page["entries"]:
+        assert set(entry) == {
+            "id",
+            "names",
+            "date_of_birth",
+            "category",
+            "level",
+            "lead_agency_id",
+            "area",
+        }
+        assert ADDRESS not in repr(entry)
+    assert terrorism in [e["id"] for e in (await world[POLICE].get("/v1/level-1-list"))["entries"]]
+    assert (await world[WILTS_POLICE].get("/v1/level-1-list"))["entries"] == []
+
+    first = await world[JCP].get("/v1/level-1-list", limit="2")
+    assert [e["id"] for e in first["entries"]] == ordinary[:2]
+    second = await world[JCP].get("/v1/level-1-list", limit="2", cursor=first["next_cursor"])
+    assert [e["id"] for e in second["entries"]] == ordinary[2:]
+    entry = (await world.audit(agency_id=HOUSING, operation="disclosure"))[-1]
+    assert entry.rule == "level-1-monthly-list"
+    assert set(entry.record_refs) == set(ordinary)
+    assert ("address", "allow-list:level-1-list") in {
+        (w["field"], w["rule"]) for w in entry.withheld
+    }
+
+
+async def test_records_page_by_cursor_and_hide_what_the_caller_may_not_see(world: World) -> None:
+    """Pages of records in creation order; the list shows only records the caller may see."""
+    nominal_id = await at_level_2(world)
+    await level_2_meeting(world, nominal_id)
+    made = []
+    for n in range(5):
+        world.clock.advance(seconds=1)
+        made.append(
+            (
+                await world[PROBATION].post(
+                    f"/v1/nominals/{nominal_id}/records",
+                    {"kind": "case_note", "summary": f"note {n}"},
+                )
+            )["id"]
+        )
+    seen: list[str] = []
+    cursor: str | None = None
+    while True:
+        params = {"limit": "2", **({"cursor": cursor} if cursor else {})}
+        page = await world[POLICE].get(f"/v1/nominals/{nominal_id}/records", **params)
+        seen += [r["id"] for r in page["records"]]
+        cursor = page.get("next_cursor")
+        if not cursor:
+            break
+    assert seen == made
+    assert (
+        await world[WILTS_POLICE].refused("GET", f"/v1/nominals/{nominal_id}/records")
+    ).status == 404
+
+
+async def test_policy_explain_says_why_rule_by_rule(world: World, tmp_path: Path) -> None:
+    """The explanation names each rule and the outcome; the CLI prints the same."""
+    nominal_id = await at_level_2(world)
+    await level_2_meeting(world, nominal_id)
+    text = await explain_access(
+        world.state.db, agency_id=HOUSING, nominal_id=nominal_id, now=world.clock.now
+    )
+    assert "ALLOWED by involved-meeting" in text
+    assert "[x] involved-meeting" in text
+    refused = await explain_access(
+        world.state.db, agency_id=WILTS_POLICE, nominal_id=nominal_id, now=world.clock.now
+    )
+    assert "REFUSED by default-deny" in refused
+    assert ADDRESS not in text + refused
+    consultations = await world.audit(reason_code="policy_explain")
+    assert len(consultations) == 2
+
+    env = {
+        **os.environ,
+        "MAPPA_PROFILE": "test",
+        "MAPPA_ISSUER": ISSUER,
+        "MAPPA_DATABASE_URL": world.state.settings.database_url,
+        "MAPPA_KEYS_DIR": str(world.state.settings.keys_dir),
+        "MAPPA_KEK_FILE": str(world.state.settings.kek_file),
+    }
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "policy",
+            "explain",
+            "--agency",
+            HOUSING,
+            "--nominal",
+            nominal_id,
+            "--at",
+            world.clock.now.isoformat(),
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ALLOWED by involved-meeting" in result.stdout
+    missing = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "policy",
+            "explain",
+            "--agency",
+            "x",
+            "--nominal",
+            "y",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert missing.returncode == 2
