@@ -1,0 +1,1 @@
+"""Load-generator plans: build each raw HTTP request as an agency adapter would."""
