@@ -270,11 +270,13 @@ async def released(
     *,
     record_refs: Sequence[str] = (),
     detail: Mapping[str, Any] | None = None,
+    stage: Callable[[AsyncSession], Awaitable[None]] | None = None,
 ) -> None:
     """Commit the audit entry of an answer that discloses case data to the caller.
 
     Called after the answer is sealed and before it is sent: if the entry cannot be written,
-    the caller gets 503 and nothing (no audit, no disclosure)."""
+    the caller gets 503 and nothing (no audit, no disclosure). ``stage`` adds what the
+    disclosure owes others to the same transaction (the owners' notifications)."""
     event = call.event(
         Outcome.ALLOWED,
         recipients=(call.caller.agency_id,),
@@ -292,6 +294,8 @@ async def released(
     )
 
     async def act(session: AsyncSession) -> Audited[None]:
+        if stage is not None:
+            await stage(session)
         return Audited(None, event)
 
     await commit_audited(call.db, act)

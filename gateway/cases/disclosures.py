@@ -6,6 +6,8 @@ area's MAPPA co-ordination unit approves some or all of the parts asked for, nev
 refuses (``POST /v1/disclosures/{id}/decision``). On approval the recipient is pushed exactly
 the approved view (conclusions and action points, every third-party source and every item
 citing one removed, caveats honoured) and may read the same view from the minutes endpoint.
+The minutes' author is told of the disclosure when someone else (the co-ordinator) approved it
+(:mod:`gateway.cases.notifications`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from starlette.responses import Response
 import policies
 from gateway import errors
 from gateway.audit.commit import Audited
-from gateway.cases import documents
+from gateway.cases import documents, notifications
 from gateway.cases.context import WRITE, Call, Written, inbound, write
 from gateway.cases.subjects import (
     is_chair_or_coordinator,
@@ -134,6 +136,7 @@ async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
                 errors=[{"loc": ["approved_parts"], "type": "more_than_requested"}]
             )
         push = None
+        notices = notifications.Notices(call, seen.nominal.id)
         if decided.decision is DisclosureDecision.APPROVE:
             if seen.minutes is None or row.recipient_agency_id is None:
                 raise errors.Conflict(diagnostics={"reason": "no_minutes_yet"})
@@ -198,6 +201,15 @@ async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
                 release,
                 recipient_decision,
             )
+            notices = await notifications.notify_owners(
+                call,
+                [(seen.minutes.author_agency_id, seen.minutes.id)],
+                nominal_id=seen.nominal.id,
+                session=session,
+                recipient_id=recipient.id,
+                event="record_disclosed_onward",
+                purpose=row.purpose,
+            )
     call.record_refs = (seen.meeting.id, row.id)
     status = (
         DisclosureStatus.APPROVED
@@ -234,6 +246,7 @@ async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
             return Audited(Written(ack, 200), event)
         message, release, recipient_decision = push
         await deliver.enqueue(session, message, now=call.now)
+        await notices.stage(session)
         event = call.event(
             Outcome.ALLOWED,
             operation=Operation.DISCLOSURE,
@@ -249,6 +262,7 @@ async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
                 "approved_parts": list(decided.approved_parts),
                 "delivery": "outbox",
                 "caller_purpose": call.caller.purpose,
+                **notices.detail(),
             },
         )
         return Audited(Written(ack, 200), event)

@@ -3,7 +3,8 @@
 A record is stored sealed with its sources (each with its third-party flag). Every reader gets
 it through the redaction chain: a third-party source, and every item citing it, reaches only the
 owner unless the owner released it. A new record from an agency that is not the lead agency is
-also pushed to the lead agency, redacted for it, through the outbox.
+also pushed to the lead agency, redacted for it, through the outbox. When another agency reads
+a record, its owner is told (:mod:`gateway.cases.notifications`), in the read's transaction.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from starlette.responses import Response
 import policies
 from gateway import errors
 from gateway.audit.commit import Audited
-from gateway.cases import documents
+from gateway.cases import documents, notifications
 from gateway.cases.context import READ, WRITE, Call, Written, inbound, released, write
 from gateway.cases.paging import encode_cursor, page_of
 from gateway.cases.subjects import visible_nominal, well_formed
@@ -150,6 +151,9 @@ async def read_record(call: Call, nominal_id: str, record_id: str) -> Response:
         call.record_refs = (row.id,)
         _, decision = await visible_nominal(call, session, nominal_id, _target(row))
         caller_keys = await call.keys(session, call.caller.agency_id, "enc")
+        notices = await notifications.notify_owners(
+            call, [(row.owner_agency_id, row.id)], nominal_id=row.nominal_id, session=session
+        )
     release = redact.redact(
         decision,
         call.agency,
@@ -159,7 +163,9 @@ async def read_record(call: Call, nominal_id: str, record_id: str) -> Response:
         record_kind=row.kind,
     )
     sealed = call.answer(release.document, caller_keys)
-    await released(call, decision, release.withheld, sealed)
+    await released(
+        call, decision, release.withheld, sealed, detail=notices.detail(), stage=notices.stage
+    )
     return deliver.jose_response(sealed)
 
 
@@ -217,12 +223,18 @@ async def list_records(call: Call, nominal_id: str) -> Response:
     if cursor:
         answer["next_cursor"] = cursor
     sealed = call.answer(answer, caller_keys)
+    notices = await notifications.notify_owners(
+        call,
+        [(row.owner_agency_id, row.id) for row in rows if row.id in rules],
+        nominal_id=nominal.id,
+    )
     await released(
         call,
         decision,
         withheld,
         sealed,
         record_refs=tuple(rules),
-        detail={"rules": rules},
+        detail={"rules": rules, **notices.detail()},
+        stage=notices.stage,
     )
     return deliver.jose_response(sealed)

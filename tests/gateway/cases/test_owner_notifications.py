@@ -1,0 +1,256 @@
+"""Data owners are told: another agency consulting or receiving a record notifies its owner.
+
+Each notification is an ``owner_notification`` outbox message sealed to the owner, enqueued in
+the consultation's own transaction: who (agency, officer), when, basis and purpose, the record
+ids, and no content. The owner reading its own record, and a refused read, notify nobody; an
+owner without a usable key is not sent anything in clear: the notification is held, on record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import httpx
+from sqlalchemy import update
+
+from gateway.store.models import AgencyKey
+from tests.gateway.cases.scenario import (
+    CS,
+    HOUSING,
+    MAPPA,
+    POLICE,
+    PROBATION,
+    SECRETS,
+    WILTS_POLICE,
+    at_level_2,
+    level_2_meeting,
+    minutes,
+    record,
+)
+from tests.gateway.cases.support import MAPPA_BASIS, READ_WRITE, Agent, World
+
+PRISON = "barnet-prison"
+KIND = "owner_notification"
+
+
+async def _notifications(world: World, owner: str) -> list[dict[str, Any]]:
+    return await world.pushed(owner, KIND)
+
+
+def _no_content(notification: dict[str, Any]) -> None:
+    text = json.dumps(notification)
+    for needle in SECRETS:
+        assert needle not in text, needle
+
+
+async def _prison(world: World) -> Agent:
+    """A Responsible Authority agency of the area that pulls its inbox."""
+    return await world.register(
+        PRISON,
+        "prison",
+        "responsible_authority",
+        scopes=[*READ_WRITE, "inbox:read"],
+        officer="PRISON-OM-7",
+    )
+
+
+async def _record_by(world: World, owner: str, nominal_id: str, **changes: Any) -> str:
+    answer = await world[owner].post(f"/v1/nominals/{nominal_id}/records", record(**changes))
+    record_id = answer["id"]
+    assert isinstance(record_id, str)
+    return record_id
+
+
+async def test_reading_another_agencys_record_notifies_its_owner_once_without_content(
+    world: World,
+) -> None:
+    """Police read probation's record: probation gets exactly one notification, references only."""
+    nominal_id = await at_level_2(world)
+    record_id = await _record_by(world, PROBATION, nominal_id)
+    assert await _notifications(world, PROBATION) == []
+
+    await world[POLICE].get(f"/v1/nominals/{nominal_id}/records/{record_id}")
+
+    [notification] = await _notifications(world, PROBATION)
+    assert notification == {
+        "notification": "record_consulted",
+        "nominal_id": nominal_id,
+        "record_ids": [record_id],
+        "by": {"agency_id": POLICE, "officer": "OFF-1"},
+        "recipient_agency_id": POLICE,
+        "at": world.clock.now.isoformat().replace("+00:00", "Z"),
+        "legal_basis": MAPPA_BASIS[0],
+        "purpose": MAPPA_BASIS[1],
+        "request_id": notification["request_id"],
+    }
+    _no_content(notification)
+    # The consultation's audit entry names the notification it queued, in the same commit.
+    [row] = [r for r in await world.outbox(PROBATION) if r.kind == KIND]
+    [entry] = [
+        e
+        for e in await world.audit(operation="disclosure", agency_id=POLICE)
+        if e.record_refs == [record_id]
+    ]
+    assert entry.detail["owner_notifications"] == [
+        {
+            "owner": PROBATION,
+            "status": "queued",
+            "message_id": row.id,
+            "payload_digest": entry.detail["owner_notifications"][0]["payload_digest"],
+        }
+    ]
+    assert entry.request_id == notification["request_id"]
+    assert row.nominal_ref == nominal_id
+
+
+async def test_owner_reading_its_own_record_notifies_nobody(world: World) -> None:
+    """Probation reading (one or a page of) its own records creates no notification."""
+    nominal_id = await at_level_2(world)
+    record_id = await _record_by(world, PROBATION, nominal_id)
+    await world[PROBATION].get(f"/v1/nominals/{nominal_id}/records/{record_id}")
+    await world[PROBATION].get(f"/v1/nominals/{nominal_id}/records")
+    assert [r for r in await world.outbox() if r.kind == KIND] == []
+
+
+async def test_refused_read_notifies_nobody(world: World) -> None:
+    """Another area's police and an uninvolved housing agency get 404; the owner hears nothing."""
+    nominal_id = await at_level_2(world)
+    record_id = await _record_by(world, PROBATION, nominal_id)
+    for outsider in (WILTS_POLICE, HOUSING):
+        refused = await world[outsider].refused(
+            "GET", f"/v1/nominals/{nominal_id}/records/{record_id}"
+        )
+        assert refused.status == 404
+        refused = await world[outsider].refused("GET", f"/v1/nominals/{nominal_id}/records")
+        assert refused.status == 404
+    assert await _notifications(world, PROBATION) == []
+
+
+async def test_a_page_of_records_notifies_each_owner_once_naming_its_records(world: World) -> None:
+    """Police list the records: probation (two records) and prison (one) each get one
+    notification naming exactly their own records; police's own record notifies nobody."""
+    await _prison(world)
+    nominal_id = await at_level_2(world)
+    first = await _record_by(world, PROBATION, nominal_id)
+    second = await _record_by(world, PROBATION, nominal_id, kind="risk_assessment")
+    prisons = await _record_by(world, PRISON, nominal_id)
+    await _record_by(world, POLICE, nominal_id)
+
+    page = await world[POLICE].get(f"/v1/nominals/{nominal_id}/records")
+    assert len(page["records"]) == 4
+
+    [to_probation] = await _notifications(world, PROBATION)
+    assert sorted(to_probation["record_ids"]) == sorted([first, second])
+    [to_prison] = await _notifications(world, PRISON)
+    assert to_prison["record_ids"] == [prisons]
+    assert await _notifications(world, POLICE) == []
+    for notification in (to_probation, to_prison):
+        _no_content(notification)
+    [entry] = [
+        e
+        for e in await world.audit(operation="disclosure", agency_id=POLICE)
+        if "owner_notifications" in e.detail
+    ]
+    assert {n["owner"] for n in entry.detail["owner_notifications"]} == {PROBATION, PRISON}
+
+
+async def test_owner_notification_arrives_through_the_inbox(world: World) -> None:
+    """The owner pulls GET /v1/inbox, opens the notification with its key, and acknowledges."""
+    prison = await _prison(world)
+    nominal_id = await at_level_2(world)
+    record_id = await _record_by(world, PRISON, nominal_id)
+    await world[POLICE].get(f"/v1/nominals/{nominal_id}/records/{record_id}")
+
+    pulled = await prison.client.call("GET", "/v1/inbox", prison.context)
+    assert isinstance(pulled, httpx.Response)
+    messages = pulled.json()["messages"]
+    notices = [m for m in messages if m["kind"] == KIND]
+    assert len(notices) == 1
+    signed, _ = await prison.client.open(notices[0]["body"])  # the gateway's signature checked
+    assert signed.body["record_ids"] == [record_id]
+    assert signed.body["by"] == {"agency_id": POLICE, "officer": "OFF-1"}
+    _no_content(signed.body)
+    acked = await prison.client.call("POST", f"/v1/inbox/{notices[0]['id']}/ack", prison.context)
+    assert isinstance(acked, httpx.Response)
+    assert acked.json() == {"id": notices[0]["id"], "status": "delivered"}
+    assert [r.status for r in await world.outbox(PRISON) if r.kind == KIND] == ["delivered"]
+
+
+async def test_owner_without_usable_key_is_held_not_sent_and_the_read_goes_ahead(
+    world: World,
+) -> None:
+    """Prison's encryption key has expired: police still read its record, nothing is enqueued
+    for prison (never in clear), and the audit holds the notification as held, findable."""
+    await _prison(world)
+    nominal_id = await at_level_2(world)
+    record_id = await _record_by(world, PRISON, nominal_id)
+    async with world.state.db.write() as session:
+        await session.execute(
+            update(AgencyKey)
+            .where(AgencyKey.agency_id == PRISON, AgencyKey.use == "enc")
+            .values(not_after=world.clock.now - dt.timedelta(seconds=1))
+        )
+
+    answer = await world[POLICE].get(f"/v1/nominals/{nominal_id}/records/{record_id}")
+    assert answer["id"] == record_id
+    assert await world.outbox(PRISON) == []
+    [entry] = [
+        e
+        for e in await world.audit(operation="disclosure", agency_id=POLICE)
+        if e.record_refs == [record_id] and e.outcome == "allowed"
+    ]
+    assert entry.detail["owner_notifications"] == [
+        {"owner": PRISON, "status": "held", "reason": "recipient_key_unavailable"}
+    ]
+    [held] = await world.audit(reason_code="owner_notification_held")
+    assert held.outcome == "failed"
+    assert held.recipients == [PRISON]
+    assert held.record_refs == [record_id]
+    assert held.request_id == entry.request_id
+    assert held.agency_id == POLICE
+
+
+async def test_onward_disclosure_approved_by_the_coordinator_notifies_the_minutes_author(
+    world: World,
+) -> None:
+    """Police chaired and wrote the minutes; the MAPPA unit approves their onward disclosure to
+    children's services: police are told who received what, once; the chair deciding itself
+    would notify nobody."""
+    nominal_id = await at_level_2(world)
+    meeting_id = await level_2_meeting(world, nominal_id)
+    written = await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
+    cp = "barnet-cp-conference"
+    asked = await world[CS].post(
+        "/v1/disclosures",
+        {
+            "meeting_id": meeting_id,
+            "recipient_agency_id": cp,
+            "purpose": "child-protection",
+            "parts": ["conclusions"],
+            "recipient_description": "Initial child protection conference",
+            "reasons": "s.47 enquiry on the household",
+        },
+    )
+    await world[MAPPA].post(
+        f"/v1/disclosures/{asked['id']}/decision",
+        {"decision": "approve", "approved_parts": ["conclusions"], "reason": "s.47"},
+    )
+    [notification] = await _notifications(world, POLICE)
+    assert notification["notification"] == "record_disclosed_onward"
+    assert notification["record_ids"] == [written["id"]]
+    assert notification["by"]["agency_id"] == MAPPA
+    assert notification["recipient_agency_id"] == cp
+    assert notification["purpose"] == "child-protection"
+    _no_content(notification)
+
+
+async def test_outbox_holds_each_notification_sealed(world: World) -> None:
+    """What the outbox holds for the owner is a compact JWE: no record id or officer in clear."""
+    nominal_id = await at_level_2(world)
+    record_id = await _record_by(world, PROBATION, nominal_id)
+    await world[POLICE].get(f"/v1/nominals/{nominal_id}/records/{record_id}")
+    [row] = [r for r in await world.outbox(PROBATION) if r.kind == KIND]
+    assert row.body.count(".") == 4
+    assert record_id not in row.body and "OFF-1" not in row.body
