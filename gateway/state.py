@@ -13,6 +13,7 @@ from gateway.store import Database
 if TYPE_CHECKING:
     from gateway.audit.service import AuditService
     from gateway.delivery.relay import Relay
+    from gateway.flow.group_commit import GroupCommitter
     from gateway.flow.seal import Sealer
     from gateway.http.metrics import GatewayMetrics
     from gateway.http.ratelimit import RateLimiter
@@ -43,6 +44,8 @@ class GatewayState:
     sealer: Sealer | None = None
     #: Seals case-data columns at rest and computes blind indexes (gateway/store/sealed.py).
     case_sealer: CaseSealer | None = None
+    #: Commits the small writes of concurrent requests together (gateway/flow/group_commit.py).
+    commits: GroupCommitter | None = None
     #: Per-agency quota for protected calls, and per-address quota for the token endpoint.
     call_limiter: RateLimiter | None = None
     token_limiter: RateLimiter | None = None

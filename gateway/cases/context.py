@@ -23,7 +23,7 @@ from starlette.responses import Response
 
 import policies
 from gateway import errors
-from gateway.audit.commit import Audited, commit_audited, record_alone
+from gateway.audit.commit import Audited, commit_audited
 from gateway.contract.views import AckOut
 from gateway.flow import deliver, idempotency
 from gateway.flow.audit import AuditEvent, Operation, Outcome, Withheld
@@ -127,6 +127,8 @@ class Call:
     async def keys(
         self, session: AsyncSession, agency_id: str, use: str
     ) -> Sequence[Mapping[str, Any]]:
+        """An agency's registered public keys of ``use`` valid now (read every time, so that a
+        key withdrawn or expired bites on the very next request)."""
         return await agency_public_jwks(session, agency_id, use, self.now)
 
     async def open_body(self, session: AsyncSession) -> OpenedBody:
@@ -172,8 +174,26 @@ async def guarded(call: Call, operation: Awaitable[Response]) -> Response:
     except errors.AuditUnavailable:
         raise
     except errors.GatewayError as exc:
-        await record_alone(call.db, _refusal_event(call, exc))
+        event = _refusal_event(call, exc)
+
+        async def act(session: AsyncSession) -> Audited[None]:
+            return Audited(None, event)
+
+        await _commit(call, act, isolated=False)
         raise
+
+
+T = TypeVar("T")
+
+
+async def _commit(
+    call: Call, act: Callable[[AsyncSession], Awaitable[Audited[T]]], *, isolated: bool
+) -> T:
+    """No audit, no disclosure: ``act`` and its audit entry commit together (grouped with other
+    requests' when the state has a committer), or AuditUnavailable and nothing is stored."""
+    if call.state.commits is not None:
+        return await call.state.commits.audited(act, isolated=isolated)
+    return await commit_audited(call.db, act)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,7 +234,7 @@ async def write(
         return audited
 
     try:
-        written = await commit_audited(call.db, with_key)
+        written = await _commit(call, with_key, isolated=True)
     except IntegrityError:
         async with call.db.read() as session:
             remembered = await idempotency.lookup(
@@ -298,4 +318,4 @@ async def released(
             await stage(session)
         return Audited(None, event)
 
-    await commit_audited(call.db, act)
+    await _commit(call, act, isolated=False)

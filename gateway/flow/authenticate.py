@@ -9,7 +9,8 @@
 3. checks the context headers ``MAPPA-Legal-Basis``, ``MAPPA-Purpose`` and ``MAPPA-Officer`` are
    present and well formed (whether they are lawful is the lawful-basis stage's question);
 4. in one transaction, checks the agency is still active (a suspension bites on the next call,
-   whatever tokens are outstanding) and spends the proof's ``jti`` in the shared replay store.
+   whatever tokens are outstanding) and spends the proof's ``jti`` in the shared replay store
+   (grouped with other requests' writes when the state has a group committer).
 
 It yields a frozen :class:`Caller`. Every refusal is audited with its precise reason and
 answered with the one opaque 401 (``WWW-Authenticate: DPoP ...``) or, for context headers, 400.
@@ -18,9 +19,14 @@ Headers are read from the request directly, so a missing one is never FastAPI's 
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
+from typing import Any, cast
 
+from sqlalchemy import String, Table, bindparam, exists, literal, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
 from gateway import errors
@@ -32,11 +38,11 @@ from gateway.oauth.endpoint import audit_refusal
 from gateway.oauth.jose import JoseRefused
 from gateway.oauth.tokens import AccessToken, verify_access_token
 from gateway.state import GatewayState
-from gateway.store.models import Agency
+from gateway.store.models import Agency, UsedJti, UTCDateTime
 
 log = get_logger("gateway.flow.authenticate")
 
-__all__ = ["CONTEXT_HEADERS", "CONTEXT_PATTERN", "Caller", "authenticate"]
+__all__ = ["CONTEXT_HEADERS", "CONTEXT_PATTERN", "Caller", "authenticate", "spend_if_active"]
 
 #: What a context header value may look like (a code or an officer's identifier).
 CONTEXT_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -63,6 +69,38 @@ class Caller:
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
+
+
+def _spend_statement(dialect: str) -> Any:
+    """INSERT the spent jti SELECTed only if the agency is active, ignoring a duplicate key."""
+    active = exists().where(
+        Agency.id == bindparam("agency_id"), Agency.status == AgencyStatus.ACTIVE
+    )
+    row = select(
+        bindparam("key", type_=String()),
+        literal("dpop", String()),
+        bindparam("agency_id", type_=String()),
+        bindparam("now", type_=UTCDateTime()),
+        bindparam("expires_at", type_=UTCDateTime()),
+    ).where(active)
+    columns = ["key", "kind", "agency_id", "seen_at", "expires_at"]
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = cast(Table, UsedJti.__table__)  # Core: a parameter dict is not an ORM bulk insert
+    return insert(table).from_select(columns, row).on_conflict_do_nothing().returning(table.c.key)
+
+
+#: Built once per dialect: building a statement costs more than running it (hot path).
+_SPEND = {name: _spend_statement(name) for name in ("postgresql", "sqlite")}
+
+
+async def spend_if_active(
+    session: AsyncSession, key: str, agency_id: str, expires_at: dt.datetime, now: dt.datetime
+) -> bool:
+    """Insert the spent ``jti`` (replay key ``key``) only if the agency is active and the key is
+    new, in one statement; False if it was not inserted (replayed, or agency not active)."""
+    statement = _SPEND[session.get_bind().dialect.name]
+    params = {"key": key, "agency_id": agency_id, "now": now, "expires_at": expires_at}
+    return (await session.execute(statement, params)).scalar_one_or_none() is not None
 
 
 def _one_header(request: Request, name: str) -> str | None:
@@ -156,20 +194,28 @@ async def authenticate(request: Request) -> Caller:
                 raise
         context = _context(request)
         now = state.clock()
+
+        key = replay.replay_key("dpop", proof.jkt, proof.jti)
+
+        async def spend(session: AsyncSession) -> str:
+            """Spend the proof's jti if the agency is active: one statement, and no savepoint,
+            as it cannot fail on its own (why it was not spent is looked up only then)."""
+            if await spend_if_active(session, key, token.client_id, proof.replay_until, now):
+                return "spent"
+            agency = await session.get(Agency, token.client_id)
+            return "replayed" if agency and agency.status == AgencyStatus.ACTIVE else "suspended"
+
         try:
-            async with state.db.write() as session:
-                agency = await session.get(Agency, token.client_id)
-                if agency is None or agency.status != AgencyStatus.ACTIVE:
-                    raise errors.InvalidToken(diagnostics={"reason": "agency_suspended"})
-                await replay.consume(
-                    session,
-                    kind="dpop",
-                    issuer=proof.jkt,
-                    jti=proof.jti,
-                    expires_at=proof.replay_until,
-                    agency_id=token.client_id,
-                    now=now,
-                )
+            if state.commits is not None:
+                # Committed with other requests' small writes (gateway/flow/group_commit.py).
+                outcome = await state.commits.run(spend)
+            else:
+                async with state.db.write() as session:
+                    outcome = await spend(session)
+            if outcome == "suspended":
+                raise errors.InvalidToken(diagnostics={"reason": "agency_suspended"})
+            if outcome == "replayed":
+                raise replay.Replayed("dpop")
         except replay.Replayed as exc:
             raise errors.InvalidDPoPProof(diagnostics={"reason": "dpop_jti_replayed"}) from exc
     except (errors.AuthenticationFailed, errors.InvalidContext) as exc:

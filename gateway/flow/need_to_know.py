@@ -15,13 +15,37 @@ the audit record.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import (
+    JSON,
+    CompoundSelect,
+    Date,
+    Integer,
+    String,
+    bindparam,
+    cast,
+    literal,
+    null,
+    or_,
+    select,
+    type_coerce,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import policies
 from gateway import errors
-from gateway.domain import AgencyType, Category, Level, MeetingType, Role
+from gateway.domain import (
+    ActionStatus,
+    AgencyType,
+    Category,
+    DisclosureStatus,
+    Level,
+    MeetingType,
+    Participation,
+    Role,
+)
 from gateway.flow.authenticate import Caller
 from gateway.store.models import (
     Action,
@@ -32,6 +56,7 @@ from gateway.store.models import (
     OnwardDisclosureRequest,
     Referral,
     ReferralAgency,
+    UTCDateTime,
 )
 
 __all__ = [
@@ -95,96 +120,139 @@ def nominal_facts(nominal: Nominal) -> policies.NominalFacts:
     )
 
 
+def _involvement_query(agency_id: Any, nominal_id: Any) -> CompoundSelect[Any]:
+    """Every involvement of the agency with the nominal, in one round trip (UNION ALL).
+
+    Columns: kind (r, m, a, d), id, meeting id, meeting type, participation, status, first
+    date, second date, a time, a level, approved parts. The first branch types them all."""
+
+    def blank(kind: Any) -> Any:
+        # typed in SQL: PostgreSQL resolves a UNION's column types pairwise, left to right
+        return cast(null(), kind)
+
+    named = select(ReferralAgency.referral_id).where(ReferralAgency.agency_id == agency_id)
+    referrals = select(
+        literal("r", String()),
+        Referral.id,
+        blank(String()),
+        blank(String()),
+        blank(String()),
+        blank(String()),
+        blank(Date()),
+        blank(Date()),
+        type_coerce(Referral.closed_at, UTCDateTime()),
+        blank(Integer()),
+        blank(JSON()),
+    ).where(
+        Referral.nominal_id == nominal_id,
+        # A referral that found an existing nominal grants nothing (see cases.referrals)
+        Referral.status != LINKED_REFERRAL,
+        or_(Referral.referring_agency_id == agency_id, Referral.id.in_(named)),
+    )
+    meetings = (
+        select(
+            literal("m"),
+            Meeting.id,
+            Meeting.id,
+            Meeting.meeting_type,
+            MeetingAgency.participation,
+            null(),
+            Meeting.held_on,
+            Meeting.review_date,
+            Meeting.need_closed_at,
+            Meeting.level_at_meeting,
+            null(),
+        )
+        .join(MeetingAgency, MeetingAgency.meeting_id == Meeting.id)
+        .where(Meeting.nominal_id == nominal_id, MeetingAgency.agency_id == agency_id)
+    )
+    actions = (
+        select(
+            literal("a"),
+            Action.id,
+            Action.meeting_id,
+            null(),
+            null(),
+            Action.status,
+            Action.due_date,
+            Action.review_date,
+            null(),
+            null(),
+            null(),
+        )
+        .join(Meeting, Meeting.id == Action.meeting_id)
+        .where(Meeting.nominal_id == nominal_id, Action.owner_agency_id == agency_id)
+    )
+    grants = (
+        select(
+            literal("d"),
+            OnwardDisclosureRequest.id,
+            OnwardDisclosureRequest.meeting_id,
+            null(),
+            null(),
+            OnwardDisclosureRequest.status,
+            null(),
+            null(),
+            OnwardDisclosureRequest.decided_at,
+            null(),
+            OnwardDisclosureRequest.approved_parts,
+        )
+        .join(Meeting, Meeting.id == OnwardDisclosureRequest.meeting_id)
+        .where(
+            Meeting.nominal_id == nominal_id,
+            OnwardDisclosureRequest.recipient_agency_id == agency_id,
+        )
+    )
+    return union_all(referrals, meetings, actions, grants)
+
+
+#: Built once: building a statement costs far more than running it (hot path).
+_INVOLVEMENTS = _involvement_query(bindparam("agency_id"), bindparam("nominal_id"))
+
+
 async def involvements(
     session: AsyncSession, agency_id: str, nominal_id: str
 ) -> policies.Involvements:
     """Everything that ties ``agency_id`` to ``nominal_id`` beyond being its lead or RA."""
-    named = select(ReferralAgency.referral_id).where(ReferralAgency.agency_id == agency_id)
-    referrals = (
-        await session.execute(
-            select(Referral.id, Referral.closed_at).where(
-                Referral.nominal_id == nominal_id,
-                # A referral that found an existing nominal grants nothing (see cases.referrals)
-                Referral.status != LINKED_REFERRAL,
-                or_(Referral.referring_agency_id == agency_id, Referral.id.in_(named)),
+    params = {"agency_id": agency_id, "nominal_id": nominal_id}
+    rows = (await session.execute(_INVOLVEMENTS, params)).all()
+    referrals, meetings, actions, grants = [], [], [], []
+    for kind, ident, meeting_id, meeting_type, part, status, d1, d2, moment, level, parts in rows:
+        if kind == "r":
+            referrals.append(policies.ReferralInvolvement(ident, agency_id, nominal_id, moment))
+        elif kind == "m":
+            meetings.append(
+                policies.MeetingInvolvement(
+                    meeting_id=ident,
+                    agency_id=agency_id,
+                    nominal_id=nominal_id,
+                    meeting_type=MeetingType(meeting_type),
+                    participation=Participation(part),
+                    held_on=d1,
+                    review_date=d2,
+                    need_closed_at=moment,
+                    level_at_meeting=Level(level) if level is not None else None,
+                )
             )
-        )
-    ).all()
-    meetings = (
-        await session.execute(
-            select(
-                Meeting.id,
-                Meeting.meeting_type,
-                MeetingAgency.participation,
-                Meeting.held_on,
-                Meeting.review_date,
-                Meeting.need_closed_at,
-                Meeting.level_at_meeting,
+        elif kind == "a":
+            actions.append(
+                policies.ActionInvolvement(
+                    ident, agency_id, nominal_id, meeting_id, ActionStatus(status), d1, d2
+                )
             )
-            .join(MeetingAgency, MeetingAgency.meeting_id == Meeting.id)
-            .where(Meeting.nominal_id == nominal_id, MeetingAgency.agency_id == agency_id)
-        )
-    ).all()
-    actions = (
-        await session.execute(
-            select(Action.id, Action.meeting_id, Action.status, Action.due_date, Action.review_date)
-            .join(Meeting, Meeting.id == Action.meeting_id)
-            .where(Meeting.nominal_id == nominal_id, Action.owner_agency_id == agency_id)
-        )
-    ).all()
-    grants = (
-        await session.execute(
-            select(
-                OnwardDisclosureRequest.id,
-                OnwardDisclosureRequest.meeting_id,
-                OnwardDisclosureRequest.status,
-                OnwardDisclosureRequest.approved_parts,
-                OnwardDisclosureRequest.decided_at,
+        elif meeting_id is not None:
+            grants.append(
+                policies.OnwardDisclosureGrant(
+                    request_id=ident,
+                    recipient_agency_id=agency_id,
+                    nominal_id=nominal_id,
+                    meeting_id=meeting_id,
+                    status=DisclosureStatus(status),
+                    approved_parts=tuple(parts or ()),
+                    decided_at=moment,
+                )
             )
-            .join(Meeting, Meeting.id == OnwardDisclosureRequest.meeting_id)
-            .where(
-                Meeting.nominal_id == nominal_id,
-                OnwardDisclosureRequest.recipient_agency_id == agency_id,
-            )
-        )
-    ).all()
-    return policies.Involvements(
-        referrals=tuple(
-            policies.ReferralInvolvement(rid, agency_id, nominal_id, closed)
-            for rid, closed in referrals
-        ),
-        meetings=tuple(
-            policies.MeetingInvolvement(
-                meeting_id=mid,
-                agency_id=agency_id,
-                nominal_id=nominal_id,
-                meeting_type=MeetingType(kind),
-                participation=participation,
-                held_on=held_on,
-                review_date=review,
-                need_closed_at=closed,
-                level_at_meeting=Level(level) if level is not None else None,
-            )
-            for mid, kind, participation, held_on, review, closed, level in meetings
-        ),
-        actions=tuple(
-            policies.ActionInvolvement(aid, agency_id, nominal_id, mid, status, due, review)
-            for aid, mid, status, due, review in actions
-        ),
-        disclosures=tuple(
-            policies.OnwardDisclosureGrant(
-                request_id=rid,
-                recipient_agency_id=agency_id,
-                nominal_id=nominal_id,
-                meeting_id=mid,
-                status=status,
-                approved_parts=tuple(parts or ()),
-                decided_at=decided,
-            )
-            for rid, mid, status, parts, decided in grants
-            if mid is not None
-        ),
-    )
+    return policies.Involvements(tuple(referrals), tuple(meetings), tuple(actions), tuple(grants))
 
 
 def _refused(refusal: policies.NoNeedToKnow) -> errors.NotFound:

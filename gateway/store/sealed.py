@@ -86,7 +86,11 @@ def open_case_sealer(settings: Settings) -> CaseSealer:
 
 
 def install_case_store(state: GatewayState) -> None:
-    """Build the case sealer once; without it no case data is stored or read (503)."""
+    """Build the case sealer and the group committer once; without the sealer no case data is
+    stored or read (503)."""
+    from gateway.flow.group_commit import GroupCommitter
+
+    state.commits = GroupCommitter(state.db)
     try:
         state.case_sealer = open_case_sealer(state.settings)
     except KeyRepositoryUnavailable as exc:
