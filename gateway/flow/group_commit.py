@@ -68,7 +68,9 @@ class GroupCommitter:
             if not future.done():
                 batch = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]
-                await self._commit(batch)
+                # Shielded: if the leader's request is cancelled, the batch (other requests'
+                # acts) still commits, or fails, as one.
+                await asyncio.shield(self._commit(batch))
         return future.result()
 
     async def audited(
