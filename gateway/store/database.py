@@ -59,8 +59,11 @@ class Database:
         if self.is_sqlite:
             if parsed.database and parsed.database != ":memory:":
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-            self.engine = self._sqlite_engine(url, immediate=False, echo=echo)
-            self.writer = self._sqlite_engine(url, immediate=True, echo=echo)
+            # A pool as large as the concurrency it serves: an overflow connection is a new
+            # thread and a new SQLite connection per checkout, closed again at check-in.
+            pool = pool_size if parsed.database and parsed.database != ":memory:" else None
+            self.engine = self._sqlite_engine(url, immediate=False, echo=echo, pool_size=pool)
+            self.writer = self._sqlite_engine(url, immediate=True, echo=echo, pool_size=pool)
             self._write_lock = asyncio.Lock()
         else:
             self.engine = create_async_engine(
@@ -71,8 +74,13 @@ class Database:
         self._writer_sessions = async_sessionmaker(self.writer, expire_on_commit=False)
 
     @staticmethod
-    def _sqlite_engine(url: str, *, immediate: bool, echo: bool) -> AsyncEngine:
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+    def _sqlite_engine(
+        url: str, *, immediate: bool, echo: bool, pool_size: int | None
+    ) -> AsyncEngine:
+        sizing: dict[str, Any] = (
+            {"pool_size": pool_size, "max_overflow": pool_size} if pool_size is not None else {}
+        )
+        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, **sizing)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas(immediate))
 
         @event.listens_for(engine.sync_engine, "begin")
