@@ -50,6 +50,10 @@ class ChildrensServicesAdapter:
     def from_contract(self, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
         if kind != "hazard_flag":
             raise MappingRefused("kind_not_handled", "only hazard flags are written to the ICS")
+        # The gateway sends {"flag_id", "hazard_flag": {...}}; a bare flag is accepted too.
+        nested = body.get("hazard_flag")
+        if isinstance(nested, Mapping):
+            body = nested
         ref = body.get("child_or_family_ref")
         if not isinstance(ref, str) or not ref:
             raise MappingRefused("flag_without_reference", "a hazard flag names a child/family")

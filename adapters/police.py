@@ -97,7 +97,10 @@ class PoliceAdapter:
 
     def from_contract(self, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
         if kind == "level_change":
-            return {"mappa_level": int(body["level"]), "mappa_category": body.get("category")}
+            change: dict[str, Any] = {"mappa_level": int(body["level"])}
+            if body.get("category") is not None:  # the gateway's level_change carries none
+                change["mappa_category"] = body["category"]
+            return change
         if kind == "minutes":
             return {
                 "meeting_outcome": {

@@ -88,12 +88,21 @@ class ProbationAdapter:
         return [Outbound("POST", "/v1/nominals/by-crn/level", body, f"ndelius-{crn}-{reg['id']}")]
 
     def from_contract(self, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        """Category and level -> an nDelius MAPP registration this system can show."""
-        category = int(body["category"])
+        """Category and level -> an nDelius MAPP registration this system can show.
+
+        The gateway's ``level_change`` carries the level alone (no category): the registration
+        then keeps the category it has."""
         level = int(body["level"])
         if level not in LEVEL_CODES.values():
             raise MappingRefused("unknown_level", "level out of range")
         reg: dict[str, Any] = {"type": "MAPP", "level": f"M{level}"}
+        if body.get("category") is None:
+            return {
+                "crn": body.get("crn"),
+                "nominal_id": body.get("nominal_id"),
+                "registration": reg,
+            }
+        category = int(body["category"])
         if category in self.known_categories and category in CATEGORY_CODES.values():
             reg["category"] = f"M{category}"
         else:
@@ -110,6 +119,9 @@ class ProbationAdapter:
                 )
             return Receipt(delivery.message_id, "filed")
         record = self.from_contract(delivery.kind, delivery.body)
-        key = str(record.get("crn") or delivery.message_id)
-        self.store.apply_once(delivery.message_id, "registrations", key, record["registration"])
+        key = str(record.get("crn") or record.get("nominal_id") or delivery.message_id)
+        registration = record["registration"]
+        if "category" not in registration:  # a level change alone: the category stays
+            registration = {**(self.store.get("registrations", key) or {}), **registration}
+        self.store.apply_once(delivery.message_id, "registrations", key, registration)
         return Receipt(delivery.message_id, "registration_updated", (key,))

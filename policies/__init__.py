@@ -11,14 +11,15 @@ its store, calls these functions, and turns refusals into its opaque errors and 
   :class:`NoNeedToKnow`. :func:`explain` and :func:`render_explanation` say why, rule by rule.
 * :func:`redact` (redaction chain), :func:`approved_view` (onward disclosure) and the hazard flag
   builder: a :class:`Redacted` document with every :class:`Withheld` field and its rule, or
-  :class:`RedactionFailed` (send nothing).
+  :class:`RedactionFailed` (send nothing); :func:`build_warning_marker` builds the housing
+  property warning marker from its allow-list the same way.
 
 Every decision and refusal names its rule and :data:`POLICY_VERSION`. Errors: :mod:`.errors`.
 """
 
 from __future__ import annotations
 
-from ._recipients import AllowList, Caveat, HazardFlagRules, RecipientRules
+from ._recipients import AllowList, Caveat, HazardFlagRules, RecipientRules, WarningMarkerRules
 from .errors import (
     BasisNotRecordedForNominal,
     LawfulBasisMissing,
@@ -87,6 +88,12 @@ from .redaction_steps import (
     withhold_every_third_party_source,
     withhold_third_party_sources,
 )
+from .warning_marker import (
+    RULE_WARNING_MARKER,
+    WARNING_MARKER_FIELDS,
+    WarningMarker,
+    build_warning_marker,
+)
 
 #: The version of the packaged rules: the newest data file's date and a hash of all of them.
 #: Loading it here loads and checks the packaged data: a malformed file fails the import.
@@ -98,6 +105,8 @@ __all__ = [
     "HAZARD_FLAG",
     "HAZARD_STATEMENT",
     "POLICY_VERSION",
+    "RULE_WARNING_MARKER",
+    "WARNING_MARKER_FIELDS",
     "ActionInvolvement",
     "AllOf",
     "Allow",
@@ -148,10 +157,13 @@ __all__ = [
     "Target",
     "UnsafeAllowAll",
     "View",
+    "WarningMarker",
+    "WarningMarkerRules",
     "Withheld",
     "apply_allow_list",
     "approved_view",
     "build_hazard_flag",
+    "build_warning_marker",
     "chain_for",
     "check",
     "decide",

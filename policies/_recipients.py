@@ -1,8 +1,8 @@
 """The redaction data (``recipients.toml``): caveats, field classification, allow-lists, the flag.
 
 Loaded strictly: an unknown key, an allow-list field that no document classifies, two allow-lists
-for the same recipient, a caveat without an effect, or a hazard flag field outside what the
-engine allows fails to load.
+for the same recipient, a caveat without an effect, or a hazard flag or warning marker field
+outside what the engine allows fails to load.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from .policy import View
 __all__ = [
     "DOCUMENTS",
     "HAZARD_FLAG_FIELDS",
+    "WARNING_MARKER_FIELDS",
     "AllowList",
     "Caveat",
     "HazardFlagRules",
     "RecipientRules",
+    "WarningMarkerRules",
 ]
 
 _FILE = "recipients.toml"
@@ -33,6 +35,10 @@ DOCUMENTS = ("nominal", "record", "minutes")
 #: What a hazard flag may ever be built from; the data file may narrow it, never widen it.
 HAZARD_FLAG_FIELDS = ("child_or_family_ref", "relationship", "contact", "review_date")
 _HAZARD_FLAG_REQUIRED = frozenset({"child_or_family_ref", "relationship", "contact"})
+#: What a housing property warning marker may ever be built from (the file may narrow it).
+WARNING_MARKER_FIELDS = ("uprn", "marker", "contact", "review_date")
+_WARNING_MARKER_REQUIRED = frozenset({"uprn", "marker", "contact"})
+_MARKER_CODE = re.compile(r"^[A-Z]{2,8}$")
 _ALLOW_VIEWS = (View.FULL, View.MONTHLY_LIST_MINIMAL, View.APPROVED_PARTS)
 
 
@@ -80,6 +86,15 @@ class HazardFlagRules:
     relationships: frozenset[str]
 
 
+@dataclass(frozen=True, slots=True)
+class WarningMarkerRules:
+    """Who receives a property warning marker, its fields, and the marker codes allowed."""
+
+    recipient_agency_types: frozenset[AgencyType]
+    fields: tuple[str, ...]
+    markers: frozenset[str]
+
+
 _Key = tuple[str, View, AgencyType, RecordKind | None]
 
 
@@ -93,6 +108,8 @@ class RecipientRules:
     allow_lists: tuple[AllowList, ...]
     hazard_flag: HazardFlagRules
     _index: Mapping[_Key, AllowList]
+    #: Absent from the file: no agency receives warning markers (default deny).
+    warning_marker: WarningMarkerRules = WarningMarkerRules(frozenset(), (), frozenset())
 
     def allow_list(
         self, document: str, view: View, agency_type: AgencyType, record_kind: RecordKind | None
@@ -104,7 +121,7 @@ class RecipientRules:
     @classmethod
     def from_data(cls, files: DataFiles) -> RecipientRules:
         top = files.table(_FILE)
-        top.only({"caveats", "documents", "allow", "hazard_flag"})
+        top.only({"caveats", "documents", "allow", "hazard_flag", "warning_marker"})
         caveats = _caveats(top.sub("caveats"))
         documents_table = top.sub("documents")
         documents: dict[str, frozenset[str]] = {}
@@ -140,6 +157,7 @@ class RecipientRules:
             allow_lists=tuple(allow_lists),
             hazard_flag=_hazard_flag(top.sub("hazard_flag")),
             _index=MappingProxyType(index),
+            warning_marker=_warning_marker(top.sub("warning_marker")),
         )
 
 
@@ -232,4 +250,28 @@ def _hazard_flag(table: Table) -> HazardFlagRules:
         recipient_agency_types=frozenset(table.enums("recipient_agency_types", AgencyType)),
         fields=fields,
         relationships=frozenset(table.strings("relationships")),
+    )
+
+
+def _warning_marker(table: Table) -> WarningMarkerRules:
+    if not table:
+        return WarningMarkerRules(frozenset(), (), frozenset())
+    table.only(
+        {"recipient_agency_types", "fields", "markers"},
+        required={"recipient_agency_types", "fields", "markers"},
+    )
+    fields = table.strings("fields")
+    beyond = sorted(set(fields) - set(WARNING_MARKER_FIELDS))
+    if beyond:
+        raise table.fail(f"a warning marker may not carry {beyond}")
+    missing = sorted(_WARNING_MARKER_REQUIRED - set(fields))
+    if missing:
+        raise table.fail(f"a warning marker needs {missing}")
+    markers = frozenset(table.strings("markers"))
+    if not markers or not all(_MARKER_CODE.match(m) for m in markers):
+        raise table.fail("markers are 2 to 8 capital letters, at least one")
+    return WarningMarkerRules(
+        recipient_agency_types=frozenset(table.enums("recipient_agency_types", AgencyType)),
+        fields=fields,
+        markers=markers,
     )

@@ -13,5 +13,8 @@ call these.
 - :mod:`.meetings`: meetings, participants, minutes and actions;
 - :mod:`.disclosures`: onward-disclosure requests and the chair's decision;
 - :mod:`.hazard_flags`: the children's services ``HZD`` flag;
+- :mod:`.markers`: the housing property warning marker (``PWM``);
+- :mod:`.notifications`: owners told when another agency reads or receives their records;
+- :mod:`.level_changes`: the agencies involved told of a change of level;
 - :mod:`.level1`: the monthly level 1 list.
 """

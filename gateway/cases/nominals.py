@@ -1,7 +1,8 @@
 """Nominals: read one; change its category or level, record screening, deregister (RA only).
 
 A change of level ends every involvement granted by a meeting held at the old level: the next
-request under it is refused (need-to-know compares the meeting's level with the nominal's).
+request under it is refused (need-to-know compares the meeting's level with the nominal's). The
+agencies involved are sent a ``level_change`` message with the change.
 Screening closes the nominal's open referrals, so their involvement ends too.
 """
 
@@ -18,7 +19,7 @@ from starlette.responses import Response
 
 from gateway import errors
 from gateway.audit.commit import Audited
-from gateway.cases import documents
+from gateway.cases import documents, level_changes
 from gateway.cases.context import READ, WRITE, Call, Written, inbound, released, write
 from gateway.cases.subjects import responsible_authority_only, visible_nominal
 from gateway.contract import (
@@ -77,8 +78,12 @@ async def _change(
     apply: Callable[[AsyncSession, Nominal, M], Awaitable[_Change]],
     *,
     check: Callable[[AsyncSession, Nominal, M], Awaitable[None]] | None = None,
+    level: Callable[[M], Level] | None = None,
 ) -> Response:
-    """The shared shape of every RA change: read, decide, then alter with history and audit."""
+    """The shared shape of every RA change: read, decide, then alter with history and audit.
+
+    ``level`` names the level a change sets: the agencies involved are then told of a change
+    of level (:mod:`gateway.cases.level_changes`), in the same transaction."""
     call.require_scope(WRITE)
     call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
     async with call.db.read() as session:
@@ -89,6 +94,11 @@ async def _change(
         responsible_authority_only(call)
         if check is not None:
             await check(session, seen, body.body)
+        announcement = (
+            await level_changes.announce(call, session, seen, level(body.body))
+            if level is not None
+            else None
+        )
 
     async def act(session: AsyncSession) -> Audited[Written]:
         nominal = await session.get(Nominal, nominal_id, with_for_update=True)
@@ -112,6 +122,7 @@ async def _change(
             "nominal_changes", row.id, "details_sealed", {"reason": change.reason}
         )
         session.add(row)
+        told = await announcement.stage(call, session, change.old) if announcement else {}
         ack = AckOut(
             id=nominal.id,
             status=str(nominal.status),
@@ -123,7 +134,7 @@ async def _change(
             rule=decision.rule,
             policy_version=decision.policy_version,
             record_refs=(row.id,),
-            detail={"change": change.kind, "from": change.old, "to": change.new},
+            detail={"change": change.kind, "from": change.old, "to": change.new, **told},
         )
         return Audited(Written(ack, 200), event)
 
@@ -147,7 +158,7 @@ async def change_level(call: Call, nominal_id: str) -> Response:
         old, new = _set_level(call, nominal, body.level)
         return _Change("level", old, new, body.reason)
 
-    return await _change(call, nominal_id, LevelChangeIn, apply)
+    return await _change(call, nominal_id, LevelChangeIn, apply, level=lambda b: b.level)
 
 
 async def change_category(call: Call, nominal_id: str) -> Response:
@@ -202,4 +213,6 @@ async def record_screening(call: Call, nominal_id: str) -> Response:
         )
         return _Change("screening", old, new, body.reasons, body.meeting_id)
 
-    return await _change(call, nominal_id, ScreeningIn, apply, check=check)
+    return await _change(
+        call, nominal_id, ScreeningIn, apply, check=check, level=lambda b: b.outcome.level
+    )

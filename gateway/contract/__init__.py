@@ -8,6 +8,7 @@ what is on no schema is never serialised.
 
 from gateway.contract.disclosures import DecisionIn, DisclosureDecision, DisclosureIn
 from gateway.contract.hazard_flags import HazardFlagIn
+from gateway.contract.markers import WarningMarkerIn, WarningMarkerView
 from gateway.contract.meetings import (
     ActionIn,
     ActionStatusIn,
@@ -70,5 +71,7 @@ __all__ = [
     "SourceKind",
     "SubjectDetails",
     "ViewRefused",
+    "WarningMarkerIn",
+    "WarningMarkerView",
     "shape",
 ]

@@ -16,7 +16,16 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from gateway import contract
-from gateway.cases import disclosures, hazard_flags, level1, meetings, nominals, records, referrals
+from gateway.cases import (
+    disclosures,
+    hazard_flags,
+    level1,
+    markers,
+    meetings,
+    nominals,
+    records,
+    referrals,
+)
 from gateway.cases.context import Call, guarded
 from gateway.contract.envelope import JOSE_MEDIA_TYPE
 from gateway.flow.audit import Operation
@@ -275,6 +284,19 @@ async def post_hazard_flag(request: Request, caller: Authenticated) -> Response:
 async def get_hazard_flag(request: Request, flag_id: str, caller: Authenticated) -> Response:
     call = _call(request, caller, Operation.DISCLOSURE)
     return await guarded(call, hazard_flags.read_hazard_flag(call, flag_id))
+
+
+# ------------------------------------------------------------------------ warning markers
+
+
+@router.post(
+    "/warning-markers",
+    summary="Mark a property for a housing provider (PWM; Responsible Authority)",
+    **_write(contract.WarningMarkerIn),
+)
+async def post_warning_marker(request: Request, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.DISCLOSURE)
+    return await guarded(call, markers.raise_warning_marker(call))
 
 
 # ------------------------------------------------------------------------- level 1 list

@@ -13,7 +13,8 @@ import json
 from typing import Any
 
 import httpx
-from sqlalchemy import update
+from sqlalchemy import event, update
+from sqlalchemy.exc import OperationalError
 
 from gateway.store.models import AgencyKey
 from tests.gateway.cases.scenario import (
@@ -195,7 +196,7 @@ async def test_owner_without_usable_key_is_held_not_sent_and_the_read_goes_ahead
 
     answer = await world[POLICE].get(f"/v1/nominals/{nominal_id}/records/{record_id}")
     assert answer["id"] == record_id
-    assert await world.outbox(PRISON) == []
+    assert await _notifications(world, PRISON) == []
     [entry] = [
         e
         for e in await world.audit(operation="disclosure", agency_id=POLICE)
@@ -254,3 +255,25 @@ async def test_outbox_holds_each_notification_sealed(world: World) -> None:
     [row] = [r for r in await world.outbox(PROBATION) if r.kind == KIND]
     assert row.body.count(".") == 4
     assert record_id not in row.body and "OFF-1" not in row.body
+
+
+async def test_no_notification_without_the_reads_audit_entry(world: World) -> None:
+    """If the read's audit entry cannot be written, the read is 503 and no notification is
+    queued: the notification commits with the consultation's entry or not at all."""
+    nominal_id = await at_level_2(world)
+    record_id = await _record_by(world, PROBATION, nominal_id)
+    await world[POLICE].client.token()
+
+    def fail_audits(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO AUDIT_ENTRIES"):
+            raise OperationalError(statement, {}, Exception("database or disk is full"))
+
+    engine = world.state.db.writer.sync_engine
+    event.listen(engine, "before_cursor_execute", fail_audits)
+    try:
+        response = await world[POLICE].raw("GET", f"/v1/nominals/{nominal_id}/records/{record_id}")
+    finally:
+        event.remove(engine, "before_cursor_execute", fail_audits)
+    assert response.status_code == 503
+    assert response.json()["code"] == "audit_unavailable"
+    assert await _notifications(world, PROBATION) == []

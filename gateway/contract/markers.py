@@ -1,0 +1,52 @@
+"""The housing property warning marker: a property reference, a marker code, a contact, a date."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from gateway.contract.types import STRICT, AgencyId, IsoDate, ResourceId
+
+__all__ = ["WarningMarkerIn", "WarningMarkerView"]
+
+
+class WarningMarkerIn(BaseModel):
+    """What the RA may send: nothing else. No name, offence, intelligence or third party; the
+    property is named by its UPRN, never by a free-text address."""
+
+    model_config = STRICT
+
+    nominal_id: ResourceId
+    recipient_agency_id: AgencyId
+    #: The property's Unique Property Reference Number (the address reference).
+    uprn: str = Field(pattern=r"^[0-9]{1,12}$")
+    marker: str = Field(default="PWM", pattern=r"^[A-Z]{2,8}$")
+    contact: str = Field(min_length=1, max_length=120)
+    #: When the housing provider reviews (and removes) the marker: a marker never lingers.
+    review_date: IsoDate
+
+    @field_validator("marker")
+    @classmethod
+    def _known_marker(cls, value: str) -> str:
+        from policies import default_policy_set
+
+        if value not in default_policy_set().recipients.warning_marker.markers:
+            raise ValueError("marker is not in the warning marker vocabulary")
+        return value
+
+    @field_validator("contact")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if not value.isprintable():
+            raise ValueError("contact is one printable line")
+        return value
+
+
+class WarningMarkerView(BaseModel):
+    """The marker as the housing provider receives it: exactly these fields."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    uprn: str
+    marker: str
+    contact: str
+    review_date: str | None = None
