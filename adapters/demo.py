@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import signal
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -82,16 +83,27 @@ def _print(agency_id: str) -> Any:
     return show
 
 
-async def run_demo_adapters(demo_dir: Path, issuer: str) -> None:
+async def run_demo_adapters(
+    demo_dir: Path,
+    issuer: str,
+    *,
+    ports: Mapping[str, int] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve the four receivers until SIGINT/SIGTERM, or until ``stop`` is set when given (then
+    no signal handler is installed). ``ports`` overrides :data:`DEMO_PORTS` per agency (a test
+    runs the demo on free ports and registers those endpoints)."""
     standins = demo_dir / "standins"
     standins.mkdir(parents=True, exist_ok=True, mode=0o700)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, stop.set)
+    if stop is None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
     tasks = []
-    for agency_id, (name, port) in DEMO_PORTS.items():
+    for agency_id, (name, default_port) in DEMO_PORTS.items():
+        port = (ports or {}).get(agency_id, default_port)
         identity = AgencyIdentity.load(demo_dir / "agencies" / agency_id)
         path = standins / f"{name}.json"
         store = JsonStore(path)

@@ -8,6 +8,7 @@ changes and meeting outcomes (conclusions and actions) and writes them onto the 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -29,6 +30,8 @@ WARNING_MARKERS = {
     "DR": "Drugs",
     "FI": "Firearms",
 }
+#: What an Idempotency-Key may hold; a PNC id's "/" is not among it.
+_NOT_IN_KEY = re.compile(r"[^A-Za-z0-9._:-]")
 _RISK = {"L": "low", "M": "medium", "H": "high", "VH": "very_high"}
 _GROUPS = {
     "CHILD": "children",
@@ -75,7 +78,8 @@ class PoliceAdapter:
             "referrer_name": record["officer"]["name"],
             "referrer_contact": record["officer"]["contact"],
         }
-        calls = [Outbound("POST", "/v1/referrals", referral, f"police-referral-{pnc}")]
+        key = _NOT_IN_KEY.sub("_", pnc)
+        calls = [Outbound("POST", "/v1/referrals", referral, f"police-referral-{key}")]
         for marker in record.get("warning_markers", []):
             code = str(marker["code"]).upper()
             if code not in WARNING_MARKERS:
@@ -90,7 +94,7 @@ class PoliceAdapter:
                     "POST",
                     f"/v1/nominals/by-pnc/{pnc}/records",
                     body,
-                    f"police-marker-{pnc}-{code}-{marker.get('date', '')}",
+                    _NOT_IN_KEY.sub("_", f"police-marker-{key}-{code}-{marker.get('date', '')}"),
                 )
             )
         return calls

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,8 @@ def test_police_nominal_becomes_a_valid_referral_and_marker_records() -> None:
         "PNC warning marker: Violent (VI)",
     ]
     assert all(c.idempotency_key for c in calls)
+    # Usable as Idempotency-Key headers (letters, digits, . _ : -): a PNC's "/" is replaced.
+    assert all(re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", c.idempotency_key or "") for c in calls)
 
 
 def test_police_unknown_warning_marker_is_refused_not_guessed() -> None:
