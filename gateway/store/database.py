@@ -3,7 +3,11 @@
 SQLite runs in WAL mode with a busy timeout and foreign keys on. Writers open their transaction
 with ``BEGIN IMMEDIATE`` so two writers never both read and then fail to upgrade their lock; in
 one process they also queue on an asyncio lock, so the busy handler only arbitrates between
-processes. Readers use deferred transactions and never block writers under WAL. PostgreSQL uses
+processes. Readers use deferred transactions and never block writers under WAL; nor does a
+writer block them, so a reader's statements run on the event loop itself (a primary-key read
+takes microseconds, a hand-off to aiosqlite's thread and back costs far more), while writers keep
+aiosqlite's thread, where a wait for another process's lock or an fsync does not stall the loop.
+PostgreSQL uses
 psycopg 3 with a connection pool, READ COMMITTED, and row locks where a flow needs them.
 """
 
@@ -11,10 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, NoReturn
 
+import aiosqlite
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -46,6 +52,30 @@ def _sqlite_pragmas(immediate: bool) -> Any:
         cursor.close()
 
     return on_connect
+
+
+class _InlineConnection(aiosqlite.Connection):
+    """An aiosqlite connection whose calls run on the event loop, not on its worker thread.
+
+    For readers only: under WAL a read never waits for a lock, so running it inline blocks the
+    loop for as long as the read itself. Opening and closing still go through the thread."""
+
+    async def _execute(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if not self._running or self._connection is None:
+            raise ValueError("Connection closed")
+        return fn(*args, **kwargs)
+
+
+def _inline_reader(database: str, timeout: float) -> Any:
+    def creator() -> aiosqlite.Connection:
+        # Opened on the worker thread, used on the loop's: hence check_same_thread=False
+        # (one connection is still used by one task at a time, through the pool).
+        return _InlineConnection(
+            lambda: sqlite3.connect(database, timeout=timeout, check_same_thread=False),
+            iter_chunk_size=64,
+        )
+
+    return creator
 
 
 class Database:
@@ -80,6 +110,9 @@ class Database:
         sizing: dict[str, Any] = (
             {"pool_size": pool_size, "max_overflow": pool_size} if pool_size is not None else {}
         )
+        database = make_url(url).database
+        if not immediate and database and database != ":memory:":
+            sizing["async_creator"] = _inline_reader(database, timeout=30)
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30}, **sizing)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas(immediate))
 

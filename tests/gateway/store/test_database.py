@@ -198,3 +198,46 @@ async def test_full_sqlite_disk_raises_store_unavailable(sqlite_url: str) -> Non
             assert (await session.execute(select(func.count(AuditEntry.id)))).scalar_one() == 0
     finally:
         await database.dispose()
+
+
+async def test_sqlite_readers_run_on_the_loop_and_never_wait_for_a_writer(sqlite_url: str) -> None:
+    """SQLite readers run their statements on the event loop (no thread hand-off per statement),
+    which is safe only because under WAL a reader never waits: while another process's writer
+    holds the write lock mid-transaction, reads answer at once with the last committed state, and
+    the loop keeps turning (a ticker advances meanwhile)."""
+    db, other = Database(sqlite_url), Database(sqlite_url)
+    try:
+        async with db.write() as session:
+            session.add(_agency("police-a"))
+        ticks = 0
+        stop = asyncio.Event()
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while not stop.is_set():
+                ticks += 1
+                await asyncio.sleep(0)
+
+        ticking = asyncio.create_task(ticker())
+        async with other.write() as writing:  # BEGIN IMMEDIATE: the write lock is taken
+            writing.add(_agency("police-b"))
+            await writing.flush()
+            for _ in range(20):
+                async with db.read() as session:
+                    ids = (await session.execute(select(Agency.id))).scalars().all()
+                    assert ids == ["police-a"]  # committed state only, no wait for the lock
+                await asyncio.sleep(0)
+        stop.set()
+        await ticking
+        assert ticks >= 20
+        async with db.read() as session:
+            connection = await session.connection()
+            raw = await connection.get_raw_connection()
+            assert type(raw.driver_connection).__name__ == "_InlineConnection"
+            assert sorted((await session.execute(select(Agency.id))).scalars()) == [
+                "police-a",
+                "police-b",
+            ]
+    finally:
+        await db.dispose()
+        await other.dispose()
