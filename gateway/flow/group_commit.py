@@ -11,7 +11,9 @@ added delay; under load a batch takes whatever arrived while the previous one co
 
 Isolation: an act that may fail on its own (a replayed ``jti``, an idempotency key already
 taken) runs in a savepoint (``isolated=True``), so its failure rolls back only its own writes
-and is raised to its own caller; the rest of the batch commits. If the transaction itself
+and is raised to its own caller; the rest of the batch commits. The audit entries of the acts
+that succeeded are inserted together, in one statement, just before the commit. If the
+transaction itself
 cannot commit (disk full, read-only, connection lost), every act of the batch fails with
 :class:`gateway.errors.AuditUnavailable` and nothing of any of them is stored: no audit, no
 disclosure, for each of them.
@@ -29,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import errors
 from gateway.audit.commit import Audited
-from gateway.flow.audit import record
+from gateway.flow.audit import AuditEvent, record_many
 from gateway.store import Database
 
 __all__ = ["MAX_BATCH", "GroupCommitter"]
@@ -44,6 +46,14 @@ class _Item(Generic[T]):
     act: Callable[[AsyncSession], Awaitable[T]]
     isolated: bool
     future: asyncio.Future[T]
+
+
+@dataclass(frozen=True, slots=True)
+class _Entered(Generic[T]):
+    """What an audited act hands the batch: its result, and its entry to insert with the rest."""
+
+    result: T
+    event: AuditEvent
 
 
 @dataclass(slots=True)
@@ -78,14 +88,12 @@ class GroupCommitter:
     ) -> T:
         """``commit_audited`` grouped: the act and its audit entry commit together or not at all."""
 
-        async def with_entry(session: AsyncSession) -> T:
+        async def entered(session: AsyncSession) -> _Entered[T]:
             audited = await act(session)
-            record(session, audited.event)
-            if isolated:
-                await session.flush()
-            return audited.result
+            return _Entered(audited.result, audited.event)
 
-        return await self.run(with_entry, isolated=isolated)
+        result = await self.run(entered, isolated=isolated)
+        return result.result
 
     async def _commit(self, batch: list[_Item[Any]]) -> None:
         results: list[tuple[_Item[Any], Any, BaseException | None]] = []
@@ -109,6 +117,9 @@ class GroupCommitter:
                         results.append((item, None, exc))  # this act alone fails
                     else:
                         results.append((item, value, None))
+                # The entries of the acts that stand (a failed isolated act's is not among them).
+                entries = [v.event for _, v, e in results if e is None and isinstance(v, _Entered)]
+                await record_many(session, entries)
         except errors.StoreUnavailable as exc:
             unavailable = errors.AuditUnavailable(diagnostics=exc.diagnostics)
             for item in batch:
