@@ -135,7 +135,7 @@ class FileKeyRepository:
 
     def ring_knowing(self, purpose: Purpose, kid: str) -> KeyRing:
         ring = self.ring(purpose)
-        if any(info.kid == kid for info in ring.infos()):
+        if ring.knows(kid):
             return ring
         with self._lock:
             cached = self._rings.get(purpose)

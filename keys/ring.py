@@ -211,6 +211,17 @@ class KeyRing:
         ]
         return sorted(keys, key=lambda k: k.info.created_at, reverse=True)
 
+    def knows(self, kid: str) -> bool:
+        """Whether the ring holds a key named ``kid`` (retired ones included)."""
+        return kid in self._by_kid
+
+    def usable_key(self, kid: str, *, now: datetime | None = None) -> RingKey | None:
+        """The key named ``kid`` if it may verify or decrypt now (one lookup, per request)."""
+        key = self._by_kid.get(kid)
+        if key is None or key.info.status_at(now or utcnow()) is KeyStatus.RETIRED:
+            return None
+        return key
+
     def public_keys(self, *, now: datetime | None = None) -> dict[str, PublicKey]:
         """``{kid: PublicKey}`` of the usable keys, for :func:`keys.jose.verify_jwt`."""
         return {key.kid: key.public for key in self.usable(now=now)}

@@ -111,4 +111,4 @@ def verify_proof(
         ):
             raise JoseRefused("dpop_ath")
     replay_until = dt.datetime.fromtimestamp(max(iat, clock) + max_age + future_skew, dt.UTC)
-    return DPoPProof(jkt=parsed.key.thumbprint(), jti=jti, iat=iat, replay_until=replay_until)
+    return DPoPProof(jkt=parsed.thumbprint, jti=jti, iat=iat, replay_until=replay_until)

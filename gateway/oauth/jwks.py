@@ -14,6 +14,7 @@ a stream of made-up kids hammer its endpoint.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import ssl
@@ -21,6 +22,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -43,6 +45,8 @@ KID_PATTERN = re.compile(r"^[A-Za-z0-9._:+=-]{1,128}$")
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 _SIG_ALGS = {("EC", "P-256"): frozenset({"ES256"}), ("OKP", "Ed25519"): frozenset({"EdDSA"})}
 _MAX_KEYS = 20
+#: A public JWK is a few hundred characters (RSA 4096: under 1,000); more is not a key.
+_MAX_JWK_CHARS = 8192
 REFETCH_INTERVAL = 30.0
 
 
@@ -67,12 +71,33 @@ class ParsedJwk:
     algs: frozenset[str]
     jwk: Mapping[str, Any]
     key: ECKey | OKPKey | RSAKey
+    #: The RFC 7638 thumbprint of the key (a DPoP proof's ``jkt``).
+    thumbprint: str
 
 
 def parse_jwk(data: Mapping[str, Any]) -> ParsedJwk:
-    """Check one public JWK (signing or encryption) and import it."""
+    """Check one public JWK (signing or encryption) and import it.
+
+    Cached by the key's canonical JSON: a DPoP key or a registered key arrives on every request,
+    and importing it (and its thumbprint) costs more than the signature it then checks. Only
+    keys that pass are cached; a refused one is refused afresh each time."""
     if not isinstance(data, Mapping):
         raise KeyRefused("a JWK must be an object")
+    try:
+        canonical = json.dumps(dict(data), sort_keys=True, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise KeyRefused("a JWK must be a JSON object") from exc
+    if len(canonical) > _MAX_JWK_CHARS:
+        raise KeyRefused("the JWK is too large")
+    return _parse_canonical(canonical)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_canonical(canonical: str) -> ParsedJwk:
+    return _parse_jwk(json.loads(canonical))
+
+
+def _parse_jwk(data: Mapping[str, Any]) -> ParsedJwk:
     if _PRIVATE_MEMBERS.intersection(data):
         raise KeyRefused("the JWK holds private key members; register public keys only")
     use = data.get("use", "sig")
@@ -97,15 +122,19 @@ def parse_jwk(data: Mapping[str, Any]) -> ParsedJwk:
         raise KeyRefused("the JWK is not a public EC, OKP or RSA key")
     if isinstance(key, RSAKey) and key.public_key.key_size < 2048:
         raise KeyRefused("RSA keys must have at least 2048 bits")
+    thumbprint = key.thumbprint()
     kid = data.get("kid")
     if kid is None:
-        kid = key.thumbprint()
+        kid = thumbprint
     if not isinstance(kid, str) or not KID_PATTERN.match(kid):
         raise KeyRefused("kid must be 1-128 characters of A-Z a-z 0-9 . _ : + = -")
     public = {**key.as_dict(private=False), "kid": kid, "use": use}
     if use == "sig":
         public["alg"] = next(iter(algs))
-    return ParsedJwk(kid=kid, use=use, algs=algs, jwk=public, key=key)
+    # Read-only: one parsed key is shared by every request that presents it.
+    return ParsedJwk(
+        kid=kid, use=use, algs=algs, jwk=MappingProxyType(public), key=key, thumbprint=thumbprint
+    )
 
 
 def parse_jwks(jwks: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> list[ParsedJwk]:

@@ -15,8 +15,9 @@ rotation done with the keys CLI is picked up without a restart.
 from __future__ import annotations
 
 import datetime as dt
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from joserfc.jwk import ECKey
 
@@ -24,13 +25,50 @@ from gateway.keyring import KeyRepositoryUnavailable, open_key_repository
 from gateway.settings import Settings
 from keys import KeyRepository, KeyRing, KeysError, Purpose, sign_jwt
 
-__all__ = ["SIGNING_ALG", "SigningKeyUnavailable", "TokenSigner", "load_token_signer"]
+if TYPE_CHECKING:
+    from gateway.oauth.tokens import AccessToken
+
+__all__ = [
+    "SIGNING_ALG",
+    "SigningKeyUnavailable",
+    "TokenSigner",
+    "VerifiedTokens",
+    "load_token_signer",
+]
 
 SIGNING_ALG = "ES256"
 
 
 class SigningKeyUnavailable(RuntimeError):
     """The token signing key cannot be loaded (or generated) under this configuration."""
+
+
+class VerifiedTokens:
+    """Tokens that passed verification: ``(token, issuer, audience)`` -> ``(kid, claims)``.
+
+    Least recently used first out, at most ``size`` (each a few hundred bytes). One per
+    :class:`TokenSigner`; used from the event loop's thread only."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple[str, str, str], tuple[str, AccessToken]] = OrderedDict()
+
+    def get(self, key: tuple[str, str, str]) -> tuple[str, AccessToken] | None:
+        found = self._entries.get(key)
+        if found is not None:
+            self._entries.move_to_end(key)
+        return found
+
+    def put(self, key: tuple[str, str, str], value: tuple[str, AccessToken]) -> None:
+        self._entries[key] = value
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def forget(self, key: tuple[str, str, str]) -> None:
+        self._entries.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class TokenSigner:
@@ -41,6 +79,8 @@ class TokenSigner:
     ) -> None:
         self._ring = ring
         self._ring_knowing = ring_knowing or (lambda _kid: ring())
+        #: Tokens its keys verified (see :func:`gateway.oauth.tokens.verify_access_token`).
+        self.verified = VerifiedTokens()
 
     @classmethod
     def from_repository(cls, repository: KeyRepository) -> TokenSigner:
@@ -55,8 +95,11 @@ class TokenSigner:
     def verification_key(self, kid: str, *, now: dt.datetime) -> ECKey | None:
         """The public key named ``kid`` if it may verify tokens now, else None."""
         # A kid we do not know may be another replica's freshly rotated key: re-read once.
-        key = self._ring_knowing(kid).public_keys(now=now).get(kid)
-        if key is None or SIGNING_ALG not in key.algs or not isinstance(key.jose_key, ECKey):
+        found = self._ring_knowing(kid).usable_key(kid, now=now)
+        if found is None:
+            return None
+        key = found.public
+        if SIGNING_ALG not in key.algs or not isinstance(key.jose_key, ECKey):
             return None
         return key.jose_key
 

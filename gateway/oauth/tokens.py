@@ -9,6 +9,11 @@ the agency's ``agency_type``, ``role`` and ``area``.
 with anything but ``alg``/``typ``/``kid``, ``alg`` other than ES256 (so ``none`` in any casing
 and HS256 keyed with our public key never reach a verifier), ``typ`` other than ``at+jwt``, and
 a ``kid`` that is not a known key's (looked up in memory: no file, table or shell sees it).
+
+An agency presents the same token on every call for its five minutes, so a token that passed
+every check is remembered by its exact text (bounded: :class:`~gateway.oauth.signing.
+VerifiedTokens`). The next presentation skips the JSON and the signature, not the checks whose
+answer can change: that its key is still usable and that it has not expired, judged again then.
 """
 
 from __future__ import annotations
@@ -125,6 +130,17 @@ def verify_access_token(
     leeway: int,
 ) -> AccessToken:
     """Verify an access token completely; raise :class:`JoseRefused` with the reason."""
+    remembered_as = (token, issuer, audience)
+    remembered = signer.verified.get(remembered_as)
+    if remembered is not None:
+        kid, described = remembered
+        if signer.verification_key(kid, now=now) is None:
+            signer.verified.forget(remembered_as)
+            raise JoseRefused("key_unknown")
+        if described.expires_at.timestamp() <= now.timestamp() - leeway:
+            signer.verified.forget(remembered_as)
+            raise JoseRefused("token_expired")
+        return described
     compact = parse_compact(
         token,
         max_chars=MAX_TOKEN_CHARS,
@@ -167,4 +183,6 @@ def verify_access_token(
     cnf = claims.get("cnf")
     if not isinstance(cnf, dict) or not isinstance(cnf.get("jkt"), str):
         raise JoseRefused("token_not_dpop_bound")
-    return _described(claims)
+    described = _described(claims)
+    signer.verified.put(remembered_as, (kid, described))
+    return described
