@@ -411,7 +411,7 @@ async def test_demo_flow_end_to_end_over_real_http(tmp_path: Path) -> None:
 
         await _until(pwm_written, "the PWM marker in the housing stand-in")
         [pwm] = (JsonStore(housing).get("properties", UPRN) or {})["markers"]
-        assert set(pwm) == {"code", "contact", "review_date", "message_id"}
+        assert set(pwm) == {"code", "contact", "review_date", "marker_id", "message_id"}
 
         # Neither stand-in holds anything about the person, the offence or the neighbour
         # (children's services and housing also received the minutes: filed, not copied).

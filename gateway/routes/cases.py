@@ -28,6 +28,7 @@ from gateway.cases import (
 )
 from gateway.cases.context import Call, guarded
 from gateway.contract.envelope import JOSE_MEDIA_TYPE
+from gateway.contract.markers import WarningMarkerRevocationIn
 from gateway.flow.audit import Operation
 from gateway.flow.authenticate import Caller, authenticate
 
@@ -297,6 +298,28 @@ async def get_hazard_flag(request: Request, flag_id: str, caller: Authenticated)
 async def post_warning_marker(request: Request, caller: Authenticated) -> Response:
     call = _call(request, caller, Operation.DISCLOSURE)
     return await guarded(call, markers.raise_warning_marker(call))
+
+
+@router.get(
+    "/nominals/{nominal_id}/warning-markers",
+    summary="The warning markers raised on a nominal (Responsible Authority; cursor pages)",
+    **_read(None),
+)
+async def get_warning_markers(request: Request, nominal_id: str, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.DISCLOSURE)
+    return await guarded(call, markers.list_warning_markers(call, nominal_id))
+
+
+@router.post(
+    "/warning-markers/{marker_id}/revocation",
+    summary="Revoke a warning marker; housing removes the PWM (Responsible Authority)",
+    **_write(WarningMarkerRevocationIn, 200),
+)
+async def post_warning_marker_revocation(
+    request: Request, marker_id: str, caller: Authenticated
+) -> Response:
+    call = _call(request, caller, Operation.ALTERATION)
+    return await guarded(call, markers.revoke_warning_marker(call, marker_id))
 
 
 # ------------------------------------------------------------------------- level 1 list

@@ -57,6 +57,7 @@ __all__ = [
     "Base",
     "ConsoleSession",
     "HazardFlag",
+    "HeldNotification",
     "IGOfficer",
     "IdempotentRequest",
     "InformationRecord",
@@ -71,6 +72,7 @@ __all__ = [
     "Referral",
     "ReferralAgency",
     "UsedJti",
+    "WarningMarker",
     "new_id",
     "utcnow",
 ]
@@ -335,6 +337,31 @@ class HazardFlag(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class WarningMarker(Base):
+    """A housing property warning marker (``PWM``) the RA raised, until it is revoked.
+
+    Only the allow-listed fields exist: the UPRN, the marker code and the contact are sealed;
+    there is no column a name, an offence or a third party could go in.
+    """
+
+    __tablename__ = "warning_markers"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    nominal_id: Mapped[str] = mapped_column(ForeignKey("nominals.id"), index=True)
+    recipient_agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"), index=True)
+    raised_by_agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    review_date: Mapped[dt.date | None] = mapped_column(Date)
+    #: ``sent`` (to the housing provider) or ``revoked``.
+    status: Mapped[str] = mapped_column(String(20), default="sent")
+    #: UPRN, marker code, contact.
+    details_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column()
+    revoked_by_agency_id: Mapped[str | None] = mapped_column(ForeignKey("agencies.id"))
+    #: A code from the revocation vocabulary (never free text).
+    revoked_reason: Mapped[str | None] = mapped_column(String(40))
+
+
 class OnwardDisclosureRequest(Base):
     """A request to share minutes or a record beyond the meeting, and the chair's decision."""
 
@@ -501,6 +528,28 @@ class OutboxMessage(Base):
     last_error_code: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class HeldNotification(Base):
+    """An owner notification that could not be sealed (the owner had no usable encryption key).
+
+    The notification (references and codes only) is kept sealed at rest until the owner
+    registers a key; it is then sealed to that key and enqueued under this row's id, which is
+    also its outbox message id, so it goes out exactly once. ``released_at`` says when.
+    """
+
+    __tablename__ = "held_notifications"
+    __table_args__ = (Index("ix_held_notifications_owner", "owner_agency_id", "released_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    owner_agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    kind: Mapped[str] = mapped_column(String(40))
+    nominal_ref: Mapped[str | None] = mapped_column(String(64))
+    #: Why it was held (a code, e.g. ``recipient_key_unavailable``).
+    reason: Mapped[str] = mapped_column(String(64))
+    body_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    held_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    released_at: Mapped[dt.datetime | None] = mapped_column()
 
 
 class NominalChange(Base):
