@@ -21,6 +21,7 @@ from gateway.contract.nominals import (
     CategoryChangeIn,
     DeregistrationIn,
     LevelChangeIn,
+    NominalLookupIn,
     ScreeningIn,
     ScreeningOutcome,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "MinutesApprovedView",
     "MinutesIn",
     "MinutesView",
+    "NominalLookupIn",
     "NominalView",
     "ParticipantIn",
     "ParticipantsIn",

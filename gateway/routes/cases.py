@@ -54,6 +54,16 @@ def _sealed_answer(model: type[BaseModel] | None, status: int = 200) -> dict[int
     return {status: {"description": "Sealed to the caller", "content": {JOSE_MEDIA_TYPE: content}}}
 
 
+def _sealed_body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI for a request body of ``model`` sealed to the gateway."""
+    return {
+        "required": True,
+        "content": {
+            JOSE_MEDIA_TYPE: {"schema": _SEALED, "x-mappa-sealed-schema": model.model_json_schema()}
+        },
+    }
+
+
 def _write(model: type[BaseModel], status: int = 201) -> dict[str, Any]:
     """OpenAPI for a write: a sealed body of ``model``, an Idempotency-Key, a sealed AckOut."""
     return {
@@ -67,15 +77,7 @@ def _write(model: type[BaseModel], status: int = 201) -> dict[str, Any]:
                     "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
                 },
             ],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    JOSE_MEDIA_TYPE: {
-                        "schema": _SEALED,
-                        "x-mappa-sealed-schema": model.model_json_schema(),
-                    }
-                },
-            },
+            "requestBody": _sealed_body(model),
         },
         "responses": _sealed_answer(contract.AckOut, status),
         "status_code": status,
@@ -87,6 +89,19 @@ def _read(model: type[BaseModel] | None) -> dict[str, Any]:
     return {
         "openapi_extra": {"parameters": _HEADERS},
         "responses": _sealed_answer(model),
+        "response_class": Response,
+    }
+
+
+def _lookup(model: type[BaseModel], answer: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI for a read whose question is sealed in a POST body (it names an identifier that
+    must not be in the URL): no Idempotency-Key, a sealed answer of ``answer``."""
+    return {
+        "openapi_extra": {
+            "parameters": _HEADERS,
+            "requestBody": _sealed_body(model),
+        },
+        "responses": _sealed_answer(answer),
         "response_class": Response,
     }
 
@@ -109,6 +124,16 @@ async def post_referral(request: Request, caller: Authenticated) -> Response:
 
 
 # ------------------------------------------------------------------------------- nominals
+
+
+@router.post(
+    "/nominals/lookup",
+    summary="Find a nominal by its PNC id, CRN or ViSOR reference (in the sealed body)",
+    **_lookup(contract.NominalLookupIn, contract.NominalView),
+)
+async def post_nominal_lookup(request: Request, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.CONSULTATION)
+    return await guarded(call, nominals.lookup_nominal(call))
 
 
 @router.get(
