@@ -10,12 +10,13 @@ ES256 to sign, ECDH-ES+A256KW with A256GCM to encrypt.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,12 +92,19 @@ class GatewayClient:
         *,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         dpop_key: ECKey | None = None,
+        max_retries: int = 3,
+        max_retry_after: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.identity = identity
         self.issuer = issuer.rstrip("/")
         self.http = http
         self.clock = clock
         self.dpop_key = dpop_key or ECKey.generate_key("P-256", private=True)
+        #: 429/503 with Retry-After: how often to retry, and the longest wait honoured.
+        self.max_retries = max_retries
+        self.max_retry_after = max_retry_after
+        self.sleep = sleep
         self._token: str | None = None
         self._token_expires: dt.datetime | None = None
         self._gateway_keys: KeySet | None = None
@@ -199,6 +207,33 @@ class GatewayClient:
             raise GatewayResponseError(0, None, "the sealed answer is not addressed to this agency")
         return signed, inner
 
+    # -- back-pressure ----------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        token: str,
+        content: str | None,
+        headers: dict[str, str],
+        params: Mapping[str, str] | None,
+    ) -> httpx.Response:
+        """Send; on 429 or 503 with a ``Retry-After`` of at most ``max_retry_after`` seconds,
+        wait that long and send again (the same body and Idempotency-Key, a fresh DPoP proof),
+        up to ``max_retries`` times. Anything else, or a longer wait, goes back to the caller."""
+        for attempt in range(self.max_retries + 1):
+            response = await self.http.request(
+                method, url, content=content, headers=headers, params=params
+            )
+            if response.status_code not in (429, 503) or attempt == self.max_retries:
+                return response
+            wait = _retry_after(response)
+            if wait is None or wait > self.max_retry_after:
+                return response
+            await self.sleep(wait)
+            headers = {**headers, "DPoP": self.dpop_proof(method, url, token)}
+        return response
+
     # -- calls ------------------------------------------------------------------------------
 
     async def call(
@@ -224,9 +259,7 @@ class GatewayClient:
             content = await self.seal(dict(body))
             headers["Content-Type"] = JOSE_MEDIA_TYPE
             headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
-        response = await self.http.request(
-            method, url, content=content, headers=headers, params=params
-        )
+        response = await self._request(method, url, token, content, headers, params)
         if response.status_code >= 400:
             raise GatewayResponseError(
                 response.status_code, _problem(response), f"{method} {path} refused"
@@ -235,6 +268,12 @@ class GatewayClient:
             signed, evidence = await self.open(response.text)
             return Opened(signed.body, evidence, response)
         return response
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds (the delta form; an HTTP date is not honoured)."""
+    value = response.headers.get("retry-after", "").strip()
+    return float(value) if value.isdigit() else None
 
 
 def _problem(response: httpx.Response) -> dict[str, Any] | None:

@@ -420,6 +420,13 @@ async def test_demo_flow_end_to_end_over_real_http(tmp_path: Path) -> None:
             for needle in NEEDLES:
                 assert needle not in text, (path.name, needle)
 
+        # The housing adapter's own client meets the contract against the running gateway.
+        checked = await _cli(
+            env, "conformance", "--adapter", str(demo / "agencies" / HOUSING), "--issuer", issuer
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "5 passed, 0 failed" in checked.stdout, checked.stdout
+
         # 6. The IG officer: the log verifies, and every step is in it.
         verified = await _cli(env, "audit", "verify")
         assert verified.returncode == 0, verified.stdout + verified.stderr
