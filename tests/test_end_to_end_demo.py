@@ -277,9 +277,11 @@ async def test_demo_flow_end_to_end_over_real_http(tmp_path: Path) -> None:
         nominal_id = referred["nominal_id"]
         assert referred["status"] == "received"
 
-        # 2. Probation set the level from nDelius: MAPP registration, level code M2.
+        # 2. Probation set the level from nDelius: MAPP registration, level code M2, on the
+        # nominal the gateway finds by the PNC id nDelius holds (it does not know this CRN).
         offender = {
             "crn": "X903311",
+            "pnc": police_nominal["pnc_id"],
             "registrations": [
                 {
                     "id": "R-2201",
@@ -291,16 +293,10 @@ async def test_demo_flow_end_to_end_over_real_http(tmp_path: Path) -> None:
             ],
         }
         [registration] = ProbationAdapter().to_contract(offender)
-        level = registration.body["level"]
-        assert level == level_from("M2") == 2
-        changed = await _post(
-            clients[PROBATION],
-            probation_ctx,
-            f"/v1/nominals/{nominal_id}/level",
-            {"level": level, "reason": "nDelius MAPP registration R-2201: level M2"},
-            str(registration.idempotency_key),
-        )
-        assert changed["level"] == 2
+        assert registration.body["level"] == level_from("M2") == 2
+        changed = await clients[PROBATION].send(registration, probation_ctx)
+        assert isinstance(changed, Opened), changed
+        assert (changed.body["id"], changed.body["level"]) == (nominal_id, 2)
 
         # Police, the lead agency, hear of it through their adapter.
         def police_told() -> bool:
