@@ -65,7 +65,7 @@ async def visible_nominal(
     decision = await need_to_know.decide(
         session, call.agency, nominal, target or policies.NominalTarget(), call.now
     )
-    call.basis = lawful_basis.confirm_for_nominal(call.caller, need_to_know.nominal_facts(nominal))
+    call.basis = await lawful_basis.confirm_for_nominal(call.caller, session, nominal, call.now)
     return nominal, decision
 
 

@@ -17,6 +17,8 @@ from starlette.responses import Response
 
 from gateway import contract
 from gateway.cases import (
+    actions,
+    contributors,
     disclosures,
     hazard_flags,
     level1,
@@ -25,6 +27,7 @@ from gateway.cases import (
     nominals,
     records,
     referrals,
+    reports,
 )
 from gateway.cases.context import Call, guarded
 from gateway.contract.envelope import JOSE_MEDIA_TYPE
@@ -259,6 +262,26 @@ async def get_minutes(request: Request, meeting_id: str, caller: Authenticated) 
 
 
 @router.post(
+    "/meetings/{meeting_id}/reports",
+    summary="A written report from an agency invited that cannot attend",
+    **_write(contract.WrittenReportIn),
+)
+async def post_report(request: Request, meeting_id: str, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.COLLECTION)
+    return await guarded(call, reports.create_report(call, meeting_id))
+
+
+@router.get(
+    "/meetings/{meeting_id}/reports",
+    summary="The meeting's written reports (chair, co-ordinator, participants)",
+    **_read(None),
+)
+async def get_reports(request: Request, meeting_id: str, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.DISCLOSURE)
+    return await guarded(call, reports.list_reports(call, meeting_id))
+
+
+@router.post(
     "/meetings/{meeting_id}/actions", summary="An action point (chair)", **_write(contract.ActionIn)
 )
 async def post_action(request: Request, meeting_id: str, caller: Authenticated) -> Response:
@@ -354,3 +377,38 @@ async def post_warning_marker_revocation(
 async def get_level_1_list(request: Request, caller: Authenticated) -> Response:
     call = _call(request, caller, Operation.DISCLOSURE)
     return await guarded(call, level1.read_level_1_list(call))
+
+
+# ---------------------------------------------------------- s.325(4A)(c) contributor decisions
+
+
+@router.post(
+    "/nominals/{nominal_id}/contributors",
+    summary="Record that an agency could contribute, s.325(4A)(c) (Responsible Authority)",
+    **_write(contract.ContributorIn),
+)
+async def post_contributor(request: Request, nominal_id: str, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.COLLECTION)
+    return await guarded(call, contributors.record_contributor(call, nominal_id))
+
+
+@router.post(
+    "/nominals/{nominal_id}/contributors/{decision_id}/revocation",
+    summary="Revoke an s.325(4A)(c) decision (Responsible Authority)",
+    **_write(contract.ContributorRevocationIn, 200),
+)
+async def post_contributor_revocation(
+    request: Request, nominal_id: str, decision_id: str, caller: Authenticated
+) -> Response:
+    call = _call(request, caller, Operation.ALTERATION)
+    return await guarded(call, contributors.revoke_contributor(call, nominal_id, decision_id))
+
+
+@router.post(
+    "/actions/{action_id}/status",
+    summary="Move an action point: open, in progress, done, cancelled (owner or chair)",
+    **_write(contract.ActionStatusIn, 200),
+)
+async def post_action_status(request: Request, action_id: str, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.ALTERATION)
+    return await guarded(call, actions.update_action_status(call, action_id))

@@ -111,17 +111,7 @@ async def test_only_the_responsible_authority_raises_a_marker_for_a_housing_prov
     """Children's services may not (403); children's services is no marker recipient (422); a
     nominal another area's police may not know of is 404; nothing is sent in any case."""
     nominal_id = await at_level_2(world)
-    await world[POLICE].post(
-        "/v1/meetings",
-        {
-            "nominal_id": nominal_id,
-            "meeting_type": "level_2",
-            "held_on": world.clock.now.date().isoformat(),
-            "chair_officer": "DI-1",
-            "participants": [{"agency_id": CS, "participation": "attended"}],
-            "confidentiality_statement_signed": True,
-        },
-    )
+    await _meeting_with_cs(world, nominal_id)
     assert (
         await world[CS].refused("POST", "/v1/warning-markers", marker(nominal_id))
     ).status == 403

@@ -6,10 +6,11 @@ accepting any signature, forgetting its Idempotency-Key or giving up on a 503 fa
 a line that says why. The gateway is the real one, in process, with Barnet's agencies.
 """
 
+# ruff: noqa: F811
+
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,12 @@ from adapters.kit import partner_init
 from gateway.contract.envelope import SignedBody
 from gateway.delivery.adapter_conformance import run_adapter_conformance
 from gateway.delivery.conformance import Check
-from tests.gateway.cases.scenario import HOUSING, POLICE, onboard_barnet
-from tests.gateway.cases.support import ISSUER, World, open_world, settings_for
+
+# The cases' gateway fixture (Barnet's agencies on SQLite), reused rather than written again;
+# its name is then every test's parameter (F811).
+from tests.gateway.cases.conftest import world  # noqa: F401
+from tests.gateway.cases.scenario import HOUSING, POLICE
+from tests.gateway.cases.support import ISSUER, World
 
 NAMES = [
     "token_private_key_jwt_dpop",
@@ -34,19 +39,6 @@ NAMES = [
     "bad_signature_refused",
     "backpressure",
 ]
-
-
-@pytest.fixture
-async def world(
-    sqlite_url: str,
-    gateway_keys: tuple[Path, Path],
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> AsyncIterator[World]:
-    monkeypatch.chdir(tmp_path)
-    async with open_world(settings_for(sqlite_url, gateway_keys)) as opened:
-        await onboard_barnet(opened)
-        yield opened
 
 
 async def _run(
