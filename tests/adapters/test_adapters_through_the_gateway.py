@@ -19,6 +19,7 @@ import pytest
 from joserfc.jwk import KeySet
 from sqlalchemy import select
 
+from adapters.childrens_services import ChildrensServicesAdapter
 from adapters.client import GatewayResponseError, Opened
 from adapters.police import PoliceAdapter
 from adapters.probation import ProbationAdapter
@@ -30,6 +31,7 @@ from tests.gateway.cases.conftest import any_world, world
 from tests.gateway.cases.scenario import (
     ACTION_TEXT,
     CRN,
+    CS,
     DISCUSSION_TEXT,
     HOUSING,
     PNC,
@@ -290,3 +292,32 @@ async def test_police_adapter_applies_the_minutes_the_gateway_pushes(
     again = await _push(receiver, row)  # the relay may deliver twice; applied once
     assert again["status"] == "duplicate"
     assert store.get("nominals", nominal_id) == nominal
+
+
+async def test_childrens_services_written_report_reaches_the_meeting(world: World) -> None:
+    """Children's services, invited to the level 2 meeting and unable to attend, send their
+    written report through the adapter: stored on the meeting, listed for the chair."""
+    nominal_id = await at_level_2(world)
+    meeting = await world[POLICE].post(
+        "/v1/meetings",
+        {
+            "nominal_id": nominal_id,
+            "meeting_type": "level_2",
+            "held_on": TODAY.isoformat(),
+            "chair_officer": "DI-2231",
+            "participants": [{"agency_id": CS, "participation": "invited"}],
+            "confidentiality_statement_signed": True,
+        },
+    )
+    [call] = ChildrensServicesAdapter().to_contract(
+        {
+            "type": "written_report",
+            "id": "WR-1",
+            "meeting_id": meeting["id"],
+            "summary": "Case open; child protection plan in place.",
+        }
+    )
+    sent = await world[CS].client.send(call, world[CS].context)
+    assert isinstance(sent, Opened) and sent.body["kind"] == "written_report"
+    listed = await world[POLICE].get(f"/v1/meetings/{meeting['id']}/reports")
+    assert [(r["id"], r["owner_agency_id"]) for r in listed["reports"]] == [(sent.body["id"], CS)]
