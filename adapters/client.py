@@ -6,16 +6,21 @@ MAPPA context headers, seals request bodies (JWS by the agency's signing key ins
 gateway's encryption key) and opens ``application/jose`` answers (decrypted with the agency's
 encryption key, signature checked against the gateway's published JWKS). Algorithms are pinned:
 ES256 to sign, ECDH-ES+A256KW with A256GCM to encrypt.
+
+:meth:`GatewayClient.send` makes an adapter's :class:`~adapters.sdk.Outbound` call; when it
+names the nominal by an identifier, :meth:`GatewayClient.lookup_nominal` finds the nominal first
+(``POST /v1/nominals/lookup``, the identifier sealed in the body, never in a URL).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +30,12 @@ from joserfc.jwk import ECKey, KeySet
 from joserfc.jws import JWSRegistry
 
 from adapters.identity import AgencyIdentity
+from adapters.sdk import IDENTIFIER_KINDS, Outbound
 from gateway.contract.envelope import BODY_TYP, JOSE_MEDIA_TYPE, SignedBody
 
 __all__ = ["ContextHeaders", "GatewayClient", "GatewayResponseError", "Opened"]
 
+LOOKUP_PATH = "/v1/nominals/lookup"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 SIGN_ALG = "ES256"
 ENC_ALG = "ECDH-ES+A256KW"
@@ -91,12 +98,19 @@ class GatewayClient:
         *,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         dpop_key: ECKey | None = None,
+        max_retries: int = 3,
+        max_retry_after: float = 30.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.identity = identity
         self.issuer = issuer.rstrip("/")
         self.http = http
         self.clock = clock
         self.dpop_key = dpop_key or ECKey.generate_key("P-256", private=True)
+        #: 429/503 with Retry-After: how often to retry, and the longest wait honoured.
+        self.max_retries = max_retries
+        self.max_retry_after = max_retry_after
+        self.sleep = sleep
         self._token: str | None = None
         self._token_expires: dt.datetime | None = None
         self._gateway_keys: KeySet | None = None
@@ -199,6 +213,33 @@ class GatewayClient:
             raise GatewayResponseError(0, None, "the sealed answer is not addressed to this agency")
         return signed, inner
 
+    # -- back-pressure ----------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        token: str,
+        content: str | None,
+        headers: dict[str, str],
+        params: Mapping[str, str] | None,
+    ) -> httpx.Response:
+        """Send; on 429 or 503 with a ``Retry-After`` of at most ``max_retry_after`` seconds,
+        wait that long and send again (the same body and Idempotency-Key, a fresh DPoP proof),
+        up to ``max_retries`` times. Anything else, or a longer wait, goes back to the caller."""
+        for attempt in range(self.max_retries + 1):
+            response = await self.http.request(
+                method, url, content=content, headers=headers, params=params
+            )
+            if response.status_code not in (429, 503) or attempt == self.max_retries:
+                return response
+            wait = _retry_after(response)
+            if wait is None or wait > self.max_retry_after:
+                return response
+            await self.sleep(wait)
+            headers = {**headers, "DPoP": self.dpop_proof(method, url, token)}
+        return response
+
     # -- calls ------------------------------------------------------------------------------
 
     async def call(
@@ -210,8 +251,12 @@ class GatewayClient:
         body: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
         params: Mapping[str, str] | None = None,
+        read: bool = False,
     ) -> Opened | httpx.Response:
-        """One protected call; a sealed answer is opened, anything else returned as it is."""
+        """One protected call; a sealed answer is opened, anything else returned as it is.
+
+        A body is sealed, with ``idempotency_key`` (a fresh one if none is given) unless the
+        call is a ``read`` whose question travels in the body (a lookup)."""
         token = await self.token()
         url = f"{self.issuer}{path}"
         headers = {
@@ -223,10 +268,9 @@ class GatewayClient:
         if body is not None:
             content = await self.seal(dict(body))
             headers["Content-Type"] = JOSE_MEDIA_TYPE
-            headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
-        response = await self.http.request(
-            method, url, content=content, headers=headers, params=params
-        )
+            if not read:
+                headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
+        response = await self._request(method, url, token, content, headers, params)
         if response.status_code >= 400:
             raise GatewayResponseError(
                 response.status_code, _problem(response), f"{method} {path} refused"
@@ -235,6 +279,49 @@ class GatewayClient:
             signed, evidence = await self.open(response.text)
             return Opened(signed.body, evidence, response)
         return response
+
+    async def lookup_nominal(
+        self, context: ContextHeaders, identifier: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """The nominal with ``identifier`` (one of ``pnc``, ``crn``, ``visor``) as the gateway
+        shows it to this agency; GatewayResponseError 404 if it has none this agency may know."""
+        if len(identifier) != 1 or not set(identifier) <= IDENTIFIER_KINDS:
+            raise ValueError("a lookup names exactly one of pnc, crn or visor")
+        answer = await self.call("POST", LOOKUP_PATH, context, body=identifier, read=True)
+        if not isinstance(answer, Opened) or not isinstance(answer.body.get("id"), str):
+            raise GatewayResponseError(0, None, "the lookup's answer names no nominal")
+        return answer.body
+
+    async def _find(
+        self, context: ContextHeaders, identifiers: Mapping[str, str]
+    ) -> dict[str, Any]:
+        """The nominal found by the first of ``identifiers`` the gateway knows it by."""
+        missing: GatewayResponseError | None = None
+        for kind, value in identifiers.items():
+            try:
+                return await self.lookup_nominal(context, {kind: value})
+            except GatewayResponseError as exc:
+                if exc.status != 404:
+                    raise
+                missing = exc
+        assert missing is not None  # an Outbound's lookup names at least one identifier
+        raise missing
+
+    async def send(self, outbound: Outbound, context: ContextHeaders) -> Opened | httpx.Response:
+        """Make an adapter's call, looking the nominal up first when the call needs it."""
+        path, key = outbound.path, outbound.idempotency_key
+        if outbound.lookup is not None:
+            found = await self._find(context, outbound.lookup)
+            path, key = outbound.resolved(str(found["id"]))
+        return await self.call(
+            outbound.method, path, context, body=outbound.body, idempotency_key=key
+        )
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds (the delta form; an HTTP date is not honoured)."""
+    value = response.headers.get("retry-after", "").strip()
+    return float(value) if value.isdigit() else None
 
 
 def _problem(response: httpx.Response) -> dict[str, Any] | None:

@@ -1,9 +1,11 @@
 """Housing: a property warning marker for an address, and tenancy or address changes shared.
 
 A warning-marker delivery becomes a ``PWM`` marker on the property record, found by UPRN (or,
-failing that, by the exact address held): the marker, a contact and a review date, with no
-offence detail whatever the body holds. Tenancy changes from the housing system are shared as
-information records (``tenancy`` for a new or ended tenancy, ``address`` for a move).
+failing that, by the exact address held): the marker, a contact and a review date (and the
+gateway's marker id), with no offence detail whatever the body holds. A
+``warning_marker_revocation`` removes the marker with that id from the property. Tenancy
+changes from the housing system are shared as information records (``tenancy`` for a new or
+ended tenancy, ``address`` for a move).
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from typing import Any, ClassVar
 from adapters.sdk import Delivery, MappingRefused, Outbound, Receipt
 from adapters.standin import JsonStore
 
-__all__ = ["PWM", "HousingAdapter"]
+__all__ = ["PWM", "REVOCATION", "HousingAdapter"]
 
 PWM = "PWM"
+REVOCATION = "warning_marker_revocation"
 _MARKER_FIELDS = ("contact", "review_date")
 _EVENTS = {"tenancy_start": "tenancy", "tenancy_end": "tenancy", "address_change": "address"}
 
@@ -25,7 +28,9 @@ _EVENTS = {"tenancy_start": "tenancy", "tenancy_end": "tenancy", "address_change
 @dataclass
 class HousingAdapter:
     agency_type: ClassVar[str] = "housing"
-    accepts: ClassVar[frozenset[str]] = frozenset({"warning_marker", "hazard_flag", "record"})
+    accepts: ClassVar[frozenset[str]] = frozenset(
+        {"warning_marker", REVOCATION, "hazard_flag", "record"}
+    )
 
     store: JsonStore | None = None
 
@@ -45,12 +50,19 @@ class HousingAdapter:
         return [Outbound("POST", path, body, f"housing-{record['id']}")]
 
     def from_contract(self, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        if kind not in ("warning_marker", "hazard_flag"):
+        if kind not in ("warning_marker", REVOCATION, "hazard_flag"):
             raise MappingRefused("kind_not_handled", "housing applies warning markers only")
         uprn, address = body.get("uprn"), body.get("address")
         if not uprn and not address:
             raise MappingRefused("marker_without_property", "a marker names a property")
+        marker_id = body.get("marker_id")
+        if kind == REVOCATION:
+            if not marker_id:
+                raise MappingRefused("revocation_without_marker", "a revocation names its marker")
+            return {"uprn": uprn, "address": address, "revoke": str(marker_id)}
         marker = {"code": PWM, **{k: body[k] for k in _MARKER_FIELDS if body.get(k) is not None}}
+        if marker_id:
+            marker["marker_id"] = str(marker_id)
         return {"uprn": uprn, "address": address, "marker": marker}
 
     def _property_key(self, uprn: Any, address: Any) -> str | None:
@@ -71,6 +83,13 @@ class HousingAdapter:
         if key is None:
             raise MappingRefused("property_unknown", "no such property in the housing system")
         prop = self.store.get("properties", key) or {}
+        if "revoke" in mapped:
+            kept = [m for m in prop.get("markers", []) if m.get("marker_id") != mapped["revoke"]]
+            removed = len(prop.get("markers", [])) - len(kept)
+            prop["markers"] = kept
+            self.store.apply_once(delivery.message_id, "properties", key, prop)
+            action = "warning_marker_removed" if removed else "warning_marker_absent"
+            return Receipt(delivery.message_id, action, (key,))
         marker = {**mapped["marker"], "message_id": delivery.message_id}
         others = [m for m in prop.get("markers", []) if m.get("message_id") != delivery.message_id]
         prop["markers"] = [*others, marker]

@@ -1,9 +1,16 @@
 """Police (a police records system's nominal: PNC id, ViSOR reference, warning markers).
 
 A nominal record becomes a MAPPA referral (the subject, identifiers, category, reasons and the
-risk matrix) plus one information record per warning marker. Warning markers are mapped from an
-explicit table; an unknown marker is refused rather than guessed. The adapter receives level
-changes and meeting outcomes (conclusions and actions) and writes them onto the nominal.
+risk matrix) plus one information record per warning marker, on the nominal the gateway finds by
+the PNC id (a lookup: the PNC id is sealed in a body, never put in a URL or an Idempotency-Key).
+Warning markers are mapped from an explicit table; an unknown marker is refused rather than
+guessed.
+
+The adapter receives level changes (``{"nominal_id", "old_level", "level", "changed_on"}``) and
+meeting outcomes, which the gateway pushes as the participant's copy of the minutes
+(``{"minutes": {"meeting_id", "nominal_id", "conclusions": [...], "actions": [...], ...}}``):
+the meeting, its conclusions and its action points are written onto the nominal, nothing else
+(the discussion and its sources stay in the gateway).
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from adapters.sdk import Delivery, MappingRefused, Outbound, Receipt
+from adapters.sdk import NOMINAL_ID, Delivery, MappingRefused, Outbound, Receipt
 from adapters.standin import JsonStore
 
 __all__ = ["WARNING_MARKERS", "PoliceAdapter"]
@@ -32,6 +39,10 @@ WARNING_MARKERS = {
 }
 #: What an Idempotency-Key may hold; a PNC id's "/" is not among it.
 _NOT_IN_KEY = re.compile(r"[^A-Za-z0-9._:-]")
+#: What of the pushed minutes the police system records: the meeting, conclusions and actions.
+_MEETING_FIELDS = ("meeting_id", "meeting_type", "held_on", "review_date")
+_CONCLUSION_FIELDS = ("id", "text")
+_ACTION_FIELDS = ("id", "owner_agency_id", "description", "due_date", "review_date", "status")
 _RISK = {"L": "low", "M": "medium", "H": "high", "VH": "very_high"}
 _GROUPS = {
     "CHILD": "children",
@@ -92,9 +103,11 @@ class PoliceAdapter:
             calls.append(
                 Outbound(
                     "POST",
-                    f"/v1/nominals/by-pnc/{pnc}/records",
+                    f"/v1/nominals/{NOMINAL_ID}/records",
                     body,
-                    _NOT_IN_KEY.sub("_", f"police-marker-{key}-{code}-{marker.get('date', '')}"),
+                    f"police-marker-{NOMINAL_ID}-"
+                    + _NOT_IN_KEY.sub("_", f"{code}-{marker.get('date', '')}"),
+                    lookup={"pnc": pnc},
                 )
             )
         return calls
@@ -106,19 +119,43 @@ class PoliceAdapter:
                 change["mappa_category"] = body["category"]
             return change
         if kind == "minutes":
-            return {
-                "meeting_outcome": {
-                    "meeting_id": body.get("meeting_id"),
-                    "conclusions": body.get("conclusions"),
-                    "actions": list(body.get("actions", [])),
-                }
-            }
+            minutes = body.get("minutes")
+            if not isinstance(minutes, Mapping):
+                raise MappingRefused("minutes_missing", "a minutes delivery carries its minutes")
+            outcome: dict[str, Any] = _picked(minutes, _MEETING_FIELDS)
+            outcome["conclusions"] = [
+                _picked(item, _CONCLUSION_FIELDS) for item in _items(minutes, "conclusions")
+            ]
+            outcome["actions"] = [
+                _picked(item, _ACTION_FIELDS) for item in _items(minutes, "actions")
+            ]
+            return {"meeting_outcome": outcome}
         raise MappingRefused("kind_not_handled", "the police adapter does not apply this kind")
 
     def receive(self, delivery: Delivery) -> Receipt:
         update = self.from_contract(delivery.kind, delivery.body)
-        key = str(delivery.body.get("nominal_id") or delivery.message_id)
+        key = str(_nominal_of(delivery.body) or delivery.message_id)
         if self.store is not None:
             current = self.store.get("nominals", key) or {}
             self.store.apply_once(delivery.message_id, "nominals", key, {**current, **update})
         return Receipt(delivery.message_id, f"{delivery.kind}_recorded", (key,))
+
+
+def _picked(source: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:
+    return {name: source[name] for name in fields if source.get(name) is not None}
+
+
+def _items(minutes: Mapping[str, Any], name: str) -> list[Mapping[str, Any]]:
+    """A list of items of the minutes (conclusions, actions); an item that is not an object
+    refuses the delivery rather than being guessed at."""
+    items = minutes.get(name) or []
+    if not isinstance(items, list) or not all(isinstance(i, Mapping) for i in items):
+        raise MappingRefused("minutes_malformed", f"the minutes' {name} are not a list of items")
+    return items
+
+
+def _nominal_of(body: Mapping[str, Any]) -> str | None:
+    """The nominal a delivery is about: at the top (level_change) or in the minutes."""
+    minutes = body.get("minutes")
+    found = minutes.get("nominal_id") if isinstance(minutes, Mapping) else body.get("nominal_id")
+    return str(found) if found else None

@@ -5,6 +5,14 @@ nDelius records MAPPA as a registration of register type ``MAPP`` with a categor
 explicitly or refused, never guessed: ``M0`` (category not recorded) and ``X9`` (not MAPPA
 eligible / closed) are refused with a stable code for a person to resolve.
 
+A MAPP registration reaches the gateway as a change of the nominal's level: the adapter asks
+the gateway for the nominal by its CRN or, failing that, by the PNC id nDelius holds (a nominal
+the police referred is known by its PNC id), with ``POST /v1/nominals/lookup`` (the identifier
+sealed in the body, never in a URL or an Idempotency-Key), then changes the level with
+``POST /v1/nominals/{id}/level``. The category code is checked (a legacy code stops the update)
+but not sent: a change of category is the Responsible Authority's own decision, made through
+``/category``.
+
 A partner system that knows only categories 1-3 (``known_categories={1, 2, 3}``) degrades
 safely: a category 4 is shown as *withheld: not supported by this system*, never as another
 category.
@@ -12,11 +20,12 @@ category.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from adapters.sdk import Delivery, MappingRefused, Outbound, Receipt
+from adapters.sdk import NOMINAL_ID, Delivery, MappingRefused, Outbound, Receipt
 from adapters.standin import JsonStore
 
 __all__ = [
@@ -30,6 +39,8 @@ __all__ = [
 
 CATEGORY_CODES = {"M1": 1, "M2": 2, "M3": 3, "M4": 4}
 LEVEL_CODES = {"M1": 1, "M2": 2, "M3": 3}
+#: What an Idempotency-Key may hold.
+_NOT_IN_KEY = re.compile(r"[^A-Za-z0-9._:-]")
 #: Legacy category codes and why each is refused.
 LEGACY_REFUSED = {
     "M0": "legacy_category_unrecorded",
@@ -73,19 +84,39 @@ class ProbationAdapter:
         chosen: Mapping[str, Any] = active[0]
         return chosen
 
-    def to_contract(self, record: Mapping[str, Any]) -> Sequence[Outbound]:
-        """A CRN's active MAPP registration -> a change of the nominal's category and level."""
+    def mapping(self, record: Mapping[str, Any]) -> dict[str, Any]:
+        """A CRN's active MAPP registration as the contract's category and level."""
         crn = str(record.get("crn", ""))
         if not crn:
             raise MappingRefused("crn_missing", "the offender has no CRN")
         reg = self.registration(record)
-        body = {
+        return {
             "crn": crn,
             "category": category_from(str(reg.get("category", ""))),
             "level": level_from(str(reg.get("level", ""))),
             "effective_date": reg.get("date"),
+            "registration_id": str(reg.get("id", "")),
         }
-        return [Outbound("POST", "/v1/nominals/by-crn/level", body, f"ndelius-{crn}-{reg['id']}")]
+
+    def to_contract(self, record: Mapping[str, Any]) -> Sequence[Outbound]:
+        """A CRN's active MAPP registration -> the nominal (looked up by CRN) at its level."""
+        mapped = self.mapping(record)
+        registration = mapped["registration_id"]
+        if not registration:
+            raise MappingRefused("registration_id_missing", "the MAPP registration has no id")
+        reason = f"nDelius MAPP registration {registration}: level M{mapped['level']}"
+        if mapped["effective_date"]:
+            reason += f" from {mapped['effective_date']}"
+        key = _NOT_IN_KEY.sub("_", f"{registration}-M{mapped['level']}")
+        return [
+            Outbound(
+                "POST",
+                f"/v1/nominals/{NOMINAL_ID}/level",
+                {"level": mapped["level"], "reason": reason},
+                f"ndelius-{NOMINAL_ID}-{key}",
+                lookup=_identifiers(mapped["crn"], record.get("pnc")),
+            )
+        ]
 
     def from_contract(self, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Category and level -> an nDelius MAPP registration this system can show.
@@ -125,3 +156,11 @@ class ProbationAdapter:
             registration = {**(self.store.get("registrations", key) or {}), **registration}
         self.store.apply_once(delivery.message_id, "registrations", key, registration)
         return Receipt(delivery.message_id, "registration_updated", (key,))
+
+
+def _identifiers(crn: str, pnc: object) -> dict[str, str]:
+    """What the nominal is looked up by: the CRN, then the PNC id if nDelius holds one."""
+    found = {"crn": crn}
+    if isinstance(pnc, str) and pnc.strip():
+        found["pnc"] = pnc.strip()
+    return found

@@ -7,6 +7,12 @@ applies a delivery the gateway pushed or the agency pulled (:meth:`Adapter.recei
 sees keys: sealing and opening are the :class:`~adapters.client.GatewayClient`'s and the
 receiver's (:mod:`adapters.receiver`).
 
+A call about an existing nominal that the agency's system knows only by one of its identifiers
+(a PNC id, an nDelius CRN, a ViSOR reference) names the identifier in :attr:`Outbound.lookup`
+and the nominal as :data:`NOMINAL_ID` in its path: the client first asks
+``POST /v1/nominals/lookup`` (the identifier sealed in the body, never in a URL), then makes the
+call with the gateway id it found.
+
 Adapters are discovered through the Python entry-point group ``mappa_gateway.adapters``; a
 partner's package declares its own in its ``pyproject.toml``::
 
@@ -23,6 +29,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "IDENTIFIER_KINDS",
+    "NOMINAL_ID",
     "Adapter",
     "Delivery",
     "MappingRefused",
@@ -33,6 +41,10 @@ __all__ = [
 ]
 
 ENTRY_POINT_GROUP = "mappa_gateway.adapters"
+#: Where an Outbound's path (and Idempotency-Key) names the nominal its lookup finds.
+NOMINAL_ID = "{nominal_id}"
+#: The identifiers a nominal can be looked up by.
+IDENTIFIER_KINDS = frozenset({"pnc", "crn", "visor"})
 
 
 class MappingRefused(ValueError):
@@ -53,8 +65,34 @@ class Outbound:
     method: str
     path: str
     body: dict[str, Any]
-    #: A stable key derived from the source record, so a resend is recognised.
+    #: A stable key derived from the source record, so a resend is recognised. It may name
+    #: the nominal as :data:`NOMINAL_ID`; it never carries a personal identifier.
     idempotency_key: str | None = None
+    #: The identifiers (``{"crn": ..., "pnc": ...}``) to find the nominal by before the call,
+    #: tried in this order, one lookup each, until the gateway finds it; the path then names it
+    #: as :data:`NOMINAL_ID`.
+    lookup: Mapping[str, str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.lookup is None:
+            if NOMINAL_ID in self.path:
+                raise ValueError("a path naming {nominal_id} needs a lookup")
+            return
+        if not self.lookup or not set(self.lookup) <= IDENTIFIER_KINDS:
+            raise ValueError("a lookup names one or more of pnc, crn or visor")
+        if NOMINAL_ID not in self.path:
+            raise ValueError("a lookup is for a path that names {nominal_id}")
+        for value in self.lookup.values():
+            if not value or value in self.path or value in (self.idempotency_key or ""):
+                raise ValueError("an identifier never goes in a path or an Idempotency-Key")
+
+    def resolved(self, nominal_id: str) -> tuple[str, str | None]:
+        """The path and Idempotency-Key with the looked-up nominal's gateway id in them."""
+        key = self.idempotency_key
+        return (
+            self.path.replace(NOMINAL_ID, nominal_id),
+            key.replace(NOMINAL_ID, nominal_id) if key is not None else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -155,10 +155,22 @@ def _reinstate(args: argparse.Namespace) -> int:
     return _guarded(lambda: _print(_run(lambda db: agencies.reinstate_agency(db, args.agency_id))))
 
 
+def _release_held(agency_id: str) -> None:
+    """Send the owner notifications held for want of a key, now that the agency has one."""
+    from gateway.cases.held_notifications import release_with_settings
+
+    sent = _run(lambda db: release_with_settings(get_settings(), db, agency_id))
+    if sent is None:
+        print("  held owner notifications: sent by the running gateway (keys not available here)")
+    elif sent:
+        print(f"  held owner notifications sent: {sent}")
+
+
 def _rotate(args: argparse.Namespace) -> int:
     def action() -> None:
         jwks = _read_jwks(args.jwks)
         view = _run(lambda db: agencies.rotate_agency_keys(db, args.agency_id, jwks, args.overlap))
         _print(view)
+        _release_held(args.agency_id)
 
     return _guarded(action)

@@ -16,7 +16,7 @@ from gateway.http.metrics import GatewayMetrics, MetricsMiddleware
 from gateway.http.middleware import EdgeMiddleware
 from gateway.logs import configure_logging, get_logger
 from gateway.oauth import install_oauth
-from gateway.routes import audit, cases, health, inbox, metrics, oauth
+from gateway.routes import audit, cases, health, inbox, metrics, oauth, origin
 from gateway.settings import Settings, get_settings
 from gateway.state import GatewayState
 from gateway.store import Database
@@ -104,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(oauth.router)
     app.include_router(audit.router)
+    app.include_router(origin.router)
     app.include_router(inbox.router)
     app.include_router(cases.router)
     app.include_router(metrics.router)

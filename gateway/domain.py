@@ -165,6 +165,7 @@ class Participation(enum.StrEnum):
 
 class ActionStatus(enum.StrEnum):
     OPEN = "open"
+    IN_PROGRESS = "in_progress"
     DONE = "done"
     CANCELLED = "cancelled"
 

@@ -12,6 +12,7 @@ from gateway.store import Database
 
 if TYPE_CHECKING:
     from gateway.audit.service import AuditService
+    from gateway.cases.held_notifications import HeldReleaser
     from gateway.delivery.relay import Relay
     from gateway.flow.group_commit import GroupCommitter
     from gateway.flow.seal import Sealer
@@ -51,6 +52,8 @@ class GatewayState:
     token_limiter: RateLimiter | None = None
     #: The outbox relay running in this process (gateway/delivery), if any.
     relay: Relay | None = None
+    #: Sends held owner notifications once their owner has a usable key (beside the relay).
+    held_releaser: HeldReleaser | None = None
     #: The clock every time-dependent check reads (tests replace it).
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
 

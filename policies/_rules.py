@@ -39,6 +39,9 @@ from .policy import Allow, View
 
 __all__ = ["GRANTS", "RESTRICTIONS", "Rule", "Settings"]
 
+#: An action point involves its owner while it is open or in progress.
+_ACTIVE_ACTIONS = frozenset({ActionStatus.OPEN, ActionStatus.IN_PROGRESS})
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -48,6 +51,12 @@ class Settings:
 
     def today(self, now: dt.datetime) -> dt.date:
         return now.astimezone(self.time_zone).date()
+
+    def end_of(self, day: dt.date) -> dt.datetime:
+        """The first moment after ``day`` in the policy's time zone, in UTC (access "to the end
+        of the review day")."""
+        midnight = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), self.time_zone)
+        return midnight.astimezone(dt.UTC)
 
 
 class Rule:
@@ -129,9 +138,15 @@ class OtherContributorRecorded(Rule):
     def evaluate(self, facts: Facts) -> Allow:
         if facts.caller.role not in self.roles:
             return self.passed(f"role {facts.caller.role} needs no s.325(4A)(c) decision")
-        if not facts.nominal.other_contributors_allowed:
-            self.deny("the RA recorded no s.325(4A)(c) decision for this nominal")
-        return self.passed("the RA recorded the s.325(4A)(c) decision for this nominal")
+        decisions = facts.involvements.contributions
+        for decision in decisions:
+            if decision.stands_at(facts.now):
+                return self.passed(
+                    f"the RA's s.325(4A)(c) decision {decision.decision_id} stands "
+                    f"until {decision.ends_at.isoformat()}"
+                )
+        reasons = [why for d in decisions if (why := d.why_not(facts.now))]
+        self.deny("; ".join(reasons) or "the RA recorded no s.325(4A)(c) decision for this agency")
 
 
 class Level1MonthlyListOnly(Rule):
@@ -281,7 +296,7 @@ class InvolvedAction(Rule):
         reasons = []
         for action in actions:
             review = action.review_date or action.due_date
-            if action.status is not ActionStatus.OPEN:
+            if action.status not in _ACTIVE_ACTIONS:
                 reasons.append(f"action {action.action_id} is {action.status}")
             elif today > review:
                 reasons.append(f"action {action.action_id} review date {review} has passed")

@@ -32,6 +32,7 @@ __all__ = [
     "APPROVABLE_PARTS",
     "ActionInvolvement",
     "CallerAgency",
+    "ContributorDecision",
     "Facts",
     "HazardFlagTarget",
     "Involvements",
@@ -117,8 +118,6 @@ class NominalFacts:
     status: NominalStatus
     #: When the level last changed: meeting involvement from before then has ended.
     level_changed_at: dt.datetime | None = None
-    #: s.325(4A)(c): the RA recorded that other persons may contribute on this nominal.
-    other_contributors_allowed: bool = False
 
     def __post_init__(self) -> None:
         _id(self.id, "nominal id")
@@ -128,7 +127,6 @@ class NominalFacts:
         _id(self.lead_agency_id, "lead agency id")
         _is(self.status, NominalStatus, "status")
         _aware(self.level_changed_at, "level_changed_at")
-        _is(self.other_contributors_allowed, bool, "other_contributors_allowed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,6 +223,46 @@ class OnwardDisclosureGrant:
 
 
 @dataclass(frozen=True, slots=True)
+class ContributorDecision:
+    """The Responsible Authority's s.325(4A)(c) decision that ``agency_id`` could contribute on
+    the nominal, for ``purposes``, until ``ends_at`` (the end of its end date, or the moment it
+    was revoked)."""
+
+    decision_id: str
+    agency_id: str
+    nominal_id: str
+    purposes: frozenset[str]
+    ends_at: dt.datetime
+    revoked: bool = False
+
+    def __post_init__(self) -> None:
+        _id(self.decision_id, "decision id")
+        _id(self.agency_id, "agency id")
+        _id(self.nominal_id, "nominal id")
+        _is(self.purposes, frozenset, "purposes")
+        if not self.purposes:
+            raise ValueError("a contributor decision names at least one purpose")
+        for purpose in self.purposes:
+            _id(purpose, "purpose")
+        if self.ends_at is None:
+            raise ValueError("ends_at must be a timezone-aware datetime")
+        _aware(self.ends_at, "ends_at")
+        _is(self.revoked, bool, "revoked")
+
+    def stands_at(self, now: dt.datetime) -> bool:
+        """Whether the decision stands at ``now``: not revoked and not yet ended."""
+        return not self.revoked and now < self.ends_at
+
+    def why_not(self, now: dt.datetime) -> str | None:
+        """None while it stands; otherwise why not (for the audit)."""
+        if self.revoked:
+            return f"decision {self.decision_id} was revoked"
+        if now >= self.ends_at:
+            return f"decision {self.decision_id} ended at {self.ends_at.isoformat()}"
+        return None
+
+
+@dataclass(frozen=True, slots=True)
 class Involvements:
     """Everything that ties the caller to the nominal, beyond being its lead or RA agency."""
 
@@ -232,6 +270,8 @@ class Involvements:
     meetings: tuple[MeetingInvolvement, ...] = ()
     actions: tuple[ActionInvolvement, ...] = ()
     disclosures: tuple[OnwardDisclosureGrant, ...] = ()
+    #: The RA's s.325(4A)(c) decisions naming the caller for the nominal (standing or not).
+    contributions: tuple[ContributorDecision, ...] = ()
 
     def __post_init__(self) -> None:
         for name, kind in (
@@ -239,6 +279,7 @@ class Involvements:
             ("meetings", MeetingInvolvement),
             ("actions", ActionInvolvement),
             ("disclosures", OnwardDisclosureGrant),
+            ("contributions", ContributorDecision),
         ):
             items = getattr(self, name)
             _is(items, tuple, name)
@@ -323,8 +364,10 @@ class Facts:
         _aware(self.now, "now")
         _is(self.involvements, Involvements, "involvements")
         inv = self.involvements
-        items: tuple[ReferralInvolvement | MeetingInvolvement | ActionInvolvement, ...]
-        items = (*inv.referrals, *inv.meetings, *inv.actions)
+        items: tuple[
+            ReferralInvolvement | MeetingInvolvement | ActionInvolvement | ContributorDecision, ...
+        ]
+        items = (*inv.referrals, *inv.meetings, *inv.actions, *inv.contributions)
         for item in items:
             if item.agency_id != self.caller.id:
                 raise ValueError("an involvement of another agency was passed for the caller")

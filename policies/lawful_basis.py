@@ -10,6 +10,7 @@ refuses everything.
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import re
 from collections.abc import Mapping
@@ -28,12 +29,14 @@ from .errors import (
     PurposeNotAllowed,
     RoleNotAllowed,
 )
+from .facts import ContributorDecision
 
 __all__ = [
     "BasisCondition",
     "BasisDecision",
     "LegalBasis",
     "LegalBasisRegister",
+    "RecordedContributions",
     "check",
     "load_legal_bases",
 ]
@@ -81,6 +84,48 @@ class BasisDecision:
     citation: str
     rule: str
     policy_version: str
+    #: The RA's s.325(4A)(c) decision the call relied on, when its basis needed one.
+    contributor_decision: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedContributions:
+    """What the Responsible Authority recorded under s.325(4A)(c) for the one nominal a call
+    concerns: its decisions (standing or not), asked about for ``agency_id`` at ``now``."""
+
+    agency_id: str
+    nominal_id: str
+    decisions: tuple[ContributorDecision, ...]
+    now: dt.datetime
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.decisions, tuple):
+            raise ValueError("decisions must be a tuple")
+        for decision in self.decisions:
+            if not isinstance(decision, ContributorDecision):
+                raise ValueError("decisions must be ContributorDecision facts")
+            if decision.nominal_id != self.nominal_id:
+                raise ValueError("a decision about another nominal was passed")
+        if self.now.tzinfo is None or self.now.utcoffset() is None:
+            raise ValueError("now must be a timezone-aware datetime")
+
+    def standing_for(
+        self, role: Role, purpose: str
+    ) -> tuple[ContributorDecision | None, list[str]]:
+        """The decision that lets ``role`` rely on s.325(4A)(c) for ``purpose`` now, or None and
+        why each decision does not. Another contributor needs a decision naming its own agency;
+        the Responsible Authority relies on any decision standing on the nominal."""
+        reasons: list[str] = []
+        for decision in self.decisions:
+            if role is not Role.RESPONSIBLE_AUTHORITY and decision.agency_id != self.agency_id:
+                continue
+            why = decision.why_not(self.now)
+            if why is None and purpose not in decision.purposes:
+                why = f"decision {decision.decision_id} does not cover this purpose"
+            if why is None:
+                return decision, reasons
+            reasons.append(why)
+        return None, reasons
 
 
 # Rule ids recorded with a refusal (the audit's ``rule``).
@@ -104,18 +149,31 @@ class LegalBasisRegister:
     purposes: Mapping[str, str]
     bases: Mapping[str, LegalBasis]
 
+    def needs_nominal(self, basis: str | None) -> bool:
+        """Whether ``basis`` has a condition only the nominal's recorded decisions can meet."""
+        entry = self.bases.get(basis or "")
+        return (
+            entry is not None
+            and BasisCondition.NOMINAL_RECORDED_OTHER_CONTRIBUTOR in entry.conditions
+        )
+
     def check(
         self,
         basis: str | None,
         purpose: str | None,
         caller_role: Role,
         caller_agency_type: AgencyType,
-        nominal_other_contributors_allowed: bool | None,
+        recorded: RecordedContributions | None = None,
+        *,
+        defer_nominal_conditions: bool = False,
     ) -> BasisDecision:
         """Allow the call, or raise the :class:`LawfulBasisRefused` that names the failed rule.
 
-        ``nominal_other_contributors_allowed`` is what the RA recorded for the nominal the call
-        concerns (s.325(4A)(c)); None when the call concerns no single nominal.
+        ``recorded`` is what the RA recorded under s.325(4A)(c) for the nominal the call
+        concerns; None when the call concerns no single nominal (a basis that needs it is then
+        refused). ``defer_nominal_conditions``: the call concerns one nominal whose decisions
+        are not loaded yet; its conditions are taken as holding now and must be checked again
+        with ``recorded`` before anything of the nominal is disclosed.
         """
         version = self.policy_version
         if not basis:
@@ -161,18 +219,30 @@ class LegalBasisRegister:
                 policy_version=version,
                 diagnostics={**facts, "purpose": _cap(purpose)},
             )
+        relied_on: ContributorDecision | None = None
         for condition in sorted(entry.conditions):
             rule = f"condition:{condition}"
             if (
                 condition is BasisCondition.NOMINAL_RECORDED_OTHER_CONTRIBUTOR
-                and nominal_other_contributors_allowed is not True
+                and not defer_nominal_conditions
             ):
-                raise BasisNotRecordedForNominal(
-                    f"{entry.code} needs the Responsible Authority's decision for this nominal",
-                    rule=rule,
-                    policy_version=version,
-                    diagnostics=facts,
-                )
+                if recorded is None:
+                    raise BasisNotRecordedForNominal(
+                        f"{entry.code} needs the Responsible Authority's decision for one "
+                        "nominal, and the call concerns none",
+                        rule=rule,
+                        policy_version=version,
+                        diagnostics=facts,
+                    )
+                relied_on, reasons = recorded.standing_for(caller_role, purpose)
+                if relied_on is None:
+                    raise BasisNotRecordedForNominal(
+                        f"{entry.code} needs a standing decision of the Responsible Authority "
+                        f"for this nominal: {'; '.join(reasons) or 'none recorded'}"[:300],
+                        rule=rule,
+                        policy_version=version,
+                        diagnostics={**facts, "decisions": len(recorded.decisions)},
+                    )
             if (
                 condition is BasisCondition.RESPONSIBLE_AUTHORITY_ONLY
                 and caller_role is not Role.RESPONSIBLE_AUTHORITY
@@ -189,6 +259,7 @@ class LegalBasisRegister:
             citation=entry.citation,
             rule=f"legal-basis:{entry.code}",
             policy_version=version,
+            contributor_decision=relied_on.decision_id if relied_on is not None else None,
         )
 
     @classmethod
@@ -247,8 +318,9 @@ def check(
     purpose: str | None,
     caller_role: Role,
     caller_agency_type: AgencyType,
-    nominal_other_contributors_allowed: bool | None,
+    recorded: RecordedContributions | None = None,
     *,
+    defer_nominal_conditions: bool = False,
     register: LegalBasisRegister | None = None,
 ) -> BasisDecision:
     """Check with ``register`` (default: the packaged one); see :meth:`LegalBasisRegister.check`."""
@@ -257,7 +329,12 @@ def check(
 
         register = default_policy_set().legal_bases
     return register.check(
-        basis, purpose, caller_role, caller_agency_type, nominal_other_contributors_allowed
+        basis,
+        purpose,
+        caller_role,
+        caller_agency_type,
+        recorded,
+        defer_nominal_conditions=defer_nominal_conditions,
     )
 
 

@@ -277,9 +277,11 @@ async def test_demo_flow_end_to_end_over_real_http(tmp_path: Path) -> None:
         nominal_id = referred["nominal_id"]
         assert referred["status"] == "received"
 
-        # 2. Probation set the level from nDelius: MAPP registration, level code M2.
+        # 2. Probation set the level from nDelius: MAPP registration, level code M2, on the
+        # nominal the gateway finds by the PNC id nDelius holds (it does not know this CRN).
         offender = {
             "crn": "X903311",
+            "pnc": police_nominal["pnc_id"],
             "registrations": [
                 {
                     "id": "R-2201",
@@ -291,16 +293,10 @@ async def test_demo_flow_end_to_end_over_real_http(tmp_path: Path) -> None:
             ],
         }
         [registration] = ProbationAdapter().to_contract(offender)
-        level = registration.body["level"]
-        assert level == level_from("M2") == 2
-        changed = await _post(
-            clients[PROBATION],
-            probation_ctx,
-            f"/v1/nominals/{nominal_id}/level",
-            {"level": level, "reason": "nDelius MAPP registration R-2201: level M2"},
-            str(registration.idempotency_key),
-        )
-        assert changed["level"] == 2
+        assert registration.body["level"] == level_from("M2") == 2
+        changed = await clients[PROBATION].send(registration, probation_ctx)
+        assert isinstance(changed, Opened), changed
+        assert (changed.body["id"], changed.body["level"]) == (nominal_id, 2)
 
         # Police, the lead agency, hear of it through their adapter.
         def police_told() -> bool:
@@ -411,7 +407,7 @@ async def test_demo_flow_end_to_end_over_real_http(tmp_path: Path) -> None:
 
         await _until(pwm_written, "the PWM marker in the housing stand-in")
         [pwm] = (JsonStore(housing).get("properties", UPRN) or {})["markers"]
-        assert set(pwm) == {"code", "contact", "review_date", "message_id"}
+        assert set(pwm) == {"code", "contact", "review_date", "marker_id", "message_id"}
 
         # Neither stand-in holds anything about the person, the offence or the neighbour
         # (children's services and housing also received the minutes: filed, not copied).
@@ -419,6 +415,13 @@ async def test_demo_flow_end_to_end_over_real_http(tmp_path: Path) -> None:
             text = _store_text(path)
             for needle in NEEDLES:
                 assert needle not in text, (path.name, needle)
+
+        # The housing adapter's own client meets the contract against the running gateway.
+        checked = await _cli(
+            env, "conformance", "--adapter", str(demo / "agencies" / HOUSING), "--issuer", issuer
+        )
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert "5 passed, 0 failed" in checked.stdout, checked.stdout
 
         # 6. The IG officer: the log verifies, and every step is in it.
         verified = await _cli(env, "audit", "verify")

@@ -9,6 +9,11 @@
   given checkpoint (default: the latest in the database or the pack) and name the first bad
   entry. Exit status 0 when the log verifies, 1 when it does not, 2 when it cannot be checked.
 - ``audit export --out FILE``: write the verifiable export pack (`gateway.audit.export`).
+- ``audit origin ENTRY_ID [--jws-out FILE]``: the agency's signed JWS of the write that entry
+  records, verified against the agency's key registered at the time (`gateway.audit.origin`);
+  prints the checks (never the JWS), writes the JWS to ``FILE`` (mode 0600) if asked. The
+  consultation is audited. Exit status 0 when every check holds, 1 when one fails, 2 when there
+  is no evidence or it cannot be read.
 """
 
 from __future__ import annotations
@@ -57,6 +62,14 @@ def register(subparsers: Any) -> None:
     export = sub.add_parser("export", help="Write the verifiable export pack")
     export.add_argument("--out", type=Path, required=True)
     export.set_defaults(func=_export)
+
+    origin = sub.add_parser(
+        "origin", help="Retrieve and verify the agency's signed JWS of a write (evidence)"
+    )
+    origin.add_argument("entry_id", help="the write's audit entry id")
+    origin.add_argument("--jws-out", type=Path, help="write the JWS to this file (mode 0600)")
+    origin.add_argument("--officer", default=None, help="who asks (default: the OS user)")
+    origin.set_defaults(func=_origin)
 
 
 def _fail(message: str) -> int:
@@ -192,3 +205,59 @@ def _export(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     print(f"export pack of {header.tree_size} entries written to {args.out}")
     return 0
+
+
+def _origin(args: argparse.Namespace) -> int:
+    import getpass
+    import json
+    import os
+
+    from gateway.audit.commit import record_alone
+    from gateway.audit.origin import load_origin
+    from gateway.errors import GatewayError
+    from gateway.flow.audit import AuditEvent, Operation, Outcome
+    from gateway.keyring import KeyRepositoryUnavailable
+    from gateway.store import Database
+    from gateway.store.sealed import open_case_sealer
+
+    settings = get_settings()
+    try:
+        sealer = open_case_sealer(settings)
+    except KeyRepositoryUnavailable as exc:
+        return _fail(str(exc))
+    officer = args.officer or f"cli:{getpass.getuser()}"
+
+    async def run() -> int:
+        db = Database(settings.database_url)
+        try:
+            async with db.read() as session:
+                report = await load_origin(session, sealer, args.entry_id, issuer=settings.issuer)
+            event = AuditEvent(
+                operation=Operation.CONSULTATION,
+                outcome=Outcome.ALLOWED if report is not None else Outcome.REFUSED,
+                officer_id=officer,
+                record_refs=(args.entry_id[:64],),
+                rule=None if report is not None else "origin-evidence-exists",
+                reason_code=None if report is not None else "not_found",
+                detail={
+                    "resource": "origin_evidence",
+                    "action": "retrieve",
+                    "via": "cli",
+                    **({"verified": report.verified} if report is not None else {}),
+                },
+            )
+            await record_alone(db, event)
+        except GatewayError as exc:
+            return _fail(f"cannot read the evidence: {exc.code}")
+        finally:
+            await db.dispose()
+        if report is None:
+            return _fail(f"no evidence of origin is kept for entry {args.entry_id[:64]!r}")
+        print(json.dumps(report.summary(), indent=2, sort_keys=True))
+        if args.jws_out is not None:
+            fd = os.open(args.jws_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="ascii") as out:
+                out.write(report.jws + "\n")
+        return 0 if report.verified else 1
+
+    return asyncio.run(run())

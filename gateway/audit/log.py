@@ -7,7 +7,8 @@ verification) know nothing of tables. Three kinds of reader:
   (UTC attached to SQLite's naive times; ``seq`` given by the caller when sequencing);
 - async helpers for the app: the latest checkpoint, the leaf hashes up to a size, inclusion
   and consistency proofs built from the *stored* leaf hashes (as any log server does: the party
-  checking a proof hashes the entry it holds, so a rewritten entry fails there);
+  checking a proof hashes the entry it holds, so a rewritten entry fails there), through the
+  process's `SubtreeCache` so that a proof reads a few tiles of leaves, not the whole log;
 - `iter_log`, a synchronous stream of the sequenced log in order for the verifier and the
   export, through a short-lived synchronous engine, so that millions of entries never sit in
   memory and the verifier's O(log n) state is all that grows.
@@ -27,7 +28,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.pool import NullPool
 
 from gateway.audit.canonical import AUDIT_ENTRY_FIELDS, format_occurred_at
-from gateway.audit.merkle import EMPTY_ROOT, HASH_SIZE, MerkleTree
+from gateway.audit.merkle import EMPTY_ROOT, HASH_SIZE, TiledTree
+from gateway.audit.subtrees import SubtreeCache
 from gateway.audit.verify import LEAF_HASH_KEY
 from gateway.errors import AuditLogInconsistent, InvalidParameter, NotFound
 from gateway.store.models import AuditCheckpoint, AuditEntry
@@ -181,41 +183,63 @@ class ConsistencyProof:
         }
 
 
-async def _signed_size(session: AsyncSession) -> int:
-    checkpoint = await latest_checkpoint(session)
-    return checkpoint.tree_size if checkpoint is not None else 0
-
-
 async def inclusion_proof(
-    session: AsyncSession, entry_id: str, tree_size: int | None = None
+    session: AsyncSession,
+    entry_id: str,
+    tree_size: int | None = None,
+    *,
+    cache: SubtreeCache | None = None,
 ) -> InclusionProof:
     """Prove that entry ``entry_id`` is in the tree of ``tree_size`` (the latest checkpoint's by
-    default). Sizes beyond the latest checkpoint are refused: nothing signed covers them yet."""
-    signed = await _signed_size(session)
+    default). Sizes beyond the latest checkpoint are refused: nothing signed covers them yet.
+
+    ``cache`` is the process's `SubtreeCache`; without one the proof reads every leaf hash."""
+    checkpoint = await latest_checkpoint(session)
+    signed = checkpoint.tree_size if checkpoint is not None else 0
     size = signed if tree_size is None else tree_size
     if not 0 <= size <= signed:
         raise InvalidParameter(f"tree_size must be between 0 and {signed}")
     seq = (
         await session.execute(select(AuditEntry.seq).where(AuditEntry.entry_id == entry_id))
     ).scalar_one_or_none()
-    if seq is None or seq >= size:
+    if seq is None or seq >= size or checkpoint is None:
         raise NotFound("No entry with this id is covered by that tree size")
-    tree = MerkleTree(await leaf_hashes(session, size))
-    return InclusionProof(
-        entry_id, seq, size, tree.leaf_hash(seq), tree.root(), tree.inclusion_proof(seq)
-    )
+
+    def answer(tree: TiledTree) -> InclusionProof:
+        return InclusionProof(
+            entry_id,
+            seq,
+            size,
+            tree.leaf_hash(seq),
+            tree.root(size),
+            tree.inclusion_proof(seq, size),
+        )
+
+    return await (cache or SubtreeCache()).prove(session, checkpoint, answer, near=(seq, size - 1))
 
 
-async def consistency_proof(session: AsyncSession, first: int, second: int) -> ConsistencyProof:
+async def consistency_proof(
+    session: AsyncSession, first: int, second: int, *, cache: SubtreeCache | None = None
+) -> ConsistencyProof:
     """Prove that the tree of ``first`` leaves is a prefix of the tree of ``second`` leaves."""
-    signed = await _signed_size(session)
+    checkpoint = await latest_checkpoint(session)
+    signed = checkpoint.tree_size if checkpoint is not None else 0
     if not 0 <= first <= second <= signed:
         raise InvalidParameter(f"need 0 <= first <= second <= {signed}")
-    tree = MerkleTree(await leaf_hashes(session, second))
-    first_root = tree.root(first) if first else EMPTY_ROOT
-    return ConsistencyProof(
-        first, second, first_root, tree.root(), tree.consistency_proof(first, second)
-    )
+    if checkpoint is None:
+        return ConsistencyProof(0, 0, EMPTY_ROOT, EMPTY_ROOT, ())
+
+    def answer(tree: TiledTree) -> ConsistencyProof:
+        return ConsistencyProof(
+            first,
+            second,
+            tree.root(first),
+            tree.root(second),
+            tree.consistency_proof(first, second),
+        )
+
+    near = (first - 1, first, second - 1)
+    return await (cache or SubtreeCache()).prove(session, checkpoint, answer, near=near)
 
 
 def sync_url(url: str) -> str:

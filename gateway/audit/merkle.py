@@ -7,12 +7,16 @@ Definitions (RFC 9162 section 2.1.1), with ``||`` concatenation and SHA-256 as `
 - the tree head over ``n > 1`` leaves is ``HASH(0x01 || MTH(D[0:k]) || MTH(D[k:n]))``, where
   ``k`` is the largest power of two smaller than ``n``.
 
-Three tools, all pure:
+Four tools, all pure:
 
 - `MerkleTree`: an immutable snapshot over a list of leaf hashes. Building it costs O(n) hashes and
   keeps every complete, aligned subtree hash (about 2n hashes, 64 bytes per leaf). From it the
   root at any size costs O(log n), and an inclusion or consistency proof O(log^2 n), with no
   further hashing of leaves: a million leaves are fine.
+- `TiledTree`: the same answers from much less: the hashes of the complete aligned subtrees of
+  ``2**tile_height`` leaves and above (kept by a cache, a few bytes per leaf) plus the few tiles
+  of leaves a proof actually reaches into. A tile it was not given raises `MissingTile`, so the
+  caller loads exactly what the proof needs and asks again.
 - `Frontier`: the compact range ``[0, n)``, i.e. the roots of the complete subtrees along the tree's
   right edge (one per set bit of ``n``). A sequencer keeps it to append a leaf in O(log n) (O(1)
   amortised) and read the root in O(log n), without reloading earlier leaves.
@@ -23,7 +27,7 @@ Three tools, all pure:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 __all__ = [
@@ -31,6 +35,8 @@ __all__ = [
     "HASH_SIZE",
     "Frontier",
     "MerkleTree",
+    "MissingTile",
+    "TiledTree",
     "leaf_hash",
     "node_hash",
     "root_hash",
@@ -82,33 +88,16 @@ def _is_hash(value: object) -> bool:
     return isinstance(value, bytes) and len(value) == HASH_SIZE
 
 
-class MerkleTree:
-    """An immutable tree over a list of leaf hashes, answering roots and proofs at any size.
+class _Tree:
+    """The RFC 9162 algorithms over the hashes of complete, aligned subtrees.
 
-    ``levels[h]`` packs the hashes of the complete subtrees of ``2**h`` leaves that start at a
-    multiple of ``2**h``, 32 bytes each. Any node of the RFC 9162 tree over the first ``size``
-    leaves is either such a subtree or, on the right edge, the fold of O(log n) of them.
+    A subclass says where ``_perfect(height, index)`` comes from: the hash of the complete
+    subtree of ``2**height`` leaves starting at leaf ``index * 2**height``.
     """
 
-    __slots__ = ("_levels", "_size")
+    __slots__ = ("_size",)
 
-    def __init__(self, leaf_hashes: Iterable[bytes]) -> None:
-        leaves = list(leaf_hashes)
-        for value in leaves:
-            _check_hash(value)
-        self._size = len(leaves)
-        level = b"".join(leaves)
-        levels = [level]
-        while len(level) >= 2 * HASH_SIZE:
-            pairs = len(level) // (2 * HASH_SIZE)
-            level = b"".join(
-                [
-                    _sha256(_NODE_PREFIX + level[i : i + 2 * HASH_SIZE]).digest()
-                    for i in range(0, pairs * 2 * HASH_SIZE, 2 * HASH_SIZE)
-                ]
-            )
-            levels.append(level)
-        self._levels: tuple[bytes, ...] = tuple(levels)
+    _size: int
 
     @property
     def size(self) -> int:
@@ -185,8 +174,7 @@ class MerkleTree:
         return tuple(path)
 
     def _perfect(self, height: int, index: int) -> bytes:
-        offset = index * HASH_SIZE
-        return self._levels[height][offset : offset + HASH_SIZE]
+        raise NotImplementedError
 
     def _subtree(self, lo: int, hi: int) -> bytes:
         """MTH(D[lo:hi]) for a node of the tree: ``lo`` is aligned to the node's left child."""
@@ -214,6 +202,91 @@ class MerkleTree:
             raise TypeError("a leaf index is an int")
         if not 0 <= index < size:
             raise ValueError("leaf index must be below the tree size")
+
+
+class MerkleTree(_Tree):
+    """An immutable tree over a list of leaf hashes, answering roots and proofs at any size.
+
+    ``levels[h]`` packs the hashes of the complete subtrees of ``2**h`` leaves that start at a
+    multiple of ``2**h``, 32 bytes each. Any node of the RFC 9162 tree over the first ``size``
+    leaves is either such a subtree or, on the right edge, the fold of O(log n) of them.
+    """
+
+    __slots__ = ("_levels",)
+
+    def __init__(self, leaf_hashes: Iterable[bytes]) -> None:
+        leaves = list(leaf_hashes)
+        for value in leaves:
+            _check_hash(value)
+        self._size = len(leaves)
+        level = b"".join(leaves)
+        levels = [level]
+        while len(level) >= 2 * HASH_SIZE:
+            pairs = len(level) // (2 * HASH_SIZE)
+            level = b"".join(
+                [
+                    _sha256(_NODE_PREFIX + level[i : i + 2 * HASH_SIZE]).digest()
+                    for i in range(0, pairs * 2 * HASH_SIZE, 2 * HASH_SIZE)
+                ]
+            )
+            levels.append(level)
+        self._levels: tuple[bytes, ...] = tuple(levels)
+
+    def level(self, height: int) -> bytes:
+        """The packed hashes of the complete aligned subtrees of ``2**height`` leaves."""
+        return self._levels[height] if height < len(self._levels) else b""
+
+    def _perfect(self, height: int, index: int) -> bytes:
+        offset = index * HASH_SIZE
+        return self._levels[height][offset : offset + HASH_SIZE]
+
+
+class MissingTile(LookupError):
+    """A `TiledTree` needs the leaves of tile ``tile`` to answer; load them and ask again."""
+
+    def __init__(self, tile: int) -> None:
+        super().__init__(f"tile {tile} is not loaded")
+        self.tile = tile
+
+
+class TiledTree(_Tree):
+    """The tree over ``size`` leaves from its upper levels and a few tiles of leaves.
+
+    ``upper[j]`` packs the hashes of the complete aligned subtrees of ``2**(tile_height + j)``
+    leaves (at least those inside the first ``size`` leaves); ``tiles`` maps a tile number to
+    the `MerkleTree` of its leaves (a tile may be partial at the right edge). Answers are those of
+    ``MerkleTree`` over all ``size`` leaves; reaching into a tile not given raises `MissingTile`.
+    """
+
+    __slots__ = ("_height", "_tiles", "_upper")
+
+    def __init__(
+        self,
+        size: int,
+        *,
+        tile_height: int,
+        upper: Sequence[bytes | bytearray],
+        tiles: Mapping[int, MerkleTree],
+    ) -> None:
+        if not _is_count(size) or not _is_count(tile_height):
+            raise ValueError("size and tile height are non-negative ints")
+        self._size = size
+        self._height = tile_height
+        self._upper = upper
+        self._tiles = tiles
+
+    def _perfect(self, height: int, index: int) -> bytes:
+        if height >= self._height:
+            level = height - self._height
+            offset = index * HASH_SIZE
+            if level >= len(self._upper) or offset + HASH_SIZE > len(self._upper[level]):
+                raise LookupError(f"no cached subtree at height {height}, index {index}")
+            return bytes(self._upper[level][offset : offset + HASH_SIZE])
+        tile = (index << height) >> self._height
+        loaded = self._tiles.get(tile)
+        if loaded is None:
+            raise MissingTile(tile)
+        return loaded._perfect(height, index - (tile << (self._height - height)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,8 @@
 
 `open_audit_keys` reads the log's origin from the settings and its checkpoint key from the key
 repository (`gateway.keyring`). `AuditService` is what `GatewayState.audit` holds: the origin,
-the note signer, the verifier of the log's checkpoints, and the sequencer task that the app's
-lifespan starts and stops.
+the note signer, the verifier of the log's checkpoints, the proof cache, and the sequencer task
+that the app's lifespan starts and stops.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from gateway.audit.checkpoint import CheckpointVerifier, VerifierKey
 from gateway.audit.sequencer import run_sequencer
 from gateway.audit.signer import RingNoteSigner, log_verifier, verifier_keys
+from gateway.audit.subtrees import SubtreeCache
 from gateway.keyring import KeyRepositoryUnavailable, open_key_repository
 from gateway.logs import get_logger
 from gateway.settings import Settings
@@ -44,6 +45,8 @@ class AuditKeysUnavailable(RuntimeError):
 class AuditService:
     origin: str
     repository: KeyRepository
+    #: The tree's upper levels, so proofs read a few tiles of leaves (gateway/audit/subtrees.py).
+    subtrees: SubtreeCache = field(default_factory=SubtreeCache)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
 

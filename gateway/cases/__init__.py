@@ -11,6 +11,7 @@ call these.
 - :mod:`.nominals`: read a nominal; category, level, screening and deregistration (RA only);
 - :mod:`.records`: information records on a nominal;
 - :mod:`.meetings`: meetings, participants, minutes and actions;
+- :mod:`.reports`: written reports for a meeting from agencies invited that cannot attend;
 - :mod:`.disclosures`: onward-disclosure requests and the chair's decision;
 - :mod:`.hazard_flags`: the children's services ``HZD`` flag;
 - :mod:`.markers`: the housing property warning marker (``PWM``);

@@ -4,8 +4,10 @@
 reading every check of the call uses, and the state's database and sealers. :func:`guarded` runs
 an operation and audits any refusal it raises, with the full reason (rule, policy version,
 diagnostics) for the IG officer while the caller sees one opaque problem. :func:`write` commits
-a write with its audit entry and its ``Idempotency-Key`` in one transaction and answers with the
-result sealed to the caller; a retry with the same key and body gets the same answer.
+a write with its audit entry, its ``Idempotency-Key`` and the agency's signed JWS (sealed, as
+evidence of origin) in one transaction and answers with the result sealed to the caller; a retry
+with the same key and body gets the same answer, and that replay is audited as a disclosure
+that names the original write's entry.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from starlette.responses import Response
 import policies
 from gateway import errors
 from gateway.audit.commit import Audited, commit_audited
+from gateway.audit.origin import ORIGIN_TABLE
 from gateway.contract.views import AckOut
 from gateway.flow import deliver, idempotency
 from gateway.flow.audit import AuditEvent, Operation, Outcome, Withheld
@@ -33,16 +36,19 @@ from gateway.flow.seal import OpenedBody, Sealer, agency_public_jwks
 from gateway.http.body import validate
 from gateway.state import GatewayState
 from gateway.store import Database
+from gateway.store.models import OriginEvidence
 from gateway.store.sealed import CaseSealer
 
 __all__ = [
     "READ",
+    "REPLAY_RULE",
     "WRITE",
     "Call",
     "Inbound",
     "Written",
     "guarded",
     "inbound",
+    "keep_origin",
     "released",
     "replay",
     "write",
@@ -73,6 +79,8 @@ class Call:
     basis: policies.BasisDecision | None = None
     #: Digest of the inbound signed body, once opened.
     payload_digest: str | None = None
+    #: The inbound body as opened: the agency's own JWS, kept by a write as evidence of origin.
+    origin: OpenedBody | None = None
     _agency: policies.CallerAgency | None = None
 
     @classmethod
@@ -122,6 +130,11 @@ class Call:
             "payload_digest": self.payload_digest,
         }
         base.update(fields)
+        if self.basis is not None and self.basis.contributor_decision is not None:
+            # the RA's s.325(4A)(c) decision the stated basis relied on
+            detail = dict(base.get("detail") or {})
+            detail.setdefault("contributor_decision", self.basis.contributor_decision)
+            base["detail"] = detail
         return AuditEvent.model_validate(base)
 
     async def keys(
@@ -140,6 +153,7 @@ class Call:
             now=self.now,
         )
         self.payload_digest = opened.digest
+        self.origin = opened
         return opened
 
     def answer(self, body: Mapping[str, Any], keys: Sequence[Mapping[str, Any]]) -> deliver.Sealed:
@@ -219,7 +233,7 @@ async def write(
     """
 
     async def with_key(session: AsyncSession) -> Audited[Written]:
-        audited = await act(session)
+        audited = keep_origin(call, session, await act(session))
         written = audited.result
         await idempotency.remember(
             session,
@@ -229,6 +243,7 @@ async def write(
             digest=digest,
             status_code=written.status_code,
             answer=written.ack.model_dump(mode="json", exclude_none=True),
+            audit_entry_id=audited.event.entry_id,
             now=call.now,
         )
         return audited
@@ -242,18 +257,75 @@ async def write(
             )
         if remembered is None:
             raise
-        return replay(call, remembered, caller_keys)
+        return await replay(call, remembered, caller_keys)
     body = written.ack.model_dump(mode="json", exclude_none=True)
     return deliver.jose_response(call.answer(body, caller_keys), written.status_code)
 
 
-def replay(
+def keep_origin(call: Call, session: AsyncSession, audited: Audited[T]) -> Audited[T]:
+    """Keep the agency's signed JWS of this write, sealed and bound to its row (the write's
+    audit entry), in the write's transaction; the entry records the JWS's digest, so the
+    tamper-evident log vouches for the bytes kept (:mod:`gateway.audit.origin` checks both)."""
+    origin = call.origin
+    if origin is None:
+        return audited
+    entry_id = audited.event.entry_id
+    session.add(
+        OriginEvidence(
+            entry_id=entry_id,
+            agency_id=call.caller.agency_id,
+            sender_kid=origin.sender_kid[:128],
+            jws_digest=origin.digest,
+            nominal_ref=audited.event.nominal_ref,
+            received_at=call.now,
+            jws_sealed=call.case_sealer.seal(
+                ORIGIN_TABLE, entry_id, "jws_sealed", {"jws": origin.jws}
+            ),
+        )
+    )
+    detail = {**audited.event.detail, "origin_jws_digest": origin.digest}
+    return Audited(audited.result, audited.event.model_copy(update={"detail": detail}))
+
+
+#: The rule recorded on a replay's audit entry: the answer was released under the original's.
+REPLAY_RULE = "idempotent-replay"
+
+
+async def replay(
     call: Call, remembered: idempotency.Remembered, caller_keys: Sequence[Mapping[str, Any]]
 ) -> Response:
-    """The original answer to a retried write, sealed to the caller afresh."""
-    return deliver.jose_response(
-        call.answer(remembered.answer, caller_keys), remembered.status_code
+    """The original answer to a retried write, sealed to the caller afresh.
+
+    The replay discloses the answer once more, so it is audited before it is sent (no audit,
+    no disclosure): a ``disclosure`` to the caller, with its officer and stated basis, the
+    operation replayed, and the audit entry of the original write ("replay of")."""
+    sealed = call.answer(remembered.answer, caller_keys)
+    answer_id = remembered.answer.get("id")
+    nominal_id = remembered.answer.get("nominal_id")
+    event = call.event(
+        Outcome.ALLOWED,
+        operation=Operation.DISCLOSURE,
+        recipients=(call.caller.agency_id,),
+        nominal_ref=nominal_id if isinstance(nominal_id, str) else call.nominal_ref,
+        record_refs=(answer_id,) if isinstance(answer_id, str) else (),
+        rule=REPLAY_RULE,
+        policy_version=call.basis.policy_version if call.basis else None,
+        payload_digest=sealed.digest,
+        detail={
+            "resource": "idempotent_replay",
+            "replay_of": remembered.audit_entry_id,
+            "replayed_operation": str(call.operation),
+            "status_code": remembered.status_code,
+            "request_digest": call.payload_digest,
+            "basis_rule": call.basis.rule if call.basis else None,
+        },
     )
+
+    async def act(session: AsyncSession) -> Audited[None]:
+        return Audited(None, event)
+
+    await _commit(call, act, isolated=False)
+    return deliver.jose_response(sealed, remembered.status_code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,7 +350,7 @@ async def inbound(call: Call, session: AsyncSession, model: type[M]) -> Inbound[
     remembered = await idempotency.lookup(
         session, call.case_sealer, agency_id=call.caller.agency_id, key=key, digest=digest
     )
-    again = replay(call, remembered, caller_keys) if remembered is not None else None
+    again = await replay(call, remembered, caller_keys) if remembered is not None else None
     return Inbound(body, key, digest, caller_keys, again)
 
 

@@ -7,29 +7,55 @@ alone (``[warning_marker]`` in ``recipients.toml``) and shaped by its view schem
 offence, intelligence or third party can reach it; it does not even name the nominal. It is
 sealed to the housing provider and pushed through the outbox in the same transaction as its
 audit entry; a provider without a usable encryption key gets nothing (503, never in clear).
-The marker is not kept by the gateway beyond the sealed message: the housing system holds it.
+
+The gateway keeps the marker (its allow-listed fields sealed at rest) so that the Responsible
+Authority can list the markers raised on a nominal it may know
+(``GET /v1/nominals/{id}/warning-markers``, cursor pages) and revoke one
+(``POST /v1/warning-markers/{id}/revocation``, a reason code): the revocation is audited and
+pushes a ``warning_marker_revocation`` to the housing provider through the outbox in the same
+transaction, and the housing adapter removes the PWM from the property.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 import policies
 from gateway import errors
 from gateway.audit.commit import Audited
-from gateway.cases.context import WRITE, Call, Written, inbound, write
-from gateway.cases.subjects import responsible_authority_only, visible_nominal
+from gateway.cases.context import READ, WRITE, Call, Written, inbound, released, write
+from gateway.cases.paging import encode_cursor, page_of
+from gateway.cases.subjects import responsible_authority_only, visible_nominal, well_formed
 from gateway.contract import AckOut, WarningMarkerIn, WarningMarkerView
+from gateway.contract.markers import WarningMarkerEntry, WarningMarkerRevocationIn
 from gateway.contract.views import ViewRefused, shape
 from gateway.flow import deliver, lawful_basis, need_to_know
 from gateway.flow.audit import Operation, Outcome, Withheld
-from gateway.store.models import Agency, new_id
+from gateway.store.models import Agency, WarningMarker, new_id
 
-__all__ = ["KIND", "SENT", "build", "raise_warning_marker"]
+__all__ = [
+    "KIND",
+    "REVOCATION_KIND",
+    "REVOKED",
+    "SENT",
+    "build",
+    "list_warning_markers",
+    "raise_warning_marker",
+    "revoke_warning_marker",
+]
 
 KIND = "warning_marker"
+REVOCATION_KIND = "warning_marker_revocation"
+#: A marker's states: raised and sent to the provider, then revoked.
 SENT = "sent"
+REVOKED = "revoked"
+#: What of a built marker is sealed at rest (the review date is a clear column).
+_STORED = ("uprn", "marker", "contact")
+_TABLE = "warning_markers"
 
 
 def build(
@@ -77,8 +103,22 @@ async def raise_warning_marker(call: Call) -> Response:
         now=call.now,
     )
     call.record_refs = (marker_id,)
+    stored = {k: v for k, v in document.items() if k in _STORED}
 
     async def act(session: AsyncSession) -> Audited[Written]:
+        session.add(
+            WarningMarker(
+                id=marker_id,
+                nominal_id=nominal.id,
+                recipient_agency_id=recipient.id,
+                raised_by_agency_id=call.caller.agency_id,
+                review_date=marker_in.review_date,
+                status=SENT,
+                details_sealed=call.case_sealer.seal(_TABLE, marker_id, "details_sealed", stored),
+                created_at=call.now,
+            )
+        )
+        await session.flush()
         await deliver.enqueue(session, push, now=call.now)
         ack = AckOut(id=marker_id, status=SENT, nominal_id=nominal.id)
         event = call.event(
@@ -97,6 +137,142 @@ async def raise_warning_marker(call: Call) -> Response:
             },
         )
         return Audited(Written(ack), event)
+
+    return await write(
+        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
+    )
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def _entry(call: Call, row: WarningMarker) -> dict[str, Any]:
+    """The stored marker as the RA lists it, shaped by its view (allow-listed fields only)."""
+    details = call.case_sealer.unseal(_TABLE, row.id, "details_sealed", row.details_sealed)
+    entry = {
+        "id": row.id,
+        "nominal_id": row.nominal_id,
+        "recipient_agency_id": row.recipient_agency_id,
+        "raised_by_agency_id": row.raised_by_agency_id,
+        **{k: details[k] for k in _STORED},
+        "review_date": _iso(row.review_date),
+        "status": row.status,
+        "raised_at": _iso(row.created_at),
+        "revoked_at": _iso(row.revoked_at),
+        "revoked_by_agency_id": row.revoked_by_agency_id,
+        "revoked_reason": row.revoked_reason,
+    }
+    return shape(WarningMarkerEntry, {k: v for k, v in entry.items() if v is not None})
+
+
+async def list_warning_markers(call: Call, nominal_id: str) -> Response:
+    """GET /v1/nominals/{id}/warning-markers: the markers raised on a nominal the caller (a
+    Responsible Authority agency that may know it) may see, oldest first, a page at a time."""
+    call.require_scope(READ)
+    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
+    page = page_of(call.request)
+    async with call.db.read() as session:
+        nominal, decision = await visible_nominal(call, session, nominal_id)
+        responsible_authority_only(call)
+        query = select(WarningMarker).where(WarningMarker.nominal_id == nominal.id)
+        if page.after is not None:
+            at, last = page.after
+            query = query.where(
+                or_(
+                    WarningMarker.created_at > at,
+                    and_(WarningMarker.created_at == at, WarningMarker.id > last),
+                )
+            )
+        rows = (
+            await session.scalars(
+                query.order_by(WarningMarker.created_at, WarningMarker.id).limit(page.limit)
+            )
+        ).all()
+        caller_keys = await call.keys(session, call.caller.agency_id, "enc")
+    answer: dict[str, Any] = {"warning_markers": [_entry(call, row) for row in rows]}
+    if len(rows) == page.limit:
+        answer["next_cursor"] = encode_cursor(rows[-1].created_at, rows[-1].id)
+    sealed = call.answer(answer, caller_keys)
+    await released(
+        call,
+        decision,
+        (),
+        sealed,
+        record_refs=tuple(row.id for row in rows),
+        detail={"listed": KIND},
+    )
+    return deliver.jose_response(sealed)
+
+
+async def revoke_warning_marker(call: Call, marker_id: str) -> Response:
+    """POST /v1/warning-markers/{id}/revocation: the RA withdraws a marker; the housing
+    provider is sent the revocation (sealed, through the outbox) in the same transaction."""
+    call.require_scope(WRITE)
+    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
+    async with call.db.read() as session:
+        body = await inbound(call, session, WarningMarkerRevocationIn)
+        if body.replay is not None:
+            return body.replay
+        row = await session.get(WarningMarker, marker_id) if well_formed(marker_id) else None
+        if row is None:
+            raise need_to_know.not_found("warning marker")
+        call.record_refs = (row.id,)
+        nominal, decision = await visible_nominal(call, session, row.nominal_id)
+        responsible_authority_only(call)
+        if row.status != SENT:
+            raise errors.Conflict(diagnostics={"reason": f"already_{row.status}"})
+        keys = await call.keys(session, row.recipient_agency_id, "enc")
+    details = call.case_sealer.unseal(_TABLE, row.id, "details_sealed", row.details_sealed)
+    reason = body.body.reason
+    push = deliver.prepare_push(
+        call.sealer,
+        {
+            "marker_id": row.id,
+            "uprn": details["uprn"],
+            "marker": details["marker"],
+            "revoked": True,
+            "reason": reason,
+            "revoked_on": call.now.date().isoformat(),
+        },
+        recipient_id=row.recipient_agency_id,
+        keys=keys,
+        kind=REVOCATION_KIND,
+        nominal_ref=nominal.id,
+        now=call.now,
+    )
+
+    async def act(session: AsyncSession) -> Audited[Written]:
+        changed = await session.execute(
+            update(WarningMarker)
+            .where(WarningMarker.id == row.id, WarningMarker.status == SENT)
+            .values(
+                status=REVOKED,
+                revoked_at=call.now,
+                revoked_by_agency_id=call.caller.agency_id,
+                revoked_reason=reason,
+            )
+        )
+        if getattr(changed, "rowcount", 0) != 1:  # another revocation committed first
+            raise errors.Conflict(diagnostics={"reason": "already_revoked"})
+        await deliver.enqueue(session, push, now=call.now)
+        ack = AckOut(id=row.id, status=REVOKED, nominal_id=nominal.id, kind=KIND)
+        event = call.event(
+            Outcome.ALLOWED,
+            operation=Operation.ALTERATION,
+            recipients=(row.recipient_agency_id,),
+            rule=decision.rule,
+            policy_version=decision.policy_version,
+            payload_digest=push.sealed.digest,
+            detail={
+                "resource": KIND,
+                "action": "revoked",
+                "reason": reason,
+                "delivery": "outbox",
+                "kind": REVOCATION_KIND,
+            },
+        )
+        return Audited(Written(ack, 200), event)
 
     return await write(
         call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act

@@ -1,4 +1,11 @@
-"""Nominals: read one; change its category or level, record screening, deregister (RA only).
+"""Nominals: read one, or find one by an identifier; change its category or level, record
+screening, deregister (RA only).
+
+A lookup (``POST /v1/nominals/lookup``) names a PNC id, nDelius CRN or ViSOR reference in its
+sealed body, never in the URL (an identifier in a path lands in access logs, proxies and metric
+labels). It is found through the identifier's blind index and answered exactly as a read of the
+nominal by its id: need-to-know, redaction, the answer sealed to the caller, one audit entry (a
+consultation, naming the kind of identifier, never its value).
 
 A change of level ends every involvement granted by a meeting held at the old level: the next
 request under it is refused (need-to-know compares the meeting's level with the nominal's). The
@@ -8,37 +15,45 @@ Screening closes the nominal's open referrals, so their involvement ends too.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
+import policies
 from gateway import errors
 from gateway.audit.commit import Audited
 from gateway.cases import documents, level_changes
 from gateway.cases.context import READ, WRITE, Call, Written, inbound, released, write
-from gateway.cases.subjects import responsible_authority_only, visible_nominal
+from gateway.cases.subjects import (
+    responsible_authority_only,
+    visible_nominal,
+    visible_nominal_by_index,
+)
 from gateway.contract import (
     AckOut,
     CategoryChangeIn,
     DeregistrationIn,
     LevelChangeIn,
+    NominalLookupIn,
     ScreeningIn,
     ScreeningOutcome,
 )
 from gateway.domain import Category, Level, MeetingType, NominalStatus
 from gateway.flow import deliver, lawful_basis, redact
 from gateway.flow.audit import Outcome
+from gateway.http.body import validate
 from gateway.store.models import Meeting, Nominal, NominalChange, Referral, new_id
 
 __all__ = [
     "change_category",
     "change_level",
     "deregister",
+    "lookup_nominal",
     "read_nominal",
     "record_screening",
 ]
@@ -53,10 +68,35 @@ async def read_nominal(call: Call, nominal_id: str) -> Response:
     async with call.db.read() as session:
         nominal, decision = await visible_nominal(call, session, nominal_id)
         caller_keys = await call.keys(session, call.caller.agency_id, "enc")
+    return await _release_nominal(call, nominal, decision, caller_keys)
+
+
+async def lookup_nominal(call: Call) -> Response:
+    """POST /v1/nominals/lookup: the nominal with the PNC id, CRN or ViSOR reference in the
+    sealed body, as the caller may see it (404 as for an unknown identifier otherwise)."""
+    call.require_scope(READ)
+    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
+    async with call.db.read() as session:
+        opened = await call.open_body(session)
+        lookup = validate(NominalLookupIn, opened.body)
+        index = call.case_sealer.index(lookup.kind, lookup.value)
+        nominal, decision = await visible_nominal_by_index(call, session, lookup.kind, index)
+        caller_keys = await call.keys(session, call.caller.agency_id, "enc")
+    return await _release_nominal(call, nominal, decision, caller_keys, {"lookup": lookup.kind})
+
+
+async def _release_nominal(
+    call: Call,
+    nominal: Nominal,
+    decision: policies.Decision,
+    caller_keys: Sequence[Mapping[str, Any]],
+    detail: Mapping[str, Any] | None = None,
+) -> Response:
+    """The nominal redacted for the caller and sealed to it, released with its audit entry."""
     document = documents.nominal_document(nominal, call.case_sealer)
     release = redact.redact(decision, call.agency, document, purpose=call.caller.purpose)
     sealed = call.answer(release.document, caller_keys)
-    await released(call, decision, release.withheld, sealed)
+    await released(call, decision, release.withheld, sealed, detail=detail)
     return deliver.jose_response(sealed)
 
 

@@ -18,8 +18,10 @@ the owner and must not let an owner's lapsed key block another agency's lawful s
 read. Instead the notification is *held*: the consultation's audit entry records it as
 ``held`` with the reason (``recipient_key_unavailable``), and a second entry in the same
 transaction (outcome ``failed``, reason ``owner_notification_held``, the owner as recipient)
-makes it findable in the IG console (outcome ``failed``). Everything the notification would
-have said is in those entries (it carries no content), so the IG officer can tell the owner.
+makes it findable in the IG console (outcome ``failed``). The notification itself is kept,
+sealed at rest, as a :class:`~gateway.store.models.HeldNotification` in the same transaction;
+when the owner later registers a usable key it is sealed to that key and sent, exactly once
+(:mod:`gateway.cases.held_notifications`).
 """
 
 from __future__ import annotations
@@ -37,9 +39,11 @@ from gateway.delivery import outbox
 from gateway.flow import deliver
 from gateway.flow.audit import Operation, Outcome, record
 from gateway.logs import get_logger
+from gateway.store.models import HeldNotification
 
 __all__ = [
     "HELD",
+    "HELD_TABLE",
     "KIND",
     "QUEUED",
     "Notices",
@@ -51,6 +55,8 @@ KIND = "owner_notification"
 #: The states of a notification, as the consultation's audit entry records them.
 QUEUED = "queued"
 HELD = "held"
+#: Where held notifications wait, sealed at rest.
+HELD_TABLE = "held_notifications"
 #: Most record ids named in one notification (a page of records holds at most 100).
 _MAX_RECORDS = 200
 
@@ -66,6 +72,8 @@ class OwnerNotice:
     record_ids: tuple[str, ...]
     push: deliver.Push | None
     reason: str | None = None
+    #: What a held notification says (references and codes only), kept sealed until it goes.
+    body: dict[str, Any] | None = None
 
     def audit_detail(self) -> dict[str, Any]:
         """What the consultation's audit entry says of this notification (references only)."""
@@ -109,6 +117,20 @@ class Notices:
                 )
                 continue
             log.warning("owner_notification_held", code=notice.reason, owner=notice.owner_id)
+            if notice.body is not None:
+                session.add(
+                    HeldNotification(
+                        id=notice.message_id,
+                        owner_agency_id=notice.owner_id,
+                        kind=KIND,
+                        nominal_ref=self.nominal_id,
+                        reason=notice.reason or "recipient_key_unavailable",
+                        body_sealed=call.case_sealer.seal(
+                            HELD_TABLE, notice.message_id, "body_sealed", notice.body
+                        ),
+                        held_at=call.now,
+                    )
+                )
             record(
                 session,
                 call.event(
@@ -205,7 +227,9 @@ async def notify_owners(
                 now=call.now,
             )
         except errors.RecipientKeyUnavailable as exc:
-            notices.append(OwnerNotice(owner_id, message_id, record_ids, None, reason=exc.code))
+            notices.append(
+                OwnerNotice(owner_id, message_id, record_ids, None, reason=exc.code, body=body)
+            )
             continue
         notices.append(OwnerNotice(owner_id, message_id, record_ids, push))
     return Notices(call, nominal_id, tuple(notices))

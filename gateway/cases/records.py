@@ -5,11 +5,14 @@ it through the redaction chain: a third-party source, and every item citing it, 
 owner unless the owner released it. A new record from an agency that is not the lead agency is
 also pushed to the lead agency, redacted for it, through the outbox. When another agency reads
 a record, its owner is told (:mod:`gateway.cases.notifications`), in the read's transaction.
+
+A written report for a meeting (:mod:`gateway.cases.reports`) is a record of the same kind,
+attached to the meeting: it is built, pushed, stored and read with the functions here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -20,7 +23,16 @@ import policies
 from gateway import errors
 from gateway.audit.commit import Audited
 from gateway.cases import documents, notifications
-from gateway.cases.context import READ, WRITE, Call, Written, inbound, released, write
+from gateway.cases.context import (
+    READ,
+    WRITE,
+    Call,
+    Inbound,
+    Written,
+    inbound,
+    released,
+    write,
+)
 from gateway.cases.paging import encode_cursor, page_of
 from gateway.cases.subjects import visible_nominal, well_formed
 from gateway.contract import AckOut, RecordIn
@@ -28,39 +40,55 @@ from gateway.flow import deliver, lawful_basis, need_to_know, redact
 from gateway.flow.audit import Operation, Outcome, Withheld, record
 from gateway.store.models import Agency, InformationRecord, Nominal, new_id
 
-__all__ = ["create_record", "list_records", "read_record"]
+__all__ = [
+    "RecordPush",
+    "create_record",
+    "list_records",
+    "new_record",
+    "push_record",
+    "read_record",
+    "release_records",
+    "store_record",
+]
+
+#: A new record sealed to one recipient, what redaction withheld from it, and the decision.
+RecordPush = tuple[deliver.Push, redact.Released, policies.Decision]
 
 
 def _target(row: InformationRecord) -> policies.RecordTarget:
     return policies.RecordTarget(row.id, row.owner_agency_id, row.kind)
 
 
-async def _lead_push(
+async def push_record(
     call: Call,
     session: AsyncSession,
     nominal: Nominal,
     row: InformationRecord,
     body: Mapping[str, Any],
-) -> tuple[deliver.Push, redact.Released, policies.Decision] | None:
-    """The new record, redacted for the lead agency and sealed to it (None if none is owed)."""
-    if nominal.lead_agency_id == call.caller.agency_id:
+    recipient_id: str,
+) -> RecordPush | None:
+    """The new record, redacted for ``recipient_id`` and sealed to it; None if it may not see
+    the record or has no usable key (it reads the record when it asks: never sent in clear)."""
+    if recipient_id == call.caller.agency_id:
         return None
-    lead = await session.get(Agency, nominal.lead_agency_id)
-    keys = await call.keys(session, nominal.lead_agency_id, "enc")
-    if lead is None or not keys:
-        return None  # the lead reads it when it asks; nothing is ever sent in clear
-    lead_facts = need_to_know.agency_facts(lead)
+    recipient = await session.get(Agency, recipient_id)
+    keys = await call.keys(session, recipient_id, "enc")
+    if recipient is None or not keys:
+        return None
+    facts = need_to_know.agency_facts(recipient)
+    tied = (
+        policies.Involvements()
+        if recipient_id == nominal.lead_agency_id  # the lead sees the case without them
+        else await need_to_know.involvements(session, recipient_id, nominal.id)
+    )
     try:
-        decision = need_to_know.decide_with(
-            lead_facts, nominal, _target(row), call.now, policies.Involvements()
-        )
+        decision = need_to_know.decide_with(facts, nominal, _target(row), call.now, tied)
     except errors.NotFound:
         return None
-    document = documents.record_document(row, body)
     release = redact.redact(
         decision,
-        lead_facts,
-        document,
+        facts,
+        documents.record_document(row, body),
         purpose=call.caller.purpose,
         originator_agency_id=row.owner_agency_id,
         record_kind=row.kind,
@@ -68,13 +96,79 @@ async def _lead_push(
     push = deliver.prepare_push(
         call.sealer,
         {"record": release.document},
-        recipient_id=lead.id,
+        recipient_id=recipient.id,
         keys=keys,
         kind="record",
         nominal_ref=nominal.id,
         now=call.now,
     )
     return push, release, decision
+
+
+def new_record(
+    call: Call, nominal: Nominal, record_in: RecordIn, *, meeting_id: str | None = None
+) -> tuple[InformationRecord, dict[str, Any]]:
+    """A record of the caller's (not yet stored), its body sealed at rest, and the body."""
+    row = InformationRecord(
+        id=new_id(),
+        nominal_id=nominal.id,
+        meeting_id=meeting_id,
+        owner_agency_id=call.caller.agency_id,
+        officer=call.caller.officer,
+        kind=record_in.kind,
+        marking=documents.MARKING,
+        caveats=[str(c) for c in record_in.caveats],
+        has_third_party_source=record_in.has_third_party_source,
+        origin_jws_digest=(call.payload_digest or "").removeprefix("sha256:")[:64] or None,
+        created_at=call.now,
+    )
+    body = documents.record_body(record_in)
+    row.body_sealed = call.case_sealer.seal("information_records", row.id, "body_sealed", body)
+    return row, body
+
+
+async def store_record(
+    call: Call,
+    body: Inbound[Any],
+    row: InformationRecord,
+    decision: policies.Decision,
+    pushes: Iterable[RecordPush],
+    detail: Mapping[str, Any],
+) -> Response:
+    """Store the record, enqueue its pushes (each audited as a disclosure) and audit the
+    collection, in one transaction with the Idempotency-Key; answer sealed to the caller."""
+    sent = tuple(pushes)
+
+    async def act(session: AsyncSession) -> Audited[Written]:
+        session.add(row)
+        await session.flush()
+        for push, release, push_decision in sent:
+            await deliver.enqueue(session, push, now=call.now)
+            record(
+                session,
+                call.event(
+                    Outcome.ALLOWED,
+                    operation=Operation.DISCLOSURE,
+                    recipients=(push.recipient_id,),
+                    rule=push_decision.rule,
+                    policy_version=push_decision.policy_version,
+                    withheld=release.withheld,
+                    payload_digest=push.sealed.digest,
+                    detail={"resource": "record", "delivery": "outbox", "kind": push.kind},
+                ),
+            )
+        ack = AckOut(id=row.id, status="stored", nominal_id=row.nominal_id, kind=str(row.kind))
+        event = call.event(
+            Outcome.ALLOWED,
+            rule=decision.rule,
+            policy_version=decision.policy_version,
+            detail={**detail, "third_party_sources": row.has_third_party_source},
+        )
+        return Audited(Written(ack), event)
+
+    return await write(
+        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
+    )
 
 
 async def create_record(call: Call, nominal_id: str) -> Response:
@@ -86,57 +180,11 @@ async def create_record(call: Call, nominal_id: str) -> Response:
         if body.replay is not None:
             return body.replay
         nominal, decision = await visible_nominal(call, session, nominal_id)
-        record_in = body.body
-        row = InformationRecord(
-            id=new_id(),
-            nominal_id=nominal.id,
-            owner_agency_id=call.caller.agency_id,
-            officer=call.caller.officer,
-            kind=record_in.kind,
-            marking=documents.MARKING,
-            caveats=[str(c) for c in record_in.caveats],
-            has_third_party_source=record_in.has_third_party_source,
-            origin_jws_digest=(call.payload_digest or "").removeprefix("sha256:")[:64] or None,
-            created_at=call.now,
-        )
-        sealed_body = documents.record_body(record_in)
-        row.body_sealed = call.case_sealer.seal(
-            "information_records", row.id, "body_sealed", sealed_body
-        )
-        lead = await _lead_push(call, session, nominal, row, sealed_body)
+        row, sealed_body = new_record(call, nominal, body.body)
+        lead = await push_record(call, session, nominal, row, sealed_body, nominal.lead_agency_id)
     call.record_refs = (row.id,)
-
-    async def act(session: AsyncSession) -> Audited[Written]:
-        session.add(row)
-        await session.flush()
-        if lead is not None:
-            push, release, lead_decision = lead
-            await deliver.enqueue(session, push, now=call.now)
-            record(
-                session,
-                call.event(
-                    Outcome.ALLOWED,
-                    operation=Operation.DISCLOSURE,
-                    recipients=(push.recipient_id,),
-                    rule=lead_decision.rule,
-                    policy_version=lead_decision.policy_version,
-                    withheld=release.withheld,
-                    payload_digest=push.sealed.digest,
-                    detail={"resource": "record", "delivery": "outbox", "kind": push.kind},
-                ),
-            )
-        ack = AckOut(id=row.id, status="stored", nominal_id=nominal.id, kind=str(row.kind))
-        event = call.event(
-            Outcome.ALLOWED,
-            rule=decision.rule,
-            policy_version=decision.policy_version,
-            detail={"resource": "record", "third_party_sources": row.has_third_party_source},
-        )
-        return Audited(Written(ack), event)
-
-    return await write(
-        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
-    )
+    pushes = [lead] if lead is not None else []
+    return await store_record(call, body, row, decision, pushes, {"resource": "record"})
 
 
 async def read_record(call: Call, nominal_id: str, record_id: str) -> Response:
@@ -194,6 +242,26 @@ async def list_records(call: Call, nominal_id: str) -> Response:
         ).all()
         tied = await need_to_know.involvements(session, call.caller.agency_id, nominal.id)
         caller_keys = await call.keys(session, call.caller.agency_id, "enc")
+    cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if len(rows) == page.limit else None
+    return await release_records(
+        call, nominal, decision, rows, tied, caller_keys, "records", next_cursor=cursor
+    )
+
+
+async def release_records(
+    call: Call,
+    nominal: Nominal,
+    decision: policies.Decision,
+    rows: Sequence[InformationRecord],
+    tied: policies.Involvements,
+    caller_keys: Sequence[Mapping[str, Any]],
+    name: str,
+    *,
+    next_cursor: str | None = None,
+) -> Response:
+    """``rows`` the caller may see, each redacted for it, as the list ``name`` sealed to it;
+    the others left out as if they did not exist. One audit entry with each record's rule; the
+    owners of the records released are told, in its transaction."""
     entries: list[dict[str, Any]] = []
     withheld: list[Withheld] = []
     rules: dict[str, str] = {}
@@ -214,14 +282,13 @@ async def list_records(call: Call, nominal_id: str) -> Response:
         )
         entries.append(release.document)
         withheld += (
-            Withheld(field=f"records[{row.id}].{w.field}"[:200], rule=w.rule)
+            Withheld(field=f"{name}[{row.id}].{w.field}"[:200], rule=w.rule)
             for w in release.withheld
         )
         rules[row.id] = row_decision.rule
-    cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if len(rows) == page.limit else None
-    answer: dict[str, Any] = {"records": entries}
-    if cursor:
-        answer["next_cursor"] = cursor
+    answer: dict[str, Any] = {name: entries}
+    if next_cursor:
+        answer["next_cursor"] = next_cursor
     sealed = call.answer(answer, caller_keys)
     notices = await notifications.notify_owners(
         call,
@@ -233,7 +300,7 @@ async def list_records(call: Call, nominal_id: str) -> Response:
         decision,
         withheld,
         sealed,
-        record_refs=tuple(rules),
+        record_refs=(*call.record_refs, *rules),
         detail={"rules": rules, **notices.detail()},
         stage=notices.stage,
     )

@@ -21,6 +21,7 @@ from gateway import errors
 from gateway.audit.commit import Audited
 from gateway.cases import documents
 from gateway.cases.context import WRITE, Call, Written, inbound, write
+from gateway.cases.subjects import IDENTIFIER_INDEXES
 from gateway.contract import AckOut, ReferralIn
 from gateway.domain import AgencyStatus, Level, NominalStatus, ReferralKind, Role
 from gateway.flow import lawful_basis
@@ -77,13 +78,12 @@ def _indexes(sealer: CaseSealer, referral: ReferralIn) -> dict[str, str]:
 async def _known_nominal(session: AsyncSession, area: str, indexes: dict[str, str]) -> str | None:
     if not indexes:
         return None
-    columns = {"pnc": Nominal.pnc_index, "crn": Nominal.crn_index, "visor": Nominal.visor_index}
     found = await session.scalar(
         select(Nominal.id)
         .where(
             Nominal.area == area,
             Nominal.status == NominalStatus.ACTIVE,
-            or_(*(columns[kind] == value for kind, value in indexes.items())),
+            or_(*(IDENTIFIER_INDEXES[kind] == value for kind, value in indexes.items())),
         )
         .order_by(Nominal.created_at)
         .limit(1)

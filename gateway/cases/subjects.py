@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import policies
@@ -20,21 +20,31 @@ from gateway import errors
 from gateway.cases import documents
 from gateway.cases.context import Call
 from gateway.contract.types import RESOURCE_ID
-from gateway.domain import AgencyType, Participation, Role
+from gateway.domain import AgencyType, NominalStatus, Participation, Role
 from gateway.flow import lawful_basis, need_to_know
 from gateway.store.models import Action, Meeting, MeetingAgency, Minutes, Nominal
 
 __all__ = [
+    "IDENTIFIER_INDEXES",
     "VisibleMeeting",
     "is_chair_or_coordinator",
     "meeting_actions",
     "responsible_authority_only",
     "visible_meeting",
     "visible_nominal",
+    "visible_nominal_by_index",
     "well_formed",
 ]
 
 _ID = re.compile(RESOURCE_ID)
+#: The nominal's blind-index column of each kind of identifier partners search by.
+IDENTIFIER_INDEXES = {
+    "pnc": Nominal.pnc_index,
+    "crn": Nominal.crn_index,
+    "visor": Nominal.visor_index,
+}
+#: At most this many nominals share one identifier (a person deregistered and referred again).
+_CANDIDATES = 10
 
 
 def well_formed(resource_id: str) -> bool:
@@ -55,8 +65,37 @@ async def visible_nominal(
     decision = await need_to_know.decide(
         session, call.agency, nominal, target or policies.NominalTarget(), call.now
     )
-    call.basis = lawful_basis.confirm_for_nominal(call.caller, need_to_know.nominal_facts(nominal))
+    call.basis = await lawful_basis.confirm_for_nominal(call.caller, session, nominal, call.now)
     return nominal, decision
+
+
+async def visible_nominal_by_index(
+    call: Call, session: AsyncSession, kind: str, index: str
+) -> tuple[Nominal, policies.Decision]:
+    """The nominal whose ``kind`` identifier has the blind index ``index``, as for
+    :func:`visible_nominal`: the first the caller may know of, an active registration before a
+    closed one and the newest first. An identifier no nominal carries, and one carried only by
+    nominals the caller may not know of, give the same NotFound (the audit says which)."""
+    candidates = (
+        await session.scalars(
+            select(Nominal.id)
+            .where(IDENTIFIER_INDEXES[kind] == index)
+            .order_by(
+                case((Nominal.status == NominalStatus.ACTIVE, 0), else_=1),
+                Nominal.created_at.desc(),
+                Nominal.id,
+            )
+            .limit(_CANDIDATES)
+        )
+    ).all()
+    refused: errors.NotFound | None = None
+    for nominal_id in candidates:
+        try:
+            return await visible_nominal(call, session, nominal_id)
+        except errors.NotFound as exc:
+            refused = refused or exc
+    call.nominal_ref = candidates[0] if candidates else None
+    raise refused or need_to_know.not_found(f"nominal with this {kind}")
 
 
 @dataclass(frozen=True, slots=True)

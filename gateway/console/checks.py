@@ -12,6 +12,7 @@ from gateway.audit.checkpoint import CheckpointVerifier
 from gateway.audit.errors import AuditError
 from gateway.audit.log import entry_fields, inclusion_proof, latest_checkpoint
 from gateway.audit.merkle import verify_inclusion
+from gateway.audit.subtrees import SubtreeCache
 from gateway.errors import AuditLogInconsistent
 from gateway.store.models import AuditEntry
 
@@ -28,7 +29,10 @@ class ProofCheck:
 
 
 async def check_entry(
-    session: AsyncSession, row: AuditEntry, verifier: CheckpointVerifier | None
+    session: AsyncSession,
+    row: AuditEntry,
+    verifier: CheckpointVerifier | None,
+    cache: SubtreeCache | None = None,
 ) -> ProofCheck:
     """Hash the entry as it reads now, and check its inclusion proof against the latest
     checkpoint whose signature verifies with the log's key."""
@@ -62,7 +66,7 @@ async def check_entry(
             checkpoint.origin,
         )
     try:
-        proof = await inclusion_proof(session, row.entry_id, checkpoint.size)
+        proof = await inclusion_proof(session, row.entry_id, checkpoint.size, cache=cache)
     except AuditLogInconsistent:
         return ProofCheck(
             "failed", "FAILED", "The stored tree has gaps.", checkpoint.size, checkpoint.origin

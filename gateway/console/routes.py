@@ -302,13 +302,14 @@ async def entry(request: Request, entry_id: str) -> Response:
     entry_id = entry_id[:64]
     await _audit(request, "view", officer.officer_id, record_refs=(entry_id,))
     verifier = state.audit.verifier() if state.audit is not None else None
+    cache = state.audit.subtrees if state.audit is not None else None
     async with state.db.read() as session:
         row = (
             await session.execute(select(AuditEntry).where(AuditEntry.entry_id == entry_id))
         ).scalar_one_or_none()
         if row is None:
             raise errors.NotFound()
-        check = await check_entry(session, row, verifier)
+        check = await check_entry(session, row, verifier, cache)
         record = audit_log.entry_record(row)
     fields = [(name, record[name]) for name in (*AUDIT_ENTRY_FIELDS, LEAF_HASH_KEY)]
     return render(

@@ -6,6 +6,7 @@ booleans are JSON booleans. Outbound, each document and view has its own schema 
 what is on no schema is never serialised.
 """
 
+from gateway.contract.contributors import ContributorIn, ContributorRevocationIn
 from gateway.contract.disclosures import DecisionIn, DisclosureDecision, DisclosureIn
 from gateway.contract.hazard_flags import HazardFlagIn
 from gateway.contract.markers import WarningMarkerIn, WarningMarkerView
@@ -21,10 +22,11 @@ from gateway.contract.nominals import (
     CategoryChangeIn,
     DeregistrationIn,
     LevelChangeIn,
+    NominalLookupIn,
     ScreeningIn,
     ScreeningOutcome,
 )
-from gateway.contract.records import RecordIn
+from gateway.contract.records import RecordIn, WrittenReportIn
 from gateway.contract.referrals import ReferralIn, RiskEntry, SubjectDetails
 from gateway.contract.sources import CaveatCode, ItemIn, SourceIn, SourceKind
 from gateway.contract.views import (
@@ -45,6 +47,8 @@ __all__ = [
     "ActionStatusIn",
     "CategoryChangeIn",
     "CaveatCode",
+    "ContributorIn",
+    "ContributorRevocationIn",
     "DecisionIn",
     "DeregistrationIn",
     "DisclosureDecision",
@@ -58,6 +62,7 @@ __all__ = [
     "MinutesApprovedView",
     "MinutesIn",
     "MinutesView",
+    "NominalLookupIn",
     "NominalView",
     "ParticipantIn",
     "ParticipantsIn",
@@ -73,5 +78,6 @@ __all__ = [
     "ViewRefused",
     "WarningMarkerIn",
     "WarningMarkerView",
+    "WrittenReportIn",
     "shape",
 ]

@@ -1,12 +1,25 @@
-"""The housing property warning marker: a property reference, a marker code, a contact, a date."""
+"""The housing property warning marker: a property reference, a marker code, a contact, a date;
+its revocation (a reason code, never free text); the RA's view of the markers it raised."""
 
 from __future__ import annotations
+
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.contract.types import STRICT, AgencyId, IsoDate, ResourceId
 
-__all__ = ["WarningMarkerIn", "WarningMarkerView"]
+__all__ = [
+    "REVOCATION_REASONS",
+    "WarningMarkerEntry",
+    "WarningMarkerIn",
+    "WarningMarkerRevocationIn",
+    "WarningMarkerView",
+]
+
+#: Why a marker is revoked: codes only, so no personal data can ride on a revocation.
+RevocationReason = Literal["review_completed", "left_property", "deregistered", "raised_in_error"]
+REVOCATION_REASONS: tuple[str, ...] = get_args(RevocationReason)
 
 
 class WarningMarkerIn(BaseModel):
@@ -50,3 +63,31 @@ class WarningMarkerView(BaseModel):
     marker: str
     contact: str
     review_date: str | None = None
+
+
+class WarningMarkerRevocationIn(BaseModel):
+    """The RA withdraws a marker: why, as a code. The housing provider removes the PWM."""
+
+    model_config = STRICT
+
+    reason: RevocationReason
+
+
+class WarningMarkerEntry(BaseModel):
+    """One marker as the Responsible Authority lists it (exactly these fields)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    nominal_id: str
+    recipient_agency_id: str
+    raised_by_agency_id: str
+    uprn: str
+    marker: str
+    contact: str
+    review_date: str | None = None
+    status: str
+    raised_at: str
+    revoked_at: str | None = None
+    revoked_by_agency_id: str | None = None
+    revoked_reason: str | None = None

@@ -11,6 +11,7 @@ from gateway.contract.types import (
     IsoDate,
     ItemRef,
     LongText,
+    Reason,
     ResourceId,
     ShortText,
     StrictBool,
@@ -107,6 +108,9 @@ class ActionIn(BaseModel):
 
 
 class ActionStatusIn(BaseModel):
+    """A new status for an action point, and an optional note (sealed at rest)."""
+
     model_config = STRICT
 
     status: ActionStatus
+    note: Reason | None = None

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import enum
 
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
 
-from gateway.contract.types import STRICT, CategoryCode, LevelCode, Reason, ResourceId
+from gateway.contract.types import (
+    STRICT,
+    CategoryCode,
+    Identifier,
+    LevelCode,
+    Reason,
+    ResourceId,
+)
 from gateway.domain import Level
 
 __all__ = [
     "CategoryChangeIn",
     "DeregistrationIn",
     "LevelChangeIn",
+    "NominalLookupIn",
     "ScreeningIn",
     "ScreeningOutcome",
 ]
@@ -60,3 +68,35 @@ class DeregistrationIn(BaseModel):
     model_config = STRICT
 
     reason: Reason
+
+
+class NominalLookupIn(BaseModel):
+    """Find a nominal by exactly one of its identifiers: a PNC id, an nDelius CRN or a ViSOR
+    reference. Sent sealed in a POST body, so that the identifier is never in a URL."""
+
+    model_config = STRICT
+
+    pnc: Identifier | None = None
+    crn: Identifier | None = None
+    visor: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> NominalLookupIn:
+        if len(self.identifiers()) != 1:
+            raise ValueError("name exactly one of pnc, crn or visor")
+        return self
+
+    def identifiers(self) -> dict[str, str]:
+        """The identifiers given, by kind (``pnc``, ``crn``, ``visor``)."""
+        given = {"pnc": self.pnc, "crn": self.crn, "visor": self.visor}
+        return {kind: value for kind, value in given.items() if value is not None}
+
+    @property
+    def kind(self) -> str:
+        [kind] = self.identifiers()
+        return kind
+
+    @property
+    def value(self) -> str:
+        [value] = self.identifiers().values()
+        return value

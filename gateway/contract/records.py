@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field, model_validator
 
 from gateway.contract.referrals import RiskEntry
@@ -9,7 +11,7 @@ from gateway.contract.sources import CaveatCode, ItemIn, SourceIn, check_citatio
 from gateway.contract.types import STRICT
 from gateway.domain import RecordKind
 
-__all__ = ["RecordIn"]
+__all__ = ["RecordIn", "WrittenReportIn"]
 
 _TEXT = Field(default=None, min_length=1, max_length=2000)
 
@@ -43,3 +45,10 @@ class RecordIn(BaseModel):
     @property
     def has_third_party_source(self) -> bool:
         return any(s.third_party for s in self.sources)
+
+
+class WrittenReportIn(RecordIn):
+    """A written report for a meeting the agency was invited to and cannot attend: a record of
+    kind ``written_report`` (the kind may be left out), with its sources and caveats."""
+
+    kind: Literal[RecordKind.WRITTEN_REPORT] = RecordKind.WRITTEN_REPORT

@@ -57,9 +57,18 @@ def register(subparsers: Any) -> None:
     endpoint.set_defaults(func=_partner_endpoint)
 
     conformance = subparsers.add_parser(
-        "conformance", help="Run a partner's webhook endpoint against the delivery contract"
+        "conformance",
+        help="Run a partner's webhook endpoint, or its adapter client, against the contract",
     )
-    conformance.add_argument("agency_id")
+    conformance.add_argument("agency_id", nargs="?", help="The agency whose webhook to check")
+    conformance.add_argument(
+        "--adapter",
+        metavar="DIR",
+        help="Check the adapter side instead: the folder `partner init` wrote (its keys and "
+        "adapter.toml) against the running gateway named there",
+    )
+    conformance.add_argument("--issuer", help="With --adapter: the gateway (default: the kit's)")
+    conformance.add_argument("--gateway-ca-file", help="With --adapter: CA of the gateway's TLS")
     conformance.add_argument("--url", help="Default: the agency's registered endpoint")
     conformance.add_argument("--ca-file", help="Default: the agency's registered CA")
     conformance.set_defaults(func=_conformance)
@@ -218,7 +227,49 @@ def _partner_endpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _report(checks: list[Any]) -> int:
+    for check in checks:
+        print(f"{'PASS' if check.passed else 'FAIL'}  {check.name:34} {check.detail}")
+    failed = sum(not c.passed for c in checks)
+    print(f"{len(checks) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def _adapter_conformance(args: argparse.Namespace) -> int:
+    import tomllib
+    from pathlib import Path
+
+    from adapters.identity import AgencyIdentity
+    from gateway.delivery.adapter_conformance import run_adapter_conformance
+
+    folder = Path(args.adapter)
+    toml = folder / "adapter.toml"
+    try:
+        config = tomllib.loads(toml.read_text(encoding="utf-8")) if toml.exists() else {}
+        identity = AgencyIdentity.load(folder)
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"mappa-gateway: cannot read the adapter kit in {folder}: {exc}", file=sys.stderr)
+        return 2
+    issuer = args.issuer or str(config.get("gateway_issuer") or "")
+    if not issuer:
+        print("mappa-gateway: no gateway issuer: give --issuer", file=sys.stderr)
+        return 2
+    verify: str | bool = args.gateway_ca_file or True
+    checks = asyncio.run(run_adapter_conformance(identity, issuer, verify=verify))
+    print(f"adapter of {identity.agency_id} against {issuer}")
+    return _report(checks)
+
+
 def _conformance(args: argparse.Namespace) -> int:
+    if args.adapter:
+        return _adapter_conformance(args)
+    if not args.agency_id:
+        print("mappa-gateway: give an agency id (webhook) or --adapter DIR", file=sys.stderr)
+        return 2
+    return _webhook_conformance(args)
+
+
+def _webhook_conformance(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from gateway.delivery.conformance import run_conformance
@@ -271,8 +322,4 @@ def _conformance(args: argparse.Namespace) -> int:
     if problem:
         print(f"mappa-gateway: {problem}", file=sys.stderr)
         return 2
-    for check in checks:
-        print(f"{'PASS' if check.passed else 'FAIL'}  {check.name:34} {check.detail}")
-    failed = sum(not c.passed for c in checks)
-    print(f"{len(checks) - failed} passed, {failed} failed")
-    return 1 if failed else 0
+    return _report(checks)

@@ -1,5 +1,8 @@
 """``mappa-gateway conformance``: run a partner's webhook endpoint against the contract.
 
+(The partner's other side, the calls its adapter client makes, is checked by
+``mappa-gateway conformance --adapter DIR``: :mod:`gateway.delivery.adapter_conformance`.)
+
 Run by the gateway operator (it seals with the gateway's own payload-signing key, exactly as a
 real delivery is sealed) against an agency's registered endpoint, or a URL and CA given on the
 command line. Each check is pass or fail, with a reason code:

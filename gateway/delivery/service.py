@@ -1,4 +1,9 @@
-"""The relay in a running gateway: started by the app's lifespan, stopped cleanly with it."""
+"""The relay in a running gateway: started by the app's lifespan, stopped cleanly with it.
+
+Beside it runs the release of held owner notifications
+(:class:`gateway.cases.held_notifications.HeldReleaser`): an owner that registers a key, or
+publishes one at its ``jwks_uri``, receives what was held for it.
+"""
 
 from __future__ import annotations
 
@@ -26,9 +31,24 @@ def install_delivery(state: GatewayState) -> None:
         state.db, relay_config(settings), metrics=state.metrics, clock=lambda: state.clock()
     )
     state.relay.start()
+    if state.sealer is not None and state.case_sealer is not None:
+        from gateway.cases.held_notifications import HeldReleaser
+
+        releaser = HeldReleaser(
+            state.db,
+            state.sealer,
+            state.case_sealer,
+            jwks_fetcher=state.jwks_fetcher,
+            clock=lambda: state.clock(),
+        )
+        state.held_releaser = releaser
+        releaser.start()
 
 
 async def shutdown_delivery(state: GatewayState) -> None:
+    if state.held_releaser is not None:
+        await state.held_releaser.stop()
+        state.held_releaser = None
     if state.relay is not None:
         await state.relay.stop()
         state.relay = None

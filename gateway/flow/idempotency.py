@@ -6,7 +6,8 @@ same body for a retry (a new JWE, a new signature) is still recognised. The key 
 with the answer in the write's own transaction:
 
 * same key, same digest: the original answer is replayed (sealed to the caller afresh), and
-  nothing is written again;
+  nothing is written again but the replay's own audit entry, which names the original write's
+  entry (:attr:`Remembered.audit_entry_id`): a replay discloses the answer once more;
 * same key, another digest: 422 ``idempotency_key_reused``;
 * two replicas racing with one key: the primary key lets one commit; the other finds the
   winner's row and replays it.
@@ -46,6 +47,8 @@ class Remembered:
 
     status_code: int
     answer: dict[str, Any]
+    #: The audit entry of the original write (None for a key remembered before it was kept).
+    audit_entry_id: str | None = None
 
 
 def key_of(request: Request) -> str:
@@ -76,7 +79,7 @@ async def lookup(
     if row.request_digest != digest:
         raise errors.IdempotencyConflict(diagnostics={"reason": "idempotency_key_reused"})
     answer = sealer.unseal(_TABLE, _row_id(agency_id, key), "answer_sealed", row.answer_sealed)
-    return Remembered(row.status_code, answer)
+    return Remembered(row.status_code, answer, row.audit_entry_id)
 
 
 async def remember(
@@ -88,9 +91,11 @@ async def remember(
     digest: str,
     status_code: int,
     answer: Mapping[str, Any],
+    audit_entry_id: str,
     now: dt.datetime,
 ) -> None:
-    """Remember the answer in the write's open transaction (it commits with the write)."""
+    """Remember the answer and the write's audit entry in the write's open transaction (they
+    commit with the write)."""
     global _remembered_since_purge
     _remembered_since_purge += 1
     if _remembered_since_purge >= PURGE_EVERY:
@@ -103,6 +108,7 @@ async def remember(
             request_digest=digest,
             status_code=status_code,
             answer_sealed=sealer.seal(_TABLE, _row_id(agency_id, key), "answer_sealed", answer),
+            audit_entry_id=audit_entry_id,
             created_at=now,
             expires_at=now + KEEP_FOR,
         )

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Integer,
     String,
     bindparam,
+    case,
     cast,
     literal,
     null,
@@ -50,6 +51,7 @@ from gateway.flow.authenticate import Caller
 from gateway.store.models import (
     Action,
     Agency,
+    ContributorDecision,
     Meeting,
     MeetingAgency,
     Nominal,
@@ -75,6 +77,8 @@ __all__ = [
 LINKED_REFERRAL = "linked"
 #: The rule recorded when the id asked for does not exist (or names another nominal's child).
 NO_SUCH_RESOURCE = "resource-exists"
+#: The status column of a ``c`` involvement row: whether the RA revoked the decision.
+_STANDING, _REVOKED = "recorded", "revoked"
 #: Grants that never look at involvements: when one of these grants, involvements are not loaded.
 _WITHOUT_INVOLVEMENT = frozenset({"lead-agency", "responsible-authority-of-area", "record-owner"})
 
@@ -116,15 +120,16 @@ def nominal_facts(nominal: Nominal) -> policies.NominalFacts:
         lead_agency_id=nominal.lead_agency_id,
         status=nominal.status,
         level_changed_at=nominal.level_changed_at,
-        other_contributors_allowed=nominal.other_contributors_allowed,
     )
 
 
 def _involvement_query(agency_id: Any, nominal_id: Any) -> CompoundSelect[Any]:
     """Every involvement of the agency with the nominal, in one round trip (UNION ALL).
 
-    Columns: kind (r, m, a, d), id, meeting id, meeting type, participation, status, first
-    date, second date, a time, a level, approved parts. The first branch types them all."""
+    Columns: kind (r, m, a, d, c), id, meeting id, meeting type, participation, status, first
+    date, second date, a time, a level, approved parts (or purposes). The first branch types
+    them all. ``c`` rows are the RA's s.325(4A)(c) decisions naming the agency: their time is
+    when the decision stops standing, their status whether it was revoked."""
 
     def blank(kind: Any) -> Any:
         # typed in SQL: PostgreSQL resolves a UNION's column types pairwise, left to right
@@ -203,7 +208,24 @@ def _involvement_query(agency_id: Any, nominal_id: Any) -> CompoundSelect[Any]:
             OnwardDisclosureRequest.recipient_agency_id == agency_id,
         )
     )
-    return union_all(referrals, meetings, actions, grants)
+    contributions = select(
+        literal("c"),
+        ContributorDecision.id,
+        null(),
+        null(),
+        null(),
+        case(
+            (ContributorDecision.revoked_at.is_(None), literal(_STANDING)), else_=literal(_REVOKED)
+        ),
+        null(),
+        null(),
+        ContributorDecision.ends_at,
+        null(),
+        ContributorDecision.purposes,
+    ).where(
+        ContributorDecision.nominal_id == nominal_id, ContributorDecision.agency_id == agency_id
+    )
+    return union_all(referrals, meetings, actions, grants, contributions)
 
 
 #: Built once: building a statement costs far more than running it (hot path).
@@ -216,7 +238,7 @@ async def involvements(
     """Everything that ties ``agency_id`` to ``nominal_id`` beyond being its lead or RA."""
     params = {"agency_id": agency_id, "nominal_id": nominal_id}
     rows = (await session.execute(_INVOLVEMENTS, params)).all()
-    referrals, meetings, actions, grants = [], [], [], []
+    referrals, meetings, actions, grants, contributions = [], [], [], [], []
     for kind, ident, meeting_id, meeting_type, part, status, d1, d2, moment, level, parts in rows:
         if kind == "r":
             referrals.append(policies.ReferralInvolvement(ident, agency_id, nominal_id, moment))
@@ -240,6 +262,17 @@ async def involvements(
                     ident, agency_id, nominal_id, meeting_id, ActionStatus(status), d1, d2
                 )
             )
+        elif kind == "c":
+            contributions.append(
+                policies.ContributorDecision(
+                    decision_id=ident,
+                    agency_id=agency_id,
+                    nominal_id=nominal_id,
+                    purposes=frozenset(parts or ()),
+                    ends_at=moment,
+                    revoked=status == _REVOKED,
+                )
+            )
         elif meeting_id is not None:
             grants.append(
                 policies.OnwardDisclosureGrant(
@@ -252,7 +285,9 @@ async def involvements(
                     decided_at=moment,
                 )
             )
-    return policies.Involvements(tuple(referrals), tuple(meetings), tuple(actions), tuple(grants))
+    return policies.Involvements(
+        tuple(referrals), tuple(meetings), tuple(actions), tuple(grants), tuple(contributions)
+    )
 
 
 def _refused(refusal: policies.NoNeedToKnow) -> errors.NotFound:

@@ -36,6 +36,7 @@ from gateway.audit import log as audit_log
 from gateway.audit.commit import Audited, commit_audited, record_alone
 from gateway.audit.search import Page, parse_query, search_entries
 from gateway.audit.service import AuditService
+from gateway.audit.subtrees import SubtreeCache
 from gateway.console.session import SESSION_COOKIE, current_session
 from gateway.domain import AgencyType
 from gateway.flow.audit import AuditEvent, Operation, Outcome
@@ -88,6 +89,11 @@ def _audit(state: GatewayState) -> AuditService:
     if state.audit is None:
         raise errors.Unavailable(diagnostics={"reason": "audit_checkpoint_key_unavailable"})
     return state.audit
+
+
+def _subtrees(state: GatewayState) -> SubtreeCache | None:
+    """The process's proof cache (none without the log's keys: proofs then read every leaf)."""
+    return state.audit.subtrees if state.audit is not None else None
 
 
 def _route(request: Request) -> str:
@@ -186,8 +192,9 @@ async def consistency(
     old, new = _size("first", first), _size("second", second)
     if old is None or new is None:
         raise errors.InvalidParameter("first and second are required")
-    async with _state(request).db.read() as session:
-        proof = await audit_log.consistency_proof(session, old, new)
+    state = _state(request)
+    async with state.db.read() as session:
+        proof = await audit_log.consistency_proof(session, old, new, cache=_subtrees(state))
     return JSONResponse(proof.as_json())
 
 
@@ -204,7 +211,9 @@ async def inclusion(
     size = _size("tree_size", tree_size)
 
     async def act(session: AsyncSession) -> Audited[audit_log.InclusionProof]:
-        proof = await audit_log.inclusion_proof(session, entry_id, size)
+        proof = await audit_log.inclusion_proof(
+            session, entry_id, size, cache=_subtrees(_state(request))
+        )
         event = reader.event(
             Outcome.ALLOWED,
             record_refs=(entry_id,),

@@ -17,6 +17,8 @@ from starlette.responses import Response
 
 from gateway import contract
 from gateway.cases import (
+    actions,
+    contributors,
     disclosures,
     hazard_flags,
     level1,
@@ -25,9 +27,11 @@ from gateway.cases import (
     nominals,
     records,
     referrals,
+    reports,
 )
 from gateway.cases.context import Call, guarded
 from gateway.contract.envelope import JOSE_MEDIA_TYPE
+from gateway.contract.markers import WarningMarkerRevocationIn
 from gateway.flow.audit import Operation
 from gateway.flow.authenticate import Caller, authenticate
 
@@ -53,6 +57,16 @@ def _sealed_answer(model: type[BaseModel] | None, status: int = 200) -> dict[int
     return {status: {"description": "Sealed to the caller", "content": {JOSE_MEDIA_TYPE: content}}}
 
 
+def _sealed_body(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI for a request body of ``model`` sealed to the gateway."""
+    return {
+        "required": True,
+        "content": {
+            JOSE_MEDIA_TYPE: {"schema": _SEALED, "x-mappa-sealed-schema": model.model_json_schema()}
+        },
+    }
+
+
 def _write(model: type[BaseModel], status: int = 201) -> dict[str, Any]:
     """OpenAPI for a write: a sealed body of ``model``, an Idempotency-Key, a sealed AckOut."""
     return {
@@ -66,15 +80,7 @@ def _write(model: type[BaseModel], status: int = 201) -> dict[str, Any]:
                     "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
                 },
             ],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    JOSE_MEDIA_TYPE: {
-                        "schema": _SEALED,
-                        "x-mappa-sealed-schema": model.model_json_schema(),
-                    }
-                },
-            },
+            "requestBody": _sealed_body(model),
         },
         "responses": _sealed_answer(contract.AckOut, status),
         "status_code": status,
@@ -86,6 +92,19 @@ def _read(model: type[BaseModel] | None) -> dict[str, Any]:
     return {
         "openapi_extra": {"parameters": _HEADERS},
         "responses": _sealed_answer(model),
+        "response_class": Response,
+    }
+
+
+def _lookup(model: type[BaseModel], answer: type[BaseModel]) -> dict[str, Any]:
+    """OpenAPI for a read whose question is sealed in a POST body (it names an identifier that
+    must not be in the URL): no Idempotency-Key, a sealed answer of ``answer``."""
+    return {
+        "openapi_extra": {
+            "parameters": _HEADERS,
+            "requestBody": _sealed_body(model),
+        },
+        "responses": _sealed_answer(answer),
         "response_class": Response,
     }
 
@@ -108,6 +127,16 @@ async def post_referral(request: Request, caller: Authenticated) -> Response:
 
 
 # ------------------------------------------------------------------------------- nominals
+
+
+@router.post(
+    "/nominals/lookup",
+    summary="Find a nominal by its PNC id, CRN or ViSOR reference (in the sealed body)",
+    **_lookup(contract.NominalLookupIn, contract.NominalView),
+)
+async def post_nominal_lookup(request: Request, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.CONSULTATION)
+    return await guarded(call, nominals.lookup_nominal(call))
 
 
 @router.get(
@@ -233,6 +262,26 @@ async def get_minutes(request: Request, meeting_id: str, caller: Authenticated) 
 
 
 @router.post(
+    "/meetings/{meeting_id}/reports",
+    summary="A written report from an agency invited that cannot attend",
+    **_write(contract.WrittenReportIn),
+)
+async def post_report(request: Request, meeting_id: str, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.COLLECTION)
+    return await guarded(call, reports.create_report(call, meeting_id))
+
+
+@router.get(
+    "/meetings/{meeting_id}/reports",
+    summary="The meeting's written reports (chair, co-ordinator, participants)",
+    **_read(None),
+)
+async def get_reports(request: Request, meeting_id: str, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.DISCLOSURE)
+    return await guarded(call, reports.list_reports(call, meeting_id))
+
+
+@router.post(
     "/meetings/{meeting_id}/actions", summary="An action point (chair)", **_write(contract.ActionIn)
 )
 async def post_action(request: Request, meeting_id: str, caller: Authenticated) -> Response:
@@ -299,6 +348,28 @@ async def post_warning_marker(request: Request, caller: Authenticated) -> Respon
     return await guarded(call, markers.raise_warning_marker(call))
 
 
+@router.get(
+    "/nominals/{nominal_id}/warning-markers",
+    summary="The warning markers raised on a nominal (Responsible Authority; cursor pages)",
+    **_read(None),
+)
+async def get_warning_markers(request: Request, nominal_id: str, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.DISCLOSURE)
+    return await guarded(call, markers.list_warning_markers(call, nominal_id))
+
+
+@router.post(
+    "/warning-markers/{marker_id}/revocation",
+    summary="Revoke a warning marker; housing removes the PWM (Responsible Authority)",
+    **_write(WarningMarkerRevocationIn, 200),
+)
+async def post_warning_marker_revocation(
+    request: Request, marker_id: str, caller: Authenticated
+) -> Response:
+    call = _call(request, caller, Operation.ALTERATION)
+    return await guarded(call, markers.revoke_warning_marker(call, marker_id))
+
+
 # ------------------------------------------------------------------------- level 1 list
 
 
@@ -306,3 +377,38 @@ async def post_warning_marker(request: Request, caller: Authenticated) -> Respon
 async def get_level_1_list(request: Request, caller: Authenticated) -> Response:
     call = _call(request, caller, Operation.DISCLOSURE)
     return await guarded(call, level1.read_level_1_list(call))
+
+
+# ---------------------------------------------------------- s.325(4A)(c) contributor decisions
+
+
+@router.post(
+    "/nominals/{nominal_id}/contributors",
+    summary="Record that an agency could contribute, s.325(4A)(c) (Responsible Authority)",
+    **_write(contract.ContributorIn),
+)
+async def post_contributor(request: Request, nominal_id: str, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.COLLECTION)
+    return await guarded(call, contributors.record_contributor(call, nominal_id))
+
+
+@router.post(
+    "/nominals/{nominal_id}/contributors/{decision_id}/revocation",
+    summary="Revoke an s.325(4A)(c) decision (Responsible Authority)",
+    **_write(contract.ContributorRevocationIn, 200),
+)
+async def post_contributor_revocation(
+    request: Request, nominal_id: str, decision_id: str, caller: Authenticated
+) -> Response:
+    call = _call(request, caller, Operation.ALTERATION)
+    return await guarded(call, contributors.revoke_contributor(call, nominal_id, decision_id))
+
+
+@router.post(
+    "/actions/{action_id}/status",
+    summary="Move an action point: open, in progress, done, cancelled (owner or chair)",
+    **_write(contract.ActionStatusIn, 200),
+)
+async def post_action_status(request: Request, action_id: str, caller: Authenticated) -> Response:
+    call = _call(request, caller, Operation.ALTERATION)
+    return await guarded(call, actions.update_action_status(call, action_id))

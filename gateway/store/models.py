@@ -50,13 +50,16 @@ from gateway.domain import (
 
 __all__ = [
     "Action",
+    "ActionUpdate",
     "Agency",
     "AgencyKey",
     "AuditCheckpoint",
     "AuditEntry",
     "Base",
     "ConsoleSession",
+    "ContributorDecision",
     "HazardFlag",
+    "HeldNotification",
     "IGOfficer",
     "IdempotentRequest",
     "InformationRecord",
@@ -67,10 +70,12 @@ __all__ = [
     "Nominal",
     "NominalChange",
     "OnwardDisclosureRequest",
+    "OriginEvidence",
     "OutboxMessage",
     "Referral",
     "ReferralAgency",
     "UsedJti",
+    "WarningMarker",
     "new_id",
     "utcnow",
 ]
@@ -189,8 +194,6 @@ class Nominal(Base):
     visor_index: Mapped[str | None] = mapped_column(String(64), index=True)
     #: When the level last changed: involvement granted under the old level ends here.
     level_changed_at: Mapped[dt.datetime | None] = mapped_column()
-    #: s.325(4A)(c): the RA recorded that other contributors may be consulted on this nominal.
-    other_contributors_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
     details_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -246,6 +249,8 @@ class InformationRecord(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     nominal_id: Mapped[str] = mapped_column(ForeignKey("nominals.id"), index=True)
+    #: The meeting a written report was sent for (an agency invited that cannot attend).
+    meeting_id: Mapped[str | None] = mapped_column(ForeignKey("meetings.id"), index=True)
     owner_agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"), index=True)
     officer: Mapped[str] = mapped_column(String(64))
     kind: Mapped[RecordKind] = mapped_column(_enum(RecordKind, "record_kind"))
@@ -333,6 +338,31 @@ class HazardFlag(Base):
     #: Child or family reference, relationship, contact.
     details_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class WarningMarker(Base):
+    """A housing property warning marker (``PWM``) the RA raised, until it is revoked.
+
+    Only the allow-listed fields exist: the UPRN, the marker code and the contact are sealed;
+    there is no column a name, an offence or a third party could go in.
+    """
+
+    __tablename__ = "warning_markers"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    nominal_id: Mapped[str] = mapped_column(ForeignKey("nominals.id"), index=True)
+    recipient_agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"), index=True)
+    raised_by_agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    review_date: Mapped[dt.date | None] = mapped_column(Date)
+    #: ``sent`` (to the housing provider) or ``revoked``.
+    status: Mapped[str] = mapped_column(String(20), default="sent")
+    #: UPRN, marker code, contact.
+    details_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column()
+    revoked_by_agency_id: Mapped[str | None] = mapped_column(ForeignKey("agencies.id"))
+    #: A code from the revocation vocabulary (never free text).
+    revoked_reason: Mapped[str | None] = mapped_column(String(40))
 
 
 class OnwardDisclosureRequest(Base):
@@ -503,6 +533,28 @@ class OutboxMessage(Base):
     delivered_at: Mapped[dt.datetime | None] = mapped_column()
 
 
+class HeldNotification(Base):
+    """An owner notification that could not be sealed (the owner had no usable encryption key).
+
+    The notification (references and codes only) is kept sealed at rest until the owner
+    registers a key; it is then sealed to that key and enqueued under this row's id, which is
+    also its outbox message id, so it goes out exactly once. ``released_at`` says when.
+    """
+
+    __tablename__ = "held_notifications"
+    __table_args__ = (Index("ix_held_notifications_owner", "owner_agency_id", "released_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    owner_agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    kind: Mapped[str] = mapped_column(String(40))
+    nominal_ref: Mapped[str | None] = mapped_column(String(64))
+    #: Why it was held (a code, e.g. ``recipient_key_unavailable``).
+    reason: Mapped[str] = mapped_column(String(64))
+    body_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    held_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    released_at: Mapped[dt.datetime | None] = mapped_column()
+
+
 class NominalChange(Base):
     """The history of a nominal: category and level changes, screening outcomes, deregistration.
 
@@ -525,6 +577,70 @@ class NominalChange(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
+class ContributorDecision(Base):
+    """A Responsible Authority's s.325(4A)(c) decision: ``agency_id`` could contribute on this
+    nominal, for these purposes, until the end of ``ends_on`` or until it is revoked.
+
+    ``ends_at`` is when the decision stops standing: the end of ``ends_on`` in the policy's time
+    zone, brought forward to the moment of revocation. The reasons are sealed (they may name
+    people); who decided, when, and for what purposes stay clear for the policies.
+    """
+
+    __tablename__ = "contributor_decisions"
+    __table_args__ = (Index("ix_contributor_decisions_nominal_agency", "nominal_id", "agency_id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    nominal_id: Mapped[str] = mapped_column(ForeignKey("nominals.id"))
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"), index=True)
+    recorded_by_agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    officer: Mapped[str] = mapped_column(String(64))
+    #: Purpose codes of the legal-basis register the contributor may rely on the basis for.
+    purposes: Mapped[list[Any]] = mapped_column(default=list)
+    ends_on: Mapped[dt.date] = mapped_column(Date)
+    review_date: Mapped[dt.date | None] = mapped_column(Date)
+    ends_at: Mapped[dt.datetime] = mapped_column()
+    reason_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    decided_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column()
+    revoked_by_agency_id: Mapped[str | None] = mapped_column(ForeignKey("agencies.id"))
+    revoked_officer: Mapped[str | None] = mapped_column(String(64))
+    revocation_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+
+
+class ActionUpdate(Base):
+    """One change of an action point's status: who, from what, to what, when; the note is
+    sealed (it may name people)."""
+
+    __tablename__ = "action_updates"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    action_id: Mapped[str] = mapped_column(ForeignKey("actions.id"), index=True)
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    officer: Mapped[str] = mapped_column(String(64))
+    from_status: Mapped[str] = mapped_column(String(20))
+    to_status: Mapped[str] = mapped_column(String(20))
+    note_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class OriginEvidence(Base):
+    """The agency's own signed JWS of a write, kept sealed as evidence of origin.
+
+    Keyed by the write's audit entry, whose ``payload_digest`` is the digest of this JWS: the
+    tamper-evident log vouches for the bytes, the agency's registered key for the signature.
+    """
+
+    __tablename__ = "origin_evidence"
+
+    entry_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"), index=True)
+    sender_kid: Mapped[str] = mapped_column(String(128))
+    jws_digest: Mapped[str] = mapped_column(String(80))
+    nominal_ref: Mapped[str | None] = mapped_column(String(64), index=True)
+    received_at: Mapped[dt.datetime] = mapped_column()
+    jws_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class IdempotentRequest(Base):
     """A write's ``Idempotency-Key`` and the answer it got, shared by every replica.
 
@@ -540,5 +656,7 @@ class IdempotentRequest(Base):
     request_digest: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int] = mapped_column(Integer)
     answer_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    #: The audit entry of the original write: a replay's own entry names it ("replay of").
+    audit_entry_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(index=True)

@@ -16,6 +16,7 @@ from adapters.police import PoliceAdapter
 from adapters.probation import ProbationAdapter
 from adapters.sdk import Adapter, Delivery, MappingRefused, discover, load_adapter
 from adapters.standin import JsonStore
+from gateway.contract import LevelChangeIn
 from gateway.contract.referrals import ReferralIn
 
 SAMPLES = Path(__file__).parent / "samples"
@@ -64,8 +65,15 @@ def test_police_nominal_becomes_a_valid_referral_and_marker_records() -> None:
         "PNC warning marker: Violent (VI)",
     ]
     assert all(c.idempotency_key for c in calls)
+    # The markers go on the nominal found by its PNC id: in a sealed lookup, not in the URL.
+    for call in calls[1:]:
+        assert call.lookup == {"pnc": "98/123456X"}
+        assert call.path == "/v1/nominals/{nominal_id}/records"
+        assert "123456" not in call.path + (call.idempotency_key or "")
     # Usable as Idempotency-Key headers (letters, digits, . _ : -): a PNC's "/" is replaced.
-    assert all(re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", c.idempotency_key or "") for c in calls)
+    nominal_id = "5f0c8f56-7d1e-4c55-9a1f-0b8f1d7d2a11"
+    keys = [calls[0].idempotency_key] + [c.resolved(nominal_id)[1] for c in calls[1:]]
+    assert all(re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", k or "") for k in keys), keys
 
 
 def test_police_unknown_warning_marker_is_refused_not_guessed() -> None:
@@ -84,13 +92,44 @@ def test_police_receives_level_change_and_meeting_outcome(tmp_path: Path) -> Non
     police.receive(
         delivery(
             "minutes",
-            {"nominal_id": "n-1", "meeting_id": "m-1", "conclusions": "Level 2", "actions": []},
+            {
+                "minutes": {
+                    "nominal_id": "n-1",
+                    "meeting_id": "m-1",
+                    "discussion": [{"id": "d1", "text": "never copied"}],
+                    "conclusions": [{"id": "k1", "text": "Level 2", "source": "s1"}],
+                }
+            },
             "7d0f5c1e-0000-4000-8000-000000000002",
         )
     )
     nominal = police.store.get("nominals", "n-1") if police.store else None
     assert nominal is not None and nominal["mappa_level"] == 2
-    assert nominal["meeting_outcome"]["meeting_id"] == "m-1"
+    assert nominal["meeting_outcome"] == {
+        "meeting_id": "m-1",
+        "conclusions": [{"id": "k1", "text": "Level 2"}],
+        "actions": [],
+    }
+    assert "never copied" not in json.dumps(nominal)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"nominal_id": "n-1", "meeting_id": "m-1", "conclusions": []},  # not the gateway's shape
+        {"minutes": "Level 2"},  # minutes that are not an object
+        {"minutes": {"nominal_id": "n-1", "conclusions": "Level 2"}},  # not a list of items
+        {"minutes": {"nominal_id": "n-1", "actions": ["call the school"]}},  # items not objects
+    ],
+)
+def test_police_minutes_not_in_the_gateway_shape_are_refused(
+    tmp_path: Path, body: dict[str, Any]
+) -> None:
+    """A minutes body the gateway never sends is refused (held for a person), not guessed at."""
+    police = PoliceAdapter(JsonStore(tmp_path / "police.json"))
+    with pytest.raises(MappingRefused):
+        police.receive(delivery("minutes", body))
+    assert police.store is not None and police.store.all("nominals") == {}
 
 
 # -- probation ------------------------------------------------------------------------------
@@ -98,13 +137,31 @@ def test_police_receives_level_change_and_meeting_outcome(tmp_path: Path) -> Non
 
 def test_probation_active_mapp_registration_maps_to_category_and_level() -> None:
     """CRN, MAPP M1/M2 -> category 1, level 2; the deregistered legacy row is ignored."""
-    [call] = ProbationAdapter().to_contract(sample("ndelius_offender.json"))
-    assert call.body == {
+    assert ProbationAdapter().mapping(sample("ndelius_offender.json")) == {
         "crn": "X123456",
         "category": 1,
         "level": 2,
         "effective_date": "2026-04-01",
+        "registration_id": "R-1002",
     }
+
+
+def test_probation_level_goes_to_the_level_endpoint_of_the_nominal_found_by_crn() -> None:
+    """The registration becomes a lookup by CRN (sealed, not in the URL or the key), then the
+    existing level-change call with a body the contract accepts."""
+    [call] = ProbationAdapter().to_contract(sample("ndelius_offender.json"))
+    assert call.lookup == {"crn": "X123456"}
+    assert call.path == "/v1/nominals/{nominal_id}/level"
+    LevelChangeIn.model_validate(call.body)
+    assert call.body == {
+        "level": 2,
+        "reason": "nDelius MAPP registration R-1002: level M2 from 2026-04-01",
+    }
+    nominal_id = "5f0c8f56-7d1e-4c55-9a1f-0b8f1d7d2a11"
+    path, key = call.resolved(nominal_id)
+    assert path == f"/v1/nominals/{nominal_id}/level"
+    assert key == f"ndelius-{nominal_id}-R-1002-M2"
+    assert "X123456" not in path + key
 
 
 @pytest.mark.parametrize(
@@ -136,8 +193,8 @@ def test_probation_round_trips_every_category(category: int) -> None:
     adapter = ProbationAdapter()
     back = adapter.from_contract("level_change", {"crn": "X1", "category": category, "level": 3})
     reg = {**back["registration"], "id": "R"}
-    [call] = adapter.to_contract({"crn": "X1", "registrations": [reg]})
-    assert (call.body["category"], call.body["level"]) == (category, 3)
+    mapped = adapter.mapping({"crn": "X1", "registrations": [reg]})
+    assert (mapped["category"], mapped["level"]) == (category, 3)
 
 
 def test_partner_knowing_only_categories_1_to_3_never_shows_category_4_as_another() -> None:

@@ -23,6 +23,7 @@ from gateway.domain import (
 from policies import (
     ActionInvolvement,
     CallerAgency,
+    ContributorDecision,
     Facts,
     Involvements,
     MeetingInvolvement,
@@ -78,7 +79,6 @@ def nominal(
     lead: str = LEAD_ID,
     area: str = AREA,
     level_changed_at: dt.datetime | None = None,
-    other_contributors_allowed: bool = False,
 ) -> NominalFacts:
     return NominalFacts(
         id=NOMINAL_ID,
@@ -88,7 +88,6 @@ def nominal(
         lead_agency_id=lead,
         status=status,
         level_changed_at=level_changed_at,
-        other_contributors_allowed=other_contributors_allowed,
     )
 
 
@@ -139,6 +138,22 @@ def disclosure(
     return OnwardDisclosureGrant("odr-1", caller.id, NOMINAL_ID, meeting_id, status, parts, NOW)
 
 
+#: The purposes s.325(4A)(c) allows, all recorded by default.
+CONTRIBUTOR_PURPOSES = frozenset({"risk-assessment", "risk-management", "mappa-meeting"})
+
+
+def contribution(
+    agency_id: str,
+    *,
+    decision_id: str = "cd-1",
+    ends_at: dt.datetime = NOW + dt.timedelta(days=30),
+    revoked: bool = False,
+    purposes: frozenset[str] = CONTRIBUTOR_PURPOSES,
+) -> ContributorDecision:
+    """The RA's s.325(4A)(c) decision naming ``agency_id`` on the test nominal."""
+    return ContributorDecision(decision_id, agency_id, NOMINAL_ID, purposes, ends_at, revoked)
+
+
 def facts(
     caller: CallerAgency,
     nom: NominalFacts | None = None,
@@ -149,13 +164,14 @@ def facts(
     meetings: tuple[MeetingInvolvement, ...] = (),
     actions: tuple[ActionInvolvement, ...] = (),
     disclosures: tuple[OnwardDisclosureGrant, ...] = (),
+    contributions: tuple[ContributorDecision, ...] = (),
 ) -> Facts:
     return Facts(
         caller=caller,
         nominal=nom or nominal(),
         target=target or NominalTarget(),
         now=now,
-        involvements=Involvements(referrals, meetings, actions, disclosures),
+        involvements=Involvements(referrals, meetings, actions, disclosures, contributions),
     )
 
 

@@ -151,6 +151,10 @@ def test_referral_involvement_ends_when_the_referral_closes() -> None:
         (ActionStatus.OPEN, TODAY, _at(TODAY, 20), True),
         # The day after, it no longer does.
         (ActionStatus.OPEN, TODAY, _at(TODAY + dt.timedelta(days=1)), False),
+        # An action in progress is still the owner's to do: it grants like an open one.
+        (ActionStatus.IN_PROGRESS, TODAY, _at(TODAY, 20), True),
+        # ...and until its review day only.
+        (ActionStatus.IN_PROGRESS, TODAY, _at(TODAY + dt.timedelta(days=1)), False),
         # A completed action grants nothing.
         (ActionStatus.DONE, TODAY + dt.timedelta(days=9), NOW, False),
         # Nor a cancelled one.

@@ -17,11 +17,12 @@ from policies import (
     PolicyDataInvalid,
     PurposeMissing,
     PurposeNotAllowed,
+    RecordedContributions,
     RoleNotAllowed,
     check,
     load_legal_bases,
 )
-from tests.policies.policies_support import copy_data
+from tests.policies.policies_support import NOMINAL_ID, NOW, contribution, copy_data
 
 RA, DTC, OTHER, ASSOC = (
     Role.RESPONSIBLE_AUTHORITY,
@@ -30,6 +31,10 @@ RA, DTC, OTHER, ASSOC = (
     Role.ASSOCIATE,
 )
 A = AgencyType
+#: The other contributor's agency, and what the RA recorded for it on the nominal.
+CONTRIBUTOR = "victim-support-barnet"
+RECORDED = RecordedContributions(CONTRIBUTOR, NOMINAL_ID, (contribution(CONTRIBUTOR),), NOW)
+UNRECORDED = RecordedContributions(CONTRIBUTOR, NOMINAL_ID, (), NOW)
 
 REQUIRED_CODES = {
     "CJA2003-s325-3",
@@ -60,7 +65,7 @@ def test_register_holds_every_basis_issue_5_names() -> None:
         # s.325(3): the RA (police) preparing a MAPPA meeting.
         ("CJA2003-s325-3", "mappa-meeting", RA, A.POLICE, None),
         # s.325(4A)(c): another contributor, when the RA recorded the decision for the nominal.
-        ("CJA2003-s325-4A-c", "risk-assessment", OTHER, A.OTHER, True),
+        ("CJA2003-s325-4A-c", "risk-assessment", OTHER, A.OTHER, RECORDED),
         # s.327A: the RA (probation) considering disclosure to a member of the public.
         ("CJA2003-s327A", "public-disclosure", RA, A.PROBATION, None),
         # DPA 2018 s.35: a competent authority (youth offending team) for law enforcement.
@@ -76,7 +81,11 @@ def test_register_holds_every_basis_issue_5_names() -> None:
     ],
 )
 def test_basis_allows_its_purposes_for_its_roles(
-    basis: str, purpose: str, role: Role, agency_type: AgencyType, recorded: bool | None
+    basis: str,
+    purpose: str,
+    role: Role,
+    agency_type: AgencyType,
+    recorded: RecordedContributions | None,
 ) -> None:
     """A basis, purpose and role that fit are allowed, with the rule and the policy version."""
     decision = check(basis, purpose, role, agency_type, recorded)
@@ -86,6 +95,7 @@ def test_basis_allows_its_purposes_for_its_roles(
         citation=load_legal_bases().bases[basis].citation,
         rule=f"legal-basis:{basis}",
         policy_version=POLICY_VERSION,
+        contributor_decision="cd-1" if recorded is not None else None,
     )
 
 
@@ -117,7 +127,7 @@ def test_basis_allows_its_purposes_for_its_roles(
         ("CJA2003-s325-4", "risk-management", ASSOC, A.OTHER, None, RoleNotAllowed,
          "role-allowed-for-basis"),
         # A DTC agency may not claim the other-contributor basis.
-        ("CJA2003-s325-4A-c", "risk-assessment", DTC, A.HOUSING, True, RoleNotAllowed,
+        ("CJA2003-s325-4A-c", "risk-assessment", DTC, A.HOUSING, RECORDED, RoleNotAllowed,
          "role-allowed-for-basis"),
         # An agency type outside the basis's list: housing is not a Part 3 competent authority.
         ("DPA2018-s35", "risk-assessment", DTC, A.HOUSING, None, RoleNotAllowed,
@@ -126,7 +136,7 @@ def test_basis_allows_its_purposes_for_its_roles(
         ("CJA2003-s327A", "public-disclosure", RA, A.HOUSING, None, RoleNotAllowed,
          "agency-type-allowed-for-basis"),
         # s.325(4A)(c) without the RA's recorded decision for the nominal, or with no nominal.
-        ("CJA2003-s325-4A-c", "risk-assessment", OTHER, A.OTHER, False,
+        ("CJA2003-s325-4A-c", "risk-assessment", OTHER, A.OTHER, UNRECORDED,
          BasisNotRecordedForNominal, "condition:nominal-recorded-other-contributor"),
         ("CJA2003-s325-4A-c", "risk-assessment", OTHER, A.OTHER, None,
          BasisNotRecordedForNominal, "condition:nominal-recorded-other-contributor"),
@@ -137,7 +147,7 @@ def test_call_that_does_not_fit_is_refused_with_its_rule(
     purpose: str | None,
     role: Role,
     agency_type: AgencyType,
-    recorded: bool | None,
+    recorded: RecordedContributions | None,
     error: type[LawfulBasisRefused],
     rule: str,
 ) -> None:

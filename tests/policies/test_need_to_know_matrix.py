@@ -41,6 +41,7 @@ from tests.policies.policies_support import (
     OTHER_AREA,
     action,
     agency,
+    contribution,
     disclosure,
     facts,
     meeting,
@@ -97,12 +98,9 @@ def _facts(
         "approved": {"disclosures": (disclosure(caller),)},
         "pending": {"disclosures": (disclosure(caller, status=DisclosureStatus.PENDING),)},
     }[involvement]
-    nom = nominal(
-        category,
-        level,
-        lead=caller.id if involvement == "lead" else LEAD_ID,
-        other_contributors_allowed=recorded,
-    )
+    if recorded:
+        ties["contributions"] = (contribution(caller.id),)
+    nom = nominal(category, level, lead=caller.id if involvement == "lead" else LEAD_ID)
     return facts(caller, nom, _target(resource, caller.id), **ties)
 
 

@@ -22,6 +22,7 @@ STORE_MODULES = [
     "sequencer",
     "service",
     "signer",
+    "subtrees",
 ]
 
 

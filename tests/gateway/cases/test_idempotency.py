@@ -6,16 +6,31 @@ import asyncio
 from typing import Any
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
 
 from adapters.client import GatewayClient
+from gateway.cases.context import REPLAY_RULE
 from gateway.store.models import AuditEntry, IdempotentRequest, Nominal, Referral
 from tests.gateway.cases.scenario import HOUSING, POLICE, PROBATION, at_level_2, referral
-from tests.gateway.cases.support import ISSUER, World, new_key, open_world
+from tests.gateway.cases.support import ISSUER, MAPPA_BASIS, World, new_key, open_world
+
+
+async def _replays(world: World) -> list[AuditEntry]:
+    return await world.audit(rule=REPLAY_RULE)
+
+
+async def _original_entry(world: World, agency_id: str, key: str) -> AuditEntry:
+    async with world.state.db.read() as session:
+        remembered = await session.get(IdempotentRequest, (agency_id, key))
+    assert remembered is not None and remembered.audit_entry_id
+    [entry] = await world.audit(entry_id=remembered.audit_entry_id)
+    return entry
 
 
 async def test_retry_with_same_key_and_body_replays_the_original_answer(world: World) -> None:
     """The adapter re-seals the same body (a new JWE) with the same key: the same answer,
-    and nothing written twice, audit included."""
+    nothing written twice, and one audit entry for the replay's disclosure of the answer."""
     key = new_key()
     first = await world[POLICE].post("/v1/referrals", referral(), key=key)
     audits = await world.count(AuditEntry)
@@ -23,7 +38,66 @@ async def test_retry_with_same_key_and_body_replays_the_original_answer(world: W
     assert again == first
     assert await world.count(Referral) == 1
     assert await world.count(Nominal) == 1
-    assert await world.count(AuditEntry) == audits
+    assert await world.count(AuditEntry) == audits + 1
+
+
+async def test_replay_is_audited_as_a_disclosure_naming_the_original_entry(world: World) -> None:
+    """The replay's entry: a disclosure to the caller, its officer and stated basis, the
+    operation replayed, and "replay of" the original write's entry."""
+    key = new_key()
+    first = await world[POLICE].post("/v1/referrals", referral(), key=key)
+    original = await _original_entry(world, POLICE, key)
+    assert (original.operation, original.outcome) == ("collection", "allowed")
+    assert await _replays(world) == []
+    await world[POLICE].post("/v1/referrals", referral(), key=key)
+    await world[POLICE].post("/v1/referrals", referral(), key=key)
+    replays = await _replays(world)
+    assert len(replays) == 2
+    for entry in replays:
+        assert (entry.operation, entry.outcome) == ("disclosure", "allowed")
+        assert entry.agency_id == POLICE
+        assert entry.recipients == [POLICE]
+        assert entry.officer_id == world[POLICE].context.officer
+        assert (entry.legal_basis, entry.purpose) == MAPPA_BASIS
+        assert entry.nominal_ref == first["nominal_id"]
+        assert entry.record_refs == [first["id"]]
+        assert entry.detail["replay_of"] == original.entry_id
+        assert entry.detail["replayed_operation"] == "collection"
+        assert entry.detail["basis_rule"] == "legal-basis:CJA2003-s325-4"
+        assert entry.payload_digest and entry.payload_digest.startswith("sha256:")
+    assert replays[0].entry_id != replays[1].entry_id
+
+
+async def test_reused_key_with_another_body_is_refused_not_replayed(world: World) -> None:
+    """A key reused for another body discloses nothing, so no replay entry: a refusal."""
+    key = new_key()
+    await world[POLICE].post("/v1/referrals", referral(), key=key)
+    await world[POLICE].refused("POST", "/v1/referrals", referral(reasons="Other"), key=key)
+    assert await _replays(world) == []
+    [refusal] = await world.audit(reason_code="idempotency_key_reused")
+    assert refusal.outcome == "refused"
+
+
+async def test_replay_is_not_sent_without_its_audit_entry(world: World) -> None:
+    """No audit, no disclosure: if the replay's entry cannot be written, 503 and no answer."""
+    key = new_key()
+    await world[POLICE].post("/v1/referrals", referral(), key=key)
+    sealed = await world[POLICE].client.seal(referral())
+    await world[POLICE].client.token()
+
+    def fail_audits(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO AUDIT_ENTRIES"):
+            raise OperationalError(statement, {}, Exception("database or disk is full"))
+
+    engine = world.state.db.writer.sync_engine
+    event.listen(engine, "before_cursor_execute", fail_audits)
+    try:
+        response = await world[POLICE].raw("POST", "/v1/referrals", content=sealed, key=key)
+    finally:
+        event.remove(engine, "before_cursor_execute", fail_audits)
+    assert response.status_code == 503
+    assert response.json()["code"] == "audit_unavailable"
+    assert await _replays(world) == []
 
 
 async def test_same_key_with_another_body_is_422(world: World) -> None:
@@ -94,6 +168,11 @@ async def test_replay_is_shared_across_replicas_and_races_write_once(any_world: 
         bodies = [getattr(r, "body", None) for r in results]
         assert bodies[0] == bodies[1]
         assert await world.count(Referral) == 2
+        # the retry on the other replica and the race's loser each replayed, audited once
+        replays = await _replays(world)
+        assert len(replays) == 2
+        originals = {(await _original_entry(world, POLICE, k)).entry_id for k in (key, racing)}
+        assert {entry.detail["replay_of"] for entry in replays} == originals
         assert HOUSING in world.agents
 
 
@@ -121,4 +200,7 @@ async def test_retry_that_raced_past_the_lookup_still_replays(
     assert again == first
     assert calls == ["lookup", "lookup"]
     assert await world.count(Referral) == 1
-    assert await world.count(AuditEntry) == audits
+    # the rolled-back write left no entry; the replay left one, naming the original
+    assert await world.count(AuditEntry) == audits + 1
+    [entry] = await _replays(world)
+    assert entry.detail["replay_of"] == (await _original_entry(world, POLICE, key)).entry_id

@@ -324,7 +324,7 @@ def test_context_headers_used_by_these_tests_are_lawful() -> None:
     from gateway.domain import AgencyType, Role
 
     decision = policies.check(
-        "CJA2003-s325-4", "risk-management", Role.DUTY_TO_COOPERATE, AgencyType.HOUSING, True
+        "CJA2003-s325-4", "risk-management", Role.DUTY_TO_COOPERATE, AgencyType.HOUSING
     )
     assert decision.rule == "legal-basis:CJA2003-s325-4"
     assert ContextHeaders("a", "b", "c").as_headers()["MAPPA-Officer"] == "c"

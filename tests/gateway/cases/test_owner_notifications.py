@@ -8,15 +8,22 @@ owner without a usable key is not sent anything in clear: the notification is he
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 from typing import Any
 
 import httpx
-from sqlalchemy import event, update
+import pytest
+from joserfc import jwe
+from joserfc.errors import JoseError
+from sqlalchemy import event, select, update
 from sqlalchemy.exc import OperationalError
 
-from gateway.store.models import AgencyKey
+from adapters.identity import AgencyIdentity
+from gateway import agencies
+from gateway.cases.held_notifications import HeldReleaser, release_held, release_with_settings
+from gateway.store.models import AgencyKey, HeldNotification
 from tests.gateway.cases.scenario import (
     CS,
     HOUSING,
@@ -277,3 +284,129 @@ async def test_no_notification_without_the_reads_audit_entry(world: World) -> No
     assert response.status_code == 503
     assert response.json()["code"] == "audit_unavailable"
     assert await _notifications(world, PROBATION) == []
+
+
+# -- held notifications go out once the owner has a key ---------------------------------------
+
+
+async def _held_for_prison(world: World) -> tuple[str, str]:
+    """Prison owns a record and its encryption key has expired; police read the record: the
+    notification is held. Returns (nominal id, record id)."""
+    await _prison(world)
+    nominal_id = await at_level_2(world)
+    record_id = await _record_by(world, PRISON, nominal_id)
+    async with world.state.db.write() as session:
+        await session.execute(
+            update(AgencyKey)
+            .where(AgencyKey.agency_id == PRISON, AgencyKey.use == "enc")
+            .values(not_after=world.clock.now - dt.timedelta(seconds=1))
+        )
+    await world[POLICE].get(f"/v1/nominals/{nominal_id}/records/{record_id}")
+    return nominal_id, record_id
+
+
+async def _release(world: World, **options: Any) -> int:
+    state = world.state
+    assert state.sealer is not None and state.case_sealer is not None
+    return await release_held(
+        state.db,
+        sealer=state.sealer,
+        case_sealer=state.case_sealer,
+        now=world.clock.now,
+        **options,
+    )
+
+
+async def _rotate_prison(world: World) -> AgencyIdentity:
+    """Prison registers a new key pair (``agencies rotate-keys``)."""
+    renewed = AgencyIdentity.generate(PRISON)
+    await agencies.rotate_agency_keys(
+        world.state.db, PRISON, renewed.public_jwks(), dt.timedelta(0), now=world.clock.now
+    )
+    return renewed
+
+
+async def test_held_notification_is_kept_sealed_and_sent_nowhere(world: World) -> None:
+    """Held: one row, its body sealed (no record id or officer in it), nothing in the outbox;
+    looking again while the owner still has no key sends nothing."""
+    _, record_id = await _held_for_prison(world)
+    async with world.state.db.read() as session:
+        [row] = (await session.scalars(select(HeldNotification))).all()
+    assert row.owner_agency_id == PRISON and row.released_at is None
+    assert row.reason == "recipient_key_unavailable"
+    assert record_id.encode() not in row.body_sealed and b"OFF-1" not in row.body_sealed
+    [held_entry] = await world.audit(reason_code="owner_notification_held")
+    assert held_entry.detail["message_id"] == row.id
+    assert await _release(world) == 0
+    assert await _notifications(world, PRISON) == []
+
+
+async def test_held_notification_goes_out_sealed_to_the_new_key_exactly_once(world: World) -> None:
+    """Prison rotates in a new key: the held notification is sealed to it (the expired key
+    cannot open it), enqueued under the held id, audited as released with the consultation's
+    request id; a second release, or a third, sends nothing more."""
+    nominal_id, record_id = await _held_for_prison(world)
+    renewed = await _rotate_prison(world)
+    assert await _release(world, agency_id=PRISON) == 1
+    assert await _release(world) == 0
+    assert await _release(world, agency_id=PRISON) == 0
+
+    [row] = [r for r in await world.outbox(PRISON) if r.kind == KIND]
+    async with world.state.db.read() as session:
+        [held] = (await session.scalars(select(HeldNotification))).all()
+    assert row.id == held.id and held.released_at == world.clock.now
+    assert row.nominal_ref == nominal_id
+    with pytest.raises(JoseError):
+        jwe.decrypt_compact(row.body, world[PRISON].identity.encryption_key)
+    world[PRISON].identity = renewed
+    [notification] = await _notifications(world, PRISON)
+    assert notification["record_ids"] == [record_id]
+    assert notification["by"] == {"agency_id": POLICE, "officer": "OFF-1"}
+    assert notification["notification"] == "record_consulted"
+    _no_content(notification)
+    [consulted] = [
+        e
+        for e in await world.audit(operation="disclosure", agency_id=POLICE)
+        if e.record_refs == [record_id] and e.outcome == "allowed" and e.reason_code is None
+    ]
+    [released] = await world.audit(reason_code="owner_notification_released")
+    assert released.outcome == "allowed"
+    assert released.recipients == [PRISON]
+    assert released.record_refs == [record_id]
+    assert released.request_id == consulted.request_id == notification["request_id"]
+    assert released.detail["message_id"] == row.id
+    assert released.payload_digest
+
+
+async def test_the_agencies_command_path_sends_what_was_held(world: World) -> None:
+    """What ``agencies rotate-keys`` runs after registering the key, with the gateway's keys
+    opened from the settings, sends the held notification."""
+    await _held_for_prison(world)
+    await _rotate_prison(world)
+    sent = await release_with_settings(world.state.settings, world.state.db, PRISON)
+    assert sent == 1
+    assert len([r for r in await world.outbox(PRISON) if r.kind == KIND]) == 1
+
+
+async def test_a_running_gateway_sends_held_notifications_on_its_own(world: World) -> None:
+    """The periodic releaser of ``serve`` picks up the newly registered key by itself."""
+    await _held_for_prison(world)
+    state = world.state
+    assert state.sealer is not None and state.case_sealer is not None
+    releaser = HeldReleaser(state.db, state.sealer, state.case_sealer, clock=world.clock)
+    assert await releaser.once() == 0
+    await _rotate_prison(world)
+    assert await releaser.once() == 1
+    assert await releaser.once() == 0
+
+
+async def test_racing_releases_send_each_held_notification_once(any_world: World) -> None:
+    """Two gateways release at the same moment: one outbox message, one audit entry (SQLite
+    and PostgreSQL)."""
+    world = any_world
+    await _held_for_prison(world)
+    await _rotate_prison(world)
+    counts = await asyncio.gather(_release(world), _release(world), _release(world))
+    assert sum(counts) == 1
+    assert len([r for r in await world.outbox(PRISON) if r.kind == KIND]) == 1
+    assert len(await world.audit(reason_code="owner_notification_released")) == 1

@@ -7,15 +7,18 @@ with its audit entry. No offence detail, no third party, not even the nominal, r
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from adapters.client import GatewayResponseError
 from adapters.housing import HousingAdapter
 from adapters.sdk import Delivery
 from adapters.standin import JsonStore
+from gateway.store.models import WarningMarker
 from tests.gateway.cases.scenario import (
     CS,
     HOUSING,
@@ -26,9 +29,10 @@ from tests.gateway.cases.scenario import (
     WILTS_POLICE,
     at_level_2,
 )
-from tests.gateway.cases.support import World
+from tests.gateway.cases.support import World, new_key
 
 KIND = "warning_marker"
+REVOCATION = "warning_marker_revocation"
 UPRN = "200004512345"
 OFFENCE = "Sexual assault of a child under 13 (s.7 SOA 2003), Crown Court 2019"
 
@@ -107,17 +111,7 @@ async def test_only_the_responsible_authority_raises_a_marker_for_a_housing_prov
     """Children's services may not (403); children's services is no marker recipient (422); a
     nominal another area's police may not know of is 404; nothing is sent in any case."""
     nominal_id = await at_level_2(world)
-    await world[POLICE].post(
-        "/v1/meetings",
-        {
-            "nominal_id": nominal_id,
-            "meeting_type": "level_2",
-            "held_on": world.clock.now.date().isoformat(),
-            "chair_officer": "DI-1",
-            "participants": [{"agency_id": CS, "participation": "attended"}],
-            "confidentiality_statement_signed": True,
-        },
-    )
+    await _meeting_with_cs(world, nominal_id)
     assert (
         await world[CS].refused("POST", "/v1/warning-markers", marker(nominal_id))
     ).status == 403
@@ -147,6 +141,265 @@ async def test_housing_adapter_writes_pwm_on_the_property_and_nothing_else(
             "code": "PWM",
             "contact": "Barnet MAPPA unit, 020 8000 0000",
             "review_date": "2027-02-23",
+            "marker_id": pushed["marker_id"],
             "message_id": message_id,
         }
     ]
+
+
+# -- listing and revocation ------------------------------------------------------------------
+
+REVOKE = {"reason": "review_completed"}
+
+
+async def _raised(world: World, nominal_id: str, count: int = 1) -> list[str]:
+    ids = []
+    for n in range(count):
+        answer = await world[POLICE].post(
+            "/v1/warning-markers", marker(nominal_id, uprn=f"20000451234{n}")
+        )
+        ids.append(str(answer["id"]))
+        world.clock.advance(seconds=1)
+    return ids
+
+
+async def test_ra_lists_the_markers_raised_on_a_nominal_a_page_at_a_time(world: World) -> None:
+    """Probation (the other RA) lists police's three markers two at a time, oldest first, each
+    with exactly the listing's fields; the listing is one audited disclosure per page."""
+    nominal_id = await at_level_2(world)
+    raised = await _raised(world, nominal_id, 3)
+    path = f"/v1/nominals/{nominal_id}/warning-markers"
+    first = await world[PROBATION].get(path, limit="2")
+    assert [m["id"] for m in first["warning_markers"]] == raised[:2]
+    second = await world[PROBATION].get(path, limit="2", cursor=first["next_cursor"])
+    assert [m["id"] for m in second["warning_markers"]] == raised[2:]
+    assert "next_cursor" not in second
+    entry = first["warning_markers"][0]
+    assert entry == {
+        "id": raised[0],
+        "nominal_id": nominal_id,
+        "recipient_agency_id": HOUSING,
+        "raised_by_agency_id": POLICE,
+        "uprn": "200004512340",
+        "marker": "PWM",
+        "contact": "Barnet MAPPA unit, 020 8000 0000",
+        "review_date": "2027-02-23",
+        "status": "sent",
+        "raised_at": entry["raised_at"],
+    }
+    for needle in (*SECRETS, OFFENCE):
+        assert needle not in json.dumps(first), needle
+    listed = [
+        e
+        for e in await world.audit(operation="disclosure", agency_id=PROBATION)
+        if e.detail.get("listed") == KIND
+    ]
+    assert [e.record_refs for e in listed] == [raised[:2], raised[2:]]
+    assert all(e.recipients == [PROBATION] and e.payload_digest for e in listed)
+
+
+async def test_marker_details_are_sealed_at_rest(world: World) -> None:
+    """The stored marker's UPRN and contact are not in the row in clear."""
+    nominal_id = await at_level_2(world)
+    [marker_id] = await _raised(world, nominal_id)
+    async with world.state.db.read() as session:
+        row = await session.get(WarningMarker, marker_id)
+    assert row is not None and row.status == "sent"
+    assert b"200004512340" not in row.details_sealed and b"MAPPA unit" not in row.details_sealed
+
+
+async def test_revocation_is_pushed_to_housing_with_its_audit_entry(world: World) -> None:
+    """Revoking answers ``revoked``; housing is sent exactly the marker id, UPRN, code, reason
+    and date, sealed; the audit entry names housing, the reason code and the payload digest;
+    the listing shows the marker revoked."""
+    nominal_id = await at_level_2(world)
+    [marker_id] = await _raised(world, nominal_id)
+    answer = await world[POLICE].post(f"/v1/warning-markers/{marker_id}/revocation", REVOKE)
+    assert answer == {"id": marker_id, "status": "revoked", "nominal_id": nominal_id, "kind": KIND}
+    [pushed] = await world.pushed(HOUSING, REVOCATION)
+    assert pushed == {
+        "marker_id": marker_id,
+        "uprn": "200004512340",
+        "marker": "PWM",
+        "revoked": True,
+        "reason": "review_completed",
+        "revoked_on": world.clock.now.date().isoformat(),
+    }
+    [row] = [r for r in await world.outbox(HOUSING) if r.kind == REVOCATION]
+    assert row.body.count(".") == 4 and "200004512340" not in row.body
+    [entry] = [
+        e
+        for e in await world.audit(operation="alteration", agency_id=POLICE)
+        if e.detail.get("resource") == KIND
+    ]
+    assert entry.outcome == "allowed"
+    assert entry.recipients == [HOUSING]
+    assert entry.record_refs == [marker_id]
+    assert entry.detail["reason"] == "review_completed"
+    assert entry.payload_digest and entry.payload_digest.startswith("sha256:")
+    listed = await world[POLICE].get(f"/v1/nominals/{nominal_id}/warning-markers")
+    [shown] = listed["warning_markers"]
+    assert shown["status"] == "revoked"
+    assert shown["revoked_by_agency_id"] == POLICE
+    assert shown["revoked_reason"] == "review_completed"
+
+
+async def test_revocation_honours_its_idempotency_key(world: World) -> None:
+    """The same key and body replays the answer (one push); the same key with another body is
+    422; a new key on a revoked marker is 409; nothing more is sent."""
+    nominal_id = await at_level_2(world)
+    [marker_id] = await _raised(world, nominal_id)
+    path = f"/v1/warning-markers/{marker_id}/revocation"
+    key = new_key()
+    first = await world[POLICE].post(path, REVOKE, key=key)
+    again = await world[POLICE].post(path, REVOKE, key=key)
+    assert again == first
+    reused = await world[POLICE].refused("POST", path, {"reason": "left_property"}, key=key)
+    assert reused.status == 422 and reused.code == "idempotency_key_reused"
+    twice = await world[POLICE].refused("POST", path, REVOKE, key=new_key())
+    assert twice.status == 409 and twice.code == "conflict"
+    assert len(await world.pushed(HOUSING, REVOCATION)) == 1
+    [refusal] = await world.audit(reason_code="conflict")
+    assert refusal.record_refs == [marker_id] and refusal.outcome == "refused"
+
+
+@pytest.mark.parametrize(
+    ("who", "body", "status"),
+    [
+        (CS, REVOKE, 403),  # children's services attended the meeting: may know, may not revoke
+        (HOUSING, REVOKE, 404),  # the recipient does not know the nominal through the gateway
+        (WILTS_POLICE, REVOKE, 404),  # another area's RA: as if the marker did not exist
+        (POLICE, {"reason": f"moved; {OFFENCE}"}, 422),  # free text where a code goes
+        (POLICE, {"reason": "review_completed", "note": THIRD_PARTY_TEXT}, 422),  # unknown field
+    ],
+)
+async def test_revocation_refused_changes_and_sends_nothing(
+    world: World, who: str, body: dict[str, Any], status: int
+) -> None:
+    """A refused revocation leaves the marker active, sends housing nothing, leaks no text."""
+    nominal_id = await at_level_2(world)
+    await _meeting_with_cs(world, nominal_id)
+    [marker_id] = await _raised(world, nominal_id)
+    refused = await world[who].refused("POST", f"/v1/warning-markers/{marker_id}/revocation", body)
+    assert refused.status == status
+    assert OFFENCE not in json.dumps(refused.problem)
+    assert THIRD_PARTY_TEXT not in json.dumps(refused.problem)
+    assert await world.pushed(HOUSING, REVOCATION) == []
+    async with world.state.db.read() as session:
+        row = await session.get(WarningMarker, marker_id)
+    assert row is not None and row.status == "sent" and row.revoked_at is None
+
+
+@pytest.mark.parametrize(
+    "marker_id",
+    [
+        "7d0f5c1e-0000-4000-8000-000000000000",  # well formed, no such marker
+        "not-a-marker-id",  # not an id at all
+        "' OR 1=1 --",  # SQL, not an id
+    ],
+)
+async def test_revoking_an_unknown_marker_is_404(world: World, marker_id: str) -> None:
+    """Unknown and malformed ids answer the same 404, and the refusal is audited."""
+    await at_level_2(world)
+    refused = await world[POLICE].refused(
+        "POST", f"/v1/warning-markers/{marker_id}/revocation", REVOKE
+    )
+    assert refused.status == 404 and refused.code == "not_found"
+    assert await world.audit(reason_code="not_found")
+
+
+async def test_plain_json_revocation_is_415_and_stores_nothing(world: World) -> None:
+    """Case writes are application/jose only."""
+    nominal_id = await at_level_2(world)
+    [marker_id] = await _raised(world, nominal_id)
+    response = await world[POLICE].raw(
+        "POST",
+        f"/v1/warning-markers/{marker_id}/revocation",
+        content=json.dumps(REVOKE),
+        content_type="application/json",
+    )
+    assert response.status_code == 415
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert await world.pushed(HOUSING, REVOCATION) == []
+
+
+async def _meeting_with_cs(world: World, nominal_id: str) -> None:
+    await world[POLICE].post(
+        "/v1/meetings",
+        {
+            "nominal_id": nominal_id,
+            "meeting_type": "level_2",
+            "held_on": world.clock.now.date().isoformat(),
+            "chair_officer": "DI-1",
+            "participants": [{"agency_id": CS, "participation": "attended"}],
+            "confidentiality_statement_signed": True,
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("who", "params", "status"),
+    [
+        (CS, {}, 403),  # may know the nominal (attended), is no Responsible Authority
+        (HOUSING, {}, 404),  # the marker's recipient does not list the RA's markers
+        (WILTS_POLICE, {}, 404),  # another area's police: no such nominal
+        (POLICE, {"cursor": "not-a-cursor"}, 400),  # a malformed cursor
+        (POLICE, {"limit": "1000"}, 400),  # a page over the limit
+        (POLICE, {"uprn": "200004512340"}, 400),  # no filtering by property
+    ],
+)
+async def test_listing_refused_discloses_nothing(
+    world: World, who: str, params: dict[str, str], status: int
+) -> None:
+    """Only an RA agency that may know the nominal lists its markers; bad parameters are 400."""
+    nominal_id = await at_level_2(world)
+    await _meeting_with_cs(world, nominal_id)
+    await _raised(world, nominal_id)
+    refused = await world[who].refused(
+        "GET", f"/v1/nominals/{nominal_id}/warning-markers", **params
+    )
+    assert refused.status == status
+    assert "200004512340" not in json.dumps(refused.problem)
+
+
+async def test_concurrent_revocations_revoke_once(any_world: World) -> None:
+    """Two revocations with different keys race: one answers ``revoked``, the other 409, and
+    housing is sent one revocation (SQLite and PostgreSQL)."""
+    world = any_world
+    nominal_id = await at_level_2(world)
+    [marker_id] = await _raised(world, nominal_id)
+    path = f"/v1/warning-markers/{marker_id}/revocation"
+    await world[POLICE].client.token()
+    results = await asyncio.gather(
+        world[POLICE].post(path, REVOKE, key=new_key()),
+        world[POLICE].post(path, REVOKE, key=new_key()),
+        return_exceptions=True,
+    )
+    answers = [r for r in results if isinstance(r, dict)]
+    conflicts = [r for r in results if isinstance(r, GatewayResponseError)]
+    assert len(answers) == 1 and answers[0]["status"] == "revoked"
+    assert [c.status for c in conflicts] == [409]
+    assert len([r for r in await world.outbox(HOUSING) if r.kind == REVOCATION]) == 1
+
+
+async def test_housing_adapter_removes_the_pwm_on_revocation(world: World, tmp_path: Path) -> None:
+    """The marker and its revocation, opened by housing, leave the property without the PWM;
+    a redelivered revocation changes nothing; another marker on the property stays."""
+    nominal_id = await at_level_2(world)
+    [marker_id] = await _raised(world, nominal_id)
+    await world[POLICE].post(f"/v1/warning-markers/{marker_id}/revocation", REVOKE)
+    [pushed] = await world.pushed(HOUSING, KIND)
+    [revocation] = await world.pushed(HOUSING, REVOCATION)
+    store = JsonStore(tmp_path / "housing.json")
+    uprn = "200004512340"
+    other = {"code": "PWM", "marker_id": "another", "message_id": "m-0"}
+    store.put("properties", uprn, {"uprn": uprn, "markers": [other]})
+    adapter = HousingAdapter(store)
+    adapter.receive(Delivery("7d0f5c1e-0000-4000-8000-0000000000c1", KIND, pushed, "gw"))
+    prop = store.get("properties", uprn)
+    assert prop is not None and len(prop["markers"]) == 2
+    removal = Delivery("7d0f5c1e-0000-4000-8000-0000000000c2", REVOCATION, revocation, "gw")
+    assert adapter.receive(removal).action == "warning_marker_removed"
+    assert (store.get("properties", uprn) or {})["markers"] == [other]
+    assert adapter.receive(removal).action == "warning_marker_absent"
+    assert (store.get("properties", uprn) or {})["markers"] == [other]

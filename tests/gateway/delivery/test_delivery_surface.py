@@ -18,6 +18,7 @@ MODULES = [
     "gateway.delivery.endpoints",
     "gateway.delivery.operations",
     "gateway.delivery.conformance",
+    "gateway.delivery.adapter_conformance",
     "gateway.delivery.service",
     "adapters.sdk",
     "adapters.receiver",

@@ -13,7 +13,7 @@ from gateway import errors
 from gateway.domain import AgencyType, Category, Level, NominalStatus, RecordKind, Role
 from gateway.flow import deliver, idempotency, lawful_basis, need_to_know, redact
 from gateway.flow.authenticate import Caller
-from gateway.store.models import Agency, Nominal
+from gateway.store.models import Agency, ContributorDecision, Nominal
 
 NOW = dt.datetime(2026, 11, 23, 12, tzinfo=dt.UTC)
 
@@ -45,7 +45,6 @@ def _nominal(**changes: Any) -> Nominal:
         "level": 2,
         "lead_agency_id": "police-1",
         "status": NominalStatus.ACTIVE,
-        "other_contributors_allowed": False,
         "level_changed_at": None,
     }
     values.update(changes)
@@ -74,11 +73,35 @@ def test_nominal_condition_is_held_again_once_the_nominal_is_known() -> None:
     lawful_basis.check(caller, concerns_nominal=True)
     with pytest.raises(errors.LawfulBasisRefused):
         lawful_basis.check(caller, concerns_nominal=False)
-    with pytest.raises(errors.LawfulBasisRefused) as caught:
-        lawful_basis.confirm_for_nominal(caller, need_to_know.nominal_facts(_nominal()))
-    assert caught.value.diagnostics["rule"] == "condition:nominal-recorded-other-contributor"
-    allowed = need_to_know.nominal_facts(_nominal(other_contributors_allowed=True))
-    assert lawful_basis.confirm_for_nominal(caller, allowed).basis == "CJA2003-s325-4A-c"
+    row = ContributorDecision(
+        id="cd-1",
+        nominal_id="nom-1",
+        agency_id="housing-1",
+        recorded_by_agency_id="police-1",
+        officer="DI-1",
+        purposes=["risk-assessment"],
+        ends_on=NOW.date(),
+        ends_at=NOW + dt.timedelta(hours=12),
+        reason_sealed=b"",
+        decided_at=NOW,
+        revoked_at=None,
+    )
+    fact = lawful_basis.contributor_fact(row)
+    assert fact.stands_at(NOW) and not fact.stands_at(NOW + dt.timedelta(hours=12))
+    recorded = policies.RecordedContributions("housing-1", "nom-1", (fact,), NOW)
+    decision = policies.check(
+        caller.legal_basis, caller.purpose, Role.OTHER_CONTRIBUTOR, AgencyType.OTHER, recorded
+    )
+    assert decision.contributor_decision == "cd-1"
+    row.revoked_at = NOW
+    revoked = policies.RecordedContributions(
+        "housing-1", "nom-1", (lawful_basis.contributor_fact(row),), NOW
+    )
+    with pytest.raises(policies.BasisNotRecordedForNominal) as caught:
+        policies.check(
+            caller.legal_basis, caller.purpose, Role.OTHER_CONTRIBUTOR, AgencyType.OTHER, revoked
+        )
+    assert caught.value.rule == "condition:nominal-recorded-other-contributor"
 
 
 def test_facts_come_from_clear_columns() -> None:

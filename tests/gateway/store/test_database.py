@@ -82,7 +82,6 @@ async def test_database_refuses_out_of_range_category_and_level(
                 "lead_agency_id": "police-a",
                 "status": "active",
                 "status_informed": False,
-                "other_contributors_allowed": False,
                 "details_sealed": b"x",
                 "created_at": dt.datetime.now(dt.UTC),
                 "updated_at": dt.datetime.now(dt.UTC),

@@ -1,0 +1,115 @@
+"""Evidence of origin for the IG officer: ``GET /v1/audit/origin/{entry_id}`` (IG only).
+
+Who may call it is decided as for the audit entries (:func:`gateway.routes.audit.ig_reader`):
+an IG officer's console session, or a MAPPA co-ordination unit's system holding ``audit:read``.
+The answer is the agency's own signed JWS of the write that audit entry records, with the
+checks of :func:`gateway.audit.origin.verify_origin`. The JWS carries case data, so the read is
+audited before anything is returned (no audit, no disclosure), and an agency reader gets the
+answer as ``application/jose`` sealed to its registered encryption key, never in clear; a
+console session gets JSON over the console's own TLS session. An entry with no evidence (not an
+agency write, or one written before evidence was kept) is 404, audited.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
+
+from gateway import errors
+from gateway.audit.commit import Audited, commit_audited, record_alone
+from gateway.audit.origin import OriginReport, load_origin
+from gateway.contract.types import RESOURCE_ID
+from gateway.flow import deliver
+from gateway.flow.audit import Outcome
+from gateway.flow.seal import agency_public_jwks
+from gateway.routes.audit import IGReader, ig_reader
+from gateway.state import GatewayState
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+#: An audit entry id is a UUID, as the gateway made it.
+_ENTRY_ID = re.compile(RESOURCE_ID)
+
+
+def _state(request: Request) -> GatewayState:
+    state: GatewayState = request.app.state.gateway
+    return state
+
+
+@router.get(
+    "/origin/{entry_id}",
+    summary="The agency's signed JWS of a write, and its verification (IG only)",
+    response_model=None,
+)
+async def origin(
+    request: Request, entry_id: str, reader: Annotated[IGReader, Depends(ig_reader)]
+) -> Response:
+    state = _state(request)
+    if request.query_params:
+        raise errors.InvalidParameter("no parameters are accepted")
+    if state.case_sealer is None:
+        raise errors.Unavailable(diagnostics={"reason": "case_sealer_unavailable"})
+    sealer, now = state.case_sealer, state.clock()
+    detail: dict[str, object] = {
+        "resource": "origin_evidence",
+        "action": "retrieve",
+        "via": reader.via,
+    }
+    if not _ENTRY_ID.fullmatch(entry_id):
+        await _refuse(state, reader, entry_id, detail)
+    recipient_keys = None
+    if reader.agency_id is not None:
+        if state.sealer is None:
+            raise errors.Unavailable(diagnostics={"reason": "payload_keys_unavailable"})
+        async with state.db.read() as session:
+            recipient_keys = await agency_public_jwks(session, reader.agency_id, "enc", now)
+        if not recipient_keys:  # nothing in clear: refuse before anything is read
+            raise errors.RecipientKeyUnavailable(
+                diagnostics={"recipient": reader.agency_id, "reason": "no usable encryption key"}
+            )
+
+    async def act(session: AsyncSession) -> Audited[OriginReport | None]:
+        report = await load_origin(session, sealer, entry_id, issuer=state.settings.issuer)
+        if report is None:
+            return Audited(None, reader.event(Outcome.REFUSED, **_refusal(entry_id, detail)))
+        event = reader.event(
+            Outcome.ALLOWED,
+            occurred_at=now,
+            recipients=(reader.agency_id,) if reader.agency_id else (),
+            record_refs=(entry_id,),
+            detail={**detail, "agency": report.agency_id, "verified": report.verified},
+        )
+        return Audited(report, event)
+
+    report = await commit_audited(state.db, act)
+    if report is None:
+        raise errors.NotFound(diagnostics={"reason_code": "not_found", "why": "no evidence"})
+    body = {**report.summary(), "jws": report.jws}
+    if reader.agency_id is None:
+        return JSONResponse(body, headers={"Cache-Control": "no-store"})
+    assert state.sealer is not None and recipient_keys is not None
+    sealed = deliver.seal_answer(
+        state.sealer, body, recipient_id=reader.agency_id, keys=recipient_keys, now=now
+    )
+    return deliver.jose_response(sealed)
+
+
+def _refusal(entry_id: str, detail: dict[str, object]) -> dict[str, object]:
+    return {
+        "reason_code": "not_found",
+        "rule": "origin-evidence-exists",
+        "detail": {**detail, "entry": entry_id[:64]},
+    }
+
+
+async def _refuse(
+    state: GatewayState, reader: IGReader, entry_id: str, detail: dict[str, object]
+) -> None:
+    await record_alone(state.db, reader.event(Outcome.REFUSED, **_refusal(entry_id, detail)))
+    raise errors.NotFound(diagnostics={"reason_code": "not_found", "why": "malformed entry id"})
