@@ -123,6 +123,15 @@ def _access_token(request: Request) -> str:
     return token
 
 
+def _raw_path(request: Request) -> str:
+    """The path as the client sent it (still percent-encoded, as it signed it in ``htu``);
+    Starlette's ``url.path`` is decoded, so ``/a%2Fb`` would be compared as ``/a/b``."""
+    raw = request.scope.get("raw_path")
+    if isinstance(raw, bytes) and raw:
+        return raw.decode("ascii", "replace").partition("?")[0]
+    return str(request.url.path)
+
+
 def _context(request: Request) -> dict[str, str]:
     values: dict[str, str] = {}
     for name in CONTEXT_HEADERS:
@@ -157,7 +166,7 @@ def _verify(state: GatewayState, request: Request) -> tuple[AccessToken, DPoPPro
         proof = verify_proof(
             _one_header(request, "dpop"),
             htm=request.method,
-            htu=settings.issuer.rstrip("/") + request.url.path,
+            htu=settings.issuer.rstrip("/") + _raw_path(request),
             now=now,
             max_age=settings.dpop_max_age_seconds,
             future_skew=settings.max_future_skew_seconds,

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hmac
+import re
+import string
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -37,8 +39,20 @@ class DPoPProof:
     replay_until: dt.datetime
 
 
+_PERCENT = re.compile(r"%([0-9A-Fa-f]{2})")
+_UNRESERVED = frozenset(string.ascii_letters + string.digits + "-._~")
+
+
+def _normalise_percent(match: re.Match[str]) -> str:
+    """RFC 3986 6.2.2.1-2: an escaped unreserved character is that character; others upper-case."""
+    char = chr(int(match.group(1), 16))
+    return char if char in _UNRESERVED else "%" + match.group(1).upper()
+
+
 def normalise_htu(url: str) -> str:
-    """Scheme and host lower-cased, default port dropped, query and fragment removed."""
+    """Scheme and host lower-cased, default port dropped, percent-encoding normalised (RFC 3986
+    6.2.2: ``%2d`` and ``-`` are one path, ``%2F`` and ``/`` are not), query and fragment
+    removed."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -48,7 +62,8 @@ def normalise_htu(url: str) -> str:
     host = (parts.hostname or "").lower()
     if port is not None and (scheme, port) not in (("http", 80), ("https", 443)):
         host = f"{host}:{port}"
-    return urlunsplit((scheme, host, parts.path or "/", "", ""))
+    path = _PERCENT.sub(_normalise_percent, parts.path or "/")
+    return urlunsplit((scheme, host, path, "", ""))
 
 
 def _numeric(claims: dict[str, Any] | Any, name: str) -> int:

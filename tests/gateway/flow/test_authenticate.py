@@ -486,6 +486,53 @@ async def test_bad_dpop_proof_on_a_protected_call_is_refused(
     )
 
 
+@pytest.mark.parametrize(
+    ("sent", "signed", "accepted"),
+    [
+        # the proof names the path exactly as sent, escapes and all
+        ("/v1/nominals/a%3Ab", "/v1/nominals/a%3Ab", True),
+        # escape hex in either case is one path (RFC 3986 6.2.2.1)
+        ("/v1/nominals/a%3ab", "/v1/nominals/a%3Ab", True),
+        # an escaped unreserved character is that character (RFC 3986 6.2.2.2)
+        ("/v1/nominals/a%2Db", "/v1/nominals/a-b", True),
+        ("/v1/nominals/a-b", "/v1/nominals/a%2Db", True),
+        # an escaped reserved character is not that character: refused
+        ("/v1/nominals/a%3Ab", "/v1/nominals/a:b", False),
+        ("/v1/nominals/a:b", "/v1/nominals/a%3Ab", False),
+    ],
+)
+async def test_dpop_htu_is_compared_with_the_path_as_sent_percent_encoding_normalised(
+    http: httpx.AsyncClient,
+    police: AgencyClient,
+    ledger: Ledger,
+    sent: str,
+    signed: str,
+    accepted: bool,
+) -> None:
+    """The htu check uses the raw path (Starlette's url.path is decoded), normalised as RFC 9449
+    asks (RFC 3986 syntax-based normalisation), so a percent-encoded path is neither refused
+    when the client signed it as sent nor confused with a different path."""
+    token = await police.token(http)
+    headers = police.resource_headers(token, url=ISSUER + signed)
+    response = await http.get(httpx.URL(ISSUER + sent), headers=headers)
+    refusals = [entry.reason_code for entry in await ledger.refusals()]
+    if accepted:  # authenticated (its proof spent), then the route's own answer
+        assert response.status_code == 403, response.text  # this client has no case scope
+        assert response.json()["code"] == "insufficient_scope"
+        assert "dpop_htu" not in refusals
+        assert await ledger.jtis() == 3
+    else:
+        await assert_refused(
+            response,
+            ledger,
+            code="invalid_dpop_proof",
+            reason="dpop_htu",
+            agency_id="police-avon",
+            issued=1,
+            jtis=2,
+        )
+
+
 async def test_replayed_dpop_proof_on_a_protected_call_is_refused(
     http: httpx.AsyncClient, police: AgencyClient, ledger: Ledger
 ) -> None:
