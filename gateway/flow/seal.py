@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
@@ -56,17 +56,18 @@ class OpenedBody:
     digest: str
 
 
+#: Built once: building the statement costs more than running it (read on every request).
+_AGENCY_KEYS = select(AgencyKey.jwk, AgencyKey.not_after).where(
+    AgencyKey.agency_id == bindparam("agency_id"), AgencyKey.use == bindparam("use")
+)
+
+
 async def agency_public_jwks(
     session: AsyncSession, agency_id: str, use: str, now: dt.datetime
 ) -> list[Mapping[str, Any]]:
     """The agency's registered public keys of ``use`` ("sig"/"enc") still valid at ``now``."""
-    rows = (
-        await session.execute(
-            select(AgencyKey.jwk, AgencyKey.not_after).where(
-                AgencyKey.agency_id == agency_id, AgencyKey.use == use
-            )
-        )
-    ).all()
+    params = {"agency_id": agency_id, "use": use}
+    rows = (await session.execute(_AGENCY_KEYS, params)).all()
     return [jwk for jwk, not_after in rows if not_after is None or now < not_after]
 
 
