@@ -10,7 +10,11 @@ Verbs:
   :func:`seal_for` / :func:`unseal_from`;
 * raw Ed25519 for signed notes: :meth:`KeyRing.sign_raw` and :func:`ed25519_verify`;
 * blind indexes of identifiers (PNC, CRN, ViSOR): :func:`load_blind_index` and
-  :meth:`BlindIndex.index`.
+  :meth:`BlindIndex.index`;
+* secrets derived from key material (HKDF) and keyed digests: :func:`derive_secret`,
+  :func:`keyed_digest`;
+* development X.509 for TLS on the loopback: :class:`DevelopmentCA` issuing a
+  :class:`ServerCertificate`.
 
 Only ``keys/_hazmat.py`` imports ``cryptography.hazmat``. Nothing here imports ``gateway``.
 Errors: see :mod:`keys.errors`.
@@ -46,6 +50,7 @@ from .jose import (
     verify_jwt,
 )
 from .jwk import PublicKey, public_key_from_jwk, public_keys_from_jwks
+from .kdf import derive_secret, keyed_digest
 from .kek import KekSource, LocalKek, generate_kek_file, kek_from_env, kek_from_file
 from .repository import (
     JWKS_PURPOSES,
@@ -54,15 +59,18 @@ from .repository import (
     generate_development_keys,
 )
 from .ring import PURPOSE_ALGS, KeyInfo, KeyRing, KeyStatus, Purpose, RingKey, Signature
+from .x509 import LOOPBACK_HOSTS, DevelopmentCA, ServerCertificate, certificate_expires
 
 __all__ = [
     "BLIND_INDEX_FILE",
     "CONTENT_ENCRYPTION",
     "ENC_ALGS",
     "JWKS_PURPOSES",
+    "LOOPBACK_HOSTS",
     "PURPOSE_ALGS",
     "SIG_ALGS",
     "BlindIndex",
+    "DevelopmentCA",
     "Envelope",
     "EnvelopeRejected",
     "FileKeyRepository",
@@ -84,15 +92,19 @@ __all__ = [
     "PublicKey",
     "Purpose",
     "RingKey",
+    "ServerCertificate",
     "Signature",
     "Unsealed",
     "VerifiedJwt",
     "blob_kek_id",
+    "certificate_expires",
+    "derive_secret",
     "ed25519_verify",
     "generate_development_keys",
     "generate_kek_file",
     "kek_from_env",
     "kek_from_file",
+    "keyed_digest",
     "load_blind_index",
     "public_key_from_jwk",
     "public_keys_from_jwks",

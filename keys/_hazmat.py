@@ -1,23 +1,37 @@
 """The only module that imports ``cryptography.hazmat`` (a ruff banned-api rule keeps it so).
 
 Everything here is a small, fixed recipe: fixed curves, fixed key sizes, AES-256-GCM with a
-random 96-bit nonce. Nothing returns raw private key bytes except :func:`private_jwk`, which the
-key repository seals with the envelope before it touches a disk.
+random 96-bit nonce, HKDF-SHA256, X.509 certificates on P-256 signed with ECDSA-SHA256. Nothing
+returns raw private key bytes except :func:`private_jwk`, which the key repository seals with the
+envelope before it touches a disk, and :func:`x509_private_key_pem`, the PEM of a development
+TLS server key (:mod:`keys.x509` writes it with mode 0600).
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
 import os
+from collections.abc import Sequence
 from typing import Literal
 
+from cryptography import x509
 from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey,
     Ed25519PublicKey,
 )
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    NoEncryption,
+    PrivateFormat,
+    PublicFormat,
+)
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from .errors import EnvelopeRejected, KeyInvalid
@@ -32,8 +46,13 @@ __all__ = [
     "ed25519_sign",
     "ed25519_verify",
     "generate_jose_key",
+    "hkdf_sha256",
     "p256_point_is_valid",
     "random_bytes",
+    "x509_ca_certificate",
+    "x509_not_after",
+    "x509_private_key_pem",
+    "x509_server_certificate",
 ]
 
 AES_KEY_BYTES = 32
@@ -127,3 +146,114 @@ def ed25519_verify(public_raw: bytes, signature: bytes, message: bytes) -> bool:
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def hkdf_sha256(material: bytes, *, salt: bytes, info: bytes, length: int = 32) -> bytes:
+    """RFC 5869 HKDF with SHA-256: ``length`` bytes from ``material`` for the use ``info``."""
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(material)
+
+
+def _general_name(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def _subtree(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_network(host))
+    except ValueError:
+        return x509.DNSName(host)
+
+
+def _key_usage(*, signature: bool, sign_certificates: bool) -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=signature,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=sign_certificates,
+        crl_sign=sign_certificates,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def x509_ca_certificate(
+    common_name: str, hosts: Sequence[str], not_before: dt.datetime, not_after: dt.datetime
+) -> tuple[object, str]:
+    """A fresh P-256 key and a self-signed CA certificate (PEM) for it: it may sign end-entity
+    certificates only (path length 0), and only for ``hosts`` (name constraints)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(_key_usage(signature=True, sign_certificates=True), critical=True)
+        .add_extension(x509.NameConstraints([_subtree(h) for h in hosts], None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return key, certificate.public_bytes(Encoding.PEM).decode("ascii")
+
+
+def x509_server_certificate(
+    ca_key: object,
+    ca_pem: str,
+    common_name: str,
+    hosts: Sequence[str],
+    not_before: dt.datetime,
+    not_after: dt.datetime,
+) -> tuple[object, str]:
+    """A fresh P-256 key and a TLS server certificate (PEM) for ``hosts`` (its subject
+    alternative names; ``common_name`` names it for people), signed by the CA."""
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey) or not hosts:
+        raise KeyInvalid("a server certificate needs the CA's P-256 key and at least one host")
+    ca = x509.load_pem_x509_certificate(ca_pem.encode("ascii"))
+    key = ec.generate_private_key(ec.SECP256R1())
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(_key_usage(signature=True, sign_certificates=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([_general_name(h) for h in hosts]), critical=False
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    return key, certificate.public_bytes(Encoding.PEM).decode("ascii")
+
+
+def x509_private_key_pem(private: object) -> str:
+    """The unencrypted PKCS#8 PEM of a P-256 key made by the functions above."""
+    if not isinstance(private, ec.EllipticCurvePrivateKey):
+        raise KeyInvalid("not a P-256 private key")
+    return private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+
+
+def x509_not_after(pem: str) -> dt.datetime:
+    """When the (first) certificate in ``pem`` expires (UTC); a PEM that does not parse raises
+    :class:`KeyInvalid`."""
+    try:
+        return x509.load_pem_x509_certificate(pem.encode("ascii")).not_valid_after_utc
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise KeyInvalid("not a PEM certificate") from exc

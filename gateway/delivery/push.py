@@ -36,6 +36,7 @@ __all__ = [
     "PushConfig",
     "PushResult",
     "Pusher",
+    "partner_ssl_context",
     "transport_code",
 ]
 
@@ -116,6 +117,20 @@ class PushResult:
     elapsed: float = 0.0
 
 
+def partner_ssl_context(
+    ca_pem: str, *, client_cert_file: str | None = None, client_key_file: str | None = None
+) -> ssl.SSLContext:
+    """A client context that trusts only ``ca_pem`` (never the system store), checks the host
+    name, speaks TLS 1.2 or later, and presents the client certificate when given."""
+    if not ca_pem:
+        raise ValueError("no CA registered for the endpoint")
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=ca_pem)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if client_cert_file:
+        context.load_cert_chain(client_cert_file, client_key_file)
+    return context
+
+
 def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
@@ -137,13 +152,11 @@ class Pusher:
         self._clients: dict[str, tuple[str, httpx.AsyncClient]] = {}
 
     def _ssl_context(self, endpoint: Endpoint) -> ssl.SSLContext:
-        if not endpoint.ca_pem:
-            raise ValueError("no CA registered for the endpoint")
-        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=endpoint.ca_pem)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        if self.config.client_cert_file:
-            context.load_cert_chain(self.config.client_cert_file, self.config.client_key_file)
-        return context
+        return partner_ssl_context(
+            endpoint.ca_pem or "",
+            client_cert_file=self.config.client_cert_file,
+            client_key_file=self.config.client_key_file,
+        )
 
     def _check(self, endpoint: Endpoint) -> str | None:
         parts = urlsplit(endpoint.url)
