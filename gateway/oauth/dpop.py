@@ -16,7 +16,7 @@ import re
 import string
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from joserfc.jwk import ECKey, OKPKey
 
@@ -66,6 +66,14 @@ def normalise_htu(url: str) -> str:
     return urlunsplit((scheme, host, path, "", ""))
 
 
+def _resource(url: str) -> str:
+    """The normalised URL with its path percent-decoded: the resource the router will serve.
+
+    The gateway routes on the decoded path, so a proof whose ``htu`` escapes a character the
+    client sent escaped (or not) names the same resource; any other difference does not."""
+    return unquote(normalise_htu(url))
+
+
 def _numeric(claims: dict[str, Any] | Any, name: str) -> int:
     value = claims.get(name)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -111,7 +119,7 @@ def verify_proof(
     claimed_htu = claims.get("htu")
     if not isinstance(claimed_htu, str) or len(claimed_htu) > 2048:
         raise JoseRefused("dpop_htu")
-    if normalise_htu(claimed_htu) != normalise_htu(htu):
+    if _resource(claimed_htu) != _resource(htu):
         raise JoseRefused("dpop_htu")
     iat = _numeric(claims, "iat")
     clock = int(now.timestamp())
