@@ -30,7 +30,7 @@ from gateway.audit.origin import ORIGIN_TABLE
 from gateway.contract.views import AckOut
 from gateway.flow import deliver, idempotency
 from gateway.flow.audit import AuditEvent, Operation, Outcome, Withheld
-from gateway.flow.authenticate import Caller
+from gateway.flow.authenticate import Caller, PendingSpend, refuse_unspent, settle
 from gateway.flow.need_to_know import caller_agency
 from gateway.flow.seal import OpenedBody, Sealer, agency_public_jwks
 from gateway.http.body import validate
@@ -81,12 +81,19 @@ class Call:
     payload_digest: str | None = None
     #: The inbound body as opened: the agency's own JWS, kept by a write as evidence of origin.
     origin: OpenedBody | None = None
+    #: Whether the caller's pending proof (if any) has been spent in a committed transaction.
+    spent: bool = False
     _agency: policies.CallerAgency | None = None
 
     @classmethod
     def start(cls, request: Request, caller: Caller, operation: Operation) -> Call:
         state: GatewayState = request.app.state.gateway
         return cls(state, caller, request, operation, now=state.clock())
+
+    @property
+    def unspent(self) -> PendingSpend | None:
+        """The caller's proof, if it is still to be spent before anything is released."""
+        return None if self.spent else self.caller.pending
 
     @property
     def db(self) -> Database:
@@ -182,11 +189,15 @@ def _refusal_event(call: Call, exc: errors.GatewayError) -> AuditEvent:
 
 
 async def guarded(call: Call, operation: Awaitable[Response]) -> Response:
-    """Run ``operation``; audit any refusal or failure it raises (with its rule), then re-raise."""
+    """Run ``operation``; audit any refusal or failure it raises (with its rule), then re-raise.
+
+    If the caller's proof is still to be spent (:func:`gateway.flow.authenticate.
+    authenticate_deferred`), every way out spends it first: the answer's transaction or the
+    refusal's carries it, or it is spent alone before an answer that committed nothing."""
     try:
-        return await operation
-    except errors.AuditUnavailable:
-        raise
+        response = await operation
+    except (errors.AuditUnavailable, errors.AuthenticationFailed):
+        raise  # the latter: the proof could not be spent, audited as such already
     except errors.GatewayError as exc:
         event = _refusal_event(call, exc)
 
@@ -195,19 +206,53 @@ async def guarded(call: Call, operation: Awaitable[Response]) -> Response:
 
         await _commit(call, act, isolated=False)
         raise
+    pending = call.unspent
+    if pending is not None:
+        await settle(call.state, pending)
+        call.spent = True
+    return response
 
 
 T = TypeVar("T")
+
+
+class _Unspent(Exception):
+    """The caller's proof could not be spent in the act's transaction: nothing of it stands."""
+
+    def __init__(self, outcome: str) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
 
 
 async def _commit(
     call: Call, act: Callable[[AsyncSession], Awaitable[Audited[T]]], *, isolated: bool
 ) -> T:
     """No audit, no disclosure: ``act`` and its audit entry commit together (grouped with other
-    requests' when the state has a committer), or AuditUnavailable and nothing is stored."""
-    if call.state.commits is not None:
-        return await call.state.commits.audited(act, isolated=isolated)
-    return await commit_audited(call.db, act)
+    requests' when the state has a committer), or AuditUnavailable and nothing is stored.
+
+    A proof still to spend is spent first, in the same transaction; if it cannot be (replayed,
+    agency suspended) the act does not run, and the refusal is audited and raised instead."""
+    pending = call.unspent
+    if pending is not None:
+        acting = act
+
+        async def act(session: AsyncSession) -> Audited[T]:
+            outcome = await pending.spend(session)
+            if outcome != "spent":
+                raise _Unspent(outcome)  # before the act wrote anything
+            return await acting(session)
+
+    try:
+        if call.state.commits is not None:
+            result = await call.state.commits.audited(act, isolated=isolated)
+        else:
+            result = await commit_audited(call.db, act)
+    except _Unspent as exc:
+        assert pending is not None
+        await refuse_unspent(call.state, pending, exc.outcome)
+    if pending is not None:
+        call.spent = True
+    return result
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,21 +8,27 @@
    that its key is the one the token is bound to (``cnf.jkt``);
 3. checks the context headers ``MAPPA-Legal-Basis``, ``MAPPA-Purpose`` and ``MAPPA-Officer`` are
    present and well formed (whether they are lawful is the lawful-basis stage's question);
-4. in one transaction, checks the agency is still active (a suspension bites on the next call,
+4. in one statement, checks the agency is still active (a suspension bites on the next call,
    whatever tokens are outstanding) and spends the proof's ``jti`` in the shared replay store
    (grouped with other requests' writes when the state has a group committer).
 
-It yields a frozen :class:`Caller`. Every refusal is audited with its precise reason and
-answered with the one opaque 401 (``WWW-Authenticate: DPoP ...``) or, for context headers, 400.
+It yields a frozen :class:`Caller`. The case API's routes use :func:`authenticate_deferred`
+instead, which does 1-3 and leaves step 4 to the transaction that commits the call's answer
+with its audit entry (:mod:`gateway.cases.context`): one commit per call instead of two, and
+still nothing released unless the proof was spent there.
+
+Every refusal is audited with its precise reason and answered with the one opaque 401
+(``WWW-Authenticate: DPoP ...``) or, for context headers, 400.
 Headers are read from the request directly, so a missing one is never FastAPI's 422.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from sqlalchemy import String, Table, bindparam, exists, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -42,7 +48,17 @@ from gateway.store.models import Agency, UsedJti, UTCDateTime
 
 log = get_logger("gateway.flow.authenticate")
 
-__all__ = ["CONTEXT_HEADERS", "CONTEXT_PATTERN", "Caller", "authenticate", "spend_if_active"]
+__all__ = [
+    "CONTEXT_HEADERS",
+    "CONTEXT_PATTERN",
+    "Caller",
+    "PendingSpend",
+    "authenticate",
+    "authenticate_deferred",
+    "refuse_unspent",
+    "settle",
+    "spend_if_active",
+]
 
 #: What a context header value may look like (a code or an officer's identifier).
 CONTEXT_PATTERN = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
@@ -66,6 +82,8 @@ class Caller:
     request_id: str | None
     token_jti: str
     jkt: str
+    #: The proof's jti, when the route spends it with its answer (see authenticate_deferred).
+    pending: PendingSpend | None = None
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
@@ -183,8 +201,94 @@ def _verify(state: GatewayState, request: Request) -> tuple[AccessToken, DPoPPro
     return token, proof
 
 
+@dataclass(frozen=True, slots=True)
+class PendingSpend:
+    """A verified DPoP proof whose ``jti`` is still to be spent in the replay store.
+
+    Spent in the transaction that releases the answer (the call's audit entry commits with it),
+    so a call costs one commit, not two; until it is spent nothing may be released. The spend
+    also checks the agency is still active, in the same statement."""
+
+    key: str
+    agency_id: str
+    replay_until: dt.datetime
+    now: dt.datetime
+    request_id: str | None
+    method: str
+    route: str
+
+    async def spend(self, session: AsyncSession) -> str:
+        """``spent``, or why not: ``replayed`` or ``suspended`` (one statement when spent; why
+        it was not is looked up only then)."""
+        if await spend_if_active(session, self.key, self.agency_id, self.replay_until, self.now):
+            return "spent"
+        agency = await session.get(Agency, self.agency_id)
+        return "replayed" if agency and agency.status == AgencyStatus.ACTIVE else "suspended"
+
+
+async def refuse_unspent(state: GatewayState, pending: PendingSpend, outcome: str) -> NoReturn:
+    """Audit and raise the refusal of a proof that could not be spent."""
+    exc: errors.AuthenticationFailed = (
+        errors.InvalidToken(diagnostics={"reason": "agency_suspended"})
+        if outcome == "suspended"
+        else errors.InvalidDPoPProof(diagnostics={"reason": "dpop_jti_replayed"})
+    )
+    await _audit_refusal(state, exc, pending.agency_id, pending.request_id, pending)
+    raise exc
+
+
+async def settle(state: GatewayState, pending: PendingSpend) -> None:
+    """Spend ``pending`` in a commit of its own (a call that committed nothing else), or refuse."""
+    if state.commits is not None:
+        # Committed with other requests' small writes (gateway/flow/group_commit.py).
+        outcome = await state.commits.run(pending.spend)
+    else:
+        async with state.db.write() as session:
+            outcome = await pending.spend(session)
+    if outcome != "spent":
+        await refuse_unspent(state, pending, outcome)
+
+
+async def _audit_refusal(
+    state: GatewayState,
+    exc: errors.GatewayError,
+    agency_id: str | None,
+    request_id: str | None,
+    where: PendingSpend | Request,
+) -> None:
+    await audit_refusal(
+        state,
+        exc,
+        agency_id=agency_id,
+        request_id=request_id,
+        stage="resource",
+        extra={"method": where.method, "route": _route(where)},
+    )
+
+
+def _route(where: PendingSpend | Request) -> str:
+    return where.route if isinstance(where, PendingSpend) else where.url.path[:200]
+
+
 async def authenticate(request: Request) -> Caller:
-    """FastAPI dependency: the verified :class:`Caller`, or a refusal that is audited."""
+    """FastAPI dependency: the verified :class:`Caller`, its proof spent, or a refusal that is
+    audited."""
+    caller = await _authenticate(request)
+    assert caller.pending is not None
+    await settle(request.app.state.gateway, caller.pending)
+    return dataclasses.replace(caller, pending=None)
+
+
+async def authenticate_deferred(request: Request) -> Caller:
+    """FastAPI dependency: the verified :class:`Caller` with its proof still to spend
+    (``caller.pending``), for routes whose every answer commits through
+    :mod:`gateway.cases.context`, which spends it in the answer's own transaction (and in a
+    commit of its own if the call committed nothing). A route that cannot promise that uses
+    :func:`authenticate`."""
+    return await _authenticate(request)
+
+
+async def _authenticate(request: Request) -> Caller:
     state: GatewayState = request.app.state.gateway
     if state.token_signer is None:
         raise errors.Unavailable(diagnostics={"reason": "token_signing_key_unavailable"})
@@ -202,42 +306,19 @@ async def authenticate(request: Request) -> Caller:
                 log.info("rate_limited", agency_id=token.client_id, code="rate_limited")
                 raise
         context = _context(request)
-        now = state.clock()
-
-        key = replay.replay_key("dpop", proof.jkt, proof.jti)
-
-        async def spend(session: AsyncSession) -> str:
-            """Spend the proof's jti if the agency is active: one statement, and no savepoint,
-            as it cannot fail on its own (why it was not spent is looked up only then)."""
-            if await spend_if_active(session, key, token.client_id, proof.replay_until, now):
-                return "spent"
-            agency = await session.get(Agency, token.client_id)
-            return "replayed" if agency and agency.status == AgencyStatus.ACTIVE else "suspended"
-
-        try:
-            if state.commits is not None:
-                # Committed with other requests' small writes (gateway/flow/group_commit.py).
-                outcome = await state.commits.run(spend)
-            else:
-                async with state.db.write() as session:
-                    outcome = await spend(session)
-            if outcome == "suspended":
-                raise errors.InvalidToken(diagnostics={"reason": "agency_suspended"})
-            if outcome == "replayed":
-                raise replay.Replayed("dpop")
-        except replay.Replayed as exc:
-            raise errors.InvalidDPoPProof(diagnostics={"reason": "dpop_jti_replayed"}) from exc
     except (errors.AuthenticationFailed, errors.InvalidContext) as exc:
         agency_id = agency_id or exc.diagnostics.get("agency_id")
-        await audit_refusal(
-            state,
-            exc,
-            agency_id=agency_id,
-            request_id=request_id,
-            stage="resource",
-            extra={"method": request.method, "route": request.url.path[:200]},
-        )
+        await _audit_refusal(state, exc, agency_id, request_id, request)
         raise
+    pending = PendingSpend(
+        key=replay.replay_key("dpop", proof.jkt, proof.jti),
+        agency_id=token.client_id,
+        replay_until=proof.replay_until,
+        now=state.clock(),
+        request_id=request_id,
+        method=request.method,
+        route=request.url.path[:200],
+    )
     return Caller(
         client_id=token.client_id,
         agency_id=token.client_id,
@@ -251,4 +332,5 @@ async def authenticate(request: Request) -> Caller:
         request_id=request_id,
         token_jti=token.jti,
         jkt=proof.jkt,
+        pending=pending,
     )

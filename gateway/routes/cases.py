@@ -33,12 +33,14 @@ from gateway.cases.context import Call, guarded
 from gateway.contract.envelope import JOSE_MEDIA_TYPE
 from gateway.contract.markers import WarningMarkerRevocationIn
 from gateway.flow.audit import Operation
-from gateway.flow.authenticate import Caller, authenticate
+from gateway.flow.authenticate import Caller, authenticate_deferred
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1", tags=["cases"])
-Authenticated = Annotated[Caller, Depends(authenticate)]
+#: Every route here answers through gateway.cases.context.guarded, which spends the caller's
+#: DPoP proof in the transaction that commits the answer (one commit per call).
+Authenticated = Annotated[Caller, Depends(authenticate_deferred)]
 
 _SEALED = {
     "type": "string",
