@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import io
 import secrets
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -26,7 +26,7 @@ from gateway import errors
 from gateway.audit import log as audit_log
 from gateway.audit.canonical import AUDIT_ENTRY_FIELDS
 from gateway.audit.commit import record_alone
-from gateway.audit.export import ExportError, verify_database, write_export
+from gateway.audit.export import ExportError, export_chunks, export_header, verify_database
 from gateway.audit.search import SearchQuery, parse_query, search_entries
 from gateway.audit.verify import LEAF_HASH_KEY
 from gateway.console.accounts import verify_officer
@@ -392,30 +392,36 @@ async def export_csv(request: Request) -> Response:
 
 @router.get("/export.jsonl")
 async def export_pack(request: Request) -> Response:
+    """The verifiable export pack, streamed: constant memory whatever the size of the log."""
     officer = await _officer(request)
     if officer is None:
         return _to_login()
     state = _state(request)
     if state.audit is None:
         raise errors.Unavailable(diagnostics={"reason": "audit_checkpoint_key_unavailable"})
-    await _audit(request, "export_pack", officer.officer_id)
     keys = state.audit.verifier_keys()
-
-    def build() -> str:
-        out = io.StringIO()
-        write_export(state.settings.database_url, out, verifier_keys=keys, now=state.clock())
-        return out.getvalue()
-
     try:
-        pack = await run_in_threadpool(build)
+        header = await run_in_threadpool(
+            export_header, state.settings.database_url, verifier_keys=keys, now=state.clock()
+        )
     except ExportError as exc:
         raise errors.Unavailable(diagnostics={"reason": "no_checkpoint_yet"}) from exc
+    await _audit(request, "export_pack", officer.officer_id, tree_size=header.tree_size)
     stamp = state.clock().astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    return Response(
-        pack,
+    return StreamingResponse(
+        _in_threadpool(export_chunks(state.settings.database_url, header)),
         media_type="application/jsonl; charset=utf-8",
         headers={
             **secure_headers(),
             "Content-Disposition": f'attachment; filename="mappa-audit-pack-{stamp}.jsonl"',
         },
     )
+
+
+async def _in_threadpool(chunks: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
+    """Each chunk read off the event loop; the database stream is closed however it ends."""
+    try:
+        while (chunk := await run_in_threadpool(next, chunks, None)) is not None:
+            yield chunk
+    finally:
+        await run_in_threadpool(chunks.close)
