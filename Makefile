@@ -23,12 +23,13 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
-# The demo agencies' adapters run beside the gateway (plain http on the loopback: development).
+# The demo agencies' adapters run beside the gateway; the relay pushes to them over https, each
+# trusting only that agency's development CA (made by `demo init` under var/demo/agencies/*/tls/).
 run: install
 	$(BIN)/mappa-gateway demo init
 	$(BIN)/mappa-gateway demo adapters & ADAPTERS=$$!; \
 	trap 'kill $$ADAPTERS 2>/dev/null' EXIT INT TERM; \
-	MAPPA_UNSAFE_RELAY_PLAIN_HTTP_LOOPBACK=true $(BIN)/mappa-gateway serve --host 127.0.0.1 --port 8000
+	$(BIN)/mappa-gateway serve --host 127.0.0.1 --port 8000
 
 # Debian packages the tests use: SoftHSM2 (the PKCS#11 KEK source) and Chromium (the IG console's
 # end-to-end test, driven by Playwright through /usr/bin/chromium). Installed when missing and

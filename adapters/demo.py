@@ -3,15 +3,19 @@
 Each demo agency (``gateway.demo.DEMO_AGENCIES``) gets its adapter, a stand-in system (a JSON
 store under ``var/demo/standins/``, seeded with a family record in the ICS and a property in the
 housing system) and a receiver on ``127.0.0.1`` at the port ``demo init`` registered as its
-endpoint. Deliveries print one line each (ids, kinds and actions only). Development only: the
-demo endpoints are plain http on the loopback, which the relay uses only with
-``MAPPA_UNSAFE_RELAY_PLAIN_HTTP_LOOPBACK=true``.
+endpoint. Deliveries print one line each (ids, kinds and actions only).
+
+The receivers serve https, as any partner's endpoint must: ``demo init`` makes each demo agency
+its own development CA (:class:`keys.DevelopmentCA`, for the loopback only) and a server
+certificate under ``var/demo/agencies/<id>/tls/`` (:func:`ensure_demo_tls`), and registers the
+CA with the agency's endpoint, so the relay's per-partner TLS context trusts that CA alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import signal
 from collections.abc import Mapping
@@ -26,8 +30,10 @@ from adapters.probation import ProbationAdapter
 from adapters.receiver import Receiver, serve
 from adapters.sdk import Adapter, Delivery, Receipt
 from adapters.standin import JsonStore
+from keys import DevelopmentCA, KeyInvalid, certificate_expires
+from keys.x509 import CA_FILE, CERTIFICATE_FILE, PRIVATE_KEY_FILE
 
-__all__ = ["DEMO_PORTS", "demo_endpoint", "run_demo_adapters"]
+__all__ = ["DEMO_PORTS", "demo_endpoint", "demo_tls_dir", "ensure_demo_tls", "run_demo_adapters"]
 
 #: Agency id -> (adapter, port).
 DEMO_PORTS: dict[str, tuple[str, int]] = {
@@ -60,14 +66,47 @@ _SEED: dict[str, dict[str, Any]] = {
 }
 
 
+#: A demo certificate is renewed by ``demo init`` when it has less than this left.
+_RENEW_BEFORE = dt.timedelta(days=7)
+
+
 def demo_endpoint(agency_id: str) -> str | None:
     found = DEMO_PORTS.get(agency_id)
-    return f"http://127.0.0.1:{found[1]}/mappa/deliveries" if found else None
+    return f"https://127.0.0.1:{found[1]}/mappa/deliveries" if found else None
 
 
-def _adapter(name: str, store: JsonStore) -> Adapter:
+def demo_tls_dir(demo_dir: Path, agency_id: str) -> Path:
+    """Where a demo agency's CA certificate, server certificate and server key are kept."""
+    return demo_dir / "agencies" / agency_id / "tls"
+
+
+def ensure_demo_tls(demo_dir: Path, agency_id: str, *, now: dt.datetime | None = None) -> str:
+    """The agency's demo CA certificate (PEM), with a server certificate for the loopback signed
+    by it; both made afresh when missing, unreadable or within a week of expiry (the CA's key
+    is dropped once the server certificate is issued: a renewal is a new CA)."""
+    at = now or dt.datetime.now(dt.UTC)
+    folder = demo_tls_dir(demo_dir, agency_id)
+    paths = [folder / name for name in (CA_FILE, CERTIFICATE_FILE, PRIVATE_KEY_FILE)]
+    if all(path.exists() for path in paths):
+        ca_pem = paths[0].read_text(encoding="ascii")
+        try:
+            expires = min(
+                certificate_expires(ca_pem),
+                certificate_expires(paths[1].read_text(encoding="ascii")),
+            )
+        except (KeyInvalid, UnicodeDecodeError):
+            expires = at
+        if expires - at > _RENEW_BEFORE:
+            return ca_pem
+    ca = DevelopmentCA.generate(f"{agency_id} demo CA", now=at)
+    ca.issue_server(name=f"{agency_id} demo receiver", now=at).save(folder)
+    ca.save(folder)
+    return ca.certificate_pem
+
+
+def _adapter(name: str, store: JsonStore, identity: AgencyIdentity) -> Adapter:
     if name == "police":
-        return PoliceAdapter(store)
+        return PoliceAdapter(store, idempotency_secret=identity.idempotency_secret())
     if name == "probation":
         return ProbationAdapter(store)
     if name == "childrens_services":
@@ -93,6 +132,10 @@ async def run_demo_adapters(
     """Serve the four receivers until SIGINT/SIGTERM, or until ``stop`` is set when given (then
     no signal handler is installed). ``ports`` overrides :data:`DEMO_PORTS` per agency (a test
     runs the demo on free ports and registers those endpoints)."""
+    for agency_id in DEMO_PORTS:
+        tls = demo_tls_dir(demo_dir, agency_id)
+        if not (tls / CERTIFICATE_FILE).exists() or not (tls / PRIVATE_KEY_FILE).exists():
+            raise FileNotFoundError(f"no TLS certificate in {tls}: run mappa-gateway demo init")
     standins = demo_dir / "standins"
     standins.mkdir(parents=True, exist_ok=True, mode=0o700)
     if stop is None:
@@ -113,13 +156,24 @@ async def run_demo_adapters(
                     store.put(collection, key, value)
         receiver = Receiver(
             identity,
-            _adapter(name, store),
+            _adapter(name, store, identity),
             issuer,
             jwks_url=issuer.rstrip("/") + "/.well-known/jwks.json",
             on_receipt=_print(agency_id),
         )
-        tasks.append(asyncio.create_task(serve(receiver, port, stop=stop)))
-        print(f"{agency_id:28} {name:20} http://127.0.0.1:{port}  stand-in {path}")
+        tls = demo_tls_dir(demo_dir, agency_id)
+        tasks.append(
+            asyncio.create_task(
+                serve(
+                    receiver,
+                    port,
+                    ssl_certfile=str(tls / CERTIFICATE_FILE),
+                    ssl_keyfile=str(tls / PRIVATE_KEY_FILE),
+                    stop=stop,
+                )
+            )
+        )
+        print(f"{agency_id:28} {name:20} https://127.0.0.1:{port}  stand-in {path}")
     print("waiting for deliveries (Ctrl-C to stop)")
     await asyncio.gather(*tasks)
     print(json.dumps({"stopped": list(DEMO_PORTS)}))

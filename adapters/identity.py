@@ -3,10 +3,16 @@
 The private halves stay with the agency's adapter; the gateway is given only
 :meth:`AgencyIdentity.public_jwks`. :meth:`save` writes the private JWKS with mode 0600 and
 refuses to overwrite, :meth:`load` reads it back. Key ids are RFC 7638 thumbprints.
+
+:meth:`AgencyIdentity.idempotency_secret` is a 256-bit secret derived (HKDF-SHA256) from the
+private signing key, for Idempotency-Keys that must be stable for a record yet say nothing of
+it (:func:`keys.keyed_digest`): the same for as long as the signing key is, which outlasts the
+24 hours the gateway remembers a key; a rotated signing key gives new keys.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from dataclasses import dataclass
@@ -15,9 +21,12 @@ from typing import Any
 
 from joserfc.jwk import ECKey
 
+from keys import derive_secret
+
 __all__ = ["PRIVATE_JWKS_FILE", "AgencyIdentity"]
 
 PRIVATE_JWKS_FILE = "private-jwks.json"
+_IDEMPOTENCY_PURPOSE = "mappa-adapter/idempotency-key/v1"
 
 
 def _with_metadata(key: ECKey, use: str, alg: str) -> ECKey:
@@ -39,6 +48,12 @@ class AgencyIdentity:
             ECKey.generate_key("P-256", private=True), "enc", "ECDH-ES+A256KW"
         )
         return cls(agency_id, signing, encryption)
+
+    def idempotency_secret(self) -> bytes:
+        """The agency's secret for keyed Idempotency-Keys (never sent anywhere)."""
+        d = str(self.signing_key.as_dict(private=True)["d"])
+        material = base64.urlsafe_b64decode(d + "=" * (-len(d) % 4))
+        return derive_secret(material, f"{_IDEMPOTENCY_PURPOSE}/{self.agency_id}")
 
     def public_jwks(self) -> dict[str, Any]:
         return {

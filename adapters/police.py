@@ -6,6 +6,13 @@ the PNC id (a lookup: the PNC id is sealed in a body, never put in a URL or an I
 Warning markers are mapped from an explicit table; an unknown marker is refused rather than
 guessed.
 
+The referral's Idempotency-Key is a keyed digest of the PNC id (HMAC-SHA256 under the agency's
+``idempotency_secret``, :meth:`adapters.identity.AgencyIdentity.idempotency_secret`): the same
+record gives the same key, so a retry is recognised, but the gateway, which remembers keys in
+its ``idempotency_keys`` table and may log them, learns nothing of the PNC id, and cannot try
+the few million possible PNC ids against it without the secret. Without a secret the adapter
+refuses to map a nominal (it still receives deliveries).
+
 The adapter receives level changes (``{"nominal_id", "old_level", "level", "changed_on"}``) and
 meeting outcomes, which the gateway pushes as the participant's copy of the minutes
 (``{"minutes": {"meeting_id", "nominal_id", "conclusions": [...], "actions": [...], ...}}``):
@@ -17,11 +24,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from adapters.sdk import NOMINAL_ID, Delivery, MappingRefused, Outbound, Receipt
 from adapters.standin import JsonStore
+from keys import keyed_digest
 
 __all__ = ["WARNING_MARKERS", "PoliceAdapter"]
 
@@ -37,7 +45,9 @@ WARNING_MARKERS = {
     "DR": "Drugs",
     "FI": "Firearms",
 }
-#: What an Idempotency-Key may hold; a PNC id's "/" is not among it.
+#: Domain tag of the referral's keyed Idempotency-Key.
+_REFERRAL_KEY_TAG = "mappa-police-adapter/referral/v1"
+#: What an Idempotency-Key may hold.
 _NOT_IN_KEY = re.compile(r"[^A-Za-z0-9._:-]")
 #: What of the pushed minutes the police system records: the meeting, conclusions and actions.
 _MEETING_FIELDS = ("meeting_id", "meeting_type", "held_on", "review_date")
@@ -60,12 +70,22 @@ class PoliceAdapter:
     accepts: ClassVar[frozenset[str]] = frozenset({"level_change", "minutes", "record"})
 
     store: JsonStore | None = None
+    #: The agency's secret for keyed Idempotency-Keys (32 bytes or more).
+    idempotency_secret: bytes | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.idempotency_secret is not None and len(self.idempotency_secret) < 32:
+            raise ValueError("the idempotency secret must be at least 32 bytes")
 
     def to_contract(self, record: Mapping[str, Any]) -> Sequence[Outbound]:
         person = record["person"]
         pnc = str(record.get("pnc_id") or "")
         if not pnc:
             raise MappingRefused("pnc_missing", "a police nominal without a PNC id")
+        if not self.idempotency_secret:
+            raise MappingRefused(
+                "idempotency_secret_missing", "the adapter needs the agency's idempotency secret"
+            )
         risks = []
         for entry in record.get("rosh", []):
             group, level = _GROUPS.get(entry["group"]), _RISK.get(entry["level"])
@@ -89,8 +109,9 @@ class PoliceAdapter:
             "referrer_name": record["officer"]["name"],
             "referrer_contact": record["officer"]["contact"],
         }
-        key = _NOT_IN_KEY.sub("_", pnc)
-        calls = [Outbound("POST", "/v1/referrals", referral, f"police-referral-{key}")]
+        calls = [
+            Outbound("POST", "/v1/referrals", referral, self._referral_key(pnc)),
+        ]
         for marker in record.get("warning_markers", []):
             code = str(marker["code"]).upper()
             if code not in WARNING_MARKERS:
@@ -111,6 +132,13 @@ class PoliceAdapter:
                 )
             )
         return calls
+
+    def _referral_key(self, pnc: str) -> str:
+        """``police-referral-`` and the keyed digest of the PNC id as the police system writes
+        it or not (spacing and case do not change the key)."""
+        normalised = "".join(pnc.split()).upper()
+        digest = keyed_digest(self.idempotency_secret or b"", _REFERRAL_KEY_TAG, normalised)
+        return f"police-referral-{digest}"
 
     def from_contract(self, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
         if kind == "level_change":

@@ -61,6 +61,8 @@ def _demo_init(args: argparse.Namespace) -> int:
     print(f"demo agencies: {', '.join(a.id for a in DEMO_AGENCIES)}; their private keys are in")
     print(f"  {settings.keys_dir.parent / 'demo' / 'agencies'}/<agency>/private-jwks.json")
     print(f"IG officer credentials: {settings.keys_dir.parent / 'demo' / 'ig-officer.txt'}")
+    print("demo endpoints: https on 127.0.0.1, each with its own development CA in")
+    print(f"  {settings.keys_dir.parent / 'demo' / 'agencies'}/<agency>/tls/ca.pem")
     return 0
 
 
@@ -75,7 +77,11 @@ def _demo_adapters(args: argparse.Namespace) -> int:
             "mappa-gateway: the demo adapters run in the development profile only", file=sys.stderr
         )
         return 2
-    asyncio.run(run_demo_adapters(settings.keys_dir.parent / "demo", settings.issuer))
+    try:
+        asyncio.run(run_demo_adapters(settings.keys_dir.parent / "demo", settings.issuer))
+    except FileNotFoundError as exc:
+        print(f"mappa-gateway: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -5,6 +5,12 @@ gateway's development keys, onboard one agency of each kind that the Barnet proc
 ``004``) names, each with its own freshly generated keys saved for its adapter under
 ``var/demo/agencies/<id>/``, and create an IG officer account whose password is written to
 ``var/demo/ig-officer.txt`` (mode 0600). Nothing here runs in any other profile.
+
+Each demo agency's push endpoint is its demo receiver over https on 127.0.0.1, registered with
+that agency's own development CA (``var/demo/agencies/<id>/tls/ca.pem``, made with its server
+certificate by :func:`adapters.demo.ensure_demo_tls`; renewed, and registered again, when near
+expiry). The relay pushes to them as to any partner: TLS trusting that partner's CA alone, no
+plain-http allowance needed. An endpoint registered by hand elsewhere is left alone.
 """
 
 from __future__ import annotations
@@ -90,7 +96,7 @@ async def _onboard(settings: Settings, demo_dir: Path) -> list[str]:
                 jwks=identity.public_jwks(),
             )
             done.append(agency.id)
-        await _register_demo_endpoints(db)
+        await _register_demo_endpoints(db, demo_dir)
         async with db.write() as session:
             if await session.get(IGOfficer, DEMO_OFFICER) is None:
                 password = secrets.token_urlsafe(18)
@@ -106,19 +112,24 @@ async def _onboard(settings: Settings, demo_dir: Path) -> list[str]:
     return done
 
 
-async def _register_demo_endpoints(db: Database) -> None:
-    """Point each demo agency without an endpoint at its demo adapter (``demo adapters``)."""
-    from adapters.demo import demo_endpoint
+async def _register_demo_endpoints(db: Database, demo_dir: Path) -> None:
+    """Point each demo agency at its demo adapter (``demo adapters``) over https with its demo
+    CA, unless it has an endpoint of its own; an earlier demo's registration (plain http, or
+    an older CA) is replaced."""
+    from adapters.demo import DEMO_PORTS, demo_endpoint, ensure_demo_tls
     from gateway.delivery.endpoints import set_endpoint
 
-    async with db.read() as session:
-        missing = [
-            a.id
-            for a in DEMO_AGENCIES
-            if (found := await session.get(Agency, a.id)) is not None and not found.endpoint_url
-        ]
-    for agency_id in missing:
-        await set_endpoint(db, agency_id, url=demo_endpoint(agency_id))
+    for agency in DEMO_AGENCIES:
+        url = demo_endpoint(agency.id)
+        ca_pem = ensure_demo_tls(demo_dir, agency.id)
+        demo_urls = {url, f"http://127.0.0.1:{DEMO_PORTS[agency.id][1]}/mappa/deliveries"}
+        async with db.read() as session:
+            found = await session.get(Agency, agency.id)
+            if found is None:
+                continue
+            current = (found.endpoint_url, found.endpoint_ca_pem)
+        if (current[0] is None or current[0] in demo_urls) and current != (url, ca_pem):
+            await set_endpoint(db, agency.id, url=url, ca_pem=ca_pem)
 
 
 def init_demo(settings: Settings) -> list[str]:

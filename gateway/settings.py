@@ -88,6 +88,25 @@ class Settings(BaseSettings):
     #: A console session ends after this long without a request, and after the maximum anyway.
     console_session_idle_seconds: int = Field(default=900, ge=60, le=86_400)
     console_session_max_seconds: int = Field(default=28_800, ge=300, le=86_400)
+    #: Console sign-in throttling: this many failed sign-ins for one officer id within the
+    #: window lock it for the rest of the window (counted from the audit log, so every replica
+    #: agrees); and sign-in attempts per minute per client address (per process), with a burst.
+    console_login_max_failures: int = Field(default=5, ge=1, le=100)
+    console_login_window_seconds: int = Field(default=900, ge=60, le=86_400)
+    console_login_per_address_per_minute: float = Field(default=10.0, gt=0, le=6000)
+    console_login_address_burst: int = Field(default=10, ge=1, le=1000)
+    #: Local argon2 password sign-in; turn it off where OIDC is the way IG officers sign in.
+    console_password_login: bool = True
+    #: OIDC sign-in for the console (gateway/console/oidc.py): the identity provider's issuer
+    #: (discovery at ``<issuer>/.well-known/openid-configuration``), the gateway's client there,
+    #: a CA file for its TLS (default: the system's), and how long to wait for it.
+    console_oidc_issuer: str | None = None
+    console_oidc_client_id: str | None = None
+    console_oidc_client_secret: SecretStr | None = None
+    console_oidc_ca_file: Path | None = None
+    console_oidc_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    #: Development only: an OIDC provider over plain http on a loopback address.
+    unsafe_console_oidc_plain_http_loopback: bool = False
 
     # -- Delivery: the outbox relay (gateway/delivery) --
     #: Seconds between relay sweeps inside ``serve``; 0 runs no relay in the API process
@@ -114,9 +133,19 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _fail_closed(self) -> Settings:
+        if self.console_oidc_issuer and not (
+            self.console_oidc_client_id and self.console_oidc_client_secret
+        ):
+            raise SettingsError("console OIDC needs console_oidc_client_id and _client_secret")
+        if self.console_oidc_issuer and not self.console_oidc_issuer.startswith("https://"):
+            loopback = urlsplit(self.console_oidc_issuer).hostname in ("127.0.0.1", "::1")
+            if not (self.unsafe_console_oidc_plain_http_loopback and loopback):
+                raise SettingsError("console_oidc_issuer must be an https URL")
         if self.profile == "development":
             return self
         problems = []
+        if self.unsafe_console_oidc_plain_http_loopback:
+            problems.append("unsafe_console_oidc_plain_http_loopback is for development only")
         if not self.issuer.startswith("https://"):
             problems.append("issuer must be an https URL outside development")
         if (self.keys_dir / DEV_KEYS_MARKER).exists():

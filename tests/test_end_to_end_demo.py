@@ -1,10 +1,12 @@
 """The demo, end to end, over real HTTP on 127.0.0.1: what `make run` shows a newcomer.
 
 `mappa-gateway demo init` onboards Barnet's police, probation, children's services and housing
-(and an IG officer) into a fresh SQLite database; `mappa-gateway serve` runs the gateway (and its
-relay) on a free port; the four demo adapters' receivers and stand-in systems run on free ports
-registered as the agencies' push endpoints (plain http on the loopback, development only). Each
-agency then acts through its own `GatewayClient` and demo keys:
+(and an IG officer) into a fresh SQLite database, with a development CA and a server certificate
+per agency; `mappa-gateway serve` runs the gateway (and its relay, with no plain-http allowance)
+on a free port; the four demo adapters' receivers and stand-in systems serve https on free ports
+registered as the agencies' push endpoints, each with its agency's CA, so every push is over TLS
+trusting that partner's CA alone. Each agency then acts through its own `GatewayClient` and demo
+keys:
 
 1. police refer the subject (MAPPA A, mapped from a police nominal by the police adapter);
 2. probation set level 2 (nDelius `M2`, mapped by the probation adapter); police hear of it;
@@ -27,6 +29,7 @@ import json
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -37,11 +40,12 @@ import httpx
 import pytest
 
 from adapters.client import ContextHeaders, GatewayClient, GatewayResponseError, Opened
-from adapters.demo import DEMO_PORTS, run_demo_adapters
+from adapters.demo import DEMO_PORTS, demo_tls_dir, run_demo_adapters
 from adapters.identity import AgencyIdentity
 from adapters.police import PoliceAdapter
 from adapters.probation import ProbationAdapter, level_from
 from adapters.standin import JsonStore
+from gateway.delivery.push import partner_ssl_context
 
 pytestmark = pytest.mark.slow
 
@@ -76,8 +80,9 @@ def _free_ports(count: int) -> list[int]:
 
 
 def _environment(var: Path, port: int) -> dict[str, str]:
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("MAPPA_UNSAFE_")}
     return {
-        **os.environ,
+        **inherited,
         "MAPPA_PROFILE": "development",
         "MAPPA_DATABASE_URL": f"sqlite+aiosqlite:///{var / 'mappa.db'}",
         "MAPPA_KEYS_DIR": str(var / "keys"),
@@ -88,9 +93,17 @@ def _environment(var: Path, port: int) -> dict[str, str]:
         "MAPPA_RELAY_INTERVAL_SECONDS": "0.1",
         "MAPPA_RELAY_BACKOFF_BASE_SECONDS": "0.2",
         "MAPPA_RELAY_BACKOFF_CAP_SECONDS": "1",
-        # Development only: the demo receivers are plain http on the loopback.
-        "MAPPA_UNSAFE_RELAY_PLAIN_HTTP_LOOPBACK": "true",
     }
+
+
+def _registered_endpoints(var: Path) -> dict[str, tuple[str, str]]:
+    """Each agency's registered push endpoint and CA, as the gateway's database holds them."""
+    db = sqlite3.connect(var / "mappa.db")
+    try:
+        rows = db.execute("SELECT id, endpoint_url, endpoint_ca_pem FROM agencies").fetchall()
+    finally:
+        db.close()
+    return {agency_id: (url, ca) for agency_id, url, ca in rows}
 
 
 async def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -162,14 +175,16 @@ async def _receivers(demo: Path, issuer: str, ports: dict[str, int]) -> AsyncIte
     stop = asyncio.Event()
     task = asyncio.create_task(run_demo_adapters(demo, issuer, ports=ports, stop=stop))
     try:
-        async with httpx.AsyncClient(timeout=2) as http:
-            for port in ports.values():
+        for agency_id, port in ports.items():
+            ca_pem = (demo_tls_dir(demo, agency_id) / "ca.pem").read_text()
+            # Only over TLS, vouched for by the agency's own CA.
+            async with httpx.AsyncClient(timeout=2, verify=partner_ssl_context(ca_pem)) as http:
 
                 async def listening(port: int = port) -> bool:
                     if task.done():
                         task.result()  # raises what stopped them
                     try:
-                        await http.get(f"http://127.0.0.1:{port}/mappa/received")
+                        await http.get(f"https://127.0.0.1:{port}/mappa/received")
                     except httpx.TransportError:
                         return False
                     return True
@@ -230,13 +245,24 @@ async def test_demo_flow_end_to_end_over_real_http(tmp_path: Path) -> None:
     env = _environment(var, gateway_port)
     demo = var / "demo"
 
+    assert not any(name.startswith("MAPPA_UNSAFE_") for name in env)
     initialised = await _cli(env, "demo", "init")
     assert initialised.returncode == 0, initialised.stderr
+    # demo init registered each agency's receiver over https with the agency's own CA.
+    for agency_id, (url, ca_pem) in _registered_endpoints(var).items():
+        assert url == f"https://127.0.0.1:{DEMO_PORTS[agency_id][1]}/mappa/deliveries"
+        assert ca_pem == (demo_tls_dir(demo, agency_id) / "ca.pem").read_text()
+    # The test's receivers listen on free ports: the same CAs, registered by hand.
     for agency_id, port in ports.items():
         registered = await _cli(
-            env, "partner", "endpoint", agency_id, f"http://127.0.0.1:{port}/mappa/deliveries"
+            env,
+            *("partner", "endpoint", agency_id, f"https://127.0.0.1:{port}/mappa/deliveries"),
+            *("--ca-file", str(demo_tls_dir(demo, agency_id) / "ca.pem")),
         )
         assert registered.returncode == 0, registered.stderr
+    endpoints = _registered_endpoints(var)
+    assert all(url.startswith("https://") for url, _ in endpoints.values()), endpoints
+    assert len({ca for _, ca in endpoints.values()}) == len(DEMO_PORTS)  # a CA per partner
 
     standins = demo / "standins"
     ics = standins / "childrens_services.json"
@@ -269,7 +295,10 @@ async def test_demo_flow_end_to_end_over_real_http(tmp_path: Path) -> None:
             "warning_markers": [],
             "officer": {"name": "DC Example", "contact": "Barnet Jigsaw team, 020 7946 0000"},
         }
-        [referral] = PoliceAdapter().to_contract(police_nominal)
+        police_adapter = PoliceAdapter(
+            idempotency_secret=clients[POLICE].identity.idempotency_secret()
+        )
+        [referral] = police_adapter.to_contract(police_nominal)
         assert (referral.method, referral.path) == ("POST", "/v1/referrals")
         referred = await _post(
             clients[POLICE], police_ctx, referral.path, referral.body, str(referral.idempotency_key)
@@ -422,6 +451,15 @@ async def test_demo_flow_end_to_end_over_real_http(tmp_path: Path) -> None:
         )
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert "5 passed, 0 failed" in checked.stdout, checked.stdout
+
+        # No Idempotency-Key the gateway remembers carries the PNC id, in any spelling.
+        db = sqlite3.connect(var / "mappa.db")
+        try:
+            remembered = [key for (key,) in db.execute("SELECT key FROM idempotency_keys")]
+        finally:
+            db.close()
+        assert any(key.startswith("police-referral-") for key in remembered), remembered
+        assert not [key for key in remembered if "0456123" in key], remembered
 
         # 6. The IG officer: the log verifies, and every step is in it.
         verified = await _cli(env, "audit", "verify")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Final
@@ -38,6 +38,8 @@ __all__ = [
     "EXPORT_FORMAT",
     "ExportError",
     "ExportHeader",
+    "export_chunks",
+    "export_header",
     "read_export",
     "verify_database",
     "verify_export",
@@ -75,6 +77,47 @@ def _dumps(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
+def export_header(
+    url: str,
+    *,
+    verifier_keys: Sequence[VerifierKey],
+    now: dt.datetime | None = None,
+) -> ExportHeader:
+    """The header of a pack of the database at ``url``: its latest checkpoint, fixed now, so the
+    entries streamed after it are exactly those the checkpoint covers."""
+    stored = checkpoint_notes(url)
+    if not stored:
+        raise ExportError("the log has no checkpoint yet: run `mappa-gateway audit sequence`")
+    note = str(stored[-1]["note"])
+    checkpoint = parse_checkpoint(parse_signed_note(note).text)
+    return ExportHeader(
+        origin=checkpoint.origin,
+        tree_size=checkpoint.size,
+        checkpoint=note,
+        verifier_keys=tuple(verifier_keys),
+        exported_at=(now or dt.datetime.now(dt.UTC)).isoformat(),
+    )
+
+
+def export_chunks(
+    url: str, header: ExportHeader, *, chunk_bytes: int = 65_536
+) -> Generator[bytes, None, None]:
+    """The pack as UTF-8 chunks of about ``chunk_bytes``: the header line, then the entries
+    ``seq`` 0 to ``header.tree_size - 1`` streamed from the database. Memory stays constant
+    whatever the size of the log (one chunk and the database driver's fetch window)."""
+    buffer: list[str] = [_dumps(header.as_json()) + "\n"]
+    held = len(buffer[0])
+    for entry in iter_log(url, up_to=header.tree_size):
+        line = _dumps(entry) + "\n"
+        buffer.append(line)
+        held += len(line)
+        if held >= chunk_bytes:
+            yield "".join(buffer).encode("utf-8")
+            buffer, held = [], 0
+    if buffer:
+        yield "".join(buffer).encode("utf-8")
+
+
 def write_export(
     url: str,
     out: IO[str],
@@ -83,21 +126,9 @@ def write_export(
     now: dt.datetime | None = None,
 ) -> ExportHeader:
     """Write the pack of the database at ``url`` up to its latest checkpoint; return its header."""
-    stored = checkpoint_notes(url)
-    if not stored:
-        raise ExportError("the log has no checkpoint yet: run `mappa-gateway audit sequence`")
-    latest = stored[-1]
-    note = str(latest["note"])
-    checkpoint = parse_checkpoint(parse_signed_note(note).text)
-    header = ExportHeader(
-        origin=checkpoint.origin,
-        tree_size=checkpoint.size,
-        checkpoint=note,
-        verifier_keys=tuple(verifier_keys),
-        exported_at=(now or dt.datetime.now(dt.UTC)).isoformat(),
-    )
+    header = export_header(url, verifier_keys=verifier_keys, now=now)
     out.write(_dumps(header.as_json()) + "\n")
-    for entry in iter_log(url, up_to=checkpoint.size):
+    for entry in iter_log(url, up_to=header.tree_size):
         out.write(_dumps(entry) + "\n")
     return header
 

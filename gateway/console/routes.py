@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import io
 import secrets
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
@@ -26,7 +26,7 @@ from gateway import errors
 from gateway.audit import log as audit_log
 from gateway.audit.canonical import AUDIT_ENTRY_FIELDS
 from gateway.audit.commit import record_alone
-from gateway.audit.export import ExportError, verify_database, write_export
+from gateway.audit.export import ExportError, export_chunks, export_header, verify_database
 from gateway.audit.search import SearchQuery, parse_query, search_entries
 from gateway.audit.verify import LEAF_HASH_KEY
 from gateway.console.accounts import verify_officer
@@ -41,6 +41,7 @@ from gateway.console.session import (
     current_session,
     open_session,
 )
+from gateway.console.throttle import BAD_CREDENTIALS, LOGIN_THROTTLED, LoginThrottle
 from gateway.flow.audit import AuditEvent, Operation, Outcome
 from gateway.state import GatewayState
 from gateway.store.models import AuditEntry
@@ -56,6 +57,7 @@ _STATIC_FILES: Final = {
     "favicon.svg": "image/svg+xml",
 }
 _FORM_LIMIT: Final = 8192
+_BAD_LOGIN: Final = "The officer id or password is not right."
 _CSV_LIMIT: Final = 100_000
 _FIELDS: Final[tuple[tuple[str, str], ...]] = (
     ("nominal", "Nominal"),
@@ -179,6 +181,29 @@ def _login_form(request: Request, error: str | None = None, status: int = 200) -
     return response
 
 
+def _throttle(request: Request) -> LoginThrottle:
+    """This process's sign-in throttle (made on first use, one per app)."""
+    throttle = getattr(request.app.state, "console_login_throttle", None)
+    if not isinstance(throttle, LoginThrottle):
+        throttle = LoginThrottle(_state(request).settings)
+        request.app.state.console_login_throttle = throttle
+    return throttle
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def _refuse_login(
+    request: Request, officer_id: str | None, reason: str, **detail: Any
+) -> Response:
+    """Audit a refused sign-in; every refusal answers the same page, whatever its reason."""
+    await _audit(
+        request, "login_failed", officer_id, outcome=Outcome.REFUSED, reason_code=reason, **detail
+    )
+    return _login_form(request, _BAD_LOGIN, status=401)
+
+
 @router.post("/login")
 async def login(request: Request) -> Response:
     _check_origin(request)
@@ -186,17 +211,18 @@ async def login(request: Request) -> Response:
     check_csrf(request.cookies.get(LOGIN_COOKIE), form.get("csrf_token"))
     state = _state(request)
     officer_id = form.get("officer_id", "")[:200]
+    if not state.settings.console_password_login:
+        return await _refuse_login(request, officer_id or None, "password_login_disabled")
+    throttle = _throttle(request)
+    if not throttle.address_allows(_address(request)):
+        return await _refuse_login(request, officer_id or None, LOGIN_THROTTLED, limit="address")
     async with state.db.read() as session:
+        locked = await throttle.account_locked(session, officer_id, state.clock())
         officer = await verify_officer(session, officer_id, form.get("password", "")[:200])
+    if locked:
+        return await _refuse_login(request, officer_id or None, LOGIN_THROTTLED, limit="account")
     if officer is None:
-        await _audit(
-            request,
-            "login_failed",
-            officer_id or None,
-            outcome=Outcome.REFUSED,
-            reason_code="bad_credentials",
-        )
-        return _login_form(request, "The officer id or password is not right.", status=401)
+        return await _refuse_login(request, officer_id or None, BAD_CREDENTIALS)
     await _audit(request, "login", officer.id)
     token, _ = await open_session(
         state.db,
@@ -392,30 +418,36 @@ async def export_csv(request: Request) -> Response:
 
 @router.get("/export.jsonl")
 async def export_pack(request: Request) -> Response:
+    """The verifiable export pack, streamed: constant memory whatever the size of the log."""
     officer = await _officer(request)
     if officer is None:
         return _to_login()
     state = _state(request)
     if state.audit is None:
         raise errors.Unavailable(diagnostics={"reason": "audit_checkpoint_key_unavailable"})
-    await _audit(request, "export_pack", officer.officer_id)
     keys = state.audit.verifier_keys()
-
-    def build() -> str:
-        out = io.StringIO()
-        write_export(state.settings.database_url, out, verifier_keys=keys, now=state.clock())
-        return out.getvalue()
-
     try:
-        pack = await run_in_threadpool(build)
+        header = await run_in_threadpool(
+            export_header, state.settings.database_url, verifier_keys=keys, now=state.clock()
+        )
     except ExportError as exc:
         raise errors.Unavailable(diagnostics={"reason": "no_checkpoint_yet"}) from exc
+    await _audit(request, "export_pack", officer.officer_id, tree_size=header.tree_size)
     stamp = state.clock().astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    return Response(
-        pack,
+    return StreamingResponse(
+        _in_threadpool(export_chunks(state.settings.database_url, header)),
         media_type="application/jsonl; charset=utf-8",
         headers={
             **secure_headers(),
             "Content-Disposition": f'attachment; filename="mappa-audit-pack-{stamp}.jsonl"',
         },
     )
+
+
+async def _in_threadpool(chunks: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
+    """Each chunk read off the event loop; the database stream is closed however it ends."""
+    try:
+        while (chunk := await run_in_threadpool(next, chunks, None)) is not None:
+            yield chunk
+    finally:
+        await run_in_threadpool(chunks.close)

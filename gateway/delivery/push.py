@@ -12,7 +12,8 @@ Transport policy, all of it here:
   and every httpx transport error is mapped to one (:data:`TRANSPORT_CODES`).
 
 Plain ``http://`` endpoints are refused unless the development-only ``unsafe_plain_http``
-allowance is on and the endpoint is on the loopback interface (the demo's stand-in systems).
+allowance is on and the endpoint is on the loopback interface (a test against a plain-http
+stub; the demo's stand-in systems serve https with their own development CAs).
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ class PushConfig:
     partner_concurrency: int = 4
     client_cert_file: str | None = None
     client_key_file: str | None = None
-    #: Development only: allow ``http://`` to a loopback endpoint (the demo's stand-ins).
+    #: Development only: allow ``http://`` to a loopback endpoint (tests with plain stubs).
     unsafe_plain_http: bool = False
     user_agent: str = "mappa-gateway-relay"
 

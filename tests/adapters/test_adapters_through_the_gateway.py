@@ -26,7 +26,13 @@ from adapters.probation import ProbationAdapter
 from adapters.receiver import Receiver
 from adapters.standin import JsonStore
 from gateway.contract.envelope import JOSE_MEDIA_TYPE
-from gateway.store.models import InformationRecord, NominalChange, OutboxMessage
+from gateway.store.models import (
+    IdempotentRequest,
+    InformationRecord,
+    NominalChange,
+    OutboxMessage,
+)
+from tests.adapters.support import pnc_forms
 from tests.gateway.cases.conftest import any_world, world
 from tests.gateway.cases.scenario import (
     ACTION_TEXT,
@@ -63,6 +69,11 @@ def _offender(crn: str, level: str) -> dict[str, Any]:
     }
 
 
+def _police(world: World) -> PoliceAdapter:
+    """The police adapter with the police agency's own idempotency secret."""
+    return PoliceAdapter(idempotency_secret=world[POLICE].identity.idempotency_secret())
+
+
 class Sent:
     """Every request the agencies send to the gateway: the URL and the Idempotency-Key."""
 
@@ -97,7 +108,7 @@ async def test_police_markers_go_on_the_nominal_found_by_pnc(
     the nominal the gateway finds by the PNC id; the PNC id is in no URL, and in no marker call's
     Idempotency-Key."""
     police = any_world[POLICE]
-    calls = PoliceAdapter().to_contract(_sample("police_nominal.json"))
+    calls = _police(any_world).to_contract(_sample("police_nominal.json"))
     answers = [await police.client.send(call, police.context) for call in calls]
     assert all(isinstance(a, Opened) for a in answers)
     referral, *records = [a.body for a in answers if isinstance(a, Opened)]
@@ -124,11 +135,42 @@ async def test_police_markers_go_on_the_nominal_found_by_pnc(
             assert key.startswith(f"police-marker-{nominal_id}-") and "123456" not in key
 
 
+async def test_no_pnc_reaches_the_idempotency_table_or_the_logs(
+    any_world: World, sent_any: Sent, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The police nominal's referral and markers, sent and resent: the Idempotency-Keys the
+    gateway remembers, the headers the adapter sent and the gateway's operational logs hold the
+    PNC id in no form (spelling, serial, plain hash); the resend is still recognised."""
+    police = any_world[POLICE]
+    capsys.readouterr()
+    calls = _police(any_world).to_contract(_sample("police_nominal.json"))
+    first = [await police.client.send(call, police.context) for call in calls]
+    again = [await police.client.send(call, police.context) for call in calls]
+    assert [a.body for a in first if isinstance(a, Opened)] == [
+        a.body for a in again if isinstance(a, Opened)
+    ]
+    captured = capsys.readouterr()
+    async with any_world.state.db.read() as session:
+        remembered = (
+            await session.scalars(
+                select(IdempotentRequest.key).where(IdempotentRequest.agency_id == POLICE)
+            )
+        ).all()
+    assert len(remembered) == len(calls)  # the referral and two markers, once each
+    assert any(key.startswith("police-referral-") for key in remembered)
+    assert '"route": "/v1/referrals"' in captured.out + captured.err  # the writes were logged
+    headers = [key for _, key in sent_any.requests]
+    for form in pnc_forms(SAMPLE_PNC):
+        for key in [*remembered, *headers]:
+            assert form.lower() not in key.lower(), (form, key)
+        assert form not in captured.out + captured.err, form
+
+
 async def test_police_markers_resent_are_stored_once(world: World) -> None:
     """The adapter's calls sent twice (a retry after a crash): the lookup finds the same nominal,
     so the marker's Idempotency-Key is the same and the gateway replays its first answer."""
     police = world[POLICE]
-    calls = PoliceAdapter().to_contract(_sample("police_nominal.json"))
+    calls = _police(world).to_contract(_sample("police_nominal.json"))
     first = [await police.client.send(call, police.context) for call in calls]
     again = [await police.client.send(call, police.context) for call in calls]
     assert [a.body for a in first if isinstance(a, Opened)] == [

@@ -18,9 +18,16 @@ from adapters.sdk import Adapter, Delivery, MappingRefused, discover, load_adapt
 from adapters.standin import JsonStore
 from gateway.contract import LevelChangeIn
 from gateway.contract.referrals import ReferralIn
+from tests.adapters.support import pnc_forms
 
 SAMPLES = Path(__file__).parent / "samples"
 GATEWAY = "https://gateway.test"
+#: The police agency's secret for keyed Idempotency-Keys (AgencyIdentity.idempotency_secret).
+POLICE_SECRET = bytes(range(32))
+
+
+def police(secret: bytes = POLICE_SECRET) -> PoliceAdapter:
+    return PoliceAdapter(idempotency_secret=secret)
 
 
 def sample(name: str) -> Any:
@@ -51,7 +58,7 @@ def test_every_adapter_is_discovered_through_entry_points() -> None:
 
 def test_police_nominal_becomes_a_valid_referral_and_marker_records() -> None:
     """PNC id, ViSOR ref, the risk matrix and markers map; the referral passes the contract."""
-    calls = PoliceAdapter().to_contract(sample("police_nominal.json"))
+    calls = police().to_contract(sample("police_nominal.json"))
     referral = ReferralIn.model_validate(calls[0].body)
     assert referral.subject.pnc_id == "98/123456X" and referral.subject.visor_ref == "VR-0045123"
     assert referral.category == 1
@@ -81,8 +88,35 @@ def test_police_unknown_warning_marker_is_refused_not_guessed() -> None:
     record = sample("police_nominal.json")
     record["warning_markers"].append({"code": "ZZ"})
     with pytest.raises(MappingRefused) as caught:
-        PoliceAdapter().to_contract(record)
+        police().to_contract(record)
     assert caught.value.code == "unknown_warning_marker"
+
+
+def test_police_referral_key_is_a_keyed_digest_with_no_pnc_in_any_form() -> None:
+    """police-referral- and 64 hex of HMAC-SHA256 under the agency's secret: stable for the
+    record (and for the PNC id however spaced or cased), another for another secret or another
+    PNC id, and no spelling or plain hash of the PNC id in it."""
+    record = sample("police_nominal.json")
+    key = police().to_contract(record)[0].idempotency_key or ""
+    assert re.fullmatch(r"police-referral-[0-9a-f]{64}", key), key
+    for form in pnc_forms(record["pnc_id"]):
+        assert form not in key, form
+    assert police().to_contract(record)[0].idempotency_key == key  # a retry: the same key
+    respelled = {**record, "pnc_id": " 98/123456x "}
+    assert police().to_contract(respelled)[0].idempotency_key == key
+    assert police(bytes(32)).to_contract(record)[0].idempotency_key != key
+    other = {**record, "pnc_id": "98/123457Y"}
+    assert police().to_contract(other)[0].idempotency_key != key
+
+
+def test_police_without_a_secret_maps_nothing() -> None:
+    """No idempotency secret: mapping refused (never a key made of the PNC id); a secret under
+    256 bits is refused when the adapter is built."""
+    with pytest.raises(MappingRefused) as caught:
+        PoliceAdapter().to_contract(sample("police_nominal.json"))
+    assert caught.value.code == "idempotency_secret_missing"
+    with pytest.raises(ValueError, match="32 bytes"):
+        PoliceAdapter(idempotency_secret=b"short")
 
 
 def test_police_receives_level_change_and_meeting_outcome(tmp_path: Path) -> None:

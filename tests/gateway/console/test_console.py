@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
@@ -339,3 +340,81 @@ async def test_console_action_fails_503_when_it_cannot_be_audited(
     assert response.status_code == 503
     assert response.json()["code"] == "audit_unavailable"
     assert "N00003" not in response.text  # the page was never rendered
+
+
+async def test_export_pack_is_streamed_in_bounded_chunks_and_verifies(
+    officer: httpx.AsyncClient, state: GatewayState, log: Log, tmp_path: Path
+) -> None:
+    """The pack leaves the gateway as many body messages of about 64 KiB, never one whole
+    document built in memory; joined, it verifies offline and covers the signed tree."""
+    from gateway.flow.audit import AuditEvent, Operation, Outcome, record
+
+    async with state.db.write() as session:
+        for i in range(600):
+            record(
+                session,
+                AuditEvent(
+                    operation=Operation.CONSULTATION,
+                    outcome=Outcome.ALLOWED,
+                    agency_id="agency-bulk",
+                    nominal_ref=f"N{i:05d}",
+                    detail={"pad": "p" * 300},
+                ),
+            )
+    await log.sequence()
+    app = officer._transport.app  # type: ignore[attr-defined]
+    cookie = f"__Host-mappa-console={officer.cookies.get('__Host-mappa-console')}"
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "https",
+        "path": "/console/export.jsonl",
+        "raw_path": b"/console/export.jsonl",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"gateway.test"), (b"cookie", cookie.encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("gateway.test", 443),
+    }
+    bodies: list[bytes] = []
+    status: list[int] = []
+    requested, done = asyncio.Event(), asyncio.Event()
+
+    async def receive() -> dict[str, object]:
+        if not requested.is_set():
+            requested.set()
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await done.wait()  # a client that stays connected until the last byte
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        if message["type"] == "http.response.start":
+            status.append(int(message["status"]))  # type: ignore[call-overload]
+        elif message["type"] == "http.response.body":
+            if message.get("body"):
+                bodies.append(message["body"])  # type: ignore[arg-type]
+            if not message.get("more_body"):
+                done.set()
+
+    await app(scope, receive, send)
+    assert status == [200]
+    assert len(bodies) >= 4, [len(b) for b in bodies]
+    assert max(len(b) for b in bodies) < 64 * 1024 + 4096
+    pack = tmp_path / "streamed.jsonl"
+    pack.write_bytes(b"".join(bodies))
+    assert state.audit is not None
+    report = verify_export(pack, verifier_keys=state.audit.verifier_keys())
+    assert report.ok and report.tree_size >= 615
+    (export,) = await _console_entries(state, "export_pack")
+    assert export.detail["tree_size"] == report.tree_size
+
+
+async def test_export_pack_before_any_checkpoint_is_503_and_streams_nothing(
+    officer: httpx.AsyncClient,
+) -> None:
+    """Without a signed checkpoint there is nothing verifiable to export: 503, no pack."""
+    response = await officer.get("/console/export.jsonl")
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith("application/problem+json")
