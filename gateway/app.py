@@ -16,7 +16,7 @@ from gateway.http.metrics import GatewayMetrics, MetricsMiddleware
 from gateway.http.middleware import EdgeMiddleware
 from gateway.logs import configure_logging, get_logger
 from gateway.oauth import install_oauth
-from gateway.routes import audit, cases, health, inbox, metrics, oauth, origin
+from gateway.routes import audit, cases, conformance, health, inbox, metrics, oauth, origin
 from gateway.settings import Settings, get_settings
 from gateway.state import GatewayState
 from gateway.store import Database
@@ -107,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(origin.router)
     app.include_router(inbox.router)
     app.include_router(cases.router)
+    app.include_router(conformance.router)
     app.include_router(metrics.router)
     app.include_router(console.router)
     app.add_middleware(

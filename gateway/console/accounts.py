@@ -1,4 +1,6 @@
-"""Local IG officer accounts: argon2id password hashes, nothing else about the person."""
+"""IG officer accounts: an argon2id password hash and/or an OIDC identity (issuer, subject),
+nothing else about the person. An officer registered with an OIDC identity only has no password
+(the stored hash is ``"!"``, which no password verifies against)."""
 
 from __future__ import annotations
 
@@ -12,29 +14,62 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.errors import Conflict, ValidationFailed
 from gateway.store.models import IGOfficer
 
-__all__ = ["MIN_PASSWORD_LENGTH", "add_officer", "verify_officer"]
+__all__ = ["MIN_PASSWORD_LENGTH", "add_officer", "oidc_officer", "verify_officer"]
 
 MIN_PASSWORD_LENGTH = 12
 _OFFICER_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
 _hasher = PasswordHasher()  # argon2id with the library's RFC 9106 defaults
 #: Verified against when the account does not exist, so timing does not reveal which ids exist.
 _DUMMY_HASH = _hasher.hash("not-a-real-password-placeholder")
+_NO_PASSWORD = "!"  # noqa: S105 - not a password: the marker of "no local password"
 
 
 async def add_officer(
-    session: AsyncSession, officer_id: str, display_name: str, password: str
+    session: AsyncSession,
+    officer_id: str,
+    display_name: str,
+    password: str | None,
+    *,
+    oidc: tuple[str, str] | None = None,
 ) -> IGOfficer:
+    """Create an officer with a password, an OIDC identity ``(issuer, subject)``, or both."""
     if not _OFFICER_ID.match(officer_id):
         raise ValidationFailed("officer id: lower-case letters, digits, '.', '_' or '-'")
-    if len(password) < MIN_PASSWORD_LENGTH:
+    if password is None and oidc is None:
+        raise ValidationFailed("an officer needs a password or an OIDC identity")
+    if password is not None and len(password) < MIN_PASSWORD_LENGTH:
         raise ValidationFailed(f"password: at least {MIN_PASSWORD_LENGTH} characters")
+    if oidc is not None:
+        issuer, subject = oidc
+        if not issuer.startswith(("https://", "http://")) or not 0 < len(issuer) <= 500:
+            raise ValidationFailed("OIDC issuer: the provider's issuer URL")
+        if not 0 < len(subject) <= 255:
+            raise ValidationFailed("OIDC subject: 1 to 255 characters")
+        if await oidc_officer(session, issuer, subject, active_only=False) is not None:
+            raise Conflict("an officer with this OIDC identity exists")
     if await session.get(IGOfficer, officer_id) is not None:
         raise Conflict("an officer with this id exists")
     officer = IGOfficer(
-        id=officer_id, display_name=display_name[:200], password_hash=_hasher.hash(password)
+        id=officer_id,
+        display_name=display_name[:200],
+        password_hash=_hasher.hash(password) if password is not None else _NO_PASSWORD,
+        oidc_issuer=oidc[0] if oidc else None,
+        oidc_subject=oidc[1] if oidc else None,
     )
     session.add(officer)
     return officer
+
+
+async def oidc_officer(
+    session: AsyncSession, issuer: str, subject: str, *, active_only: bool = True
+) -> IGOfficer | None:
+    """The officer registered with this OIDC identity (exact issuer and subject), if any."""
+    query = select(IGOfficer).where(
+        IGOfficer.oidc_issuer == issuer, IGOfficer.oidc_subject == subject
+    )
+    if active_only:
+        query = query.where(IGOfficer.active.is_(True))
+    return (await session.execute(query)).scalar_one_or_none()
 
 
 async def verify_officer(session: AsyncSession, officer_id: str, password: str) -> IGOfficer | None:
@@ -42,9 +77,12 @@ async def verify_officer(session: AsyncSession, officer_id: str, password: str) 
     officer = (
         await session.execute(select(IGOfficer).where(IGOfficer.id == officer_id[:64]))
     ).scalar_one_or_none()
+    stored = officer.password_hash if officer else _DUMMY_HASH
     try:
-        _hasher.verify(officer.password_hash if officer else _DUMMY_HASH, password)
+        _hasher.verify(_DUMMY_HASH if stored == _NO_PASSWORD else stored, password)
     except (VerificationError, InvalidHashError):
+        return None
+    if stored == _NO_PASSWORD:
         return None
     if officer is None or not officer.active:
         return None

@@ -24,6 +24,13 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="read the password from the first line of standard input instead of prompting",
     )
+    add.add_argument(
+        "--oidc-subject",
+        nargs=2,
+        metavar=("ISSUER", "SUBJECT"),
+        help="the officer's identity at the OIDC provider (its issuer URL and the 'sub' claim); "
+        "without --password-stdin the officer then has no local password",
+    )
     add.set_defaults(func=_add_officer)
 
 
@@ -41,8 +48,9 @@ def _add_officer(args: argparse.Namespace) -> int:
     from gateway.errors import GatewayError
     from gateway.store import Database
 
-    password = _password(args)
-    if password is None:
+    oidc = tuple(args.oidc_subject) if args.oidc_subject else None
+    password = _password(args) if oidc is None or args.password_stdin else None
+    if password is None and oidc is None:
         print("mappa-gateway ig: the passwords differ", file=sys.stderr)
         return 2
     settings = get_settings()
@@ -51,7 +59,7 @@ def _add_officer(args: argparse.Namespace) -> int:
         db = Database(settings.database_url)
         try:
             async with db.write() as session:
-                await add_officer(session, args.officer_id, args.name, password)
+                await add_officer(session, args.officer_id, args.name, password, oidc=oidc)
         except GatewayError as exc:
             print(f"mappa-gateway ig: {exc.detail or exc.title}", file=sys.stderr)
             return 2

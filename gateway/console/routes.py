@@ -29,8 +29,9 @@ from gateway.audit.commit import record_alone
 from gateway.audit.export import ExportError, export_chunks, export_header, verify_database
 from gateway.audit.search import SearchQuery, parse_query, search_entries
 from gateway.audit.verify import LEAF_HASH_KEY
-from gateway.console.accounts import verify_officer
+from gateway.console.accounts import oidc_officer, verify_officer
 from gateway.console.checks import check_entry
+from gateway.console.oidc import OIDC_COOKIE, OidcLoginFailed, OidcSignIn
 from gateway.console.render import csv_text, render, secure_headers
 from gateway.console.session import (
     LOGIN_COOKIE,
@@ -44,7 +45,7 @@ from gateway.console.session import (
 from gateway.console.throttle import BAD_CREDENTIALS, LOGIN_THROTTLED, LoginThrottle
 from gateway.flow.audit import AuditEvent, Operation, Outcome
 from gateway.state import GatewayState
-from gateway.store.models import AuditEntry
+from gateway.store.models import AuditEntry, IGOfficer
 
 __all__ = ["router"]
 
@@ -170,9 +171,16 @@ def _login_form(request: Request, error: str | None = None, status: int = 200) -
     token = request.cookies.get(LOGIN_COOKIE)
     if not token or len(token) > 64:
         token = secrets.token_urlsafe(24)
+    settings = _state(request).settings
     response = render(
         "login.html",
-        {"officer": None, "error": error, "login_csrf": token},
+        {
+            "officer": None,
+            "error": error,
+            "login_csrf": token,
+            "oidc": settings.console_oidc_issuer is not None,
+            "password_login": settings.console_password_login,
+        },
         status=status,
     )
     response.set_cookie(
@@ -223,14 +231,20 @@ async def login(request: Request) -> Response:
         return await _refuse_login(request, officer_id or None, LOGIN_THROTTLED, limit="account")
     if officer is None:
         return await _refuse_login(request, officer_id or None, BAD_CREDENTIALS)
-    await _audit(request, "login", officer.id)
+    await _audit(request, "login", officer.id, method="password")
+    response = RedirectResponse("/console/entries", status_code=303, headers=secure_headers())
+    return await _signed_in(request, officer, response)
+
+
+async def _signed_in(request: Request, officer: IGOfficer, response: Response) -> Response:
+    """Open a session for ``officer`` and set its cookie on ``response``."""
+    state = _state(request)
     token, _ = await open_session(
         state.db,
         officer,
         now=state.clock(),
         max_seconds=state.settings.console_session_max_seconds,
     )
-    response = RedirectResponse("/console/entries", status_code=303, headers=secure_headers())
     response.set_cookie(
         SESSION_COOKIE,
         token,
@@ -242,6 +256,75 @@ async def login(request: Request) -> Response:
     )
     response.delete_cookie(LOGIN_COOKIE, path="/", secure=True, httponly=True, samesite="strict")
     return response
+
+
+def _oidc(request: Request) -> OidcSignIn:
+    """This process's OIDC client (made on first use); 404 when OIDC is not configured."""
+    settings = _state(request).settings
+    if settings.console_oidc_issuer is None:
+        raise errors.NotFound()
+    client = getattr(request.app.state, "console_oidc", None)
+    if not isinstance(client, OidcSignIn):
+        client = OidcSignIn(settings)
+        request.app.state.console_oidc = client
+    return client
+
+
+@router.get("/login/oidc")
+async def oidc_begin(request: Request) -> Response:
+    """Send the browser to the identity provider, with state, nonce and a PKCE challenge."""
+    client = _oidc(request)
+    if not _throttle(request).address_allows(_address(request)):
+        return await _refuse_login(request, None, LOGIN_THROTTLED, limit="address", method="oidc")
+    try:
+        url, binding = await client.begin(_state(request).db, now=_state(request).clock())
+    except OidcLoginFailed as exc:
+        return await _refuse_login(request, None, exc.reason, method="oidc")
+    response = RedirectResponse(url, status_code=303, headers=secure_headers())
+    response.set_cookie(
+        OIDC_COOKIE, binding, max_age=600, secure=True, httponly=True, samesite="lax", path="/"
+    )
+    return response
+
+
+@router.get("/login/oidc/callback")
+async def oidc_callback(request: Request) -> Response:
+    """The provider's answer: an IG officer's identity opens a session; anything else is the
+    generic sign-in refusal, audited with its reason."""
+    client = _oidc(request)
+    state = _state(request)
+    if not _throttle(request).address_allows(_address(request)):
+        return await _refuse_login(request, None, LOGIN_THROTTLED, limit="address", method="oidc")
+    params = request.query_params
+    if params.get("error"):
+        return await _refuse_login(request, None, "oidc_provider_error", method="oidc")
+    try:
+        identity = await client.complete(
+            state.db,
+            state=params.get("state"),
+            code=params.get("code"),
+            binding=request.cookies.get(OIDC_COOKIE),
+            now=state.clock(),
+        )
+    except OidcLoginFailed as exc:
+        return await _refuse_login(request, None, exc.reason, method="oidc")
+    async with state.db.read() as session:
+        officer = await oidc_officer(session, identity.issuer, identity.subject)
+    if officer is None:
+        return await _refuse_login(
+            request,
+            None,
+            "oidc_not_an_ig_officer",
+            method="oidc",
+            oidc_issuer=identity.issuer,
+            oidc_subject=identity.subject,
+        )
+    await _audit(request, "login", officer.id, method="oidc")
+    # A page of the gateway's own moves on: a redirect here would carry on the provider's
+    # cross-site navigation, and the browser would withhold the SameSite=Strict session cookie.
+    response = render("signed_in.html", {"officer": None})
+    response.delete_cookie(OIDC_COOKIE, path="/", secure=True, httponly=True, samesite="lax")
+    return await _signed_in(request, officer, response)
 
 
 @router.post("/logout")

@@ -56,6 +56,7 @@ __all__ = [
     "AuditCheckpoint",
     "AuditEntry",
     "Base",
+    "ConsoleOidcLogin",
     "ConsoleSession",
     "ContributorDecision",
     "HazardFlag",
@@ -441,15 +442,37 @@ class AuditCheckpoint(Base):
 
 
 class IGOfficer(Base):
-    """A local information governance officer account for the console (argon2 hash)."""
+    """An information governance officer account for the console: an argon2 password hash
+    (``"!"`` when the officer signs in through OIDC only), and the OIDC identity (issuer and
+    subject, the provider's stable, never reassigned identifier) registered for the officer."""
 
     __tablename__ = "ig_officers"
+    __table_args__ = (
+        UniqueConstraint("oidc_issuer", "oidc_subject", name="uq_ig_officers_oidc_issuer"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     display_name: Mapped[str] = mapped_column(String(200))
     password_hash: Mapped[str] = mapped_column(String(200))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    oidc_issuer: Mapped[str | None] = mapped_column(String(500))
+    oidc_subject: Mapped[str | None] = mapped_column(String(255))
+
+
+class ConsoleOidcLogin(Base):
+    """An OIDC sign-in under way: its ``state`` (hashed, the key), ``nonce`` and PKCE verifier,
+    and the hash of the token in the browser's binding cookie. Taken (deleted) by the callback,
+    so a state or code is good once; expired rows may be purged."""
+
+    __tablename__ = "console_oidc_logins"
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    binding_hash: Mapped[str] = mapped_column(String(64))
+    nonce: Mapped[str] = mapped_column(String(128))
+    code_verifier: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
 
 
 class ConsoleSession(Base):

@@ -42,3 +42,33 @@ async def test_duplicate_officer_is_refused(db: Database) -> None:
     with pytest.raises(Conflict):
         async with db.write() as session:
             await add_officer(session, "ig.three", "Other", "another long one")
+
+
+async def test_oidc_only_officer_has_no_password_and_is_found_by_identity(db: Database) -> None:
+    """An officer registered with an OIDC identity only: no password verifies (not even the
+    marker), the exact issuer and subject find the officer, near misses do not."""
+    from gateway.console.accounts import oidc_officer
+
+    idp = "https://login.example.gov.uk/tenant"
+    async with db.write() as session:
+        await add_officer(session, "ig.oidc", "IG OIDC", None, oidc=(idp, "sub-123"))
+    async with db.read() as session:
+        for guess in ("!", "", "sub-123", "a long enough password"):
+            assert await verify_officer(session, "ig.oidc", guess) is None
+        found = await oidc_officer(session, idp, "sub-123")
+        assert found is not None and found.id == "ig.oidc"
+        assert await oidc_officer(session, idp + "/", "sub-123") is None
+        assert await oidc_officer(session, idp, "SUB-123") is None
+
+
+async def test_oidc_identity_is_unique_and_an_officer_needs_some_credential(db: Database) -> None:
+    """Two officers cannot share an OIDC identity; an officer with neither is refused."""
+    idp = "https://login.example.gov.uk/tenant"
+    async with db.write() as session:
+        await add_officer(session, "ig.a", "IG A", None, oidc=(idp, "sub-1"))
+    with pytest.raises(Conflict):
+        async with db.write() as session:
+            await add_officer(session, "ig.b", "IG B", None, oidc=(idp, "sub-1"))
+    with pytest.raises(ValidationFailed):
+        async with db.write() as session:
+            await add_officer(session, "ig.c", "IG C", None)

@@ -331,11 +331,16 @@ async def test_console_action_fails_503_when_it_cannot_be_audited(
     await writer.dispose()
     from gateway.errors import StoreUnavailable  # fill every free page of the file
 
-    try:
-        for i in range(10_000):
-            await log.add(1000 + i, detail={"pad": "x" * 4000})
-    except StoreUnavailable:
-        pass
+    # Large rows first, then ever smaller ones into what is left of the last pages, so that
+    # not even a small entry fits, however the schema happens to lay out its pages.
+    written = 0
+    for pad in (4000, 400, 40, 0):
+        try:
+            for _ in range(10_000):
+                await log.add(1000 + written, detail={"pad": "x" * pad})
+                written += 1
+        except StoreUnavailable:
+            pass
     response = await officer.get("/console/entries", params={"nominal": "N00003"})
     assert response.status_code == 503
     assert response.json()["code"] == "audit_unavailable"

@@ -55,3 +55,27 @@ def test_add_officer_refuses_a_short_password(
     assert main(["ig", "add-officer", "ig.three", "--name", "IG", "--password-stdin"]) == 2
     assert "at least" in capsys.readouterr().err
     assert not asyncio.run(_verifies(env, "ig.three", "short"))
+
+
+def test_add_officer_with_an_oidc_subject_needs_no_password(
+    env: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--oidc-subject ISSUER SUBJECT registers an officer who signs in through OIDC only."""
+    from gateway.console.accounts import oidc_officer
+
+    idp = "https://login.example.gov.uk/tenant"
+    args = ["ig", "add-officer", "ig.sso", "--name", "IG SSO", "--oidc-subject", idp, "abc-42"]
+    assert main(args) == 0
+    assert "IG officer ig.sso created" in capsys.readouterr().out
+
+    async def lookup() -> str | None:
+        db = Database(env)
+        try:
+            async with db.read() as session:
+                officer = await oidc_officer(session, idp, "abc-42")
+                return officer.id if officer else None
+        finally:
+            await db.dispose()
+
+    assert asyncio.run(lookup()) == "ig.sso"
+    assert not asyncio.run(_verifies(env, "ig.sso", "!"))

@@ -108,7 +108,14 @@ async def test_password_sign_in_can_be_turned_off(
     """With console_password_login off, the right password is refused and the try audited."""
     state.settings = state.settings.model_copy(update={"console_password_login": False})
     async with _client(console_app, "10.0.0.6") as client:
-        assert (await _attempt(client, OFFICER, PASSWORD)).status_code == 401
+        page = await client.get("/console/login")
+        assert 'name="password"' not in page.text  # no password form is offered
+        token = client.cookies.get("__Host-mappa-console-login")
+        response = await client.post(
+            "/console/login",
+            data={"officer_id": OFFICER, "password": PASSWORD, "csrf_token": str(token)},
+        )
+        assert response.status_code == 401
     (entry,) = await _refusals(state, OFFICER)
     assert entry.reason_code == "password_login_disabled"
 
