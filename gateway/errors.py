@@ -198,6 +198,15 @@ class UnauthorizedClient(InvalidOAuthRequest):
     oauth_error = "unauthorized_client"
 
 
+class TokenRequestProofRefused(InvalidOAuthRequest):
+    """A DPoP proof refused at the token endpoint: RFC 9449 section 5 answers it as an RFC 6749
+    section 5.2 error (400, ``error`` = ``invalid_dpop_proof``), not with a 401 challenge."""
+
+    code = "invalid_dpop_proof"
+    title = "The DPoP proof is missing or not acceptable"
+    oauth_error = "invalid_dpop_proof"
+
+
 class InvalidScope(InvalidOAuthRequest):
     code = "invalid_scope"
     title = "A requested scope is not registered for this agency"

@@ -136,7 +136,7 @@ async def handle_token_request(state: GatewayState, request: Request) -> TokenRe
 def _single_header(request: Request, name: str) -> str | None:
     values = request.headers.getlist(name)
     if len(values) > 1:
-        raise errors.InvalidDPoPProof(diagnostics={"reason": "dpop_repeated"})
+        raise errors.TokenRequestProofRefused(diagnostics={"reason": "dpop_repeated"})
     return values[0] if values else None
 
 
@@ -202,8 +202,10 @@ async def _commit_issue(
                 ),
             )
     except replay.Replayed as exc:
-        cls = errors.InvalidClient if exc.kind == "client_assertion" else errors.InvalidDPoPProof
-        raise cls(diagnostics={"reason": f"{exc.kind}_jti_replayed"}) from exc
+        reason = {"reason": f"{exc.kind}_jti_replayed"}
+        if exc.kind == "client_assertion":
+            raise errors.InvalidClient(diagnostics=reason) from exc
+        raise errors.TokenRequestProofRefused(diagnostics=reason) from exc
 
 
 async def audit_refusal(

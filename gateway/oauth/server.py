@@ -87,7 +87,7 @@ class TokenRequest(OAuth2Request):  # type: ignore[misc]
         return {}
 
 
-def _refused(cls: type[errors.AuthenticationFailed], reason: str) -> errors.AuthenticationFailed:
+def _refused(cls: type[errors.GatewayError], reason: str) -> errors.GatewayError:
     return cls(diagnostics={"reason": reason})
 
 
@@ -116,7 +116,7 @@ class DPoPClientCredentialsGrant(ClientCredentialsGrant):  # type: ignore[misc]
                 future_skew=settings.max_future_skew_seconds,
             )
         except JoseRefused as exc:
-            raise _refused(errors.InvalidDPoPProof, exc.reason) from exc
+            raise _refused(errors.TokenRequestProofRefused, exc.reason) from exc
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         client: ClientRecord = self.request.client
