@@ -33,6 +33,8 @@ PYTHON = sys.executable
 GATEWAY_PATHS: list[tuple[str, str, str, str | None]] = [
     ("edge only (/healthz)", "/healthz", "GET", None),
     ("database ping (/readyz)", "/readyz", "GET", None),
+    # token + DPoP + context + the proof's jti spent (one commit)
+    ("authenticated (GET whoami)", "/v1/whoami", "GET", "benchmarks.plans.authenticated"),
     # token + DPoP + lawful basis + need-to-know + redaction + signature + JWE + audit entry
     ("case read (GET nominal)", "/v1/nominals/{nominal_id}", "GET", "benchmarks.plans.case_read"),
     # JWE + signature + schema + need-to-know + sealed store + audit + outbox to the lead
