@@ -128,6 +128,4 @@ async def update_action_status(call: Call, action_id: str) -> Response:
         )
         return Audited(Written(ack, 200), event)
 
-    return await write(
-        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
-    )
+    return await write(call, body, act)

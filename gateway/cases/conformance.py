@@ -55,6 +55,4 @@ async def echo(call: Call) -> Response:
         )
         return Audited(Written(ack, 200), event)
 
-    return await write(
-        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
-    )
+    return await write(call, body, act)

@@ -29,7 +29,7 @@ from gateway.audit.commit import Audited, commit_audited
 from gateway.audit.origin import ORIGIN_TABLE
 from gateway.contract.views import AckOut
 from gateway.flow import deliver, idempotency
-from gateway.flow.audit import AuditEvent, Operation, Outcome, Withheld
+from gateway.flow.audit import AuditEvent, Operation, Outcome, Withheld, record
 from gateway.flow.authenticate import Caller, PendingSpend, refuse_unspent, settle
 from gateway.flow.need_to_know import caller_agency
 from gateway.flow.seal import OpenedBody, Sealer, agency_public_jwks
@@ -49,6 +49,7 @@ __all__ = [
     "guarded",
     "inbound",
     "keep_origin",
+    "pushed",
     "released",
     "replay",
     "write",
@@ -265,17 +266,16 @@ class Written:
 
 async def write(
     call: Call,
-    *,
-    key: str,
-    digest: str,
-    caller_keys: Sequence[Mapping[str, Any]],
+    body: Inbound[Any],
     act: Callable[[AsyncSession], Awaitable[Audited[Written]]],
 ) -> Response:
-    """Commit ``act``, its audit entry and the idempotency key together; answer sealed.
+    """Commit ``act``, its audit entry and the idempotency key of ``body`` (the write's opened
+    body, from :func:`inbound`) together; answer sealed to the caller's keys.
 
     If another request with the same key committed first (a retry racing its original, on this
     replica or another), its answer is replayed instead.
     """
+    key, digest, caller_keys = body.key, body.digest, body.caller_keys
 
     async def with_key(session: AsyncSession) -> Audited[Written]:
         audited = keep_origin(call, session, await act(session))
@@ -303,8 +303,8 @@ async def write(
         if remembered is None:
             raise
         return await replay(call, remembered, caller_keys)
-    body = written.ack.model_dump(mode="json", exclude_none=True)
-    return deliver.jose_response(call.answer(body, caller_keys), written.status_code)
+    ack = written.ack.model_dump(mode="json", exclude_none=True)
+    return deliver.jose_response(call.answer(ack, caller_keys), written.status_code)
 
 
 def keep_origin(call: Call, session: AsyncSession, audited: Audited[T]) -> Audited[T]:
@@ -397,6 +397,33 @@ async def inbound(call: Call, session: AsyncSession, model: type[M]) -> Inbound[
     )
     again = await replay(call, remembered, caller_keys) if remembered is not None else None
     return Inbound(body, key, digest, caller_keys, again)
+
+
+async def pushed(
+    call: Call,
+    session: AsyncSession,
+    push: deliver.Push,
+    decision: policies.Decision,
+    *,
+    resource: str,
+    withheld: Sequence[Withheld] = (),
+) -> None:
+    """Queue ``push`` in the write's transaction and record its disclosure to the recipient
+    (one audit entry each, with the rule that let it receive and what was withheld from it)."""
+    await deliver.enqueue(session, push, now=call.now)
+    record(
+        session,
+        call.event(
+            Outcome.ALLOWED,
+            operation=Operation.DISCLOSURE,
+            recipients=(push.recipient_id,),
+            rule=decision.rule,
+            policy_version=decision.policy_version,
+            withheld=tuple(withheld),
+            payload_digest=push.sealed.digest,
+            detail={"resource": resource, "delivery": "outbox", "kind": push.kind},
+        ),
+    )
 
 
 async def released(

@@ -136,9 +136,7 @@ async def record_contributor(call: Call, nominal_id: str) -> Response:
         )
         return Audited(Written(ack), event)
 
-    return await write(
-        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
-    )
+    return await write(call, body, act)
 
 
 async def revoke_contributor(call: Call, nominal_id: str, decision_id: str) -> Response:
@@ -190,6 +188,4 @@ async def revoke_contributor(call: Call, nominal_id: str, decision_id: str) -> R
         )
         return Audited(Written(ack, 200), event)
 
-    return await write(
-        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
-    )
+    return await write(call, body, act)

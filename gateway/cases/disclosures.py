@@ -99,9 +99,7 @@ async def request_disclosure(call: Call) -> Response:
         )
         return Audited(Written(ack), event)
 
-    return await write(
-        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
-    )
+    return await write(call, body, act)
 
 
 async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
@@ -267,6 +265,4 @@ async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
         )
         return Audited(Written(ack, 200), event)
 
-    return await write(
-        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
-    )
+    return await write(call, body, act)

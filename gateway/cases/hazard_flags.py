@@ -95,9 +95,7 @@ async def raise_hazard_flag(call: Call) -> Response:
         )
         return Audited(Written(ack), event)
 
-    return await write(
-        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
-    )
+    return await write(call, body, act)
 
 
 async def read_hazard_flag(call: Call, flag_id: str) -> Response:

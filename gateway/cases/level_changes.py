@@ -26,10 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import policies
 from gateway import errors
-from gateway.cases.context import Call
+from gateway.cases.context import Call, pushed
 from gateway.domain import AgencyStatus, Level, Role
 from gateway.flow import deliver, need_to_know
-from gateway.flow.audit import Operation, Outcome, record
 from gateway.store.models import Agency, Meeting, MeetingAgency, Nominal
 
 __all__ = ["KIND", "LevelAnnouncement", "announce", "level_change_body"]
@@ -67,19 +66,7 @@ class LevelAnnouncement:
         if old != str(self.old_level):
             raise errors.Conflict(diagnostics={"reason": "level_changed_meanwhile"})
         for push, decision in self.pushes:
-            await deliver.enqueue(session, push, now=call.now)
-            record(
-                session,
-                call.event(
-                    Outcome.ALLOWED,
-                    operation=Operation.DISCLOSURE,
-                    recipients=(push.recipient_id,),
-                    rule=decision.rule,
-                    policy_version=decision.policy_version,
-                    payload_digest=push.sealed.digest,
-                    detail={"resource": KIND, "delivery": "outbox", "kind": KIND},
-                ),
-            )
+            await pushed(call, session, push, decision, resource=KIND)
         detail: dict[str, Any] = {"level_change_sent_to": [p.recipient_id for p, _ in self.pushes]}
         if self.held:
             detail["level_change_held"] = list(self.held)

@@ -138,9 +138,7 @@ async def raise_warning_marker(call: Call) -> Response:
         )
         return Audited(Written(ack), event)
 
-    return await write(
-        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
-    )
+    return await write(call, body, act)
 
 
 def _iso(value: Any) -> str | None:
@@ -274,6 +272,4 @@ async def revoke_warning_marker(call: Call, marker_id: str) -> Response:
         )
         return Audited(Written(ack, 200), event)
 
-    return await write(
-        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
-    )
+    return await write(call, body, act)

@@ -21,7 +21,7 @@ import policies
 from gateway import errors
 from gateway.audit.commit import Audited
 from gateway.cases import documents
-from gateway.cases.context import READ, WRITE, Call, Written, inbound, released, write
+from gateway.cases.context import READ, WRITE, Call, Written, inbound, pushed, released, write
 from gateway.cases.subjects import (
     VisibleMeeting,
     is_chair_or_coordinator,
@@ -32,7 +32,7 @@ from gateway.cases.subjects import (
 from gateway.contract import AckOut, ActionIn, MeetingIn, MinutesIn, ParticipantsIn
 from gateway.domain import AgencyType, Participation, Role
 from gateway.flow import deliver, lawful_basis, need_to_know, redact
-from gateway.flow.audit import Operation, Outcome, record
+from gateway.flow.audit import Operation, Outcome
 from gateway.store.models import Action, Agency, Meeting, MeetingAgency, Minutes, Nominal, new_id
 
 __all__ = [
@@ -126,9 +126,7 @@ async def create_meeting(call: Call) -> Response:
         )
         return Audited(Written(ack), event)
 
-    return await write(
-        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
-    )
+    return await write(call, body, act)
 
 
 async def set_participants(call: Call, meeting_id: str) -> Response:
@@ -166,9 +164,7 @@ async def set_participants(call: Call, meeting_id: str) -> Response:
         )
         return Audited(Written(ack, 200), event)
 
-    return await write(
-        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
-    )
+    return await write(call, body, act)
 
 
 async def _participant_pushes(
@@ -251,19 +247,8 @@ async def create_minutes(call: Call, meeting_id: str) -> Response:
         )
         await session.flush()
         for push, release, decision in pushes:
-            await deliver.enqueue(session, push, now=call.now)
-            record(
-                session,
-                call.event(
-                    Outcome.ALLOWED,
-                    operation=Operation.DISCLOSURE,
-                    recipients=(push.recipient_id,),
-                    rule=decision.rule,
-                    policy_version=decision.policy_version,
-                    withheld=release.withheld,
-                    payload_digest=push.sealed.digest,
-                    detail={"resource": "minutes", "delivery": "outbox", "kind": push.kind},
-                ),
+            await pushed(
+                call, session, push, decision, resource="minutes", withheld=release.withheld
             )
         ack = AckOut(id=minutes_id, status="circulated", nominal_id=seen.nominal.id)
         event = call.event(
@@ -277,9 +262,7 @@ async def create_minutes(call: Call, meeting_id: str) -> Response:
         )
         return Audited(Written(ack), event)
 
-    return await write(
-        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
-    )
+    return await write(call, body, act)
 
 
 async def read_minutes(call: Call, meeting_id: str) -> Response:
@@ -362,6 +345,4 @@ async def create_action(call: Call, meeting_id: str) -> Response:
         )
         return Audited(Written(ack), event)
 
-    return await write(
-        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
-    )
+    return await write(call, body, act)

@@ -178,9 +178,7 @@ async def _change(
         )
         return Audited(Written(ack, 200), event)
 
-    return await write(
-        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
-    )
+    return await write(call, body, act)
 
 
 def _set_level(call: Call, nominal: Nominal, level: Level) -> tuple[str, str]:

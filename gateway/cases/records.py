@@ -30,6 +30,7 @@ from gateway.cases.context import (
     Inbound,
     Written,
     inbound,
+    pushed,
     released,
     write,
 )
@@ -37,7 +38,7 @@ from gateway.cases.paging import encode_cursor, page_of
 from gateway.cases.subjects import visible_nominal, well_formed
 from gateway.contract import AckOut, RecordIn
 from gateway.flow import deliver, lawful_basis, need_to_know, redact
-from gateway.flow.audit import Operation, Outcome, Withheld, record
+from gateway.flow.audit import Outcome, Withheld
 from gateway.store.models import Agency, InformationRecord, Nominal, new_id
 
 __all__ = [
@@ -143,19 +144,8 @@ async def store_record(
         session.add(row)
         await session.flush()
         for push, release, push_decision in sent:
-            await deliver.enqueue(session, push, now=call.now)
-            record(
-                session,
-                call.event(
-                    Outcome.ALLOWED,
-                    operation=Operation.DISCLOSURE,
-                    recipients=(push.recipient_id,),
-                    rule=push_decision.rule,
-                    policy_version=push_decision.policy_version,
-                    withheld=release.withheld,
-                    payload_digest=push.sealed.digest,
-                    detail={"resource": "record", "delivery": "outbox", "kind": push.kind},
-                ),
+            await pushed(
+                call, session, push, push_decision, resource="record", withheld=release.withheld
             )
         ack = AckOut(id=row.id, status="stored", nominal_id=row.nominal_id, kind=str(row.kind))
         event = call.event(
@@ -166,9 +156,7 @@ async def store_record(
         )
         return Audited(Written(ack), event)
 
-    return await write(
-        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
-    )
+    return await write(call, body, act)
 
 
 async def create_record(call: Call, nominal_id: str) -> Response:

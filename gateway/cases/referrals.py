@@ -177,6 +177,4 @@ async def create_referral(call: Call) -> Response:
         )
         return Audited(Written(ack), event)
 
-    return await write(
-        call, key=body.key, digest=body.digest, caller_keys=body.caller_keys, act=act
-    )
+    return await write(call, body, act)
