@@ -58,9 +58,9 @@ async def rows(db: Database) -> dict[str, OutboxMessage]:
 
 def fast_config(**overrides: Any) -> RelayConfig:
     push = PushConfig(
-        connect_timeout=0.5,
-        read_timeout=0.5,
-        total_timeout=1.0,
+        connect_timeout=overrides.pop("connect_timeout", 0.5),
+        read_timeout=overrides.pop("read_timeout", 0.5),
+        total_timeout=overrides.pop("total_timeout", 1.0),
         max_response_bytes=4096,
         partner_concurrency=overrides.pop("partner_concurrency", 2),
         unsafe_plain_http=overrides.pop("unsafe_plain_http", False),

@@ -93,7 +93,16 @@ async def test_two_relays_on_postgresql_never_deliver_a_row_twice(
         await partner(first_db, "cs-a", stub.url, pki.ca_pem)
         await partner(first_db, "housing-a", stub.url, pki.ca_pem)
         ids = await queue(first_db, "cs-a", 60) + await queue(first_db, "housing-a", 60)
-        config = fast_config(partner_concurrency=6, max_attempts=20)
+        # Timeouts generous enough that a handshake slowed by a loaded machine is not a failed
+        # attempt: what is measured is that the two relays never share a row.
+        config = fast_config(
+            partner_concurrency=6,
+            max_attempts=20,
+            connect_timeout=10.0,
+            read_timeout=10.0,
+            total_timeout=20.0,
+            lease_seconds=30.0,
+        )
         relays = [Relay(first_db, config), Relay(second_db, config)]
         for relay in relays:
             relay.start()
