@@ -18,16 +18,28 @@ A crash anywhere rolls the whole step back; the next run starts again from the l
 Because the step is serialised and reads the head under the lock, two sequencers can never assign
 the same ``seq`` or fork the tree (the unique ``seq`` and the checkpoint's primary key are a
 second line). `run_sequencer` repeats the step in the background of the app.
+
+On SQLite every worker process of a machine shares one database file and one write lock, and a
+sequencer step holds that lock while it hashes and signs: the other workers' commits wait on
+SQLite's busy handler meanwhile. So there, only the worker holding :class:`SequencerTurn` (an
+exclusive ``flock`` on a file beside the database, released by the operating system when the
+process ends, so another worker takes over within an interval) runs the background sequencer.
+PostgreSQL sequencers do not block the requests' commits and keep taking turns by the advisory
+lock alone.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import fcntl
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final
 
 from sqlalchemy import func, select, text, update
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.audit.canonical import AUDIT_ENTRY_FIELDS, entry_leaf_hash
@@ -41,7 +53,15 @@ from gateway.store import Database
 from gateway.store.models import AuditCheckpoint, AuditEntry
 from keys import KeysError
 
-__all__ = ["ADVISORY_LOCK_KEY", "SequenceResult", "run_sequencer", "sequence", "sequence_once"]
+__all__ = [
+    "ADVISORY_LOCK_KEY",
+    "SequenceResult",
+    "SequencerTurn",
+    "run_sequencer",
+    "sequence",
+    "sequence_once",
+    "sequencer_turn",
+]
 
 #: The PostgreSQL advisory lock every sequencer takes ("mappaaud" in ASCII, as a bigint).
 ADVISORY_LOCK_KEY: Final = int.from_bytes(b"mappaaud", "big")
@@ -164,6 +184,48 @@ async def sequence(
     return SequenceResult(first.previous_size, last.tree_size, last.root_hash, note)
 
 
+class SequencerTurn:
+    """Whether this process is the one on this machine that runs the background sequencer.
+
+    An exclusive, non-blocking ``flock`` on ``path``, taken once and then held for the life of
+    the process (or until :meth:`release`); a process that does not get it asks again at its
+    next interval, so when the holder ends another worker takes over."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def mine(self) -> bool:
+        if self._fd is not None:
+            return True
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            return True  # cannot coordinate: sequence anyway (the write lock keeps it safe)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the lock
+            self._fd = None
+
+
+def sequencer_turn(db: Database) -> SequencerTurn | None:
+    """The turn for a SQLite database file (beside it); None for PostgreSQL or in memory."""
+    if not db.is_sqlite:
+        return None
+    database = make_url(db.url).database
+    if not database or database == ":memory:":
+        return None
+    return SequencerTurn(Path(database).with_name(Path(database).name + ".sequencer.lock"))
+
+
 async def run_sequencer(
     db: Database,
     signer: NoteSigner,
@@ -172,17 +234,27 @@ async def run_sequencer(
     interval: float,
     batch: int,
     stop: asyncio.Event,
+    turn: SequencerTurn | None = None,
 ) -> None:
-    """Sequence every ``interval`` seconds until ``stop`` is set; failures are logged, retried."""
-    while not stop.is_set():
-        try:
-            result = await sequence(db, signer, origin, batch=batch)
-            if result.appended:
-                log.debug("audit_sequenced", appended=result.appended, size=result.tree_size)
-        except (StoreUnavailable, AuditLogInconsistent, KeysError) as exc:
-            code = getattr(exc, "code", type(exc).__name__)
-            log.warning("audit_sequencer_failed", code=code)
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-        except TimeoutError:
-            pass
+    """Sequence every ``interval`` seconds until ``stop`` is set; failures are logged, retried.
+
+    With a ``turn``, only while this process holds it (one sequencer per machine on SQLite)."""
+    try:
+        while not stop.is_set():
+            try:
+                if turn is None or turn.mine():
+                    result = await sequence(db, signer, origin, batch=batch)
+                    if result.appended:
+                        log.debug(
+                            "audit_sequenced", appended=result.appended, size=result.tree_size
+                        )
+            except (StoreUnavailable, AuditLogInconsistent, KeysError) as exc:
+                code = getattr(exc, "code", type(exc).__name__)
+                log.warning("audit_sequencer_failed", code=code)
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            except TimeoutError:
+                pass
+    finally:
+        if turn is not None:
+            turn.release()

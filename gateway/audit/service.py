@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gateway.audit.checkpoint import CheckpointVerifier, VerifierKey
-from gateway.audit.sequencer import run_sequencer
+from gateway.audit.sequencer import run_sequencer, sequencer_turn
 from gateway.audit.signer import RingNoteSigner, log_verifier, verifier_keys
 from gateway.audit.subtrees import SubtreeCache
 from gateway.keyring import KeyRepositoryUnavailable, open_key_repository
@@ -67,7 +67,13 @@ class AuditService:
         self._stop.clear()
         self._task = asyncio.create_task(
             run_sequencer(
-                db, self.signer, self.origin, interval=interval, batch=batch, stop=self._stop
+                db,
+                self.signer,
+                self.origin,
+                interval=interval,
+                batch=batch,
+                stop=self._stop,
+                turn=sequencer_turn(db),
             ),
             name="audit-sequencer",
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text
@@ -197,3 +198,75 @@ async def test_background_sequencer_integrates_new_entries_within_its_interval(
             count = await session.scalar(select(func.count()).select_from(AuditCheckpoint))
         await db.dispose()
     assert count and count >= 2
+
+
+def test_one_process_at_a_time_holds_the_sequencer_turn(tmp_path: Path) -> None:
+    """The turn is an exclusive flock: a second holder is refused until the first lets go."""
+    from gateway.audit.sequencer import SequencerTurn
+
+    lock = tmp_path / "audit.db.sequencer.lock"
+    first, second = SequencerTurn(lock), SequencerTurn(lock)
+    try:
+        assert first.mine()
+        assert first.mine()  # held: asking again is free
+        assert not second.mine()
+        first.release()
+        assert second.mine()
+        assert not first.mine()
+    finally:
+        first.release()
+        second.release()
+
+
+async def test_the_sequencer_turn_is_beside_a_sqlite_file_and_absent_on_postgresql(
+    database_url: str,
+) -> None:
+    from gateway.audit.sequencer import sequencer_turn
+
+    db = Database(database_url)
+    try:
+        turn = sequencer_turn(db)
+        if db.is_sqlite:
+            assert turn is not None
+            assert turn.path.name.endswith(".sequencer.lock")
+            assert turn.path.parent.exists()  # beside the database file
+        else:
+            assert turn is None  # PostgreSQL sequencers take turns by the advisory lock
+    finally:
+        await db.dispose()
+
+
+async def test_a_background_sequencer_without_the_turn_waits_then_takes_over(
+    sqlite_url: str, ring_signer: RingNoteSigner
+) -> None:
+    """While another process holds the turn nothing is sequenced here; once it lets go (as when
+    that worker ends), this one takes over within an interval."""
+    from gateway.audit.sequencer import run_sequencer, sequencer_turn
+
+    db = Database(sqlite_url)
+    holder, mine = sequencer_turn(db), sequencer_turn(db)
+    assert holder is not None and mine is not None
+    assert holder.mine()
+    stop = asyncio.Event()
+    task = asyncio.create_task(
+        run_sequencer(db, ring_signer, DB_ORIGIN, interval=0.05, batch=100, stop=stop, turn=mine)
+    )
+    try:
+        await append_entries(db, 3)
+        await asyncio.sleep(0.5)  # ten intervals
+        assert all(seq is None for _, seq, _ in await _sequenced(db))
+        holder.release()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if all(seq is not None for _, seq, _ in await _sequenced(db)):
+                break
+            await asyncio.sleep(0.05)
+        assert [seq for _, seq, _ in await _sequenced(db)] == [0, 1, 2]
+    finally:
+        stop.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+        holder.release()
+        await db.dispose()
+    assert holder.mine()  # the stopped sequencer let its turn go
+    holder.release()
