@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, NoReturn
@@ -38,6 +39,24 @@ __all__ = ["Database"]
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
+#: How long a new connection retries switching to WAL while another connection holds the lock
+#: that the switch needs (SQLite answers "database is locked" there without its busy handler,
+#: for instance while the last connection of another process checkpoints and removes the WAL).
+_WAL_RETRY_SECONDS = 5.0
+
+
+def _journal_wal(cursor: Any) -> None:
+    deadline = time.monotonic() + _WAL_RETRY_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)  # once per new connection at most, and only when it raced
+
+
 def _sqlite_pragmas(immediate: bool) -> Any:
     def on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, issue BEGIN (see the "begin" listener below).
@@ -46,7 +65,7 @@ def _sqlite_pragmas(immediate: bool) -> Any:
         # The busy timeout first: switching to WAL takes a lock, and a second process opening
         # the file at the same moment must wait for it rather than fail "database is locked".
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode=WAL")
+        _journal_wal(cursor)
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.close()

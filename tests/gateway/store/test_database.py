@@ -240,3 +240,30 @@ async def test_sqlite_readers_run_on_the_loop_and_never_wait_for_a_writer(sqlite
     finally:
         await db.dispose()
         await other.dispose()
+
+
+def test_switching_a_new_connection_to_wal_retries_a_lock_race_and_nothing_else() -> None:
+    """SQLite can answer "database is locked" to PRAGMA journal_mode=WAL without consulting its
+    busy handler (another process's last connection checkpointing and removing the WAL): a new
+    connection retries that briefly; any other error is raised at once."""
+    import sqlite3
+
+    from gateway.store.database import _journal_wal
+
+    class Racing:
+        def __init__(self, failures: int, message: str = "database is locked") -> None:
+            self.failures, self.message, self.calls = failures, message, 0
+
+        def execute(self, sql: str) -> None:
+            assert sql == "PRAGMA journal_mode=WAL"
+            self.calls += 1
+            if self.calls <= self.failures:
+                raise sqlite3.OperationalError(self.message)
+
+    racing = Racing(failures=3)
+    _journal_wal(racing)
+    assert racing.calls == 4
+    broken = Racing(failures=1, message="disk I/O error")
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        _journal_wal(broken)
+    assert broken.calls == 1
