@@ -12,14 +12,15 @@ import contextlib
 import datetime as dt
 import json
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 from joserfc import jwe, jws
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import OperationalError
 
 from adapters.client import ContextHeaders, GatewayClient, GatewayResponseError, Opened
 from adapters.identity import AgencyIdentity
@@ -230,6 +231,23 @@ class World:
             for row in await self.outbox(recipient)
             if kind is None or row.kind == kind
         ]
+
+
+@contextlib.contextmanager
+def audit_entries_fail(world: World) -> Iterator[None]:
+    """While open, every INSERT into audit_entries fails as a full disk would (the writer's
+    statements only: the test's own reads still work)."""
+
+    def fail_audits(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.lstrip().upper().startswith("INSERT INTO AUDIT_ENTRIES"):
+            raise OperationalError(statement, {}, Exception("database or disk is full"))
+
+    engine = world.state.db.writer.sync_engine
+    event.listen(engine, "before_cursor_execute", fail_audits)
+    try:
+        yield
+    finally:
+        event.remove(engine, "before_cursor_execute", fail_audits)
 
 
 def settings_for(database_url: str, keys: tuple[Path, Path]) -> Settings:

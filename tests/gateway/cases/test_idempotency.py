@@ -6,14 +6,19 @@ import asyncio
 from typing import Any
 
 import pytest
-from sqlalchemy import event
-from sqlalchemy.exc import OperationalError
 
 from adapters.client import GatewayClient
 from gateway.cases.context import REPLAY_RULE
 from gateway.store.models import AuditEntry, IdempotentRequest, Nominal, Referral
 from tests.gateway.cases.scenario import HOUSING, POLICE, PROBATION, at_level_2, referral
-from tests.gateway.cases.support import ISSUER, MAPPA_BASIS, World, new_key, open_world
+from tests.gateway.cases.support import (
+    ISSUER,
+    MAPPA_BASIS,
+    World,
+    audit_entries_fail,
+    new_key,
+    open_world,
+)
 
 
 async def _replays(world: World) -> list[AuditEntry]:
@@ -85,16 +90,8 @@ async def test_replay_is_not_sent_without_its_audit_entry(world: World) -> None:
     sealed = await world[POLICE].client.seal(referral())
     await world[POLICE].client.token()
 
-    def fail_audits(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO AUDIT_ENTRIES"):
-            raise OperationalError(statement, {}, Exception("database or disk is full"))
-
-    engine = world.state.db.writer.sync_engine
-    event.listen(engine, "before_cursor_execute", fail_audits)
-    try:
+    with audit_entries_fail(world):
         response = await world[POLICE].raw("POST", "/v1/referrals", content=sealed, key=key)
-    finally:
-        event.remove(engine, "before_cursor_execute", fail_audits)
     assert response.status_code == 503
     assert response.json()["code"] == "audit_unavailable"
     assert await _replays(world) == []

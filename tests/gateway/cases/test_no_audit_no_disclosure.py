@@ -3,30 +3,17 @@ audit_unavailable and nothing (no nominal, no stored record, no outbox row)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import event
-from sqlalchemy.exc import OperationalError
-
 from gateway.store.models import InformationRecord, OutboxMessage
 from tests.gateway.cases.scenario import FAMILY_NAME, POLICE, PROBATION, at_level_2, record
-from tests.gateway.cases.support import World
+from tests.gateway.cases.support import World, audit_entries_fail
 
 
 async def test_read_is_not_released_without_its_audit_entry(world: World) -> None:
     nominal_id = await at_level_2(world)
     await world[POLICE].client.token()  # a token first: the token endpoint audits too
 
-    def fail_audits(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO AUDIT_ENTRIES"):
-            raise OperationalError(statement, {}, Exception("database or disk is full"))
-
-    engine = world.state.db.writer.sync_engine
-    event.listen(engine, "before_cursor_execute", fail_audits)
-    try:
+    with audit_entries_fail(world):
         response = await world[POLICE].raw("GET", f"/v1/nominals/{nominal_id}")
-    finally:
-        event.remove(engine, "before_cursor_execute", fail_audits)
     assert response.status_code == 503
     assert response.json()["code"] == "audit_unavailable"
     assert FAMILY_NAME not in response.text
@@ -39,18 +26,10 @@ async def test_write_stores_and_sends_nothing_without_its_audit_entry(world: Wor
     sealed = await world[PROBATION].client.seal(record())
     await world[PROBATION].client.token()
 
-    def fail_audits(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO AUDIT_ENTRIES"):
-            raise OperationalError(statement, {}, Exception("database or disk is full"))
-
-    engine = world.state.db.writer.sync_engine
-    event.listen(engine, "before_cursor_execute", fail_audits)
-    try:
+    with audit_entries_fail(world):
         response = await world[PROBATION].raw(
             "POST", f"/v1/nominals/{nominal_id}/records", content=sealed
         )
-    finally:
-        event.remove(engine, "before_cursor_execute", fail_audits)
     assert response.status_code == 503
     assert response.json()["code"] == "audit_unavailable"
     assert await world.count(InformationRecord) == 0

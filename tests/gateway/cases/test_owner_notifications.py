@@ -17,8 +17,7 @@ import httpx
 import pytest
 from joserfc import jwe
 from joserfc.errors import JoseError
-from sqlalchemy import event, select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import select, update
 
 from adapters.identity import AgencyIdentity
 from gateway import agencies
@@ -37,7 +36,7 @@ from tests.gateway.cases.scenario import (
     minutes,
     record,
 )
-from tests.gateway.cases.support import MAPPA_BASIS, READ_WRITE, Agent, World
+from tests.gateway.cases.support import MAPPA_BASIS, READ_WRITE, Agent, World, audit_entries_fail
 
 PRISON = "barnet-prison"
 KIND = "owner_notification"
@@ -271,16 +270,8 @@ async def test_no_notification_without_the_reads_audit_entry(world: World) -> No
     record_id = await _record_by(world, PROBATION, nominal_id)
     await world[POLICE].client.token()
 
-    def fail_audits(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.lstrip().upper().startswith("INSERT INTO AUDIT_ENTRIES"):
-            raise OperationalError(statement, {}, Exception("database or disk is full"))
-
-    engine = world.state.db.writer.sync_engine
-    event.listen(engine, "before_cursor_execute", fail_audits)
-    try:
+    with audit_entries_fail(world):
         response = await world[POLICE].raw("GET", f"/v1/nominals/{nominal_id}/records/{record_id}")
-    finally:
-        event.remove(engine, "before_cursor_execute", fail_audits)
     assert response.status_code == 503
     assert response.json()["code"] == "audit_unavailable"
     assert await _notifications(world, PROBATION) == []
