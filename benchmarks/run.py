@@ -143,6 +143,42 @@ def _drive(
     return result
 
 
+def gateway_env(workdir: Path, database_url: str) -> dict[str, str]:
+    """The benchmark gateway's environment: its database, keys, issuer and limits."""
+    return {
+        **os.environ,
+        "MAPPA_DATABASE_URL": database_url,
+        "MAPPA_KEYS_DIR": str(workdir / "keys"),
+        "MAPPA_KEK_FILE": str(workdir / "kek.bin"),
+        "MAPPA_LOG_LEVEL": "warning",
+        "MAPPA_ISSUER": BENCH_ISSUER,
+        # One agency drives the whole load: its quota is not what is measured.
+        "MAPPA_RATE_LIMIT_PER_SECOND": "1000000",
+        "MAPPA_RATE_LIMIT_BURST": "1000000",
+        "MAPPA_TOKEN_RATE_LIMIT_PER_SECOND": "1000",
+        "MAPPA_TOKEN_RATE_LIMIT_BURST": "1000",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def prepare(env: dict[str, str]) -> None:
+    """Migrate the benchmark database and register what the plans need (before any server)."""
+    subprocess.run(
+        [PYTHON, "-m", "gateway.cli", "db", "upgrade"],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    # The case API's set-up (agencies, keys, a nominal) happens here, before the server starts.
+    subprocess.run(
+        [PYTHON, "-c", "import sys; from benchmarks.seed import main; sys.exit(main())"],
+        env=env,
+        cwd=ROOT,
+        check=True,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=10.0)
@@ -161,20 +197,7 @@ def main() -> int:
 
     workdir = Path(tempfile.mkdtemp(prefix="mappa-bench-"))
     database_url = args.postgres or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-    env = {
-        **os.environ,
-        "MAPPA_DATABASE_URL": database_url,
-        "MAPPA_KEYS_DIR": str(workdir / "keys"),
-        "MAPPA_KEK_FILE": str(workdir / "kek.bin"),
-        "MAPPA_LOG_LEVEL": "warning",
-        "MAPPA_ISSUER": BENCH_ISSUER,
-        # One agency drives the whole load: its quota is not what is measured.
-        "MAPPA_RATE_LIMIT_PER_SECOND": "1000000",
-        "MAPPA_RATE_LIMIT_BURST": "1000000",
-        "MAPPA_TOKEN_RATE_LIMIT_PER_SECOND": "1000",
-        "MAPPA_TOKEN_RATE_LIMIT_BURST": "1000",
-        "PYTHONPATH": str(ROOT),
-    }
+    env = gateway_env(workdir, database_url)
     uvicorn = [
         PYTHON,
         "-m",
@@ -197,20 +220,7 @@ def main() -> int:
         bare = _drive(port, "/bare", "GET", None, pid, args.concurrency, args.duration)
     results.append({"name": "bare FastAPI endpoint", **bare})
 
-    subprocess.run(
-        [PYTHON, "-m", "gateway.cli", "db", "upgrade"],
-        env=env,
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
-    # The case API's set-up (agencies, keys, a nominal) happens here, before the server starts.
-    subprocess.run(
-        [PYTHON, "-c", "import sys; from benchmarks.seed import main; sys.exit(main())"],
-        env=env,
-        cwd=ROOT,
-        check=True,
-    )
+    prepare(env)
     os.environ["MAPPA_BENCH_STATE"] = str(workdir / "bench-state.json")
     port = _free_port()
     with _server(
