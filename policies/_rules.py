@@ -179,7 +179,14 @@ class LeadAgency(Rule):
 
 class ResponsibleAuthorityOfArea(Rule):
     rule = "responsible-authority-of-area"
-    covers = frozenset({Resource.NOMINAL, Resource.RECORD, Resource.HAZARD_FLAG})
+    covers = frozenset(
+        {
+            Resource.NOMINAL,
+            Resource.RECORD,
+            Resource.HAZARD_FLAG,
+            Resource.CONTRIBUTOR_DECISIONS,
+        }
+    )
     configurable_resources = True
     params = frozenset({"agency_types"})
 
@@ -432,6 +439,28 @@ class Level1MonthlyList(Rule):
         return self.grant(f"level 1 list of area {caller.area}", View.MONTHLY_LIST_MINIMAL)
 
 
+class ContributorNamedInDecision(Rule):
+    """An other contributor sees the RA's s.325(4A)(c) decisions that name it, and only those,
+    without the RA's reasons (the restriction ``other-contributor-recorded`` keeps it to while
+    one of them stands)."""
+
+    rule = "contributor-named-in-decision"
+    covers = frozenset({Resource.CONTRIBUTOR_DECISIONS})
+    params = frozenset({"roles"})
+
+    def configure(self, table: Table) -> None:
+        self.roles = frozenset(table.enums("roles", Role))
+
+    def evaluate(self, facts: Facts) -> Allow:
+        if facts.caller.role not in self.roles:
+            self.deny(f"role {facts.caller.role} is not named in s.325(4A)(c) decisions")
+        decisions = facts.involvements.contributions
+        if not decisions:
+            self.deny("no s.325(4A)(c) decision on this nominal names the caller")
+        named = ", ".join(d.decision_id for d in decisions)
+        return self.grant(f"named in decisions {named}", View.OWN_CONTRIBUTOR_DECISIONS)
+
+
 #: Restrictions in evaluation order.
 RESTRICTIONS: tuple[type[Rule], ...] = (
     Category4NamedAgencies,
@@ -451,4 +480,5 @@ GRANTS: tuple[type[Rule], ...] = (
     OnwardDisclosureApproved,
     HazardFlagRecipient,
     Level1MonthlyList,
+    ContributorNamedInDecision,
 )

@@ -33,6 +33,7 @@ __all__ = [
     "ActionInvolvement",
     "CallerAgency",
     "ContributorDecision",
+    "ContributorDecisionsTarget",
     "Facts",
     "HazardFlagTarget",
     "Involvements",
@@ -66,6 +67,8 @@ class Resource(enum.StrEnum):
     HAZARD_FLAG = "hazard_flag"
     #: The nominal's entry on the monthly level 1 list (minimal fields).
     LEVEL_1_LIST = "level_1_list"
+    #: The Responsible Authority's s.325(4A)(c) decisions on the nominal (who could contribute).
+    CONTRIBUTOR_DECISIONS = "contributor_decisions"
 
 
 def _id(value: object, what: str) -> None:
@@ -342,8 +345,29 @@ class Level1ListTarget:
     resource: ClassVar[Resource] = Resource.LEVEL_1_LIST
 
 
-Target = NominalTarget | RecordTarget | MinutesTarget | HazardFlagTarget | Level1ListTarget
-_TARGETS = (NominalTarget, RecordTarget, MinutesTarget, HazardFlagTarget, Level1ListTarget)
+@dataclass(frozen=True, slots=True)
+class ContributorDecisionsTarget:
+    """The RA's s.325(4A)(c) decisions on the nominal (the view says whose, and with what)."""
+
+    resource: ClassVar[Resource] = Resource.CONTRIBUTOR_DECISIONS
+
+
+Target = (
+    NominalTarget
+    | RecordTarget
+    | MinutesTarget
+    | HazardFlagTarget
+    | Level1ListTarget
+    | ContributorDecisionsTarget
+)
+_TARGETS = (
+    NominalTarget,
+    RecordTarget,
+    MinutesTarget,
+    HazardFlagTarget,
+    Level1ListTarget,
+    ContributorDecisionsTarget,
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""Need-to-know, default deny: may this agency see this nominal, record, minutes, flag or entry?
+"""Need-to-know, default deny: may this agency see this nominal, record, minutes, flag, entry or
+s.325(4A)(c) decision?
 
 The rules are reviewed data (``policies/data/need_to_know.toml``); this module builds them into
 the composition below, once per resource with only the branches that apply to that resource (the
@@ -21,7 +22,8 @@ nominal's tree has no minutes rules, the minutes' tree no involvement rules), an
         ├── minutes-mappa-coordinator
         ├── onward-disclosure-approved
         ├── hazard-flag-recipient
-        └── level-1-monthly-list
+        ├── level-1-monthly-list
+        └── contributor-named-in-decision
 
 A rule left out of the data file is left out of the tree (it grants nothing); an empty file
 denies everything. :func:`decide` returns a frozen :class:`Decision` (rule, view, policy version)

@@ -43,6 +43,8 @@ class View(enum.StrEnum):
     HAZARD_FLAG_ONLY = "hazard-flag-only"
     #: What the chair or co-ordinator approved for onward disclosure, nothing else.
     APPROVED_PARTS = "approved-parts"
+    #: The s.325(4A)(c) decisions naming the caller, without the RA's reasons.
+    OWN_CONTRIBUTOR_DECISIONS = "own-contributor-decisions"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,10 +12,12 @@ from policies import (
     POLICY_VERSION,
     BasisNotRecordedForNominal,
     ContributorDecision,
+    ContributorDecisionsTarget,
     LawfulBasisRefused,
     NoNeedToKnow,
     RecordedContributions,
     RoleNotAllowed,
+    View,
     check,
     decide,
     default_policy_set,
@@ -164,6 +166,47 @@ def test_need_to_know_restriction_follows_the_decision(
     with pytest.raises(NoNeedToKnow) as caught:
         decide(row)
     assert caught.value.rule == rule
+
+
+LISTING = [
+    # contributor-named-in-decision: with its decision standing, it lists its own decisions,
+    # without the RA's reasons, and needs no other tie to the case to do so
+    pytest.param(OTHER, A.OTHER, (STANDING,), "contributor-named-in-decision",
+                 View.OWN_CONTRIBUTOR_DECISIONS, id="own-standing"),
+    # contributor-named-in-decision: a revoked decision beside a standing one is listed too
+    pytest.param(OTHER, A.OTHER, (REVOKED, STANDING), "contributor-named-in-decision",
+                 View.OWN_CONTRIBUTOR_DECISIONS, id="revoked-beside-standing"),
+    # other-contributor-recorded: once every decision naming it has ended, it lists nothing
+    pytest.param(OTHER, A.OTHER, (ENDED, REVOKED), "other-contributor-recorded", None,
+                 id="all-ended"),
+    # other-contributor-recorded: nor before any is recorded
+    pytest.param(OTHER, A.OTHER, (), "other-contributor-recorded", None, id="none-recorded"),
+    # responsible-authority-of-area: the RA lists every decision, with the reasons
+    pytest.param(RA, A.POLICE, (), "responsible-authority-of-area", View.FULL, id="ra"),
+    # default-deny: a DTC agency lists none, whatever else it may see
+    pytest.param(DTC, A.HOUSING, (), "default-deny", None, id="dtc"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("role", "agency_type", "decisions", "rule", "view"), LISTING)
+def test_who_may_list_the_decisions(
+    role: Role,
+    agency_type: AgencyType,
+    decisions: tuple[ContributorDecision, ...],
+    rule: str,
+    view: View | None,
+) -> None:
+    """The decisions on a nominal: all of them to the RA, a contributor's own while one stands."""
+    caller = agency(agency_type, role, agency_id=ME)
+    row = facts(caller, target=ContributorDecisionsTarget(), contributions=decisions)
+    if view is None:
+        with pytest.raises(NoNeedToKnow) as caught:
+            decide(row)
+        assert caught.value.rule == rule
+        return
+    allowed = decide(row)
+    assert (allowed.rule, allowed.view) == (rule, view)
+    assert allowed.policy_version == POLICY_VERSION
 
 
 def test_restriction_does_not_apply_to_the_responsible_authority() -> None:

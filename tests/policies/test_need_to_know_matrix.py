@@ -22,6 +22,7 @@ from gateway.domain import (
 )
 from policies import (
     POLICY_VERSION,
+    ContributorDecisionsTarget,
     Decision,
     Facts,
     HazardFlagTarget,
@@ -62,6 +63,7 @@ def _target(resource: str, caller_id: str) -> Target:
         "flag": HazardFlagTarget("flag-1", caller_id),
         "flag-for-other": HazardFlagTarget("flag-1", "childrens-services-elsewhere"),
         "list": Level1ListTarget(),
+        "contributors": ContributorDecisionsTarget(),
     }[resource]
 
 
@@ -97,6 +99,8 @@ def _facts(
         "action": {"actions": (action(caller),)},
         "approved": {"disclosures": (disclosure(caller),)},
         "pending": {"disclosures": (disclosure(caller, status=DisclosureStatus.PENDING),)},
+        "decision": {"contributions": (contribution(caller.id),)},
+        "decision-revoked": {"contributions": (contribution(caller.id, revoked=True),)},
     }[involvement]
     if recorded:
         ties["contributions"] = (contribution(caller.id),)
@@ -148,6 +152,14 @@ GRANTS = [
     # level-1-monthly-list: housing sees a level 1 nominal on the monthly list, minimally.
     pytest.param(A.HOUSING, DTC, "none", 1, 1, "list", "level-1-monthly-list",
                  View.MONTHLY_LIST_MINIMAL, id="level-1-monthly-list"),
+    # responsible-authority-of-area: police of the area list the s.325(4A)(c) decisions in full.
+    pytest.param(A.POLICE, RA, "none", 1, 2, "contributors", "responsible-authority-of-area",
+                 View.FULL, id="responsible-authority-of-area-contributors"),
+    # contributor-named-in-decision: an other contributor lists the decisions naming it, without
+    # the RA's reasons, with no other tie to the case.
+    pytest.param(A.OTHER, OTHER, "decision", 2, 2, "contributors",
+                 "contributor-named-in-decision", View.OWN_CONTRIBUTOR_DECISIONS,
+                 id="contributor-named-in-decision"),
     # category-4-named-agencies (held): probation of the area sees a category 4 nominal.
     pytest.param(A.PROBATION, RA, "none", 4, 3, "nominal", "responsible-authority-of-area",
                  View.FULL, id="category-4-named-agency"),
@@ -196,6 +208,18 @@ REFUSALS = [
     # other-contributor-recorded: an other contributor without the RA's s.325(4A)(c) decision.
     pytest.param(A.OTHER, OTHER, "attended", 2, 2, "nominal", "other-contributor-recorded", None,
                  id="other-contributor-unrecorded"),
+    # other-contributor-recorded: once the RA revoked its decision, a contributor lists nothing.
+    pytest.param(A.OTHER, OTHER, "decision-revoked", 2, 2, "contributors",
+                 "other-contributor-recorded", "revoked", id="contributor-decision-revoked"),
+    # contributor-named-in-decision: a DTC agency that attended may not list the decisions.
+    pytest.param(A.HOUSING, DTC, "attended", 2, 2, "contributors", "default-deny",
+                 "is not named", id="contributors-dtc-attended"),
+    # contributor-named-in-decision: the decisions do not open the case itself.
+    pytest.param(A.OTHER, OTHER, "decision", 2, 2, "nominal", "default-deny", None,
+                 id="contributor-decision-not-the-nominal"),
+    # responsible-authority-of-area: the police of another area do not list them.
+    pytest.param(A.POLICE, RA, "none", 1, 2, "contributors", "default-deny", "area",
+                 id="contributors-other-area-ra"),
     # level-1-monthly-list-only: attending a professionals meeting does not open a level 1 case.
     pytest.param(A.HOUSING, DTC, "professionals", 1, 1, "nominal", "default-deny",
                  "level-1-monthly-list-only", id="level-1-through-involvement"),
@@ -300,7 +324,9 @@ TIES = ["none", "invited", "attended", "minutes-only", "referral", "action", "pe
 UNTIED = ["none", "pending"]
 
 
-@pytest.mark.parametrize("resource", ["nominal", "record", "minutes", "flag-for-other"])
+@pytest.mark.parametrize(
+    "resource", ["nominal", "record", "minutes", "flag-for-other", "contributors"]
+)
 def test_no_tie_no_access_across_every_type_role_category_and_level(resource: str) -> None:
     """Default deny: with no tie, only the area's RA (or MAPPA unit, for minutes) sees anything."""
     for agency_type, role, tie, category, level in itertools.product(
@@ -319,8 +345,8 @@ def test_no_tie_no_access_across_every_type_role_category_and_level(resource: st
 def test_category_4_reaches_only_named_types_whatever_the_tie() -> None:
     """Category 4: every type but police and probation is refused, whatever else would grant."""
     for agency_type, role, tie, level, resource in itertools.product(
-        AgencyType, Role, [*TIES, "approved", "lead"], (1, 2, 3),
-        ["nominal", "record", "own-record", "minutes", "flag", "list"],
+        AgencyType, Role, [*TIES, "approved", "lead", "decision"], (1, 2, 3),
+        ["nominal", "record", "own-record", "minutes", "flag", "list", "contributors"],
     ):  # fmt: skip
         if agency_type in {A.POLICE, A.PROBATION}:
             continue
@@ -340,7 +366,8 @@ def test_level_1_list_is_the_only_route_for_involved_agencies() -> None:
 def test_resource_enum_covers_every_target() -> None:
     """Every resource has a target type the tables above exercise."""
     assert {
-        _target(r, "x").resource for r in ("nominal", "record", "minutes", "flag", "list")
+        _target(r, "x").resource
+        for r in ("nominal", "record", "minutes", "flag", "list", "contributors")
     } == set(Resource)
 
 
