@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from starlette.responses import Response
 
 import policies
@@ -38,14 +38,7 @@ async def read_level_1_list(call: Call) -> Response:
             Nominal.level == int(Level.LEAD_AGENCY),
             Nominal.status == NominalStatus.ACTIVE,
         )
-        if page.after is not None:
-            at, last = page.after
-            query = query.where(
-                or_(Nominal.created_at > at, and_(Nominal.created_at == at, Nominal.id > last))
-            )
-        rows = (
-            await session.scalars(query.order_by(Nominal.created_at, Nominal.id).limit(page.limit))
-        ).all()
+        rows = (await session.scalars(page.select(query, Nominal.created_at, Nominal.id))).all()
         caller_keys = await call.keys(session, call.caller.agency_id, "enc")
     entries: list[dict[str, Any]] = []
     releases: list[redact.Released] = []

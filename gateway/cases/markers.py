@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
@@ -174,18 +174,8 @@ async def list_warning_markers(call: Call, nominal_id: str) -> Response:
         nominal, decision = await visible_nominal(call, session, nominal_id)
         responsible_authority_only(call)
         query = select(WarningMarker).where(WarningMarker.nominal_id == nominal.id)
-        if page.after is not None:
-            at, last = page.after
-            query = query.where(
-                or_(
-                    WarningMarker.created_at > at,
-                    and_(WarningMarker.created_at == at, WarningMarker.id > last),
-                )
-            )
         rows = (
-            await session.scalars(
-                query.order_by(WarningMarker.created_at, WarningMarker.id).limit(page.limit)
-            )
+            await session.scalars(page.select(query, WarningMarker.created_at, WarningMarker.id))
         ).all()
         caller_keys = await call.keys(session, call.caller.agency_id, "enc")
     answer: dict[str, Any] = {"warning_markers": [_entry(call, row) for row in rows]}

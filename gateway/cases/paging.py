@@ -2,8 +2,9 @@
 
 A cursor is base64url of the position after the last item returned (its creation time and id);
 callers must treat it as opaque. Pages are ordered by (creation time, id), so items created while
-a caller pages never make it skip or repeat one. Query parameters are strict: only ``cursor`` and
-``limit``, each at most once; anything else is 400 ``invalid_parameter``.
+a caller pages never make it skip or repeat one; :meth:`Page.select` narrows a query to its page.
+Query parameters are strict: only ``cursor`` and ``limit``, each at most once; anything else is
+400 ``invalid_parameter``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ import datetime as dt
 import json
 import re
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.orm import InstrumentedAttribute
 from starlette.requests import Request
 
 from gateway import errors
@@ -24,6 +28,7 @@ __all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "Page", "encode_cursor", "page_of"]
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
 _ID = re.compile(r"^[0-9a-f-]{36}$")
+Q = TypeVar("Q", bound=Select[Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +37,18 @@ class Page:
 
     after: tuple[dt.datetime, str] | None
     limit: int
+
+    def select(
+        self,
+        query: Q,
+        moment: InstrumentedAttribute[dt.datetime],
+        row_id: InstrumentedAttribute[str],
+    ) -> Q:
+        """``query`` ordered by (``moment``, ``row_id``), from after the cursor, one page long."""
+        if self.after is not None:
+            at, last = self.after
+            query = query.where(or_(moment > at, and_(moment == at, row_id > last)))
+        return query.order_by(moment, row_id).limit(self.limit)
 
 
 def _invalid(name: str) -> errors.InvalidParameter:

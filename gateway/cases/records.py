@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
@@ -215,17 +215,9 @@ async def list_records(call: Call, nominal_id: str) -> Response:
     async with call.db.read() as session:
         nominal, decision = await visible_nominal(call, session, nominal_id)
         query = select(InformationRecord).where(InformationRecord.nominal_id == nominal.id)
-        if page.after is not None:
-            at, last = page.after
-            query = query.where(
-                or_(
-                    InformationRecord.created_at > at,
-                    and_(InformationRecord.created_at == at, InformationRecord.id > last),
-                )
-            )
         rows: Sequence[InformationRecord] = (
             await session.scalars(
-                query.order_by(InformationRecord.created_at, InformationRecord.id).limit(page.limit)
+                page.select(query, InformationRecord.created_at, InformationRecord.id)
             )
         ).all()
         tied = await need_to_know.involvements(session, call.caller.agency_id, nominal.id)
