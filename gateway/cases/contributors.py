@@ -7,12 +7,30 @@ revoke the decision earlier. The decision is what the legal-basis register's con
 ``other-contributor-recorded`` hold calls to: while it stands, that agency (and only that agency,
 for that nominal and those purposes) may state the basis. The reasons are sealed at rest; the
 audit records who decided what, for whom, until when, never why in words.
+
+The agency a decision names is told, when it is recorded and when it is revoked: a
+``contributor_decision`` message (the decision's id, nominal, purposes, dates and status; never
+the reasons) sealed to it and queued in the outbox in the decision's own transaction, with its
+own disclosure entry. It is told only if need-to-know lets it see the decision
+(``contributor-named-in-decision``; a category 4 nominal, for one, is not for it), as the
+decision stood at that moment; an agency without a usable encryption key is told nothing (never
+in clear) and the decision's audit entry says so.
+
+``GET /v1/nominals/{id}/contributors`` lists the decisions on a nominal, a page at a time: the
+Responsible Authority of the area sees all of them with their reasons; a contributor sees the
+decisions naming it (while one stands), without reasons, and never another contributor's. Any
+other agency gets the 404 of an unknown nominal if it may not know of the nominal, and 403
+otherwise, audited with the rule that refused.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
@@ -20,19 +38,39 @@ from starlette.responses import Response
 import policies
 from gateway import errors
 from gateway.audit.commit import Audited
-from gateway.cases.context import WRITE, Call, Written, inbound, write
+from gateway.cases.context import READ, WRITE, Call, Written, inbound, pushed, released, write
+from gateway.cases.paging import encode_cursor, page_of
 from gateway.cases.subjects import responsible_authority_only, visible_nominal, well_formed
-from gateway.contract import AckOut, ContributorIn, ContributorRevocationIn
+from gateway.contract import (
+    AckOut,
+    ContributorDecisionEntry,
+    ContributorDecisionWithReasons,
+    ContributorIn,
+    ContributorNoticeView,
+    ContributorRevocationIn,
+)
+from gateway.contract.views import ViewRefused, shape
 from gateway.domain import AgencyStatus, Role
-from gateway.flow import lawful_basis
-from gateway.flow.audit import Operation, Outcome
-from gateway.store.models import Agency, ContributorDecision, new_id
+from gateway.flow import deliver, lawful_basis, need_to_know
+from gateway.flow.audit import Operation, Outcome, Withheld
+from gateway.store.models import Agency, ContributorDecision, Nominal, new_id
 
-__all__ = ["BASIS", "record_contributor", "revoke_contributor"]
+__all__ = [
+    "BASIS",
+    "NOTICE_KIND",
+    "list_contributors",
+    "record_contributor",
+    "revoke_contributor",
+]
 
 #: The basis these decisions open, in the legal-basis register.
 BASIS = "CJA2003-s325-4A-c"
+#: The kind of message that tells the contributor of a decision naming it.
+NOTICE_KIND = "contributor_decision"
 _TABLE = "contributor_decisions"
+_TARGET = policies.ContributorDecisionsTarget()
+#: What the contributor's view and message never carry: the RA's reasons, sealed at rest.
+_REASONS = ("reason", "revocation_reason")
 
 
 def _invalid(field: str, kind: str) -> errors.ValidationFailed:
@@ -85,22 +123,98 @@ async def _standing(
     return None
 
 
-async def record_contributor(call: Call, nominal_id: str) -> Response:
-    """POST /v1/nominals/{id}/contributors: the RA records an s.325(4A)(c) decision."""
-    call.require_scope(WRITE)
-    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
-    async with call.db.read() as session:
-        body = await inbound(call, session, ContributorIn)
-        if body.replay is not None:
-            return body.replay
-        nominal, decision = await visible_nominal(call, session, nominal_id)
-        responsible_authority_only(call)
-        decision_in = body.body
-        _check_purposes(decision_in.purposes)
-        _check_dates(call, decision_in)
-        await _check_contributor(session, decision_in.agency_id)
-        if await _standing(session, nominal.id, decision_in.agency_id, call.now) is not None:
-            raise errors.Conflict(diagnostics={"reason": "contributor_decision_stands"})
+def _iso(value: dt.date | dt.datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def _status(row: ContributorDecision, now: dt.datetime) -> str:
+    if row.revoked_at is not None:
+        return "revoked"
+    return "standing" if lawful_basis.contributor_fact(row).stands_at(now) else "expired"
+
+
+def _shaped(model: type[BaseModel], document: dict[str, Any]) -> dict[str, Any]:
+    """``document`` (None values left out) as its schema serialises it; RedactionFailed (503,
+    nothing sent) if it carries a field the schema does not define."""
+    try:
+        return shape(model, {k: v for k, v in document.items() if v is not None})
+    except ViewRefused as exc:
+        raise errors.RedactionFailed(diagnostics={"rule": "view-schema", "why": str(exc)}) from exc
+
+
+def _withheld(decision: policies.Decision, where: str) -> tuple[Withheld, ...]:
+    """The reasons, withheld from every view but the RA's (their names, never their values)."""
+    if decision.view is policies.View.FULL:
+        return ()
+    rule = f"view:{decision.view}"
+    return tuple(Withheld(field=f"{where}{name}", rule=rule) for name in _REASONS)
+
+
+@dataclass(frozen=True, slots=True)
+class _Notice:
+    """What the contributor is told of a decision: a message sealed to it, with the decision
+    that lets it see the decision, or nothing; and what the write's audit entry says of it."""
+
+    detail: dict[str, Any]
+    push: deliver.Push | None = None
+    decision: policies.Decision | None = None
+
+    async def stage(self, call: Call, session: AsyncSession) -> dict[str, Any]:
+        """Queue the message and its disclosure entry in the write's transaction; the write's
+        audit detail about it."""
+        if self.push is not None and self.decision is not None:
+            withheld = _withheld(self.decision, "")
+            await pushed(
+                call, session, self.push, self.decision, resource=NOTICE_KIND, withheld=withheld
+            )
+        return {"contributor_notice": self.detail}
+
+
+async def _notice(
+    call: Call, session: AsyncSession, nominal: Nominal, row: ContributorDecision, status: str
+) -> _Notice:
+    """The ``contributor_decision`` message to the agency ``row`` names, sealed to it before the
+    write's transaction opens. Need-to-know judges it on ``row`` as it stands now (a revocation's
+    message on the decision it ends); the agency is told nothing if refused, not active, or
+    without a usable encryption key (never in clear)."""
+    agency = await session.get(Agency, row.agency_id)
+    if agency is None or agency.status is not AgencyStatus.ACTIVE:
+        return _Notice({"status": "not_sent", "why": "agency_not_active"})
+    tied = policies.Involvements(contributions=(lawful_basis.contributor_fact(row),))
+    facts = need_to_know.agency_facts(agency)
+    try:
+        decision = need_to_know.decide_with(facts, nominal, _TARGET, call.now, tied)
+    except errors.NotFound as refused:
+        return _Notice({"status": "not_sent", "rule": refused.diagnostics.get("rule")})
+    body = _shaped(
+        ContributorNoticeView,
+        {
+            "decision_id": row.id,
+            "nominal_id": nominal.id,
+            "purposes": list(row.purposes),
+            "ends_on": _iso(row.ends_on),
+            "review_date": _iso(row.review_date),
+            "status": status,
+        },
+    )
+    keys = await call.keys(session, agency.id, "enc")
+    try:
+        push = deliver.prepare_push(
+            call.sealer,
+            body,
+            recipient_id=agency.id,
+            keys=keys,
+            kind=NOTICE_KIND,
+            nominal_ref=nominal.id,
+            now=call.now,
+        )
+    except errors.RecipientKeyUnavailable as exc:
+        return _Notice({"status": "held", "reason": exc.code})
+    return _Notice({"status": "queued", "payload_digest": push.sealed.digest}, push, decision)
+
+
+def _new_decision(call: Call, nominal: Nominal, decision_in: ContributorIn) -> ContributorDecision:
+    """The caller's decision (not yet stored), its reason sealed at rest."""
     row = ContributorDecision(
         id=new_id(),
         nominal_id=nominal.id,
@@ -116,10 +230,33 @@ async def record_contributor(call: Call, nominal_id: str) -> Response:
     row.reason_sealed = call.case_sealer.seal(
         _TABLE, row.id, "reason_sealed", {"reason": decision_in.reason}
     )
+    return row
+
+
+async def record_contributor(call: Call, nominal_id: str) -> Response:
+    """POST /v1/nominals/{id}/contributors: the RA records an s.325(4A)(c) decision; the agency
+    it names is told, in the same transaction."""
+    call.require_scope(WRITE)
+    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
+    async with call.db.read() as session:
+        body = await inbound(call, session, ContributorIn)
+        if body.replay is not None:
+            return body.replay
+        nominal, decision = await visible_nominal(call, session, nominal_id)
+        responsible_authority_only(call)
+        decision_in = body.body
+        _check_purposes(decision_in.purposes)
+        _check_dates(call, decision_in)
+        await _check_contributor(session, decision_in.agency_id)
+        if await _standing(session, nominal.id, decision_in.agency_id, call.now) is not None:
+            raise errors.Conflict(diagnostics={"reason": "contributor_decision_stands"})
+        row = _new_decision(call, nominal, decision_in)
+        notice = await _notice(call, session, nominal, row, "standing")
     call.record_refs = (row.id,)
 
     async def act(session: AsyncSession) -> Audited[Written]:
         session.add(row)
+        told = await notice.stage(call, session)
         ack = AckOut(id=row.id, status="recorded", nominal_id=nominal.id)
         event = call.event(
             Outcome.ALLOWED,
@@ -132,6 +269,7 @@ async def record_contributor(call: Call, nominal_id: str) -> Response:
                 "purposes": list(row.purposes),
                 "ends_on": row.ends_on.isoformat(),
                 "review_date": row.review_date.isoformat() if row.review_date else None,
+                **told,
             },
         )
         return Audited(Written(ack), event)
@@ -140,7 +278,8 @@ async def record_contributor(call: Call, nominal_id: str) -> Response:
 
 
 async def revoke_contributor(call: Call, nominal_id: str, decision_id: str) -> Response:
-    """POST /v1/nominals/{id}/contributors/{decision_id}/revocation: the RA withdraws it."""
+    """POST /v1/nominals/{id}/contributors/{decision_id}/revocation: the RA withdraws it; the
+    agency it named is told, in the same transaction."""
     call.require_scope(WRITE)
     call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
     async with call.db.read() as session:
@@ -160,6 +299,7 @@ async def revoke_contributor(call: Call, nominal_id: str, decision_id: str) -> R
             )
         if not lawful_basis.contributor_fact(found).stands_at(call.now):
             raise errors.Conflict(diagnostics={"reason": "contributor_decision_ended"})
+        notice = await _notice(call, session, nominal, found, "revoked")
     call.record_refs = (decision_id,)
     revocation = call.case_sealer.seal(
         _TABLE, decision_id, "revocation_sealed", {"reason": body.body.reason}
@@ -174,6 +314,7 @@ async def revoke_contributor(call: Call, nominal_id: str, decision_id: str) -> R
         row.revoked_by_agency_id = call.caller.agency_id
         row.revoked_officer = call.caller.officer
         row.revocation_sealed = revocation
+        told = await notice.stage(call, session)
         ack = AckOut(id=row.id, status="revoked", nominal_id=nominal.id)
         event = call.event(
             Outcome.ALLOWED,
@@ -184,8 +325,84 @@ async def revoke_contributor(call: Call, nominal_id: str, decision_id: str) -> R
                 "resource": "contributor_decision",
                 "basis_closed": BASIS,
                 "contributor": row.agency_id,
+                **told,
             },
         )
         return Audited(Written(ack, 200), event)
 
     return await write(call, body, act)
+
+
+async def _visible_decisions(
+    call: Call, session: AsyncSession, nominal_id: str
+) -> tuple[Nominal, policies.Decision]:
+    """The nominal and the caller's need-to-know decision on its s.325(4A)(c) decisions.
+
+    Refused them, an agency that may not know of the nominal gets the 404 of an unknown one
+    (audited with the rule that refused the nominal); one that may know of it gets 403, audited
+    with the rule that refused the decisions."""
+    try:
+        return await visible_nominal(call, session, nominal_id, _TARGET)
+    except errors.NotFound as refused:
+        await visible_nominal(call, session, nominal_id)
+        raise errors.AccessDenied(diagnostics=refused.diagnostics) from refused
+
+
+def _entry(call: Call, row: ContributorDecision, view: policies.View) -> dict[str, Any]:
+    """One decision in the caller's view: with the reasons in the RA's (``full``), without in
+    any other, each shaped by its own schema."""
+    entry: dict[str, Any] = {
+        "id": row.id,
+        "nominal_id": row.nominal_id,
+        "agency_id": row.agency_id,
+        "purposes": list(row.purposes),
+        "ends_on": _iso(row.ends_on),
+        "review_date": _iso(row.review_date),
+        "decided_at": _iso(row.decided_at),
+        "decided_by_agency_id": row.recorded_by_agency_id,
+        "status": _status(row, call.now),
+        "revoked_at": _iso(row.revoked_at),
+    }
+    if view is not policies.View.FULL:
+        return _shaped(ContributorDecisionEntry, entry)
+    sealer = call.case_sealer
+    entry["reason"] = sealer.unseal(_TABLE, row.id, "reason_sealed", row.reason_sealed)["reason"]
+    if row.revocation_sealed is not None:
+        revocation = sealer.unseal(_TABLE, row.id, "revocation_sealed", row.revocation_sealed)
+        entry["revocation_reason"] = revocation["reason"]
+    return _shaped(ContributorDecisionWithReasons, entry)
+
+
+async def list_contributors(call: Call, nominal_id: str) -> Response:
+    """GET /v1/nominals/{id}/contributors: the s.325(4A)(c) decisions on a nominal, oldest
+    first, a page at a time: all of them with their reasons to the RA of the area, the
+    caller's own without reasons to a contributor."""
+    call.require_scope(READ)
+    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
+    page = page_of(call.request)
+    async with call.db.read() as session:
+        nominal, decision = await _visible_decisions(call, session, nominal_id)
+        query = select(ContributorDecision).where(ContributorDecision.nominal_id == nominal.id)
+        if decision.view is not policies.View.FULL:
+            query = query.where(ContributorDecision.agency_id == call.caller.agency_id)
+        rows: Sequence[ContributorDecision] = (
+            await session.scalars(
+                page.select(query, ContributorDecision.decided_at, ContributorDecision.id)
+            )
+        ).all()
+        caller_keys = await call.keys(session, call.caller.agency_id, "enc")
+    answer: dict[str, Any] = {
+        "contributor_decisions": [_entry(call, row, decision.view) for row in rows]
+    }
+    if len(rows) == page.limit:
+        answer["next_cursor"] = encode_cursor(rows[-1].decided_at, rows[-1].id)
+    sealed = call.answer(answer, caller_keys)
+    await released(
+        call,
+        decision,
+        _withheld(decision, "contributor_decisions[].") if rows else (),
+        sealed,
+        record_refs=tuple(row.id for row in rows),
+        detail={"listed": NOTICE_KIND},
+    )
+    return deliver.jose_response(sealed)

@@ -25,7 +25,7 @@ from gateway.store.models import Agency, HazardFlag, InformationRecord, Nominal
 
 __all__ = ["ExplainRefused", "explain_access", "register"]
 
-RESOURCES = ("nominal", "record", "minutes", "hazard-flag", "level-1-list")
+RESOURCES = ("nominal", "record", "minutes", "hazard-flag", "level-1-list", "contributors")
 
 
 class ExplainRefused(ValueError):
@@ -38,6 +38,8 @@ async def _target(db: Database, nominal_id: str, args: dict[str, str | None]) ->
         return policies.NominalTarget()
     if resource == "level-1-list":
         return policies.Level1ListTarget()
+    if resource == "contributors":
+        return policies.ContributorDecisionsTarget()
     if resource == "minutes":
         if not args.get("meeting"):
             raise ExplainRefused("--meeting is needed for minutes")

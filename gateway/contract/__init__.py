@@ -6,7 +6,13 @@ booleans are JSON booleans. Outbound, each document and view has its own schema 
 what is on no schema is never serialised.
 """
 
-from gateway.contract.contributors import ContributorIn, ContributorRevocationIn
+from gateway.contract.contributors import (
+    ContributorDecisionEntry,
+    ContributorDecisionWithReasons,
+    ContributorIn,
+    ContributorNoticeView,
+    ContributorRevocationIn,
+)
 from gateway.contract.disclosures import DecisionIn, DisclosureDecision, DisclosureIn
 from gateway.contract.hazard_flags import HazardFlagIn
 from gateway.contract.markers import WarningMarkerIn, WarningMarkerView
@@ -47,7 +53,10 @@ __all__ = [
     "ActionStatusIn",
     "CategoryChangeIn",
     "CaveatCode",
+    "ContributorDecisionEntry",
+    "ContributorDecisionWithReasons",
     "ContributorIn",
+    "ContributorNoticeView",
     "ContributorRevocationIn",
     "DecisionIn",
     "DeregistrationIn",

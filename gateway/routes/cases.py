@@ -257,6 +257,15 @@ ROUTES: tuple[Route, ...] = (
         write(contract.ContributorIn),
     ),
     Route(
+        "GET /nominals/{nominal_id}/contributors",
+        "get_contributors",
+        "The s.325(4A)(c) decisions on a nominal: the RA's with reasons, a contributor's own "
+        "(cursor pages)",
+        Operation.DISCLOSURE,
+        contributors.list_contributors,
+        read(None),
+    ),
+    Route(
         "POST /nominals/{nominal_id}/contributors/{decision_id}/revocation",
         "post_contributor_revocation",
         "Revoke an s.325(4A)(c) decision (Responsible Authority)",

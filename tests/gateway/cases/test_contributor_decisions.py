@@ -172,7 +172,9 @@ async def test_recording_is_audited_without_its_reason_and_the_reason_is_sealed(
     nominal_id = await at_level_2(world)
     decision_id = await _record(world, nominal_id)
     [entry] = [
-        e for e in await world.audit(agency_id=POLICE) if decision_id in (e.record_refs or [])
+        e
+        for e in await world.audit(agency_id=POLICE, operation="collection")
+        if decision_id in (e.record_refs or [])
     ]
     assert (entry.operation, entry.outcome) == ("collection", "allowed")
     assert entry.nominal_ref == nominal_id
