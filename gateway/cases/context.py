@@ -32,7 +32,7 @@ from gateway.flow import deliver, idempotency
 from gateway.flow.audit import AuditEvent, Operation, Outcome, Withheld, record
 from gateway.flow.authenticate import Caller, PendingSpend, refuse_unspent, settle
 from gateway.flow.need_to_know import caller_agency
-from gateway.flow.seal import OpenedBody, Sealer, agency_public_jwks
+from gateway.flow.seal import OpenedBody, Sealer, agency_public_jwks_by_use
 from gateway.http.body import validate
 from gateway.state import GatewayState
 from gateway.store import Database
@@ -85,6 +85,8 @@ class Call:
     #: Whether the caller's pending proof (if any) has been spent in a committed transaction.
     spent: bool = False
     _agency: policies.CallerAgency | None = None
+    #: Agencies' public keys by use, as read once in this call (see :meth:`keys`).
+    _keys: dict[str, dict[str, list[Mapping[str, Any]]]] = field(default_factory=dict)
 
     @classmethod
     def start(cls, request: Request, caller: Caller, operation: Operation) -> Call:
@@ -148,9 +150,16 @@ class Call:
     async def keys(
         self, session: AsyncSession, agency_id: str, use: str
     ) -> Sequence[Mapping[str, Any]]:
-        """An agency's registered public keys of ``use`` valid now (read every time, so that a
-        key withdrawn or expired bites on the very next request)."""
-        return await agency_public_jwks(session, agency_id, use, self.now)
+        """An agency's registered public keys of ``use`` valid at the call's moment.
+
+        Read on every call, so that a key withdrawn or expired bites on the very next request;
+        within one call, an agency's keys of every use are read once (a write needs the
+        caller's signing key to open its body and its encryption key to answer)."""
+        known = self._keys.get(agency_id)
+        if known is None:
+            known = await agency_public_jwks_by_use(session, agency_id, self.now)
+            self._keys[agency_id] = known
+        return list(known.get(use, ()))
 
     async def open_body(self, session: AsyncSession) -> OpenedBody:
         """The inbound application/jose body, verified against the caller's signing keys."""

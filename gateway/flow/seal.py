@@ -41,7 +41,7 @@ from keys import (
     unseal_from,
 )
 
-__all__ = ["OpenedBody", "Sealer", "agency_public_jwks"]
+__all__ = ["OpenedBody", "Sealer", "agency_public_jwks", "agency_public_jwks_by_use"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +62,12 @@ _AGENCY_KEYS = select(AgencyKey.jwk, AgencyKey.not_after).where(
 )
 
 
+#: Every key of one agency, whatever its use (a call that needs two uses reads once).
+_AGENCY_KEYS_ALL = select(AgencyKey.use, AgencyKey.jwk, AgencyKey.not_after).where(
+    AgencyKey.agency_id == bindparam("agency_id")
+)
+
+
 async def agency_public_jwks(
     session: AsyncSession, agency_id: str, use: str, now: dt.datetime
 ) -> list[Mapping[str, Any]]:
@@ -69,6 +75,18 @@ async def agency_public_jwks(
     params = {"agency_id": agency_id, "use": use}
     rows = (await session.execute(_AGENCY_KEYS, params)).all()
     return [jwk for jwk, not_after in rows if not_after is None or now < not_after]
+
+
+async def agency_public_jwks_by_use(
+    session: AsyncSession, agency_id: str, now: dt.datetime
+) -> dict[str, list[Mapping[str, Any]]]:
+    """The agency's registered public keys still valid at ``now``, by use, in one read."""
+    rows = (await session.execute(_AGENCY_KEYS_ALL, {"agency_id": agency_id})).all()
+    by_use: dict[str, list[Mapping[str, Any]]] = {}
+    for use, jwk, not_after in rows:
+        if not_after is None or now < not_after:
+            by_use.setdefault(use, []).append(jwk)
+    return by_use
 
 
 def _digest(text: str) -> str:

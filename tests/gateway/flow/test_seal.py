@@ -249,3 +249,32 @@ async def test_recipient_without_encryption_key_gets_nothing(
     assert agency is not None
     with pytest.raises(errors.RecipientKeyUnavailable):
         sealer.seal({"id": "n-1"}, recipient=agency, recipient_keys=[], now=dt.datetime.now(dt.UTC))
+
+
+async def test_keys_by_use_are_read_at_once_and_match_the_single_use_reads(
+    state: GatewayState, police: GatewayClient
+) -> None:
+    """One read of an agency's keys, grouped by use, gives exactly what a read per use gives,
+    expired keys left out the same way; an agency with no keys has none of either use."""
+    from sqlalchemy import update
+
+    from gateway.flow.seal import agency_public_jwks_by_use
+    from gateway.store.models import AgencyKey
+
+    now = dt.datetime.now(dt.UTC)
+    async with state.db.read() as session:
+        by_use = await agency_public_jwks_by_use(session, "barnet-police", now)
+        for use in ("sig", "enc"):
+            assert by_use[use] == await agency_public_jwks(session, "barnet-police", use, now)
+            assert by_use[use]
+        assert await agency_public_jwks_by_use(session, "nobody", now) == {}
+    async with state.db.write() as session:  # the signing key expires
+        await session.execute(
+            update(AgencyKey)
+            .where(AgencyKey.agency_id == "barnet-police", AgencyKey.use == "sig")
+            .values(not_after=now - dt.timedelta(seconds=1))
+        )
+    async with state.db.read() as session:
+        by_use = await agency_public_jwks_by_use(session, "barnet-police", now)
+    assert "sig" not in by_use
+    assert by_use["enc"]
