@@ -39,7 +39,18 @@ class OutboxStatus(enum.StrEnum):
 
 #: Kinds of message the gateway sends (the partner routes on the kind; the body says the rest).
 KINDS = frozenset(
-    {"hazard_flag", "minutes", "owner_notification", "record", "level_change", "referral"}
+    {
+        "contributor_decision",
+        "hazard_flag",
+        "level_change",
+        "minutes",
+        "onward_disclosure",
+        "owner_notification",
+        "record",
+        "referral",
+        "warning_marker",
+        "warning_marker_revocation",
+    }
 )
 
 _KIND = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
