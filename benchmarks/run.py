@@ -97,6 +97,30 @@ def _server(args: list[str], env: dict[str, str], port: int, ready: str) -> Iter
             process.kill()
 
 
+def load(
+    port: int, path: str, method: str, plan: str | None, concurrency: int, duration: float
+) -> dict[str, float | int]:
+    """Run the load generator against 127.0.0.1:``port`` and return its JSON result."""
+    command = [
+        PYTHON,
+        str(ROOT / "benchmarks" / "loadgen.py"),
+        *("--port", str(port), "--path", path, "--method", method),
+        *("--concurrency", str(concurrency), "--duration", str(duration)),
+        *(("--plan", plan) if plan else ()),
+    ]
+    output = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=duration + 120,
+    ).stdout
+    result: dict[str, float | int] = json.loads(output)
+    return result
+
+
 def _drive(
     port: int, path: str, method: str, plan: str | None, pid: int, concurrency: int, duration: float
 ) -> dict[str, float | int]:
@@ -111,34 +135,9 @@ def _drive(
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    command = [
-        PYTHON,
-        str(ROOT / "benchmarks" / "loadgen.py"),
-        "--port",
-        str(port),
-        "--path",
-        path,
-        "--method",
-        method,
-        "--concurrency",
-        str(concurrency),
-        "--duration",
-        str(duration),
-    ]
-    if plan:
-        command += ["--plan", plan]
-    output = subprocess.run(
-        command,
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=duration + 120,
-    ).stdout
+    result = load(port, path, method, plan, concurrency, duration)
     stop.set()
     sampler.join()
-    result: dict[str, float | int] = json.loads(output)
     result["peak_rss_mib"] = round(peak / 1024, 1)
     return result
 

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.keywrap import aes_key_unwrap, aes_key_wrap
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.run import PYTHON, ROOT, _free_port, _wait_ready, gateway_env, prepare
+from benchmarks.run import PYTHON, ROOT, _free_port, _wait_ready, gateway_env, load, prepare
 from benchmarks.stage_app import STAGES
 
 #: (name, path, method, plan, primitives): each path and the primitives one request performs.
@@ -161,37 +161,11 @@ def _measure(
     )
     try:
         _wait_ready(port, "/healthz")
-        command = [
-            PYTHON,
-            str(ROOT / "benchmarks" / "loadgen.py"),
-            "--port",
-            str(port),
-            "--path",
-            path,
-            "--method",
-            method,
-            "--concurrency",
-            "1",
-            "--duration",
-            str(duration),
-            "--plan",
-            plan,
-        ]
-        load = json.loads(
-            subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                check=True,
-                cwd=ROOT,
-                env=env,
-                timeout=duration + 120,
-            ).stdout
-        )
+        measured = load(port, path, method, plan, 1, duration)
     finally:
         server.send_signal(signal.SIGINT)
         server.wait(timeout=30)
-    return json.loads(out.read_text()), load
+    return json.loads(out.read_text()), measured
 
 
 def main() -> int:
@@ -210,15 +184,17 @@ def main() -> int:
         "MAPPA_BENCH_STATE": str(workdir / "bench-state.json"),
     }
     prepare(env)
+    os.environ["MAPPA_BENCH_STATE"] = env["MAPPA_BENCH_STATE"]  # for the load generator's plans
     floor = primitives()
     backend = "PostgreSQL" if args.postgres else "SQLite"
     print(f"\nWhere a request's time goes: one worker, concurrency 1, {backend}\n")
     report: dict[str, Any] = {"backend": backend, "primitives_us": {}, "paths": []}
     report["primitives_us"] = {k: round(v * 1e6, 1) for k, v in floor.items()}
     for name, path, method, plan, uses in PATHS:
-        times, load = _measure(env, path, method, plan, args.duration, workdir / "stages.json")
-        requests = int(load["requests"])
-        request_ms = float(load["p50_ms"])
+        times, result = _measure(env, path, method, plan, args.duration, workdir / "stages.json")
+        requests = int(result["requests"])
+        request_ms = float(result["p50_ms"])
+        p99 = float(result["p99_ms"])
         crypto_ms = sum(floor[k] * n for k, n in uses.items()) * 1000
         rows = []
         for label, _ in STAGES:
@@ -227,9 +203,7 @@ def main() -> int:
                 continue
             per_request = sum(calls) / requests * 1000
             rows.append((label, len(calls) / requests, per_request))
-        print(
-            f"{name}: {requests} requests, median {request_ms:.2f} ms, p99 {load['p99_ms']:.2f} ms"
-        )
+        print(f"{name}: {requests} requests, median {request_ms:.2f} ms, p99 {p99:.2f} ms")
         print(f"  {'stage':<44} {'calls':>6} {'ms/request':>11} {'share':>7}")
         for label, calls_each, per_request in rows:
             share = per_request / request_ms
@@ -250,7 +224,7 @@ def main() -> int:
                 "name": name,
                 "requests": requests,
                 "p50_ms": request_ms,
-                "p99_ms": load["p99_ms"],
+                "p99_ms": result["p99_ms"],
                 "stages_ms_per_request": {r[0]: round(r[2], 4) for r in rows},
                 "outside_operation_ms": round(framework, 4),
                 "crypto_floor_ms": round(crypto_ms, 4),
