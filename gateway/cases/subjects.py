@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import case, select
+from sqlalchemy import bindparam, case, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import policies
@@ -22,12 +22,14 @@ from gateway.cases.context import Call
 from gateway.contract.types import RESOURCE_ID
 from gateway.domain import AgencyType, NominalStatus, Participation, Role
 from gateway.flow import lawful_basis, need_to_know
+from gateway.store.direct import Direct
 from gateway.store.models import Action, Meeting, MeetingAgency, Minutes, Nominal
 
 __all__ = [
     "IDENTIFIER_INDEXES",
     "VisibleMeeting",
     "is_chair_or_coordinator",
+    "load_nominal",
     "meeting_actions",
     "responsible_authority_only",
     "visible_meeting",
@@ -51,6 +53,21 @@ def well_formed(resource_id: str) -> bool:
     return bool(_ID.match(resource_id))
 
 
+_NOMINALS = Nominal.__table__
+#: Every call about a nominal reads it first: below the ORM (see gateway.store.direct).
+_NOMINAL = Direct(select(_NOMINALS).where(_NOMINALS.c.id == bindparam("id")))
+_NOMINAL_ATTRIBUTES = tuple(
+    Nominal.__mapper__.get_property_by_column(column).key for column in _NOMINALS.columns
+)
+
+
+async def load_nominal(session: AsyncSession, nominal_id: str) -> Nominal | None:
+    """The nominal with ``nominal_id``, or None: a read-only copy, not in the session (a write
+    loads the row it changes afresh, with ``FOR UPDATE``, in its own transaction)."""
+    row = await _NOMINAL.first(session, {"id": nominal_id})
+    return None if row is None else Nominal(**dict(zip(_NOMINAL_ATTRIBUTES, row, strict=True)))
+
+
 async def visible_nominal(
     call: Call,
     session: AsyncSession,
@@ -59,7 +76,7 @@ async def visible_nominal(
 ) -> tuple[Nominal, policies.Decision]:
     """The nominal and the decision that the caller may see ``target`` (default: the nominal)."""
     call.nominal_ref = nominal_id[:64]
-    nominal = await session.get(Nominal, nominal_id) if well_formed(nominal_id) else None
+    nominal = await load_nominal(session, nominal_id) if well_formed(nominal_id) else None
     if nominal is None:
         raise need_to_know.not_found("nominal")
     decision = await need_to_know.decide(

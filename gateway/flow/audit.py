@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.store.direct import Direct
 from gateway.store.models import AuditEntry
 
 __all__ = ["AuditEvent", "Operation", "Outcome", "Withheld", "entry_row", "record", "record_many"]
@@ -130,9 +131,11 @@ def record(session: AsyncSession, event: AuditEvent) -> AuditEntry:
     return entry
 
 
+#: Every call appends entries: below SQLAlchemy's execution layer (gateway.store.direct).
+_INSERT_ENTRIES = Direct(insert(cast(Table, AuditEntry.__table__)))
+
+
 async def record_many(session: AsyncSession, events: Sequence[AuditEvent]) -> None:
-    """Insert ``events`` into the open transaction in one statement (the group committer's
-    batch: one executemany instead of an ORM flush per entry)."""
-    if events:
-        table = cast(Table, AuditEntry.__table__)  # Core: no ORM bulk-insert machinery
-        await session.execute(insert(table), [entry_row(event) for event in events])
+    """Insert ``events`` into the open transaction in one executemany (the group committer's
+    batch: no ORM flush per entry)."""
+    await _INSERT_ENTRIES.many(session, [entry_row(event) for event in events])

@@ -44,6 +44,7 @@ from gateway.oauth.endpoint import audit_refusal
 from gateway.oauth.jose import JoseRefused
 from gateway.oauth.tokens import AccessToken, verify_access_token
 from gateway.state import GatewayState
+from gateway.store.direct import Direct
 from gateway.store.models import Agency, UsedJti, UTCDateTime
 
 log = get_logger("gateway.flow.authenticate")
@@ -107,8 +108,9 @@ def _spend_statement(dialect: str) -> Any:
     return insert(table).from_select(columns, row).on_conflict_do_nothing().returning(table.c.key)
 
 
-#: Built once per dialect: building a statement costs more than running it (hot path).
-_SPEND = {name: _spend_statement(name) for name in ("postgresql", "sqlite")}
+#: Built once per dialect and run below SQLAlchemy's execution layer (every call spends a
+#: proof: gateway.store.direct).
+_SPEND = {name: Direct(_spend_statement(name)) for name in ("postgresql", "sqlite")}
 
 
 async def spend_if_active(
@@ -118,7 +120,7 @@ async def spend_if_active(
     new, in one statement; False if it was not inserted (replayed, or agency not active)."""
     statement = _SPEND[session.get_bind().dialect.name]
     params = {"key": key, "agency_id": agency_id, "now": now, "expires_at": expires_at}
-    return (await session.execute(statement, params)).scalar_one_or_none() is not None
+    return await statement.first(session, params) is not None
 
 
 def _one_header(request: Request, name: str) -> str | None:

@@ -48,6 +48,7 @@ from gateway.domain import (
     Role,
 )
 from gateway.flow.authenticate import Caller
+from gateway.store.direct import Direct
 from gateway.store.models import (
     Action,
     Agency,
@@ -228,8 +229,8 @@ def _involvement_query(agency_id: Any, nominal_id: Any) -> CompoundSelect[Any]:
     return union_all(referrals, meetings, actions, grants, contributions)
 
 
-#: Built once: building a statement costs far more than running it (hot path).
-_INVOLVEMENTS = _involvement_query(bindparam("agency_id"), bindparam("nominal_id"))
+#: Built once and run below SQLAlchemy's execution layer (hot path: gateway.store.direct).
+_INVOLVEMENTS = Direct(_involvement_query(bindparam("agency_id"), bindparam("nominal_id")))
 
 
 async def involvements(
@@ -237,7 +238,7 @@ async def involvements(
 ) -> policies.Involvements:
     """Everything that ties ``agency_id`` to ``nominal_id`` beyond being its lead or RA."""
     params = {"agency_id": agency_id, "nominal_id": nominal_id}
-    rows = (await session.execute(_INVOLVEMENTS, params)).all()
+    rows = await _INVOLVEMENTS.rows(session, params)
     referrals, meetings, actions, grants, contributions = [], [], [], [], []
     for kind, ident, meeting_id, meeting_type, part, status, d1, d2, moment, level, parts in rows:
         if kind == "r":

@@ -30,6 +30,7 @@ from starlette.requests import Request
 from gateway import errors
 from gateway.contract.envelope import BODY_TYP, JOSE_MEDIA_TYPE, SignedBody
 from gateway.http.body import media_type, parse_json
+from gateway.store.direct import Direct
 from gateway.store.models import Agency, AgencyKey
 from keys import (
     JoseRejected,
@@ -62,9 +63,12 @@ _AGENCY_KEYS = select(AgencyKey.jwk, AgencyKey.not_after).where(
 )
 
 
-#: Every key of one agency, whatever its use (a call that needs two uses reads once).
-_AGENCY_KEYS_ALL = select(AgencyKey.use, AgencyKey.jwk, AgencyKey.not_after).where(
-    AgencyKey.agency_id == bindparam("agency_id")
+#: Every key of one agency, whatever its use (a call that needs two uses reads once); every
+#: call reads its caller's keys, so below SQLAlchemy's execution layer (gateway.store.direct).
+_AGENCY_KEYS_ALL = Direct(
+    select(AgencyKey.use, AgencyKey.jwk, AgencyKey.not_after).where(
+        AgencyKey.agency_id == bindparam("agency_id")
+    )
 )
 
 
@@ -81,7 +85,7 @@ async def agency_public_jwks_by_use(
     session: AsyncSession, agency_id: str, now: dt.datetime
 ) -> dict[str, list[Mapping[str, Any]]]:
     """The agency's registered public keys still valid at ``now``, by use, in one read."""
-    rows = (await session.execute(_AGENCY_KEYS_ALL, {"agency_id": agency_id})).all()
+    rows = await _AGENCY_KEYS_ALL.rows(session, {"agency_id": agency_id})
     by_use: dict[str, list[Mapping[str, Any]]] = {}
     for use, jwk, not_after in rows:
         if not_after is None or now < not_after:
