@@ -1,7 +1,11 @@
 """An agency adapter, synchronously and cheaply, for the load generator.
 
 Per request it mints a fresh DPoP proof (``ath`` bound to the token); it fetches a token with
-``private_key_jwt`` at start and again 30 s before expiry. Write bodies are sealed like
+``private_key_jwt`` at start and again 30 s before expiry. The load generator shares the
+machine's CPUs with the server it measures, so a proof is signed the lean way a compiled client
+would: the header encoded once, the claims and the ES256 signature made with ``cryptography``
+directly (about a third of what a general JOSE library's serialisation costs); the server
+verifies it with joserfc like any other. Write bodies are sealed like
 ``GatewayClient.seal`` (JWS by the agency inside a JWE to the gateway) and re-sealed every two
 minutes, well inside the five minutes a signed body stays fresh; each write has its own
 ``Idempotency-Key``, so each is a new write.
@@ -21,6 +25,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc import jwe, jws
 from joserfc.jwk import ECKey, KeySet
 from joserfc.jws import JWSRegistry
@@ -57,6 +64,9 @@ class Agency:
         self._dpop_header = json.dumps(
             {"typ": "dpop+jwt", "alg": "ES256", "jwk": self.dpop_key.as_dict(private=False)}
         )
+        self._dpop_signing_input = _b64(self._dpop_header.encode()) + "."
+        self._dpop_private = self.dpop_key.private_key
+        assert isinstance(self._dpop_private, ec.EllipticCurvePrivateKey)
         self._token = ""
         self._ath = ""
         self._expires = 0.0
@@ -72,8 +82,10 @@ class Agency:
         }
         if token:
             claims["ath"] = self._ath
-        header = json.loads(self._dpop_header)
-        return jws.serialize_compact(header, json.dumps(claims), self.dpop_key, registry=_SIGN)
+        signing_input = self._dpop_signing_input + _b64(json.dumps(claims).encode())
+        der = self._dpop_private.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
+        r, s = decode_dss_signature(der)
+        return signing_input + "." + _b64(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
 
     def token(self) -> str:
         if self._token and time.time() < self._expires - 30:

@@ -7,7 +7,7 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from sqlalchemy import Table, bindparam, func, insert, select
+from sqlalchemy import MetaData, Table, bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from gateway.domain import AgencyType, NominalStatus, Role
@@ -165,7 +165,7 @@ async def test_a_drivers_error_is_sqlalchemys_and_nothing_is_kept(db: Database) 
 async def test_an_operational_failure_is_store_unavailable(sqlite_url: str) -> None:
     """The store failing (here: a table that is not there) is StoreUnavailable, as for any
     statement run through SQLAlchemy, and the database stays usable afterwards."""
-    missing = Direct(select(bindparam("x", 1)).select_from(Table("not_a_table", NOMINALS.metadata)))
+    missing = Direct(select(bindparam("x", 1)).select_from(Table("not_a_table", MetaData())))
     db = Database(sqlite_url)
     try:
         with pytest.raises(StoreUnavailable):
