@@ -4,7 +4,9 @@ Each target is served by a real ``uvicorn`` process with two workers on 127.0.0.
 from a separate load-generator process (``loadgen.py``) at a fixed concurrency for a bounded
 time. Every figure is reported beside the bare FastAPI endpoint measured in the same run, as a
 ratio, so machines of different speed give comparable results. Peak memory is the highest sum of
-the server processes' resident set sizes sampled during each run.
+the server processes' resident set sizes sampled during each run; CPU per request is the server
+processes' CPU time over the run divided by the requests served (steadier than req/s on a
+machine shared with other work: the figure to judge a change by).
 
     python benchmarks/run.py [--duration 10] [--concurrency 32] [--postgres URL] [--json FILE]
 """
@@ -66,19 +68,34 @@ def _wait_ready(port: int, path: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"server on port {port} did not become ready")
 
 
-def _rss_kib(pid: int) -> int:
-    """Resident memory of a process and its children (uvicorn workers)."""
-    total = 0
+def _tree(pid: int) -> list[int]:
+    """A process and its children (uvicorn's workers)."""
     pids = [pid]
     with contextlib.suppress(OSError):
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         pids += [int(child) for child in children]
-    for one in pids:
+    return pids
+
+
+def _rss_kib(pid: int) -> int:
+    """Resident memory of a process and its children."""
+    total = 0
+    for one in _tree(pid):
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{one}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
                     total += int(line.split()[1])
     return total
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) a process and its children have used so far."""
+    total = 0
+    for one in _tree(pid):
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{one}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime (clock ticks)
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager
@@ -135,10 +152,15 @@ def _drive(
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
+    cpu_before = _cpu_seconds(pid)
     result = load(port, path, method, plan, concurrency, duration)
+    cpu = _cpu_seconds(pid) - cpu_before
     stop.set()
     sampler.join()
     result["peak_rss_mib"] = round(peak / 1024, 1)
+    # The server's CPU per request: far steadier than req/s on a shared machine (the database
+    # server's own CPU is not counted: PostgreSQL's processes are not the gateway's children).
+    result["cpu_ms_per_request"] = round(cpu / max(int(result["requests"]), 1) * 1000, 3)
     return result
 
 
@@ -236,7 +258,7 @@ def main() -> int:
     )
     header = (
         f"{'path':<28} {'req/s':>9} {'x bare':>7} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'p99 x bare':>10} {'errors':>7} {'peak MiB':>9}"
+        f"{'p99 x bare':>10} {'errors':>7} {'peak MiB':>9} {'CPU ms/req':>11}"
     )
     print(header)
     print("-" * len(header))
@@ -245,7 +267,7 @@ def main() -> int:
             f"{row['name']:<28} {row['rps']:>9.0f} {row['rps'] / bare['rps']:>7.2f} "
             f"{row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
             f"{row['p99_ms'] / bare['p99_ms']:>10.2f} {row['errors']:>7} "
-            f"{row['peak_rss_mib']:>9.1f}"
+            f"{row['peak_rss_mib']:>9.1f} {row['cpu_ms_per_request']:>11.3f}"
         )
     if args.json:
         args.json.write_text(json.dumps({"backend": backend, "results": results}, indent=2))

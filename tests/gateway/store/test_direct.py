@@ -10,11 +10,12 @@ import pytest
 from sqlalchemy import MetaData, Table, bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from gateway.domain import AgencyType, NominalStatus, Role
+from gateway.domain import NominalStatus
 from gateway.errors import StoreUnavailable
 from gateway.store import Database
 from gateway.store.direct import Direct
-from gateway.store.models import Agency, AgencyKey, AuditEntry, Nominal, UsedJti
+from gateway.store.models import AgencyKey, AuditEntry, Nominal, UsedJti
+from tests.gateway.store.test_database import _agency
 
 NOW = dt.datetime(2026, 6, 1, 12, 30, tzinfo=dt.UTC)
 NOMINALS = Nominal.__table__
@@ -34,16 +35,7 @@ def _jti(key: str) -> dict[str, Any]:
 
 async def _seed(db: Database) -> str:
     async with db.write() as session:
-        session.add(
-            Agency(
-                id="police-a",
-                name="Test Police",
-                agency_type=AgencyType.POLICE,
-                role=Role.RESPONSIBLE_AUTHORITY,
-                area="area-1",
-                scopes=["case:read"],
-            )
-        )
+        session.add(_agency())
         await session.flush()
         session.add_all(
             [
@@ -124,7 +116,7 @@ async def test_runs_in_the_sessions_transaction(db: Database) -> None:
 async def test_pending_orm_objects_are_flushed_first(db: Database) -> None:
     """As SQLAlchemy's autoflush would: an object added to the session is seen by the statement."""
     async with db.write() as session:
-        await _seed_agency_only(session)
+        session.add(_agency())
         session.add(
             Nominal(
                 id="n-pending",
@@ -136,19 +128,6 @@ async def test_pending_orm_objects_are_flushed_first(db: Database) -> None:
             )
         )
         assert await BY_ID.first(session, {"id": "n-pending"}) is not None
-
-
-async def _seed_agency_only(session: Any) -> None:
-    session.add(
-        Agency(
-            id="police-a",
-            name="Test Police",
-            agency_type=AgencyType.POLICE,
-            role=Role.RESPONSIBLE_AUTHORITY,
-            area="area-1",
-            scopes=["case:read"],
-        )
-    )
 
 
 async def test_a_drivers_error_is_sqlalchemys_and_nothing_is_kept(db: Database) -> None:
