@@ -57,12 +57,6 @@ class OpenedBody:
     digest: str
 
 
-#: Built once: building the statement costs more than running it (read on every request).
-_AGENCY_KEYS = select(AgencyKey.jwk, AgencyKey.not_after).where(
-    AgencyKey.agency_id == bindparam("agency_id"), AgencyKey.use == bindparam("use")
-)
-
-
 #: Every key of one agency, whatever its use (a call that needs two uses reads once); every
 #: call reads its caller's keys, so below SQLAlchemy's execution layer (gateway.store.direct).
 _AGENCY_KEYS_ALL = Direct(
@@ -76,9 +70,7 @@ async def agency_public_jwks(
     session: AsyncSession, agency_id: str, use: str, now: dt.datetime
 ) -> list[Mapping[str, Any]]:
     """The agency's registered public keys of ``use`` ("sig"/"enc") still valid at ``now``."""
-    params = {"agency_id": agency_id, "use": use}
-    rows = (await session.execute(_AGENCY_KEYS, params)).all()
-    return [jwk for jwk, not_after in rows if not_after is None or now < not_after]
+    return (await agency_public_jwks_by_use(session, agency_id, now)).get(use, [])
 
 
 async def agency_public_jwks_by_use(

@@ -133,7 +133,7 @@ class Direct:
         if not values:
             return
         columns = tuple(values[0])
-        if any(len(one) != len(columns) for one in values):
+        if any(one.keys() != values[0].keys() for one in values):
             raise ValueError("every row of an executemany names the same columns")
         async with _Driver.of(session) as on:
             compiled = self.compiled(on.dialect, columns)

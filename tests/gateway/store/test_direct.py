@@ -168,6 +168,8 @@ async def test_refuses_what_it_cannot_run_unchanged(db: Database) -> None:
             await BY_ID.rows(session, {})
         with pytest.raises(ValueError, match="same columns"):
             await entries.many(session, [{"entry_id": "a"}, {"entry_id": "b", "rule": "r"}])
+        with pytest.raises(ValueError, match="same columns"):  # as many columns, other names
+            await entries.many(session, [{"entry_id": "a"}, {"rule": "r"}])
         with pytest.raises(ValueError, match="expanded"):
             await in_list.rows(session, {"ids": ["a"]})
     async with db.read() as session:
