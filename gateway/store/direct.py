@@ -32,6 +32,9 @@ from sqlalchemy.sql import ClauseElement
 
 __all__ = ["Direct"]
 
+#: Where a session keeps the driver connection of its current transaction (see _Driver._of).
+_KNOWN = "gateway.store.direct.driver"
+
 _Processor = Callable[[Any], Any]
 
 
@@ -165,10 +168,8 @@ class _Driver:
         invalidated so that the pool does not hand it out again."""
         if session.new or session.dirty or session.deleted:
             await session.flush()  # what autoflush does before session.execute
-        connection = await session.connection()
-        raw = await connection.get_raw_connection()
-        dialect = connection.dialect
-        on = cls(raw.driver_connection, dialect, connection)
+        on = await cls._of(session)
+        dialect = on.dialect
         try:
             yield on
         except dialect.loaded_dbapi.Error as exc:
@@ -182,8 +183,24 @@ class _Driver:
                 dialect=dialect,
             )
             if lost:
-                await connection.invalidate(exc)
+                await on.connection.invalidate(exc)
             raise translated from exc
+
+    @classmethod
+    async def _of(cls, session: AsyncSession) -> _Driver:
+        """The session's connection, found once per transaction: a transaction keeps its
+        connection until it ends, and asking the session for it again costs a greenlet
+        hand-off and the ORM's bookkeeping on every statement."""
+        transaction = session.sync_session.get_transaction()
+        known = session.info.get(_KNOWN)
+        if known is not None and known[0] is transaction and not known[1].connection.invalidated:
+            driver: _Driver = known[1]
+            return driver
+        connection = await session.connection()
+        raw = await connection.get_raw_connection()
+        driver = cls(raw.driver_connection, connection.dialect, connection)
+        session.info[_KNOWN] = (session.sync_session.get_transaction(), driver)
+        return driver
 
     def announce(self, sql: str, parameters: Any, *, many: bool) -> tuple[str, Any]:
         """Run the engine's ``before_cursor_execute`` listeners, as SQLAlchemy does before every

@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.domain import AgencyType, Role
 from gateway.errors import StoreUnavailable
@@ -345,3 +346,106 @@ def test_switching_a_new_connection_to_wal_retries_a_lock_race_and_nothing_else(
     with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
         _journal_wal(broken)
     assert broken.calls == 1
+
+
+async def _backend_pid(session: AsyncSession) -> int:
+    return int((await session.execute(text("SELECT pg_backend_pid()"))).scalar_one())
+
+
+async def _terminate(postgres_url: str, pid: int) -> None:
+    killer = Database(postgres_url)
+    try:
+        async with killer.read() as session:
+            await session.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+    finally:
+        await killer.dispose()
+
+
+async def test_postgres_reads_run_in_autocommit_and_writes_in_a_transaction(
+    postgres_url: str,
+) -> None:
+    """A read runs each statement in a transaction of its own (no BEGIN and COMMIT round
+    trips); a write's statements share one, and the read's connection goes back to the pool as
+    it came (a write on it later is transactional again, and rolls back as a whole)."""
+    db = Database(postgres_url, pool_size=1)
+    try:
+        async with db.read() as session:
+            first = (await session.execute(text("SELECT now()"))).scalar()
+            await asyncio.sleep(0.01)
+            second = (await session.execute(text("SELECT now()"))).scalar()
+            assert first != second  # now() is the start of each statement's own transaction
+        async with db.write() as session:
+            first = (await session.execute(text("SELECT now()"))).scalar()
+            await asyncio.sleep(0.01)
+            second = (await session.execute(text("SELECT now()"))).scalar()
+            assert first == second  # one transaction: now() is its start
+        with pytest.raises(RuntimeError):
+            async with db.write() as session:
+                session.add(_agency("rolled-back"))
+                await session.flush()
+                raise RuntimeError("abort")
+        async with db.read() as session:
+            assert await session.get(Agency, "rolled-back") is None
+    finally:
+        await db.dispose()
+
+
+async def test_postgres_idle_connection_is_pinged_and_replaced_when_the_server_dropped_it(
+    postgres_url: str,
+) -> None:
+    """A pooled connection that sat idle is pinged at checkout; one the server closed (a
+    restart, an idle timeout) is replaced, and the call that checked it out succeeds."""
+    db = Database(postgres_url, pool_size=1, ping_after=0.0)
+    try:
+        async with db.read() as session:
+            pid = await _backend_pid(session)
+        await _terminate(postgres_url, pid)
+        async with db.read() as session:
+            assert await _backend_pid(session) != pid
+            assert await session.get(Agency, "nobody") is None
+    finally:
+        await db.dispose()
+
+
+async def test_postgres_connection_in_use_a_moment_ago_is_not_pinged(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under load a connection is back in the pool within milliseconds: handing it out again
+    costs no ping (the round trip pre-ping paid on every checkout); one idle longer is pinged."""
+    db = Database(postgres_url, pool_size=1, ping_after=0.5)
+    dialect = db.engine.sync_engine.dialect
+    pings: list[object] = []
+    original = dialect.do_ping
+    monkeypatch.setattr(dialect, "do_ping", lambda conn: pings.append(conn) or original(conn))
+    try:
+        for _ in range(5):
+            async with db.read() as session:
+                await _backend_pid(session)
+        assert pings == []
+        await asyncio.sleep(0.6)
+        async with db.read() as session:
+            await _backend_pid(session)
+        assert len(pings) == 1
+    finally:
+        await db.dispose()
+
+
+async def test_postgres_connection_dropped_while_in_use_is_a_503_and_the_next_call_reconnects(
+    postgres_url: str,
+) -> None:
+    """Not pinged (used a moment ago) and dropped: that one call fails as the store being
+    unavailable, nothing half-done stays, and the pool is renewed for the next call."""
+    db = Database(postgres_url, pool_size=1, ping_after=60.0)
+    try:
+        async with db.read() as session:
+            pid = await _backend_pid(session)
+        await _terminate(postgres_url, pid)
+        with pytest.raises(StoreUnavailable):
+            async with db.write() as session:
+                session.add(_agency("lost"))
+                await session.flush()
+        async with db.read() as session:
+            assert await _backend_pid(session) != pid
+            assert await session.get(Agency, "lost") is None
+    finally:
+        await db.dispose()

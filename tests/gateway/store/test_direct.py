@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import MetaData, Table, bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.domain import NominalStatus
 from gateway.errors import StoreUnavailable
@@ -111,6 +112,29 @@ async def test_runs_in_the_sessions_transaction(db: Database) -> None:
     async with db.read() as session:
         stored = (await session.execute(select(UsedJti.key, UsedJti.seen_at))).all()
     assert sorted(stored) == [("a", NOW), ("b", NOW)]
+
+
+async def test_each_transaction_of_a_session_uses_its_own_connection(db: Database) -> None:
+    """The driver connection is found once per transaction: a session's next transaction (and
+    a savepoint within one) runs its statements in that transaction, committed or rolled back
+    with it, not in the one before."""
+    await _seed(db)
+    async with AsyncSession(db.writer) as session:
+        async with session.begin():
+            await SPENT.many(session, [_jti("first")])
+        with pytest.raises(RuntimeError):
+            async with session.begin():
+                await SPENT.many(session, [_jti("second")])
+                raise RuntimeError("rolled back")
+        async with session.begin():
+            with pytest.raises(RuntimeError):
+                async with session.begin_nested():
+                    await SPENT.many(session, [_jti("in-savepoint")])
+                    raise RuntimeError("savepoint rolled back")
+            await SPENT.many(session, [_jti("third")])
+    async with db.read() as session:
+        stored = sorted((await session.scalars(select(UsedJti.key))).all())
+    assert stored == ["first", "third"]
 
 
 async def test_pending_orm_objects_are_flushed_first(db: Database) -> None:
