@@ -30,6 +30,7 @@ ones, so that entries already in the log keep their canonical form.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -131,9 +132,16 @@ def canonical_entry(entry: Mapping[str, object]) -> bytes:
         raise MalformedEntryError(
             f"entry fields differ from schema: missing {missing}, {unknown} unknown"
         )
-    body = {name: _check_field(name, entry[name]) for name in fields}
+    plain = _Plain()
+    body = {name: _check_field(name, entry[name], plain) for name in fields}
+    document = {"entry": body, "format": leaf_format(version)}
+    if plain.so_far:
+        try:
+            return _plain_dumps(document)
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: RFC 8785 refuses it below
     try:
-        return rfc8785.dumps({"entry": body, "format": leaf_format(version)})
+        return rfc8785.dumps(document)
     except rfc8785.CanonicalizationError as exc:
         raise MalformedEntryError("entry has no RFC 8785 canonical form") from exc
 
@@ -143,7 +151,29 @@ def entry_leaf_hash(entry: Mapping[str, object]) -> bytes:
     return leaf_hash(canonical_entry(entry))
 
 
-def _check_field(name: str, value: object) -> _Json:
+class _Plain:
+    """Whether a checked entry holds only what the standard library's JSON encoder writes
+    exactly as RFC 8785 does: no float (ECMAScript number formatting differs from Python's) and
+    no non-ASCII object key (RFC 8785 orders keys by UTF-16 code units, Python by code points).
+    Strings are escaped alike (``\\b \\t \\n \\f \\r \\" \\\\`` and ``\\u00xx`` for the other
+    control characters, nothing else), integers are in the exact range, and literals agree."""
+
+    __slots__ = ("so_far",)
+
+    def __init__(self) -> None:
+        self.so_far = True
+
+
+def _plain_dumps(document: _Json) -> bytes:
+    """RFC 8785 bytes of a document :class:`_Plain` vouched for (the C encoder: about a tenth of
+    the pure-Python canonicaliser's time, for the sequencer and for whoever verifies the log)."""
+    text = json.dumps(
+        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    )
+    return text.encode("utf-8")
+
+
+def _check_field(name: str, value: object, plain: _Plain) -> _Json:
     """Return ``value`` in the JSON shape RFC 8785 serialises, or raise `MalformedEntryError`."""
     if name == "seq":
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= _MAX_JSON_INT:
@@ -156,7 +186,7 @@ def _check_field(name: str, value: object) -> _Json:
     if name == "detail":
         if not isinstance(value, Mapping):
             raise MalformedEntryError("detail must be a JSON object")
-        return _check_json(value, _MAX_DETAIL_DEPTH)
+        return _check_json(value, _MAX_DETAIL_DEPTH, plain)
     if name in _TEXT_LISTS:
         if not _is_sequence(value):
             raise MalformedEntryError(f"{name} must be a list of strings")
@@ -199,7 +229,7 @@ def _check_withheld(value: object) -> list[_Json]:
     return items
 
 
-def _check_json(value: object, depth: int) -> _Json:
+def _check_json(value: object, depth: int, plain: _Plain) -> _Json:
     """Copy a JSON value made of dicts, lists, text, ints, finite floats, booleans and null."""
     if value is None or isinstance(value, str | bool):
         return value
@@ -210,15 +240,18 @@ def _check_json(value: object, depth: int) -> _Json:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise MalformedEntryError("detail holds a number JSON cannot represent")
+        plain.so_far = False
         return value
     if depth <= 0:
         raise MalformedEntryError("detail is nested too deeply")
     if isinstance(value, Mapping):
         if not all(isinstance(key, str) for key in value):
             raise MalformedEntryError("detail object keys must be strings")
-        return {key: _check_json(item, depth - 1) for key, item in value.items()}
+        if plain.so_far and not all(key.isascii() for key in value):
+            plain.so_far = False
+        return {key: _check_json(item, depth - 1, plain) for key, item in value.items()}
     if _is_sequence(value):
-        return [_check_json(item, depth - 1) for item in value]
+        return [_check_json(item, depth - 1, plain) for item in value]
     raise MalformedEntryError("detail holds a value that is not JSON")
 
 

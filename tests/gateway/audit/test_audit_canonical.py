@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import random
 from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import rfc8785
 
+from gateway.audit import canonical
 from gateway.audit.canonical import (
     AUDIT_ENTRY_FIELDS,
     ENTRY_SCHEMAS,
@@ -231,3 +234,89 @@ def test_tuples_and_lists_give_the_same_leaf(logs: LogFactory) -> None:
         "withheld": tuple(entry["withheld"]),
     }
     assert canonical_entry(as_tuples) == canonical_entry(entry)
+
+
+# Text that JSON encoders disagree on if any: every control character, quote and backslash,
+# DEL, the line and paragraph separators, the ends of the BMP and beyond it.
+_TRICKY = [chr(c) for c in range(0x20)] + [
+    '"',
+    "\\",
+    "/",
+    "\x7f",
+    "\u2028",
+    "\u2029",
+    "\ue000",
+    "\ufeff",
+    "\uffff",
+    "\U0001f600",
+    "\U0010ffff",
+    "e\u0301",
+    "plain",
+    "",
+]
+
+
+def _text(rng: random.Random) -> str:
+    return "".join(rng.choice(_TRICKY) for _ in range(rng.randrange(0, 6)))
+
+
+def _plain_value(rng: random.Random, depth: int) -> Any:
+    kind = rng.randrange(7 if depth else 4)
+    if kind == 0:
+        return _text(rng)
+    if kind == 1:
+        return rng.choice([0, 1, -1, 2**53 - 1, -(2**53 - 1), rng.randrange(-(10**12), 10**12)])
+    if kind == 2:
+        return rng.choice([True, False])
+    if kind == 3:
+        return None
+    if kind in (4, 5):
+        keys = [
+            "".join(rng.choice('ab"\\\x01 ~') for _ in range(rng.randrange(0, 4))) for _ in "xyz"
+        ]
+        return {key: _plain_value(rng, depth - 1) for key in keys}
+    return [_plain_value(rng, depth - 1) for _ in range(rng.randrange(0, 4))]
+
+
+def test_fast_canonical_form_is_byte_for_byte_rfc8785() -> None:
+    """Documents with no float and only ASCII keys are written by the standard library's C
+    encoder: 3,000 random ones, built from every character JSON encoders could disagree on,
+    give exactly the bytes of the RFC 8785 canonicaliser."""
+    rng = random.Random(8785)
+    for _ in range(3000):
+        document = {"entry": _plain_value(rng, 4), "format": "x"}
+        assert canonical._plain_dumps(document) == rfc8785.dumps(document), document
+
+
+@pytest.mark.parametrize(
+    "detail",
+    [
+        {"ratio": 0.1, "big": 1e21, "whole": 2.0},  # ECMAScript number formatting
+        {"\ue000": 1, "\U0001f600": 2, "a": 3},  # UTF-16 order differs from code point order
+        {"\uffff": "last of the BMP", "\U00010000": "first beyond it", "é": 0},
+    ],
+)
+def test_entries_the_fast_form_cannot_vouch_for_are_canonicalised_by_rfc8785(
+    logs: LogFactory, detail: dict[str, Any]
+) -> None:
+    """A float or a non-ASCII key anywhere in the detail: the leaf is the RFC 8785
+    canonicaliser's own bytes (where Python's encoder would have written others)."""
+    entry = {**content(logs.entry(2)), "detail": {"nested": detail}}
+    expected = {key: entry[key] for key in AUDIT_ENTRY_FIELDS}
+    assert isinstance(expected["occurred_at"], str)  # as the log stores it
+    leaf = canonical_entry(entry)
+    assert leaf == rfc8785.dumps({"entry": expected, "format": leaf_format(SCHEMA_VERSION)})
+    plain = json.dumps(
+        {"entry": expected, "format": leaf_format(SCHEMA_VERSION)},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()
+    assert leaf != plain  # the case the fast form would have got wrong
+
+
+def test_lone_surrogate_in_an_entry_is_refused_as_before(logs: LogFactory) -> None:
+    """Text no UTF-8 can carry has no canonical form: refused, by either path."""
+    entry = {**content(logs.entry(1)), "detail": {"note": "half \ud800 a pair"}}
+    with pytest.raises(MalformedEntryError):
+        canonical_entry(entry)
