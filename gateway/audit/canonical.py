@@ -134,7 +134,7 @@ def canonical_entry(entry: Mapping[str, object]) -> bytes:
         )
     plain = _Plain()
     body = {name: _check_field(name, entry[name], plain) for name in fields}
-    document = {"entry": body, "format": leaf_format(version)}
+    document: dict[str, _Json] = {"entry": body, "format": leaf_format(version)}
     if plain.so_far:
         try:
             return _plain_dumps(document)
