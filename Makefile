@@ -66,6 +66,7 @@ test: lint typecheck pytest
 
 bench: install
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/cpu.py
 	$(BIN)/python benchmarks/stages.py
 
 clean:
