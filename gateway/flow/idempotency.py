@@ -24,11 +24,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
 
 from gateway import errors
+from gateway.store.direct import Direct
 from gateway.store.models import IdempotentRequest
 from gateway.store.sealed import CaseSealer, canonical_json
 
@@ -39,6 +40,18 @@ PURGE_EVERY = 500
 _KEY = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _TABLE = "idempotency_keys"
 _remembered_since_purge = 0
+#: Every write looks its key up first: below the ORM (see gateway.store.direct).
+_LOOKUP = Direct(
+    select(
+        IdempotentRequest.request_digest,
+        IdempotentRequest.status_code,
+        IdempotentRequest.answer_sealed,
+        IdempotentRequest.audit_entry_id,
+    ).where(
+        IdempotentRequest.agency_id == bindparam("agency_id"),
+        IdempotentRequest.key == bindparam("key"),
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +86,14 @@ async def lookup(
     session: AsyncSession, sealer: CaseSealer, *, agency_id: str, key: str, digest: str
 ) -> Remembered | None:
     """The remembered answer for this key, None if it is new, or 422 if it was used otherwise."""
-    row = await session.get(IdempotentRequest, (agency_id, key))
+    row = await _LOOKUP.first(session, {"agency_id": agency_id, "key": key})
     if row is None:
         return None
-    if row.request_digest != digest:
+    request_digest, status_code, answer_sealed, audit_entry_id = row
+    if request_digest != digest:
         raise errors.IdempotencyConflict(diagnostics={"reason": "idempotency_key_reused"})
-    answer = sealer.unseal(_TABLE, _row_id(agency_id, key), "answer_sealed", row.answer_sealed)
-    return Remembered(row.status_code, answer, row.audit_entry_id)
+    answer = sealer.unseal(_TABLE, _row_id(agency_id, key), "answer_sealed", answer_sealed)
+    return Remembered(status_code, answer, audit_entry_id)
 
 
 async def remember(
