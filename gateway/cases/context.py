@@ -31,6 +31,7 @@ from gateway.contract.views import AckOut
 from gateway.flow import deliver, idempotency
 from gateway.flow.audit import AuditEvent, Operation, Outcome, Withheld, record
 from gateway.flow.authenticate import Caller, PendingSpend, refuse_unspent, settle
+from gateway.flow.group_commit import Unspent
 from gateway.flow.need_to_know import caller_agency
 from gateway.flow.seal import OpenedBody, Sealer, agency_public_jwks_by_use
 from gateway.http.body import validate
@@ -226,38 +227,35 @@ async def guarded(call: Call, operation: Awaitable[Response]) -> Response:
 T = TypeVar("T")
 
 
-class _Unspent(Exception):
-    """The caller's proof could not be spent in the act's transaction: nothing of it stands."""
-
-    def __init__(self, outcome: str) -> None:
-        super().__init__(outcome)
-        self.outcome = outcome
-
-
 async def _commit(
     call: Call, act: Callable[[AsyncSession], Awaitable[Audited[T]]], *, isolated: bool
 ) -> T:
     """No audit, no disclosure: ``act`` and its audit entry commit together (grouped with other
     requests' when the state has a committer), or AuditUnavailable and nothing is stored.
 
-    A proof still to spend is spent first, in the same transaction; if it cannot be (replayed,
-    agency suspended) the act does not run, and the refusal is audited and raised instead."""
+    A proof still to spend is spent first, in the same transaction (grouped: with the batch's
+    other proofs, in one statement); if it cannot be (replayed, agency suspended) the act does
+    not run, and the refusal is audited and raised instead."""
     pending = call.unspent
-    if pending is not None:
-        acting = act
-
-        async def act(session: AsyncSession) -> Audited[T]:
-            outcome = await pending.spend(session)
-            if outcome != "spent":
-                raise _Unspent(outcome)  # before the act wrote anything
-            return await acting(session)
-
+    commits = call.state.commits
     try:
-        if call.state.commits is not None:
-            result = await call.state.commits.audited(act, isolated=isolated)
+        if commits is not None and pending is not None and not isolated:
+            result = await commits.audited(act, isolated=False, spend=pending)
         else:
-            result = await commit_audited(call.db, act)
-    except _Unspent as exc:
+            if pending is not None:
+                acting = act
+
+                async def act(session: AsyncSession) -> Audited[T]:
+                    outcome = await pending.spend(session)
+                    if outcome != "spent":
+                        raise Unspent(outcome)  # before the act wrote anything
+                    return await acting(session)
+
+            if commits is not None:
+                result = await commits.audited(act, isolated=isolated)
+            else:
+                result = await commit_audited(call.db, act)
+    except Unspent as exc:
         assert pending is not None
         await refuse_unspent(call.state, pending, exc.outcome)
     if pending is not None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, cast
 
@@ -37,6 +38,7 @@ from starlette.requests import Request
 
 from gateway import errors
 from gateway.domain import AgencyStatus
+from gateway.flow.group_commit import Unspent
 from gateway.logs import get_logger
 from gateway.oauth import replay
 from gateway.oauth.dpop import DPoPProof, verify_proof
@@ -224,6 +226,31 @@ class PendingSpend:
         it was not is looked up only then)."""
         if await spend_if_active(session, self.key, self.agency_id, self.replay_until, self.now):
             return "spent"
+        return await self._why_not(session)
+
+    @classmethod
+    async def spend_all(cls, session: AsyncSession, spends: Sequence[PendingSpend]) -> list[str]:
+        """:meth:`spend` for many proofs in one executemany (a group commit's batch): each
+        one's outcome, in order. Two proofs with one ``jti`` in a batch: the first is spent."""
+        statement = _SPEND[session.get_bind().dialect.name]
+        rows = await statement.first_of_each(
+            session,
+            [
+                {
+                    "key": one.key,
+                    "agency_id": one.agency_id,
+                    "now": one.now,
+                    "expires_at": one.replay_until,
+                }
+                for one in spends
+            ],
+        )
+        return [
+            "spent" if row is not None else await one._why_not(session)
+            for one, row in zip(spends, rows, strict=True)
+        ]
+
+    async def _why_not(self, session: AsyncSession) -> str:
         agency = await session.get(Agency, self.agency_id)
         return "replayed" if agency and agency.status == AgencyStatus.ACTIVE else "suspended"
 
@@ -239,11 +266,20 @@ async def refuse_unspent(state: GatewayState, pending: PendingSpend, outcome: st
     raise exc
 
 
+async def _nothing(_session: AsyncSession) -> None:
+    """The act of a call whose only write is its proof's spend."""
+
+
 async def settle(state: GatewayState, pending: PendingSpend) -> None:
     """Spend ``pending`` in a commit of its own (a call that committed nothing else), or refuse."""
     if state.commits is not None:
-        # Committed with other requests' small writes (gateway/flow/group_commit.py).
-        outcome = await state.commits.run(pending.spend)
+        # Spent with other requests' proofs, in one statement, and committed with their small
+        # writes (gateway/flow/group_commit.py).
+        try:
+            await state.commits.run(_nothing, spend=pending)
+            outcome = "spent"
+        except Unspent as exc:
+            outcome = exc.outcome
     else:
         async with state.db.write() as session:
             outcome = await pending.spend(session)

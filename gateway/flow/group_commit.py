@@ -9,6 +9,13 @@ takes every act queued so far, runs them in one write transaction and commits on
 find their result ready when their turn comes. At low load each act commits alone, with no
 added delay; under load a batch takes whatever arrived while the previous one committed.
 
+Proofs: a call's DPoP proof is spent in the transaction that commits its answer. A call that
+writes nothing else of its own (a read, whoami, a refusal) hands its proof over with its act
+(``spend=``): the leader spends every such proof of the batch in one statement
+(:meth:`Spend.spend_all`, an executemany), and an act whose proof was replayed, or whose agency
+is suspended, fails alone with :class:`Unspent`, its act never run. A write spends its own,
+inside its savepoint.
+
 Isolation: an act that may fail on its own (a replayed ``jti``, an idempotency key already
 taken) runs in a savepoint (``isolated=True``), so its failure rolls back only its own writes
 and is raised to its own caller; the rest of the batch commits. The audit entries of the acts
@@ -22,9 +29,9 @@ disclosure, for each of them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,18 +41,37 @@ from gateway.audit.commit import Audited
 from gateway.flow.audit import AuditEvent, record_many
 from gateway.store import Database
 
-__all__ = ["MAX_BATCH", "GroupCommitter"]
+__all__ = ["MAX_BATCH", "GroupCommitter", "Spend", "Unspent"]
 
 T = TypeVar("T")
 #: Most acts in one transaction (a bound on how long one commit holds the write lock).
 MAX_BATCH = 256
 
 
-@dataclass(slots=True)
+class Spend(Protocol):
+    """A proof to spend with an act (gateway.flow.authenticate.PendingSpend)."""
+
+    @classmethod
+    async def spend_all(cls, session: AsyncSession, spends: Sequence[Any]) -> list[str]:
+        """Each proof's outcome, in order: ``spent``, or why not."""
+        ...
+
+
+class Unspent(Exception):
+    """The act's proof could not be spent (``outcome``: replayed, suspended): the act did not
+    run, nothing of it stands."""
+
+    def __init__(self, outcome: str) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome
+
+
+@dataclass(slots=True, eq=False)  # one per act: compared (and hashed) by identity
 class _Item(Generic[T]):
     act: Callable[[AsyncSession], Awaitable[T]]
     isolated: bool
     future: asyncio.Future[T]
+    spend: Spend | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +95,20 @@ class GroupCommitter:
     acts: int = 0
 
     async def run(
-        self, act: Callable[[AsyncSession], Awaitable[T]], *, isolated: bool = False
+        self,
+        act: Callable[[AsyncSession], Awaitable[T]],
+        *,
+        isolated: bool = False,
+        spend: Spend | None = None,
     ) -> T:
-        """Run ``act`` in a shared write transaction; its result once that has committed."""
+        """Run ``act`` in a shared write transaction; its result once that has committed.
+
+        With ``spend``, the act runs only if its proof is spent first (:class:`Unspent` if
+        not); only an act that is not ``isolated`` may hand its proof over."""
+        if spend is not None and isolated:
+            raise ValueError("an isolated act spends its own proof, in its savepoint")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Item(act, isolated, future))
+        self._pending.append(_Item(act, isolated, future, spend))
         async with self._lock:
             if not future.done():
                 batch = self._pending[: self.max_batch]
@@ -84,7 +119,11 @@ class GroupCommitter:
         return future.result()
 
     async def audited(
-        self, act: Callable[[AsyncSession], Awaitable[Audited[T]]], *, isolated: bool = True
+        self,
+        act: Callable[[AsyncSession], Awaitable[Audited[T]]],
+        *,
+        isolated: bool = True,
+        spend: Spend | None = None,
     ) -> T:
         """``commit_audited`` grouped: the act and its audit entry commit together or not at all."""
 
@@ -92,7 +131,7 @@ class GroupCommitter:
             audited = await act(session)
             return _Entered(audited.result, audited.event)
 
-        result = await self.run(entered, isolated=isolated)
+        result = await self.run(entered, isolated=isolated, spend=spend)
         return result.result
 
     async def _commit(self, batch: list[_Item[Any]]) -> None:
@@ -100,7 +139,11 @@ class GroupCommitter:
         culprit: _Item[Any] | None = None
         try:
             async with self.db.write() as session:
+                unspent = await _spend(session, batch)
                 for item in batch:
+                    if item in unspent:
+                        results.append((item, None, Unspent(unspent[item])))
+                        continue
                     if not item.isolated:
                         try:
                             results.append((item, await item.act(session), None))
@@ -144,6 +187,21 @@ class GroupCommitter:
                 _fail(item, error)
             elif not item.future.done():
                 item.future.set_result(value)
+
+
+async def _spend(session: AsyncSession, batch: list[_Item[Any]]) -> dict[_Item[Any], str]:
+    """Spend the proofs the batch's acts handed over, in one statement; the acts whose proof
+    was not spent, and why."""
+    spending = [(item, item.spend) for item in batch if item.spend is not None]
+    if not spending:
+        return {}
+    spends = [spend for _, spend in spending]
+    outcomes = await type(spends[0]).spend_all(session, spends)
+    return {
+        item: outcome
+        for (item, _), outcome in zip(spending, outcomes, strict=True)
+        if outcome != "spent"
+    }
 
 
 def _fail(item: _Item[Any], exc: BaseException) -> None:

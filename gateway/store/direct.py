@@ -131,6 +131,38 @@ class Direct:
         found = await self.rows(session, values)
         return found[0] if found else None
 
+    async def first_of_each(
+        self, session: AsyncSession, values: Sequence[Mapping[str, Any]]
+    ) -> list[tuple[Any, ...] | None]:
+        """Run once per mapping of ``values``; the first row each run returned, or None.
+
+        On psycopg one executemany, pipelined (one round trip for all of them); on sqlite3,
+        whose executemany returns no rows, one statement each (they run on the loop)."""
+        if not values:
+            return []
+        async with _Driver.of(session) as on:
+            compiled = self.compiled(on.dialect)
+            rows = [compiled.parameters(one) for one in values]
+            sql, parameters = on.announce(compiled.sql, rows, many=True)
+            fetched: list[Any] = []
+            if compiled.positional:
+                for one in parameters:
+                    cursor = await on.driver.execute(sql, one)
+                    try:
+                        fetched.append(await cursor.fetchone())
+                    finally:
+                        await cursor.close()
+            else:
+                async with on.driver.cursor() as cursor:
+                    await cursor.executemany(sql, parameters, returning=True)
+                    while True:
+                        fetched.append(await cursor.fetchone())
+                        if not cursor.nextset():
+                            break
+        if len(fetched) != len(values):
+            raise RuntimeError("the driver did not return one result per row given")
+        return [None if raw is None else compiled.row(raw) for raw in fetched]
+
     async def many(self, session: AsyncSession, values: Sequence[Mapping[str, Any]]) -> None:
         """Run once per mapping of ``values`` (an executemany) in the session's transaction."""
         if not values:

@@ -4,17 +4,19 @@ disclosure for every act of a batch the store cannot take."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import errors
 from gateway.domain import AgencyStatus, AgencyType, Role
-from gateway.flow.group_commit import GroupCommitter
+from gateway.flow.authenticate import PendingSpend
+from gateway.flow.group_commit import GroupCommitter, Unspent
 from gateway.store import Database
-from gateway.store.models import Agency
+from gateway.store.models import Agency, UsedJti
 
 
 def _agency(agency_id: str) -> Agency:
@@ -112,3 +114,90 @@ async def test_a_store_that_cannot_commit_fails_every_act_with_audit_unavailable
 
 async def _add(session: AsyncSession, agency_id: str) -> None:
     session.add(_agency(agency_id))
+
+
+def _proof(jti: str, agency_id: str = "spender") -> PendingSpend:
+    now = dt.datetime.now(dt.UTC)
+    return PendingSpend(
+        key=f"dpop:{jti}",
+        agency_id=agency_id,
+        replay_until=now + dt.timedelta(minutes=2),
+        now=now,
+        request_id=None,
+        method="GET",
+        route="/v1/whoami",
+    )
+
+
+async def test_proofs_handed_over_are_spent_in_one_statement_and_a_replay_fails_alone(
+    db: Database,
+) -> None:
+    """A batch's proofs are spent by one executemany before its acts run; the act of a proof
+    already spent (earlier, or by another act of the same batch) or of a suspended agency
+    does not run and fails alone with its reason, and every other act commits."""
+    committer = GroupCommitter(db)
+    await committer.run(lambda s: _add(s, "spender"))
+    await committer.run(lambda s: _suspended(s, "suspended"))
+    await committer.run(_nothing, spend=_proof("spent-before"))
+    ran: list[str] = []
+    statements: list[tuple[str, bool]] = []
+
+    def spy(_conn: Any, _cursor: Any, sql: str, _params: Any, _context: Any, many: bool) -> None:
+        statements.append((sql, many))
+
+    def act(name: str) -> Any:
+        async def add(session: AsyncSession) -> str:
+            ran.append(name)
+            session.add(_agency(f"by-{name}"))
+            return name
+
+        return add
+
+    proofs = {
+        "fresh": _proof("fresh"),
+        "again": _proof("spent-before"),
+        "twice-1": _proof("twice"),
+        "twice-2": _proof("twice"),
+        "suspended": _proof("suspended-call", "suspended"),
+    }
+    batches = committer.batches
+    event.listen(db.writer.sync_engine, "before_cursor_execute", spy)
+    try:
+        outcomes = await asyncio.gather(
+            *(committer.run(act(name), spend=proof) for name, proof in proofs.items()),
+            return_exceptions=True,
+        )
+    finally:
+        event.remove(db.writer.sync_engine, "before_cursor_execute", spy)
+    assert outcomes[0] == "fresh" and outcomes[2] == "twice-1"
+    assert [o.outcome for o in outcomes if isinstance(o, Unspent)] == [
+        "replayed",
+        "replayed",
+        "suspended",
+    ]
+    assert sorted(ran) == ["fresh", "twice-1"]  # the others' acts never ran
+    spends = [many for sql, many in statements if "used_jti" in sql.lower()]
+    batches = committer.batches - batches
+    assert spends == [True] * batches  # one executemany per batch, whatever its proofs
+    assert batches < len(proofs)
+    async with db.read() as session:
+        keys = set((await session.scalars(select(UsedJti.key))).all())
+        added = set((await session.scalars(select(Agency.id).where(Agency.id.like("by-%")))).all())
+    assert keys == {"dpop:spent-before", "dpop:fresh", "dpop:twice"}
+    assert added == {"by-fresh", "by-twice-1"}
+
+
+async def test_an_isolated_act_cannot_hand_its_proof_over(db: Database) -> None:
+    """A write spends its proof inside its own savepoint, never in the batch's statement."""
+    with pytest.raises(ValueError, match="isolated"):
+        await GroupCommitter(db).run(_nothing, isolated=True, spend=_proof("x"))
+
+
+async def _nothing(_session: AsyncSession) -> None:
+    return None
+
+
+async def _suspended(session: AsyncSession, agency_id: str) -> None:
+    agency = _agency(agency_id)
+    agency.status = AgencyStatus.SUSPENDED
+    session.add(agency)
