@@ -4,7 +4,7 @@
 
     keys list [--json]                          every key, its status and schedule
     keys rotate PURPOSE [--overlap-hours N]     new current key; the old one verifies N hours more
-    keys retire PURPOSE KID                     retire one key now (after a compromise)
+    keys retire PURPOSE [--] KID                retire one key now (after a compromise)
     keys jwks                                   the public JWKS the gateway publishes
     keys rewrap --new-kek-file F                reseal every private key under a new KEK
     keys init-dev --profile development         create missing development keys
@@ -68,9 +68,15 @@ def register(subparsers: Any) -> None:
     )
     rotate.set_defaults(func=_with_repository(_rotate))
 
-    retire = verbs.add_parser("retire", parents=[common], help="retire one key now")
+    retire = verbs.add_parser(
+        "retire",
+        parents=[common],
+        help="retire one key now",
+        epilog="A kid is a JWK thumbprint and may begin with '-': put it after '--', "
+        "as in: keys retire token-signing -- -Xy3...",
+    )
     retire.add_argument("purpose", choices=[p.value for p in Purpose])
-    retire.add_argument("kid")
+    retire.add_argument("kid", help="the key's kid (after '--' if it begins with '-')")
     retire.set_defaults(func=_with_repository(_retire))
 
     jwks = verbs.add_parser("jwks", parents=[common], help="print the public JWKS")

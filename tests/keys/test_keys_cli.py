@@ -52,7 +52,9 @@ def test_rotate_with_overlap_then_retire(env: Path, capsys: pytest.CaptureFixtur
     old = repository.ring(Purpose.TOKEN_SIGNING).current().kid
     assert main(["keys", "rotate", "token-signing", "--overlap-hours", "2"]) == 0
     assert "2 more hours" in capsys.readouterr().out
-    assert main(["keys", "retire", "token-signing", old]) == 0
+    # "--": a kid is a thumbprint, and one in 64 begins with "-" (argparse would take it for
+    # an option)
+    assert main(["keys", "retire", "token-signing", "--", old]) == 0
     repository.reload()
     statuses = {i.kid: i.status.value for i in repository.ring(Purpose.TOKEN_SIGNING).infos()}
     assert statuses[old] == "retired" and sorted(statuses.values()) == ["current", "retired"]
@@ -96,3 +98,18 @@ def test_init_dev_refuses_production(env: Path, capsys: pytest.CaptureFixture[st
     """init-dev with any profile but development exits 1 with profile_refused."""
     assert main(["keys", "init-dev", "--profile", "production"]) == 1
     assert "profile_refused" in capsys.readouterr().err
+
+
+def test_a_kid_beginning_with_a_dash_is_a_kid_after_the_double_dash(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A thumbprint may begin with '-': after '--' it reaches the key ring (here: no such key,
+    said as such), where before it argparse took it for an option and printed only usage."""
+    with pytest.raises(SystemExit) as refused:
+        main(["keys", "retire", "token-signing", "-AbC"])
+    assert refused.value.code == 2  # argparse: "the following arguments are required: kid"
+    capsys.readouterr()
+    assert main(["keys", "retire", "token-signing", "--", "-AbC"]) != 0
+    said = capsys.readouterr()
+    assert "-AbC" in said.out + said.err
+    assert "required: kid" not in said.err
