@@ -40,6 +40,7 @@ from benchmarks.run import (
     ROOT,
     _free_port,
     _wait_ready,
+    exit_status,
     gateway_env,
     prepare,
 )
@@ -196,10 +197,7 @@ def main() -> int:
         )
         if any(not 200 <= status < 300 for status in statuses):
             failed.append(name)
-    if failed:
-        print(f"\nerrors on: {', '.join(failed)}")
-        return 1
-    return 0
+    return exit_status(failed)
 
 
 if __name__ == "__main__":

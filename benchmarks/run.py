@@ -271,9 +271,13 @@ def main() -> int:
         )
     if args.json:
         args.json.write_text(json.dumps({"backend": backend, "results": results}, indent=2))
-    failed = [row["name"] for row in results if row["errors"]]
+    return exit_status([str(row["name"]) for row in results if row["errors"]])
+
+
+def exit_status(failed: list[str]) -> int:
+    """Name the paths that answered with errors; the exit status (1 if any did)."""
     if failed:
-        print(f"\nerrors on: {', '.join(map(str, failed))}")
+        print(f"\nerrors on: {', '.join(failed)}")
         return 1
     return 0
 

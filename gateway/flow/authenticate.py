@@ -60,7 +60,6 @@ __all__ = [
     "authenticate_deferred",
     "refuse_unspent",
     "settle",
-    "spend_if_active",
 ]
 
 #: What a context header value may look like (a code or an officer's identifier).
@@ -113,16 +112,6 @@ def _spend_statement(dialect: str) -> Any:
 #: Built once per dialect and run below SQLAlchemy's execution layer (every call spends a
 #: proof: gateway.store.direct).
 _SPEND = {name: Direct(_spend_statement(name)) for name in ("postgresql", "sqlite")}
-
-
-async def spend_if_active(
-    session: AsyncSession, key: str, agency_id: str, expires_at: dt.datetime, now: dt.datetime
-) -> bool:
-    """Insert the spent ``jti`` (replay key ``key``) only if the agency is active and the key is
-    new, in one statement; False if it was not inserted (replayed, or agency not active)."""
-    statement = _SPEND[session.get_bind().dialect.name]
-    params = {"key": key, "agency_id": agency_id, "now": now, "expires_at": expires_at}
-    return await statement.first(session, params) is not None
 
 
 def _one_header(request: Request, name: str) -> str | None:
@@ -224,14 +213,14 @@ class PendingSpend:
     async def spend(self, session: AsyncSession) -> str:
         """``spent``, or why not: ``replayed`` or ``suspended`` (one statement when spent; why
         it was not is looked up only then)."""
-        if await spend_if_active(session, self.key, self.agency_id, self.replay_until, self.now):
-            return "spent"
-        return await self._why_not(session)
+        return (await self.spend_all(session, [self]))[0]
 
     @classmethod
     async def spend_all(cls, session: AsyncSession, spends: Sequence[PendingSpend]) -> list[str]:
         """:meth:`spend` for many proofs in one executemany (a group commit's batch): each
-        one's outcome, in order. Two proofs with one ``jti`` in a batch: the first is spent."""
+        one's outcome, in order. Each proof's ``jti`` is inserted only if its agency is active
+        and the key is new (one statement does both); two proofs with one ``jti`` in a batch:
+        the first is spent."""
         statement = _SPEND[session.get_bind().dialect.name]
         rows = await statement.first_of_each(
             session,

@@ -137,7 +137,7 @@ class Direct:
         """Run once per mapping of ``values``; the first row each run returned, or None.
 
         On psycopg one executemany, pipelined (one round trip for all of them); on sqlite3,
-        whose executemany returns no rows, one statement each (they run on the loop)."""
+        whose executemany returns no rows, and for a single mapping, one statement each."""
         if not values:
             return []
         async with _Driver.of(session) as on:
@@ -145,7 +145,7 @@ class Direct:
             rows = [compiled.parameters(one) for one in values]
             sql, parameters = on.announce(compiled.sql, rows, many=True)
             fetched: list[Any] = []
-            if compiled.positional:
+            if compiled.positional or len(parameters) == 1:
                 for one in parameters:
                     cursor = await on.driver.execute(sql, one)
                     try:
