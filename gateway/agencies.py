@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.domain import AgencyStatus, AgencyType, Role
 from gateway.flow.audit import AuditEvent, Operation, Outcome, record
+from gateway.oauth import mtls
 from gateway.oauth.jwks import KeyRefused, parse_jwks
 from gateway.store import Database
 from gateway.store.models import Agency, AgencyKey
@@ -37,6 +38,7 @@ __all__ = [
     "list_agencies",
     "reinstate_agency",
     "rotate_agency_keys",
+    "set_tls_client_auth",
     "suspend_agency",
 ]
 
@@ -69,6 +71,8 @@ class AgencyView:
     status: str
     jwks_uri: str | None
     keys: tuple[AgencyKeyView, ...] = ()
+    #: RFC 8705 ``tls_client_auth``: the registered certificate subject (None: not open).
+    tls_subject_dn: str | None = None
 
 
 def _now(now: dt.datetime | None) -> dt.datetime:
@@ -85,6 +89,7 @@ def _view(agency: Agency, keys: Iterable[AgencyKey] = ()) -> AgencyView:
         scopes=tuple(agency.scopes),
         status=str(agency.status.value),
         jwks_uri=agency.jwks_uri,
+        tls_subject_dn=agency.tls_client_auth_subject_dn,
         keys=tuple(
             AgencyKeyView(
                 kid=k.kid,
@@ -224,6 +229,61 @@ async def reinstate_agency(
 ) -> AgencyView:
     """Lift a suspension."""
     return await _set_status(db, agency_id, AgencyStatus.ACTIVE, "agency_reinstated", now)
+
+
+async def set_tls_client_auth(
+    db: Database,
+    agency_id: str,
+    *,
+    subject_dn: str | None,
+    ca_pem: str | None,
+    now: dt.datetime | None = None,
+) -> AgencyView:
+    """Open RFC 8705 ``tls_client_auth`` to an agency: its client certificate's subject
+    distinguished name (RFC 4514) and the CA certificate(s) that alone may issue it; both None
+    closes it again (tokens already bound to a certificate run out within minutes).
+
+    The agency's other method, ``private_key_jwt``, is unaffected. The proxy in front of the
+    gateway must ask for client certificates and trust the same CA."""
+    at = _now(now)
+    if (subject_dn is None) != (ca_pem is None):
+        raise AgencyError("give both the subject DN and the CA, or neither (to close the method)")
+    fingerprints: list[str] = []
+    if subject_dn is not None and ca_pem is not None:
+        try:
+            subject_dn = mtls.parse_subject_dn(subject_dn).rfc4514_string()
+        except ValueError as exc:
+            raise AgencyError(f"subject DN refused: {exc}") from exc
+        if len(subject_dn) > 1000:
+            raise AgencyError("subject DN longer than 1000 characters")
+        try:
+            anchors = mtls.parse_ca_pem(ca_pem)
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise AgencyError(f"CA refused: {exc}") from exc
+        if len(ca_pem) > 20_000:
+            raise AgencyError("CA bundle larger than 20,000 characters")
+        if any(anchor.not_valid_after_utc <= at for anchor in anchors):
+            raise AgencyError("a CA certificate in the bundle has expired")
+        fingerprints = [mtls.certificate_fingerprint(anchor) for anchor in anchors]
+    async with db.write() as session:
+        agency = await session.get(Agency, agency_id)
+        if agency is None:
+            raise AgencyError(f"no agency {agency_id!r}")
+        agency.tls_client_auth_subject_dn = subject_dn
+        agency.tls_client_ca_pem = ca_pem
+        agency.updated_at = at
+        if subject_dn is None:
+            _audit(session, agency_id, "agency_tls_client_auth_closed", at)
+        else:
+            _audit(
+                session,
+                agency_id,
+                "agency_tls_client_auth_set",
+                at,
+                subject_dn=subject_dn,
+                ca_sha256=fingerprints,
+            )
+    return _view(agency)
 
 
 async def rotate_agency_keys(

@@ -82,6 +82,19 @@ def register(subparsers: Any) -> None:
     rotate.add_argument("--overlap", type=parse_duration, default=dt.timedelta(hours=24))
     rotate.set_defaults(func=_rotate)
 
+    tls = sub.add_parser(
+        "set-tls",
+        help="Open RFC 8705 tls_client_auth to an agency (its certificate subject and CA)",
+        description="The agency may then authenticate with the client certificate its proxy "
+        "forwards (MAPPA_TRUSTED_PROXIES), beside private_key_jwt. --clear closes it again.",
+    )
+    tls.add_argument("agency_id")
+    what = tls.add_mutually_exclusive_group(required=True)
+    what.add_argument("--subject-dn", help="the certificate's subject, RFC 4514: 'CN=...,O=...'")
+    what.add_argument("--clear", action="store_true", help="close the method for this agency")
+    tls.add_argument("--ca", help="a PEM file of the CA certificate(s) that issue it")
+    tls.set_defaults(func=_set_tls)
+
 
 def _run(work: Callable[[Database], Awaitable[T]]) -> T:
     async def main() -> T:
@@ -100,6 +113,8 @@ def _print(view: agencies.AgencyView) -> None:
     print(f"  scopes: {' '.join(view.scopes) or '-'}")
     if view.jwks_uri:
         print(f"  jwks_uri: {view.jwks_uri}")
+    if view.tls_subject_dn:
+        print(f"  tls_client_auth: {view.tls_subject_dn}")
     for key in view.keys:
         until = key.not_after.isoformat() if key.not_after else "current"
         print(f"  key {key.kid}  {key.use}  {key.alg or '-'}  until {until}")
@@ -172,5 +187,25 @@ def _rotate(args: argparse.Namespace) -> int:
         view = _run(lambda db: agencies.rotate_agency_keys(db, args.agency_id, jwks, args.overlap))
         _print(view)
         _release_held(args.agency_id)
+
+    return _guarded(action)
+
+
+def _set_tls(args: argparse.Namespace) -> int:
+    def action() -> None:
+        if args.clear and args.ca:
+            raise agencies.AgencyError("--clear takes no --ca")
+        if not args.clear and not args.ca:
+            raise agencies.AgencyError("--subject-dn needs --ca, the PEM of the issuing CA")
+        try:
+            ca_pem = None if args.clear else Path(args.ca).read_text(encoding="ascii")
+        except UnicodeDecodeError as exc:
+            raise agencies.AgencyError("the CA file is not PEM (ASCII)") from exc
+        view = _run(
+            lambda db: agencies.set_tls_client_auth(
+                db, args.agency_id, subject_dn=args.subject_dn, ca_pem=ca_pem
+            )
+        )
+        _print(view)
 
     return _guarded(action)

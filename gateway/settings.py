@@ -8,11 +8,12 @@ with :func:`get_settings` (cached), never at import time.
 from __future__ import annotations
 
 import functools
+import ipaddress
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DEV_KEYS_MARKER", "Profile", "Settings", "SettingsError", "get_settings"]
@@ -71,8 +72,10 @@ class Settings(BaseSettings):
     assertion_max_lifetime_seconds: int = Field(default=300, ge=30, le=600)
     #: How old (by ``iat``) a DPoP proof may be.
     dpop_max_age_seconds: int = Field(default=60, ge=5, le=300)
-    #: Addresses of TLS-terminating proxies whose RFC 9440 ``Client-Cert`` header is believed;
-    #: the header from anyone else is ignored.
+    #: Addresses (or networks, ``10.0.0.0/24``) of TLS-terminating proxies whose RFC 9440
+    #: ``Client-Cert`` header is believed, for RFC 8705 ``tls_client_auth`` and certificate-bound
+    #: tokens; the header from anyone else is ignored. Empty: the method is off. A JSON list in
+    #: the environment: ``MAPPA_TRUSTED_PROXIES='["10.0.0.5"]'``.
     trusted_proxies: tuple[str, ...] = ()
     #: Agency JWKS fetched from a registered ``jwks_uri``: size cap, cache time, timeout, CA file.
     jwks_max_bytes: int = Field(default=65_536, ge=1024, le=1_048_576)
@@ -133,6 +136,16 @@ class Settings(BaseSettings):
     relay_client_key_file: Path | None = None
     #: Development only: push over plain http to loopback endpoints (the demo's stand-ins).
     unsafe_relay_plain_http_loopback: bool = False
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"trusted_proxies: not an address or network: {entry!r}") from exc
+        return value
 
     @model_validator(mode="after")
     def _fail_closed(self) -> Settings:

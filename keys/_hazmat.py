@@ -50,6 +50,7 @@ __all__ = [
     "p256_point_is_valid",
     "random_bytes",
     "x509_ca_certificate",
+    "x509_der",
     "x509_not_after",
     "x509_private_key_pem",
     "x509_server_certificate",
@@ -248,6 +249,11 @@ def x509_private_key_pem(private: object) -> str:
     if not isinstance(private, ec.EllipticCurvePrivateKey):
         raise KeyInvalid("not a P-256 private key")
     return private.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+
+
+def x509_der(certificate: x509.Certificate) -> bytes:
+    """The DER encoding of a parsed certificate (what RFC 8705 thumbprints hash)."""
+    return certificate.public_bytes(Encoding.DER)
 
 
 def x509_not_after(pem: str) -> dt.datetime:

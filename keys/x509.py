@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ._hazmat import (
     x509_ca_certificate,
+    x509_der,
     x509_not_after,
     x509_private_key_pem,
     x509_server_certificate,
@@ -37,6 +38,7 @@ __all__ = [
     "PRIVATE_KEY_FILE",
     "DevelopmentCA",
     "ServerCertificate",
+    "certificate_der",
     "certificate_expires",
 ]
 
@@ -64,6 +66,11 @@ def _write(path: Path, text: str, mode: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(text)
+
+
+def certificate_der(certificate: object) -> bytes:
+    """The DER encoding of a parsed ``cryptography`` X.509 certificate."""
+    return x509_der(certificate)  # type: ignore[arg-type]
 
 
 def certificate_expires(pem: str) -> dt.datetime:

@@ -2,15 +2,19 @@
 
 :func:`authenticate` is the one FastAPI dependency every protected route uses. On each call it
 
-1. takes the access token from ``Authorization: DPoP <token>`` (a DPoP-bound token sent as
-   ``Bearer`` is refused) and verifies it (:func:`gateway.oauth.tokens.verify_access_token`);
+1. takes the access token from ``Authorization: DPoP <token>`` and verifies it
+   (:func:`gateway.oauth.tokens.verify_access_token`);
 2. verifies the ``DPoP`` proof for this method and URL, with ``ath`` over the token, and checks
-   that its key is the one the token is bound to (``cnf.jkt``);
+   that its key is the one the token is bound to (``cnf.jkt``); or, for a token bound to a
+   client certificate (RFC 8705, ``cnf.x5t#S256``, sent as ``Authorization: Bearer``), checks
+   that a trusted proxy forwarded that very certificate with the call (a token sent under the
+   other scheme than its binding's is refused);
 3. checks the context headers ``MAPPA-Legal-Basis``, ``MAPPA-Purpose`` and ``MAPPA-Officer`` are
    present and well formed (whether they are lawful is the lawful-basis stage's question);
 4. in one statement, checks the agency is still active (a suspension bites on the next call,
    whatever tokens are outstanding) and spends the proof's ``jti`` in the shared replay store
-   (grouped with other requests' writes when the state has a group committer).
+   (grouped with other requests' writes when the state has a group committer); a
+   certificate-bound call has no proof to spend, and its statement only checks the agency.
 
 It yields a frozen :class:`Caller`. The case API's routes use :func:`authenticate_deferred`
 instead, which does 1-3 and leaves step 4 to the transaction that commits the call's answer
@@ -40,7 +44,7 @@ from gateway import errors
 from gateway.domain import AgencyStatus
 from gateway.flow.group_commit import Unspent
 from gateway.logs import get_logger
-from gateway.oauth import replay
+from gateway.oauth import mtls, replay
 from gateway.oauth.dpop import DPoPProof, verify_proof
 from gateway.oauth.endpoint import audit_refusal
 from gateway.oauth.jose import JoseRefused
@@ -83,9 +87,13 @@ class Caller:
     purpose: str
     request_id: str | None
     token_jti: str
-    jkt: str
+    #: What the call proved it holds: the DPoP key's thumbprint, or the client certificate's
+    #: (a certificate-bound token). Exactly one is set.
+    jkt: str | None
     #: The proof's jti, when the route spends it with its answer (see authenticate_deferred).
     pending: PendingSpend | None = None
+
+    x5t: str | None = None
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes
@@ -112,6 +120,12 @@ def _spend_statement(dialect: str) -> Any:
 #: Built once per dialect and run below SQLAlchemy's execution layer (every call spends a
 #: proof: gateway.store.direct).
 _SPEND = {name: Direct(_spend_statement(name)) for name in ("postgresql", "sqlite")}
+#: A certificate-bound call has no proof: the agency's status alone is checked.
+_ACTIVE = Direct(
+    select(Agency.id).where(
+        Agency.id == bindparam("agency_id"), Agency.status == AgencyStatus.ACTIVE
+    )
+)
 
 
 def _one_header(request: Request, name: str) -> str | None:
@@ -121,17 +135,16 @@ def _one_header(request: Request, name: str) -> str | None:
     return values[0] if values else None
 
 
-def _access_token(request: Request) -> str:
+def _access_token(request: Request) -> tuple[str, str]:
+    """The scheme (``dpop`` or ``bearer``) and the token of the Authorization header."""
     authorization = _one_header(request, "authorization")
     if not authorization:
         raise errors.InvalidToken(diagnostics={"reason": "token_missing"})
     scheme, _, token = authorization.partition(" ")
-    token = token.strip()
-    if scheme.lower() == "bearer":
-        raise errors.InvalidToken(diagnostics={"reason": "dpop_token_as_bearer"})
-    if scheme.lower() != "dpop" or not token or not _TOKEN_CHARS.match(token):
+    token, scheme = token.strip(), scheme.lower()
+    if scheme not in ("dpop", "bearer") or not token or not _TOKEN_CHARS.match(token):
         raise errors.InvalidToken(diagnostics={"reason": "authorization_malformed"})
-    return token
+    return scheme, token
 
 
 def _raw_path(request: Request) -> str:
@@ -157,10 +170,12 @@ def _context(request: Request) -> dict[str, str]:
     return values
 
 
-def _verify(state: GatewayState, request: Request) -> tuple[AccessToken, DPoPProof]:
+def _verify(state: GatewayState, request: Request) -> tuple[AccessToken, DPoPProof | None]:
+    """The verified token and proof; no proof for a certificate-bound token (whose certificate
+    is checked here instead)."""
     settings = state.settings
     now = state.clock()
-    raw = _access_token(request)
+    scheme, raw = _access_token(request)
     assert state.token_signer is not None
     try:
         token = verify_access_token(
@@ -173,6 +188,13 @@ def _verify(state: GatewayState, request: Request) -> tuple[AccessToken, DPoPPro
         )
     except JoseRefused as exc:
         raise errors.InvalidToken(diagnostics={"reason": exc.reason}) from exc
+    if token.x5t is not None:
+        _certificate_holder(state, request, token, scheme)
+        return token, None
+    if scheme == "bearer":
+        raise errors.InvalidToken(
+            diagnostics={"reason": "dpop_token_as_bearer", "agency_id": token.client_id}
+        )
     try:
         proof = verify_proof(
             _one_header(request, "dpop"),
@@ -194,15 +216,36 @@ def _verify(state: GatewayState, request: Request) -> tuple[AccessToken, DPoPPro
     return token, proof
 
 
+def _certificate_holder(
+    state: GatewayState, request: Request, token: AccessToken, scheme: str
+) -> None:
+    """Refuse unless the call came through a trusted proxy with the certificate ``token`` is
+    bound to (RFC 8705 section 3), under the ``Bearer`` scheme."""
+    refused = {"agency_id": token.client_id}
+    if scheme != "bearer":
+        raise errors.InvalidToken(diagnostics={"reason": "certificate_token_as_dpop", **refused})
+    try:
+        presented = mtls.forwarded_certificate(
+            request, mtls.trusted_proxies(state.settings.trusted_proxies)
+        )
+    except mtls.CertificateRefused as exc:
+        raise errors.InvalidToken(diagnostics={"reason": exc.reason, **refused}) from exc
+    if presented is None:
+        raise errors.InvalidToken(diagnostics={"reason": "client_cert_missing", **refused})
+    if presented.thumbprint != token.x5t:
+        raise errors.InvalidToken(diagnostics={"reason": "client_cert_mismatch", **refused})
+
+
 @dataclass(frozen=True, slots=True)
 class PendingSpend:
     """A verified DPoP proof whose ``jti`` is still to be spent in the replay store.
 
     Spent in the transaction that releases the answer (the call's audit entry commits with it),
     so a call costs one commit, not two; until it is spent nothing may be released. The spend
-    also checks the agency is still active, in the same statement."""
+    also checks the agency is still active, in the same statement. A certificate-bound call
+    has no proof (``key`` None): only the agency's status is checked, the same way."""
 
-    key: str
+    key: str | None
     agency_id: str
     replay_until: dt.datetime
     now: dt.datetime
@@ -221,25 +264,42 @@ class PendingSpend:
         one's outcome, in order. Each proof's ``jti`` is inserted only if its agency is active
         and the key is new (one statement does both); two proofs with one ``jti`` in a batch:
         the first is spent."""
+        keyed = [one for one in spends if one.key is not None]
         statement = _SPEND[session.get_bind().dialect.name]
-        rows = await statement.first_of_each(
-            session,
-            [
-                {
-                    "key": one.key,
-                    "agency_id": one.agency_id,
-                    "now": one.now,
-                    "expires_at": one.replay_until,
-                }
-                for one in spends
-            ],
+        spent = (
+            await statement.first_of_each(
+                session,
+                [
+                    {
+                        "key": one.key,
+                        "agency_id": one.agency_id,
+                        "now": one.now,
+                        "expires_at": one.replay_until,
+                    }
+                    for one in keyed
+                ],
+            )
+            if keyed
+            else []
         )
+        if len(keyed) == len(spends):
+            rows = spent
+        else:
+            active = iter(
+                await _ACTIVE.first_of_each(
+                    session, [{"agency_id": one.agency_id} for one in spends if one.key is None]
+                )
+            )
+            outcomes = iter(spent)
+            rows = [next(outcomes) if one.key is not None else next(active) for one in spends]
         return [
             "spent" if row is not None else await one._why_not(session)
             for one, row in zip(spends, rows, strict=True)
         ]
 
     async def _why_not(self, session: AsyncSession) -> str:
+        if self.key is None:
+            return "suspended"
         agency = await session.get(Agency, self.agency_id)
         return "replayed" if agency and agency.status == AgencyStatus.ACTIVE else "suspended"
 
@@ -338,9 +398,9 @@ async def _authenticate(request: Request) -> Caller:
         await _audit_refusal(state, exc, agency_id, request_id, request)
         raise
     pending = PendingSpend(
-        key=replay.replay_key("dpop", proof.jkt, proof.jti),
+        key=replay.replay_key("dpop", proof.jkt, proof.jti) if proof is not None else None,
         agency_id=token.client_id,
-        replay_until=proof.replay_until,
+        replay_until=proof.replay_until if proof is not None else state.clock(),
         now=state.clock(),
         request_id=request_id,
         method=request.method,
@@ -358,6 +418,7 @@ async def _authenticate(request: Request) -> Caller:
         purpose=context["mappa-purpose"],
         request_id=request_id,
         token_jti=token.jti,
-        jkt=proof.jkt,
+        jkt=proof.jkt if proof is not None else None,
+        x5t=token.x5t,
         pending=pending,
     )

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.domain import AgencyStatus
+from gateway.oauth import mtls
 from gateway.oauth.jwks import JwksFetcher, KeyRefused, ParsedJwk, parse_jwk
 from gateway.store.models import Agency, AgencyKey
 
@@ -45,13 +46,23 @@ class ClientRecord:
     scopes: tuple[str, ...]
     active: bool
     keys: tuple[SigningKey, ...]
+    #: RFC 8705 ``tls_client_auth`` registration: the certificate's subject DN and the CA that
+    #: issues it (both, or the method is not open to this client).
+    tls_subject_dn: str | None = None
+    tls_ca_pem: str | None = None
+
+    @property
+    def tls_client_auth(self) -> bool:
+        return bool(self.tls_subject_dn and self.tls_ca_pem)
 
     # -- Authlib ClientMixin --------------------------------------------------------------
     def get_client_id(self) -> str:
         return self.client_id
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
-        return method == AUTH_METHOD and endpoint == "token"
+        if endpoint != "token":
+            return False
+        return method == AUTH_METHOD or (method == mtls.AUTH_METHOD and self.tls_client_auth)
 
     def check_grant_type(self, grant_type: str) -> bool:
         return grant_type == "client_credentials" and self.active
@@ -75,8 +86,10 @@ async def load_client(
     *,
     fetcher: JwksFetcher,
     refresh_jwks: bool = False,
+    with_keys: bool = True,
 ) -> ClientRecord | None:
-    """The snapshot for ``client_id``, or None if no such agency is registered.
+    """The snapshot for ``client_id``, or None if no such agency is registered; without its
+    signing keys when ``with_keys`` is false (a ``tls_client_auth`` request needs none).
 
     Raises :class:`gateway.oauth.jwks.JwksUnavailable` when the agency's ``jwks_uri`` cannot be
     fetched.
@@ -85,7 +98,9 @@ async def load_client(
     if agency is None:
         return None
     keys: list[SigningKey] = []
-    if agency.jwks_uri:
+    if not with_keys:
+        pass
+    elif agency.jwks_uri:
         fetched = await fetcher.keys(agency.jwks_uri, refresh=refresh_jwks)
         keys = [SigningKey(parsed=p, not_after=None) for p in fetched if p.use == "sig"]
     else:
@@ -105,4 +120,6 @@ async def load_client(
         scopes=tuple(str(s) for s in agency.scopes),
         active=agency.status == AgencyStatus.ACTIVE,
         keys=tuple(keys),
+        tls_subject_dn=agency.tls_client_auth_subject_dn,
+        tls_ca_pem=agency.tls_client_ca_pem,
     )

@@ -3,11 +3,13 @@
 1. Read the form (``application/x-www-form-urlencoded``, small, no repeated parameter).
 2. Parse the client assertion's structure and load the claimed agency's
    :class:`~gateway.oauth.clients.ClientRecord` (from the store, or its registered ``jwks_uri``,
-   refetched once if the ``kid`` is new).
+   refetched once if the ``kid`` is new). With no assertion, the ``client_id`` parameter names
+   the agency and the certificate a trusted proxy forwarded is its credential
+   (``tls_client_auth``, :mod:`gateway.oauth.mtls`).
 3. Run Authlib in a worker thread: client authentication, grant checks, DPoP proof, minting.
-4. In one transaction: spend the assertion ``jti`` and the proof ``jti`` in the shared replay
-   store, record the issued token (never the token itself) and audit ``token_issue``. Only
-   after that commits is the token returned.
+4. In one transaction: spend the assertion ``jti`` and the proof ``jti`` (those there are) in
+   the shared replay store, record the issued token (never the token itself) and audit
+   ``token_issue``. Only after that commits is the token returned.
 
 Any refusal is audited (``authentication`` / ``refused``, the precise reason, the agency if it is
 a registered one) in its own transaction and answered by the one opaque problem+json.
@@ -25,7 +27,7 @@ from starlette.requests import Request
 from gateway import errors
 from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.logs import get_logger
-from gateway.oauth import replay
+from gateway.oauth import mtls, replay
 from gateway.oauth.assertion import parse_assertion
 from gateway.oauth.clients import ClientRecord, load_client
 from gateway.oauth.jose import Compact, JoseRefused
@@ -74,12 +76,23 @@ async def _read_form(request: Request) -> dict[str, str]:
 
 
 async def _preload(
-    state: GatewayState, form: dict[str, str], now: dt.datetime
+    state: GatewayState,
+    form: dict[str, str],
+    now: dt.datetime,
+    certificate: mtls.ClientCertificate | None,
 ) -> tuple[Compact | None, ClientRecord | None, str | None]:
-    """Parse the assertion and load the client it claims to be; never verifies anything."""
+    """Parse the assertion and load the client it claims to be (with no assertion but a
+    forwarded certificate: the client that ``client_id`` names, for ``tls_client_auth``); never
+    verifies anything."""
+    assert state.jwks_fetcher is not None
     raw = form.get("client_assertion")
     if not raw:
-        return None, None, None
+        named = form.get("client_id")
+        if certificate is None or not named or len(named) > 64:
+            return None, None, None
+        async with state.db.read() as session:
+            client = await load_client(session, named, fetcher=state.jwks_fetcher, with_keys=False)
+        return None, client, (client.client_id if client else None)
     try:
         compact = parse_assertion(raw)
     except JoseRefused as exc:
@@ -89,7 +102,6 @@ async def _preload(
         raise errors.InvalidClient(diagnostics={"reason": "assertion_iss_missing"})
     if "client_id" in form and form["client_id"] != claimed:
         raise errors.InvalidClient(diagnostics={"reason": "client_id_mismatch"})
-    assert state.jwks_fetcher is not None
     try:
         async with state.db.read() as session:
             client = await load_client(session, claimed, fetcher=state.jwks_fetcher)
@@ -114,7 +126,13 @@ async def handle_token_request(state: GatewayState, request: Request) -> TokenRe
     agency_id: str | None = None
     try:
         form = await _read_form(request)
-        compact, client, agency_id = await _preload(state, form, now)
+        try:
+            certificate = mtls.forwarded_certificate(
+                request, mtls.trusted_proxies(state.settings.trusted_proxies)
+            )
+        except mtls.CertificateRefused as exc:
+            raise errors.InvalidClient(diagnostics={"reason": exc.reason}) from exc
+        compact, client, agency_id = await _preload(state, form, now, certificate)
         oauth_request = TokenRequest(
             uri=state.settings.token_endpoint,
             headers=dict(request.headers),
@@ -123,6 +141,7 @@ async def handle_token_request(state: GatewayState, request: Request) -> TokenRe
             assertion=compact,
             dpop_proof=_single_header(request, "dpop"),
             now=now,
+            certificate=certificate,
         )
         result = await run_in_threadpool(state.authorization_server.issue, oauth_request)
         await _commit_issue(state, oauth_request, now, request_id)
@@ -148,7 +167,7 @@ async def _commit_issue(
         oauth_request.dpop,
         oauth_request.issued,
     )
-    assert assertion is not None and proof is not None and issued is not None
+    assert issued is not None
     global _issued_since_purge
     _issued_since_purge += 1
     try:
@@ -156,29 +175,32 @@ async def _commit_issue(
             if _issued_since_purge >= PURGE_EVERY:
                 _issued_since_purge = 0
                 await replay.purge_expired(session, now=now)
-            await replay.consume(
-                session,
-                kind="client_assertion",
-                issuer=assertion.client_id,
-                jti=assertion.jti,
-                expires_at=assertion.replay_until,
-                agency_id=assertion.client_id,
-                now=now,
-            )
-            await replay.consume(
-                session,
-                kind="dpop",
-                issuer=proof.jkt,
-                jti=proof.jti,
-                expires_at=proof.replay_until,
-                agency_id=assertion.client_id,
-                now=now,
-            )
+            if assertion is not None:
+                await replay.consume(
+                    session,
+                    kind="client_assertion",
+                    issuer=assertion.client_id,
+                    jti=assertion.jti,
+                    expires_at=assertion.replay_until,
+                    agency_id=assertion.client_id,
+                    now=now,
+                )
+            if proof is not None:
+                await replay.consume(
+                    session,
+                    kind="dpop",
+                    issuer=proof.jkt,
+                    jti=proof.jti,
+                    expires_at=proof.replay_until,
+                    agency_id=issued.client_id,
+                    now=now,
+                )
             session.add(
                 IssuedToken(
                     jti=issued.jti,
                     agency_id=issued.client_id,
                     jkt=issued.jkt,
+                    x5t_s256=issued.x5t,
                     scopes=list(issued.scopes),
                     issued_at=issued.issued_at,
                     expires_at=issued.expires_at,
@@ -194,8 +216,9 @@ async def _commit_issue(
                     request_id=request_id,
                     detail={
                         "token_jti": issued.jti,
-                        "jkt": issued.jkt,
-                        "kid": assertion.kid,
+                        "auth_method": oauth_request.auth_method,
+                        **({"jkt": issued.jkt} if issued.jkt else {"x5t#S256": issued.x5t}),
+                        **({"kid": assertion.kid} if assertion is not None else {}),
                         "scopes": list(issued.scopes),
                         "expires_at": issued.expires_at.isoformat(),
                     },

@@ -6,9 +6,12 @@ registered client-authentication method and shapes the token response; this modu
 - :class:`TokenRequest`, an ``OAuth2Request`` built from what the async endpoint already read
   (the form, the headers, the claimed client's :class:`~gateway.oauth.clients.ClientRecord`), so
   nothing in here does I/O and it can run in a worker thread;
-- ``private_key_jwt`` (RFC 7523, FAPI 2.0) as the only client-authentication method;
+- two client-authentication methods: ``private_key_jwt`` (RFC 7523, FAPI 2.0), and
+  ``tls_client_auth`` (RFC 8705 section 2.1) for an agency that registered a certificate subject
+  and CA, with the certificate a trusted proxy forwarded (:mod:`gateway.oauth.mtls`);
 - :class:`DPoPClientCredentialsGrant`, which also verifies the DPoP proof and mints an RFC 9068
-  token bound to its key;
+  token bound to its key; a ``tls_client_auth`` client that sends no proof gets a token bound
+  to its certificate instead (``cnf.x5t#S256``, ``token_type`` ``Bearer``);
 - :func:`translate_oauth_error`: every Authlib ``OAuth2Error`` becomes the most specific
   :class:`~gateway.errors.GatewayError`, so the problem+json module alone answers.
 
@@ -33,6 +36,8 @@ from gateway.oauth.assertion import ASSERTION_TYPE, VerifiedAssertion, verify_as
 from gateway.oauth.clients import AUTH_METHOD, ClientRecord
 from gateway.oauth.dpop import DPoPProof, verify_proof
 from gateway.oauth.jose import Compact, JoseRefused
+from gateway.oauth.mtls import AUTH_METHOD as TLS_AUTH_METHOD
+from gateway.oauth.mtls import CertificateRefused, ClientCertificate, verify_client_certificate
 from gateway.oauth.signing import TokenSigner
 from gateway.oauth.tokens import AccessToken, issue_access_token
 from gateway.settings import Settings
@@ -66,6 +71,7 @@ class TokenRequest(OAuth2Request):  # type: ignore[misc]
         assertion: Compact | None,
         dpop_proof: str | None,
         now: dt.datetime,
+        certificate: ClientCertificate | None = None,
     ) -> None:
         super().__init__("POST", uri, headers=headers)
         self.payload = BasicOAuth2Payload(form)
@@ -74,8 +80,14 @@ class TokenRequest(OAuth2Request):  # type: ignore[misc]
         self.assertion = assertion
         self.dpop_proof = dpop_proof
         self.now = now
+        #: The client certificate a trusted proxy forwarded (None when none, or untrusted).
+        self.certificate = certificate
         self.verified_assertion: VerifiedAssertion | None = None
+        #: Set by Authlib to the method that authenticated the client.
+        self.auth_method: str | None = None
         self.dpop: DPoPProof | None = None
+        #: The certificate the token is bound to, when it is bound to one (no DPoP proof).
+        self.bound_certificate: ClientCertificate | None = None
         self.issued: AccessToken | None = None
 
     @property
@@ -91,10 +103,23 @@ def _refused(cls: type[errors.GatewayError], reason: str) -> errors.GatewayError
     return cls(diagnostics={"reason": reason})
 
 
-class DPoPClientCredentialsGrant(ClientCredentialsGrant):  # type: ignore[misc]
-    """``client_credentials`` that needs ``private_key_jwt`` and a DPoP proof, and issues at+jwt."""
+def _claimed_client(request: TokenRequest) -> ClientRecord:
+    """The registered, active client the request claims to be (not yet authenticated)."""
+    if "client_secret" in request.form:
+        raise _refused(errors.InvalidClient, "client_secret_refused")
+    client = request.gateway_client
+    if client is None:
+        raise _refused(errors.InvalidClient, "client_unknown")
+    if not client.active:
+        raise _refused(errors.InvalidClient, "agency_suspended")
+    return client
 
-    TOKEN_ENDPOINT_AUTH_METHODS = [AUTH_METHOD]  # noqa: RUF012 - Authlib's class attribute
+
+class DPoPClientCredentialsGrant(ClientCredentialsGrant):  # type: ignore[misc]
+    """``client_credentials`` that needs ``private_key_jwt`` and a DPoP proof, or
+    ``tls_client_auth`` and (optionally) a DPoP proof, and issues at+jwt."""
+
+    TOKEN_ENDPOINT_AUTH_METHODS = [AUTH_METHOD, TLS_AUTH_METHOD]  # noqa: RUF012 - Authlib's
 
     request: TokenRequest
     server: GatewayAuthorizationServer
@@ -106,6 +131,10 @@ class DPoPClientCredentialsGrant(ClientCredentialsGrant):  # type: ignore[misc]
         if any(scope not in client.scopes for scope in requested):
             raise oauth_errors.InvalidScopeError()
         settings = self.server.settings
+        if self.request.auth_method == TLS_AUTH_METHOD and self.request.dpop_proof is None:
+            # RFC 8705 section 3: bound to the certificate the client authenticated with.
+            self.request.bound_certificate = self.request.certificate
+            return
         try:
             self.request.dpop = verify_proof(
                 self.request.dpop_proof,
@@ -120,7 +149,8 @@ class DPoPClientCredentialsGrant(ClientCredentialsGrant):  # type: ignore[misc]
 
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         client: ClientRecord = self.request.client
-        assert self.request.dpop is not None
+        proof, certificate = self.request.dpop, self.request.bound_certificate
+        assert (proof is None) != (certificate is None)
         scopes = client.get_allowed_scope(self.request.payload.scope).split()
         settings = self.server.settings
         token, described = issue_access_token(
@@ -132,14 +162,15 @@ class DPoPClientCredentialsGrant(ClientCredentialsGrant):  # type: ignore[misc]
             role=client.role,
             area=client.area,
             scopes=scopes,
-            jkt=self.request.dpop.jkt,
+            jkt=proof.jkt if proof is not None else None,
+            x5t=certificate.thumbprint if certificate is not None else None,
             now=self.request.now,
             lifetime=settings.access_token_lifetime_seconds,
         )
         self.request.issued = described
         body = {
             "access_token": token,
-            "token_type": "DPoP",
+            "token_type": "DPoP" if proof is not None else "Bearer",
             "expires_in": settings.access_token_lifetime_seconds,
             "scope": " ".join(scopes),
         }
@@ -148,7 +179,8 @@ class DPoPClientCredentialsGrant(ClientCredentialsGrant):  # type: ignore[misc]
 
 
 class GatewayAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
-    """The Authlib server with the gateway's one grant and one client-authentication method."""
+    """The Authlib server with the gateway's one grant and its two client-authentication
+    methods."""
 
     def __init__(self, *, settings: Settings, signer: TokenSigner) -> None:
         super().__init__()
@@ -156,6 +188,7 @@ class GatewayAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.signer = signer
         self.register_grant(DPoPClientCredentialsGrant)
         self.register_client_auth_method(AUTH_METHOD, self._authenticate_private_key_jwt)
+        self.register_client_auth_method(TLS_AUTH_METHOD, self._authenticate_tls_client)
 
     # -- Authlib framework hooks -------------------------------------------------------------
     def query_client(self, client_id: str) -> None:
@@ -188,15 +221,11 @@ class GatewayAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
     # -- private_key_jwt ---------------------------------------------------------------------
     def _authenticate_private_key_jwt(self, query_client: Any, request: TokenRequest) -> Any:
         form = request.form
+        if "client_assertion" not in form and request.certificate is not None:
+            return None  # no assertion, but a certificate: tls_client_auth's turn
         if form.get("client_assertion_type") != ASSERTION_TYPE or request.assertion is None:
             raise _refused(errors.InvalidClient, "assertion_missing")
-        if "client_secret" in form:
-            raise _refused(errors.InvalidClient, "client_secret_refused")
-        client = request.gateway_client
-        if client is None:
-            raise _refused(errors.InvalidClient, "client_unknown")
-        if not client.active:
-            raise _refused(errors.InvalidClient, "agency_suspended")
+        client = _claimed_client(request)
         settings = self.settings
         try:
             request.verified_assertion = verify_assertion(
@@ -209,6 +238,26 @@ class GatewayAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
                 max_lifetime=settings.assertion_max_lifetime_seconds,
             )
         except JoseRefused as exc:
+            raise _refused(errors.InvalidClient, exc.reason) from exc
+        return client
+
+    # -- tls_client_auth (RFC 8705 section 2.1) ------------------------------------------
+    def _authenticate_tls_client(self, query_client: Any, request: TokenRequest) -> Any:
+        certificate = request.certificate
+        if certificate is None:
+            raise _refused(errors.InvalidClient, "client_cert_missing")
+        client = _claimed_client(request)
+        if not client.tls_client_auth:
+            raise _refused(errors.InvalidClient, "tls_client_auth_not_registered")
+        assert client.tls_ca_pem is not None and client.tls_subject_dn is not None
+        try:
+            verify_client_certificate(
+                certificate,
+                ca_pem=client.tls_ca_pem,
+                subject_dn=client.tls_subject_dn,
+                now=request.now,
+            )
+        except CertificateRefused as exc:
             raise _refused(errors.InvalidClient, exc.reason) from exc
         return client
 

@@ -1,9 +1,11 @@
-"""RFC 9068 access tokens (``at+jwt``), DPoP-bound, issued and verified by the gateway.
+"""RFC 9068 access tokens (``at+jwt``), sender-constrained, issued and verified by the gateway.
 
 Issued tokens carry ``iss``, ``sub`` = ``client_id`` = the agency id, ``aud`` (the data API,
 not the issuer, so a client assertion can never pass for a token), ``iat``, ``nbf``, ``exp``
-(at most 5 minutes on), a random ``jti``, ``scope``, ``cnf.jkt`` (the DPoP key thumbprint) and
-the agency's ``agency_type``, ``role`` and ``area``.
+(at most 5 minutes on), a random ``jti``, ``scope``, the agency's ``agency_type``, ``role`` and
+``area``, and exactly one binding in ``cnf``: ``jkt``, the DPoP key's thumbprint (RFC 9449), or
+``x5t#S256``, the client certificate's (RFC 8705, for an agency that authenticated with
+``tls_client_auth`` and sent no DPoP proof). A token with neither, or both, is refused.
 
 :func:`verify_access_token` refuses, before any key is touched: oversized tokens, JWE, headers
 with anything but ``alg``/``typ``/``kid``, ``alg`` other than ES256 (so ``none`` in any casing
@@ -31,6 +33,7 @@ from gateway.oauth.signing import SIGNING_ALG, TokenSigner
 __all__ = [
     "ACCESS_TOKEN_TYP",
     "MAX_TOKEN_CHARS",
+    "X5T_S256",
     "AccessToken",
     "issue_access_token",
     "verify_access_token",
@@ -39,6 +42,8 @@ __all__ = [
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 - a media type, not a secret
 MAX_TOKEN_CHARS = 4096
 _TYPS = {"at+jwt", "application/at+jwt"}
+#: RFC 8705 section 3.1: the confirmation member of a certificate-bound token.
+X5T_S256 = "x5t#S256"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +56,11 @@ class AccessToken:
     role: str
     area: str
     scopes: tuple[str, ...]
-    jkt: str
+    #: The DPoP key's thumbprint, or the client certificate's: exactly one is set.
+    jkt: str | None
     issued_at: dt.datetime
     expires_at: dt.datetime
+    x5t: str | None = None
 
 
 def issue_access_token(
@@ -66,11 +73,15 @@ def issue_access_token(
     role: str,
     area: str,
     scopes: Sequence[str],
-    jkt: str,
+    jkt: str | None = None,
+    x5t: str | None = None,
     now: dt.datetime,
     lifetime: int,
 ) -> tuple[str, AccessToken]:
-    """Sign a new access token; return it and what it says."""
+    """Sign a new access token bound to ``jkt`` (a DPoP key) or ``x5t`` (a client
+    certificate), exactly one; return it and what it says."""
+    if (jkt is None) == (x5t is None):
+        raise ValueError("a token is bound to a DPoP key or to a certificate, exactly one")
     iat = int(now.timestamp())
     jti = secrets.token_urlsafe(24)
     claims: dict[str, Any] = {
@@ -83,7 +94,7 @@ def issue_access_token(
         "exp": iat + lifetime,
         "jti": jti,
         "scope": " ".join(scopes),
-        "cnf": {"jkt": jkt},
+        "cnf": {"jkt": jkt} if jkt is not None else {X5T_S256: x5t},
         "agency_type": agency_type,
         "role": role,
         "area": area,
@@ -100,9 +111,10 @@ def _described(claims: dict[str, Any]) -> AccessToken:
         role=claims["role"],
         area=claims["area"],
         scopes=tuple(claims["scope"].split()),
-        jkt=claims["cnf"]["jkt"],
+        jkt=claims["cnf"].get("jkt"),
         issued_at=dt.datetime.fromtimestamp(claims["iat"], dt.UTC),
         expires_at=dt.datetime.fromtimestamp(claims["exp"], dt.UTC),
+        x5t=claims["cnf"].get(X5T_S256),
     )
 
 
@@ -181,8 +193,13 @@ def verify_access_token(
     if not isinstance(claims.get("scope"), str):
         raise JoseRefused("token_scope")
     cnf = claims.get("cnf")
-    if not isinstance(cnf, dict) or not isinstance(cnf.get("jkt"), str):
-        raise JoseRefused("token_not_dpop_bound")
+    bindings = (
+        [value for name, value in cnf.items() if name in ("jkt", X5T_S256)]
+        if isinstance(cnf, dict)
+        else []
+    )
+    if len(bindings) != 1 or not isinstance(bindings[0], str) or not bindings[0]:
+        raise JoseRefused("token_not_bound")
     described = _described(claims)
     signer.verified.put(remembered_as, (kid, described))
     return described

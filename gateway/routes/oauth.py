@@ -108,17 +108,21 @@ async def token(request: Request) -> JSONResponse:
 async def metadata(request: Request) -> dict[str, Any]:
     settings = _state(request).settings
     issuer = settings.issuer
+    # RFC 8705 only where a TLS-terminating proxy is trusted to forward client certificates.
+    mtls = bool(settings.trusted_proxies)
     return {
         "issuer": issuer,
         "token_endpoint": settings.token_endpoint,
         "jwks_uri": issuer.rstrip("/") + "/.well-known/jwks.json",
         "grant_types_supported": ["client_credentials"],
-        "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "token_endpoint_auth_methods_supported": (
+            ["private_key_jwt", "tls_client_auth"] if mtls else ["private_key_jwt"]
+        ),
         "token_endpoint_auth_signing_alg_values_supported": _ALGS,
         "dpop_signing_alg_values_supported": _ALGS,
         "response_types_supported": [],
         "authorization_response_iss_parameter_supported": False,
-        "tls_client_certificate_bound_access_tokens": False,
+        "tls_client_certificate_bound_access_tokens": mtls,
         "service_documentation": issuer.rstrip("/") + "/openapi.json",
     }
 

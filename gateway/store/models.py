@@ -148,6 +148,10 @@ class Agency(Base):
     #: Push endpoint (webhook) and the CA that alone may vouch for it.
     endpoint_url: Mapped[str | None] = mapped_column(String(500))
     endpoint_ca_pem: Mapped[str | None] = mapped_column(String(20_000))
+    #: RFC 8705 ``tls_client_auth``: the subject DN (RFC 4514) of the agency's client
+    #: certificate, and the CA that alone may issue it. Both None: the method is not open to it.
+    tls_client_auth_subject_dn: Mapped[str | None] = mapped_column(String(1000))
+    tls_client_ca_pem: Mapped[str | None] = mapped_column(String(20_000))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -514,8 +518,10 @@ class IssuedToken(Base):
 
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"), index=True)
-    #: RFC 7638 thumbprint of the DPoP key the token is bound to.
-    jkt: Mapped[str] = mapped_column(String(64))
+    #: What the token is bound to: the RFC 7638 thumbprint of its DPoP key, or (RFC 8705) the
+    #: SHA-256 thumbprint of the client certificate. Exactly one is set.
+    jkt: Mapped[str | None] = mapped_column(String(64))
+    x5t_s256: Mapped[str | None] = mapped_column(String(64))
     scopes: Mapped[list[Any]] = mapped_column(default=list)
     issued_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column()

@@ -304,7 +304,7 @@ async def test_token_expires_with_the_clock(
         # another issuer
         ({"iss": "https://evil.example"}, "token_iss"),
         # not bound to a DPoP key
-        ({"cnf": DROP}, "token_not_dpop_bound"),
+        ({"cnf": DROP}, "token_not_bound"),
         # sub and client_id disagree
         ({"sub": "housing-bristol"}, "token_sub"),
     ],
@@ -415,13 +415,20 @@ async def test_token_bound_to_key_a_with_proof_from_key_b_is_refused(
 async def test_dpop_token_presented_as_bearer_is_refused(
     http: httpx.AsyncClient, police: AgencyClient, ledger: Ledger
 ) -> None:
-    """Authorization: Bearer with a DPoP-bound token is refused."""
+    """Authorization: Bearer with a DPoP-bound token is refused (after the token verified, so
+    the refusal names the agency)."""
     token = await police.token(http)
     headers = police.resource_headers(token)
     headers["Authorization"] = f"Bearer {token}"
     response = await http.get("/v1/whoami", headers=headers)
     await assert_refused(
-        response, ledger, code="invalid_token", reason="dpop_token_as_bearer", issued=1, jtis=2
+        response,
+        ledger,
+        code="invalid_token",
+        reason="dpop_token_as_bearer",
+        agency_id=police.client_id,
+        issued=1,
+        jtis=2,
     )
 
 
