@@ -116,10 +116,11 @@ async def _add(session: AsyncSession, agency_id: str) -> None:
     session.add(_agency(agency_id))
 
 
-def _proof(jti: str, agency_id: str = "spender") -> PendingSpend:
+def _proof(jti: str | None, agency_id: str = "spender") -> PendingSpend:
+    """A proof to spend; ``jti`` None: a certificate-bound call's check (no proof)."""
     now = dt.datetime.now(dt.UTC)
     return PendingSpend(
-        key=f"dpop:{jti}",
+        key=f"dpop:{jti}" if jti is not None else None,
         agency_id=agency_id,
         replay_until=now + dt.timedelta(minutes=2),
         now=now,
@@ -185,6 +186,46 @@ async def test_proofs_handed_over_are_spent_in_one_statement_and_a_replay_fails_
         added = set((await session.scalars(select(Agency.id).where(Agency.id.like("by-%")))).all())
     assert keys == {"dpop:spent-before", "dpop:fresh", "dpop:twice"}
     assert added == {"by-fresh", "by-twice-1"}
+
+
+async def test_certificate_bound_calls_in_a_batch_check_their_agency_and_spend_nothing(
+    db: Database,
+) -> None:
+    """A batch mixing DPoP proofs and certificate-bound calls (no proof): each outcome lands
+    on its own act, in order; a certificate-bound call of a suspended agency fails alone and
+    is not run; only the proofs reach the replay store."""
+    committer = GroupCommitter(db)
+    await committer.run(lambda s: _add(s, "spender"))
+    await committer.run(lambda s: _suspended(s, "suspended"))
+    ran: list[str] = []
+
+    def act(name: str) -> Any:
+        async def record(_session: AsyncSession) -> str:
+            ran.append(name)
+            return name
+
+        return record
+
+    calls = {
+        "proof": _proof("p1"),
+        "certificate": _proof(None),
+        "suspended-certificate": _proof(None, "suspended"),
+        "unknown-certificate": _proof(None, "nobody"),
+        "proof-2": _proof("p2"),
+    }
+    outcomes = await asyncio.gather(
+        *(committer.run(act(name), spend=call) for name, call in calls.items()),
+        return_exceptions=True,
+    )
+    assert outcomes[0] == "proof" and outcomes[1] == "certificate" and outcomes[4] == "proof-2"
+    assert [o.outcome for o in outcomes[2:4] if isinstance(o, Unspent)] == [
+        "suspended",
+        "suspended",
+    ]
+    assert sorted(ran) == ["certificate", "proof", "proof-2"]
+    async with db.read() as session:
+        keys = set((await session.scalars(select(UsedJti.key))).all())
+    assert keys == {"dpop:p1", "dpop:p2"}
 
 
 async def test_an_isolated_act_cannot_hand_its_proof_over(db: Database) -> None:

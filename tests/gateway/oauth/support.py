@@ -249,6 +249,18 @@ async def assert_refused(
     return last
 
 
+def agencies_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``mappa-gateway agencies ARGS`` in a process of its own."""
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", "agencies", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

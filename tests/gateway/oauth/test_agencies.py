@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,13 @@ from gateway.oauth.jwks import JwksFetcher
 from gateway.state import GatewayState
 from gateway.store import Database
 from gateway.store.models import Agency, AgencyKey
-from tests.gateway.oauth.support import AgencyClient, Clock, Ledger, assert_refused
+from tests.gateway.oauth.support import (
+    AgencyClient,
+    Clock,
+    Ledger,
+    agencies_cli,
+    assert_refused,
+)
 
 
 def _jwks(*keys: Any) -> dict[str, Any]:
@@ -143,17 +147,6 @@ async def test_rotation_sets_the_end_of_overlap_on_old_keys(
     assert ends[police.kid] == police.clock.now + dt.timedelta(hours=24)
 
 
-def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", "agencies", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_cli_adds_lists_shows_suspends_and_rotates(sqlite_url: str, tmp_path: Path) -> None:
     """`mappa-gateway agencies ...` end to end on a migrated database."""
     env = {**os.environ, "MAPPA_DATABASE_URL": sqlite_url, "MAPPA_PROFILE": "development"}
@@ -162,7 +155,7 @@ def test_cli_adds_lists_shows_suspends_and_rotates(sqlite_url: str, tmp_path: Pa
     second = tmp_path / "police-2.jwks.json"
     second.write_text(json.dumps(_jwks({**ED.as_dict(private=False), "kid": "p-2"})))
 
-    added = _cli(
+    added = agencies_cli(
         "add",
         "--id",
         "police-avon",
@@ -182,18 +175,20 @@ def test_cli_adds_lists_shows_suspends_and_rotates(sqlite_url: str, tmp_path: Pa
     )
     assert added.returncode == 0, added.stderr
     assert "police-avon  active" in added.stdout
-    assert "police-avon" in _cli("list", env=env).stdout
-    rotated = _cli("rotate-keys", "police-avon", "--jwks", str(second), "--overlap", "2h", env=env)
+    assert "police-avon" in agencies_cli("list", env=env).stdout
+    rotated = agencies_cli(
+        "rotate-keys", "police-avon", "--jwks", str(second), "--overlap", "2h", env=env
+    )
     assert rotated.returncode == 0, rotated.stderr
     assert "key p-2  sig  EdDSA  until current" in rotated.stdout
     assert "key p-1  sig  ES256  until 20" in rotated.stdout
-    assert "suspended" in _cli("suspend", "police-avon", env=env).stdout
-    assert "suspended" in _cli("show", "police-avon", env=env).stdout
-    missing = _cli("show", "nobody", env=env)
+    assert "suspended" in agencies_cli("suspend", "police-avon", env=env).stdout
+    assert "suspended" in agencies_cli("show", "police-avon", env=env).stdout
+    missing = agencies_cli("show", "nobody", env=env)
     assert missing.returncode == 1 and "no agency" in missing.stderr
     bad = tmp_path / "private.jwks.json"
     bad.write_text(json.dumps(_jwks(EC.as_dict(private=True))))
-    refused = _cli(
+    refused = agencies_cli(
         "add",
         "--id",
         "rogue",
