@@ -105,14 +105,19 @@ class Authority:
         return Authority(key, certificate)
 
     def issue(
-        self, dn: str = POLICE_DN, *, days: int = 30, not_before: dt.datetime | None = None
+        self,
+        dn: str = POLICE_DN,
+        *,
+        days: int = 30,
+        not_before: dt.datetime | None = None,
+        usage: x509.ObjectIdentifier = ExtendedKeyUsageOID.CLIENT_AUTH,
     ) -> x509.Certificate:
         key = ec.generate_private_key(ec.SECP256R1())
         return (
             self._builder(_name(dn), key.public_key(), days=days, not_before=not_before)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_usage(sign_certificates=False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+            .add_extension(x509.ExtendedKeyUsage([usage]), False)
             .add_extension(
                 x509.SubjectAlternativeName([x509.DNSName("case.police-avon.example")]), False
             )
@@ -420,6 +425,8 @@ async def test_malformed_header_from_the_proxy_is_refused(
         ("not yet valid", "client_cert_untrusted"),
         # the CA itself presented as the client certificate
         ("the CA itself", "client_cert_untrusted"),
+        # our CA, our DN, but issued for TLS servers only (extended key usage serverAuth)
+        ("server certificate", "client_cert_untrusted"),
     ],
 )
 async def test_certificate_that_does_not_verify_is_refused(
@@ -438,6 +445,7 @@ async def test_certificate_that_does_not_verify_is_refused(
         "expired": lambda: ca.issue(days=2, not_before=T0 - dt.timedelta(days=3)),
         "not yet valid": lambda: ca.issue(not_before=T0 + dt.timedelta(days=1)),
         "the CA itself": lambda: ca.certificate,
+        "server certificate": lambda: ca.issue(usage=ExtendedKeyUsageOID.SERVER_AUTH),
     }[case]()
     response = await _mtls_token(proxied, certificate)
     await assert_refused(
@@ -462,6 +470,28 @@ async def test_a_certificate_through_an_intermediate_is_accepted(
     assert response.status_code == 200, response.text
     without_chain = await _mtls_token(proxied, certificate)
     assert without_chain.status_code == 401
+
+
+async def test_an_issuing_ca_may_be_registered_as_the_anchor(
+    proxied: httpx.AsyncClient, police: AgencyClient, ca: Authority, state: GatewayState
+) -> None:
+    """An agency may register its issuing (intermediate) CA: then no chain need be sent, and
+    a certificate from a sibling issuing CA under the same root is not accepted."""
+    issuing = ca.intermediate("Avon and Somerset Police Sub CA")
+    sibling = ca.intermediate("Avon and Somerset Police Other Sub CA")
+    await agencies.set_tls_client_auth(
+        state.db, "police-avon", subject_dn=POLICE_DN, ca_pem=issuing.pem
+    )
+    assert (await _mtls_token(proxied, issuing.issue())).status_code == 200
+    refused = await proxied.post(
+        "/oauth/token",
+        data=_form(),
+        headers={
+            "Client-Cert": client_cert(sibling.issue()),
+            "Client-Cert-Chain": client_cert(sibling.certificate),
+        },
+    )
+    assert refused.status_code == 401
 
 
 async def test_another_agencys_ca_cannot_vouch_for_this_agency(
