@@ -47,6 +47,7 @@ __all__ = [
     "ClientCertificate",
     "TrustedProxies",
     "certificate_fingerprint",
+    "client_address",
     "forwarded_certificate",
     "parse_ca_pem",
     "parse_subject_dn",
@@ -105,6 +106,22 @@ class TrustedProxies:
 def trusted_proxies(entries: tuple[str, ...]) -> TrustedProxies:
     """:class:`TrustedProxies` for the setting's entries, parsed once."""
     return TrustedProxies(entries)
+
+
+def client_address(request: Request, proxies: TrustedProxies) -> str:
+    """The address a request came from, for per-address quotas: the socket's peer, or, when
+    the peer is a trusted proxy, the address that proxy appended to ``X-Forwarded-For`` (the
+    last entry; what the client itself put before it is not believed). Behind a proxy every
+    request's peer is the proxy, and one quota would otherwise be shared by every agency."""
+    peer = request.client.host if request.client else "unknown"
+    if peer not in proxies:
+        return peer
+    forwarded = request.headers.getlist("x-forwarded-for")
+    last = forwarded[-1].rsplit(",", 1)[-1].strip() if forwarded else ""
+    try:
+        return str(ipaddress.ip_address(last))
+    except ValueError:
+        return peer
 
 
 def _sf_binary(value: str) -> bytes:

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from gateway.flow.authenticate import Caller, authenticate
+from gateway.oauth import mtls
 from gateway.oauth.endpoint import handle_token_request
 from gateway.oauth.jose import ALLOWED_ALGS
 from gateway.state import GatewayState
@@ -91,7 +92,8 @@ def _state(request: Request) -> GatewayState:
 async def token(request: Request) -> JSONResponse:
     state = _state(request)
     if state.token_limiter is not None:
-        state.token_limiter.check(request.client.host if request.client else "unknown")
+        proxies = mtls.trusted_proxies(state.settings.trusted_proxies)
+        state.token_limiter.check(mtls.client_address(request, proxies))
     result = await handle_token_request(state, request)
     return JSONResponse(
         result.body,
@@ -109,20 +111,20 @@ async def metadata(request: Request) -> dict[str, Any]:
     settings = _state(request).settings
     issuer = settings.issuer
     # RFC 8705 only where a TLS-terminating proxy is trusted to forward client certificates.
-    mtls = bool(settings.trusted_proxies)
+    with_proxy = bool(settings.trusted_proxies)
     return {
         "issuer": issuer,
         "token_endpoint": settings.token_endpoint,
         "jwks_uri": issuer.rstrip("/") + "/.well-known/jwks.json",
         "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": (
-            ["private_key_jwt", "tls_client_auth"] if mtls else ["private_key_jwt"]
+            ["private_key_jwt", "tls_client_auth"] if with_proxy else ["private_key_jwt"]
         ),
         "token_endpoint_auth_signing_alg_values_supported": _ALGS,
         "dpop_signing_alg_values_supported": _ALGS,
         "response_types_supported": [],
         "authorization_response_iss_parameter_supported": False,
-        "tls_client_certificate_bound_access_tokens": mtls,
+        "tls_client_certificate_bound_access_tokens": with_proxy,
         "service_documentation": issuer.rstrip("/") + "/openapi.json",
     }
 

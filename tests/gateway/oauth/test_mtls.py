@@ -33,6 +33,7 @@ from sqlalchemy import select
 
 from gateway import agencies
 from gateway.app import create_app
+from gateway.http.ratelimit import RateLimiter
 from gateway.oauth import mtls
 from gateway.settings import Settings
 from gateway.state import GatewayState
@@ -836,3 +837,29 @@ def test_cli_sets_shows_and_clears_tls_client_auth(
     cleared = agencies_cli("set-tls", "police-avon", "--clear", env=env)
     assert cleared.returncode == 0, cleared.stderr
     assert "tls_client_auth" not in agencies_cli("show", "police-avon", env=env).stdout
+
+
+async def test_token_quota_behind_the_proxy_is_per_forwarded_address(
+    mtls_app: FastAPI, police: AgencyClient, state: GatewayState
+) -> None:
+    """Behind the proxy every peer is the proxy: the token endpoint's per-address quota keys
+    on the address the proxy appended to X-Forwarded-For, so one client's burst does not
+    throttle the others; from anyone else X-Forwarded-For is not believed."""
+    state.token_limiter = RateLimiter(rate=0.01, burst=1)
+
+    async def status(peer: str, forwarded: str | None) -> int:
+        headers = {"DPoP": police.proof()}
+        if forwarded is not None:
+            headers["X-Forwarded-For"] = forwarded
+        async with _client(mtls_app, peer) as http:
+            response = await http.post("/oauth/token", data=police.form(), headers=headers)
+        return response.status_code
+
+    assert await status(PROXY, "198.51.100.1") == 200
+    assert await status(PROXY, "198.51.100.1") == 429
+    # a client's own claim before the proxy's entry is not what counts
+    assert await status(PROXY, "198.51.100.2, 198.51.100.1") == 429
+    assert await status(PROXY, "198.51.100.9, 198.51.100.2") == 200
+    # straight to the app: X-Forwarded-For is the stranger's word, the peer is what counts
+    assert await status(STRANGER, "198.51.100.3") == 200
+    assert await status(STRANGER, "198.51.100.4") == 429
