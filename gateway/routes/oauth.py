@@ -26,7 +26,10 @@ _TOKEN_FORM = {
             "application/x-www-form-urlencoded": {
                 "schema": {
                     "type": "object",
-                    "required": ["grant_type", "client_assertion_type", "client_assertion"],
+                    "description": "private_key_jwt: client_assertion_type and client_assertion."
+                    " tls_client_auth (RFC 8705, behind the trusted proxy): client_id and the"
+                    " client certificate on the TLS connection, no assertion.",
+                    "required": ["grant_type"],
                     "properties": {
                         "grant_type": {"type": "string", "enum": ["client_credentials"]},
                         "client_assertion_type": {
@@ -35,7 +38,10 @@ _TOKEN_FORM = {
                         },
                         "client_assertion": {"type": "string", "description": "RFC 7523 JWT"},
                         "scope": {"type": "string"},
-                        "client_id": {"type": "string"},
+                        "client_id": {
+                            "type": "string",
+                            "description": "required for tls_client_auth",
+                        },
                     },
                 }
             }
@@ -45,9 +51,11 @@ _TOKEN_FORM = {
         {
             "name": "DPoP",
             "in": "header",
-            "required": True,
+            "required": False,
             "schema": {"type": "string"},
-            "description": "RFC 9449 DPoP proof for POST to this URL",
+            "description": "RFC 9449 DPoP proof for POST to this URL: required with"
+            " private_key_jwt; with tls_client_auth, binds the token to this key instead of"
+            " the certificate",
         }
     ],
 }
@@ -85,7 +93,8 @@ def _state(request: Request) -> GatewayState:
 @router.post(
     "/oauth/token",
     tags=["authentication"],
-    summary="Get a DPoP-bound access token (client_credentials, private_key_jwt)",
+    summary="Get a sender-constrained access token (client_credentials; private_key_jwt and"
+    " DPoP, or tls_client_auth)",
     response_model=TokenResponse,
     openapi_extra=_TOKEN_FORM,
 )
