@@ -13,8 +13,10 @@ The agency a decision names is told, when it is recorded and when it is revoked:
 the reasons) sealed to it and queued in the outbox in the decision's own transaction, with its
 own disclosure entry. It is told only if need-to-know lets it see the decision
 (``contributor-named-in-decision``; a category 4 nominal, for one, is not for it), as the
-decision stood at that moment; an agency without a usable encryption key is told nothing (never
-in clear) and the decision's audit entry says so.
+decision stood at that moment. For an agency without a usable encryption key the message is
+held, sealed at rest (never sent in clear), and the decision's audit entry says so; it goes out
+once the agency registers a key (:mod:`gateway.cases.held_notifications`), if need-to-know
+still lets the agency see the decision then (:func:`held_notice_decision`).
 
 ``GET /v1/nominals/{id}/contributors`` lists the decisions on a nominal, a page at a time: the
 Responsible Authority of the area sees all of them with their reasons; a contributor sees the
@@ -25,6 +27,7 @@ otherwise, audited with the rule that refused.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -39,6 +42,7 @@ import policies
 from gateway import errors
 from gateway.audit.commit import Audited
 from gateway.cases.context import READ, WRITE, Call, Written, inbound, pushed, released, write
+from gateway.cases.notifications import HELD_TABLE
 from gateway.cases.paging import encode_cursor, page_of
 from gateway.cases.subjects import responsible_authority_only, visible_nominal, well_formed
 from gateway.contract import (
@@ -53,11 +57,13 @@ from gateway.contract.views import ViewRefused, shape
 from gateway.domain import AgencyStatus, Role
 from gateway.flow import deliver, lawful_basis, need_to_know
 from gateway.flow.audit import Operation, Outcome, Withheld
-from gateway.store.models import Agency, ContributorDecision, Nominal, new_id
+from gateway.store.models import Agency, ContributorDecision, HeldNotification, Nominal, new_id
 
 __all__ = [
     "BASIS",
     "NOTICE_KIND",
+    "held_notice_decision",
+    "held_notice_message",
     "list_contributors",
     "record_contributor",
     "revoke_contributor",
@@ -158,15 +164,19 @@ class _Notice:
     detail: dict[str, Any]
     push: deliver.Push | None = None
     decision: policies.Decision | None = None
+    #: A message that could not be sealed (no usable key), kept sealed at rest until it can.
+    held: HeldNotification | None = None
 
     async def stage(self, call: Call, session: AsyncSession) -> dict[str, Any]:
-        """Queue the message and its disclosure entry in the write's transaction; the write's
-        audit detail about it."""
+        """Queue the message and its disclosure entry in the write's transaction, or keep the
+        held one; the write's audit detail about it."""
         if self.push is not None and self.decision is not None:
             withheld = _withheld(self.decision, "")
             await pushed(
                 call, session, self.push, self.decision, resource=NOTICE_KIND, withheld=withheld
             )
+        if self.held is not None:
+            session.add(self.held)
         return {"contributor_notice": self.detail}
 
 
@@ -209,8 +219,72 @@ async def _notice(
             now=call.now,
         )
     except errors.RecipientKeyUnavailable as exc:
-        return _Notice({"status": "held", "reason": exc.code})
+        message_id = new_id()
+        held = HeldNotification(
+            id=message_id,
+            owner_agency_id=agency.id,
+            kind=NOTICE_KIND,
+            nominal_ref=nominal.id,
+            reason=exc.code,
+            body_sealed=call.case_sealer.seal(
+                HELD_TABLE, message_id, "body_sealed", _held_body(call, body)
+            ),
+            held_at=call.now,
+        )
+        return _Notice({"status": "held", "reason": exc.code, "message_id": message_id}, held=held)
     return _Notice({"status": "queued", "payload_digest": push.sealed.digest}, push, decision)
+
+
+def _held_body(call: Call, message: dict[str, Any]) -> dict[str, Any]:
+    """A held message and who it reports (for the audit entry of its release): the message
+    alone is ever sealed to the agency."""
+    caller = call.caller
+    return {
+        "message": message,
+        "by": {"agency_id": caller.agency_id, "officer": caller.officer},
+        "legal_basis": caller.legal_basis,
+        "purpose": caller.purpose,
+        "request_id": caller.request_id,
+    }
+
+
+def held_notice_message(body: dict[str, Any]) -> dict[str, Any]:
+    """What a held ``contributor_decision`` message says to the agency."""
+    message: dict[str, Any] = body["message"]
+    return message
+
+
+async def held_notice_decision(
+    session: AsyncSession, body: dict[str, Any], now: dt.datetime
+) -> tuple[policies.Decision, tuple[Withheld, ...]]:
+    """Whether the agency a held message is for may still see the decision it reports, judged
+    at release (``now``) on the decision as it stands then (a revocation's message, on the
+    decision it ends): the decision and what the message withholds, or
+    :class:`gateway.errors.NotFound` with the refusing rule. So a held message that a decision
+    stands is not sent once the decision has been revoked or has run out; the revocation's own
+    message still is."""
+    message = held_notice_message(body)
+    row = await session.get(ContributorDecision, message.get("decision_id"))
+    nominal = await session.get(Nominal, message.get("nominal_id"))
+    agency = await session.get(Agency, row.agency_id) if row is not None else None
+    if row is None or nominal is None or agency is None:
+        raise need_to_know.not_found("contributor decision")
+    if agency.status is not AgencyStatus.ACTIVE:
+        raise errors.NotFound(
+            diagnostics={"reason_code": "agency_not_active", "rule": "agency-active"}
+        )
+    fact = lawful_basis.contributor_fact(row)
+    if message.get("status") == "revoked":
+        # A revocation's message is judged on the decision it ends, as when it was written: not
+        # revoked, and ending when it would have (the revocation moved ends_at to its time).
+        ends_on = dt.date.fromisoformat(str(message.get("ends_on")))
+        ends_at = _policy().need_to_know.settings.end_of(ends_on)
+        fact = dataclasses.replace(fact, revoked=False, ends_at=ends_at)
+    tied = policies.Involvements(contributions=(fact,))
+    decision = need_to_know.decide_with(
+        need_to_know.agency_facts(agency), nominal, _TARGET, now, tied
+    )
+    return decision, _withheld(decision, "")
 
 
 def _new_decision(call: Call, nominal: Nominal, decision_in: ContributorIn) -> ContributorDecision:

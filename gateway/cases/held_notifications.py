@@ -1,4 +1,10 @@
-"""Held owner notifications go out once the owner has a usable key: sealed to it, exactly once.
+"""Held notifications go out once their recipient has a usable key: sealed to it, exactly once.
+
+Two kinds are held: owner notifications (:mod:`gateway.cases.notifications`) and the messages
+that tell an agency of an s.325(4A)(c) decision naming it (:mod:`gateway.cases.contributors`).
+A held ``contributor_decision`` message goes out only if need-to-know still lets the agency see
+the decision when it is released; otherwise it is settled unsent, and the audit entry
+(``contributor_notice_not_sent``, refused) names the rule.
 
 An owner notification that could not be sealed (the owner had no usable encryption key) is
 held (:mod:`gateway.cases.notifications`): kept sealed at rest as a
@@ -28,11 +34,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+import policies
 from gateway import errors
+from gateway.cases import contributors
 from gateway.cases.notifications import HELD_TABLE
 from gateway.delivery import outbox
 from gateway.flow import deliver
-from gateway.flow.audit import AuditEvent, Operation, Outcome, record
+from gateway.flow.audit import AuditEvent, Operation, Outcome, Withheld, record
 from gateway.flow.seal import Sealer, agency_public_jwks
 from gateway.logs import get_logger
 from gateway.store import Database
@@ -48,6 +56,10 @@ __all__ = ["RELEASE_INTERVAL", "HeldReleaser", "release_held", "release_with_set
 #: Seconds between two looks for owners who registered a key, in a running gateway.
 RELEASE_INTERVAL = 15.0
 REASON = "owner_notification_released"
+#: A held message need-to-know no longer lets its recipient have: settled, not sent.
+NOT_SENT = "contributor_notice_not_sent"
+#: The reason code of a release's disclosure entry, by kind of message.
+RELEASED = {contributors.NOTICE_KIND: "contributor_notice_released"}
 
 log = get_logger("gateway.cases.held_notifications")
 
@@ -71,13 +83,24 @@ async def _usable_keys(
 
 
 def _event(
-    row: HeldNotification, body: Mapping[str, Any], digest: str, now: dt.datetime, trigger: str
+    row: HeldNotification,
+    body: Mapping[str, Any],
+    digest: str | None,
+    now: dt.datetime,
+    trigger: str,
+    decision: policies.Decision | None = None,
+    withheld: Sequence[Withheld] = (),
+    refused: errors.NotFound | None = None,
 ) -> AuditEvent:
+    """The release's disclosure entry (or, ``refused``, why the message was not sent)."""
     by = body.get("by") or {}
+    rule = decision.rule if decision is not None else None
+    if refused is not None:
+        rule = refused.diagnostics.get("rule")
     return AuditEvent(
         occurred_at=now,
         operation=Operation.DISCLOSURE,
-        outcome=Outcome.ALLOWED,
+        outcome=Outcome.ALLOWED if refused is None else Outcome.REFUSED,
         agency_id=by.get("agency_id"),
         officer_id=by.get("officer"),
         recipients=(row.owner_agency_id,),
@@ -87,7 +110,10 @@ def _event(
         purpose=body.get("purpose"),
         payload_digest=digest,
         request_id=body.get("request_id"),
-        reason_code=REASON,
+        rule=rule,
+        policy_version=decision.policy_version if decision is not None else None,
+        withheld=tuple(withheld),
+        reason_code=RELEASED.get(row.kind, REASON) if refused is None else NOT_SENT,
         detail={
             "resource": row.kind,
             "owner": row.owner_agency_id,
@@ -132,9 +158,19 @@ async def _release_owner(
             if getattr(claimed, "rowcount", 0) != 1:
                 continue  # another gateway released it first
             body = case_sealer.unseal(HELD_TABLE, row.id, "body_sealed", row.body_sealed)
+            message: Mapping[str, Any] = body
+            decision: policies.Decision | None = None
+            withheld: tuple[Withheld, ...] = ()
+            if row.kind == contributors.NOTICE_KIND:
+                try:
+                    decision, withheld = await contributors.held_notice_decision(session, body, now)
+                except errors.NotFound as refused:
+                    record(session, _event(row, body, None, now, trigger, refused=refused))
+                    continue
+                message = contributors.held_notice_message(body)
             push = deliver.prepare_push(
                 sealer,
-                body,
+                message,
                 recipient_id=owner,
                 keys=keys,
                 kind=row.kind,
@@ -150,7 +186,7 @@ async def _release_owner(
                 message_id=row.id,
                 now=now,
             )
-            record(session, _event(row, body, push.sealed.digest, now, trigger))
+            record(session, _event(row, body, push.sealed.digest, now, trigger, decision, withheld))
             released += 1
     return released
 

@@ -12,12 +12,15 @@ import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from adapters.client import ContextHeaders
+from adapters.identity import AgencyIdentity
+from gateway import agencies
 from gateway.cases.contributors import NOTICE_KIND
 from gateway.cases.explain import explain_access
-from gateway.store.models import AgencyKey, AuditEntry, ContributorDecision
+from gateway.cases.held_notifications import release_held
+from gateway.store.models import AgencyKey, AuditEntry, ContributorDecision, HeldNotification
 from tests.gateway.cases.scenario import (
     CS,
     HOUSING,
@@ -422,7 +425,135 @@ async def test_decision_goes_ahead_when_the_contributor_cannot_be_told(
     decision_id = await _recorded(world, nominal_id)
     assert [row for row in await world.outbox(VICTIM_SUPPORT) if row.kind == NOTICE_KIND] == []
     [write] = [e for e in await world.audit(agency_id=POLICE) if e.record_refs == [decision_id]]
-    assert write.operation == "collection" and write.detail["contributor_notice"] == said
+    told = dict(write.detail["contributor_notice"])
+    message_id = told.pop("message_id", None)
+    assert write.operation == "collection" and told == said
+    async with world.state.db.read() as session:
+        held = (await session.scalars(select(HeldNotification))).all()
+    # a held message is kept, under the id the audit names; a refused one is not
+    assert [row.id for row in held] == ([message_id] if said["status"] == "held" else [])
+
+
+async def _release(world: World) -> int:
+    state = world.state
+    assert state.sealer is not None and state.case_sealer is not None
+    return await release_held(
+        state.db, sealer=state.sealer, case_sealer=state.case_sealer, now=world.clock.now
+    )
+
+
+async def _rotate_victim_support(world: World) -> None:
+    """Victim support registers a new key pair (``agencies rotate-keys``)."""
+    renewed = AgencyIdentity.generate(VICTIM_SUPPORT)
+    await agencies.rotate_agency_keys(
+        world.state.db, VICTIM_SUPPORT, renewed.public_jwks(), dt.timedelta(0), now=world.clock.now
+    )
+    world[VICTIM_SUPPORT].identity = renewed
+
+
+async def _held_rows(world: World) -> list[HeldNotification]:
+    async with world.state.db.read() as session:
+        query = select(HeldNotification).order_by(HeldNotification.held_at)
+        return list((await session.scalars(query)).all())
+
+
+async def test_held_message_goes_out_once_the_contributor_has_a_key(
+    world: World, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No usable key: the message is held, sealed at rest (no reason, no ids in clear), and
+    nothing is sent; once victim support registers a key, it goes out sealed to that key,
+    exactly once, with the allow-listed fields only, audited as a disclosure to it that names
+    the rule, the reasons withheld, and the write's agency, officer, basis and request."""
+    nominal_id = await at_level_2(world)
+    await _expire_victim_support_key(world)
+    capsys.readouterr()
+    decision_id = await _recorded(world, nominal_id)
+    [held] = await _held_rows(world)
+    assert (held.kind, held.owner_agency_id, held.released_at) == (
+        NOTICE_KIND,
+        VICTIM_SUPPORT,
+        None,
+    )
+    _reasons_absent(held.body_sealed.decode("latin-1"), "the held row")
+    assert decision_id.encode() not in held.body_sealed
+    assert await _release(world) == 0  # still no key: still held
+
+    await _rotate_victim_support(world)
+    assert await _release(world) == 1
+    assert await _release(world) == 0
+    [row] = [row for row in await world.outbox(VICTIM_SUPPORT) if row.kind == NOTICE_KIND]
+    assert row.id == held.id and row.nominal_ref == nominal_id
+    assert world[VICTIM_SUPPORT].open(row.body) == {
+        "decision_id": decision_id,
+        "nominal_id": nominal_id,
+        "purposes": ["mappa-meeting", "risk-assessment"],
+        "ends_on": (TODAY + dt.timedelta(days=60)).isoformat(),
+        "review_date": (TODAY + dt.timedelta(days=30)).isoformat(),
+        "status": "standing",
+    }
+    write = next(
+        e
+        for e in await world.audit(agency_id=POLICE, outcome="allowed")
+        if e.operation == "collection" and e.record_refs == [decision_id]
+    )
+    [released] = await world.audit(reason_code="contributor_notice_released")
+    assert released.recipients == [VICTIM_SUPPORT] and released.outcome == "allowed"
+    assert released.detail["message_id"] == held.id and released.payload_digest
+    assert released.rule == "contributor-named-in-decision"
+    assert {w["field"] for w in released.withheld} == {"reason", "revocation_reason"}
+    assert (released.agency_id, released.officer_id) == (POLICE, write.officer_id)
+    assert (released.legal_basis, released.purpose) == (write.legal_basis, write.purpose)
+    assert released.request_id == write.request_id
+    logs = capsys.readouterr()
+    _reasons_absent(logs.out + logs.err, "the logs")
+    for entry in await world.audit():
+        _reasons_absent(json.dumps([entry.detail, entry.withheld]), "the audit")
+
+
+async def test_held_messages_of_a_decision_revoked_meanwhile(world: World) -> None:
+    """Recorded and revoked while victim support had no key: at release, the message that the
+    decision stands is not sent (it no longer does: other-contributor-recorded), and the
+    revocation's message is."""
+    nominal_id = await at_level_2(world)
+    await _expire_victim_support_key(world)
+    decision_id = await _recorded(world, nominal_id)
+    world.clock.advance(seconds=1)
+    await _revoke(world, nominal_id, decision_id)
+    standing, revoked = await _held_rows(world)
+    await _rotate_victim_support(world)
+    assert await _release(world) == 1
+    [row] = [row for row in await world.outbox(VICTIM_SUPPORT) if row.kind == NOTICE_KIND]
+    assert row.id == revoked.id
+    assert world[VICTIM_SUPPORT].open(row.body)["status"] == "revoked"
+    [refused] = await world.audit(reason_code="contributor_notice_not_sent")
+    assert refused.detail["message_id"] == standing.id
+    assert refused.rule == "other-contributor-recorded" and refused.outcome == "refused"
+    assert all(held.released_at == world.clock.now for held in await _held_rows(world))
+
+
+async def test_held_message_is_not_sent_if_need_to_know_refuses_at_release(
+    world: World,
+) -> None:
+    """Need-to-know is judged again at release: the nominal became category 4 while the
+    message was held, and category 4 is not for an other contributor; the message is settled
+    unsent, and the audit says so with the rule."""
+    nominal_id = await at_level_2(world)
+    await _expire_victim_support_key(world)
+    await _recorded(world, nominal_id)
+    await world[POLICE].post(
+        f"/v1/nominals/{nominal_id}/category", {"category": 4, "reason": "terrorism-related"}
+    )
+    await _rotate_victim_support(world)
+    assert await _release(world) == 0
+    assert [row for row in await world.outbox(VICTIM_SUPPORT) if row.kind == NOTICE_KIND] == []
+    async with world.state.db.read() as session:
+        [held] = (await session.scalars(select(HeldNotification))).all()
+    assert held.released_at == world.clock.now
+    [refused] = await world.audit(reason_code="contributor_notice_not_sent")
+    assert refused.outcome == "refused" and refused.recipients == [VICTIM_SUPPORT]
+    assert refused.rule == "category-4-named-agencies"
+    assert refused.payload_digest is None
+    assert await _release(world) == 0
 
 
 async def _outbox_rows(world: World) -> int:
