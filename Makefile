@@ -31,10 +31,11 @@ run: install
 	trap 'kill $$ADAPTERS 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/mappa-gateway serve --host 127.0.0.1 --port 8000
 
-# Debian packages the tests use: SoftHSM2 (the PKCS#11 KEK source) and Chromium (the IG console's
-# end-to-end test, driven by Playwright through /usr/bin/chromium). Installed when missing and
-# we may (root); otherwise the tests that need them say so (and fail in CI).
-SYSTEM_PACKAGES := softhsm2 chromium
+# Debian packages the tests use: SoftHSM2 (the PKCS#11 KEK source), Chromium (the IG console's
+# end-to-end test, driven by Playwright through /usr/bin/chromium) and HAProxy (the TLS-terminating
+# proxy of the mutual-TLS end-to-end test). Installed when missing and we may (root); otherwise
+# the tests that need them say so (and fail in CI).
+SYSTEM_PACKAGES := softhsm2 chromium haproxy
 system-deps:
 	@missing=""; for pkg in $(SYSTEM_PACKAGES); do \
 		dpkg-query -W -f='$${Status}' $$pkg 2>/dev/null | grep -q "ok installed" || missing="$$missing $$pkg"; \

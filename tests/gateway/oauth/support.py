@@ -261,7 +261,7 @@ def agencies_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess
     )
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -270,8 +270,8 @@ def _free_port() -> int:
 class Replica:
     """One real gateway process (uvicorn) on a random loopback port."""
 
-    def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.port = _free_port()
+    def __init__(self, env: dict[str, str], log: Path, *extra: str) -> None:
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = log.open("wb")
         self.process = subprocess.Popen(
@@ -286,6 +286,7 @@ class Replica:
                 "--port",
                 str(self.port),
                 "--no-access-log",
+                *extra,
             ],
             env=env,
             stdout=self._log,

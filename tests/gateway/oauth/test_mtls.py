@@ -113,8 +113,19 @@ class Authority:
         not_before: dt.datetime | None = None,
         usage: x509.ObjectIdentifier = ExtendedKeyUsageOID.CLIENT_AUTH,
     ) -> x509.Certificate:
+        return self.issue_with_key(dn, days=days, not_before=not_before, usage=usage)[0]
+
+    def issue_with_key(
+        self,
+        dn: str = POLICE_DN,
+        *,
+        days: int = 30,
+        not_before: dt.datetime | None = None,
+        usage: x509.ObjectIdentifier = ExtendedKeyUsageOID.CLIENT_AUTH,
+    ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        """A client certificate and its private key."""
         key = ec.generate_private_key(ec.SECP256R1())
-        return (
+        certificate = (
             self._builder(_name(dn), key.public_key(), days=days, not_before=not_before)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(_usage(sign_certificates=False), critical=True)
@@ -124,6 +135,7 @@ class Authority:
             )
             .sign(self.key, hashes.SHA256())
         )
+        return certificate, key
 
     def _builder(
         self,
