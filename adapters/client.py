@@ -2,10 +2,13 @@
 
 :class:`GatewayClient` gets an access token with ``private_key_jwt`` and a DPoP proof, renews it
 before it expires, sends every call with a fresh DPoP proof (``ath`` bound to the token) and the
-MAPPA context headers, seals request bodies (JWS by the agency's signing key inside a JWE to the
-gateway's encryption key) and opens ``application/jose`` answers (decrypted with the agency's
-encryption key, signature checked against the gateway's published JWKS). Algorithms are pinned:
-ES256 to sign, ECDH-ES+A256KW with A256GCM to encrypt.
+MAPPA context headers (or, with ``mutual_tls``, authenticates with the client certificate the
+``httpx`` client presents, RFC 8705 ``tls_client_auth``, and sends its certificate-bound token
+as ``Bearer`` over that same mutual TLS, with no proof), seals request bodies (JWS by the
+agency's signing key inside a JWE to the gateway's encryption key) and opens
+``application/jose`` answers (decrypted with the agency's encryption key, signature checked
+against the gateway's published JWKS). Algorithms are pinned: ES256 to sign, ECDH-ES+A256KW with
+A256GCM to encrypt.
 
 :meth:`GatewayClient.send` makes an adapter's :class:`~adapters.sdk.Outbound` call; when it
 names the nominal by an identifier, :meth:`GatewayClient.lookup_nominal` finds the nominal first
@@ -101,8 +104,12 @@ class GatewayClient:
         max_retries: int = 3,
         max_retry_after: float = 30.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        mutual_tls: bool = False,
     ) -> None:
         self.identity = identity
+        #: Authenticate with the client certificate of ``http``'s TLS configuration
+        #: (tls_client_auth) and use certificate-bound tokens: no assertion, no DPoP proofs.
+        self.mutual_tls = mutual_tls
         self.issuer = issuer.rstrip("/")
         self.http = http
         self.clock = clock
@@ -152,24 +159,35 @@ class GatewayClient:
         if self._token and self._token_expires and now < self._token_expires - RENEW_BEFORE:
             return self._token
         url = f"{self.issuer}/oauth/token"
-        form = {
-            "grant_type": "client_credentials",
-            "client_assertion_type": ASSERTION_TYPE,
-            "client_assertion": self._assertion(),
-        }
+        form = {"grant_type": "client_credentials"}
+        headers: dict[str, str] = {}
+        if self.mutual_tls:
+            form["client_id"] = self.identity.agency_id
+        else:
+            form["client_assertion_type"] = ASSERTION_TYPE
+            form["client_assertion"] = self._assertion()
+            headers["DPoP"] = self.dpop_proof("POST", url)
         if scope:
             form["scope"] = scope
-        response = await self.http.post(
-            url, data=form, headers={"DPoP": self.dpop_proof("POST", url)}
-        )
+        response = await self.http.post(url, data=form, headers=headers)
         if response.status_code != 200:
             raise GatewayResponseError(response.status_code, _problem(response), "token refused")
         answer = response.json()
-        if answer.get("token_type") != "DPoP":
-            raise GatewayResponseError(200, None, "the gateway issued a token that is not DPoP")
+        expected = "Bearer" if self.mutual_tls else "DPoP"
+        if answer.get("token_type") != expected:
+            raise GatewayResponseError(
+                200, None, f"the gateway issued a token that is not {expected}"
+            )
         self._token = str(answer["access_token"])
         self._token_expires = now + dt.timedelta(seconds=int(answer["expires_in"]))
         return self._token
+
+    def _authorization(self, method: str, url: str, token: str) -> dict[str, str]:
+        """The headers that present ``token``: with a fresh DPoP proof, or (mutual TLS) as
+        Bearer, the certificate on the connection being its proof."""
+        if self.mutual_tls:
+            return {"Authorization": f"Bearer {token}"}
+        return {"Authorization": f"DPoP {token}", "DPoP": self.dpop_proof(method, url, token)}
 
     # -- sealing ----------------------------------------------------------------------------
 
@@ -237,7 +255,7 @@ class GatewayClient:
             if wait is None or wait > self.max_retry_after:
                 return response
             await self.sleep(wait)
-            headers = {**headers, "DPoP": self.dpop_proof(method, url, token)}
+            headers = {**headers, **self._authorization(method, url, token)}
         return response
 
     # -- calls ------------------------------------------------------------------------------
@@ -259,11 +277,7 @@ class GatewayClient:
         call is a ``read`` whose question travels in the body (a lookup)."""
         token = await self.token()
         url = f"{self.issuer}{path}"
-        headers = {
-            "Authorization": f"DPoP {token}",
-            "DPoP": self.dpop_proof(method, url, token),
-            **context.as_headers(),
-        }
+        headers = {**self._authorization(method, url, token), **context.as_headers()}
         content: str | None = None
         if body is not None:
             content = await self.seal(dict(body))

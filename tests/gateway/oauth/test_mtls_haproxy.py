@@ -26,8 +26,9 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
-from joserfc.jwk import ECKey
 
+from adapters.client import ContextHeaders, GatewayClient
+from adapters.identity import AgencyIdentity
 from gateway import agencies
 from gateway.store import Database
 from keys.x509 import DevelopmentCA
@@ -38,6 +39,8 @@ from tests.support import skip_or_fail_in_ci
 pytestmark = pytest.mark.slow
 
 PROXY_SOURCE = "127.0.0.2"
+#: The police case system's keys (its JWKS is registered; its certificate is made per test).
+IDENTITY = AgencyIdentity.generate("police-avon")
 HAPROXY_CONFIG = """
 global
     maxconn 100
@@ -90,11 +93,14 @@ class Deployment:
     def __init__(self, tmp: Path, url: str, direct: str, proxy_ca: Path) -> None:
         self.tmp, self.url, self.direct, self.proxy_ca = tmp, url, direct, proxy_ca
 
-    def client(self, certificate: tuple[Path, Path] | None = None) -> httpx.Client:
+    def context(self, certificate: tuple[Path, Path] | None = None) -> ssl.SSLContext:
         context = ssl.create_default_context(cafile=str(self.proxy_ca))
         if certificate is not None:
             context.load_cert_chain(str(certificate[0]), str(certificate[1]))
-        return httpx.Client(base_url=self.url, verify=context, timeout=10)
+        return context
+
+    def client(self, certificate: tuple[Path, Path] | None = None) -> httpx.Client:
+        return httpx.Client(base_url=self.url, verify=self.context(certificate), timeout=10)
 
 
 @pytest.fixture
@@ -119,7 +125,7 @@ def deployment(
                 role="responsible_authority",
                 area="avon-somerset",
                 scopes=["nominals:read"],
-                jwks={"keys": [{**ECKey.generate_key("P-256").as_dict(private=False), "kid": "p"}]},
+                jwks=IDENTITY.public_jwks(),
             )
             await agencies.set_tls_client_auth(
                 db, "police-avon", subject_dn=POLICE_DN, ca_pem=agency_ca.pem
@@ -236,3 +242,30 @@ def test_the_doc_gives_operators_the_configuration_tested_here() -> None:
         if stripped.startswith(("http-request", "option forwardfor")):
             assert stripped.replace("{{", "{").replace("}}", "}") in doc, stripped
     assert "verify optional" in doc
+
+
+def test_the_adapter_client_speaks_mutual_tls(
+    deployment: Deployment, agency_ca: Authority, tmp_path: Path
+) -> None:
+    """adapters.client.GatewayClient with ``mutual_tls``: its httpx client presents the
+    certificate; it gets a Bearer token bound to it and calls with it, no DPoP proof."""
+    _, cert_file, key_file = _holder(tmp_path, agency_ca, "adapter")
+
+    async def whoami() -> dict[str, Any]:
+        context = deployment.context((cert_file, key_file))
+        async with httpx.AsyncClient(verify=context, timeout=10) as http:
+            client = GatewayClient(IDENTITY, deployment.url, http, mutual_tls=True)
+            answer = await client.call("GET", "/v1/whoami", ContextHeaders(**CONTEXT_ARGS))
+            assert isinstance(answer, httpx.Response)
+            assert "dpop" not in {name.lower() for name in answer.request.headers}
+            assert answer.request.headers["authorization"].startswith("Bearer ")
+            return dict(answer.json())
+
+    assert asyncio.run(whoami())["agency_id"] == "police-avon"
+
+
+CONTEXT_ARGS = {
+    "legal_basis": CONTEXT["MAPPA-Legal-Basis"],
+    "purpose": CONTEXT["MAPPA-Purpose"],
+    "officer": CONTEXT["MAPPA-Officer"],
+}
