@@ -13,15 +13,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 import policies
-from gateway import errors
 from gateway.audit.commit import Audited
 from gateway.cases import documents
-from gateway.cases.context import READ, WRITE, Call, Written, inbound, released, write
-from gateway.cases.subjects import responsible_authority_only, visible_nominal, well_formed
+from gateway.cases.context import READ, Call, Written, released, write
+from gateway.cases.subjects import (
+    sent_by_the_ra,
+    visible_nominal,
+    well_formed,
+)
 from gateway.contract import AckOut, HazardFlagIn
 from gateway.flow import deliver, lawful_basis, need_to_know, redact
 from gateway.flow.audit import Operation, Outcome
-from gateway.store.models import Agency, HazardFlag, new_id
+from gateway.store.models import HazardFlag, new_id
 
 __all__ = ["ACTIVE", "raise_hazard_flag", "read_hazard_flag"]
 
@@ -32,22 +35,16 @@ _STORED = ("child_or_family_ref", "relationship", "contact")
 
 async def raise_hazard_flag(call: Call) -> Response:
     """POST /v1/hazard-flags: raise an HZD flag for a children's services agency."""
-    call.require_scope(WRITE)
-    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
-    async with call.db.read() as session:
-        body = await inbound(call, session, HazardFlagIn)
-        if body.replay is not None:
-            return body.replay
-        flag_in = body.body
-        nominal, decision = await visible_nominal(call, session, flag_in.nominal_id)
-        responsible_authority_only(call)
-        recipient = await session.get(Agency, flag_in.recipient_agency_id)
-        rules = policies.default_policy_set().recipients.hazard_flag
-        if recipient is None or recipient.agency_type not in rules.recipient_agency_types:
-            raise errors.ValidationFailed(
-                errors=[{"loc": ["recipient_agency_id"], "type": "not_a_hazard_flag_recipient"}]
-            )
-        keys = await call.keys(session, recipient.id, "enc")
+    addressed = await sent_by_the_ra(
+        call,
+        HazardFlagIn,
+        recipient_types=policies.default_policy_set().recipients.hazard_flag.recipient_agency_types,
+        refusal="not_a_hazard_flag_recipient",
+    )
+    if isinstance(addressed, Response):
+        return addressed
+    body, nominal, decision = addressed.body, addressed.nominal, addressed.decision
+    flag_in, recipient, keys = body.body, addressed.recipient, addressed.keys
     source = flag_in.model_dump(mode="json", exclude={"nominal_id", "recipient_agency_id"})
     built = redact.hazard_flag(
         need_to_know.agency_facts(recipient), source, purpose=call.caller.purpose

@@ -29,13 +29,18 @@ from gateway import errors
 from gateway.audit.commit import Audited
 from gateway.cases.context import READ, WRITE, Call, Written, inbound, released, write
 from gateway.cases.paging import encode_cursor, page_of
-from gateway.cases.subjects import responsible_authority_only, visible_nominal, well_formed
+from gateway.cases.subjects import (
+    responsible_authority_only,
+    sent_by_the_ra,
+    visible_nominal,
+    well_formed,
+)
 from gateway.contract import AckOut, WarningMarkerIn, WarningMarkerView
 from gateway.contract.markers import WarningMarkerEntry, WarningMarkerRevocationIn
 from gateway.contract.views import ViewRefused, shape
 from gateway.flow import deliver, lawful_basis, need_to_know
 from gateway.flow.audit import Operation, Outcome, Withheld
-from gateway.store.models import Agency, WarningMarker, new_id
+from gateway.store.models import WarningMarker, new_id
 
 __all__ = [
     "KIND",
@@ -74,22 +79,17 @@ def build(
 
 async def raise_warning_marker(call: Call) -> Response:
     """POST /v1/warning-markers: the RA marks a nominal's property for a housing provider."""
-    call.require_scope(WRITE)
-    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
-    async with call.db.read() as session:
-        body = await inbound(call, session, WarningMarkerIn)
-        if body.replay is not None:
-            return body.replay
-        marker_in = body.body
-        nominal, decision = await visible_nominal(call, session, marker_in.nominal_id)
-        responsible_authority_only(call)
-        recipient = await session.get(Agency, marker_in.recipient_agency_id)
-        rules = policies.default_policy_set().recipients.warning_marker
-        if recipient is None or recipient.agency_type not in rules.recipient_agency_types:
-            raise errors.ValidationFailed(
-                errors=[{"loc": ["recipient_agency_id"], "type": "not_a_warning_marker_recipient"}]
-            )
-        keys = await call.keys(session, recipient.id, "enc")
+    rules = policies.default_policy_set().recipients.warning_marker
+    addressed = await sent_by_the_ra(
+        call,
+        WarningMarkerIn,
+        recipient_types=rules.recipient_agency_types,
+        refusal="not_a_warning_marker_recipient",
+    )
+    if isinstance(addressed, Response):
+        return addressed
+    body, nominal, decision = addressed.body, addressed.nominal, addressed.decision
+    marker_in, recipient, keys = body.body, addressed.recipient, addressed.keys
     source = marker_in.model_dump(mode="json", exclude={"nominal_id", "recipient_agency_id"})
     document, built = build(need_to_know.agency_facts(recipient), source)
     marker_id = new_id()

@@ -9,29 +9,34 @@ which. The call's ``nominal_ref`` is set as soon as it is known, for the refusal
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy import bindparam, case, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.responses import Response
 
 import policies
 from gateway import errors
 from gateway.cases import documents
-from gateway.cases.context import Call
+from gateway.cases.context import WRITE, Call, Inbound, inbound
 from gateway.contract.types import RESOURCE_ID
 from gateway.domain import AgencyType, NominalStatus, Participation, Role
 from gateway.flow import lawful_basis, need_to_know
 from gateway.store.direct import Direct
-from gateway.store.models import Action, Meeting, MeetingAgency, Minutes, Nominal
+from gateway.store.models import Action, Agency, Meeting, MeetingAgency, Minutes, Nominal
 
 __all__ = [
     "IDENTIFIER_INDEXES",
+    "Addressed",
     "VisibleMeeting",
     "is_chair_or_coordinator",
     "load_nominal",
     "meeting_actions",
     "responsible_authority_only",
+    "sent_by_the_ra",
     "visible_meeting",
     "visible_nominal",
     "visible_nominal_by_index",
@@ -149,6 +154,58 @@ def responsible_authority_only(call: Call) -> None:
         raise errors.AccessDenied(
             diagnostics={"rule": "responsible-authority-only", "why": f"role {call.agency.role}"}
         )
+
+
+class _ToAnAgency(Protocol):
+    """A write whose body names a nominal and an agency to send something about it to."""
+
+    @property
+    def nominal_id(self) -> str: ...
+
+    @property
+    def recipient_agency_id(self) -> str: ...
+
+
+P = TypeVar("P", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class Addressed(Generic[P]):
+    """A Responsible Authority's write that sends something about a nominal to one agency: the
+    opened body, the nominal and the decision that the caller may know of it, the recipient
+    and its encryption keys."""
+
+    body: Inbound[P]
+    nominal: Nominal
+    decision: policies.Decision
+    recipient: Agency
+    keys: Sequence[Mapping[str, Any]]
+
+
+async def sent_by_the_ra(
+    call: Call, model: type[P], *, recipient_types: Collection[AgencyType], refusal: str
+) -> Addressed[P] | Response:
+    """The prologue of a write by which the RA sends a nominal's flag or marker to an agency
+    (hazard flags, warning markers): scope and basis, the sealed body, the nominal the caller
+    may know of, the RA only, and a recipient of one of ``recipient_types`` (else 422 with
+    ``refusal``) and its keys; or, for a retried write, the answer it had."""
+    call.require_scope(WRITE)
+    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
+    async with call.db.read() as session:
+        body = await inbound(call, session, model)
+        if body.replay is not None:
+            return body.replay
+        # P is a BaseModel that also has the two fields (a bound cannot say both)
+        sent: _ToAnAgency = body.body  # type: ignore[assignment]
+        nominal, decision = await visible_nominal(call, session, sent.nominal_id)
+        responsible_authority_only(call)
+        recipient = await session.get(Agency, sent.recipient_agency_id)
+        if recipient is None or recipient.agency_type not in recipient_types:
+            raise errors.ValidationFailed(
+                errors=[{"loc": ["recipient_agency_id"], "type": refusal}]
+            )
+        keys = await call.keys(session, recipient.id, "enc")
+    return Addressed(body, nominal, decision, recipient, keys)
 
 
 def is_chair_or_coordinator(call: Call, meeting: Meeting, nominal: Nominal) -> bool:
