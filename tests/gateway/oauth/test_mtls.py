@@ -209,8 +209,11 @@ def cert(ca: Authority) -> x509.Certificate:
 
 
 @pytest.fixture
-def mtls_settings(oauth_settings: Settings) -> Settings:
-    return oauth_settings.model_copy(update={"trusted_proxies": (PROXY,)})
+def mtls_settings(oauth_settings: Settings, database_url: str) -> Settings:
+    """Behind the proxy, on each backend (SQLite, PostgreSQL)."""
+    return oauth_settings.model_copy(
+        update={"trusted_proxies": (PROXY,), "database_url": database_url}
+    )
 
 
 @pytest.fixture
