@@ -26,6 +26,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -115,15 +116,23 @@ def _server(args: list[str], env: dict[str, str], port: int, ready: str) -> Iter
 
 
 def load(
-    port: int, path: str, method: str, plan: str | None, concurrency: int, duration: float
-) -> dict[str, float | int]:
-    """Run the load generator against 127.0.0.1:``port`` and return its JSON result."""
+    port: int,
+    path: str,
+    method: str,
+    plan: str | None,
+    concurrency: int,
+    duration: float,
+    *options: str,
+) -> dict[str, Any]:
+    """Run the load generator against 127.0.0.1:``port`` (with ``options`` such as ``--rate``)
+    and return its JSON result."""
     command = [
         PYTHON,
         str(ROOT / "benchmarks" / "loadgen.py"),
         *("--port", str(port), "--path", path, "--method", method),
         *("--concurrency", str(concurrency), "--duration", str(duration)),
         *(("--plan", plan) if plan else ()),
+        *options,
     ]
     output = subprocess.run(
         command,
@@ -134,13 +143,13 @@ def load(
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         timeout=duration + 120,
     ).stdout
-    result: dict[str, float | int] = json.loads(output)
+    result: dict[str, Any] = json.loads(output)
     return result
 
 
 def _drive(
     port: int, path: str, method: str, plan: str | None, pid: int, concurrency: int, duration: float
-) -> dict[str, float | int]:
+) -> dict[str, Any]:
     peak = 0
     stop = threading.Event()
 
