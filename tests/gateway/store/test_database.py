@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, text
@@ -12,7 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.domain import AgencyType, Role
 from gateway.errors import StoreUnavailable
-from gateway.store import Database
+from gateway.store import Database, database
+from gateway.store.database import SQLITE_BUSY_TIMEOUT_MS
 from gateway.store.models import Agency, AuditEntry, Nominal
 
 
@@ -246,9 +249,10 @@ async def test_sqlite_readers_run_on_the_loop_and_never_wait_for_a_writer(sqlite
 async def test_sqlite_writers_hand_only_the_waits_to_the_thread(
     sqlite_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A SQLite writer sends BEGIN IMMEDIATE and COMMIT to aiosqlite's thread (they wait: for
-    another process's write lock, for the fsync); the statements between, run under the lock it
-    holds, go inline. Ten inserts cost two hand-offs, not twelve, and every row commits."""
+    """A SQLite writer sends only COMMIT (the fsync) or ROLLBACK to aiosqlite's thread; BEGIN
+    IMMEDIATE (tried again in short pauses while another process holds the lock) and the
+    statements between, run under the lock it holds, go inline. Ten inserts cost one hand-off,
+    not twelve, and every row commits."""
     import aiosqlite
 
     handed: list[str] = []
@@ -268,14 +272,14 @@ async def test_sqlite_writers_hand_only_the_waits_to_the_thread(
             for i in range(1, 11):
                 session.add(_agency(f"police-{i}"))
                 await session.flush()
-        assert handed == ["BEGIN", "commit"]
+        assert handed == ["commit"]
         handed.clear()
         with pytest.raises(RuntimeError):
             async with db.write() as session:
                 session.add(_agency("police-x"))
                 await session.flush()
                 raise RuntimeError("the act failed")
-        assert handed == ["BEGIN", "rollback"]
+        assert handed == ["rollback"]
         async with db.read() as session:
             count = (await session.execute(select(func.count(Agency.id)))).scalar_one()
         assert count == 11  # police-x was rolled back
@@ -286,9 +290,9 @@ async def test_sqlite_writers_hand_only_the_waits_to_the_thread(
 async def test_sqlite_writer_waiting_for_another_process_lock_does_not_stall_the_loop(
     sqlite_url: str,
 ) -> None:
-    """While another process holds the write lock, a writer's BEGIN IMMEDIATE waits in SQLite's
-    busy handler on aiosqlite's thread: the loop keeps turning (and reads answer) meanwhile, and
-    the writer goes on once the lock is released."""
+    """While another process holds the write lock, a writer's BEGIN IMMEDIATE waits in short
+    pauses on the loop: the loop keeps turning (and reads answer) meanwhile, and the writer goes
+    on once the lock is released."""
     db, other = Database(sqlite_url), Database(sqlite_url)
     try:
         async with db.write() as session:
@@ -316,6 +320,79 @@ async def test_sqlite_writer_waiting_for_another_process_lock_does_not_stall_the
         async with db.read() as session:
             ids = sorted((await session.execute(select(Agency.id))).scalars())
         assert ids == ["police-a", "police-b", "police-c"]
+    finally:
+        await db.dispose()
+        await other.dispose()
+
+
+async def test_sqlite_writer_tries_again_without_the_busy_handler_while_the_lock_is_held(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While another process holds the write lock, the waiting writer's BEGIN IMMEDIATE is
+    tried again and again with the busy handler off (busy_timeout 0 at every try: no try sleeps
+    in SQLite, the pauses are the loop's), and it begins once the lock is released; inside the
+    transaction the busy timeout is back to its setting."""
+    tries: list[int] = []
+    original = database._begin_immediate
+
+    async def counting(connection: Any, fn: Any, args: Any, kwargs: Any) -> Any:
+        def attempt(*a: Any, **k: Any) -> Any:
+            tries.append(connection.execute("PRAGMA busy_timeout").fetchone()[0])
+            return fn(*a, **k)
+
+        return await original(connection, attempt, args, kwargs)
+
+    monkeypatch.setattr(database, "_begin_immediate", counting)
+    db, other = Database(sqlite_url), Database(sqlite_url)
+    try:
+        async with db.write() as session:
+            session.add(_agency("police-a"))
+        tries.clear()
+
+        async def write_b() -> int:
+            async with db.write() as session:
+                timeout = (await session.execute(text("PRAGMA busy_timeout"))).scalar_one()
+                session.add(_agency("police-c"))
+                return int(timeout)
+
+        async with other.write() as holding:
+            holding.add(_agency("police-b"))
+            await holding.flush()
+            waiting = asyncio.create_task(write_b())
+            await asyncio.sleep(0.03)
+            assert not waiting.done()
+            held = len(tries)
+        assert await asyncio.wait_for(waiting, timeout=15) == SQLITE_BUSY_TIMEOUT_MS
+        assert held >= 2 and len(tries) > held  # tried while held, began after the release
+        assert set(tries) == {0}
+    finally:
+        await db.dispose()
+        await other.dispose()
+
+
+async def test_sqlite_writer_gives_up_after_the_busy_timeout_with_a_503(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lock held for longer than the busy timeout: the writer gives up with StoreUnavailable
+    (503), writes nothing, and its connection works again once the lock is free."""
+    monkeypatch.setattr(database, "SQLITE_BUSY_TIMEOUT_MS", 50)
+    db, other = Database(sqlite_url), Database(sqlite_url)
+    try:
+        async with db.write() as session:
+            session.add(_agency("police-a"))
+        async with other.write() as holding:
+            holding.add(_agency("police-b"))
+            await holding.flush()
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable):
+                async with db.write() as session:
+                    session.add(_agency("police-c"))
+            assert time.monotonic() - started >= 0.05  # it waited out the timeout first
+        async with db.write() as session:
+            session.add(_agency("police-d"))
+        async with db.read() as session:
+            ids = sorted((await session.execute(select(Agency.id))).scalars())
+        assert ids == ["police-a", "police-b", "police-d"]
     finally:
         await db.dispose()
         await other.dispose()
