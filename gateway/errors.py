@@ -67,6 +67,7 @@ __all__ = [
     "IdempotencyKeyMissing",
     "InsufficientScope",
     "InternalError",
+    "InvalidCertificateBoundToken",
     "InvalidClient",
     "InvalidContext",
     "InvalidDPoPProof",
@@ -244,6 +245,15 @@ class InvalidToken(AuthenticationFailed):
     code = "invalid_token"
     title = "The access token is missing or not acceptable"
     oauth_error = "invalid_token"
+
+
+class InvalidCertificateBoundToken(InvalidToken):
+    """A certificate-bound token (RFC 8705) refused: the same problem as any invalid token, with
+    the RFC 6750 ``Bearer`` challenge its scheme calls for instead of DPoP's."""
+
+    @property
+    def www_authenticate(self) -> str:
+        return f'Bearer error="{self.oauth_error}"'
 
 
 class AccessDenied(GatewayError):

@@ -220,20 +220,29 @@ def _certificate_holder(
     state: GatewayState, request: Request, token: AccessToken, scheme: str
 ) -> None:
     """Refuse unless the call came through a trusted proxy with the certificate ``token`` is
-    bound to (RFC 8705 section 3), under the ``Bearer`` scheme."""
+    bound to (RFC 8705 section 3), under the ``Bearer`` scheme. A refusal challenges with
+    ``Bearer``, the scheme the token is used under."""
     refused = {"agency_id": token.client_id}
     if scheme != "bearer":
-        raise errors.InvalidToken(diagnostics={"reason": "certificate_token_as_dpop", **refused})
+        raise errors.InvalidCertificateBoundToken(
+            diagnostics={"reason": "certificate_token_as_dpop", **refused}
+        )
     try:
         presented = mtls.forwarded_certificate(
             request, mtls.trusted_proxies(state.settings.trusted_proxies)
         )
     except mtls.CertificateRefused as exc:
-        raise errors.InvalidToken(diagnostics={"reason": exc.reason, **refused}) from exc
+        raise errors.InvalidCertificateBoundToken(
+            diagnostics={"reason": exc.reason, **refused}
+        ) from exc
     if presented is None:
-        raise errors.InvalidToken(diagnostics={"reason": "client_cert_missing", **refused})
+        raise errors.InvalidCertificateBoundToken(
+            diagnostics={"reason": "client_cert_missing", **refused}
+        )
     if presented.thumbprint != token.x5t:
-        raise errors.InvalidToken(diagnostics={"reason": "client_cert_mismatch", **refused})
+        raise errors.InvalidCertificateBoundToken(
+            diagnostics={"reason": "client_cert_mismatch", **refused}
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,8 +315,12 @@ class PendingSpend:
 
 async def refuse_unspent(state: GatewayState, pending: PendingSpend, outcome: str) -> NoReturn:
     """Audit and raise the refusal of a proof that could not be spent."""
+    # a certificate-bound call (no proof, key None) is challenged under its own scheme, Bearer
+    invalid = (
+        errors.InvalidToken if pending.key is not None else errors.InvalidCertificateBoundToken
+    )
     exc: errors.AuthenticationFailed = (
-        errors.InvalidToken(diagnostics={"reason": "agency_suspended"})
+        invalid(diagnostics={"reason": "agency_suspended"})
         if outcome == "suspended"
         else errors.InvalidDPoPProof(diagnostics={"reason": "dpop_jti_replayed"})
     )

@@ -229,14 +229,16 @@ async def assert_refused(
     agency_id: str | None = None,
     issued: int = 0,
     jtis: int = 0,
+    challenge: str = "DPoP ",
 ) -> AuditEntry:
-    """The request was refused, nothing new was issued or spent, and the refusal is audited."""
+    """The request was refused, nothing new was issued or spent, and the refusal is audited (a
+    401 challenges with ``challenge``)."""
     assert response.status_code == status, response.text
     body = response.json()
     assert body["code"] == code
     assert response.headers["content-type"].startswith("application/problem+json")
     if status == 401:
-        assert response.headers["www-authenticate"].startswith("DPoP ")
+        assert response.headers["www-authenticate"].startswith(challenge)
     assert await ledger.issued() == issued
     assert await ledger.jtis() == jtis
     refusals = await ledger.refusals()

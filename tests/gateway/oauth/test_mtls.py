@@ -600,7 +600,8 @@ async def test_certificate_bound_token_needs_that_certificate_through_the_proxy(
     """RFC 8705 section 3: a stolen certificate-bound token is useless without the
     certificate's private key, which only a TLS handshake at the proxy proves. Sent straight
     to the app (a copied Client-Cert is ignored), without a certificate, or with another
-    certificate of the same CA and subject: 401, nothing answered."""
+    certificate of the same CA and subject: 401 with the RFC 6750 Bearer challenge, nothing
+    answered."""
     cases = [
         (direct, _bearer(bound_token, cert), "client_cert_missing"),
         (proxied, _bearer(bound_token, None), "client_cert_missing"),
@@ -616,6 +617,7 @@ async def test_certificate_bound_token_needs_that_certificate_through_the_proxy(
             reason=reason,
             agency_id="police-avon",
             issued=1,
+            challenge='Bearer error="invalid_token"',
         )
 
 
@@ -638,6 +640,7 @@ async def test_certificate_bound_token_under_the_dpop_scheme_is_refused(
         reason="certificate_token_as_dpop",
         agency_id="police-avon",
         issued=1,
+        challenge='Bearer error="invalid_token"',
     )
 
 
@@ -682,6 +685,7 @@ async def test_suspension_bites_on_the_next_certificate_bound_call(
         reason="agency_suspended",
         agency_id="police-avon",
         issued=1,
+        challenge='Bearer error="invalid_token"',
     )
 
 
