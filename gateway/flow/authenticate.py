@@ -228,9 +228,7 @@ def _certificate_holder(
             diagnostics={"reason": "certificate_token_as_dpop", **refused}
         )
     try:
-        presented = mtls.forwarded_certificate(
-            request, mtls.trusted_proxies(state.settings.trusted_proxies)
-        )
+        presented = mtls.presented_certificate(request, state)
     except mtls.CertificateRefused as exc:
         raise errors.InvalidCertificateBoundToken(
             diagnostics={"reason": exc.reason, **refused}

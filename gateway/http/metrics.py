@@ -88,6 +88,12 @@ class GatewayMetrics:
             ["kind", "code"],
             registry=self.registry,
         )
+        self.client_cert_ignored = Counter(
+            "mappa_gateway_client_cert_ignored",
+            "Client-Cert headers dropped because the peer is not a trusted proxy (a proxy left "
+            "out of MAPPA_TRUSTED_PROXIES, or a forged header)",
+            registry=self.registry,
+        )
 
 
 def _problem_code(body: bytes) -> str:

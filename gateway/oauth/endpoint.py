@@ -127,9 +127,7 @@ async def handle_token_request(state: GatewayState, request: Request) -> TokenRe
     try:
         form = await _read_form(request)
         try:
-            certificate = mtls.forwarded_certificate(
-                request, mtls.trusted_proxies(state.settings.trusted_proxies)
-            )
+            certificate = mtls.presented_certificate(request, state)
         except mtls.CertificateRefused as exc:
             raise errors.InvalidClient(diagnostics={"reason": exc.reason}) from exc
         compact, client, agency_id = await _preload(state, form, now, certificate)

@@ -28,9 +28,10 @@ import datetime as dt
 import hashlib
 import ipaddress
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
@@ -38,6 +39,9 @@ from starlette.requests import Request
 
 from gateway.logs import get_logger
 from keys.x509 import certificate_der
+
+if TYPE_CHECKING:
+    from gateway.state import GatewayState
 
 __all__ = [
     "AUTH_METHOD",
@@ -51,6 +55,7 @@ __all__ = [
     "forwarded_certificate",
     "parse_ca_pem",
     "parse_subject_dn",
+    "presented_certificate",
     "trusted_proxies",
     "verify_client_certificate",
 ]
@@ -124,6 +129,17 @@ def client_address(request: Request, proxies: TrustedProxies) -> str:
         return peer
 
 
+def presented_certificate(request: Request, state: GatewayState) -> ClientCertificate | None:
+    """:func:`forwarded_certificate` under the gateway's settings, a dropped header counted in
+    ``mappa_gateway_client_cert_ignored``."""
+    metrics = state.metrics
+    return forwarded_certificate(
+        request,
+        trusted_proxies(state.settings.trusted_proxies),
+        metrics.client_cert_ignored.inc if metrics is not None else None,
+    )
+
+
 def _sf_binary(value: str) -> bytes:
     """An RFC 8941 byte sequence (``:base64:``) strictly decoded; empty is refused."""
     match = _SF_BINARY.match(value.strip())
@@ -145,10 +161,13 @@ def _certificate(der: bytes) -> x509.Certificate:
     return certificate
 
 
-def forwarded_certificate(request: Request, proxies: TrustedProxies) -> ClientCertificate | None:
+def forwarded_certificate(
+    request: Request, proxies: TrustedProxies, ignored: Callable[[], None] | None = None
+) -> ClientCertificate | None:
     """The certificate a trusted proxy forwarded with ``request``, or None when there is none
-    or the peer is not a trusted proxy (then the headers are ignored, and counted in the log).
-    Raises :class:`CertificateRefused` for a header from a trusted proxy that does not parse."""
+    or the peer is not a trusted proxy (then the headers are ignored: logged, and ``ignored``
+    is called to count it). Raises :class:`CertificateRefused` for a header from a trusted
+    proxy that does not parse."""
     headers = request.headers
     sent = headers.getlist("client-cert")
     chain_sent = headers.getlist("client-cert-chain")
@@ -158,6 +177,8 @@ def forwarded_certificate(request: Request, proxies: TrustedProxies) -> ClientCe
     if peer not in proxies:
         # No address, no certificate detail: only that the header was dropped.
         log.warning("client_cert_ignored", code="untrusted_peer")
+        if ignored is not None:
+            ignored()
         return None
     if len(sent) != 1:
         raise CertificateRefused("client_cert_missing" if not sent else "client_cert_repeated")

@@ -368,6 +368,7 @@ async def test_private_key_jwt_still_works_for_an_agency_with_a_certificate(
 
 async def test_forged_client_cert_sent_straight_to_the_app_is_ignored(
     direct: httpx.AsyncClient,
+    proxied: httpx.AsyncClient,
     police: AgencyClient,
     cert: x509.Certificate,
     ledger: Ledger,
@@ -375,7 +376,7 @@ async def test_forged_client_cert_sent_straight_to_the_app_is_ignored(
 ) -> None:
     """THREATS.md: a forged forwarded-client-certificate header sent straight to the app is
     ignored: the request is as if it had none (no assertion: refused), nothing is issued,
-    and the log says the header was dropped without echoing it."""
+    the log says the header was dropped without echoing it, and the metrics count it."""
     capsys.readouterr()
     response = await _mtls_token(direct, cert)
     await assert_refused(response, ledger, code="invalid_client", reason="assertion_missing")
@@ -383,6 +384,9 @@ async def test_forged_client_cert_sent_straight_to_the_app_is_ignored(
     assert "client_cert_ignored" in logs
     assert base64.b64encode(der(cert)).decode()[:40] not in logs
     assert STRANGER not in logs
+    metrics = (await proxied.get("/metrics")).text
+    assert "mappa_gateway_client_cert_ignored_total 1.0" in metrics
+    assert STRANGER not in metrics
 
 
 def _malformed(cert: x509.Certificate) -> dict[str, list[tuple[str, str]]]:
