@@ -241,6 +241,7 @@ def _held_body(call: Call, message: dict[str, Any]) -> dict[str, Any]:
     caller = call.caller
     return {
         "message": message,
+        "record_ids": [message["decision_id"]],
         "by": {"agency_id": caller.agency_id, "officer": caller.officer},
         "legal_basis": caller.legal_basis,
         "purpose": caller.purpose,

@@ -121,7 +121,7 @@ def _event(
             "held_at": row.held_at.isoformat(),
             "held_reason": row.reason,
             "trigger": trigger,
-            "delivery": "outbox",
+            "delivery": "outbox" if refused is None else "none",
         },
     )
 

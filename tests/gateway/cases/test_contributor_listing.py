@@ -504,6 +504,7 @@ async def test_held_message_goes_out_once_the_contributor_has_a_key(
     assert (released.agency_id, released.officer_id) == (POLICE, write.officer_id)
     assert (released.legal_basis, released.purpose) == (write.legal_basis, write.purpose)
     assert released.request_id == write.request_id
+    assert released.record_refs == [decision_id] and released.detail["delivery"] == "outbox"
     logs = capsys.readouterr()
     _reasons_absent(logs.out + logs.err, "the logs")
     for entry in await world.audit():
@@ -552,7 +553,7 @@ async def test_held_message_is_not_sent_if_need_to_know_refuses_at_release(
     [refused] = await world.audit(reason_code="contributor_notice_not_sent")
     assert refused.outcome == "refused" and refused.recipients == [VICTIM_SUPPORT]
     assert refused.rule == "category-4-named-agencies"
-    assert refused.payload_digest is None
+    assert refused.payload_digest is None and refused.detail["delivery"] == "none"
     assert await _release(world) == 0
 
 
