@@ -67,7 +67,6 @@ __all__ = [
     "IdempotencyKeyMissing",
     "InsufficientScope",
     "InternalError",
-    "InvalidCertificateBoundToken",
     "InvalidClient",
     "InvalidContext",
     "InvalidDPoPProof",
@@ -249,7 +248,9 @@ class InvalidToken(AuthenticationFailed):
 
 class InvalidCertificateBoundToken(InvalidToken):
     """A certificate-bound token (RFC 8705) refused: the same problem as any invalid token, with
-    the RFC 6750 ``Bearer`` challenge its scheme calls for instead of DPoP's."""
+    the RFC 6750 ``Bearer`` challenge its scheme calls for instead of DPoP's. A variant of
+    :class:`InvalidToken` with its code, so (like :class:`TokenRequestProofRefused`) it is not
+    in ``__all__``, which lists one class per code."""
 
     @property
     def www_authenticate(self) -> str:
