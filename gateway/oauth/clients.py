@@ -97,21 +97,7 @@ async def load_client(
     agency = await session.get(Agency, client_id)
     if agency is None:
         return None
-    keys: list[SigningKey] = []
-    if not with_keys:
-        pass
-    elif agency.jwks_uri:
-        fetched = await fetcher.keys(agency.jwks_uri, refresh=refresh_jwks)
-        keys = [SigningKey(parsed=p, not_after=None) for p in fetched if p.use == "sig"]
-    else:
-        rows = await session.scalars(
-            select(AgencyKey).where(AgencyKey.agency_id == client_id, AgencyKey.use == "sig")
-        )
-        for row in rows:
-            try:
-                keys.append(SigningKey(parsed=parse_jwk(row.jwk), not_after=row.not_after))
-            except KeyRefused:
-                continue
+    keys = await _signing_keys(session, agency, fetcher, refresh_jwks) if with_keys else []
     return ClientRecord(
         client_id=agency.id,
         agency_type=str(agency.agency_type.value),
@@ -123,3 +109,22 @@ async def load_client(
         tls_subject_dn=agency.tls_client_auth_subject_dn,
         tls_ca_pem=agency.tls_client_ca_pem,
     )
+
+
+async def _signing_keys(
+    session: AsyncSession, agency: Agency, fetcher: JwksFetcher, refresh: bool
+) -> list[SigningKey]:
+    """The agency's signing keys: from its ``jwks_uri``, or as registered (with their ends)."""
+    if agency.jwks_uri:
+        fetched = await fetcher.keys(agency.jwks_uri, refresh=refresh)
+        return [SigningKey(parsed=p, not_after=None) for p in fetched if p.use == "sig"]
+    keys: list[SigningKey] = []
+    rows = await session.scalars(
+        select(AgencyKey).where(AgencyKey.agency_id == agency.id, AgencyKey.use == "sig")
+    )
+    for row in rows:
+        try:
+            keys.append(SigningKey(parsed=parse_jwk(row.jwk), not_after=row.not_after))
+        except KeyRefused:
+            continue
+    return keys

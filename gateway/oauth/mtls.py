@@ -38,6 +38,7 @@ from cryptography.x509.verification import PolicyBuilder, Store, VerificationErr
 from starlette.requests import Request
 
 from gateway.logs import get_logger
+from gateway.oauth.jose import b64url
 from keys.x509 import certificate_der
 
 if TYPE_CHECKING:
@@ -93,9 +94,6 @@ class TrustedProxies:
 
     def __init__(self, entries: Iterable[str]) -> None:
         self._networks = tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
-
-    def __bool__(self) -> bool:
-        return bool(self._networks)
 
     def __contains__(self, host: object) -> bool:
         if not isinstance(host, str):
@@ -210,7 +208,7 @@ def parse_ca_pem(pem: str) -> tuple[x509.Certificate, ...]:
 
 
 def _thumbprint(der: bytes) -> str:
-    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+    return b64url(hashlib.sha256(der).digest())
 
 
 def certificate_fingerprint(certificate: x509.Certificate) -> str:

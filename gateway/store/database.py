@@ -145,16 +145,16 @@ async def _begin_immediate(connection: sqlite3.Connection, fn: Any, args: Any, k
     (then SQLite's "database is locked" stands, as the busy handler's would). Each try costs a
     few microseconds; the loop serves other requests during the pauses."""
     deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pauses = iter(_BEGIN_PAUSES)
     connection.execute("PRAGMA busy_timeout=0")
     try:
-        for attempt in range(1_000_000):
+        while True:
             try:
                 return fn(*args, **kwargs)
             except sqlite3.OperationalError as exc:
                 if not _busy(exc) or time.monotonic() >= deadline:
                     raise
-            await asyncio.sleep(_BEGIN_PAUSES[min(attempt, len(_BEGIN_PAUSES) - 1)])
-        raise AssertionError("unreachable: the deadline ends the loop")
+            await asyncio.sleep(next(pauses, _BEGIN_PAUSES[-1]))
     finally:
         connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 

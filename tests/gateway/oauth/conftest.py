@@ -11,11 +11,10 @@ from fastapi import FastAPI
 from joserfc.jwk import ECKey, OKPKey
 
 from gateway import agencies
-from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from gateway.store import Database
-from tests.gateway.oauth.support import ISSUER, AgencyClient, Clock, Ledger
+from tests.gateway.oauth.support import ISSUER, AgencyClient, Clock, Ledger, running_app
 
 
 @pytest.fixture
@@ -38,10 +37,7 @@ def oauth_settings(sqlite_url: str, gateway_keys: tuple[Path, Path]) -> Settings
 
 @pytest.fixture
 async def oauth_app(oauth_settings: Settings, clock: Clock) -> AsyncIterator[FastAPI]:
-    application = create_app(oauth_settings)
-    async with application.router.lifespan_context(application):
-        state: GatewayState = application.state.gateway
-        state.clock = clock
+    async with running_app(oauth_settings, clock) as application:
         yield application
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -13,9 +14,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from joserfc.jwk import ECKey, OKPKey
@@ -24,6 +26,11 @@ from sqlalchemy import func, select
 
 from gateway.store import Database
 from gateway.store.models import AuditEntry, IssuedToken, UsedJti
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from gateway.settings import Settings
 
 ISSUER = "https://gateway.test"
 TOKEN_URL = ISSUER + "/oauth/token"
@@ -249,6 +256,17 @@ async def assert_refused(
     assert last.agency_id == agency_id
     assert last.request_id == response.headers["x-request-id"]
     return last
+
+
+@contextlib.asynccontextmanager
+async def running_app(settings: Settings, clock: Clock) -> AsyncIterator[FastAPI]:
+    """The gateway app for ``settings``, started (its lifespan entered), on ``clock``."""
+    from gateway.app import create_app
+
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        application.state.gateway.clock = clock
+        yield application
 
 
 def agencies_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -32,7 +32,6 @@ from joserfc.jwk import ECKey
 from sqlalchemy import select
 
 from gateway import agencies
-from gateway.app import create_app
 from gateway.http.ratelimit import RateLimiter
 from gateway.oauth import mtls
 from gateway.settings import Settings
@@ -49,6 +48,7 @@ from tests.gateway.oauth.support import (
     agencies_cli,
     assert_refused,
     b64,
+    running_app,
 )
 
 PROXY = "127.0.0.1"
@@ -218,10 +218,7 @@ def mtls_settings(oauth_settings: Settings, database_url: str) -> Settings:
 
 @pytest.fixture
 async def mtls_app(mtls_settings: Settings, clock: Clock) -> AsyncIterator[FastAPI]:
-    application = create_app(mtls_settings)
-    async with application.router.lifespan_context(application):
-        state: GatewayState = application.state.gateway
-        state.clock = clock
+    async with running_app(mtls_settings, clock) as application:
         yield application
 
 
@@ -583,6 +580,20 @@ async def test_suspended_agency_gets_no_token_by_certificate(
 # -- certificate-bound tokens on the API -----------------------------------------------------
 
 
+async def _refused_bound_call(response: httpx.Response, ledger: Ledger, reason: str) -> None:
+    """A police call with its certificate-bound token refused: 401 with the Bearer challenge,
+    audited with ``reason``, the one token issued and no proof spent."""
+    await assert_refused(
+        response,
+        ledger,
+        code="invalid_token",
+        reason=reason,
+        agency_id="police-avon",
+        issued=1,
+        challenge='Bearer error="invalid_token"',
+    )
+
+
 @pytest.fixture
 async def bound_token(
     proxied: httpx.AsyncClient, police: AgencyClient, cert: x509.Certificate
@@ -614,15 +625,7 @@ async def test_certificate_bound_token_needs_that_certificate_through_the_proxy(
     for http, headers, reason in cases:
         response = await http.get("/v1/whoami", headers=headers)
         assert "agency_id" not in response.text
-        await assert_refused(
-            response,
-            ledger,
-            code="invalid_token",
-            reason=reason,
-            agency_id="police-avon",
-            issued=1,
-            challenge='Bearer error="invalid_token"',
-        )
+        await _refused_bound_call(response, ledger, reason)
 
 
 async def test_certificate_bound_token_under_the_dpop_scheme_is_refused(
@@ -637,15 +640,7 @@ async def test_certificate_bound_token_under_the_dpop_scheme_is_refused(
     headers = police.resource_headers(bound_token)
     headers["Client-Cert"] = client_cert(cert)
     response = await proxied.get("/v1/whoami", headers=headers)
-    await assert_refused(
-        response,
-        ledger,
-        code="invalid_token",
-        reason="certificate_token_as_dpop",
-        agency_id="police-avon",
-        issued=1,
-        challenge='Bearer error="invalid_token"',
-    )
+    await _refused_bound_call(response, ledger, "certificate_token_as_dpop")
 
 
 async def test_dpop_token_as_bearer_with_a_certificate_is_still_refused(
@@ -682,15 +677,7 @@ async def test_suspension_bites_on_the_next_certificate_bound_call(
     assert ok.status_code == 200, ok.text
     await agencies.suspend_agency(state.db, police.client_id)
     response = await proxied.get("/v1/whoami", headers=_bearer(bound_token, cert))
-    await assert_refused(
-        response,
-        ledger,
-        code="invalid_token",
-        reason="agency_suspended",
-        agency_id="police-avon",
-        issued=1,
-        challenge='Bearer error="invalid_token"',
-    )
+    await _refused_bound_call(response, ledger, "agency_suspended")
 
 
 async def test_expired_certificate_bound_token_is_refused(
