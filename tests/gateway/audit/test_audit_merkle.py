@@ -77,6 +77,9 @@ def flip(value: bytes, bit: int = 0) -> bytes:
 
 # --- Certificate Transparency reference vectors -------------------------------------------------
 
+#: SHA-256 of ../shared/vectors/rfc9162-ct.json as the project received it.
+COPIED_CT_VECTORS_SHA256 = "43b509e9dab1c12bd402655406c74bae664d0cc9f74d4d14c3eee4b860ea2139"
+
 
 def test_vector_locator_fails_rather_than_skips_when_file_missing(
     load_ct_vectors: Callable[[Path], CTVectors], tmp_path: Path
@@ -84,6 +87,19 @@ def test_vector_locator_fails_rather_than_skips_when_file_missing(
     """A missing vector file fails the run instead of silently skipping the vector tests."""
     with pytest.raises(pytest.fail.Exception):
         load_ct_vectors(tmp_path / "absent.json")
+
+
+def test_the_copied_vectors_are_the_shared_ones_byte_for_byte() -> None:
+    """The repository's copy of the CT vectors (what a clone away from ``shared/`` tests
+    against) is the shared reference file exactly: never edited to make a test pass."""
+    from tests.gateway.audit.conftest import COPIED_CT_VECTORS, SHARED_CT_VECTORS
+
+    assert COPIED_CT_VECTORS.is_file()
+    if SHARED_CT_VECTORS.is_file():
+        assert COPIED_CT_VECTORS.read_bytes() == SHARED_CT_VECTORS.read_bytes()
+    else:
+        digest = hashlib.sha256(COPIED_CT_VECTORS.read_bytes()).hexdigest()
+        assert digest == COPIED_CT_VECTORS_SHA256
 
 
 def test_vectors_cover_sizes_one_to_eight(ct_vectors: CTVectors) -> None:
