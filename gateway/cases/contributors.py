@@ -318,7 +318,7 @@ async def record_contributor(call: Call, nominal_id: str) -> Response:
         if body.replay is not None:
             return body.replay
         nominal, decision = await visible_nominal(call, session, nominal_id)
-        responsible_authority_only(call)
+        responsible_authority_only(call, nominal)
         decision_in = body.body
         _check_purposes(decision_in.purposes)
         _check_dates(call, decision_in)
@@ -362,7 +362,7 @@ async def revoke_contributor(call: Call, nominal_id: str, decision_id: str) -> R
         if body.replay is not None:
             return body.replay
         nominal, decision = await visible_nominal(call, session, nominal_id)
-        responsible_authority_only(call)
+        responsible_authority_only(call, nominal)
         found = (
             await session.get(ContributorDecision, decision_id)
             if well_formed(decision_id)

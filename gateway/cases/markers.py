@@ -172,7 +172,7 @@ async def list_warning_markers(call: Call, nominal_id: str) -> Response:
     page = page_of(call.request)
     async with call.db.read() as session:
         nominal, decision = await visible_nominal(call, session, nominal_id)
-        responsible_authority_only(call)
+        responsible_authority_only(call, nominal)
         query = select(WarningMarker).where(WarningMarker.nominal_id == nominal.id)
         rows = (
             await session.scalars(page.select(query, WarningMarker.created_at, WarningMarker.id))
@@ -207,7 +207,7 @@ async def revoke_warning_marker(call: Call, marker_id: str) -> Response:
             raise need_to_know.not_found("warning marker")
         call.record_refs = (row.id,)
         nominal, decision = await visible_nominal(call, session, row.nominal_id)
-        responsible_authority_only(call)
+        responsible_authority_only(call, nominal)
         if row.status != SENT:
             raise errors.Conflict(diagnostics={"reason": f"already_{row.status}"})
         keys = await call.keys(session, row.recipient_agency_id, "enc")

@@ -26,6 +26,7 @@ from gateway.cases.subjects import (
     VisibleMeeting,
     is_chair_or_coordinator,
     meeting_actions,
+    of_the_nominals_area,
     visible_meeting,
     visible_nominal,
 )
@@ -58,13 +59,19 @@ async def _known_agencies(session: AsyncSession, agency_ids: set[str], field: st
         raise errors.ValidationFailed(errors=[{"loc": [field], "type": "unknown_agency"}])
 
 
-def _may_convene(call: Call) -> None:
+def _may_convene(call: Call, nominal: Nominal) -> None:
+    """The Responsible Authority or the MAPPA unit of the nominal's area (or its lead agency)
+    convenes meetings about it: a meeting grants its participants the case."""
     agency = call.agency
     if not (
         agency.role is Role.RESPONSIBLE_AUTHORITY
         or agency.agency_type is AgencyType.MAPPA_COORDINATION
     ):
         raise _forbidden("convened-by-responsible-authority", f"role {agency.role}")
+    if not of_the_nominals_area(call, nominal):
+        raise _forbidden(
+            "convened-by-responsible-authority", "not the lead agency nor of the nominal's area"
+        )
 
 
 def _chair_only(call: Call, seen: VisibleMeeting) -> None:
@@ -82,7 +89,7 @@ async def create_meeting(call: Call) -> Response:
             return body.replay
         meeting_in = body.body
         nominal, decision = await visible_nominal(call, session, meeting_in.nominal_id)
-        _may_convene(call)
+        _may_convene(call, nominal)
         await _known_agencies(
             session, {p.agency_id for p in meeting_in.participants}, "participants"
         )

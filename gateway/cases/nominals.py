@@ -131,7 +131,7 @@ async def _change(
         if body.replay is not None:
             return body.replay
         seen, decision = await visible_nominal(call, session, nominal_id)
-        responsible_authority_only(call)
+        responsible_authority_only(call, seen)
         if check is not None:
             await check(session, seen, body.body)
         announcement = (

@@ -35,6 +35,7 @@ __all__ = [
     "is_chair_or_coordinator",
     "load_nominal",
     "meeting_actions",
+    "of_the_nominals_area",
     "responsible_authority_only",
     "sent_by_the_ra",
     "visible_meeting",
@@ -148,11 +149,29 @@ async def visible_meeting(call: Call, session: AsyncSession, meeting_id: str) ->
     return VisibleMeeting(meeting, nominal, participants, minutes, decision)
 
 
-def responsible_authority_only(call: Call) -> None:
-    """Category, level, screening and deregistration are the Responsible Authority's (403)."""
-    if call.agency.role is not Role.RESPONSIBLE_AUTHORITY:
+def of_the_nominals_area(call: Call, nominal: Nominal) -> bool:
+    """The caller is the nominal's lead agency or an agency of the nominal's area. An agency of
+    another area that is involved (invited to a meeting, say) may see the case, but the case is
+    not its to manage."""
+    agency = call.agency
+    return agency.id == nominal.lead_agency_id or agency.area == nominal.area
+
+
+def responsible_authority_only(call: Call, nominal: Nominal) -> None:
+    """Category, level, screening, deregistration, s.325(4A)(c) decisions, warning markers and
+    hazard flags are the Responsible Authority's of the nominal's own area (403): another
+    area's police or probation, involved through a meeting, may not change the case."""
+    agency = call.agency
+    if agency.role is not Role.RESPONSIBLE_AUTHORITY:
         raise errors.AccessDenied(
-            diagnostics={"rule": "responsible-authority-only", "why": f"role {call.agency.role}"}
+            diagnostics={"rule": "responsible-authority-only", "why": f"role {agency.role}"}
+        )
+    if not of_the_nominals_area(call, nominal):
+        raise errors.AccessDenied(
+            diagnostics={
+                "rule": "responsible-authority-of-area-only",
+                "why": "not the lead agency nor of the nominal's area",
+            }
         )
 
 
@@ -198,7 +217,7 @@ async def sent_by_the_ra(
         # P is a BaseModel that also has the two fields (a bound cannot say both)
         sent: _ToAnAgency = body.body  # type: ignore[assignment]
         nominal, decision = await visible_nominal(call, session, sent.nominal_id)
-        responsible_authority_only(call)
+        responsible_authority_only(call, nominal)
         recipient = await session.get(Agency, sent.recipient_agency_id)
         if recipient is None or recipient.agency_type not in recipient_types:
             raise errors.ValidationFailed(

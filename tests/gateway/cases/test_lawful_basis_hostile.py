@@ -13,7 +13,14 @@ import pytest
 from sqlalchemy import event
 
 from adapters.client import ContextHeaders
-from gateway.store.models import InformationRecord
+from gateway.store.models import (
+    ContributorDecision,
+    HazardFlag,
+    InformationRecord,
+    Meeting,
+    OutboxMessage,
+    WarningMarker,
+)
 from tests.gateway.cases.scenario import (
     CP_CONFERENCE,
     CS,
@@ -24,6 +31,8 @@ from tests.gateway.cases.scenario import (
     PROBATION,
     THIRD_PARTY_CONCLUSION,
     THIRD_PARTY_TEXT,
+    VICTIM_SUPPORT,
+    WILTS_POLICE,
     at_level_2,
     level_2_meeting,
     minutes,
@@ -328,3 +337,94 @@ def test_context_headers_used_by_these_tests_are_lawful() -> None:
     )
     assert decision.rule == "legal-basis:CJA2003-s325-4"
     assert ContextHeaders("a", "b", "c").as_headers()["MAPPA-Officer"] == "c"
+
+
+def _ra_only_calls(nominal_id: str) -> list[tuple[str, dict[str, Any], str]]:
+    """Every Responsible-Authority-only change, as (path, body, the refusal's rule)."""
+    later = (TODAY + dt.timedelta(days=60)).isoformat()
+    rule = "responsible-authority-of-area-only"
+    return [
+        (f"/v1/nominals/{nominal_id}/level", {"level": 3, "reason": "x"}, rule),
+        (f"/v1/nominals/{nominal_id}/category", {"category": "M4", "reason": "x"}, rule),
+        (f"/v1/nominals/{nominal_id}/deregistration", {"reason": "x"}, rule),
+        (
+            f"/v1/nominals/{nominal_id}/contributors",
+            {
+                "agency_id": VICTIM_SUPPORT,
+                "purposes": ["risk-assessment"],
+                "reason": "x",
+                "ends_on": later,
+            },
+            rule,
+        ),
+        (
+            "/v1/warning-markers",
+            {
+                "nominal_id": nominal_id,
+                "recipient_agency_id": HOUSING,
+                "uprn": "100012345678",
+                "marker": "PWM",
+                "contact": "Wiltshire PPU",
+                "review_date": later,
+            },
+            rule,
+        ),
+        (
+            "/v1/hazard-flags",
+            {
+                "nominal_id": nominal_id,
+                "recipient_agency_id": CS,
+                "child_or_family_ref": "CF-1",
+                "relationship": "father",
+                "contact": "Wiltshire PPU",
+            },
+            rule,
+        ),
+        (
+            "/v1/meetings",
+            {
+                "nominal_id": nominal_id,
+                "meeting_type": "level_2",
+                "held_on": TODAY.isoformat(),
+                "chair_officer": "DI-9",
+                "participants": [{"agency_id": HOUSING, "participation": "attended"}],
+                "confidentiality_statement_signed": True,
+            },
+            "convened-by-responsible-authority",
+        ),
+    ]
+
+
+async def test_another_areas_ra_involved_in_a_meeting_may_not_manage_the_case(
+    world: World,
+) -> None:
+    """Wiltshire police, invited to Barnet's level 2 meeting (the subject may move), sees the
+    case, but the case is Barnet's RA's to manage: each change is 403, audited with the rule,
+    and nothing is stored or sent (no level, category or status change, no decision, marker,
+    flag, meeting or outbox message)."""
+    nominal_id = await at_level_2(world)
+    await level_2_meeting(world, nominal_id, {HOUSING: "attended", WILTS_POLICE: "invited"})
+    assert (await world[WILTS_POLICE].get(f"/v1/nominals/{nominal_id}"))["id"] == nominal_id
+    before = await world[POLICE].get(f"/v1/nominals/{nominal_id}")
+    stored = [ContributorDecision, WarningMarker, HazardFlag, Meeting, OutboxMessage]
+    counts = [await world.count(model) for model in stored]
+    for path, body, rule in _ra_only_calls(nominal_id):
+        refused = await world[WILTS_POLICE].refused("POST", path, body)
+        assert refused.status == 403, (path, refused.problem)
+        entry = (await world.audit(agency_id=WILTS_POLICE, outcome="refused"))[-1]
+        assert entry.rule == rule, path
+    assert [await world.count(model) for model in stored] == counts
+    assert await world[POLICE].get(f"/v1/nominals/{nominal_id}") == before
+    # housing, which attended, still sees the case: nothing was deregistered or re-categorised
+    assert (await world[HOUSING].get(f"/v1/nominals/{nominal_id}"))["id"] == nominal_id
+    assert not await world.audit(agency_id=WILTS_POLICE, operation="alteration", outcome="allowed")
+
+
+async def test_the_areas_ra_and_the_lead_agency_still_manage_the_case(world: World) -> None:
+    """The same calls by Barnet's own RA succeed (the refusal above is the area, not the
+    calls): probation of the area raises the marker, police (the lead) the rest."""
+    nominal_id = await at_level_2(world)
+    await level_2_meeting(world, nominal_id, {HOUSING: "attended", WILTS_POLICE: "invited"})
+    for path, body, _ in _ra_only_calls(nominal_id):
+        caller = PROBATION if "warning-markers" in path else POLICE
+        assert (await world[caller].post(path, body))["id"], path
