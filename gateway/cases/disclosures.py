@@ -12,6 +12,8 @@ The minutes' author is told of the disclosure when someone else (the co-ordinato
 
 from __future__ import annotations
 
+import dataclasses
+
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
@@ -170,22 +172,21 @@ async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
                 documents.stored_minutes_body(seen.minutes, call.case_sealer),
                 await meeting_actions(call, session, seen.meeting.id),
             )
-            if recipient_decision.view is policies.View.APPROVED_PARTS:
-                release = redact.approved_parts(
+            if recipient_decision.view is not policies.View.APPROVED_PARTS:
+                # A participant may read the whole minutes under its own rule, but what an
+                # onward disclosure sends is exactly what was approved, whoever receives it.
+                recipient_decision = dataclasses.replace(
                     recipient_decision,
-                    facts,
-                    document,
-                    purpose=row.purpose,
-                    originator_agency_id=seen.minutes.author_agency_id,
+                    view=policies.View.APPROVED_PARTS,
+                    approved_parts=tuple(decided.approved_parts),
                 )
-            else:  # the recipient is a participant after all: it has the minutes already
-                release = redact.redact(
-                    recipient_decision,
-                    facts,
-                    document,
-                    purpose=row.purpose,
-                    originator_agency_id=seen.minutes.author_agency_id,
-                )
+            release = redact.approved_parts(
+                recipient_decision,
+                facts,
+                document,
+                purpose=row.purpose,
+                originator_agency_id=seen.minutes.author_agency_id,
+            )
             push = (
                 deliver.prepare_push(
                     call.sealer,

@@ -16,11 +16,13 @@ import policies
 from adapters.client import GatewayResponseError
 from gateway.store.models import AuditEntry, HazardFlag, Minutes, OutboxMessage
 from tests.gateway.cases.scenario import (
+    ACTION_TEXT,
     ADDRESS,
     CHILD_REF,
     CP_CONFERENCE,
     CS,
     DATE_OF_BIRTH,
+    DISCUSSION_TEXT,
     FAMILY_NAME,
     HOUSING,
     JCP,
@@ -226,3 +228,34 @@ async def test_redaction_failure_on_a_push_stores_and_sends_nothing(
     assert flagged.value.status == 503
     assert await world.count(HazardFlag) == 0
     assert await world.count(OutboxMessage) == queued
+
+
+async def test_onward_disclosure_to_a_participant_sends_only_the_approved_parts(
+    world: World,
+) -> None:
+    """Jobcentre Plus receives the minutes (minutes only), so may read them whole; an onward
+    disclosure approved to it for the conclusions alone still pushes the conclusions alone:
+    what an onward disclosure sends is what was approved, not what the recipient could read."""
+    nominal_id = await at_level_2(world)
+    meeting_id = await level_2_meeting(world, nominal_id)
+    await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
+    asked = await world[CS].post(
+        "/v1/disclosures",
+        {
+            "meeting_id": meeting_id,
+            "recipient_agency_id": JCP,
+            "purpose": "risk-management",
+            "parts": ["conclusions", "actions"],
+            "recipient_description": "Jobcentre Plus work coach",
+            "reasons": "employment restrictions",
+        },
+    )
+    await world[POLICE].post(
+        f"/v1/disclosures/{asked['id']}/decision",
+        {"decision": "approve", "approved_parts": ["conclusions"], "reason": "conclusions only"},
+    )
+    [onward] = await world.pushed(JCP, "onward_disclosure")
+    assert set(onward["onward_disclosure"]) == {"meeting_id", "held_on", "marking", "conclusions"}
+    _absent(repr(onward), (*THIRD_PARTY, DISCUSSION_TEXT, ACTION_TEXT), "onward push to JCP")
+    # its own read of the minutes, as a participant, is unchanged
+    assert "discussion" in await world[JCP].get(f"/v1/meetings/{meeting_id}/minutes")
