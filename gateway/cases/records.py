@@ -94,6 +94,8 @@ async def push_record(
         originator_agency_id=row.owner_agency_id,
         record_kind=row.kind,
     )
+    if redact.withheld_by_caveat(release) is not None:
+        return None  # the caveat keeps the record from the recipient: nothing is pushed
     push = deliver.prepare_push(
         call.sealer,
         {"record": release.document},
@@ -198,6 +200,8 @@ async def read_record(call: Call, nominal_id: str, record_id: str) -> Response:
         originator_agency_id=row.owner_agency_id,
         record_kind=row.kind,
     )
+    if (caveat := redact.withheld_by_caveat(release)) is not None:
+        raise need_to_know.caveat_refusal(caveat)  # as if it did not exist; no owner is told
     sealed = call.answer(release.document, caller_keys)
     await released(
         call, decision, release.withheld, sealed, detail=notices.detail(), stage=notices.stage
@@ -260,6 +264,8 @@ async def release_records(
             originator_agency_id=row.owner_agency_id,
             record_kind=row.kind,
         )
+        if redact.withheld_by_caveat(release) is not None:
+            continue  # left out, as a record the caller may not know of
         entries.append(release.document)
         withheld += (
             Withheld(field=f"{name}[{row.id}].{w.field}"[:200], rule=w.rule)

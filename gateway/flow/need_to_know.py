@@ -67,6 +67,7 @@ __all__ = [
     "NO_SUCH_RESOURCE",
     "agency_facts",
     "caller_agency",
+    "caveat_refusal",
     "decide",
     "decide_with",
     "involvements",
@@ -91,6 +92,18 @@ def not_found(resource: str) -> errors.NotFound:
             "reason_code": "not_found",
             "rule": NO_SUCH_RESOURCE,
             "why": f"no such {resource}",
+        }
+    )
+
+
+def caveat_refusal(rule: str) -> errors.NotFound:
+    """The 404 for a record whose handling caveat withholds it from the caller: to it, the
+    record does not exist (the audit names the caveat)."""
+    return errors.NotFound(
+        diagnostics={
+            "reason_code": "caveat",
+            "rule": rule,
+            "why": "a handling caveat withholds the whole record from this agency",
         }
     )
 

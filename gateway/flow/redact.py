@@ -24,7 +24,14 @@ from gateway.contract import views
 from gateway.domain import RecordKind
 from gateway.flow.audit import Withheld
 
-__all__ = ["Released", "approved_parts", "hazard_flag", "redact", "withheld_names"]
+__all__ = [
+    "Released",
+    "approved_parts",
+    "hazard_flag",
+    "redact",
+    "withheld_by_caveat",
+    "withheld_names",
+]
 
 _VIEWS: dict[tuple[policies.Resource, policies.View], type[BaseModel]] = {
     (policies.Resource.NOMINAL, policies.View.FULL): views.NominalView,
@@ -137,6 +144,17 @@ def hazard_flag(
         raise _failed(exc) from exc
     except ValueError as exc:
         raise errors.RedactionFailed(diagnostics={"rule": "redaction-context"}) from exc
+
+
+def withheld_by_caveat(release: Released) -> str | None:
+    """The caveat rule that withheld the whole document from its recipient, or None. To that
+    recipient the document is one it may not know of: a 404 for a single record, left out of a
+    list, never pushed, never an empty shell that says it exists."""
+    if release.document:
+        return None
+    # a whole-document caveat withholds every top-level field left (an item's is ``name[id]``)
+    whole = (w.rule for w in release.withheld if w.rule.startswith("caveat") and "[" not in w.field)
+    return next(whole, None)
 
 
 def withheld_names(released: Sequence[Released]) -> tuple[Withheld, ...]:

@@ -259,3 +259,44 @@ async def test_onward_disclosure_to_a_participant_sends_only_the_approved_parts(
     _absent(repr(onward), (*THIRD_PARTY, DISCUSSION_TEXT, ACTION_TEXT), "onward push to JCP")
     # its own read of the minutes, as a participant, is unchanged
     assert "discussion" in await world[JCP].get(f"/v1/meetings/{meeting_id}/minutes")
+
+
+async def test_a_record_its_caveat_withholds_is_one_the_recipient_may_not_know_of(
+    world: World,
+) -> None:
+    """Probation's ``originator-only`` record: to housing (which attended) and to police (the
+    lead) it does not exist. The single read is the same 404 as an unknown id, audited with
+    the caveat; the list leaves it out; the lead is pushed nothing; probation is told of no
+    consultation. Before, each got an empty ``{}`` that said the record was there."""
+    nominal_id = await at_level_2(world)
+    await level_2_meeting(world, nominal_id)
+    pushed_before = len(await world.pushed(POLICE, "record"))
+    hidden = await world[PROBATION].post(
+        f"/v1/nominals/{nominal_id}/records", record(caveats=["originator-only"])
+    )
+    shared = await world[PROBATION].post(f"/v1/nominals/{nominal_id}/records", record())
+    assert len(await world.pushed(POLICE, "record")) == pushed_before + 1  # the shared one only
+    for agency in (HOUSING, POLICE):
+        missing = await world[agency].raw(
+            "GET", f"/v1/nominals/{nominal_id}/records/00000000-0000-4000-8000-000000000000"
+        )
+        refused = await world[agency].raw(
+            "GET", f"/v1/nominals/{nominal_id}/records/{hidden['id']}"
+        )
+        assert refused.status_code == missing.status_code == 404
+        assert refused.json()["code"] == missing.json()["code"] == "not_found"
+        entry = (await world.audit(agency_id=agency, outcome="refused"))[-1]
+        assert entry.rule == "caveat:originator-only"
+        page = await world[agency].get(f"/v1/nominals/{nominal_id}/records")
+        assert [r["id"] for r in page["records"]] == [shared["id"]]
+        listed = (await world.audit(agency_id=agency, outcome="allowed"))[-1]
+        assert hidden["id"] not in listed.record_refs
+    told = [
+        note
+        for note in await world.pushed(PROBATION, "owner_notification")
+        if hidden["id"] in note.get("record_ids", ())
+    ]
+    assert told == []
+    assert (await world[PROBATION].get(f"/v1/nominals/{nominal_id}/records/{hidden['id']}"))[
+        "id"
+    ] == hidden["id"]
