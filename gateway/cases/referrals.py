@@ -17,14 +17,15 @@ from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
+import policies
 from gateway import errors
 from gateway.audit.commit import Audited
 from gateway.cases import documents
 from gateway.cases.context import WRITE, Call, Written, inbound, write
-from gateway.cases.subjects import IDENTIFIER_INDEXES
+from gateway.cases.subjects import IDENTIFIER_INDEXES, load_nominal
 from gateway.contract import AckOut, ReferralIn
 from gateway.domain import AgencyStatus, Level, NominalStatus, ReferralKind, Role
-from gateway.flow import lawful_basis
+from gateway.flow import lawful_basis, need_to_know
 from gateway.flow.audit import Outcome
 from gateway.flow.need_to_know import LINKED_REFERRAL
 from gateway.store.models import Agency, Nominal, Referral, ReferralAgency, new_id
@@ -89,6 +90,20 @@ async def _known_nominal(session: AsyncSession, area: str, indexes: dict[str, st
         .limit(1)
     )
     return found
+
+
+async def _if_known(call: Call, session: AsyncSession, nominal_id: str | None) -> str | None:
+    """The nominal's id for the answer, only when need-to-know lets the referrer see it, as it
+    stands after the referral: otherwise the answer would say whether the identifiers were
+    already registered (the same answer either way: a referral is no existence oracle)."""
+    nominal = await load_nominal(session, nominal_id) if nominal_id else None
+    if nominal is None:
+        return None
+    try:
+        await need_to_know.decide(session, call.agency, nominal, policies.NominalTarget(), call.now)
+    except errors.NotFound:
+        return None
+    return nominal.id
 
 
 async def create_referral(call: Call) -> Response:
@@ -165,7 +180,7 @@ async def create_referral(call: Call) -> Response:
             id=referral_id,
             status=NOT_MAPPA if not mappa else RECEIVED,
             kind=str(referral.kind),
-            nominal_id=nominal_id,
+            nominal_id=await _if_known(call, session, nominal_id),
         )
         event = call.event(
             Outcome.ALLOWED,

@@ -36,6 +36,7 @@ from tests.gateway.cases.scenario import (
     at_level_2,
     level_2_meeting,
     minutes,
+    referral,
 )
 from tests.gateway.cases.support import TODAY, World
 
@@ -428,3 +429,28 @@ async def test_the_areas_ra_and_the_lead_agency_still_manage_the_case(world: Wor
     for path, body, _ in _ra_only_calls(nominal_id):
         caller = PROBATION if "warning-markers" in path else POLICE
         assert (await world[caller].post(path, body))["id"], path
+
+
+async def test_a_referral_does_not_say_whether_the_subject_is_already_registered(
+    world: World,
+) -> None:
+    """Housing refers a made-up subject carrying the PNC id of a registered level 2 nominal,
+    and one carrying a PNC id nobody has: the two answers are the same (no nominal id in
+    either: housing may know neither nominal), so a referral cannot be used to test whether
+    an identifier is a registered case, or to learn its gateway id. Police, the RA of the
+    area, may know both, and is told both ids."""
+    existing = await at_level_2(world)
+    subject = {**referral()["subject"], "family_name": "Probe", "given_names": "Made Up"}
+    lead = {"lead_agency_id": PROBATION}
+    linked = await world[HOUSING].post("/v1/referrals", referral(subject=subject, **lead))
+    fresh = await world[HOUSING].post(
+        "/v1/referrals",
+        referral(subject={**subject, "pnc_id": "2001/0000009Z", "crn": "Z999999"}, **lead),
+    )
+    assert "nominal_id" not in linked and "nominal_id" not in fresh
+    assert set(linked) == set(fresh) and linked["status"] == fresh["status"] == "received"
+    assert (await world[POLICE].post("/v1/referrals", referral()))["nominal_id"] == existing
+    other = await world[POLICE].post(
+        "/v1/referrals", referral(subject={**subject, "pnc_id": "2001/0000008Y", "crn": "Z999998"})
+    )
+    assert other["nominal_id"] not in (None, existing)
