@@ -37,10 +37,12 @@ from .facts import (
 )
 from .policy import Allow, View
 
-__all__ = ["GRANTS", "RESTRICTIONS", "Rule", "Settings"]
+__all__ = ["END_OF_TIME", "GRANTS", "RESTRICTIONS", "Rule", "Settings", "days_after"]
 
 #: An action point involves its owner while it is open or in progress.
 _ACTIVE_ACTIONS = frozenset({ActionStatus.OPEN, ActionStatus.IN_PROGRESS})
+#: The last representable moment: the end of a day that has no next day.
+END_OF_TIME = dt.datetime.max.replace(tzinfo=dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +52,27 @@ class Settings:
     meeting_without_review_date_days: int
 
     def today(self, now: dt.datetime) -> dt.date:
-        return now.astimezone(self.time_zone).date()
+        try:
+            return now.astimezone(self.time_zone).date()
+        except OverflowError:  # hours from the calendar's edge: the edge's day
+            return dt.date.max if now.year == dt.MAXYEAR else dt.date.min
 
     def end_of(self, day: dt.date) -> dt.datetime:
         """The first moment after ``day`` in the policy's time zone, in UTC (access "to the end
-        of the review day")."""
-        midnight = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), self.time_zone)
-        return midnight.astimezone(dt.UTC)
+        of the review day"). The calendar's last day never ends: its end is :data:`END_OF_TIME`."""
+        try:
+            midnight = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), self.time_zone)
+            return midnight.astimezone(dt.UTC)
+        except OverflowError:
+            return END_OF_TIME
+
+
+def days_after(day: dt.date, days: int) -> dt.date:
+    """``day`` plus ``days``, held at the calendar's ends: a stored date never fails a decision."""
+    try:
+        return day + dt.timedelta(days=days)
+    except OverflowError:
+        return dt.date.max if days > 0 else dt.date.min
 
 
 class Rule:
@@ -254,9 +270,8 @@ def meeting_ended(settings: Settings, facts: Facts, meeting: MeetingInvolvement)
         and settings.today(nominal.level_changed_at) > meeting.held_on
     ):
         return f"the level changed {nominal.level_changed_at.isoformat()}, after the meeting"
-    review = meeting.review_date or meeting.held_on + dt.timedelta(
-        days=settings.meeting_without_review_date_days
-    )
+    days = settings.meeting_without_review_date_days  # a review beyond the calendar never comes
+    review = meeting.review_date or days_after(meeting.held_on, days)
     if settings.today(facts.now) > review:
         return f"the review date {review.isoformat()} has passed"
     return None

@@ -11,7 +11,7 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from gateway.contract.types import STRICT, AgencyId, IsoDate, PurposeCode, Reason
+from gateway.contract.types import STRICT, AgencyId, PlannedDate, PurposeCode, Reason
 
 __all__ = [
     "CONTRIBUTOR_STATUSES",
@@ -39,8 +39,8 @@ class ContributorIn(BaseModel):
     purposes: list[PurposeCode] = Field(min_length=1, max_length=8)
     #: Why the RA considers the agency could contribute (sealed at rest; never in the audit).
     reason: Reason
-    ends_on: IsoDate
-    review_date: IsoDate | None = None
+    ends_on: PlannedDate
+    review_date: PlannedDate | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ContributorIn:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field, field_validator
 
-from gateway.contract.types import STRICT, AgencyId, IsoDate, ResourceId
+from gateway.contract.types import STRICT, AgencyId, PlannedDate, ResourceId
 
 __all__ = ["HazardFlagIn"]
 
@@ -19,7 +19,7 @@ class HazardFlagIn(BaseModel):
     child_or_family_ref: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9/_.-]{0,63}$")
     relationship: str = Field(min_length=1, max_length=40)
     contact: str = Field(min_length=1, max_length=120)
-    review_date: IsoDate | None = None
+    review_date: PlannedDate | None = None
 
     @field_validator("relationship")
     @classmethod

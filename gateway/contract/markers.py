@@ -7,7 +7,7 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from gateway.contract.types import STRICT, AgencyId, IsoDate, ResourceId
+from gateway.contract.types import STRICT, AgencyId, PlannedDate, ResourceId
 
 __all__ = [
     "REVOCATION_REASONS",
@@ -35,7 +35,7 @@ class WarningMarkerIn(BaseModel):
     marker: str = Field(default="PWM", pattern=r"^[A-Z]{2,8}$")
     contact: str = Field(min_length=1, max_length=120)
     #: When the housing provider reviews (and removes) the marker: a marker never lingers.
-    review_date: IsoDate
+    review_date: PlannedDate
 
     @field_validator("marker")
     @classmethod

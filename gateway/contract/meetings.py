@@ -8,9 +8,10 @@ from gateway.contract.sources import CaveatCode, ItemIn, SourceIn, check_citatio
 from gateway.contract.types import (
     STRICT,
     AgencyId,
-    IsoDate,
     ItemRef,
     LongText,
+    MeetingDate,
+    PlannedDate,
     Reason,
     ResourceId,
     ShortText,
@@ -46,8 +47,8 @@ class MeetingIn(BaseModel):
 
     nominal_id: ResourceId
     meeting_type: MeetingType
-    held_on: IsoDate
-    review_date: IsoDate | None = None
+    held_on: MeetingDate
+    review_date: PlannedDate | None = None
     chair_officer: ShortText
     participants: tuple[ParticipantIn, ...] = Field(default=(), max_length=50)
     confidentiality_statement_signed: StrictBool
@@ -95,8 +96,8 @@ class ActionIn(BaseModel):
 
     owner_agency_id: AgencyId
     description: str = Field(min_length=1, max_length=2000)
-    due_date: IsoDate
-    review_date: IsoDate | None = None
+    due_date: PlannedDate
+    review_date: PlannedDate | None = None
     #: A source of the meeting's minutes that this action rests on.
     source: ItemRef | None = None
 

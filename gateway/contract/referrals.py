@@ -7,16 +7,14 @@ Responsible Authority names the lead agency (police or probation) that will mana
 
 from __future__ import annotations
 
-import datetime as dt
-
 from pydantic import BaseModel, Field, model_validator
 
 from gateway.contract.types import (
     STRICT,
     AgencyId,
+    BirthDate,
     CategoryCode,
     Identifier,
-    IsoDate,
     LongText,
     ShortText,
 )
@@ -31,17 +29,11 @@ class SubjectDetails(BaseModel):
     family_name: ShortText
     given_names: ShortText
     aliases: tuple[ShortText, ...] = Field(default=(), max_length=20)
-    date_of_birth: IsoDate
+    date_of_birth: BirthDate
     address: str | None = Field(default=None, max_length=500)
     pnc_id: Identifier | None = None
     crn: Identifier | None = None
     visor_ref: Identifier | None = None
-
-    @model_validator(mode="after")
-    def _plausible_birth(self) -> SubjectDetails:
-        if not dt.date(1900, 1, 1) <= self.date_of_birth <= dt.date.today():
-            raise ValueError("date_of_birth is not a plausible date of birth")
-        return self
 
 
 class RiskEntry(BaseModel):

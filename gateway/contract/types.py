@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -14,19 +16,28 @@ from pydantic import (
     StrictBool,
     StringConstraints,
 )
+from pydantic_core import PydanticCustomError
 
 from gateway.domain import Category, Level
 
 __all__ = [
+    "EARLIEST_BIRTH_DATE",
+    "EARLIEST_CASE_DATE",
+    "MEETING_YEARS_AHEAD",
+    "PLANNED_YEARS_AHEAD",
     "RESOURCE_ID",
     "STRICT",
     "AgencyId",
+    "BirthDate",
     "CategoryCode",
+    "DateWindow",
     "Identifier",
     "IsoDate",
     "ItemRef",
     "LevelCode",
     "LongText",
+    "MeetingDate",
+    "PlannedDate",
     "PurposeCode",
     "Reason",
     "ResourceId",
@@ -59,11 +70,70 @@ LevelCode = Annotated[
     PlainSerializer(int, return_type=int),
     Field(description="MAPPA level 1-3; the nDelius codes M1-M3 are accepted"),
 ]
+# -- the dates a partner may send (docs/api.md, "Conventions"): one window per meaning ---------
+#: No one alive and managed was born before 1900; no one is born after today.
+EARLIEST_BIRTH_DATE = dt.date(1900, 1, 1)
+#: MAPPA began in 2001: no meeting, review, due or end date of a case comes before it.
+EARLIEST_CASE_DATE = dt.date(2001, 1, 1)
+#: A meeting is recorded once held or convened: at most a year ahead.
+MEETING_YEARS_AHEAD = 1
+#: Review, due and end dates plan ahead: at most five years.
+PLANNED_YEARS_AHEAD = 5
+
+
+def _years_after(day: dt.date, years: int) -> dt.date:
+    try:
+        return day.replace(year=day.year + years)
+    except ValueError:  # 29 February, in a year that has none
+        return day.replace(year=day.year + years, day=28)
+
+
+@dataclass(frozen=True, slots=True)
+class DateWindow:
+    """Dates from ``earliest`` to ``years_ahead`` years after today (UTC), both included; any
+    other is refused (422 ``validation_failed``, error type ``date_out_of_range``)."""
+
+    earliest: dt.date
+    years_ahead: int
+
+    def latest(self, today: dt.date | None = None) -> dt.date:
+        return _years_after(today or dt.datetime.now(dt.UTC).date(), self.years_ahead)
+
+    def __call__(self, value: dt.date) -> dt.date:
+        if not self.earliest <= value <= self.latest():
+            raise PydanticCustomError(
+                "date_out_of_range", "the date is outside the window this field accepts"
+            )
+        return value
+
+
+BIRTH_DATES = DateWindow(EARLIEST_BIRTH_DATE, 0)
+MEETING_DATES = DateWindow(EARLIEST_CASE_DATE, MEETING_YEARS_AHEAD)
+PLANNED_DATES = DateWindow(EARLIEST_CASE_DATE, PLANNED_YEARS_AHEAD)
+
+#: Any date: text YYYY-MM-DD, within the widest window (a field without a narrower one is still
+#: bounded, so no date a partner sends is near the calendar's ends).
 IsoDate = Annotated[
     dt.date,
     BeforeValidator(_iso_date),
+    AfterValidator(DateWindow(EARLIEST_BIRTH_DATE, PLANNED_YEARS_AHEAD)),
     PlainSerializer(lambda d: d.isoformat(), return_type=str),
     Field(description="An ISO 8601 calendar date, YYYY-MM-DD"),
+]
+BirthDate = Annotated[
+    IsoDate,
+    AfterValidator(BIRTH_DATES),
+    Field(description="A date of birth, YYYY-MM-DD: from 1900-01-01 to today"),
+]
+MeetingDate = Annotated[
+    IsoDate,
+    AfterValidator(MEETING_DATES),
+    Field(description="The day a meeting is held, YYYY-MM-DD: from 2001-01-01 to a year ahead"),
+]
+PlannedDate = Annotated[
+    IsoDate,
+    AfterValidator(PLANNED_DATES),
+    Field(description="A review, due or end date, YYYY-MM-DD: from 2001-01-01 to 5 years ahead"),
 ]
 AgencyId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$")]
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9/._-]{1,40}$")]

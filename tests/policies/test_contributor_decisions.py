@@ -42,6 +42,7 @@ A, RA, OTHER, DTC = (
     Role.DUTY_TO_COOPERATE,
 )
 HOUR = dt.timedelta(hours=1)
+END_OF_TIME = dt.datetime.max.replace(tzinfo=dt.UTC)
 
 STANDING = contribution(ME)
 ENDED = contribution(ME, decision_id="cd-ended", ends_at=NOW - HOUR)
@@ -236,7 +237,21 @@ def test_facts_refuse_malformed_or_misplaced_decisions() -> None:
         (dt.date(2026, 11, 23), dt.datetime(2026, 11, 24, 0, 0, tzinfo=dt.UTC)),
         # BST: the end of 1 July is 23:00 UTC
         (dt.date(2026, 7, 1), dt.datetime(2026, 7, 1, 23, 0, tzinfo=dt.UTC)),
+        # the calendar's last day has no next midnight: it ends at the end of time
+        (dt.date.max, END_OF_TIME),
     ],
 )
 def test_an_end_date_ends_at_midnight_in_london(day: dt.date, end: dt.datetime) -> None:
     assert default_policy_set().need_to_know.settings.end_of(day) == end
+
+
+def test_a_decision_ending_on_the_calendars_last_day_stands() -> None:
+    """A decision ending on 31 December 9999 (stored, or arriving by any path) never makes a
+    decision fail: it stands, for need-to-know and for the lawful basis alike."""
+    ends_at = default_policy_set().need_to_know.settings.end_of(dt.date.max)
+    forever = contribution(ME, decision_id="cd-forever", ends_at=ends_at)
+    caller = agency(A.OTHER, OTHER, agency_id=ME)
+    row = facts(caller, meetings=(meeting(caller),), contributions=(forever,))
+    assert decide(row).rule == "involved-meeting"
+    allowed = check(BASIS, "risk-assessment", OTHER, A.OTHER, _recorded(forever))
+    assert allowed.contributor_decision == "cd-forever"

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from gateway.domain import ActionStatus, AgencyType, Level, NominalStatus, Participation
-from policies import MinutesTarget, NominalTarget, NoNeedToKnow, decide, explain
+from policies import MinutesTarget, NominalTarget, NoNeedToKnow, Target, decide, explain
+from policies._rules import Settings, meeting_ended
 from tests.policies.policies_support import (
     NOW,
     TODAY,
@@ -22,6 +24,9 @@ from tests.policies.policies_support import (
 HOUSING = agency(AgencyType.HOUSING)
 REVIEW = TODAY + dt.timedelta(days=5)
 LONDON_MIDNIGHT_UTC = dt.time(0, 0, tzinfo=dt.UTC)
+#: The first and last instants the calendar holds.
+START_OF_TIME = dt.datetime.min.replace(tzinfo=dt.UTC)
+END_OF_TIME = dt.datetime.max.replace(tzinfo=dt.UTC)
 
 
 def _at(day: dt.date, hour: int = 12) -> dt.datetime:
@@ -35,24 +40,24 @@ def _refusal(row_now: dt.datetime, **kwargs: object) -> NoNeedToKnow:
 
 
 @pytest.mark.parametrize("target", [NominalTarget(), MinutesTarget("meet-1")])
-def test_meeting_access_lasts_to_the_end_of_the_review_day(target: object) -> None:
+def test_meeting_access_lasts_to_the_end_of_the_review_day(target: Target) -> None:
     """On the review date itself the attendee still sees the case and the minutes."""
     row = facts(
         HOUSING,
         target=target,
         now=_at(REVIEW, 22),
         meetings=(meeting(HOUSING, review_date=REVIEW),),
-    )  # type: ignore[arg-type]
+    )
     assert decide(row).view == "full"
 
 
 @pytest.mark.parametrize("target", [NominalTarget(), MinutesTarget("meet-1")])
-def test_meeting_access_ends_when_the_review_date_passes(target: object) -> None:
+def test_meeting_access_ends_when_the_review_date_passes(target: Target) -> None:
     """The day after the review date the next request is refused, token or not."""
     meetings = (meeting(HOUSING, review_date=REVIEW),)
     after = REVIEW + dt.timedelta(days=1)
     with pytest.raises(NoNeedToKnow) as caught:
-        decide(facts(HOUSING, target=target, now=_at(after, 0), meetings=meetings))  # type: ignore[arg-type]
+        decide(facts(HOUSING, target=target, now=_at(after, 0), meetings=meetings))
     assert "review date" in repr(caught.value.diagnostics)
 
 
@@ -84,7 +89,7 @@ def test_deregistration_ends_every_involvement() -> None:
         {"actions": (action(HOUSING),)},
     ):
         with pytest.raises(NoNeedToKnow):
-            decide(facts(HOUSING, gone, **ties))  # type: ignore[arg-type]
+            decide(facts(HOUSING, gone, **ties))
     with pytest.raises(NoNeedToKnow):
         decide(facts(HOUSING, gone, MinutesTarget("meet-1"), meetings=(meeting(HOUSING),)))
 
@@ -201,3 +206,51 @@ def test_level_at_meeting_differs_from_current_level() -> None:
     row = facts(HOUSING, meetings=(meeting(HOUSING, level_at_meeting=Level.SENIOR_MULTI_AGENCY),))
     with pytest.raises(NoNeedToKnow):
         decide(row)
+
+
+@pytest.mark.parametrize("target", [NominalTarget(), MinutesTarget("meet-1")])
+@pytest.mark.parametrize(
+    "held_on",
+    [
+        # the calendar's last day: its default review (90 days on) has no date
+        dt.date.max,
+        # the first day whose default review falls one day beyond the calendar
+        dt.date.max - dt.timedelta(days=89),
+    ],
+)
+def test_a_meeting_that_cannot_end_within_the_calendar_is_not_ended(
+    target: Target, held_on: dt.date
+) -> None:
+    """A meeting stored as held on 31 December 9999 with no review date is a decision like any
+    other (never an overflow): its review never comes, so the attendee's involvement lasts."""
+    row = facts(
+        HOUSING,
+        target=target,
+        meetings=(meeting(HOUSING, held_on=held_on, review_date=None),),
+    )
+    allowed = decide(row)
+    assert allowed.rule in {"involved-meeting", "minutes-participant"}
+    assert {e.rule: e for e in explain(row)}[allowed.rule].matched
+
+
+def test_a_default_review_beyond_the_calendar_never_ends_the_meeting() -> None:
+    """However many days the policy data gives a meeting without a review date, the sum is held
+    at the calendar's end instead of overflowing."""
+    settings = Settings("test", ZoneInfo("Europe/London"), 10**9)
+    row = facts(HOUSING, meetings=(meeting(HOUSING, review_date=None),))
+    assert meeting_ended(settings, row, row.involvements.meetings[0]) is None
+
+
+@pytest.mark.parametrize(
+    ("zone", "now", "day"),
+    [
+        # nine hours east of the calendar's last instant: still its last day
+        ("Asia/Tokyo", END_OF_TIME, dt.date.max),
+        # five hours west of its first instant: still its first day
+        ("America/New_York", START_OF_TIME, dt.date.min),
+    ],
+)
+def test_today_at_the_ends_of_the_calendar_is_the_edge_day(
+    zone: str, now: dt.datetime, day: dt.date
+) -> None:
+    assert Settings("test", ZoneInfo(zone), 90).today(now) == day

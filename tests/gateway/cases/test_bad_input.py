@@ -2,22 +2,38 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from gateway.store.models import (
+    Action,
     AuditEntry,
+    ContributorDecision,
+    HazardFlag,
     IdempotentRequest,
     InformationRecord,
     Meeting,
     Nominal,
     OutboxMessage,
     Referral,
+    WarningMarker,
 )
-from tests.gateway.cases.scenario import HOUSING, POLICE, PROBATION, at_level_2, referral
-from tests.gateway.cases.support import World
+from tests.gateway.cases.scenario import (
+    CHILD_REF,
+    CS,
+    HOUSING,
+    POLICE,
+    PROBATION,
+    VICTIM_SUPPORT,
+    at_level_2,
+    level_2_meeting,
+    referral,
+)
+from tests.gateway.cases.support import TODAY, World
 
 CASE_TABLES = (Nominal, Referral, InformationRecord, Meeting, OutboxMessage, IdempotentRequest)
 
@@ -85,6 +101,117 @@ async def test_invalid_nominal_change_is_422_and_changes_nothing(
     refused = await world[POLICE].refused("POST", f"/v1/nominals/{nominal_id}/{path}", body)
     assert refused.status == 422
     assert await world[POLICE].get(f"/v1/nominals/{nominal_id}") == before
+
+
+#: Dates at and beyond the calendar's ends, and far from any plausible case date.
+HOSTILE_DATES = ["9999-12-31", "0001-01-01", "2200-01-01", "1800-01-01"]
+DATED_TABLES = (*CASE_TABLES, Action, ContributorDecision, HazardFlag, WarningMarker)
+SOON = (TODAY + dt.timedelta(days=30)).isoformat()
+
+
+def _dated(field: str, nominal_id: str, meeting_id: str, day: str) -> tuple[str, dict[str, Any]]:
+    """The write that carries ``field`` (one of each date of the contract), set to ``day``."""
+    meeting: dict[str, Any] = {
+        "nominal_id": nominal_id,
+        "meeting_type": "level_2",
+        "held_on": TODAY.isoformat(),
+        "chair_officer": "DI-1",
+        "participants": [{"agency_id": CS, "participation": "attended"}],
+        "confidentiality_statement_signed": True,
+    }
+    action = {"owner_agency_id": CS, "description": "Check ICS", "due_date": SOON}
+    decision = {
+        "agency_id": VICTIM_SUPPORT,
+        "purposes": ["risk-assessment"],
+        "reason": "Holds the safety plan",
+        "ends_on": SOON,
+    }
+    flag = {
+        "nominal_id": nominal_id,
+        "recipient_agency_id": CS,
+        "child_or_family_ref": CHILD_REF,
+        "relationship": "father",
+        "contact": "MAPPA unit",
+    }
+    marker = {
+        "nominal_id": nominal_id,
+        "recipient_agency_id": HOUSING,
+        "uprn": "200004512345",
+        "marker": "PWM",
+        "contact": "MAPPA unit",
+        "review_date": SOON,
+    }
+    writes: dict[str, tuple[str, dict[str, Any]]] = {
+        "held_on": ("/v1/meetings", meeting),
+        "meeting.review_date": ("/v1/meetings", meeting),
+        "due_date": (f"/v1/meetings/{meeting_id}/actions", action),
+        "action.review_date": (f"/v1/meetings/{meeting_id}/actions", action),
+        "ends_on": (f"/v1/nominals/{nominal_id}/contributors", decision),
+        "decision.review_date": (f"/v1/nominals/{nominal_id}/contributors", decision),
+        "flag.review_date": ("/v1/hazard-flags", flag),
+        "marker.review_date": ("/v1/warning-markers", marker),
+        "date_of_birth": ("/v1/referrals", referral()),
+    }
+    path, body = writes[field]
+    name = field.rpartition(".")[2]
+    if name == "date_of_birth":
+        return path, {**body, "subject": _subject(date_of_birth=day)}
+    return path, {**body, name: day}
+
+
+@pytest.mark.parametrize("day", HOSTILE_DATES)
+@pytest.mark.parametrize(
+    "field",
+    [
+        "held_on",
+        "meeting.review_date",
+        "due_date",
+        "action.review_date",
+        "ends_on",
+        "decision.review_date",
+        "flag.review_date",
+        "marker.review_date",
+        "date_of_birth",
+    ],
+)
+async def test_a_date_outside_its_window_is_422_and_stores_nothing(
+    world: World, field: str, day: str
+) -> None:
+    """A date at the calendar's ends (or far from any case) never reaches the store, where it
+    would break every later need-to-know decision: 422 ``date_out_of_range`` naming the field."""
+    nominal_id = await at_level_2(world)
+    meeting_id = await level_2_meeting(world, nominal_id)
+    path, body = _dated(field, nominal_id, meeting_id, day)
+    before = {model.__tablename__: await world.count(model) for model in DATED_TABLES}
+    refused = await world[POLICE].refused("POST", path, body)
+    assert refused.status == 422, refused.problem
+    assert refused.code == "validation_failed"
+    name = field.rpartition(".")[2]
+    loc = ["subject", name] if name == "date_of_birth" else [name]
+    assert refused.problem["errors"] == [{"loc": loc, "type": "date_out_of_range"}], refused.problem
+    assert {model.__tablename__: await world.count(model) for model in DATED_TABLES} == before
+
+
+async def test_a_meeting_already_stored_at_the_end_of_the_calendar_breaks_no_decision(
+    world: World,
+) -> None:
+    """A meeting held on 31 December 9999 with no review date (stored before the bounds, or by
+    any other path) is simply not over: reads and level changes answer, none is a 500."""
+    nominal_id = await at_level_2(world)
+    meeting_id = await level_2_meeting(world, nominal_id, {CS: "attended"})
+    async with world.state.db.write() as session:
+        await session.execute(
+            update(Meeting)
+            .where(Meeting.id == meeting_id)
+            .values(held_on=dt.date.max, review_date=None)
+        )
+    assert (await world[CS].get(f"/v1/nominals/{nominal_id}"))["id"] == nominal_id
+    changed = await world[POLICE].post(
+        f"/v1/nominals/{nominal_id}/level", {"level": 3, "reason": "x"}
+    )
+    assert changed["level"] == 3
+    # the level changed since the meeting: its involvement has ended (a refusal, not a crash)
+    assert (await world[CS].refused("GET", f"/v1/nominals/{nominal_id}")).status == 404
 
 
 async def test_plain_json_case_data_is_415(world: World) -> None:

@@ -18,6 +18,7 @@ from adapters.client import GatewayClient
 from adapters.identity import AgencyIdentity
 from gateway import errors
 from gateway.agencies import add_agency
+from gateway.contract.envelope import SignedBody
 from gateway.flow.seal import Sealer, agency_public_jwks
 from gateway.state import GatewayState
 from gateway.store.models import Agency
@@ -191,6 +192,40 @@ async def test_stale_body_is_refused(
             sender_id="barnet-police",
             sender_keys=await _sender_keys(state, "barnet-police"),
             now=later,
+        )
+    assert "stale" in caught.value.diagnostics["reason"]
+
+
+@pytest.mark.parametrize(
+    "iat",
+    [
+        10**12,  # the year 33658: no datetime holds it
+        10**20,  # beyond the platform's time_t
+        -(10**15),  # long before the year 1
+    ],
+)
+async def test_body_issued_beyond_the_calendar_is_refused_not_a_crash(
+    state: GatewayState,
+    sealer: Sealer,
+    police: GatewayClient,
+    monkeypatch: pytest.MonkeyPatch,
+    iat: int,
+) -> None:
+    """A signed body whose ``iat`` no datetime can hold is simply not fresh: the one opaque
+    refusal, never an overflow (a 500)."""
+    wrap = SignedBody.wrap
+
+    def far(body: dict[str, Any], *, iss: str, aud: str, now: dt.datetime) -> SignedBody:
+        return wrap(body, iss=iss, aud=aud, now=now).model_copy(update={"iat": iat})
+
+    monkeypatch.setattr(SignedBody, "wrap", far)
+    compact = await police.seal({"reasons": "x"})
+    with pytest.raises(errors.UnreadableBody) as caught:
+        await sealer.open(
+            _request(compact.encode()),
+            sender_id="barnet-police",
+            sender_keys=await _sender_keys(state, "barnet-police"),
+            now=dt.datetime.now(dt.UTC),
         )
     assert "stale" in caught.value.diagnostics["reason"]
 

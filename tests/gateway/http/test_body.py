@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
-from gateway.contract import ReferralIn
+from gateway.contract import ContributorIn, MeetingIn, ReferralIn, SubjectDetails
+from gateway.contract.types import (
+    BIRTH_DATES,
+    EARLIEST_BIRTH_DATE,
+    EARLIEST_CASE_DATE,
+    MEETING_DATES,
+    MEETING_YEARS_AHEAD,
+    PLANNED_DATES,
+    PLANNED_YEARS_AHEAD,
+    DateWindow,
+)
 from gateway.errors import BodyTooDeep, MalformedBody, ValidationFailed
 from gateway.http.body import parse_json, validate
 
@@ -99,6 +111,46 @@ def test_invalid_dates_are_refused(date_of_birth: str) -> None:
     subject = {**_referral()["subject"], "date_of_birth": date_of_birth}
     with pytest.raises(ValidationFailed):
         validate(ReferralIn, _referral(subject=subject))
+
+
+_MEETING = {
+    "nominal_id": "00000000-0000-4000-8000-000000000000",
+    "meeting_type": "level_2",
+    "chair_officer": "DI-1",
+    "confidentiality_statement_signed": True,
+}
+_DECISION = {"agency_id": "victim-support-a", "purposes": ["risk-assessment"], "reason": "x"}
+
+
+def test_date_windows_are_the_documented_ones() -> None:
+    """docs/api.md states these bounds; the windows are built from them."""
+    assert (EARLIEST_BIRTH_DATE, EARLIEST_CASE_DATE) == (dt.date(1900, 1, 1), dt.date(2001, 1, 1))
+    assert (MEETING_YEARS_AHEAD, PLANNED_YEARS_AHEAD) == (1, 5)
+    today = dt.datetime.now(dt.UTC).date()
+    assert BIRTH_DATES.latest(today) == today
+    assert MEETING_DATES.latest(dt.date(2028, 2, 29)) == dt.date(2029, 2, 28)
+    assert PLANNED_DATES.latest(dt.date(2026, 11, 23)) == dt.date(2031, 11, 23)
+
+
+@pytest.mark.parametrize(
+    ("model", "body", "field", "window"),
+    [
+        (SubjectDetails, _referral()["subject"], "date_of_birth", BIRTH_DATES),
+        (MeetingIn, _MEETING, "held_on", MEETING_DATES),
+        (ContributorIn, _DECISION, "ends_on", PLANNED_DATES),
+    ],
+)
+def test_a_date_is_accepted_up_to_its_bounds_and_refused_beyond(
+    model: type[BaseModel], body: dict[str, Any], field: str, window: DateWindow
+) -> None:
+    """Both bounds are included; a day beyond either is ``date_out_of_range`` on the field."""
+    one_day = dt.timedelta(days=1)
+    for inside in (window.earliest, window.latest()):
+        assert getattr(validate(model, {**body, field: inside.isoformat()}), field) == inside
+    for outside in (window.earliest - one_day, window.latest() + one_day):
+        with pytest.raises(ValidationFailed) as caught:
+            validate(model, {**body, field: outside.isoformat()})
+        assert caught.value.errors == [{"loc": [field], "type": "date_out_of_range"}]
 
 
 def test_validation_errors_do_not_echo_the_input() -> None:
