@@ -22,6 +22,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -47,6 +48,9 @@ RENEW_BEFORE = dt.timedelta(seconds=30)
 
 _SIGN_REGISTRY = JWSRegistry(algorithms=[SIGN_ALG])
 _JWE_REGISTRY = jwe.JWERegistry(algorithms=[ENC_ALG, ENC])
+#: Retry-After in seconds: ASCII digits, at most nine (``str.isdigit`` also passes "\u00b2",
+#: which ``float`` refuses).
+_DELAY_SECONDS = re.compile(r"[0-9]{1,9}")
 
 
 def _b64(data: bytes) -> str:
@@ -335,7 +339,7 @@ class GatewayClient:
 def _retry_after(response: httpx.Response) -> float | None:
     """``Retry-After`` in seconds (the delta form; an HTTP date is not honoured)."""
     value = response.headers.get("retry-after", "").strip()
-    return float(value) if value.isdigit() else None
+    return float(value) if _DELAY_SECONDS.fullmatch(value) else None
 
 
 def _problem(response: httpx.Response) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ from gateway.store import Database
 __all__ = ["parse_duration", "register"]
 
 T = TypeVar("T")
-_DURATION = re.compile(r"^(\d{1,6})([smhd])$")
+_DURATION = re.compile(r"^([0-9]{1,6})([smhd])$")  # [0-9]: \d matches any script's digits
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 

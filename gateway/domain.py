@@ -41,7 +41,7 @@ class _CodedIntEnum(enum.IntEnum):
             text = value.strip().upper()
             if text.startswith("M"):
                 text = text[1:]
-            if not text.isdigit() or len(text) != 1:
+            if len(text) != 1 or text not in "0123456789":  # not str.isdigit: "\u00b2" passes it
                 raise ValueError(f"not a {cls.__name__.lower()}: {value!r}")
             value = int(text)
         if not isinstance(value, int):

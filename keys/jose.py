@@ -228,11 +228,22 @@ def verify_jws(
     raise jose_rejected_from(failure, "jws verify") from failure
 
 
+#: The largest NumericDate magnitude taken: 9999-12-31T23:59:59Z, the last second a datetime
+#: holds. JSON integers have no bound, and a longer one overflows ``math.isfinite`` and
+#: ``float``; ``1e400`` parses as infinity.
+_MAX_NUMERIC_DATE = 253402300799
+
+
 def _number(claims: Mapping[str, Any], name: str) -> float | None:
     value = claims.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (isinstance(value, float) and not math.isfinite(value))
+        or not -_MAX_NUMERIC_DATE <= value <= _MAX_NUMERIC_DATE
+    ):
         raise JoseRejected(f"jwt: {name} is not a NumericDate")
     return float(value)
 

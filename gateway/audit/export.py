@@ -48,6 +48,8 @@ __all__ = [
 
 EXPORT_FORMAT: Final = "mappa-gateway/audit-export/v1"
 _MAX_LINE: Final = 1 << 20
+#: The largest tree size a checkpoint can carry (C2SP tlog-checkpoint: a uint64).
+_MAX_TREE_SIZE: Final = 2**64 - 1
 
 
 class ExportError(ValueError):
@@ -168,7 +170,7 @@ def _header(first: str) -> ExportHeader:
         keys = tuple(parse_verifier_key(str(key)) for key in raw.get("verifier_keys", []))
         return ExportHeader(
             origin=str(raw["origin"]),
-            tree_size=int(raw["tree_size"]),
+            tree_size=_tree_size(raw["tree_size"]),
             checkpoint=str(raw["checkpoint"]),
             verifier_keys=keys,
             exported_at=str(raw.get("exported_at", "")),
@@ -177,6 +179,14 @@ def _header(first: str) -> ExportHeader:
         raise
     except (KeyError, TypeError, ValueError, CheckpointError) as exc:
         raise ExportError("the pack's header is malformed") from exc
+
+
+def _tree_size(value: object) -> int:
+    """A JSON integer from 0 to 2**64 - 1: never a float (``1e400`` reads as infinity), a
+    boolean, or a string (``int`` reads other scripts' digits as well as ASCII ones)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_TREE_SIZE:
+        raise ExportError("the pack's header is malformed")
+    return value
 
 
 def verify_export(

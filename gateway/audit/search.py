@@ -62,6 +62,10 @@ _PAGING: Final = ("limit", "cursor")
 _KNOWN: Final = frozenset((*FILTER_FIELDS, *_RANGE, *_PAGING))
 _CURSOR_PREFIX: Final = "e1:"
 _DATE: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+#: ASCII digits only (``str.isdigit`` also passes "\u00b2", which ``int`` refuses, and other
+#: scripts' digits, which it reads), bounded in length before ``int`` reads them.
+_LIMIT_DIGITS: Final = re.compile(r"[0-9]{1,3}")
+_CURSOR_DIGITS: Final = re.compile(r"[0-9]{1,18}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +131,7 @@ def _decode_cursor(value: str) -> int:
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise InvalidParameter("cursor: not one this gateway issued") from exc
     number = raw.removeprefix(_CURSOR_PREFIX)
-    if not raw.startswith(_CURSOR_PREFIX) or not number.isdigit() or len(number) > 18:
+    if not raw.startswith(_CURSOR_PREFIX) or _CURSOR_DIGITS.fullmatch(number) is None:
         raise InvalidParameter("cursor: not one this gateway issued")
     return int(number)
 
@@ -153,7 +157,7 @@ def parse_query(items: Iterable[tuple[str, str]], *, extra: Iterable[str] = ()) 
     limit = DEFAULT_LIMIT
     if seen.get("limit"):
         text = seen["limit"]
-        if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        if _LIMIT_DIGITS.fullmatch(text) is None or not 1 <= int(text) <= MAX_LIMIT:
             raise InvalidParameter(f"limit: a whole number from 1 to {MAX_LIMIT}")
         limit = int(text)
     after = _decode_cursor(seen["cursor"]) if seen.get("cursor") else None

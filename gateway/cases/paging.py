@@ -30,6 +30,9 @@ MAX_LIMIT = 100
 _ID = re.compile(r"^[0-9a-f-]{36}$")
 Q = TypeVar("Q", bound=Select[Any])
 
+#: A ``limit`` is one to three ASCII digits (``str.isdigit`` also passes "\u00b2", which
+#: ``int`` refuses, and other scripts' digits, which it reads).
+_LIMIT = re.compile(r"[0-9]{1,3}")
 
 @dataclass(frozen=True, slots=True)
 class Page:
@@ -85,7 +88,7 @@ def page_of(request: Request) -> Page:
     limit = DEFAULT_LIMIT
     if "limit" in params:
         text = params["limit"]
-        if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        if _LIMIT.fullmatch(text) is None or not 1 <= int(text) <= MAX_LIMIT:
             raise _invalid("limit")
         limit = int(text)
     after = _decode(params["cursor"]) if "cursor" in params else None

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import hashlib
+import re
 import ssl
 import time
 from dataclasses import dataclass
@@ -64,6 +65,9 @@ TRANSPORT_CODES: tuple[tuple[type[httpx.TransportError], str], ...] = (
 )
 
 _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+#: Retry-After in seconds: ASCII digits (``str.isdigit`` also passes "\u00b2", which ``float``
+#: refuses), at most nine (over thirty years; the backoff's cap bounds the wait anyway).
+_DELAY_SECONDS = re.compile(r"[0-9]{1,9}")
 
 
 def transport_code(exc: httpx.TransportError) -> str:
@@ -136,7 +140,7 @@ def _retry_after(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _DELAY_SECONDS.fullmatch(value):
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

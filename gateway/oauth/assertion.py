@@ -16,7 +16,13 @@ from typing import Any
 from joserfc.jwk import ECKey, OKPKey
 
 from gateway.oauth.clients import ClientRecord
-from gateway.oauth.jose import Compact, JoseRefused, parse_compact, verify_signature
+from gateway.oauth.jose import (
+    Compact,
+    JoseRefused,
+    numeric_date,
+    parse_compact,
+    verify_signature,
+)
 from gateway.oauth.jwks import KID_PATTERN
 
 __all__ = [
@@ -59,12 +65,15 @@ def parse_assertion(assertion: str) -> Compact:
 
 
 def _numeric(claims: Any, name: str, *, required: bool) -> int | None:
+    """The claim as a NumericDate; one that is not a finite number in range (``1e400`` parses
+    as infinity) is refused like one that is not a number at all."""
     value = claims.get(name)
     if value is None and not required:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    seconds = numeric_date(value)
+    if seconds is None:
         raise JoseRefused(f"assertion_{name}_missing" if value is None else f"assertion_{name}")
-    return int(value)
+    return seconds
 
 
 def verify_assertion(

@@ -20,7 +20,13 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 from joserfc.jwk import ECKey, OKPKey
 
-from gateway.oauth.jose import JoseRefused, parse_compact, sha256_b64url, verify_signature
+from gateway.oauth.jose import (
+    JoseRefused,
+    numeric_date,
+    parse_compact,
+    sha256_b64url,
+    verify_signature,
+)
 from gateway.oauth.jwks import KeyRefused, parse_jwk
 
 __all__ = ["MAX_PROOF_CHARS", "DPoPProof", "normalise_htu", "verify_proof"]
@@ -75,10 +81,12 @@ def _resource(url: str) -> str:
 
 
 def _numeric(claims: dict[str, Any] | Any, name: str) -> int:
-    value = claims.get(name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    """The claim as a NumericDate; absent, not a number, not finite or out of range is refused
+    alike (``1e400``, infinity to the JSON parser, is no ``iat`` either)."""
+    value = numeric_date(claims.get(name))
+    if value is None:
         raise JoseRefused(f"dpop_{name}_missing")
-    return int(value)
+    return value
 
 
 def verify_proof(

@@ -18,6 +18,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
@@ -30,9 +31,11 @@ from joserfc.jws import JWSRegistry
 
 __all__ = [
     "ALLOWED_ALGS",
+    "MAX_NUMERIC_DATE",
     "Compact",
     "JoseRefused",
     "b64url",
+    "numeric_date",
     "parse_compact",
     "sha256_b64url",
     "verify_signature",
@@ -44,6 +47,9 @@ ALLOWED_ALGS: frozenset[str] = frozenset({"ES256", "EdDSA"})
 _B64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 _MAX_HEADER_CHARS = 1024
 _MAX_SIGNATURE_CHARS = 128
+#: The latest NumericDate taken from an agency's JWS: 9999-12-31T23:59:59Z, the last second a
+#: datetime holds.
+MAX_NUMERIC_DATE = 253402300799
 
 
 class _PinnedRegistry(JWSRegistry):
@@ -110,11 +116,29 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def numeric_date(value: object) -> int | None:
+    """``value`` as a NumericDate in whole seconds, or None if it is not one the gateway takes.
+
+    RFC 7519 section 2 allows a fraction (dropped here, as before). Refused: a boolean, anything
+    not a JSON number, a number that is not finite (JSON's ``1e400`` parses as infinity, which
+    ``int`` cannot convert), and one outside 0 to :data:`MAX_NUMERIC_DATE`."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if not 0 <= value <= MAX_NUMERIC_DATE:
+        return None
+    return int(value)
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"non-finite number {name}")
 
 
 def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    """A JSON object. Numbers stay as the parser reads them (``1e400`` is infinity): every claim
+    read as a number goes through :func:`numeric_date`, which refuses that with the claim's own
+    reason, after the signature and the caller are known, so the refusal is audited as theirs."""
     try:
         value = json.loads(
             data.decode("utf-8"),

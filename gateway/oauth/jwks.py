@@ -47,6 +47,9 @@ _SIG_ALGS = {("EC", "P-256"): frozenset({"ES256"}), ("OKP", "Ed25519"): frozense
 _MAX_KEYS = 20
 #: A public JWK is a few hundred characters (RSA 4096: under 1,000); more is not a key.
 _MAX_JWK_CHARS = 8192
+#: A Content-Length the server declares: ASCII digits (``str.isdigit`` also passes "\u00b2",
+#: which ``int`` refuses). Anything else is ignored: the body is still read under the cap.
+_DECLARED_LENGTH = re.compile(r"[0-9]+")
 REFETCH_INTERVAL = 30.0
 
 
@@ -216,7 +219,9 @@ class JwksFetcher:
                     if r.status_code != 200:
                         raise JwksUnavailable(f"jwks_http_{r.status_code}")
                     declared = r.headers.get("content-length", "")
-                    if declared.isdigit() and int(declared) > self.max_bytes:
+                    if _DECLARED_LENGTH.fullmatch(declared) and (
+                        len(declared) > 18 or int(declared) > self.max_bytes
+                    ):
                         raise JwksUnavailable("jwks_too_large")
                     async for chunk in r.aiter_bytes():
                         body.extend(chunk)

@@ -24,6 +24,7 @@ unknown, repeated or malformed ones answer 400 ``invalid_parameter``.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Annotated, Final
 
@@ -49,6 +50,8 @@ __all__ = ["AUDIT_READ_SCOPE", "IGReader", "ig_reader", "router"]
 AUDIT_READ_SCOPE: Final = "audit:read"
 IG_RULE: Final = "ig-endpoints-only"
 _TEXT: Final = "text/plain; charset=utf-8"
+#: A tree size: 1 to 15 ASCII digits (``str.isdigit`` also passes other scripts' digits).
+_SIZE: Final = re.compile(r"[0-9]{1,15}")
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 log = get_logger("gateway.audit.api")
@@ -151,7 +154,7 @@ def _check_params(request: Request, allowed: set[str]) -> None:
 def _size(name: str, value: str | None) -> int | None:
     if value is None or value == "":
         return None
-    if not value.isdigit() or len(value) > 15:
+    if _SIZE.fullmatch(value) is None:
         raise errors.InvalidParameter(f"{name}: a whole number")
     return int(value)
 

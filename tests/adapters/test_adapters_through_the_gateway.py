@@ -20,7 +20,8 @@ from joserfc.jwk import KeySet
 from sqlalchemy import select
 
 from adapters.childrens_services import ChildrensServicesAdapter
-from adapters.client import GatewayResponseError, Opened
+from adapters.client import ContextHeaders, GatewayClient, GatewayResponseError, Opened
+from adapters.identity import AgencyIdentity
 from adapters.police import PoliceAdapter
 from adapters.probation import ProbationAdapter
 from adapters.receiver import Receiver
@@ -363,3 +364,42 @@ async def test_childrens_services_written_report_reaches_the_meeting(world: Worl
     assert isinstance(sent, Opened) and sent.body["kind"] == "written_report"
     listed = await world[POLICE].get(f"/v1/meetings/{meeting['id']}/reports")
     assert [(r["id"], r["owner_agency_id"]) for r in listed["reports"]] == [(sent.body["id"], CS)]
+
+
+@pytest.mark.parametrize(
+    "retry_after",
+    [
+        "\u00b2",  # str.isdigit passes it, float refuses it: the call raised ValueError
+        "\u0661\u0662",  # Arabic-Indic and fullwidth digits: float reads them as 12
+        "\uff11\uff12",
+        "0" * 9 + "5",  # ASCII, but more than nine digits
+    ],
+)
+async def test_client_neither_waits_nor_retries_on_a_retry_after_not_in_ascii_digits(
+    retry_after: str,
+) -> None:
+    """A 429 whose Retry-After is not one to nine ASCII digits (the gateway stood in for by a
+    mock transport) goes back to the caller as the 429, with no wait and no second send."""
+    sent: list[str] = []
+    waits: list[float] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(request.url.path)
+        if request.url.path == "/oauth/token":
+            body = {"access_token": "t", "token_type": "DPoP", "expires_in": 300}
+            return httpx.Response(200, json=body)
+        return httpx.Response(
+            429, headers=[(b"retry-after", retry_after.encode())], json={"code": "rate_limited"}
+        )
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    context = ContextHeaders("cja2003-s325", "risk-management", "PC-1")
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        client = GatewayClient(AgencyIdentity.generate(POLICE), ISSUER, http, sleep=sleep)
+        with pytest.raises(GatewayResponseError) as refused:
+            await client.call("GET", "/v1/level-1-list", context)
+    assert refused.value.status == 429
+    assert waits == []
+    assert sent == ["/oauth/token", "/v1/level-1-list"]

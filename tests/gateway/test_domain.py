@@ -37,6 +37,20 @@ def test_level_refuses_out_of_range(value: object) -> None:
         Level.parse(value)
 
 
+#: Digits ``str.isdigit`` passes but ASCII has not: a superscript (``int`` refuses it), and
+#: Arabic-Indic, fullwidth and Devanagari digits (``int`` reads them as 1 and 2).
+NOT_ASCII_DIGITS = ["\u00b2", "\u0661", "\uff12", "\u0967", "M\u00b2", "M\u0662", "m\uff11"]
+
+
+@pytest.mark.parametrize("value", NOT_ASCII_DIGITS)
+def test_category_and_level_refuse_digits_that_are_not_ascii(value: str) -> None:
+    """Only the ASCII digits 1-4 (1-3) name a category (level), bare or after ``M``."""
+    with pytest.raises(ValueError):
+        Category.parse(value)
+    with pytest.raises(ValueError):
+        Level.parse(value)
+
+
 def test_level_accepts_ndelius_codes() -> None:
     """M2 is level 2."""
     assert Level.parse("M2") is Level.MULTI_AGENCY

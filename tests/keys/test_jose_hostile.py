@@ -490,6 +490,31 @@ def test_duplicate_claims_are_refused(gateway: Party) -> None:
         verify_jwt(signed.serialize(compact=True), ring.public_keys(), typ=None, now=T0)
 
 
+@pytest.mark.parametrize(
+    "number",
+    [
+        "1" + "0" * 400,  # an integer no float holds: math.isfinite overflowed
+        "-1" + "0" * 400,
+        "1e400",  # infinity to the JSON parser
+        "-1e400",
+        "253402300800",  # a second past the end of year 9999
+    ],
+)
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+def test_time_claim_that_is_no_usable_numeric_date_is_refused(
+    gateway: Party, claim: str, number: str
+) -> None:
+    """A signed JWT whose exp, nbf or iat no clock can read: JoseRejected, never OverflowError."""
+    ring = _token_ring(gateway)
+    key = jc_key(ring.current().jose_key.as_dict(private=True))
+    exp = int(T0.timestamp()) + 300
+    payload = f'{{"exp":{exp},"{claim}":{number}}}' if claim != "exp" else f'{{"exp":{number}}}'
+    signed = jc_jws.JWS(payload.encode())
+    signed.add_signature(key, None, json.dumps({"alg": "ES256", "kid": ring.current().kid}))
+    with pytest.raises(JoseRejected, match="not a NumericDate"):
+        verify_jwt(signed.serialize(compact=True), ring.public_keys(), typ=None, now=T0)
+
+
 def test_oversized_jwt_is_refused_before_verification(gateway: Party, tripwire: None) -> None:
     """A 10 MB token is refused on length, without decoding it."""
     ring = _token_ring(gateway)

@@ -186,6 +186,71 @@ async def test_invalid_parameters_answer_400_problem(
     assert "select" not in response.text.lower()
 
 
+#: What ``str.isdigit`` passes but is not ASCII 0-9: superscripts (``int`` refuses them: a 500
+#: before), Arabic-Indic, fullwidth and Devanagari digits (``int`` reads them), and a mix.
+NOT_ASCII_DIGITS = [
+    "\u00b2",
+    "\u00b9\u00b2",
+    "\u0661\u0662",
+    "\uff11\uff12",
+    "\u0967\u0966",
+    "1\u00b2",
+]
+#: Tree sizes of ASCII digits, too long (at most 15 are read), and more than ``int`` reads.
+LONG_SIZES = ["0" * 15 + "10", "1" * 5000]
+
+
+@pytest.mark.parametrize("value", NOT_ASCII_DIGITS + LONG_SIZES)
+@pytest.mark.parametrize("name", ["first", "second"])
+async def test_consistency_proof_size_not_in_ascii_digits_is_400_not_500(
+    http: httpx.AsyncClient, ledger: Ledger, sequenced_log: list[str], name: str, value: str
+) -> None:
+    """The public, unauthenticated endpoint: a size in other scripts' digits, or too long, is
+    400 ``invalid_parameter`` (never a 500 anyone could raise at will), and nothing is written."""
+    entries = await ledger.count(AuditEntry)
+    params = {"first": "10", "second": "20", name: value}
+    response = await http.get("/v1/audit/proof/consistency", params=params)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["code"] == "invalid_parameter"
+    assert await ledger.count(AuditEntry) == entries
+
+
+@pytest.mark.parametrize("tree_size", NOT_ASCII_DIGITS + LONG_SIZES)
+async def test_inclusion_tree_size_not_in_ascii_digits_is_400_and_nothing_is_read(
+    http: httpx.AsyncClient,
+    gateway_state: GatewayState,
+    coordinator: AgencyClient,
+    ledger: Ledger,
+    sequenced_log: list[str],
+    tree_size: str,
+) -> None:
+    """An IG reader's tree size in other scripts' digits, or too long: 400, no proof, no read."""
+    async with gateway_state.db.read() as session:
+        entry_id = await session.scalar(
+            select(AuditEntry.entry_id).where(AuditEntry.seq == 3)  # in both checkpoints
+        )
+    response = await _get(http, coordinator, INCLUSION, entry_id=entry_id, tree_size=tree_size)
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "invalid_parameter"
+    assert await ledger.audit("consultation", "allowed") == []
+
+
+@pytest.mark.parametrize("limit", [*NOT_ASCII_DIGITS, "0001", "1" * 5000])
+async def test_entries_limit_not_in_one_to_three_ascii_digits_is_400_and_nothing_is_read(
+    http: httpx.AsyncClient,
+    coordinator: AgencyClient,
+    ledger: Ledger,
+    sequenced_log: list[str],
+    limit: str,
+) -> None:
+    """``limit`` of other scripts' digits, or of more than three: 400, nothing searched."""
+    response = await _get(http, coordinator, ENTRIES, limit=limit)
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "invalid_parameter"
+    assert await ledger.audit("consultation", "allowed") == []
+
+
 @pytest.mark.parametrize("url", [ENTRIES, INCLUSION])
 async def test_agency_that_is_not_ig_gets_403_and_the_attempt_is_audited(
     http: httpx.AsyncClient, police: AgencyClient, ledger: Ledger, url: str

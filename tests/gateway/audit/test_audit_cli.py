@@ -283,6 +283,36 @@ def test_export_pack_verifies_offline_and_detects_an_edited_line(
     assert "FAILED verification: edited at entry seq 17" in output
 
 
+@pytest.mark.parametrize(
+    "tree_size",
+    [
+        "1e400",  # infinity to the JSON parser: int() raised OverflowError out of the command
+        "-1e400",
+        '"\\u0663\\u0660"',  # "30" in Arabic-Indic digits, which int() reads
+        '"30"',  # a string, not a JSON integer
+        "30.0",
+        "true",
+        "-1",
+        str(2**64),  # more than a checkpoint's uint64
+    ],
+)
+def test_export_pack_whose_header_tree_size_is_not_a_json_integer_is_refused(
+    cli: Run, saved: Path, tmp_path: Path, tree_size: str
+) -> None:
+    """The header's tree size is a JSON integer from 0 to 2**64 - 1, else the pack is malformed:
+    the verifier says so (exit 2, as for any pack it cannot read), never a traceback or a pass."""
+    pack = tmp_path / "audit.jsonl"
+    assert cli("audit", "export", "--out", str(pack))[0] == 0
+    lines = pack.read_text().splitlines()
+    header = json.loads(lines[0])
+    header["tree_size"] = "@tree_size@"
+    lines[0] = json.dumps(header).replace('"@tree_size@"', tree_size)
+    pack.write_text("\n".join(lines) + "\n")
+    status, output = cli("audit", "verify", "--export", str(pack), "--checkpoint", str(saved))
+    assert status == 2, output
+    assert "cannot read the export pack: the pack's header is malformed" in output
+
+
 def test_export_pack_with_a_foreign_verifier_key_does_not_verify(
     cli: Run, saved: Path, tmp_path: Path, new_signer: Callable[[str], object]
 ) -> None:

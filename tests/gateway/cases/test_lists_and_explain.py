@@ -8,7 +8,18 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from gateway.cases.explain import explain_access
+from gateway.store.models import (
+    IdempotentRequest,
+    InformationRecord,
+    Meeting,
+    Nominal,
+    OutboxMessage,
+    Referral,
+    UsedJti,
+)
 from tests.gateway.cases.scenario import (
     ADDRESS,
     HOUSING,
@@ -95,6 +106,50 @@ async def test_records_page_by_cursor_and_hide_what_the_caller_may_not_see(world
     assert (
         await world[WILTS_POLICE].refused("GET", f"/v1/nominals/{nominal_id}/records")
     ).status == 404
+
+
+#: What ``str.isdigit`` passes but is not ASCII 0-9: superscripts (``int`` refuses them: a 500
+#: before), Arabic-Indic, fullwidth and Devanagari digits (``int`` reads them), and a mix.
+NOT_ASCII_DIGITS = [
+    "\u00b2",
+    "\u00b9\u00b2",
+    "\u0661\u0662",
+    "\uff11\uff12",
+    "\u0967\u0966",
+    "1\u00b2",
+]
+#: ASCII digits, too long: a value of 1 in four digits, and more digits than ``int`` reads.
+LONG_DIGITS = ["0001", "9" * 50, "1" * 5000]
+
+
+@pytest.mark.parametrize("limit", NOT_ASCII_DIGITS + LONG_DIGITS)
+async def test_a_limit_not_in_one_to_three_ascii_digits_is_400_audited_and_spends_the_proof(
+    world: World, limit: str
+) -> None:
+    """``limit`` is ASCII digits or it is refused: 400 ``invalid_parameter``, never a 500. The
+    refusal is audited, nothing else is stored or disclosed, and the proof is spent."""
+    nominal_id = await at_level_2(world)
+    path = f"/v1/nominals/{nominal_id}/records"
+    police = world[POLICE]
+    headers = await police.headers("GET", path)
+    tables = (Nominal, Referral, InformationRecord, Meeting, OutboxMessage, IdempotentRequest)
+    stored = [await world.count(model) for model in tables]
+    spent = await world.count(UsedJti)
+    audited = len(await world.audit())
+    response = await police.client.http.get(ISSUER + path, params={"limit": limit}, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["code"] == "invalid_parameter"
+    assert [await world.count(model) for model in tables] == stored
+    (refusal,) = (await world.audit())[audited:]
+    assert (refusal.outcome, refusal.reason_code) == ("refused", "invalid_parameter")
+    assert not refusal.record_refs
+    assert refusal.agency_id == POLICE
+    assert refusal.request_id == response.headers["x-request-id"]
+    assert await world.count(UsedJti) == spent + 1
+    again = await police.client.http.get(ISSUER + path, params={"limit": "2"}, headers=headers)
+    assert again.status_code == 401
+    assert (await world.audit(operation="authentication"))[-1].reason_code == "dpop_jti_replayed"
 
 
 async def test_policy_explain_says_why_rule_by_rule(world: World, tmp_path: Path) -> None:

@@ -171,6 +171,20 @@ async def test_invalid_filter_shows_an_error_not_a_crash(officer: httpx.AsyncCli
     assert "ISO 8601" in response.text
 
 
+@pytest.mark.parametrize(
+    "limit", ["\u00b2", "\u00b9\u00b2", "\u0661\u0662", "\uff11\uff12", "0001", "9" * 200]
+)
+async def test_a_limit_not_in_ascii_digits_shows_an_error_not_a_crash(
+    officer: httpx.AsyncClient, state: GatewayState, limit: str
+) -> None:
+    """Digits ``str.isdigit`` passes but ASCII has not (a superscript was a 500), or too many: a
+    400 page naming the limit, and nothing is searched or audited as a search."""
+    response = await officer.get("/console/entries", params={"limit": limit})
+    assert response.status_code == 400
+    assert "limit: a whole number" in response.text
+    assert await _console_entries(state, "search") == []
+
+
 async def _entry_id(state: GatewayState, nominal: str) -> str:
     async with state.db.read() as session:
         return str(

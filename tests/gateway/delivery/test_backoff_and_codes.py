@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from gateway.delivery.backoff import BreakerState, CircuitBreaker, next_delay
-from gateway.delivery.push import TRANSPORT_CODES, transport_code
+from gateway.delivery.push import TRANSPORT_CODES, _retry_after, transport_code
 
 
 def _all_subclasses(cls: type) -> set[type]:
@@ -35,6 +35,24 @@ def test_full_jitter_stays_within_the_exponential_ceiling_and_the_cap(attempt: i
         assert 0.0 <= delay <= min(900.0, 2.0 * 2 ** (attempt - 1))
     assert next_delay(1, base=2.0, cap=900.0, rng=rng, retry_after=60) >= 60
     assert next_delay(1, base=2.0, cap=30.0, rng=rng, retry_after=10_000) <= 30
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "\u00b2",  # str.isdigit passes it, float refuses it: push raised instead of answering
+        "\u00b9\u00b2",
+        "\u0661\u0662",  # Arabic-Indic, fullwidth and Devanagari digits: float reads them
+        "\uff11\uff12",
+        "\u0967\u0966",
+        "0" * 9 + "60",  # ASCII, but more than nine digits
+        "9" * 5000,
+    ],
+)
+def test_a_partners_retry_after_not_in_ascii_digits_is_no_delay(value: str) -> None:
+    """Retry-After from a partner is one to nine ASCII digits (or an HTTP date), else ignored."""
+    assert _retry_after(value) is None
+    assert _retry_after("60") == 60.0
 
 
 def test_breaker_opens_after_threshold_then_lets_one_probe_through() -> None:

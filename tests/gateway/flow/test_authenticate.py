@@ -24,6 +24,7 @@ from tests.gateway.oauth.support import (
     WHOAMI_URL,
     AgencyClient,
     Ledger,
+    Raw,
     assert_refused,
     b64,
     forge,
@@ -491,6 +492,40 @@ async def test_bad_dpop_proof_on_a_protected_call_is_refused(
         issued=1,
         jtis=2,
     )
+
+
+#: Numbers no clock reads as a NumericDate: beyond a float (the JSON parser reads infinity,
+#: which ``int`` cannot convert: a 500 before), and finite ones outside 0 to the end of 9999.
+UNUSABLE_NUMERIC_DATES = ["1e400", "-1e400", "1E+999", "1" + "0" * 400, "1e308", "-1"]
+
+
+@pytest.mark.parametrize("iat", UNUSABLE_NUMERIC_DATES)
+async def test_dpop_iat_that_is_no_usable_numeric_date_is_refused_and_audited(
+    http: httpx.AsyncClient, police: AgencyClient, ledger: Ledger, iat: str
+) -> None:
+    """A proof signed by the caller's own DPoP key with ``iat`` 1e400 (or any number out of
+    range) is refused like a missing ``iat``, and audited; nothing new is spent."""
+    token = await police.token(http)
+    response = await http.get("/v1/whoami", headers=police.resource_headers(token, iat=Raw(iat)))
+    await assert_refused(
+        response,
+        ledger,
+        code="invalid_dpop_proof",
+        reason="dpop_iat_missing",
+        agency_id="police-avon",
+        issued=1,
+        jtis=2,
+    )
+
+
+async def test_dpop_iat_with_a_fraction_is_a_numeric_date(
+    http: httpx.AsyncClient, police: AgencyClient
+) -> None:
+    """RFC 7519 NumericDates may carry a fraction: a current ``iat`` of x.5 is accepted."""
+    token = await police.token(http)
+    headers = police.resource_headers(token, iat=police.clock.ts + 0.5)
+    response = await http.get("/v1/whoami", headers=headers)
+    assert response.status_code == 200, response.text
 
 
 @pytest.mark.parametrize(

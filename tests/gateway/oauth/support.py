@@ -49,12 +49,30 @@ def b64(data: bytes | str) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
+@dataclass(frozen=True)
+class Raw:
+    """A claim sent as exactly this JSON text: ``Raw("1e400")`` is a number no float
+    serialises to (the parser reads it as infinity)."""
+
+    text: str
+
+
+def _claims_json(claims: dict[str, Any]) -> str:
+    raw = {name: value.text for name, value in claims.items() if isinstance(value, Raw)}
+    marked = {name: f"\x00raw:{name}" if name in raw else v for name, v in claims.items()}
+    text = json.dumps(marked)
+    for name, literal in raw.items():
+        text = text.replace(json.dumps(f"\x00raw:{name}"), literal)
+    return text
+
+
 def forge(header: dict[str, Any], claims: dict[str, Any] | str, key: Any = None) -> str:
     """A compact JWS with exactly this header, signed with ``key`` by ``header['alg']``.
 
-    With no key the signature is empty (``alg: none``); a bytes key is an HMAC secret.
+    With no key the signature is empty (``alg: none``); a bytes key is an HMAC secret. A claim
+    given as :class:`Raw` is written as its text, unquoted.
     """
-    payload = claims if isinstance(claims, str) else json.dumps(claims)
+    payload = claims if isinstance(claims, str) else _claims_json(claims)
     signing_input = f"{b64(json.dumps(header))}.{b64(payload)}"
     if key is None:
         return signing_input + "."

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -13,6 +14,7 @@ import pytest
 from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from gateway import agencies
+from gateway.agency_commands import parse_duration
 from gateway.oauth.jwks import JwksFetcher
 from gateway.state import GatewayState
 from gateway.store import Database
@@ -130,6 +132,16 @@ async def test_rotation_refuses_a_reused_kid_for_another_key(
         )
 
 
+@pytest.mark.parametrize(
+    "text", ["\u0661\u0665m", "\uff11\uff15m", "\u0967d", "\u00b2h", "1234567s", "15mx"]
+)
+def test_an_overlap_is_one_to_six_ascii_digits_and_a_unit(text: str) -> None:
+    """``--overlap 15m``, never 15 in another script's digits (``\\d`` matched those)."""
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_duration(text)
+    assert parse_duration("15m") == dt.timedelta(minutes=15)
+
+
 async def test_rotation_sets_the_end_of_overlap_on_old_keys(
     gateway_state: GatewayState, police: AgencyClient
 ) -> None:
@@ -215,16 +227,19 @@ class JwksServer:
         self.fetches = 0
         self.status = 200
         self.extra = b""
+        #: The Content-Length to declare instead of the true one (raw bytes, as sent).
+        self.declared: bytes | None = None
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         self.fetches += 1
         assert str(request.url) == "https://em.example/jwks.json"
         if self.status != 200:
             return httpx.Response(self.status, headers={"Location": "https://evil.example/"})
+        headers = [(b"Content-Type", b"application/json")]
+        if self.declared is not None:
+            headers.append((b"Content-Length", self.declared))
         return httpx.Response(
-            200,
-            content=json.dumps(self.jwks).encode() + self.extra,
-            headers={"Content-Type": "application/json"},
+            200, content=json.dumps(self.jwks).encode() + self.extra, headers=headers
         )
 
 
@@ -298,6 +313,33 @@ async def test_oversized_jwks_is_refused(
     """A JWKS document over the size cap is refused, and so is the token request."""
     agency, server = em
     server.extra = b" " * 8192
+    response = await agency.token_response(http)
+    await assert_refused(
+        response, ledger, code="invalid_client", reason="jwks_too_large", agency_id="em-provider"
+    )
+
+
+@pytest.mark.parametrize(
+    "declared", ["\u00b2", "\u00b9\u00b2", "\u0661\u0662", "\uff11\uff12", "1\u00b2"]
+)
+async def test_jwks_content_length_not_in_ascii_digits_is_ignored_and_the_body_read_capped(
+    http: httpx.AsyncClient, em: tuple[AgencyClient, JwksServer], declared: str
+) -> None:
+    """A declared length ``str.isdigit`` passes but ASCII has not (a superscript was a 500) is no
+    length: the JWKS is read under the cap as if none were declared, and the token issued."""
+    agency, server = em
+    server.declared = declared.encode()
+    response = await agency.token_response(http)
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("declared", ["9" * 19, "1" * 5000])
+async def test_jwks_declaring_a_length_of_too_many_digits_is_refused_as_too_large(
+    http: httpx.AsyncClient, em: tuple[AgencyClient, JwksServer], ledger: Ledger, declared: str
+) -> None:
+    """ASCII digits beyond any cap (more than ``int`` reads, too: a 500 before) are too large."""
+    agency, server = em
+    server.declared = declared.encode()
     response = await agency.token_response(http)
     await assert_refused(
         response, ledger, code="invalid_client", reason="jwks_too_large", agency_id="em-provider"

@@ -13,6 +13,7 @@ from tests.gateway.oauth.support import (
     TOKEN_URL,
     AgencyClient,
     Ledger,
+    Raw,
     assert_refused,
 )
 
@@ -86,6 +87,25 @@ async def test_assertion_outside_its_time_window_is_refused(
     response = await police.token_response(http, assertion=police.assertion(**claims))
     await assert_refused(
         response, ledger, code="invalid_client", reason=reason, agency_id="police-avon"
+    )
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "1" + "0" * 400, "1e308"])
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+async def test_assertion_time_that_is_no_usable_numeric_date_is_refused_and_audited(
+    http: httpx.AsyncClient, police: AgencyClient, ledger: Ledger, claim: str, number: str
+) -> None:
+    """``exp``, ``iat`` or ``nbf`` of 1e400 (infinity to the JSON parser: a 500 before) or out of
+    range, under a valid signature: invalid_client with the claim's reason, audited."""
+    overrides: dict[str, Any] = {claim: Raw(number)}
+    assertion = police.assertion(**overrides)
+    response = await police.token_response(http, assertion=assertion)
+    await assert_refused(
+        response,
+        ledger,
+        code="invalid_client",
+        reason=f"assertion_{claim}",
+        agency_id="police-avon",
     )
 
 

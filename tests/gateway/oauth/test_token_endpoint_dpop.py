@@ -20,6 +20,7 @@ from tests.gateway.oauth.support import (
     TOKEN_URL,
     AgencyClient,
     Ledger,
+    Raw,
     assert_refused,
     forge,
 )
@@ -86,6 +87,25 @@ async def test_a_bad_proof_at_the_token_endpoint_is_400_invalid_dpop_proof(
     )
     assert response.json()["error"] == "invalid_dpop_proof"
     assert "www-authenticate" not in response.headers
+    assert entry.detail["stage"] == "token"
+
+
+@pytest.mark.parametrize("iat", ["1e400", "-1e400", "1" + "0" * 400, "1e308"])
+async def test_a_proof_whose_iat_is_no_usable_numeric_date_is_400_and_audited(
+    http: httpx.AsyncClient, police: AgencyClient, ledger: Ledger, iat: str
+) -> None:
+    """``iat`` 1e400 (infinity to the JSON parser: a 500 before) or out of range, in a proof
+    signed by the agency's own DPoP key: refused like a missing ``iat``, audited, no token."""
+    response = await police.token_response(http, proof=police.proof(iat=Raw(iat)))
+    entry = await assert_refused(
+        response,
+        ledger,
+        code="invalid_dpop_proof",
+        reason="dpop_iat_missing",
+        status=400,
+        agency_id=AGENCY,
+    )
+    assert response.json()["error"] == "invalid_dpop_proof"
     assert entry.detail["stage"] == "token"
 
 
