@@ -67,6 +67,8 @@ class IGReader:
     legal_basis: str | None
     purpose: str | None
     request_id: str | None
+    #: An agency reader's MAPPA area (None for a console officer).
+    area: str | None = None
 
     def event(self, outcome: Outcome, **fields: object) -> AuditEvent:
         return AuditEvent.model_validate(
@@ -118,7 +120,13 @@ async def ig_reader(request: Request) -> IGReader:
         return IGReader("console", officer.officer_id, None, None, None, request_id)
     caller = await authenticate(request)
     reader = IGReader(
-        "agency", caller.officer, caller.agency_id, caller.legal_basis, caller.purpose, request_id
+        "agency",
+        caller.officer,
+        caller.agency_id,
+        caller.legal_basis,
+        caller.purpose,
+        request_id,
+        caller.area,
     )
     if caller.agency_type == AgencyType.MAPPA_COORDINATION and caller.has_scope(AUDIT_READ_SCOPE):
         return reader

@@ -2,12 +2,16 @@
 
 Who may call it is decided as for the audit entries (:func:`gateway.routes.audit.ig_reader`):
 an IG officer's console session, or a MAPPA co-ordination unit's system holding ``audit:read``.
-The answer is the agency's own signed JWS of the write that audit entry records, with the
-checks of :func:`gateway.audit.origin.verify_origin`. The JWS carries case data, so the read is
-audited before anything is returned (no audit, no disclosure), and an agency reader gets the
-answer as ``application/jose`` sealed to its registered encryption key, never in clear; a
-console session gets JSON over the console's own TLS session. An entry with no evidence (not an
-agency write, or one written before evidence was kept) is 404, audited.
+The answer is the checks of :func:`gateway.audit.origin.verify_origin` on the agency's own
+signed JWS of the write that audit entry records, and, for an IG officer's console session
+only, the JWS itself. The JWS is the body as the agency signed it, third-party sources and
+caveated records included, and a signature cannot survive redaction: so it goes whole to the IG
+officer or not at all, never to an agency system (which gets the checks and the digest, for
+writes by agencies of its own area only; another area's entry is 404, as one with no evidence).
+The read is audited before anything is returned (no audit, no disclosure); an agency reader
+gets the answer as ``application/jose`` sealed to its registered encryption key, a console
+session JSON over the console's own TLS session. An entry with no evidence (not an agency write,
+or one written before evidence was kept) is 404, audited.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
@@ -29,6 +34,7 @@ from gateway.flow.audit import Outcome
 from gateway.flow.seal import agency_public_jwks
 from gateway.routes.audit import IGReader, ig_reader
 from gateway.state import GatewayState
+from gateway.store.models import Agency
 
 __all__ = ["router"]
 
@@ -44,7 +50,7 @@ def _state(request: Request) -> GatewayState:
 
 @router.get(
     "/origin/{entry_id}",
-    summary="The agency's signed JWS of a write, and its verification (IG only)",
+    summary="The checks on a write's signed JWS; the JWS itself to a console IG officer",
     response_model=None,
 )
 async def origin(
@@ -78,6 +84,9 @@ async def origin(
         report = await load_origin(session, sealer, entry_id, issuer=state.settings.issuer)
         if report is None:
             return Audited(None, reader.event(Outcome.REFUSED, **_refusal(entry_id, detail)))
+        if reader.area is not None and reader.area != await _area_of(session, report.agency_id):
+            refusal = {**_refusal(entry_id, detail), "rule": "origin-evidence-of-own-area"}
+            return Audited(None, reader.event(Outcome.REFUSED, **refusal))
         event = reader.event(
             Outcome.ALLOWED,
             occurred_at=now,
@@ -90,14 +99,19 @@ async def origin(
     report = await commit_audited(state.db, act)
     if report is None:
         raise errors.NotFound(diagnostics={"reason_code": "not_found", "why": "no evidence"})
-    body = {**report.summary(), "jws": report.jws}
     if reader.agency_id is None:
+        body = {**report.summary(), "jws": report.jws}
         return JSONResponse(body, headers={"Cache-Control": "no-store"})
+    body = report.summary()
     assert state.sealer is not None and recipient_keys is not None
     sealed = deliver.seal_answer(
         state.sealer, body, recipient_id=reader.agency_id, keys=recipient_keys, now=now
     )
     return deliver.jose_response(sealed)
+
+
+async def _area_of(session: AsyncSession, agency_id: str) -> str | None:
+    return await session.scalar(select(Agency.area).where(Agency.id == agency_id))
 
 
 def _refusal(entry_id: str, detail: dict[str, object]) -> dict[str, object]:

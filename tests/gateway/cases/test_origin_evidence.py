@@ -1,6 +1,8 @@
 """Evidence of origin: every agency write keeps the agency's signed JWS sealed at rest, bound
 to its audit entry; the IG officer (API) or an operator (CLI) retrieves it and verifies the
-signature against the agency's key registered at the time."""
+signature against the agency's key registered at the time. The JWS itself (the body whole,
+third-party sources included) goes only to an IG officer's console session and the operator's
+CLI; an agency's IG system gets the checks, for its own area's writes."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from sqlalchemy import update
 from adapters.identity import AgencyIdentity
 from gateway import agencies
 from gateway.cli import main
+from gateway.console.accounts import add_officer
+from gateway.console.session import SESSION_COOKIE, open_session
 from gateway.contract.envelope import SignedBody
 from gateway.errors import CaseDataUnreadable
 from gateway.settings import get_settings
@@ -25,6 +29,7 @@ from tests.gateway.cases.scenario import (
     POLICE,
     PROBATION,
     RECORD_TEXT,
+    THIRD_PARTY_SOURCE,
     THIRD_PARTY_TEXT,
     at_level_2,
     record,
@@ -83,9 +88,12 @@ async def test_every_write_keeps_its_jws_sealed_and_bound_to_its_entry(any_world
         sealer.unseal("origin_evidence", "another-entry", "jws_sealed", row.jws_sealed)
 
 
-async def test_ig_reader_retrieves_and_verifies_it_sealed_to_itself(world: World) -> None:
-    """The co-ordination unit's IG system gets the JWS sealed to its key, all checks true,
-    and its payload is exactly what probation signed; the consultation is audited."""
+async def test_ig_reader_retrieves_the_checks_sealed_to_itself_never_the_jws(
+    world: World,
+) -> None:
+    """The co-ordination unit's IG system gets the checks and the digest sealed to its key,
+    all true; not the JWS, which carries probation's third-party sources whole (a signature
+    does not survive redaction); the consultation is audited."""
     _, entry = await _record_write(world)
     ig = await _ig(world)
     response = await ig.raw("GET", f"/v1/audit/origin/{entry.entry_id}")
@@ -94,14 +102,61 @@ async def test_ig_reader_retrieves_and_verifies_it_sealed_to_itself(world: World
     opened = ig.open(response.text)
     assert opened["verified"] is True and opened["problem"] is None
     assert all(opened["checks"].values())
-    signed = SignedBody.model_validate_json(
-        jose_jws.extract_compact(opened["jws"].encode()).payload
-    )
-    assert (signed.iss, signed.body) == (PROBATION, record())
+    assert opened["jws_digest"] == entry.payload_digest
+    assert "jws" not in opened
+    for text in (RECORD_TEXT, THIRD_PARTY_TEXT, THIRD_PARTY_SOURCE):
+        assert text not in json.dumps(opened)
     [seen] = await world.audit(agency_id=IG_UNIT, operation="consultation", outcome="allowed")
     assert seen.record_refs == [entry.entry_id]
     assert seen.detail["resource"] == "origin_evidence" and seen.detail["verified"] is True
     assert RECORD_TEXT not in json.dumps(seen.detail)
+
+
+async def test_another_areas_ig_system_gets_the_same_404_as_no_evidence(world: World) -> None:
+    """Wiltshire's co-ordination unit asks for the evidence of a Barnet write: 404, byte for
+    byte the answer for an entry with no evidence, audited with its own rule."""
+    _, entry = await _record_write(world)
+    wiltshire = await world.register(
+        "wiltshire-mappa-unit",
+        "mappa_coordination",
+        "responsible_authority",
+        area="wiltshire",
+        scopes=["case:read", "audit:read"],
+    )
+    other = await wiltshire.raw("GET", f"/v1/audit/origin/{entry.entry_id}")
+    missing = await wiltshire.raw("GET", "/v1/audit/origin/00000000-0000-4000-8000-000000000000")
+    assert other.status_code == missing.status_code == 404
+    strip = {"request_id"}
+    assert {k: v for k, v in other.json().items() if k not in strip} == {
+        k: v for k, v in missing.json().items() if k not in strip
+    }
+    refusals = await world.audit(agency_id="wiltshire-mappa-unit", outcome="refused")
+    assert [r.rule for r in refusals] == ["origin-evidence-of-own-area", "origin-evidence-exists"]
+    assert not await world.audit(
+        agency_id="wiltshire-mappa-unit", operation="consultation", outcome="allowed"
+    )
+
+
+async def test_a_console_ig_officer_gets_the_jws_exactly_as_signed(world: World) -> None:
+    """The IG officer's console session is given the JWS itself, over the console's session,
+    and its payload is exactly what probation signed; the consultation is audited."""
+    _, entry = await _record_write(world)
+    async with world.state.db.write() as session:
+        officer = await add_officer(session, "ig.officer", "IG Officer", "a long passphrase 1")
+    token, _ = await open_session(world.state.db, officer, now=world.clock.now, max_seconds=600)
+    response = await world.http.get(
+        f"/v1/audit/origin/{entry.entry_id}", headers={"Cookie": f"{SESSION_COOKIE}={token}"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["cache-control"] == "no-store"
+    opened = response.json()
+    assert opened["verified"] is True
+    signed = SignedBody.model_validate_json(
+        jose_jws.extract_compact(opened["jws"].encode()).payload
+    )
+    assert (signed.iss, signed.body) == (PROBATION, record())
+    [seen] = await world.audit(officer_id="ig.officer", operation="consultation")
+    assert seen.outcome == "allowed" and seen.detail["via"] == "console"
 
 
 async def test_signature_still_verifies_after_the_agency_rotated_its_keys(world: World) -> None:
