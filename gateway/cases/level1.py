@@ -17,7 +17,7 @@ import policies
 from gateway import errors
 from gateway.cases import documents
 from gateway.cases.context import READ, Call, released
-from gateway.cases.paging import encode_cursor, page_of
+from gateway.cases.paging import collect, page_of
 from gateway.domain import Level, NominalStatus
 from gateway.flow import deliver, lawful_basis, need_to_know, redact
 from gateway.store.models import Nominal
@@ -25,6 +25,19 @@ from gateway.store.models import Nominal
 __all__ = ["RULE", "read_level_1_list"]
 
 RULE = "level-1-monthly-list"
+
+
+def _entry(call: Call, nominal: Nominal) -> tuple[policies.Decision, redact.Released] | None:
+    """The nominal's list entry for the caller and its decision; None if it may not see it
+    (a category 4 nominal, to all but the agencies the policy names)."""
+    try:
+        decision = need_to_know.decide_with(
+            call.agency, nominal, policies.Level1ListTarget(), call.now, policies.Involvements()
+        )
+    except errors.NotFound:
+        return None
+    document = documents.nominal_document(nominal, call.case_sealer)
+    return decision, redact.redact(decision, call.agency, document, purpose=call.caller.purpose)
 
 
 async def read_level_1_list(call: Call) -> Response:
@@ -38,30 +51,16 @@ async def read_level_1_list(call: Call) -> Response:
             Nominal.level == int(Level.LEAD_AGENCY),
             Nominal.status == NominalStatus.ACTIVE,
         )
-        rows = (await session.scalars(page.select(query, Nominal.created_at, Nominal.id))).all()
-        caller_keys = await call.keys(session, call.caller.agency_id, "enc")
-    entries: list[dict[str, Any]] = []
-    releases: list[redact.Released] = []
-    decision: policies.Decision | None = None
-    for nominal in rows:
-        try:
-            entry_decision = need_to_know.decide_with(
-                call.agency, nominal, policies.Level1ListTarget(), call.now, policies.Involvements()
-            )
-        except errors.NotFound:
-            continue
-        decision = decision or entry_decision
-        release = redact.redact(
-            entry_decision,
-            call.agency,
-            documents.nominal_document(nominal, call.case_sealer),
-            purpose=call.caller.purpose,
+        kept, cursor = await collect(
+            session, page, query, Nominal.created_at, Nominal.id, lambda row: _entry(call, row)
         )
-        entries.append(release.document)
-        releases.append(release)
+        caller_keys = await call.keys(session, call.caller.agency_id, "enc")
+    releases = [release for _, (_, release) in kept]
+    decision = kept[0][1][0] if kept else None
+    entries = [release.document for release in releases]
     answer: dict[str, Any] = {"entries": entries, "area": call.caller.area}
-    if len(rows) == page.limit:
-        answer["next_cursor"] = encode_cursor(rows[-1].created_at, rows[-1].id)
+    if cursor is not None:
+        answer["next_cursor"] = cursor
     sealed = call.answer(answer, caller_keys)
     if decision is None:  # nothing disclosed but the area's (empty) page: recorded all the same
         decision = policies.Decision(

@@ -14,25 +14,28 @@ import binascii
 import datetime as dt
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, and_, or_
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 from starlette.requests import Request
 
 from gateway import errors
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "Page", "encode_cursor", "page_of"]
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "Page", "collect", "encode_cursor", "page_of"]
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
 _ID = re.compile(r"^[0-9a-f-]{36}$")
-Q = TypeVar("Q", bound=Select[Any])
-
 #: A ``limit`` is one to three ASCII digits (``str.isdigit`` also passes "\u00b2", which
 #: ``int`` refuses, and other scripts' digits, which it reads).
 _LIMIT = re.compile(r"[0-9]{1,3}")
+Q = TypeVar("Q", bound=Select[Any])
+T = TypeVar("T")
+
 
 @dataclass(frozen=True, slots=True)
 class Page:
@@ -52,6 +55,38 @@ class Page:
             at, last = self.after
             query = query.where(or_(moment > at, and_(moment == at, row_id > last)))
         return query.order_by(moment, row_id).limit(self.limit)
+
+
+async def collect(
+    session: AsyncSession,
+    page: Page,
+    query: Select[Any],
+    moment: InstrumentedAttribute[dt.datetime],
+    row_id: InstrumentedAttribute[str],
+    keep: Callable[[Any], T | None],
+) -> tuple[list[tuple[Any, T]], str | None]:
+    """A page of the rows of ``query`` that ``keep`` keeps (what it makes of each), and the
+    cursor of the next page, or None when no kept row follows.
+
+    For lists the caller sees only part of: a row it may not know of is read past, never
+    counted, and never gives the cursor (which is made from the last row returned), so neither
+    a short page nor a cursor says that such rows exist. Rows are read a page's length at a
+    time until the page and one kept row more are found, or none are left."""
+    kept: list[tuple[Any, T]] = []
+    after = page.after
+    while True:
+        batch = (await session.scalars(Page(after, page.limit).select(query, moment, row_id))).all()
+        for row in batch:
+            made = keep(row)
+            if made is None:
+                continue
+            if len(kept) == page.limit:  # one more beyond the page: there is a next page
+                last = kept[-1][0]
+                return kept, encode_cursor(getattr(last, moment.key), getattr(last, row_id.key))
+            kept.append((row, made))
+        if len(batch) < page.limit:
+            return kept, None
+        after = (getattr(batch[-1], moment.key), getattr(batch[-1], row_id.key))
 
 
 def _invalid(name: str) -> errors.InvalidParameter:

@@ -34,7 +34,7 @@ from gateway.cases.context import (
     released,
     write,
 )
-from gateway.cases.paging import encode_cursor, page_of
+from gateway.cases.paging import collect, page_of
 from gateway.cases.subjects import visible_nominal, well_formed
 from gateway.contract import AckOut, RecordIn
 from gateway.flow import deliver, lawful_basis, need_to_know, redact
@@ -212,24 +212,49 @@ async def read_record(call: Call, nominal_id: str, record_id: str) -> Response:
 async def list_records(call: Call, nominal_id: str) -> Response:
     """GET /v1/nominals/{id}/records: the records the caller may see, a page at a time.
 
-    Records the caller may not know of are left out of the page as if they did not exist."""
+    Records the caller may not know of are left out of the page as if they did not exist: the
+    page is filled from past them, and its cursor is made from the last record returned."""
     call.require_scope(READ)
     call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
     page = page_of(call.request)
     async with call.db.read() as session:
         nominal, decision = await visible_nominal(call, session, nominal_id)
-        query = select(InformationRecord).where(InformationRecord.nominal_id == nominal.id)
-        rows: Sequence[InformationRecord] = (
-            await session.scalars(
-                page.select(query, InformationRecord.created_at, InformationRecord.id)
-            )
-        ).all()
         tied = await need_to_know.involvements(session, call.caller.agency_id, nominal.id)
+        query = select(InformationRecord).where(InformationRecord.nominal_id == nominal.id)
+        kept, cursor = await collect(
+            session,
+            page,
+            query,
+            InformationRecord.created_at,
+            InformationRecord.id,
+            lambda row: _released_row(call, nominal, row, tied),
+        )
         caller_keys = await call.keys(session, call.caller.agency_id, "enc")
-    cursor = encode_cursor(rows[-1].created_at, rows[-1].id) if len(rows) == page.limit else None
-    return await release_records(
-        call, nominal, decision, rows, tied, caller_keys, "records", next_cursor=cursor
+    return await _release_kept(
+        call, nominal, decision, kept, caller_keys, "records", next_cursor=cursor
     )
+
+
+def _released_row(
+    call: Call, nominal: Nominal, row: InformationRecord, tied: policies.Involvements
+) -> tuple[redact.Released, str] | None:
+    """``row`` redacted for the caller and the rule that lets it see it; None if it may not
+    know of the record (need-to-know, or a caveat that withholds the whole record)."""
+    try:
+        row_decision = need_to_know.decide_with(call.agency, nominal, _target(row), call.now, tied)
+    except errors.NotFound:
+        return None
+    release = redact.redact(
+        row_decision,
+        call.agency,
+        documents.stored_record_document(row, call.case_sealer),
+        purpose=call.caller.purpose,
+        originator_agency_id=row.owner_agency_id,
+        record_kind=row.kind,
+    )
+    if redact.withheld_by_caveat(release) is not None:
+        return None
+    return release, row_decision.rule
 
 
 async def release_records(
@@ -240,46 +265,40 @@ async def release_records(
     tied: policies.Involvements,
     caller_keys: Sequence[Mapping[str, Any]],
     name: str,
-    *,
-    next_cursor: str | None = None,
 ) -> Response:
     """``rows`` the caller may see, each redacted for it, as the list ``name`` sealed to it;
     the others left out as if they did not exist. One audit entry with each record's rule; the
     owners of the records released are told, in its transaction."""
-    entries: list[dict[str, Any]] = []
-    withheld: list[Withheld] = []
-    rules: dict[str, str] = {}
-    for row in rows:
-        try:
-            row_decision = need_to_know.decide_with(
-                call.agency, nominal, _target(row), call.now, tied
-            )
-        except errors.NotFound:
-            continue
-        release = redact.redact(
-            row_decision,
-            call.agency,
-            documents.stored_record_document(row, call.case_sealer),
-            purpose=call.caller.purpose,
-            originator_agency_id=row.owner_agency_id,
-            record_kind=row.kind,
-        )
-        if redact.withheld_by_caveat(release) is not None:
-            continue  # left out, as a record the caller may not know of
-        entries.append(release.document)
-        withheld += (
-            Withheld(field=f"{name}[{row.id}].{w.field}"[:200], rule=w.rule)
-            for w in release.withheld
-        )
-        rules[row.id] = row_decision.rule
-    answer: dict[str, Any] = {name: entries}
+    kept = [
+        (row, released)
+        for row in rows
+        if (released := _released_row(call, nominal, row, tied)) is not None
+    ]
+    return await _release_kept(call, nominal, decision, kept, caller_keys, name)
+
+
+async def _release_kept(
+    call: Call,
+    nominal: Nominal,
+    decision: policies.Decision,
+    kept: Sequence[tuple[InformationRecord, tuple[redact.Released, str]]],
+    caller_keys: Sequence[Mapping[str, Any]],
+    name: str,
+    *,
+    next_cursor: str | None = None,
+) -> Response:
+    withheld = [
+        Withheld(field=f"{name}[{row.id}].{w.field}"[:200], rule=w.rule)
+        for row, (release, _) in kept
+        for w in release.withheld
+    ]
+    rules = {row.id: rule for row, (_, rule) in kept}
+    answer: dict[str, Any] = {name: [release.document for _, (release, _) in kept]}
     if next_cursor:
         answer["next_cursor"] = next_cursor
     sealed = call.answer(answer, caller_keys)
     notices = await notifications.notify_owners(
-        call,
-        [(row.owner_agency_id, row.id) for row in rows if row.id in rules],
-        nominal_id=nominal.id,
+        call, [(row.owner_agency_id, row.id) for row, _ in kept], nominal_id=nominal.id
     )
     await released(
         call,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import re
@@ -36,9 +37,10 @@ from tests.gateway.cases.scenario import (
     at_level_2,
     level_2_meeting,
     minutes,
+    record,
     referral,
 )
-from tests.gateway.cases.support import TODAY, World
+from tests.gateway.cases.support import TODAY, Agent, World
 
 
 class Statements:
@@ -454,3 +456,69 @@ async def test_a_referral_does_not_say_whether_the_subject_is_already_registered
         "/v1/referrals", referral(subject={**subject, "pnc_id": "2001/0000008Y", "crn": "Z999998"})
     )
     assert other["nominal_id"] not in (None, existing)
+
+
+def _cursor_ids(pages: list[dict[str, Any]]) -> list[str]:
+    """The row id each page's cursor was made from (a cursor is base64url JSON [time, id])."""
+    ids = []
+    for page in pages:
+        if "next_cursor" in page:
+            cursor = page["next_cursor"]
+            ids.append(json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))[1])
+    return ids
+
+
+async def _pages(agent: Agent, path: str, name: str, limit: str) -> list[dict[str, Any]]:
+    pages = [await agent.get(path, limit=limit)]
+    while "next_cursor" in pages[-1]:
+        assert pages[-1][name], "a page with a cursor holds something"
+        pages.append(await agent.get(path, limit=limit, cursor=pages[-1]["next_cursor"]))
+    return pages
+
+
+@pytest.mark.parametrize("limit", ["1", "2", "3"])
+async def test_level_1_list_pages_neither_show_nor_count_category_4(
+    world: World, limit: str
+) -> None:
+    """Category 4 nominals interleaved with three others on the level 1 list: housing pages
+    through exactly the three, in order; no page is short or empty because of a hidden one,
+    and no cursor is made from one (a cursor is opaque, not encrypted: before, an empty page's
+    cursor carried a category 4 nominal's id and creation time)."""
+    shown, hidden = [], []
+    for n in range(6):
+        world.clock.advance(seconds=1)
+        subject = {**referral()["subject"], "pnc_id": f"2010/00000{n:02d}A", "crn": f"Z0000{n:02d}"}
+        answer = await world[POLICE].post(
+            "/v1/referrals", referral(subject=subject, category="M4" if n % 2 == 0 else "M2")
+        )
+        (hidden if n % 2 == 0 else shown).append(answer["nominal_id"])
+    pages = await _pages(world[HOUSING], "/v1/level-1-list", "entries", limit)
+    assert [e["id"] for page in pages for e in page["entries"]] == shown
+    assert len(pages) == -(-len(shown) // int(limit))  # no page more than the visible rows need
+    assert set(_cursor_ids(pages)) <= set(shown)
+    assert not any(h in json.dumps(pages) for h in hidden)
+    police = await _pages(world[POLICE], "/v1/level-1-list", "entries", limit)
+    assert len([e for page in police for e in page["entries"]]) == 6
+
+
+async def test_record_pages_neither_show_nor_count_records_the_caller_may_not_see(
+    world: World,
+) -> None:
+    """Probation's records alternate with ones housing may not see (originator-only): housing
+    pages one at a time through its own view alone, and no cursor names a hidden record."""
+    nominal_id = await at_level_2(world)
+    await level_2_meeting(world, nominal_id)
+    shown, hidden = [], []
+    for n in range(6):
+        world.clock.advance(seconds=1)
+        caveats = ["originator-only"] if n % 2 == 0 else []
+        answer = await world[PROBATION].post(
+            f"/v1/nominals/{nominal_id}/records", record(caveats=caveats)
+        )
+        (hidden if caveats else shown).append(answer["id"])
+    path = f"/v1/nominals/{nominal_id}/records"
+    pages = await _pages(world[HOUSING], path, "records", "1")
+    assert [r["id"] for page in pages for r in page["records"]] == shown
+    assert len(pages) == len(shown)
+    assert set(_cursor_ids(pages)) <= set(shown)
+    assert not any(h in json.dumps(pages) for h in hidden)
