@@ -192,14 +192,7 @@ async def read_record(call: Call, nominal_id: str, record_id: str) -> Response:
         notices = await notifications.notify_owners(
             call, [(row.owner_agency_id, row.id)], nominal_id=row.nominal_id, session=session
         )
-    release = redact.redact(
-        decision,
-        call.agency,
-        documents.stored_record_document(row, call.case_sealer),
-        purpose=call.caller.purpose,
-        originator_agency_id=row.owner_agency_id,
-        record_kind=row.kind,
-    )
+    release = _redacted(call, decision, row)
     if (caveat := redact.withheld_by_caveat(release)) is not None:
         raise need_to_know.caveat_refusal(caveat)  # as if it did not exist; no owner is told
     sealed = call.answer(release.document, caller_keys)
@@ -244,17 +237,22 @@ def _released_row(
         row_decision = need_to_know.decide_with(call.agency, nominal, _target(row), call.now, tied)
     except errors.NotFound:
         return None
-    release = redact.redact(
-        row_decision,
+    release = _redacted(call, row_decision, row)
+    if redact.withheld_by_caveat(release) is not None:
+        return None
+    return release, row_decision.rule
+
+
+def _redacted(call: Call, decision: policies.Decision, row: InformationRecord) -> redact.Released:
+    """The stored record as the caller may see it under ``decision``."""
+    return redact.redact(
+        decision,
         call.agency,
         documents.stored_record_document(row, call.case_sealer),
         purpose=call.caller.purpose,
         originator_agency_id=row.owner_agency_id,
         record_kind=row.kind,
     )
-    if redact.withheld_by_caveat(release) is not None:
-        return None
-    return release, row_decision.rule
 
 
 async def release_records(
