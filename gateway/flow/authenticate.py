@@ -347,6 +347,21 @@ async def settle(state: GatewayState, pending: PendingSpend) -> None:
         await refuse_unspent(state, pending, outcome)
 
 
+def _refusals_within_quota(state: GatewayState, request: Request) -> None:
+    """Refused calls are audited one by one, up to the per-address quota of the token endpoint
+    (its own bucket per address); beyond it a refusal is 429 with Retry-After, logged with its
+    code but not audited: garbage tokens need no key, so without this anyone could fill the
+    audit log at the rate the gateway answers."""
+    if state.token_limiter is None:
+        return
+    proxies = mtls.trusted_proxies(state.settings.trusted_proxies)
+    try:
+        state.token_limiter.check("refused " + mtls.client_address(request, proxies))
+    except errors.RateLimited:
+        log.info("refusals_rate_limited", code="rate_limited")
+        raise
+
+
 async def _audit_refusal(
     state: GatewayState,
     exc: errors.GatewayError,
@@ -406,6 +421,7 @@ async def _authenticate(request: Request) -> Caller:
         context = _context(request)
     except (errors.AuthenticationFailed, errors.InvalidContext) as exc:
         agency_id = agency_id or exc.diagnostics.get("agency_id")
+        _refusals_within_quota(state, request)
         await _audit_refusal(state, exc, agency_id, request_id, request)
         raise
     pending = PendingSpend(

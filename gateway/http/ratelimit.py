@@ -4,7 +4,9 @@ Protected calls are limited per verified client id (after the access token and D
 checked, before any database work), so one agency over its quota gets ``429`` with
 ``Retry-After`` and no other agency notices. The token endpoint is limited per peer address,
 because the client id in a token request is not yet proven and keying on it would let anyone
-exhaust another agency's quota.
+exhaust another agency's quota. Refused calls to the API are limited per peer address too, in a
+bucket of their own beside the token endpoint's: each refusal is audited, and a garbage token
+needs no key, so past that quota a refusal is 429 and not audited (it is logged with its code).
 
 Quotas are per process: with ``N`` replicas behind a load balancer an agency may reach ``N``
 times the configured rate. Memory is bounded: at most ``max_keys`` buckets, the least recently

@@ -8,7 +8,7 @@ import pytest
 from gateway.errors import RateLimited
 from gateway.http.ratelimit import RateLimiter
 from gateway.state import GatewayState
-from tests.gateway.oauth.support import WHOAMI_URL, AgencyClient
+from tests.gateway.oauth.support import WHOAMI_URL, AgencyClient, Ledger
 
 
 class _Clock:
@@ -88,3 +88,23 @@ async def test_token_endpoint_is_limited_per_address(
     refused = await police.token_response(http)
     assert refused.status_code == 429
     assert refused.headers["retry-after"]
+
+
+async def test_refused_calls_from_one_address_are_audited_up_to_a_quota(
+    http: httpx.AsyncClient, police: AgencyClient, gateway_state: GatewayState, ledger: Ledger
+) -> None:
+    """Garbage tokens need no key: each refusal is audited until the address's refusals reach
+    the per-address quota, then 429 with Retry-After and nothing more is written to the audit
+    log. The quota is the address's own bucket: the token endpoint and a verified agency's
+    calls from the same address are unaffected."""
+    gateway_state.token_limiter = RateLimiter(rate=0.01, burst=3)
+    token = await police.token(http)  # one token request: the token endpoint's bucket
+    before = len(await ledger.refusals())
+    garbage = {"Authorization": "DPoP abc.def.ghi", "DPoP": "abc.def.ghi"}
+    statuses = [(await http.get(WHOAMI_URL, headers=garbage)).status_code for _ in range(6)]
+    assert statuses == [401, 401, 401, 429, 429, 429]
+    limited = await http.get(WHOAMI_URL, headers=garbage)
+    assert limited.json()["code"] == "rate_limited" and int(limited.headers["retry-after"]) >= 1
+    assert len(await ledger.refusals()) == before + 3
+    served = await http.get(WHOAMI_URL, headers=police.resource_headers(token))
+    assert served.status_code == 200
