@@ -19,6 +19,7 @@ from gateway.store.models import (
     HazardFlag,
     InformationRecord,
     Meeting,
+    OnwardDisclosureRequest,
     OutboxMessage,
     WarningMarker,
 )
@@ -522,3 +523,52 @@ async def test_record_pages_neither_show_nor_count_records_the_caller_may_not_se
     assert len(pages) == len(shown)
     assert set(_cursor_ids(pages)) <= set(shown)
     assert not any(h in json.dumps(pages) for h in hidden)
+
+
+async def test_only_the_chair_or_coordinator_decides_and_a_refusal_discloses_nothing(
+    world: World,
+) -> None:
+    """Children's services asks to share the minutes with the conference. Neither it (the
+    requester, a participant) nor probation (a participant, not the chair) may decide: 403,
+    audited with the rule, the request still pending, nothing sent. The chair refuses: the
+    conference still gets 404, nothing is pushed to it, and no disclosure names it."""
+    nominal_id = await at_level_2(world)
+    meeting_id = await level_2_meeting(world, nominal_id)
+    await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
+    asked = await world[CS].post(
+        "/v1/disclosures",
+        {
+            "meeting_id": meeting_id,
+            "recipient_agency_id": CP_CONFERENCE,
+            "purpose": "child-protection",
+            "parts": ["conclusions", "actions"],
+            "recipient_description": "Initial child protection conference",
+            "reasons": "Household children are subject to a s.47 enquiry",
+        },
+    )
+    decision = f"/v1/disclosures/{asked['id']}/decision"
+    approve = {"decision": "approve", "approved_parts": ["conclusions"], "reason": "x"}
+    for who in (CS, PROBATION):
+        refused = await world[who].refused("POST", decision, approve)
+        assert refused.status == 403, who
+        assert (await world.audit(agency_id=who, outcome="refused"))[-1].rule == (
+            "chair-or-coordinator"
+        )
+    async with world.state.db.read() as session:
+        row = await session.get(OnwardDisclosureRequest, asked["id"])
+        assert row is not None and row.status == "pending"
+    assert await world.pushed(CP_CONFERENCE) == []
+    refusal = await world[POLICE].post(decision, {"decision": "refuse", "reason": "not needed"})
+    assert refusal["status"] == "refused"
+    cp = world[CP_CONFERENCE].with_context("CA1989-s47", "child-protection")
+    path = f"/v1/meetings/{meeting_id}/minutes"
+    assert (await world[CP_CONFERENCE].refused("GET", path, context=cp)).status == 404
+    assert await world.pushed(CP_CONFERENCE) == []
+    assert not [
+        entry
+        for entry in await world.audit(outcome="allowed")
+        if CP_CONFERENCE in (entry.recipients or [])
+    ]
+    # decided once: approving afterwards is a conflict, and still sends nothing
+    assert (await world[POLICE].refused("POST", decision, approve)).status == 409
+    assert await world.pushed(CP_CONFERENCE) == []
