@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["DEV_KEYS_MARKER", "Profile", "Settings", "SettingsError", "get_settings"]
@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     kek_file: Path | None = Path("var/kek.bin")
     #: Or inline, base64 (for containers that inject secrets as variables).
     kek: SecretStr | None = None
+    #: How long this process uses its key rings before it reads ``keys_dir`` again: for up to
+    #: this long after a rotation or retirement made elsewhere (the keys CLI, another replica)
+    #: it still signs with the old key, and still accepts a key just retired. A kid it does not
+    #: know yet is looked up at once (rate-limited) anyway.
+    key_refresh_seconds: float = Field(default=30.0, gt=0, le=3600)
 
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_json_depth: int = Field(default=32, ge=2, le=256)
@@ -77,6 +82,9 @@ class Settings(BaseSettings):
     #: tokens; the header from anyone else is ignored. Empty: the method is off. A JSON list in
     #: the environment: ``MAPPA_TRUSTED_PROXIES='["10.0.0.5"]'``.
     trusted_proxies: tuple[str, ...] = ()
+    #: Addresses or networks that may read ``/metrics`` (the socket's peer; others get 404):
+    #: the Prometheus scraper's. Loopback by default.
+    metrics_allowed: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     #: Agency JWKS fetched from a registered ``jwks_uri``: size cap, cache time, timeout, CA file.
     jwks_max_bytes: int = Field(default=65_536, ge=1024, le=1_048_576)
     jwks_cache_seconds: int = Field(default=300, ge=10)
@@ -137,14 +145,16 @@ class Settings(BaseSettings):
     #: Development only: push over plain http to loopback endpoints (the demo's stand-ins).
     unsafe_relay_plain_http_loopback: bool = False
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "metrics_allowed")
     @classmethod
-    def _addresses(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _addresses(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
         for entry in value:
             try:
                 ipaddress.ip_network(entry, strict=False)
             except ValueError as exc:
-                raise ValueError(f"trusted_proxies: not an address or network: {entry!r}") from exc
+                raise ValueError(
+                    f"{info.field_name}: not an address or network: {entry!r}"
+                ) from exc
         return value
 
     @model_validator(mode="after")

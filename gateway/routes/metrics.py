@@ -1,4 +1,7 @@
-"""``GET /metrics``: the Prometheus text exposition of this process (no personal data)."""
+"""``GET /metrics``: the Prometheus text exposition of this process (no personal data), to the
+scraper's addresses only (``MAPPA_METRICS_ALLOWED``, loopback by default; the socket's peer, never
+a forwarded header): anyone else gets the 404 of a path that does not exist, so traffic, refusal
+and outbox figures are not published to whoever can reach the API."""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.audit.log import latest_checkpoint, unsequenced_lag
 from gateway.delivery.operations import depth as outbox_depth
-from gateway.errors import StoreUnavailable
+from gateway.errors import NotFound, StoreUnavailable
+from gateway.oauth import mtls
 from gateway.state import GatewayState
 
 __all__ = ["router"]
@@ -19,6 +23,9 @@ router = APIRouter(tags=["operations"])
 @router.get("/metrics", summary="Prometheus metrics: requests, refusals, audit lag, outbox")
 async def metrics(request: Request) -> Response:
     state: GatewayState = request.app.state.gateway
+    peer = request.client.host if request.client is not None else None
+    if peer not in mtls.trusted_proxies(state.settings.metrics_allowed):
+        raise NotFound(diagnostics={"reason_code": "not_found", "why": "metrics: not a scraper"})
     gauges = state.metrics
     if gauges is None:
         return Response(b"", media_type=CONTENT_TYPE_LATEST)

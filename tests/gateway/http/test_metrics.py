@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import httpx
+from fastapi import FastAPI
 
 from gateway.audit.sequencer import sequence
 from gateway.flow.audit import AuditEvent, Operation, Outcome, record
@@ -69,3 +70,20 @@ async def test_audit_lag_reports_unsequenced_entries_until_the_sequencer_runs(
     text = (await client.get("/metrics")).text
     assert _value(text, "mappa_gateway_audit_unsequenced_entries") == 0
     assert _value(text, "mappa_gateway_audit_tree_size") == 3
+
+
+async def test_metrics_answer_the_scrapers_addresses_only(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """From an address outside MAPPA_METRICS_ALLOWED, /metrics is the 404 of a path that does
+    not exist (with no figure in it); a forwarded header does not make a stranger a scraper."""
+    state: GatewayState = app.state.gateway
+    state.settings = state.settings.model_copy(update={"metrics_allowed": ("10.9.8.0/24",)})
+    missing = await client.get("/no-such-path")
+    refused = await client.get("/metrics", headers={"X-Forwarded-For": "10.9.8.7"})
+    assert refused.status_code == missing.status_code == 404
+    assert refused.json()["code"] == missing.json()["code"] == "not_found"
+    assert "mappa_gateway" not in refused.text
+    transport = httpx.ASGITransport(app=app, client=("10.9.8.7", 4000))
+    async with httpx.AsyncClient(transport=transport, base_url=str(client.base_url)) as scraper:
+        assert "mappa_gateway_requests_total" in (await scraper.get("/metrics")).text
