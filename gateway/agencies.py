@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.domain import AgencyStatus, AgencyType, Role
+from gateway.domain import KNOWN_SCOPES, AgencyStatus, AgencyType, Role
 from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.oauth import mtls
 from gateway.oauth.jwks import KeyRefused, parse_jwks
@@ -44,7 +44,6 @@ __all__ = [
 
 _ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
 _AREA = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
-_SCOPE = re.compile(r"^[a-z][a-z0-9_.:-]{0,63}$")
 
 
 class AgencyError(ValueError):
@@ -104,10 +103,13 @@ def _view(agency: Agency, keys: Iterable[AgencyKey] = ()) -> AgencyView:
 
 
 def _check_scopes(scopes: Sequence[str]) -> list[str]:
+    """The scopes, sorted and once each; one no endpoint checks would grant nothing: refused."""
     cleaned = sorted(set(scopes))
     for scope in cleaned:
-        if not _SCOPE.match(scope):
-            raise AgencyError(f"scope {scope[:70]!r} is not of the form [a-z][a-z0-9_.:-]*")
+        if scope not in KNOWN_SCOPES:
+            raise AgencyError(
+                f"unknown scope {scope[:70]!r}: the gateway knows {', '.join(KNOWN_SCOPES)}"
+            )
     return cleaned
 
 
@@ -160,6 +162,7 @@ async def add_agency(
         parsed = parse_jwks(jwks) if jwks is not None else []
     except KeyRefused as exc:
         raise AgencyError(f"JWKS refused: {exc}") from exc
+    granted = _check_scopes(scopes)
     async with db.write() as session:
         if await session.get(Agency, agency_id) is not None:
             raise AgencyError(f"agency {agency_id!r} already exists")
@@ -169,7 +172,7 @@ async def add_agency(
             agency_type=kind,
             role=position,
             area=area,
-            scopes=_check_scopes(scopes),
+            scopes=granted,
             status=AgencyStatus.ACTIVE,
             jwks_uri=jwks_uri,
             created_at=at,

@@ -1,4 +1,4 @@
-"""``mappa-gateway agencies add|list|show|suspend|reinstate|rotate-keys``."""
+"""``mappa-gateway agencies add|list|show|suspend|reinstate|rotate-keys|set-tls``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gateway import agencies
-from gateway.domain import AgencyType, Role
+from gateway.domain import KNOWN_SCOPES, AgencyType, Role
 from gateway.settings import get_settings
 from gateway.store import Database
 
@@ -55,7 +55,13 @@ def register(subparsers: Any) -> None:
     add.add_argument("--type", required=True, choices=[t.value for t in AgencyType])
     add.add_argument("--role", required=True, choices=[r.value for r in Role])
     add.add_argument("--area", required=True)
-    add.add_argument("--scope", action="append", default=[], dest="scopes")
+    add.add_argument(
+        "--scope",
+        action="append",
+        default=[],
+        dest="scopes",
+        help=f"a scope to grant, repeatable: {', '.join(KNOWN_SCOPES)} (any other is refused)",
+    )
     keys = add.add_mutually_exclusive_group(required=True)
     keys.add_argument("--jwks", help="a file holding the agency's public JWKS")
     keys.add_argument("--jwks-uri", help="an https URL the gateway fetches the JWKS from")

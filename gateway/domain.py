@@ -11,6 +11,7 @@ import enum
 from typing import Self
 
 __all__ = [
+    "KNOWN_SCOPES",
     "ActionStatus",
     "AgencyStatus",
     "AgencyType",
@@ -25,6 +26,7 @@ __all__ = [
     "RiskGroup",
     "RiskLevel",
     "Role",
+    "Scope",
     "StatusWithheldReason",
 ]
 
@@ -174,3 +176,20 @@ class DisclosureStatus(enum.StrEnum):
     PENDING = "pending"
     APPROVED = "approved"
     REFUSED = "refused"
+
+
+class Scope(enum.StrEnum):
+    """An OAuth scope granted to an agency at onboarding (``agencies add --scope``)."""
+
+    #: The case API's reads (``gateway/cases``).
+    CASE_READ = "case:read"
+    #: The case API's writes.
+    CASE_WRITE = "case:write"
+    #: Pulling and acknowledging the inbox (``gateway/routes/inbox.py``).
+    INBOX_READ = "inbox:read"
+    #: The audit API, for a MAPPA co-ordination unit's IG system (``gateway/routes/audit.py``).
+    AUDIT_READ = "audit:read"
+
+
+#: Every scope an endpoint checks: onboarding refuses any other, which would grant nothing.
+KNOWN_SCOPES: tuple[str, ...] = tuple(scope.value for scope in Scope)

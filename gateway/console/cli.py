@@ -16,7 +16,9 @@ __all__ = ["register"]
 def register(subparsers: Any) -> None:
     ig = subparsers.add_parser("ig", help="Information governance officer accounts")
     sub = ig.add_subparsers(dest="ig_command", required=True, metavar="ACTION")
-    add = sub.add_parser("add-officer", help="Create a local IG officer account (argon2id)")
+    add = sub.add_parser(
+        "add-officer", help="Create an IG officer account: OIDC, a local argon2id password, or both"
+    )
     add.add_argument("officer_id", help="lower-case letters, digits, '.', '_' or '-'")
     add.add_argument("--name", required=True, help="display name")
     add.add_argument(

@@ -39,7 +39,7 @@ from gateway.audit.search import Page, parse_query, search_entries
 from gateway.audit.service import AuditService
 from gateway.audit.subtrees import SubtreeCache
 from gateway.console.session import SESSION_COOKIE, current_session
-from gateway.domain import AgencyType
+from gateway.domain import AgencyType, Scope
 from gateway.flow.audit import AuditEvent, Operation, Outcome
 from gateway.flow.authenticate import authenticate
 from gateway.logs import get_logger
@@ -47,7 +47,7 @@ from gateway.state import GatewayState
 
 __all__ = ["AUDIT_READ_SCOPE", "IGReader", "ig_reader", "router"]
 
-AUDIT_READ_SCOPE: Final = "audit:read"
+AUDIT_READ_SCOPE: Final = Scope.AUDIT_READ.value
 IG_RULE: Final = "ig-endpoints-only"
 _TEXT: Final = "text/plain; charset=utf-8"
 #: A tree size: 1 to 15 ASCII digits (``str.isdigit`` also passes other scripts' digits).

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway import errors
 from gateway.audit.commit import Audited, commit_audited, record_alone
 from gateway.delivery.inbox import InboxPage, acknowledge, list_inbox
+from gateway.domain import Scope
 from gateway.flow.audit import AuditEvent, Operation, Outcome
 from gateway.flow.authenticate import Caller, authenticate
 from gateway.logs import get_logger
@@ -27,7 +28,7 @@ from gateway.state import GatewayState
 
 __all__ = ["INBOX_SCOPE", "router"]
 
-INBOX_SCOPE: Final = "inbox:read"
+INBOX_SCOPE: Final = Scope.INBOX_READ.value
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 router = APIRouter(prefix="/v1/inbox", tags=["inbox"])

@@ -50,7 +50,7 @@ def token_claims(agency: AgencyClient, **overrides: Any) -> dict[str, Any]:
         "nbf": now,
         "exp": now + 300,
         "jti": uuid.uuid4().hex,
-        "scope": "nominals:read",
+        "scope": "case:read",
         "cnf": {"jkt": agency.dpop_key.thumbprint()},
         "agency_type": "police",
         "role": "responsible_authority",
@@ -563,8 +563,8 @@ async def test_dpop_htu_names_the_resource_served_whether_or_not_it_is_percent_e
     response = await http.get(httpx.URL(ISSUER + sent), headers=headers)
     refusals = [entry.reason_code for entry in await ledger.refusals()]
     if accepted:  # authenticated (its proof spent), then the route's own answer
-        assert response.status_code == 403, response.text  # this client has no case scope
-        assert response.json()["code"] == "insufficient_scope"
+        assert response.status_code == 403, response.text  # the test context's basis
+        assert response.json()["code"] == "lawful_basis_refused"
         assert "dpop_htu" not in refusals
         assert await ledger.jtis() == 3
     else:

@@ -85,7 +85,7 @@ async def police(gateway_state: GatewayState, clock: Clock) -> AgencyClient:
         client,
         agency_type="police",
         role="responsible_authority",
-        scopes=["nominals:read", "referrals:write"],
+        scopes=["case:read", "case:write"],
     )
 
 
@@ -98,5 +98,5 @@ async def housing(gateway_state: GatewayState, clock: Clock) -> AgencyClient:
         client,
         agency_type="housing",
         role="duty_to_cooperate",
-        scopes=["nominals:read"],
+        scopes=["case:read"],
     )

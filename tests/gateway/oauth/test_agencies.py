@@ -86,7 +86,7 @@ async def test_add_agency_refuses_bad_input_and_writes_nothing(
         "agency_type": "police",
         "role": "responsible_authority",
         "area": "avon-somerset",
-        "scopes": ["nominals:read"],
+        "scopes": ["case:read"],
         "jwks": _jwks(EC.as_dict(private=False)),
     }
     request.update(overrides)
@@ -108,7 +108,7 @@ async def test_add_show_list_suspend_reinstate_are_audited(
         agency_type="housing",
         role="duty_to_cooperate",
         area="avon-somerset",
-        scopes=["nominals:read"],
+        scopes=["case:read"],
         jwks=_jwks({**ED.as_dict(private=False), "kid": "ed-1"}),
     )
     assert view.keys[0].kid == "ed-1" and view.keys[0].alg == "EdDSA"
@@ -180,7 +180,7 @@ def test_cli_adds_lists_shows_suspends_and_rotates(sqlite_url: str, tmp_path: Pa
         "--area",
         "avon-somerset",
         "--scope",
-        "nominals:read",
+        "case:read",
         "--jwks",
         str(first),
         env=env,
@@ -264,7 +264,7 @@ async def em(
         agency_type="electronic_monitoring",
         role="duty_to_cooperate",
         area="avon-somerset",
-        scopes=["nominals:read"],
+        scopes=["case:read"],
         jwks_uri="https://em.example/jwks.json",
     )
     return agency, server

@@ -151,7 +151,7 @@ async def test_assertion_signed_with_another_agencys_key_is_refused(
         AgencyClient("probation-sw", ECKey.generate_key("P-256"), police.clock),
         agency_type="probation",
         role="responsible_authority",
-        scopes=["nominals:read"],
+        scopes=["case:read"],
     )
     forged = AgencyClient(police.client_id, probation.key, police.clock)
     assertion = forged.assertion(header={"kid": police.kid})
@@ -349,7 +349,7 @@ async def test_scope_not_registered_for_the_agency_is_refused(
     http: httpx.AsyncClient, police: AgencyClient, ledger: Ledger
 ) -> None:
     """Asking for a scope the agency does not hold: 400 invalid_scope, nothing issued."""
-    response = await police.token_response(http, scope="nominals:read console:admin")
+    response = await police.token_response(http, scope="case:read console:admin")
     await assert_refused(
         response, ledger, code="invalid_scope", status=400, agency_id="police-avon"
     )

@@ -53,7 +53,7 @@ async def test_issued_token_verifies_with_the_published_jwks(
     assert claims["aud"] == ISSUER + "/v1"
     assert claims["exp"] - claims["iat"] <= 300
     assert claims["cnf"]["jkt"] == police.dpop_key.thumbprint()
-    assert claims["scope"] == "nominals:read referrals:write"
+    assert claims["scope"] == "case:read case:write"
     assert {claims["agency_type"], claims["role"], claims["area"]} == {
         "police",
         "responsible_authority",
@@ -65,9 +65,9 @@ async def test_token_request_may_narrow_scope(
     http: httpx.AsyncClient, police: AgencyClient
 ) -> None:
     """A registered subset of scopes is granted as asked."""
-    response = await police.token_response(http, scope="nominals:read")
+    response = await police.token_response(http, scope="case:read")
     assert response.status_code == 200
-    assert response.json()["scope"] == "nominals:read"
+    assert response.json()["scope"] == "case:read"
 
 
 async def test_eddsa_agency_gets_a_token(http: httpx.AsyncClient, housing: AgencyClient) -> None:

@@ -71,7 +71,7 @@ async def test_jwcrypto_agency_gets_a_token_and_calls_whoami(
         agency_type="youth_offending",
         role="duty_to_cooperate",
         area="avon-somerset",
-        scopes=["nominals:read"],
+        scopes=["case:read"],
         jwks={"keys": [json.loads(agency_key.export_public())]},
     )
     dpop_key = jwk.JWK.generate(kty="EC", crv="P-256")
@@ -158,7 +158,7 @@ async def test_node_jose_agency_gets_a_token_and_calls_whoami(
             agency_type="electronic_monitoring",
             role="duty_to_cooperate",
             area="avon-somerset",
-            scopes=["nominals:read"],
+            scopes=["case:read"],
             jwks={"keys": [{**key.as_dict(private=False), "kid": "node-ed25519"}]},
         )
     finally:

@@ -261,7 +261,7 @@ async def police(state: GatewayState, clock: Clock, ca: Authority) -> AgencyClie
         client,
         agency_type="police",
         role="responsible_authority",
-        scopes=["nominals:read", "referrals:write"],
+        scopes=["case:read", "case:write"],
     )
     await agencies.set_tls_client_auth(
         state.db, client.client_id, subject_dn=POLICE_DN, ca_pem=ca.pem, now=clock.now
@@ -274,7 +274,7 @@ async def housing(state: GatewayState, clock: Clock) -> AgencyClient:
     """An agency that registered no certificate: private_key_jwt only."""
     client = AgencyClient("housing-bristol", ECKey.generate_key("P-256"), clock)
     return await register(
-        state.db, client, agency_type="housing", role="duty_to_cooperate", scopes=["nominals:read"]
+        state.db, client, agency_type="housing", role="duty_to_cooperate", scopes=["case:read"]
     )
 
 
@@ -523,7 +523,7 @@ async def test_another_agencys_ca_cannot_vouch_for_this_agency(
     other = Authority.root("Bristol Housing CA")
     housing = AgencyClient("housing-bristol", ECKey.generate_key("P-256"), clock)
     await register(
-        state.db, housing, agency_type="housing", role="duty_to_cooperate", scopes=["x:y"]
+        state.db, housing, agency_type="housing", role="duty_to_cooperate", scopes=["case:read"]
     )
     await agencies.set_tls_client_auth(
         state.db, "housing-bristol", subject_dn="CN=housing,O=Bristol", ca_pem=other.pem
@@ -727,7 +727,7 @@ async def police_plain(oauth_app: FastAPI, clock: Clock, ca: Authority) -> Agenc
     gateway: GatewayState = oauth_app.state.gateway
     client = AgencyClient("police-avon", ECKey.generate_key("P-256"), clock)
     await register(
-        gateway.db, client, agency_type="police", role="responsible_authority", scopes=["a:b"]
+        gateway.db, client, agency_type="police", role="responsible_authority", scopes=["case:read"]
     )
     await agencies.set_tls_client_auth(
         gateway.db, client.client_id, subject_dn=POLICE_DN, ca_pem=ca.pem, now=clock.now

@@ -124,7 +124,7 @@ def deployment(
                 agency_type="police",
                 role="responsible_authority",
                 area="avon-somerset",
-                scopes=["nominals:read"],
+                scopes=["case:read"],
                 jwks=IDENTITY.public_jwks(),
             )
             await agencies.set_tls_client_auth(

@@ -43,7 +43,7 @@ async def test_replayed_assertion_is_refused_after_a_restart(
             AgencyClient("police-avon", ECKey.generate_key("P-256"), clock),
             agency_type="police",
             role="responsible_authority",
-            scopes=["nominals:read"],
+            scopes=["case:read"],
         )
         assertion = police.assertion()
         assert await _token_status(oauth_settings, clock, police, assertion) == 200
@@ -87,7 +87,7 @@ async def test_assertion_replayed_on_another_replica_is_refused(
             AgencyClient("police-avon", ECKey.generate_key("P-256"), clock),
             agency_type="police",
             role="responsible_authority",
-            scopes=["nominals:read"],
+            scopes=["case:read"],
         )
         async with (
             httpx.AsyncClient(base_url=first.url) as a,
