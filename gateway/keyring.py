@@ -58,17 +58,18 @@ def open_kek(settings: Settings) -> KekSource:
 #: One repository per configuration in a process, so that every part of the gateway (token
 #: signing, payload sealing, audit checkpoints) shares one set of parsed keys and sees a rotation
 #: at the same moment.
-_OPEN: dict[tuple[str, str, str, str], KeyRepository] = {}
+_OPEN: dict[tuple[str, str, str, str, float], KeyRepository] = {}
 _OPEN_LOCK = threading.Lock()
 
 
-def _config_key(settings: Settings) -> tuple[str, str, str, str]:
+def _config_key(settings: Settings) -> tuple[str, str, str, str, float]:
     kek = settings.kek.get_secret_value() if settings.kek is not None else ""
     return (
         str(Path(settings.keys_dir).resolve()),
         str(settings.kek_file) if settings.kek_file is not None else "",
         hashlib.sha256(kek.encode()).hexdigest(),
         settings.profile,
+        settings.key_refresh_seconds,
     )
 
 
@@ -90,9 +91,9 @@ def _open(settings: Settings, *, now: dt.datetime | None = None) -> KeyRepositor
         kek = _kek(settings)
         if settings.profile == "development":
             Path(settings.keys_dir).mkdir(parents=True, exist_ok=True)
-            repository = generate_development_keys(settings.keys_dir, kek, "development", now=now)
+            generate_development_keys(settings.keys_dir, kek, "development", now=now)
             (Path(settings.keys_dir) / DEV_KEYS_MARKER).touch()
-            return repository
-        return FileKeyRepository(settings.keys_dir, kek)
+        refresh = dt.timedelta(seconds=settings.key_refresh_seconds)
+        return FileKeyRepository(settings.keys_dir, kek, refresh_interval=refresh)
     except KeysError as exc:
         raise KeyRepositoryUnavailable(f"key repository: {exc.code}: {exc.reason}") from exc

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import event, func, select
+from sqlalchemy.exc import OperationalError
 
 from adapters.client import GatewayClient
 from gateway.cases.context import REPLAY_RULE
-from gateway.store.models import AuditEntry, IdempotentRequest, Nominal, Referral
-from tests.gateway.cases.scenario import HOUSING, POLICE, PROBATION, at_level_2, referral
+from gateway.store.models import AuditEntry, Base, IdempotentRequest, Nominal, Referral
+from tests.gateway.cases.scenario import HOUSING, POLICE, PROBATION, at_level_2, record, referral
 from tests.gateway.cases.support import (
     ISSUER,
     MAPPA_BASIS,
@@ -201,3 +205,148 @@ async def test_retry_that_raced_past_the_lookup_still_replays(
     assert await world.count(AuditEntry) == audits + 1
     [entry] = await _replays(world)
     assert entry.detail["replay_of"] == (await _original_entry(world, POLICE, key)).entry_id
+
+
+# -- a write that fails at or before its commit, then retried ------------------------------------
+
+
+@contextlib.contextmanager
+def _listening(world: World, **listeners: Callable[..., Any]) -> Iterator[None]:
+    """SQLAlchemy events on the gateway's writer engine while the block runs."""
+    engine = world.state.db.writer.sync_engine
+    for name, listener in listeners.items():
+        event.listen(engine, name, listener)
+    try:
+        yield
+    finally:
+        for name, listener in listeners.items():
+            event.remove(engine, name, listener)
+
+
+def _inserting(statement: str, table: str) -> bool:
+    return statement.lstrip().upper().startswith(f"INSERT INTO {table.upper()}")
+
+
+@contextlib.contextmanager
+def _insert_fails(world: World, table: str) -> Iterator[list[str]]:
+    """Every INSERT into ``table`` fails as a full disk would; yields what failed."""
+    failed: list[str] = []
+
+    def fail(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if _inserting(statement, table):
+            failed.append(table)
+            raise OperationalError(statement, {}, Exception("database or disk is full"))
+
+    with _listening(world, before_cursor_execute=fail):
+        yield failed
+
+
+@contextlib.contextmanager
+def _commit_fails(world: World, *, connection_lost: bool) -> Iterator[list[str]]:
+    """The transaction that staged a record (with its push, key, origin and entries) fails at
+    its COMMIT: refused there, or its connection closed under it as when the process is killed
+    (the database then rolls the open transaction back). Yields what failed."""
+    failed: list[str] = []
+    staged: list[bool] = []
+
+    def stage(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if _inserting(statement, "information_records"):
+            staged.append(True)
+
+    def commit(conn: Any) -> None:
+        if not staged:
+            return
+        staged.clear()
+        failed.append("commit")
+        if connection_lost:
+            conn.invalidate()  # its DBAPI connection closed, as a driver does on a disconnect
+        raise OperationalError(
+            "COMMIT",
+            {},
+            Exception("server closed the connection"),
+            connection_invalidated=connection_lost,
+        )
+
+    with _listening(world, before_cursor_execute=stage, commit=commit):
+        yield failed
+
+
+FAILURES: dict[str, Callable[[World], contextlib.AbstractContextManager[list[str]]]] = {
+    "commit_refused": lambda world: _commit_fails(world, connection_lost=False),
+    "connection_lost_at_commit": lambda world: _commit_fails(world, connection_lost=True),
+    "outbox_insert": lambda world: _insert_fails(world, "outbox_messages"),
+    "audit_insert": lambda world: _insert_fails(world, "audit_entries"),
+}
+
+
+async def _rows(world: World) -> dict[str, int]:
+    """How many rows each table of the store holds."""
+    async with world.state.db.read() as session:
+        return {
+            table.name: int(await session.scalar(select(func.count()).select_from(table)) or 0)
+            for table in Base.metadata.sorted_tables
+        }
+
+
+def _grown(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {name: after[name] - before[name] for name in after if after[name] != before[name]}
+
+
+@pytest.mark.parametrize("failure", sorted(FAILURES))
+async def test_write_that_failed_before_its_commit_succeeds_once_when_retried(
+    any_world: World, failure: str
+) -> None:
+    """THREATS "killed before the commit": a write whose record, push, key and audit entry were
+    staged fails at or before its commit. The caller gets a 5xx, and nothing of it is stored,
+    pushed or audited, nor its key spent. The retry with the same Idempotency-Key and body
+    succeeds once (one record, one push, one collection entry); a third try replays the answer
+    and stores nothing new but the replay's own entry (SQLite and PostgreSQL)."""
+    world = any_world
+    nominal_id = await at_level_2(world)
+    probation = world[PROBATION]
+    path = f"/v1/nominals/{nominal_id}/records"
+    key = new_key()
+    sealed = await probation.client.seal(record())
+    await probation.client.token()  # now, so that the write is all the failed call does
+    before = await _rows(world)
+
+    with FAILURES[failure](world) as failures:
+        failed = await probation.raw("POST", path, content=sealed, key=key)
+    assert failures, "the write did not reach the failure"
+    assert failed.status_code == 503, failed.text
+    assert failed.headers["content-type"].startswith("application/problem+json")
+    assert failed.json()["code"] == "audit_unavailable"
+    assert _grown(before, await _rows(world)) == {}, "the failed write left rows behind"
+    assert await world.audit(request_id=failed.headers["x-request-id"]) == []
+    async with world.state.db.read() as session:
+        assert await session.get(IdempotentRequest, (PROBATION, key)) is None
+
+    # the retry: the same key, the same body (sealed afresh, as an adapter retries)
+    first = await probation.post(path, record(), key=key)
+    assert first["status"] == "stored"
+    stored = await _rows(world)
+    assert _grown(before, stored) == {
+        "information_records": 1,
+        "outbox_messages": 1,  # the record pushed to the lead agency
+        "origin_evidence": 1,
+        "idempotency_keys": 1,
+        "audit_entries": 2,  # the collection, and the push's disclosure
+        "used_jtis": 1,  # the retry's DPoP proof
+    }
+    [push] = await world.outbox(POLICE)
+    assert push.kind == "record" and push.nominal_ref == nominal_id
+    [collection] = await world.audit(operation="collection", agency_id=PROBATION)
+    assert collection.outcome == "allowed"
+    assert collection.record_refs == [first["id"]]
+    [disclosure] = await world.audit(request_id=collection.request_id, operation="disclosure")
+    assert disclosure.recipients == [POLICE]
+    assert (await _original_entry(world, PROBATION, key)).entry_id == collection.entry_id
+
+    # a third try: the original answer, replayed; nothing stored but the replay's own entry
+    again = await probation.post(path, record(), key=key)
+    assert again == first
+    assert _grown(stored, await _rows(world)) == {"audit_entries": 1, "used_jtis": 1}
+    [replayed] = await _replays(world)
+    assert replayed.detail["replay_of"] == collection.entry_id
+    collections = await world.audit(operation="collection", agency_id=PROBATION)
+    assert [entry.entry_id for entry in collections] == [collection.entry_id]

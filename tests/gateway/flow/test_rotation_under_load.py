@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import datetime as dt
+import itertools
+import json
 import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +24,7 @@ from gateway.flow.seal import Sealer
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from keys import FileKeyRepository, Purpose, kek_from_file
-from tests.gateway.oauth.support import ISSUER, WHOAMI_URL, AgencyClient
+from tests.gateway.oauth.support import ISSUER, WHOAMI_URL, AgencyClient, Ledger, assert_refused
 
 from .test_seal import _request
 
@@ -32,6 +38,11 @@ def own_keys(tmp_path: Path, gateway_keys: tuple[Path, Path]) -> tuple[Path, Pat
     return tmp_path / "keys", tmp_path / "kek.bin"
 
 
+#: How long the gateway under test keeps its key rings before it reads its keys again: short,
+#: so that it sees the operator's rotation while the calls are in flight (the default is 30 s).
+KEY_REFRESH_SECONDS = 0.05
+
+
 @pytest.fixture
 def oauth_settings(sqlite_url: str, own_keys: tuple[Path, Path]) -> Settings:
     keys_dir, kek_file = own_keys
@@ -42,6 +53,12 @@ def oauth_settings(sqlite_url: str, own_keys: tuple[Path, Path]) -> Settings:
         keys_dir=keys_dir,
         kek_file=kek_file,
         log_json=True,
+        key_refresh_seconds=KEY_REFRESH_SECONDS,
+        # quotas are another test's subject: here every call of the load must get through
+        rate_limit_per_second=100_000,
+        rate_limit_burst=100_000,
+        token_rate_limit_per_second=100_000,
+        token_rate_limit_burst=100_000,
     )
 
 
@@ -66,48 +83,159 @@ def _ecdh_key(jwks: dict[str, Any]) -> dict[str, Any]:
     return next(k for k in jwks["keys"] if k.get("alg") == "ECDH-ES+A256KW")
 
 
+def _kid(token: str) -> str:
+    """The ``kid`` in a compact JWS's header."""
+    header = token.split(".")[0]
+    return str(json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))["kid"])
+
+
+@dataclass(frozen=True)
+class _Done:
+    """One request of the load: a token request or a protected call, and how it went."""
+
+    what: str  # "token": a token request; "fresh", "old": a call with a fresh or an old token
+    kid: str | None  # the kid of the token issued or presented
+    status: int
+    #: When it was sent and answered: before the operator began rotating, or after the gateway
+    #: had issued its first token signed by the new key.
+    sent_after_pickup: bool
+    answered_before_rotation: bool
+
+
+#: Protected calls in flight at once, and at least how many of each kind the load makes.
+WORKERS = 16
+MIN_CALLS = 200
+MIN_EACH_AFTER_PICKUP = 40
+
+
 async def test_calls_succeed_while_token_keys_rotate_and_retired_key_is_refused(
-    http: httpx.AsyncClient,
-    police: AgencyClient,
-    gateway_state: GatewayState,
-    own_keys: tuple[Path, Path],
+    http: httpx.AsyncClient, police: AgencyClient, ledger: Ledger, own_keys: tuple[Path, Path]
 ) -> None:
-    """200 concurrent protected calls across a token-key rotation all succeed; once the old key
-    is retired, a token it signed is refused."""
-    old_token = await police.token(http)
+    """The operator rotates the token-signing key while 16 agency sessions keep getting tokens
+    and calling: the gateway picks the rotation up without a restart and without one failed
+    request: it signs new tokens with the new key, and tokens signed by the old key still verify
+    through the overlap (remembered ones and ones it first sees after the rotation). Once the
+    old key is retired, a token it signed is refused as ``key_unknown``."""
     operator = _operator(own_keys)
     (old,) = [i for i in operator.list() if i.purpose == Purpose.TOKEN_SIGNING]
-    gateway_state.call_limiter = None  # quotas are another test's subject
-    gateway_state.token_limiter = None
+    # Tokens signed by the old key: half used from the start (so remembered as verified), half
+    # first presented only after the rotation, and one kept back until the old key is retired.
+    old_tokens = [await police.token(http) for _ in range(9)]
+    held_back = old_tokens.pop()
+    assert {_kid(t) for t in [*old_tokens, held_back]} == {old.kid}
 
-    async def one_call(i: int) -> int:
-        token = old_token if i % 2 else await police.token(http)
-        response = await http.get(WHOAMI_URL, headers=police.resource_headers(token))
-        return response.status_code
+    done: list[_Done] = []
+    rotating = asyncio.Event()
+    picked_up = asyncio.Event()  # the gateway issued a token signed by the new key
+    stop = asyncio.Event()
+    progress = asyncio.Event()  # set as each request ends
+    new_kid: list[str] = []
+    presented_after_pickup: set[str] = set()
 
-    async def rotate_midway() -> None:
-        await asyncio.sleep(0)
-        operator.rotate(Purpose.TOKEN_SIGNING, dt.timedelta(hours=1), now=police.clock.now)
+    def enough() -> bool:
+        after = [d for d in done if d.sent_after_pickup]
+        return (
+            sum(d.what != "token" for d in done) >= MIN_CALLS
+            and sum(d.what == "fresh" for d in after) >= MIN_EACH_AFTER_PICKUP
+            and sum(d.what == "old" for d in after) >= MIN_EACH_AFTER_PICKUP
+            and presented_after_pickup == set(old_tokens)
+        )
 
-    statuses, _ = await asyncio.gather(
-        asyncio.gather(*(one_call(i) for i in range(200))), rotate_midway()
-    )
-    assert statuses.count(200) == 200
+    def finished(request: _Done) -> None:
+        done.append(request)
+        progress.set()
 
-    # A token signed by the new key (another replica already uses it) verifies here at once.
-    new_token = await police.token(http)
-    assert (
-        await http.get(WHOAMI_URL, headers=police.resource_headers(new_token))
-    ).status_code == 200
+    async def session(n: int) -> None:
+        for i in itertools.count():
+            if stop.is_set():
+                return
+            after_pickup = picked_up.is_set()
+            if (n + i) % 2:
+                what = "old"
+                usable = old_tokens if after_pickup else old_tokens[:4]
+                token = usable[(n + i // 2) % len(usable)]
+                if after_pickup:
+                    presented_after_pickup.add(token)
+            else:
+                what = "fresh"
+                issued = await police.token_response(http)
+                token = issued.json().get("access_token", "") if issued.is_success else ""
+                kid = _kid(token) if token else None
+                finished(
+                    _Done("token", kid, issued.status_code, after_pickup, not rotating.is_set())
+                )
+                if not token:
+                    continue
+                if new_kid and kid == new_kid[0]:
+                    picked_up.set()
+            answer = await http.get(WHOAMI_URL, headers=police.resource_headers(token))
+            finished(
+                _Done(what, _kid(token), answer.status_code, after_pickup, not rotating.is_set())
+            )
+
+    async def wait_for(condition: Callable[[], bool], seconds: float) -> None:
+        """Until ``condition`` holds (checked as each request ends), or ``seconds`` pass."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while not condition():
+                    progress.clear()
+                    await progress.wait()
+
+    sessions = [asyncio.create_task(session(n)) for n in range(WORKERS)]
+    try:
+        await wait_for(lambda: len(done) >= 60, 10)
+        rotating.set()
+        # The operator's `mappa-gateway keys rotate`, in a thread, while the load goes on.
+        (new,) = await asyncio.to_thread(
+            operator.rotate, Purpose.TOKEN_SIGNING, dt.timedelta(hours=1), now=police.clock.now
+        )
+        new_kid.append(new.kid)
+        await wait_for(enough, 10)
+    finally:
+        stop.set()
+        await asyncio.gather(*sessions)
+
+    assert new.kid != old.kid
+    assert [d for d in done if d.status != 200] == [], "a request failed during the rotation"
+    calls = [d for d in done if d.what != "token"]
+    assert len(calls) >= MIN_CALLS
+    issued = [d for d in done if d.what == "token"]
+    # before the rotation every token carried the old kid; the gateway then picked up the new
+    # key while the load went on, and from then on signed with it alone
+    assert {d.kid for d in issued if d.answered_before_rotation} == {old.kid}
+    assert {d.kid for d in issued} == {old.kid, new.kid}, "the gateway never saw the rotation"
+    assert {d.kid for d in issued if d.sent_after_pickup} == {new.kid}
+    # through the overlap, tokens signed by the old key kept working (all eight of them,
+    # four presented for the first time only after the rotation)
+    assert presented_after_pickup == set(old_tokens)
+    overlap = [d for d in calls if d.sent_after_pickup and d.kid == old.kid]
+    assert len(overlap) >= MIN_EACH_AFTER_PICKUP
+    assert {d.status for d in overlap} == {200}
+    assert sum(d.sent_after_pickup and d.kid == new.kid for d in calls) >= MIN_EACH_AFTER_PICKUP
 
     operator.retire(Purpose.TOKEN_SIGNING, old.kid, now=police.clock.now)
-    assert operator.ring(Purpose.TOKEN_SIGNING).current().kid != old.kid
-    # After the gateway's cache refresh (or a restart) the retired key is refused.
-    from gateway.keyring import open_key_repository
-
-    open_key_repository(gateway_state.settings).reload()  # type: ignore[attr-defined]
-    refused = await http.get(WHOAMI_URL, headers=police.resource_headers(old_token))
-    assert refused.status_code == 401
+    await asyncio.sleep(KEY_REFRESH_SECONDS * 4)  # the gateway's next read of its keys
+    # A token of the old key, remembered as verified or never seen before: refused, audited.
+    for token in (old_tokens[0], held_back):
+        issued_before, jtis_before = await ledger.issued(), await ledger.jtis()
+        refused = await http.get(WHOAMI_URL, headers=police.resource_headers(token))
+        entry = await assert_refused(
+            refused,
+            ledger,
+            code="invalid_token",
+            reason="key_unknown",
+            issued=issued_before,
+            jtis=jtis_before,
+        )
+        assert (
+            refused.headers["www-authenticate"] == 'DPoP algs="ES256 EdDSA", error="invalid_token"'
+        )
+        assert refused.json()["error"] == "invalid_token"
+        assert (entry.operation, entry.outcome) == ("authentication", "refused")
+    # while a token of the new key, as every token issued now, still works
+    fresh = await police.token(http)
+    assert _kid(fresh) == new.kid
+    assert (await http.get(WHOAMI_URL, headers=police.resource_headers(fresh))).status_code == 200
 
 
 async def test_replica_that_has_not_refreshed_opens_a_body_for_the_new_key(
