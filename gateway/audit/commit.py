@@ -62,6 +62,8 @@ async def record_alone(db: Database, event: AuditEvent) -> None:
 
 
 def payload_digest(released: bytes) -> str:
-    """The ``payload_digest`` of an entry: ``sha256:`` and the hex digest of the bytes released
-    (the JWE as sent, or the response body), so the record proves what left without holding it."""
+    """The ``payload_digest`` of an entry: ``sha256:`` and the hex digest of ``released``, so the
+    record proves what left without holding it. For a sealed answer or push the gateway digests
+    the signed body (the JWS payload inside the JWE, :meth:`gateway.flow.seal.Sealer.seal`), which
+    the recipient can recompute after opening it; the JWE differs at every encryption."""
     return "sha256:" + hashlib.sha256(released).hexdigest()
