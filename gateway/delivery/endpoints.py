@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ssl
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.store import Database
@@ -52,6 +52,8 @@ async def set_endpoint(
 ) -> None:
     """Set (or with ``url=None`` remove) an agency's push endpoint, audited."""
     check_endpoint(url, ca_pem)
+    if url is not None:  # stored as parsed: the scheme in lower case, as the pusher reads it
+        url = urlunsplit(urlsplit(url))
     at = now or dt.datetime.now(dt.UTC)
     async with db.write() as session:
         agency = await session.get(Agency, agency_id)

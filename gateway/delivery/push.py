@@ -182,8 +182,9 @@ class Pusher:
         if known is not None:  # the endpoint or its CA changed: start afresh
             del self._clients[endpoint.agency_id]
             await known[1].aclose()
+        # the parsed scheme, as _check judged it: "HTTPS://" is https too, never unverified
         verify: ssl.SSLContext | bool = (
-            self._ssl_context(endpoint) if endpoint.url.startswith("https://") else False
+            self._ssl_context(endpoint) if urlsplit(endpoint.url).scheme == "https" else False
         )
         if verify is False:
             log.warning("unsafe_plain_http_delivery", agency_id=endpoint.agency_id)

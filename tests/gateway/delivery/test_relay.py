@@ -46,11 +46,15 @@ async def test_delivers_sealed_body_over_tls_trusting_only_the_partners_ca(
     assert row.delivered_at is not None
 
 
+@pytest.mark.parametrize("scheme", ["https://", "HTTPS://", "Https://"])
 async def test_endpoint_vouched_for_by_another_ca_is_never_sent_to(
-    sqlite_db: Database, stub: PartnerStub, other_pki: PartnerPKI
+    sqlite_db: Database, stub: PartnerStub, other_pki: PartnerPKI, scheme: str
 ) -> None:
-    """The system trust store and other partners' CAs count for nothing: TLS fails, no request."""
-    await partner(sqlite_db, "cs-a", stub.url, other_pki.ca_pem)
+    """The system trust store and other partners' CAs count for nothing: TLS fails, no request.
+    The scheme in any case is https (an endpoint registered as ``HTTPS://`` was pushed to with
+    no certificate check at all)."""
+    url = stub.url.replace("https://", scheme)
+    await partner(sqlite_db, "cs-a", url, other_pki.ca_pem)
     [mid] = await queue(sqlite_db, "cs-a")
     relay = Relay(sqlite_db, fast_config())
     await _settle(relay, 2)
