@@ -36,6 +36,7 @@ from joserfc.jws import JWSRegistry
 from adapters.identity import AgencyIdentity
 from adapters.sdk import IDENTIFIER_KINDS, Outbound
 from gateway.contract.envelope import BODY_TYP, JOSE_MEDIA_TYPE, SignedBody
+from gateway.flow.signed_push import SignedPush
 
 __all__ = ["ContextHeaders", "GatewayClient", "GatewayResponseError", "Opened"]
 
@@ -220,8 +221,11 @@ class GatewayClient:
         jwe_header = {"alg": ENC_ALG, "enc": ENC, "cty": "JWT", "kid": recipient.kid}
         return jwe.encrypt_compact(jwe_header, inner, recipient, registry=_JWE_REGISTRY)
 
-    async def open(self, compact: str) -> tuple[SignedBody, str]:
-        """Decrypt with the agency's key, verify the gateway's signature and the addressing."""
+    async def open(self, compact: str) -> tuple[SignedPush, str]:
+        """Decrypt with the agency's key, verify the gateway's signature and the addressing.
+
+        An answer or a pulled message: a message's ``kind`` (and its id, ``jti``) are signed
+        in it; act on those, not on the inbox listing's."""
         decrypted = jwe.decrypt_compact(
             compact, self.identity.encryption_key, registry=_JWE_REGISTRY
         )
@@ -230,7 +234,7 @@ class GatewayClient:
         header = json.loads(base64.urlsafe_b64decode(inner.split(".")[0] + "=="))
         key = keys.get_by_kid(header.get("kid", ""))
         verified = jws.deserialize_compact(inner, key, registry=_SIGN_REGISTRY)
-        signed = SignedBody.model_validate_json(verified.payload)
+        signed = SignedPush.model_validate_json(verified.payload)
         if signed.aud != self.identity.agency_id or signed.iss != self.issuer:
             raise GatewayResponseError(0, None, "the sealed answer is not addressed to this agency")
         return signed, inner

@@ -27,7 +27,7 @@ from adapters.housing import HousingAdapter
 from adapters.identity import AgencyIdentity
 from adapters.police import PoliceAdapter
 from adapters.probation import ProbationAdapter
-from adapters.receiver import Receiver, serve
+from adapters.receiver import Receiver, SeenDeliveries, serve
 from adapters.sdk import Adapter, Delivery, Receipt
 from adapters.standin import JsonStore
 from keys import DevelopmentCA, KeyInvalid, certificate_expires
@@ -160,6 +160,8 @@ async def run_demo_adapters(
             issuer,
             jwks_url=issuer.rstrip("/") + "/.well-known/jwks.json",
             on_receipt=_print(agency_id),
+            # the signed message ids already applied, kept across restarts (replays refused)
+            seen=SeenDeliveries(standins / f"{name}-seen-deliveries.sqlite3"),
         )
         tls = demo_tls_dir(demo_dir, agency_id)
         tasks.append(

@@ -2,17 +2,25 @@
 
 ``POST /mappa/deliveries`` with ``Content-Type: application/jose`` and ``Idempotency-Key``:
 
-1. a key already seen answers 200 ``duplicate`` at once (the relay may deliver twice; the
-   partner applies once);
-2. the JWE is decrypted with the agency's encryption key and the JWS inside verified against the
+1. the JWE is decrypted with the agency's encryption key and the JWS inside verified against the
    gateway's published signing keys (``ES256`` only); the signed body must come from the gateway
-   (``iss``) and be addressed to this agency (``aud``). Anything else is 400 ``bad_signature`` and
-   nothing is stored. Freshness is *not* required: a retried delivery may be hours old, and the
-   Idempotency-Key plus the body's ``jti`` are what stop a replay;
-3. the adapter applies it (:meth:`adapters.sdk.Adapter.receive`), then 200 ``accepted``.
+   (``iss``), be addressed to this agency (``aud``) and name its kind (``kind``). Anything else is
+   400 (``bad_signature``, ``misaddressed``, ``kind_not_signed``) and nothing is stored;
+2. everything acted on comes from the signed body, never from a header: the kind is the signed
+   ``kind`` (a ``MAPPA-Message-Kind`` header that says otherwise is 400 ``kind_mismatch``), the
+   message id the signed ``jti``;
+3. a ``jti`` already applied answers 200 ``duplicate`` and is not applied again, whatever
+   ``Idempotency-Key`` it comes with: the relay may deliver twice, and a captured delivery
+   re-posted under a fresh key is the same message;
+4. a body issued more than ``max_age`` ago (its ``iat``; :data:`PUSH_MAX_AGE`, longer than the
+   relay's retries) or ahead of the clock is 400 ``stale``. Each applied ``jti`` is remembered
+   (:class:`SeenDeliveries`, durable in a SQLite file) for longer than that, so no body old
+   enough to have been forgotten is accepted again;
+5. the adapter applies it (:meth:`adapters.sdk.Adapter.receive`, with the ``jti`` as the message
+   id), then 200 ``accepted``.
 
 The receiver is a Starlette app, served on 127.0.0.1 by :func:`serve` (uvicorn) for the demo and
-the tests; ``GET /mappa/received`` lists what was applied (ids and kinds only).
+the tests; ``GET /mappa/received`` lists what this process applied (ids and actions only).
 """
 
 from __future__ import annotations
@@ -20,10 +28,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime as dt
 import json
+import os
 import re
+import sqlite3
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -38,9 +51,17 @@ from starlette.routing import Route
 
 from adapters.identity import AgencyIdentity
 from adapters.sdk import Adapter, Delivery, MappingRefused, Receipt
-from gateway.contract.envelope import JOSE_MEDIA_TYPE, SignedBody
+from gateway.contract.envelope import JOSE_MEDIA_TYPE
+from gateway.flow.signed_push import PUSH_MAX_AGE, SignedPush
 
-__all__ = ["DeliveryRefused", "Receiver", "open_delivery", "serve"]
+__all__ = [
+    "PUSH_MAX_AGE",
+    "DeliveryRefused",
+    "Receiver",
+    "SeenDeliveries",
+    "open_delivery",
+    "serve",
+]
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _SIGN = JWSRegistry(algorithms=["ES256"])
@@ -56,7 +77,7 @@ class DeliveryRefused(ValueError):
 
 def open_delivery(
     compact: str, identity: AgencyIdentity, gateway_keys: KeySet, issuer: str
-) -> SignedBody:
+) -> SignedPush:
     """Decrypt with the agency's key, verify the gateway's signature and the addressing."""
     try:
         decrypted = jwe.decrypt_compact(compact, identity.encryption_key, registry=_ENC)
@@ -64,12 +85,74 @@ def open_delivery(
         header = json.loads(base64.urlsafe_b64decode(inner.split(".")[0] + "=="))
         key = gateway_keys.get_by_kid(str(header.get("kid", "")))
         verified = jws.deserialize_compact(inner, key, registry=_SIGN)
-        signed = SignedBody.model_validate_json(verified.payload)
+        signed = SignedPush.model_validate_json(verified.payload)
     except (JoseError, ValueError, UnicodeDecodeError, IndexError) as exc:
         raise DeliveryRefused("bad_signature") from exc
     if signed.iss != issuer.rstrip("/") or signed.aud != identity.agency_id:
         raise DeliveryRefused("misaddressed")
     return signed
+
+
+class SeenDeliveries:
+    """The signed id (``jti``) of every delivery applied, with its ``iat``, kind and action.
+
+    Kept in a SQLite file at ``path`` so that a restart forgets nothing (``None``: in memory, for
+    a test). Rows are dropped once their ``iat`` is older than the receiver's retention, longer
+    than the age past which a body is refused anyway. No case data is stored here.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        target = ":memory:"
+        if path is not None:
+            file = Path(path)
+            file.parent.mkdir(parents=True, exist_ok=True)
+            if not file.exists():
+                os.close(os.open(file, os.O_WRONLY | os.O_CREAT, 0o600))
+            target = str(file)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
+        with self._lock:
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS seen_deliveries (jti TEXT PRIMARY KEY, "
+                "iat INTEGER NOT NULL, kind TEXT NOT NULL, action TEXT NOT NULL, "
+                "seen_at INTEGER NOT NULL)"
+            )
+            self._db.execute(
+                "CREATE INDEX IF NOT EXISTS ix_seen_deliveries_iat ON seen_deliveries (iat)"
+            )
+
+    def action(self, jti: str) -> str | None:
+        """What was done with ``jti``, or None if it was never applied (or long forgotten)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT action FROM seen_deliveries WHERE jti = ?", (jti,)
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def remember(self, jti: str, *, iat: int, kind: str, action: str, now: dt.datetime) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO seen_deliveries (jti, iat, kind, action, seen_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (jti, iat, kind, action, int(now.timestamp())),
+            )
+
+    def forget_before(self, iat: int) -> None:
+        """Drop the ids of bodies issued before ``iat`` (too old to be accepted again)."""
+        with self._lock:
+            self._db.execute("DELETE FROM seen_deliveries WHERE iat < ?", (iat,))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _refused(code: str) -> JSONResponse:
+    return JSONResponse({"code": code}, status_code=400)
 
 
 @dataclass
@@ -80,9 +163,15 @@ class Receiver:
     #: The gateway's public signing keys; fetched from ``jwks_url`` when not given.
     gateway_keys: KeySet | None = None
     jwks_url: str | None = None
+    #: What this process applied, by message id (``jti``); ``seen`` is what dedupes.
     receipts: dict[str, Receipt] = field(default_factory=dict)
     #: Called after each applied delivery (the demo prints a line).
     on_receipt: Callable[[Delivery, Receipt], None] | None = None
+    #: The ids already applied: give it a file (``SeenDeliveries(path)``) in production.
+    seen: SeenDeliveries = field(default_factory=SeenDeliveries)
+    #: A body issued longer ago than this is refused (``stale``); ids are kept twice as long.
+    max_age: dt.timedelta = PUSH_MAX_AGE
+    clock: Callable[[], dt.datetime] = _utcnow
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def keys(self, refresh: bool = False) -> KeySet:
@@ -95,40 +184,55 @@ class Receiver:
             self.gateway_keys = KeySet.import_key_set(response.json())
         return self.gateway_keys
 
+    async def _open(self, raw: bytes) -> SignedPush:
+        try:
+            compact = raw.decode("ascii").strip()
+        except UnicodeDecodeError as exc:
+            raise DeliveryRefused("bad_signature") from exc
+        try:
+            return open_delivery(compact, self.identity, await self.keys(), self.issuer)
+        except DeliveryRefused:  # perhaps a key the gateway published since: fetch them once
+            return open_delivery(compact, self.identity, await self.keys(refresh=True), self.issuer)
+
     async def handle(self, request: Request) -> JSONResponse:
         if request.headers.get("content-type", "").split(";")[0].strip() != JOSE_MEDIA_TYPE:
             return JSONResponse({"code": "unsupported_media_type"}, status_code=415)
-        key = request.headers.get("idempotency-key", "")
-        if not _UUID.match(key):
-            return JSONResponse({"code": "idempotency_key_required"}, status_code=400)
+        if not _UUID.match(request.headers.get("idempotency-key", "")):
+            return _refused("idempotency_key_required")
         raw = await request.body()
         if len(raw) > MAX_BODY:
             return JSONResponse({"code": "payload_too_large"}, status_code=413)
+        try:
+            signed = await self._open(raw)
+        except DeliveryRefused as exc:
+            return _refused(exc.code)
+        # Every fact acted on is signed: the kind, the message id (jti) and when it was issued.
+        if signed.kind is None:
+            return _refused("kind_not_signed")
+        stated = request.headers.get("mappa-message-kind")
+        if stated is not None and stated != signed.kind:
+            return _refused("kind_mismatch")
+        message_id = signed.jti
         async with self._lock:  # one delivery at a time: the dedupe check and the write agree
-            if key in self.receipts:
-                return JSONResponse({"status": "duplicate", "id": key})
+            if self.seen.action(message_id) is not None:
+                return JSONResponse({"status": "duplicate", "id": message_id})
+            now = self.clock()
+            if not signed.push_fresh_at(now, self.max_age):
+                return _refused("stale")
+            delivery = Delivery(message_id, signed.kind, signed.body, signed.iss)
             try:
-                compact = raw.decode("ascii").strip()
-                try:
-                    signed = open_delivery(compact, self.identity, await self.keys(), self.issuer)
-                except DeliveryRefused:
-                    signed = open_delivery(
-                        compact, self.identity, await self.keys(refresh=True), self.issuer
-                    )
-                delivery = Delivery(
-                    key, request.headers.get("mappa-message-kind", ""), signed.body, signed.iss
-                )
                 receipt = self.adapter.receive(delivery)
-            except (DeliveryRefused, UnicodeDecodeError) as exc:
-                code = exc.code if isinstance(exc, DeliveryRefused) else "bad_signature"
-                return JSONResponse({"code": code}, status_code=400)
             except MappingRefused as exc:
                 # Verified but not applicable: accepted for a person to look at, not retried.
-                receipt = Receipt(key, "held_for_review", notes=(exc.code,))
-            self.receipts[key] = receipt
+                receipt = Receipt(message_id, "held_for_review", notes=(exc.code,))
+            self.seen.remember(
+                message_id, iat=signed.iat, kind=signed.kind, action=receipt.action, now=now
+            )
+            self.seen.forget_before(int((now - 2 * self.max_age).timestamp()))
+            self.receipts[message_id] = receipt
         if self.on_receipt is not None:
             self.on_receipt(delivery, receipt)
-        return JSONResponse({"status": "accepted", "id": key, "action": receipt.action})
+        return JSONResponse({"status": "accepted", "id": message_id, "action": receipt.action})
 
     async def received(self, request: Request) -> JSONResponse:
         return JSONResponse(

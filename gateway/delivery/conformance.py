@@ -4,17 +4,24 @@
 ``mappa-gateway conformance --adapter DIR``: :mod:`gateway.delivery.adapter_conformance`.)
 
 Run by the gateway operator (it seals with the gateway's own payload-signing key, exactly as a
-real delivery is sealed) against an agency's registered endpoint, or a URL and CA given on the
-command line. Each check is pass or fail, with a reason code:
+real delivery is sealed, its kind and message id signed in it) against an agency's registered
+endpoint, or a URL and CA given on the command line. Each check is pass or fail, with a reason
+code:
 
 1. ``sealed_delivery``: a sealed ``conformance`` message is acknowledged with a 2xx;
 2. ``idempotent_redelivery``: the same message, same ``Idempotency-Key``, is acknowledged again
    (the partner must apply it once; it cannot be seen from here, so the docs ask for it);
-3. ``bad_signature_refused``: a JWE to the partner's key around a JWS by an unknown key gets a
+3. ``replay_new_key_not_reapplied``: the same sealed message under a fresh ``Idempotency-Key``
+   (a captured delivery replayed) is acknowledged with a 2xx that says ``"status":
+   "duplicate"``: the partner dedupes on the signed ``jti``, not on the header;
+4. ``kind_mismatch_refused``: a new message whose ``MAPPA-Message-Kind`` header disagrees with
+   the kind signed in it gets a 4xx (the partner acts on the signed kind only);
+5. ``stale_refused``: a new message signed longer ago than the push window (``iat``) gets a 4xx;
+6. ``bad_signature_refused``: a JWE to the partner's key around a JWS by an unknown key gets a
    4xx, never a 2xx;
-4. ``plain_json_refused``: a plain JSON body gets a 4xx (case data is never accepted in clear);
-5. ``missing_idempotency_key_refused``: a delivery without ``Idempotency-Key`` gets a 4xx;
-6. ``backpressure``: if the partner answers 429 or 503 to anything, it carries ``Retry-After``
+7. ``plain_json_refused``: a plain JSON body gets a 4xx (case data is never accepted in clear);
+8. ``missing_idempotency_key_refused``: a delivery without ``Idempotency-Key`` gets a 4xx;
+9. ``backpressure``: if the partner answers 429 or 503 to anything, it carries ``Retry-After``
    (the relay honours it, up to its cap).
 """
 
@@ -31,12 +38,19 @@ import httpx
 from joserfc import jwe, jws
 from joserfc.jwk import ECKey
 
-from gateway.contract.envelope import JOSE_MEDIA_TYPE, SignedBody
+from gateway.contract.envelope import BODY_TYP, JOSE_MEDIA_TYPE, SignedBody
 from gateway.delivery.push import Endpoint, PushConfig, Pusher, PushResult
 from gateway.flow.seal import Sealer
+from gateway.flow.signed_push import PUSH_MAX_AGE, SignedPush
 from gateway.store.models import Agency
+from keys import Purpose, seal_for
 
 __all__ = ["Check", "run_conformance"]
+
+#: The kind every conformance message signs (and the relay states in its header).
+KIND = "conformance"
+#: What a mismatched header claims instead: the kind a replayed marker was turned into.
+SWAPPED_KIND = "warning_marker_revocation"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +80,54 @@ def _forged(recipient_keys: Sequence[Mapping[str, Any]], agency_id: str, issuer:
     )
 
 
-async def _raw(pusher: Pusher, endpoint: Endpoint, content: bytes, headers: dict[str, str]) -> int:
+def _stale(
+    sealer: Sealer,
+    recipient_keys: Sequence[Mapping[str, Any]],
+    agency_id: str,
+    now: dt.datetime,
+) -> str:
+    """A ``conformance`` message genuinely signed by the gateway, but issued (``iat``) a day
+    before the push window opened."""
+    issued = now - PUSH_MAX_AGE - dt.timedelta(days=1)
+    signed = SignedPush.of(
+        SignedBody.wrap({"conformance": "stale"}, iss=sealer.issuer, aud=agency_id, now=issued),
+        kind=KIND,
+    )
+    enc = [k for k in recipient_keys if k.get("use") == "enc"][-1]
+    ring = sealer.repository.ring(Purpose.PAYLOAD_SIGNING)
+    return seal_for(signed.model_dump_json().encode(), ring, enc, typ=BODY_TYP, now=now)
+
+
+async def _raw(
+    pusher: Pusher, endpoint: Endpoint, content: bytes, headers: dict[str, str]
+) -> httpx.Response | None:
     client = await pusher._client(endpoint)  # the same TLS policy as the relay
     try:
-        response = await client.post(endpoint.url, content=content, headers=headers)
+        return await client.post(endpoint.url, content=content, headers=headers)
     except httpx.TransportError:
-        return 0
-    return response.status_code
+        return None
+
+
+def _status(response: httpx.Response | None) -> int:
+    return 0 if response is None else response.status_code
+
+
+def _said_duplicate(response: httpx.Response | None) -> bool:
+    if response is None or not 200 <= response.status_code < 300:
+        return False
+    try:
+        answer = response.json()
+    except ValueError:
+        return False
+    return isinstance(answer, dict) and answer.get("status") == "duplicate"
+
+
+def _headers(kind: str = KIND) -> dict[str, str]:
+    return {
+        "Content-Type": JOSE_MEDIA_TYPE,
+        "Idempotency-Key": str(uuid.uuid4()),
+        "MAPPA-Message-Kind": kind,
+    }
 
 
 async def run_conformance(
@@ -90,36 +145,62 @@ async def run_conformance(
     results: list[PushResult] = []
     try:
         now = dt.datetime.now(dt.UTC)
-        body, _ = sealer.seal(
-            {"conformance": "ping", "sent_at": now.isoformat()},
-            recipient=Agency(id=agency_id),
-            recipient_keys=recipient_keys,
-            now=now,
-        )
-        mid = str(uuid.uuid4())
-        first = await pusher.push(endpoint, message_id=mid, kind="conformance", body=body)
+
+        def sealed(purpose: str) -> tuple[str, str]:
+            mid = str(uuid.uuid4())
+            jwe_, _ = sealer.seal(
+                {"conformance": purpose, "sent_at": now.isoformat()},
+                recipient=Agency(id=agency_id),
+                recipient_keys=recipient_keys,
+                now=now,
+                kind=KIND,
+                jti=mid,
+            )
+            return mid, jwe_
+
+        mid, body = sealed("ping")
+        first = await pusher.push(endpoint, message_id=mid, kind=KIND, body=body)
         results.append(first)
         checks.append(Check("sealed_delivery", first.ok, f"{first.code} {first.status or ''}"))
-        again = await pusher.push(endpoint, message_id=mid, kind="conformance", body=body)
+        again = await pusher.push(endpoint, message_id=mid, kind=KIND, body=body)
         results.append(again)
         checks.append(
             Check("idempotent_redelivery", again.ok, f"{again.code} {again.status or ''}")
         )
-        forged = _forged(recipient_keys, agency_id, sealer.issuer)
-        bad = await pusher.push(
-            endpoint, message_id=str(uuid.uuid4()), kind="conformance", body=forged
+        replay = await _raw(pusher, endpoint, body.encode(), _headers())
+        checks.append(
+            Check(
+                "replay_new_key_not_reapplied",
+                _said_duplicate(replay),
+                f"status {_status(replay)}"
+                + ("" if _said_duplicate(replay) else ', expected 2xx {"status": "duplicate"}'),
+            )
         )
+        _, other = sealed("kind")
+        swapped = await _raw(pusher, endpoint, other.encode(), _headers(SWAPPED_KIND))
+        status = _status(swapped)
+        checks.append(Check("kind_mismatch_refused", 400 <= status < 500, f"status {status}"))
+        old = _stale(sealer, recipient_keys, agency_id, now)
+        stale = await _raw(pusher, endpoint, old.encode(), _headers())
+        status = _status(stale)
+        checks.append(Check("stale_refused", 400 <= status < 500, f"status {status}"))
+        forged = _forged(recipient_keys, agency_id, sealer.issuer)
+        bad = await pusher.push(endpoint, message_id=str(uuid.uuid4()), kind=KIND, body=forged)
         results.append(bad)
         refused = bad.status is not None and 400 <= bad.status < 500
         checks.append(Check("bad_signature_refused", refused, f"{bad.code} {bad.status or ''}"))
-        status = await _raw(
-            pusher,
-            endpoint,
-            json.dumps({"conformance": "plain"}).encode(),
-            {"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())},
+        status = _status(
+            await _raw(
+                pusher,
+                endpoint,
+                json.dumps({"conformance": "plain"}).encode(),
+                {"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())},
+            )
         )
         checks.append(Check("plain_json_refused", 400 <= status < 500, f"status {status}"))
-        status = await _raw(pusher, endpoint, body.encode(), {"Content-Type": JOSE_MEDIA_TYPE})
+        status = _status(
+            await _raw(pusher, endpoint, body.encode(), {"Content-Type": JOSE_MEDIA_TYPE})
+        )
         checks.append(
             Check("missing_idempotency_key_refused", 400 <= status < 500, f"status {status}")
         )

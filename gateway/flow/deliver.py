@@ -5,13 +5,17 @@ to the recipient's registered encryption key (:class:`gateway.flow.seal.Sealer`)
 back in the HTTP response; a push (a hazard flag, minutes to a participant, an approved onward
 disclosure, a record shared with the lead agency) is sealed before the write transaction opens
 (:func:`prepare_push`) and joins it through the transactional outbox (:func:`enqueue`), in the
-same commit as the act and its audit entry. A recipient without a usable key gets nothing: the
-act fails (503 ``recipient_key_unavailable``) rather than send anything in clear.
+same commit as the act and its audit entry. A push signs its kind and a message id (its
+``jti``; queued by :func:`enqueue`, also its outbox id and so the ``Idempotency-Key`` of every
+push of it) with the body, so a recipient acts on neither from an unsigned header. A recipient
+without a usable key gets nothing: the act fails (503 ``recipient_key_unavailable``) rather than
+send anything in clear.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +47,8 @@ class Push:
     kind: str
     sealed: Sealed
     nominal_ref: str | None
+    #: The outbox id, signed as the body's ``jti``.
+    message_id: str
 
 
 def _recipient(agency_id: str) -> Agency:
@@ -56,10 +62,18 @@ def seal_answer(
     recipient_id: str,
     keys: Sequence[Mapping[str, Any]],
     now: dt.datetime,
+    kind: str | None = None,
+    message_id: str | None = None,
 ) -> Sealed:
-    """``body`` signed by the gateway and encrypted to ``recipient_id``'s key."""
+    """``body`` signed by the gateway and encrypted to ``recipient_id``'s key (with its
+    ``kind`` and ``message_id`` signed too, for a push)."""
     jwe, digest = sealer.seal(
-        body, recipient=_recipient(recipient_id), recipient_keys=keys, now=now
+        body,
+        recipient=_recipient(recipient_id),
+        recipient_keys=keys,
+        now=now,
+        kind=kind,
+        jti=message_id,
     )
     return Sealed(jwe, digest)
 
@@ -73,9 +87,15 @@ def prepare_push(
     kind: str,
     nominal_ref: str | None,
     now: dt.datetime,
+    message_id: str | None = None,
 ) -> Push:
-    sealed = seal_answer(sealer, body, recipient_id=recipient_id, keys=keys, now=now)
-    return Push(recipient_id, kind, sealed, nominal_ref)
+    """``body`` sealed for ``recipient_id`` as a push of ``kind``: the kind and the message id
+    (a new one unless given; :func:`enqueue` queues it under that id) are signed with it."""
+    mid = str(uuid.UUID(message_id)) if message_id is not None else str(uuid.uuid4())
+    sealed = seal_answer(
+        sealer, body, recipient_id=recipient_id, keys=keys, now=now, kind=kind, message_id=mid
+    )
+    return Push(recipient_id, kind, sealed, nominal_ref, mid)
 
 
 async def enqueue(session: AsyncSession, push: Push, *, now: dt.datetime) -> str:
@@ -86,6 +106,7 @@ async def enqueue(session: AsyncSession, push: Push, *, now: dt.datetime) -> str
         kind=push.kind,
         body=push.sealed.jwe,
         nominal_ref=push.nominal_ref,
+        message_id=push.message_id,
         now=now,
     )
 

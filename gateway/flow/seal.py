@@ -8,7 +8,8 @@ failure is one opaque ``unreadable_body`` outward, with the precise reason in ``
 the audit log; nothing is stored.
 
 Outbound, :meth:`Sealer.seal` signs a ``SignedBody`` from the gateway to the recipient agency with
-the ``payload-signing`` ring and encrypts it to the agency's registered encryption key. An agency
+the ``payload-signing`` ring and encrypts it to the agency's registered encryption key (a push
+also signs its kind and message id: :mod:`gateway.flow.signed_push`). An agency
 without a usable encryption key gets nothing (``recipient_key_unavailable``): never clear text.
 """
 
@@ -29,6 +30,7 @@ from starlette.requests import Request
 
 from gateway import errors
 from gateway.contract.envelope import BODY_TYP, JOSE_MEDIA_TYPE, SignedBody
+from gateway.flow.signed_push import SignedPush
 from gateway.http.body import media_type, parse_json
 from gateway.store.direct import Direct
 from gateway.store.models import Agency, AgencyKey
@@ -162,14 +164,23 @@ class Sealer:
         recipient: Agency,
         recipient_keys: Sequence[Mapping[str, Any]],
         now: dt.datetime,
+        kind: str | None = None,
+        jti: str | None = None,
     ) -> tuple[str, str]:
-        """The compact JWE for ``recipient`` and the digest of the signed body inside it."""
+        """The compact JWE for ``recipient`` and the digest of the signed body inside it.
+
+        A push names its ``kind`` and its message id (``jti``): both are then signed with the
+        body (:class:`~gateway.flow.signed_push.SignedPush`), so the recipient acts on neither
+        from an unsigned header."""
         enc = [k for k in recipient_keys if k.get("use") == "enc"]
         if not enc:
             raise errors.RecipientKeyUnavailable(
                 diagnostics={"recipient": recipient.id, "reason": "no usable encryption key"}
             )
-        signed = SignedBody.wrap(dict(body), iss=self.issuer, aud=recipient.id, now=now)
+        claims = SignedBody.wrap(dict(body), iss=self.issuer, aud=recipient.id, now=now)
+        if jti is not None:
+            claims = SignedBody(**{**claims.model_dump(), "jti": jti})
+        signed = SignedPush.of(claims, kind=kind) if kind is not None else claims
         payload = signed.model_dump_json().encode()
         try:
             token = seal_for(

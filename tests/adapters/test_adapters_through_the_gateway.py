@@ -265,7 +265,10 @@ async def police_receiver(
     """Police's receiver and stand-in system, trusting the gateway's published keys."""
     jwks = KeySet.import_key_set((await world.http.get("/.well-known/jwks.json")).json())
     store = JsonStore(tmp_path / "police.json")
-    yield Receiver(world[POLICE].identity, PoliceAdapter(store), ISSUER, gateway_keys=jwks), store
+    receiver = Receiver(
+        world[POLICE].identity, PoliceAdapter(store), ISSUER, gateway_keys=jwks, clock=world.clock
+    )
+    yield receiver, store
 
 
 async def _push(receiver: Receiver, row: OutboxMessage) -> dict[str, Any]:

@@ -1,12 +1,19 @@
 """End to end: the gateway seals a hazard flag, the relay pushes it over TLS to the children's
-services receiver on 127.0.0.1, which verifies, opens and writes HZD with no details."""
+services receiver on 127.0.0.1, which verifies, opens and writes HZD with no details.
+
+And the receiver acts only on what the gateway signed: a captured delivery replayed under a
+fresh ``Idempotency-Key`` is a duplicate, a ``MAPPA-Message-Kind`` header that disagrees with
+the signed kind is refused, a body signed too long ago is refused; a genuine revocation works.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import shutil
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +23,24 @@ from fastapi import FastAPI
 from joserfc.jwk import KeySet
 
 from adapters.childrens_services import ChildrensServicesAdapter
+from adapters.housing import REVOCATION, HousingAdapter
 from adapters.identity import AgencyIdentity
-from adapters.receiver import Receiver, serve
+from adapters.receiver import PUSH_MAX_AGE, Receiver, SeenDeliveries, serve
 from adapters.standin import JsonStore
 from gateway.agencies import add_agency
-from gateway.delivery import enqueue
 from gateway.delivery.endpoints import set_endpoint
 from gateway.delivery.relay import Relay
+from gateway.flow import deliver
 from gateway.flow.seal import agency_public_jwks
 from gateway.state import GatewayState
-from gateway.store.models import Agency, OutboxMessage
+from gateway.store.models import OutboxMessage
+from tests.gateway.cases.conftest import world
+from tests.gateway.cases.scenario import HOUSING, POLICE, at_level_2
+from tests.gateway.cases.support import World
 from tests.gateway.delivery.stub import free_port, make_pki
 from tests.gateway.delivery.support import fast_config, until
+
+__all__ = ["world"]  # the case API's fixture, shared
 
 SAMPLES = Path(__file__).parent / "samples"
 ISSUER = "https://gateway.test"
@@ -63,7 +76,13 @@ async def receiver_setup(
     )
     shutil.copyfile(SAMPLES / "ics_store.json", tmp_path / "ics.json")
     ics = JsonStore(tmp_path / "ics.json")
-    receiver = Receiver(identity, ChildrensServicesAdapter(ics), ISSUER, gateway_keys=gateway_jwks)
+    receiver = Receiver(
+        identity,
+        ChildrensServicesAdapter(ics),
+        ISSUER,
+        gateway_keys=gateway_jwks,
+        clock=state.clock,
+    )
     pki = make_pki(tmp_path / "pki")
     port = free_port()
     stop, started = asyncio.Event(), asyncio.Event()
@@ -88,14 +107,21 @@ async def receiver_setup(
 
 
 async def _seal_and_enqueue(state: GatewayState, body: dict[str, Any]) -> str:
+    """Sealed and queued as a flow does (:func:`gateway.flow.deliver.prepare_push`)."""
     assert state.sealer is not None
     now = state.clock()
     async with state.db.write() as session:
-        recipient = await session.get(Agency, CS)
-        assert recipient is not None
         keys = await agency_public_jwks(session, CS, "enc", now)
-        jwe, _ = state.sealer.seal(body, recipient=recipient, recipient_keys=keys, now=now)
-        return await enqueue(session, recipient_agency_id=CS, kind="hazard_flag", body=jwe)
+        push = deliver.prepare_push(
+            state.sealer,
+            body,
+            recipient_id=CS,
+            keys=keys,
+            kind="hazard_flag",
+            nominal_ref=None,
+            now=now,
+        )
+        return await deliver.enqueue(session, push, now=now)
 
 
 async def test_hazard_flag_arrives_as_hzd_with_no_details(
@@ -174,12 +200,15 @@ async def test_conformance_passes_against_the_reference_receiver(
     assert {c.name: c.passed for c in checks} == {
         "sealed_delivery": True,
         "idempotent_redelivery": True,
+        "replay_new_key_not_reapplied": True,
+        "kind_mismatch_refused": True,
+        "stale_refused": True,
         "bad_signature_refused": True,
         "plain_json_refused": True,
         "missing_idempotency_key_refused": True,
         "backpressure": True,
     }
-    assert len(receiver.receipts) == 1  # the redelivery was applied once
+    assert len(receiver.receipts) == 1  # the redelivery and the replay were applied once
 
 
 async def test_conformance_fails_a_partner_that_accepts_anything(
@@ -205,7 +234,212 @@ async def test_conformance_fails_a_partner_that_accepts_anything(
         await stub.stop()
     failed = {c.name for c in checks if not c.passed}
     assert failed == {
+        "replay_new_key_not_reapplied",
+        "kind_mismatch_refused",
+        "stale_refused",
         "bad_signature_refused",
         "plain_json_refused",
         "missing_idempotency_key_refused",
     }
+
+
+# -- the receiver acts only on what the gateway signed ----------------------------------------
+
+UPRN = "200004512345"
+MARKER = "warning_marker"
+
+
+def _housing(
+    world: World,
+    tmp_path: Path,
+    *,
+    seen: SeenDeliveries | None = None,
+    clock: Callable[[], dt.datetime] | None = None,
+) -> tuple[Receiver, JsonStore]:
+    """Housing's receiver and stand-in system, holding the property the markers are for."""
+    store = JsonStore(tmp_path / "housing.json")
+    if store.get("properties", UPRN) is None:
+        store.put("properties", UPRN, {"uprn": UPRN, "address": "1 Demo Close", "markers": []})
+    receiver = Receiver(
+        world[HOUSING].identity,
+        HousingAdapter(store),
+        ISSUER,
+        clock=clock or world.clock,
+        seen=seen if seen is not None else SeenDeliveries(),
+    )
+    return receiver, store
+
+
+async def _trust_gateway(world: World, receiver: Receiver) -> Receiver:
+    response = await world.http.get("/.well-known/jwks.json")
+    receiver.gateway_keys = KeySet.import_key_set(response.json())
+    return receiver
+
+
+async def _post(
+    receiver: Receiver, row: OutboxMessage, *, key: str | None = None, kind: str | None = None
+) -> httpx.Response:
+    """POST an outbox row's sealed body as the relay would; ``key`` and ``kind`` replace the
+    relay's headers (a replay by whoever captured the body)."""
+    transport = httpx.ASGITransport(app=receiver.app())
+    async with httpx.AsyncClient(transport=transport, base_url="https://housing.test") as http:
+        return await http.post(
+            "/mappa/deliveries",
+            content=row.body,
+            headers={
+                "Content-Type": "application/jose",
+                "Idempotency-Key": key or row.id,
+                "MAPPA-Message-Kind": kind or row.kind,
+            },
+        )
+
+
+async def _raise_marker(world: World) -> tuple[str, OutboxMessage]:
+    """Police raise a property warning marker for housing; the marker id and its outbox row."""
+    nominal_id = await at_level_2(world)
+    answer = await world[POLICE].post(
+        "/v1/warning-markers",
+        {
+            "nominal_id": nominal_id,
+            "recipient_agency_id": HOUSING,
+            "uprn": UPRN,
+            "marker": "PWM",
+            "contact": "Barnet MAPPA unit, 020 8000 0000",
+            "review_date": "2027-02-23",
+        },
+    )
+    [row] = [r for r in await world.outbox(HOUSING) if r.kind == MARKER]
+    return str(answer["id"]), row
+
+
+def _markers(store: JsonStore) -> list[str]:
+    prop = store.get("properties", UPRN)
+    assert prop is not None
+    return [str(m["marker_id"]) for m in prop["markers"]]
+
+
+async def test_a_push_signs_its_kind_and_its_message_id(world: World) -> None:
+    """The gateway signs the kind and the message id (``jti``, the outbox id) with the body."""
+    _, row = await _raise_marker(world)
+    signed, _ = await world[HOUSING].client.open(row.body)  # the gateway's signature checked
+    assert (signed.kind, signed.jti) == (MARKER, row.id)
+
+
+async def test_a_replay_under_a_fresh_key_is_not_applied_again(
+    world: World, tmp_path: Path
+) -> None:
+    """Marker delivered, then genuinely revoked: the captured marker, re-posted under a fresh
+    Idempotency-Key, is acknowledged as a duplicate (the relay stops) and does not come back."""
+    receiver, store = _housing(world, tmp_path)
+    await _trust_gateway(world, receiver)
+    marker_id, row = await _raise_marker(world)
+    first = await _post(receiver, row)
+    assert first.status_code == 200 and first.json()["action"] == "warning_marker_written"
+    await world[POLICE].post(
+        f"/v1/warning-markers/{marker_id}/revocation", {"reason": "review_completed"}
+    )
+    [revocation] = [r for r in await world.outbox(HOUSING) if r.kind == REVOCATION]
+    removed = await _post(receiver, revocation)
+    assert removed.status_code == 200 and removed.json()["action"] == "warning_marker_removed"
+    assert _markers(store) == []
+
+    for key in (str(uuid.uuid4()), str(uuid.uuid4()), row.id):
+        replay = await _post(receiver, row, key=key)
+        assert replay.status_code == 200
+        assert replay.json() == {"status": "duplicate", "id": row.id}
+    assert _markers(store) == []  # the revoked marker was not written again
+    assert set(receiver.receipts) == {row.id, revocation.id}
+
+
+async def test_a_header_kind_that_disagrees_with_the_signed_kind_is_refused(
+    world: World, tmp_path: Path
+) -> None:
+    """A captured warning marker re-posted as ``warning_marker_revocation`` is 400 and removes
+    nothing, before the genuine delivery (nothing applied, the genuine one then still applies)
+    and after it (the marker stays)."""
+    receiver, store = _housing(world, tmp_path)
+    await _trust_gateway(world, receiver)
+    marker_id, row = await _raise_marker(world)
+
+    early = await _post(receiver, row, key=str(uuid.uuid4()), kind=REVOCATION)
+    assert early.status_code == 400 and early.json() == {"code": "kind_mismatch"}
+    assert receiver.receipts == {} and _markers(store) == []
+
+    genuine = await _post(receiver, row)
+    assert genuine.status_code == 200 and genuine.json()["action"] == "warning_marker_written"
+    assert _markers(store) == [marker_id]
+
+    swapped = await _post(receiver, row, key=str(uuid.uuid4()), kind=REVOCATION)
+    assert swapped.status_code == 400 and swapped.json() == {"code": "kind_mismatch"}
+    assert _markers(store) == [marker_id]
+    assert [r.kind for r in await world.outbox(HOUSING)] == [MARKER]  # nothing was revoked
+
+
+async def test_a_stale_signed_push_is_refused(world: World, tmp_path: Path) -> None:
+    """A body signed longer ago than the push window is 400 ``stale`` and applied nowhere; one
+    already applied is still a duplicate then (acknowledged, not refused); one dated ahead of
+    the receiver's clock is refused too."""
+    marker_id, row = await _raise_marker(world)
+    late = PUSH_MAX_AGE + dt.timedelta(minutes=1)
+    receiver, store = _housing(world, tmp_path, clock=lambda: world.clock.now + late)
+    await _trust_gateway(world, receiver)
+    stale = await _post(receiver, row)
+    assert stale.status_code == 400 and stale.json() == {"code": "stale"}
+    assert receiver.receipts == {} and _markers(store) == []
+
+    early, _ = _housing(world, tmp_path, clock=lambda: world.clock.now - dt.timedelta(hours=1))
+    await _trust_gateway(world, early)
+    ahead = await _post(early, row)
+    assert ahead.status_code == 400 and ahead.json() == {"code": "stale"}
+
+    seen = SeenDeliveries()
+    current, _ = _housing(world, tmp_path, seen=seen)
+    assert (await _post(await _trust_gateway(world, current), row)).status_code == 200
+    assert _markers(store) == [marker_id]
+    later, _ = _housing(world, tmp_path, seen=seen, clock=lambda: world.clock.now + late)
+    again = await _post(await _trust_gateway(world, later), row)
+    assert again.status_code == 200 and again.json()["status"] == "duplicate"
+
+
+async def test_the_ids_applied_survive_a_restart(world: World, tmp_path: Path) -> None:
+    """The applied ids are kept on disk: after a restart the replay is still a duplicate."""
+    path = tmp_path / "state" / "seen-deliveries.sqlite3"
+    marker_id, row = await _raise_marker(world)
+    before, store = _housing(world, tmp_path, seen=SeenDeliveries(path))
+    assert (await _post(await _trust_gateway(world, before), row)).status_code == 200
+    assert _markers(store) == [marker_id]
+    before.seen.close()
+    prop = store.get("properties", UPRN)
+    assert prop is not None
+    store.put("properties", UPRN, {**prop, "markers": []})  # taken off by hand since
+
+    after, _ = _housing(world, tmp_path, seen=SeenDeliveries(path))
+    replay = await _post(await _trust_gateway(world, after), row, key=str(uuid.uuid4()))
+    assert replay.status_code == 200 and replay.json()["status"] == "duplicate"
+    assert _markers(store) == [] and after.receipts == {}
+
+
+async def test_a_body_that_signs_no_kind_is_refused(
+    state: GatewayState, receiver_setup: tuple[Receiver, JsonStore, str, str]
+) -> None:
+    """A body the gateway signed without a kind (an answer, say) is never applied as a push."""
+    receiver, _ics, _url, _ca = receiver_setup
+    assert state.sealer is not None
+    now = state.clock()
+    async with state.db.read() as session:
+        keys = await agency_public_jwks(session, CS, "enc", now)
+    flag = json.loads((SAMPLES / "hazard_flag_delivery.json").read_text())
+    answer = deliver.seal_answer(state.sealer, flag, recipient_id=CS, keys=keys, now=now)
+    transport = httpx.ASGITransport(app=receiver.app())
+    async with httpx.AsyncClient(transport=transport, base_url="https://cs.test") as http:
+        response = await http.post(
+            "/mappa/deliveries",
+            content=answer.jwe,
+            headers={
+                "Content-Type": "application/jose",
+                "Idempotency-Key": str(uuid.uuid4()),
+                "MAPPA-Message-Kind": "hazard_flag",
+            },
+        )
+    assert response.status_code == 400 and response.json() == {"code": "kind_not_signed"}
+    assert receiver.receipts == {}

@@ -26,7 +26,8 @@ from adapters.client import ContextHeaders, GatewayClient, GatewayResponseError,
 from adapters.identity import AgencyIdentity
 from gateway import agencies
 from gateway.app import create_app
-from gateway.contract.envelope import JOSE_MEDIA_TYPE, SignedBody
+from gateway.contract.envelope import JOSE_MEDIA_TYPE
+from gateway.flow.signed_push import SignedPush
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from gateway.store.models import AuditEntry, OutboxMessage
@@ -152,7 +153,7 @@ class Agent:
         decrypted = jwe.decrypt_compact(compact, self.identity.encryption_key)
         inner = (decrypted.plaintext or b"").decode("ascii")
         payload = jws.extract_compact(inner.encode()).payload
-        signed = SignedBody.model_validate_json(payload)
+        signed = SignedPush.model_validate_json(payload)  # a push also signs its kind
         assert signed.aud == self.id
         return signed.body
 
