@@ -9,8 +9,8 @@ Verbs:
 * JOSE: :func:`sign_jwt` / :func:`verify_jwt`, and ``application/jose`` bodies with
   :func:`seal_for` / :func:`unseal_from`;
 * raw Ed25519 for signed notes: :meth:`KeyRing.sign_raw` and :func:`ed25519_verify`;
-* blind indexes of identifiers (PNC, CRN, ViSOR): :func:`load_blind_index` and
-  :meth:`BlindIndex.index`;
+* blind indexes of identifiers (PNC, CRN, ViSOR): :func:`load_blind_index` (never makes a
+  secret unless asked), :func:`init_blind_index` and :meth:`BlindIndex.index`;
 * secrets derived from key material (HKDF) and keyed digests: :func:`derive_secret`,
   :func:`keyed_digest`;
 * development X.509 for TLS on the loopback: :class:`DevelopmentCA` issuing a
@@ -23,7 +23,13 @@ Errors: see :mod:`keys.errors`.
 from __future__ import annotations
 
 from ._hazmat import ed25519_verify
-from .blind_index import BLIND_INDEX_FILE, BlindIndex, load_blind_index
+from .blind_index import (
+    BLIND_INDEX_FILE,
+    MISSING_BLIND_INDEX,
+    BlindIndex,
+    init_blind_index,
+    load_blind_index,
+)
 from .envelope import Envelope, blob_kek_id, rewrap
 from .errors import (
     EnvelopeRejected,
@@ -67,6 +73,7 @@ __all__ = [
     "ENC_ALGS",
     "JWKS_PURPOSES",
     "LOOPBACK_HOSTS",
+    "MISSING_BLIND_INDEX",
     "PURPOSE_ALGS",
     "SIG_ALGS",
     "BlindIndex",
@@ -102,6 +109,7 @@ __all__ = [
     "ed25519_verify",
     "generate_development_keys",
     "generate_kek_file",
+    "init_blind_index",
     "kek_from_env",
     "kek_from_file",
     "keyed_digest",

@@ -6,7 +6,10 @@
     keys rotate PURPOSE [--overlap-hours N]     new current key; the old one verifies N hours more
     keys retire PURPOSE [--] KID                retire one key now (after a compromise)
     keys jwks                                   the public JWKS the gateway publishes
-    keys rewrap --new-kek-file F                reseal every private key under a new KEK
+    keys rewrap --new-kek-file F                reseal every private key and the blind-index
+                                                secret under a new KEK (all or nothing)
+    keys init-blind-index                       create the blind-index secret of a NEW
+                                                installation (never replaces one)
     keys init-dev --profile development         create missing development keys
 
 Each takes ``--keys-dir`` (else ``MAPPA_KEYS_DIR``) and ``--kek-file`` (else ``MAPPA_KEK_FILE``,
@@ -24,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any
 
+from .blind_index import init_blind_index
 from .errors import KekUnavailable, KeysError
 from .kek import KekSource, kek_from_env, kek_from_file
 from .repository import FileKeyRepository, generate_development_keys
@@ -85,6 +89,17 @@ def register(subparsers: Any) -> None:
     rewrap = verbs.add_parser("rewrap", parents=[common], help="reseal keys under a new KEK")
     rewrap.add_argument("--new-kek-file", required=True, help="file holding the new base64 KEK")
     rewrap.set_defaults(func=_with_repository(_rewrap))
+
+    blind = verbs.add_parser(
+        "init-blind-index",
+        parents=[common],
+        help="create the blind-index secret of a new installation",
+        description="Create <keys dir>/blind-index.json, the secret of the blind indexes of "
+        "PNC ids, CRNs and ViSOR references, if the directory has none; an existing one is "
+        "checked and left as it is. For a new installation only: if the file was lost, restore "
+        "it from the key directory's backup, since a new secret matches no stored index.",
+    )
+    blind.set_defaults(func=_init_blind_index)
 
     init = verbs.add_parser("init-dev", parents=[common], help="create development keys")
     init.add_argument("--profile", required=True, help='must be "development"')
@@ -171,8 +186,23 @@ def _jwks(args: argparse.Namespace, repository: FileKeyRepository) -> int:
 def _rewrap(args: argparse.Namespace, repository: FileKeyRepository) -> int:
     new_kek = kek_from_file(args.new_kek_file)
     count = repository.rewrap(new_kek)
-    print(f"rewrapped {count} key file(s) under KEK {new_kek.kek_id}; now use the new KEK file")
+    print(
+        f"rewrapped {count} file(s) (private keys, blind-index secret) under KEK "
+        f"{new_kek.kek_id}; all open under it; now use the new KEK file"
+    )
     return 0
+
+
+def _init_blind_index(args: argparse.Namespace) -> int:
+    def body() -> int:
+        directory, kek = _settings(args, os.environ)
+        if init_blind_index(directory, kek):
+            print(f"blind-index secret created in {directory}: back it up with the key directory")
+        else:
+            print(f"blind-index secret already in {directory}: left as it is")
+        return 0
+
+    return _run(args, body)
 
 
 def _init_dev(args: argparse.Namespace) -> int:

@@ -5,6 +5,7 @@ Layout of a :class:`FileKeyRepository`::
     <dir>/                         mode 0700
       .lock                        flock'd while rotating, so two processes never rotate at once
       <purpose>/<kid>.json         mode 0600, written atomically (temp file, fsync, rename)
+      blind-index.json             the blind-index secret (:mod:`keys.blind_index`), also sealed
 
 Each key file is JSON: ``format`` ("mappa-key/v1"), ``purpose``, ``kid`` (the RFC 7638
 thumbprint of the key), ``alg``, ``use``, ``status``, ``created_at``, ``retire_after`` and
@@ -23,7 +24,6 @@ import builtins
 import fcntl
 import json
 import os
-import re
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -36,7 +36,11 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey, RSAKey, import_key
 
 from . import _hazmat
-from .envelope import Envelope, blob_kek_id
+from ._keyfiles import FORMAT, KID_FILE, encode_record, write_file
+from ._keyfiles import key_aad as _aad
+from ._rewrap import rewrap_directory
+from .blind_index import init_blind_index
+from .envelope import Envelope
 from .errors import KeyInvalid, KeysError, KeyStoreError, KeyUnknown, ProfileRefused
 from .jwk import JoseKey
 from .kek import KekSource
@@ -50,10 +54,8 @@ __all__ = [
     "generate_development_keys",
 ]
 
-FORMAT = "mappa-key/v1"
 #: Purposes whose public keys the gateway publishes at /.well-known/jwks.json.
 JWKS_PURPOSES = (Purpose.TOKEN_SIGNING, Purpose.PAYLOAD_SIGNING, Purpose.PAYLOAD_ENCRYPTION)
-_KID_FILE = re.compile(r"^[A-Za-z0-9_-]{43}\.json$")
 
 
 class KeyRepository(Protocol):
@@ -87,10 +89,6 @@ class KeyRepository(Protocol):
     ) -> dict[str, builtins.list[dict[str, Any]]]:
         """Public halves of the usable keys of ``purposes``."""
         ...
-
-
-def _aad(purpose: Purpose, kid: str, alg: str) -> bytes:
-    return b"\x00".join((FORMAT.encode(), purpose.value.encode(), kid.encode(), alg.encode()))
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -166,7 +164,7 @@ class FileKeyRepository:
         except OSError as exc:
             raise KeyStoreError(f"cannot list {purpose} keys: {type(exc).__name__}") from exc
         for name in names:
-            if _KID_FILE.match(name):
+            if KID_FILE.match(name):
                 keys.append(self._read_key(purpose, folder / name))
         ring = KeyRing(purpose, keys)
         self._rings[purpose] = (time.monotonic(), ring)
@@ -249,35 +247,26 @@ class FileKeyRepository:
             return created
 
     def rewrap(self, new_kek: KekSource) -> int:
-        """Rewrap every sealed private key under ``new_kek``; returns how many files changed.
+        """Rewrap every sealed private key and the blind-index secret under ``new_kek``, all or
+        nothing (:mod:`keys._rewrap`); returns how many files changed.
 
-        Afterwards open the repository with ``new_kek`` (the old KEK can then be destroyed).
-        Idempotent: a file already under ``new_kek`` is left alone.
+        Every file is proven to open under ``new_kek`` before any is written, and read back
+        under ``new_kek`` alone after; if a step fails the original files are put back (the old
+        KEK still opens everything) and the error is raised. Afterwards open the repository
+        with ``new_kek`` (the old KEK can then be destroyed). Idempotent: a file already under
+        ``new_kek`` is left alone.
         """
-        target = Envelope(new_kek)
-        count = 0
         with self._lock, self._flock():
-            for purpose in Purpose:
-                folder = self.directory / purpose.value
-                if not folder.is_dir():
-                    continue
-                for name in sorted(os.listdir(folder)):
-                    if not _KID_FILE.match(name):
-                        continue
-                    path = folder / name
-                    record = json.loads(path.read_bytes())
-                    sealed = base64.urlsafe_b64decode(str(record["sealed"]))
-                    if blob_kek_id(sealed) == new_kek.kek_id:
-                        continue
-                    moved = self._envelope.rewrap(sealed, new_kek)
-                    # prove the result opens before the old file is replaced
-                    target.unseal(moved, _aad(purpose, str(record["kid"]), str(record["alg"])))
-                    record["sealed"] = base64.urlsafe_b64encode(moved).decode("ascii")
-                    self._write(path, record)
-                    count += 1
-            self._rings.clear()
-        self._envelope = target
+            try:
+                count = rewrap_directory(self.directory, self._envelope, new_kek, self._kids)
+            finally:
+                self._rings.clear()
+        self._envelope = Envelope(new_kek)
         return count
+
+    def _kids(self, envelope: Envelope) -> set[tuple[Purpose, str]]:
+        """The keys a new repository over this directory reads with ``envelope``."""
+        return {(i.purpose, i.kid) for i in FileKeyRepository(self.directory, envelope).list()}
 
     def _generate(self, purpose: Purpose, alg: str, moment: datetime) -> KeyInfo:
         use = ALG_USE[alg]
@@ -306,24 +295,7 @@ class FileKeyRepository:
         return updated
 
     def _write(self, path: Path, record: dict[str, Any]) -> None:
-        folder = path.parent
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = folder / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-        data = json.dumps(record, indent=1, sort_keys=True).encode() + b"\n"
-        try:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-            dir_fd = os.open(folder, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        except OSError as exc:
-            raise KeyStoreError(f"cannot write key file: {type(exc).__name__}") from exc
+        write_file(path, encode_record(record))
 
     @contextmanager
     def _flock(self) -> Iterator[None]:
@@ -367,10 +339,13 @@ def generate_development_keys(
     *,
     now: datetime | None = None,
 ) -> FileKeyRepository:
-    """Create (if missing) a current key of every purpose. Refused outside "development"."""
+    """Create (if missing) a current key of every purpose, and the blind-index secret.
+
+    Refused outside "development"."""
     if profile != "development":
         raise ProfileRefused(f"development keys refused in profile {profile[:40]!r}")
     repository = FileKeyRepository(directory, kek)
     for purpose in Purpose:
         repository.ensure(purpose, now=now)
+    init_blind_index(directory, kek)
     return repository

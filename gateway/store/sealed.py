@@ -77,10 +77,20 @@ class CaseSealer:
 
 
 def open_case_sealer(settings: Settings) -> CaseSealer:
-    """The case sealer over the configured KEK and the key directory's blind-index secret."""
+    """The case sealer over the configured KEK and the key directory's blind-index secret.
+
+    The secret is generated when missing in the ``development`` profile only, like every other
+    key (:mod:`gateway.keyring`). Elsewhere a missing or unreadable secret is an error (the
+    production profile refuses to start, others answer 503 for case data), never a new secret:
+    a new one would match no stored PNC/CRN/ViSOR index, so lookups would miss and a known
+    subject would be registered a second time.
+    """
     try:
         kek = open_kek(settings)
-        return CaseSealer(Envelope(kek), load_blind_index(settings.keys_dir, kek))
+        blind_index = load_blind_index(
+            settings.keys_dir, kek, create=settings.profile == "development"
+        )
+        return CaseSealer(Envelope(kek), blind_index)
     except KeysError as exc:
         raise KeyRepositoryUnavailable(f"case sealer: {exc.code}: {exc.reason}") from exc
 
@@ -96,6 +106,6 @@ def install_case_store(state: GatewayState) -> None:
     except KeyRepositoryUnavailable as exc:
         if state.settings.profile == "production":
             raise
-        log.warning("case_sealer_unavailable", reason=str(exc)[:200])
+        log.warning("case_sealer_unavailable", reason=str(exc)[:300])
         return
     state.loaded_key_purposes.add("case_data")

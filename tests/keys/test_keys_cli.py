@@ -1,4 +1,5 @@
-"""The keys CLI: list, rotate, retire, jwks, rewrap, init-dev; configuration from args or env."""
+"""The keys CLI: list, rotate, retire, jwks, rewrap, init-dev, init-blind-index; configuration
+from args or env."""
 
 from __future__ import annotations
 
@@ -8,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from keys import FileKeyRepository, Purpose, generate_kek_file, kek_from_file
+from keys import (
+    BLIND_INDEX_FILE,
+    FileKeyRepository,
+    KekUnavailable,
+    Purpose,
+    generate_kek_file,
+    kek_from_file,
+    load_blind_index,
+)
 from keys.cli import main, register
 
 
@@ -74,11 +83,64 @@ def test_rewrap_then_the_new_kek_opens_the_keys(
     """keys rewrap --new-kek-file moves every key; the old KEK no longer opens them."""
     generate_kek_file(env / "kek2")
     assert main(["keys", "rewrap", "--new-kek-file", str(env / "kek2")]) == 0
-    assert "rewrapped 5" in capsys.readouterr().out
+    assert "rewrapped 6" in capsys.readouterr().out
     assert main(["keys", "list"]) == 2
     assert "kek_unavailable" in capsys.readouterr().err
     monkeypatch.setenv("MAPPA_KEK_FILE", str(env / "kek2"))
     assert main(["keys", "list"]) == 0
+
+
+def test_rewrap_moves_the_blind_index_secret_too(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After the documented KEK rotation (rewrap, then the new KEK file only) the blind-index
+    secret opens under the new KEK and gives the same index: stored PNC indexes still match."""
+    keys_dir = env / "keys"
+    before = load_blind_index(keys_dir, kek_from_file(env / "kek"), create=True)
+    generate_kek_file(env / "kek2")
+    assert main(["keys", "rewrap", "--new-kek-file", str(env / "kek2")]) == 0
+    assert "blind-index" in capsys.readouterr().out
+    after = load_blind_index(keys_dir, kek_from_file(env / "kek2"))
+    assert after.index("pnc", "2019/0123456A") == before.index("pnc", "2019/0123456A")
+    with pytest.raises(KekUnavailable):
+        load_blind_index(keys_dir, kek_from_file(env / "kek"))
+
+
+def test_failed_rewrap_leaves_the_key_directory_as_it_was(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A rewrap that cannot move everything (here a blind-index secret under another KEK)
+    exits 1 and changes nothing: the old KEK still opens every key."""
+    keys_dir = env / "keys"
+    (keys_dir / BLIND_INDEX_FILE).unlink(missing_ok=True)
+    generate_kek_file(env / "other")
+    load_blind_index(keys_dir, kek_from_file(env / "other"), create=True)
+    before = {p: p.read_bytes() for p in keys_dir.rglob("*.json")}
+    generate_kek_file(env / "kek2")
+    assert main(["keys", "rewrap", "--new-kek-file", str(env / "kek2")]) != 0
+    assert "kek_unavailable" in capsys.readouterr().err
+    assert {p: p.read_bytes() for p in keys_dir.rglob("*.json")} == before
+    assert main(["keys", "list"]) == 0
+
+
+def test_init_blind_index_creates_it_once(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """keys init-blind-index makes the secret of a new installation and never replaces one."""
+    path = env / "keys" / BLIND_INDEX_FILE
+    path.unlink(missing_ok=True)
+    capsys.readouterr()
+    assert main(["keys", "init-blind-index"]) == 0
+    assert "created" in capsys.readouterr().out
+    first = path.read_bytes()
+    assert main(["keys", "init-blind-index"]) == 0
+    assert "already" in capsys.readouterr().out
+    assert path.read_bytes() == first
+
+
+def test_init_dev_makes_the_blind_index_secret(env: Path) -> None:
+    """Development keys come with their blind-index secret (the gateway never makes one later
+    outside development)."""
+    assert (env / "keys" / BLIND_INDEX_FILE).exists()
+    load_blind_index(env / "keys", kek_from_file(env / "kek"), create=False)
 
 
 def test_missing_configuration_exits_2(

@@ -15,7 +15,7 @@ from keys import Envelope, LocalKek, load_blind_index
 @pytest.fixture
 def sealer(tmp_path: Path) -> CaseSealer:
     kek = LocalKek(os.urandom(32))
-    return CaseSealer(Envelope(kek), load_blind_index(tmp_path, kek))
+    return CaseSealer(Envelope(kek), load_blind_index(tmp_path, kek, create=True))
 
 
 def test_round_trip_and_no_plaintext_in_the_blob(sealer: CaseSealer) -> None:
