@@ -79,8 +79,10 @@ class Settings(BaseSettings):
     dpop_max_age_seconds: int = Field(default=60, ge=5, le=300)
     #: Addresses (or networks, ``10.0.0.0/24``) of TLS-terminating proxies whose RFC 9440
     #: ``Client-Cert`` header is believed, for RFC 8705 ``tls_client_auth`` and certificate-bound
-    #: tokens; the header from anyone else is ignored. Empty: the method is off. A JSON list in
-    #: the environment: ``MAPPA_TRUSTED_PROXIES='["10.0.0.5"]'``.
+    #: tokens; the header from anyone else is ignored. Empty: the method is off. The last
+    #: ``X-Forwarded-For`` address such a proxy appends is also the client's address for the
+    #: per-address limits (token endpoint, console sign-in). A JSON list in the environment:
+    #: ``MAPPA_TRUSTED_PROXIES='["10.0.0.5"]'``.
     trusted_proxies: tuple[str, ...] = ()
     #: Addresses or networks that may read ``/metrics`` (the socket's peer; others get 404):
     #: the Prometheus scraper's. Loopback by default.

@@ -1,11 +1,17 @@
 """IG officer accounts: an argon2id password hash and/or an OIDC identity (issuer, subject),
 nothing else about the person. An officer registered with an OIDC identity only has no password
-(the stored hash is ``"!"``, which no password verifies against)."""
+(the stored hash is ``"!"``, which no password verifies against).
+
+Checking a password is one argon2id verification (64 MiB, t=3: a few hundred milliseconds of
+CPU), so it runs on a worker thread, never on the event loop, and a ``CapacityLimiter`` caps how
+many run at once (:data:`gateway.console.throttle.HASH_THREADS` for the console's sign-in)."""
 
 from __future__ import annotations
 
 import re
 
+import anyio
+import anyio.to_thread
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
@@ -14,7 +20,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.errors import Conflict, ValidationFailed
 from gateway.store.models import IGOfficer
 
-__all__ = ["MIN_PASSWORD_LENGTH", "add_officer", "oidc_officer", "verify_officer"]
+__all__ = [
+    "MIN_PASSWORD_LENGTH",
+    "add_officer",
+    "check_password",
+    "officer_by_id",
+    "oidc_officer",
+    "verify_officer",
+]
 
 MIN_PASSWORD_LENGTH = 12
 _OFFICER_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
@@ -72,18 +85,43 @@ async def oidc_officer(
     return (await session.execute(query)).scalar_one_or_none()
 
 
-async def verify_officer(session: AsyncSession, officer_id: str, password: str) -> IGOfficer | None:
-    """The active officer whose password this is, or None (constant work either way)."""
-    officer = (
-        await session.execute(select(IGOfficer).where(IGOfficer.id == officer_id[:64]))
+async def officer_by_id(session: AsyncSession, officer_id: str) -> IGOfficer | None:
+    """The officer with exactly this id (active or not), if any. The id is compared whole: an
+    id longer than any account's finds nobody, however it begins."""
+    return (
+        await session.execute(select(IGOfficer).where(IGOfficer.id == officer_id))
     ).scalar_one_or_none()
-    stored = officer.password_hash if officer else _DUMMY_HASH
+
+
+def _password_matches(stored: str, password: str) -> bool:
+    """One argon2id verification against ``stored`` (the dummy hash when there is no account or
+    no password, so the work is the same whatever the id); blocking: for a worker thread."""
     try:
         _hasher.verify(_DUMMY_HASH if stored == _NO_PASSWORD else stored, password)
     except (VerificationError, InvalidHashError):
-        return None
-    if stored == _NO_PASSWORD:
-        return None
-    if officer is None or not officer.active:
+        return False
+    return stored != _NO_PASSWORD
+
+
+async def check_password(
+    officer: IGOfficer | None, password: str, *, limiter: anyio.CapacityLimiter | None = None
+) -> IGOfficer | None:
+    """``officer`` if it is active and this is its password, else None. The verification runs
+    on a worker thread (under ``limiter`` when given), the same work for any officer or none."""
+    stored = officer.password_hash if officer is not None else _DUMMY_HASH
+    matches = await anyio.to_thread.run_sync(_password_matches, stored, password, limiter=limiter)
+    if not matches or officer is None or not officer.active:
         return None
     return officer
+
+
+async def verify_officer(
+    session: AsyncSession,
+    officer_id: str,
+    password: str,
+    *,
+    limiter: anyio.CapacityLimiter | None = None,
+) -> IGOfficer | None:
+    """The active officer whose password this is, or None (constant work either way, off the
+    event loop)."""
+    return await check_password(await officer_by_id(session, officer_id), password, limiter=limiter)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import secrets
 from collections.abc import AsyncIterator, Generator
 from pathlib import Path
@@ -20,16 +21,17 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
 
 from gateway import errors
 from gateway.audit import log as audit_log
 from gateway.audit.canonical import AUDIT_ENTRY_FIELDS
-from gateway.audit.commit import record_alone
+from gateway.audit.commit import Audited, commit_audited, record_alone
 from gateway.audit.export import ExportError, export_chunks, export_header, verify_database
 from gateway.audit.search import SearchQuery, parse_query, search_entries
 from gateway.audit.verify import LEAF_HASH_KEY
-from gateway.console.accounts import oidc_officer, verify_officer
+from gateway.console.accounts import check_password, officer_by_id, oidc_officer
 from gateway.console.checks import check_entry
 from gateway.console.oidc import OIDC_COOKIE, OidcLoginFailed, OidcSignIn
 from gateway.console.render import csv_text, render, secure_headers
@@ -42,8 +44,16 @@ from gateway.console.session import (
     current_session,
     open_session,
 )
-from gateway.console.throttle import BAD_CREDENTIALS, LOGIN_THROTTLED, LoginThrottle
+from gateway.console.throttle import (
+    BAD_CREDENTIALS,
+    LOGIN_THROTTLED,
+    LoginAttempt,
+    LoginThrottle,
+    settle,
+)
+from gateway.contract.types import RESOURCE_ID
 from gateway.flow.audit import AuditEvent, Operation, Outcome
+from gateway.oauth import mtls
 from gateway.state import GatewayState
 from gateway.store.models import AuditEntry, IGOfficer
 
@@ -71,6 +81,8 @@ _FIELDS: Final[tuple[tuple[str, str], ...]] = (
     ("from", "From (date)"),
     ("to", "To (date)"),
 )
+#: An audit entry's id, as the gateway issues it: nothing else is looked up.
+_ENTRY_ID: Final = re.compile(RESOURCE_ID)
 
 
 def _state(request: Request) -> GatewayState:
@@ -105,21 +117,30 @@ async def _audit(
     outcome: Outcome = Outcome.ALLOWED,
     reason_code: str | None = None,
     record_refs: tuple[str, ...] = (),
+    attempt: LoginAttempt | None = None,
     **detail: Any,
 ) -> None:
-    """Record a console action; raises AuditUnavailable (503) so nothing is shown unaudited."""
-    await record_alone(
-        _state(request).db,
-        AuditEvent(
-            operation=Operation.CONSOLE,
-            outcome=outcome,
-            officer_id=officer_id,
-            request_id=_request_id(request),
-            reason_code=reason_code,
-            record_refs=record_refs,
-            detail={"action": action, **detail},
-        ),
+    """Record a console action; raises AuditUnavailable (503) so nothing is shown unaudited.
+    With ``attempt``, the sign-in's reservation is taken away in the same transaction."""
+    event = AuditEvent(
+        operation=Operation.CONSOLE,
+        outcome=outcome,
+        officer_id=officer_id,
+        request_id=_request_id(request),
+        reason_code=reason_code,
+        record_refs=record_refs,
+        detail={"action": action, **detail},
     )
+    if attempt is None:
+        await record_alone(_state(request).db, event)
+        return
+    reserved = attempt
+
+    async def settled(session: AsyncSession) -> Audited[None]:
+        await settle(session, reserved)
+        return Audited(None, event)
+
+    await commit_audited(_state(request).db, settled)
 
 
 def _check_origin(request: Request) -> None:
@@ -199,7 +220,10 @@ def _throttle(request: Request) -> LoginThrottle:
 
 
 def _address(request: Request) -> str:
-    return request.client.host if request.client else "unknown"
+    """The client's address for the per-address bucket, as the token endpoint takes it: behind
+    a trusted proxy, the address it appended to X-Forwarded-For; else the socket's peer."""
+    proxies = mtls.trusted_proxies(_state(request).settings.trusted_proxies)
+    return mtls.client_address(request, proxies)
 
 
 async def _refuse_login(
@@ -219,19 +243,45 @@ async def login(request: Request) -> Response:
     check_csrf(request.cookies.get(LOGIN_COOKIE), form.get("csrf_token"))
     state = _state(request)
     officer_id = form.get("officer_id", "")[:200]
+    # The audit keeps the id as typed, control characters and all, except a NUL: no account
+    # has one and PostgreSQL cannot store it, so such an id is neither looked up nor recorded.
+    typed = officer_id if "\x00" not in officer_id else ""
+    withheld = {} if typed == officer_id else {"officer_id_withheld": "nul"}
     if not state.settings.console_password_login:
-        return await _refuse_login(request, officer_id or None, "password_login_disabled")
+        return await _refuse_login(request, typed or None, "password_login_disabled", **withheld)
     throttle = _throttle(request)
     if not throttle.address_allows(_address(request)):
-        return await _refuse_login(request, officer_id or None, LOGIN_THROTTLED, limit="address")
-    async with state.db.read() as session:
-        locked = await throttle.account_locked(session, officer_id, state.clock())
-        officer = await verify_officer(session, officer_id, form.get("password", "")[:200])
-    if locked:
-        return await _refuse_login(request, officer_id or None, LOGIN_THROTTLED, limit="account")
-    if officer is None:
-        return await _refuse_login(request, officer_id or None, BAD_CREDENTIALS)
-    await _audit(request, "login", officer.id, method="password")
+        return await _refuse_login(
+            request, typed or None, LOGIN_THROTTLED, limit="address", **withheld
+        )
+    if withheld:
+        return await _refuse_login(request, None, BAD_CREDENTIALS, **withheld)
+    with throttle.admission() as admitted:
+        if not admitted:  # as many sign-ins as this process checks at once: none queues
+            return await _refuse_login(request, officer_id or None, LOGIN_THROTTLED, limit="busy")
+        # Counted as a failure before the password is checked: concurrent attempts take turns
+        # at the per-id limit, and at most that many passwords are checked.
+        attempt = await throttle.reserve(state.db, officer_id, state.clock())
+        if attempt is None:
+            return await _refuse_login(
+                request, officer_id or None, LOGIN_THROTTLED, limit="account"
+            )
+        async with state.db.read() as session:
+            found = await officer_by_id(session, officer_id)
+        officer = await check_password(
+            found, form.get("password", "")[:200], limiter=throttle.hashing
+        )
+    if officer is None:  # the failure's audit entry counts from now on, instead of the attempt
+        await _audit(
+            request,
+            "login_failed",
+            officer_id or None,
+            outcome=Outcome.REFUSED,
+            reason_code=BAD_CREDENTIALS,
+            attempt=attempt,
+        )
+        return _login_form(request, _BAD_LOGIN, status=401)
+    await _audit(request, "login", officer.id, method="password", attempt=attempt)
     response = RedirectResponse("/console/entries", status_code=303, headers=secure_headers())
     return await _signed_in(request, officer, response)
 
@@ -408,7 +458,9 @@ async def entry(request: Request, entry_id: str) -> Response:
     if officer is None:
         return _to_login()
     state = _state(request)
-    entry_id = entry_id[:64]
+    if _ENTRY_ID.fullmatch(entry_id) is None:  # no such entry: never looked up
+        await _audit(request, "view", officer.officer_id, entry="malformed")
+        raise errors.NotFound()
     await _audit(request, "view", officer.officer_id, record_refs=(entry_id,))
     verifier = state.audit.verifier() if state.audit is not None else None
     cache = state.audit.subtrees if state.audit is not None else None

@@ -56,6 +56,7 @@ __all__ = [
     "AuditCheckpoint",
     "AuditEntry",
     "Base",
+    "ConsoleLoginAttempt",
     "ConsoleOidcLogin",
     "ConsoleSession",
     "ContributorDecision",
@@ -477,6 +478,21 @@ class ConsoleOidcLogin(Base):
     code_verifier: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class ConsoleLoginAttempt(Base):
+    """A console password sign-in under way for an officer id (as typed; only its SHA-256 is
+    kept). It is reserved, under a per-id lock, before the password is checked, and taken away
+    in the transaction that records the outcome: a failure's audit entry then counts instead,
+    a success counts nothing. So concurrent attempts cannot all pass the per-officer lock.
+    One left by an attempt that never finished counts as a failure until the window passes, and
+    is purged after that."""
+
+    __tablename__ = "console_login_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    officer_key: Mapped[str] = mapped_column(String(64), index=True)
+    attempted_at: Mapped[dt.datetime] = mapped_column(index=True)
 
 
 class ConsoleSession(Base):

@@ -72,3 +72,15 @@ async def test_oidc_identity_is_unique_and_an_officer_needs_some_credential(db: 
     with pytest.raises(ValidationFailed):
         async with db.write() as session:
             await add_officer(session, "ig.c", "IG C", None)
+
+
+async def test_an_id_is_compared_whole(db: Database) -> None:
+    """An id as long as ids may be, typed with more after it, is no account: otherwise every
+    such spelling would be a new id for the per-officer lock, all checked against one password."""
+    longest = "ig." + "l" * 61
+    async with db.write() as session:
+        await add_officer(session, longest, "IG Long", "correct horse battery")
+    async with db.read() as session:
+        assert await verify_officer(session, longest, "correct horse battery") is not None
+        for typed in (longest + "x", longest + "\x07", longest + " " * 100):
+            assert await verify_officer(session, typed, "correct horse battery") is None

@@ -145,3 +145,57 @@ async def test_failures_are_counted_per_id_within_the_window(db: Database) -> No
         assert await recent_failures(session, "ig.a", now - dt.timedelta(seconds=900)) == 3
         assert await recent_failures(session, "ig.b", now - dt.timedelta(seconds=900)) == 1
         assert await recent_failures(session, "ig.c", now - dt.timedelta(seconds=900)) == 0
+
+
+PROXY = "10.0.0.5"
+
+
+def _behind_proxy(console_app: FastAPI, state: GatewayState) -> None:
+    """The gateway behind a trusted proxy (MAPPA_TRUSTED_PROXIES), three attempts an address."""
+    state.settings = state.settings.model_copy(update={"trusted_proxies": (PROXY,)})
+    settings = state.settings.model_copy(
+        update={"console_login_address_burst": 3, "console_login_per_address_per_minute": 0.01}
+    )
+    console_app.state.console_login_throttle = LoginThrottle(settings)
+
+
+def _forwarded(app: FastAPI, peer: str, forwarded_for: str) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(peer, 40000))
+    return httpx.AsyncClient(
+        transport=transport, base_url=BASE, headers={"X-Forwarded-For": forwarded_for}
+    )
+
+
+async def test_behind_a_trusted_proxy_each_forwarded_address_has_its_own_bucket(
+    console_app: FastAPI, state: GatewayState
+) -> None:
+    """Every request comes from the proxy: an outsider's address (whatever it puts before it
+    in X-Forwarded-For) runs out of attempts, and the officer from another address, through
+    the same proxy, still signs in."""
+    _behind_proxy(console_app, state)
+    for i in range(3):
+        async with _forwarded(console_app, PROXY, f"192.0.2.{i}, 203.0.113.66") as outsider:
+            assert (await _attempt(outsider, f"nobody-{i}", "wrong-password-x")).status_code == 401
+    async with _forwarded(console_app, PROXY, "192.0.2.99, 203.0.113.66") as outsider:
+        assert (await _attempt(outsider, OFFICER, PASSWORD)).status_code == 401  # its bucket
+    (entry,) = await _refusals(state, OFFICER)
+    assert entry.reason_code == "login_throttled" and entry.detail["limit"] == "address"
+    async with _forwarded(console_app, PROXY, "198.51.100.7") as officer:
+        assert (await _attempt(officer, OFFICER, PASSWORD)).status_code == 303
+
+
+async def test_a_forged_forwarded_for_from_an_untrusted_peer_does_not_change_its_bucket(
+    console_app: FastAPI, state: GatewayState
+) -> None:
+    """A client that is not a trusted proxy cannot pick its bucket with X-Forwarded-For: a new
+    forged address on every try still draws on its own peer's bucket."""
+    _behind_proxy(console_app, state)
+    for i in range(3):
+        async with _forwarded(console_app, "192.0.2.10", f"198.51.100.{i}") as forger:
+            assert (await _attempt(forger, f"nobody-{i}", "wrong-password-x")).status_code == 401
+    async with _forwarded(console_app, "192.0.2.10", "198.51.100.7") as forger:
+        assert (await _attempt(forger, OFFICER, PASSWORD)).status_code == 401
+    (entry,) = await _refusals(state, OFFICER)
+    assert entry.reason_code == "login_throttled" and entry.detail["limit"] == "address"
+    async with _forwarded(console_app, "192.0.2.11", "192.0.2.10") as officer:  # its own peer
+        assert (await _attempt(officer, OFFICER, PASSWORD)).status_code == 303
