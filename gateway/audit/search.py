@@ -1,18 +1,24 @@
 """Searching the audit log: filters, limits and opaque cursors, for the IG API and the console.
 
-Parameters (all optional, each at most once, values at most 200 characters):
+Parameters (all optional, each at most once, values at most 200 characters and without control
+characters, U+0000 to U+001F):
 
 - ``nominal``, ``agency``, ``officer``, ``legal_basis``, ``purpose``, ``operation``, ``outcome``:
   exact match on the entry's field. Values are only ever bound parameters: one that looks like
   SQL (or like anything else) simply matches no entry.
 - ``from`` (inclusive) and ``to`` (exclusive): ISO 8601 times with an offset, or dates
-  (``to=2026-03-01`` then means up to the end of that day, UTC).
+  (``to=2026-03-01`` then means up to the end of that day, UTC). A bound beyond the calendar's
+  ends (``to=9999-12-31``, or a time whose offset takes it past them) stops at the end: no
+  entry lies beyond it.
 - ``limit``: 1 to `MAX_LIMIT` (default `DEFAULT_LIMIT`); ``cursor``: the ``next_cursor`` of the
   previous page.
 
 An empty value means "no filter" (what an empty form field sends). Anything else unknown,
-repeated or malformed raises `InvalidParameter` (400). Results come newest first (by insertion),
-unsequenced entries included: the IG officer sees an act before the sequencer has signed it.
+repeated or malformed raises `InvalidParameter` (400), and so does a control character in any
+value: PostgreSQL cannot compare text with a NUL at all (it would be a 500 on the production
+backend, and no match on SQLite), and one rule for every control character is simpler to state
+than a list. Results come newest first (by insertion), unsequenced entries included: the IG
+officer sees an act before the sequencer has signed it.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any, Final
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.contract.types import control_character_in
 from gateway.errors import InvalidParameter
 from gateway.store.models import AuditEntry
 
@@ -108,17 +115,29 @@ class Page:
     next_cursor: str | None
 
 
+#: The calendar's ends, in UTC: where a bound beyond them stops.
+_EARLIEST: Final = dt.datetime.min.replace(tzinfo=dt.UTC)
+_LATEST: Final = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
 def _time(name: str, value: str) -> dt.datetime:
     try:
         if _DATE.fullmatch(value):
             day = dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
-            return day + dt.timedelta(days=1) if name == "to" else day
+            if name != "to":
+                return day
+            # the end of the day; the end of the calendar for its last day
+            return _LATEST if day.date() == dt.date.max else day + dt.timedelta(days=1)
         moment = dt.datetime.fromisoformat(value)
     except ValueError as exc:
         raise InvalidParameter(f"{name}: an ISO 8601 date, or time with offset") from exc
     if moment.tzinfo is None:
         raise InvalidParameter(f"{name}: a time needs its UTC offset")
-    return moment.astimezone(dt.UTC)
+    try:
+        return moment.astimezone(dt.UTC)
+    except OverflowError:
+        # past an end of the calendar in UTC (9999-12-31T23:00-05:00, 0001-01-01T00:00+01:00)
+        return _LATEST if moment.year == dt.MAXYEAR else _EARLIEST
 
 
 def encode_cursor(entry_id: int) -> str:
@@ -150,6 +169,8 @@ def parse_query(items: Iterable[tuple[str, str]], *, extra: Iterable[str] = ()) 
             raise InvalidParameter(f"parameter {name!r} given more than once")
         if len(value) > MAX_VALUE_LENGTH:
             raise InvalidParameter(f"{name}: at most {MAX_VALUE_LENGTH} characters")
+        if control_character_in(value):
+            raise InvalidParameter(f"{name}: control characters are not accepted")
         seen[name] = value
     equals = tuple((name, seen[name]) for name in FILTER_FIELDS if seen.get(name))
     since = _time("from", seen["from"]) if seen.get("from") else None

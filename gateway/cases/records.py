@@ -184,7 +184,7 @@ async def read_record(call: Call, nominal_id: str, record_id: str) -> Response:
     async with call.db.read() as session:
         row = await session.get(InformationRecord, record_id) if well_formed(record_id) else None
         if row is None or row.nominal_id != nominal_id:
-            call.nominal_ref = nominal_id[:64]
+            call.nominal_ref = nominal_id if well_formed(nominal_id) else None
             raise need_to_know.not_found("record")
         call.record_refs = (row.id,)
         _, decision = await visible_nominal(call, session, nominal_id, _target(row))

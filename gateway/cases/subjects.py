@@ -56,7 +56,10 @@ _CANDIDATES = 10
 
 
 def well_formed(resource_id: str) -> bool:
-    return bool(_ID.match(resource_id))
+    """Whether ``resource_id`` is a gateway id as issued (only such an id is ever looked up, or
+    recorded in an audit entry: a path may carry anything, NUL included, which PostgreSQL
+    cannot store)."""
+    return _ID.fullmatch(resource_id) is not None
 
 
 _NOMINALS = Nominal.__table__
@@ -81,8 +84,11 @@ async def visible_nominal(
     target: policies.Target | None = None,
 ) -> tuple[Nominal, policies.Decision]:
     """The nominal and the decision that the caller may see ``target`` (default: the nominal)."""
-    call.nominal_ref = nominal_id[:64]
-    nominal = await load_nominal(session, nominal_id) if well_formed(nominal_id) else None
+    if not well_formed(nominal_id):
+        call.nominal_ref = None  # nothing by that id can exist: the audit names none
+        raise need_to_know.not_found("nominal")
+    call.nominal_ref = nominal_id
+    nominal = await load_nominal(session, nominal_id)
     if nominal is None:
         raise need_to_know.not_found("nominal")
     decision = await need_to_know.decide(

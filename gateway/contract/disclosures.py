@@ -7,7 +7,14 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
-from gateway.contract.types import STRICT, AgencyId, PurposeCode, Reason, ResourceId
+from gateway.contract.types import (
+    STRICT,
+    AgencyId,
+    Description,
+    PurposeCode,
+    Reason,
+    ResourceId,
+)
 
 __all__ = ["DecisionIn", "DisclosureDecision", "DisclosureIn", "Part", "within"]
 
@@ -31,7 +38,7 @@ class DisclosureIn(BaseModel):
     #: The recipient's purpose, from the legal-basis register (e.g. ``child-protection``).
     purpose: PurposeCode
     parts: tuple[Part, ...] = Field(min_length=1, max_length=20)
-    recipient_description: str = Field(min_length=1, max_length=500)
+    recipient_description: Description
     reasons: Reason
 
     @field_validator("purpose")

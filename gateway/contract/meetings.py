@@ -16,6 +16,7 @@ from gateway.contract.types import (
     ResourceId,
     ShortText,
     StrictBool,
+    Summary,
 )
 from gateway.domain import ActionStatus, MeetingType, Participation
 
@@ -95,7 +96,7 @@ class ActionIn(BaseModel):
     model_config = STRICT
 
     owner_agency_id: AgencyId
-    description: str = Field(min_length=1, max_length=2000)
+    description: Summary
     due_date: PlannedDate
     review_date: PlannedDate | None = None
     #: A source of the meeting's minutes that this action rests on.

@@ -8,27 +8,25 @@ from pydantic import BaseModel, Field, model_validator
 
 from gateway.contract.referrals import RiskEntry
 from gateway.contract.sources import CaveatCode, ItemIn, SourceIn, check_citations
-from gateway.contract.types import STRICT
+from gateway.contract.types import STRICT, Description, Summary
 from gateway.domain import RecordKind
 
 __all__ = ["RecordIn", "WrittenReportIn"]
-
-_TEXT = Field(default=None, min_length=1, max_length=2000)
 
 
 class RecordIn(BaseModel):
     model_config = STRICT
 
     kind: RecordKind
-    summary: str = Field(min_length=1, max_length=2000)
+    summary: Summary
     content: tuple[ItemIn, ...] = Field(default=(), max_length=200)
     sources: tuple[SourceIn, ...] = Field(default=(), max_length=50)
     caveats: tuple[CaveatCode, ...] = Field(default=(), max_length=4)
     risk: tuple[RiskEntry, ...] = Field(default=(), max_length=6)
-    offence: str | None = _TEXT
-    sentence: str | None = _TEXT
-    address: str | None = Field(default=None, min_length=1, max_length=500)
-    tenancy: str | None = _TEXT
+    offence: Summary | None = None
+    sentence: Summary | None = None
+    address: Description | None = None
+    tenancy: Summary | None = None
     #: An intelligence grading (e.g. 3x5x2 or 5x5x5 codes).
     grading: str | None = Field(default=None, pattern=r"^[A-Za-z0-9 /x-]{1,20}$")
 

@@ -16,6 +16,7 @@ from gateway.contract.types import (
     CategoryCode,
     Identifier,
     LongText,
+    OptionalAddress,
     ShortText,
 )
 from gateway.domain import ReferralKind, RiskGroup, RiskLevel
@@ -30,7 +31,7 @@ class SubjectDetails(BaseModel):
     given_names: ShortText
     aliases: tuple[ShortText, ...] = Field(default=(), max_length=20)
     date_of_birth: BirthDate
-    address: str | None = Field(default=None, max_length=500)
+    address: OptionalAddress | None = None
     pnc_id: Identifier | None = None
     crn: Identifier | None = None
     visor_ref: Identifier | None = None

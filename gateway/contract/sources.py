@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, Field, model_validator
 
-from gateway.contract.types import STRICT, AgencyId, ItemRef, LongText, StrictBool
+from gateway.contract.types import STRICT, AgencyId, Description, ItemRef, LongText, StrictBool
 
 __all__ = ["CaveatCode", "ItemIn", "SourceIn", "SourceKind", "check_citations"]
 
@@ -55,7 +55,7 @@ class SourceIn(BaseModel):
 
     id: ItemRef
     kind: SourceKind
-    description: str = Field(min_length=1, max_length=500)
+    description: Description
     third_party: StrictBool
     #: The supplying agency released this third-party source to every recipient.
     released: StrictBool = False

@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError
 from gateway.domain import Category, Level
 
 __all__ = [
+    "AGENCY_ID",
     "EARLIEST_BIRTH_DATE",
     "EARLIEST_CASE_DATE",
     "MEETING_YEARS_AHEAD",
@@ -31,18 +32,22 @@ __all__ = [
     "BirthDate",
     "CategoryCode",
     "DateWindow",
+    "Description",
     "Identifier",
     "IsoDate",
     "ItemRef",
     "LevelCode",
     "LongText",
     "MeetingDate",
+    "OptionalAddress",
     "PlannedDate",
     "PurposeCode",
     "Reason",
     "ResourceId",
     "ShortText",
     "StrictBool",
+    "Summary",
+    "control_character_in",
 ]
 
 #: Every inbound model: unknown fields are an error; values are not silently re-typed.
@@ -135,7 +140,9 @@ PlannedDate = Annotated[
     AfterValidator(PLANNED_DATES),
     Field(description="A review, due or end date, YYYY-MM-DD: from 2001-01-01 to 5 years ahead"),
 ]
-AgencyId = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9._-]{1,63}$")]
+#: An agency id, as onboarding registers it (also the OAuth client id).
+AGENCY_ID = r"^[a-z0-9][a-z0-9._-]{1,63}$"
+AgencyId = Annotated[str, StringConstraints(pattern=AGENCY_ID)]
 Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9/._-]{1,40}$")]
 #: A gateway id (a UUID), as the gateway issued it.
 RESOURCE_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
@@ -143,6 +150,59 @@ ResourceId = Annotated[str, StringConstraints(pattern=RESOURCE_ID)]
 #: An id the sender gives an item or a source inside one document (cited by other items).
 ItemRef = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")]
 PurposeCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,63}$")]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
-LongText = Annotated[str, StringConstraints(min_length=1, max_length=10_000)]
+
+# -- free text: what a partner types ------------------------------------------------------------
+#: C0 control characters (U+0000 to U+001F). None has a place in a case record, and NUL cannot
+#: be stored at all: PostgreSQL's text refuses it, so a NUL that got past the contract would be
+#: a 500 on the production backend (and accepted on SQLite).
+_CONTROL = re.compile(r"[\x00-\x1f]")
+#: The same, less the three that lay out text of several lines: tab, line feed, carriage return
+#: (a partner's system on Windows ends its lines with CR LF).
+_CONTROL_IN_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def control_character_in(text: str, *, lines: bool = False) -> bool:
+    """Whether ``text`` holds a C0 control character (other than tab, LF and CR if ``lines``)."""
+    return (_CONTROL_IN_LINES if lines else _CONTROL).search(text) is not None
+
+
+def _one_line(value: str) -> str:
+    if control_character_in(value):
+        raise PydanticCustomError(
+            "control_character", "one line of text, without control characters"
+        )
+    return value
+
+
+def _multi_line(value: str) -> str:
+    if control_character_in(value, lines=True):
+        raise PydanticCustomError(
+            "control_character", "text without control characters other than tab and line breaks"
+        )
+    return value
+
+
+# Every type of free text below refuses a C0 control character (422 ``validation_failed``, error
+# type ``control_character``); text of several lines may hold tab, LF and CR. Lone surrogates,
+# which no store can encode, are refused by pydantic itself (``string_unicode``).
+
+#: Names, an officer, a contact: one line.
+ShortText = Annotated[
+    str, StringConstraints(min_length=1, max_length=200), AfterValidator(_one_line)
+]
+#: A description (a source, a recipient) or an address: a few lines.
+Description = Annotated[
+    str, StringConstraints(min_length=1, max_length=500), AfterValidator(_multi_line)
+]
+#: An address that may be left empty.
+OptionalAddress = Annotated[str, StringConstraints(max_length=500), AfterValidator(_multi_line)]
+#: A record's summary and its other short texts, an action's description: paragraphs.
+Summary = Annotated[
+    str, StringConstraints(min_length=1, max_length=2000), AfterValidator(_multi_line)
+]
+#: Why a decision was made: paragraphs.
+Reason = Summary
+#: Referral reasons, minutes items, a risk management plan.
+LongText = Annotated[
+    str, StringConstraints(min_length=1, max_length=10_000), AfterValidator(_multi_line)
+]

@@ -59,7 +59,7 @@ def parse_assertion(assertion: str) -> Compact:
     if typ is not None and (not isinstance(typ, str) or typ.lower() not in _ACCEPTED_TYP):
         raise JoseRefused("assertion_typ")
     kid = compact.header.get("kid")
-    if kid is not None and (not isinstance(kid, str) or not KID_PATTERN.match(kid)):
+    if kid is not None and (not isinstance(kid, str) or not KID_PATTERN.fullmatch(kid)):
         raise JoseRefused("kid_malformed")
     return compact
 

@@ -18,6 +18,7 @@ a registered one) in its own transaction and answered by the one opaque problem+
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
@@ -25,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
 from gateway import errors
+from gateway.contract.types import AGENCY_ID
 from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.logs import get_logger
 from gateway.oauth import mtls, replay
@@ -47,6 +49,13 @@ MAX_FORM_BYTES = 16_384
 PURGE_EVERY = 500
 _issued_since_purge = 0
 _FORM_TYPE = "application/x-www-form-urlencoded"
+#: What a client id may be: an agency id as onboarding registers it. Anything else names no
+#: client, and is never looked up (a NUL, which PostgreSQL cannot take, would be a 500).
+_CLIENT_ID = re.compile(AGENCY_ID)
+
+
+def _registrable(client_id: str) -> bool:
+    return _CLIENT_ID.fullmatch(client_id) is not None
 
 
 async def _read_form(request: Request) -> dict[str, str]:
@@ -88,8 +97,8 @@ async def _preload(
     raw = form.get("client_assertion")
     if not raw:
         named = form.get("client_id")
-        if certificate is None or not named or len(named) > 64:
-            return None, None, None
+        if certificate is None or not named or not _registrable(named):
+            return None, None, None  # no client: refused as client_unknown
         async with state.db.read() as session:
             client = await load_client(session, named, fetcher=state.jwks_fetcher, with_keys=False)
         return None, client, (client.client_id if client else None)
@@ -102,6 +111,8 @@ async def _preload(
         raise errors.InvalidClient(diagnostics={"reason": "assertion_iss_missing"})
     if "client_id" in form and form["client_id"] != claimed:
         raise errors.InvalidClient(diagnostics={"reason": "client_id_mismatch"})
+    if not _registrable(claimed):
+        return compact, None, None  # as an unregistered client: refused as client_unknown
     try:
         async with state.db.read() as session:
             client = await load_client(session, claimed, fetcher=state.jwks_fetcher)

@@ -129,7 +129,7 @@ def _parse_jwk(data: Mapping[str, Any]) -> ParsedJwk:
     kid = data.get("kid")
     if kid is None:
         kid = thumbprint
-    if not isinstance(kid, str) or not KID_PATTERN.match(kid):
+    if not isinstance(kid, str) or not KID_PATTERN.fullmatch(kid):
         raise KeyRefused("kid must be 1-128 characters of A-Z a-z 0-9 . _ : + = -")
     public = {**key.as_dict(private=False), "kid": kid, "use": use}
     if use == "sig":

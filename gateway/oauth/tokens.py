@@ -164,7 +164,7 @@ def verify_access_token(
     if not isinstance(typ, str) or typ.lower() not in _TYPS:
         raise JoseRefused("token_typ")
     kid = compact.header["kid"]
-    if not isinstance(kid, str) or not KID_PATTERN.match(kid):
+    if not isinstance(kid, str) or not KID_PATTERN.fullmatch(kid):
         raise JoseRefused("kid_malformed")
     key = signer.verification_key(kid, now=now)
     if key is None:

@@ -315,11 +315,15 @@ async def test_proof_sizes_beyond_the_latest_checkpoint_are_refused(
 async def test_text_with_control_characters_and_markup_round_trips_literally(
     http: httpx.AsyncClient, gateway_state: GatewayState, coordinator: AgencyClient
 ) -> None:
-    """An officer id holding markup and control characters is stored and returned unchanged."""
+    """An officer id holding markup and control characters is stored and returned unchanged
+    (searching by it is a 400: no search value holds a control character)."""
     hostile = "<script>alert(1)</script>\x07\x1b[31m\u202e"
     async with gateway_state.db.write() as session:
         record(session, audit_event(0, officer_id=hostile))
-    response = await _get(http, coordinator, ENTRIES, officer=hostile)
+    refused = await _get(http, coordinator, ENTRIES, officer=hostile)
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "invalid_parameter"
+    response = await _get(http, coordinator, ENTRIES, nominal="N00000")
     assert response.status_code == 200
     (entry,) = response.json()["entries"]
     assert entry["officer_id"] == hostile
