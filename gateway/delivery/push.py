@@ -5,7 +5,9 @@ Transport policy, all of it here:
 * TLS with an SSL context that trusts **only** the partner's registered CA (``endpoint_ca_pem``),
   never the system store; an optional client certificate (mutual TLS) from the settings;
 * ``POST`` with ``Content-Type: application/jose``, ``Idempotency-Key`` = the message id and
-  ``MAPPA-Message-Kind``; the body is the JWE sealed at enqueue, never anything in clear;
+  ``MAPPA-Message-Kind``; the body is the JWE sealed at enqueue, never anything in clear (the
+  kind and a message id, ``jti``, are signed inside it: a partner acts on those, not on the
+  headers, and answers a ``jti`` it already applied with a 2xx ``duplicate``);
 * redirects are not followed (a 3xx is a failure), proxies from the environment are ignored;
 * connect, read and overall deadlines, and at most ``max_response_bytes`` of an answer read;
 * only a 2xx is an acknowledgement. Everything else is a :class:`PushResult` with a stable code,
