@@ -8,6 +8,7 @@ implements Authlib's ``ClientMixin`` methods the client-credentials grant calls.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from gateway.oauth import mtls
 from gateway.oauth.jwks import JwksFetcher, KeyRefused, ParsedJwk, parse_jwk
 from gateway.store.models import Agency, AgencyKey
 
-__all__ = ["ClientRecord", "SigningKey", "load_client"]
+__all__ = ["ClientRecord", "SigningKey", "load_client", "with_fetched_keys"]
 
 AUTH_METHOD = "private_key_jwt"
 
@@ -50,6 +51,8 @@ class ClientRecord:
     #: issues it (both, or the method is not open to this client).
     tls_subject_dn: str | None = None
     tls_ca_pem: str | None = None
+    #: Where the agency publishes its JWKS, when it registered one (keys fetched from there).
+    jwks_uri: str | None = None
 
     @property
     def tls_client_auth(self) -> bool:
@@ -81,23 +84,18 @@ class ClientRecord:
 
 
 async def load_client(
-    session: AsyncSession,
-    client_id: str,
-    *,
-    fetcher: JwksFetcher,
-    refresh_jwks: bool = False,
-    with_keys: bool = True,
+    session: AsyncSession, client_id: str, *, with_keys: bool = True
 ) -> ClientRecord | None:
     """The snapshot for ``client_id``, or None if no such agency is registered; without its
     signing keys when ``with_keys`` is false (a ``tls_client_auth`` request needs none).
 
-    Raises :class:`gateway.oauth.jwks.JwksUnavailable` when the agency's ``jwks_uri`` cannot be
-    fetched.
-    """
+    An agency that registered a ``jwks_uri`` comes back with no keys and its ``jwks_uri``:
+    :func:`with_fetched_keys` fetches them after the session is closed, so a slow or failing
+    partner host never holds a database connection (before anything is authenticated)."""
     agency = await session.get(Agency, client_id)
     if agency is None:
         return None
-    keys = await _signing_keys(session, agency, fetcher, refresh_jwks) if with_keys else []
+    keys = await _registered_keys(session, agency) if with_keys and not agency.jwks_uri else []
     return ClientRecord(
         client_id=agency.id,
         agency_type=str(agency.agency_type.value),
@@ -108,16 +106,24 @@ async def load_client(
         keys=tuple(keys),
         tls_subject_dn=agency.tls_client_auth_subject_dn,
         tls_ca_pem=agency.tls_client_ca_pem,
+        jwks_uri=agency.jwks_uri if with_keys else None,
     )
 
 
-async def _signing_keys(
-    session: AsyncSession, agency: Agency, fetcher: JwksFetcher, refresh: bool
-) -> list[SigningKey]:
-    """The agency's signing keys: from its ``jwks_uri``, or as registered (with their ends)."""
-    if agency.jwks_uri:
-        fetched = await fetcher.keys(agency.jwks_uri, refresh=refresh)
-        return [SigningKey(parsed=p, not_after=None) for p in fetched if p.use == "sig"]
+async def with_fetched_keys(
+    client: ClientRecord | None, fetcher: JwksFetcher, *, refresh: bool = False
+) -> ClientRecord | None:
+    """``client`` with the signing keys at its ``jwks_uri`` (unchanged if it registered its
+    JWKS). Raises :class:`gateway.oauth.jwks.JwksUnavailable` when they cannot be fetched."""
+    if client is None or client.jwks_uri is None:
+        return client
+    fetched = await fetcher.keys(client.jwks_uri, refresh=refresh)
+    keys = tuple(SigningKey(parsed=p, not_after=None) for p in fetched if p.use == "sig")
+    return dataclasses.replace(client, keys=keys)
+
+
+async def _registered_keys(session: AsyncSession, agency: Agency) -> list[SigningKey]:
+    """The agency's registered signing keys (with their ends)."""
     keys: list[SigningKey] = []
     rows = await session.scalars(
         select(AgencyKey).where(AgencyKey.agency_id == agency.id, AgencyKey.use == "sig")

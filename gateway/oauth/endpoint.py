@@ -31,7 +31,7 @@ from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.logs import get_logger
 from gateway.oauth import mtls, replay
 from gateway.oauth.assertion import parse_assertion
-from gateway.oauth.clients import ClientRecord, load_client
+from gateway.oauth.clients import ClientRecord, load_client, with_fetched_keys
 from gateway.oauth.jose import Compact, JoseRefused
 from gateway.oauth.jwks import JwksUnavailable
 from gateway.oauth.server import TokenRequest, TokenResult
@@ -100,7 +100,7 @@ async def _preload(
         if certificate is None or not named or not _registrable(named):
             return None, None, None  # no client: refused as client_unknown
         async with state.db.read() as session:
-            client = await load_client(session, named, fetcher=state.jwks_fetcher, with_keys=False)
+            client = await load_client(session, named, with_keys=False)
         return None, client, (client.client_id if client else None)
     try:
         compact = parse_assertion(raw)
@@ -113,14 +113,13 @@ async def _preload(
         raise errors.InvalidClient(diagnostics={"reason": "client_id_mismatch"})
     if not _registrable(claimed):
         return compact, None, None  # as an unregistered client: refused as client_unknown
-    try:
-        async with state.db.read() as session:
-            client = await load_client(session, claimed, fetcher=state.jwks_fetcher)
-            kid = compact.header.get("kid")
-            if client is not None and isinstance(kid, str) and not client.knows_kid(kid):
-                client = await load_client(
-                    session, claimed, fetcher=state.jwks_fetcher, refresh_jwks=True
-                )
+    async with state.db.read() as session:
+        client = await load_client(session, claimed)
+    try:  # with no database connection held: a partner's host may be slow, or down
+        client = await with_fetched_keys(client, state.jwks_fetcher)
+        kid = compact.header.get("kid")
+        if client is not None and isinstance(kid, str) and not client.knows_kid(kid):
+            client = await with_fetched_keys(client, state.jwks_fetcher, refresh=True)
     except JwksUnavailable as exc:
         raise errors.InvalidClient(
             diagnostics={"reason": exc.reason, "agency_id": claimed}

@@ -14,6 +14,7 @@ a stream of made-up kids hammer its endpoint.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import re
@@ -183,25 +184,71 @@ class JwksFetcher:
         self._verify = _ssl_context(ca_file)
         self._transport = transport
         self.refetch_interval = refetch_interval
+        self._total = timeout
         self._cache: dict[str, tuple[float, list[ParsedJwk]]] = {}
         self._last_fetch: dict[str, float] = {}
+        #: A failed fetch, remembered for ``refetch_interval``: (when, the refusal).
+        self._failed: dict[str, tuple[float, JwksUnavailable]] = {}
+        #: The fetch under way for each URL: whoever else needs it waits for that one.
+        self._inflight: dict[str, asyncio.Future[list[ParsedJwk]]] = {}
 
     async def keys(self, uri: str, *, refresh: bool = False) -> list[ParsedJwk]:
         """The checked keys at ``uri``, from the cache when fresh.
 
         ``refresh`` asks for a refetch (an unknown kid); it is honoured at most every
-        ``refetch_interval`` seconds per URL.
+        ``refetch_interval`` seconds per URL. Requests need no credentials to get here, so the
+        partner's host is spared: one fetch per URL at a time (others wait for it), a failure
+        answered from memory for ``refetch_interval``, and each fetch bounded as a whole.
         """
         clock = time.monotonic()
         cached = self._cache.get(uri)
+        recently = clock - self._last_fetch.get(uri, -1e9) < self.refetch_interval
         if cached is not None and clock - cached[0] < self.cache_seconds:
-            recently = clock - self._last_fetch.get(uri, -1e9) < self.refetch_interval
             if not refresh or recently:
                 return cached[1]
-        parsed = await self._fetch(uri)
-        self._cache[uri] = (clock, parsed)
+        failed = self._failed.get(uri)
+        if failed is not None and clock - failed[0] < self.refetch_interval:
+            if cached is not None and clock - cached[0] < self.cache_seconds:
+                return cached[1]  # a failed refresh keeps the keys still fresh
+            raise JwksUnavailable(failed[1].reason)
+        running = self._inflight.get(uri)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[list[ParsedJwk]] = asyncio.get_running_loop().create_future()
+        self._inflight[uri] = future
         self._last_fetch[uri] = clock
+        try:
+            async with asyncio.timeout(self._total):
+                parsed = await self._fetch(uri)
+        except TimeoutError:
+            refusal = JwksUnavailable("jwks_fetch_deadline")
+            self._settle_failed(uri, future, clock, refusal)
+            raise refusal from None
+        except JwksUnavailable as refusal:
+            self._settle_failed(uri, future, clock, refusal)
+            raise
+        except BaseException as exc:  # cancelled: the waiters retry on their own
+            future.set_exception(JwksUnavailable("jwks_fetch_cancelled"))
+            future.exception()  # retrieved: no "never retrieved" warning if nobody waits
+            del self._inflight[uri]
+            raise exc
+        self._cache[uri] = (clock, parsed)
+        self._failed.pop(uri, None)
+        future.set_result(parsed)
+        del self._inflight[uri]
         return parsed
+
+    def _settle_failed(
+        self,
+        uri: str,
+        future: asyncio.Future[list[ParsedJwk]],
+        clock: float,
+        refusal: JwksUnavailable,
+    ) -> None:
+        self._failed[uri] = (clock, refusal)
+        future.set_exception(refusal)
+        future.exception()
+        del self._inflight[uri]
 
     async def _fetch(self, uri: str) -> list[ParsedJwk]:
         if not (uri.startswith("https://") or (self.allow_http and uri.startswith("http://"))):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import json
 import os
@@ -229,6 +230,9 @@ class JwksServer:
         self.extra = b""
         #: The Content-Length to declare instead of the true one (raw bytes, as sent).
         self.declared: bytes | None = None
+        self.delay = 0.0
+        self.in_flight = 0
+        self.peak = 0
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         self.fetches += 1
@@ -380,3 +384,73 @@ async def test_registered_agencies_share_a_database(
         assert await agencies.list_agencies(db) == []
     finally:
         await db.dispose()
+
+
+def _slow_fetcher(server: JwksServer, gateway_state: GatewayState, **options: Any) -> None:
+    """The agency's JWKS host answers after ``server.delay`` seconds, counting fetches at once."""
+    server.in_flight, server.peak = 0, 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        server.in_flight += 1
+        server.peak = max(server.peak, server.in_flight)
+        try:
+            await asyncio.sleep(server.delay)
+            return server.handler(request)
+        finally:
+            server.in_flight -= 1
+
+    defaults: dict[str, Any] = {"max_bytes": 4096, "cache_seconds": 300, "timeout": 2.0}
+    gateway_state.jwks_fetcher = JwksFetcher(
+        transport=httpx.MockTransport(handler), refetch_interval=30.0, **{**defaults, **options}
+    )
+
+
+async def test_concurrent_token_requests_share_one_fetch_of_a_slow_jwks_uri(
+    http: httpx.AsyncClient, em: tuple[AgencyClient, JwksServer], gateway_state: GatewayState
+) -> None:
+    """Twenty token requests at once, the partner's host slow: one fetch, which all of them
+    wait for (before, each made its own, each holding a database connection meanwhile), and
+    the database answers /readyz while they wait."""
+    agency, server = em
+    server.delay = 0.3
+    _slow_fetcher(server, gateway_state)
+    calls = [agency.token_response(http) for _ in range(20)]
+    ready = asyncio.create_task(http.get("/readyz"))
+    answers = await asyncio.gather(*calls)
+    assert [a.status_code for a in answers] == [200] * 20
+    assert (server.fetches, server.peak) == (1, 1)
+    assert (await ready).status_code == 200
+
+
+async def test_a_failing_jwks_uri_is_not_fetched_again_within_the_interval(
+    http: httpx.AsyncClient,
+    em: tuple[AgencyClient, JwksServer],
+    ledger: Ledger,
+    gateway_state: GatewayState,
+) -> None:
+    """The partner's host answers 500: the first request fetches and is refused; the next ones
+    within the refetch interval are refused from memory, with the same reason, no fetch."""
+    agency, server = em
+    server.status, server.delay = 500, 0.0
+    _slow_fetcher(server, gateway_state)
+    for _ in range(6):
+        response = await agency.token_response(http)
+        assert response.status_code == 401
+    assert server.fetches == 1
+    reasons = [entry.reason_code for entry in await ledger.refusals()]
+    assert reasons[-6:] == ["jwks_http_500"] * 6
+
+
+async def test_a_jwks_fetch_is_bounded_as_a_whole(
+    http: httpx.AsyncClient,
+    em: tuple[AgencyClient, JwksServer],
+    ledger: Ledger,
+    gateway_state: GatewayState,
+) -> None:
+    """A host that takes longer than the fetch timeout in all: refused (jwks_fetch_deadline)."""
+    agency, server = em
+    server.delay = 1.0
+    _slow_fetcher(server, gateway_state, timeout=0.2)
+    response = await agency.token_response(http)
+    assert response.status_code == 401
+    assert (await ledger.refusals())[-1].reason_code == "jwks_fetch_deadline"
