@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     audit_sequence_batch: int = Field(default=5000, ge=1, le=100_000)
     #: The log's origin line and key name in checkpoints; by default ``<issuer host>/mappa-audit``.
     audit_origin: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._:/-]{1,200}$")
+    #: The checkpoint witness (gateway/audit/witness.py): the file where the sequencer keeps the
+    #: last checkpoint it signed, outside the database, and which every new checkpoint must
+    #: extend. Put it where the database's administrators cannot write. Default: a file under
+    #: ``<keys_dir>/audit-checkpoints/`` named for the log's origin and database.
+    audit_checkpoint_file: Path | None = None
     #: A console session ends after this long without a request, and after the maximum anyway.
     console_session_idle_seconds: int = Field(default=900, ge=60, le=86_400)
     console_session_max_seconds: int = Field(default=28_800, ge=300, le=86_400)

@@ -2,12 +2,16 @@
 
 - ``audit sequence``: integrate every unsequenced entry and sign a checkpoint, once (the app does
   this in the background; this is for operators and for gateways run with the interval at 0).
+  Exit status 1, with the reason code, when the sequencer refuses because the log no longer
+  matches its signed checkpoint or the checkpoint witness (`gateway.audit.sequencer`).
 - ``audit checkpoint [--out FILE]``: print or save the latest signed checkpoint. Saved somewhere
   the database's administrators cannot write, it is what later verifications are checked against.
 - ``audit verify [--export FILE] [--checkpoint FILE] [--verifier-key KEY]``: recompute every leaf
   and the tree head, from the database (default) or from an export pack, offline, against the
   given checkpoint (default: the latest in the database or the pack) and name the first bad
-  entry. Exit status 0 when the log verifies, 1 when it does not, 2 when it cannot be checked.
+  entry. The database is also held to the checkpoint witness (`gateway.audit.witness`) when
+  its file exists. Exit status 0 when the log verifies, 1 when
+  it does not, 2 when it cannot be checked.
 - ``audit export --out FILE``: write the verifiable export pack (`gateway.audit.export`).
 - ``audit origin ENTRY_ID [--jws-out FILE]``: the agency's signed JWS of the write that entry
   records, verified against the agency's key registered at the time (`gateway.audit.origin`);
@@ -20,18 +24,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from gateway.audit.checkpoint import VerifierKey, parse_verifier_key
+from gateway.audit.checkpoint import CheckpointVerifier, VerifierKey, parse_verifier_key
 from gateway.audit.errors import CheckpointError
 from gateway.audit.export import ExportError, read_export, verify_database, verify_export
 from gateway.audit.log import checkpoint_notes, iter_log
 from gateway.audit.service import AuditKeysUnavailable, open_audit_keys
 from gateway.audit.verify import VerificationReport
+from gateway.audit.witness import CheckpointWitness, witness_path
 from gateway.settings import get_settings
 
 __all__ = ["register"]
@@ -79,6 +85,7 @@ def _fail(message: str) -> int:
 
 def _sequence(args: argparse.Namespace) -> int:
     from gateway.audit.sequencer import sequence
+    from gateway.errors import AuditLogInconsistent
     from gateway.store import Database
 
     settings = get_settings()
@@ -91,8 +98,27 @@ def _sequence(args: argparse.Namespace) -> int:
         db = Database(settings.database_url)
         try:
             result = await sequence(
-                db, service.signer, service.origin, batch=settings.audit_sequence_batch
+                db,
+                service.signer,
+                service.origin,
+                batch=settings.audit_sequence_batch,
+                witness=service.witness,
             )
+        except AuditLogInconsistent as exc:
+            reason = exc.diagnostics.get("reason", exc.code)
+            numbers = ", ".join(
+                f"{key} {value}"
+                for key, value in exc.diagnostics.items()
+                if key in ("tree_size", "witness_size", "seq")
+            )
+            print(
+                f"audit log REFUSED to sequence: {exc.code}: {reason}"
+                + (f" ({numbers})" if numbers else "")
+                + "; nothing was signed. Verify the log (`mappa-gateway audit verify "
+                "--checkpoint <a saved checkpoint>`) and treat this as a security incident.",
+                file=sys.stderr,
+            )
+            return 1
         finally:
             await db.dispose()
         print(f"audit log: {result.appended} new entries sequenced; tree size {result.tree_size}")
@@ -180,13 +206,43 @@ def _verify(args: argparse.Namespace) -> int:
     if service is not None:
         verifier = service.verifier()
     else:
-        from gateway.audit.checkpoint import CheckpointVerifier
         from keys import ed25519_verify
 
         verifier = CheckpointVerifier(tuple(keys), ed25519_verify, settings.audit_log_origin)
     report = verify_database(settings.database_url, verifier, checkpoint=note)
-    entry_id = _entry_id_at(iter_log(settings.database_url), report.seq)
+    if report.ok:
+        witness = CheckpointWitness(witness_path(settings))
+        report = _against_witness(settings.database_url, verifier, witness, report)
+    with contextlib.closing(iter_log(settings.database_url)) as entries:
+        entry_id = _entry_id_at(entries, report.seq)
     return _report(report, entry_id, time.perf_counter() - started)
+
+
+def _against_witness(
+    url: str, verifier: CheckpointVerifier, witness: CheckpointWitness, report: VerificationReport
+) -> VerificationReport:
+    """The database's log held also to the checkpoint witness, the last checkpoint this gateway
+    signed as kept outside the database: deleted checkpoint rows or a restored backup show
+    there, when the database's own checkpoints have been made to agree with themselves."""
+    try:
+        witnessed = witness.read()
+    except (OSError, ValueError) as exc:
+        print(f"note: the checkpoint witness {witness.path} cannot be read: {exc}")
+        return report
+    if witnessed is None:
+        return report
+    checked = report.checkpoint
+    if checked is not None:
+        try:
+            seen = verifier.verify(witnessed)
+        except CheckpointError:
+            seen = None
+        if seen is not None and (seen.size, seen.root_hash) == (checked.size, checked.root_hash):
+            return report
+    against = verify_database(url, verifier, checkpoint=witnessed)
+    if not against.ok:
+        print(f"checked against the checkpoint witness {witness.path}:")
+    return against
 
 
 def _export(args: argparse.Namespace) -> int:

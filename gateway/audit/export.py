@@ -6,7 +6,8 @@ A pack is UTF-8 JSON lines. The first line is the header::
      "checkpoint": "<signed note>", "verifier_keys": ["<vkey>", ...], "exported_at": ...}
 
 then the entries ``seq`` 0 to n - 1, one per line, each with every field of its schema and its
-``leaf_hash``: exactly what the latest checkpoint covers, so the pack verifies on its own. The
+``leaf_hash``: exactly what the latest checkpoint covers, so the pack verifies on its own, and
+`verify_export` holds it to that: an entry added, removed, duplicated or moved fails. The
 verifier keys in a pack are the gateway's word about itself: whoever relies on a pack compares
 them with the key published at ``/v1/audit/verifier-key`` (or the one the ICO was given) and
 passes that key to ``audit verify --verifier-key``.
@@ -31,7 +32,7 @@ from gateway.audit.checkpoint import (
 )
 from gateway.audit.errors import CheckpointError
 from gateway.audit.log import checkpoint_notes, iter_log
-from gateway.audit.verify import VerificationReport, verify_entries
+from gateway.audit.verify import Problem, VerificationReport, verify_entries
 from keys import ed25519_verify
 
 __all__ = [
@@ -195,15 +196,32 @@ def verify_export(
     checkpoint: str | None = None,
     verifier_keys: Sequence[VerifierKey] | None = None,
 ) -> VerificationReport:
-    """Verify a pack against ``checkpoint`` (default: its own) with ``verifier_keys`` (default:
-    the pack's own, see the module's note on trusting them)."""
+    """Verify a pack with ``verifier_keys`` (default: the pack's own, see the module's note on
+    trusting them), and also against ``checkpoint`` (a checkpoint saved earlier) when given.
+
+    The pack's own checkpoint must verify, its size must be the header's ``tree_size``, and the
+    entries must be exactly the ones it signs: as many (fewer is `Problem.TRUNCATED`, more
+    `Problem.BEYOND_CHECKPOINT`), in order, with its root. A saved ``checkpoint`` must then be a
+    prefix of the pack's tree (larger: `Problem.TRUNCATED`; another tree: `Problem.ROOT_MISMATCH`).
+    """
     with read_export(path) as (header, entries):
         keys = tuple(verifier_keys) if verifier_keys else header.verifier_keys
         if not keys:
             raise ExportError("no verifier key: give one with --verifier-key")
         verifier = CheckpointVerifier(keys, ed25519_verify, header.origin)
-        note = checkpoint if checkpoint is not None else header.checkpoint
-        return verify_entries(entries, checkpoint=note, verifier=verifier)
+        report = verify_entries(
+            entries, checkpoint=header.checkpoint, verifier=verifier, exact=True
+        )
+    signed = report.checkpoint
+    if report.ok and signed is not None and signed.size != header.tree_size:
+        detail = f"the header says {header.tree_size} entries, its checkpoint signs {signed.size}"
+        return VerificationReport(
+            Problem.MALFORMED, None, detail, report.tree_size, report.root_hash, signed
+        )
+    if not report.ok or checkpoint is None:
+        return report
+    with read_export(path) as (_, entries):
+        return verify_entries(entries, checkpoint=checkpoint, verifier=verifier)
 
 
 def verify_database(
@@ -213,4 +231,5 @@ def verify_database(
     if checkpoint is None:
         stored = checkpoint_notes(url)
         checkpoint = str(stored[-1]["note"]) if stored else None
-    return verify_entries(iter_log(url), checkpoint=checkpoint, verifier=verifier)
+    with contextlib.closing(iter_log(url)) as entries:
+        return verify_entries(entries, checkpoint=checkpoint, verifier=verifier)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -250,9 +250,10 @@ def sync_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
-def iter_log(url: str, *, up_to: int | None = None) -> Iterator[dict[str, object]]:
+def iter_log(url: str, *, up_to: int | None = None) -> Generator[dict[str, object], None, None]:
     """Stream the sequenced entries of the database at ``url`` in ``seq`` order, each with its
-    stored leaf hash (the verifier's input). ``up_to`` stops before that ``seq``."""
+    stored leaf hash (the verifier's input). ``up_to`` stops before that ``seq``. A reader that
+    stops early closes the generator (``contextlib.closing``) to release the cursor at once."""
     engine = create_engine(sync_url(url), poolclass=NullPool)
     try:
         with engine.connect() as conn:
@@ -264,8 +265,11 @@ def iter_log(url: str, *, up_to: int | None = None) -> Iterator[dict[str, object
             if up_to is not None:
                 query = query.where(AuditEntry.seq < up_to)
             result = conn.execution_options(yield_per=_STREAM_CHUNK).execute(query)
-            for row in result:
-                yield entry_record(row)
+            try:
+                for row in result:
+                    yield entry_record(row)
+            finally:  # a reader that stops early (the verifier, at the first bad entry)
+                result.close()
     finally:
         engine.dispose()
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gateway.audit.checkpoint import CheckpointVerifier, VerifierKey
-from gateway.audit.sequencer import run_sequencer, sequencer_turn
+from gateway.audit.sequencer import SequencerHealth, run_sequencer, sequencer_turn
 from gateway.audit.signer import RingNoteSigner, log_verifier, verifier_keys
 from gateway.audit.subtrees import SubtreeCache
+from gateway.audit.witness import CheckpointWitness, witness_path
 from gateway.keyring import KeyRepositoryUnavailable, open_key_repository
 from gateway.logs import get_logger
 from gateway.settings import Settings
@@ -47,12 +48,22 @@ class AuditService:
     repository: KeyRepository
     #: The tree's upper levels, so proofs read a few tiles of leaves (gateway/audit/subtrees.py).
     subtrees: SubtreeCache = field(default_factory=SubtreeCache)
+    #: The last checkpoint this gateway signed, in a file outside the database (witness.py).
+    witness: CheckpointWitness | None = None
+    #: What the background sequencer last found (integrity refusals), for /metrics.
+    health: SequencerHealth = field(default_factory=SequencerHealth)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
 
     @property
     def signer(self) -> RingNoteSigner:
-        return RingNoteSigner(self.origin, lambda: self.repository.ring(Purpose.CHECKPOINT_SIGNING))
+        repository, purpose = self.repository, Purpose.CHECKPOINT_SIGNING
+        return RingNoteSigner(
+            self.origin,
+            lambda: repository.ring(purpose),
+            # No note key maps to a kid: this only asks for the rate-limited re-read.
+            reread=lambda: repository.ring_knowing(purpose, "checkpoint-note-key"),
+        )
 
     def verifier_keys(self) -> tuple[VerifierKey, ...]:
         return verifier_keys(self.origin, self.repository.ring(Purpose.CHECKPOINT_SIGNING))
@@ -74,6 +85,9 @@ class AuditService:
                 batch=batch,
                 stop=self._stop,
                 turn=sequencer_turn(db),
+                witness=self.witness,
+                cache=self.subtrees,
+                health=self.health,
             ),
             name="audit-sequencer",
         )
@@ -96,7 +110,11 @@ def open_audit_keys(settings: Settings) -> AuditService:
     """The audit service over the configured key repository; the checkpoint key must exist."""
     try:
         repository = open_key_repository(settings)
-        service = AuditService(settings.audit_log_origin, repository)
+        service = AuditService(
+            settings.audit_log_origin,
+            repository,
+            witness=CheckpointWitness(witness_path(settings)),
+        )
         if not service.verifier_keys():
             raise AuditKeysUnavailable("no usable checkpoint-signing key")
         _ = service.signer.public_key

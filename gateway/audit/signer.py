@@ -21,9 +21,16 @@ _ED25519 = "Ed25519"
 class RingNoteSigner:
     """A `gateway.audit.checkpoint.NoteSigner` over the current key of a key ring."""
 
-    def __init__(self, name: str, ring: Callable[[], KeyRing]) -> None:
+    def __init__(
+        self,
+        name: str,
+        ring: Callable[[], KeyRing],
+        *,
+        reread: Callable[[], KeyRing] | None = None,
+    ) -> None:
         self._name = name
         self._ring = ring
+        self._reread = reread
 
     @property
     def name(self) -> str:
@@ -33,6 +40,14 @@ class RingNoteSigner:
     def public_key(self) -> bytes:
         ring = self._ring()
         return ring.public_raw(ring.current(_ED25519).kid)
+
+    def verifier_keys(self, *, reread: bool = False) -> tuple[VerifierKey, ...]:
+        """The verifier keys of every usable key of the ring (what the sequencer checks the
+        latest checkpoint with before it extends the tree). ``reread``: from the ring read again
+        (rate-limited by the repository) when one was given, as when another replica signed with
+        a key this process has not loaded yet."""
+        ring = self._reread() if reread and self._reread is not None else self._ring()
+        return verifier_keys(self._name, ring)
 
     def sign(self, message: bytes, /) -> bytes:
         ring = self._ring()

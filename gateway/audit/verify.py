@@ -19,7 +19,7 @@ reordering); that a problem is found never depends on the diagnosis. What no ver
 without a checkpoint: an entry rewritten together with its stored hash, and entries dropped or
 forged at the tail. With one, the former shows as a root mismatch (the entry cannot be named:
 only the root is signed) and the latter as truncation. Entries after the checkpoint's size are
-not covered by it until the next checkpoint.
+not covered by it until the next checkpoint; a pack (``exact``) holds none.
 """
 
 from __future__ import annotations
@@ -68,6 +68,8 @@ class Problem(StrEnum):
     """The entries do not produce the root signed in the checkpoint at its size."""
     CHECKPOINT_INVALID = "checkpoint_invalid"
     """The checkpoint is malformed, not signed by a trusted key, or for another log."""
+    BEYOND_CHECKPOINT = "beyond_checkpoint"
+    """A pack holds entries beyond the size its checkpoint signs (added after it was signed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,11 +115,15 @@ def verify_entries(
     *,
     checkpoint: str | bytes | None = None,
     verifier: CheckpointVerifier | None = None,
+    exact: bool = False,
 ) -> VerificationReport:
     """Verify ``entries`` (in log order) and, when given, the signed ``checkpoint`` note.
 
     Each entry maps the schema's fields (`gateway.audit.canonical`) and `LEAF_HASH_KEY`. A
-    ``checkpoint`` needs the ``verifier`` that holds the log's trusted keys.
+    ``checkpoint`` needs the ``verifier`` that holds the log's trusted keys. ``exact``: the
+    entries must be exactly those the checkpoint covers, as in an export pack; any entry beyond
+    its size is `Problem.BEYOND_CHECKPOINT` (a live log instead grows past its latest checkpoint
+    until the next one).
     """
     if checkpoint is not None and verifier is None:
         raise ValueError("verifying against a checkpoint needs a checkpoint verifier")
@@ -133,6 +139,15 @@ def verify_entries(
     root_at_checkpoint = EMPTY_ROOT if trusted is not None and trusted.size == 0 else None
     rest = iter(entries)
     for position, entry in enumerate(rest):
+        if exact and trusted is not None and position >= trusted.size:
+            extra = 1 + sum(1 for _ in rest)
+            entries_word = "entry" if extra == 1 else "entries"
+            detail = (
+                f"{extra} {entries_word} after the {trusted.size} the checkpoint signs, "
+                "covered by no signature"
+            )
+            finding = _Finding(Problem.BEYOND_CHECKPOINT, position, detail)
+            return _report(finding, frontier, trusted)
         leaf = _examine(entry, position, rest)
         if isinstance(leaf, _Finding):
             return _report(leaf, frontier, trusted)

@@ -71,6 +71,18 @@ class GatewayMetrics:
             "Entries covered by the latest signed audit checkpoint",
             registry=self.registry,
         )
+        self.audit_integrity_alert = Gauge(
+            "mappa_gateway_audit_integrity_alert",
+            "Whether this process's audit sequencer is refusing to sign because the log no "
+            "longer matches its signed checkpoint or the checkpoint witness: 1 yes, 0 no (log "
+            "event audit_integrity_alert)",
+            registry=self.registry,
+        )
+        self.audit_integrity_refusals = Gauge(
+            "mappa_gateway_audit_integrity_refusals",
+            "Audit sequencer steps this process refused for integrity since it started",
+            registry=self.registry,
+        )
         self.outbox_depth = Gauge(
             "mappa_gateway_outbox_depth",
             "Messages waiting in the delivery outbox (pending, leased or dead)",

@@ -39,4 +39,8 @@ async def metrics(request: Request) -> Response:
         gauges.audit_tree_size.set(latest.tree_size if latest is not None else 0)
     except StoreUnavailable:
         pass  # the request counters still answer; the audit gauges keep their last values
+    if state.audit is not None:
+        health = state.audit.health
+        gauges.audit_integrity_alert.set(1 if health.alert is not None else 0)
+        gauges.audit_integrity_refusals.set(health.integrity_refusals)
     return Response(generate_latest(gauges.registry), media_type=CONTENT_TYPE_LATEST)

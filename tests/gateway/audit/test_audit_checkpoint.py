@@ -1,15 +1,20 @@
-"""Signed checkpoints: C2SP note format, real Ed25519 keys, tampering, strict parsing."""
+"""Signed checkpoints: C2SP note format, real Ed25519 keys, tampering, strict parsing; the
+checkpoints the sequencer keeps (verified before it builds on one, re-signed after a key rotation)
+and the checkpoint witness file."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import re
+import stat
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select
 
 from gateway.audit.checkpoint import (
     MAX_NOTE_BYTES,
@@ -29,9 +34,16 @@ from gateway.audit.checkpoint import (
 )
 from gateway.audit.errors import CheckpointError, MalformedNoteError, NoteVerificationError
 from gateway.audit.merkle import leaf_hash, root_hash
+from gateway.audit.sequencer import sequence
+from gateway.audit.witness import CheckpointWitness
+from gateway.errors import AuditLogInconsistent
+from gateway.store import Database
+from gateway.store.models import AuditCheckpoint
+from tests.gateway.audit.conftest import DB_ORIGIN, append_entries
 
 if TYPE_CHECKING:
-    from conftest import Ed25519NoteSigner
+    from tests.gateway.audit.conftest import Ed25519NoteSigner
+
 
 ORIGIN = "mappa.example/audit"
 ROOT = root_hash([leaf_hash(bytes([i])) for i in range(7)])
@@ -459,3 +471,85 @@ def test_verifier_key_refuses_a_short_public_key() -> None:
     """An Ed25519 public key is 32 bytes."""
     with pytest.raises(MalformedNoteError):
         VerifierKey(ORIGIN, bytes(31))
+
+
+# --- The checkpoints the sequencer keeps: verified before use, re-signed after a rotation -------
+
+
+async def test_sequencer_re_signs_the_latest_head_when_the_checkpoint_key_rotates(
+    db: Database, new_signer: NewSigner, verify_ed25519: Verify
+) -> None:
+    """During a rotation's overlap an idle step signs the same head again with the new key, so
+    retiring the old key never leaves the log with a head the sequencer cannot verify."""
+    old, new = new_signer(DB_ORIGIN), new_signer(DB_ORIGIN)
+    both = CheckpointVerifier((new.verifier_key, old.verifier_key), verify_ed25519, DB_ORIGIN)
+    new_only = CheckpointVerifier((new.verifier_key,), verify_ed25519, DB_ORIGIN)
+    await append_entries(db, 4)
+    first = await sequence(db, old, DB_ORIGIN)
+    assert first.note is not None
+
+    resigned = await sequence(db, new, DB_ORIGIN, verifier=both)
+    assert resigned.appended == 0 and resigned.note not in (None, first.note)
+    assert new_only.verify(str(resigned.note)) == both.verify(first.note)  # same size and root
+    async with db.read() as session:
+        rows = (await session.scalars(select(AuditCheckpoint))).all()
+    assert [(row.tree_size, row.note) for row in rows] == [(4, resigned.note)]
+
+    assert (await sequence(db, new, DB_ORIGIN, verifier=new_only)).note is None  # old retired
+    await append_entries(db, 1, start=4)
+    assert (await sequence(db, new, DB_ORIGIN, verifier=new_only)).tree_size == 5
+
+
+async def test_sequencer_refuses_a_head_no_trusted_key_signed(
+    db: Database, new_signer: NewSigner, verify_ed25519: Verify
+) -> None:
+    """A head signed only by a key no longer trusted (retired before any step re-signed it, or
+    never the log's) is not built on."""
+    old, new = new_signer(DB_ORIGIN), new_signer(DB_ORIGIN)
+    await append_entries(db, 2)
+    await sequence(db, old, DB_ORIGIN)
+    await append_entries(db, 1, start=2)
+    new_only = CheckpointVerifier((new.verifier_key,), verify_ed25519, DB_ORIGIN)
+    with pytest.raises(AuditLogInconsistent) as caught:
+        await sequence(db, new, DB_ORIGIN, verifier=new_only)
+    assert caught.value.diagnostics["reason"] == "checkpoint_unverified"
+    assert caught.value.diagnostics["code"] == "audit_note_unverified"
+
+
+# --- The checkpoint witness file ---------------------------------------------------------------
+
+
+def _note(signer: Ed25519NoteSigner, size: int, seed: bytes = b"") -> str:
+    root = root_hash([leaf_hash(seed + bytes([i])) for i in range(size)])
+    return sign_checkpoint(Checkpoint(ORIGIN, size, root), signer)
+
+
+def test_witness_file_only_moves_forward(tmp_path: Path, log_signer: Ed25519NoteSigner) -> None:
+    """A larger tree replaces the witnessed one; a smaller one, or another tree of the same
+    size, never does; the same tree signed again (a key rotation) does."""
+    witness = CheckpointWitness(tmp_path / "checkpoints" / "log.note")
+    assert witness.read() is None
+    assert witness.record(_note(log_signer, 10))
+    assert not witness.record(_note(log_signer, 5))
+    assert not witness.record(_note(log_signer, 10, seed=b"fork"))
+    assert witness.read() == _note(log_signer, 10)
+    again = sign_checkpoint(Checkpoint(ORIGIN, 10, ROOT_OF_10), log_signer, log_signer)
+    assert witness.record(again) and witness.read() == again
+    assert witness.record(_note(log_signer, 12))
+    assert parse_checkpoint(parse_signed_note(str(witness.read())).text).size == 12
+    assert stat.S_IMODE(witness.path.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(witness.path.stat().st_mode) == 0o644
+    assert sorted(p.name for p in witness.path.parent.iterdir()) == ["log.note", "log.note.lock"]
+
+
+def test_witness_file_that_is_not_a_note_is_not_read_as_one(tmp_path: Path) -> None:
+    witness = CheckpointWitness(tmp_path / "log.note")
+    witness.path.write_bytes(b"x" * 70_000)
+    with pytest.raises(ValueError):
+        witness.read()
+    witness.path.write_bytes(b"\xff\xfe")
+    with pytest.raises(ValueError):
+        witness.read()
+
+
+ROOT_OF_10 = root_hash([leaf_hash(bytes([i])) for i in range(10)])

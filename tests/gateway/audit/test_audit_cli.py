@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from gateway.audit import entry_leaf_hash, parse_checkpoint, parse_signed_note
+from gateway.audit import entry_leaf_hash, parse_checkpoint, parse_signed_note, sign_checkpoint
 from gateway.audit.log import consistency_proof, entry_fields, inclusion_proof
 from gateway.audit.merkle import verify_consistency, verify_inclusion
 from gateway.audit.service import open_audit_keys
+from gateway.audit.witness import witness_path
 from gateway.cli import main
 from gateway.errors import AuditLogInconsistent
 from gateway.settings import get_settings
@@ -192,11 +193,19 @@ def test_verify_detects_a_truncated_tail(sqlite_url: str, cli: Run, saved: Path)
         "DELETE FROM audit_entries WHERE seq >= 25",
         "DELETE FROM audit_checkpoints WHERE tree_size > 25",
     )
-    status, output = cli("audit", "verify")  # the database's own head now agrees with itself
-    assert status == 0, output
+    # The database's own head now agrees with itself; the checkpoint witness (the last
+    # checkpoint `audit sequence` signed, kept outside the database) does not.
+    status, output = cli("audit", "verify")
+    assert status == 1, output
+    assert "checked against the checkpoint witness" in output
+    assert "FAILED verification: truncated at entry seq 25" in output
     status, output = cli("audit", "verify", "--checkpoint", str(saved))
     assert status == 1
     assert "FAILED verification: truncated at entry seq 25" in output
+    # Without the witness file only a checkpoint saved elsewhere still shows it.
+    witness_path(get_settings()).unlink()
+    status, output = cli("audit", "verify")
+    assert status == 0, output
 
 
 def test_verify_detects_an_old_backup_restored(sqlite_url: str, cli: Run, tmp_path: Path) -> None:
@@ -336,6 +345,130 @@ def test_export_pack_with_a_foreign_verifier_key_does_not_verify(
     assert "checkpoint_invalid" in output
 
 
+# --- A pack holds exactly what its checkpoint signs (security review 2, finding 4) -------------
+
+
+def _forged(line: str, seq: int) -> str:
+    """An entry made up from another: new seq, id and content, with its leaf hash (anyone can
+    compute one; only a checkpoint is out of reach)."""
+    entry = {key: value for key, value in json.loads(line).items() if key != "leaf_hash"}
+    entry.update(
+        seq=seq,
+        entry_id=f"00000000-0000-4000-8000-{seq:012x}",
+        agency_id="agency-framed",
+        officer_id="officer-framed",
+        recipients=["agency-x"],
+        outcome="allowed",
+        operation="disclosure",
+        request_id="req-forged",
+    )
+    entry["leaf_hash"] = entry_leaf_hash(entry).hex()
+    return json.dumps(entry)
+
+
+def _with_header(lines: list[str], **fields: object) -> list[str]:
+    header = {**json.loads(lines[0]), **fields}
+    return [json.dumps(header), *lines[1:]]
+
+
+def _swap(lines: list[str], a: int, b: int) -> list[str]:
+    out = list(lines)
+    out[a], out[b] = out[b], out[a]
+    return out
+
+
+# Each takes the pack's lines (the header, then entries seq 0..29 at lines 1..30).
+PACK_TAMPERINGS: dict[str, tuple[Callable[[list[str]], list[str]], str]] = {
+    "forged_entry_appended": (
+        lambda lines: [*lines, _forged(lines[-1], 30)],
+        "beyond_checkpoint at entry seq 30",
+    ),
+    "forged_entry_appended_header_size_raised": (
+        lambda lines: _with_header([*lines, _forged(lines[-1], 30)], tree_size=31),
+        "beyond_checkpoint at entry seq 30",
+    ),
+    "last_entry_repeated_at_the_end": (
+        lambda lines: [*lines, lines[-1]],
+        "beyond_checkpoint at entry seq 30",
+    ),
+    "entry_duplicated_in_the_middle": (
+        lambda lines: [*lines[:11], lines[10], *lines[11:-1]],
+        "inserted at entry seq 9",
+    ),
+    "entries_swapped": (lambda lines: _swap(lines, 13, 14), "reordered at entry seq 12"),
+    "last_entry_dropped": (lambda lines: lines[:-1], "truncated at entry seq 29"),
+    "middle_entry_dropped": (lambda lines: [*lines[:13], *lines[14:]], "deleted at entry seq 12"),
+    "middle_entry_dropped_forged_one_appended": (
+        lambda lines: [*lines[:13], *lines[14:], _forged(lines[-1], 30)],
+        "deleted at entry seq 12",
+    ),
+    "header_size_lowered": (
+        lambda lines: _with_header(lines, tree_size=29),
+        "malformed: the header says 29 entries, its checkpoint signs 30",
+    ),
+}
+
+
+@pytest.mark.parametrize("tampering", list(PACK_TAMPERINGS))
+@pytest.mark.parametrize("against_saved", [False, True])
+def test_export_pack_holding_other_entries_than_its_checkpoint_signs_fails(
+    cli: Run, saved: Path, tmp_path: Path, tampering: str, against_saved: bool
+) -> None:
+    """An entry added after the export (the review's reproduction: "verified: 11 entries", exit
+    0), repeated, moved or removed, or a header that disagrees with the checkpoint: exit 1 with
+    the problem, whether or not a saved checkpoint is given too."""
+    pack = tmp_path / "audit.jsonl"
+    assert cli("audit", "export", "--out", str(pack))[0] == 0
+    genuine = json.loads(pack.read_text().splitlines()[0])["verifier_keys"][0]
+    args = ["audit", "verify", "--export", str(pack), "--verifier-key", genuine]
+    if against_saved:
+        args += ["--checkpoint", str(saved)]
+    status, output = cli(*args)
+    assert status == 0, output
+    tamper, problem = PACK_TAMPERINGS[tampering]
+    pack.write_text("\n".join(tamper(pack.read_text().splitlines())) + "\n")
+    status, output = cli(*args)
+    assert status == 1, output
+    assert f"FAILED verification: {problem}" in output
+    assert "verified:" not in output
+
+
+def test_export_pack_larger_than_a_saved_checkpoint_verifies_against_both(
+    sqlite_url: str, cli: Run, saved: Path, tmp_path: Path
+) -> None:
+    """A pack exported after the saved checkpoint holds more entries: its own checkpoint covers
+    them all and the saved one is a prefix. Entries beyond the pack's own still fail."""
+    _grow(sqlite_url, 5, 30, cli)
+    pack = tmp_path / "audit.jsonl"
+    assert cli("audit", "export", "--out", str(pack))[0] == 0
+    status, output = cli("audit", "verify", "--export", str(pack), "--checkpoint", str(saved))
+    assert status == 0, output
+    assert "audit log verified: 35 entries" in output
+    assert "checkpoint of size 30 verified" in output
+    lines = pack.read_text().splitlines()
+    pack.write_text("\n".join([*lines, _forged(lines[-1], 35)]) + "\n")
+    status, output = cli("audit", "verify", "--export", str(pack), "--checkpoint", str(saved))
+    assert status == 1
+    assert "FAILED verification: beyond_checkpoint at entry seq 35" in output
+
+
+def test_export_pack_with_a_saved_checkpoint_still_needs_its_own_to_verify(
+    cli: Run, saved: Path, tmp_path: Path, new_signer: Callable[[str], object]
+) -> None:
+    """A pack whose own checkpoint was replaced (re-signed by another key) fails even when the
+    entries agree with a saved checkpoint: nothing would vouch for the pack's length."""
+    pack = tmp_path / "audit.jsonl"
+    assert cli("audit", "export", "--out", str(pack))[0] == 0
+    lines = pack.read_text().splitlines()
+    header = json.loads(lines[0])
+    signed = parse_checkpoint(parse_signed_note(header["checkpoint"]).text)
+    header["checkpoint"] = sign_checkpoint(signed, new_signer(signed.origin))  # type: ignore[arg-type]
+    pack.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    status, output = cli("audit", "verify", "--export", str(pack), "--checkpoint", str(saved))
+    assert status == 1
+    assert "FAILED verification: checkpoint_invalid" in output
+
+
 def test_verify_a_healthy_log_reports_its_size_and_root(cli: Run, saved: Path) -> None:
     """`audit verify` on an untouched log exits 0 and reports what it covered."""
     status, output = cli("audit", "verify", "--checkpoint", str(saved))
@@ -350,6 +483,30 @@ def test_sequence_reports_what_it_integrated(sqlite_url: str, cli: Run) -> None:
     status, output = cli("audit", "sequence")
     assert status == 0
     assert "4 new entries sequenced; tree size 4" in output
+
+
+def test_sequence_refuses_a_log_whose_checkpoints_were_deleted_and_says_why(
+    sqlite_url: str, cli: Run, saved: Path
+) -> None:
+    """The review's second variant through the CLI: every checkpoint row deleted and every seq
+    blanked. `audit sequence` held to its witness signs nothing and exits 1 with the reason."""
+    _sql(
+        sqlite_url,
+        "DELETE FROM audit_entries WHERE seq = 3",
+        "UPDATE audit_entries SET seq = NULL, leaf_hash = NULL",
+        "DELETE FROM audit_checkpoints",
+    )
+    status, output = cli("audit", "sequence")
+    assert status == 1, output
+    assert (
+        "audit log REFUSED to sequence: audit_log_inconsistent: checkpoint_behind_witness "
+        "(witness_size 30, tree_size 0)"
+    ) in output
+    with sqlite3.connect(_db_path(sqlite_url)) as conn:
+        assert conn.execute("SELECT count(*) FROM audit_checkpoints").fetchone() == (0,)
+    status, output = cli("audit", "verify", "--checkpoint", str(saved))
+    assert status == 1
+    assert "FAILED verification: truncated at entry seq 0" in output
 
 
 async def _append(url: str, count: int) -> None:

@@ -23,6 +23,7 @@ STORE_MODULES = [
     "service",
     "signer",
     "subtrees",
+    "witness",
 ]
 
 

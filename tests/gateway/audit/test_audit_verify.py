@@ -339,6 +339,7 @@ def test_report_is_frozen_and_validated(log: list[Entry]) -> None:
         "truncated",
         "root_mismatch",
         "checkpoint_invalid",
+        "beyond_checkpoint",
     ]
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import httpx
 from fastapi import FastAPI
+from sqlalchemy import text as sql
 
 from gateway.audit.sequencer import sequence
 from gateway.flow.audit import AuditEvent, Operation, Outcome, record
@@ -70,6 +72,34 @@ async def test_audit_lag_reports_unsequenced_entries_until_the_sequencer_runs(
     text = (await client.get("/metrics")).text
     assert _value(text, "mappa_gateway_audit_unsequenced_entries") == 0
     assert _value(text, "mappa_gateway_audit_tree_size") == 3
+
+
+async def test_an_integrity_refusal_of_the_background_sequencer_shows_in_the_metrics(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    """The background sequencer finds the latest checkpoint row's columns rewritten: it signs
+    nothing, the integrity alert and refusal count rise, and the audit lag keeps growing."""
+    state: GatewayState = app.state.gateway
+    assert state.audit is not None
+    await state.audit.stop()
+    await sequence(state.db, state.audit.signer, state.audit.origin)  # a first checkpoint
+    text = (await client.get("/metrics")).text
+    assert _value(text, "mappa_gateway_audit_integrity_alert") == 0
+    async with state.db.write() as session:
+        await session.execute(sql("UPDATE audit_checkpoints SET root_hash = :h"), {"h": "0" * 64})
+        record(session, AuditEvent(operation=Operation.CONSULTATION, outcome=Outcome.ALLOWED))
+    state.audit.start(state.db, interval=0.02, batch=100)
+    try:
+        for _ in range(500):
+            if state.audit.health.integrity_refusals >= 2:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await state.audit.stop()
+    text = (await client.get("/metrics")).text
+    assert _value(text, "mappa_gateway_audit_integrity_alert") == 1
+    assert _value(text, "mappa_gateway_audit_integrity_refusals") >= 2
+    assert _value(text, "mappa_gateway_audit_unsequenced_entries") >= 1
 
 
 async def test_metrics_answer_the_scrapers_addresses_only(
