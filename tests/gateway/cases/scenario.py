@@ -167,6 +167,21 @@ def minutes(**changes: Any) -> dict[str, Any]:
     return body
 
 
+def disclosure_request(meeting_id: str, recipient: str, **changes: Any) -> dict[str, Any]:
+    """A participant's request to share a meeting's conclusions and actions onward; by default
+    with a child protection conference, for a s.47 enquiry."""
+    body: dict[str, Any] = {
+        "meeting_id": meeting_id,
+        "recipient_agency_id": recipient,
+        "purpose": "child-protection",
+        "parts": ["conclusions", "actions"],
+        "recipient_description": "Initial child protection conference",
+        "reasons": "Household children are subject to a s.47 enquiry",
+    }
+    body.update(changes)
+    return body
+
+
 async def referred(world: World, **changes: Any) -> str:
     """Police refer a subject; the new nominal's id (level 1, awaiting screening)."""
     answer = await world[POLICE].post("/v1/referrals", referral(**changes))

@@ -36,6 +36,7 @@ from tests.gateway.cases.scenario import (
     VICTIM_SUPPORT,
     WILTS_POLICE,
     at_level_2,
+    disclosure_request,
     level_2_meeting,
     minutes,
     record,
@@ -296,17 +297,7 @@ async def test_minutes_to_non_participant_only_with_approval_and_only_what_was_a
     assert (await world[MENTAL_HEALTH].refused("GET", path)).status == 404
     cp = world[CP_CONFERENCE].with_context("CA1989-s47", "child-protection")
     assert (await world[CP_CONFERENCE].refused("GET", path, context=cp)).status == 404
-    asked = await world[CS].post(
-        "/v1/disclosures",
-        {
-            "meeting_id": meeting_id,
-            "recipient_agency_id": CP_CONFERENCE,
-            "purpose": "child-protection",
-            "parts": ["conclusions", "actions"],
-            "recipient_description": "Initial child protection conference",
-            "reasons": "Household children are subject to a s.47 enquiry",
-        },
-    )
+    asked = await world[CS].post("/v1/disclosures", disclosure_request(meeting_id, CP_CONFERENCE))
     assert (await world[CP_CONFERENCE].refused("GET", path, context=cp)).status == 404
     await world[POLICE].post(
         f"/v1/disclosures/{asked['id']}/decision",
@@ -535,17 +526,7 @@ async def test_only_the_chair_or_coordinator_decides_and_a_refusal_discloses_not
     nominal_id = await at_level_2(world)
     meeting_id = await level_2_meeting(world, nominal_id)
     await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
-    asked = await world[CS].post(
-        "/v1/disclosures",
-        {
-            "meeting_id": meeting_id,
-            "recipient_agency_id": CP_CONFERENCE,
-            "purpose": "child-protection",
-            "parts": ["conclusions", "actions"],
-            "recipient_description": "Initial child protection conference",
-            "reasons": "Household children are subject to a s.47 enquiry",
-        },
-    )
+    asked = await world[CS].post("/v1/disclosures", disclosure_request(meeting_id, CP_CONFERENCE))
     decision = f"/v1/disclosures/{asked['id']}/decision"
     approve = {"decision": "approve", "approved_parts": ["conclusions"], "reason": "x"}
     for who in (CS, PROBATION):

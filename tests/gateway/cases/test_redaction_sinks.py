@@ -31,6 +31,7 @@ from tests.gateway.cases.scenario import (
     SECRETS,
     THIRD_PARTY,
     at_level_2,
+    disclosure_request,
     level_2_meeting,
     minutes,
     record,
@@ -54,17 +55,7 @@ async def test_third_party_content_reaches_no_sink_but_its_originator(
     created = await world[PROBATION].post(f"/v1/nominals/{nominal_id}/records", record())
     # Police's minutes: the neighbour source is police's; the victim source too (the author's).
     await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
-    asked = await world[CS].post(
-        "/v1/disclosures",
-        {
-            "meeting_id": meeting_id,
-            "recipient_agency_id": CP_CONFERENCE,
-            "purpose": "child-protection",
-            "parts": ["conclusions", "actions"],
-            "recipient_description": "Child protection conference",
-            "reasons": "s.47 enquiry",
-        },
-    )
+    asked = await world[CS].post("/v1/disclosures", disclosure_request(meeting_id, CP_CONFERENCE))
     await world[POLICE].post(
         f"/v1/disclosures/{asked['id']}/decision",
         {"decision": "approve", "approved_parts": ["conclusions", "actions"], "reason": "s.47"},
@@ -240,15 +231,7 @@ async def test_onward_disclosure_to_a_participant_sends_only_the_approved_parts(
     meeting_id = await level_2_meeting(world, nominal_id)
     await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
     asked = await world[CS].post(
-        "/v1/disclosures",
-        {
-            "meeting_id": meeting_id,
-            "recipient_agency_id": JCP,
-            "purpose": "risk-management",
-            "parts": ["conclusions", "actions"],
-            "recipient_description": "Jobcentre Plus work coach",
-            "reasons": "employment restrictions",
-        },
+        "/v1/disclosures", disclosure_request(meeting_id, JCP, purpose="risk-management")
     )
     await world[POLICE].post(
         f"/v1/disclosures/{asked['id']}/decision",

@@ -41,6 +41,7 @@ from tests.gateway.cases.scenario import (
     SECRETS,
     THIRD_PARTY,
     at_level_2,
+    disclosure_request,
     level_2_meeting,
     minutes,
     onboard_barnet,
@@ -153,15 +154,7 @@ async def _scenario(world: World) -> None:
     # Police's minutes, the neighbour and the victim police's: sent to every participant.
     await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
     asked = await world[CS].post(
-        "/v1/disclosures",
-        {
-            "meeting_id": meeting_id,
-            "recipient_agency_id": HOUSING,
-            "purpose": "risk-management",
-            "parts": ["conclusions", "actions"],
-            "recipient_description": "Housing officer",
-            "reasons": "move away from the school catchment",
-        },
+        "/v1/disclosures", disclosure_request(meeting_id, HOUSING, purpose="risk-management")
     )
     await world[POLICE].post(
         f"/v1/disclosures/{asked['id']}/decision",
