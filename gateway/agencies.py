@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.contract.types import AGENCY_ID
 from gateway.domain import KNOWN_SCOPES, AgencyStatus, AgencyType, Role
 from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.oauth import mtls
@@ -42,7 +43,7 @@ __all__ = [
     "suspend_agency",
 ]
 
-_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+_ID = re.compile(AGENCY_ID)
 _AREA = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
 
 

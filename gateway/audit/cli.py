@@ -84,7 +84,7 @@ def _fail(message: str) -> int:
 
 
 def _sequence(args: argparse.Namespace) -> int:
-    from gateway.audit.sequencer import sequence
+    from gateway.audit.sequencer import ALERT_NUMBERS, sequence
     from gateway.errors import AuditLogInconsistent
     from gateway.store import Database
 
@@ -107,9 +107,7 @@ def _sequence(args: argparse.Namespace) -> int:
         except AuditLogInconsistent as exc:
             reason = exc.diagnostics.get("reason", exc.code)
             numbers = ", ".join(
-                f"{key} {value}"
-                for key, value in exc.diagnostics.items()
-                if key in ("tree_size", "witness_size", "seq")
+                f"{key} {value}" for key, value in exc.diagnostics.items() if key in ALERT_NUMBERS
             )
             print(
                 f"audit log REFUSED to sequence: {exc.code}: {reason}"

@@ -89,6 +89,7 @@ from keys import KeysError, ed25519_verify
 
 __all__ = [
     "ADVISORY_LOCK_KEY",
+    "ALERT_NUMBERS",
     "EDGE_LEAVES",
     "SequenceResult",
     "SequencerHealth",
@@ -517,7 +518,7 @@ async def run_sequencer(
                     code=exc.code,
                     reason=reason,
                     action="sequencing_refused",
-                    **{k: v for k, v in exc.diagnostics.items() if k in _ALERT_NUMBERS},
+                    **{k: v for k, v in exc.diagnostics.items() if k in ALERT_NUMBERS},
                 )
             except (StoreUnavailable, KeysError) as exc:
                 code = getattr(exc, "code", type(exc).__name__)
@@ -532,4 +533,4 @@ async def run_sequencer(
 
 
 #: The diagnostics an integrity alert carries besides its reason: sizes and positions only.
-_ALERT_NUMBERS: Final = frozenset({"tree_size", "witness_size", "seq"})
+ALERT_NUMBERS: Final = frozenset({"tree_size", "witness_size", "seq"})

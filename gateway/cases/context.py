@@ -28,6 +28,7 @@ from gateway import errors
 from gateway.audit.commit import Audited, commit_audited
 from gateway.audit.origin import ORIGIN_TABLE
 from gateway.contract.views import AckOut
+from gateway.domain import Scope
 from gateway.flow import deliver, idempotency
 from gateway.flow.audit import AuditEvent, Operation, Outcome, Withheld, record
 from gateway.flow.authenticate import Caller, PendingSpend, refuse_unspent, settle
@@ -59,8 +60,8 @@ __all__ = [
 M = TypeVar("M", bound=BaseModel)
 
 #: Scopes of the case API: reading case data, and writing it.
-READ = "case:read"
-WRITE = "case:write"
+READ = Scope.CASE_READ.value
+WRITE = Scope.CASE_WRITE.value
 #: Diagnostics keys copied into a refusal's audit detail (codes and ids, never values).
 _DETAIL_KEYS = ("why", "reason", "diagnostics", "db_error", "recipient", "table", "column")
 

@@ -38,7 +38,6 @@ import policies
 from gateway import errors
 from gateway.cases import contributors
 from gateway.cases.notifications import HELD_TABLE
-from gateway.delivery import outbox
 from gateway.flow import deliver
 from gateway.flow.audit import AuditEvent, Operation, Outcome, Withheld, record
 from gateway.flow.seal import Sealer, agency_public_jwks
@@ -176,16 +175,9 @@ async def _release_owner(
                 kind=row.kind,
                 nominal_ref=row.nominal_ref,
                 now=now,
-            )
-            await outbox.enqueue(
-                session,
-                recipient_agency_id=owner,
-                kind=row.kind,
-                body=push.sealed.jwe,
-                nominal_ref=row.nominal_ref,
                 message_id=row.id,
-                now=now,
             )
+            await deliver.enqueue(session, push, now=now)  # queued under the jti it signs
             record(session, _event(row, body, push.sealed.digest, now, trigger, decision, withheld))
             released += 1
     return released

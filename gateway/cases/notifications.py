@@ -35,7 +35,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import errors
 from gateway.cases.context import Call
-from gateway.delivery import outbox
 from gateway.flow import deliver
 from gateway.flow.audit import Operation, Outcome, record
 from gateway.logs import get_logger
@@ -106,15 +105,7 @@ class Notices:
         call = self.call
         for notice in self.notices:
             if notice.push is not None:
-                await outbox.enqueue(
-                    session,
-                    recipient_agency_id=notice.owner_id,
-                    kind=KIND,
-                    body=notice.push.sealed.jwe,
-                    nominal_ref=self.nominal_id,
-                    message_id=notice.message_id,
-                    now=call.now,
-                )
+                await deliver.enqueue(session, notice.push, now=call.now)  # its signed jti
                 continue
             log.warning("owner_notification_held", code=notice.reason, owner=notice.owner_id)
             if notice.body is not None:
@@ -225,6 +216,7 @@ async def notify_owners(
                 kind=KIND,
                 nominal_ref=nominal_id,
                 now=call.now,
+                message_id=message_id,
             )
         except errors.RecipientKeyUnavailable as exc:
             notices.append(

@@ -25,6 +25,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.flow.signed_push import KIND_PATTERN
 from gateway.store.models import OutboxMessage, utcnow
 
 __all__ = ["KINDS", "OutboxStatus", "enqueue"]
@@ -53,7 +54,7 @@ KINDS = frozenset(
     }
 )
 
-_KIND = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_KIND = re.compile(KIND_PATTERN)
 # A compact JWE: five base64url parts (the header and ciphertext are never empty).
 _COMPACT_JWE = re.compile(
     r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$"

@@ -227,11 +227,9 @@ class JwksFetcher:
         except JwksUnavailable as refusal:
             self._settle_failed(uri, future, clock, refusal)
             raise
-        except BaseException as exc:  # cancelled: the waiters retry on their own
-            future.set_exception(JwksUnavailable("jwks_fetch_cancelled"))
-            future.exception()  # retrieved: no "never retrieved" warning if nobody waits
-            del self._inflight[uri]
-            raise exc
+        except BaseException:  # cancelled: not remembered, the waiters are refused this once
+            self._settle(uri, future, JwksUnavailable("jwks_fetch_cancelled"))
+            raise
         self._cache[uri] = (clock, parsed)
         self._failed.pop(uri, None)
         future.set_result(parsed)
@@ -246,8 +244,13 @@ class JwksFetcher:
         refusal: JwksUnavailable,
     ) -> None:
         self._failed[uri] = (clock, refusal)
+        self._settle(uri, future, refusal)
+
+    def _settle(
+        self, uri: str, future: asyncio.Future[list[ParsedJwk]], refusal: JwksUnavailable
+    ) -> None:
         future.set_exception(refusal)
-        future.exception()
+        future.exception()  # retrieved: no "never retrieved" warning if nobody waits
         del self._inflight[uri]
 
     async def _fetch(self, uri: str) -> list[ParsedJwk]:

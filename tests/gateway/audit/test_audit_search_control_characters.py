@@ -10,7 +10,6 @@ beyond the calendar's ends now stops there.
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -35,18 +34,9 @@ CONTROL_VALUES = ["x\x00y", "\x00", "x\x07", "N00001\n", "a\tb", "\x1b[2J"]
 
 
 @pytest.fixture
-def oauth_settings(database_url: str, audit_gateway_keys: tuple[Path, Path]) -> Settings:
+def oauth_settings(oauth_settings: Settings, database_url: str) -> Settings:
     """The audit API's settings (the sequencer left to the tests), on each backend."""
-    keys_dir, kek_file = audit_gateway_keys
-    return Settings(
-        profile="test",
-        database_url=database_url,
-        issuer=ISSUER,
-        keys_dir=keys_dir,
-        kek_file=kek_file,
-        log_json=True,
-        audit_sequence_interval_seconds=0,
-    )
+    return oauth_settings.model_copy(update={"database_url": database_url})
 
 
 @pytest.fixture

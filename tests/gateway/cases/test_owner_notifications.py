@@ -110,6 +110,9 @@ async def test_reading_another_agencys_record_notifies_its_owner_once_without_co
     ]
     assert entry.request_id == notification["request_id"]
     assert row.nominal_ref == nominal_id
+    # the id the notice signs (what a receiver dedupes on) is the one it is queued under
+    signed, _ = await world[PROBATION].client.open(row.body)
+    assert signed.jti == row.id
 
 
 async def test_owner_reading_its_own_record_notifies_nobody(world: World) -> None:

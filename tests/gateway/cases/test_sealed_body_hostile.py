@@ -81,7 +81,9 @@ async def test_a_body_claiming_another_sender_is_refused(any_world: World) -> No
     nominal_id = await at_level_2(world)
     agent = world[PROBATION]
     content = await _seal_payload(agent, _signed(agent, record(), iss=HOUSING))
-    await _refused_write(world, nominal_id, content)
+    entry = await _refused_write(world, nominal_id, content)
+    assert entry.agency_id == PROBATION
+    assert "names another sender" in _reason(entry)
 
 
 @pytest.mark.parametrize("segment", range(5))
@@ -89,14 +91,16 @@ async def test_one_flipped_bit_in_any_segment_is_refused_alike(
     any_world: World, segment: int
 ) -> None:
     """One bit flipped in the JWE's header, key, IV, ciphertext or tag: the same 400 whatever
-    was hit, nothing stored, each refusal audited with its own reason."""
+    was hit, nothing stored, each refusal audited for probation as refused at decryption."""
     world = any_world
     nominal_id = await at_level_2(world)
     parts = (await world[PROBATION].client.seal(record())).split(".")
     raw = bytearray(base64.urlsafe_b64decode(parts[segment] + "=" * (-len(parts[segment]) % 4)))
     raw[len(raw) // 2] ^= 0x01
     parts[segment] = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
-    await _refused_write(world, nominal_id, ".".join(parts))
+    entry = await _refused_write(world, nominal_id, ".".join(parts))
+    assert entry.agency_id == PROBATION
+    assert entry.detail["reason"].startswith("jose_rejected: jwe")  # refused at decryption
 
 
 @pytest.mark.parametrize(

@@ -11,28 +11,19 @@ text is fine, and spent once).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from gateway.settings import Settings
-from tests.gateway.oauth.support import ISSUER, AgencyClient, Ledger, assert_refused
+from tests.gateway.oauth.support import AgencyClient, Ledger, assert_refused
 
 
 @pytest.fixture
-def oauth_settings(database_url: str, gateway_keys: tuple[Path, Path]) -> Settings:
+def oauth_settings(oauth_settings: Settings, database_url: str) -> Settings:
     """The agency-authentication settings, once on SQLite and once on PostgreSQL."""
-    keys_dir, kek_file = gateway_keys
-    return Settings(
-        profile="test",
-        database_url=database_url,
-        issuer=ISSUER,
-        keys_dir=keys_dir,
-        kek_file=kek_file,
-        log_json=True,
-    )
+    return oauth_settings.model_copy(update={"database_url": database_url})
 
 
 @pytest.mark.parametrize(
