@@ -11,12 +11,16 @@ text is fine, and spent once).
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from gateway.settings import Settings
+from gateway.store.models import AuditEntry
 from tests.gateway.oauth.support import AgencyClient, Ledger, assert_refused
 
 
@@ -145,20 +149,64 @@ async def test_jti_with_control_characters_is_spent_once(
     )
 
 
+def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    """Every string in ``value`` (a column's value: text, or JSON nested to any depth), dict
+    keys included, each with where it was found."""
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(key, f"{where} (a key)")
+            yield from _strings(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{where}[{index}]")
+    else:
+        assert value is None or isinstance(value, bool | int | float | dt.datetime), (where, value)
+
+
 async def test_no_refused_token_request_stores_a_control_character(
     http: httpx.AsyncClient, police: AgencyClient, ledger: Ledger
 ) -> None:
-    """After a round of hostile requests, no audit text column holds a control character."""
+    """After a round of hostile requests (control characters in every input the token endpoint
+    reads: the assertion's iss, sub and kid, the form's client_id, the DPoP proof's header and
+    claims), each is refused and audited once, and no audit entry holds a control character
+    anywhere: not in a text column, not in any string nested in its JSON columns (the detail,
+    the recipients, the records, what was withheld), not in a key."""
+    kid = police.kid
     hostile: list[dict[str, Any]] = [
         {"assertion": police.assertion(iss="police-avon\x00", sub="police-avon\x00")},
+        {"assertion": police.assertion(iss="\x1b[31m", sub="\x1b[31m")},
+        {"assertion": police.assertion(sub="police-avon\n")},
         {"assertion": police.assertion(header={"kid": "k\x00"})},
+        {"assertion": police.assertion(header={"kid": f"{kid}\n"})},
+        {"assertion": police.assertion(header={"typ": "JWT\x00"})},
+        {"assertion": police.assertion(aud="https://gateway.test\x00")},
         {"client_id": "police-avon\x00"},
+        {"client_id": "\x00"},
+        {"proof": police.proof(htm="POST\x00")},
+        {"proof": police.proof(htu="https://gateway.test/oauth/token\x00")},
+        {"proof": police.proof(header={"typ": "dpop+jwt\x00"})},
     ]
     for extra in hostile:
         response = await police.token_response(http, **extra)
-        assert response.status_code in (400, 401), response.text
+        assert response.status_code in (400, 401), (extra, response.text)
+    assert await ledger.issued() == 0
     refusals = await ledger.refusals()
     assert len(refusals) == len(hostile)
-    for entry in refusals:
-        for value in (entry.agency_id, entry.officer_id, entry.nominal_ref, entry.reason_code):
-            assert value is None or value.isprintable(), value
+    async with ledger.db.read() as session:
+        entries = list(await session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
+    refused_ids = {entry.id for entry in refusals}
+    assert refused_ids <= {entry.id for entry in entries}
+    columns = [column.key for column in AuditEntry.__table__.columns]
+    assert {"detail", "recipients", "record_refs", "withheld", "rule"} <= set(columns)
+    for entry in entries:
+        found = [
+            (where, text)
+            for name in columns
+            for where, text in _strings(getattr(entry, name), name)
+        ]
+        # the walk reached the detail: every refusal names its stage there
+        assert ("detail.stage", "token") in found or entry.id not in refused_ids, found
+        for where, text in found:
+            assert text.isprintable(), (entry.id, where, text)
