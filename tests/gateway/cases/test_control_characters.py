@@ -64,6 +64,11 @@ async def _stored(world: World) -> dict[str, int]:
     return {table.name: await world.count(table) for table in tables}
 
 
+async def _rows(world: World) -> dict[str, int]:
+    """Rows in every table, the audit log and the replay store included."""
+    return {name: await world.count(table) for name, table in Base.metadata.tables.items()}
+
+
 async def _last_entry(world: World) -> AuditEntry:
     return (await world.audit())[-1]
 
@@ -384,27 +389,39 @@ async def test_control_characters_in_free_text_are_422_audited_and_store_nothing
     any_world: World, write: str
 ) -> None:
     """NUL and the other C0 controls in any free-text field of the write: 422 naming the field
-    (``control_character``; a contact's own one-line check says ``value_error``), the refusal
-    audited with the same error, and not a row written on either backend."""
+    (``control_character``; a contact's own one-line check says ``value_error``), and per
+    refused request exactly one audit entry added, its refusal with the same error; the only
+    other row added in any table is the request's spent DPoP proof, on either backend."""
     world = any_world
     nominal_id = await at_level_2(world)
     meeting_id = await level_2_meeting(world, nominal_id)
     path, body = _writes(nominal_id, meeting_id)[write]
+    await world[POLICE].client.token()  # its issue is audited: before the first count
     for _, where, one_line in (f for f in TEXT_FIELDS if f[0] == write):
         for value in REFUSED_EVERYWHERE + (LINE_BREAKS if one_line else []):
-            before = await _stored(world)
+            before = await _rows(world)
+            seen = {entry.id for entry in await world.audit()}
             refused = await world[POLICE].refused("POST", path, _with(body, where, value))
             assert refused.status == 422, (where, repr(value), refused.problem)
             assert refused.code == "validation_failed"
             types = _error_types(refused.problem, where)
             assert types & {"control_character", "value_error"}, (where, refused.problem)
             assert value not in str(refused.problem)  # the input is never echoed
-            assert await _stored(world) == before, (where, repr(value))
-            entry = await _last_entry(world)
+            added = [entry for entry in await world.audit() if entry.id not in seen]
+            assert len(added) == 1, (where, repr(value), [e.reason_code for e in added])
+            [entry] = added
+            assert entry.request_id == refused.problem["request_id"]
             assert entry.outcome == "refused" and entry.reason_code == "validation_failed"
             assert entry.agency_id == POLICE
             assert {"loc": [str(p) for p in where], "type": types.pop()} in entry.detail["errors"]
             _no_control_text(entry)
+            grown = {"audit_entries": 1, "used_jtis": 1}
+            after = await _rows(world)
+            assert after == {name: n + grown.get(name, 0) for name, n in before.items()}, (
+                where,
+                repr(value),
+                {name: after[name] - n for name, n in before.items() if after[name] != n},
+            )
 
 
 async def test_text_of_several_lines_keeps_its_tabs_and_line_breaks(any_world: World) -> None:
