@@ -37,7 +37,7 @@ from gateway.audit.export import ExportError, read_export, verify_database, veri
 from gateway.audit.log import checkpoint_notes, iter_log
 from gateway.audit.service import AuditKeysUnavailable, open_audit_keys
 from gateway.audit.verify import VerificationReport
-from gateway.audit.witness import CheckpointWitness, witness_path
+from gateway.audit.witness import read_witness
 from gateway.settings import get_settings
 
 __all__ = ["register"]
@@ -163,6 +163,8 @@ def _report(report: VerificationReport, entry_id: str | None, elapsed: float) ->
         if report.checkpoint is not None
         else ""
     )
+    if report.witness is not None:
+        covered += f"; checkpoint witness of size {report.witness.size} extended"
     if report.ok:
         print(
             f"audit log verified: {report.tree_size} entries, root "
@@ -207,40 +209,13 @@ def _verify(args: argparse.Namespace) -> int:
         from keys import ed25519_verify
 
         verifier = CheckpointVerifier(tuple(keys), ed25519_verify, settings.audit_log_origin)
-    report = verify_database(settings.database_url, verifier, checkpoint=note)
-    if report.ok:
-        witness = CheckpointWitness(witness_path(settings))
-        report = _against_witness(settings.database_url, verifier, witness, report)
+    witness = read_witness(settings)
+    if witness.error is not None:
+        print(f"note: the checkpoint witness {witness.path} cannot be read: {witness.error}")
+    report = verify_database(settings.database_url, verifier, checkpoint=note, witness=witness.note)
     with contextlib.closing(iter_log(settings.database_url)) as entries:
         entry_id = _entry_id_at(entries, report.seq)
     return _report(report, entry_id, time.perf_counter() - started)
-
-
-def _against_witness(
-    url: str, verifier: CheckpointVerifier, witness: CheckpointWitness, report: VerificationReport
-) -> VerificationReport:
-    """The database's log held also to the checkpoint witness, the last checkpoint this gateway
-    signed as kept outside the database: deleted checkpoint rows or a restored backup show
-    there, when the database's own checkpoints have been made to agree with themselves."""
-    try:
-        witnessed = witness.read()
-    except (OSError, ValueError) as exc:
-        print(f"note: the checkpoint witness {witness.path} cannot be read: {exc}")
-        return report
-    if witnessed is None:
-        return report
-    checked = report.checkpoint
-    if checked is not None:
-        try:
-            seen = verifier.verify(witnessed)
-        except CheckpointError:
-            seen = None
-        if seen is not None and (seen.size, seen.root_hash) == (checked.size, checked.root_hash):
-            return report
-    against = verify_database(url, verifier, checkpoint=witnessed)
-    if not against.ok:
-        print(f"checked against the checkpoint witness {witness.path}:")
-    return against
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -225,11 +225,16 @@ def verify_export(
 
 
 def verify_database(
-    url: str, verifier: CheckpointVerifier, *, checkpoint: str | None = None
+    url: str,
+    verifier: CheckpointVerifier,
+    *,
+    checkpoint: str | None = None,
+    witness: str | None = None,
 ) -> VerificationReport:
-    """Verify the database's sequenced log against ``checkpoint`` (default: its latest)."""
+    """Verify the database's sequenced log against ``checkpoint`` (default: its latest) and, in
+    the same pass, the ``witness`` note kept outside the database, if given."""
     if checkpoint is None:
         stored = checkpoint_notes(url)
         checkpoint = str(stored[-1]["note"]) if stored else None
     with contextlib.closing(iter_log(url)) as entries:
-        return verify_entries(entries, checkpoint=checkpoint, verifier=verifier)
+        return verify_entries(entries, checkpoint=checkpoint, verifier=verifier, witness=witness)

@@ -20,6 +20,10 @@ without a checkpoint: an entry rewritten together with its stored hash, and entr
 forged at the tail. With one, the former shows as a root mismatch (the entry cannot be named:
 only the root is signed) and the latter as truncation. Entries after the checkpoint's size are
 not covered by it until the next checkpoint; a pack (``exact``) holds none.
+
+A database's own checkpoints can be rolled back with its entries by whoever can write both. The
+checkpoint witness (`gateway.audit.witness`), kept outside the database, is checked in the same
+pass when given: the entries must extend it too.
 """
 
 from __future__ import annotations
@@ -80,7 +84,8 @@ class VerificationReport:
     when no single entry can be named, as for a root mismatch). ``tree_size`` and ``root_hash``
     describe the entries that passed the entry checks, in order: every entry when ``ok`` or when
     the problem lies with the checkpoint, else the prefix before the first bad entry.
-    ``checkpoint`` is the checkpoint whose signature verified, if any.
+    ``checkpoint`` is the checkpoint whose signature verified, if any, and ``witness`` the
+    witnessed checkpoint (`gateway.audit.witness`) whose signature verified, if one was given.
     ``detail`` is for the auditor: codes and numbers, never entry content.
     """
 
@@ -90,6 +95,7 @@ class VerificationReport:
     tree_size: int
     root_hash: bytes
     checkpoint: Checkpoint | None = None
+    witness: Checkpoint | None = None
 
     def __post_init__(self) -> None:
         if self.problem is None and self.seq is not None:
@@ -116,6 +122,7 @@ def verify_entries(
     checkpoint: str | bytes | None = None,
     verifier: CheckpointVerifier | None = None,
     exact: bool = False,
+    witness: str | bytes | None = None,
 ) -> VerificationReport:
     """Verify ``entries`` (in log order) and, when given, the signed ``checkpoint`` note.
 
@@ -123,20 +130,18 @@ def verify_entries(
     ``checkpoint`` needs the ``verifier`` that holds the log's trusted keys. ``exact``: the
     entries must be exactly those the checkpoint covers, as in an export pack; any entry beyond
     its size is `Problem.BEYOND_CHECKPOINT` (a live log instead grows past its latest checkpoint
-    until the next one).
+    until the next one). ``witness`` is a second signed note the log must also extend, in the
+    same pass: the checkpoint kept outside the database (`gateway.audit.witness`), which catches
+    a log rolled back together with its checkpoint rows; its problems are reported after the
+    checkpoint's, their detail beginning "checkpoint witness".
     """
-    if checkpoint is not None and verifier is None:
+    if (checkpoint is not None or witness is not None) and verifier is None:
         raise ValueError("verifying against a checkpoint needs a checkpoint verifier")
-    trusted: Checkpoint | None = None
-    checkpoint_error: CheckpointError | None = None
-    if checkpoint is not None and verifier is not None:
-        try:
-            trusted = verifier.verify(checkpoint)
-        except CheckpointError as exc:
-            checkpoint_error = exc
+    trusted, checkpoint_error = _signed(checkpoint, verifier)
+    witnessed, witness_error = _signed(witness, verifier)
+    heads = _Heads(trusted, witnessed)
 
     frontier = Frontier()
-    root_at_checkpoint = EMPTY_ROOT if trusted is not None and trusted.size == 0 else None
     rest = iter(entries)
     for position, entry in enumerate(rest):
         if exact and trusted is not None and position >= trusted.size:
@@ -147,32 +152,92 @@ def verify_entries(
                 "covered by no signature"
             )
             finding = _Finding(Problem.BEYOND_CHECKPOINT, position, detail)
-            return _report(finding, frontier, trusted)
+            return _report(finding, frontier, trusted, witnessed)
         leaf = _examine(entry, position, rest)
         if isinstance(leaf, _Finding):
-            return _report(leaf, frontier, trusted)
+            return _report(leaf, frontier, trusted, witnessed)
         frontier = frontier.append(leaf)
-        if trusted is not None and frontier.size == trusted.size:
-            root_at_checkpoint = frontier.root()
+        heads.passed(frontier)
 
     if checkpoint_error is not None:
         finding = _Finding(Problem.CHECKPOINT_INVALID, None, checkpoint_error.code)
-        return _report(finding, frontier, None)
-    if trusted is not None:
-        if trusted.size > frontier.size:
-            detail = f"checkpoint covers {trusted.size} entries, log holds {frontier.size}"
-            return _report(_Finding(Problem.TRUNCATED, frontier.size, detail), frontier, trusted)
-        if root_at_checkpoint != trusted.root_hash:
-            detail = f"tree head at size {trusted.size} differs from the signed root"
-            return _report(_Finding(Problem.ROOT_MISMATCH, None, detail), frontier, trusted)
-    return VerificationReport(None, None, "", frontier.size, frontier.root(), trusted)
+        return _report(finding, frontier, None, witnessed)
+    held = _held_to(trusted, heads.checkpoint_root, frontier, "checkpoint")
+    if held is not None:
+        return _report(held, frontier, trusted, witnessed)
+    if witness_error is not None:
+        finding = _Finding(
+            Problem.CHECKPOINT_INVALID, None, f"checkpoint witness: {witness_error.code}"
+        )
+        return _report(finding, frontier, trusted, None)
+    held = _held_to(witnessed, heads.witness_root, frontier, "checkpoint witness")
+    if held is not None:
+        return _report(held, frontier, trusted, witnessed)
+    return VerificationReport(None, None, "", frontier.size, frontier.root(), trusted, witnessed)
+
+
+def _signed(
+    note: str | bytes | None, verifier: CheckpointVerifier | None
+) -> tuple[Checkpoint | None, CheckpointError | None]:
+    """The checkpoint of a signed note whose signature verifies, or why it does not."""
+    if note is None or verifier is None:
+        return None, None
+    try:
+        return verifier.verify(note), None
+    except CheckpointError as exc:
+        return None, exc
+
+
+class _Heads:
+    """The tree heads at the checkpoint's and the witness's sizes, as the frontier passes them."""
+
+    __slots__ = ("_checkpoint", "_witness", "checkpoint_root", "witness_root")
+
+    def __init__(self, checkpoint: Checkpoint | None, witness: Checkpoint | None) -> None:
+        self._checkpoint = checkpoint
+        self._witness = witness
+        self.checkpoint_root = (
+            EMPTY_ROOT if checkpoint is not None and checkpoint.size == 0 else None
+        )
+        self.witness_root = EMPTY_ROOT if witness is not None and witness.size == 0 else None
+
+    def passed(self, frontier: Frontier) -> None:
+        if self._checkpoint is not None and frontier.size == self._checkpoint.size:
+            self.checkpoint_root = frontier.root()
+        if self._witness is not None and frontier.size == self._witness.size:
+            self.witness_root = frontier.root()
+
+
+def _held_to(
+    signed: Checkpoint | None, root: bytes | None, frontier: Frontier, name: str
+) -> _Finding | None:
+    """What is wrong with the entries read against a signed head (``root``: theirs at its size)."""
+    if signed is None:
+        return None
+    prefix = "" if name == "checkpoint" else f"{name}: "
+    if signed.size > frontier.size:
+        detail = f"{name} covers {signed.size} entries, log holds {frontier.size}"
+        return _Finding(Problem.TRUNCATED, frontier.size, detail)
+    if root != signed.root_hash:
+        detail = f"{prefix}tree head at size {signed.size} differs from the signed root"
+        return _Finding(Problem.ROOT_MISMATCH, None, detail)
+    return None
 
 
 def _report(
-    finding: _Finding, frontier: Frontier, trusted: Checkpoint | None
+    finding: _Finding,
+    frontier: Frontier,
+    trusted: Checkpoint | None,
+    witnessed: Checkpoint | None = None,
 ) -> VerificationReport:
     return VerificationReport(
-        finding.problem, finding.seq, finding.detail, frontier.size, frontier.root(), trusted
+        finding.problem,
+        finding.seq,
+        finding.detail,
+        frontier.size,
+        frontier.root(),
+        trusted,
+        witnessed,
     )
 
 

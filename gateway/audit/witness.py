@@ -32,6 +32,7 @@ import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -41,7 +42,7 @@ from gateway.audit.checkpoint import parse_checkpoint, parse_signed_note
 from gateway.audit.errors import CheckpointError
 from gateway.settings import Settings
 
-__all__ = ["CheckpointWitness", "witness_path"]
+__all__ = ["CheckpointWitness", "WitnessRead", "read_witness", "witness_path"]
 
 #: Bigger than any note the sequencer writes (one signature line); a bigger file is not ours.
 _MAX_FILE_BYTES: Final = 64 * 1024
@@ -57,6 +58,26 @@ def witness_path(settings: Settings) -> Path:
     identity = f"{settings.audit_log_origin}\n{database}".encode()
     digest = hashlib.sha256(identity).hexdigest()[:16]
     return settings.keys_dir / "audit-checkpoints" / f"{digest}.note"
+
+
+@dataclass(frozen=True, slots=True)
+class WitnessRead:
+    """What a verifier found at the witness file: its ``note``, or none yet (``note`` and
+    ``error`` both ``None``: no checkpoint signed, or the protection not set up here), or
+    ``error``, why the file could not be read (the log then cannot be held to it)."""
+
+    path: Path
+    note: str | None
+    error: str | None = None
+
+
+def read_witness(settings: Settings) -> WitnessRead:
+    """The witness file of this gateway's log, read for `audit verify` and the console."""
+    witness = CheckpointWitness(witness_path(settings))
+    try:
+        return WitnessRead(witness.path, witness.read())
+    except (OSError, ValueError) as exc:
+        return WitnessRead(witness.path, None, str(exc) or type(exc).__name__)
 
 
 class CheckpointWitness:

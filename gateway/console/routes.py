@@ -31,6 +31,7 @@ from gateway.audit.commit import Audited, commit_audited, record_alone
 from gateway.audit.export import ExportError, export_chunks, export_header, verify_database
 from gateway.audit.search import SearchQuery, parse_query, search_entries
 from gateway.audit.verify import LEAF_HASH_KEY
+from gateway.audit.witness import read_witness
 from gateway.console.accounts import check_password, officer_by_id, oidc_officer
 from gateway.console.checks import check_entry
 from gateway.console.oidc import OIDC_COOKIE, OidcLoginFailed, OidcSignIn
@@ -488,6 +489,7 @@ async def integrity(request: Request) -> Response:
     async with state.db.read() as session:
         latest = await audit_log.latest_checkpoint(session)
         lag_count, lag_age = await audit_log.unsequenced_lag(session, state.clock())
+    witness = await run_in_threadpool(read_witness, state.settings)
     report = None
     keys: list[str] = []
     if state.audit is None:
@@ -495,7 +497,10 @@ async def integrity(request: Request) -> Response:
     else:
         keys = [str(key) for key in state.audit.verifier_keys()]
         report = await run_in_threadpool(
-            verify_database, state.settings.database_url, state.audit.verifier()
+            verify_database,
+            state.settings.database_url,
+            state.audit.verifier(),
+            witness=witness.note,
         )
         if report.ok:
             verdict = "verified"
@@ -519,6 +524,7 @@ async def integrity(request: Request) -> Response:
             "keys": keys,
             "lag_count": lag_count,
             "lag_age": round(lag_age, 1),
+            "witness": witness,
         },
     )
 

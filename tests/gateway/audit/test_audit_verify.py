@@ -320,6 +320,106 @@ def test_checkpoint_without_a_verifier_is_a_usage_error(
         verify_entries(log, checkpoint=saved_checkpoint)
 
 
+# --- The checkpoint witness, checked in the same pass ------------------------------------------
+
+
+def _signed_at(entries: list[Entry], size: int, signer: Ed25519NoteSigner) -> str:
+    return sign_checkpoint(
+        Checkpoint(ORIGIN, size, MerkleTree(leaves(entries[:size])).root()), signer
+    )
+
+
+def test_log_extending_its_witness_verifies_and_reports_it(
+    logs: LogFactory, log_signer: Ed25519NoteSigner, log_verifier: CheckpointVerifier
+) -> None:
+    """The witness at 30, the database's checkpoint at 40, 45 entries: all three agree."""
+    entries = logs.log(SIZE + 5)
+    report = verify_entries(
+        entries,
+        checkpoint=_signed_at(entries, SIZE, log_signer),
+        witness=_signed_at(entries, 30, log_signer),
+        verifier=log_verifier,
+    )
+    assert report.ok, report
+    assert report.checkpoint is not None and report.checkpoint.size == SIZE
+    assert report.witness is not None and report.witness.size == 30
+
+
+def test_log_rolled_back_with_its_checkpoints_is_caught_by_the_witness(
+    log: list[Entry], log_signer: Ed25519NoteSigner, log_verifier: CheckpointVerifier
+) -> None:
+    """Entries cut to 25 and the checkpoint rows with them: the database's head at 25 agrees
+    with itself; the witness at 40 names seq 25 as the first entry missing."""
+    report = verify_entries(
+        log[:25],
+        checkpoint=_signed_at(log, 25, log_signer),
+        witness=_signed_at(log, SIZE, log_signer),
+        verifier=log_verifier,
+    )
+    assert (report.problem, report.seq) == (Problem.TRUNCATED, 25)
+    assert report.detail == "checkpoint witness covers 40 entries, log holds 25"
+    assert report.checkpoint is not None and report.checkpoint.size == 25
+
+
+def test_log_rewritten_below_its_witness_is_a_root_mismatch(
+    logs: LogFactory, log_signer: Ed25519NoteSigner, log_verifier: CheckpointVerifier
+) -> None:
+    """A log rewritten from seq 10 and signed again from scratch (every hash and checkpoint
+    consistent with itself) no longer gives the witnessed root at 30."""
+    original = logs.log(SIZE)
+    rewritten = original[:10] + [logs.entry(seq, request_id="rewritten") for seq in range(10, SIZE)]
+    report = verify_entries(
+        rewritten,
+        checkpoint=_signed_at(rewritten, SIZE, log_signer),
+        witness=_signed_at(original, 30, log_signer),
+        verifier=log_verifier,
+    )
+    assert report.problem is Problem.ROOT_MISMATCH
+    assert report.detail == "checkpoint witness: tree head at size 30 differs from the signed root"
+    assert report.seq is None
+
+
+def test_witness_not_signed_by_the_log_key_is_reported(
+    log: list[Entry],
+    new_signer: Any,
+    log_signer: Ed25519NoteSigner,
+    log_verifier: CheckpointVerifier,
+) -> None:
+    """A witness file holding another key's note is not trusted, and says which note it was."""
+    report = verify_entries(
+        log,
+        checkpoint=_signed_at(log, SIZE, log_signer),
+        witness=_signed_at(log, SIZE, new_signer(ORIGIN)),
+        verifier=log_verifier,
+    )
+    assert report.problem is Problem.CHECKPOINT_INVALID
+    assert report.detail.startswith("checkpoint witness: ")
+    assert report.witness is None and report.checkpoint is not None
+
+
+def test_checkpoint_problems_are_reported_before_the_witness_s(
+    log: list[Entry], log_signer: Ed25519NoteSigner, log_verifier: CheckpointVerifier
+) -> None:
+    """Both behind the log's tail: the database's own checkpoint is what is named."""
+    report = verify_entries(
+        log[:20],
+        checkpoint=_signed_at(log, 30, log_signer),
+        witness=_signed_at(log, SIZE, log_signer),
+        verifier=log_verifier,
+    )
+    assert (report.problem, report.detail) == (
+        Problem.TRUNCATED,
+        "checkpoint covers 30 entries, log holds 20",
+    )
+
+
+def test_witness_without_a_verifier_is_a_usage_error(
+    log: list[Entry], log_signer: Ed25519NoteSigner
+) -> None:
+    with pytest.raises(ValueError):
+        verify_entries(log, witness=_signed_at(log, SIZE, log_signer))
+
+
 # --- The report ------------------------------------------------------------------------------
 
 

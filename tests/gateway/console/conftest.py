@@ -120,8 +120,10 @@ class Log:
             record(session, AuditEvent.model_validate(fields))
 
     async def sequence(self) -> None:
-        assert self.state.audit is not None
-        await sequence(self.state.db, self.state.audit.signer, self.state.audit.origin)
+        """As the gateway's background sequencer does: signed, and kept in the witness file."""
+        audit = self.state.audit
+        assert audit is not None
+        await sequence(self.state.db, audit.signer, audit.origin, witness=audit.witness)
 
 
 @pytest.fixture

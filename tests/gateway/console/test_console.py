@@ -12,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
+from gateway.audit import log as audit_log
 from gateway.audit.export import verify_export
 from gateway.console.render import csv_cell, literal
 from gateway.state import GatewayState
@@ -261,6 +262,52 @@ async def test_integrity_page_runs_the_verifier_and_reports_tampering(
         await session.execute(text("UPDATE audit_entries SET rule = 'x' WHERE seq = 4"))
     tampered = await officer.get("/console/integrity")
     assert "FAILED" in tampered.text and "edited at entry seq 4" in tampered.text
+
+
+async def test_integrity_page_holds_the_log_to_the_checkpoint_witness(
+    officer: httpx.AsyncClient, state: GatewayState, log: Log
+) -> None:
+    """Entries and checkpoint rows rolled back together agree with themselves in the database;
+    the page still says FAILED, from the witness file the sequencer kept outside it."""
+    assert state.audit is not None and state.audit.witness is not None
+    for i in range(15, 20):
+        await log.add(i)
+    await log.sequence()
+    async with state.db.read() as session:
+        latest = await audit_log.latest_checkpoint(session)
+    assert latest is not None
+    size, cut = latest.tree_size, latest.tree_size - 5
+    healthy = await officer.get("/console/integrity")
+    assert 'class="card proof proof-verified"' in healthy.text
+    assert f"is of size {size}; the log extends it" in healthy.text
+    async with state.db.write() as session:
+        await session.execute(text("DELETE FROM audit_entries WHERE seq >= :cut"), {"cut": cut})
+        await session.execute(
+            text("DELETE FROM audit_checkpoints WHERE tree_size > :cut"), {"cut": cut}
+        )
+    rolled_back = await officer.get("/console/integrity")
+    assert 'class="card proof proof-failed"' in rolled_back.text
+    assert (
+        f"truncated at entry seq {cut}: checkpoint witness covers {size} entries, "
+        f"log holds {cut}" in rolled_back.text
+    )
+
+
+async def test_integrity_page_says_when_the_witness_is_missing_or_unreadable(
+    officer: httpx.AsyncClient, state: GatewayState, log: Log
+) -> None:
+    """No file yet: the page says the database's checkpoints alone were used. A file that
+    cannot be read: the page says so, rather than a plain verified."""
+    assert state.audit is not None and state.audit.witness is not None
+    path = state.audit.witness.path
+    path.unlink()
+    missing = await officer.get("/console/integrity")
+    assert "proof-verified" in missing.text
+    assert f"No witness file at {path} yet" in missing.text
+    path.mkdir()  # a directory where the file should be: unreadable
+    unreadable = await officer.get("/console/integrity")
+    assert f"The witness file {path} cannot be read" in unreadable.text
+    assert "the log was not held to it" in unreadable.text
 
 
 @pytest.mark.parametrize(
