@@ -70,6 +70,12 @@ class KeyRepository(Protocol):
         another replica may have rotated a moment ago and already published the new key."""
         ...
 
+    def ring_reread(self, purpose: Purpose) -> KeyRing:
+        """The ring of ``purpose`` read again, at most once per re-read interval (else the cached
+        one): for a caller with no kid to ask for, as when a checkpoint another replica signed
+        does not verify with the keys this process has loaded."""
+        ...
+
     def rotate(
         self, purpose: Purpose, overlap: timedelta, *, now: datetime | None = None
     ) -> builtins.list[KeyInfo]:
@@ -135,6 +141,9 @@ class FileKeyRepository:
         ring = self.ring(purpose)
         if ring.knows(kid):
             return ring
+        return self.ring_reread(purpose)
+
+    def ring_reread(self, purpose: Purpose) -> KeyRing:
         with self._lock:
             cached = self._rings.get(purpose)
             # At most one re-read per interval, so unknown kids sent on purpose cost nothing.

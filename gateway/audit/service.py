@@ -61,8 +61,7 @@ class AuditService:
         return RingNoteSigner(
             self.origin,
             lambda: repository.ring(purpose),
-            # No note key maps to a kid: this only asks for the rate-limited re-read.
-            reread=lambda: repository.ring_knowing(purpose, "checkpoint-note-key"),
+            reread=lambda: repository.ring_reread(purpose),
         )
 
     def verifier_keys(self) -> tuple[VerifierKey, ...]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import time
 from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
 
 from keys import FileKeyRepository, Purpose, generate_kek_file
 
@@ -54,3 +57,30 @@ def test_rotation_by_another_process_is_seen_through_an_unknown_kid(tmp_path: Pa
     new_kid = theirs.ring(Purpose.TOKEN_SIGNING).current().kid
     time.sleep(0.001)
     assert new_kid in {i.kid for i in ours.ring_knowing(Purpose.TOKEN_SIGNING, new_kid).infos()}
+
+
+def test_re_read_without_a_kid_sees_another_process_s_rotation_once_per_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ring_reread (the checkpoint verifier's, which has no kid to ask for) returns the cached
+    ring within the interval, and reads the directory again once it has passed."""
+    clock = [1000.0]
+    monkeypatch.setattr("keys.repository.time", SimpleNamespace(monotonic=lambda: clock[0]))
+    kek = generate_kek_file(tmp_path / "kek.bin")
+    ours = FileKeyRepository(
+        tmp_path / "keys",
+        kek,
+        refresh_interval=dt.timedelta(hours=1),
+        unknown_kid_reload_interval=dt.timedelta(seconds=10),
+    )
+    ours.ensure(Purpose.CHECKPOINT_SIGNING)
+    before = ours.ring(Purpose.CHECKPOINT_SIGNING)
+    theirs = FileKeyRepository(tmp_path / "keys", kek)
+    theirs.rotate(Purpose.CHECKPOINT_SIGNING, dt.timedelta(hours=1))
+    new_kid = theirs.ring(Purpose.CHECKPOINT_SIGNING).current().kid
+    clock[0] += 9.9
+    assert ours.ring_reread(Purpose.CHECKPOINT_SIGNING) is before
+    clock[0] += 0.1
+    after = ours.ring_reread(Purpose.CHECKPOINT_SIGNING)
+    assert after.knows(new_kid) and not before.knows(new_kid)
+    assert ours.ring(Purpose.CHECKPOINT_SIGNING) is after  # and it is the cached ring from now
