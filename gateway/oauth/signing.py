@@ -103,6 +103,12 @@ class TokenSigner:
             return None
         return key.jose_key
 
+    def refusal_for(self, kid: str) -> str:
+        """Why a token naming ``kid`` has no verification key: ``key_retired`` for a key of this
+        gateway's ring that may no longer verify (retired, or rotated out of its overlap), else
+        ``key_unknown``. Kids are published in the JWKS while usable, so neither says more."""
+        return "key_retired" if self._ring().knows(kid) else "key_unknown"
+
     def public_jwks(self, *, now: dt.datetime) -> list[dict[str, Any]]:
         """The public halves of the usable keys, each with ``kid``, ``use`` and ``alg``."""
         return [dict(k) for k in self._ring().jwks(now=now)["keys"]]

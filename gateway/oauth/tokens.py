@@ -148,7 +148,7 @@ def verify_access_token(
         kid, described = remembered
         if signer.verification_key(kid, now=now) is None:
             signer.verified.forget(remembered_as)
-            raise JoseRefused("key_unknown")
+            raise JoseRefused(signer.refusal_for(kid))
         if described.expires_at.timestamp() <= now.timestamp() - leeway:
             signer.verified.forget(remembered_as)
             raise JoseRefused("token_expired")
@@ -168,7 +168,7 @@ def verify_access_token(
         raise JoseRefused("kid_malformed")
     key = signer.verification_key(kid, now=now)
     if key is None:
-        raise JoseRefused("key_unknown")
+        raise JoseRefused(signer.refusal_for(kid))
     verify_signature(compact, key, (SIGNING_ALG,))
 
     claims = dict(compact.claims)

@@ -115,7 +115,7 @@ async def test_calls_succeed_while_token_keys_rotate_and_retired_key_is_refused(
     and calling: the gateway picks the rotation up without a restart and without one failed
     request: it signs new tokens with the new key, and tokens signed by the old key still verify
     through the overlap (remembered ones and ones it first sees after the rotation). Once the
-    old key is retired, a token it signed is refused as ``key_unknown``."""
+    old key is retired, a token it signed is refused as ``key_retired``."""
     operator = _operator(own_keys)
     (old,) = [i for i in operator.list() if i.purpose == Purpose.TOKEN_SIGNING]
     # Tokens signed by the old key: half used from the start (so remembered as verified), half
@@ -223,7 +223,7 @@ async def test_calls_succeed_while_token_keys_rotate_and_retired_key_is_refused(
             refused,
             ledger,
             code="invalid_token",
-            reason="key_unknown",
+            reason="key_retired",
             issued=issued_before,
             jtis=jtis_before,
         )

@@ -77,7 +77,7 @@ def test_retiring_the_signing_key_refuses_a_remembered_token_at_once(
     repository.retire(Purpose.TOKEN_SIGNING, kid, now=T0)
     with pytest.raises(JoseRefused) as refused:
         _verify(signer, token, T0 + dt.timedelta(seconds=1))
-    assert refused.value.reason == "key_unknown"
+    assert refused.value.reason == "key_retired"
     assert len(signer.verified) == 0  # forgotten, not kept for a later look-up
 
 
