@@ -14,6 +14,7 @@ import contextlib
 import socket
 import ssl
 import struct
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,8 @@ class Received:
     kind: str
     content_type: str
     body: bytes
+    #: When the whole request had arrived (``time.monotonic()``): the attempt as the partner saw it.
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
