@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from typing import Any
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,18 +28,40 @@ BODY_TYP = "mappa-body+jwt"
 BODY_MAX_AGE = dt.timedelta(minutes=5)
 
 
+def _new_jti() -> str:
+    return str(uuid.uuid4())
+
+
 class SignedBody(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     iss: str = Field(min_length=1, max_length=200)
     aud: str = Field(min_length=1, max_length=200)
     iat: int
-    jti: str = Field(default_factory=lambda: str(uuid.uuid4()), min_length=8, max_length=64)
+    jti: str = Field(default_factory=_new_jti, min_length=8, max_length=64)
     body: dict[str, Any]
 
     @classmethod
-    def wrap(cls, body: dict[str, Any], *, iss: str, aud: str, now: dt.datetime) -> SignedBody:
-        return cls(iss=iss, aud=aud, iat=int(now.timestamp()), body=body)
+    def wrap(
+        cls,
+        body: dict[str, Any],
+        *,
+        iss: str,
+        aud: str,
+        now: dt.datetime,
+        jti: str | None = None,
+        **claims: Any,
+    ) -> Self:
+        """``body`` from ``iss`` to ``aud``, issued at ``now``, under ``jti`` (a new id unless
+        given), with a subclass's own ``claims`` (a push's ``kind``): built and validated once."""
+        return cls(
+            iss=iss,
+            aud=aud,
+            iat=int(now.timestamp()),
+            jti=_new_jti() if jti is None else jti,
+            body=body,
+            **claims,
+        )
 
     def fresh_at(self, now: dt.datetime) -> bool:
         # Compared as numbers, never turned into a datetime: an ``iat`` beyond the calendar (the

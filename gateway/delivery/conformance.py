@@ -89,9 +89,8 @@ def _stale(
     """A ``conformance`` message genuinely signed by the gateway, but issued (``iat``) a day
     before the push window opened."""
     issued = now - PUSH_MAX_AGE - dt.timedelta(days=1)
-    signed = SignedPush.of(
-        SignedBody.wrap({"conformance": "stale"}, iss=sealer.issuer, aud=agency_id, now=issued),
-        kind=KIND,
+    signed = SignedPush.wrap(
+        {"conformance": "stale"}, iss=sealer.issuer, aud=agency_id, now=issued, kind=KIND
     )
     enc = [k for k in recipient_keys if k.get("use") == "enc"][-1]
     ring = sealer.repository.ring(Purpose.PAYLOAD_SIGNING)

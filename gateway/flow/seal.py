@@ -177,10 +177,16 @@ class Sealer:
             raise errors.RecipientKeyUnavailable(
                 diagnostics={"recipient": recipient.id, "reason": "no usable encryption key"}
             )
-        claims = SignedBody.wrap(dict(body), iss=self.issuer, aud=recipient.id, now=now)
-        if jti is not None:
-            claims = SignedBody(**{**claims.model_dump(), "jti": jti})
-        signed = SignedPush.of(claims, kind=kind) if kind is not None else claims
+        # built (and validated) once, with its jti and kind, and serialised once
+        signed: SignedBody
+        if kind is None:
+            signed = SignedBody.wrap(
+                dict(body), iss=self.issuer, aud=recipient.id, now=now, jti=jti
+            )
+        else:
+            signed = SignedPush.wrap(
+                dict(body), iss=self.issuer, aud=recipient.id, now=now, jti=jti, kind=kind
+            )
         payload = signed.model_dump_json().encode()
         try:
             token = seal_for(

@@ -42,10 +42,6 @@ class SignedPush(SignedBody):
 
     kind: str | None = Field(default=None, pattern=KIND_PATTERN)
 
-    @classmethod
-    def of(cls, signed: SignedBody, *, kind: str) -> SignedPush:
-        return cls(**signed.model_dump(), kind=kind)
-
     def push_fresh_at(self, now: dt.datetime, max_age: dt.timedelta = PUSH_MAX_AGE) -> bool:
         """Issued within ``max_age`` before ``now``, and not beyond the usual clock skew after.
         Compared as numbers, as :meth:`SignedBody.fresh_at` does."""
