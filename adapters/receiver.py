@@ -217,7 +217,7 @@ class Receiver:
             if self.seen.action(message_id) is not None:
                 return JSONResponse({"status": "duplicate", "id": message_id})
             now = self.clock()
-            if not signed.push_fresh_at(now, self.max_age):
+            if not signed.fresh_at(now, self.max_age):
                 return _refused("stale")
             delivery = Delivery(message_id, signed.kind, signed.body, signed.iss)
             try:

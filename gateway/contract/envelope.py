@@ -63,9 +63,12 @@ class SignedBody(BaseModel):
             **claims,
         )
 
-    def fresh_at(self, now: dt.datetime) -> bool:
+    def fresh_at(self, now: dt.datetime, max_age: dt.timedelta = BODY_MAX_AGE) -> bool:
+        """Issued at most ``max_age`` before ``now`` (a push allows more:
+        :data:`gateway.flow.signed_push.PUSH_MAX_AGE`) and at most :data:`BODY_MAX_AGE` after it
+        (clock skew)."""
         # Compared as numbers, never turned into a datetime: an ``iat`` beyond the calendar (the
         # sender's to choose) is simply not fresh.
-        earliest = (now - BODY_MAX_AGE).timestamp()
+        earliest = (now - max_age).timestamp()
         latest = (now + BODY_MAX_AGE).timestamp()
         return earliest <= self.iat <= latest

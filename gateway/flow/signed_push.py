@@ -22,7 +22,7 @@ import datetime as dt
 
 from pydantic import Field
 
-from gateway.contract.envelope import BODY_MAX_AGE, SignedBody
+from gateway.contract.envelope import SignedBody
 
 __all__ = ["KIND_PATTERN", "PUSH_MAX_AGE", "SignedPush"]
 
@@ -41,10 +41,3 @@ class SignedPush(SignedBody):
     """
 
     kind: str | None = Field(default=None, pattern=KIND_PATTERN)
-
-    def push_fresh_at(self, now: dt.datetime, max_age: dt.timedelta = PUSH_MAX_AGE) -> bool:
-        """Issued within ``max_age`` before ``now``, and not beyond the usual clock skew after.
-        Compared as numbers, as :meth:`SignedBody.fresh_at` does."""
-        earliest = (now - max_age).timestamp()
-        latest = (now + BODY_MAX_AGE).timestamp()
-        return earliest <= self.iat <= latest

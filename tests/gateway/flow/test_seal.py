@@ -18,8 +18,9 @@ from adapters.client import GatewayClient
 from adapters.identity import AgencyIdentity
 from gateway import errors
 from gateway.agencies import add_agency
-from gateway.contract.envelope import SignedBody
+from gateway.contract.envelope import BODY_MAX_AGE, SignedBody
 from gateway.flow.seal import Sealer, agency_public_jwks
+from gateway.flow.signed_push import PUSH_MAX_AGE, SignedPush
 from gateway.state import GatewayState
 from gateway.store.models import Agency
 
@@ -228,6 +229,34 @@ async def test_body_issued_beyond_the_calendar_is_refused_not_a_crash(
             now=dt.datetime.now(dt.UTC),
         )
     assert "stale" in caught.value.diagnostics["reason"]
+
+
+SECOND = dt.timedelta(seconds=1)
+
+
+@pytest.mark.parametrize(
+    ("issued", "max_age", "fresh"),
+    [
+        (-BODY_MAX_AGE, None, True),
+        (-BODY_MAX_AGE - SECOND, None, False),
+        (BODY_MAX_AGE, None, True),
+        (BODY_MAX_AGE + SECOND, None, False),
+        (-PUSH_MAX_AGE, PUSH_MAX_AGE, True),
+        (-PUSH_MAX_AGE - SECOND, PUSH_MAX_AGE, False),
+        # a push's longer window reaches back only: the clock skew ahead stays BODY_MAX_AGE
+        (BODY_MAX_AGE, PUSH_MAX_AGE, True),
+        (BODY_MAX_AGE + SECOND, PUSH_MAX_AGE, False),
+    ],
+)
+def test_freshness_reaches_back_max_age_and_ahead_by_the_clock_skew(
+    issued: dt.timedelta, max_age: dt.timedelta | None, fresh: bool
+) -> None:
+    """One freshness check: ``iat`` from ``max_age`` (an answer's five minutes unless given, a
+    push's seven days) before now to five minutes after, bounds included."""
+    now = dt.datetime(2026, 12, 6, 9, 0, tzinfo=dt.UTC)
+    signed = SignedPush.wrap({}, iss=ISSUER, aud="barnet-housing", now=now + issued, kind="x")
+    assert (signed.fresh_at(now) if max_age is None else signed.fresh_at(now, max_age)) is fresh
+    assert SignedPush(**{**signed.model_dump(), "iat": 10**20}).fresh_at(now, PUSH_MAX_AGE) is False
 
 
 @pytest.mark.parametrize(
