@@ -38,12 +38,11 @@ import httpx
 from joserfc import jwe, jws
 from joserfc.jwk import ECKey
 
-from gateway.contract.envelope import BODY_TYP, JOSE_MEDIA_TYPE, SignedBody
+from gateway.contract.envelope import JOSE_MEDIA_TYPE, SignedBody
 from gateway.delivery.push import Endpoint, PushConfig, Pusher, PushResult
 from gateway.flow.seal import Sealer
-from gateway.flow.signed_push import PUSH_MAX_AGE, SignedPush
+from gateway.flow.signed_push import PUSH_MAX_AGE
 from gateway.store.models import Agency
-from keys import Purpose, seal_for
 
 __all__ = ["Check", "run_conformance"]
 
@@ -78,23 +77,6 @@ def _forged(recipient_keys: Sequence[Mapping[str, Any]], agency_id: str, issuer:
         inner,
         key,
     )
-
-
-def _stale(
-    sealer: Sealer,
-    recipient_keys: Sequence[Mapping[str, Any]],
-    agency_id: str,
-    now: dt.datetime,
-) -> str:
-    """A ``conformance`` message genuinely signed by the gateway, but issued (``iat``) a day
-    before the push window opened."""
-    issued = now - PUSH_MAX_AGE - dt.timedelta(days=1)
-    signed = SignedPush.wrap(
-        {"conformance": "stale"}, iss=sealer.issuer, aud=agency_id, now=issued, kind=KIND
-    )
-    enc = [k for k in recipient_keys if k.get("use") == "enc"][-1]
-    ring = sealer.repository.ring(Purpose.PAYLOAD_SIGNING)
-    return seal_for(signed.model_dump_json().encode(), ring, enc, typ=BODY_TYP, now=now)
 
 
 async def _raw(
@@ -145,19 +127,23 @@ async def run_conformance(
     try:
         now = dt.datetime.now(dt.UTC)
 
-        def sealed(purpose: str) -> tuple[str, str]:
+        def sealed(
+            content: dict[str, Any], issued_at: dt.datetime | None = None
+        ) -> tuple[str, str]:
+            """A conformance message sealed exactly as a real push is: its message id and JWE."""
             mid = str(uuid.uuid4())
             jwe_, _ = sealer.seal(
-                {"conformance": purpose, "sent_at": now.isoformat()},
+                content,
                 recipient=Agency(id=agency_id),
                 recipient_keys=recipient_keys,
                 now=now,
                 kind=KIND,
                 jti=mid,
+                issued_at=issued_at,
             )
             return mid, jwe_
 
-        mid, body = sealed("ping")
+        mid, body = sealed({"conformance": "ping", "sent_at": now.isoformat()})
         first = await pusher.push(endpoint, message_id=mid, kind=KIND, body=body)
         results.append(first)
         checks.append(Check("sealed_delivery", first.ok, f"{first.code} {first.status or ''}"))
@@ -175,11 +161,12 @@ async def run_conformance(
                 + ("" if _said_duplicate(replay) else ', expected 2xx {"status": "duplicate"}'),
             )
         )
-        _, other = sealed("kind")
+        _, other = sealed({"conformance": "kind", "sent_at": now.isoformat()})
         swapped = await _raw(pusher, endpoint, other.encode(), _headers(SWAPPED_KIND))
         status = _status(swapped)
         checks.append(Check("kind_mismatch_refused", 400 <= status < 500, f"status {status}"))
-        old = _stale(sealer, recipient_keys, agency_id, now)
+        # genuinely signed by the gateway, but issued a day before the push window opened
+        _, old = sealed({"conformance": "stale"}, now - PUSH_MAX_AGE - dt.timedelta(days=1))
         stale = await _raw(pusher, endpoint, old.encode(), _headers())
         status = _status(stale)
         checks.append(Check("stale_refused", 400 <= status < 500, f"status {status}"))

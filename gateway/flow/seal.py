@@ -166,26 +166,30 @@ class Sealer:
         now: dt.datetime,
         kind: str | None = None,
         jti: str | None = None,
+        issued_at: dt.datetime | None = None,
     ) -> tuple[str, str]:
         """The compact JWE for ``recipient`` and the digest of the signed body inside it.
 
         A push names its ``kind`` and its message id (``jti``): both are then signed with the
         body (:class:`~gateway.flow.signed_push.SignedPush`), so the recipient acts on neither
-        from an unsigned header."""
+        from an unsigned header. The body is issued (``iat``) at ``now`` unless ``issued_at``
+        says otherwise (the conformance run's stale message); it is signed with the key current
+        at ``now`` either way."""
         enc = [k for k in recipient_keys if k.get("use") == "enc"]
         if not enc:
             raise errors.RecipientKeyUnavailable(
                 diagnostics={"recipient": recipient.id, "reason": "no usable encryption key"}
             )
         # built (and validated) once, with its jti and kind, and serialised once
+        issued = now if issued_at is None else issued_at
         signed: SignedBody
         if kind is None:
             signed = SignedBody.wrap(
-                dict(body), iss=self.issuer, aud=recipient.id, now=now, jti=jti
+                dict(body), iss=self.issuer, aud=recipient.id, now=issued, jti=jti
             )
         else:
             signed = SignedPush.wrap(
-                dict(body), iss=self.issuer, aud=recipient.id, now=now, jti=jti, kind=kind
+                dict(body), iss=self.issuer, aud=recipient.id, now=issued, jti=jti, kind=kind
             )
         payload = signed.model_dump_json().encode()
         try:

@@ -23,6 +23,7 @@ from gateway.flow.seal import Sealer, agency_public_jwks
 from gateway.flow.signed_push import PUSH_MAX_AGE, SignedPush
 from gateway.state import GatewayState
 from gateway.store.models import Agency
+from keys import Purpose
 
 ISSUER = "https://gateway.test"
 
@@ -302,6 +303,35 @@ async def test_answer_is_sealed_to_the_recipient_and_signed_by_the_gateway(
     other = AgencyIdentity.generate("someone-else")
     with pytest.raises(Exception):  # any failure: another key cannot decrypt
         jwe.decrypt_compact(compact, other.encryption_key)
+
+
+async def test_a_body_issued_earlier_is_signed_with_the_key_current_now(
+    state: GatewayState, sealer: Sealer, police: GatewayClient
+) -> None:
+    """``issued_at`` dates the signed body (``iat``) and nothing else: the kind and message id
+    are signed as for any push, by the signing key current at ``now``."""
+    now = dt.datetime.now(dt.UTC)
+    issued = now - PUSH_MAX_AGE - dt.timedelta(days=1)
+    async with state.db.read() as session:
+        keys = await agency_public_jwks(session, "barnet-police", "enc", now)
+    compact, _ = sealer.seal(
+        {"id": "n-1"},
+        recipient=Agency(id="barnet-police"),
+        recipient_keys=keys,
+        now=now,
+        kind="conformance",
+        jti="0b0e7a4e-5f0e-4d2a-9a43-3c1f5d6e7a8b",
+        issued_at=issued,
+    )
+    signed, evidence = await police.open(compact)
+    assert (signed.iat, signed.kind, signed.jti) == (
+        int(issued.timestamp()),
+        "conformance",
+        "0b0e7a4e-5f0e-4d2a-9a43-3c1f5d6e7a8b",
+    )
+    header = json.loads(base64.urlsafe_b64decode(evidence.split(".")[0] + "=="))
+    assert header["kid"] == sealer.repository.ring(Purpose.PAYLOAD_SIGNING).current(now=now).kid
+    assert not signed.fresh_at(now, PUSH_MAX_AGE)
 
 
 async def test_recipient_without_encryption_key_gets_nothing(
