@@ -68,9 +68,10 @@ def _subject(**changes: Any) -> dict[str, Any]:
     ],
 )
 async def test_invalid_referral_is_422_and_stores_nothing(
-    world: World, body: dict[str, Any], where: str
+    any_world: World, body: dict[str, Any], where: str
 ) -> None:
     """Wrong values, types, dates and fields answer 422 naming the place; no row is added."""
+    world = any_world
     before = await _counts(world)
     refused = await world[POLICE].refused("POST", "/v1/referrals", body)
     assert refused.status == 422, refused.problem
@@ -94,8 +95,9 @@ async def test_invalid_referral_is_422_and_stores_nothing(
     ],
 )
 async def test_invalid_nominal_change_is_422_and_changes_nothing(
-    world: World, path: str, body: dict[str, Any]
+    any_world: World, path: str, body: dict[str, Any]
 ) -> None:
+    world = any_world
     nominal_id = await at_level_2(world)
     before = await world[POLICE].get(f"/v1/nominals/{nominal_id}")
     refused = await world[POLICE].refused("POST", f"/v1/nominals/{nominal_id}/{path}", body)
@@ -175,10 +177,11 @@ def _dated(field: str, nominal_id: str, meeting_id: str, day: str) -> tuple[str,
     ],
 )
 async def test_a_date_outside_its_window_is_422_and_stores_nothing(
-    world: World, field: str, day: str
+    any_world: World, field: str, day: str
 ) -> None:
     """A date at the calendar's ends (or far from any case) never reaches the store, where it
     would break every later need-to-know decision: 422 ``date_out_of_range`` naming the field."""
+    world = any_world
     nominal_id = await at_level_2(world)
     meeting_id = await level_2_meeting(world, nominal_id)
     path, body = _dated(field, nominal_id, meeting_id, day)
@@ -193,10 +196,11 @@ async def test_a_date_outside_its_window_is_422_and_stores_nothing(
 
 
 async def test_a_meeting_already_stored_at_the_end_of_the_calendar_breaks_no_decision(
-    world: World,
+    any_world: World,
 ) -> None:
     """A meeting held on 31 December 9999 with no review date (stored before the bounds, or by
     any other path) is simply not over: reads and level changes answer, none is a 500."""
+    world = any_world
     nominal_id = await at_level_2(world)
     meeting_id = await level_2_meeting(world, nominal_id, {CS: "attended"})
     async with world.state.db.write() as session:
@@ -214,8 +218,9 @@ async def test_a_meeting_already_stored_at_the_end_of_the_calendar_breaks_no_dec
     assert (await world[CS].refused("GET", f"/v1/nominals/{nominal_id}")).status == 404
 
 
-async def test_plain_json_case_data_is_415(world: World) -> None:
+async def test_plain_json_case_data_is_415(any_world: World) -> None:
     """Case data in clear is refused as an unsupported media type; nothing stored."""
+    world = any_world
     before = await _counts(world)
     response = await world[POLICE].raw(
         "POST", "/v1/referrals", content=json.dumps(referral()), content_type="application/json"
@@ -234,7 +239,8 @@ async def test_plain_json_case_data_is_415(world: World) -> None:
         "\u00e9\u00e9",  # not ASCII
     ],
 )
-async def test_malformed_sealed_body_is_one_opaque_400(world: World, content: str) -> None:
+async def test_malformed_sealed_body_is_one_opaque_400(any_world: World, content: str) -> None:
+    world = any_world
     before = await _counts(world)
     response = await world[POLICE].raw("POST", "/v1/referrals", content=content.encode())
     assert response.status_code == 400
@@ -243,8 +249,9 @@ async def test_malformed_sealed_body_is_one_opaque_400(world: World, content: st
     assert await _counts(world) == before
 
 
-async def test_sealed_body_that_is_not_json_or_hostile_json_is_refused(world: World) -> None:
+async def test_sealed_body_that_is_not_json_or_hostile_json_is_refused(any_world: World) -> None:
     """Inside a valid seal: deep nesting, NaN or a non-object body: 4xx, nothing stored."""
+    world = any_world
     before = await _counts(world)
     deep: Any = 1
     for _ in range(40):
@@ -257,8 +264,9 @@ async def test_sealed_body_that_is_not_json_or_hostile_json_is_refused(world: Wo
 
 @pytest.mark.parametrize("key", [None, "", "has space", "x" * 129, "semi;colon"])
 async def test_write_without_a_well_formed_idempotency_key_is_400(
-    world: World, key: str | None
+    any_world: World, key: str | None
 ) -> None:
+    world = any_world
     sealed = await world[POLICE].client.seal(referral())
     before = await _counts(world)
     headers = {} if key is None else {"Idempotency-Key": key}
@@ -274,8 +282,9 @@ async def test_write_without_a_well_formed_idempotency_key_is_400(
     "query",
     ["?limit=0", "?limit=101", "?limit=ten", "?cursor=%%%", "?cursor=eyJ4IjoxfQ", "?sort=name"],
 )
-async def test_bad_paging_parameters_are_400(world: World, query: str) -> None:
+async def test_bad_paging_parameters_are_400(any_world: World, query: str) -> None:
     """Unknown parameters, limits out of range and forged cursors: 400 invalid_parameter."""
+    world = any_world
     nominal_id = await at_level_2(world)
     path = f"/v1/nominals/{nominal_id}/records"
     headers = await world[POLICE].headers("GET", path)
@@ -284,8 +293,9 @@ async def test_bad_paging_parameters_are_400(world: World, query: str) -> None:
     assert response.json()["code"] == "invalid_parameter"
 
 
-async def test_a_record_citing_an_unlisted_source_is_422(world: World) -> None:
+async def test_a_record_citing_an_unlisted_source_is_422(any_world: World) -> None:
     """Every cited source is listed, so redaction can never miss one."""
+    world = any_world
     nominal_id = await at_level_2(world)
     refused = await world[PROBATION].refused(
         "POST",
@@ -311,8 +321,9 @@ async def test_a_record_citing_an_unlisted_source_is_422(world: World) -> None:
     assert await world.count(InformationRecord) == 0
 
 
-async def test_worker_survives_bad_input(world: World) -> None:
+async def test_worker_survives_bad_input(any_world: World) -> None:
     """After all that, a good request still works."""
+    world = any_world
     await world[HOUSING].refused("POST", "/v1/referrals", {"kind": "mappa"})
     assert (await world[POLICE].post("/v1/referrals", referral()))["status"] == "received"
     assert await world.count(AuditEntry) > 0

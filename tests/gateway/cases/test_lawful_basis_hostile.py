@@ -59,9 +59,10 @@ class Statements:
 
 
 @pytest.fixture
-def statements(world: World) -> Iterator[Statements]:
+def statements(any_world: World) -> Iterator[Statements]:
     spy = Statements()
-    engines = {world.state.db.engine.sync_engine, world.state.db.writer.sync_engine}
+    db = any_world.state.db
+    engines = {db.engine.sync_engine, db.writer.sync_engine}
     for engine in engines:
         event.listen(engine, "before_cursor_execute", spy)
     yield spy
@@ -110,7 +111,7 @@ CASE_TABLES = ("nominals", "information_records", "meetings", "minutes", "referr
     ],
 )
 async def test_unlawful_basis_is_refused_before_any_case_data_is_read(
-    world: World,
+    any_world: World,
     statements: Statements,
     asker: str,
     basis: str,
@@ -119,6 +120,7 @@ async def test_unlawful_basis_is_refused_before_any_case_data_is_read(
     code: str,
 ) -> None:
     """403 lawful_basis_refused, audited with the rule; no case table was touched."""
+    world = any_world
     nominal_id = await at_level_2(world)
     await level_2_meeting(world, nominal_id)
     statements.seen.clear()
@@ -127,6 +129,9 @@ async def test_unlawful_basis_is_refused_before_any_case_data_is_read(
     )
     assert refused.status == 403
     assert refused.code == "lawful_basis_refused"
+    # the spy hears this backend's statements (the refusal's own audit write), so its silence
+    # about the case tables means something
+    assert statements.touching("audit_entries"), statements.seen
     for table in CASE_TABLES:
         assert not statements.touching(table), table
     entry = (await world.audit(agency_id=asker, outcome="refused"))[-1]
@@ -137,8 +142,9 @@ async def test_unlawful_basis_is_refused_before_any_case_data_is_read(
     assert entry.policy_version
 
 
-async def test_missing_basis_header_is_400_and_audited(world: World) -> None:
+async def test_missing_basis_header_is_400_and_audited(any_world: World) -> None:
     """No MAPPA-Legal-Basis at all: 400 invalid_context before anything else, audited."""
+    world = any_world
     nominal_id = await at_level_2(world)
     headers = await world[POLICE].headers("GET", f"/v1/nominals/{nominal_id}")
     del headers["MAPPA-Legal-Basis"]
@@ -155,9 +161,10 @@ def _without_request_id(response_body: bytes) -> dict[str, Any]:
     return dict(body)
 
 
-async def test_no_need_to_know_answers_exactly_as_a_nonexistent_id(world: World) -> None:
+async def test_no_need_to_know_answers_exactly_as_a_nonexistent_id(any_world: World) -> None:
     """Housing, not involved, gets the same 404 bytes (bar the request id) for a real nominal,
     a nonexistent one and a malformed id; only the audit says which."""
+    world = any_world
     nominal_id = await at_level_2(world)
     answers = []
     for target in (nominal_id, str(uuid.uuid4()), "not-a-gateway-id"):
@@ -176,8 +183,9 @@ async def test_no_need_to_know_answers_exactly_as_a_nonexistent_id(world: World)
     assert [e.reason_code for e in refusals] == ["no_need_to_know", "not_found", "not_found"]
 
 
-async def test_records_and_minutes_hidden_the_same_way(world: World) -> None:
+async def test_records_and_minutes_hidden_the_same_way(any_world: World) -> None:
     """A record or minutes the caller may not know of are 404 like ids that do not exist."""
+    world = any_world
     nominal_id = await at_level_2(world)
     meeting_id = await level_2_meeting(world, nominal_id, {PROBATION: "attended"})
     await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
@@ -200,16 +208,18 @@ async def test_records_and_minutes_hidden_the_same_way(world: World) -> None:
         }
 
 
-async def test_agency_calling_ig_endpoints_is_403_and_audited(world: World) -> None:
+async def test_agency_calling_ig_endpoints_is_403_and_audited(any_world: World) -> None:
     """The audit log's entries are for IG only: an agency gets 403, and the attempt is audited."""
+    world = any_world
     response = await world[HOUSING].raw("GET", "/v1/audit/entries")
     assert response.status_code == 403
     entry = (await world.audit(agency_id=HOUSING, outcome="refused"))[-1]
     assert entry.rule == "ig-endpoints-only"
 
 
-async def test_non_ra_agency_cannot_change_level_even_when_involved(world: World) -> None:
+async def test_non_ra_agency_cannot_change_level_even_when_involved(any_world: World) -> None:
     """Housing attended the meeting and sees the nominal, but a level change is the RA's: 403."""
+    world = any_world
     nominal_id = await at_level_2(world)
     await level_2_meeting(world, nominal_id)
     refused = await world[HOUSING].refused(
@@ -221,9 +231,10 @@ async def test_non_ra_agency_cannot_change_level_even_when_involved(world: World
     assert entry.rule == "responsible-authority-only"
 
 
-async def test_level_change_ends_access_under_a_still_valid_token(world: World) -> None:
+async def test_level_change_ends_access_under_a_still_valid_token(any_world: World) -> None:
     """Housing reads the case, the RA moves it to level 3, housing's next call (same token)
     is refused: the meeting's involvement ended with the level."""
+    world = any_world
     nominal_id = await at_level_2(world)
     await level_2_meeting(world, nominal_id)
     await world[HOUSING].get(f"/v1/nominals/{nominal_id}")
@@ -236,8 +247,9 @@ async def test_level_change_ends_access_under_a_still_valid_token(world: World) 
     assert entry.rule == "default-deny"
 
 
-async def test_review_date_and_deregistration_end_access(world: World) -> None:
+async def test_review_date_and_deregistration_end_access(any_world: World) -> None:
     """The day after the review date, and after deregistration, the next request is refused."""
+    world = any_world
     nominal_id = await at_level_2(world)
     await world[POLICE].post(
         "/v1/meetings",
@@ -259,9 +271,10 @@ async def test_review_date_and_deregistration_end_access(world: World) -> None:
     assert (await world[JCP].refused("GET", f"/v1/nominals/{nominal_id}")).status == 404
 
 
-async def test_body_signed_by_another_agency_is_refused(world: World) -> None:
+async def test_body_signed_by_another_agency_is_refused(any_world: World) -> None:
     """Police seal a body; housing sends it as its own. The sender in the token, the signer and
     the signed body's issuer disagree: 400 unreadable_body, nothing stored."""
+    world = any_world
     nominal_id = await at_level_2(world)
     await level_2_meeting(world, nominal_id)
     sealed = await world[POLICE].client.seal({"kind": "case_note", "summary": "forged"})
@@ -274,8 +287,9 @@ async def test_body_signed_by_another_agency_is_refused(world: World) -> None:
     assert await world.count(InformationRecord) == before
 
 
-async def test_record_owner_is_the_token_agency_never_the_body(world: World) -> None:
+async def test_record_owner_is_the_token_agency_never_the_body(any_world: World) -> None:
     """A body naming an owner is refused (unknown field): ownership comes from the token."""
+    world = any_world
     nominal_id = await at_level_2(world)
     refused = await world[PROBATION].refused(
         "POST",
@@ -286,10 +300,11 @@ async def test_record_owner_is_the_token_agency_never_the_body(world: World) -> 
 
 
 async def test_minutes_to_non_participant_only_with_approval_and_only_what_was_approved(
-    world: World,
+    any_world: World,
 ) -> None:
     """Mental health was invited but did not attend: no minutes. The conference gets nothing
     until the chair approves, then only the approved conclusions, no third party."""
+    world = any_world
     nominal_id = await at_level_2(world)
     meeting_id = await level_2_meeting(world, nominal_id)
     await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
@@ -310,8 +325,9 @@ async def test_minutes_to_non_participant_only_with_approval_and_only_what_was_a
     assert THIRD_PARTY_TEXT not in repr(seen)
 
 
-async def test_missing_scope_is_403_and_audited(world: World) -> None:
+async def test_missing_scope_is_403_and_audited(any_world: World) -> None:
     """An agency registered to read only may not write."""
+    world = any_world
     reader = await world.register(
         "barnet-reader", "housing", "duty_to_cooperate", scopes=["case:read"]
     )
@@ -391,12 +407,13 @@ def _ra_only_calls(nominal_id: str) -> list[tuple[str, dict[str, Any], str]]:
 
 
 async def test_another_areas_ra_involved_in_a_meeting_may_not_manage_the_case(
-    world: World,
+    any_world: World,
 ) -> None:
     """Wiltshire police, invited to Barnet's level 2 meeting (the subject may move), sees the
     case, but the case is Barnet's RA's to manage: each change is 403, audited with the rule,
     and nothing is stored or sent (no level, category or status change, no decision, marker,
     flag, meeting or outbox message)."""
+    world = any_world
     nominal_id = await at_level_2(world)
     await level_2_meeting(world, nominal_id, {HOUSING: "attended", WILTS_POLICE: "invited"})
     assert (await world[WILTS_POLICE].get(f"/v1/nominals/{nominal_id}"))["id"] == nominal_id
@@ -415,9 +432,10 @@ async def test_another_areas_ra_involved_in_a_meeting_may_not_manage_the_case(
     assert not await world.audit(agency_id=WILTS_POLICE, operation="alteration", outcome="allowed")
 
 
-async def test_the_areas_ra_and_the_lead_agency_still_manage_the_case(world: World) -> None:
+async def test_the_areas_ra_and_the_lead_agency_still_manage_the_case(any_world: World) -> None:
     """The same calls by Barnet's own RA succeed (the refusal above is the area, not the
     calls): probation of the area raises the marker, police (the lead) the rest."""
+    world = any_world
     nominal_id = await at_level_2(world)
     await level_2_meeting(world, nominal_id, {HOUSING: "attended", WILTS_POLICE: "invited"})
     for path, body, _ in _ra_only_calls(nominal_id):
@@ -426,13 +444,14 @@ async def test_the_areas_ra_and_the_lead_agency_still_manage_the_case(world: Wor
 
 
 async def test_a_referral_does_not_say_whether_the_subject_is_already_registered(
-    world: World,
+    any_world: World,
 ) -> None:
     """Housing refers a made-up subject carrying the PNC id of a registered level 2 nominal,
     and one carrying a PNC id nobody has: the two answers are the same (no nominal id in
     either: housing may know neither nominal), so a referral cannot be used to test whether
     an identifier is a registered case, or to learn its gateway id. Police, the RA of the
     area, may know both, and is told both ids."""
+    world = any_world
     existing = await at_level_2(world)
     subject = {**referral()["subject"], "family_name": "Probe", "given_names": "Made Up"}
     lead = {"lead_agency_id": PROBATION}
@@ -470,12 +489,13 @@ async def _pages(agent: Agent, path: str, name: str, limit: str) -> list[dict[st
 
 @pytest.mark.parametrize("limit", ["1", "2", "3"])
 async def test_level_1_list_pages_neither_show_nor_count_category_4(
-    world: World, limit: str
+    any_world: World, limit: str
 ) -> None:
     """Category 4 nominals interleaved with three others on the level 1 list: housing pages
     through exactly the three, in order; no page is short or empty because of a hidden one,
     and no cursor is made from one (a cursor is opaque, not encrypted: before, an empty page's
     cursor carried a category 4 nominal's id and creation time)."""
+    world = any_world
     shown, hidden = [], []
     for n in range(6):
         world.clock.advance(seconds=1)
@@ -494,10 +514,11 @@ async def test_level_1_list_pages_neither_show_nor_count_category_4(
 
 
 async def test_record_pages_neither_show_nor_count_records_the_caller_may_not_see(
-    world: World,
+    any_world: World,
 ) -> None:
     """Probation's records alternate with ones housing may not see (originator-only): housing
     pages one at a time through its own view alone, and no cursor names a hidden record."""
+    world = any_world
     nominal_id = await at_level_2(world)
     await level_2_meeting(world, nominal_id)
     shown, hidden = [], []
@@ -517,12 +538,13 @@ async def test_record_pages_neither_show_nor_count_records_the_caller_may_not_se
 
 
 async def test_only_the_chair_or_coordinator_decides_and_a_refusal_discloses_nothing(
-    world: World,
+    any_world: World,
 ) -> None:
     """Children's services asks to share the minutes with the conference. Neither it (the
     requester, a participant) nor probation (a participant, not the chair) may decide: 403,
     audited with the rule, the request still pending, nothing sent. The chair refuses: the
     conference still gets 404, nothing is pushed to it, and no disclosure names it."""
+    world = any_world
     nominal_id = await at_level_2(world)
     meeting_id = await level_2_meeting(world, nominal_id)
     await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())

@@ -177,7 +177,7 @@ ROWS = [
     ids=[f"{row[0].__name__}-{row[1]}-{row[3]}" for row in ROWS],
 )
 async def test_need_to_know_for_a_nominal(
-    world: World,
+    any_world: World,
     setup: Setup,
     asker: str,
     context: ContextHeaders | None,
@@ -185,6 +185,7 @@ async def test_need_to_know_for_a_nominal(
     rule: str,
 ) -> None:
     """The asker sees the nominal (200) or gets the opaque 404; the audit names the rule."""
+    world = any_world
     nominal_id = await setup(world)
     path = f"/v1/nominals/{nominal_id}"
     if status == 200:
@@ -224,9 +225,10 @@ RECORD_ROWS = [
     ids=[f"{r[0]}-{r[1]}" for r in RECORD_ROWS],
 )
 async def test_record_fields_per_recipient(
-    world: World, asker: str, kind: str, visible: set[str], sees_third_party: bool
+    any_world: World, asker: str, kind: str, visible: set[str], sees_third_party: bool
 ) -> None:
     """Each recipient gets its allow-list of a record; a third party only to the owner."""
+    world = any_world
     from tests.gateway.cases.scenario import THIRD_PARTY_SOURCE, THIRD_PARTY_TEXT, record
 
     nominal_id = await level2_meeting(world)

@@ -45,10 +45,11 @@ def _absent(haystack: str, needles: tuple[str, ...], where: str) -> None:
 
 
 async def test_third_party_content_reaches_no_sink_but_its_originator(
-    world: World, capsys: pytest.CaptureFixture[str]
+    any_world: World, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A record and minutes with third-party sources flow to every kind of recipient; the
     third-party bytes appear only in the originator's own answers."""
+    world = any_world
     nominal_id = await at_level_2(world)
     meeting_id = await level_2_meeting(world, nominal_id)
     # Probation's record: its neighbour source is probation's own.
@@ -105,9 +106,10 @@ async def test_third_party_content_reaches_no_sink_but_its_originator(
     assert ("discussion[d2]", "third-party-source") in withheld
 
 
-async def test_hazard_flag_carries_only_its_allow_list(world: World) -> None:
+async def test_hazard_flag_carries_only_its_allow_list(any_world: World) -> None:
     """The pushed flag holds the reference, HZD, the relationship, the statement, the contact,
     the review date, and nothing of the nominal, its offences or third parties."""
+    world = any_world
     nominal_id = await at_level_2(world)
     answer = await world[POLICE].post(
         "/v1/hazard-flags",
@@ -149,9 +151,10 @@ async def test_hazard_flag_carries_only_its_allow_list(world: World) -> None:
     ],
 )
 async def test_hazard_flag_with_anything_else_is_refused_and_nothing_sent(
-    world: World, extra: dict[str, Any]
+    any_world: World, extra: dict[str, Any]
 ) -> None:
     """A flag body with any field beyond the allow-list is 422; no flag, no outbox row."""
+    world = any_world
     nominal_id = await at_level_2(world)
     queued = await world.count(OutboxMessage)  # the level change told the RA agencies
     refused = await world[POLICE].refused(
@@ -176,9 +179,10 @@ def _boom(*args: Any, **kwargs: Any) -> Any:
 
 
 async def test_redaction_failure_on_a_read_is_503_and_releases_nothing(
-    world: World, monkeypatch: pytest.MonkeyPatch
+    any_world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """If redaction fails, the answer is 503 redaction_failed with no data; audited as failed."""
+    world = any_world
     nominal_id = await at_level_2(world)
     monkeypatch.setattr(policies, "redact", _boom)
     response = await world[POLICE].raw("GET", f"/v1/nominals/{nominal_id}")
@@ -192,9 +196,10 @@ async def test_redaction_failure_on_a_read_is_503_and_releases_nothing(
 
 
 async def test_redaction_failure_on_a_push_stores_and_sends_nothing(
-    world: World, monkeypatch: pytest.MonkeyPatch
+    any_world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Minutes whose redaction for a participant fails: 503; no minutes, no outbox row."""
+    world = any_world
     nominal_id = await at_level_2(world)
     meeting_id = await level_2_meeting(world, nominal_id)
     queued = await world.count(OutboxMessage)  # the level change told the RA agencies
@@ -222,11 +227,12 @@ async def test_redaction_failure_on_a_push_stores_and_sends_nothing(
 
 
 async def test_onward_disclosure_to_a_participant_sends_only_the_approved_parts(
-    world: World,
+    any_world: World,
 ) -> None:
     """Jobcentre Plus receives the minutes (minutes only), so may read them whole; an onward
     disclosure approved to it for the conclusions alone still pushes the conclusions alone:
     what an onward disclosure sends is what was approved, not what the recipient could read."""
+    world = any_world
     nominal_id = await at_level_2(world)
     meeting_id = await level_2_meeting(world, nominal_id)
     await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
@@ -245,12 +251,13 @@ async def test_onward_disclosure_to_a_participant_sends_only_the_approved_parts(
 
 
 async def test_a_record_its_caveat_withholds_is_one_the_recipient_may_not_know_of(
-    world: World,
+    any_world: World,
 ) -> None:
     """Probation's ``originator-only`` record: to housing (which attended) and to police (the
     lead) it does not exist. The single read is the same 404 as an unknown id, audited with
     the caveat; the list leaves it out; the lead is pushed nothing; probation is told of no
     consultation. Before, each got an empty ``{}`` that said the record was there."""
+    world = any_world
     nominal_id = await at_level_2(world)
     await level_2_meeting(world, nominal_id)
     pushed_before = len(await world.pushed(POLICE, "record"))
