@@ -11,10 +11,10 @@ from gateway.contract.types import (
     ItemRef,
     LongText,
     MeetingDate,
+    OfficerRef,
     PlannedDate,
     Reason,
     ResourceId,
-    ShortText,
     StrictBool,
     Summary,
 )
@@ -50,7 +50,7 @@ class MeetingIn(BaseModel):
     meeting_type: MeetingType
     held_on: MeetingDate
     review_date: PlannedDate | None = None
-    chair_officer: ShortText
+    chair_officer: OfficerRef
     participants: tuple[ParticipantIn, ...] = Field(default=(), max_length=50)
     confidentiality_statement_signed: StrictBool
 

@@ -39,6 +39,7 @@ __all__ = [
     "LevelCode",
     "LongText",
     "MeetingDate",
+    "OfficerRef",
     "OptionalAddress",
     "PlannedDate",
     "PurposeCode",
@@ -186,9 +187,15 @@ def _multi_line(value: str) -> str:
 # type ``control_character``); text of several lines may hold tab, LF and CR. Lone surrogates,
 # which no store can encode, are refused by pydantic itself (``string_unicode``).
 
-#: Names, an officer, a contact: one line.
+#: Names, a contact: one line.
 ShortText = Annotated[
     str, StringConstraints(min_length=1, max_length=200), AfterValidator(_one_line)
+]
+#: An officer's identifier (a meeting's chair): one line, no longer than the ``MAPPA-Officer``
+#: header's 64 characters, which is the width of the store's officer columns (PostgreSQL refuses
+#: a longer value where SQLite would keep it).
+OfficerRef = Annotated[
+    str, StringConstraints(min_length=1, max_length=64), AfterValidator(_one_line)
 ]
 #: A description (a source, a recipient) or an address: a few lines.
 Description = Annotated[

@@ -195,6 +195,38 @@ async def test_a_date_outside_its_window_is_422_and_stores_nothing(
     assert {model.__tablename__: await world.count(model) for model in DATED_TABLES} == before
 
 
+@pytest.mark.parametrize("length", [65, 200])
+async def test_a_chair_officer_longer_than_an_officer_id_is_422_and_stores_nothing(
+    any_world: World, length: int
+) -> None:
+    """A meeting's chair_officer is kept in clear, in a column as wide as every officer id (64,
+    as MAPPA-Officer). A longer one passed the contract (one line of up to 200): SQLite, which
+    ignores a column's width, stored it whole, and PostgreSQL refused it, a 500 with nothing
+    audited. It is 422 naming the field on both backends, audited; 64 characters are kept."""
+    world = any_world
+    nominal_id = await at_level_2(world)
+    meeting = {
+        "nominal_id": nominal_id,
+        "meeting_type": "level_2",
+        "held_on": TODAY.isoformat(),
+        "chair_officer": "D" * length,
+        "participants": [{"agency_id": CS, "participation": "attended"}],
+        "confidentiality_statement_signed": True,
+    }
+    before = await _counts(world)
+    refused = await world[POLICE].refused("POST", "/v1/meetings", meeting)
+    assert refused.status == 422, refused.problem
+    assert refused.code == "validation_failed"
+    assert refused.problem["errors"] == [{"loc": ["chair_officer"], "type": "string_too_long"}]
+    assert await _counts(world) == before
+    entry = (await world.audit(agency_id=POLICE, outcome="refused"))[-1]
+    assert entry.reason_code == "validation_failed"
+    created = await world[POLICE].post("/v1/meetings", {**meeting, "chair_officer": "D" * 64})
+    async with world.state.db.read() as session:
+        stored = await session.get(Meeting, created["id"])
+        assert stored is not None and stored.chair_officer == "D" * 64
+
+
 async def test_a_meeting_already_stored_at_the_end_of_the_calendar_breaks_no_decision(
     any_world: World,
 ) -> None:
