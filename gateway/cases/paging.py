@@ -109,7 +109,10 @@ def _decode(cursor: str) -> tuple[dt.datetime, str]:
         raise _invalid("cursor") from exc
     if at.tzinfo is None or not isinstance(row_id, str) or not _ID.match(row_id):
         raise _invalid("cursor")
-    return at, row_id
+    try:  # the store compares in UTC, where a time near the calendar's ends may not exist
+        return at.astimezone(dt.UTC), row_id
+    except OverflowError as exc:
+        raise _invalid("cursor") from exc
 
 
 def page_of(request: Request) -> Page:

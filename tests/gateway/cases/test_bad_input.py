@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 from typing import Any
@@ -310,19 +311,36 @@ async def test_write_without_a_well_formed_idempotency_key_is_400(
     assert await _counts(world) == before
 
 
+def _cursor(moment: str, row_id: str = "00000000-0000-4000-8000-000000000000") -> str:
+    """A forged cursor: base64url of [moment, row id], as the gateway makes them."""
+    raw = json.dumps([moment, row_id]).encode()
+    return "?cursor=" + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
 @pytest.mark.parametrize(
     "query",
-    ["?limit=0", "?limit=101", "?limit=ten", "?cursor=%%%", "?cursor=eyJ4IjoxfQ", "?sort=name"],
+    [
+        "?limit=0",
+        "?limit=101",
+        "?limit=ten",
+        "?cursor=%%%",
+        "?cursor=eyJ4IjoxfQ",
+        "?sort=name",
+        # a time that is in the calendar, but whose UTC is not (was a 500 on every backend)
+        pytest.param(_cursor("0001-01-01T00:00:00+01:00"), id="cursor-before-year-1-in-utc"),
+        pytest.param(_cursor("9999-12-31T23:59:59-01:00"), id="cursor-after-9999-in-utc"),
+    ],
 )
 async def test_bad_paging_parameters_are_400(any_world: World, query: str) -> None:
-    """Unknown parameters, limits out of range and forged cursors: 400 invalid_parameter."""
+    """Unknown parameters, limits out of range and forged cursors: 400 invalid_parameter, on
+    the records and on the level 1 list."""
     world = any_world
     nominal_id = await at_level_2(world)
-    path = f"/v1/nominals/{nominal_id}/records"
-    headers = await world[POLICE].headers("GET", path)
-    response = await world.http.get(path + query, headers=headers)
-    assert response.status_code == 400, response.text
-    assert response.json()["code"] == "invalid_parameter"
+    for path in (f"/v1/nominals/{nominal_id}/records", "/v1/level-1-list"):
+        headers = await world[POLICE].headers("GET", path)
+        response = await world.http.get(path + query, headers=headers)
+        assert response.status_code == 400, (path, response.text)
+        assert response.json()["code"] == "invalid_parameter"
 
 
 async def test_a_record_citing_an_unlisted_source_is_422(any_world: World) -> None:
