@@ -1,7 +1,8 @@
 # MAPPA information-sharing gateway. Two commands set up a fresh machine:
 #   make run    virtual environment, install, migrate, development keys, demo agencies, serve
 #   make test   test dependencies, then ruff, mypy (strict) and the whole pytest suite
-# and `make bench` measures throughput and latency against a bare endpoint.
+# and `make bench` measures throughput and latency against a bare endpoint, then memory under
+# oversized credentials.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -70,6 +71,7 @@ bench: install
 	$(BIN)/python benchmarks/cpu.py
 	$(BIN)/python benchmarks/stages.py
 	$(BIN)/python benchmarks/soak.py
+	$(BIN)/python benchmarks/oversized.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
