@@ -34,7 +34,7 @@ from typing import Any
 from gateway.audit.checkpoint import CheckpointVerifier, VerifierKey, parse_verifier_key
 from gateway.audit.errors import CheckpointError
 from gateway.audit.export import ExportError, read_export, verify_database, verify_export
-from gateway.audit.log import checkpoint_notes, iter_log
+from gateway.audit.log import iter_log, latest_checkpoint_note
 from gateway.audit.service import AuditKeysUnavailable, open_audit_keys
 from gateway.audit.verify import VerificationReport
 from gateway.audit.witness import read_witness
@@ -126,13 +126,13 @@ def _sequence(args: argparse.Namespace) -> int:
 
 
 def _checkpoint(args: argparse.Namespace) -> int:
-    stored = checkpoint_notes(get_settings().database_url)
-    if not stored:
+    stored = latest_checkpoint_note(get_settings().database_url)
+    if stored is None:
         return _fail("no checkpoint yet: run `mappa-gateway audit sequence`")
-    note = str(stored[-1]["note"])
+    size, note = stored
     if args.out is not None:
         args.out.write_text(note, encoding="utf-8")
-        print(f"checkpoint of tree size {stored[-1]['tree_size']} saved to {args.out}")
+        print(f"checkpoint of tree size {size} saved to {args.out}")
     else:
         sys.stdout.write(note)
     return 0

@@ -19,7 +19,7 @@ import contextlib
 import datetime as dt
 import json
 from collections.abc import Generator, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any, Final
 
@@ -31,7 +31,8 @@ from gateway.audit.checkpoint import (
     parse_verifier_key,
 )
 from gateway.audit.errors import CheckpointError
-from gateway.audit.log import checkpoint_notes, iter_log
+from gateway.audit.locate import locate_rewrite
+from gateway.audit.log import iter_log, latest_checkpoint_note
 from gateway.audit.verify import Problem, VerificationReport, verify_entries
 from keys import ed25519_verify
 
@@ -88,10 +89,10 @@ def export_header(
 ) -> ExportHeader:
     """The header of a pack of the database at ``url``: its latest checkpoint, fixed now, so the
     entries streamed after it are exactly those the checkpoint covers."""
-    stored = checkpoint_notes(url)
-    if not stored:
+    stored = latest_checkpoint_note(url)
+    if stored is None:
         raise ExportError("the log has no checkpoint yet: run `mappa-gateway audit sequence`")
-    note = str(stored[-1]["note"])
+    _, note = stored
     checkpoint = parse_checkpoint(parse_signed_note(note).text)
     return ExportHeader(
         origin=checkpoint.origin,
@@ -232,9 +233,20 @@ def verify_database(
     witness: str | None = None,
 ) -> VerificationReport:
     """Verify the database's sequenced log against ``checkpoint`` (default: its latest) and, in
-    the same pass, the ``witness`` note kept outside the database, if given."""
+    the same pass, the ``witness`` note kept outside the database, if given. A root mismatch
+    (entries rewritten with their stored hashes) is located between the database's stored
+    signed checkpoints (`gateway.audit.locate`)."""
     if checkpoint is None:
-        stored = checkpoint_notes(url)
-        checkpoint = str(stored[-1]["note"]) if stored else None
+        stored = latest_checkpoint_note(url)
+        checkpoint = stored[1] if stored is not None else None
     with contextlib.closing(iter_log(url)) as entries:
-        return verify_entries(entries, checkpoint=checkpoint, verifier=verifier, witness=witness)
+        report = verify_entries(entries, checkpoint=checkpoint, verifier=verifier, witness=witness)
+    if report.problem is not Problem.ROOT_MISMATCH:
+        return report
+    # Entries rewritten with their stored hashes: the stored checkpoints say where.
+    from_witness = report.detail.startswith("checkpoint witness")
+    differs = report.witness if from_witness else report.checkpoint
+    if differs is None:
+        return report
+    rewrite = locate_rewrite(url, verifier, differs)
+    return replace(report, seq=rewrite.seq, detail=f"{report.detail}; {rewrite.describe()}")

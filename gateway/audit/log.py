@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import Generator, Mapping, Sequence
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -38,13 +38,13 @@ __all__ = [
     "ConsistencyProof",
     "InclusionProof",
     "b64",
-    "checkpoint_notes",
     "consistency_proof",
     "entry_fields",
     "entry_record",
     "inclusion_proof",
     "iter_log",
     "latest_checkpoint",
+    "latest_checkpoint_note",
     "leaf_hashes",
     "sync_url",
     "unsequenced_lag",
@@ -274,16 +274,18 @@ def iter_log(url: str, *, up_to: int | None = None) -> Generator[dict[str, objec
         engine.dispose()
 
 
-def checkpoint_notes(url: str) -> Sequence[Mapping[str, Any]]:
-    """Every stored checkpoint (size, root, note), oldest first; for the verifier's report."""
+def latest_checkpoint_note(url: str) -> tuple[int, str] | None:
+    """The largest stored checkpoint's tree size and signed note, or None before the first; a
+    synchronous read for the CLI, the verifier and the export (one row, however many the
+    sequencer has stored: one a second while entries arrive)."""
     engine = create_engine(sync_url(url), poolclass=NullPool)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(
-                select(
-                    AuditCheckpoint.tree_size, AuditCheckpoint.root_hash, AuditCheckpoint.note
-                ).order_by(AuditCheckpoint.tree_size)
-            ).all()
-        return [row._asdict() for row in rows]
+            row = conn.execute(
+                select(AuditCheckpoint.tree_size, AuditCheckpoint.note)
+                .order_by(AuditCheckpoint.tree_size.desc())
+                .limit(1)
+            ).first()
+        return None if row is None else (int(row.tree_size), str(row.note))
     finally:
         engine.dispose()
