@@ -93,12 +93,30 @@ def open_delivery(
     return signed
 
 
+#: The store: each applied ``jti`` and its ``iat`` (what pruning goes by) and action (what a
+#: duplicate was). Nothing else is read, so nothing else is kept.
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS seen_deliveries (jti TEXT PRIMARY KEY, "
+    "iat INTEGER NOT NULL, action TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS ix_seen_deliveries_iat ON seen_deliveries (iat)",
+)
+_REMEMBER = "INSERT OR IGNORE INTO seen_deliveries (jti, iat, action) VALUES (?, ?, ?)"
+#: A file made by the first version of this class also has ``kind`` and ``seen_at`` columns,
+#: never read but NOT NULL: such a file is used as it is, those two filled with placeholders.
+_REMEMBER_FIRST_VERSION = (
+    "INSERT OR IGNORE INTO seen_deliveries (jti, iat, action, kind, seen_at) "
+    "VALUES (?, ?, ?, '', 0)"
+)
+
+
 class SeenDeliveries:
-    """The signed id (``jti``) of every delivery applied, with its ``iat``, kind and action.
+    """The signed id (``jti``) of every delivery applied, with its ``iat`` and action.
 
     Kept in a SQLite file at ``path`` so that a restart forgets nothing (``None``: in memory, for
     a test). Rows are dropped once their ``iat`` is older than the receiver's retention, longer
-    than the age past which a body is refused anyway. No case data is stored here.
+    than the age past which a body is refused anyway. No case data is stored here. A file written
+    by the first version of this class (with ``kind`` and ``seen_at`` columns too) is kept as it
+    is and still works.
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
@@ -112,14 +130,10 @@ class SeenDeliveries:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
         with self._lock:
-            self._db.execute(
-                "CREATE TABLE IF NOT EXISTS seen_deliveries (jti TEXT PRIMARY KEY, "
-                "iat INTEGER NOT NULL, kind TEXT NOT NULL, action TEXT NOT NULL, "
-                "seen_at INTEGER NOT NULL)"
-            )
-            self._db.execute(
-                "CREATE INDEX IF NOT EXISTS ix_seen_deliveries_iat ON seen_deliveries (iat)"
-            )
+            for statement in _SCHEMA:
+                self._db.execute(statement)
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(seen_deliveries)")}
+        self._remember = _REMEMBER_FIRST_VERSION if "seen_at" in columns else _REMEMBER
 
     def action(self, jti: str) -> str | None:
         """What was done with ``jti``, or None if it was never applied (or long forgotten)."""
@@ -129,13 +143,9 @@ class SeenDeliveries:
             ).fetchone()
         return None if row is None else str(row[0])
 
-    def remember(self, jti: str, *, iat: int, kind: str, action: str, now: dt.datetime) -> None:
+    def remember(self, jti: str, *, iat: int, action: str) -> None:
         with self._lock:
-            self._db.execute(
-                "INSERT OR IGNORE INTO seen_deliveries (jti, iat, kind, action, seen_at) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (jti, iat, kind, action, int(now.timestamp())),
-            )
+            self._db.execute(self._remember, (jti, iat, action))
 
     def forget_before(self, iat: int) -> None:
         """Drop the ids of bodies issued before ``iat`` (too old to be accepted again)."""
@@ -172,7 +182,12 @@ class Receiver:
     #: A body issued longer ago than this is refused (``stale``); ids are kept twice as long.
     max_age: dt.timedelta = PUSH_MAX_AGE
     clock: Callable[[], dt.datetime] = _utcnow
+    #: How often ids past their retention are dropped: at the first delivery applied, then at
+    #: the first one at least this long after the last pruning (so ids may be kept this much
+    #: longer than twice ``max_age``, never shorter).
+    prune_every: dt.timedelta = dt.timedelta(hours=1)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _pruned_at: dt.datetime | None = field(default=None, init=False, repr=False)
 
     async def keys(self, refresh: bool = False) -> KeySet:
         if self.gateway_keys is None or (refresh and self.jwks_url):
@@ -225,14 +240,21 @@ class Receiver:
             except MappingRefused as exc:
                 # Verified but not applicable: accepted for a person to look at, not retried.
                 receipt = Receipt(message_id, "held_for_review", notes=(exc.code,))
-            self.seen.remember(
-                message_id, iat=signed.iat, kind=signed.kind, action=receipt.action, now=now
-            )
-            self.seen.forget_before(int((now - 2 * self.max_age).timestamp()))
+            self.seen.remember(message_id, iat=signed.iat, action=receipt.action)
+            self._prune(now)
             self.receipts[message_id] = receipt
         if self.on_receipt is not None:
             self.on_receipt(delivery, receipt)
         return JSONResponse({"status": "accepted", "id": message_id, "action": receipt.action})
+
+    def _prune(self, now: dt.datetime) -> None:
+        """Drop the ids kept past their retention, if ``prune_every`` has passed since the last
+        pruning (or the clock went back)."""
+        last = self._pruned_at
+        if last is not None and last <= now < last + self.prune_every:
+            return
+        self.seen.forget_before(int((now - 2 * self.max_age).timestamp()))
+        self._pruned_at = now
 
     async def received(self, request: Request) -> JSONResponse:
         return JSONResponse(

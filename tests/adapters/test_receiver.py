@@ -9,9 +9,11 @@ the signed kind is refused, a body signed too long ago is refused; a genuine rev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import shutil
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -417,6 +419,115 @@ async def test_the_ids_applied_survive_a_restart(world: World, tmp_path: Path) -
     replay = await _post(await _trust_gateway(world, after), row, key=str(uuid.uuid4()))
     assert replay.status_code == 200 and replay.json()["status"] == "duplicate"
     assert _markers(store) == [] and after.receipts == {}
+
+
+class _CountingSeen(SeenDeliveries):
+    """An in-memory store that counts its prunings."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prunings = 0
+
+    def forget_before(self, iat: int) -> None:
+        self.prunings += 1
+        super().forget_before(iat)
+
+
+async def _push_marker(world: World, receiver: Receiver) -> httpx.Response:
+    """A new warning marker for housing, sealed by the gateway now, posted as the relay would."""
+    assert world.state.sealer is not None
+    now = world.clock.now
+    async with world.state.db.read() as session:
+        keys = await agency_public_jwks(session, HOUSING, "enc", now)
+    body = {"marker_id": str(uuid.uuid4()), "uprn": UPRN, "marker": "PWM", "contact": "MAPPA"}
+    push = deliver.prepare_push(
+        world.state.sealer,
+        body,
+        recipient_id=HOUSING,
+        keys=keys,
+        kind=MARKER,
+        nominal_ref=None,
+        now=now,
+    )
+    row = OutboxMessage(id=push.message_id, kind=MARKER, body=push.sealed.jwe)  # not stored
+    return await _post(receiver, row)
+
+
+async def test_the_applied_ids_are_pruned_at_most_once_per_interval(
+    world: World, tmp_path: Path
+) -> None:
+    """Ids kept past their retention (twice the push window) are dropped at the first delivery
+    applied, then at the first one ``prune_every`` or more after the last pruning (or after the
+    clock went back), never on every delivery; ids within their retention stay."""
+    seen = _CountingSeen()
+    receiver, _ = _housing(world, tmp_path, seen=seen)
+    receiver.prune_every = dt.timedelta(minutes=10)
+    await _trust_gateway(world, receiver)
+
+    def expired() -> str:
+        jti = str(uuid.uuid4())
+        issued = world.clock.now - 2 * PUSH_MAX_AGE - dt.timedelta(seconds=1)
+        seen.remember(jti, iat=int(issued.timestamp()), action="warning_marker_written")
+        return jti
+
+    old = expired()
+    assert (await _push_marker(world, receiver)).status_code == 200
+    assert (seen.prunings, seen.action(old)) == (1, None)
+    old = expired()
+    for minutes in (5, 4.9):  # 9.9 minutes after the pruning
+        world.clock.advance(minutes=minutes)
+        assert (await _push_marker(world, receiver)).status_code == 200
+    assert (seen.prunings, seen.action(old)) == (1, "warning_marker_written")
+    world.clock.advance(minutes=0.1)
+    assert (await _push_marker(world, receiver)).status_code == 200
+    assert (seen.prunings, seen.action(old)) == (2, None)
+    world.clock.advance(minutes=-1)  # the clock set back: prune again, then wait from there
+    for _ in range(2):
+        assert (await _push_marker(world, receiver)).status_code == 200
+    assert seen.prunings == 3
+    assert len(receiver.receipts) == 6
+    assert all(seen.action(jti) == "warning_marker_written" for jti in receiver.receipts)
+
+
+def _columns(path: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return [row[1] for row in db.execute("PRAGMA table_info(seen_deliveries)")]
+
+
+def test_the_store_keeps_each_id_with_its_iat_and_action_only(tmp_path: Path) -> None:
+    """What is read (the action of a duplicate, the ``iat`` pruning goes by), nothing else."""
+    path = tmp_path / "seen.sqlite3"
+    SeenDeliveries(path).close()
+    assert _columns(path) == ["jti", "iat", "action"]
+
+
+def test_a_store_file_of_the_first_version_is_used_as_it_is(tmp_path: Path) -> None:
+    """A file written when the store also kept each id's kind and when it was seen (never
+    read) still dedupes, remembers and prunes, its columns untouched."""
+    path = tmp_path / "seen.sqlite3"
+    first = ["jti", "iat", "kind", "action", "seen_at"]
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        db.execute(
+            "CREATE TABLE seen_deliveries (jti TEXT PRIMARY KEY, iat INTEGER NOT NULL, "
+            "kind TEXT NOT NULL, action TEXT NOT NULL, seen_at INTEGER NOT NULL)"
+        )
+        db.execute(
+            "INSERT INTO seen_deliveries VALUES ('jti-applied-earlier', 100, 'warning_marker', "
+            "'warning_marker_written', 100)"
+        )
+        db.commit()
+    seen = SeenDeliveries(path)
+    assert seen.action("jti-applied-earlier") == "warning_marker_written"
+    seen.remember("jti-applied-now", iat=300, action="warning_marker_removed")
+    seen.remember("jti-applied-now", iat=300, action="warning_marker_written")  # kept once
+    assert seen.action("jti-applied-now") == "warning_marker_removed"
+    seen.forget_before(200)
+    assert seen.action("jti-applied-earlier") is None
+    seen.close()
+    assert _columns(path) == first
+    reopened = SeenDeliveries(path)
+    assert reopened.action("jti-applied-now") == "warning_marker_removed"
+    reopened.close()
 
 
 async def test_a_body_that_signs_no_kind_is_refused(
