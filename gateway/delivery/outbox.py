@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.flow.signed_push import KIND_PATTERN
 from gateway.store.models import OutboxMessage, utcnow
 
-__all__ = ["KINDS", "OutboxStatus", "enqueue"]
+__all__ = ["KINDS", "OutboxStatus", "enqueue", "message_id_of"]
 
 
 class OutboxStatus(enum.StrEnum):
@@ -61,6 +61,11 @@ _COMPACT_JWE = re.compile(
 )
 
 
+def message_id_of(given: str | None = None) -> str:
+    """A message's outbox id: ``given`` (a UUID, in its canonical form), or a new UUID."""
+    return str(uuid.UUID(given)) if given is not None else str(uuid.uuid4())
+
+
 async def enqueue(
     session: AsyncSession,
     *,
@@ -84,7 +89,7 @@ async def enqueue(
         raise ValueError("body must be a compact JWE sealed for the recipient")
     if not recipient_agency_id:
         raise ValueError("recipient_agency_id is required")
-    mid = str(uuid.UUID(message_id)) if message_id is not None else str(uuid.uuid4())
+    mid = message_id_of(message_id)
     when = now or utcnow()
     session.add(
         OutboxMessage(

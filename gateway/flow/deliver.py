@@ -15,7 +15,6 @@ send anything in clear.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -91,7 +90,7 @@ def prepare_push(
 ) -> Push:
     """``body`` sealed for ``recipient_id`` as a push of ``kind``: the kind and the message id
     (a new one unless given; :func:`enqueue` queues it under that id) are signed with it."""
-    mid = str(uuid.UUID(message_id)) if message_id is not None else str(uuid.uuid4())
+    mid = outbox.message_id_of(message_id)
     sealed = seal_answer(
         sealer, body, recipient_id=recipient_id, keys=keys, now=now, kind=kind, message_id=mid
     )
