@@ -87,8 +87,8 @@ async def agency_public_jwks_by_use(
     return by_use
 
 
-def _digest(text: str) -> str:
-    return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 class Sealer:
@@ -143,7 +143,8 @@ class Sealer:
             raise _unreadable("signed body is addressed elsewhere")
         if not signed.fresh_at(now):
             raise _unreadable("signed body is stale or from the future")
-        return OpenedBody(signed.body, unsealed.jws, unsealed.sender_kid, _digest(unsealed.jws))
+        digest = _digest(unsealed.jws.encode("ascii"))
+        return OpenedBody(signed.body, unsealed.jws, unsealed.sender_kid, digest)
 
     def _decryption_ring(self, compact: str) -> KeyRing:
         """The decryption ring, re-read once if the body names a kid it does not know (another
@@ -204,7 +205,7 @@ class Sealer:
             raise errors.RecipientKeyUnavailable(
                 diagnostics={"recipient": recipient.id, "reason": exc.reason}
             ) from exc
-        return token, "sha256:" + hashlib.sha256(payload).hexdigest()
+        return token, _digest(payload)
 
 
 def _unreadable(reason: str) -> errors.UnreadableBody:
