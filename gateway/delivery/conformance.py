@@ -93,6 +93,12 @@ def _status(response: httpx.Response | None) -> int:
     return 0 if response is None else response.status_code
 
 
+def _refused(name: str, response: httpx.Response | None) -> Check:
+    """The check ``name`` passes if the partner refused with a 4xx."""
+    status = _status(response)
+    return Check(name, 400 <= status < 500, f"status {status}")
+
+
 def _said_duplicate(response: httpx.Response | None) -> bool:
     if response is None or not 200 <= response.status_code < 300:
         return False
@@ -163,33 +169,25 @@ async def run_conformance(
         )
         _, other = sealed({"conformance": "kind", "sent_at": now.isoformat()})
         swapped = await _raw(pusher, endpoint, other.encode(), _headers(SWAPPED_KIND))
-        status = _status(swapped)
-        checks.append(Check("kind_mismatch_refused", 400 <= status < 500, f"status {status}"))
+        checks.append(_refused("kind_mismatch_refused", swapped))
         # genuinely signed by the gateway, but issued a day before the push window opened
         _, old = sealed({"conformance": "stale"}, now - PUSH_MAX_AGE - dt.timedelta(days=1))
         stale = await _raw(pusher, endpoint, old.encode(), _headers())
-        status = _status(stale)
-        checks.append(Check("stale_refused", 400 <= status < 500, f"status {status}"))
+        checks.append(_refused("stale_refused", stale))
         forged = _forged(recipient_keys, agency_id, sealer.issuer)
         bad = await pusher.push(endpoint, message_id=str(uuid.uuid4()), kind=KIND, body=forged)
         results.append(bad)
         refused = bad.status is not None and 400 <= bad.status < 500
         checks.append(Check("bad_signature_refused", refused, f"{bad.code} {bad.status or ''}"))
-        status = _status(
-            await _raw(
-                pusher,
-                endpoint,
-                json.dumps({"conformance": "plain"}).encode(),
-                {"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())},
-            )
+        plain = await _raw(
+            pusher,
+            endpoint,
+            json.dumps({"conformance": "plain"}).encode(),
+            {"Content-Type": "application/json", "Idempotency-Key": str(uuid.uuid4())},
         )
-        checks.append(Check("plain_json_refused", 400 <= status < 500, f"status {status}"))
-        status = _status(
-            await _raw(pusher, endpoint, body.encode(), {"Content-Type": JOSE_MEDIA_TYPE})
-        )
-        checks.append(
-            Check("missing_idempotency_key_refused", 400 <= status < 500, f"status {status}")
-        )
+        checks.append(_refused("plain_json_refused", plain))
+        keyless = await _raw(pusher, endpoint, body.encode(), {"Content-Type": JOSE_MEDIA_TYPE})
+        checks.append(_refused("missing_idempotency_key_refused", keyless))
         throttled = [r for r in results if r.status in (429, 503)]
         checks.append(
             Check(
