@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import hashlib
 
+import httpx
+
+from adapters.receiver import Receiver
+from gateway.contract.envelope import JOSE_MEDIA_TYPE
+from gateway.store.models import OutboxMessage
+
 
 def pnc_forms(pnc: str) -> set[str]:
     """A PNC id as it might leak: as written, its serial part, slash replaced or dropped, any
@@ -17,3 +23,22 @@ def pnc_forms(pnc: str) -> set[str]:
         for s in spellings
     }
     return spellings | digests | {serial, serial[:-1], serial.lower()}
+
+
+async def post_delivery(
+    receiver: Receiver, row: OutboxMessage, *, key: str | None = None, kind: str | None = None
+) -> httpx.Response:
+    """POST an outbox row's sealed body to ``receiver`` as the relay does (``Idempotency-Key``
+    its id, ``MAPPA-Message-Kind`` its kind); ``key`` and ``kind`` replace those headers (a
+    replay by whoever captured the body)."""
+    transport = httpx.ASGITransport(app=receiver.app())
+    async with httpx.AsyncClient(transport=transport, base_url="https://partner.test") as http:
+        return await http.post(
+            "/mappa/deliveries",
+            content=row.body,
+            headers={
+                "Content-Type": JOSE_MEDIA_TYPE,
+                "Idempotency-Key": key or row.id,
+                "MAPPA-Message-Kind": kind or row.kind,
+            },
+        )

@@ -26,14 +26,13 @@ from adapters.police import PoliceAdapter
 from adapters.probation import ProbationAdapter
 from adapters.receiver import Receiver
 from adapters.standin import JsonStore
-from gateway.contract.envelope import JOSE_MEDIA_TYPE
 from gateway.store.models import (
     IdempotentRequest,
     InformationRecord,
     NominalChange,
     OutboxMessage,
 )
-from tests.adapters.support import pnc_forms
+from tests.adapters.support import pnc_forms, post_delivery
 from tests.gateway.cases.conftest import any_world, world
 from tests.gateway.cases.scenario import (
     ACTION_TEXT,
@@ -273,17 +272,7 @@ async def police_receiver(
 
 async def _push(receiver: Receiver, row: OutboxMessage) -> dict[str, Any]:
     """POST the outbox row to the receiver exactly as the relay does (body, kind, message id)."""
-    transport = httpx.ASGITransport(app=receiver.app())
-    async with httpx.AsyncClient(transport=transport, base_url="http://police.test") as http:
-        response = await http.post(
-            "/mappa/deliveries",
-            content=row.body,
-            headers={
-                "Content-Type": JOSE_MEDIA_TYPE,
-                "Idempotency-Key": row.id,
-                "MAPPA-Message-Kind": row.kind,
-            },
-        )
+    response = await post_delivery(receiver, row)
     assert response.status_code == 200, response.text
     answer: dict[str, Any] = response.json()
     return answer

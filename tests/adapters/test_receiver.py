@@ -36,6 +36,7 @@ from gateway.flow import deliver
 from gateway.flow.seal import agency_public_jwks
 from gateway.state import GatewayState
 from gateway.store.models import OutboxMessage
+from tests.adapters.support import post_delivery
 from tests.gateway.cases.conftest import world
 from tests.gateway.cases.scenario import HOUSING, POLICE, at_level_2
 from tests.gateway.cases.support import World
@@ -278,24 +279,6 @@ async def _trust_gateway(world: World, receiver: Receiver) -> Receiver:
     return receiver
 
 
-async def _post(
-    receiver: Receiver, row: OutboxMessage, *, key: str | None = None, kind: str | None = None
-) -> httpx.Response:
-    """POST an outbox row's sealed body as the relay would; ``key`` and ``kind`` replace the
-    relay's headers (a replay by whoever captured the body)."""
-    transport = httpx.ASGITransport(app=receiver.app())
-    async with httpx.AsyncClient(transport=transport, base_url="https://housing.test") as http:
-        return await http.post(
-            "/mappa/deliveries",
-            content=row.body,
-            headers={
-                "Content-Type": "application/jose",
-                "Idempotency-Key": key or row.id,
-                "MAPPA-Message-Kind": kind or row.kind,
-            },
-        )
-
-
 async def _raise_marker(world: World) -> tuple[str, OutboxMessage]:
     """Police raise a property warning marker for housing; the marker id and its outbox row."""
     nominal_id = await at_level_2(world)
@@ -335,18 +318,18 @@ async def test_a_replay_under_a_fresh_key_is_not_applied_again(
     receiver, store = _housing(world, tmp_path)
     await _trust_gateway(world, receiver)
     marker_id, row = await _raise_marker(world)
-    first = await _post(receiver, row)
+    first = await post_delivery(receiver, row)
     assert first.status_code == 200 and first.json()["action"] == "warning_marker_written"
     await world[POLICE].post(
         f"/v1/warning-markers/{marker_id}/revocation", {"reason": "review_completed"}
     )
     [revocation] = [r for r in await world.outbox(HOUSING) if r.kind == REVOCATION]
-    removed = await _post(receiver, revocation)
+    removed = await post_delivery(receiver, revocation)
     assert removed.status_code == 200 and removed.json()["action"] == "warning_marker_removed"
     assert _markers(store) == []
 
     for key in (str(uuid.uuid4()), str(uuid.uuid4()), row.id):
-        replay = await _post(receiver, row, key=key)
+        replay = await post_delivery(receiver, row, key=key)
         assert replay.status_code == 200
         assert replay.json() == {"status": "duplicate", "id": row.id}
     assert _markers(store) == []  # the revoked marker was not written again
@@ -363,15 +346,15 @@ async def test_a_header_kind_that_disagrees_with_the_signed_kind_is_refused(
     await _trust_gateway(world, receiver)
     marker_id, row = await _raise_marker(world)
 
-    early = await _post(receiver, row, key=str(uuid.uuid4()), kind=REVOCATION)
+    early = await post_delivery(receiver, row, key=str(uuid.uuid4()), kind=REVOCATION)
     assert early.status_code == 400 and early.json() == {"code": "kind_mismatch"}
     assert receiver.receipts == {} and _markers(store) == []
 
-    genuine = await _post(receiver, row)
+    genuine = await post_delivery(receiver, row)
     assert genuine.status_code == 200 and genuine.json()["action"] == "warning_marker_written"
     assert _markers(store) == [marker_id]
 
-    swapped = await _post(receiver, row, key=str(uuid.uuid4()), kind=REVOCATION)
+    swapped = await post_delivery(receiver, row, key=str(uuid.uuid4()), kind=REVOCATION)
     assert swapped.status_code == 400 and swapped.json() == {"code": "kind_mismatch"}
     assert _markers(store) == [marker_id]
     assert [r.kind for r in await world.outbox(HOUSING)] == [MARKER]  # nothing was revoked
@@ -385,21 +368,21 @@ async def test_a_stale_signed_push_is_refused(world: World, tmp_path: Path) -> N
     late = PUSH_MAX_AGE + dt.timedelta(minutes=1)
     receiver, store = _housing(world, tmp_path, clock=lambda: world.clock.now + late)
     await _trust_gateway(world, receiver)
-    stale = await _post(receiver, row)
+    stale = await post_delivery(receiver, row)
     assert stale.status_code == 400 and stale.json() == {"code": "stale"}
     assert receiver.receipts == {} and _markers(store) == []
 
     early, _ = _housing(world, tmp_path, clock=lambda: world.clock.now - dt.timedelta(hours=1))
     await _trust_gateway(world, early)
-    ahead = await _post(early, row)
+    ahead = await post_delivery(early, row)
     assert ahead.status_code == 400 and ahead.json() == {"code": "stale"}
 
     seen = SeenDeliveries()
     current, _ = _housing(world, tmp_path, seen=seen)
-    assert (await _post(await _trust_gateway(world, current), row)).status_code == 200
+    assert (await post_delivery(await _trust_gateway(world, current), row)).status_code == 200
     assert _markers(store) == [marker_id]
     later, _ = _housing(world, tmp_path, seen=seen, clock=lambda: world.clock.now + late)
-    again = await _post(await _trust_gateway(world, later), row)
+    again = await post_delivery(await _trust_gateway(world, later), row)
     assert again.status_code == 200 and again.json()["status"] == "duplicate"
 
 
@@ -408,7 +391,7 @@ async def test_the_ids_applied_survive_a_restart(world: World, tmp_path: Path) -
     path = tmp_path / "state" / "seen-deliveries.sqlite3"
     marker_id, row = await _raise_marker(world)
     before, store = _housing(world, tmp_path, seen=SeenDeliveries(path))
-    assert (await _post(await _trust_gateway(world, before), row)).status_code == 200
+    assert (await post_delivery(await _trust_gateway(world, before), row)).status_code == 200
     assert _markers(store) == [marker_id]
     before.seen.close()
     prop = store.get("properties", UPRN)
@@ -416,7 +399,7 @@ async def test_the_ids_applied_survive_a_restart(world: World, tmp_path: Path) -
     store.put("properties", UPRN, {**prop, "markers": []})  # taken off by hand since
 
     after, _ = _housing(world, tmp_path, seen=SeenDeliveries(path))
-    replay = await _post(await _trust_gateway(world, after), row, key=str(uuid.uuid4()))
+    replay = await post_delivery(await _trust_gateway(world, after), row, key=str(uuid.uuid4()))
     assert replay.status_code == 200 and replay.json()["status"] == "duplicate"
     assert _markers(store) == [] and after.receipts == {}
 
@@ -450,7 +433,7 @@ async def _push_marker(world: World, receiver: Receiver) -> httpx.Response:
         now=now,
     )
     row = OutboxMessage(id=push.message_id, kind=MARKER, body=push.sealed.jwe)  # not stored
-    return await _post(receiver, row)
+    return await post_delivery(receiver, row)
 
 
 async def test_the_applied_ids_are_pruned_at_most_once_per_interval(
@@ -541,16 +524,7 @@ async def test_a_body_that_signs_no_kind_is_refused(
         keys = await agency_public_jwks(session, CS, "enc", now)
     flag = json.loads((SAMPLES / "hazard_flag_delivery.json").read_text())
     answer = deliver.seal_answer(state.sealer, flag, recipient_id=CS, keys=keys, now=now)
-    transport = httpx.ASGITransport(app=receiver.app())
-    async with httpx.AsyncClient(transport=transport, base_url="https://cs.test") as http:
-        response = await http.post(
-            "/mappa/deliveries",
-            content=answer.jwe,
-            headers={
-                "Content-Type": "application/jose",
-                "Idempotency-Key": str(uuid.uuid4()),
-                "MAPPA-Message-Kind": "hazard_flag",
-            },
-        )
+    row = OutboxMessage(id=str(uuid.uuid4()), kind="hazard_flag", body=answer.jwe)  # not stored
+    response = await post_delivery(receiver, row)
     assert response.status_code == 400 and response.json() == {"code": "kind_not_signed"}
     assert receiver.receipts == {}
