@@ -18,8 +18,9 @@ another ``seq`` has been moved, and where it came from tells a deletion from an 
 reordering); that a problem is found never depends on the diagnosis. What no verifier can see
 without a checkpoint: an entry rewritten together with its stored hash, and entries dropped or
 forged at the tail. With one, the former shows as a root mismatch (one root cannot name the
-entry; in a database, `gateway.audit.locate` bounds it between the stored signed checkpoints) and the latter as truncation. Entries after the checkpoint's size are
-not covered by it until the next checkpoint; a pack (``exact``) holds none.
+entry; in a database, `gateway.audit.locate` bounds it between the stored signed checkpoints)
+and the latter as truncation. Entries after the checkpoint's size are not covered by it until
+the next checkpoint; a pack (``exact``) holds none.
 
 A database's own checkpoints can be rolled back with its entries by whoever can write both. The
 checkpoint witness (`gateway.audit.witness`), kept outside the database, is checked in the same
