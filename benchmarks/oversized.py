@@ -26,8 +26,8 @@ then the highest peak as a ratio to *before*, and the resident memory once settl
 The exit status is 1 when any answer is not a 4xx (a 5xx, a 2xx, or no answer at all), the
 server stops answering, or the peak exceeds the resident memory before by more than
 ``--max-growth`` (default 10%: refused at the limits, none of this needs more than a few MiB).
-``--http h11`` runs uvicorn's h11 parser instead of httptools (what ``serve`` gets by default)
-to compare the two.
+``--http httptools`` runs uvicorn's httptools parser instead of h11 (what ``serve`` runs by
+default, ``MAPPA_HTTP_PARSER``) to compare the two.
 
     python benchmarks/oversized.py [--sizes 1,8] [--repeat 3] [--concurrency 4] [--postgres URL]
 """
@@ -54,15 +54,22 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.run import PYTHON, _free_port, _rss_kib, _server, _tree, gateway_env, prepare
+from benchmarks.run import (
+    HEADER_LIMIT,
+    PYTHON,
+    _free_port,
+    _rss_kib,
+    _server,
+    _tree,
+    gateway_env,
+    prepare,
+)
 from gateway.oauth.assertion import MAX_ASSERTION_CHARS
 from gateway.oauth.dpop import MAX_PROOF_CHARS
 from gateway.oauth.endpoint import MAX_FORM_BYTES
 from gateway.oauth.tokens import MAX_TOKEN_CHARS
 
 MIB = 1024 * 1024
-#: The gateway's header block limit (MAPPA_MAX_HEADER_BYTES), which serve also gives uvicorn.
-HEADER_LIMIT = 16_384
 #: The longest protected header of a JWS the gateway reads (gateway/oauth/jose.py).
 JWS_HEADER_CHARS = 1024
 
@@ -401,9 +408,9 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
         "--http",
-        choices=["auto", "h11", "httptools"],
-        default="auto",
-        help="uvicorn's HTTP parser (auto, as serve: httptools when installed)",
+        choices=["h11", "httptools"],
+        default="h11",
+        help="uvicorn's HTTP parser (h11, serve's default; httptools to compare)",
     )
     parser.add_argument(
         "--max-growth", type=float, default=0.10, help="peak over resident before (default 0.10)"
@@ -424,7 +431,7 @@ def main() -> int:
     uvicorn = [
         *(PYTHON, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port)),
         *("--workers", str(args.workers), "--no-access-log", "--log-level", "warning"),
-        # as serve: the header limit for h11 (httptools has none of its own)
+        # as serve: the header limit h11 applies (httptools has none of its own)
         *("--http", args.http, "--h11-max-incomplete-event-size", str(HEADER_LIMIT)),
         *("--factory", "gateway.app:create_app"),
     ]

@@ -48,6 +48,8 @@ GATEWAY_PATHS: list[tuple[str, str, str, str | None]] = [
         "benchmarks.plans.case_write",
     ),
 ]
+#: The header block limit serve gives uvicorn (MAPPA_MAX_HEADER_BYTES's default); h11 applies it.
+HEADER_LIMIT = 16_384
 #: The issuer the benchmark gateway runs under (development profile: plain http allowed).
 BENCH_ISSUER = "http://127.0.0.1:8000"
 
@@ -219,6 +221,12 @@ def main() -> int:
     parser.add_argument(
         "--only", help="comma-separated words: measure only the gateway paths whose name has one"
     )
+    parser.add_argument(
+        "--http",
+        choices=["h11", "httptools"],
+        default="h11",
+        help="uvicorn's HTTP parser for both servers (h11, as serve by default)",
+    )
     args = parser.parse_args()
     paths = GATEWAY_PATHS
     if args.only:
@@ -240,6 +248,7 @@ def main() -> int:
         "--log-level",
         "warning",
         "--factory",
+        *("--http", args.http, "--h11-max-incomplete-event-size", str(HEADER_LIMIT)),
     ]
     results: list[dict[str, object]] = []
 

@@ -107,6 +107,7 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,
         proxy_headers=False,
         server_header=False,
+        http=settings.http_parser,  # h11 bounds the header block as it arrives; see settings
         h11_max_incomplete_event_size=settings.max_header_bytes,
     )
     return 0
