@@ -25,11 +25,19 @@ from starlette.requests import Request
 
 from gateway import errors
 
-__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "Page", "collect", "encode_cursor", "page_of"]
+__all__ = [
+    "DEFAULT_LIMIT",
+    "MAX_LIMIT",
+    "Page",
+    "collect",
+    "decode_cursor",
+    "encode_cursor",
+    "page_of",
+]
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
-_ID = re.compile(r"^[0-9a-f-]{36}$")
+_ID = re.compile(r"[0-9a-f-]{36}")
 #: A ``limit`` is one to three ASCII digits (``str.isdigit`` also passes "\u00b2", which
 #: ``int`` refuses, and other scripts' digits, which it reads).
 _LIMIT = re.compile(r"[0-9]{1,3}")
@@ -98,7 +106,10 @@ def encode_cursor(created_at: dt.datetime, row_id: str) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def _decode(cursor: str) -> tuple[dt.datetime, str]:
+def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
+    """The position a cursor of `encode_cursor` names, the time in UTC; anything else (a
+    malformed cursor, an id that is not a gateway id, a time the store cannot compare) is 400
+    ``invalid_parameter`` before any query sees it."""
     if len(cursor) > 200:
         raise _invalid("cursor")
     try:
@@ -107,7 +118,7 @@ def _decode(cursor: str) -> tuple[dt.datetime, str]:
         at = dt.datetime.fromisoformat(moment)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise _invalid("cursor") from exc
-    if at.tzinfo is None or not isinstance(row_id, str) or not _ID.match(row_id):
+    if at.tzinfo is None or not isinstance(row_id, str) or not _ID.fullmatch(row_id):
         raise _invalid("cursor")
     try:  # the store compares in UTC, where a time near the calendar's ends may not exist
         return at.astimezone(dt.UTC), row_id
@@ -129,5 +140,5 @@ def page_of(request: Request) -> Page:
         if _LIMIT.fullmatch(text) is None or not 1 <= int(text) <= MAX_LIMIT:
             raise _invalid("limit")
         limit = int(text)
-    after = _decode(params["cursor"]) if "cursor" in params else None
+    after = decode_cursor(params["cursor"]) if "cursor" in params else None
     return Page(after, limit)

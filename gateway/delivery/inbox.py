@@ -3,26 +3,25 @@
 An agency that cannot receive pushes (or missed some) pulls ``GET /v1/inbox``: every message
 addressed to it that is not yet delivered (pending, in a relay's hands, or dead-lettered after
 failed pushes), each with the body sealed to it at enqueue. Paging is by an opaque cursor over
-``(created_at, id)``. ``POST /v1/inbox/{id}/ack`` marks one delivered; a message addressed to any
-other agency is exactly as unknown as one that does not exist.
+``(created_at, id)``, the case API's (`gateway.cases.paging`). ``POST /v1/inbox/{id}/ack``
+marks one delivered; a message addressed to any other agency is exactly as unknown as one that
+does not exist.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import datetime as dt
-import json
 from dataclasses import dataclass
 
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import errors
+from gateway.cases.paging import decode_cursor, encode_cursor
 from gateway.delivery.outbox import OutboxStatus
 from gateway.store.models import OutboxMessage
 
-__all__ = ["InboxItem", "InboxPage", "acknowledge", "decode_cursor", "encode_cursor", "list_inbox"]
+__all__ = ["InboxItem", "InboxPage", "acknowledge", "list_inbox"]
 
 _OPEN = (OutboxStatus.PENDING.value, OutboxStatus.LEASED.value, OutboxStatus.DEAD.value)
 
@@ -47,23 +46,6 @@ class InboxItem:
 class InboxPage:
     items: tuple[InboxItem, ...]
     next_cursor: str | None
-
-
-def encode_cursor(created_at: dt.datetime, message_id: str) -> str:
-    raw = json.dumps([created_at.isoformat(), message_id]).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-
-def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        when, message_id = json.loads(raw)
-        at = dt.datetime.fromisoformat(when)
-        if at.tzinfo is None or not isinstance(message_id, str) or len(message_id) > 36:
-            raise ValueError("cursor")
-    except (binascii.Error, ValueError, TypeError) as exc:
-        raise errors.InvalidParameter("cursor: not a cursor this API gave") from exc
-    return at, message_id
 
 
 async def list_inbox(

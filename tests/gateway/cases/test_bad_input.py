@@ -329,11 +329,18 @@ def _cursor(moment: str, row_id: str = "00000000-0000-4000-8000-000000000000") -
         # a time that is in the calendar, but whose UTC is not (was a 500 on every backend)
         pytest.param(_cursor("0001-01-01T00:00:00+01:00"), id="cursor-before-year-1-in-utc"),
         pytest.param(_cursor("9999-12-31T23:59:59-01:00"), id="cursor-after-9999-in-utc"),
+        # an id PostgreSQL cannot hold (was a 500 there on the inbox), or not an id at all
+        pytest.param(_cursor("2026-11-23T09:00:00+00:00", "a\u0000b"), id="cursor-id-with-nul"),
+        pytest.param(
+            _cursor("2026-11-23T09:00:00+00:00", "00000000-0000-4000-8000-000000000000\n"),
+            id="cursor-id-with-a-trailing-newline",
+        ),
+        pytest.param(_cursor("2026-11-23T09:00:00+00:00", "x" * 36), id="cursor-id-not-an-id"),
     ],
 )
 async def test_bad_paging_parameters_are_400(any_world: World, query: str) -> None:
     """Unknown parameters, limits out of range and forged cursors: 400 invalid_parameter, on
-    the records and on the level 1 list."""
+    the records, the level 1 list and the inbox (one cursor for all three)."""
     world = any_world
     nominal_id = await at_level_2(world)
     for path in (f"/v1/nominals/{nominal_id}/records", "/v1/level-1-list"):
@@ -341,6 +348,17 @@ async def test_bad_paging_parameters_are_400(any_world: World, query: str) -> No
         response = await world.http.get(path + query, headers=headers)
         assert response.status_code == 400, (path, response.text)
         assert response.json()["code"] == "invalid_parameter"
+    if "limit=" in query or "sort=" in query:
+        return  # the inbox's own limit parameter is FastAPI's (422); its cursor is the same
+    puller = await world.register(
+        "barnet-puller", "housing", "duty_to_cooperate", scopes=["inbox:read"]
+    )
+    headers = await puller.headers("GET", "/v1/inbox")
+    before = await world.count(AuditEntry)
+    response = await world.http.get("/v1/inbox" + query, headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["code"] == "invalid_parameter"
+    assert await world.count(AuditEntry) == before  # refused before any disclosure was recorded
 
 
 async def test_a_record_citing_an_unlisted_source_is_422(any_world: World) -> None:
