@@ -67,6 +67,8 @@ _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{1
 _SIGN = JWSRegistry(algorithms=["ES256"])
 _ENC = jwe.JWERegistry(algorithms=["ECDH-ES+A256KW", "A256GCM"])
 MAX_BODY = 1_048_576
+#: The largest request header block ``serve`` reads (the gateway's own limit).
+MAX_HEADER_BYTES = 16_384
 
 
 class DeliveryRefused(ValueError):
@@ -306,6 +308,10 @@ async def serve(
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
         lifespan="off",
+        # h11 refuses a header block past the limit as it arrives; httptools (uvicorn's pick
+        # when installed) buffers one of any size first.
+        http="h11",
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve())

@@ -1,13 +1,15 @@
-"""Helpers shared by tests that depend on something outside Python."""
+"""Helpers shared by tests that depend on something outside Python, or on a real socket."""
 
 from __future__ import annotations
 
 import os
+import socket
+import ssl
 from typing import NoReturn
 
 import pytest
 
-__all__ = ["IN_CI", "skip_or_fail_in_ci"]
+__all__ = ["IN_CI", "header_flood", "skip_or_fail_in_ci"]
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -17,3 +19,42 @@ def skip_or_fail_in_ci(reason: str) -> NoReturn:
     if IN_CI:
         pytest.fail(f"required in CI: {reason}")
     pytest.skip(reason)
+
+
+def header_flood(
+    port: int,
+    path: str = "/healthz",
+    *,
+    tls: ssl.SSLContext | None = None,
+    limit: int = 8 * 1024 * 1024,
+) -> tuple[int, bytes]:
+    """Send a header block that never ends, 64 KiB at a time, to a server on 127.0.0.1 until it
+    answers or closes; return the bytes sent by then and what it answered. A server that buffers
+    the whole header block before judging it (uvicorn's httptools) reads all ``limit`` first.
+    Blocking: from an async test whose server runs on its loop, call it in a thread."""
+    chunk = b"".join(b"X-Filler-%06d: %s\r\n" % (i, b"a" * 80) for i in range(640))
+    sent = 0
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    conn = tls.wrap_socket(raw, server_hostname="127.0.0.1") if tls else raw
+    with conn:
+        conn.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n" % path.encode())
+        conn.settimeout(0.05)
+        while sent < limit:
+            try:
+                answer: bytes | None = conn.recv(4096)
+            except TimeoutError:
+                answer = None
+            except (ConnectionResetError, ssl.SSLError):
+                answer = b""
+            if answer is not None:
+                return sent, answer
+            try:
+                conn.sendall(chunk)
+            except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                break
+            sent += len(chunk)
+        conn.settimeout(5)
+        try:
+            return sent, conn.recv(4096)
+        except (TimeoutError, ConnectionResetError, ssl.SSLError):
+            return sent, b""

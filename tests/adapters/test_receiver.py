@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import shutil
 import sqlite3
+import ssl
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -42,6 +43,7 @@ from tests.gateway.cases.scenario import HOUSING, POLICE, at_level_2
 from tests.gateway.cases.support import World
 from tests.gateway.delivery.stub import free_port, make_pki
 from tests.gateway.delivery.support import fast_config, until
+from tests.support import header_flood
 
 __all__ = ["world"]  # the case API's fixture, shared
 
@@ -125,6 +127,20 @@ async def _seal_and_enqueue(state: GatewayState, body: dict[str, Any]) -> str:
             now=now,
         )
         return await deliver.enqueue(session, push, now=now)
+
+
+async def test_serve_refuses_an_endless_header_block_as_it_arrives(
+    receiver_setup: tuple[Receiver, JsonStore, str, str],
+) -> None:
+    """The receiver's serve() bounds the header block (h11 with 16 KiB), as the gateway does:
+    the answer comes before 1 MiB has gone, and nothing was applied."""
+    receiver, _, url, ca_pem = receiver_setup
+    tls = ssl.create_default_context(cadata=ca_pem)
+    port = int(url.split(":")[2].split("/")[0])
+    sent, answer = await asyncio.to_thread(header_flood, port, "/mappa/deliveries", tls=tls)
+    assert answer.startswith(b"HTTP/1.1 4"), answer[:80]
+    assert sent <= 1024 * 1024
+    assert receiver.receipts == {}
 
 
 async def test_hazard_flag_arrives_as_hzd_with_no_details(

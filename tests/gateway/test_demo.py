@@ -20,6 +20,7 @@ from cryptography import x509
 from adapters.demo import DEMO_PORTS, demo_tls_dir, ensure_demo_tls
 from gateway.demo import DEMO_AGENCIES, DemoRefused, init_demo
 from gateway.settings import DEV_KEYS_MARKER, Settings
+from tests.support import header_flood
 
 
 def _settings(tmp_path: Path, profile: str = "development") -> Settings:
@@ -190,39 +191,9 @@ def test_serve_answers_over_real_http(tmp_path: Path) -> None:
             except httpx.TransportError:
                 time.sleep(0.2)
         assert body == {"status": "ready", "checks": {"database": True, "keys": True}}
-        sent, answer = _header_flood(port)
+        sent, answer = header_flood(port)
         assert answer.startswith(b"HTTP/1.1 4"), answer[:80]
         assert sent <= 1024 * 1024  # refused while the header block arrived, not at its end
     finally:
         process.terminate()
         process.wait(timeout=20)
-
-
-def _header_flood(port: int, limit: int = 8 * 1024 * 1024) -> tuple[int, bytes]:
-    """Send a header block that never ends, 64 KiB at a time, until the server answers or
-    closes; return the bytes sent by then and what it answered. A server that buffers the
-    whole header block before judging it (httptools) reads all ``limit`` bytes first."""
-    chunk = b"".join(b"X-Filler-%06d: %s\r\n" % (i, b"a" * 80) for i in range(640))
-    sent = 0
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-        conn.settimeout(0.05)
-        while sent < limit:
-            try:
-                answer = conn.recv(4096)
-            except TimeoutError:
-                answer = None
-            except ConnectionResetError:
-                answer = b""
-            if answer is not None:
-                return sent, answer
-            try:
-                conn.sendall(chunk)
-            except (BrokenPipeError, ConnectionResetError):
-                break
-            sent += len(chunk)
-        conn.settimeout(5)
-        try:
-            return sent, conn.recv(4096)
-        except (TimeoutError, ConnectionResetError):
-            return sent, b""
