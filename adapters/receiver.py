@@ -214,7 +214,7 @@ class Receiver:
     async def handle(self, request: Request) -> JSONResponse:
         if request.headers.get("content-type", "").split(";")[0].strip() != JOSE_MEDIA_TYPE:
             return JSONResponse({"code": "unsupported_media_type"}, status_code=415)
-        if not _UUID.match(request.headers.get("idempotency-key", "")):
+        if not _UUID.fullmatch(request.headers.get("idempotency-key", "")):
             return _refused("idempotency_key_required")
         raw = await request.body()
         if len(raw) > MAX_BODY:

@@ -145,11 +145,11 @@ async def add_agency(
 ) -> AgencyView:
     """Register an agency system with either a public JWKS or a ``jwks_uri`` (exactly one)."""
     at = _now(now)
-    if not _ID.match(agency_id):
+    if not _ID.fullmatch(agency_id):
         raise AgencyError("agency id must be 2-64 characters of a-z 0-9 . _ -")
     if not name.strip() or len(name) > 200:
         raise AgencyError("name must be 1-200 characters")
-    if not _AREA.match(area):
+    if not _AREA.fullmatch(area):
         raise AgencyError("area must be 1-64 characters of letters, digits, space . _ -")
     try:
         kind, position = AgencyType(agency_type), Role(role)

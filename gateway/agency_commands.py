@@ -26,7 +26,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def parse_duration(text: str) -> dt.timedelta:
     """``90s``, ``15m``, ``24h``, ``7d``."""
-    match = _DURATION.match(text.strip())
+    match = _DURATION.fullmatch(text.strip())
     if not match:
         raise argparse.ArgumentTypeError("durations look like 90s, 15m, 24h or 7d")
     return dt.timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])

@@ -91,7 +91,7 @@ def split_compact(token: str | bytes, parts: int, max_bytes: int) -> list[bytes]
 def b64url_decode(segment: bytes, what: str) -> bytes:
     """Strict, canonical base64url without padding: one encoding per value, no tolerance."""
     remainder = len(segment) % 4
-    if remainder == 1 or not _B64URL.match(segment):
+    if remainder == 1 or not _B64URL.fullmatch(segment):
         raise _reject(f"{what}: not base64url")
     if remainder in _B64_TAIL_BITS and _ALPHABET.index(segment[-1]) & _B64_TAIL_BITS[remainder]:
         raise _reject(f"{what}: non-canonical base64url")

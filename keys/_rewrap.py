@@ -74,7 +74,7 @@ def _plan(
             if not folder.is_dir():
                 continue
             for name in sorted(os.listdir(folder)):
-                if not KID_FILE.match(name):
+                if not KID_FILE.fullmatch(name):
                     continue
                 path = folder / name
                 raw = path.read_bytes()

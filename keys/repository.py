@@ -173,7 +173,7 @@ class FileKeyRepository:
         except OSError as exc:
             raise KeyStoreError(f"cannot list {purpose} keys: {type(exc).__name__}") from exc
         for name in names:
-            if KID_FILE.match(name):
+            if KID_FILE.fullmatch(name):
                 keys.append(self._read_key(purpose, folder / name))
         ring = KeyRing(purpose, keys)
         self._rings[purpose] = (time.monotonic(), ring)

@@ -164,7 +164,7 @@ class RecipientRules:
 def _caveats(table: Table) -> dict[str, Caveat]:
     out = {}
     for code in table.keys():
-        if not _CODE.match(code):
+        if not _CODE.fullmatch(code):
             raise table.fail(f"not a caveat code: {code!r}")
         sub = table.sub(code)
         sub.only(
@@ -206,7 +206,7 @@ def _allow_list(table: Table, documents: Mapping[str, frozenset[str]]) -> AllowL
         required={"id", "document", "view", "agency_types", "fields"},
     )
     ident = table.string("id")
-    if not _CODE.match(ident):
+    if not _CODE.fullmatch(ident):
         raise table.fail(f"not an allow-list id: {ident!r}")
     document = table.string("document")
     if document not in documents:
@@ -268,7 +268,7 @@ def _warning_marker(table: Table) -> WarningMarkerRules:
     if missing:
         raise table.fail(f"a warning marker needs {missing}")
     markers = frozenset(table.strings("markers"))
-    if not markers or not all(_MARKER_CODE.match(m) for m in markers):
+    if not markers or not all(_MARKER_CODE.fullmatch(m) for m in markers):
         raise table.fail("markers are 2 to 8 capital letters, at least one")
     return WarningMarkerRules(
         recipient_agency_types=frozenset(table.enums("recipient_agency_types", AgencyType)),

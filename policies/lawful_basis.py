@@ -69,7 +69,7 @@ class LegalBasis:
     conditions: frozenset[BasisCondition]
 
     def __post_init__(self) -> None:
-        if not _CODE.match(self.code):
+        if not _CODE.fullmatch(self.code):
             raise ValueError(f"not a basis code: {self.code!r}")
         if not self.purposes or not self.roles:
             raise ValueError(f"basis {self.code} allows no purpose or no role")
@@ -270,7 +270,7 @@ class LegalBasisRegister:
         purposes_table = top.sub("purposes")
         purposes: dict[str, str] = {}
         for code in purposes_table.keys():
-            if not _PURPOSE.match(code):
+            if not _PURPOSE.fullmatch(code):
                 raise purposes_table.fail(f"not a purpose code: {code!r}")
             purposes[code] = purposes_table.string(code)
         bases: dict[str, LegalBasis] = {}

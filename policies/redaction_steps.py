@@ -302,7 +302,7 @@ def build_hazard_flag(context: RedactionContext, draft: Draft) -> Draft:
 
 def _item_id(item: object, index: int) -> str:
     ident = item.get("id") if isinstance(item, Mapping) else None
-    return ident if isinstance(ident, str) and _REF.match(ident) else str(index)
+    return ident if isinstance(ident, str) and _REF.fullmatch(ident) else str(index)
 
 
 def _flag(source: Mapping[str, Any], key: str, default: bool) -> bool:
@@ -388,7 +388,7 @@ def _flag_value(name: str, value: object, relationships: frozenset[str]) -> str:
     if not isinstance(value, str):
         raise MalformedDocument(f"hazard flag {name} must be text")
     if name == "child_or_family_ref":
-        if not _REF.match(value):
+        if not _REF.fullmatch(value):
             raise MalformedDocument(
                 "child_or_family_ref must be a reference (letters, digits, / _ . -)"
             )

@@ -42,7 +42,7 @@ class WarningMarker:
 def _value(name: str, value: object, markers: frozenset[str]) -> str:
     if not isinstance(value, str):
         raise ValueError(f"warning marker {name} must be text")
-    if name == "uprn" and not _UPRN.match(value):
+    if name == "uprn" and not _UPRN.fullmatch(value):
         raise ValueError("uprn must be the property's UPRN (1 to 12 digits)")
     if name == "marker" and value not in markers:
         raise ValueError("marker is not in the vocabulary")

@@ -46,7 +46,7 @@ async def add_officer(
     oidc: tuple[str, str] | None = None,
 ) -> IGOfficer:
     """Create an officer with a password, an OIDC identity ``(issuer, subject)``, or both."""
-    if not _OFFICER_ID.match(officer_id):
+    if not _OFFICER_ID.fullmatch(officer_id):
         raise ValidationFailed("officer id: lower-case letters, digits, '.', '_' or '-'")
     if password is None and oidc is None:
         raise ValidationFailed("an officer needs a password or an OIDC identity")

@@ -59,7 +59,7 @@ _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 def _iso_date(value: object) -> dt.date:
     """Only an ISO 8601 calendar date as text: never a number, a datetime or a loose format."""
-    if not isinstance(value, str) or not _ISO_DATE.match(value):
+    if not isinstance(value, str) or not _ISO_DATE.fullmatch(value):
         raise ValueError("a date is text of the form YYYY-MM-DD")
     return dt.date.fromisoformat(value)
 

@@ -83,9 +83,9 @@ async def enqueue(
     here; the caller's transaction decides. Returns the message id (a UUID; the push's
     ``Idempotency-Key``).
     """
-    if not _KIND.match(kind):
+    if not _KIND.fullmatch(kind):
         raise ValueError("kind must be a short lower-case code")
-    if not _COMPACT_JWE.match(body):
+    if not _COMPACT_JWE.fullmatch(body):
         raise ValueError("body must be a compact JWE sealed for the recipient")
     if not recipient_agency_id:
         raise ValueError("recipient_agency_id is required")

@@ -142,7 +142,7 @@ def _access_token(request: Request) -> tuple[str, str]:
         raise errors.InvalidToken(diagnostics={"reason": "token_missing"})
     scheme, _, token = authorization.partition(" ")
     token, scheme = token.strip(), scheme.lower()
-    if scheme not in ("dpop", "bearer") or not token or not _TOKEN_CHARS.match(token):
+    if scheme not in ("dpop", "bearer") or not token or not _TOKEN_CHARS.fullmatch(token):
         raise errors.InvalidToken(diagnostics={"reason": "authorization_malformed"})
     return scheme, token
 
@@ -164,7 +164,7 @@ def _context(request: Request) -> dict[str, str]:
             raise errors.InvalidContext(
                 diagnostics={"reason": f"{name}_{'missing' if not found else 'repeated'}"}
             )
-        if not CONTEXT_PATTERN.match(found[0]):
+        if not CONTEXT_PATTERN.fullmatch(found[0]):
             raise errors.InvalidContext(diagnostics={"reason": f"{name}_malformed"})
         values[name] = found[0]
     return values

@@ -67,7 +67,7 @@ class Remembered:
 def key_of(request: Request) -> str:
     """The request's one well-formed ``Idempotency-Key``, or 400 ``idempotency_key_missing``."""
     values = request.headers.getlist("idempotency-key")
-    if len(values) != 1 or not _KEY.match(values[0]):
+    if len(values) != 1 or not _KEY.fullmatch(values[0]):
         reason = "missing" if not values else "repeated" if len(values) > 1 else "malformed"
         raise errors.IdempotencyKeyMissing(diagnostics={"reason": f"idempotency_key_{reason}"})
     return values[0]

@@ -113,7 +113,7 @@ def _problem_code(body: bytes) -> str:
         code = json.loads(body.decode("utf-8")).get("code")
     except (UnicodeDecodeError, ValueError, AttributeError):
         return "unparsed"
-    return code if isinstance(code, str) and _CODE.match(code) else "other"
+    return code if isinstance(code, str) and _CODE.fullmatch(code) else "other"
 
 
 class MetricsMiddleware:

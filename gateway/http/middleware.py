@@ -108,7 +108,7 @@ class EdgeMiddleware:
     @staticmethod
     def _request_id(scope: Scope) -> str:
         for name, value in scope.get("headers", []):
-            if name == b"x-request-id" and _REQUEST_ID.match(value):
+            if name == b"x-request-id" and _REQUEST_ID.fullmatch(value):
                 return str(value.decode())
         return uuid.uuid4().hex
 

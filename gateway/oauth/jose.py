@@ -99,7 +99,7 @@ def sha256_b64url(text: str) -> str:
 
 
 def _b64decode(segment: str, what: str) -> bytes:
-    if not _B64URL.match(segment) or len(segment) % 4 == 1:
+    if not _B64URL.fullmatch(segment) or len(segment) % 4 == 1:
         raise JoseRefused(f"{what}_not_base64url")
     try:
         return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))

@@ -140,7 +140,7 @@ def presented_certificate(request: Request, state: GatewayState) -> ClientCertif
 
 def _sf_binary(value: str) -> bytes:
     """An RFC 8941 byte sequence (``:base64:``) strictly decoded; empty is refused."""
-    match = _SF_BINARY.match(value.strip())
+    match = _SF_BINARY.fullmatch(value.strip())
     if match is None or not match.group(1):
         raise CertificateRefused("client_cert_malformed")
     try:

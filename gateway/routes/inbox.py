@@ -105,7 +105,7 @@ async def ack(
     request: Request, message_id: str, caller: Annotated[Caller, Depends(inbox_caller)]
 ) -> JSONResponse:
     state: GatewayState = request.app.state.gateway
-    if not _UUID.match(message_id):
+    if not _UUID.fullmatch(message_id):
         raise errors.NotFound(diagnostics={"reason": "no_such_message"})
     try:
 

@@ -143,3 +143,27 @@ def test_cli_add_refuses_an_unknown_scope(sqlite_url: str, tmp_path: Path) -> No
     added = _cli("add", *common, "--scope", "case:read", "--scope", "inbox:read", env=env)
     assert added.returncode == 0, added.stderr
     assert "scopes: case:read inbox:read" in added.stdout
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("agency_id", "police-avon\n"), ("area", "avon-somerset\n")],
+)
+async def test_add_agency_refuses_a_trailing_newline_and_writes_nothing(
+    database: Database, field: str, value: str
+) -> None:
+    """The id and area checks take the whole value: a pattern's ``$`` also matches before a
+    final newline, so "police-avon\\n" passed ``match`` and was stored as another agency."""
+    arguments: dict[str, Any] = {
+        "agency_id": "police-avon",
+        "name": "Avon and Somerset Police",
+        "agency_type": "police",
+        "role": "responsible_authority",
+        "area": "avon-somerset",
+        "scopes": ["case:read"],
+        "jwks": JWKS,
+        field: value,
+    }
+    with pytest.raises(agencies.AgencyError):
+        await agencies.add_agency(database, **arguments)
+    assert await _count(database, Agency) == 0
