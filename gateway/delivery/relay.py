@@ -44,11 +44,13 @@ log = get_logger("gateway.delivery")
 
 @dataclass(frozen=True, slots=True)
 class RelayConfig:
+    """The relay's knobs; the defaults are the settings' (``MAPPA_RELAY_*``, `relay_config`)."""
+
     interval: float = 1.0
     lease_seconds: float = 60.0
     max_attempts: int = 12
-    backoff_base: float = 1.0
-    backoff_cap: float = 300.0
+    backoff_base: float = 2.0
+    backoff_cap: float = 900.0
     breaker_threshold: int = 5
     breaker_cooldown: float = 30.0
     #: Most deliveries in flight in this process, all partners together.

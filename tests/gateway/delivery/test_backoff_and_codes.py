@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import httpx
 import pytest
 
 from gateway.delivery.backoff import BreakerState, CircuitBreaker, next_delay
 from gateway.delivery.push import TRANSPORT_CODES, _retry_after, transport_code
+from gateway.delivery.relay import RelayConfig, relay_config
+from gateway.settings import Settings
 
 
 def _all_subclasses(cls: type) -> set[type]:
@@ -70,3 +73,15 @@ def test_breaker_opens_after_threshold_then_lets_one_probe_through() -> None:
     breaker.succeeded("p")
     assert breaker.state("p", 12.0) is BreakerState.CLOSED
     assert breaker.open_partners(12.0) == set()
+
+
+def test_the_relay_s_defaults_are_the_settings_defaults(tmp_path: Path) -> None:
+    """A Relay built without a config (the CLI's tests, embedders) retries as a configured one
+    does: RelayConfig's defaults were 1 s doubling to 5 min where the settings say 2 s to 15."""
+    settings = Settings(
+        profile="test",
+        issuer="https://gateway.test",
+        keys_dir=tmp_path / "keys",
+        kek_file=tmp_path / "kek",
+    )
+    assert relay_config(settings) == RelayConfig()
