@@ -26,7 +26,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -40,6 +39,7 @@ from benchmarks.run import (
     ROOT,
     _free_port,
     _wait_ready,
+    bench_workdir,
     exit_status,
     gateway_env,
     prepare,
@@ -149,7 +149,7 @@ def main() -> int:
     bare, _ = uvloop.run(in_lifespan(create_bare(), lambda: bare_request, **settings))
     rows: list[tuple[str, list[float], dict[int, int]]] = [("bare FastAPI endpoint", bare, {})]
 
-    workdir = Path(tempfile.mkdtemp(prefix="mappa-cpu-"))
+    workdir = bench_workdir("mappa-cpu-")
     database_url = args.postgres or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
     env = gateway_env(workdir, database_url)
     prepare(env)

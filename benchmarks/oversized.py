@@ -42,7 +42,6 @@ import os
 import select
 import socket
 import sys
-import tempfile
 import time
 import uuid
 from collections import Counter
@@ -61,6 +60,7 @@ from benchmarks.run import (
     _rss_kib,
     _server,
     _tree,
+    bench_workdir,
     gateway_env,
     prepare,
 )
@@ -420,7 +420,7 @@ def main() -> int:
     args = parser.parse_args()
     sizes = [float(s) for s in args.sizes.split(",") if s.strip()]
 
-    workdir = Path(tempfile.mkdtemp(prefix="mappa-oversized-"))
+    workdir = bench_workdir("mappa-oversized-")
     database_url = args.postgres or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
     env = gateway_env(workdir, database_url)
     prepare(env)

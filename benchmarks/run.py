@@ -14,9 +14,11 @@ machine shared with other work: the figure to judge a change by).
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -175,6 +177,14 @@ def _drive(
     return result
 
 
+def bench_workdir(prefix: str) -> Path:
+    """A new temporary directory for one benchmark's database, keys and state, removed when
+    the process exits (``atexit``: after the servers it started have been stopped)."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+    return workdir
+
+
 def gateway_env(workdir: Path, database_url: str) -> dict[str, str]:
     """The benchmark gateway's environment: its database, keys, issuer and limits."""
     return {
@@ -233,7 +243,7 @@ def main() -> int:
         words = [w.strip() for w in args.only.split(",") if w.strip()]
         paths = [p for p in GATEWAY_PATHS if any(w in p[0] for w in words)]
 
-    workdir = Path(tempfile.mkdtemp(prefix="mappa-bench-"))
+    workdir = bench_workdir("mappa-bench-")
     database_url = args.postgres or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
     env = gateway_env(workdir, database_url)
     uvicorn = [

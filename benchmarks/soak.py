@@ -30,7 +30,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -45,6 +44,7 @@ from benchmarks.run import (
     _free_port,
     _rss_kib,
     _server,
+    bench_workdir,
     gateway_env,
     load,
     prepare,
@@ -120,7 +120,7 @@ def main() -> int:
     args = parser.parse_args()
     rate = args.peak * args.factor
 
-    workdir = Path(tempfile.mkdtemp(prefix="mappa-soak-"))
+    workdir = bench_workdir("mappa-soak-")
     database_url = args.postgres or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
     env = gateway_env(workdir, database_url)
     prepare(env)

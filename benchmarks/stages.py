@@ -20,7 +20,6 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,7 +32,16 @@ from cryptography.hazmat.primitives.keywrap import aes_key_unwrap, aes_key_wrap
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.run import PYTHON, ROOT, _free_port, _wait_ready, gateway_env, load, prepare
+from benchmarks.run import (
+    PYTHON,
+    ROOT,
+    _free_port,
+    _wait_ready,
+    bench_workdir,
+    gateway_env,
+    load,
+    prepare,
+)
 from benchmarks.stage_app import STAGES
 
 #: (name, path, method, plan, primitives): each path and the primitives one request performs.
@@ -175,7 +183,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="mappa-stages-"))
+    workdir = bench_workdir("mappa-stages-")
     database_url = args.postgres or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
     # The background sequencer is off: its steps would land inside some requests' stages.
     env = {
