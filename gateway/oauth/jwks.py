@@ -89,7 +89,7 @@ def parse_jwk(data: Mapping[str, Any]) -> ParsedJwk:
         raise KeyRefused("a JWK must be an object")
     try:
         canonical = json.dumps(dict(data), sort_keys=True, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
         raise KeyRefused("a JWK must be a JSON object") from exc
     if len(canonical) > _MAX_JWK_CHARS:
         raise KeyRefused("the JWK is too large")
@@ -112,7 +112,8 @@ def _parse_jwk(data: Mapping[str, Any]) -> ParsedJwk:
         algs = _SIG_ALGS.get((str(kty), str(crv)))
         if algs is None:
             raise KeyRefused("signing keys must be EC P-256 (ES256) or OKP Ed25519 (EdDSA)")
-        if "alg" in data and data["alg"] not in algs:
+        alg = data.get("alg")
+        if alg is not None and (not isinstance(alg, str) or alg not in algs):
             raise KeyRefused("the JWK's alg does not match its key type")
     else:
         if kty not in ("EC", "RSA"):
@@ -143,7 +144,12 @@ def _parse_jwk(data: Mapping[str, Any]) -> ParsedJwk:
 
 def parse_jwks(jwks: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> list[ParsedJwk]:
     """Check a whole JWKS: every member valid, kids unique, at least one signing key."""
-    members: Any = jwks.get("keys") if isinstance(jwks, Mapping) else list(jwks)
+    if isinstance(jwks, Mapping):
+        members: Any = jwks.get("keys")
+    elif isinstance(jwks, (str, bytes)) or not isinstance(jwks, Iterable):
+        raise KeyRefused("a JWKS is an object with a non-empty 'keys' array")
+    else:
+        members = list(jwks)
     if not isinstance(members, list) or not members:
         raise KeyRefused("a JWKS is an object with a non-empty 'keys' array")
     if len(members) > _MAX_KEYS:
@@ -282,5 +288,5 @@ class JwksFetcher:
         try:
             document = json.loads(bytes(body).decode("utf-8"))
             return parse_jwks(document)
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        except (UnicodeDecodeError, ValueError, TypeError, RecursionError) as exc:
             raise JwksUnavailable("jwks_invalid") from exc

@@ -454,3 +454,38 @@ async def test_a_jwks_fetch_is_bounded_as_a_whole(
     response = await agency.token_response(http)
     assert response.status_code == 401
     assert (await ledger.refusals())[-1].reason_code == "jwks_fetch_deadline"
+
+
+@pytest.mark.parametrize(
+    "document",
+    [
+        pytest.param("alg-list", id="a-key-whose-alg-is-a-list"),
+        pytest.param(42, id="a-number"),
+        pytest.param("not a jwks", id="a-string"),
+        pytest.param(["x"], id="a-list-of-strings"),
+    ],
+)
+async def test_a_jwks_uri_serving_a_malformed_document_is_refused_and_remembered(
+    http: httpx.AsyncClient,
+    em: tuple[AgencyClient, JwksServer],
+    ledger: Ledger,
+    gateway_state: GatewayState,
+    document: Any,
+) -> None:
+    """JSON of the wrong shape (a key's alg a list, or no JWKS object at all) was a TypeError:
+    a 500 on every token request, each fetching again. Now jwks_invalid, audited, and the
+    failure remembered for the interval like any other."""
+    agency, server = em
+    if document == "alg-list":
+        (key,) = server.jwks["keys"]
+        server.jwks = {"keys": [{**key, "alg": ["ES256"]}]}
+    else:
+        server.jwks = document
+    server.delay = 0.0
+    _slow_fetcher(server, gateway_state)
+    for _ in range(3):
+        response = await agency.token_response(http)
+        assert response.status_code == 401, response.text
+    assert server.fetches == 1
+    reasons = [entry.reason_code for entry in await ledger.refusals()]
+    assert reasons[-3:] == ["jwks_invalid"] * 3

@@ -133,3 +133,17 @@ async def test_a_proof_signed_by_another_key_than_its_header_names_is_refused(
     assert response.json()["error"] == "invalid_dpop_proof"
     assert await ledger.issued() == 0
     assert (await ledger.refusals())[-1].reason_code == "bad_signature"
+
+
+@pytest.mark.parametrize("alg", [["ES256"], {"alg": "ES256"}, 256])
+async def test_a_proof_whose_jwk_alg_is_not_a_string_is_refused(
+    http: httpx.AsyncClient, police: AgencyClient, ledger: Ledger, alg: Any
+) -> None:
+    """A list or object as the header jwk's alg was a TypeError (unhashable) in the key check:
+    a 500 with nothing audited, at the token endpoint and at every protected resource."""
+    jwk = {**police.dpop_key.as_dict(private=False), "alg": alg}
+    response = await police.token_response(http, proof=police.proof(header={"jwk": jwk}))
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_dpop_proof"
+    assert await ledger.issued() == 0
+    assert (await ledger.refusals())[-1].agency_id == AGENCY
