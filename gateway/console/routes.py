@@ -13,7 +13,7 @@ import asyncio
 import datetime as dt
 import re
 import secrets
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -54,6 +54,7 @@ from gateway.console.throttle import (
 )
 from gateway.contract.types import RESOURCE_ID
 from gateway.flow.audit import AuditEvent, Operation, Outcome
+from gateway.logs import get_logger
 from gateway.oauth import mtls
 from gateway.state import GatewayState
 from gateway.store.models import AuditEntry, IGOfficer
@@ -61,6 +62,7 @@ from gateway.store.models import AuditEntry, IGOfficer
 __all__ = ["router"]
 
 router = APIRouter(prefix="/console", include_in_schema=False)
+log = get_logger("gateway.console")
 
 _STATIC: Final = Path(__file__).parent / "static"
 _STATIC_FILES: Final = {
@@ -164,8 +166,38 @@ async def _form(request: Request) -> dict[str, str]:
         body.extend(chunk)
         if len(body) > _FORM_LIMIT:
             raise errors.PayloadTooLarge()
-    pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=8)
+    try:
+        pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=8)
+    except ValueError as exc:  # more fields than any console form has
+        raise errors.MalformedBody(diagnostics={"reason": "too_many_fields"}) from exc
     return dict(pairs)
+
+
+async def _checked_form(
+    request: Request, expected: Callable[[], str | None], officer_id: str | None = None
+) -> dict[str, str]:
+    """The posted form, from this origin and carrying the CSRF token ``expected`` gives.
+
+    A refusal is audited (``csrf_rejected``) as long as the address's sign-in bucket allows,
+    like a failed sign-in; past it, only logged: a forged form needs no secret to send."""
+    try:
+        _check_origin(request)
+        form = await _form(request)
+        check_csrf(expected(), form.get("csrf_token"))
+    except errors.CsrfRejected as exc:
+        if _throttle(request).address_allows(_address(request)):
+            await _audit(
+                request,
+                "csrf_rejected",
+                officer_id,
+                outcome=Outcome.REFUSED,
+                reason_code=exc.code,
+                check=str(exc.diagnostics.get("reason", "token")),
+            )
+        else:
+            log.info("console_refusal_not_audited", code=exc.code)
+        raise
+    return form
 
 
 @router.get("")
@@ -239,9 +271,7 @@ async def _refuse_login(
 
 @router.post("/login")
 async def login(request: Request) -> Response:
-    _check_origin(request)
-    form = await _form(request)
-    check_csrf(request.cookies.get(LOGIN_COOKIE), form.get("csrf_token"))
+    form = await _checked_form(request, lambda: request.cookies.get(LOGIN_COOKIE))
     state = _state(request)
     officer_id = form.get("officer_id", "")[:200]
     # The audit keeps the id as typed, control characters and all, except a NUL: no account
@@ -380,12 +410,11 @@ async def oidc_callback(request: Request) -> Response:
 
 @router.post("/logout")
 async def logout(request: Request) -> Response:
-    _check_origin(request)
     officer = await _officer(request)
     if officer is None:
+        _check_origin(request)
         return _to_login()
-    form = await _form(request)
-    check_csrf(officer.csrf_token, form.get("csrf_token"))
+    await _checked_form(request, lambda: officer.csrf_token, officer.officer_id)
     await _audit(request, "logout", officer.officer_id)
     await close_session(_state(request).db, request.cookies.get(SESSION_COOKIE, ""))
     response = _to_login()

@@ -105,9 +105,10 @@ async def test_wrong_password_is_refused_and_the_attempt_audited_literally(
     ],
 )
 async def test_login_post_without_its_csrf_token_or_from_another_origin_is_refused(
-    browser: httpx.AsyncClient, token: str | None, origin: str | None
+    browser: httpx.AsyncClient, state: GatewayState, token: str | None, origin: str | None
 ) -> None:
-    """The sign-in form is protected too: 403 csrf_rejected, no session."""
+    """The sign-in form is protected too: 403 csrf_rejected, no session, and the refusal
+    audited (it was not)."""
     page = await browser.get("/console/login")
     data = {"officer_id": OFFICER, "password": "correct horse battery staple"}
     if token is not None:
@@ -116,15 +117,46 @@ async def test_login_post_without_its_csrf_token_or_from_another_origin_is_refus
     response = await browser.post("/console/login", data=data, headers=headers)
     assert response.status_code == 403
     assert response.json()["code"] == "csrf_rejected"
+    (refusal,) = await _console_entries(state, "csrf_rejected")
+    assert (refusal.outcome, refusal.reason_code) == ("refused", "csrf_rejected")
+    assert refusal.detail["check"] == ("foreign_origin" if origin else "token")
+    assert await _console_entries(state, "login") == []
+
+
+async def test_csrf_refusals_are_audited_only_up_to_the_address_quota(
+    browser: httpx.AsyncClient, state: GatewayState
+) -> None:
+    """A forged form needs no secret: past the address's sign-in bucket a refusal is still
+    403, but no longer written to the audit log."""
+    burst = state.settings.console_login_address_burst
+    for _ in range(burst + 5):
+        response = await browser.post("/console/login", data={"csrf_token": "forged"})
+        assert response.status_code == 403
+    assert len(await _console_entries(state, "csrf_rejected")) == burst
+
+
+async def test_a_console_form_with_more_fields_than_any_form_has_is_400(
+    officer: httpx.AsyncClient, state: GatewayState
+) -> None:
+    """Nine fields made parse_qsl raise: a 500 before the CSRF check, unauthenticated."""
+    fields = "&".join(f"f{i}=1" for i in range(9))
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    for path in ("/console/login", "/console/logout"):
+        response = await officer.post(path, content=fields, headers=headers)
+        assert response.status_code == 400, (path, response.text)
+        assert response.json()["code"] == "malformed_body"
+    assert await _console_entries(state, "logout") == []
 
 
 async def test_logout_needs_the_session_csrf_token_and_ends_the_session(
-    officer: httpx.AsyncClient,
+    officer: httpx.AsyncClient, state: GatewayState
 ) -> None:
     """A logout POST without the token is refused; with it the cookie stops working."""
     page = await officer.get("/console/entries")
     refused = await officer.post("/console/logout", data={"csrf_token": "wrong"})
     assert refused.status_code == 403
+    (refusal,) = await _console_entries(state, "csrf_rejected")
+    assert refusal.officer_id == OFFICER
     token = officer.cookies.get("__Host-mappa-console")
     response = await officer.post("/console/logout", data={"csrf_token": csrf_in(page.text)})
     assert response.status_code == 303
