@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import re
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -31,6 +32,7 @@ from gateway.audit.canonical import AUDIT_ENTRY_FIELDS, format_occurred_at
 from gateway.audit.merkle import EMPTY_ROOT, HASH_SIZE, TiledTree
 from gateway.audit.subtrees import SubtreeCache
 from gateway.audit.verify import LEAF_HASH_KEY
+from gateway.contract.types import RESOURCE_ID
 from gateway.errors import AuditLogInconsistent, InvalidParameter, NotFound
 from gateway.store.models import AuditCheckpoint, AuditEntry
 
@@ -52,6 +54,7 @@ __all__ = [
 
 _COLUMNS: Final = tuple(getattr(AuditEntry, name) for name in AUDIT_ENTRY_FIELDS)
 _STREAM_CHUNK: Final = 2000
+_ENTRY_ID: Final = re.compile(RESOURCE_ID)
 
 
 def b64(raw: bytes) -> str:
@@ -199,6 +202,8 @@ async def inclusion_proof(
     size = signed if tree_size is None else tree_size
     if not 0 <= size <= signed:
         raise InvalidParameter(f"tree_size must be between 0 and {signed}")
+    if _ENTRY_ID.fullmatch(entry_id) is None:  # never an entry's id; PostgreSQL takes no NUL
+        raise NotFound("No entry with this id is covered by that tree size")
     seq = (
         await session.execute(select(AuditEntry.seq).where(AuditEntry.entry_id == entry_id))
     ).scalar_one_or_none()

@@ -152,7 +152,7 @@ class Sealer:
         try:
             header = json.loads(base64.urlsafe_b64decode(compact.split(".", 1)[0][:4096] + "=="))
             kid = header.get("kid") if isinstance(header, dict) else None
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             kid = None  # unseal_from refuses the header with its precise reason
         if isinstance(kid, str) and kid:
             return self.repository.ring_knowing(Purpose.PAYLOAD_ENCRYPTION, kid[:128])

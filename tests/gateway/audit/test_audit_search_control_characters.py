@@ -186,3 +186,21 @@ def test_the_parser_refuses_control_characters_in_every_value(name: str, value: 
     extra CSRF field gets the same rule)."""
     with pytest.raises(InvalidParameter, match="control characters"):
         parse_query([(name, value)], extra=("csrf_token",))
+
+
+async def test_an_inclusion_proof_of_an_id_no_entry_can_have_is_the_unknown_entry_s_404(
+    http: httpx.AsyncClient,
+    gateway_state: GatewayState,
+    coordinator: AgencyClient,
+    entries: int,
+) -> None:
+    """A NUL in entry_id was a 500 on PostgreSQL (the id went to the query as it came); any id
+    not shaped as an entry's is now answered as an unknown one is, before anything is read."""
+    url = ISSUER + "/v1/audit/proof/inclusion"
+    answers = []
+    for entry_id in ("a\x00b", "00000000-0000-4000-8000-000000000000", "x" * 36):
+        token = await coordinator.token(http)
+        headers = coordinator.resource_headers(token, url=url, method="GET")
+        response = await http.get(url, params={"entry_id": entry_id}, headers=headers)
+        answers.append((response.status_code, response.json()["code"]))
+    assert answers == [(404, "not_found")] * 3
