@@ -8,11 +8,18 @@ the approved view (conclusions and action points, every third-party source and e
 citing one removed, caveats honoured) and may read the same view from the minutes endpoint.
 The minutes' author is told of the disclosure when someone else (the co-ordinator) approved it
 (:mod:`gateway.cases.notifications`).
+
+An approval of the whole of ``actions`` is recorded as the action points the meeting has when the
+decision is taken (``actions/<id>`` each): the chair approved those, and an action added later
+(which may say what must not go beyond the meeting) is never released by it. The push at the
+decision and every later read give the same view.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,7 +43,20 @@ from gateway.flow import deliver, lawful_basis, need_to_know, redact
 from gateway.flow.audit import Operation, Outcome
 from gateway.store.models import Agency, OnwardDisclosureRequest, new_id
 
-__all__ = ["decide_disclosure", "request_disclosure"]
+__all__ = ["decide_disclosure", "explicit_parts", "request_disclosure"]
+
+
+def explicit_parts(
+    approved: Sequence[str], actions: Sequence[Mapping[str, Any]]
+) -> tuple[str, ...]:
+    """``approved`` as what it covers at the decision: the whole of ``actions`` becomes each
+    action point of the meeting now (``actions/<id>``), so that no action added after the
+    decision is released by it; the conclusions are fixed with the minutes. In order, once each."""
+    parts: list[str] = []
+    for part in approved:
+        named = [f"actions/{action['id']}" for action in actions] if part == "actions" else [part]
+        parts.extend(p for p in named if p not in parts)
+    return tuple(parts)
 
 
 async def request_disclosure(call: Call) -> Response:
@@ -136,10 +156,20 @@ async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
                 errors=[{"loc": ["approved_parts"], "type": "more_than_requested"}]
             )
         push = None
+        approved = tuple(decided.approved_parts)
         notices = notifications.Notices(call, seen.nominal.id)
         if decided.decision is DisclosureDecision.APPROVE:
             if seen.minutes is None or row.recipient_agency_id is None:
                 raise errors.Conflict(diagnostics={"reason": "no_minutes_yet"})
+            actions = await meeting_actions(call, session, seen.meeting.id)
+            approved = explicit_parts(decided.approved_parts, actions)
+            if not approved:  # only the whole of actions, and the meeting has none yet
+                raise errors.Conflict(
+                    diagnostics={
+                        "reason": "nothing_to_disclose",
+                        "why": "the meeting has no actions",
+                    }
+                )
             recipient = await session.get(Agency, row.recipient_agency_id)
             keys = await call.keys(session, row.recipient_agency_id, "enc")
             if recipient is None:
@@ -152,7 +182,7 @@ async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
                 nominal_id=seen.nominal.id,
                 meeting_id=seen.meeting.id,
                 status=DisclosureStatus.APPROVED,
-                approved_parts=tuple(decided.approved_parts),
+                approved_parts=approved,
                 decided_at=call.now,
             )
             tied = policies.Involvements(
@@ -170,7 +200,7 @@ async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
                 seen.meeting,
                 seen.participants,
                 documents.stored_minutes_body(seen.minutes, call.case_sealer),
-                await meeting_actions(call, session, seen.meeting.id),
+                actions,
             )
             if recipient_decision.view is not policies.View.APPROVED_PARTS:
                 # A participant may read the whole minutes under its own rule, but what an
@@ -178,7 +208,7 @@ async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
                 recipient_decision = dataclasses.replace(
                     recipient_decision,
                     view=policies.View.APPROVED_PARTS,
-                    approved_parts=tuple(decided.approved_parts),
+                    approved_parts=approved,
                 )
             release = redact.approved_parts(
                 recipient_decision,
@@ -225,7 +255,7 @@ async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
             )
             .values(
                 status=status,
-                approved_parts=list(decided.approved_parts),
+                approved_parts=list(approved),
                 decided_by=call.caller.officer,
                 decided_at=call.now,
             )
@@ -258,7 +288,7 @@ async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
             detail={
                 "resource": "minutes",
                 "decision": str(status),
-                "approved_parts": list(decided.approved_parts),
+                "approved_parts": list(approved),
                 "delivery": "outbox",
                 "caller_purpose": call.caller.purpose,
                 **notices.detail(),

@@ -1,0 +1,118 @@
+"""Onward disclosure of minutes (THREATS.md, "Lawful basis and need-to-know"): a recipient
+outside the meeting gets what the chair approved, and only that, on both backends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.gateway.cases.scenario import (
+    CONCLUSION_TEXT,
+    CP_CONFERENCE,
+    CS,
+    POLICE,
+    at_level_2,
+    disclosure_request,
+    level_2_meeting,
+    minutes,
+)
+from tests.gateway.cases.support import TODAY, World
+
+CP_CONTEXT = ("CA1989-s47", "child-protection")
+#: What the chair adds to the meeting after an approval: never for the conference.
+LATER_ACTION = "Covert deployment near the family home, not for disclosure"
+
+
+async def _action(world: World, meeting_id: str, owner: str, description: str) -> str:
+    made = await world[POLICE].post(
+        f"/v1/meetings/{meeting_id}/actions",
+        {"owner_agency_id": owner, "description": description, "due_date": TODAY.isoformat()},
+    )
+    action_id = made["id"]
+    assert isinstance(action_id, str)
+    return action_id
+
+
+async def _asked(world: World, meeting_id: str, parts: list[str]) -> str:
+    asked = await world[CS].post(
+        "/v1/disclosures", disclosure_request(meeting_id, CP_CONFERENCE, parts=parts)
+    )
+    request_id = asked["id"]
+    assert isinstance(request_id, str)
+    return request_id
+
+
+def _approve(parts: list[str]) -> dict[str, Any]:
+    return {"decision": "approve", "approved_parts": parts, "reason": "s.47 enquiry"}
+
+
+async def _read(world: World, meeting_id: str) -> dict[str, Any]:
+    conference = world[CP_CONFERENCE]
+    return await conference.get(
+        f"/v1/meetings/{meeting_id}/minutes", context=conference.with_context(*CP_CONTEXT)
+    )
+
+
+async def test_approved_actions_are_those_of_the_decision_not_later_ones(any_world: World) -> None:
+    """The chair approves "actions" when the meeting has one; an action added afterwards is
+    neither pushed nor readable by the recipient: the approval is recorded as the actions it
+    covered then, and the push and every later read agree."""
+    world = any_world
+    nominal_id = await at_level_2(world)
+    meeting_id = await level_2_meeting(world, nominal_id)
+    await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
+    first = await _action(world, meeting_id, CS, "Children's services to check ICS")
+    request_id = await _asked(world, meeting_id, ["conclusions", "actions"])
+    await world[POLICE].post(
+        f"/v1/disclosures/{request_id}/decision", _approve(["conclusions", "actions"])
+    )
+    [pushed] = await world.pushed(CP_CONFERENCE, "onward_disclosure")
+    shared = pushed["onward_disclosure"]
+    assert [a["id"] for a in shared["actions"]] == [first]
+    assert [c["text"] for c in shared["conclusions"]] == [CONCLUSION_TEXT]
+
+    world.clock.advance(minutes=5)
+    later = await _action(world, meeting_id, POLICE, LATER_ACTION)
+    read = await _read(world, meeting_id)
+    assert read == shared
+    assert later not in repr(read) and LATER_ACTION not in repr(read)
+    assert await world.pushed(CP_CONFERENCE, "onward_disclosure") == [pushed]
+    # The audit of the decision names what the recipient may see: the action, by id.
+    [entry] = [
+        e
+        for e in await world.audit(operation="disclosure")
+        if e.recipients == [CP_CONFERENCE] and e.detail.get("delivery") == "outbox"
+    ]
+    assert entry.detail["approved_parts"] == ["conclusions", f"actions/{first}"]
+
+
+async def test_an_approval_of_actions_alone_before_any_action_is_refused(any_world: World) -> None:
+    """An approval of the whole of "actions" while the meeting has none would approve nothing
+    now and everything later: it is refused (409), nothing is decided or sent, and the chair
+    may decide again once there are actions."""
+    world = any_world
+    nominal_id = await at_level_2(world)
+    meeting_id = await level_2_meeting(world, nominal_id)
+    await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
+    request_id = await _asked(world, meeting_id, ["actions"])
+    refused = await world[POLICE].refused(
+        "POST", f"/v1/disclosures/{request_id}/decision", _approve(["actions"])
+    )
+    assert refused.status == 409
+    assert await world.pushed(CP_CONFERENCE) == []
+    [entry] = [
+        e
+        for e in await world.audit(outcome="refused")
+        if e.detail.get("reason") == "nothing_to_disclose"
+    ]
+    assert entry.agency_id == POLICE
+    conference = world[CP_CONFERENCE]
+    unread = await conference.refused(
+        "GET", f"/v1/meetings/{meeting_id}/minutes", context=conference.with_context(*CP_CONTEXT)
+    )
+    assert unread.status == 404
+
+    action_id = await _action(world, meeting_id, CS, "Children's services to check ICS")
+    await world[POLICE].post(f"/v1/disclosures/{request_id}/decision", _approve(["actions"]))
+    [pushed] = await world.pushed(CP_CONFERENCE, "onward_disclosure")
+    assert [a["id"] for a in pushed["onward_disclosure"]["actions"]] == [action_id]
+    assert await _read(world, meeting_id) == pushed["onward_disclosure"]
