@@ -32,7 +32,7 @@ from ._hazmat import AES_KEY_BYTES, NONCE_BYTES, TAG_BYTES, Aead, random_bytes
 from .errors import EnvelopeRejected, KekUnavailable
 from .kek import KekSource
 
-__all__ = ["VERSION", "Envelope", "blob_kek_id", "rewrap"]
+__all__ = ["VERSION", "Envelope", "blob_body", "blob_kek_id", "rewrap"]
 
 VERSION = 1
 _DATA_AAD_PREFIX = b"mappa-envelope/v1\x00"
@@ -76,6 +76,13 @@ def _header(kek_id: str, wrapped: bytes) -> bytes:
 def blob_kek_id(blob: bytes) -> str:
     """The id of the KEK that wrapped this blob's data key (to plan a rewrap)."""
     return _parse(blob).kek_id
+
+
+def blob_body(blob: bytes) -> bytes:
+    """The part of a blob that :func:`rewrap` never changes: the nonce, the data ciphertext and
+    its tag, which bind the caller's associated data (the header only carries the wrapped data
+    key)."""
+    return blob[_parse(blob).body_offset :]
 
 
 class Envelope:

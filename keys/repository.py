@@ -14,7 +14,13 @@ thumbprint of the key), ``alg``, ``use``, ``status``, ``created_at``, ``retire_a
 kid or algorithm. On load the key's public half must hash to its kid.
 
 Parsed keys are cached: a ring is re-read from disk at most every ``refresh_interval`` (to see
-rotations made by other replicas), and a key already parsed is never unsealed again.
+rotations made by other replicas), and a key already parsed is not unsealed again. The cache is
+keyed by what the unseal proved: ``(purpose, kid, alg, SHA-256 of the sealed blob's body)``, the
+body being the nonce, ciphertext and tag that bind the associated data (a KEK rewrap changes only
+the header before it). A hit is a body this process opened with exactly that associated data, so
+a file copied into another purpose's folder (its ``purpose`` or ``alg`` edited, its blob
+untouched), or holding another blob, misses and is unsealed, and refused, as a fresh process
+would refuse it.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import base64
 import builtins
 import fcntl
+import hashlib
 import json
 import os
 import threading
@@ -40,7 +47,7 @@ from ._keyfiles import FORMAT, KID_FILE, encode_record, write_file
 from ._keyfiles import key_aad as _aad
 from ._rewrap import rewrap_directory
 from .blind_index import init_blind_index
-from .envelope import Envelope
+from .envelope import Envelope, blob_body
 from .errors import KeyInvalid, KeysError, KeyStoreError, KeyUnknown, ProfileRefused
 from .jwk import JoseKey
 from .kek import KekSource
@@ -97,6 +104,16 @@ class KeyRepository(Protocol):
         ...
 
 
+#: What a parsed key is cached under: the purpose, kid and alg it was unsealed for (the
+#: envelope's associated data) and the SHA-256 of the body of the sealed blob that was opened
+#: (a rewrap to another KEK changes only the blob's header, so it keeps the cached key).
+_ParsedKey = tuple[Purpose, str, str, bytes]
+
+
+def _parsed_key(purpose: Purpose, kid: str, alg: str, sealed: bytes) -> _ParsedKey:
+    return (purpose, kid, alg, hashlib.sha256(blob_body(sealed)).digest())
+
+
 def _parse_time(value: Any) -> datetime | None:
     if value is None:
         return None
@@ -123,7 +140,7 @@ class FileKeyRepository:
         self._unknown_kid_reload = unknown_kid_reload_interval.total_seconds()
         self._lock = threading.RLock()
         self._rings: dict[Purpose, tuple[float, KeyRing]] = {}
-        self._parsed: dict[str, JoseKey] = {}
+        self._parsed: dict[_ParsedKey, JoseKey] = {}
 
     def __repr__(self) -> str:
         return f"FileKeyRepository({str(self.directory)!r})"
@@ -172,14 +189,19 @@ class FileKeyRepository:
             names = sorted(os.listdir(folder)) if folder.is_dir() else []
         except OSError as exc:
             raise KeyStoreError(f"cannot list {purpose} keys: {type(exc).__name__}") from exc
+        seen: set[_ParsedKey] = set()
         for name in names:
             if KID_FILE.fullmatch(name):
-                keys.append(self._read_key(purpose, folder / name))
+                keys.append(self._read_key(purpose, folder / name, seen))
         ring = KeyRing(purpose, keys)
+        # Forget the purpose's keys whose file is gone or changed (the cache stays the size of
+        # the directory).
+        for stale in [k for k in self._parsed if k[0] is purpose and k not in seen]:
+            del self._parsed[stale]
         self._rings[purpose] = (time.monotonic(), ring)
         return ring
 
-    def _read_key(self, purpose: Purpose, path: Path) -> RingKey:
+    def _read_key(self, purpose: Purpose, path: Path, seen: set[_ParsedKey]) -> RingKey:
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
             with os.fdopen(fd, "rb") as handle:
@@ -198,9 +220,10 @@ class FileKeyRepository:
                 created_at=_parse_time(record["created_at"]) or _utcnow(),
                 retire_after=_parse_time(record.get("retire_after")),
             )
-            jose_key = self._parsed.get(kid)
+            sealed = base64.urlsafe_b64decode(str(record["sealed"]))
+            cache_key = _parsed_key(purpose, kid, alg, sealed)
+            jose_key = self._parsed.get(cache_key)
             if jose_key is None:
-                sealed = base64.urlsafe_b64decode(str(record["sealed"]))
                 private = json.loads(self._envelope.unseal(sealed, _aad(purpose, kid, alg)))
                 jose_key = _import_private(private)
             ring_key = RingKey.build(info, jose_key)
@@ -208,7 +231,8 @@ class FileKeyRepository:
             raise
         except (OSError, ValueError, KeyError, TypeError, JoseError) as exc:
             raise KeyStoreError(f"key file {path.name[:60]!r}: {type(exc).__name__}") from exc
-        self._parsed[kid] = jose_key
+        self._parsed[cache_key] = jose_key
+        seen.add(cache_key)
         return ring_key
 
     # -- writing -------------------------------------------------------------------------
@@ -290,7 +314,7 @@ class FileKeyRepository:
             self.directory / purpose.value / f"{kid}.json",
             {**_meta(info), "sealed": base64.urlsafe_b64encode(sealed).decode("ascii")},
         )
-        self._parsed[kid] = jose_key
+        self._parsed[_parsed_key(purpose, kid, alg, sealed)] = jose_key
         return info
 
     def _rewrite(self, info: KeyInfo, status: KeyStatus, retire_after: datetime | None) -> KeyInfo:

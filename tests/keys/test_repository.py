@@ -24,6 +24,7 @@ from keys import (
     blob_kek_id,
     generate_development_keys,
 )
+from keys._keyfiles import key_aad
 from tests.keys.keys_support import T0
 
 
@@ -98,6 +99,50 @@ def test_sealed_key_moved_to_another_kid_or_purpose_does_not_open(
         fresh.ring(Purpose.PAYLOAD_SIGNING)
 
 
+@pytest.mark.parametrize(
+    ("purpose", "alg", "use"),
+    [
+        (Purpose.PAYLOAD_SIGNING, "ES256", "sig"),
+        (Purpose.PAYLOAD_ENCRYPTION, "ECDH-ES+A256KW", "enc"),
+    ],
+)
+def test_running_process_refuses_a_cached_key_copied_into_another_purpose(
+    repository: FileKeyRepository, purpose: Purpose, alg: str, use: str
+) -> None:
+    """A token-signing key file copied into another purpose's folder, its purpose (and alg)
+    edited and its sealed blob untouched, is refused by a process that has already parsed the
+    key, as by a fresh one: the parsed-key cache never serves a key under a purpose or alg its
+    envelope was not opened for (ES256 and ECDH-ES+A256KW are both P-256)."""
+    running = FileKeyRepository(repository.directory, repository._envelope)
+    kid = running.ring(Purpose.TOKEN_SIGNING).current(now=T0).kid
+    record = json.loads((repository.directory / "token-signing" / f"{kid}.json").read_text())
+    record.update({"purpose": purpose.value, "alg": alg, "use": use})
+    (repository.directory / purpose.value / f"{kid}.json").write_text(json.dumps(record))
+    running.reload()
+    with pytest.raises(KeysError, match=r"envelope|aes-gcm"):
+        running.ring(purpose)
+    with pytest.raises(KeysError, match=r"envelope|aes-gcm"):
+        FileKeyRepository(repository.directory, repository._envelope).ring(purpose)
+    assert running.ring(Purpose.TOKEN_SIGNING).usable_key(kid, now=T0) is not None
+
+
+def test_running_process_refuses_a_changed_blob_of_a_cached_key(
+    repository: FileKeyRepository,
+) -> None:
+    """A cached key whose file now holds another sealed blob is unsealed again (and here
+    refused: the blob is another key's), not served from the cache by its kid."""
+    running = FileKeyRepository(repository.directory, repository._envelope)
+    kid = running.ring(Purpose.TOKEN_SIGNING).current(now=T0).kid
+    path = repository.directory / "token-signing" / f"{kid}.json"
+    other = json.loads(_files(repository.directory / "payload-signing")[0].read_text())
+    record = json.loads(path.read_text())
+    record["sealed"] = other["sealed"]
+    path.write_text(json.dumps(record))
+    running.reload()
+    with pytest.raises(KeysError, match=r"envelope|aes-gcm"):
+        running.ring(Purpose.TOKEN_SIGNING)
+
+
 def test_key_file_whose_key_does_not_match_its_kid_is_refused(
     repository: FileKeyRepository,
 ) -> None:
@@ -156,6 +201,33 @@ def test_rings_are_cached_and_keys_unsealed_once(
     assert len(calls) == 1
 
 
+def test_cached_keys_are_not_unsealed_again_through_rotations_and_reloads(
+    repository: FileKeyRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cache still works: the rotating process unseals nothing (it made the new key and the
+    old key's blob is unchanged); a replica unseals each new key once, then never again."""
+    running = FileKeyRepository(repository.directory, repository._envelope)
+    replica = FileKeyRepository(repository.directory, repository._envelope)
+    running.ring(Purpose.TOKEN_SIGNING)
+    replica.ring(Purpose.TOKEN_SIGNING)
+    calls: list[bytes] = []
+    original = Envelope.unseal
+
+    def counting(self: Envelope, blob: bytes, aad: bytes) -> bytes:
+        calls.append(aad)
+        return original(self, blob, aad)
+
+    monkeypatch.setattr(Envelope, "unseal", counting)
+    (created,) = running.rotate(Purpose.TOKEN_SIGNING, timedelta(hours=1), now=T0)
+    running.reload()
+    assert running.ring(Purpose.TOKEN_SIGNING).usable_key(created.kid, now=T0) is not None
+    assert calls == []
+    for _ in range(3):
+        replica.reload()
+        assert len(replica.ring(Purpose.TOKEN_SIGNING).usable(now=T0)) == 2
+    assert calls == [key_aad(Purpose.TOKEN_SIGNING, created.kid, "ES256")]
+
+
 def test_another_replica_sees_a_rotation_after_refresh(repository: FileKeyRepository) -> None:
     """Two repositories on one directory: the second sees the first's rotation on refresh."""
     replica = FileKeyRepository(
@@ -174,6 +246,22 @@ def test_rewrap_moves_every_key_to_the_new_kek(repository: FileKeyRepository) ->
     assert {i.kid for i in FileKeyRepository(repository.directory, new).list()} == before
     with pytest.raises(KekUnavailable):
         FileKeyRepository(repository.directory, LocalKek(os.urandom(32))).list()
+
+
+def test_a_running_replica_keeps_its_parsed_keys_across_a_rewrap(
+    repository: FileKeyRepository,
+) -> None:
+    """A rewrap changes only each blob's header (the wrapped data key), not the body the cache
+    is keyed by: a replica still on the old KEK keeps the keys it has parsed until it is
+    restarted with the new one, while a fresh process on the old KEK opens nothing."""
+    old_envelope = repository._envelope
+    replica = FileKeyRepository(repository.directory, old_envelope)
+    before = {i.kid for p in Purpose for i in replica.ring(p).infos()}
+    repository.rewrap(LocalKek(os.urandom(32)))
+    replica.reload()
+    assert {i.kid for p in Purpose for i in replica.ring(p).infos()} == before
+    with pytest.raises(KekUnavailable):
+        FileKeyRepository(repository.directory, old_envelope).list()
 
 
 def test_negative_overlap_is_refused(repository: FileKeyRepository) -> None:
