@@ -31,12 +31,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.contract.types import control_character_in
 from gateway.errors import InvalidParameter
-from gateway.store.models import AuditEntry
+from gateway.store.models import Agency, AuditEntry, Nominal
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -185,9 +185,26 @@ def parse_query(items: Iterable[tuple[str, str]], *, extra: Iterable[str] = ()) 
     return SearchQuery(EntryFilter(equals, since, until), limit, after)
 
 
-async def search_entries(session: AsyncSession, query: SearchQuery) -> Page:
-    """One page of matching entries, newest first, and the cursor of the next page."""
+def of_area(statement: Select[Any], area: str) -> Select[Any]:
+    """``statement`` narrowed to the entries of one MAPPA area: those made by one of its agencies,
+    or about one of its nominals (so another area's agency reading this area's nominal is seen
+    by both areas' units, and neither sees the other's own business)."""
+    return statement.where(
+        or_(
+            AuditEntry.agency_id.in_(select(Agency.id).where(Agency.area == area)),
+            AuditEntry.nominal_ref.in_(select(Nominal.id).where(Nominal.area == area)),
+        )
+    )
+
+
+async def search_entries(
+    session: AsyncSession, query: SearchQuery, *, area: str | None = None
+) -> Page:
+    """One page of matching entries, newest first, and the cursor of the next page; with
+    ``area``, only that area's entries (`of_area`)."""
     statement = query.filter.apply(select(AuditEntry))
+    if area is not None:
+        statement = of_area(statement, area)
     if query.after_id is not None:
         statement = statement.where(AuditEntry.id < query.after_id)
     statement = statement.order_by(AuditEntry.id.desc()).limit(query.limit + 1)

@@ -30,12 +30,13 @@ from typing import Annotated, Final
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import errors
 from gateway.audit import log as audit_log
 from gateway.audit.commit import Audited, commit_audited, record_alone
-from gateway.audit.search import Page, parse_query, search_entries
+from gateway.audit.search import Page, of_area, parse_query, search_entries
 from gateway.audit.service import AuditService
 from gateway.audit.subtrees import SubtreeCache
 from gateway.console.session import SESSION_COOKIE, current_session
@@ -44,6 +45,7 @@ from gateway.flow.audit import AuditEvent, Operation, Outcome
 from gateway.flow.authenticate import authenticate
 from gateway.logs import get_logger
 from gateway.state import GatewayState
+from gateway.store.models import AuditEntry
 
 __all__ = ["AUDIT_READ_SCOPE", "IGReader", "ig_reader", "router"]
 
@@ -69,6 +71,11 @@ class IGReader:
     request_id: str | None
     #: An agency reader's MAPPA area (None for a console officer).
     area: str | None = None
+
+    @property
+    def scope(self) -> str | None:
+        """The area an agency reader sees the entries of; None for an IG officer's console."""
+        return self.area if self.via == "agency" else None
 
     def event(self, outcome: Outcome, **fields: object) -> AuditEvent:
         return AuditEvent.model_validate(
@@ -99,6 +106,14 @@ def _audit(state: GatewayState) -> AuditService:
 def _subtrees(state: GatewayState) -> SubtreeCache | None:
     """The process's proof cache (none without the log's keys: proofs then read every leaf)."""
     return state.audit.subtrees if state.audit is not None else None
+
+
+async def _of_area(session: AsyncSession, entry_id: str, area: str) -> bool:
+    """Whether the entry ``entry_id`` is one of ``area``'s (`gateway.audit.search.of_area`)."""
+    if not audit_log.is_entry_id(entry_id):
+        return False
+    statement = of_area(select(AuditEntry.id).where(AuditEntry.entry_id == entry_id), area)
+    return (await session.execute(statement.limit(1))).first() is not None
 
 
 def _route(request: Request) -> str:
@@ -222,6 +237,8 @@ async def inclusion(
     size = _size("tree_size", tree_size)
 
     async def act(session: AsyncSession) -> Audited[audit_log.InclusionProof]:
+        if reader.scope is not None and not await _of_area(session, entry_id, reader.scope):
+            raise errors.NotFound("No entry with this id is covered by that tree size")
         proof = await audit_log.inclusion_proof(
             session, entry_id, size, cache=_subtrees(_state(request))
         )
@@ -255,7 +272,7 @@ async def entries(
     query = parse_query(request.query_params.multi_items())
 
     async def act(session: AsyncSession) -> Audited[Page]:
-        page = await search_entries(session, query)
+        page = await search_entries(session, query, area=reader.scope)
         event = reader.event(
             Outcome.ALLOWED,
             detail={
@@ -264,6 +281,7 @@ async def entries(
                 "via": reader.via,
                 "filters": query.filter.as_detail(),
                 "returned": len(page.entries),
+                **({"area": reader.scope} if reader.scope else {}),
             },
         )
         return Audited(page, event)

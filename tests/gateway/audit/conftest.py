@@ -13,7 +13,9 @@ import pytest
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from joserfc.jwk import ECKey
 
+from gateway import agencies
 from gateway.audit import (
     CheckpointVerifier,
     VerifierKey,
@@ -252,6 +254,27 @@ def audit_event(i: int, **overrides: Any) -> AuditEvent:
     }
     fields.update(overrides)
     return AuditEvent(**fields)
+
+
+#: The agencies the sample log's entries name (``agency-0`` to ``agency-3``).
+SAMPLE_AGENCIES = tuple(f"agency-{i}" for i in range(4))
+
+
+async def register_sample_agencies(db: Database, area: str = "avon-somerset") -> None:
+    """Register the agencies of the sample log in ``area``, so an area's IG system (which sees
+    only its own area's entries) sees the sample entries."""
+    jwks = {"keys": [ECKey.generate_key("P-256").as_dict(private=False)]}
+    for agency_id in SAMPLE_AGENCIES:
+        await agencies.add_agency(
+            db,
+            agency_id=agency_id,
+            name=agency_id,
+            agency_type="probation",
+            role="responsible_authority",
+            area=area,
+            scopes=["case:read"],
+            jwks=jwks,
+        )
 
 
 async def append_entries(db: Database, count: int, *, start: int = 0) -> None:

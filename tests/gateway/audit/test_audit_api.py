@@ -10,6 +10,7 @@ import pytest
 from joserfc.jwk import ECKey
 from sqlalchemy import select
 
+from gateway import agencies
 from gateway.audit import (
     CheckpointVerifier,
     entry_leaf_hash,
@@ -21,9 +22,9 @@ from gateway.audit.sequencer import sequence
 from gateway.audit.verify import LEAF_HASH_KEY
 from gateway.flow.audit import record
 from gateway.state import GatewayState
-from gateway.store.models import AuditEntry
+from gateway.store.models import AuditEntry, Nominal
 from keys import ed25519_verify
-from tests.gateway.audit.conftest import append_entries, audit_event
+from tests.gateway.audit.conftest import append_entries, audit_event, register_sample_agencies
 from tests.gateway.oauth.conftest import register
 from tests.gateway.oauth.support import ISSUER, AgencyClient, Clock, Ledger
 
@@ -35,6 +36,7 @@ INCLUSION = ISSUER + "/v1/audit/proof/inclusion"
 async def coordinator(gateway_state: GatewayState, clock: Clock) -> AgencyClient:
     """The area's MAPPA co-ordination unit, onboarded with audit:read."""
     client = AgencyClient("mappa-coord-avon", ECKey.generate_key("P-256"), clock)
+    await register_sample_agencies(gateway_state.db)  # the sample log's, in its area
     return await register(
         gateway_state.db,
         client,
@@ -137,7 +139,8 @@ async def test_entries_filter_and_page_with_an_opaque_cursor(
         cursor = body["next_cursor"]
         if cursor is None:
             break
-    assert seen == [f"req-{i}" for i in (17, 13, 9, 5, 1)]
+    # the sample's five, then agency-1's own registration (made before them, with no request)
+    assert seen == [*(f"req-{i}" for i in (17, 13, 9, 5, 1)), None]
 
 
 @pytest.mark.parametrize(
@@ -332,3 +335,72 @@ async def test_text_with_control_characters_and_markup_round_trips_literally(
             select(AuditEntry.officer_id).where(AuditEntry.entry_id == entry["entry_id"])
         )
     assert stored == hostile
+
+
+async def _other_area_unit(gateway_state: GatewayState, clock: Clock) -> AgencyClient:
+    """Wiltshire's MAPPA co-ordination unit, with audit:read."""
+    client = AgencyClient("mappa-coord-wilts", ECKey.generate_key("P-256"), clock)
+    await agencies.add_agency(
+        gateway_state.db,
+        agency_id=client.client_id,
+        name="Wiltshire MAPPA unit",
+        agency_type="mappa_coordination",
+        role="responsible_authority",
+        area="wiltshire",
+        scopes=["audit:read"],
+        jwks=client.public_jwks(),
+        now=clock.now,
+    )
+    return client
+
+
+async def test_an_area_s_unit_sees_only_its_own_area_s_entries(
+    http: httpx.AsyncClient,
+    gateway_state: GatewayState,
+    coordinator: AgencyClient,
+    sequenced_log: list[str],
+    clock: Clock,
+) -> None:
+    """Avon's unit sees the entries of Avon's agencies; Wiltshire's sees none of them, its
+    search says which area it covered, and an Avon entry's inclusion proof is its 404 (before,
+    any area's unit read every area's log: nominal references, agencies, officers)."""
+    wilts = await _other_area_unit(gateway_state, clock)
+    avon_page = (await _get(http, coordinator, ENTRIES, agency="agency-1")).json()["entries"]
+    assert len(avon_page) == 6  # the sample's five and agency-1's registration
+    wilts_page = (await _get(http, wilts, ENTRIES, agency="agency-1")).json()["entries"]
+    assert wilts_page == []
+    everything = (await _get(http, wilts, ENTRIES, limit="500")).json()["entries"]
+    assert {e["agency_id"] for e in everything} <= {"mappa-coord-wilts"}
+    searches = [e for e in everything if (e["detail"] or {}).get("action") == "search"]
+    assert searches and all(e["detail"]["area"] == "wiltshire" for e in searches)
+    entry = next(e for e in avon_page if e["seq"] is not None)
+    assert (await _get(http, coordinator, INCLUSION, entry_id=entry["entry_id"])).status_code == 200
+    refused = await _get(http, wilts, INCLUSION, entry_id=entry["entry_id"])
+    assert (refused.status_code, refused.json()["code"]) == (404, "not_found")
+
+
+async def test_an_entry_about_an_area_s_nominal_is_seen_by_that_area_s_unit(
+    http: httpx.AsyncClient,
+    gateway_state: GatewayState,
+    coordinator: AgencyClient,
+    sequenced_log: list[str],
+    clock: Clock,
+) -> None:
+    """An Avon agency's entry about a Wiltshire nominal is seen by both units: each area's
+    unit sees what its agencies did and what was done about its nominals."""
+    wilts = await _other_area_unit(gateway_state, clock)
+    async with gateway_state.db.write() as session:
+        nominal = Nominal(
+            area="wiltshire",
+            category=1,
+            level=2,
+            lead_agency_id="agency-2",
+            details_sealed=b"\x00",
+        )
+        session.add(nominal)
+        await session.flush()
+        record(session, audit_event(900, agency_id="agency-2", nominal_ref=nominal.id))
+    about = (await _get(http, wilts, ENTRIES, nominal=nominal.id)).json()["entries"]
+    assert [e["request_id"] for e in about] == ["req-900"]
+    by_avon = (await _get(http, coordinator, ENTRIES, nominal=nominal.id)).json()["entries"]
+    assert [e["request_id"] for e in by_avon] == ["req-900"]

@@ -22,7 +22,7 @@ from gateway.errors import InvalidParameter
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from gateway.store.models import AuditEntry
-from tests.gateway.audit.conftest import append_entries
+from tests.gateway.audit.conftest import append_entries, register_sample_agencies
 from tests.gateway.oauth.conftest import register
 from tests.gateway.oauth.support import ISSUER, AgencyClient, Clock, Ledger
 
@@ -42,6 +42,7 @@ def oauth_settings(oauth_settings: Settings, database_url: str) -> Settings:
 @pytest.fixture
 async def coordinator(gateway_state: GatewayState, clock: Clock) -> AgencyClient:
     client = AgencyClient("mappa-coord-avon", ECKey.generate_key("P-256"), clock)
+    await register_sample_agencies(gateway_state.db)  # the sample log's, in its area
     return await register(
         gateway_state.db,
         client,
