@@ -60,13 +60,17 @@ async def _lead_agency(session: AsyncSession, call: Call, referral: ReferralIn) 
     return lead.id
 
 
-async def _involved_agencies(session: AsyncSession, referral: ReferralIn) -> list[str]:
+async def _involved_agencies(session: AsyncSession, call: Call, referral: ReferralIn) -> list[str]:
+    """The agencies the referral names as involved: registered agencies of the caller's area
+    (an agency of another area would be given the area's case by naming it here)."""
     named = sorted(set(referral.agencies_involved))
     if not named:
         return []
-    found = set((await session.scalars(select(Agency.id).where(Agency.id.in_(named)))).all())
-    if found != set(named):
+    rows = (await session.execute(select(Agency.id, Agency.area).where(Agency.id.in_(named)))).all()
+    if {row.id for row in rows} != set(named):
         raise _invalid("agencies_involved", "unknown_agency")
+    if any(row.area != call.caller.area for row in rows):
+        raise _invalid("agencies_involved", "agency_of_another_area")
     return named
 
 
@@ -118,7 +122,7 @@ async def create_referral(call: Call) -> Response:
         referral = body.body
         mappa = referral.kind is ReferralKind.MAPPA
         lead_id = await _lead_agency(session, call, referral) if mappa else None
-        involved = await _involved_agencies(session, referral)
+        involved = await _involved_agencies(session, call, referral)
         indexes = _indexes(sealer, referral) if mappa else {}
 
     referral_id = new_id()

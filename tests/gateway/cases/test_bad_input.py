@@ -30,6 +30,7 @@ from tests.gateway.cases.scenario import (
     POLICE,
     PROBATION,
     VICTIM_SUPPORT,
+    WILTS_POLICE,
     at_level_2,
     level_2_meeting,
     referral,
@@ -64,6 +65,8 @@ def _subject(**changes: Any) -> dict[str, Any]:
         (referral(risks=[]), "risks"),  # the risk matrix is not empty
         (referral(risks=[{"group": "children", "level": "extreme"}]), "level"),  # unknown level
         (referral(agencies_involved=["no-such-agency"]), "agencies_involved"),  # unknown agency
+        # another area's agency: naming it would open the case to it (its involvement)
+        (referral(agencies_involved=[WILTS_POLICE]), "agencies_involved"),
         (referral(lead_agency_id="barnet-housing"), "lead_agency_id"),  # housing cannot lead
         (referral(reasons=""), "reasons"),  # empty
     ],
