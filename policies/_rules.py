@@ -7,10 +7,7 @@ against what the rule accepts. Every refusal and every ``why`` names identifiers
 
 from __future__ import annotations
 
-import datetime as dt
-from dataclasses import dataclass
 from typing import ClassVar, NoReturn
-from zoneinfo import ZoneInfo
 
 from gateway.domain import (
     ActionStatus,
@@ -25,12 +22,12 @@ from gateway.domain import (
 )
 
 from ._data import Table
+from ._time import END_OF_TIME, Settings, days_after, meeting_ended
 from .errors import NoNeedToKnow
 from .facts import (
     APPROVABLE_PARTS,
     Facts,
     HazardFlagTarget,
-    MeetingInvolvement,
     MinutesTarget,
     RecordTarget,
     Resource,
@@ -41,38 +38,6 @@ __all__ = ["END_OF_TIME", "GRANTS", "RESTRICTIONS", "Rule", "Settings", "days_af
 
 #: An action point involves its owner while it is open or in progress.
 _ACTIVE_ACTIONS = frozenset({ActionStatus.OPEN, ActionStatus.IN_PROGRESS})
-#: The last representable moment: the end of a day that has no next day.
-END_OF_TIME = dt.datetime.max.replace(tzinfo=dt.UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class Settings:
-    policy_version: str
-    time_zone: ZoneInfo
-    meeting_without_review_date_days: int
-
-    def today(self, now: dt.datetime) -> dt.date:
-        try:
-            return now.astimezone(self.time_zone).date()
-        except OverflowError:  # hours from the calendar's edge: the edge's day
-            return dt.date.max if now.year == dt.MAXYEAR else dt.date.min
-
-    def end_of(self, day: dt.date) -> dt.datetime:
-        """The first moment after ``day`` in the policy's time zone, in UTC (access "to the end
-        of the review day"). The calendar's last day never ends: its end is :data:`END_OF_TIME`."""
-        try:
-            midnight = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), self.time_zone)
-            return midnight.astimezone(dt.UTC)
-        except OverflowError:
-            return END_OF_TIME
-
-
-def days_after(day: dt.date, days: int) -> dt.date:
-    """``day`` plus ``days``, held at the calendar's ends: a stored date never fails a decision."""
-    try:
-        return day + dt.timedelta(days=days)
-    except OverflowError:
-        return dt.date.max if days > 0 else dt.date.min
 
 
 class Rule:
@@ -253,30 +218,6 @@ class InvolvedReferral(Rule):
         self.deny("referral involvement ended: " + "; ".join(ended))
 
 
-def meeting_ended(settings: Settings, facts: Facts, meeting: MeetingInvolvement) -> str | None:
-    """Why the caller's involvement in ``meeting`` has ended, or None while it lasts."""
-    nominal = facts.nominal
-    if nominal.status is not NominalStatus.ACTIVE:
-        return "the nominal is deregistered"
-    if meeting.need_closed_at is not None and facts.now >= meeting.need_closed_at:
-        return f"the meeting's need closed {meeting.need_closed_at.isoformat()}"
-    if meeting.level_at_meeting is not None and meeting.level_at_meeting != nominal.level:
-        return (
-            f"the level changed from {int(meeting.level_at_meeting)} "
-            f"to {int(nominal.level)} since the meeting"
-        )
-    if (
-        nominal.level_changed_at is not None
-        and settings.today(nominal.level_changed_at) > meeting.held_on
-    ):
-        return f"the level changed {nominal.level_changed_at.isoformat()}, after the meeting"
-    days = settings.meeting_without_review_date_days  # a review beyond the calendar never comes
-    review = meeting.review_date or days_after(meeting.held_on, days)
-    if settings.today(facts.now) > review:
-        return f"the review date {review.isoformat()} has passed"
-    return None
-
-
 class InvolvedMeeting(Rule):
     rule = "involved-meeting"
     covers = frozenset({Resource.NOMINAL, Resource.RECORD})
@@ -397,12 +338,23 @@ class OnwardDisclosureApproved(Rule):
             self.deny("the nominal is deregistered")
         parts: list[str] = []
         requests = []
+        ended = []
         for grant in facts.involvements.disclosures:
-            if grant.meeting_id == target.meeting_id and grant.status is DisclosureStatus.APPROVED:
-                requests.append(grant.request_id)
-                parts.extend(p for p in grant.approved_parts if self._valid(p) and p not in parts)
+            if (
+                grant.meeting_id != target.meeting_id
+                or grant.status is not DisclosureStatus.APPROVED
+            ):
+                continue
+            # the meeting's need ends the disclosure as it ends the participants' access
+            if (why := meeting_ended(self.settings, facts, grant)) is not None:
+                ended.append(f"onward disclosure {grant.request_id} ended: {why}")
+                continue
+            requests.append(grant.request_id)
+            parts.extend(p for p in grant.approved_parts if self._valid(p) and p not in parts)
         if not requests:
-            self.deny(f"no approved onward disclosure of meeting {target.meeting_id}")
+            self.deny(
+                "; ".join(ended) or f"no approved onward disclosure of meeting {target.meeting_id}"
+            )
         if not parts:
             self.deny(f"approved requests {', '.join(requests)} name no part that may be shared")
         return self.grant(

@@ -212,6 +212,13 @@ class OnwardDisclosureGrant:
     #: What the chair approved, e.g. ``("conclusions", "actions")`` or ``("actions/a-17",)``.
     approved_parts: tuple[str, ...] = ()
     decided_at: dt.datetime | None = None
+    #: The meeting's need, which ends the disclosure as it ends the participants' involvement
+    #: (review date, need closed, level change, deregistration). Without the meeting's date the
+    #: grant grants nothing.
+    held_on: dt.date | None = None
+    review_date: dt.date | None = None
+    need_closed_at: dt.datetime | None = None
+    level_at_meeting: Level | None = None
 
     def __post_init__(self) -> None:
         _id(self.request_id, "request id")
@@ -223,6 +230,11 @@ class OnwardDisclosureGrant:
         for part in self.approved_parts:
             _id(part, "approved part")
         _aware(self.decided_at, "decided_at")
+        _date(self.held_on, "held_on")
+        _date(self.review_date, "review_date")
+        _aware(self.need_closed_at, "need_closed_at")
+        if self.level_at_meeting is not None:
+            _is(self.level_at_meeting, Level, "level_at_meeting")
 
 
 @dataclass(frozen=True, slots=True)

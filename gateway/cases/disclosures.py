@@ -38,7 +38,7 @@ from gateway.cases.subjects import (
 )
 from gateway.contract import AckOut, DecisionIn, DisclosureDecision, DisclosureIn
 from gateway.contract.disclosures import within
-from gateway.domain import DisclosureStatus
+from gateway.domain import DisclosureStatus, Level
 from gateway.flow import deliver, lawful_basis, need_to_know, redact
 from gateway.flow.audit import Operation, Outcome
 from gateway.store.models import Agency, OnwardDisclosureRequest, new_id
@@ -184,6 +184,14 @@ async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
                 status=DisclosureStatus.APPROVED,
                 approved_parts=approved,
                 decided_at=call.now,
+                held_on=seen.meeting.held_on,
+                review_date=seen.meeting.review_date,
+                need_closed_at=seen.meeting.need_closed_at,
+                level_at_meeting=(
+                    None
+                    if seen.meeting.level_at_meeting is None
+                    else Level(seen.meeting.level_at_meeting)
+                ),
             )
             tied = policies.Involvements(
                 tied.referrals, tied.meetings, tied.actions, (*tied.disclosures, grant)

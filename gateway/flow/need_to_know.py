@@ -141,9 +141,11 @@ def _involvement_query(agency_id: Any, nominal_id: Any) -> CompoundSelect[Any]:
     """Every involvement of the agency with the nominal, in one round trip (UNION ALL).
 
     Columns: kind (r, m, a, d, c), id, meeting id, meeting type, participation, status, first
-    date, second date, a time, a level, approved parts (or purposes). The first branch types
-    them all. ``c`` rows are the RA's s.325(4A)(c) decisions naming the agency: their time is
-    when the decision stops standing, their status whether it was revoked."""
+    date, second date, a time, a level, approved parts (or purposes), a second time. The first
+    branch types them all. ``c`` rows are the RA's s.325(4A)(c) decisions naming the agency:
+    their time is when the decision stops standing, their status whether it was revoked. ``d``
+    rows (approved onward disclosures to the agency) carry their meeting's date, review date,
+    level and need closure (the second time): the meeting's need ends them too."""
 
     def blank(kind: Any) -> Any:
         # typed in SQL: PostgreSQL resolves a UNION's column types pairwise, left to right
@@ -162,6 +164,7 @@ def _involvement_query(agency_id: Any, nominal_id: Any) -> CompoundSelect[Any]:
         type_coerce(Referral.closed_at, UTCDateTime()),
         blank(Integer()),
         blank(JSON()),
+        blank(UTCDateTime()),
     ).where(
         Referral.nominal_id == nominal_id,
         # A referral that found an existing nominal grants nothing (see cases.referrals)
@@ -181,6 +184,7 @@ def _involvement_query(agency_id: Any, nominal_id: Any) -> CompoundSelect[Any]:
             Meeting.need_closed_at,
             Meeting.level_at_meeting,
             null(),
+            null(),
         )
         .join(MeetingAgency, MeetingAgency.meeting_id == Meeting.id)
         .where(Meeting.nominal_id == nominal_id, MeetingAgency.agency_id == agency_id)
@@ -198,6 +202,7 @@ def _involvement_query(agency_id: Any, nominal_id: Any) -> CompoundSelect[Any]:
             null(),
             null(),
             null(),
+            null(),
         )
         .join(Meeting, Meeting.id == Action.meeting_id)
         .where(Meeting.nominal_id == nominal_id, Action.owner_agency_id == agency_id)
@@ -210,11 +215,12 @@ def _involvement_query(agency_id: Any, nominal_id: Any) -> CompoundSelect[Any]:
             null(),
             null(),
             OnwardDisclosureRequest.status,
-            null(),
-            null(),
+            Meeting.held_on,
+            Meeting.review_date,
             OnwardDisclosureRequest.decided_at,
-            null(),
+            Meeting.level_at_meeting,
             OnwardDisclosureRequest.approved_parts,
+            Meeting.need_closed_at,
         )
         .join(Meeting, Meeting.id == OnwardDisclosureRequest.meeting_id)
         .where(
@@ -236,6 +242,7 @@ def _involvement_query(agency_id: Any, nominal_id: Any) -> CompoundSelect[Any]:
         ContributorDecision.ends_at,
         null(),
         ContributorDecision.purposes,
+        null(),
     ).where(
         ContributorDecision.nominal_id == nominal_id, ContributorDecision.agency_id == agency_id
     )
@@ -253,7 +260,8 @@ async def involvements(
     params = {"agency_id": agency_id, "nominal_id": nominal_id}
     rows = await _INVOLVEMENTS.rows(session, params)
     referrals, meetings, actions, grants, contributions = [], [], [], [], []
-    for kind, ident, meeting_id, meeting_type, part, status, d1, d2, moment, level, parts in rows:
+    for row in rows:
+        kind, ident, meeting_id, meeting_type, part, status, d1, d2, moment, level, parts, t2 = row
         if kind == "r":
             referrals.append(policies.ReferralInvolvement(ident, agency_id, nominal_id, moment))
         elif kind == "m":
@@ -297,6 +305,10 @@ async def involvements(
                     status=DisclosureStatus(status),
                     approved_parts=tuple(parts or ()),
                     decided_at=moment,
+                    held_on=d1,
+                    review_date=d2,
+                    need_closed_at=t2,
+                    level_at_meeting=Level(level) if level is not None else None,
                 )
             )
     return policies.Involvements(

@@ -134,8 +134,27 @@ def disclosure(
     parts: tuple[str, ...] = ("conclusions", "actions"),
     status: DisclosureStatus = DisclosureStatus.APPROVED,
     meeting_id: str = "meet-1",
+    *,
+    held_on: dt.date | None = TODAY - dt.timedelta(days=10),
+    review_date: dt.date | None = TODAY + dt.timedelta(days=80),
+    need_closed_at: dt.datetime | None = None,
+    level_at_meeting: Level | None = Level.MULTI_AGENCY,
 ) -> OnwardDisclosureGrant:
-    return OnwardDisclosureGrant("odr-1", caller.id, NOMINAL_ID, meeting_id, status, parts, NOW)
+    """An onward disclosure of ``meeting_id``'s minutes to ``caller``, with the meeting's facts
+    (those of :func:`meeting` by default)."""
+    return OnwardDisclosureGrant(
+        "odr-1",
+        caller.id,
+        NOMINAL_ID,
+        meeting_id,
+        status,
+        parts,
+        NOW,
+        held_on=held_on,
+        review_date=review_date,
+        need_closed_at=need_closed_at,
+        level_at_meeting=level_at_meeting,
+    )
 
 
 #: The purposes s.325(4A)(c) allows, all recorded by default.

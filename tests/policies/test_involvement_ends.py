@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,6 +16,7 @@ from tests.policies.policies_support import (
     TODAY,
     action,
     agency,
+    disclosure,
     facts,
     meeting,
     nominal,
@@ -140,6 +142,48 @@ def test_minutes_only_recipient_loses_minutes_when_the_need_closes() -> None:
     meetings = (meeting(jcp, Participation.MINUTES_ONLY, need_closed_at=NOW),)
     with pytest.raises(NoNeedToKnow):
         decide(facts(jcp, target=MinutesTarget("meet-1"), meetings=meetings))
+
+
+CONFERENCE = agency(AgencyType.CHILDRENS_SERVICES, agency_id="cp-conference")
+MINUTES = MinutesTarget("meet-1")
+
+
+@pytest.mark.parametrize(
+    ("ends", "why"),
+    [
+        # the meeting's review date passed (to the end of that day, London time)
+        ({"now": _at(REVIEW + dt.timedelta(days=1), 0)}, "review date"),
+        # no review date set: 90 days after the meeting
+        (
+            {"grant": {"held_on": TODAY - dt.timedelta(days=91), "review_date": None}},
+            "review date",
+        ),
+        # the nominal's level changed after the meeting
+        (
+            {"nom": nominal(level=3, level_changed_at=NOW - dt.timedelta(hours=1))},
+            "level changed",
+        ),
+        # changed and back: the meeting's need has passed all the same
+        ({"nom": nominal(level=2, level_changed_at=NOW - dt.timedelta(days=1))}, "level changed"),
+        # the chair or co-ordinator closed the meeting's need
+        ({"grant": {"need_closed_at": NOW}}, "need closed"),
+        # a grant that does not say when its meeting was held grants nothing
+        ({"grant": {"held_on": None}}, "date is not known"),
+    ],
+)
+def test_onward_disclosure_ends_with_the_meetings_need(ends: dict[str, Any], why: str) -> None:
+    """An approved onward disclosure of minutes lasts as long as the meeting's need, as the
+    participants' access does (THREATS.md: access granted for a meeting ends when the
+    meeting's need ends), however long ago the chair approved it."""
+    grant = disclosure(CONFERENCE, **{"review_date": REVIEW, **ends.get("grant", {})})
+    live = facts(CONFERENCE, target=MINUTES, now=_at(REVIEW, 22), disclosures=(grant,))
+    if "grant" not in ends:
+        assert decide(live).rule == "onward-disclosure-approved"
+    now = ends.get("now", NOW)
+    with pytest.raises(NoNeedToKnow) as caught:
+        decide(facts(CONFERENCE, ends.get("nom"), MINUTES, now=now, disclosures=(grant,)))
+    assert why in repr(caught.value.diagnostics)
+    assert "onward disclosure odr-1 ended" in repr(caught.value.diagnostics)
 
 
 def test_referral_involvement_ends_when_the_referral_closes() -> None:

@@ -3,13 +3,17 @@ outside the meeting gets what the chair approved, and only that, on both backend
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from tests.gateway.cases.scenario import (
     CONCLUSION_TEXT,
     CP_CONFERENCE,
     CS,
+    HOUSING,
+    MAPPA,
     POLICE,
+    PROBATION,
     at_level_2,
     disclosure_request,
     level_2_meeting,
@@ -116,3 +120,98 @@ async def test_an_approval_of_actions_alone_before_any_action_is_refused(any_wor
     [pushed] = await world.pushed(CP_CONFERENCE, "onward_disclosure")
     assert [a["id"] for a in pushed["onward_disclosure"]["actions"]] == [action_id]
     assert await _read(world, meeting_id) == pushed["onward_disclosure"]
+
+
+async def _convened(world: World, review_date: dt.date | None = None) -> tuple[str, str]:
+    """A level 2 nominal and a meeting about it (police chair, children's services attend)
+    with its minutes; the nominal's and the meeting's ids."""
+    nominal_id = await at_level_2(world)
+    convened = await world[POLICE].post(
+        "/v1/meetings",
+        {
+            "nominal_id": nominal_id,
+            "meeting_type": "level_2",
+            "held_on": TODAY.isoformat(),
+            "review_date": review_date.isoformat() if review_date else None,
+            "chair_officer": "DI-2231",
+            "participants": [
+                {"agency_id": PROBATION, "participation": "attended"},
+                {"agency_id": CS, "participation": "attended"},
+                {"agency_id": HOUSING, "participation": "attended"},
+            ],
+            "confidentiality_statement_signed": True,
+        },
+    )
+    meeting_id = convened["id"]
+    await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
+    return nominal_id, meeting_id
+
+
+async def _refusal_of_read(world: World, meeting_id: str) -> str:
+    """The conference's read of the minutes is 404; the audit's reasons for it, as text."""
+    conference = world[CP_CONFERENCE]
+    refused = await conference.refused(
+        "GET", f"/v1/meetings/{meeting_id}/minutes", context=conference.with_context(*CP_CONTEXT)
+    )
+    assert refused.status == 404
+    entries = await world.audit(agency_id=CP_CONFERENCE, outcome="refused")
+    assert entries and entries[-1].reason_code == "no_need_to_know"
+    return repr(entries[-1].detail)
+
+
+async def test_an_onward_disclosure_ends_when_the_level_changes(any_world: World) -> None:
+    """A level change after the meeting ends the participants' access to its minutes, and the
+    onward-disclosure recipient's with it: the next read is 404, audited with the reason."""
+    world = any_world
+    nominal_id, meeting_id = await _convened(world)
+    request_id = await _asked(world, meeting_id, ["conclusions"])
+    await world[POLICE].post(f"/v1/disclosures/{request_id}/decision", _approve(["conclusions"]))
+    assert [c["text"] for c in (await _read(world, meeting_id))["conclusions"]] == [CONCLUSION_TEXT]
+    world.clock.advance(minutes=5)
+    await world[POLICE].post(
+        f"/v1/nominals/{nominal_id}/level", {"level": 3, "reason": "Escalated to level 3"}
+    )
+    assert (await world[HOUSING].refused("GET", f"/v1/meetings/{meeting_id}/minutes")).status == (
+        404
+    )
+    why = await _refusal_of_read(world, meeting_id)
+    assert f"onward disclosure {request_id} ended" in why and "level changed" in why
+
+
+async def test_an_onward_disclosure_ends_after_the_meetings_review_date(any_world: World) -> None:
+    """The recipient reads the approved parts to the end of the meeting's review date, and not
+    the day after, as a participant does."""
+    world = any_world
+    review = TODAY + dt.timedelta(days=14)
+    _, meeting_id = await _convened(world, review_date=review)
+    request_id = await _asked(world, meeting_id, ["conclusions"])
+    await world[POLICE].post(f"/v1/disclosures/{request_id}/decision", _approve(["conclusions"]))
+    world.clock.advance(days=14)  # the review date, in the morning
+    assert (await _read(world, meeting_id))["conclusions"]
+    world.clock.advance(days=1)
+    why = await _refusal_of_read(world, meeting_id)
+    assert f"the review date {review.isoformat()} has passed" in why
+
+
+async def test_an_approval_after_the_meetings_need_ended_is_refused(any_world: World) -> None:
+    """Once the meeting's need has ended (here, a level change; the chair, a participant, no
+    longer sees the minutes, the MAPPA co-ordinator does) an approval would give the recipient
+    what it may not keep: 409, nothing sent, the request still pending."""
+    world = any_world
+    nominal_id, meeting_id = await _convened(world)
+    request_id = await _asked(world, meeting_id, ["conclusions"])
+    world.clock.advance(minutes=5)
+    await world[POLICE].post(
+        f"/v1/nominals/{nominal_id}/level", {"level": 3, "reason": "Escalated to level 3"}
+    )
+    refused = await world[MAPPA].refused(
+        "POST", f"/v1/disclosures/{request_id}/decision", _approve(["conclusions"])
+    )
+    assert refused.status == 409
+    assert await world.pushed(CP_CONFERENCE) == []
+    [entry] = [
+        e
+        for e in await world.audit(agency_id=MAPPA, outcome="refused")
+        if e.detail.get("reason") == "recipient_may_not_know"
+    ]
+    assert "level changed" in repr(entry.detail)
