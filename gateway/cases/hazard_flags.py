@@ -4,7 +4,11 @@ The Responsible Authority raises a flag against a child's or family's record say
 relative is known to MAPPA, with a contact. The flag is built by the policies' hazard flag
 builder from its allow-list alone (the reference, ``HZD``, the relationship, "known to MAPPA",
 the contact, the review date): no offence, no intelligence, no third party can reach it. It is
-stored sealed and pushed, sealed to the children's services agency, through the outbox.
+stored sealed and pushed, sealed to the children's services agency, through the outbox, only if
+need-to-know lets that agency have the flag (``hazard-flag-recipient``, so never for a category 4
+or deregistered nominal); otherwise the write is refused (409 ``recipient_may_not_know``, audited
+with the rule that refused the recipient) and nothing is stored or sent. The disclosure's audit
+entry names the rule that let the recipient have the flag (the caller's own in its detail).
 """
 
 from __future__ import annotations
@@ -34,22 +38,25 @@ _STORED = ("child_or_family_ref", "relationship", "contact")
 
 
 async def raise_hazard_flag(call: Call) -> Response:
-    """POST /v1/hazard-flags: raise an HZD flag for a children's services agency."""
+    """POST /v1/hazard-flags: raise an HZD flag for a children's services agency that may
+    have it (need-to-know decides the flag for the recipient: 409 if it may not)."""
+    flag_id = new_id()
     addressed = await sent_by_the_ra(
         call,
         HazardFlagIn,
         recipient_types=policies.default_policy_set().recipients.hazard_flag.recipient_agency_types,
         refusal="not_a_hazard_flag_recipient",
+        targets=lambda recipient: (policies.HazardFlagTarget(flag_id, recipient.id),),
     )
     if isinstance(addressed, Response):
         return addressed
     body, nominal, decision = addressed.body, addressed.nominal, addressed.decision
     flag_in, recipient, keys = body.body, addressed.recipient, addressed.keys
+    recipient_decision = addressed.recipient_decision
     source = flag_in.model_dump(mode="json", exclude={"nominal_id", "recipient_agency_id"})
     built = redact.hazard_flag(
         need_to_know.agency_facts(recipient), source, purpose=call.caller.purpose
     )
-    flag_id = new_id()
     push = deliver.prepare_push(
         call.sealer,
         {"hazard_flag": built.document, "flag_id": flag_id},
@@ -84,11 +91,16 @@ async def raise_hazard_flag(call: Call) -> Response:
             Outcome.ALLOWED,
             operation=Operation.DISCLOSURE,
             recipients=(recipient.id,),
-            rule=decision.rule,
+            rule=recipient_decision.rule,
             policy_version=built.policy_version,
             withheld=built.withheld,
             payload_digest=push.sealed.digest,
-            detail={"resource": "hazard_flag", "delivery": "outbox", "kind": push.kind},
+            detail={
+                "resource": "hazard_flag",
+                "delivery": "outbox",
+                "kind": push.kind,
+                "caller_rule": decision.rule,
+            },
         )
         return Audited(Written(ack), event)
 

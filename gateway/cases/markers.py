@@ -8,6 +8,13 @@ offence, intelligence or third party can reach it; it does not even name the nom
 sealed to the housing provider and pushed through the outbox in the same transaction as its
 audit entry; a provider without a usable encryption key gets nothing (503, never in clear).
 
+The provider must be one need-to-know lets know of the nominal: it may see the nominal (it is
+involved in the case, or is its lead agency) or, for a level 1 nominal, has it on the monthly
+level 1 list (:data:`RECIPIENT_TARGETS`). So a category 4 nominal's property is never marked for
+housing, nor a deregistered nominal's; otherwise the write is refused (409
+``recipient_may_not_know``, audited with the rule that refused the provider) and nothing is
+stored or sent. The disclosure's audit entry names the rule that let the provider have it.
+
 The gateway keeps the marker (its allow-listed fields sealed at rest) so that the Responsible
 Authority can list the markers raised on a nominal it may know
 (``GET /v1/nominals/{id}/warning-markers``, cursor pages) and revoke one
@@ -44,6 +51,7 @@ from gateway.store.models import WarningMarker, new_id
 
 __all__ = [
     "KIND",
+    "RECIPIENT_TARGETS",
     "REVOCATION_KIND",
     "REVOKED",
     "SENT",
@@ -61,6 +69,13 @@ REVOKED = "revoked"
 #: What of a built marker is sealed at rest (the review date is a clear column).
 _STORED = ("uprn", "marker", "contact")
 _TABLE = "warning_markers"
+#: What the housing provider must be let know to be sent a marker (the first that grants): the
+#: nominal itself, or its entry on the monthly level 1 list (a level 1 nominal, which only its
+#: lead agency and the Responsible Authority see in full).
+RECIPIENT_TARGETS: tuple[policies.Target, ...] = (
+    policies.NominalTarget(),
+    policies.Level1ListTarget(),
+)
 
 
 def build(
@@ -78,18 +93,21 @@ def build(
 
 
 async def raise_warning_marker(call: Call) -> Response:
-    """POST /v1/warning-markers: the RA marks a nominal's property for a housing provider."""
+    """POST /v1/warning-markers: the RA marks a nominal's property for a housing provider that
+    may know of the nominal (409 if it may not)."""
     rules = policies.default_policy_set().recipients.warning_marker
     addressed = await sent_by_the_ra(
         call,
         WarningMarkerIn,
         recipient_types=rules.recipient_agency_types,
         refusal="not_a_warning_marker_recipient",
+        targets=lambda _: RECIPIENT_TARGETS,
     )
     if isinstance(addressed, Response):
         return addressed
     body, nominal, decision = addressed.body, addressed.nominal, addressed.decision
     marker_in, recipient, keys = body.body, addressed.recipient, addressed.keys
+    recipient_decision = addressed.recipient_decision
     source = marker_in.model_dump(mode="json", exclude={"nominal_id", "recipient_agency_id"})
     document, built = build(need_to_know.agency_facts(recipient), source)
     marker_id = new_id()
@@ -125,7 +143,7 @@ async def raise_warning_marker(call: Call) -> Response:
             Outcome.ALLOWED,
             operation=Operation.DISCLOSURE,
             recipients=(recipient.id,),
-            rule=decision.rule,
+            rule=recipient_decision.rule,
             policy_version=built.policy_version,
             withheld=tuple(Withheld(field=w.field, rule=w.rule) for w in built.withheld),
             payload_digest=push.sealed.digest,
@@ -134,6 +152,7 @@ async def raise_warning_marker(call: Call) -> Response:
                 "delivery": "outbox",
                 "kind": KIND,
                 "builder": built.rule,
+                "caller_rule": decision.rule,
             },
         )
         return Audited(Written(ack), event)

@@ -9,7 +9,7 @@ which. The call's ``nominal_ref`` is set as soon as it is known, for the refusal
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -31,11 +31,13 @@ from gateway.store.models import Action, Agency, Meeting, MeetingAgency, Minutes
 __all__ = [
     "IDENTIFIER_INDEXES",
     "Addressed",
+    "RecipientTargets",
     "VisibleMeeting",
     "is_chair_or_coordinator",
     "load_nominal",
     "meeting_actions",
     "of_the_nominals_area",
+    "recipient_may_know",
     "responsible_authority_only",
     "sent_by_the_ra",
     "visible_meeting",
@@ -197,23 +199,62 @@ P = TypeVar("P", bound=BaseModel)
 @dataclass(frozen=True, slots=True)
 class Addressed(Generic[P]):
     """A Responsible Authority's write that sends something about a nominal to one agency: the
-    opened body, the nominal and the decision that the caller may know of it, the recipient
-    and its encryption keys."""
+    opened body, the nominal and the decision that the caller may know of it, the recipient,
+    the decision that the recipient may have it, and the recipient's encryption keys."""
 
     body: Inbound[P]
     nominal: Nominal
     decision: policies.Decision
     recipient: Agency
+    recipient_decision: policies.Decision
     keys: Sequence[Mapping[str, Any]]
 
 
+#: The need-to-know questions a recipient is asked, in order; the first granted lets it have it.
+RecipientTargets = Callable[[Agency], Sequence[policies.Target]]
+
+
+async def recipient_may_know(
+    call: Call,
+    session: AsyncSession,
+    nominal: Nominal,
+    recipient: Agency,
+    targets: Sequence[policies.Target],
+) -> policies.Decision:
+    """The decision that ``recipient`` may be sent something about ``nominal``: the first of
+    ``targets`` need-to-know grants it. Otherwise Conflict (409, ``recipient_may_not_know``)
+    carrying the first target's refusing rule for the audit: the write stores and sends
+    nothing, as for an onward disclosure to an agency that may not know the nominal."""
+    facts = need_to_know.agency_facts(recipient)
+    first: errors.NotFound | None = None
+    for target in targets:
+        try:
+            return await need_to_know.decide(session, facts, nominal, target, call.now)
+        except errors.NotFound as refused:
+            first = first or refused
+    diagnostics = first.diagnostics if first is not None else {"rule": policies.DEFAULT_DENY}
+    raise errors.Conflict(
+        diagnostics={
+            **diagnostics,
+            "reason": "recipient_may_not_know",
+            "recipient": recipient.id,
+        }
+    ) from first
+
+
 async def sent_by_the_ra(
-    call: Call, model: type[P], *, recipient_types: Collection[AgencyType], refusal: str
+    call: Call,
+    model: type[P],
+    *,
+    recipient_types: Collection[AgencyType],
+    refusal: str,
+    targets: RecipientTargets,
 ) -> Addressed[P] | Response:
     """The prologue of a write by which the RA sends a nominal's flag or marker to an agency
     (hazard flags, warning markers): scope and basis, the sealed body, the nominal the caller
-    may know of, the RA only, and a recipient of one of ``recipient_types`` (else 422 with
-    ``refusal``) and its keys; or, for a retried write, the answer it had."""
+    may know of, the RA only, a recipient of one of ``recipient_types`` (else 422 with
+    ``refusal``) that need-to-know lets have it (one of ``targets(recipient)``, else 409,
+    :func:`recipient_may_know`) and its keys; or, for a retried write, the answer it had."""
     call.require_scope(WRITE)
     call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
     async with call.db.read() as session:
@@ -229,8 +270,11 @@ async def sent_by_the_ra(
             raise errors.ValidationFailed(
                 errors=[{"loc": ["recipient_agency_id"], "type": refusal}]
             )
+        recipient_decision = await recipient_may_know(
+            call, session, nominal, recipient, targets(recipient)
+        )
         keys = await call.keys(session, recipient.id, "enc")
-    return Addressed(body, nominal, decision, recipient, keys)
+    return Addressed(body, nominal, decision, recipient, recipient_decision, keys)
 
 
 def is_chair_or_coordinator(call: Call, meeting: Meeting, nominal: Nominal) -> bool:

@@ -35,6 +35,7 @@ from tests.gateway.cases.scenario import (
     THIRD_PARTY_TEXT,
     VICTIM_SUPPORT,
     WILTS_POLICE,
+    at_level_1,
     at_level_2,
     disclosure_request,
     level_2_meeting,
@@ -351,23 +352,12 @@ def test_context_headers_used_by_these_tests_are_lawful() -> None:
 
 
 def _ra_only_calls(nominal_id: str) -> list[tuple[str, dict[str, Any], str]]:
-    """Every Responsible-Authority-only change, as (path, body, the refusal's rule)."""
+    """Every Responsible-Authority-only change, as (path, body, the refusal's rule). The marker
+    and the flag come first: once the level, category or registration changes, housing and
+    children's services may no longer be sent them (a refusal of its own, 409)."""
     later = (TODAY + dt.timedelta(days=60)).isoformat()
     rule = "responsible-authority-of-area-only"
     return [
-        (f"/v1/nominals/{nominal_id}/level", {"level": 3, "reason": "x"}, rule),
-        (f"/v1/nominals/{nominal_id}/category", {"category": "M4", "reason": "x"}, rule),
-        (f"/v1/nominals/{nominal_id}/deregistration", {"reason": "x"}, rule),
-        (
-            f"/v1/nominals/{nominal_id}/contributors",
-            {
-                "agency_id": VICTIM_SUPPORT,
-                "purposes": ["risk-assessment"],
-                "reason": "x",
-                "ends_on": later,
-            },
-            rule,
-        ),
         (
             "/v1/warning-markers",
             {
@@ -388,6 +378,19 @@ def _ra_only_calls(nominal_id: str) -> list[tuple[str, dict[str, Any], str]]:
                 "child_or_family_ref": "CF-1",
                 "relationship": "father",
                 "contact": "Wiltshire PPU",
+            },
+            rule,
+        ),
+        (f"/v1/nominals/{nominal_id}/level", {"level": 3, "reason": "x"}, rule),
+        (f"/v1/nominals/{nominal_id}/category", {"category": "M4", "reason": "x"}, rule),
+        (f"/v1/nominals/{nominal_id}/deregistration", {"reason": "x"}, rule),
+        (
+            f"/v1/nominals/{nominal_id}/contributors",
+            {
+                "agency_id": VICTIM_SUPPORT,
+                "purposes": ["risk-assessment"],
+                "reason": "x",
+                "ends_on": later,
             },
             rule,
         ),
@@ -500,10 +503,8 @@ async def test_level_1_list_pages_neither_show_nor_count_category_4(
     for n in range(6):
         world.clock.advance(seconds=1)
         subject = {**referral()["subject"], "pnc_id": f"2010/00000{n:02d}A", "crn": f"Z0000{n:02d}"}
-        answer = await world[POLICE].post(
-            "/v1/referrals", referral(subject=subject, category="M4" if n % 2 == 0 else "M2")
-        )
-        (hidden if n % 2 == 0 else shown).append(answer["nominal_id"])
+        nominal_id = await at_level_1(world, subject=subject, category="M4" if n % 2 == 0 else "M2")
+        (hidden if n % 2 == 0 else shown).append(nominal_id)
     pages = await _pages(world[HOUSING], "/v1/level-1-list", "entries", limit)
     assert [e["id"] for page in pages for e in page["entries"]] == shown
     assert len(pages) == -(-len(shown) // int(limit))  # no page more than the visible rows need

@@ -1,8 +1,11 @@
 """The housing property warning marker: a UPRN, ``PWM``, a contact, a review date; nothing else.
 
-Raised by the Responsible Authority for a nominal it may know, built from the policies'
-``[warning_marker]`` allow-list, sealed to the housing provider and pushed through the outbox
-with its audit entry. No offence detail, no third party, not even the nominal, reaches it.
+Raised by the Responsible Authority for a nominal it may know, for a housing provider that
+need-to-know lets know of the nominal (it attended the MAPP meeting here; or the nominal is on
+its level 1 list), built from the policies' ``[warning_marker]`` allow-list, sealed to the
+housing provider and pushed through the outbox with its audit entry. No offence detail, no third
+party, not even the nominal, reaches it. A provider that may not know of the nominal (category
+4, deregistered, not involved) is sent nothing: 409, audited with the rule, nothing stored.
 """
 
 from __future__ import annotations
@@ -22,12 +25,15 @@ from gateway.store.models import WarningMarker
 from tests.gateway.cases.scenario import (
     CS,
     HOUSING,
+    JCP,
     POLICE,
     PROBATION,
     SECRETS,
     THIRD_PARTY_TEXT,
     WILTS_POLICE,
     at_level_2,
+    level_2_meeting,
+    referred,
 )
 from tests.gateway.cases.support import World, new_key
 
@@ -35,6 +41,14 @@ KIND = "warning_marker"
 REVOCATION = "warning_marker_revocation"
 UPRN = "200004512345"
 OFFENCE = "Sexual assault of a child under 13 (s.7 SOA 2003), Crown Court 2019"
+
+
+async def _case(world: World, **changes: Any) -> str:
+    """A level 2 nominal whose MAPP meeting housing and children's services attended: housing
+    may know of it, so it may be sent a marker."""
+    nominal_id = await at_level_2(world, **changes)
+    await level_2_meeting(world, nominal_id, {HOUSING: "attended", CS: "attended"})
+    return nominal_id
 
 
 def marker(nominal_id: str, **changes: Any) -> dict[str, Any]:
@@ -53,7 +67,7 @@ def marker(nominal_id: str, **changes: Any) -> dict[str, Any]:
 async def test_warning_marker_reaches_housing_with_its_allow_list_only(world: World) -> None:
     """Exactly the marker id, UPRN, code, contact and review date: no name, address, offence,
     record text, third party or nominal id; one disclosure entry with its digest."""
-    nominal_id = await at_level_2(world)
+    nominal_id = await _case(world)
     answer = await world[POLICE].post("/v1/warning-markers", marker(nominal_id))
     assert answer["status"] == "sent"
     [pushed] = await world.pushed(HOUSING, KIND)
@@ -95,7 +109,7 @@ async def test_anything_beyond_the_allow_list_is_refused_and_nothing_sent(
     world: World, smuggled: dict[str, str]
 ) -> None:
     """422 naming the place, never the value; nothing enqueued for housing."""
-    nominal_id = await at_level_2(world)
+    nominal_id = await _case(world)
     refused = await world[POLICE].refused(
         "POST", "/v1/warning-markers", marker(nominal_id, **smuggled)
     )
@@ -110,8 +124,7 @@ async def test_only_the_responsible_authority_raises_a_marker_for_a_housing_prov
 ) -> None:
     """Children's services may not (403); children's services is no marker recipient (422); a
     nominal another area's police may not know of is 404; nothing is sent in any case."""
-    nominal_id = await at_level_2(world)
-    await _meeting_with_cs(world, nominal_id)
+    nominal_id = await _case(world)
     assert (
         await world[CS].refused("POST", "/v1/warning-markers", marker(nominal_id))
     ).status == 403
@@ -126,7 +139,7 @@ async def test_housing_adapter_writes_pwm_on_the_property_and_nothing_else(
     world: World, tmp_path: Path
 ) -> None:
     """The sealed marker, opened by housing, becomes a PWM on the property found by its UPRN."""
-    nominal_id = await at_level_2(world)
+    nominal_id = await _case(world)
     await world[POLICE].post("/v1/warning-markers", marker(nominal_id))
     [pushed] = await world.pushed(HOUSING, KIND)
     store = JsonStore(tmp_path / "housing.json")
@@ -166,7 +179,7 @@ async def _raised(world: World, nominal_id: str, count: int = 1) -> list[str]:
 async def test_ra_lists_the_markers_raised_on_a_nominal_a_page_at_a_time(world: World) -> None:
     """Probation (the other RA) lists police's three markers two at a time, oldest first, each
     with exactly the listing's fields; the listing is one audited disclosure per page."""
-    nominal_id = await at_level_2(world)
+    nominal_id = await _case(world)
     raised = await _raised(world, nominal_id, 3)
     path = f"/v1/nominals/{nominal_id}/warning-markers"
     first = await world[PROBATION].get(path, limit="2")
@@ -200,7 +213,7 @@ async def test_ra_lists_the_markers_raised_on_a_nominal_a_page_at_a_time(world: 
 
 async def test_marker_details_are_sealed_at_rest(world: World) -> None:
     """The stored marker's UPRN and contact are not in the row in clear."""
-    nominal_id = await at_level_2(world)
+    nominal_id = await _case(world)
     [marker_id] = await _raised(world, nominal_id)
     async with world.state.db.read() as session:
         row = await session.get(WarningMarker, marker_id)
@@ -212,7 +225,7 @@ async def test_revocation_is_pushed_to_housing_with_its_audit_entry(world: World
     """Revoking answers ``revoked``; housing is sent exactly the marker id, UPRN, code, reason
     and date, sealed; the audit entry names housing, the reason code and the payload digest;
     the listing shows the marker revoked."""
-    nominal_id = await at_level_2(world)
+    nominal_id = await _case(world)
     [marker_id] = await _raised(world, nominal_id)
     answer = await world[POLICE].post(f"/v1/warning-markers/{marker_id}/revocation", REVOKE)
     assert answer == {"id": marker_id, "status": "revoked", "nominal_id": nominal_id, "kind": KIND}
@@ -247,7 +260,7 @@ async def test_revocation_is_pushed_to_housing_with_its_audit_entry(world: World
 async def test_revocation_honours_its_idempotency_key(world: World) -> None:
     """The same key and body replays the answer (one push); the same key with another body is
     422; a new key on a revoked marker is 409; nothing more is sent."""
-    nominal_id = await at_level_2(world)
+    nominal_id = await _case(world)
     [marker_id] = await _raised(world, nominal_id)
     path = f"/v1/warning-markers/{marker_id}/revocation"
     key = new_key()
@@ -267,7 +280,8 @@ async def test_revocation_honours_its_idempotency_key(world: World) -> None:
     ("who", "body", "status"),
     [
         (CS, REVOKE, 403),  # children's services attended the meeting: may know, may not revoke
-        (HOUSING, REVOKE, 404),  # the recipient does not know the nominal through the gateway
+        (HOUSING, REVOKE, 403),  # the recipient attended too: may know, may not revoke
+        (JCP, REVOKE, 404),  # may not know of the nominal: as if the marker did not exist
         (WILTS_POLICE, REVOKE, 404),  # another area's RA: as if the marker did not exist
         (POLICE, {"reason": f"moved; {OFFENCE}"}, 422),  # free text where a code goes
         (POLICE, {"reason": "review_completed", "note": THIRD_PARTY_TEXT}, 422),  # unknown field
@@ -277,8 +291,7 @@ async def test_revocation_refused_changes_and_sends_nothing(
     world: World, who: str, body: dict[str, Any], status: int
 ) -> None:
     """A refused revocation leaves the marker active, sends housing nothing, leaks no text."""
-    nominal_id = await at_level_2(world)
-    await _meeting_with_cs(world, nominal_id)
+    nominal_id = await _case(world)
     [marker_id] = await _raised(world, nominal_id)
     refused = await world[who].refused("POST", f"/v1/warning-markers/{marker_id}/revocation", body)
     assert refused.status == status
@@ -310,7 +323,7 @@ async def test_revoking_an_unknown_marker_is_404(world: World, marker_id: str) -
 
 async def test_plain_json_revocation_is_415_and_stores_nothing(world: World) -> None:
     """Case writes are application/jose only."""
-    nominal_id = await at_level_2(world)
+    nominal_id = await _case(world)
     [marker_id] = await _raised(world, nominal_id)
     response = await world[POLICE].raw(
         "POST",
@@ -323,25 +336,12 @@ async def test_plain_json_revocation_is_415_and_stores_nothing(world: World) -> 
     assert await world.pushed(HOUSING, REVOCATION) == []
 
 
-async def _meeting_with_cs(world: World, nominal_id: str) -> None:
-    await world[POLICE].post(
-        "/v1/meetings",
-        {
-            "nominal_id": nominal_id,
-            "meeting_type": "level_2",
-            "held_on": world.clock.now.date().isoformat(),
-            "chair_officer": "DI-1",
-            "participants": [{"agency_id": CS, "participation": "attended"}],
-            "confidentiality_statement_signed": True,
-        },
-    )
-
-
 @pytest.mark.parametrize(
     ("who", "params", "status"),
     [
         (CS, {}, 403),  # may know the nominal (attended), is no Responsible Authority
-        (HOUSING, {}, 404),  # the marker's recipient does not list the RA's markers
+        (HOUSING, {}, 403),  # the marker's recipient (attended) does not list the RA's markers
+        (JCP, {}, 404),  # may not know of the nominal: no such nominal
         (WILTS_POLICE, {}, 404),  # another area's police: no such nominal
         (POLICE, {"cursor": "not-a-cursor"}, 400),  # a malformed cursor
         (POLICE, {"limit": "1000"}, 400),  # a page over the limit
@@ -352,8 +352,7 @@ async def test_listing_refused_discloses_nothing(
     world: World, who: str, params: dict[str, str], status: int
 ) -> None:
     """Only an RA agency that may know the nominal lists its markers; bad parameters are 400."""
-    nominal_id = await at_level_2(world)
-    await _meeting_with_cs(world, nominal_id)
+    nominal_id = await _case(world)
     await _raised(world, nominal_id)
     refused = await world[who].refused(
         "GET", f"/v1/nominals/{nominal_id}/warning-markers", **params
@@ -366,7 +365,7 @@ async def test_concurrent_revocations_revoke_once(any_world: World) -> None:
     """Two revocations with different keys race: one answers ``revoked``, the other 409, and
     housing is sent one revocation (SQLite and PostgreSQL)."""
     world = any_world
-    nominal_id = await at_level_2(world)
+    nominal_id = await _case(world)
     [marker_id] = await _raised(world, nominal_id)
     path = f"/v1/warning-markers/{marker_id}/revocation"
     await world[POLICE].client.token()
@@ -385,7 +384,7 @@ async def test_concurrent_revocations_revoke_once(any_world: World) -> None:
 async def test_housing_adapter_removes_the_pwm_on_revocation(world: World, tmp_path: Path) -> None:
     """The marker and its revocation, opened by housing, leave the property without the PWM;
     a redelivered revocation changes nothing; another marker on the property stays."""
-    nominal_id = await at_level_2(world)
+    nominal_id = await _case(world)
     [marker_id] = await _raised(world, nominal_id)
     await world[POLICE].post(f"/v1/warning-markers/{marker_id}/revocation", REVOKE)
     [pushed] = await world.pushed(HOUSING, KIND)
@@ -403,3 +402,85 @@ async def test_housing_adapter_removes_the_pwm_on_revocation(world: World, tmp_p
     assert (store.get("properties", uprn) or {})["markers"] == [other]
     assert adapter.receive(removal).action == "warning_marker_absent"
     assert (store.get("properties", uprn) or {})["markers"] == [other]
+
+
+# -- the housing provider must be one that may know of the nominal -----------------------------
+
+
+async def _category_4(world: World) -> str:
+    return await _case(world, category="M4")
+
+
+async def _deregistered(world: World) -> str:
+    nominal_id = await _case(world)
+    await world[POLICE].post(
+        f"/v1/nominals/{nominal_id}/deregistration", {"reason": "Registration period ended"}
+    )
+    return nominal_id
+
+
+async def _not_involved(world: World) -> str:
+    return await at_level_2(world)
+
+
+@pytest.mark.parametrize(
+    ("case", "rule"),
+    [
+        # terrorism: only police and probation of the area, even though housing attended
+        (_category_4, "category-4-named-agencies"),
+        # deregistration ended housing's meeting involvement: no rule grants
+        (_deregistered, "default-deny"),
+        # level 2, housing took no part in the case: no rule grants
+        (_not_involved, "default-deny"),
+    ],
+)
+async def test_marker_for_a_provider_that_may_not_know_the_nominal_is_refused(
+    any_world: World, case: Any, rule: str
+) -> None:
+    """409 recipient_may_not_know, audited with the rule that refused housing; no marker row,
+    nothing queued for housing, no disclosure entry."""
+    world = any_world
+    nominal_id = await case(world)
+    refused = await world[POLICE].refused("POST", "/v1/warning-markers", marker(nominal_id))
+    assert refused.status == 409 and refused.code == "conflict"
+    assert UPRN not in json.dumps(refused.problem)
+    [entry] = [
+        e
+        for e in await world.audit(agency_id=POLICE, outcome="refused")
+        if e.detail.get("reason") == "recipient_may_not_know"
+    ]
+    assert entry.rule == rule
+    assert entry.detail["recipient"] == HOUSING
+    assert entry.nominal_ref == nominal_id
+    assert await world.count(WarningMarker) == 0
+    assert [r for r in await world.outbox(HOUSING) if r.kind == KIND] == []
+    assert not [
+        e for e in await world.audit(operation="disclosure") if e.detail.get("resource") == KIND
+    ]
+
+
+@pytest.mark.parametrize(
+    ("level", "rule"),
+    [
+        (2, "involved-meeting"),  # housing attended the MAPP meeting
+        (1, "level-1-monthly-list"),  # a level 1 nominal of its area is on housing's list
+    ],
+)
+async def test_marker_disclosure_is_audited_with_the_providers_rule(
+    any_world: World, level: int, rule: str
+) -> None:
+    """The marker's disclosure entry names the rule that let housing know of the nominal, not
+    the raiser's (which is in the detail)."""
+    world = any_world
+    nominal_id = await (_case(world) if level == 2 else referred(world))
+    answer = await world[POLICE].post("/v1/warning-markers", marker(nominal_id))
+    [pushed] = await world.pushed(HOUSING, KIND)
+    assert pushed["marker_id"] == answer["id"]
+    [entry] = [
+        e
+        for e in await world.audit(operation="disclosure", agency_id=POLICE)
+        if e.detail.get("resource") == KIND
+    ]
+    assert entry.recipients == [HOUSING]
+    assert entry.rule == rule
+    assert entry.detail["caller_rule"] in {"lead-agency", "responsible-authority-of-area"}
