@@ -1,5 +1,8 @@
 """The monthly level 1 list: level 1 nominals of the caller's area, minimal fields.
 
+A nominal appears once screened (or once the RA set its level): not while the referral that
+made it awaits screening.
+
 Level 1 nominals are managed by their lead agency alone; the MAPPA agencies of the area are told
 of them through this list, not through meetings. Each entry is decided (rule
 ``level-1-monthly-list``: category 4 nominals reach only the agencies the policy names) and cut
@@ -10,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import exists, select
 from starlette.responses import Response
 
 import policies
@@ -20,7 +23,8 @@ from gateway.cases.context import READ, Call, released
 from gateway.cases.paging import collect, page_of
 from gateway.domain import Level, NominalStatus
 from gateway.flow import deliver, lawful_basis, need_to_know, redact
-from gateway.store.models import Nominal
+from gateway.flow.need_to_know import LINKED_REFERRAL
+from gateway.store.models import Nominal, Referral
 
 __all__ = ["RULE", "read_level_1_list"]
 
@@ -40,6 +44,21 @@ def _entry(call: Call, nominal: Nominal) -> tuple[policies.Decision, redact.Rele
     return decision, redact.redact(decision, call.agency, document, purpose=call.caller.purpose)
 
 
+def _awaiting_screening() -> Any:
+    """The nominal was made by a referral not yet screened (its own referral still open; a
+    later referral that found it, ``linked``, does not count). Such a nominal is no case of the
+    area's yet: listing it would give every agency of the area the referred person's name and
+    date of birth before the RA has screened them, and tell a referrer whether an identifier it
+    sent was already registered (a known one makes no new nominal, an unknown one did)."""
+    return exists(
+        select(Referral.id).where(
+            Referral.nominal_id == Nominal.id,
+            Referral.closed_at.is_(None),
+            Referral.status != LINKED_REFERRAL,
+        )
+    )
+
+
 async def read_level_1_list(call: Call) -> Response:
     """GET /v1/level-1-list: this month's level 1 list for the caller's area, a page at a time."""
     call.require_scope(READ)
@@ -50,6 +69,7 @@ async def read_level_1_list(call: Call) -> Response:
             Nominal.area == call.caller.area,
             Nominal.level == int(Level.LEAD_AGENCY),
             Nominal.status == NominalStatus.ACTIVE,
+            ~_awaiting_screening(),
         )
         kept, cursor = await collect(
             session, page, query, Nominal.created_at, Nominal.id, lambda row: _entry(call, row)

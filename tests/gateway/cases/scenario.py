@@ -190,6 +190,16 @@ async def referred(world: World, **changes: Any) -> str:
     return nominal_id
 
 
+async def at_level_1(world: World, **changes: Any) -> str:
+    """A referred nominal that screening screened out: level 1, on the area's level 1 list."""
+    nominal_id = await referred(world, **changes)
+    await world[POLICE].post(
+        f"/v1/nominals/{nominal_id}/screening",
+        {"outcome": "screened_out", "reasons": "Managed by the lead agency alone"},
+    )
+    return nominal_id
+
+
 async def at_level_2(world: World, **changes: Any) -> str:
     """A referred nominal that screening put at level 2."""
     nominal_id = await referred(world, **changes)

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from gateway.cases.explain import explain_access
 from gateway.store.models import (
@@ -24,9 +25,11 @@ from tests.gateway.cases.scenario import (
     ADDRESS,
     HOUSING,
     JCP,
+    PNC,
     POLICE,
     PROBATION,
     WILTS_POLICE,
+    at_level_1,
     at_level_2,
     level_2_meeting,
     referral,
@@ -45,9 +48,10 @@ async def test_level_1_list_gives_minimal_fields_to_the_areas_agencies(world: Wo
     ordinary = []
     for n in range(3):
         world.clock.advance(seconds=1)
-        ordinary.append(await referred(world, subject=_subject(n)))
-    terrorism = await referred(world, subject=_subject(9), category="M4")
+        ordinary.append(await at_level_1(world, subject=_subject(n)))
+    terrorism = await at_level_1(world, subject=_subject(9), category="M4")
     await at_level_2(world, subject=_subject(10))  # level 2: not on the list
+    await referred(world, subject=_subject(11))  # awaiting screening: not on the list yet
 
     page = await world[HOUSING].get("/v1/level-1-list")
     ids = [entry["id"] for entry in page["entries"]]
@@ -222,3 +226,34 @@ async def test_policy_explain_says_why_rule_by_rule(world: World, tmp_path: Path
         check=False,
     )
     assert missing.returncode == 2
+
+
+async def test_a_referral_does_not_tell_its_referrer_through_the_level_1_list(
+    any_world: World,
+) -> None:
+    """A duty-to-co-operate agency refers an identifier it holds with a marker name: a known
+    one made no new nominal, an unknown one made a level 1 nominal that the area's list then
+    showed, so the list told the referrer whether the identifier was registered (and gave the
+    referred person's name and date of birth to every agency before screening). Neither shows
+    now; the new one does once the RA has screened it."""
+    world = any_world
+    await at_level_2(world)  # a registered, active nominal with the scenario's PNC
+    for family, pnc in (("Probeknown", PNC), ("Probeunknown", "2001/0000001Z")):
+        subject = {**referral()["subject"], "family_name": family, "pnc_id": pnc}
+        del subject["crn"]  # the PNC id alone decides whether it is a known nominal
+        body = referral(subject=subject, category="M3", lead_agency_id=POLICE)
+        await world[JCP].post("/v1/referrals", body)
+
+    async def listed() -> list[str]:
+        page = await world[JCP].get("/v1/level-1-list")
+        return [e["names"]["family_name"] for e in page["entries"]]
+
+    assert await listed() == []
+    async with world.state.db.read() as session:
+        made = await session.scalar(
+            select(Referral.nominal_id).where(Referral.status == "received")
+        )
+    await world[POLICE].post(
+        f"/v1/nominals/{made}/screening", {"outcome": "screened_out", "reasons": "Level 1"}
+    )
+    assert await listed() == ["Probeunknown"]
