@@ -13,6 +13,9 @@ An approval of the whole of ``actions`` is recorded as the action points the mee
 decision is taken (``actions/<id>`` each): the chair approved those, and an action added later
 (which may say what must not go beyond the meeting) is never released by it. The push at the
 decision and every later read give the same view.
+
+Minutes whose handling caveat withholds the whole of them from the recipient (for example
+``no-onward-disclosure``) cannot be approved: 409, nothing sent, the author not told.
 """
 
 from __future__ import annotations
@@ -225,6 +228,15 @@ async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
                 purpose=row.purpose,
                 originator_agency_id=seen.minutes.author_agency_id,
             )
+            if (caveat := redact.withheld_by_caveat(release)) is not None:
+                # the minutes' caveat forbids this disclosure: nothing to send, nobody to tell
+                raise errors.Conflict(
+                    diagnostics={
+                        "reason": "withheld_by_caveat",
+                        "rule": caveat,
+                        "why": "a handling caveat withholds the whole minutes from the recipient",
+                    }
+                )
             push = (
                 deliver.prepare_push(
                     call.sealer,

@@ -4,7 +4,9 @@ The Responsible Authority or the MAPPA co-ordination unit convenes a meeting abo
 may know, at the nominal's current level; the chair agency attends. Minutes go to the meeting's
 participants only: those who attended and those named to receive minutes without attending
 (Jobcentre Plus in Barnet). Each participant's copy is redacted for it (third-party sources
-reach only the agency that brought them) and pushed sealed to it through the outbox. Anyone
+reach only the agency that brought them) and pushed sealed to it through the outbox. Minutes
+whose handling caveat withholds them from a participant are, to it, minutes that do not exist,
+as for records: not pushed, 404 on read (audited with the caveat). Anyone
 else needs the chair's or co-ordinator's approval of an onward disclosure
 (:mod:`gateway.cases.disclosures`).
 """
@@ -204,6 +206,8 @@ async def _participant_pushes(
             purpose=call.caller.purpose,
             originator_agency_id=call.caller.agency_id,
         )
+        if redact.withheld_by_caveat(release) is not None:
+            continue  # the minutes' caveat keeps them from this participant: nothing is pushed
         push = deliver.prepare_push(
             call.sealer,
             {"minutes": release.document},
@@ -306,6 +310,8 @@ async def read_minutes(call: Call, meeting_id: str) -> Response:
             purpose=call.caller.purpose,
             originator_agency_id=seen.minutes.author_agency_id,
         )
+    if (caveat := redact.withheld_by_caveat(release)) is not None:
+        raise need_to_know.caveat_refusal(caveat, "minutes")  # as if there were none
     sealed = call.answer(release.document, caller_keys)
     await released(call, decision, release.withheld, sealed)
     return deliver.jose_response(sealed)

@@ -96,14 +96,14 @@ def not_found(resource: str) -> errors.NotFound:
     )
 
 
-def caveat_refusal(rule: str) -> errors.NotFound:
-    """The 404 for a record whose handling caveat withholds it from the caller: to it, the
-    record does not exist (the audit names the caveat)."""
+def caveat_refusal(rule: str, resource: str = "record") -> errors.NotFound:
+    """The 404 for a record (or minutes) whose handling caveat withholds it from the caller: to
+    it, the document does not exist (the audit names the caveat)."""
     return errors.NotFound(
         diagnostics={
             "reason_code": "caveat",
             "rule": rule,
-            "why": "a handling caveat withholds the whole record from this agency",
+            "why": f"a handling caveat withholds the whole {resource} from this agency",
         }
     )
 

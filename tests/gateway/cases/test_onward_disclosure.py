@@ -6,11 +6,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+import pytest
+
+from gateway.store.models import HeldNotification
 from tests.gateway.cases.scenario import (
     CONCLUSION_TEXT,
     CP_CONFERENCE,
     CS,
+    DISCUSSION_TEXT,
     HOUSING,
+    JCP,
     MAPPA,
     POLICE,
     PROBATION,
@@ -215,3 +220,61 @@ async def test_an_approval_after_the_meetings_need_ended_is_refused(any_world: W
         if e.detail.get("reason") == "recipient_may_not_know"
     ]
     assert "level changed" in repr(entry.detail)
+
+
+async def test_minutes_a_caveat_withholds_are_neither_pushed_nor_read(any_world: World) -> None:
+    """Minutes for the Responsible Authority only: the duty-to-co-operate participants are
+    pushed nothing (not an empty shell that says the minutes exist) and their read is 404,
+    audited with the caveat; probation, of the RA, gets and reads them."""
+    world = any_world
+    nominal_id = await at_level_2(world)
+    meeting_id = await level_2_meeting(world, nominal_id)
+    written = await world[POLICE].post(
+        f"/v1/meetings/{meeting_id}/minutes", minutes(caveats=["responsible-authority-only"])
+    )
+    for agency_id in (CS, HOUSING, JCP):
+        assert await world.pushed(agency_id, "minutes") == [], agency_id
+        refused = await world[agency_id].refused("GET", f"/v1/meetings/{meeting_id}/minutes")
+        assert refused.status == 404
+        entry = (await world.audit(agency_id=agency_id, outcome="refused"))[-1]
+        assert entry.reason_code == "caveat"
+        assert entry.rule == "caveat:responsible-authority-only"
+        assert entry.record_refs == [meeting_id, written["id"]]
+    [pushed] = await world.pushed(PROBATION, "minutes")
+    assert DISCUSSION_TEXT in repr(pushed["minutes"])
+    read = await world[PROBATION].get(f"/v1/meetings/{meeting_id}/minutes")
+    assert DISCUSSION_TEXT in repr(read)
+    [circulated] = [e for e in await world.audit(agency_id=POLICE) if "circulated_to" in e.detail]
+    assert circulated.detail["circulated_to"] == [PROBATION]
+
+
+@pytest.mark.parametrize("caveat", ["no-onward-disclosure", "not-for-child-protection-conference"])
+async def test_an_approval_of_minutes_a_caveat_keeps_from_the_recipient_is_refused(
+    any_world: World, caveat: str
+) -> None:
+    """Minutes whose caveat forbids this onward disclosure leave nothing to approve: the
+    co-ordinator's approval is 409, audited with the caveat; nothing is pushed, the minutes'
+    author is not told of a disclosure that did not happen, and the recipient reads nothing."""
+    world = any_world
+    nominal_id = await at_level_2(world)
+    meeting_id = await level_2_meeting(world, nominal_id)
+    await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes(caveats=[caveat]))
+    request_id = await _asked(world, meeting_id, ["conclusions"])
+    refused = await world[MAPPA].refused(
+        "POST", f"/v1/disclosures/{request_id}/decision", _approve(["conclusions"])
+    )
+    assert refused.status == 409
+    [entry] = [
+        e
+        for e in await world.audit(agency_id=MAPPA, outcome="refused")
+        if e.detail.get("reason") == "withheld_by_caveat"
+    ]
+    assert entry.rule == f"caveat:{caveat}"
+    assert await world.pushed(CP_CONFERENCE) == []
+    assert await world.pushed(POLICE, "owner_notification") == []
+    assert await world.count(HeldNotification) == 0
+    conference = world[CP_CONFERENCE]
+    unread = await conference.refused(
+        "GET", f"/v1/meetings/{meeting_id}/minutes", context=conference.with_context(*CP_CONTEXT)
+    )
+    assert unread.status == 404
