@@ -211,10 +211,20 @@ class InvolvedReferral(Rule):
         if facts.nominal.status is not NominalStatus.ACTIVE:
             self.deny("referral involvement ended: the nominal is deregistered")
         ended = []
+        days = self.settings.referral_open_days
         for referral in referrals:
-            if referral.closed_at is None or facts.now < referral.closed_at:
+            if referral.closed_at is not None and facts.now >= referral.closed_at:
+                ended.append(
+                    f"referral {referral.referral_id} closed {referral.closed_at.isoformat()}"
+                )
+            elif referral.referred_at is not None and self.settings.today(facts.now) > days_after(
+                self.settings.today(referral.referred_at), days
+            ):
+                ended.append(
+                    f"referral {referral.referral_id} open more than {days} days unscreened"
+                )
+            else:
                 return self.grant(f"involved in open referral {referral.referral_id}")
-            ended.append(f"referral {referral.referral_id} closed {referral.closed_at.isoformat()}")
         self.deny("referral involvement ended: " + "; ".join(ended))
 
 

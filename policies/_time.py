@@ -23,6 +23,9 @@ class Settings:
     policy_version: str
     time_zone: ZoneInfo
     meeting_without_review_date_days: int
+    #: An open referral's involvement lasts this many days after it was made (screening, which
+    #: closes it, normally comes well before).
+    referral_open_days: int = 90
 
     def today(self, now: dt.datetime) -> dt.date:
         try:

@@ -141,12 +141,15 @@ class ReferralInvolvement:
     nominal_id: str
     #: When the referral was closed (screened, screened out, withdrawn); None while it is live.
     closed_at: dt.datetime | None = None
+    #: When the referral was made (its involvement lasts a bounded time while unscreened).
+    referred_at: dt.datetime | None = None
 
     def __post_init__(self) -> None:
         _id(self.referral_id, "referral id")
         _id(self.agency_id, "agency id")
         _id(self.nominal_id, "nominal id")
         _aware(self.closed_at, "closed_at")
+        _aware(self.referred_at, "referred_at")
 
 
 @dataclass(frozen=True, slots=True)

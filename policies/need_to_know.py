@@ -214,14 +214,17 @@ def _render(facts: Facts, explanations: Sequence[Explanation], outcome: str, ver
 
 
 def _settings(table: Table, version: str) -> Settings:
-    table.only({"time_zone", "meeting_without_review_date_days"})
+    table.only({"time_zone", "meeting_without_review_date_days", "referral_open_days"})
     name = table.string("time_zone") if table.has("time_zone") else "Europe/London"
     try:
         zone = ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise table.fail(f"unknown time zone {name!r}") from exc
     days = table.integer("meeting_without_review_date_days", 0)
-    return Settings(version, zone, days)
+    referral_days = (
+        table.integer("referral_open_days", 0) if table.has("referral_open_days") else 90
+    )
+    return Settings(version, zone, days, referral_days)
 
 
 def _build(table: Table, known: Sequence[type[Rule]], settings: Settings) -> list[Rule]:

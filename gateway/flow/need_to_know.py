@@ -142,7 +142,8 @@ def _involvement_query(agency_id: Any, nominal_id: Any) -> CompoundSelect[Any]:
 
     Columns: kind (r, m, a, d, c), id, meeting id, meeting type, participation, status, first
     date, second date, a time, a level, approved parts (or purposes), a second time. The first
-    branch types them all. ``c`` rows are the RA's s.325(4A)(c) decisions naming the agency:
+    branch types them all. ``r`` rows' time is when the referral closed, their second time when
+    it was made. ``c`` rows are the RA's s.325(4A)(c) decisions naming the agency:
     their time is when the decision stops standing, their status whether it was revoked. ``d``
     rows (approved onward disclosures to the agency) carry their meeting's date, review date,
     level and need closure (the second time): the meeting's need ends them too."""
@@ -164,7 +165,7 @@ def _involvement_query(agency_id: Any, nominal_id: Any) -> CompoundSelect[Any]:
         type_coerce(Referral.closed_at, UTCDateTime()),
         blank(Integer()),
         blank(JSON()),
-        blank(UTCDateTime()),
+        type_coerce(Referral.created_at, UTCDateTime()),
     ).where(
         Referral.nominal_id == nominal_id,
         # A referral that found an existing nominal grants nothing (see cases.referrals)
@@ -263,7 +264,9 @@ async def involvements(
     for row in rows:
         kind, ident, meeting_id, meeting_type, part, status, d1, d2, moment, level, parts, t2 = row
         if kind == "r":
-            referrals.append(policies.ReferralInvolvement(ident, agency_id, nominal_id, moment))
+            referrals.append(
+                policies.ReferralInvolvement(ident, agency_id, nominal_id, moment, referred_at=t2)
+            )
         elif kind == "m":
             meetings.append(
                 policies.MeetingInvolvement(

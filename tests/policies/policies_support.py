@@ -115,8 +115,12 @@ def meeting(
     )
 
 
-def referral(caller: CallerAgency, closed_at: dt.datetime | None = None) -> ReferralInvolvement:
-    return ReferralInvolvement("ref-1", caller.id, NOMINAL_ID, closed_at)
+def referral(
+    caller: CallerAgency,
+    closed_at: dt.datetime | None = None,
+    referred_at: dt.datetime | None = None,
+) -> ReferralInvolvement:
+    return ReferralInvolvement("ref-1", caller.id, NOMINAL_ID, closed_at, referred_at)
 
 
 def action(

@@ -194,6 +194,23 @@ def test_referral_involvement_ends_when_the_referral_closes() -> None:
 
 
 @pytest.mark.parametrize(
+    ("days_ago", "allowed"),
+    [(0, True), (89, True), (90, True), (91, False), (400, False)],
+)
+def test_an_unscreened_referral_involves_for_ninety_days(days_ago: int, allowed: bool) -> None:
+    """A referral never screened (the RA set the level directly) no longer involves the agencies
+    it names for ever: to the end of the 90th day after it was made (referral_open_days)."""
+    made = NOW - dt.timedelta(days=days_ago)
+    involved = facts(HOUSING, referrals=(referral(HOUSING, referred_at=made),))
+    if allowed:
+        assert decide(involved).rule == "involved-referral"
+        return
+    with pytest.raises(NoNeedToKnow) as caught:
+        decide(involved)
+    assert "open more than 90 days unscreened" in repr(caught.value.diagnostics)
+
+
+@pytest.mark.parametrize(
     ("status", "review", "now", "allowed"),
     [
         # An open action grants to the end of its review day.

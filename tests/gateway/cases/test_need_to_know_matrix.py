@@ -203,6 +203,26 @@ async def test_need_to_know_for_a_nominal(
     assert entry.policy_version
 
 
+async def level2_open_referral_91_days_on(world: World) -> str:
+    """Level 2 set by a level change, the referral never screened, 91 days later."""
+    nominal_id = await level2_open_referral(world)
+    world.clock.advance(days=91)
+    return nominal_id
+
+
+async def test_an_unscreened_referral_s_involvement_ends_after_ninety_days(
+    any_world: World,
+) -> None:
+    """Children's services, named in a referral the RA never screened, saw the nominal for
+    ever (a year on, still); its involvement now ends with the 90th day after the referral."""
+    world = any_world
+    nominal_id = await level2_open_referral_91_days_on(world)
+    refused = await world[CS].refused("GET", f"/v1/nominals/{nominal_id}")
+    assert refused.status == 404
+    entry = (await world.audit(agency_id=CS, outcome="refused"))[-1]
+    assert "open more than 90 days unscreened" in str(entry.detail)
+
+
 RECORD_ROWS = [
     # The owner sees its own record whole, third-party source included.
     (PROBATION, "case_note", {"summary", "content", "sources", "risk", "officer"}, True),
