@@ -4,7 +4,10 @@ Two kinds are held: owner notifications (:mod:`gateway.cases.notifications`) and
 that tell an agency of an s.325(4A)(c) decision naming it (:mod:`gateway.cases.contributors`).
 A held ``contributor_decision`` message goes out only if need-to-know still lets the agency see
 the decision when it is released; otherwise it is settled unsent, and the audit entry
-(``contributor_notice_not_sent``, refused) names the rule.
+(``contributor_notice_not_sent``, refused) names the rule. A held owner notification likewise
+goes out only if need-to-know still lets the owner know of what it reports (its records, or for
+minutes the nominal), naming only those records; otherwise it is settled unsent
+(``owner_notification_not_sent``, refused, with the rule).
 
 An owner notification that could not be sealed (the owner had no usable encryption key) is
 held (:mod:`gateway.cases.notifications`): kept sealed at rest as a
@@ -36,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import policies
 from gateway import errors
-from gateway.cases import contributors
+from gateway.cases import contributors, notifications
 from gateway.cases.notifications import HELD_TABLE
 from gateway.flow import deliver
 from gateway.flow.audit import AuditEvent, Operation, Outcome, Withheld, record
@@ -55,8 +58,12 @@ __all__ = ["RELEASE_INTERVAL", "HeldReleaser", "release_held", "release_with_set
 #: Seconds between two looks for owners who registered a key, in a running gateway.
 RELEASE_INTERVAL = 15.0
 REASON = "owner_notification_released"
-#: A held message need-to-know no longer lets its recipient have: settled, not sent.
-NOT_SENT = "contributor_notice_not_sent"
+#: The reason code of a held message need-to-know no longer lets its recipient have (settled,
+#: not sent), by kind of message.
+NOT_SENT = {
+    contributors.NOTICE_KIND: "contributor_notice_not_sent",
+    notifications.KIND: "owner_notification_not_sent",
+}
 #: The reason code of a release's disclosure entry, by kind of message.
 RELEASED = {contributors.NOTICE_KIND: "contributor_notice_released"}
 
@@ -112,7 +119,7 @@ def _event(
         rule=rule,
         policy_version=decision.policy_version if decision is not None else None,
         withheld=tuple(withheld),
-        reason_code=RELEASED.get(row.kind, REASON) if refused is None else NOT_SENT,
+        reason_code=RELEASED.get(row.kind, REASON) if refused is None else NOT_SENT[row.kind],
         detail={
             "resource": row.kind,
             "owner": row.owner_agency_id,
@@ -167,6 +174,14 @@ async def _release_owner(
                     record(session, _event(row, body, None, now, trigger, refused=refused))
                     continue
                 message = contributors.held_notice_message(body)
+            elif row.kind == notifications.KIND:
+                try:
+                    message = body = await notifications.held_owner_decision(
+                        session, owner, body, now
+                    )
+                except errors.NotFound as refused:
+                    record(session, _event(row, body, None, now, trigger, refused=refused))
+                    continue
             push = deliver.prepare_push(
                 sealer,
                 message,

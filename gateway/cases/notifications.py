@@ -12,6 +12,14 @@ consultation's audit entry, whose detail names each notification (owner, message
 
 Nothing is sent when the owner acts itself (it reads its own record, or pushes it): it knows.
 
+Nothing is sent either to an owner that need-to-know no longer lets know of what the
+notification reports, decided for the owner when the notification is sealed: its record
+(:class:`policies.RecordTarget`, so ``record-owner`` under the restrictions) or, for what is
+no information record (the minutes it wrote), the nominal. A nominal made category 4, say, is
+for police and probation of the area alone: the housing provider that supplied a record on it
+is no longer told who consults it. The consultation's audit entry records such a notification
+as ``not_sent`` with the rule that refused the owner.
+
 An owner without a usable encryption key is not sent anything, since nothing is ever sent in
 clear; the consultation still goes ahead, because the notification is a transparency duty to
 the owner and must not let an owner's lapsed key block another agency's lawful safeguarding
@@ -20,33 +28,40 @@ read. Instead the notification is *held*: the consultation's audit entry records
 transaction (outcome ``failed``, reason ``owner_notification_held``, the owner as recipient)
 makes it findable in the IG console (outcome ``failed``). The notification itself is kept,
 sealed at rest, as a :class:`~gateway.store.models.HeldNotification` in the same transaction;
-when the owner later registers a usable key it is sealed to that key and sent, exactly once
-(:mod:`gateway.cases.held_notifications`).
+when the owner later registers a usable key it is sealed to that key and sent, exactly once,
+if need-to-know still lets the owner know of it then (:func:`held_owner_decision`,
+:mod:`gateway.cases.held_notifications`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+import policies
 from gateway import errors
 from gateway.cases.context import Call
-from gateway.flow import deliver
+from gateway.cases.subjects import load_nominal
+from gateway.flow import deliver, need_to_know
 from gateway.flow.audit import Operation, Outcome, record
 from gateway.logs import get_logger
-from gateway.store.models import HeldNotification
+from gateway.store.models import Agency, HeldNotification, InformationRecord, Nominal
 
 __all__ = [
     "HELD",
     "HELD_TABLE",
     "KIND",
+    "NOT_SENT",
     "QUEUED",
     "Notices",
     "OwnerNotice",
+    "held_owner_decision",
     "notify_owners",
 ]
 
@@ -54,6 +69,8 @@ KIND = "owner_notification"
 #: The states of a notification, as the consultation's audit entry records them.
 QUEUED = "queued"
 HELD = "held"
+#: Need-to-know no longer lets the owner know of what the notification reports: nothing sent.
+NOT_SENT = "not_sent"
 #: Where held notifications wait, sealed at rest.
 HELD_TABLE = "held_notifications"
 #: Most record ids named in one notification (a page of records holds at most 100).
@@ -73,9 +90,18 @@ class OwnerNotice:
     reason: str | None = None
     #: What a held notification says (references and codes only), kept sealed until it goes.
     body: dict[str, Any] | None = None
+    #: The rule that refused the owner need-to-know: the notification is not sent (nor held).
+    refused_by: str | None = None
+
+    @property
+    def sent(self) -> bool:
+        """Whether the notification goes now or later (held); not if need-to-know refused."""
+        return self.refused_by is None
 
     def audit_detail(self) -> dict[str, Any]:
         """What the consultation's audit entry says of this notification (references only)."""
+        if not self.sent:
+            return {"owner": self.owner_id, "status": NOT_SENT, "rule": self.refused_by}
         if self.push is None:
             return {"owner": self.owner_id, "status": HELD, "reason": self.reason}
         return {
@@ -104,6 +130,8 @@ class Notices:
         """Enqueue each sealed notification; record each held one (in the open transaction)."""
         call = self.call
         for notice in self.notices:
+            if not notice.sent:
+                continue  # the consultation's audit entry says so, with the rule
             if notice.push is not None:
                 await deliver.enqueue(session, notice.push, now=call.now)  # its signed jti
                 continue
@@ -163,6 +191,59 @@ def _body(
     }
 
 
+async def _owner_may_know(
+    session: AsyncSession,
+    owner_id: str,
+    nominal: Nominal | None,
+    targets: Sequence[tuple[str, policies.Target]],
+    now: dt.datetime,
+) -> tuple[tuple[str, ...], errors.NotFound | None]:
+    """Of ``targets`` ((record id, target) pairs), the record ids need-to-know lets the owner
+    know of now, and the first refusal (the refusing rule, for the audit)."""
+    owner = await session.get(Agency, owner_id)
+    if owner is None or nominal is None:
+        return (), need_to_know.not_found("owner or nominal")
+    facts = need_to_know.agency_facts(owner)
+    kept: list[str] = []
+    refused: errors.NotFound | None = None
+    for record_id, target in targets:
+        try:
+            await need_to_know.decide(session, facts, nominal, target, now)
+        except errors.NotFound as refusal:
+            refused = refused or refusal
+            continue
+        kept.append(record_id)
+    return tuple(kept), refused
+
+
+async def held_owner_decision(
+    session: AsyncSession, owner_id: str, body: Mapping[str, Any], now: dt.datetime
+) -> dict[str, Any]:
+    """A held owner notification as it may go out ``now``: naming only the records need-to-know
+    still lets the owner know of (its own records, or for the minutes it wrote, the nominal),
+    or :class:`gateway.errors.NotFound` with the refusing rule when it may know of none."""
+    nominal_id = body.get("nominal_id")
+    nominal = await load_nominal(session, nominal_id) if isinstance(nominal_id, str) else None
+    record_ids = [str(r) for r in body.get("record_ids") or ()]
+    rows = (
+        await session.scalars(select(InformationRecord).where(InformationRecord.id.in_(record_ids)))
+    ).all()
+    records = {row.id: row for row in rows if row.nominal_id == nominal_id}
+    targets = [(record_id, _target(records.get(record_id))) for record_id in record_ids]
+    kept, refused = await _owner_may_know(session, owner_id, nominal, targets, now)
+    if not kept:
+        raise refused or need_to_know.not_found("record")
+    return {**body, "record_ids": list(kept)}
+
+
+def _target(row: InformationRecord | None) -> policies.Target:
+    """What the owner must still be let know of to be told of a consultation: its record, or
+    (for what is no information record: minutes) the nominal."""
+    if row is None:
+        return policies.NominalTarget()
+    return policies.RecordTarget(row.id, row.owner_agency_id, row.kind)
+
+
 async def notify_owners(
     call: Call,
     owned: Iterable[tuple[str, str]],
@@ -172,13 +253,19 @@ async def notify_owners(
     recipient_id: str | None = None,
     event: str = "record_consulted",
     purpose: str | None = None,
+    nominal: Nominal | None = None,
+    targets: Mapping[str, policies.Target] | None = None,
 ) -> Notices:
     """The notifications owed for releasing ``owned`` ((owner agency id, record id) pairs) to
     ``recipient_id`` (default: the caller), sealed now, outside the write transaction.
 
     One notification per owner, naming all of its records released by this one consultation;
-    none for the caller's own records, nor for records the recipient itself owns. The owners'
-    keys are read in ``session``, or in a read transaction of its own when none is given.
+    none for the caller's own records, nor for records the recipient itself owns. Each owner is
+    told only of the records need-to-know lets it know of now: ``targets`` gives each record's
+    target (the owner's :class:`policies.RecordTarget`), and a record without one is judged on
+    the nominal (``nominal``, or loaded by ``nominal_id``). An owner that may know of none is
+    sent nothing: the notice says ``not_sent`` with the refusing rule. The owners' keys and
+    facts are read in ``session``, or in a read transaction of its own when none is given.
     """
     recipient = recipient_id or call.caller.agency_id
     by_owner: dict[str, list[str]] = {}
@@ -192,13 +279,18 @@ async def notify_owners(
         return Notices(call, nominal_id)
     if session is None:
         async with call.db.read() as own_session:
-            keys = {o: await call.keys(own_session, o, "enc") for o in sorted(by_owner)}
+            judged = await _judge_owners(call, own_session, by_owner, nominal_id, nominal, targets)
     else:
-        keys = {o: await call.keys(session, o, "enc") for o in sorted(by_owner)}
+        judged = await _judge_owners(call, session, by_owner, nominal_id, nominal, targets)
     notices = []
-    for owner_id, ids in sorted(by_owner.items()):
-        record_ids = tuple(ids[:_MAX_RECORDS])
+    for owner_id, (kept, refused, owner_keys) in sorted(judged.items()):
         message_id = str(uuid.uuid4())
+        if refused is not None:
+            rule = str(refused.diagnostics.get("rule") or policies.DEFAULT_DENY)
+            record_ids = tuple(by_owner[owner_id][:_MAX_RECORDS])
+            notices.append(OwnerNotice(owner_id, message_id, record_ids, None, refused_by=rule))
+            continue
+        record_ids = tuple(kept[:_MAX_RECORDS])
         body = _body(
             call,
             nominal_id=nominal_id,
@@ -212,7 +304,7 @@ async def notify_owners(
                 call.sealer,
                 body,
                 recipient_id=owner_id,
-                keys=keys[owner_id],
+                keys=owner_keys,
                 kind=KIND,
                 nominal_ref=nominal_id,
                 now=call.now,
@@ -225,3 +317,30 @@ async def notify_owners(
             continue
         notices.append(OwnerNotice(owner_id, message_id, record_ids, push))
     return Notices(call, nominal_id, tuple(notices))
+
+
+#: Per owner: the record ids it may be told of, the refusal if none, and its encryption keys.
+_Judged = dict[str, tuple[tuple[str, ...], errors.NotFound | None, Sequence[Mapping[str, Any]]]]
+
+
+async def _judge_owners(
+    call: Call,
+    session: AsyncSession,
+    by_owner: Mapping[str, Sequence[str]],
+    nominal_id: str,
+    nominal: Nominal | None,
+    targets: Mapping[str, policies.Target] | None,
+) -> _Judged:
+    """Need-to-know for each owner on its records (see :func:`notify_owners`), and its keys."""
+    if nominal is None or nominal.id != nominal_id:
+        nominal = await load_nominal(session, nominal_id)
+    known = targets or {}
+    judged: _Judged = {}
+    for owner_id in sorted(by_owner):
+        pairs = [(r, known.get(r) or policies.NominalTarget()) for r in by_owner[owner_id]]
+        kept, refused = await _owner_may_know(session, owner_id, nominal, pairs, call.now)
+        if kept:
+            judged[owner_id] = (kept, None, await call.keys(session, owner_id, "enc"))
+        else:
+            judged[owner_id] = ((), refused or need_to_know.not_found("record"), ())
+    return judged

@@ -4,7 +4,8 @@ A record is stored sealed with its sources (each with its third-party flag). Eve
 it through the redaction chain: a third-party source, and every item citing it, reaches only the
 owner unless the owner released it. A new record from an agency that is not the lead agency is
 also pushed to the lead agency, redacted for it, through the outbox. When another agency reads
-a record, its owner is told (:mod:`gateway.cases.notifications`), in the read's transaction.
+a record, its owner is told (:mod:`gateway.cases.notifications`), in the read's transaction, if
+need-to-know still lets the owner see its record.
 
 A written report for a meeting (:mod:`gateway.cases.reports`) is a record of the same kind,
 attached to the meeting: it is built, pushed, stored and read with the functions here.
@@ -187,10 +188,15 @@ async def read_record(call: Call, nominal_id: str, record_id: str) -> Response:
             call.nominal_ref = nominal_id if well_formed(nominal_id) else None
             raise need_to_know.not_found("record")
         call.record_refs = (row.id,)
-        _, decision = await visible_nominal(call, session, nominal_id, _target(row))
+        nominal, decision = await visible_nominal(call, session, nominal_id, _target(row))
         caller_keys = await call.keys(session, call.caller.agency_id, "enc")
         notices = await notifications.notify_owners(
-            call, [(row.owner_agency_id, row.id)], nominal_id=row.nominal_id, session=session
+            call,
+            [(row.owner_agency_id, row.id)],
+            nominal_id=row.nominal_id,
+            session=session,
+            nominal=nominal,
+            targets={row.id: _target(row)},
         )
     release = _redacted(call, decision, row)
     if (caveat := redact.withheld_by_caveat(release)) is not None:
@@ -296,7 +302,11 @@ async def _release_kept(
         answer["next_cursor"] = next_cursor
     sealed = call.answer(answer, caller_keys)
     notices = await notifications.notify_owners(
-        call, [(row.owner_agency_id, row.id) for row, _ in kept], nominal_id=nominal.id
+        call,
+        [(row.owner_agency_id, row.id) for row, _ in kept],
+        nominal_id=nominal.id,
+        nominal=nominal,
+        targets={row.id: _target(row) for row, _ in kept},
     )
     await released(
         call,

@@ -404,3 +404,69 @@ async def test_racing_releases_send_each_held_notification_once(any_world: World
     assert sum(counts) == 1
     assert len([r for r in await world.outbox(PRISON) if r.kind == KIND]) == 1
     assert len(await world.audit(reason_code="owner_notification_released")) == 1
+
+
+# -- an owner need-to-know no longer lets know of its record is not told -----------------------
+
+
+async def test_owner_that_may_no_longer_see_its_record_is_not_told_of_reads(
+    any_world: World,
+) -> None:
+    """Housing supplied a record while it attended the meeting; once the nominal is category 4
+    (police and probation of the area only) housing may not see the nominal or its own record,
+    so police reading the record, or a page of records, sends housing nothing: the read's audit
+    entry says ``not_sent`` with the rule; nothing is held either."""
+    world = any_world
+    nominal_id = await at_level_2(world)
+    await level_2_meeting(world, nominal_id)
+    record_id = await _record_by(world, HOUSING, nominal_id, kind="tenancy")
+    await world[POLICE].get(f"/v1/nominals/{nominal_id}/records/{record_id}")
+    assert len(await _notifications(world, HOUSING)) == 1  # told while it may see its record
+
+    await world[POLICE].post(
+        f"/v1/nominals/{nominal_id}/category", {"category": 4, "reason": "terrorism risk"}
+    )
+    own = await world[HOUSING].refused("GET", f"/v1/nominals/{nominal_id}/records/{record_id}")
+    assert own.status == 404
+    await world[POLICE].get(f"/v1/nominals/{nominal_id}/records/{record_id}")
+    page = await world[POLICE].get(f"/v1/nominals/{nominal_id}/records")
+    assert record_id in [r["id"] for r in page["records"]]
+
+    assert len(await _notifications(world, HOUSING)) == 1
+    reads = [
+        e
+        for e in await world.audit(operation="disclosure", agency_id=POLICE, outcome="allowed")
+        if "owner_notifications" in e.detail
+    ]
+    assert [e.detail["owner_notifications"] for e in reads[1:]] == [
+        [{"owner": HOUSING, "status": "not_sent", "rule": "category-4-named-agencies"}]
+    ] * 2
+    assert await world.count(HeldNotification) == 0
+    assert not await world.audit(reason_code="owner_notification_held")
+
+
+async def test_held_notification_is_not_sent_once_the_owner_may_no_longer_see_its_record(
+    any_world: World,
+) -> None:
+    """Prison's notification was held (no usable key); the nominal then became category 4,
+    which prison may not see: when prison registers a key the notification is settled unsent,
+    audited (refused, ``owner_notification_not_sent``) with the rule, and nothing is queued."""
+    world = any_world
+    nominal_id, record_id = await _held_for_prison(world)
+    await world[POLICE].post(
+        f"/v1/nominals/{nominal_id}/category", {"category": 4, "reason": "terrorism risk"}
+    )
+    await _rotate_prison(world)
+    assert await _release(world, agency_id=PRISON) == 0
+    assert await _release(world) == 0
+    assert [r for r in await world.outbox(PRISON) if r.kind == KIND] == []
+    [refused] = await world.audit(reason_code="owner_notification_not_sent")
+    assert refused.outcome == "refused"
+    assert refused.rule == "category-4-named-agencies"
+    assert refused.recipients == [PRISON]
+    assert refused.record_refs == [record_id]
+    assert refused.detail["delivery"] == "none"
+    async with world.state.db.read() as session:
+        [held] = (await session.scalars(select(HeldNotification))).all()
+    assert held.released_at is not None  # settled: it will not be sent later either
+    assert not await world.audit(reason_code="owner_notification_released")
