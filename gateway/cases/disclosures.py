@@ -41,7 +41,7 @@ from gateway.cases.subjects import (
 )
 from gateway.contract import AckOut, DecisionIn, DisclosureDecision, DisclosureIn
 from gateway.contract.disclosures import within
-from gateway.domain import DisclosureStatus, Level
+from gateway.domain import AgencyType, DisclosureStatus, Level, Role
 from gateway.flow import deliver, lawful_basis, need_to_know, redact
 from gateway.flow.audit import Operation, Outcome
 from gateway.store.models import Agency, OnwardDisclosureRequest, new_id
@@ -62,6 +62,22 @@ def explicit_parts(
     return tuple(parts)
 
 
+def bases_open_to(recipient: Agency, purpose: str) -> tuple[str, ...]:
+    """The legal bases of the register under which ``recipient`` (its role and agency type)
+    may receive information for ``purpose``: an onward disclosure for a purpose no basis opens
+    to the recipient has no lawful basis (s.327A public disclosure to a mental health trust)."""
+    register = policies.default_policy_set().legal_bases
+    role, agency_type = Role(recipient.role), AgencyType(recipient.agency_type)
+    found = []
+    for code in register.bases:
+        try:
+            register.check(code, purpose, role, agency_type, None, defer_nominal_conditions=True)
+        except policies.LawfulBasisRefused:
+            continue
+        found.append(code)
+    return tuple(sorted(found))
+
+
 async def request_disclosure(call: Call) -> Response:
     """POST /v1/disclosures: a participant asks to share minutes beyond the meeting."""
     call.require_scope(WRITE)
@@ -78,9 +94,14 @@ async def request_disclosure(call: Call) -> Response:
             )
         if seen.minutes is None:
             raise errors.Conflict(diagnostics={"reason": "no_minutes_yet"})
-        if await session.get(Agency, asked.recipient_agency_id) is None:
+        recipient = await session.get(Agency, asked.recipient_agency_id)
+        if recipient is None:
             raise errors.ValidationFailed(
                 errors=[{"loc": ["recipient_agency_id"], "type": "unknown_agency"}]
+            )
+        if not bases_open_to(recipient, asked.purpose):
+            raise errors.ValidationFailed(
+                errors=[{"loc": ["purpose"], "type": "purpose_not_open_to_recipient"}]
             )
     request_id = new_id()
     call.record_refs = (seen.meeting.id, request_id)
@@ -161,6 +182,7 @@ async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
         push = None
         approved = tuple(decided.approved_parts)
         notices = notifications.Notices(call, seen.nominal.id)
+        recipient_bases: tuple[str, ...] = ()
         if decided.decision is DisclosureDecision.APPROVE:
             if seen.minutes is None or row.recipient_agency_id is None:
                 raise errors.Conflict(diagnostics={"reason": "no_minutes_yet"})
@@ -177,6 +199,11 @@ async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
             keys = await call.keys(session, row.recipient_agency_id, "enc")
             if recipient is None:
                 raise errors.Conflict(diagnostics={"reason": "recipient_gone"})
+            recipient_bases = bases_open_to(recipient, row.purpose)
+            if not recipient_bases:  # the register changed since the request
+                raise errors.Conflict(
+                    diagnostics={"reason": "purpose_not_open_to_recipient", "purpose": row.purpose}
+                )
             facts = need_to_know.agency_facts(recipient)
             tied = await need_to_know.involvements(session, recipient.id, seen.nominal.id)
             grant = policies.OnwardDisclosureGrant(
@@ -311,6 +338,7 @@ async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
                 "approved_parts": list(approved),
                 "delivery": "outbox",
                 "caller_purpose": call.caller.purpose,
+                "recipient_bases": list(recipient_bases),
                 **notices.detail(),
             },
         )

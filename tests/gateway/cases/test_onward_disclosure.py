@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway.store.models import HeldNotification
+from gateway.store.models import HeldNotification, OnwardDisclosureRequest
 from tests.gateway.cases.scenario import (
     CONCLUSION_TEXT,
     CP_CONFERENCE,
@@ -17,6 +17,7 @@ from tests.gateway.cases.scenario import (
     HOUSING,
     JCP,
     MAPPA,
+    MENTAL_HEALTH,
     POLICE,
     PROBATION,
     at_level_2,
@@ -278,3 +279,27 @@ async def test_an_approval_of_minutes_a_caveat_keeps_from_the_recipient_is_refus
         "GET", f"/v1/meetings/{meeting_id}/minutes", context=conference.with_context(*CP_CONTEXT)
     )
     assert unread.status == 404
+
+
+async def test_a_purpose_no_legal_basis_opens_to_the_recipient_is_refused(
+    any_world: World,
+) -> None:
+    """s.327A public disclosure to a mental health trust: no basis in the register lets a mental
+    health trust receive information for that purpose, so the request is 422 and nothing is
+    stored (it was approved and pushed, audited as that purpose under the chair's basis)."""
+    world = any_world
+    nominal_id = await at_level_2(world)
+    meeting_id = await level_2_meeting(world, nominal_id)
+    await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
+    before = await world.count(OnwardDisclosureRequest)
+    refused = await world[CS].refused(
+        "POST",
+        "/v1/disclosures",
+        disclosure_request(meeting_id, recipient=MENTAL_HEALTH, purpose="public-disclosure"),
+    )
+    assert refused.status == 422
+    assert refused.problem["errors"] == [
+        {"loc": ["purpose"], "type": "purpose_not_open_to_recipient"}
+    ]
+    assert await world.count(OnwardDisclosureRequest) == before
+    assert await world.pushed(MENTAL_HEALTH, "onward_disclosure") == []
