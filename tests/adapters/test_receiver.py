@@ -39,7 +39,7 @@ from gateway.state import GatewayState
 from gateway.store.models import OutboxMessage
 from tests.adapters.support import post_delivery
 from tests.gateway.cases.conftest import world
-from tests.gateway.cases.scenario import HOUSING, POLICE, at_level_2
+from tests.gateway.cases.scenario import HOUSING, POLICE, at_level_2, level_2_meeting
 from tests.gateway.cases.support import World
 from tests.gateway.delivery.stub import free_port, make_pki
 from tests.gateway.delivery.support import fast_config, until
@@ -296,8 +296,10 @@ async def _trust_gateway(world: World, receiver: Receiver) -> Receiver:
 
 
 async def _raise_marker(world: World) -> tuple[str, OutboxMessage]:
-    """Police raise a property warning marker for housing; the marker id and its outbox row."""
+    """Police raise a property warning marker for housing (which attended the meeting, so it
+    may know of the nominal); the marker id and its outbox row."""
     nominal_id = await at_level_2(world)
+    await level_2_meeting(world, nominal_id, {HOUSING: "attended"})
     answer = await world[POLICE].post(
         "/v1/warning-markers",
         {
