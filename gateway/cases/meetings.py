@@ -181,24 +181,30 @@ async def _participant_pushes(
     session: AsyncSession,
     seen: VisibleMeeting,
     document: dict[str, Any],
-) -> list[tuple[deliver.Push, redact.Released, policies.Decision]]:
-    """The minutes, redacted for each participant but the author, sealed to each."""
+) -> tuple[list[tuple[deliver.Push, redact.Released, policies.Decision]], list[dict[str, str]]]:
+    """The minutes, redacted for each participant but the author, sealed to each; and the
+    participants sent nothing, each with why (the rule that refused it, or no key), for the
+    write's audit entry."""
     pushes = []
+    not_sent: list[dict[str, str]] = []
     for agency_id, participation in seen.participants:
         if participation not in _RECEIVES_MINUTES or agency_id == call.caller.agency_id:
             continue
         agency = await session.get(Agency, agency_id)
         keys = await call.keys(session, agency_id, "enc")
-        if agency is None or not keys:
-            continue  # they read the minutes when they ask; nothing is sent in clear
+        if agency is None or not keys:  # they read the minutes when they ask: never in clear
+            not_sent.append({"agency": agency_id, "why": "no_encryption_key"})
+            continue
         facts = need_to_know.agency_facts(agency)
         tied = await need_to_know.involvements(session, agency_id, seen.nominal.id)
         try:
             decision = need_to_know.decide_with(
                 facts, seen.nominal, policies.MinutesTarget(seen.meeting.id), call.now, tied
             )
-        except errors.NotFound:
-            continue  # e.g. a category 4 nominal: the policy names who may see it
+        except errors.NotFound as refused:  # e.g. a category 4 nominal: the policy names who
+            rule = str(refused.diagnostics.get("rule", "default-deny"))
+            not_sent.append({"agency": agency_id, "rule": rule})
+            continue
         release = redact.redact(
             decision,
             facts,
@@ -206,8 +212,9 @@ async def _participant_pushes(
             purpose=call.caller.purpose,
             originator_agency_id=call.caller.agency_id,
         )
-        if redact.withheld_by_caveat(release) is not None:
-            continue  # the minutes' caveat keeps them from this participant: nothing is pushed
+        if (caveat := redact.withheld_by_caveat(release)) is not None:
+            not_sent.append({"agency": agency_id, "rule": caveat})  # the minutes' caveat
+            continue
         push = deliver.prepare_push(
             call.sealer,
             {"minutes": release.document},
@@ -218,7 +225,7 @@ async def _participant_pushes(
             now=call.now,
         )
         pushes.append((push, release, decision))
-    return pushes
+    return pushes, not_sent
 
 
 async def create_minutes(call: Call, meeting_id: str) -> Response:
@@ -241,7 +248,7 @@ async def create_minutes(call: Call, meeting_id: str) -> Response:
             minutes_body,
             await meeting_actions(call, session, meeting_id),
         )
-        pushes = await _participant_pushes(call, session, seen, document)
+        pushes, not_sent = await _participant_pushes(call, session, seen, document)
     minutes_id = new_id()
     call.record_refs = (seen.meeting.id, minutes_id)
     sealed_body = call.case_sealer.seal("minutes", minutes_id, "body_sealed", minutes_body)
@@ -269,6 +276,7 @@ async def create_minutes(call: Call, meeting_id: str) -> Response:
             detail={
                 "resource": "minutes",
                 "circulated_to": [push.recipient_id for push, _, _ in pushes],
+                **({"not_sent": not_sent} if not_sent else {}),
             },
         )
         return Audited(Written(ack), event)

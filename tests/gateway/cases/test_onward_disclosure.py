@@ -247,6 +247,10 @@ async def test_minutes_a_caveat_withholds_are_neither_pushed_nor_read(any_world:
     assert DISCUSSION_TEXT in repr(read)
     [circulated] = [e for e in await world.audit(agency_id=POLICE) if "circulated_to" in e.detail]
     assert circulated.detail["circulated_to"] == [PROBATION]
+    # who was sent nothing, and why, is in the write's own entry (it was not)
+    not_sent = {item["agency"]: item for item in circulated.detail["not_sent"]}
+    assert set(not_sent) == {CS, HOUSING, JCP}
+    assert {item["rule"] for item in not_sent.values()} == {"caveat:responsible-authority-only"}
 
 
 @pytest.mark.parametrize("caveat", ["no-onward-disclosure", "not-for-child-protection-conference"])
