@@ -68,14 +68,18 @@ async def push_record(
     row: InformationRecord,
     body: Mapping[str, Any],
     recipient_id: str,
+    not_sent: list[dict[str, str]] | None = None,
 ) -> RecordPush | None:
     """The new record, redacted for ``recipient_id`` and sealed to it; None if it may not see
-    the record or has no usable key (it reads the record when it asks: never sent in clear)."""
+    the record or has no usable key (it reads the record when it asks: never sent in clear),
+    and then, but for the caller itself, why is added to ``not_sent`` (for the audit entry)."""
     if recipient_id == call.caller.agency_id:
         return None
+    skipped = not_sent if not_sent is not None else []
     recipient = await session.get(Agency, recipient_id)
     keys = await call.keys(session, recipient_id, "enc")
     if recipient is None or not keys:
+        skipped.append({"agency": recipient_id, "why": "no_encryption_key"})
         return None
     facts = need_to_know.agency_facts(recipient)
     tied = (
@@ -85,7 +89,9 @@ async def push_record(
     )
     try:
         decision = need_to_know.decide_with(facts, nominal, _target(row), call.now, tied)
-    except errors.NotFound:
+    except errors.NotFound as refused:
+        rule = str(refused.diagnostics.get("rule", "default-deny"))
+        skipped.append({"agency": recipient_id, "rule": rule})
         return None
     release = redact.redact(
         decision,
@@ -95,8 +101,9 @@ async def push_record(
         originator_agency_id=row.owner_agency_id,
         record_kind=row.kind,
     )
-    if redact.withheld_by_caveat(release) is not None:
-        return None  # the caveat keeps the record from the recipient: nothing is pushed
+    if (caveat := redact.withheld_by_caveat(release)) is not None:
+        skipped.append({"agency": recipient_id, "rule": caveat})  # nothing is pushed
+        return None
     push = deliver.prepare_push(
         call.sealer,
         {"record": release.document},
@@ -172,10 +179,14 @@ async def create_record(call: Call, nominal_id: str) -> Response:
             return body.replay
         nominal, decision = await visible_nominal(call, session, nominal_id)
         row, sealed_body = new_record(call, nominal, body.body)
-        lead = await push_record(call, session, nominal, row, sealed_body, nominal.lead_agency_id)
+        not_sent: list[dict[str, str]] = []
+        lead = await push_record(
+            call, session, nominal, row, sealed_body, nominal.lead_agency_id, not_sent
+        )
     call.record_refs = (row.id,)
     pushes = [lead] if lead is not None else []
-    return await store_record(call, body, row, decision, pushes, {"resource": "record"})
+    detail = {"resource": "record", **({"not_sent": not_sent} if not_sent else {})}
+    return await store_record(call, body, row, decision, pushes, detail)
 
 
 async def read_record(call: Call, nominal_id: str, record_id: str) -> Response:

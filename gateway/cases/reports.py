@@ -15,6 +15,7 @@ Only an agency invited to the meeting (invited or attending) may send one. An ag
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -85,17 +86,20 @@ async def create_report(call: Call, meeting_id: str) -> Response:
         if participation not in _INVITED:
             raise _not_invited("invited-to-meeting")
         row, sealed_body = records.new_record(call, nominal, body.body, meeting_id=meeting.id)
+        not_sent: list[dict[str, str]] = []
         pushes = [
             push
             for recipient in await _recipients(session, meeting, nominal)
             if (
                 push := await records.push_record(
-                    call, session, nominal, row, sealed_body, recipient
+                    call, session, nominal, row, sealed_body, recipient, not_sent
                 )
             )
         ]
     call.record_refs = (meeting.id, row.id)
-    detail = {"resource": "written_report", "participation": str(participation)}
+    detail: dict[str, Any] = {"resource": "written_report", "participation": str(participation)}
+    if not_sent:
+        detail["not_sent"] = not_sent
     return await records.store_record(call, body, row, decision, pushes, detail)
 
 

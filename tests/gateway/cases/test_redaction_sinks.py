@@ -266,6 +266,8 @@ async def test_a_record_its_caveat_withholds_is_one_the_recipient_may_not_know_o
     )
     shared = await world[PROBATION].post(f"/v1/nominals/{nominal_id}/records", record())
     assert len(await world.pushed(POLICE, "record")) == pushed_before + 1  # the shared one only
+    written = [e for e in await world.audit(agency_id=PROBATION) if hidden["id"] in e.record_refs]
+    assert written[0].detail["not_sent"] == [{"agency": POLICE, "rule": "caveat:originator-only"}]
     for agency in (HOUSING, POLICE):
         missing = await world[agency].raw(
             "GET", f"/v1/nominals/{nominal_id}/records/00000000-0000-4000-8000-000000000000"
