@@ -3,11 +3,15 @@ outside the meeting gets what the chair approved, and only that, on both backend
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from typing import Any
 
 import pytest
+from alembic import command
+from sqlalchemy import update
 
+from gateway.store.migrate import alembic_config, upgrade
 from gateway.store.models import HeldNotification, OnwardDisclosureRequest
 from tests.gateway.cases.scenario import (
     CONCLUSION_TEXT,
@@ -307,3 +311,41 @@ async def test_a_purpose_no_legal_basis_opens_to_the_recipient_is_refused(
     ]
     assert await world.count(OnwardDisclosureRequest) == before
     assert await world.pushed(MENTAL_HEALTH, "onward_disclosure") == []
+
+
+async def test_migration_0013_names_the_actions_an_old_approval_covered(
+    any_world: World,
+) -> None:
+    """An approval stored before the fix says "actions" and released later actions on every
+    read; migration 0013 rewrites it as the actions the meeting had when the chair decided, so
+    the later one is no longer read."""
+    world = any_world
+    nominal_id = await at_level_2(world)
+    meeting_id = await level_2_meeting(world, nominal_id)
+    await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
+    first = await _action(world, meeting_id, CS, "Children's services to check ICS")
+    request_id = await _asked(world, meeting_id, ["conclusions", "actions"])
+    await world[POLICE].post(
+        f"/v1/disclosures/{request_id}/decision", _approve(["conclusions", "actions"])
+    )
+    async with world.state.db.write() as session:  # as the gateway stored it before the fix
+        await session.execute(
+            update(OnwardDisclosureRequest)
+            .where(OnwardDisclosureRequest.id == request_id)
+            .values(approved_parts=["conclusions", "actions"])
+        )
+    world.clock.advance(minutes=5)
+    later = await _action(world, meeting_id, POLICE, LATER_ACTION)
+    assert later in repr(await _read(world, meeting_id))  # the old approval's leak
+
+    url = world.state.settings.database_url
+    await asyncio.to_thread(command.downgrade, alembic_config(url), "0012")
+    await asyncio.to_thread(upgrade, url)
+
+    async with world.state.db.read() as session:
+        stored = await session.get(OnwardDisclosureRequest, request_id)
+        assert stored is not None
+        assert stored.approved_parts == ["conclusions", f"actions/{first}"]
+    read = await _read(world, meeting_id)
+    assert [a["id"] for a in read["actions"]] == [first]
+    assert later not in repr(read)
