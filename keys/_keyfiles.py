@@ -1,4 +1,11 @@
-"""Key files on disk: their format, and atomic writes of one file or of several at once.
+"""Key files on disk: their format, the seal of their metadata, and atomic writes of one file or
+of several at once.
+
+A key file's metadata (every field but the sealed key: format, purpose, kid, alg, use, status,
+created_at, retire_after) is sealed too: ``meta_seal`` is an envelope (:mod:`keys.envelope`)
+with an empty plaintext whose associated data is those fields as they stand in the file
+(:func:`meta_aad`). Only a holder of the KEK can make one, so a status or date edited in the file
+no longer matches its seal and the file is refused.
 
 One file is written atomically: a temp file beside it (mode 0600, ``O_NOFOLLOW``), fsync,
 rename over the original, fsync of the directory. Several (:func:`replace_all`, for a KEK
@@ -8,26 +15,33 @@ and a rename that fails puts back the files already renamed (:func:`put_back`).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from .envelope import Envelope
 from .errors import KeyStoreError
 from .ring import Purpose
 
 __all__ = [
     "FORMAT",
     "KID_FILE",
+    "META_FIELDS",
+    "META_SEAL",
+    "UNSEALED_METADATA",
     "FileChange",
     "encode_record",
     "key_aad",
+    "meta_aad",
     "put_back",
     "replace_all",
+    "seal_meta",
     "write_file",
 ]
 
@@ -40,6 +54,30 @@ def key_aad(purpose: Purpose, kid: str, alg: str) -> bytes:
     """The associated data a private key is sealed with: it cannot move to another purpose,
     kid or algorithm."""
     return b"\x00".join((FORMAT.encode(), purpose.value.encode(), kid.encode(), alg.encode()))
+
+
+#: The fields of a key file that its metadata seal covers: all but the sealed key itself.
+META_FIELDS = ("format", "purpose", "kid", "alg", "use", "status", "created_at", "retire_after")
+#: The field holding the metadata seal (base64url of an envelope with an empty plaintext).
+META_SEAL = "meta_seal"
+#: Why a key file without a metadata seal is refused (operators read this).
+UNSEALED_METADATA = (
+    "metadata (status, dates) not sealed: a key file written before metadata seals; check "
+    "keys list, then run mappa-gateway keys seal-metadata"
+)
+_META_AAD_PREFIX = b"mappa-key-meta/v1\x00"
+
+
+def meta_aad(record: Mapping[str, Any]) -> bytes:
+    """The associated data of a key file's metadata seal: its metadata fields as they stand in
+    the file (canonical JSON), so any edit of one of them breaks the seal."""
+    fields = {name: record.get(name) for name in META_FIELDS}
+    return _META_AAD_PREFIX + json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
+
+
+def seal_meta(envelope: Envelope, record: Mapping[str, Any]) -> str:
+    """A new metadata seal for ``record`` (the value of its ``meta_seal`` field)."""
+    return base64.urlsafe_b64encode(envelope.seal(b"", meta_aad(record))).decode("ascii")
 
 
 def encode_record(record: dict[str, Any]) -> bytes:

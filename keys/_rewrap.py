@@ -1,9 +1,10 @@
 """Moving a key directory to a new KEK (``keys rewrap``): every private key and the blind-index
 secret, all or nothing.
 
-1. Each sealed file is rewrapped in memory (only its wrapped data key changes) and proven to open
-   under the new KEK; nothing is written if one fails (a file under an unknown KEK, a damaged
-   file).
+1. Each sealed file is rewrapped in memory (only its wrapped data keys change: the private key's
+   and the metadata seal's) and proven to open under the new KEK; nothing is written if one fails
+   (a file under an unknown KEK, a damaged file, metadata that no longer matches its seal or has
+   none: ``keys seal-metadata`` first).
 2. The new files are written together (:func:`keys._keyfiles.replace_all`): all temp files
    synced before the first rename, a failed rename putting back those already renamed.
 3. The directory is read back, as a new process would, under the new KEK alone: the same keys,
@@ -21,7 +22,17 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from ._keyfiles import KID_FILE, FileChange, encode_record, key_aad, put_back, replace_all
+from ._keyfiles import (
+    KID_FILE,
+    META_SEAL,
+    UNSEALED_METADATA,
+    FileChange,
+    encode_record,
+    key_aad,
+    meta_aad,
+    put_back,
+    replace_all,
+)
 from .blind_index import (
     BLIND_INDEX_FILE,
     BlindIndex,
@@ -81,12 +92,19 @@ def _plan(
                 record = json.loads(raw)
                 kid, alg = str(record["kid"]), str(record["alg"])
                 kids.add((purpose, kid))
+                if record.get(META_SEAL) is None:
+                    raise KeyStoreError(f"rewrap: key file {name[:60]!r}: {UNSEALED_METADATA}")
                 sealed = base64.urlsafe_b64decode(str(record["sealed"]))
-                if blob_kek_id(sealed) == new_kek.kek_id:
+                meta = base64.urlsafe_b64decode(str(record[META_SEAL]))
+                if blob_kek_id(sealed) == blob_kek_id(meta) == new_kek.kek_id:
                     continue
                 moved = envelope.rewrap(sealed, new_kek)
-                target.unseal(moved, key_aad(purpose, kid, alg))  # opens before anything is written
+                moved_meta = envelope.rewrap(meta, new_kek)
+                # Both open under the new KEK before anything is written (the metadata as it is).
+                target.unseal(moved, key_aad(purpose, kid, alg))
+                target.unseal(moved_meta, meta_aad(record))
                 record["sealed"] = base64.urlsafe_b64encode(moved).decode("ascii")
+                record[META_SEAL] = base64.urlsafe_b64encode(moved_meta).decode("ascii")
                 changes.append(FileChange(path, raw, encode_record(record)))
         blind = None
         blind_path = directory / BLIND_INDEX_FILE

@@ -10,6 +10,8 @@
                                                 secret under a new KEK (all or nothing)
     keys init-blind-index                       create the blind-index secret of a NEW
                                                 installation (never replaces one)
+    keys seal-metadata [--reseal KID]           seal the metadata (status, dates) of key files
+                                                written before metadata seals (an upgrade)
     keys init-dev --profile development         create missing development keys
 
 Each takes ``--keys-dir`` (else ``MAPPA_KEYS_DIR``) and ``--kek-file`` (else ``MAPPA_KEK_FILE``,
@@ -101,6 +103,28 @@ def register(subparsers: Any) -> None:
     )
     blind.set_defaults(func=_init_blind_index)
 
+    seal = verbs.add_parser(
+        "seal-metadata",
+        parents=[common],
+        help="seal the metadata of key files written before metadata seals",
+        description="Seal the metadata (status, created_at, retire_after, ...) of every key file "
+        "that has no seal: the upgrade of a key directory written before metadata seals, which "
+        "the gateway refuses until it is done. A seal trusts the metadata as it stands: check "
+        "it first (keys list on the older version) and compare the keys this prints with your "
+        "records. Files already sealed are left alone; --reseal KID also reseals that key, for "
+        "a file an older version rotated or retired after the upgrade (its seal no longer "
+        "matches). Each file sealed must still hold a key that opens for its purpose, kid and "
+        "alg; all or nothing.",
+    )
+    seal.add_argument(
+        "--reseal",
+        action="append",
+        default=[],
+        metavar="KID",
+        help="also reseal this key's file (repeatable; --reseal=KID if the kid begins with '-')",
+    )
+    seal.set_defaults(func=_with_repository(_seal_metadata))
+
     init = verbs.add_parser("init-dev", parents=[common], help="create development keys")
     init.add_argument("--profile", required=True, help='must be "development"')
     init.set_defaults(func=_init_dev)
@@ -190,6 +214,22 @@ def _rewrap(args: argparse.Namespace, repository: FileKeyRepository) -> int:
         f"rewrapped {count} file(s) (private keys, blind-index secret) under KEK "
         f"{new_kek.kek_id}; all open under it; now use the new KEK file"
     )
+    return 0
+
+
+def _seal_metadata(args: argparse.Namespace, repository: FileKeyRepository) -> int:
+    now = utcnow()
+    sealed = repository.seal_metadata(reseal=args.reseal)
+    for info in sealed:
+        row = info.as_dict(now)
+        print(
+            f"sealed {row['purpose']} {row['alg']} key {row['kid']}: {row['status']}, "
+            f"created {row['created_at'][:19]}, retire after {row['retire_after'] or '-'}"
+        )
+    if sealed:
+        print(f"{len(sealed)} key file(s) sealed: check the keys above against your records")
+    else:
+        print("every key file's metadata was already sealed")
     return 0
 
 

@@ -11,7 +11,12 @@ Each key file is JSON: ``format`` ("mappa-key/v1"), ``purpose``, ``kid`` (the RF
 thumbprint of the key), ``alg``, ``use``, ``status``, ``created_at``, ``retire_after`` and
 ``sealed``: the private JWK, envelope-sealed (:mod:`keys.envelope`) with associated data
 ``mappa-key/v1 || purpose || kid || alg``, so a sealed key cannot be moved to another purpose,
-kid or algorithm. On load the key's public half must hash to its kid.
+kid or algorithm. On load the key's public half must hash to its kid. ``meta_seal`` seals the
+other fields (:func:`keys._keyfiles.meta_aad`): a status or date edited in the file, say a
+retired key marked current again, no longer matches it and the file is refused. Only the
+repository's writes (generate, rotate, retire; a rewrap moves the seal with the key) and
+:meth:`FileKeyRepository.seal_metadata` (``keys seal-metadata``, for files written before
+metadata seals) make one.
 
 Parsed keys are cached: a ring is re-read from disk at most every ``refresh_interval`` (to see
 rotations made by other replicas), and a key already parsed is not unsealed again. The cache is
@@ -20,7 +25,8 @@ body being the nonce, ciphertext and tag that bind the associated data (a KEK re
 the header before it). A hit is a body this process opened with exactly that associated data, so
 a file copied into another purpose's folder (its ``purpose`` or ``alg`` edited, its blob
 untouched), or holding another blob, misses and is unsealed, and refused, as a fresh process
-would refuse it.
+would refuse it. Metadata seals already checked are remembered the same way (by the digests of
+the metadata and of the seal's body), so a ring re-read unseals nothing that has not changed.
 """
 
 from __future__ import annotations
@@ -28,7 +34,6 @@ from __future__ import annotations
 import base64
 import builtins
 import fcntl
-import hashlib
 import json
 import os
 import threading
@@ -40,14 +45,33 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from joserfc.errors import JoseError
-from joserfc.jwk import ECKey, OKPKey, RSAKey, import_key
 
 from . import _hazmat
-from ._keyfiles import FORMAT, KID_FILE, encode_record, write_file
+from ._keyfiles import (
+    FORMAT,
+    KID_FILE,
+    META_SEAL,
+    encode_record,
+    replace_all,
+    seal_meta,
+    write_file,
+)
 from ._keyfiles import key_aad as _aad
+from ._keyrecord import (
+    ParsedKey,
+    SealedMeta,
+    check_meta,
+    import_private,
+    open_key,
+    parse_record,
+    parsed_key,
+    plan_meta_seals,
+    read_file,
+    sealed_meta,
+)
 from ._rewrap import rewrap_directory
 from .blind_index import init_blind_index
-from .envelope import Envelope, blob_body
+from .envelope import Envelope
 from .errors import KeyInvalid, KeysError, KeyStoreError, KeyUnknown, ProfileRefused
 from .jwk import JoseKey
 from .kek import KekSource
@@ -104,25 +128,6 @@ class KeyRepository(Protocol):
         ...
 
 
-#: What a parsed key is cached under: the purpose, kid and alg it was unsealed for (the
-#: envelope's associated data) and the SHA-256 of the body of the sealed blob that was opened
-#: (a rewrap to another KEK changes only the blob's header, so it keeps the cached key).
-_ParsedKey = tuple[Purpose, str, str, bytes]
-
-
-def _parsed_key(purpose: Purpose, kid: str, alg: str, sealed: bytes) -> _ParsedKey:
-    return (purpose, kid, alg, hashlib.sha256(blob_body(sealed)).digest())
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    moment = datetime.fromisoformat(str(value))
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime")
-    return moment
-
-
 class FileKeyRepository:
     """Key rings stored as envelope-sealed files under one directory."""
 
@@ -140,7 +145,8 @@ class FileKeyRepository:
         self._unknown_kid_reload = unknown_kid_reload_interval.total_seconds()
         self._lock = threading.RLock()
         self._rings: dict[Purpose, tuple[float, KeyRing]] = {}
-        self._parsed: dict[_ParsedKey, JoseKey] = {}
+        self._parsed: dict[ParsedKey, JoseKey] = {}
+        self._sealed_meta: set[SealedMeta] = set()
 
     def __repr__(self) -> str:
         return f"FileKeyRepository({str(self.directory)!r})"
@@ -189,51 +195,40 @@ class FileKeyRepository:
             names = sorted(os.listdir(folder)) if folder.is_dir() else []
         except OSError as exc:
             raise KeyStoreError(f"cannot list {purpose} keys: {type(exc).__name__}") from exc
-        seen: set[_ParsedKey] = set()
+        parsed: set[ParsedKey] = set()
+        sealed_meta: set[SealedMeta] = set()
         for name in names:
             if KID_FILE.fullmatch(name):
-                keys.append(self._read_key(purpose, folder / name, seen))
+                key, cache_key, meta_key = self._read_key(purpose, folder / name)
+                keys.append(key)
+                parsed.add(cache_key)
+                sealed_meta.add(meta_key)
         ring = KeyRing(purpose, keys)
-        # Forget the purpose's keys whose file is gone or changed (the cache stays the size of
-        # the directory).
-        for stale in [k for k in self._parsed if k[0] is purpose and k not in seen]:
+        # Forget the purpose's keys and seals whose file is gone or changed (the caches stay the
+        # size of the directory).
+        for stale in [k for k in self._parsed if k[0] is purpose and k not in parsed]:
             del self._parsed[stale]
+        self._sealed_meta -= {k for k in self._sealed_meta if k[0] is purpose} - sealed_meta
         self._rings[purpose] = (time.monotonic(), ring)
         return ring
 
-    def _read_key(self, purpose: Purpose, path: Path, seen: set[_ParsedKey]) -> RingKey:
+    def _read_key(self, purpose: Purpose, path: Path) -> tuple[RingKey, ParsedKey, SealedMeta]:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-            with os.fdopen(fd, "rb") as handle:
-                record = json.loads(handle.read(65536))
-            if record.get("format") != FORMAT or record.get("purpose") != purpose.value:
-                raise ValueError("format or purpose mismatch")
-            kid, alg = str(record["kid"]), str(record["alg"])
-            if path.name != f"{kid}.json":
-                raise ValueError("file name is not the kid")
-            info = KeyInfo(
-                purpose=purpose,
-                kid=kid,
-                alg=alg,
-                use=ALG_USE[alg],
-                status=KeyStatus(record["status"]),
-                created_at=_parse_time(record["created_at"]) or _utcnow(),
-                retire_after=_parse_time(record.get("retire_after")),
-            )
+            record, info = parse_record(purpose, path, read_file(path))
+            meta_key = check_meta(self._envelope, purpose, record, path.name, self._sealed_meta)
             sealed = base64.urlsafe_b64decode(str(record["sealed"]))
-            cache_key = _parsed_key(purpose, kid, alg, sealed)
+            cache_key = parsed_key(purpose, info.kid, info.alg, sealed)
             jose_key = self._parsed.get(cache_key)
             if jose_key is None:
-                private = json.loads(self._envelope.unseal(sealed, _aad(purpose, kid, alg)))
-                jose_key = _import_private(private)
+                jose_key = open_key(self._envelope, info, sealed)
             ring_key = RingKey.build(info, jose_key)
         except KeysError:
             raise
         except (OSError, ValueError, KeyError, TypeError, JoseError) as exc:
             raise KeyStoreError(f"key file {path.name[:60]!r}: {type(exc).__name__}") from exc
         self._parsed[cache_key] = jose_key
-        seen.add(cache_key)
-        return ring_key
+        self._sealed_meta.add(meta_key)
+        return ring_key, cache_key, meta_key
 
     # -- writing -------------------------------------------------------------------------
 
@@ -297,6 +292,24 @@ class FileKeyRepository:
         self._envelope = Envelope(new_kek)
         return count
 
+    def seal_metadata(self, *, reseal: Iterable[str] = ()) -> builtins.list[KeyInfo]:
+        """Seal the metadata of the key files that have no seal (written before metadata seals),
+        and of those whose kid is in ``reseal`` (their seal no longer matches: an older version
+        rotated or retired them, or an operator accepts an edit); the keys sealed.
+
+        A seal trusts the metadata as it stands: check it first. Each file sealed must hold a
+        private key that opens for its purpose, kid and alg; all files are written, or none.
+        Files already sealed are not read here (loading a ring checks them)."""
+        wanted = set(reseal)
+        with self._lock, self._flock():
+            changes, sealed = plan_meta_seals(self.directory, self._envelope, wanted)
+            unknown = wanted - {info.kid for info in sealed}
+            if unknown:
+                raise KeyUnknown(f"no key file with kid {sorted(unknown)[0][:64]!r} to reseal")
+            replace_all(changes)
+            self._rings.clear()
+            return sealed
+
     def _kids(self, envelope: Envelope) -> set[tuple[Purpose, str]]:
         """The keys a new repository over this directory reads with ``envelope``."""
         return {(i.purpose, i.kid) for i in FileKeyRepository(self.directory, envelope).list()}
@@ -305,16 +318,19 @@ class FileKeyRepository:
         use = ALG_USE[alg]
         jose_key = _hazmat.generate_jose_key(ALG_KIND[alg], {"alg": alg, "use": use})
         kid = jose_key.thumbprint()
-        jose_key = _import_private({**jose_key.as_dict(private=True), "kid": kid})
+        jose_key = import_private({**jose_key.as_dict(private=True), "kid": kid})
         info = KeyInfo(purpose, kid, alg, use, KeyStatus.CURRENT, moment, None)
         sealed = self._envelope.seal(
             json.dumps(jose_key.as_dict(private=True)).encode(), _aad(purpose, kid, alg)
         )
-        self._write(
-            self.directory / purpose.value / f"{kid}.json",
-            {**_meta(info), "sealed": base64.urlsafe_b64encode(sealed).decode("ascii")},
-        )
-        self._parsed[_parsed_key(purpose, kid, alg, sealed)] = jose_key
+        meta = _meta(info)
+        record = {
+            **meta,
+            "sealed": base64.urlsafe_b64encode(sealed).decode("ascii"),
+            META_SEAL: seal_meta(self._envelope, meta),
+        }
+        self._write(self.directory / purpose.value / f"{kid}.json", record)
+        self._parsed[parsed_key(purpose, kid, alg, sealed)] = jose_key
         return info
 
     def _rewrite(self, info: KeyInfo, status: KeyStatus, retire_after: datetime | None) -> KeyInfo:
@@ -323,12 +339,16 @@ class FileKeyRepository:
         updated = KeyInfo(
             info.purpose, info.kid, info.alg, info.use, status, info.created_at, retire_after
         )
-        record.update(_meta(updated))
+        meta = _meta(updated)
+        record.update(meta)
+        record[META_SEAL] = seal_meta(self._envelope, meta)
         self._write(path, record)
         return updated
 
     def _write(self, path: Path, record: dict[str, Any]) -> None:
         write_file(path, encode_record(record))
+        # A seal this process made needs no unsealing to be trusted when the ring is re-read.
+        self._sealed_meta.add(sealed_meta(Purpose(record["purpose"]), record))
 
     @contextmanager
     def _flock(self) -> Iterator[None]:
@@ -358,13 +378,6 @@ def _meta(info: KeyInfo) -> dict[str, Any]:
     }
 
 
-def _import_private(data: dict[str, Any]) -> JoseKey:
-    key = import_key(data)
-    if not isinstance(key, (ECKey, OKPKey, RSAKey)) or not key.is_private:
-        raise KeyInvalid("sealed key is not an allowed private key")
-    return key
-
-
 def generate_development_keys(
     directory: str | os.PathLike[str],
     kek: KekSource | Envelope,
@@ -372,12 +385,14 @@ def generate_development_keys(
     *,
     now: datetime | None = None,
 ) -> FileKeyRepository:
-    """Create (if missing) a current key of every purpose, and the blind-index secret.
+    """Create (if missing) a current key of every purpose, and the blind-index secret; seal the
+    metadata of development keys made before metadata seals.
 
     Refused outside "development"."""
     if profile != "development":
         raise ProfileRefused(f"development keys refused in profile {profile[:40]!r}")
     repository = FileKeyRepository(directory, kek)
+    repository.seal_metadata()  # a development directory made before metadata seals
     for purpose in Purpose:
         repository.ensure(purpose, now=now)
     init_blind_index(directory, kek)

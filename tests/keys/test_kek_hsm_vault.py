@@ -8,6 +8,7 @@ the Vault tests use a client that implements transit's encrypt/decrypt with AES-
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import subprocess
@@ -18,7 +19,17 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from keys import Envelope, EnvelopeRejected, KekSource, KekUnavailable, LocalKek, rewrap
+from keys import (
+    Envelope,
+    EnvelopeRejected,
+    FileKeyRepository,
+    KekSource,
+    KekUnavailable,
+    KeyStoreError,
+    LocalKek,
+    Purpose,
+    rewrap,
+)
 from keys.hsm import Pkcs11Kek
 from keys.vault import VaultTransitKek
 from tests.support import skip_or_fail_in_ci
@@ -167,3 +178,47 @@ def test_vault_outage_on_wrap_is_kek_unavailable() -> None:
     client.secrets.transit = Down()
     with pytest.raises(KekUnavailable):
         Envelope(VaultTransitKek(client, "k")).seal(b"x", AAD)
+
+
+def _key_directory_round_trip(kek: KekSource, directory: Path) -> None:
+    """A key directory under ``kek``: keys and metadata seals open in a fresh process, a re-read
+    unseals nothing, and a retired key edited back to current is refused."""
+    repository = FileKeyRepository(directory, kek)
+    for purpose in Purpose:
+        repository.ensure(purpose)
+    repository.retire(Purpose.TOKEN_SIGNING, repository.ring(Purpose.TOKEN_SIGNING).current().kid)
+    fresh = FileKeyRepository(directory, kek)
+    assert len(fresh.list()) == 5
+    fresh.reload()
+    assert len(fresh.list()) == 5
+    (path,) = (directory / "token-signing").glob("*.json")
+    record = json.loads(path.read_text())
+    record["status"] = "current"
+    path.write_text(json.dumps(record))
+    with pytest.raises(KeyStoreError, match="does not match its seal"):
+        FileKeyRepository(directory, kek).ring(Purpose.TOKEN_SIGNING)
+
+
+def test_key_directory_under_an_hsm_kek(softhsm: dict[str, str], tmp_path: Path) -> None:
+    """Private keys and metadata seals go through the HSM KEK like any envelope."""
+    _key_directory_round_trip(Pkcs11Kek(**softhsm, key_label="kek-1"), tmp_path / "keys")
+
+
+def test_key_directory_under_a_vault_kek_costs_two_calls_per_key_once(tmp_path: Path) -> None:
+    """Under Vault transit each key file costs two encrypts when written (key, metadata seal)
+    and two decrypts when first read by a process; a re-read costs no call."""
+    client = FakeClient()
+    transit = client.secrets.transit
+    kek = VaultTransitKek(client, "mappa-kek")
+    repository = FileKeyRepository(tmp_path / "keys", kek)
+    for purpose in Purpose:
+        repository.ensure(purpose)
+    assert transit.calls == 10
+    fresh = FileKeyRepository(tmp_path / "keys", kek)
+    fresh.list()
+    assert transit.calls == 20
+    fresh.reload()
+    fresh.list()
+    repository.list()
+    assert transit.calls == 20
+    _key_directory_round_trip(kek, tmp_path / "other")

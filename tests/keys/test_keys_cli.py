@@ -175,3 +175,23 @@ def test_a_kid_beginning_with_a_dash_is_a_kid_after_the_double_dash(
     said = capsys.readouterr()
     assert "-AbC" in said.out + said.err
     assert "required: kid" not in said.err
+
+
+def test_seal_metadata_upgrades_a_directory_written_before_metadata_seals(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """keys list refuses a key directory without metadata seals and names the command; keys
+    seal-metadata seals each file once, listing the keys it trusted; then keys list works."""
+    for path in (env / "keys").glob("*/*.json"):
+        record = json.loads(path.read_text())
+        del record["meta_seal"]
+        path.write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main(["keys", "list"]) == 1
+    assert "keys seal-metadata" in capsys.readouterr().err
+    assert main(["keys", "seal-metadata"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("sealed ") == 5 and "check the keys above" in out
+    assert main(["keys", "seal-metadata"]) == 0
+    assert "already sealed" in capsys.readouterr().out
+    assert main(["keys", "list"]) == 0

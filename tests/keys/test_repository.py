@@ -24,7 +24,7 @@ from keys import (
     blob_kek_id,
     generate_development_keys,
 )
-from keys._keyfiles import key_aad
+from keys._keyfiles import key_aad, meta_aad, seal_meta
 from tests.keys.keys_support import T0
 
 
@@ -47,7 +47,7 @@ def test_key_files_are_private_and_hold_no_clear_key(
         record = json.loads(path.read_text())
         assert set(record) == {
             "format", "purpose", "kid", "alg", "use", "status", "created_at", "retire_after",
-            "sealed",
+            "sealed", "meta_seal",
         }  # fmt: skip
         assert path.name == f"{record['kid']}.json"
         sealed = base64.urlsafe_b64decode(record["sealed"])
@@ -117,6 +117,9 @@ def test_running_process_refuses_a_cached_key_copied_into_another_purpose(
     kid = running.ring(Purpose.TOKEN_SIGNING).current(now=T0).kid
     record = json.loads((repository.directory / "token-signing" / f"{kid}.json").read_text())
     record.update({"purpose": purpose.value, "alg": alg, "use": use})
+    # The metadata is resealed here (which needs the KEK) so that only the private key's own
+    # associated data stands in the way: the metadata seal is tested on its own below.
+    record["meta_seal"] = seal_meta(repository._envelope, record)
     (repository.directory / purpose.value / f"{kid}.json").write_text(json.dumps(record))
     running.reload()
     with pytest.raises(KeysError, match=r"envelope|aes-gcm"):
@@ -180,11 +183,14 @@ def test_symlinked_key_file_is_refused(repository: FileKeyRepository, tmp_path: 
         fresh.ring(Purpose.PAYLOAD_SIGNING)
 
 
-def test_rings_are_cached_and_keys_unsealed_once(
-    repository: FileKeyRepository, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Repeated ring() calls return the same object; a reload does not unseal known keys."""
-    fresh = FileKeyRepository(repository.directory, repository._envelope)
+@pytest.fixture
+def unseals(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The associated data of every Envelope.unseal call of the test."""
+    return _count_unseals(monkeypatch)
+
+
+def _count_unseals(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The associated data of every Envelope.unseal call from now on."""
     calls: list[bytes] = []
     original = Envelope.unseal
 
@@ -193,31 +199,38 @@ def test_rings_are_cached_and_keys_unsealed_once(
         return original(self, blob, aad)
 
     monkeypatch.setattr(Envelope, "unseal", counting)
+    return calls
+
+
+def test_rings_are_cached_and_keys_unsealed_once(
+    repository: FileKeyRepository, unseals: list[bytes]
+) -> None:
+    """Repeated ring() calls return the same object; a reload does not unseal known keys (the
+    private key and the metadata seal are each opened once)."""
+    fresh = FileKeyRepository(repository.directory, repository._envelope)
     first = fresh.ring(Purpose.TOKEN_SIGNING)
     assert fresh.ring(Purpose.TOKEN_SIGNING) is first
-    assert len(calls) == 1
+    (path,) = _files(repository.directory / "token-signing")
+    record = json.loads(path.read_text())
+    assert sorted(unseals) == sorted(
+        [key_aad(Purpose.TOKEN_SIGNING, record["kid"], "ES256"), meta_aad(record)]
+    )
     fresh.reload()
     assert fresh.ring(Purpose.TOKEN_SIGNING) is not first
-    assert len(calls) == 1
+    assert len(unseals) == 2
 
 
 def test_cached_keys_are_not_unsealed_again_through_rotations_and_reloads(
     repository: FileKeyRepository, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The cache still works: the rotating process unseals nothing (it made the new key and the
-    old key's blob is unchanged); a replica unseals each new key once, then never again."""
+    new metadata seals; the old key's blob is unchanged); a replica unseals the new key and the
+    two changed metadata seals once, then never again."""
     running = FileKeyRepository(repository.directory, repository._envelope)
     replica = FileKeyRepository(repository.directory, repository._envelope)
     running.ring(Purpose.TOKEN_SIGNING)
     replica.ring(Purpose.TOKEN_SIGNING)
-    calls: list[bytes] = []
-    original = Envelope.unseal
-
-    def counting(self: Envelope, blob: bytes, aad: bytes) -> bytes:
-        calls.append(aad)
-        return original(self, blob, aad)
-
-    monkeypatch.setattr(Envelope, "unseal", counting)
+    calls = _count_unseals(monkeypatch)
     (created,) = running.rotate(Purpose.TOKEN_SIGNING, timedelta(hours=1), now=T0)
     running.reload()
     assert running.ring(Purpose.TOKEN_SIGNING).usable_key(created.kid, now=T0) is not None
@@ -225,7 +238,10 @@ def test_cached_keys_are_not_unsealed_again_through_rotations_and_reloads(
     for _ in range(3):
         replica.reload()
         assert len(replica.ring(Purpose.TOKEN_SIGNING).usable(now=T0)) == 2
-    assert calls == [key_aad(Purpose.TOKEN_SIGNING, created.kid, "ES256")]
+    records = [json.loads(p.read_text()) for p in _files(repository.directory / "token-signing")]
+    assert sorted(calls) == sorted(
+        [key_aad(Purpose.TOKEN_SIGNING, created.kid, "ES256")] + [meta_aad(r) for r in records]
+    )
 
 
 def test_another_replica_sees_a_rotation_after_refresh(repository: FileKeyRepository) -> None:
