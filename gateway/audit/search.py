@@ -46,6 +46,7 @@ __all__ = [
     "Page",
     "SearchQuery",
     "encode_cursor",
+    "of_area",
     "parse_query",
     "search_entries",
 ]
