@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-import re
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, Final
@@ -32,7 +31,7 @@ from gateway.audit.canonical import AUDIT_ENTRY_FIELDS, format_occurred_at
 from gateway.audit.merkle import EMPTY_ROOT, HASH_SIZE, TiledTree
 from gateway.audit.subtrees import SubtreeCache
 from gateway.audit.verify import LEAF_HASH_KEY
-from gateway.contract.types import RESOURCE_ID
+from gateway.contract.types import is_resource_id
 from gateway.errors import AuditLogInconsistent, InvalidParameter, NotFound
 from gateway.store.models import AuditCheckpoint, AuditEntry
 
@@ -44,7 +43,6 @@ __all__ = [
     "entry_fields",
     "entry_record",
     "inclusion_proof",
-    "is_entry_id",
     "iter_log",
     "latest_checkpoint",
     "latest_checkpoint_note",
@@ -55,12 +53,6 @@ __all__ = [
 
 _COLUMNS: Final = tuple(getattr(AuditEntry, name) for name in AUDIT_ENTRY_FIELDS)
 _STREAM_CHUNK: Final = 2000
-_ENTRY_ID: Final = re.compile(RESOURCE_ID)
-
-
-def is_entry_id(value: str) -> bool:
-    """Whether ``value`` has the shape of an entry's id (checked before any query sees it)."""
-    return _ENTRY_ID.fullmatch(value) is not None
 
 
 def b64(raw: bytes) -> str:
@@ -208,7 +200,7 @@ async def inclusion_proof(
     size = signed if tree_size is None else tree_size
     if not 0 <= size <= signed:
         raise InvalidParameter(f"tree_size must be between 0 and {signed}")
-    if not is_entry_id(entry_id):  # never an entry's id; PostgreSQL takes no NUL
+    if not is_resource_id(entry_id):  # never an entry's id; PostgreSQL takes no NUL
         raise NotFound("No entry with this id is covered by that tree size")
     seq = (
         await session.execute(select(AuditEntry.seq).where(AuditEntry.entry_id == entry_id))

@@ -24,6 +24,7 @@ from sqlalchemy.orm import InstrumentedAttribute
 from starlette.requests import Request
 
 from gateway import errors
+from gateway.contract.types import is_resource_id
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -37,7 +38,6 @@ __all__ = [
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
-_ID = re.compile(r"[0-9a-f-]{36}")
 #: A ``limit`` is one to three ASCII digits (``str.isdigit`` also passes "\u00b2", which
 #: ``int`` refuses, and other scripts' digits, which it reads).
 _LIMIT = re.compile(r"[0-9]{1,3}")
@@ -118,7 +118,7 @@ def decode_cursor(cursor: str) -> tuple[dt.datetime, str]:
         at = dt.datetime.fromisoformat(moment)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise _invalid("cursor") from exc
-    if at.tzinfo is None or not isinstance(row_id, str) or not _ID.fullmatch(row_id):
+    if at.tzinfo is None or not isinstance(row_id, str) or not is_resource_id(row_id):
         raise _invalid("cursor")
     try:  # the store compares in UTC, where a time near the calendar's ends may not exist
         return at.astimezone(dt.UTC), row_id

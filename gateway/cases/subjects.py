@@ -8,7 +8,6 @@ which. The call's ``nominal_ref`` is set as soon as it is known, for the refusal
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
@@ -22,7 +21,7 @@ import policies
 from gateway import errors
 from gateway.cases import documents
 from gateway.cases.context import WRITE, Call, Inbound, inbound
-from gateway.contract.types import RESOURCE_ID
+from gateway.contract.types import is_resource_id
 from gateway.domain import AgencyType, NominalStatus, Participation, Role
 from gateway.flow import lawful_basis, need_to_know
 from gateway.store.direct import Direct
@@ -46,7 +45,6 @@ __all__ = [
     "well_formed",
 ]
 
-_ID = re.compile(RESOURCE_ID)
 #: The nominal's blind-index column of each kind of identifier partners search by.
 IDENTIFIER_INDEXES = {
     "pnc": Nominal.pnc_index,
@@ -57,11 +55,7 @@ IDENTIFIER_INDEXES = {
 _CANDIDATES = 10
 
 
-def well_formed(resource_id: str) -> bool:
-    """Whether ``resource_id`` is a gateway id as issued (only such an id is ever looked up, or
-    recorded in an audit entry: a path may carry anything, NUL included, which PostgreSQL
-    cannot store)."""
-    return _ID.fullmatch(resource_id) is not None
+well_formed = is_resource_id
 
 
 _NOMINALS = Nominal.__table__

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import re
 import secrets
 from collections.abc import AsyncIterator, Callable, Generator
 from pathlib import Path
@@ -52,7 +51,7 @@ from gateway.console.throttle import (
     LoginThrottle,
     settle,
 )
-from gateway.contract.types import RESOURCE_ID
+from gateway.contract.types import is_resource_id
 from gateway.flow.audit import AuditEvent, Operation, Outcome
 from gateway.logs import get_logger
 from gateway.oauth import mtls
@@ -85,7 +84,6 @@ _FIELDS: Final[tuple[tuple[str, str], ...]] = (
     ("to", "To (date)"),
 )
 #: An audit entry's id, as the gateway issues it: nothing else is looked up.
-_ENTRY_ID: Final = re.compile(RESOURCE_ID)
 
 
 def _state(request: Request) -> GatewayState:
@@ -488,7 +486,7 @@ async def entry(request: Request, entry_id: str) -> Response:
     if officer is None:
         return _to_login()
     state = _state(request)
-    if _ENTRY_ID.fullmatch(entry_id) is None:  # no such entry: never looked up
+    if not is_resource_id(entry_id):  # no such entry: never looked up
         await _audit(request, "view", officer.officer_id, entry="malformed")
         raise errors.NotFound()
     await _audit(request, "view", officer.officer_id, record_refs=(entry_id,))

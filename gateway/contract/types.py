@@ -49,6 +49,7 @@ __all__ = [
     "StrictBool",
     "Summary",
     "control_character_in",
+    "is_resource_id",
 ]
 
 #: Every inbound model: unknown fields are an error; values are not silently re-typed.
@@ -148,6 +149,16 @@ Identifier = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9/._-]{1,40}$"
 #: A gateway id (a UUID), as the gateway issued it.
 RESOURCE_ID = r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 ResourceId = Annotated[str, StringConstraints(pattern=RESOURCE_ID)]
+_RESOURCE_ID = re.compile(RESOURCE_ID)
+
+
+def is_resource_id(value: str) -> bool:
+    """Whether ``value`` is a gateway id as issued. Only such an id is ever looked up or
+    recorded: a path or query may carry anything, a trailing newline or a NUL (which
+    PostgreSQL cannot store) included."""
+    return _RESOURCE_ID.fullmatch(value) is not None
+
+
 #: An id the sender gives an item or a source inside one document (cited by other items).
 ItemRef = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")]
 PurposeCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,63}$")]

@@ -40,6 +40,7 @@ from gateway.audit.search import Page, of_area, parse_query, search_entries
 from gateway.audit.service import AuditService
 from gateway.audit.subtrees import SubtreeCache
 from gateway.console.session import SESSION_COOKIE, current_session
+from gateway.contract.types import is_resource_id
 from gateway.domain import AgencyType, Scope
 from gateway.flow.audit import AuditEvent, Operation, Outcome
 from gateway.flow.authenticate import authenticate
@@ -110,7 +111,7 @@ def _subtrees(state: GatewayState) -> SubtreeCache | None:
 
 async def _of_area(session: AsyncSession, entry_id: str, area: str) -> bool:
     """Whether the entry ``entry_id`` is one of ``area``'s (`gateway.audit.search.of_area`)."""
-    if not audit_log.is_entry_id(entry_id):
+    if not is_resource_id(entry_id):
         return False
     statement = of_area(select(AuditEntry.id).where(AuditEntry.entry_id == entry_id), area)
     return (await session.execute(statement.limit(1))).first() is not None

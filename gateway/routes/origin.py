@@ -16,7 +16,6 @@ or one written before evidence was kept) is 404, audited.
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -28,7 +27,7 @@ from starlette.responses import Response
 from gateway import errors
 from gateway.audit.commit import Audited, commit_audited, record_alone
 from gateway.audit.origin import OriginReport, load_origin
-from gateway.contract.types import RESOURCE_ID
+from gateway.contract.types import is_resource_id
 from gateway.flow import deliver
 from gateway.flow.audit import Outcome
 from gateway.flow.seal import agency_public_jwks
@@ -40,7 +39,6 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 #: An audit entry id is a UUID, as the gateway made it.
-_ENTRY_ID = re.compile(RESOURCE_ID)
 
 
 def _state(request: Request) -> GatewayState:
@@ -67,7 +65,7 @@ async def origin(
         "action": "retrieve",
         "via": reader.via,
     }
-    if not _ENTRY_ID.fullmatch(entry_id):
+    if not is_resource_id(entry_id):
         await _refuse(state, reader, entry_id, detail)
     recipient_keys = None
     if reader.agency_id is not None:
