@@ -244,9 +244,7 @@ def verify_database(
     if report.problem is not Problem.ROOT_MISMATCH:
         return report
     # Entries rewritten with their stored hashes: the stored checkpoints say where.
-    from_witness = report.detail.startswith("checkpoint witness")
-    differs = report.witness if from_witness else report.checkpoint
-    if differs is None:
+    if report.head is None:
         return report
-    rewrite = locate_rewrite(url, verifier, differs)
+    rewrite = locate_rewrite(url, verifier, report.head)
     return replace(report, seq=rewrite.seq, detail=f"{report.detail}; {rewrite.describe()}")

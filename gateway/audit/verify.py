@@ -97,6 +97,9 @@ class VerificationReport:
     root_hash: bytes
     checkpoint: Checkpoint | None = None
     witness: Checkpoint | None = None
+    #: The signed head (the checkpoint or the witness) that the entries fail to give, for a
+    #: root mismatch or a truncation.
+    head: Checkpoint | None = None
 
     def __post_init__(self) -> None:
         if self.problem is None and self.seq is not None:
@@ -115,6 +118,7 @@ class _Finding:
     problem: Problem
     seq: int | None
     detail: str
+    head: Checkpoint | None = None
 
 
 def verify_entries(
@@ -218,10 +222,10 @@ def _held_to(
     prefix = "" if name == "checkpoint" else f"{name}: "
     if signed.size > frontier.size:
         detail = f"{name} covers {signed.size} entries, log holds {frontier.size}"
-        return _Finding(Problem.TRUNCATED, frontier.size, detail)
+        return _Finding(Problem.TRUNCATED, frontier.size, detail, signed)
     if root != signed.root_hash:
         detail = f"{prefix}tree head at size {signed.size} differs from the signed root"
-        return _Finding(Problem.ROOT_MISMATCH, None, detail)
+        return _Finding(Problem.ROOT_MISMATCH, None, detail, signed)
     return None
 
 
@@ -239,6 +243,7 @@ def _report(
         frontier.root(),
         trusted,
         witnessed,
+        finding.head,
     )
 
 

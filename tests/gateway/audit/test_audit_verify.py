@@ -359,6 +359,7 @@ def test_log_rolled_back_with_its_checkpoints_is_caught_by_the_witness(
     assert (report.problem, report.seq) == (Problem.TRUNCATED, 25)
     assert report.detail == "checkpoint witness covers 40 entries, log holds 25"
     assert report.checkpoint is not None and report.checkpoint.size == 25
+    assert report.head is not None and report.head == report.witness
 
 
 def test_log_rewritten_below_its_witness_is_a_root_mismatch(
@@ -377,6 +378,7 @@ def test_log_rewritten_below_its_witness_is_a_root_mismatch(
     assert report.problem is Problem.ROOT_MISMATCH
     assert report.detail == "checkpoint witness: tree head at size 30 differs from the signed root"
     assert report.seq is None
+    assert report.head is not None and report.head.size == 30  # the witness, not the checkpoint
 
 
 def test_witness_not_signed_by_the_log_key_is_reported(
@@ -411,6 +413,7 @@ def test_checkpoint_problems_are_reported_before_the_witness_s(
         Problem.TRUNCATED,
         "checkpoint covers 30 entries, log holds 20",
     )
+    assert report.head is not None and report.head == report.checkpoint
 
 
 def test_witness_without_a_verifier_is_a_usage_error(
