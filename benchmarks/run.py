@@ -30,6 +30,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from gateway.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 
@@ -51,7 +53,7 @@ GATEWAY_PATHS: list[tuple[str, str, str, str | None]] = [
     ),
 ]
 #: The header block limit serve gives uvicorn (MAPPA_MAX_HEADER_BYTES's default); h11 applies it.
-HEADER_LIMIT = 16_384
+HEADER_LIMIT: int = Settings.model_fields["max_header_bytes"].default
 #: The issuer the benchmark gateway runs under (development profile: plain http allowed).
 BENCH_ISSUER = "http://127.0.0.1:8000"
 

@@ -26,6 +26,7 @@ from gateway.audit.signer import RingNoteSigner
 from gateway.audit.signer import log_verifier as ring_log_verifier
 from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.settings import Settings
+from gateway.state import GatewayState
 from gateway.store import Database
 from keys import (
     FileKeyRepository,
@@ -188,7 +189,9 @@ from tests.gateway.oauth.conftest import (  # noqa: E402, F401
     ledger,
     oauth_app,
     police,
+    register,
 )
+from tests.gateway.oauth.support import AgencyClient, Clock  # noqa: E402
 
 DB_ORIGIN = "gateway.test/mappa-audit"
 
@@ -282,3 +285,18 @@ async def append_entries(db: Database, count: int, *, start: int = 0) -> None:
     for i in range(start, start + count):
         async with db.write() as session:
             record(session, audit_event(i))
+
+
+@pytest.fixture
+async def coordinator(gateway_state: GatewayState, clock: Clock) -> AgencyClient:  # noqa: F811
+    """Avon's MAPPA co-ordination unit, onboarded with audit:read, beside the sample log's
+    agencies registered in its area (a unit reads only its own area's entries)."""
+    client = AgencyClient("mappa-coord-avon", ECKey.generate_key("P-256"), clock)
+    await register_sample_agencies(gateway_state.db)
+    return await register(
+        gateway_state.db,
+        client,
+        agency_type="mappa_coordination",
+        role="responsible_authority",
+        scopes=["audit:read"],
+    )

@@ -10,7 +10,6 @@ import pytest
 from joserfc.jwk import ECKey
 from sqlalchemy import select
 
-from gateway import agencies
 from gateway.audit import (
     CheckpointVerifier,
     entry_leaf_hash,
@@ -24,26 +23,12 @@ from gateway.flow.audit import record
 from gateway.state import GatewayState
 from gateway.store.models import AuditEntry, Nominal
 from keys import ed25519_verify
-from tests.gateway.audit.conftest import append_entries, audit_event, register_sample_agencies
+from tests.gateway.audit.conftest import append_entries, audit_event
 from tests.gateway.oauth.conftest import register
 from tests.gateway.oauth.support import ISSUER, AgencyClient, Clock, Ledger
 
 ENTRIES = ISSUER + "/v1/audit/entries"
 INCLUSION = ISSUER + "/v1/audit/proof/inclusion"
-
-
-@pytest.fixture
-async def coordinator(gateway_state: GatewayState, clock: Clock) -> AgencyClient:
-    """The area's MAPPA co-ordination unit, onboarded with audit:read."""
-    client = AgencyClient("mappa-coord-avon", ECKey.generate_key("P-256"), clock)
-    await register_sample_agencies(gateway_state.db)  # the sample log's, in its area
-    return await register(
-        gateway_state.db,
-        client,
-        agency_type="mappa_coordination",
-        role="responsible_authority",
-        scopes=["audit:read"],
-    )
 
 
 @pytest.fixture
@@ -337,21 +322,18 @@ async def test_text_with_control_characters_and_markup_round_trips_literally(
     assert stored == hostile
 
 
-async def _other_area_unit(gateway_state: GatewayState, clock: Clock) -> AgencyClient:
+@pytest.fixture
+async def wilts(gateway_state: GatewayState, clock: Clock) -> AgencyClient:
     """Wiltshire's MAPPA co-ordination unit, with audit:read."""
     client = AgencyClient("mappa-coord-wilts", ECKey.generate_key("P-256"), clock)
-    await agencies.add_agency(
+    return await register(
         gateway_state.db,
-        agency_id=client.client_id,
-        name="Wiltshire MAPPA unit",
+        client,
         agency_type="mappa_coordination",
         role="responsible_authority",
-        area="wiltshire",
         scopes=["audit:read"],
-        jwks=client.public_jwks(),
-        now=clock.now,
+        area="wiltshire",
     )
-    return client
 
 
 async def test_an_area_s_unit_sees_only_its_own_area_s_entries(
@@ -359,12 +341,11 @@ async def test_an_area_s_unit_sees_only_its_own_area_s_entries(
     gateway_state: GatewayState,
     coordinator: AgencyClient,
     sequenced_log: list[str],
-    clock: Clock,
+    wilts: AgencyClient,
 ) -> None:
     """Avon's unit sees the entries of Avon's agencies; Wiltshire's sees none of them, its
     search says which area it covered, and an Avon entry's inclusion proof is its 404 (before,
     any area's unit read every area's log: nominal references, agencies, officers)."""
-    wilts = await _other_area_unit(gateway_state, clock)
     avon_page = (await _get(http, coordinator, ENTRIES, agency="agency-1")).json()["entries"]
     assert len(avon_page) == 6  # the sample's five and agency-1's registration
     wilts_page = (await _get(http, wilts, ENTRIES, agency="agency-1")).json()["entries"]
@@ -384,11 +365,10 @@ async def test_an_entry_about_an_area_s_nominal_is_seen_by_that_area_s_unit(
     gateway_state: GatewayState,
     coordinator: AgencyClient,
     sequenced_log: list[str],
-    clock: Clock,
+    wilts: AgencyClient,
 ) -> None:
     """An Avon agency's entry about a Wiltshire nominal is seen by both units: each area's
     unit sees what its agencies did and what was done about its nominals."""
-    wilts = await _other_area_unit(gateway_state, clock)
     async with gateway_state.db.write() as session:
         nominal = Nominal(
             area="wiltshire",

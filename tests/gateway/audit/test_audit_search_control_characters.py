@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import pytest
-from joserfc.jwk import ECKey
 from sqlalchemy import func, select
 
 from gateway.audit.search import parse_query
@@ -22,9 +21,8 @@ from gateway.errors import InvalidParameter
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from gateway.store.models import AuditEntry
-from tests.gateway.audit.conftest import append_entries, register_sample_agencies
-from tests.gateway.oauth.conftest import register
-from tests.gateway.oauth.support import ISSUER, AgencyClient, Clock, Ledger
+from tests.gateway.audit.conftest import append_entries
+from tests.gateway.oauth.support import ISSUER, AgencyClient, Ledger
 
 ENTRIES = ISSUER + "/v1/audit/entries"
 FILTERS = ["nominal", "agency", "officer", "legal_basis", "purpose", "operation", "outcome"]
@@ -37,19 +35,6 @@ CONTROL_VALUES = ["x\x00y", "\x00", "x\x07", "N00001\n", "a\tb", "\x1b[2J"]
 def oauth_settings(oauth_settings: Settings, database_url: str) -> Settings:
     """The audit API's settings (the sequencer left to the tests), on each backend."""
     return oauth_settings.model_copy(update={"database_url": database_url})
-
-
-@pytest.fixture
-async def coordinator(gateway_state: GatewayState, clock: Clock) -> AgencyClient:
-    client = AgencyClient("mappa-coord-avon", ECKey.generate_key("P-256"), clock)
-    await register_sample_agencies(gateway_state.db)  # the sample log's, in its area
-    return await register(
-        gateway_state.db,
-        client,
-        agency_type="mappa_coordination",
-        role="responsible_authority",
-        scopes=["audit:read"],
-    )
 
 
 @pytest.fixture

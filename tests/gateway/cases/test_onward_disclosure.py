@@ -66,11 +66,9 @@ async def _read(world: World, meeting_id: str) -> dict[str, Any]:
     )
 
 
-async def test_approved_actions_are_those_of_the_decision_not_later_ones(any_world: World) -> None:
-    """The chair approves "actions" when the meeting has one; an action added afterwards is
-    neither pushed nor readable by the recipient: the approval is recorded as the actions it
-    covered then, and the push and every later read agree."""
-    world = any_world
+async def _actions_approved(world: World) -> tuple[str, str, str]:
+    """A level 2 meeting with its minutes and one action point, and an approval of its
+    conclusions and whole "actions" to the conference: the meeting, the action, the request."""
     nominal_id = await at_level_2(world)
     meeting_id = await level_2_meeting(world, nominal_id)
     await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
@@ -79,6 +77,15 @@ async def test_approved_actions_are_those_of_the_decision_not_later_ones(any_wor
     await world[POLICE].post(
         f"/v1/disclosures/{request_id}/decision", _approve(["conclusions", "actions"])
     )
+    return meeting_id, first, request_id
+
+
+async def test_approved_actions_are_those_of_the_decision_not_later_ones(any_world: World) -> None:
+    """The chair approves "actions" when the meeting has one; an action added afterwards is
+    neither pushed nor readable by the recipient: the approval is recorded as the actions it
+    covered then, and the push and every later read agree."""
+    world = any_world
+    meeting_id, first, _ = await _actions_approved(world)
     [pushed] = await world.pushed(CP_CONFERENCE, "onward_disclosure")
     shared = pushed["onward_disclosure"]
     assert [a["id"] for a in shared["actions"]] == [first]
@@ -320,14 +327,7 @@ async def test_migration_0013_names_the_actions_an_old_approval_covered(
     read; migration 0013 rewrites it as the actions the meeting had when the chair decided, so
     the later one is no longer read."""
     world = any_world
-    nominal_id = await at_level_2(world)
-    meeting_id = await level_2_meeting(world, nominal_id)
-    await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
-    first = await _action(world, meeting_id, CS, "Children's services to check ICS")
-    request_id = await _asked(world, meeting_id, ["conclusions", "actions"])
-    await world[POLICE].post(
-        f"/v1/disclosures/{request_id}/decision", _approve(["conclusions", "actions"])
-    )
+    meeting_id, first, request_id = await _actions_approved(world)
     async with world.state.db.write() as session:  # as the gateway stored it before the fix
         await session.execute(
             update(OnwardDisclosureRequest)

@@ -155,15 +155,12 @@ async def test_a_body_signed_with_a_key_the_agency_never_registered_is_refused(
     await _refused_write(world, nominal_id, jwe.encrypt_compact(jwe_header, inner, recipient))
 
 
-@pytest.mark.parametrize("opening", ["[", '{"a":'])
-async def test_a_jwe_header_nested_past_the_parser_s_depth_is_refused(
-    any_world: World, opening: str
-) -> None:
-    """A protected header of 3,000 nested arrays (or objects) was a RecursionError while the
-    gateway looked for its kid: a 500 on every write route, nothing audited."""
+async def test_a_jwe_header_nested_past_the_parser_s_depth_is_refused(any_world: World) -> None:
+    """A protected header of 3,000 nested arrays was a RecursionError while the gateway looked
+    for its kid: a 500 on every write route, nothing audited."""
     world = any_world
     nominal_id = await at_level_2(world)
-    header = base64.urlsafe_b64encode((opening * 3000).encode()).rstrip(b"=").decode()
+    header = base64.urlsafe_b64encode(b"[" * 3000).rstrip(b"=").decode()
     content = ".".join([header, "AAAA", "AAAAAAAAAAAAAAAA", "AAAA", "AAAAAAAAAAAAAAAAAAAAAA"])
     entry = await _refused_write(world, nominal_id, content)
     assert entry.agency_id == PROBATION

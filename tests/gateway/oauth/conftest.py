@@ -60,7 +60,13 @@ def ledger(gateway_state: GatewayState) -> Ledger:
 
 
 async def register(
-    db: Database, client: AgencyClient, *, agency_type: str, role: str, scopes: list[str]
+    db: Database,
+    client: AgencyClient,
+    *,
+    agency_type: str,
+    role: str,
+    scopes: list[str],
+    area: str = "avon-somerset",
 ) -> AgencyClient:
     await agencies.add_agency(
         db,
@@ -68,7 +74,7 @@ async def register(
         name=f"{client.client_id} case system",
         agency_type=agency_type,
         role=role,
-        area="avon-somerset",
+        area=area,
         scopes=scopes,
         jwks=client.public_jwks(),
         now=client.clock.now,
