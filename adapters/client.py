@@ -33,6 +33,7 @@ from joserfc import jwe, jws
 from joserfc.jwk import ECKey, KeySet
 from joserfc.jws import JWSRegistry
 
+from adapters.compact import signing_kid
 from adapters.identity import AgencyIdentity
 from adapters.sdk import IDENTIFIER_KINDS, Outbound
 from gateway.contract.envelope import BODY_TYP, JOSE_MEDIA_TYPE, SignedBody
@@ -231,8 +232,7 @@ class GatewayClient:
         )
         inner = (decrypted.plaintext or b"").decode("ascii")
         keys = await self.gateway_keys()
-        header = json.loads(base64.urlsafe_b64decode(inner.split(".")[0] + "=="))
-        key = keys.get_by_kid(header.get("kid", ""))
+        key = keys.get_by_kid(signing_kid(inner))
         verified = jws.deserialize_compact(inner, key, registry=_SIGN_REGISTRY)
         signed = SignedPush.model_validate_json(verified.payload)
         if signed.aud != self.identity.agency_id or signed.iss != self.issuer:

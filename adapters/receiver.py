@@ -26,10 +26,8 @@ the tests; ``GET /mappa/received`` lists what this process applied (ids and acti
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import datetime as dt
-import json
 import os
 import re
 import sqlite3
@@ -49,6 +47,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from adapters.compact import signing_kid
 from adapters.identity import AgencyIdentity
 from adapters.sdk import Adapter, Delivery, MappingRefused, Receipt
 from gateway.contract.envelope import JOSE_MEDIA_TYPE
@@ -84,11 +83,10 @@ def open_delivery(
     try:
         decrypted = jwe.decrypt_compact(compact, identity.encryption_key, registry=_ENC)
         inner = (decrypted.plaintext or b"").decode("ascii")
-        header = json.loads(base64.urlsafe_b64decode(inner.split(".")[0] + "=="))
-        key = gateway_keys.get_by_kid(str(header.get("kid", "")))
+        key = gateway_keys.get_by_kid(signing_kid(inner))
         verified = jws.deserialize_compact(inner, key, registry=_SIGN)
         signed = SignedPush.model_validate_json(verified.payload)
-    except (JoseError, ValueError, UnicodeDecodeError, IndexError) as exc:
+    except (JoseError, ValueError, TypeError, RecursionError, IndexError) as exc:
         raise DeliveryRefused("bad_signature") from exc
     if signed.iss != issuer.rstrip("/") or signed.aud != identity.agency_id:
         raise DeliveryRefused("misaddressed")
