@@ -21,6 +21,7 @@ stub; the demo's stand-in systems serve https with their own development CAs).
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import email.utils
 import hashlib
 import re
@@ -70,6 +71,8 @@ _LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 #: Retry-After in seconds: ASCII digits (``str.isdigit`` also passes "\u00b2", which ``float``
 #: refuses), at most nine (over thirty years; the backoff's cap bounds the wait anyway).
 _DELAY_SECONDS = re.compile(r"[0-9]{1,9}")
+#: The longest ``Retry-After`` taken from a partner, in either form (the nine digits' most).
+_MAX_RETRY_AFTER = 999_999_999.0
 
 
 def transport_code(exc: httpx.TransportError) -> str:
@@ -139,16 +142,22 @@ def partner_ssl_context(
 
 
 def _retry_after(value: str | None) -> float | None:
+    """Seconds from a partner's ``Retry-After`` (delay or HTTP date), within
+    ``[0, _MAX_RETRY_AFTER]``; None for anything else. A date the datetime library cannot hold
+    (a year of eleven digits, a zone offset of days) is anything else, never an exception."""
     if not value:
         return None
     value = value.strip()
     if _DELAY_SECONDS.fullmatch(value):
-        return float(value)
+        return min(float(value), _MAX_RETRY_AFTER)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        if when.tzinfo is None:  # "-0000": UTC, not this host's local time
+            when = when.replace(tzinfo=dt.UTC)
+        seconds = when.timestamp() - time.time()
+    except (OverflowError, IndexError, ValueError, TypeError, OSError):
         return None
-    return max(0.0, when.timestamp() - time.time())
+    return min(max(0.0, seconds), _MAX_RETRY_AFTER)
 
 
 class Pusher:
@@ -213,7 +222,11 @@ class Pusher:
     async def push(
         self, endpoint: Endpoint, *, message_id: str, kind: str, body: str
     ) -> PushResult:
-        """POST one sealed message; never raises for anything the partner or network does."""
+        """POST one sealed message; never raises for anything the partner or network does.
+
+        An exception nothing here foresaw (an answer some library chokes on) is the partner's
+        failure too, ``partner_error``, logged by its type alone: the relay settles the row and
+        retries it with backoff, then dead-letters it, as it does any other failure."""
         started = time.perf_counter()
         refused = self._check(endpoint)
         if refused is not None:
@@ -222,6 +235,26 @@ class Pusher:
             client = await self._client(endpoint)
         except (ValueError, ssl.SSLError, OSError):
             return PushResult(False, "endpoint_ca_invalid")
+        try:
+            return await self._exchange(client, endpoint, message_id, kind, body, started)
+        except Exception as exc:  # whatever the answer did, the row is settled
+            log.warning(
+                "relay_push_unexpected_error",
+                agency_id=endpoint.agency_id,
+                message_id=message_id,
+                error=type(exc).__name__,
+            )
+            return PushResult(False, "partner_error", elapsed=time.perf_counter() - started)
+
+    async def _exchange(
+        self,
+        client: httpx.AsyncClient,
+        endpoint: Endpoint,
+        message_id: str,
+        kind: str,
+        body: str,
+        started: float,
+    ) -> PushResult:
         headers = {
             "Content-Type": JOSE_MEDIA_TYPE,
             "Idempotency-Key": message_id,

@@ -160,17 +160,30 @@ class Relay:
 
     async def _deliver(self, row: Claimed) -> None:
         partner = row.endpoint.agency_id
-        result = await self.pusher.push(
-            row.endpoint, message_id=row.id, kind=row.kind, body=row.body
-        )
+        result = PushResult(False, "relay_error")
+        try:
+            result = await self.pusher.push(
+                row.endpoint, message_id=row.id, kind=row.kind, body=row.body
+            )
+        except Exception as exc:  # a leased row is settled whatever happened
+            log.error(
+                "relay_push_crashed",
+                message_id=row.id,
+                agency_id=partner,
+                relay=self.owner,
+                error=type(exc).__name__,
+            )
+        finally:
+            # The breaker hears of every delivery it let start, cancelled or crashed too: a
+            # probe that never reported would keep the partner's circuit shut for good.
+            if result.ok:
+                self.breaker.succeeded(partner)
+            elif self.breaker.failed(partner, time.monotonic()):
+                log.warning("relay_circuit_open", agency_id=partner, code=result.code)
         now = self.clock()
         dead = False
         next_at: dt.datetime | None = None
-        if result.ok:
-            self.breaker.succeeded(partner)
-        else:
-            if self.breaker.failed(partner, time.monotonic()):
-                log.warning("relay_circuit_open", agency_id=partner, code=result.code)
+        if not result.ok:
             dead = row.attempts >= self.config.max_attempts
             delay = next_delay(
                 row.attempts,

@@ -1,10 +1,10 @@
 """A real HTTP partner on 127.0.0.1 that misbehaves on demand, with TLS from a test CA.
 
 Each request takes the next behaviour from ``script`` (then ``default``): ``ok``, ``500``,
-``429``, ``503``, ``slow`` (answers after ``slow_seconds``), ``reset`` (TCP RST), ``redirect``
-(307 elsewhere), ``garbage`` (bytes that are not HTTP), ``big`` (a 2xx body over any sane limit),
-``hang`` (never answers). Accepted deliveries are deduplicated on ``Idempotency-Key``, as the
-contract asks of partners.
+``429``, ``503``, ``503-far`` (a ``Retry-After`` date no datetime can hold), ``slow`` (answers
+after ``slow_seconds``), ``reset`` (TCP RST), ``redirect`` (307 elsewhere), ``garbage`` (bytes
+that are not HTTP), ``big`` (a 2xx body over any sane limit), ``hang`` (never answers).
+Accepted deliveries are deduplicated on ``Idempotency-Key``, as the contract asks of partners.
 """
 
 from __future__ import annotations
@@ -150,6 +150,8 @@ class PartnerStub:
             respond("429 Too Many Requests", "Retry-After: 0\r\n")
         elif mode == "503":
             respond("503 Service Unavailable", "Retry-After: 0\r\n")
+        elif mode == "503-far":
+            respond("503 Service Unavailable", "Retry-After: 01 Jan 99999999999 00:00:00 GMT\r\n")
         elif mode == "redirect":
             respond("307 Temporary Redirect", "Location: https://evil.invalid/steal\r\n")
         elif mode == "big":

@@ -58,6 +58,30 @@ def test_a_partners_retry_after_not_in_ascii_digits_is_no_delay(value: str) -> N
     assert _retry_after("60") == 60.0
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        "01 Jan 99999999999 00:00:00 GMT",  # a year datetime cannot hold: OverflowError
+        "Mon, 01 Jan 2024 00:00:00 +99999999",  # a zone offset of years: OverflowError
+        "Mon, 01 Jan 2024 00:00:00 +9999",  # an offset of days: ValueError from timezone
+        "Mon, 32 Jan 2024 00:00:00 GMT",
+        "Mon, 01 Jan",
+        "GMT",
+    ],
+)
+def test_a_partners_retry_after_date_out_of_range_is_no_delay(value: str) -> None:
+    """A date no datetime can hold is ignored: it raised out of push, and the relay's delivery
+    died before settling the row (never retried with backoff, never dead-lettered)."""
+    assert _retry_after(value) is None
+
+
+def test_a_partners_retry_after_is_clamped() -> None:
+    """A date far ahead is a long wait, but a bounded one (the backoff caps it further)."""
+    assert _retry_after("Fri, 31 Dec 9999 23:59:59 GMT") == 999_999_999.0
+    assert _retry_after("999999999") == 999_999_999.0
+    assert _retry_after("Mon, 01 Jan 2001 00:00:00 -0000") == 0.0  # past: no wait
+
+
 def test_breaker_opens_after_threshold_then_lets_one_probe_through() -> None:
     """Closed -> open after N failures -> half open after the cooldown with one slot."""
     breaker = CircuitBreaker(threshold=3, cooldown=10.0)

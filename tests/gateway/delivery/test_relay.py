@@ -86,6 +86,7 @@ async def test_500_then_success_is_delivered_once(
         ("500", "http_5xx"),  # the partner keeps failing
         ("429", "rate_limited"),  # the partner keeps throttling
         ("503", "http_5xx"),  # the partner is in maintenance
+        ("503-far", "http_5xx"),  # ... until a year datetime cannot hold (push raised)
         ("reset", "connection_reset"),  # the connection is reset mid-exchange
         ("redirect", "redirect_refused"),  # a redirect is never followed (SSRF, exfiltration)
         ("garbage", "protocol_error"),  # the answer is not HTTP
@@ -205,6 +206,67 @@ async def test_circuit_opens_after_consecutive_failures_and_probes_after_cooldow
     await _settle(relay, 10)
     await relay.stop()
     assert all(r.status == "delivered" for r in (await rows(sqlite_db)).values())
+
+
+async def test_an_answer_the_pusher_cannot_handle_is_a_partner_error_then_dead(
+    sqlite_db: Database, stub: PartnerStub, pki: PartnerPKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever raises while an answer is read is the partner's failure (``partner_error``),
+    logged by its type alone: push raised it, and the row was never settled."""
+
+    def choke(value: str | None) -> float | None:
+        raise RuntimeError("secret detail from the partner")
+
+    monkeypatch.setattr("gateway.delivery.push._retry_after", choke)
+    stub.default = "503"
+    await partner(sqlite_db, "cs-a", stub.url, pki.ca_pem)
+    [mid] = await queue(sqlite_db, "cs-a")
+    relay = Relay(sqlite_db, fast_config(max_attempts=2))
+    with capture_logs() as logs:
+        await _settle(relay, 6)
+        await relay.stop()
+    row = (await rows(sqlite_db))[mid]
+    assert (row.status, row.attempts, row.last_error_code) == ("dead", 2, "partner_error")
+    errors = [e for e in logs if e["event"] == "relay_push_unexpected_error"]
+    assert [e["error"] for e in errors] == ["RuntimeError", "RuntimeError"]
+    assert "secret detail" not in repr(logs)
+
+
+async def test_a_probe_that_crashes_is_settled_and_the_circuit_probes_again(
+    sqlite_db: Database, stub: PartnerStub, pki: PartnerPKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A half-open circuit's one probe raising out of the pusher is a failure like any other:
+    the row is settled with a code and retried, and the breaker lets the next probe through
+    (the probe flag stayed set and the relay never sent to the partner again)."""
+    stub.default = "500"
+    await partner(sqlite_db, "cs-a", stub.url, pki.ca_pem)
+    [mid] = await queue(sqlite_db, "cs-a")
+    relay = Relay(
+        sqlite_db,
+        fast_config(
+            breaker_threshold=1, breaker_cooldown=0.2, max_attempts=50, partner_concurrency=1
+        ),
+    )
+    await _settle(relay, 1)  # one failure opens the circuit
+    assert len(stub.requests) == 1
+
+    async def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug, not the partner")
+
+    monkeypatch.setattr(relay.pusher, "push", crash)
+    await asyncio.sleep(0.25)
+    with capture_logs() as logs:
+        await _settle(relay, 1)  # the probe
+    assert [e["error"] for e in logs if e["event"] == "relay_push_crashed"] == ["RuntimeError"]
+    row = (await rows(sqlite_db))[mid]
+    assert (row.status, row.last_error_code, row.lease_owner) == ("pending", "relay_error", None)
+    monkeypatch.undo()
+    stub.default = "ok"
+    await asyncio.sleep(0.25)
+    await _settle(relay, 3)  # the next probe goes out, and closes the circuit
+    await relay.stop()
+    assert list(stub.accepted) == [mid]
+    assert (await rows(sqlite_db))[mid].status == "delivered"
 
 
 async def test_recipient_without_a_current_key_waits_and_nothing_is_sent(
