@@ -2,6 +2,8 @@
 
 ``POST /mappa/deliveries`` with ``Content-Type: application/jose`` and ``Idempotency-Key``:
 
+0. a body over :data:`MAX_BODY` is 413 ``payload_too_large``: at once when its Content-Length
+   says so, else as soon as the bytes read pass the limit (the rest is never read);
 1. the JWE is decrypted with the agency's encryption key and the JWS inside verified against the
    gateway's published signing keys (``ES256`` only); the signed body must come from the gateway
    (``iss``), be addressed to this agency (``aud``) and name its kind (``kind``). Anything else is
@@ -65,7 +67,9 @@ __all__ = [
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _SIGN = JWSRegistry(algorithms=["ES256"])
 _ENC = jwe.JWERegistry(algorithms=["ECDH-ES+A256KW", "A256GCM"])
+#: The largest delivery read; a longer one is 413 before the rest of it is read.
 MAX_BODY = 1_048_576
+_DECLARED_LENGTH = re.compile(r"[0-9]+")
 #: The largest request header block ``serve`` reads (the gateway's own limit).
 MAX_HEADER_BYTES = 16_384
 
@@ -161,6 +165,21 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+async def _body_within(request: Request, limit: int) -> bytes | None:
+    """The request's body, or None as soon as it is known to be longer than ``limit`` bytes:
+    at once when its Content-Length says so, else when the bytes read so far pass the limit
+    (a chunked body is never read further than that)."""
+    declared = request.headers.get("content-length", "")
+    if _DECLARED_LENGTH.fullmatch(declared) and (len(declared) > 18 or int(declared) > limit):
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
 def _refused(code: str) -> JSONResponse:
     return JSONResponse({"code": code}, status_code=400)
 
@@ -214,8 +233,8 @@ class Receiver:
             return JSONResponse({"code": "unsupported_media_type"}, status_code=415)
         if not _UUID.fullmatch(request.headers.get("idempotency-key", "")):
             return _refused("idempotency_key_required")
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
+        raw = await _body_within(request, MAX_BODY)
+        if raw is None:
             return JSONResponse({"code": "payload_too_large"}, status_code=413)
         try:
             signed = await self._open(raw)

@@ -9,7 +9,7 @@ from typing import NoReturn
 
 import pytest
 
-__all__ = ["IN_CI", "header_flood", "skip_or_fail_in_ci"]
+__all__ = ["IN_CI", "body_flood", "header_flood", "skip_or_fail_in_ci"]
 
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
@@ -33,11 +33,42 @@ def header_flood(
     the whole header block before judging it (uvicorn's httptools) reads all ``limit`` first.
     Blocking: from an async test whose server runs on its loop, call it in a thread."""
     chunk = b"".join(b"X-Filler-%06d: %s\r\n" % (i, b"a" * 80) for i in range(640))
+    opening = b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n" % path.encode()
+    return _flood(port, opening, chunk, tls=tls, limit=limit)
+
+
+def body_flood(
+    port: int,
+    path: str,
+    *,
+    headers: dict[str, str],
+    tls: ssl.SSLContext | None = None,
+    limit: int = 64 * 1024 * 1024,
+) -> tuple[int, bytes]:
+    """POST a chunked body (no Content-Length), 64 KiB at a time, to a server on 127.0.0.1 until
+    it answers or closes; return the body bytes sent by then and what it answered. A server that
+    reads the whole body before judging its size takes all ``limit`` first. Blocking, as
+    :func:`header_flood`."""
+    data = 65536
+    chunk = b"%x\r\n%s\r\n" % (data, b"A" * data)
+    opening = b"POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n" % (
+        path.encode()
+    )
+    opening += b"".join(b"%s: %s\r\n" % (k.encode(), v.encode()) for k, v in headers.items())
+    sent, answer = _flood(port, opening + b"\r\n", chunk, tls=tls, limit=limit)
+    return sent // len(chunk) * data, answer
+
+
+def _flood(
+    port: int, opening: bytes, chunk: bytes, *, tls: ssl.SSLContext | None, limit: int
+) -> tuple[int, bytes]:
+    """Send ``opening``, then ``chunk`` after ``chunk`` until the server answers or closes, or
+    ``limit`` bytes have gone; the bytes of chunks sent and the answer."""
     sent = 0
     raw = socket.create_connection(("127.0.0.1", port), timeout=10)
     conn = tls.wrap_socket(raw, server_hostname="127.0.0.1") if tls else raw
     with conn:
-        conn.sendall(b"GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n" % path.encode())
+        conn.sendall(opening)
         conn.settimeout(0.05)
         while sent < limit:
             try:

@@ -4,8 +4,10 @@ a 500), and nothing is stored."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -14,8 +16,10 @@ from adapters.childrens_services import ChildrensServicesAdapter
 from adapters.client import GatewayClient
 from adapters.compact import MalformedSignature
 from adapters.identity import AgencyIdentity
-from adapters.receiver import Receiver
+from adapters.receiver import MAX_BODY, Receiver, serve
 from tests.adapters.support import StandInGateway, encrypt_to, post_sealed
+from tests.gateway.delivery.stub import free_port
+from tests.support import body_flood
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
 AGENCY = "barnet-childrens-services"
@@ -70,3 +74,85 @@ async def test_the_client_refuses_an_answer_whose_jws_header_is_no_json_object(
         client._gateway_keys = gateway.keys()
         with pytest.raises(MalformedSignature):
             await client.open(encrypt_to(identity, plaintext))
+
+
+class _CountedBody:
+    """A body of ``total`` bytes streamed 64 KiB at a time, counting what the server pulled."""
+
+    CHUNK = 65536
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.pulled = 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        while self.pulled < self.total:
+            self.pulled += self.CHUNK
+            yield b"A" * self.CHUNK
+
+
+async def _post_streamed(receiver: Receiver, body: _CountedBody, **headers: str) -> httpx.Response:
+    transport = httpx.ASGITransport(app=receiver.app(), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="https://partner.test") as http:
+        return await http.post(
+            "/mappa/deliveries",
+            content=body,
+            headers={
+                "Content-Type": "application/jose",
+                "Idempotency-Key": "7d0f5c1e-0000-4000-8000-00000000000f",
+                **headers,
+            },
+        )
+
+
+async def test_a_chunked_body_over_the_limit_is_cut_off_as_it_crosses_it() -> None:
+    """A 64 MiB chunked body (no Content-Length) is 413 once 1 MiB has been read, not after
+    all of it was buffered."""
+    receiver = _receiver(StandInGateway())
+    body = _CountedBody(64 * 1024 * 1024)
+    response = await _post_streamed(receiver, body)
+    assert response.status_code == 413 and response.json() == {"code": "payload_too_large"}
+    assert body.pulled <= MAX_BODY + body.CHUNK
+    assert list(receiver.receipts) == []
+
+
+@pytest.mark.parametrize("declared", [str(MAX_BODY + 1), "9" * 30])
+async def test_a_declared_length_over_the_limit_is_refused_before_reading(declared: str) -> None:
+    """A Content-Length over the limit is 413 before a byte of the body is read."""
+    receiver = _receiver(StandInGateway())
+    body = _CountedBody(64 * 1024 * 1024)
+    response = await _post_streamed(receiver, body, **{"Content-Length": declared})
+    assert response.status_code == 413 and response.json() == {"code": "payload_too_large"}
+    assert body.pulled == 0
+
+
+async def test_a_body_at_the_limit_is_read_and_judged() -> None:
+    """A body of exactly the limit is read whole (and refused for what it is, not its size)."""
+    receiver = _receiver(StandInGateway())
+    body = _CountedBody(MAX_BODY)
+    response = await _post_streamed(receiver, body)
+    assert response.status_code == 400 and response.json() == {"code": "bad_signature"}
+    assert body.pulled == MAX_BODY
+
+
+async def test_serve_answers_a_chunked_flood_before_it_is_all_sent() -> None:
+    """Over a real socket (uvicorn, h11): a chunked body that never ends is answered 413 while
+    the sender is still a few MiB in (socket buffers), not once 64 MiB have been read."""
+    receiver = _receiver(StandInGateway())
+    port = free_port()
+    stop, started = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(serve(receiver, port, started=started, stop=stop))
+    try:
+        await asyncio.wait_for(started.wait(), 10)
+        headers = {
+            "Content-Type": "application/jose",
+            "Idempotency-Key": "7d0f5c1e-0000-4000-8000-00000000000f",
+        }
+        sent, answer = await asyncio.to_thread(
+            body_flood, port, "/mappa/deliveries", headers=headers
+        )
+    finally:
+        stop.set()
+        await task
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:80]
+    assert sent <= 16 * 1024 * 1024
