@@ -2,8 +2,11 @@
 
 An agency signs its client assertions with a key of its JWKS. Only EC P-256 keys (pinned to
 ``ES256``) and OKP Ed25519 keys (pinned to ``EdDSA``) may sign; a JWK holding private members is
-refused outright. Encryption keys (``use`` = ``enc``) are kept for the sealing stage, checked
-here only for being public.
+refused outright. Encryption keys (``use`` = ``enc``) are kept for the sealing stage, and checked
+here by that stage's own check (:func:`keys.public_key_from_jwk`): a key the gateway could never
+encrypt to (an RSA1_5 alg, a curve off the allow-list) is refused when it is registered, not
+when the first record for the agency is sealed. A refusal names the key (its kid, else its
+place in the JWKS).
 
 :class:`JwksFetcher` fetches a JWKS only from the URL registered for the agency (never from a
 token header), with httpx, an explicit SSL context, no redirects, a timeout and a size cap read
@@ -29,6 +32,8 @@ from typing import Any
 import httpx
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey, RSAKey, import_key
+
+from keys import KeysError, public_key_from_jwk
 
 __all__ = [
     "KID_PATTERN",
@@ -107,26 +112,26 @@ def _parse_jwk(data: Mapping[str, Any]) -> ParsedJwk:
     use = data.get("use", "sig")
     if use not in ("sig", "enc"):
         raise KeyRefused("use must be 'sig' or 'enc'")
-    kty, crv = data.get("kty"), data.get("crv")
     if use == "sig":
-        algs = _SIG_ALGS.get((str(kty), str(crv)))
+        algs = _SIG_ALGS.get((str(data.get("kty")), str(data.get("crv"))))
         if algs is None:
             raise KeyRefused("signing keys must be EC P-256 (ES256) or OKP Ed25519 (EdDSA)")
         alg = data.get("alg")
         if alg is not None and (not isinstance(alg, str) or alg not in algs):
             raise KeyRefused("the JWK's alg does not match its key type")
     else:
-        if kty not in ("EC", "RSA"):
-            raise KeyRefused("encryption keys must be EC P-256 or RSA")
-        algs = frozenset({"ECDH-ES+A256KW"} if kty == "EC" else {"RSA-OAEP-256"})
+        # The seal stage's own check, so that no key is registered the gateway cannot seal to.
+        try:
+            algs = public_key_from_jwk(data, use="enc").algs
+        except KeysError as exc:
+            reason = exc.reason.removeprefix("jwk: ")
+            raise KeyRefused(f"the gateway cannot encrypt to this key: {reason}") from exc
     try:
         key = import_key(dict(data))
     except (JoseError, ValueError, TypeError, KeyError) as exc:
         raise KeyRefused("the JWK does not parse") from exc
     if not isinstance(key, (ECKey, OKPKey, RSAKey)) or key.is_private:
         raise KeyRefused("the JWK is not a public EC, OKP or RSA key")
-    if isinstance(key, RSAKey) and key.public_key.key_size < 2048:
-        raise KeyRefused("RSA keys must have at least 2048 bits")
     thumbprint = key.thumbprint()
     kid = data.get("kid")
     if kid is None:
@@ -154,13 +159,27 @@ def parse_jwks(jwks: Mapping[str, Any] | Iterable[Mapping[str, Any]]) -> list[Pa
         raise KeyRefused("a JWKS is an object with a non-empty 'keys' array")
     if len(members) > _MAX_KEYS:
         raise KeyRefused(f"a JWKS may hold at most {_MAX_KEYS} keys")
-    parsed = [parse_jwk(member) for member in members]
+    parsed = []
+    for position, member in enumerate(members, start=1):
+        try:
+            parsed.append(parse_jwk(member))
+        except KeyRefused as exc:
+            raise KeyRefused(f"key {_named(member, position)}: {exc}") from exc
     kids = [p.kid for p in parsed]
     if len(set(kids)) != len(kids):
         raise KeyRefused("two keys share a kid")
     if not any(p.use == "sig" for p in parsed):
         raise KeyRefused("the JWKS has no signing key")
     return parsed
+
+
+def _named(member: object, position: int) -> str:
+    """How a refusal names a JWKS member: its kid when it has a well-formed one (safe to print),
+    else its position."""
+    kid = member.get("kid") if isinstance(member, Mapping) else None
+    if isinstance(kid, str) and KID_PATTERN.fullmatch(kid):
+        return repr(kid)
+    return f"#{position}"
 
 
 def _ssl_context(ca_file: Path | None) -> ssl.SSLContext:

@@ -1,7 +1,9 @@
-"""Onboarding grants only the scopes the gateway checks: any other is refused, naming them."""
+"""Onboarding grants only the scopes the gateway checks: any other is refused, naming them; and it
+refuses, before writing anything, keys the gateway could never use."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -11,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from joserfc.jwk import ECKey
+from joserfc.jwk import ECKey, RSAKey
 from sqlalchemy import func, select
 
 from adapters.kit import partner_init
@@ -19,12 +21,15 @@ from gateway import agencies
 from gateway.cases import context
 from gateway.demo import DEMO_SCOPES
 from gateway.domain import KNOWN_SCOPES
+from gateway.oauth.jwks import KeyRefused, parse_jwks
 from gateway.routes.audit import AUDIT_READ_SCOPE
 from gateway.routes.inbox import INBOX_SCOPE
 from gateway.store import Database
 from gateway.store.models import Agency, AgencyKey
+from keys import public_key_from_jwk
+from tests.gateway.oauth.support import ONBOARDING
 
-JWKS = {"keys": [{**ECKey.generate_key("P-256").as_dict(private=False), "kid": "p-1"}]}
+JWKS = ONBOARDING["jwks"]
 
 
 @pytest.fixture
@@ -41,17 +46,8 @@ async def _count(db: Database, model: Any) -> int:
         return int(await session.scalar(select(func.count()).select_from(model)) or 0)
 
 
-def _add(db: Database, scopes: list[str]) -> Any:
-    return agencies.add_agency(
-        db,
-        agency_id="police-avon",
-        name="Avon and Somerset Police",
-        agency_type="police",
-        role="responsible_authority",
-        area="avon-somerset",
-        scopes=scopes,
-        jwks=JWKS,
-    )
+def _add(db: Database, **overrides: Any) -> Any:
+    return agencies.add_agency(db, **{**ONBOARDING, **overrides})
 
 
 def test_every_scope_an_endpoint_checks_is_known() -> None:
@@ -93,7 +89,7 @@ async def test_add_agency_refuses_an_unknown_scope_and_writes_nothing(
 ) -> None:
     """An unknown scope is refused with the known scopes named, and nothing is written."""
     with pytest.raises(agencies.AgencyError, match="unknown scope") as refused:
-        await _add(database, ["case:read", scope])
+        await _add(database, scopes=["case:read", scope])
     assert all(known in str(refused.value) for known in KNOWN_SCOPES)
     assert await _count(database, Agency) == 0
     assert await _count(database, AgencyKey) == 0
@@ -101,7 +97,7 @@ async def test_add_agency_refuses_an_unknown_scope_and_writes_nothing(
 
 async def test_add_agency_grants_every_known_scope(database: Database) -> None:
     """Each known scope may be granted; they are kept sorted, once each."""
-    view = await _add(database, [*KNOWN_SCOPES, "case:read"])
+    view = await _add(database, scopes=[*KNOWN_SCOPES, "case:read"])
     assert view.scopes == tuple(sorted(KNOWN_SCOPES))
 
 
@@ -154,16 +150,80 @@ async def test_add_agency_refuses_a_trailing_newline_and_writes_nothing(
 ) -> None:
     """The id and area checks take the whole value: a pattern's ``$`` also matches before a
     final newline, so "police-avon\\n" passed ``match`` and was stored as another agency."""
-    arguments: dict[str, Any] = {
-        "agency_id": "police-avon",
-        "name": "Avon and Somerset Police",
-        "agency_type": "police",
-        "role": "responsible_authority",
-        "area": "avon-somerset",
-        "scopes": ["case:read"],
-        "jwks": JWKS,
-        field: value,
-    }
     with pytest.raises(agencies.AgencyError):
-        await agencies.add_agency(database, **arguments)
+        await agencies.add_agency(database, **{**ONBOARDING, field: value})
     assert await _count(database, Agency) == 0
+
+
+# -- keys the gateway could never use -------------------------------------------------------------
+SIG = JWKS["keys"][0]
+RSA_PUBLIC = RSAKey.generate_key(2048).as_dict(private=False)
+EC_PUBLIC = ECKey.generate_key("P-256").as_dict(private=False)
+
+#: Encryption keys the seal stage (keys.public_key_from_jwk) refuses: each was registered, and
+#: every record sealed for the agency then failed with recipient_key_unavailable.
+UNSEALABLE_ENC_KEYS = [
+    # RSA PKCS#1 v1.5 key transport (Bleichenbacher): not on the allow-list
+    pytest.param({**RSA_PUBLIC, "alg": "RSA1_5"}, "RSA1_5", id="rsa1_5"),
+    # RSA-OAEP with SHA-1: the allow-list has RSA-OAEP-256 only
+    pytest.param({**RSA_PUBLIC, "alg": "RSA-OAEP"}, "RSA-OAEP", id="rsa-oaep-sha1"),
+    # a curve off the allow-list (the Bitcoin curve)
+    pytest.param(ECKey.generate_key("secp256k1").as_dict(private=False), "secp256k1", id="k1"),
+    # P-384: well formed, but the gateway seals to P-256 only
+    pytest.param(ECKey.generate_key("P-384").as_dict(private=False), "P-384", id="p384"),
+    # direct key agreement, which the gateway never uses
+    pytest.param({**EC_PUBLIC, "alg": "ECDH-ES"}, "ECDH-ES", id="ecdh-es-direct"),
+]
+
+
+@pytest.mark.parametrize(("enc", "why"), UNSEALABLE_ENC_KEYS)
+async def test_add_agency_refuses_an_enc_key_the_gateway_cannot_seal_to(
+    db: Database, enc: dict[str, Any], why: str
+) -> None:
+    """An encryption key keys/ would refuse at seal time is refused at onboarding, naming its
+    kid and the reason, and nothing is written."""
+    jwks = {"keys": [SIG, {**enc, "kid": "e-1", "use": "enc"}]}
+    with pytest.raises(agencies.AgencyError, match="key 'e-1'") as refused:
+        await _add(db, jwks=jwks)
+    assert why in str(refused.value)
+    assert await _count(db, Agency) == 0
+    assert await _count(db, AgencyKey) == 0
+
+
+@pytest.mark.parametrize(("enc", "why"), UNSEALABLE_ENC_KEYS)
+async def test_rotation_refuses_an_enc_key_the_gateway_cannot_seal_to(
+    db: Database, enc: dict[str, Any], why: str
+) -> None:
+    """Rotation runs the same check: the agency keeps its keys, none is added or retired."""
+    await _add(db)
+    new = {"keys": [SIG, {**enc, "kid": "e-2", "use": "enc"}]}
+    with pytest.raises(agencies.AgencyError, match="key 'e-2'") as refused:
+        await agencies.rotate_agency_keys(db, "police-avon", new, dt.timedelta(hours=1))
+    assert why in str(refused.value)
+    shown = await agencies.get_agency(db, "police-avon")
+    assert [(k.kid, k.not_after) for k in shown.keys] == [("p-1", None)]
+
+
+def test_a_refused_key_without_a_printable_kid_is_named_by_its_place() -> None:
+    """A kid that is not of the allowed form is not echoed; the key's place in the JWKS is."""
+    bad = {**RSA_PUBLIC, "alg": "RSA1_5", "use": "enc", "kid": "\x1b[2J"}
+    with pytest.raises(KeyRefused, match="key #2: ") as refused:
+        parse_jwks({"keys": [SIG, bad]})
+    assert "\x1b" not in str(refused.value)
+
+
+async def test_every_enc_key_onboarding_stores_is_one_the_seal_stage_accepts(
+    db: Database,
+) -> None:
+    """RSA-OAEP-256 and ECDH-ES+A256KW keys (declared or not) are registered, and what is
+    stored parses for sealing."""
+    enc = [
+        {**RSA_PUBLIC, "kid": "e-rsa", "use": "enc", "alg": "RSA-OAEP-256"},
+        {**EC_PUBLIC, "kid": "e-ec", "use": "enc"},
+    ]
+    await _add(db, jwks={"keys": [SIG, *enc]})
+    async with db.read() as session:
+        stored = (await session.scalars(select(AgencyKey).where(AgencyKey.use == "enc"))).all()
+    assert sorted(row.kid for row in stored) == ["e-ec", "e-rsa"]
+    for row in stored:
+        assert public_key_from_jwk(row.jwk, use="enc").kid == row.kid

@@ -287,6 +287,19 @@ async def running_app(settings: Settings, clock: Clock) -> AsyncIterator[FastAPI
         yield application
 
 
+#: A valid ``agencies.add_agency`` request: a police force with one EC P-256 signing key. A test
+#: overrides the field it is about.
+ONBOARDING: dict[str, Any] = {
+    "agency_id": "police-avon",
+    "name": "Avon and Somerset Police",
+    "agency_type": "police",
+    "role": "responsible_authority",
+    "area": "avon-somerset",
+    "scopes": ["case:read"],
+    "jwks": {"keys": [{**ECKey.generate_key("P-256").as_dict(private=False), "kid": "p-1"}]},
+}
+
+
 def agencies_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """``mappa-gateway agencies ARGS`` in a process of its own."""
     return subprocess.run(

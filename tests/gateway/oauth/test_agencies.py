@@ -21,6 +21,7 @@ from gateway.state import GatewayState
 from gateway.store import Database
 from gateway.store.models import Agency, AgencyKey
 from tests.gateway.oauth.support import (
+    ONBOARDING,
     AgencyClient,
     Clock,
     Ledger,
@@ -81,18 +82,8 @@ async def test_add_agency_refuses_bad_input_and_writes_nothing(
     gateway_state: GatewayState, ledger: Ledger, overrides: dict[str, Any], message: str
 ) -> None:
     """Invalid onboarding requests are refused before anything is written."""
-    request: dict[str, Any] = {
-        "agency_id": "police-avon",
-        "name": "Avon and Somerset Police",
-        "agency_type": "police",
-        "role": "responsible_authority",
-        "area": "avon-somerset",
-        "scopes": ["case:read"],
-        "jwks": _jwks(EC.as_dict(private=False)),
-    }
-    request.update(overrides)
     with pytest.raises(agencies.AgencyError, match=message):
-        await agencies.add_agency(gateway_state.db, **request)
+        await agencies.add_agency(gateway_state.db, **{**ONBOARDING, **overrides})
     assert await ledger.count(Agency) == 0
     assert await ledger.count(AgencyKey) == 0
 
