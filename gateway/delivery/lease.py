@@ -4,9 +4,12 @@ A row is *due* when it is pending and its ``next_attempt_at`` has come, or when 
 the lease has run out (its relay died mid-delivery). :func:`claim` leases due rows in one short
 write transaction: on PostgreSQL with ``SELECT ... FOR UPDATE SKIP LOCKED``, so relays sharing a
 database never take the same row at once; on SQLite the writer's ``BEGIN IMMEDIATE`` transaction
-is the only writer. Claiming spends an attempt, so a message that kills its relay cannot loop
-for ever. Only partners that are active, have a push endpoint and hold a current encryption key
-are served; the others' rows wait (or are pulled from ``/v1/inbox``).
+is the only writer. Per recipient and nominal only the oldest undelivered message is claimed
+(:func:`in_turn`), so a partner receives the messages about one nominal in the order they were
+written, retries included; others go concurrently. Claiming spends an attempt, so a message
+that kills its relay cannot loop for ever. Only partners that are active, have a push endpoint
+and hold a current encryption key are served; the others' rows wait (or are pulled from
+``/v1/inbox``).
 
 :func:`settle` ends a lease, but only a lease this relay still holds: if the lease expired and
 another relay took the row, or the agency acknowledged it through the inbox, nothing changes.
@@ -18,8 +21,9 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, exists, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.delivery.outbox import OutboxStatus
@@ -28,7 +32,7 @@ from gateway.domain import AgencyStatus
 from gateway.flow.seal import agency_public_jwks
 from gateway.store.models import Agency, OutboxMessage
 
-__all__ = ["Claim", "Claimed", "anything_due", "claim", "due", "settle"]
+__all__ = ["Claim", "Claimed", "anything_due", "claim", "due", "in_turn", "settle"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +64,40 @@ def due(now: dt.datetime) -> ColumnElement[bool]:
     )
 
 
+_EARLIER = aliased(OutboxMessage, name="earlier")
+#: What holds back a later message about the same nominal: one not yet delivered, and not given
+#: up on (a dead letter no longer blocks: see :func:`in_turn`).
+_UNSETTLED = (OutboxStatus.PENDING.value, OutboxStatus.LEASED.value)
+
+
+def in_turn() -> ColumnElement[bool]:
+    """A row is in turn when no earlier message to its recipient about its nominal is still
+    pending (waiting for its retry included) or leased: per (recipient, ``nominal_ref``) the
+    relay pushes one message at a time, oldest first (by ``created_at``, then id). Rows
+    without a nominal, and rows about different nominals, are independent of each other.
+
+    A dead letter does not block: the messages after it go on, and a dead letter an operator
+    puts back (``outbox retry``) then arrives after them. Delivery stays at least once and
+    unordered across nominals, so a partner dedupes on the signed ``jti`` and keeps, per
+    entity, the state with the latest signed ``iat`` (docs/partners.md)."""
+    earlier = _EARLIER
+    return or_(
+        OutboxMessage.nominal_ref.is_(None),
+        ~exists().where(
+            earlier.recipient_agency_id == OutboxMessage.recipient_agency_id,
+            earlier.nominal_ref == OutboxMessage.nominal_ref,
+            earlier.status.in_(_UNSETTLED),
+            or_(
+                earlier.created_at < OutboxMessage.created_at,
+                and_(
+                    earlier.created_at == OutboxMessage.created_at,
+                    earlier.id < OutboxMessage.id,
+                ),
+            ),
+        ),
+    )
+
+
 async def anything_due(session: AsyncSession, now: dt.datetime) -> bool:
     """Whether any row is due at all (a cheap read before taking the write lock)."""
     found = await session.scalar(select(OutboxMessage.id).where(due(now)).limit(1))
@@ -74,7 +112,8 @@ async def claim(
     lease: dt.timedelta,
     slots: Callable[[str], int],
 ) -> Claim:
-    """Lease up to ``slots(partner)`` due rows of each pushable partner, oldest first."""
+    """Lease up to ``slots(partner)`` due rows of each pushable partner, oldest first, and of
+    those about one nominal only the oldest not yet delivered (:func:`in_turn`)."""
     partners = (
         await session.execute(
             select(Agency.id, Agency.endpoint_url, Agency.endpoint_ca_pem)
@@ -98,7 +137,7 @@ async def claim(
         rows = (
             await session.scalars(
                 select(OutboxMessage)
-                .where(OutboxMessage.recipient_agency_id == agency_id, due(now))
+                .where(OutboxMessage.recipient_agency_id == agency_id, due(now), in_turn())
                 .order_by(OutboxMessage.next_attempt_at, OutboxMessage.created_at)
                 .limit(free)
                 .with_for_update(skip_locked=True)

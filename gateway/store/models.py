@@ -561,6 +561,8 @@ class OutboxMessage(Base):
         ),
         Index("ix_outbox_due", "status", "next_attempt_at"),
         Index("ix_outbox_inbox", "recipient_agency_id", "status", "created_at"),
+        #: The relay's per-nominal order: an earlier message about the nominal still open.
+        Index("ix_outbox_nominal", "recipient_agency_id", "nominal_ref", "status", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import update
 from structlog.testing import capture_logs
 
+from gateway.delivery import enqueue
 from gateway.delivery.relay import Relay
 from gateway.http.metrics import GatewayMetrics
 from gateway.store import Database
@@ -267,6 +268,37 @@ async def test_a_probe_that_crashes_is_settled_and_the_circuit_probes_again(
     await relay.stop()
     assert list(stub.accepted) == [mid]
     assert (await rows(sqlite_db))[mid].status == "delivered"
+
+
+async def test_messages_about_one_nominal_reach_the_partner_in_order_despite_a_retry(
+    sqlite_db: Database, stub: PartnerStub, pki: PartnerPKI
+) -> None:
+    """The older message fails: the newer one about the same nominal waits for its retries (it
+    went out concurrently and could arrive first); a message about another nominal does not."""
+    await partner(sqlite_db, "police-a", stub.url, pki.ca_pem)
+    t0 = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+    async with sqlite_db.write() as session:
+        ids = [
+            await enqueue(
+                session,
+                recipient_agency_id="police-a",
+                kind="level_change",
+                body=JWE,
+                nominal_ref=nominal,
+                now=t0 + dt.timedelta(seconds=i),
+            )
+            for i, nominal in enumerate(["n-1", "n-1", "n-2"])
+        ]
+    first, second, other = ids
+    stub.script.extend(["500", "500", "500"])  # the first three requests fail, whichever
+    relay = Relay(sqlite_db, fast_config(partner_concurrency=4))
+    await _settle(relay, 10)
+    await relay.stop()
+    assert sorted(stub.accepted) == sorted(ids)
+    sent = [r.idempotency_key for r in stub.requests]
+    first_ok = next(i for i, r in enumerate(stub.requests) if r is stub.accepted[first])
+    assert sent.index(second) > first_ok  # not even tried before the older one was taken
+    assert sent.index(other) < first_ok  # another nominal is not held back
 
 
 async def test_recipient_without_a_current_key_waits_and_nothing_is_sent(
