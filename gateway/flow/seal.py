@@ -61,10 +61,12 @@ class OpenedBody:
 
 #: Every key of one agency, whatever its use (a call that needs two uses reads once); every
 #: call reads its caller's keys, so below SQLAlchemy's execution layer (gateway.store.direct).
+#: Retiring keys first, then current ones, each oldest first: the last key of a use is the
+#: newest current one, the one :meth:`Sealer.seal` seals to (never a retiring key in an overlap).
 _AGENCY_KEYS_ALL = Direct(
-    select(AgencyKey.use, AgencyKey.jwk, AgencyKey.not_after).where(
-        AgencyKey.agency_id == bindparam("agency_id")
-    )
+    select(AgencyKey.use, AgencyKey.jwk, AgencyKey.not_after)
+    .where(AgencyKey.agency_id == bindparam("agency_id"))
+    .order_by(AgencyKey.not_after.is_(None), AgencyKey.added_at, AgencyKey.id)
 )
 
 
