@@ -32,7 +32,7 @@ from gateway.audit.checkpoint import (
 )
 from gateway.audit.errors import CheckpointError
 from gateway.audit.locate import locate_rewrite
-from gateway.audit.log import iter_log, latest_checkpoint_note
+from gateway.audit.log import iter_log, latest_checkpoint_note, log_snapshot
 from gateway.audit.verify import Problem, VerificationReport, verify_entries
 from keys import ed25519_verify
 
@@ -235,12 +235,21 @@ def verify_database(
     """Verify the database's sequenced log against ``checkpoint`` (default: its latest) and, in
     the same pass, the ``witness`` note kept outside the database, if given. A root mismatch
     (entries rewritten with their stored hashes) is located between the database's stored
-    signed checkpoints (`gateway.audit.locate`)."""
-    if checkpoint is None:
-        stored = latest_checkpoint_note(url)
-        checkpoint = stored[1] if stored is not None else None
-    with contextlib.closing(iter_log(url)) as entries:
-        report = verify_entries(entries, checkpoint=checkpoint, verifier=verifier, witness=witness)
+    signed checkpoints (`gateway.audit.locate`).
+
+    Every sequenced entry must be covered by the latest stored checkpoint, or it is
+    `Problem.UNCOVERED` (checkpoint rows were removed). The checkpoint and the
+    entries are read on one snapshot (`log_snapshot`), so a sequencer running meanwhile never
+    shows entries beyond the checkpoint read."""
+    with log_snapshot(url) as (stored, entries):
+        note = stored[1] if stored is not None else None
+        report = verify_entries(
+            entries,
+            checkpoint=checkpoint if checkpoint is not None else note,
+            verifier=verifier,
+            witness=witness,
+            covered_to=_covered_to(note, verifier),
+        )
     if report.problem is not Problem.ROOT_MISMATCH:
         return report
     # Entries rewritten with their stored hashes: the stored checkpoints say where.
@@ -248,3 +257,14 @@ def verify_database(
         return report
     rewrite = locate_rewrite(url, verifier, report.head)
     return replace(report, seq=rewrite.seq, detail=f"{report.detail}; {rewrite.describe()}")
+
+
+def _covered_to(note: str | None, verifier: CheckpointVerifier) -> int | None:
+    """The size the latest stored checkpoint signs: 0 with none stored, None when its note does
+    not verify (reported as `Problem.CHECKPOINT_INVALID` when it is the checkpoint verified)."""
+    if note is None:
+        return 0
+    try:
+        return verifier.verify(note).size
+    except CheckpointError:
+        return None

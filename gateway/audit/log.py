@@ -17,12 +17,13 @@ verification) know nothing of tables. Three kinds of reader:
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
-from collections.abc import Generator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any, Final
 
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import Connection, Engine, create_engine, event, func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.pool import NullPool
@@ -47,6 +48,7 @@ __all__ = [
     "latest_checkpoint",
     "latest_checkpoint_note",
     "leaf_hashes",
+    "log_snapshot",
     "sync_url",
     "unsequenced_lag",
 ]
@@ -253,26 +255,60 @@ def sync_url(url: str) -> str:
     return parsed.render_as_string(hide_password=False)
 
 
+def _engine(url: str, *, snapshot: bool = False) -> Engine:
+    """A short-lived synchronous engine; with ``snapshot``, each transaction reads one snapshot
+    of the database: REPEATABLE READ on PostgreSQL, and on SQLite (WAL) a real ``BEGIN``, which
+    the driver leaves out before a read."""
+    parsed = make_url(sync_url(url))
+    if not snapshot or parsed.get_backend_name() != "sqlite":
+        options = {"isolation_level": "REPEATABLE READ"} if snapshot else {}
+        return create_engine(parsed, poolclass=NullPool, **options)
+    engine = create_engine(parsed, poolclass=NullPool)
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy, not the driver, issues BEGIN
+
+    @event.listens_for(engine, "begin")
+    def on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def _stream(conn: Connection, up_to: int | None) -> Generator[dict[str, object], None, None]:
+    query = (
+        select(*_COLUMNS, AuditEntry.leaf_hash)
+        .where(AuditEntry.seq.is_not(None))
+        .order_by(AuditEntry.seq)
+    )
+    if up_to is not None:
+        query = query.where(AuditEntry.seq < up_to)
+    result = conn.execution_options(yield_per=_STREAM_CHUNK).execute(query)
+    try:
+        for row in result:
+            yield entry_record(row)
+    finally:  # a reader that stops early (the verifier, at the first bad entry)
+        result.close()
+
+
+def _latest_note(conn: Connection) -> tuple[int, str] | None:
+    row = conn.execute(
+        select(AuditCheckpoint.tree_size, AuditCheckpoint.note)
+        .order_by(AuditCheckpoint.tree_size.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (int(row.tree_size), str(row.note))
+
+
 def iter_log(url: str, *, up_to: int | None = None) -> Generator[dict[str, object], None, None]:
     """Stream the sequenced entries of the database at ``url`` in ``seq`` order, each with its
     stored leaf hash (the verifier's input). ``up_to`` stops before that ``seq``. A reader that
     stops early closes the generator (``contextlib.closing``) to release the cursor at once."""
-    engine = create_engine(sync_url(url), poolclass=NullPool)
+    engine = _engine(url)
     try:
         with engine.connect() as conn:
-            query = (
-                select(*_COLUMNS, AuditEntry.leaf_hash)
-                .where(AuditEntry.seq.is_not(None))
-                .order_by(AuditEntry.seq)
-            )
-            if up_to is not None:
-                query = query.where(AuditEntry.seq < up_to)
-            result = conn.execution_options(yield_per=_STREAM_CHUNK).execute(query)
-            try:
-                for row in result:
-                    yield entry_record(row)
-            finally:  # a reader that stops early (the verifier, at the first bad entry)
-                result.close()
+            yield from _stream(conn, up_to)
     finally:
         engine.dispose()
 
@@ -281,14 +317,31 @@ def latest_checkpoint_note(url: str) -> tuple[int, str] | None:
     """The largest stored checkpoint's tree size and signed note, or None before the first; a
     synchronous read for the CLI, the verifier and the export (one row, however many the
     sequencer has stored: one a second while entries arrive)."""
-    engine = create_engine(sync_url(url), poolclass=NullPool)
+    engine = _engine(url)
     try:
         with engine.connect() as conn:
-            row = conn.execute(
-                select(AuditCheckpoint.tree_size, AuditCheckpoint.note)
-                .order_by(AuditCheckpoint.tree_size.desc())
-                .limit(1)
-            ).first()
-        return None if row is None else (int(row.tree_size), str(row.note))
+            return _latest_note(conn)
+    finally:
+        engine.dispose()
+
+
+@contextlib.contextmanager
+def log_snapshot(
+    url: str,
+) -> Iterator[tuple[tuple[int, str] | None, Iterator[dict[str, object]]]]:
+    """The latest stored checkpoint (as `latest_checkpoint_note`) and the stream of sequenced
+    entries (as `iter_log`), read in one transaction on one snapshot, valid inside the block.
+
+    The sequencer numbers entries and stores the checkpoint covering them in one transaction, so
+    in this snapshot no genuine sequenced entry lies beyond the checkpoint, however the
+    sequencer runs meanwhile; two separate reads could see entries sequenced after the
+    checkpoint was read."""
+    engine = _engine(url, snapshot=True)
+    try:
+        with engine.connect() as conn, conn.begin():
+            latest = _latest_note(conn)
+            entries = _stream(conn, None)
+            with contextlib.closing(entries):
+                yield latest, entries
     finally:
         engine.dispose()

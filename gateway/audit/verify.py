@@ -20,7 +20,10 @@ without a checkpoint: an entry rewritten together with its stored hash, and entr
 forged at the tail. With one, the former shows as a root mismatch (one root cannot name the
 entry; in a database, `gateway.audit.locate` bounds it between the stored signed checkpoints)
 and the latter as truncation. Entries after the checkpoint's size are not covered by it until
-the next checkpoint; a pack (``exact``) holds none.
+the next checkpoint; a pack (``exact``) holds none, and neither does a database: its sequencer
+numbers entries and signs the checkpoint covering them in one transaction, so a sequenced entry
+beyond the latest stored checkpoint (``covered_to``), or with none stored, shows that checkpoint
+rows were removed, perhaps to rewrite the entries they covered.
 
 A database's own checkpoints can be rolled back with its entries by whoever can write both. The
 checkpoint witness (`gateway.audit.witness`), kept outside the database, is checked in the same
@@ -75,6 +78,9 @@ class Problem(StrEnum):
     """The checkpoint is malformed, not signed by a trusted key, or for another log."""
     BEYOND_CHECKPOINT = "beyond_checkpoint"
     """A pack holds entries beyond the size its checkpoint signs (added after it was signed)."""
+    UNCOVERED = "uncovered"
+    """A database holds sequenced entries beyond its latest stored checkpoint, or without one:
+    the sequencer signs each entry's place with its number, so checkpoint rows were removed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +134,7 @@ def verify_entries(
     verifier: CheckpointVerifier | None = None,
     exact: bool = False,
     witness: str | bytes | None = None,
+    covered_to: int | None = None,
 ) -> VerificationReport:
     """Verify ``entries`` (in log order) and, when given, the signed ``checkpoint`` note.
 
@@ -138,23 +145,23 @@ def verify_entries(
     until the next one). ``witness`` is a second signed note the log must also extend, in the
     same pass: the checkpoint kept outside the database (`gateway.audit.witness`), which catches
     a log rolled back together with its checkpoint rows; its problems are reported after the
-    checkpoint's, their detail beginning "checkpoint witness".
+    checkpoint's, their detail beginning "checkpoint witness". ``covered_to``, for a database: the
+    size its latest stored checkpoint signs (0 when it stores none); entries at or beyond it are
+    `Problem.UNCOVERED`, reported after the checkpoint's and the witness's problems.
     """
     if (checkpoint is not None or witness is not None) and verifier is None:
         raise ValueError("verifying against a checkpoint needs a checkpoint verifier")
     trusted, checkpoint_error = _signed(checkpoint, verifier)
     witnessed, witness_error = _signed(witness, verifier)
-    heads = _Heads(trusted, witnessed)
+    heads = _Heads(trusted, witnessed, covered_to)
 
     frontier = Frontier()
     rest = iter(entries)
     for position, entry in enumerate(rest):
         if exact and trusted is not None and position >= trusted.size:
-            extra = 1 + sum(1 for _ in rest)
-            entries_word = "entry" if extra == 1 else "entries"
+            extra = _counted(1 + sum(1 for _ in rest))
             detail = (
-                f"{extra} {entries_word} after the {trusted.size} the checkpoint signs, "
-                "covered by no signature"
+                f"{extra} after the {trusted.size} the checkpoint signs, covered by no signature"
             )
             finding = _Finding(Problem.BEYOND_CHECKPOINT, position, detail)
             return _report(finding, frontier, trusted, witnessed)
@@ -178,7 +185,18 @@ def verify_entries(
     held = _held_to(witnessed, heads.witness_root, frontier, "checkpoint witness")
     if held is not None:
         return _report(held, frontier, trusted, witnessed)
+    if covered_to is not None and frontier.size > covered_to and heads.covered is not None:
+        detail = (
+            f"{_counted(frontier.size - covered_to)} from seq {covered_to} sequenced but not "
+            "covered by any signed checkpoint: checkpoint rows removed?"
+        )
+        finding = _Finding(Problem.UNCOVERED, covered_to, detail)
+        return _report(finding, heads.covered, trusted, witnessed)
     return VerificationReport(None, None, "", frontier.size, frontier.root(), trusted, witnessed)
+
+
+def _counted(entries: int) -> str:
+    return f"{entries} {'entry' if entries == 1 else 'entries'}"
 
 
 def _signed(
@@ -194,13 +212,25 @@ def _signed(
 
 
 class _Heads:
-    """The tree heads at the checkpoint's and the witness's sizes, as the frontier passes them."""
+    """The tree heads at the checkpoint's and the witness's sizes, and the frontier at the size
+    the database's latest stored checkpoint covers, as the frontier passes them."""
 
-    __slots__ = ("_checkpoint", "_witness", "checkpoint_root", "witness_root")
+    __slots__ = (
+        "_checkpoint",
+        "_covered_to",
+        "_witness",
+        "checkpoint_root",
+        "covered",
+        "witness_root",
+    )
 
-    def __init__(self, checkpoint: Checkpoint | None, witness: Checkpoint | None) -> None:
+    def __init__(
+        self, checkpoint: Checkpoint | None, witness: Checkpoint | None, covered_to: int | None
+    ) -> None:
         self._checkpoint = checkpoint
         self._witness = witness
+        self._covered_to = covered_to
+        self.covered = Frontier() if covered_to == 0 else None
         self.checkpoint_root = (
             EMPTY_ROOT if checkpoint is not None and checkpoint.size == 0 else None
         )
@@ -211,6 +241,8 @@ class _Heads:
             self.checkpoint_root = frontier.root()
         if self._witness is not None and frontier.size == self._witness.size:
             self.witness_root = frontier.root()
+        if frontier.size == self._covered_to:
+            self.covered = frontier
 
 
 def _held_to(

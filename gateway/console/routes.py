@@ -533,7 +533,9 @@ async def integrity(request: Request) -> Response:
             verdict = "verified"
             summary = (
                 f"All {report.tree_size} sequenced entries recomputed; the tree head matches "
-                f"the signed checkpoint of size {latest.tree_size if latest else 0}."
+                f"the signed checkpoint of size {report.checkpoint.size}."
+                if report.checkpoint is not None
+                else "No entry is sequenced yet, and no checkpoint is stored to check."
             )
         else:
             assert report.problem is not None

@@ -193,8 +193,8 @@ def test_verify_detects_a_truncated_tail(sqlite_url: str, cli: Run, saved: Path)
         "DELETE FROM audit_entries WHERE seq >= 25",
         "DELETE FROM audit_checkpoints WHERE tree_size > 25",
     )
-    # The database's own head now agrees with itself; the checkpoint witness (the last
-    # checkpoint `audit sequence` signed, kept outside the database) does not.
+    # The checkpoint witness (the last checkpoint `audit sequence` signed, kept outside the
+    # database) names the cut, before the database's own head is found to cover none of it.
     status, output = cli("audit", "verify")
     assert status == 1, output
     assert "FAILED verification: truncated at entry seq 25" in output
@@ -202,10 +202,32 @@ def test_verify_detects_a_truncated_tail(sqlite_url: str, cli: Run, saved: Path)
     status, output = cli("audit", "verify", "--checkpoint", str(saved))
     assert status == 1
     assert "FAILED verification: truncated at entry seq 25" in output
-    # Without the witness file only a checkpoint saved elsewhere still shows it.
+    # Without the witness file the database still shows that checkpoint rows were removed: its
+    # latest one (the empty tree's) covers none of the entries left.
     witness_path(get_settings()).unlink()
     status, output = cli("audit", "verify")
-    assert status == 0, output
+    assert status == 1, output
+    assert "FAILED verification: uncovered at entry seq 0" in output
+
+
+def test_verify_fails_entries_sequenced_beyond_the_latest_stored_checkpoint(
+    sqlite_url: str, cli: Run, saved: Path
+) -> None:
+    """The newest checkpoint rows deleted and an entry after the older head rewritten with its
+    leaf hash, the witness file gone: `audit verify` exits 1, naming the first uncovered entry."""
+    _grow(sqlite_url, 5, 30, cli)
+    witness_path(get_settings()).unlink()
+    _sql(
+        sqlite_url,
+        "DELETE FROM audit_checkpoints WHERE tree_size > 30",
+        "UPDATE audit_entries SET purpose = 'covert' WHERE seq = 32",
+    )
+    _rehash(sqlite_url)
+    for args in ((), ("--checkpoint", str(saved))):
+        status, output = cli("audit", "verify", *args)
+        assert status == 1, output
+        assert "FAILED verification: uncovered at entry seq 30 (entry_id " in output
+        assert "5 entries from seq 30 sequenced but not covered by any signed checkpoint" in output
 
 
 def test_verify_detects_an_old_backup_restored(sqlite_url: str, cli: Run, tmp_path: Path) -> None:

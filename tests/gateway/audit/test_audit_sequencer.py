@@ -7,9 +7,11 @@ import asyncio
 import contextlib
 import datetime as dt
 import hashlib
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -718,3 +720,86 @@ async def test_service_sequencer_uses_a_witness_per_log_and_database(
     finally:
         await db.dispose()
     assert service.witness.read() == result.note
+
+
+# --- Sequenced entries that no stored checkpoint covers ----------------------------------------
+
+
+async def _rewrite_uncovered(db: Database, keep: int | None) -> None:
+    """Delete the checkpoint rows above ``keep`` (every row when None), then rewrite the last
+    entry, which no stored checkpoint covers any more, with its leaf hash recomputed."""
+    async with db.write() as session:
+        doomed = delete(AuditCheckpoint)
+        if keep is not None:
+            doomed = doomed.where(AuditCheckpoint.tree_size > keep)
+        await session.execute(doomed)
+        last = await session.scalar(select(func.max(AuditEntry.seq)))
+        row = (await session.scalars(select(AuditEntry).where(AuditEntry.seq == last))).one()
+        row.agency_id, row.outcome = "agency-innocent", "refused"
+        row.leaf_hash = entry_leaf_hash(entry_fields(row)).hex()
+
+
+@pytest.mark.parametrize("keep", [5, None], ids=["newest_deleted", "all_deleted"])
+async def test_entries_sequenced_beyond_every_stored_checkpoint_fail_verification(
+    db: Database, ring_signer: RingNoteSigner, ring_verifier: CheckpointVerifier, keep: int | None
+) -> None:
+    """The sequencer numbers entries and stores their checkpoint in one transaction, so a
+    sequenced entry beyond the latest stored checkpoint (or with none) means checkpoint rows
+    were removed: verification names the first uncovered entry, against the database's own
+    head and against a checkpoint saved before (which the log extends)."""
+    await append_entries(db, 5)
+    first = await sequence(db, ring_signer, DB_ORIGIN)
+    await append_entries(db, 5, start=5)
+    await sequence(db, ring_signer, DB_ORIGIN)
+    assert verify_database(db.url, ring_verifier).ok
+    await _rewrite_uncovered(db, keep)
+
+    covered = keep or 0
+    for checkpoint in (None, first.note):
+        report = verify_database(db.url, ring_verifier, checkpoint=checkpoint)
+        assert (report.problem, report.seq, report.tree_size) == (
+            Problem.UNCOVERED,
+            covered,
+            covered,
+        )
+        assert report.detail == (
+            f"{10 - covered} entries from seq {covered} sequenced but not covered by any signed "
+            "checkpoint: checkpoint rows removed?"
+        )
+
+
+async def test_verification_reads_the_checkpoint_and_the_entries_on_one_snapshot(
+    db: Database,
+    ring_signer: RingNoteSigner,
+    ring_verifier: CheckpointVerifier,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sequencer step that commits after the verifier has read the latest checkpoint and
+    before it reads the entries is not a finding: both reads see the log as it was."""
+    from gateway.audit import log as audit_log
+
+    await append_entries(db, 5)
+    await sequence(db, ring_signer, DB_ORIGIN)
+    await append_entries(db, 5, start=5)
+    loop = asyncio.get_running_loop()
+    checkpoint_read = asyncio.Event()
+    sequenced = threading.Event()
+    read_latest = audit_log._latest_note
+
+    def latest_then_wait(conn: Any) -> tuple[int, str] | None:
+        latest = read_latest(conn)
+        loop.call_soon_threadsafe(checkpoint_read.set)
+        assert sequenced.wait(timeout=30)
+        return latest
+
+    monkeypatch.setattr(audit_log, "_latest_note", latest_then_wait)
+    verifying = asyncio.create_task(asyncio.to_thread(verify_database, db.url, ring_verifier))
+    await asyncio.wait_for(checkpoint_read.wait(), timeout=30)
+    try:
+        step = await sequence_once(db, ring_signer, DB_ORIGIN)
+    finally:
+        sequenced.set()
+    report = await verifying
+    assert step.tree_size == 10
+    assert report.ok, report
+    assert report.checkpoint is not None and report.checkpoint.size == report.tree_size == 5

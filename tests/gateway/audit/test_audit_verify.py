@@ -443,6 +443,7 @@ def test_report_is_frozen_and_validated(log: list[Entry]) -> None:
         "root_mismatch",
         "checkpoint_invalid",
         "beyond_checkpoint",
+        "uncovered",
     ]
 
 

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
+from gateway.audit import entry_leaf_hash
 from gateway.audit import log as audit_log
 from gateway.audit.export import verify_export
 from gateway.console.render import csv_cell, literal
@@ -323,6 +324,26 @@ async def test_integrity_page_holds_the_log_to_the_checkpoint_witness(
         f"truncated at entry seq {cut}: checkpoint witness covers {size} entries, "
         f"log holds {cut}" in rolled_back.text
     )
+
+
+async def test_integrity_page_fails_sequenced_entries_that_no_stored_checkpoint_covers(
+    officer: httpx.AsyncClient, state: GatewayState, log: Log
+) -> None:
+    """Every checkpoint row deleted and an entry rewritten with its leaf hash, on a host without
+    the witness file: the page says FAILED, not that the log matches a checkpoint of size 0."""
+    assert state.audit is not None and state.audit.witness is not None
+    state.audit.witness.path.unlink()
+    async with state.db.write() as session:
+        await session.execute(text("DELETE FROM audit_checkpoints"))
+        await session.execute(text("UPDATE audit_entries SET outcome = 'refused' WHERE seq = 3"))
+        row = (await session.scalars(select(AuditEntry).where(AuditEntry.seq == 3))).one()
+        row.leaf_hash = entry_leaf_hash(audit_log.entry_fields(row)).hex()
+    page = await officer.get("/console/integrity")
+    assert 'class="card proof proof-failed"' in page.text
+    assert re.search(
+        r"uncovered at entry seq 0: \d+ entries from seq 0 sequenced but not", page.text
+    )
+    assert "signed checkpoint of size 0" not in page.text
 
 
 async def test_integrity_page_says_when_the_witness_is_missing_or_unreadable(
