@@ -7,7 +7,10 @@
 1. the JWE is decrypted with the agency's encryption key and the JWS inside verified against the
    gateway's published signing keys (``ES256`` only); the signed body must come from the gateway
    (``iss``), be addressed to this agency (``aud``) and name its kind (``kind``). Anything else is
-   400 (``bad_signature``, ``misaddressed``, ``kind_not_signed``) and nothing is stored;
+   400 (``bad_signature``, ``misaddressed``, ``kind_not_signed``) and nothing is stored. The
+   gateway's keys are fetched again only for a ``kid`` not held, at most once per
+   ``jwks_refetch_every`` (:mod:`adapters.gateway_keys`); a fetch that failed is 503
+   ``gateway_keys_unavailable`` with ``Retry-After``, so the relay delivers it again later;
 2. everything acted on comes from the signed body, never from a header: the kind is the signed
    ``kind`` (a ``MAPPA-Message-Kind`` header that says otherwise is 400 ``kind_mismatch``), the
    message id the signed ``jti``;
@@ -49,7 +52,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from adapters.compact import signing_kid
+from adapters.compact import MalformedSignature, signing_kid
+from adapters.gateway_keys import REFETCH_EVERY, GatewayJwks, KeysUnavailable
 from adapters.identity import AgencyIdentity
 from adapters.sdk import Adapter, Delivery, MappingRefused, Receipt
 from gateway.contract.envelope import JOSE_MEDIA_TYPE
@@ -60,8 +64,10 @@ __all__ = [
     "DeliveryRefused",
     "Receiver",
     "SeenDeliveries",
+    "decrypt_delivery",
     "open_delivery",
     "serve",
+    "verify_delivery",
 ]
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -84,9 +90,24 @@ def open_delivery(
     compact: str, identity: AgencyIdentity, gateway_keys: KeySet, issuer: str
 ) -> SignedPush:
     """Decrypt with the agency's key, verify the gateway's signature and the addressing."""
+    return verify_delivery(decrypt_delivery(compact, identity), identity, gateway_keys, issuer)
+
+
+def decrypt_delivery(compact: str, identity: AgencyIdentity) -> str:
+    """The compact JWS inside a delivery's JWE, not yet verified (anyone can encrypt to the
+    agency's public key)."""
     try:
         decrypted = jwe.decrypt_compact(compact, identity.encryption_key, registry=_ENC)
-        inner = (decrypted.plaintext or b"").decode("ascii")
+        return (decrypted.plaintext or b"").decode("ascii")
+    except (JoseError, ValueError, TypeError, RecursionError, IndexError) as exc:
+        raise DeliveryRefused("bad_signature") from exc
+
+
+def verify_delivery(
+    inner: str, identity: AgencyIdentity, gateway_keys: KeySet, issuer: str
+) -> SignedPush:
+    """Verify the gateway's signature of ``inner`` and its addressing to this agency."""
+    try:
         key = gateway_keys.get_by_kid(signing_kid(inner))
         verified = jws.deserialize_compact(inner, key, registry=_SIGN)
         signed = SignedPush.model_validate_json(verified.payload)
@@ -189,9 +210,19 @@ class Receiver:
     identity: AgencyIdentity
     adapter: Adapter
     issuer: str
-    #: The gateway's public signing keys; fetched from ``jwks_url`` when not given.
+    #: The gateway's public signing keys; fetched from ``jwks_url`` when not given, and again
+    #: when a delivery names a kid they do not hold (:mod:`adapters.gateway_keys`).
     gateway_keys: KeySet | None = None
     jwks_url: str | None = None
+    #: The least time between two fetches of ``jwks_url``: within it, a kid still unknown is
+    #: 400 ``bad_signature`` (after a fetch that worked) or 503 with Retry-After (one that
+    #: failed).
+    jwks_refetch_every: dt.timedelta = REFETCH_EVERY
+    #: The CA file (PEM) that ``jwks_url``'s TLS certificate is checked against; the system's
+    #: CAs if None.
+    jwks_ca_file: str | None = None
+    #: For tests: the transport ``jwks_url`` is fetched through.
+    jwks_transport: httpx.AsyncBaseTransport | None = field(default=None, repr=False)
     #: What this process applied, by message id (``jti``); ``seen`` is what dedupes.
     receipts: dict[str, Receipt] = field(default_factory=dict)
     #: Called after each applied delivery (the demo prints a line).
@@ -207,26 +238,37 @@ class Receiver:
     prune_every: dt.timedelta = dt.timedelta(hours=1)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _pruned_at: dt.datetime | None = field(default=None, init=False, repr=False)
+    _jwks: GatewayJwks | None = field(default=None, init=False, repr=False)
 
-    async def keys(self, refresh: bool = False) -> KeySet:
-        if self.gateway_keys is None or (refresh and self.jwks_url):
-            if not self.jwks_url:
+    async def _keys_naming(self, kid: str) -> KeySet:
+        """The gateway's keys, fetched again (:class:`GatewayJwks`: at most once per
+        ``jwks_refetch_every``) when those held do not name ``kid``."""
+        held = self.gateway_keys
+        if held is not None and any(key.kid == kid for key in held.keys):
+            return held
+        if not self.jwks_url:
+            if held is None:
                 raise DeliveryRefused("gateway_keys_unknown")
-            async with httpx.AsyncClient(timeout=5.0, follow_redirects=False) as http:
-                response = await http.get(self.jwks_url)
-                response.raise_for_status()
-            self.gateway_keys = KeySet.import_key_set(response.json())
+            return held  # a kid the gateway never published: bad_signature
+        if self._jwks is None:
+            self._jwks = GatewayJwks(
+                self.jwks_url,
+                refetch_every=self.jwks_refetch_every,
+                ca_file=self.jwks_ca_file,
+                transport=self.jwks_transport,
+            )
+        self.gateway_keys = await self._jwks.refresh(self.clock())
         return self.gateway_keys
 
     async def _open(self, raw: bytes) -> SignedPush:
         try:
             compact = raw.decode("ascii").strip()
-        except UnicodeDecodeError as exc:
+            inner = decrypt_delivery(compact, self.identity)
+            kid = signing_kid(inner)
+        except (UnicodeDecodeError, MalformedSignature) as exc:
             raise DeliveryRefused("bad_signature") from exc
-        try:
-            return open_delivery(compact, self.identity, await self.keys(), self.issuer)
-        except DeliveryRefused:  # perhaps a key the gateway published since: fetch them once
-            return open_delivery(compact, self.identity, await self.keys(refresh=True), self.issuer)
+        keys = await self._keys_naming(kid)
+        return verify_delivery(inner, self.identity, keys, self.issuer)
 
     async def handle(self, request: Request) -> JSONResponse:
         if request.headers.get("content-type", "").split(";")[0].strip() != JOSE_MEDIA_TYPE:
@@ -240,6 +282,12 @@ class Receiver:
             signed = await self._open(raw)
         except DeliveryRefused as exc:
             return _refused(exc.code)
+        except KeysUnavailable as exc:  # the relay waits that long, then delivers it again
+            return JSONResponse(
+                {"code": "gateway_keys_unavailable"},
+                status_code=503,
+                headers={"Retry-After": str(exc.retry_after)},
+            )
         # Every fact acted on is signed: the kind, the message id (jti) and when it was issued.
         if signed.kind is None:
             return _refused("kind_not_signed")

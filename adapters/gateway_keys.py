@@ -1,0 +1,144 @@
+"""The gateway's published signing keys, as a partner receiver fetches them: seldom and bounded.
+
+A delivery names the key it was signed with (the JWS ``kid``); the receiver
+(:mod:`adapters.receiver`) verifies it against the keys the gateway publishes at
+``/.well-known/jwks.json``. Anyone can send the receiver a JWE naming a ``kid`` of their choosing,
+so what such a request may make it do is bounded here:
+
+* the keys are fetched again only when a delivery names a ``kid`` not among those held, and at
+  most once per ``refetch_every`` (30 s by default), one fetch at a time (an ``asyncio`` lock:
+  requests that need the keys meanwhile wait for that fetch rather than starting their own);
+* within ``refetch_every`` of a fetch that worked, a ``kid`` still unknown is simply not the
+  gateway's (the receiver answers 400 ``bad_signature``); within ``refetch_every`` of one that
+  failed (the gateway unreachable, not 200, too large, not a JWKS), :class:`KeysUnavailable` is
+  raised again without fetching, saying when to try again (the receiver answers 503 with
+  ``Retry-After``, which the relay honours, so a delivery signed by a key the gateway has just
+  published is retried, not lost);
+* each fetch is bounded: ``max_bytes`` of body (64 KiB), ``timeout`` seconds as a whole, no
+  redirects, no proxy or certificate settings taken from the environment (``trust_env=False``),
+  and TLS 1.2 or later against the system's CAs or the ``ca_file`` given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import math
+import re
+import ssl
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+__all__ = ["MAX_JWKS_BYTES", "REFETCH_EVERY", "GatewayJwks", "KeysUnavailable"]
+
+#: The largest JWKS read (the gateway's is a few keys, well under 4 KiB).
+MAX_JWKS_BYTES = 65_536
+#: The least time between two fetches of the gateway's keys.
+REFETCH_EVERY = dt.timedelta(seconds=30)
+_DECLARED_LENGTH = re.compile(r"[0-9]+")
+
+
+class KeysUnavailable(Exception):
+    """The gateway's keys could not be fetched (now, or at a try less than ``refetch_every``
+    ago); ``retry_after`` is when a fetch may be tried again, in whole seconds (1 or more)."""
+
+    def __init__(self, reason: str, retry_after: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+@dataclass
+class GatewayJwks:
+    """Fetches the gateway's JWKS from ``url``, at most once per ``refetch_every``."""
+
+    url: str
+    refetch_every: dt.timedelta = REFETCH_EVERY
+    max_bytes: int = MAX_JWKS_BYTES
+    #: Seconds for the whole fetch (connecting, the answer, its body).
+    timeout: float = 5.0
+    #: The CA file (PEM) the gateway's TLS certificate is checked against; the system's if None.
+    ca_file: str | None = None
+    #: For tests: the transport the fetch goes through.
+    transport: httpx.AsyncBaseTransport | None = field(default=None, repr=False)
+    #: The keys of the last fetch that worked.
+    latest: KeySet | None = field(default=None, init=False, repr=False)
+    _tried_at: dt.datetime | None = field(default=None, init=False, repr=False)
+    _failure: str | None = field(default=None, init=False, repr=False)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
+    _verify: ssl.SSLContext | None = field(default=None, init=False, repr=False)
+
+    async def refresh(self, now: dt.datetime) -> KeySet:
+        """The keys as fetched now, or as fetched less than ``refetch_every`` ago (no fetch
+        then); :class:`KeysUnavailable` if that fetch failed."""
+        async with self._lock:
+            tried = self._tried_at
+            if tried is not None and tried <= now < tried + self.refetch_every:
+                if self._failure is not None or self.latest is None:
+                    wait = (tried + self.refetch_every - now).total_seconds()
+                    raise KeysUnavailable(self._failure or "no_keys", max(1, math.ceil(wait)))
+                return self.latest
+            self._tried_at = now
+            try:
+                async with asyncio.timeout(self.timeout):
+                    self.latest = await self._fetch()
+            except (KeysUnavailable, TimeoutError) as exc:
+                self._failure = exc.reason if isinstance(exc, KeysUnavailable) else "timeout"
+                seconds = max(1, math.ceil(self.refetch_every.total_seconds()))
+                raise KeysUnavailable(self._failure, seconds) from exc
+            self._failure = None
+            return self.latest
+
+    def _context(self) -> ssl.SSLContext:
+        if self._verify is None:
+            self._verify = ssl.create_default_context(cafile=self.ca_file)
+            self._verify.minimum_version = ssl.TLSVersion.TLSv1_2
+        return self._verify
+
+    async def _fetch(self) -> KeySet:
+        body = bytearray()
+        try:
+            async with (
+                httpx.AsyncClient(
+                    verify=self._context(),
+                    timeout=self.timeout,
+                    follow_redirects=False,
+                    trust_env=False,
+                    transport=self.transport,
+                ) as http,
+                http.stream("GET", self.url, headers={"Accept": "application/json"}) as answer,
+            ):
+                if answer.status_code != 200:
+                    raise KeysUnavailable(f"jwks_http_{answer.status_code}", 1)
+                declared = answer.headers.get("content-length", "")
+                if _DECLARED_LENGTH.fullmatch(declared) and (
+                    len(declared) > 18 or int(declared) > self.max_bytes
+                ):
+                    raise KeysUnavailable("jwks_too_large", 1)
+                async for chunk in answer.aiter_bytes():
+                    body.extend(chunk)
+                    if len(body) > self.max_bytes:
+                        raise KeysUnavailable("jwks_too_large", 1)
+        except httpx.HTTPError as exc:
+            raise KeysUnavailable(f"jwks_fetch_{type(exc).__name__}", 1) from exc
+        try:
+            document = json.loads(bytes(body).decode("utf-8"))
+            members: Any = document.get("keys") if isinstance(document, dict) else None
+            if not isinstance(members, list):
+                raise ValueError("not a JWKS")
+            return KeySet.import_key_set({"keys": members})
+        except (
+            UnicodeDecodeError,
+            ValueError,
+            TypeError,
+            KeyError,
+            AttributeError,
+            RecursionError,
+            JoseError,
+        ) as exc:
+            raise KeysUnavailable("jwks_invalid", 1) from exc
