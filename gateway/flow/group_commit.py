@@ -29,6 +29,7 @@ disclosure, for each of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
@@ -113,10 +114,8 @@ class GroupCommitter:
             if not future.done():
                 batch = self._pending[: self.max_batch]
                 del self._pending[: self.max_batch]
-                # Shielded: if the leader's request is cancelled, the batch (other requests'
-                # acts) still commits, or fails, as one.
-                await asyncio.shield(self._commit(batch))
-        return future.result()
+                await _finish(asyncio.ensure_future(self._commit(batch)))
+        return await future  # done by now: its batch has finished, under the lock
 
     async def audited(
         self,
@@ -176,7 +175,7 @@ class GroupCommitter:
             _fail(culprit, exc)
             await self._commit([item for item in batch if item is not culprit])
             return
-        except BaseException:  # the leader was cancelled: nothing was committed
+        except BaseException:  # this task was cancelled (the loop closing): nothing committed
             for item in batch:
                 _fail(item, errors.AuditUnavailable())
             raise
@@ -202,6 +201,20 @@ async def _spend(session: AsyncSession, batch: list[_Item[Any]]) -> dict[_Item[A
         for (item, _), outcome in zip(spending, outcomes, strict=True)
         if outcome != "spent"
     }
+
+
+async def _finish(commit: asyncio.Future[None]) -> None:
+    """Wait for a batch's commit. If the leader's request is cancelled meanwhile, the batch
+    (other requests' acts) still commits, or fails, as one, and the leader keeps the turn until
+    it has: a follower whose act is in it must find its result there, and no other batch may
+    run beside it. The cancellation is raised once the batch has finished."""
+    try:
+        await asyncio.shield(commit)
+    except asyncio.CancelledError:
+        while not commit.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait((commit,))
+        raise
 
 
 def _fail(item: _Item[Any], exc: BaseException) -> None:

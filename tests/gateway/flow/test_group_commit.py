@@ -242,3 +242,55 @@ async def _suspended(session: AsyncSession, agency_id: str) -> None:
     agency = _agency(agency_id)
     agency.status = AgencyStatus.SUSPENDED
     session.add(agency)
+
+
+async def test_a_cancelled_leader_holds_the_turn_until_its_batch_has_committed(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The leader's request is cancelled while its batch runs: the batch still commits, no other
+    batch starts meanwhile (one at a time), and the follower whose act was in it gets its result,
+    not an error for an act that committed."""
+    committer = GroupCommitter(db)
+    batches: list[int] = []
+    commit = GroupCommitter._commit
+
+    def counted(self: GroupCommitter, batch: list[Any]) -> Any:
+        batches.append(len(batch))  # when a batch is taken, before it runs
+        return commit(self, batch)
+
+    monkeypatch.setattr(GroupCommitter, "_commit", counted)
+    first_go, a_running, a_go = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def first(session: AsyncSession) -> str:
+        await first_go.wait()
+        await _add(session, "agency-first")
+        return "first"
+
+    async def slow_a(session: AsyncSession) -> str:
+        await _add(session, "agency-a")
+        a_running.set()
+        await a_go.wait()
+        return "a"
+
+    async def b(session: AsyncSession) -> str:
+        await _add(session, "agency-b")
+        return "b"
+
+    leader = asyncio.create_task(committer.run(first))
+    await asyncio.sleep(0)  # the first act takes the turn
+    follower_a = asyncio.create_task(committer.run(slow_a))
+    follower_b = asyncio.create_task(committer.run(b))
+    await asyncio.sleep(0)  # both queue behind it
+    first_go.set()
+    assert await leader == "first"
+    await a_running.wait()  # A leads the batch [A, B], which is running
+    follower_a.cancel()
+    for _ in range(20):  # let the cancellation, and anything it lets run, run
+        await asyncio.sleep(0)
+    assert batches == [1, 2]  # no batch taken while A's is still running
+    a_go.set()
+    assert await follower_b == "b"
+    with pytest.raises(asyncio.CancelledError):
+        await follower_a
+    assert batches == [1, 2]
+    assert await _count(db) == 3  # A's act committed with B's, although A's caller went away
