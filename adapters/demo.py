@@ -160,6 +160,7 @@ async def run_demo_adapters(
             issuer,
             jwks_url=issuer.rstrip("/") + "/.well-known/jwks.json",
             on_receipt=_print(agency_id),
+            list_received=True,  # the demo's GET /mappa/received; never in production
             # the signed message ids already applied, kept across restarts (replays refused)
             seen=SeenDeliveries(standins / f"{name}-seen-deliveries.sqlite3"),
         )

@@ -25,7 +25,9 @@
    id), then 200 ``accepted``.
 
 The receiver is a Starlette app, served on 127.0.0.1 by :func:`serve` (uvicorn) for the demo and
-the tests; ``GET /mappa/received`` lists what this process applied (ids and actions only).
+the tests. ``GET /mappa/received`` lists the last :data:`MAX_RECEIPTS` deliveries this process
+applied (ids and actions only): a demo and test aid, unauthenticated, so it is served only when
+the receiver is built with ``list_received=True`` (the demo does); leave it off in production.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from gateway.contract.envelope import JOSE_MEDIA_TYPE
 from gateway.flow.signed_push import PUSH_MAX_AGE, SignedPush
 
 __all__ = [
+    "MAX_RECEIPTS",
     "PUSH_MAX_AGE",
     "DeliveryRefused",
     "Receiver",
@@ -78,6 +81,8 @@ MAX_BODY = 1_048_576
 _DECLARED_LENGTH = re.compile(r"[0-9]+")
 #: The largest request header block ``serve`` reads (the gateway's own limit).
 MAX_HEADER_BYTES = 16_384
+#: How many receipts a receiver keeps in memory (and ``GET /mappa/received`` lists).
+MAX_RECEIPTS = 1000
 
 
 class DeliveryRefused(ValueError):
@@ -223,8 +228,12 @@ class Receiver:
     jwks_ca_file: str | None = None
     #: For tests: the transport ``jwks_url`` is fetched through.
     jwks_transport: httpx.AsyncBaseTransport | None = field(default=None, repr=False)
-    #: What this process applied, by message id (``jti``); ``seen`` is what dedupes.
+    #: What this process applied, by message id (``jti``), the last ``max_receipts`` only;
+    #: ``seen`` is what dedupes.
     receipts: dict[str, Receipt] = field(default_factory=dict)
+    max_receipts: int = MAX_RECEIPTS
+    #: Serve ``GET /mappa/received`` (unauthenticated: for the demo and tests, never production).
+    list_received: bool = False
     #: Called after each applied delivery (the demo prints a line).
     on_receipt: Callable[[Delivery, Receipt], None] | None = None
     #: The ids already applied: give it a file (``SeenDeliveries(path)``) in production.
@@ -309,10 +318,16 @@ class Receiver:
                 receipt = Receipt(message_id, "held_for_review", notes=(exc.code,))
             self.seen.remember(message_id, iat=signed.iat, action=receipt.action)
             self._prune(now)
-            self.receipts[message_id] = receipt
+            self._keep(receipt)
         if self.on_receipt is not None:
             self.on_receipt(delivery, receipt)
         return JSONResponse({"status": "accepted", "id": message_id, "action": receipt.action})
+
+    def _keep(self, receipt: Receipt) -> None:
+        """Keep ``receipt``, dropping the oldest kept past ``max_receipts``."""
+        self.receipts[receipt.message_id] = receipt
+        while len(self.receipts) > max(self.max_receipts, 0):
+            del self.receipts[next(iter(self.receipts))]
 
     def _prune(self, now: dt.datetime) -> None:
         """Drop the ids kept past their retention, if ``prune_every`` has passed since the last
@@ -329,12 +344,10 @@ class Receiver:
         )
 
     def app(self) -> Starlette:
-        return Starlette(
-            routes=[
-                Route("/mappa/deliveries", self.handle, methods=["POST"]),
-                Route("/mappa/received", self.received, methods=["GET"]),
-            ]
-        )
+        routes = [Route("/mappa/deliveries", self.handle, methods=["POST"])]
+        if self.list_received:
+            routes.append(Route("/mappa/received", self.received, methods=["GET"]))
+        return Starlette(routes=routes)
 
 
 def _server_class() -> Any:

@@ -156,3 +156,27 @@ async def test_serve_answers_a_chunked_flood_before_it_is_all_sent() -> None:
         await task
     assert answer.startswith(b"HTTP/1.1 413"), answer[:80]
     assert sent <= 16 * 1024 * 1024
+
+
+async def _list_received(receiver: Receiver) -> httpx.Response:
+    transport = httpx.ASGITransport(app=receiver.app())
+    async with httpx.AsyncClient(transport=transport, base_url="https://partner.test") as http:
+        return await http.get("/mappa/received")
+
+
+async def test_the_received_list_is_off_unless_asked_for_and_bounded() -> None:
+    """``GET /mappa/received`` (unauthenticated) is not served by default; served when asked
+    for (the demo), it lists the last ``max_receipts`` deliveries, and no more are kept."""
+    gateway = StandInGateway()
+    receiver = _receiver(gateway)
+    assert (await _list_received(receiver)).status_code == 404
+    receiver.list_received, receiver.max_receipts = True, 3
+    flag = {"flag_id": "f", "hazard_flag": {"child_or_family_ref": "FAM-1", "flag": "HZD"}}
+    ids = []
+    for _ in range(5):
+        jti, sealed = gateway.push(receiver.identity, "hazard_flag", flag, iat=NOW)
+        assert (await post_sealed(receiver, sealed)).status_code == 200
+        ids.append(jti)
+    assert list(receiver.receipts) == ids[2:]
+    listed = await _list_received(receiver)
+    assert [r["id"] for r in listed.json()] == ids[2:]
