@@ -9,6 +9,9 @@ An agency registers either a JWKS (stored as :class:`~gateway.store.models.Agenc
 ``jwks_uri`` (fetched on use, see :mod:`gateway.oauth.jwks`). :func:`rotate_agency_keys` adds the
 new keys and gives the current ones an end date ``overlap`` from now, after which they are
 refused. :func:`suspend_agency` takes effect on the agency's next request.
+
+Text the commands print back (a name, a certificate subject) is refused if it holds a control
+character, C0, DEL or C1: a terminal would obey it, and PostgreSQL cannot store NUL.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.contract.types import AGENCY_ID
+from gateway.contract.types import AGENCY_ID, control_character_in
 from gateway.domain import KNOWN_SCOPES, AgencyStatus, AgencyType, Role
 from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.oauth import mtls
@@ -149,6 +152,8 @@ async def add_agency(
         raise AgencyError("agency id must be 2-64 characters of a-z 0-9 . _ -")
     if not name.strip() or len(name) > 200:
         raise AgencyError("name must be 1-200 characters")
+    if control_character_in(name, c1=True):
+        raise AgencyError("name must be one line without control characters")
     if not _AREA.fullmatch(area):
         raise AgencyError("area must be 1-64 characters of letters, digits, space . _ -")
     try:
@@ -254,12 +259,16 @@ async def set_tls_client_auth(
         raise AgencyError("give both the subject DN and the CA, or neither (to close the method)")
     fingerprints: list[str] = []
     if subject_dn is not None and ca_pem is not None:
+        if control_character_in(subject_dn, c1=True):  # before parsing: never echoed
+            raise AgencyError("subject DN refused: it holds control characters")
         try:
             subject_dn = mtls.parse_subject_dn(subject_dn).rfc4514_string()
         except ValueError as exc:
             raise AgencyError(f"subject DN refused: {exc}") from exc
         if len(subject_dn) > 1000:
             raise AgencyError("subject DN longer than 1000 characters")
+        if control_character_in(subject_dn, c1=True):  # written as an escape: \1b
+            raise AgencyError("subject DN refused: it holds control characters")
         try:
             anchors = mtls.parse_ca_pem(ca_pem)
         except (ValueError, UnicodeEncodeError) as exc:

@@ -171,10 +171,16 @@ _CONTROL = re.compile(r"[\x00-\x1f]")
 #: The same, less the three that lay out text of several lines: tab, line feed, carriage return
 #: (a partner's system on Windows ends its lines with CR LF).
 _CONTROL_IN_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+#: C0, DEL and the C1 controls (U+0080 to U+009F): what a terminal obeys when it prints text
+#: (U+009B is a CSI, like ESC [), for what an operator's command prints.
+_CONTROL_OR_C1 = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def control_character_in(text: str, *, lines: bool = False) -> bool:
-    """Whether ``text`` holds a C0 control character (other than tab, LF and CR if ``lines``)."""
+def control_character_in(text: str, *, lines: bool = False, c1: bool = False) -> bool:
+    """Whether ``text`` holds a C0 control character (other than tab, LF and CR if ``lines``),
+    or with ``c1`` any C0, DEL or C1 control (one line of text)."""
+    if c1:
+        return _CONTROL_OR_C1.search(text) is not None
     return (_CONTROL_IN_LINES if lines else _CONTROL).search(text) is not None
 
 

@@ -1,5 +1,6 @@
 """Onboarding grants only the scopes the gateway checks: any other is refused, naming them; and it
-refuses, before writing anything, keys the gateway could never use."""
+refuses, before writing anything, keys the gateway could never use and text that would act on
+the operator's terminal."""
 
 from __future__ import annotations
 
@@ -227,3 +228,43 @@ async def test_every_enc_key_onboarding_stores_is_one_the_seal_stage_accepts(
     assert sorted(row.kid for row in stored) == ["e-ec", "e-rsa"]
     for row in stored:
         assert public_key_from_jwk(row.jwk, use="enc").kid == row.kid
+
+
+# -- text the commands print back -----------------------------------------------------------------
+#: Names an operator's terminal would act on when `agencies show` prints them.
+TERMINAL_ATTACKS = [
+    pytest.param("Police\x1b[2J\x1b[31mFAKE", id="ansi-escape"),  # clears the screen, recolours
+    pytest.param("Police\x00", id="nul"),  # PostgreSQL cannot store it: a 500, not a refusal
+    pytest.param("Police\nagency: fake-admin", id="newline"),  # a forged line of output
+    pytest.param("Police\x7f", id="del"),
+    pytest.param("Police\x9b2J", id="c1-csi"),  # U+009B: a one-character ESC [
+    pytest.param("Police\x85", id="c1-next-line"),
+]
+
+
+@pytest.mark.parametrize("name", TERMINAL_ATTACKS)
+async def test_add_agency_refuses_a_name_with_control_characters(db: Database, name: str) -> None:
+    """A name holding a C0, DEL or C1 control is refused, on both backends, writing nothing."""
+    with pytest.raises(agencies.AgencyError, match="control characters"):
+        await _add(db, name=name)
+    assert await _count(db, Agency) == 0
+
+
+@pytest.mark.parametrize(
+    "subject_dn",
+    [
+        pytest.param("CN=police\x1b[2J,O=Avon", id="raw"),
+        pytest.param("CN=police\\1b[2J,O=Avon", id="rfc4514-escape"),  # parses to an ESC
+    ],
+)
+async def test_tls_subject_with_control_characters_is_refused(
+    db: Database, subject_dn: str
+) -> None:
+    """`agencies set-tls` prints the subject back: one holding a control character, written or
+    escaped, is refused and the agency is left without tls_client_auth."""
+    await _add(db)
+    with pytest.raises(agencies.AgencyError, match="control characters"):
+        await agencies.set_tls_client_auth(
+            db, "police-avon", subject_dn=subject_dn, ca_pem="not read"
+        )
+    assert (await agencies.get_agency(db, "police-avon")).tls_subject_dn is None
