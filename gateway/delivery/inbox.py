@@ -2,7 +2,10 @@
 
 An agency that cannot receive pushes (or missed some) pulls ``GET /v1/inbox``: every message
 addressed to it that is not yet delivered (pending, in a relay's hands, or dead-lettered after
-failed pushes), each with the body sealed to it at enqueue. Paging is by an opaque cursor over
+failed pushes), each with the body sealed to it at enqueue. A message sealed to a key the agency
+has since retired (its overlap over) is not listed: it is dead-lettered as
+``recipient_key_retired`` (:func:`gateway.delivery.lease.retire_unopenable`), as the relay
+does before a push. Paging is by an opaque cursor over
 ``(created_at, id)``, the case API's (`gateway.cases.paging`). ``POST /v1/inbox/{id}/ack``
 marks one delivered; a message addressed to any other agency is exactly as unknown as one that
 does not exist.
@@ -18,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import errors
 from gateway.cases.paging import decode_cursor, encode_cursor
-from gateway.delivery.outbox import OutboxStatus
+from gateway.delivery.lease import openable_kids, retire_unopenable
+from gateway.delivery.outbox import KEY_RETIRED, OutboxStatus, sealed_to
 from gateway.store.models import OutboxMessage
 
 __all__ = ["InboxItem", "InboxPage", "acknowledge", "list_inbox"]
@@ -49,10 +53,24 @@ class InboxPage:
 
 
 async def list_inbox(
-    session: AsyncSession, agency_id: str, *, limit: int, cursor: str | None = None
+    session: AsyncSession,
+    agency_id: str,
+    *,
+    limit: int,
+    cursor: str | None = None,
+    now: dt.datetime | None = None,
 ) -> InboxPage:
+    """A page of the agency's open messages; those sealed to a key it no longer holds are
+    dead-lettered instead (in the caller's write transaction), so a page may hold fewer than
+    ``limit`` with a ``next_cursor`` all the same."""
     query = select(OutboxMessage).where(
-        OutboxMessage.recipient_agency_id == agency_id, OutboxMessage.status.in_(_OPEN)
+        OutboxMessage.recipient_agency_id == agency_id,
+        OutboxMessage.status.in_(_OPEN),
+        or_(
+            OutboxMessage.status != OutboxStatus.DEAD.value,
+            OutboxMessage.last_error_code.is_(None),
+            OutboxMessage.last_error_code != KEY_RETIRED,
+        ),
     )
     if cursor:
         after, after_id = decode_cursor(cursor)
@@ -67,10 +85,16 @@ async def list_inbox(
             query.order_by(OutboxMessage.created_at, OutboxMessage.id).limit(limit + 1)
         )
     ).all()
-    items = tuple(InboxItem(r.id, r.kind, r.created_at, r.body) for r in rows[:limit])
-    more = len(rows) > limit
+    page, more = rows[:limit], len(rows) > limit
+    at = now or dt.datetime.now(dt.UTC)
+    kids = await openable_kids(session, agency_id, at)
+    if kids:
+        kept = retire_unopenable(session, agency_id, page, kids, now=at)
+    else:  # no valid key at all: as for the relay, wait for one; list nothing sealed to a key
+        kept = [row for row in page if sealed_to(row.body) is None]
+    items = tuple(InboxItem(r.id, r.kind, r.created_at, r.body) for r in kept)
     return InboxPage(
-        items, encode_cursor(items[-1].created_at, items[-1].id) if more and items else None
+        items, encode_cursor(page[-1].created_at, page[-1].id) if more and page else None
     )
 
 

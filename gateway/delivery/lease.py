@@ -9,7 +9,8 @@ is the only writer. Per recipient and nominal only the oldest undelivered messag
 written, retries included; others go concurrently. Claiming spends an attempt, so a message
 that kills its relay cannot loop for ever. Only partners that are active, have a push endpoint
 and hold a current encryption key are served; the others' rows wait (or are pulled from
-``/v1/inbox``).
+``/v1/inbox``). A row sealed to a key its recipient has since retired is dead-lettered
+(``recipient_key_retired``, :func:`retire_unopenable`), never pushed.
 
 :func:`settle` ends a lease, but only a lease this relay still holds: if the lease expired and
 another relay took the row, or the agency acknowledged it through the inbox, nothing changes.
@@ -18,7 +19,7 @@ another relay took the row, or the agency acknowledged it through the inbox, not
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import and_, exists, or_, select, update
@@ -26,13 +27,27 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
-from gateway.delivery.outbox import OutboxStatus
+from gateway.delivery.outbox import KEY_RETIRED, OutboxStatus, sealed_to
 from gateway.delivery.push import Endpoint
 from gateway.domain import AgencyStatus
+from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.flow.seal import agency_public_jwks
+from gateway.logs import get_logger
 from gateway.store.models import Agency, OutboxMessage
 
-__all__ = ["Claim", "Claimed", "anything_due", "claim", "due", "in_turn", "settle"]
+__all__ = [
+    "Claim",
+    "Claimed",
+    "anything_due",
+    "claim",
+    "due",
+    "in_turn",
+    "openable_kids",
+    "retire_unopenable",
+    "settle",
+]
+
+log = get_logger("gateway.delivery")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +64,8 @@ class Claim:
     rows: tuple[Claimed, ...]
     #: Partners with due rows but no current encryption key: their rows wait.
     keyless: frozenset[str]
+    #: Rows sealed to a key their recipient has retired: dead-lettered, not claimed.
+    retired: tuple[str, ...] = ()
 
 
 def due(now: dt.datetime) -> ColumnElement[bool]:
@@ -98,6 +115,65 @@ def in_turn() -> ColumnElement[bool]:
     )
 
 
+async def openable_kids(session: AsyncSession, agency_id: str, now: dt.datetime) -> set[str]:
+    """The ids of the agency's encryption keys valid at ``now`` (current, or retiring within
+    their overlap): a message sealed to any other key is one the agency can no longer open."""
+    keys = await agency_public_jwks(session, agency_id, "enc", now)
+    return {str(key["kid"]) for key in keys if key.get("kid")}
+
+
+def retire_unopenable(
+    session: AsyncSession,
+    agency_id: str,
+    rows: Sequence[OutboxMessage],
+    kids: Collection[str],
+    *,
+    now: dt.datetime,
+) -> list[OutboxMessage]:
+    """Dead-letter the rows sealed to a key no longer in ``kids`` (``recipient_key_retired``),
+    audited and logged by ids alone; returns the others. A key retired with no overlap (say,
+    compromised) must not be sent to: a message sealed to it stays unsent, for an operator to
+    see (``outbox retry`` sends it should the same key be registered again). A row whose
+    header names no key is taken as openable."""
+    kept: list[OutboxMessage] = []
+    retired: list[OutboxMessage] = []
+    for row in rows:
+        kid = sealed_to(row.body)
+        (kept if kid is None or kid in kids else retired).append(row)
+    if not retired:
+        return kept
+    for row in retired:
+        row.status = OutboxStatus.DEAD.value
+        row.last_error_code = KEY_RETIRED
+        row.lease_owner = None
+        row.lease_expires_at = None
+        log.error(
+            "outbox_dead_letter",
+            alert=True,
+            message_id=row.id,
+            agency_id=agency_id,
+            kind=row.kind,
+            code=KEY_RETIRED,
+        )
+    record(
+        session,
+        AuditEvent(
+            occurred_at=now,
+            operation=Operation.DISCLOSURE,
+            outcome=Outcome.FAILED,
+            agency_id=agency_id,
+            recipients=(agency_id,),
+            record_refs=tuple(row.id for row in retired),
+            reason_code=KEY_RETIRED,
+            detail={
+                "resource": "outbox",
+                "sealed_to": sorted({str(sealed_to(row.body)) for row in retired}),
+            },
+        ),
+    )
+    return kept
+
+
 async def anything_due(session: AsyncSession, now: dt.datetime) -> bool:
     """Whether any row is due at all (a cheap read before taking the write lock)."""
     found = await session.scalar(select(OutboxMessage.id).where(due(now)).limit(1))
@@ -127,14 +203,16 @@ async def claim(
     ).all()
     claimed: list[Claimed] = []
     keyless: set[str] = set()
+    retired: list[str] = []
     for agency_id, url, ca_pem in partners:
         free = slots(agency_id)
         if free <= 0:
             continue
-        if not await agency_public_jwks(session, agency_id, "enc", now):
+        kids = await openable_kids(session, agency_id, now)
+        if not kids:
             keyless.add(agency_id)
             continue
-        rows = (
+        found = (
             await session.scalars(
                 select(OutboxMessage)
                 .where(OutboxMessage.recipient_agency_id == agency_id, due(now), in_turn())
@@ -143,6 +221,8 @@ async def claim(
                 .with_for_update(skip_locked=True)
             )
         ).all()
+        rows = retire_unopenable(session, agency_id, found, kids, now=now)
+        retired.extend(row.id for row in found if row not in rows)
         endpoint = Endpoint(agency_id, str(url), ca_pem)
         for row in rows:
             row.status = OutboxStatus.LEASED.value
@@ -150,7 +230,7 @@ async def claim(
             row.lease_expires_at = now + lease
             row.attempts += 1
             claimed.append(Claimed(row.id, row.kind, row.body, row.attempts, endpoint))
-    return Claim(tuple(claimed), frozenset(keyless))
+    return Claim(tuple(claimed), frozenset(keyless), tuple(retired))
 
 
 async def settle(

@@ -18,8 +18,11 @@ id is the ``Idempotency-Key`` of every push, so a partner dedupes a redelivery.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import enum
+import json
 import re
 import uuid
 
@@ -28,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.flow.signed_push import KIND_PATTERN
 from gateway.store.models import OutboxMessage, utcnow
 
-__all__ = ["KINDS", "OutboxStatus", "enqueue", "message_id_of"]
+__all__ = ["KEY_RETIRED", "KINDS", "OutboxStatus", "enqueue", "message_id_of", "sealed_to"]
 
 
 class OutboxStatus(enum.StrEnum):
@@ -54,6 +57,10 @@ KINDS = frozenset(
     }
 )
 
+#: The code of a message dead-lettered because its recipient no longer holds the key it was
+#: sealed to (retired, its overlap over): it is neither pushed nor listed in the inbox.
+KEY_RETIRED = "recipient_key_retired"
+
 _KIND = re.compile(KIND_PATTERN)
 # A compact JWE: five base64url parts (the header and ciphertext are never empty).
 _COMPACT_JWE = re.compile(
@@ -64,6 +71,18 @@ _COMPACT_JWE = re.compile(
 def message_id_of(given: str | None = None) -> str:
     """A message's outbox id: ``given`` (a UUID, in its canonical form), or a new UUID."""
     return str(uuid.UUID(given)) if given is not None else str(uuid.uuid4())
+
+
+def sealed_to(body: str) -> str | None:
+    """The ``kid`` of the recipient key a stored message was sealed to, from its JWE protected
+    header (the gateway always writes one); None when the header names none or is unreadable."""
+    head = body.split(".", 1)[0]
+    try:
+        header = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
+    except (ValueError, binascii.Error):  # JSON, UTF-8 and base64 errors alike
+        return None
+    kid = header.get("kid") if isinstance(header, dict) else None
+    return kid if isinstance(kid, str) and kid else None
 
 
 async def enqueue(
