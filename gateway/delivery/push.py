@@ -190,9 +190,15 @@ class Pusher:
         known = self._clients.get(endpoint.agency_id)
         if known is not None and known[0] == endpoint.fingerprint:
             return known[1]
-        if known is not None:  # the endpoint or its CA changed: start afresh
-            del self._clients[endpoint.agency_id]
+        client = self._new_client(endpoint)
+        # replaced before any await: a delivery starting meanwhile takes this client, never
+        # builds a second one (which one of them would then have leaked)
+        self._clients[endpoint.agency_id] = (endpoint.fingerprint, client)
+        if known is not None:  # the endpoint or its CA changed: the old client goes
             await known[1].aclose()
+        return client
+
+    def _new_client(self, endpoint: Endpoint) -> httpx.AsyncClient:
         # the parsed scheme, as _check judged it: "HTTPS://" is https too, never unverified
         verify: ssl.SSLContext | bool = (
             self._ssl_context(endpoint) if urlsplit(endpoint.url).scheme == "https" else False
@@ -216,7 +222,6 @@ class Pusher:
             ),
             headers={"User-Agent": config.user_agent},
         )
-        self._clients[endpoint.agency_id] = (endpoint.fingerprint, client)
         return client
 
     async def push(

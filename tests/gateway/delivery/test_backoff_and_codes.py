@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from pathlib import Path
 
@@ -109,3 +110,30 @@ def test_the_relay_s_defaults_are_the_settings_defaults(tmp_path: Path) -> None:
         kek_file=tmp_path / "kek",
     )
     assert relay_config(settings) == RelayConfig()
+
+
+async def test_an_endpoint_change_during_deliveries_builds_one_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two deliveries that see the partner's new endpoint at once share one new client (the
+    first closed the old one, the second built a client meanwhile, the first built another
+    over it: one leaked)."""
+    from gateway.delivery.push import Endpoint, PushConfig, Pusher
+
+    close = httpx.AsyncClient.aclose
+
+    async def slow_close(self: httpx.AsyncClient) -> None:
+        await asyncio.sleep(0.01)  # closing a client with open connections takes a while
+        await close(self)
+
+    monkeypatch.setattr(httpx.AsyncClient, "aclose", slow_close)
+
+    pusher = Pusher(PushConfig(unsafe_plain_http=True))
+    old = Endpoint("cs-a", "http://127.0.0.1:9/old", None)
+    new = Endpoint("cs-a", "http://127.0.0.1:9/new", None)
+    first = await pusher._client(old)
+    one, two = await asyncio.gather(pusher._client(new), pusher._client(new))
+    assert one is two and one is not first
+    assert first.is_closed and not one.is_closed
+    assert pusher._clients == {"cs-a": (new.fingerprint, one)}
+    await pusher.aclose()
