@@ -64,13 +64,22 @@ _NOMINAL = Direct(select(_NOMINALS).where(_NOMINALS.c.id == bindparam("id")))
 _NOMINAL_ATTRIBUTES = tuple(
     Nominal.__mapper__.get_property_by_column(column).key for column in _NOMINALS.columns
 )
+_NEW_NOMINAL = Nominal.__mapper__.class_manager.new_instance
 
 
 async def load_nominal(session: AsyncSession, nominal_id: str) -> Nominal | None:
     """The nominal with ``nominal_id``, or None: a read-only copy, not in the session (a write
-    loads the row it changes afresh, with ``FOR UPDATE``, in its own transaction)."""
+    loads the row it changes afresh, with ``FOR UPDATE``, in its own transaction).
+
+    Built as the ORM builds a loaded row (its values set in the instance's dict, no attribute
+    events or validators run on values the database holds): ``Nominal(**row)`` sets each
+    attribute through its instrumentation, about 0.03 ms a call."""
     row = await _NOMINAL.first(session, {"id": nominal_id})
-    return None if row is None else Nominal(**dict(zip(_NOMINAL_ATTRIBUTES, row, strict=True)))
+    if row is None:
+        return None
+    nominal: Nominal = _NEW_NOMINAL()
+    nominal.__dict__.update(zip(_NOMINAL_ATTRIBUTES, row, strict=True))
+    return nominal
 
 
 async def visible_nominal(

@@ -21,7 +21,7 @@ import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import ValidationError
 from sqlalchemy import bindparam, select
@@ -33,7 +33,7 @@ from gateway.contract.envelope import BODY_TYP, JOSE_MEDIA_TYPE, SignedBody
 from gateway.flow.signed_push import SignedPush
 from gateway.http.body import media_type, parse_json
 from gateway.store.direct import Direct
-from gateway.store.models import Agency, AgencyKey
+from gateway.store.models import AgencyKey
 from keys import (
     JoseRejected,
     KeyRepository,
@@ -44,7 +44,15 @@ from keys import (
     unseal_from,
 )
 
-__all__ = ["OpenedBody", "Sealer", "agency_public_jwks", "agency_public_jwks_by_use"]
+__all__ = ["Addressee", "OpenedBody", "Sealer", "agency_public_jwks", "agency_public_jwks_by_use"]
+
+
+class Addressee(Protocol):
+    """Whom a body is sealed to: only its id is read (an
+    :class:`~gateway.store.models.Agency` row will do)."""
+
+    @property
+    def id(self) -> str: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +172,7 @@ class Sealer:
         self,
         body: Mapping[str, Any],
         *,
-        recipient: Agency,
+        recipient: Addressee,
         recipient_keys: Sequence[Mapping[str, Any]],
         now: dt.datetime,
         kind: str | None = None,
