@@ -18,10 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Table, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway import errors
+from gateway.audit.canonical import canonical_entry
+from gateway.audit.errors import MalformedEntryError
 from gateway.store.direct import Direct
 from gateway.store.models import AuditEntry
 
-__all__ = ["AuditEvent", "Operation", "Outcome", "Withheld", "entry_row", "record", "record_many"]
+__all__ = ["AuditEvent", "Operation", "Outcome", "Withheld", "entry_row", "record", "record_rows"]
 
 
 class Operation(enum.StrEnum):
@@ -101,8 +104,13 @@ class AuditEvent(BaseModel):
 
 
 def entry_row(event: AuditEvent) -> dict[str, Any]:
-    """The ``audit_entries`` row of ``event`` (``seq`` and ``leaf_hash`` left to the sequencer)."""
-    return {
+    """The ``audit_entries`` row of ``event`` (``seq`` and ``leaf_hash`` left to the sequencer).
+
+    The row must have a canonical form (`gateway.audit.canonical`), as the sequencer will need
+    one: an entry without (an integer beyond 2**53, a NaN, a ``detail`` nested too deeply, a
+    lone surrogate) would stop the sequencer for good. It raises `errors.AuditUnavailable`
+    instead, in the act's transaction: the act fails, nothing of it is released or stored."""
+    row = {
         "entry_id": event.entry_id,
         "occurred_at": event.occurred_at,
         "operation": event.operation.value,
@@ -122,6 +130,13 @@ def entry_row(event: AuditEvent) -> dict[str, Any]:
         "reason_code": event.reason_code,
         "detail": dict(event.detail),
     }
+    try:
+        canonical_entry({**row, "seq": 0})
+    except MalformedEntryError as exc:
+        raise errors.AuditUnavailable(
+            diagnostics={"reason": exc.code, "entry_id": event.entry_id}
+        ) from exc
+    return row
 
 
 def record(session: AsyncSession, event: AuditEvent) -> AuditEntry:
@@ -135,7 +150,8 @@ def record(session: AsyncSession, event: AuditEvent) -> AuditEntry:
 _INSERT_ENTRIES = Direct(insert(cast(Table, AuditEntry.__table__)))
 
 
-async def record_many(session: AsyncSession, events: Sequence[AuditEvent]) -> None:
-    """Insert ``events`` into the open transaction in one executemany (the group committer's
-    batch: no ORM flush per entry)."""
-    await _INSERT_ENTRIES.many(session, [entry_row(event) for event in events])
+async def record_rows(session: AsyncSession, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert rows made by `entry_row` into the open transaction in one executemany (the group
+    committer's batch: no ORM flush per entry; each act made its own row, so that an entry
+    without a canonical form fails its act alone)."""
+    await _INSERT_ENTRIES.many(session, rows)

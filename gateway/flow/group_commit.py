@@ -39,7 +39,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import errors
 from gateway.audit.commit import Audited
-from gateway.flow.audit import AuditEvent, record_many
+from gateway.flow.audit import entry_row, record_rows
 from gateway.store import Database
 
 __all__ = ["MAX_BATCH", "GroupCommitter", "Spend", "Unspent"]
@@ -77,10 +77,11 @@ class _Item(Generic[T]):
 
 @dataclass(frozen=True, slots=True)
 class _Entered(Generic[T]):
-    """What an audited act hands the batch: its result, and its entry to insert with the rest."""
+    """What an audited act hands the batch: its result, and its entry's row to insert with the
+    rest (made in the act, so that an entry that cannot be recorded fails the act alone)."""
 
     result: T
-    event: AuditEvent
+    row: dict[str, Any]
 
 
 @dataclass(slots=True)
@@ -128,7 +129,7 @@ class GroupCommitter:
 
         async def entered(session: AsyncSession) -> _Entered[T]:
             audited = await act(session)
-            return _Entered(audited.result, audited.event)
+            return _Entered(audited.result, entry_row(audited.event))
 
         result = await self.run(entered, isolated=isolated, spend=spend)
         return result.result
@@ -160,8 +161,8 @@ class GroupCommitter:
                     else:
                         results.append((item, value, None))
                 # The entries of the acts that stand (a failed isolated act's is not among them).
-                entries = [v.event for _, v, e in results if e is None and isinstance(v, _Entered)]
-                await record_many(session, entries)
+                entries = [v.row for _, v, e in results if e is None and isinstance(v, _Entered)]
+                await record_rows(session, entries)
         except errors.StoreUnavailable as exc:
             unavailable = errors.AuditUnavailable(diagnostics=exc.diagnostics)
             for item in batch:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -16,13 +17,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.app import create_app
 from gateway.audit.commit import Audited, commit_audited, record_alone
+from gateway.audit.sequencer import sequence_once
+from gateway.audit.signer import RingNoteSigner
 from gateway.domain import AgencyType, Role
 from gateway.errors import AuditUnavailable
+from gateway.flow.group_commit import GroupCommitter
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from gateway.store import Database
 from gateway.store.models import Agency, AuditEntry
-from tests.gateway.audit.conftest import audit_event
+from tests.gateway.audit.conftest import DB_ORIGIN, audit_event
 
 SECRET = "RELEASED-CASE-DATA-7731"
 
@@ -183,3 +187,63 @@ async def test_record_alone_raises_audit_unavailable_on_a_read_only_store(
             await record_alone(db, audit_event(0))
     finally:
         await db.dispose()
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for _ in range(depth):
+        value = {"d": value}
+    return value
+
+
+#: Entries with no canonical form, which the sequencer could never integrate.
+UNCANONICAL: dict[str, dict[str, Any]] = {
+    "int_beyond_2_53": {"detail": {"n": 2**53}},
+    "nan": {"detail": {"x": float("nan")}},
+    "too_deep": {"detail": _nested(10)},
+    "lone_surrogate_in_detail": {"detail": {"code": "\ud800"}},
+    "lone_surrogate_in_text": {"officer_id": "officer-\udfff"},
+}
+
+
+@pytest.mark.parametrize("bad", list(UNCANONICAL))
+async def test_an_entry_without_a_canonical_form_fails_its_act_and_never_reaches_the_log(
+    db: Database, ring_signer: RingNoteSigner, bad: str
+) -> None:
+    """Alone, with an act, or in a group-commit batch beside a sound act: the bad entry's act
+    fails as an audit failure (nothing of it stored), the others commit, and the sequencer
+    goes on integrating the log."""
+    event = audit_event(1, **UNCANONICAL[bad])
+    with pytest.raises(AuditUnavailable) as caught:
+        await record_alone(db, event)
+    assert caught.value.diagnostics["reason"] == "audit_entry_malformed"
+
+    async def act(session: AsyncSession) -> Audited[str]:
+        session.add(
+            Agency(
+                id="released",
+                name="x",
+                agency_type=AgencyType.HOUSING,
+                area="a",
+                role=Role.DUTY_TO_COOPERATE,
+                scopes=[],
+            )
+        )
+        return Audited("released", event)
+
+    with pytest.raises(AuditUnavailable):
+        await commit_audited(db, act)
+
+    async def sound(_session: AsyncSession) -> Audited[str]:
+        return Audited("sound", audit_event(2))
+
+    committer = GroupCommitter(db)
+    outcomes = await asyncio.gather(
+        committer.audited(act), committer.audited(sound), return_exceptions=True
+    )
+    assert isinstance(outcomes[0], AuditUnavailable) and outcomes[1] == "sound"
+    async with db.read() as session:
+        assert await session.scalar(select(func.count()).select_from(Agency)) == 0
+        assert await session.scalar(select(func.count()).select_from(AuditEntry)) == 1
+    step = await sequence_once(db, ring_signer, DB_ORIGIN)
+    assert step.tree_size == 1

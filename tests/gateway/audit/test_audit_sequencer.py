@@ -28,7 +28,7 @@ from gateway.audit.signer import RingNoteSigner
 from gateway.audit.subtrees import SubtreeCache
 from gateway.audit.witness import CheckpointWitness
 from gateway.errors import AuditLogInconsistent
-from gateway.flow.audit import record
+from gateway.flow.audit import entry_row, record
 from gateway.store import Database
 from gateway.store.models import AuditCheckpoint, AuditEntry
 from tests.gateway.audit.conftest import (
@@ -178,10 +178,13 @@ async def test_sequencer_refuses_a_log_sequenced_beyond_its_checkpoint(
 async def test_entry_without_canonical_form_stops_the_sequencer_with_nothing_sequenced(
     db: Database, ring_signer: RingNoteSigner
 ) -> None:
-    """An entry whose detail JSON cannot be canonicalised is reported, and the batch rolls back."""
+    """An entry whose detail JSON cannot be canonicalised is reported, and the batch rolls back.
+    The gateway's append path refuses such an entry (`entry_row`): this one is written into the
+    table directly, as by someone with the database."""
     await append_entries(db, 2)
     async with db.write() as session:
-        record(session, audit_event(2, detail={"n": 2**60}))  # beyond I-JSON's exact integers
+        row = {**entry_row(audit_event(2)), "detail": {"n": 2**60}}  # beyond exact I-JSON
+        session.add(AuditEntry(**row))
     with pytest.raises(AuditLogInconsistent) as caught:
         await sequence_once(db, ring_signer, DB_ORIGIN)
     assert caught.value.diagnostics["reason"] == "audit_entry_malformed"
