@@ -141,13 +141,24 @@ def _refuse_constant(name: str) -> Any:
     raise ExportError(f"non-JSON number {name}")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object of a pack line: a key given twice is refused, never read as its last value
+    (which another reader might not take, so the pack would say two things)."""
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        raise ExportError("an object repeats a key")
+    return value
+
+
 def _line(text: str, number: int) -> Any:
     if len(text) > _MAX_LINE:
         raise ExportError(f"line {number} is too long")
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        return json.loads(text, parse_constant=_refuse_constant, object_pairs_hook=_unique_keys)
     except json.JSONDecodeError as exc:
         raise ExportError(f"line {number} is not JSON") from exc
+    except ExportError as exc:
+        raise ExportError(f"line {number}: {exc}") from exc
 
 
 @contextlib.contextmanager

@@ -344,6 +344,25 @@ def test_export_pack_whose_header_tree_size_is_not_a_json_integer_is_refused(
     assert "cannot read the export pack: the pack's header is malformed" in output
 
 
+@pytest.mark.parametrize("line", [0, 5], ids=["header", "entry"])
+def test_export_pack_with_a_key_repeated_in_a_line_is_refused(
+    cli: Run, saved: Path, tmp_path: Path, line: int
+) -> None:
+    """A line whose object gives a key twice says two things (this reader took the last, another
+    may take the first): the pack cannot be read (exit 2), even when both values agree."""
+    pack = tmp_path / "audit.jsonl"
+    assert cli("audit", "export", "--out", str(pack))[0] == 0
+    lines = pack.read_text().splitlines()
+    key = "origin" if line == 0 else "outcome"
+    lines[line] = (
+        f"{lines[line][:-1]},{json.dumps(key)}:{json.dumps(json.loads(lines[line])[key])}}}"
+    )
+    pack.write_text("\n".join(lines) + "\n")
+    status, output = cli("audit", "verify", "--export", str(pack), "--checkpoint", str(saved))
+    assert status == 2, output
+    assert f"cannot read the export pack: line {line + 1}: an object repeats a key" in output
+
+
 def test_export_pack_with_a_foreign_verifier_key_does_not_verify(
     cli: Run, saved: Path, tmp_path: Path, new_signer: Callable[[str], object]
 ) -> None:
