@@ -30,6 +30,7 @@ from gateway.domain import KNOWN_SCOPES, AgencyStatus, AgencyType, Role
 from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.oauth import mtls
 from gateway.oauth.jwks import KeyRefused, parse_jwks
+from gateway.partner_urls import PartnerUrlRefused, check_partner_url
 from gateway.store import Database
 from gateway.store.models import Agency, AgencyKey
 
@@ -144,9 +145,13 @@ async def add_agency(
     scopes: Sequence[str],
     jwks: Mapping[str, Any] | None = None,
     jwks_uri: str | None = None,
+    development: bool = False,
     now: dt.datetime | None = None,
 ) -> AgencyView:
-    """Register an agency system with either a public JWKS or a ``jwks_uri`` (exactly one)."""
+    """Register an agency system with either a public JWKS or a ``jwks_uri`` (exactly one).
+
+    The ``jwks_uri`` passes :func:`gateway.partner_urls.check_partner_url`; ``development``
+    (the profile) lets it be on the loopback."""
     at = _now(now)
     if not _ID.fullmatch(agency_id):
         raise AgencyError("agency id must be 2-64 characters of a-z 0-9 . _ -")
@@ -162,8 +167,11 @@ async def add_agency(
         raise AgencyError(str(exc)) from exc
     if (jwks is None) == (jwks_uri is None):
         raise AgencyError("give exactly one of a JWKS or a jwks_uri")
-    if jwks_uri is not None and not jwks_uri.startswith("https://"):
-        raise AgencyError("jwks_uri must be an https URL")
+    if jwks_uri is not None:
+        try:
+            check_partner_url(jwks_uri, development=development)
+        except PartnerUrlRefused as exc:
+            raise AgencyError(f"jwks_uri refused: {exc}") from exc
     try:
         parsed = parse_jwks(jwks) if jwks is not None else []
     except KeyRefused as exc:

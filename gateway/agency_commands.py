@@ -149,6 +149,7 @@ def _add(args: argparse.Namespace) -> int:
                 scopes=args.scopes,
                 jwks=jwks,
                 jwks_uri=args.jwks_uri,
+                development=get_settings().profile == "development",
             )
         )
         _print(view)

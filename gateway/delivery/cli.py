@@ -214,7 +214,13 @@ def _partner_endpoint(args: argparse.Namespace) -> int:
     async def run() -> None:
         db = _db()
         try:
-            await set_endpoint(db, args.agency_id, url=None if args.remove else args.url, ca_pem=ca)
+            await set_endpoint(
+                db,
+                args.agency_id,
+                url=None if args.remove else args.url,
+                ca_pem=ca,
+                development=get_settings().profile == "development",
+            )
         finally:
             await db.dispose()
 

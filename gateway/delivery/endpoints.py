@@ -2,8 +2,10 @@
 
 An agency without an endpoint pulls ``/v1/inbox``. With one, the relay pushes to it over TLS
 trusting only ``ca_pem`` (a PEM bundle of the partner's CA certificates, checked to parse here by
-the TLS library itself). ``http://`` is accepted for a loopback address only, and is pushed to
-only when the development-only ``unsafe_relay_plain_http_loopback`` setting is on.
+the TLS library itself). The URL passes :func:`gateway.partner_urls.check_partner_url`: no
+credentials, no link-local or metadata address, the loopback in the development profile only.
+``http://`` is accepted for the loopback only, and is pushed to only when the development-only
+``unsafe_relay_plain_http_loopback`` setting is on.
 """
 
 from __future__ import annotations
@@ -13,24 +15,26 @@ import ssl
 from urllib.parse import urlsplit, urlunsplit
 
 from gateway.flow.audit import AuditEvent, Operation, Outcome, record
+from gateway.partner_urls import PartnerUrlRefused, check_partner_url
 from gateway.store import Database
 from gateway.store.models import Agency
 
 __all__ = ["EndpointError", "check_endpoint", "set_endpoint"]
-
-_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 
 
 class EndpointError(ValueError):
     """The endpoint or its CA is unusable; nothing was written."""
 
 
-def check_endpoint(url: str | None, ca_pem: str | None) -> None:
+def check_endpoint(url: str | None, ca_pem: str | None, *, development: bool = False) -> None:
+    """Refuse an endpoint :func:`~gateway.partner_urls.check_partner_url` refuses (the loopback
+    only when ``development``, http only there), or an https one without a CA that parses."""
     if url is None:
         return
-    parts = urlsplit(url)
-    if not parts.hostname or parts.username or parts.password or parts.fragment:
-        raise EndpointError("endpoint must be an absolute URL without credentials or fragment")
+    try:
+        parts = check_partner_url(url, development=development, http_loopback=True)
+    except PartnerUrlRefused as exc:
+        raise EndpointError(f"endpoint refused: {exc}") from exc
     if parts.scheme == "https":
         if not ca_pem:
             raise EndpointError("an https endpoint needs the partner's CA certificate (PEM)")
@@ -38,8 +42,6 @@ def check_endpoint(url: str | None, ca_pem: str | None) -> None:
             ssl.create_default_context(cadata=ca_pem)
         except (ssl.SSLError, ValueError) as exc:
             raise EndpointError("the CA certificate does not parse") from exc
-    elif parts.scheme != "http" or parts.hostname not in _LOOPBACK:
-        raise EndpointError("endpoint must be https (http only on the loopback, development)")
 
 
 async def set_endpoint(
@@ -48,10 +50,12 @@ async def set_endpoint(
     *,
     url: str | None,
     ca_pem: str | None = None,
+    development: bool = False,
     now: dt.datetime | None = None,
 ) -> None:
-    """Set (or with ``url=None`` remove) an agency's push endpoint, audited."""
-    check_endpoint(url, ca_pem)
+    """Set (or with ``url=None`` remove) an agency's push endpoint, audited. ``development``
+    (the profile) allows a loopback endpoint."""
+    check_endpoint(url, ca_pem, development=development)
     if url is not None:  # stored as parsed: the scheme in lower case, as the pusher reads it
         url = urlunsplit(urlsplit(url))
     at = now or dt.datetime.now(dt.UTC)

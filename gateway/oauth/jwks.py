@@ -9,8 +9,9 @@ when the first record for the agency is sealed. A refusal names the key (its kid
 place in the JWKS).
 
 :class:`JwksFetcher` fetches a JWKS only from the URL registered for the agency (never from a
-token header), with httpx, an explicit SSL context, no redirects, a timeout and a size cap read
-as a stream, and caches it. An unknown ``kid`` may force one refetch, at most every
+token header), and only if it passes :func:`gateway.partner_urls.check_partner_url`, with
+httpx, an explicit SSL context, no redirects, a timeout and a size cap read as a stream, and
+caches it. An unknown ``kid`` may force one refetch, at most every
 ``REFETCH_INTERVAL`` seconds per URL, so a rotation at the agency is picked up without letting
 a stream of made-up kids hammer its endpoint.
 """
@@ -33,6 +34,7 @@ import httpx
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey, RSAKey, import_key
 
+from gateway.partner_urls import PartnerUrlRefused, check_partner_url
 from keys import KeysError, public_key_from_jwk
 
 __all__ = [
@@ -279,8 +281,10 @@ class JwksFetcher:
         del self._inflight[uri]
 
     async def _fetch(self, uri: str) -> list[ParsedJwk]:
-        if not (uri.startswith("https://") or (self.allow_http and uri.startswith("http://"))):
-            raise JwksUnavailable("jwks_uri_not_https")
+        try:  # registration checked it too; a row stored before that check is checked here
+            check_partner_url(uri, development=self.allow_http, http_loopback=self.allow_http)
+        except PartnerUrlRefused as exc:
+            raise JwksUnavailable("jwks_uri_refused") from exc
         body = bytearray()
         try:
             async with httpx.AsyncClient(

@@ -103,7 +103,7 @@ async def receiver_setup(
     )
     await asyncio.wait_for(started.wait(), 10)
     url = f"https://127.0.0.1:{port}/mappa/deliveries"
-    await set_endpoint(state.db, CS, url=url, ca_pem=pki.ca_pem)
+    await set_endpoint(state.db, CS, url=url, ca_pem=pki.ca_pem, development=True)
     try:
         yield receiver, ics, url, pki.ca_pem
     finally:

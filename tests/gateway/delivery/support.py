@@ -39,7 +39,7 @@ async def partner(
         jwks=identity.public_jwks(),
     )
     if url is not None:
-        await set_endpoint(db, agency_id, url=url, ca_pem=ca_pem)
+        await set_endpoint(db, agency_id, url=url, ca_pem=ca_pem, development=True)
     return identity
 
 

@@ -185,7 +185,9 @@ async def test_dead_letters_and_every_log_hold_no_third_party_content(
     garbage = await PartnerStub(pki=pki, default="garbage").start()
     try:
         for agency in FAILING:
-            await set_endpoint(world.state.db, agency, url=garbage.url, ca_pem=pki.ca_pem)
+            await set_endpoint(
+                world.state.db, agency, url=garbage.url, ca_pem=pki.ca_pem, development=True
+            )
         owed = {row.id: row for row in await world.outbox() if row.recipient_agency_id in FAILING}
         kinds = {(row.recipient_agency_id, row.kind) for row in owed.values()}
         assert {(HOUSING, "minutes"), (HOUSING, "onward_disclosure"), (POLICE, "record")} <= kinds
@@ -231,7 +233,9 @@ async def test_dead_letters_and_every_log_hold_no_third_party_content(
     assert retried.strip() == f"{len(dead)} dead letter(s) queued again"
     _absent(retried + retried_err, SECRETS, "`outbox retry`")
     for agency in FAILING:
-        await set_endpoint(world.state.db, agency, url=stub.url, ca_pem=pki.ca_pem)
+        await set_endpoint(
+            world.state.db, agency, url=stub.url, ca_pem=pki.ca_pem, development=True
+        )
 
     async def all_delivered() -> bool:
         return all(row.status == "delivered" for row in await world.outbox() if row.id in owed)

@@ -88,7 +88,7 @@ async def test_a_message_sealed_to_a_retired_key_is_neither_pushed_nor_listed(
     in the inbox. What was sealed to a key still in its overlap, or to the new key, goes."""
     old, retiring, new = _enc_key(), _enc_key(), _enc_key()
     identity = await _agency(db, "cs-a", [old, retiring])
-    await set_endpoint(db, "cs-a", url="http://127.0.0.1:9/mappa/deliveries")
+    await set_endpoint(db, "cs-a", url="http://127.0.0.1:9/mappa/deliveries", development=True)
     sig = identity.signing_key.as_dict(private=False)
     async with db.write() as session:
         ids = [
