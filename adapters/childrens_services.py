@@ -4,7 +4,8 @@ A hazard flag delivery becomes an ``HZD`` alert on the child's or family's recor
 the alert code, the relationship, a contact, the review date and the message id. Nothing else is
 copied, whatever the body holds: no offence, no intelligence, no third party. A flag for a
 reference the ICS does not hold is kept for a person (``held_for_review``), never written onto
-some other record.
+some other record. Deliveries may come out of order: of two about one flag (its ``flag_id``), the
+record keeps the alert of the one signed last, and an older one is answered ``superseded``.
 
 The adapter answers "known to children's services" queries from the ICS (yes/no and a team
 contact, nothing about the child) and sends a written report as an information record when the
@@ -18,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from adapters.sdk import Delivery, MappingRefused, Outbound, Receipt
+from adapters.sdk import SUPERSEDED, Delivery, MappingRefused, Outbound, Receipt
 from adapters.standin import JsonStore
 
 __all__ = ["HZD", "ChildrensServicesAdapter"]
@@ -73,14 +74,28 @@ class ChildrensServicesAdapter:
         record = self.store.get("ics_records", mapped["ref"])
         if record is None:
             raise MappingRefused("ics_reference_unknown", "no such child or family in the ICS")
+        flag_id = delivery.body.get("flag_id")
+        latest, replaced = None, None
+        if isinstance(flag_id, str) and flag_id:  # one alert per flag: the latest signed
+            latest = (f"hazard_flags/{flag_id}", delivery.order)
+            held = self.store.latest(latest[0])
+            if held is not None and held >= delivery.order:
+                return Receipt(delivery.message_id, SUPERSEDED, (mapped["ref"],))
+            replaced = held[1] if held is not None else None
         alert = {
             **mapped["alert"],
             "message_id": delivery.message_id,
             "raised_on": dt.date.today().isoformat(),
         }
-        alerts = [a for a in record.get("alerts", []) if a.get("message_id") != delivery.message_id]
+        alerts = [
+            a
+            for a in record.get("alerts", [])
+            if a.get("message_id") not in (delivery.message_id, replaced)
+        ]
         record["alerts"] = [*alerts, alert]
-        self.store.apply_once(delivery.message_id, "ics_records", mapped["ref"], record)
+        self.store.apply_once(
+            delivery.message_id, "ics_records", mapped["ref"], record, latest=latest
+        )
         return Receipt(delivery.message_id, "hzd_alert_written", (mapped["ref"],))
 
     def known_to_childrens_services(self, query: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,7 +3,9 @@
 A warning-marker delivery becomes a ``PWM`` marker on the property record, found by UPRN (or,
 failing that, by the exact address held): the marker, a contact and a review date (and the
 gateway's marker id), with no offence detail whatever the body holds. A
-``warning_marker_revocation`` removes the marker with that id from the property. Tenancy
+``warning_marker_revocation`` removes the marker with that id from the property, and the id is
+remembered as revoked: a marker with that id delivered late (deliveries may come out of order)
+is not written (``superseded``), nor is one signed before the marker held with its id. Tenancy
 changes from the housing system are shared as information records (``tenancy`` for a new or
 ended tenancy, ``address`` for a move).
 """
@@ -14,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from adapters.sdk import Delivery, MappingRefused, Outbound, Receipt
+from adapters.sdk import SUPERSEDED, Delivery, MappingRefused, Outbound, Receipt
 from adapters.standin import JsonStore
 
 __all__ = ["PWM", "REVOCATION", "HousingAdapter"]
@@ -84,14 +86,30 @@ class HousingAdapter:
             raise MappingRefused("property_unknown", "no such property in the housing system")
         prop = self.store.get("properties", key) or {}
         if "revoke" in mapped:
-            kept = [m for m in prop.get("markers", []) if m.get("marker_id") != mapped["revoke"]]
+            # Final, whatever came before or comes after: the marker id is remembered as
+            # revoked, so a marker with that id delivered late is never written.
+            revoked = mapped["revoke"]
+            kept = [m for m in prop.get("markers", []) if m.get("marker_id") != revoked]
             removed = len(prop.get("markers", [])) - len(kept)
             prop["markers"] = kept
+            self.store.put("revoked_markers", revoked, {"message_id": delivery.message_id})
             self.store.apply_once(delivery.message_id, "properties", key, prop)
             action = "warning_marker_removed" if removed else "warning_marker_absent"
             return Receipt(delivery.message_id, action, (key,))
         marker = {**mapped["marker"], "message_id": delivery.message_id}
-        others = [m for m in prop.get("markers", []) if m.get("message_id") != delivery.message_id]
+        marker_id = marker.get("marker_id")
+        latest = None
+        if marker_id:  # one marker per id: the latest signed, and none once revoked
+            latest = (f"markers/{marker_id}", delivery.order)
+            revoked = self.store.get("revoked_markers", str(marker_id)) is not None
+            if revoked or self.store.superseded(*latest):
+                return Receipt(delivery.message_id, SUPERSEDED, (key,))
+        others = [
+            m
+            for m in prop.get("markers", [])
+            if m.get("message_id") != delivery.message_id
+            and not (marker_id and m.get("marker_id") == marker_id)
+        ]
         prop["markers"] = [*others, marker]
-        self.store.apply_once(delivery.message_id, "properties", key, prop)
+        self.store.apply_once(delivery.message_id, "properties", key, prop, latest=latest)
         return Receipt(delivery.message_id, "warning_marker_written", (key,))

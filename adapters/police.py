@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from adapters.sdk import NOMINAL_ID, Delivery, MappingRefused, Outbound, Receipt
+from adapters.sdk import NOMINAL_ID, SUPERSEDED, Delivery, MappingRefused, Outbound, Receipt
 from adapters.standin import JsonStore
 from keys import keyed_digest
 
@@ -161,11 +161,22 @@ class PoliceAdapter:
         raise MappingRefused("kind_not_handled", "the police adapter does not apply this kind")
 
     def receive(self, delivery: Delivery) -> Receipt:
+        """Write the level or the meeting outcome onto the nominal, unless the nominal holds
+        one from a message signed later (then :data:`~adapters.sdk.SUPERSEDED`)."""
         update = self.from_contract(delivery.kind, delivery.body)
         key = str(_nominal_of(delivery.body) or delivery.message_id)
         if self.store is not None:
+            thing = f"nominals/{key}/{delivery.kind}"
+            if self.store.superseded(thing, delivery.order):
+                return Receipt(delivery.message_id, SUPERSEDED, (key,))
             current = self.store.get("nominals", key) or {}
-            self.store.apply_once(delivery.message_id, "nominals", key, {**current, **update})
+            self.store.apply_once(
+                delivery.message_id,
+                "nominals",
+                key,
+                {**current, **update},
+                latest=(thing, delivery.order),
+            )
         return Receipt(delivery.message_id, f"{delivery.kind}_recorded", (key,))
 
 

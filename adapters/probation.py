@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from adapters.sdk import NOMINAL_ID, Delivery, MappingRefused, Outbound, Receipt
+from adapters.sdk import NOMINAL_ID, SUPERSEDED, Delivery, MappingRefused, Outbound, Receipt
 from adapters.standin import JsonStore
 
 __all__ = [
@@ -151,10 +151,19 @@ class ProbationAdapter:
             return Receipt(delivery.message_id, "filed")
         record = self.from_contract(delivery.kind, delivery.body)
         key = str(record.get("crn") or record.get("nominal_id") or delivery.message_id)
+        thing = f"registrations/{key}"
+        if self.store.superseded(thing, delivery.order):  # a later level is held
+            return Receipt(delivery.message_id, SUPERSEDED, (key,))
         registration = record["registration"]
         if "category" not in registration:  # a level change alone: the category stays
             registration = {**(self.store.get("registrations", key) or {}), **registration}
-        self.store.apply_once(delivery.message_id, "registrations", key, registration)
+        self.store.apply_once(
+            delivery.message_id,
+            "registrations",
+            key,
+            registration,
+            latest=(thing, delivery.order),
+        )
         return Receipt(delivery.message_id, "registration_updated", (key,))
 
 

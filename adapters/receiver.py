@@ -22,7 +22,9 @@
    (:class:`SeenDeliveries`, durable in a SQLite file) for longer than that, so no body old
    enough to have been forgotten is accepted again;
 5. the adapter applies it (:meth:`adapters.sdk.Adapter.receive`, with the ``jti`` as the message
-   id), then 200 ``accepted``.
+   id and the signed ``iat`` as :attr:`~adapters.sdk.Delivery.issued_at`: deliveries may come out
+   of order, and an adapter answers one older than what it holds ``superseded``), then 200
+   ``accepted``.
 
 The receiver is a Starlette app, served on 127.0.0.1 by :func:`serve` (uvicorn) for the demo and
 the tests. ``GET /mappa/received`` lists the last :data:`MAX_RECEIPTS` deliveries this process
@@ -310,7 +312,7 @@ class Receiver:
             now = self.clock()
             if not signed.fresh_at(now, self.max_age):
                 return _refused("stale")
-            delivery = Delivery(message_id, signed.kind, signed.body, signed.iss)
+            delivery = Delivery(message_id, signed.kind, signed.body, signed.iss, signed.iat)
             try:
                 receipt = self.adapter.receive(delivery)
             except MappingRefused as exc:

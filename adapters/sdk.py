@@ -31,6 +31,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "IDENTIFIER_KINDS",
     "NOMINAL_ID",
+    "SUPERSEDED",
     "Adapter",
     "Delivery",
     "MappingRefused",
@@ -97,13 +98,35 @@ class Outbound:
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """A message from the gateway, opened and verified: its id, kind and body."""
+    """A message from the gateway, opened and verified: its id, kind and body, and when the
+    gateway signed it.
+
+    Deliveries come at least once and in any order (the relay pushes several at a time and
+    retries a failed one while later ones go out), so an adapter never lets an older message
+    overwrite a newer one about the same thing: it keeps, per thing it holds (a nominal's level,
+    a marker, a hazard flag), the :attr:`order` of the message it holds, and answers an older
+    one :data:`SUPERSEDED` without applying it.
+    """
 
     message_id: str
     kind: str
     body: dict[str, Any]
     #: The gateway's issuer that signed it.
     signed_by: str
+    #: When the gateway signed it (the signed ``iat``, seconds since the epoch).
+    issued_at: int = 0
+
+    @property
+    def order(self) -> tuple[int, str]:
+        """What orders two messages about one thing: the signed ``iat``, then, for two signed
+        in the same second, the message id (the greater is taken as the later), so every
+        receiver settles on the same one whatever order they came in."""
+        return (self.issued_at, self.message_id)
+
+
+#: The receipt's action for a message older than the one held about the same thing: not
+#: applied, and acknowledged (2xx), so the gateway does not send it again.
+SUPERSEDED = "superseded"
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,16 +51,45 @@ class JsonStore:
             data["collections"].setdefault(collection, {})[key] = value
             self._write(data)
 
-    def apply_once(self, message_id: str, collection: str, key: str, value: dict[str, Any]) -> bool:
-        """Write ``value`` unless ``message_id`` was applied before; False when it was."""
+    def apply_once(
+        self,
+        message_id: str,
+        collection: str,
+        key: str,
+        value: dict[str, Any],
+        *,
+        latest: tuple[str, tuple[int, str]] | None = None,
+    ) -> bool:
+        """Write ``value`` unless ``message_id`` was applied before; False when it was. With
+        ``latest`` (a thing and a delivery's :attr:`~adapters.sdk.Delivery.order`), also not
+        when the thing holds a later message (:meth:`superseded`), and record it as the thing's
+        latest when written."""
         with self._lock:
             data = self._read()
             if message_id in data["applied"]:
                 return False
+            held = data.setdefault("latest", {})
+            if latest is not None:
+                thing, order = latest
+                if thing in held and tuple(held[thing]) >= order:
+                    return False
+                held[thing] = list(order)
             data["collections"].setdefault(collection, {})[key] = value
             data["applied"].append(message_id)
             self._write(data)
         return True
+
+    def latest(self, thing: str) -> tuple[int, str] | None:
+        """The order (signed ``iat``, message id) of the message ``thing`` holds, if any."""
+        with self._lock:
+            held = self._read().get("latest", {}).get(thing)
+        return None if held is None else (int(held[0]), str(held[1]))
+
+    def superseded(self, thing: str, order: tuple[int, str]) -> bool:
+        """Whether ``thing`` holds a message at or after ``order`` (one signed later, or the
+        same second with a greater id)."""
+        held = self.latest(thing)
+        return held is not None and held >= order
 
     def applied(self, message_id: str) -> bool:
         with self._lock:
