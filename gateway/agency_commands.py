@@ -11,8 +11,10 @@ import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
 
 from gateway import agencies
+from gateway.contract.types import control_character_in
 from gateway.domain import KNOWN_SCOPES, AgencyType, Role
 from gateway.settings import get_settings
 from gateway.store import Database
@@ -113,14 +115,36 @@ def _run(work: Callable[[Database], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
+def _shown(text: str) -> str:
+    """Stored text as printed: a control character (stored before onboarding refused them) is
+    written as an escape, so it cannot act on the operator's terminal or forge a line."""
+    if not control_character_in(text, c1=True):
+        return text
+    return "".join(f"\\x{ord(c):02x}" if control_character_in(c, c1=True) else c for c in text)
+
+
+def _shown_url(url: str) -> str:
+    """A stored URL as printed: without the credentials (``user:pw@``) a row stored before
+    registration refused them may hold."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        url = urlunsplit(
+            parts._replace(netloc="[credentials removed]@" + parts.netloc.rpartition("@")[2])
+        )
+    return _shown(url)
+
+
 def _print(view: agencies.AgencyView) -> None:
-    print(f"{view.id}  {view.status}  {view.agency_type}/{view.role}  area={view.area}")
-    print(f"  name: {view.name}")
+    print(
+        f"{_shown(view.id)}  {view.status}  {view.agency_type}/{view.role}  "
+        f"area={_shown(view.area)}"
+    )
+    print(f"  name: {_shown(view.name)}")
     print(f"  scopes: {' '.join(view.scopes) or '-'}")
     if view.jwks_uri:
-        print(f"  jwks_uri: {view.jwks_uri}")
+        print(f"  jwks_uri: {_shown_url(view.jwks_uri)}")
     if view.tls_subject_dn:
-        print(f"  tls_client_auth: {view.tls_subject_dn}")
+        print(f"  tls_client_auth: {_shown(view.tls_subject_dn)}")
     for key in view.keys:
         until = key.not_after.isoformat() if key.not_after else "current"
         print(f"  key {key.kid}  {key.use}  {key.alg or '-'}  until {until}")
@@ -160,7 +184,8 @@ def _add(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     def action() -> None:
         for view in _run(agencies.list_agencies):
-            print(f"{view.id}\t{view.status}\t{view.agency_type}\t{view.role}\t{view.area}")
+            fields = (view.id, view.status, view.agency_type, view.role, view.area)
+            print("\t".join(_shown(field) for field in fields))
 
     return _guarded(action)
 

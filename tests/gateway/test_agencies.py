@@ -1,6 +1,6 @@
 """Onboarding grants only the scopes the gateway checks: any other is refused, naming them; and it
 refuses, before writing anything, keys the gateway could never use and text that would act on
-the operator's terminal."""
+the operator's terminal; and show and list print no stored credentials or control characters."""
 
 from __future__ import annotations
 
@@ -20,8 +20,9 @@ from sqlalchemy import func, select
 from adapters.kit import partner_init
 from gateway import agencies
 from gateway.cases import context
+from gateway.contract.types import control_character_in
 from gateway.demo import DEMO_SCOPES
-from gateway.domain import KNOWN_SCOPES
+from gateway.domain import KNOWN_SCOPES, AgencyStatus, AgencyType, Role
 from gateway.oauth.jwks import KeyRefused, parse_jwks
 from gateway.routes.audit import AUDIT_READ_SCOPE
 from gateway.routes.inbox import INBOX_SCOPE
@@ -268,3 +269,41 @@ async def test_tls_subject_with_control_characters_is_refused(
             db, "police-avon", subject_dn=subject_dn, ca_pem="not read"
         )
     assert (await agencies.get_agency(db, "police-avon")).tls_subject_dn is None
+
+
+async def test_show_and_list_never_print_stored_credentials_or_controls(
+    database_url: str, tmp_path: Path
+) -> None:
+    """A row stored before onboarding refused them (a jwks_uri with user:pw@, a name with an
+    ANSI escape, an id with a newline): `agencies show` and `list` print neither the
+    credentials nor a raw control character, on both backends."""
+    db = Database(database_url)
+    try:
+        now = dt.datetime.now(dt.UTC)
+        async with db.write() as session:
+            session.add(
+                Agency(
+                    id="em-provider\n",
+                    name="EM\x1b[2J\x9b31mFAKE",
+                    agency_type=AgencyType.ELECTRONIC_MONITORING,
+                    role=Role.DUTY_TO_COOPERATE,
+                    area="avon\x07",
+                    scopes=["case:read"],
+                    status=AgencyStatus.ACTIVE,
+                    jwks_uri="https://user:s3cret@em.example/jwks.json",
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+    finally:
+        await db.dispose()
+    env = {**os.environ, "MAPPA_DATABASE_URL": database_url, "MAPPA_PROFILE": "development"}
+    shown = _cli("show", "em-provider\n", env=env)
+    listed = _cli("list", env=env)
+    assert shown.returncode == 0 and listed.returncode == 0, shown.stderr + listed.stderr
+    assert "jwks_uri: https://[credentials removed]@em.example/jwks.json" in shown.stdout
+    assert "name: EM\\x1b[2J\\x9b31mFAKE" in shown.stdout
+    assert "em-provider\\x0a\tactive" in listed.stdout and "avon\\x07" in listed.stdout
+    for output in (shown.stdout, listed.stdout):
+        assert "s3cret" not in output and "user:" not in output
+        assert not control_character_in(output.replace("\n", "").replace("\t", ""), c1=True)
