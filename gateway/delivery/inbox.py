@@ -50,6 +50,9 @@ class InboxItem:
 class InboxPage:
     items: tuple[InboxItem, ...]
     next_cursor: str | None
+    #: The kinds of the messages this read dead-lettered as ``recipient_key_retired`` (for the
+    #: dead-letter metric, counted once the read's transaction has committed).
+    retired_kinds: tuple[str, ...] = ()
 
 
 async def list_inbox(
@@ -94,7 +97,9 @@ async def list_inbox(
         kept = [row for row in page if sealed_to(row.body) is None]
     items = tuple(InboxItem(r.id, r.kind, r.created_at, r.body) for r in kept)
     return InboxPage(
-        items, encode_cursor(page[-1].created_at, page[-1].id) if more and page else None
+        items,
+        encode_cursor(page[-1].created_at, page[-1].id) if more and page else None,
+        tuple(row.kind for row in page if row not in kept) if kids else (),
     )
 
 

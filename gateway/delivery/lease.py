@@ -64,8 +64,9 @@ class Claim:
     rows: tuple[Claimed, ...]
     #: Partners with due rows but no current encryption key: their rows wait.
     keyless: frozenset[str]
-    #: Rows sealed to a key their recipient has retired: dead-lettered, not claimed.
-    retired: tuple[str, ...] = ()
+    #: Rows sealed to a key their recipient has retired, as (id, kind): dead-lettered, not
+    #: claimed (the relay counts them once the claim's transaction has committed).
+    retired: tuple[tuple[str, str], ...] = ()
 
 
 def due(now: dt.datetime) -> ColumnElement[bool]:
@@ -203,7 +204,7 @@ async def claim(
     ).all()
     claimed: list[Claimed] = []
     keyless: set[str] = set()
-    retired: list[str] = []
+    retired: list[tuple[str, str]] = []
     for agency_id, url, ca_pem in partners:
         free = slots(agency_id)
         if free <= 0:
@@ -222,7 +223,7 @@ async def claim(
             )
         ).all()
         rows = retire_unopenable(session, agency_id, found, kids, now=now)
-        retired.extend(row.id for row in found if row not in rows)
+        retired.extend((row.id, row.kind) for row in found if row not in rows)
         endpoint = Endpoint(agency_id, str(url), ca_pem)
         for row in rows:
             row.status = OutboxStatus.LEASED.value

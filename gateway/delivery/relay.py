@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from gateway.delivery.backoff import CircuitBreaker, next_delay
 from gateway.delivery.lease import Claimed, anything_due, claim, settle
+from gateway.delivery.outbox import KEY_RETIRED
 from gateway.delivery.push import PushConfig, Pusher, PushResult
 from gateway.errors import StoreUnavailable
 from gateway.logs import get_logger
@@ -141,6 +142,9 @@ class Relay:
         except StoreUnavailable:
             log.warning("relay_store_unavailable", relay=self.owner)
             return 0
+        if self.metrics is not None:
+            for _, kind in claimed.retired:
+                self.metrics.outbox_dead_letters.labels(kind, KEY_RETIRED).inc()
         for partner in claimed.keyless - self._keyless_logged:
             log.warning("relay_recipient_key_unavailable", agency_id=partner, relay=self.owner)
         self._keyless_logged = set(claimed.keyless)

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway import errors
 from gateway.audit.commit import Audited, commit_audited, record_alone
 from gateway.delivery.inbox import InboxPage, acknowledge, list_inbox
+from gateway.delivery.outbox import KEY_RETIRED
 from gateway.domain import Scope
 from gateway.flow.audit import AuditEvent, Operation, Outcome
 from gateway.flow.authenticate import Caller, authenticate
@@ -95,6 +96,9 @@ async def inbox(
         return Audited(page, event)
 
     page = await commit_audited(state.db, act)
+    if state.metrics is not None:
+        for kind in page.retired_kinds:
+            state.metrics.outbox_dead_letters.labels(kind, KEY_RETIRED).inc()
     return JSONResponse(
         {"messages": [item.as_json() for item in page.items], "next_cursor": page.next_cursor}
     )

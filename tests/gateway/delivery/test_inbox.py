@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,8 +13,9 @@ from sqlalchemy import select
 
 from adapters.client import ContextHeaders, GatewayClient, GatewayResponseError
 from adapters.identity import AgencyIdentity
-from gateway.agencies import add_agency
+from gateway.agencies import add_agency, rotate_agency_keys
 from gateway.delivery import enqueue
+from gateway.delivery.outbox import KEY_RETIRED
 from gateway.flow.seal import agency_public_jwks
 from gateway.state import GatewayState
 from gateway.store.models import Agency, AuditEntry, OutboxMessage
@@ -166,3 +168,23 @@ async def test_bad_cursor_is_400(cs: GatewayClient, cursor: str) -> None:
     with pytest.raises(GatewayResponseError) as caught:
         await cs.call("GET", "/v1/inbox", CONTEXT, params={"cursor": cursor})
     assert caught.value.status == 400
+
+
+async def test_a_pull_counts_what_it_dead_lettered_for_a_retired_key(
+    state: GatewayState, cs: GatewayClient
+) -> None:
+    """A message sealed to a key the agency has since retired is not listed; the pull that
+    dead-letters it counts it in the dead-letter metric, as the relay does."""
+    stale = await _send(state, "barnet-cs", {"flag": "HZD", "n": 1})
+    fresh = AgencyIdentity.generate("barnet-cs").encryption_key.as_dict(private=False)
+    signing = cs.identity.signing_key.as_dict(private=False)
+    await rotate_agency_keys(state.db, "barnet-cs", {"keys": [signing, fresh]}, dt.timedelta(0))
+    assert state.metrics is not None
+    sample = {"kind": "hazard_flag", "code": KEY_RETIRED}
+    counter = "mappa_gateway_outbox_dead_letters_total"
+    before = state.metrics.registry.get_sample_value(counter, sample) or 0.0
+    assert (await _pull(cs))["messages"] == []
+    assert state.metrics.registry.get_sample_value(counter, sample) == before + 1
+    async with state.db.read() as session:
+        row = await session.get(OutboxMessage, stale)
+        assert row is not None and (row.status, row.last_error_code) == ("dead", KEY_RETIRED)

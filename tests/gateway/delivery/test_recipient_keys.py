@@ -18,7 +18,9 @@ from gateway.delivery.endpoints import set_endpoint
 from gateway.delivery.inbox import list_inbox
 from gateway.delivery.lease import claim
 from gateway.delivery.outbox import KEY_RETIRED
+from gateway.delivery.relay import Relay, RelayConfig
 from gateway.flow.seal import agency_public_jwks
+from gateway.http.metrics import GatewayMetrics
 from gateway.store import Database
 from gateway.store.models import AuditEntry, OutboxMessage
 
@@ -108,7 +110,7 @@ async def test_a_message_sealed_to_a_retired_key_is_neither_pushed_nor_listed(
             session, owner="relay-1", now=now, lease=dt.timedelta(minutes=5), slots=lambda _: 10
         )
     assert {row.id for row in claimed.rows} == {to_retiring, to_new}
-    assert sorted(claimed.retired) == sorted([to_old, to_old_too])
+    assert sorted(claimed.retired) == sorted([(to_old, "hazard_flag"), (to_old_too, "hazard_flag")])
 
     async with db.write() as session:  # one more, for an agency that only pulls
         to_old_pulled = await enqueue(
@@ -117,8 +119,10 @@ async def test_a_message_sealed_to_a_retired_key_is_neither_pushed_nor_listed(
     async with db.write() as session:
         page = await list_inbox(session, "cs-a", limit=2, now=now)
         assert [item.id for item in page.items] == [to_retiring, to_new]
+        assert page.retired_kinds == ()  # the first two were already dead-lettered by claim
         rest = await list_inbox(session, "cs-a", limit=10, cursor=page.next_cursor, now=now)
         assert rest.items == ()
+        assert rest.retired_kinds == ("record",)  # counted by the route once committed
     async with db.write() as session:
         again = await list_inbox(session, "cs-a", limit=10, now=now)
     assert [item.id for item in again.items] == [to_retiring, to_new]
@@ -132,3 +136,25 @@ async def test_a_message_sealed_to_a_retired_key_is_neither_pushed_nor_listed(
     for mid in retired:
         assert (stored[mid].status, stored[mid].last_error_code) == ("dead", KEY_RETIRED)
     assert sorted(ref for entry in audited for ref in entry.record_refs) == sorted(retired)
+
+
+async def test_the_relay_counts_what_it_dead_lettered_for_a_retired_key(db: Database) -> None:
+    """A message dead-lettered as recipient_key_retired counts in the dead-letter metric, as one
+    that ran out of attempts does, once the claim has committed."""
+    old, new = _enc_key(), _enc_key()
+    identity = await _agency(db, "cs-a", [old])
+    await set_endpoint(db, "cs-a", url="http://127.0.0.1:9/mappa/deliveries", development=True)
+    async with db.write() as session:
+        await enqueue(
+            session, recipient_agency_id="cs-a", kind="marker", body=_sealed_body(old["kid"])
+        )
+    sig = identity.signing_key.as_dict(private=False)
+    await rotate_agency_keys(db, "cs-a", {"keys": [sig, new]}, dt.timedelta(0))
+    metrics = GatewayMetrics()
+    relay = Relay(db, RelayConfig(), metrics=metrics)
+    assert await relay.sweep() == 0
+    await relay.stop()
+    sample = metrics.registry.get_sample_value(
+        "mappa_gateway_outbox_dead_letters_total", {"kind": "marker", "code": KEY_RETIRED}
+    )
+    assert sample == 1.0
