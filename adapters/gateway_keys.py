@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import ipaddress
 import json
 import math
 import re
 import ssl
+import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,13 +36,43 @@ import httpx
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-__all__ = ["MAX_JWKS_BYTES", "REFETCH_EVERY", "GatewayJwks", "KeysUnavailable"]
+__all__ = [
+    "MAX_JWKS_BYTES",
+    "REFETCH_EVERY",
+    "GatewayJwks",
+    "KeysUnavailable",
+    "check_jwks_url",
+]
 
 #: The largest JWKS read (the gateway's is a few keys, well under 4 KiB).
 MAX_JWKS_BYTES = 65_536
 #: The least time between two fetches of the gateway's keys.
 REFETCH_EVERY = dt.timedelta(seconds=30)
 _DECLARED_LENGTH = re.compile(r"[0-9]+")
+
+
+def check_jwks_url(url: str) -> str:
+    """``url`` if the gateway's keys may be fetched from it: ``https``, or plain ``http`` to this
+    machine only (the development gateway); else :class:`ValueError`. Keys fetched in clear
+    across a network could be swapped on the way, and every delivery then forged."""
+    parts = urllib.parse.urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if not host or parts.username is not None or parts.password is not None:
+        raise ValueError("jwks_url: an absolute URL with a host and no credentials")
+    if parts.scheme == "https":
+        return url
+    if parts.scheme == "http" and _loopback(host):
+        return url
+    raise ValueError("jwks_url: https, or http to this machine (localhost, 127.0.0.0/8, ::1)")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class KeysUnavailable(Exception):
@@ -72,6 +104,9 @@ class GatewayJwks:
     _failure: str | None = field(default=None, init=False, repr=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
     _verify: ssl.SSLContext | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        check_jwks_url(self.url)
 
     async def refresh(self, now: dt.datetime) -> KeySet:
         """The keys as fetched now, or as fetched less than ``refetch_every`` ago (no fetch

@@ -57,7 +57,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from adapters.compact import MalformedSignature, signing_kid
-from adapters.gateway_keys import REFETCH_EVERY, GatewayJwks, KeysUnavailable
+from adapters.gateway_keys import REFETCH_EVERY, GatewayJwks, KeysUnavailable, check_jwks_url
 from adapters.identity import AgencyIdentity
 from adapters.sdk import Adapter, Delivery, MappingRefused, Receipt
 from gateway.contract.envelope import JOSE_MEDIA_TYPE
@@ -250,6 +250,10 @@ class Receiver:
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _pruned_at: dt.datetime | None = field(default=None, init=False, repr=False)
     _jwks: GatewayJwks | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.jwks_url:
+            check_jwks_url(self.jwks_url)  # refused when built, not at the first delivery
 
     async def _keys_naming(self, kid: str) -> KeySet:
         """The gateway's keys, fetched again (:class:`GatewayJwks`: at most once per

@@ -181,3 +181,36 @@ async def test_the_fetch_takes_no_proxy_from_the_environment(
     _, sealed = gateway.push(receiver.identity, "hazard_flag", FLAG, iat=NOW)
     answer = await post_sealed(receiver, sealed)
     assert answer.status_code == 200 and jwks.hits == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://gateway.example/.well-known/jwks.json",  # in clear across a network
+        "http://10.0.0.5/.well-known/jwks.json",
+        "http://127.0.0.1.example/.well-known/jwks.json",  # a name, not the loopback
+        "ftp://gateway.example/jwks.json",
+        "https://user:secret@gateway.example/.well-known/jwks.json",
+        "/.well-known/jwks.json",
+    ],
+)
+def test_a_receiver_will_not_fetch_the_gateways_keys_where_they_could_be_swapped(
+    url: str,
+) -> None:
+    """Keys fetched in clear could be replaced on the way and every delivery then forged: the
+    receiver is refused when built, not at its first delivery."""
+    with pytest.raises(ValueError, match="jwks_url"):
+        _receiver(url, _Clock())
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://gateway.example/.well-known/jwks.json",
+        "http://127.0.0.1:8000/.well-known/jwks.json",  # the development gateway
+        "http://localhost:8000/.well-known/jwks.json",
+        "http://[::1]:8000/.well-known/jwks.json",
+    ],
+)
+def test_https_or_this_machine_is_where_a_receiver_fetches_the_gateways_keys(url: str) -> None:
+    assert _receiver(url, _Clock()).jwks_url == url
