@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import takewhile
 from pathlib import Path
 from types import MappingProxyType
 from typing import NamedTuple
@@ -44,7 +45,7 @@ from ._data import DataFiles, Table, read_data
 from ._rules import GRANTS, RESTRICTIONS, Rule, Settings
 from .errors import NoNeedToKnow
 from .facts import Facts, Resource
-from .policy import AllOf, AnyOf, Policy, View, leaves
+from .policy import AllOf, Allow, AnyOf, Policy, View, leaves
 
 __all__ = [
     "DEFAULT_DENY",
@@ -52,6 +53,7 @@ __all__ = [
     "Explanation",
     "NeedToKnowPolicy",
     "decide",
+    "decide_first",
     "explain",
     "load_need_to_know",
     "render_explanation",
@@ -99,6 +101,7 @@ class NeedToKnowPolicy:
         self.roots = MappingProxyType(dict(roots))
         self.settings = settings
         self.policy_version = settings.policy_version
+        self._early: dict[tuple[Resource, frozenset[str]], Policy | None] = {}
 
     def decide(self, facts: Facts) -> Decision:
         """Grant with a :class:`Decision`, or raise :class:`NoNeedToKnow` naming the rule."""
@@ -109,6 +112,43 @@ class NeedToKnowPolicy:
                 rule=DEFAULT_DENY,
                 policy_version=self.policy_version,
             )
+        return self._decision(facts, allowed)
+
+    def decide_first(self, facts: Facts, grants: frozenset[str]) -> Decision | None:
+        """The decision :meth:`decide` makes if one of ``grants`` makes it, found by trying only
+        the restrictions and the grants that come before any other grant; None otherwise.
+
+        For a caller that none of them grants, this stops where :meth:`decide` would go on to
+        rules that need facts still to be loaded (the involvements): those are loaded, and
+        :meth:`decide` run, only then. None also when a restriction refuses."""
+        early = self._leading(facts.resource, grants)
+        if early is None:
+            return None
+        try:
+            allowed = early.check(facts)
+        except NoNeedToKnow:
+            return None
+        return None if allowed.view is None else self._decision(facts, allowed)
+
+    def _leading(self, resource: Resource, grants: frozenset[str]) -> Policy | None:
+        """The resource's composition cut after the leading grants named in ``grants`` (built
+        once per policy): the same restrictions, and the grants in the same order."""
+        key = (resource, grants)
+        if key in self._early:
+            return self._early[key]
+        root = self.roots[resource]
+        early: Policy | None = None
+        if isinstance(root, AllOf) and root.policies and isinstance(root.policies[-1], AnyOf):
+            *guards, any_of = root.policies
+            assert isinstance(any_of, AnyOf)
+            leading = list(takewhile(lambda member: member.rule in grants, any_of.policies))
+            if leading:
+                early = AllOf(*guards, AnyOf(*leading, rule=any_of.rule), rule=root.rule)
+        self._early[key] = early
+        return early
+
+    def _decision(self, facts: Facts, allowed: Allow) -> Decision:
+        assert allowed.view is not None
         return Decision(
             rule=allowed.rule,
             view=allowed.view,
@@ -175,6 +215,13 @@ def _tree(resource: Resource, restrictions: list[Rule], grants: list[Rule]) -> P
 def decide(facts: Facts, *, policy: NeedToKnowPolicy | None = None) -> Decision:
     """Decide with ``policy`` (default: the packaged rules); see :meth:`NeedToKnowPolicy.decide`."""
     return (policy or _default()).decide(facts)
+
+
+def decide_first(
+    facts: Facts, grants: frozenset[str], *, policy: NeedToKnowPolicy | None = None
+) -> Decision | None:
+    """See :meth:`NeedToKnowPolicy.decide_first` (default: the packaged rules)."""
+    return (policy or _default()).decide_first(facts, grants)
 
 
 def explain(facts: Facts, *, policy: NeedToKnowPolicy | None = None) -> list[Explanation]:

@@ -347,13 +347,11 @@ async def decide(
     """The need-to-know decision for ``agency``, or the opaque 404 naming the refusing rule."""
     facts = nominal_facts(nominal)
     if not isinstance(target, policies.MinutesTarget):
-        try:
-            decision = policies.decide(policies.Facts(agency, facts, target, now))
-        except policies.NoNeedToKnow:
-            pass
-        else:
-            if decision.rule in _WITHOUT_INVOLVEMENT:
-                return decision
+        decision = policies.decide_first(
+            policies.Facts(agency, facts, target, now), _WITHOUT_INVOLVEMENT
+        )
+        if decision is not None:
+            return decision
     tied = await involvements(session, agency.id, nominal.id)
     try:
         return policies.decide(policies.Facts(agency, facts, target, now, tied))

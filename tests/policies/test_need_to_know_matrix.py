@@ -7,7 +7,7 @@ whole cross product for agencies with no tie to the nominal.
 from __future__ import annotations
 
 import itertools
-from dataclasses import FrozenInstanceError
+from dataclasses import FrozenInstanceError, replace
 from typing import Any
 
 import pytest
@@ -20,12 +20,14 @@ from gateway.domain import (
     RecordKind,
     Role,
 )
+from gateway.flow.need_to_know import _WITHOUT_INVOLVEMENT
 from policies import (
     POLICY_VERSION,
     ContributorDecisionsTarget,
     Decision,
     Facts,
     HazardFlagTarget,
+    Involvements,
     Level1ListTarget,
     MinutesTarget,
     NominalTarget,
@@ -35,6 +37,7 @@ from policies import (
     Target,
     View,
     decide,
+    decide_first,
 )
 from tests.policies.policies_support import (
     AREA,
@@ -361,6 +364,22 @@ def test_level_1_list_is_the_only_route_for_involved_agencies() -> None:
         with pytest.raises(NoNeedToKnow):
             decide(_facts(A.HOUSING, DTC, tie, 1, 1, "nominal"))
         assert decide(_facts(A.HOUSING, DTC, tie, 1, 1, "list")).view is View.MONTHLY_LIST_MINIMAL
+
+
+def test_decide_first_without_involvements_makes_the_decision_of_decide_or_none() -> None:
+    """The gateway's first try, before the involvements are loaded, decides as decide would
+    with them (for every grant that needs none), or leaves the decision to decide."""
+    made = set()
+    for agency_type, role, tie, category, level, resource in itertools.product(
+        AgencyType, Role, [*TIES, "approved", "lead", "decision"], (1, 2, 4), (1, 2, 3),
+        ["nominal", "record", "own-record", "minutes", "flag", "list", "contributors"],
+    ):  # fmt: skip
+        row = _facts(agency_type, role, tie, category, level, resource)
+        early = decide_first(replace(row, involvements=Involvements()), _WITHOUT_INVOLVEMENT)
+        if early is not None:
+            assert early == decide(row)
+            made.add(early.rule)
+    assert made == _WITHOUT_INVOLVEMENT
 
 
 def test_resource_enum_covers_every_target() -> None:
