@@ -23,18 +23,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import ipaddress
 import json
 import math
 import re
 import ssl
-import urllib.parse
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+
+from gateway.partner_urls import PartnerUrlRefused, check_partner_url
 
 __all__ = [
     "MAX_JWKS_BYTES",
@@ -53,26 +53,14 @@ _DECLARED_LENGTH = re.compile(r"[0-9]+")
 
 def check_jwks_url(url: str) -> str:
     """``url`` if the gateway's keys may be fetched from it: ``https``, or plain ``http`` to this
-    machine only (the development gateway); else :class:`ValueError`. Keys fetched in clear
-    across a network could be swapped on the way, and every delivery then forged."""
-    parts = urllib.parse.urlsplit(url)
-    host = (parts.hostname or "").lower()
-    if not host or parts.username is not None or parts.password is not None:
-        raise ValueError("jwks_url: an absolute URL with a host and no credentials")
-    if parts.scheme == "https":
-        return url
-    if parts.scheme == "http" and _loopback(host):
-        return url
-    raise ValueError("jwks_url: https, or http to this machine (localhost, 127.0.0.0/8, ::1)")
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
+    machine only (the development gateway), as :func:`gateway.partner_urls.check_partner_url`
+    judges a URL the gateway calls; else :class:`ValueError`. Keys fetched in clear across a
+    network could be swapped on the way, and every delivery then forged."""
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        check_partner_url(url, development=True, http_loopback=True)
+    except PartnerUrlRefused as exc:
+        raise ValueError(f"jwks_url: {exc}") from exc
+    return url
 
 
 class KeysUnavailable(Exception):
