@@ -13,9 +13,13 @@ Transport policy, all of it here:
 * only a 2xx is an acknowledgement. Everything else is a :class:`PushResult` with a stable code,
   and every httpx transport error is mapped to one (:data:`TRANSPORT_CODES`).
 
-Plain ``http://`` endpoints are refused unless the development-only ``unsafe_plain_http``
-allowance is on and the endpoint is on the loopback interface (a test against a plain-http
-stub; the demo's stand-in systems serve https with their own development CAs).
+Each push judges the stored endpoint as its registration did
+(:func:`gateway.partner_urls.check_partner_url`), so a row written before a check was tightened,
+or edited in the database, is refused (``endpoint_invalid``) before any connection: no link-local
+or metadata address, no credentials, the loopback in the development profile only. Plain
+``http://`` endpoints are refused unless the development-only ``unsafe_plain_http`` allowance is
+on and the endpoint is on the loopback interface (a test against a plain-http stub; the demo's
+stand-in systems serve https with their own development CAs).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import httpx
 
 from gateway.contract.envelope import JOSE_MEDIA_TYPE
 from gateway.logs import get_logger
+from gateway.partner_urls import PartnerUrlRefused, check_partner_url
 
 __all__ = [
     "TRANSPORT_CODES",
@@ -67,7 +72,6 @@ TRANSPORT_CODES: tuple[tuple[type[httpx.TransportError], str], ...] = (
     (httpx.TransportError, "transport_error"),
 )
 
-_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 #: Retry-After in seconds: ASCII digits (``str.isdigit`` also passes "\u00b2", which ``float``
 #: refuses), at most nine (over thirty years; the backoff's cap bounds the wait anyway).
 _DELAY_SECONDS = re.compile(r"[0-9]{1,9}")
@@ -100,6 +104,9 @@ class PushConfig:
     client_key_file: str | None = None
     #: Development only: allow ``http://`` to a loopback endpoint (tests with plain stubs).
     unsafe_plain_http: bool = False
+    #: The development profile: a loopback endpoint may be pushed to, as it may be registered
+    #: (:func:`gateway.partner_urls.check_partner_url`).
+    development: bool = False
     user_agent: str = "mappa-gateway-relay"
 
 
@@ -175,16 +182,20 @@ class Pusher:
         )
 
     def _check(self, endpoint: Endpoint) -> str | None:
-        parts = urlsplit(endpoint.url)
-        if parts.scheme == "https" and parts.hostname:
-            return None if endpoint.ca_pem else "endpoint_ca_missing"
-        if (
-            parts.scheme == "http"
-            and self.config.unsafe_plain_http
-            and (parts.hostname or "") in _LOOPBACK
-        ):
-            return None
-        return "endpoint_invalid"
+        """Why ``endpoint`` may not be pushed to, judged at each push as at its registration
+        (a row stored before a check was tightened, or edited in the database, is caught)."""
+        config = self.config
+        try:
+            parts = check_partner_url(
+                endpoint.url,
+                development=config.development or config.unsafe_plain_http,
+                http_loopback=config.unsafe_plain_http,
+            )
+        except PartnerUrlRefused:
+            return "endpoint_invalid"
+        if parts.scheme == "https" and not endpoint.ca_pem:
+            return "endpoint_ca_missing"
+        return None
 
     async def _client(self, endpoint: Endpoint) -> httpx.AsyncClient:
         known = self._clients.get(endpoint.agency_id)

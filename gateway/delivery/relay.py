@@ -89,6 +89,7 @@ def relay_config(settings: Settings) -> RelayConfig:
             if settings.relay_client_key_file
             else None,
             unsafe_plain_http=settings.unsafe_relay_plain_http_loopback,
+            development=settings.profile == "development",
         ),
     )
 

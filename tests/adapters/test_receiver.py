@@ -32,6 +32,7 @@ from adapters.receiver import PUSH_MAX_AGE, Receiver, SeenDeliveries, serve
 from adapters.standin import JsonStore
 from gateway.agencies import add_agency
 from gateway.delivery.endpoints import set_endpoint
+from gateway.delivery.push import PushConfig
 from gateway.delivery.relay import Relay
 from gateway.flow import deliver
 from gateway.flow.seal import agency_public_jwks
@@ -50,6 +51,8 @@ __all__ = ["world"]  # the case API's fixture, shared
 SAMPLES = Path(__file__).parent / "samples"
 ISSUER = "https://gateway.test"
 CS = "barnet-childrens-services"
+#: The test partners listen on the loopback, which only the development profile pushes to.
+LOOPBACK = PushConfig(development=True)
 
 
 @pytest.fixture
@@ -214,7 +217,12 @@ async def test_conformance_passes_against_the_reference_receiver(
     async with state.db.read() as session:
         keys = await agency_public_jwks(session, CS, "enc", state.clock())
     checks = await run_conformance(
-        agency_id=CS, url=url, ca_pem=ca_pem, recipient_keys=keys, sealer=state.sealer
+        agency_id=CS,
+        url=url,
+        ca_pem=ca_pem,
+        recipient_keys=keys,
+        sealer=state.sealer,
+        config=LOOPBACK,
     )
     assert {c.name: c.passed for c in checks} == {
         "sealed_delivery": True,
@@ -248,6 +256,7 @@ async def test_conformance_fails_a_partner_that_accepts_anything(
             ca_pem=pki.ca_pem,
             recipient_keys=identity.public_jwks()["keys"],
             sealer=state.sealer,
+            config=LOOPBACK,
         )
     finally:
         await stub.stop()

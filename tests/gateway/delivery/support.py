@@ -64,6 +64,7 @@ def fast_config(**overrides: Any) -> RelayConfig:
         max_response_bytes=4096,
         partner_concurrency=overrides.pop("partner_concurrency", 2),
         unsafe_plain_http=overrides.pop("unsafe_plain_http", False),
+        development=overrides.pop("development", True),  # the stubs listen on the loopback
     )
     values: dict[str, Any] = {
         "interval": 0.02,

@@ -365,13 +365,14 @@ async def test_expired_lease_is_delivered_again_by_another_relay_with_the_same_k
 async def test_relay_in_the_app_lifespan_starts_and_stops_cleanly(
     sqlite_url: str, gateway_keys: tuple, stub: PartnerStub, pki: PartnerPKI
 ) -> None:
-    """``serve`` runs a relay as a background task and stops it with the app."""
+    """``serve`` runs a relay as a background task and stops it with the app (in the
+    development profile: the stub partner listens on the loopback)."""
     from gateway.app import create_app
     from gateway.settings import Settings
 
     keys_dir, kek_file = gateway_keys
     settings = Settings(
-        profile="test",
+        profile="development",
         database_url=sqlite_url,
         issuer="https://gateway.test",
         keys_dir=keys_dir,
@@ -391,3 +392,42 @@ async def test_relay_in_the_app_lifespan_starts_and_stops_cleanly(
         await until(delivered)
         relay = state.relay
     assert relay._task is None
+
+
+async def test_a_loopback_endpoint_is_pushed_to_in_the_development_profile_only(
+    sqlite_db: Database, stub: PartnerStub, pki: PartnerPKI
+) -> None:
+    """The relay judges a stored endpoint at each push as its registration did: outside the
+    development profile the loopback is refused (endpoint_invalid) and nothing is sent."""
+    await partner(sqlite_db, "cs-a", stub.url, pki.ca_pem)
+    [mid] = await queue(sqlite_db, "cs-a")
+    relay = Relay(sqlite_db, fast_config(development=False, max_attempts=1))
+    await _settle(relay, 2)
+    await relay.stop()
+    assert stub.requests == []
+    row = (await rows(sqlite_db))[mid]
+    assert (row.status, row.last_error_code) == ("dead", "endpoint_invalid")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://169.254.169.254/latest/meta-data/",  # the cloud metadata service
+        "https://[fe80::1]/mappa/deliveries",
+        "https://2852039166/mappa/deliveries",  # 169.254.169.254 as one number
+        "https://user:pw@partner.example/mappa/deliveries",
+        "http://partner.example/mappa/deliveries",
+    ],
+)
+async def test_an_endpoint_stored_before_the_url_check_is_never_connected_to(url: str) -> None:
+    """A row written before the registration check was tightened (or edited in the database)
+    is refused at the push, before any connection is tried."""
+    from gateway.delivery.push import Endpoint, Pusher
+
+    pusher = Pusher(fast_config(unsafe_plain_http=True).push)
+    result = await pusher.push(
+        Endpoint("cs-a", url, "-----BEGIN CERTIFICATE-----"), message_id="m", kind="k", body="b"
+    )
+    await pusher.aclose()
+    assert (result.ok, result.code) == (False, "endpoint_invalid")
+    assert pusher._clients == {}  # no client was built, so no connection was tried

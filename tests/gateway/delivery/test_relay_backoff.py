@@ -46,7 +46,7 @@ async def test_a_failing_partner_sees_capped_growing_jittered_retries(
 ) -> None:
     keys_dir, kek_file = gateway_keys
     settings = Settings(
-        profile="test",
+        profile="development",  # the stub partner listens on the loopback
         database_url=sqlite_url,
         issuer="https://gateway.test",
         keys_dir=keys_dir,

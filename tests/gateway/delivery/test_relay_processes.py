@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 def _relay_process(database_url: str, tmp_path: Path) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
-        "MAPPA_PROFILE": "test",
+        "MAPPA_PROFILE": "development",  # the stub partner listens on the loopback
         "MAPPA_DATABASE_URL": database_url,
         "MAPPA_ISSUER": "https://gateway.test",
         "MAPPA_KEYS_DIR": str(tmp_path / "no-keys"),
@@ -139,7 +139,7 @@ async def test_relay_once_command_delivers_and_exits(
             *[sys.executable, "-m", "gateway.cli", "relay", "--no-migrate", "--once"],
             env={
                 **os.environ,
-                "MAPPA_PROFILE": "test",
+                "MAPPA_PROFILE": "development",
                 "MAPPA_DATABASE_URL": sqlite_url,
                 "MAPPA_ISSUER": "https://gateway.test",
                 "MAPPA_KEYS_DIR": str(tmp_path / "no-keys"),
