@@ -20,11 +20,22 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["GatewayMetrics", "MetricsMiddleware"]
+__all__ = ["GatewayMetrics", "MetricsMiddleware", "method_label"]
 
 _CODE: Final = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 _PEEK: Final = 4096
 UNMATCHED: Final = "<unmatched>"
+#: The methods a label or log line names; any other token a client sends (the HTTP parser takes
+#: any) is ``OTHER``, so a caller can neither add a time series per made-up method nor write its
+#: own text into the metrics and logs.
+METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER: Final = "OTHER"
+
+
+def method_label(scope: Scope) -> str:
+    """The request's method as metrics and logs name it: one of :data:`METHODS`, else OTHER."""
+    method = scope.get("method")
+    return method if method in METHODS else OTHER
 
 
 class GatewayMetrics:
@@ -145,7 +156,7 @@ class MetricsMiddleware:
         finally:
             route = getattr(scope.get("route"), "path", None) or UNMATCHED
             status = int(str(seen["status"]))
-            self.metrics.requests.labels(route, str(scope.get("method", "")), str(status)).inc()
+            self.metrics.requests.labels(route, method_label(scope), str(status)).inc()
             self.metrics.duration.labels(route).observe(time.perf_counter() - started)
             if seen["problem"]:
                 code = _problem_code(bytes(peek))

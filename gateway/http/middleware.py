@@ -28,6 +28,7 @@ from gateway.errors import (
     InternalError,
     PayloadTooLarge,
 )
+from gateway.http.metrics import method_label
 from gateway.http.problems import gateway_problem
 from gateway.logs import get_logger
 
@@ -98,7 +99,7 @@ class EdgeMiddleware:
             route = scope.get("route")
             log.info(
                 "request",
-                method=scope.get("method"),
+                method=method_label(scope),
                 route=getattr(route, "path", None),
                 status=status_holder.get("status"),
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),

@@ -34,6 +34,26 @@ async def test_requests_are_counted_by_route_template_without_ids_or_query(
     assert _value(text, "mappa_gateway_requests_total", labels) == 1
 
 
+async def test_a_made_up_method_adds_no_series_and_no_caller_text(
+    client: httpx.AsyncClient,
+) -> None:
+    """The HTTP parser takes any token as a method: each would have been a new time series for
+    the life of the process, holding whatever the caller wrote (here an identifier). They all
+    count as OTHER, and the request's log line says OTHER too."""
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        for n in range(20):
+            await client.request(f"PNC-1999_{n:07d}Q", "/v1/audit/entries")
+    text = (await client.get("/metrics")).text
+    assert "PNC-1999" not in text
+    methods = set(re.findall(r'mappa_gateway_requests_total\{method="([^"]*)"', text))
+    assert methods <= {"GET", "OTHER"}
+    assert 'method="OTHER"' in text
+    assert "PNC-1999" not in repr(logs)
+    assert {e.get("method") for e in logs if e.get("event") == "request"} == {"OTHER"}
+
+
 async def test_refusals_are_counted_by_problem_code(client: httpx.AsyncClient) -> None:
     """Each problem+json response counts under its stable code, refusals apart from failures."""
     await client.get("/v1/audit/entries")  # no credentials: invalid_token
