@@ -281,7 +281,11 @@ async def write(
     body, from :func:`inbound`) together; answer sealed to the caller's keys.
 
     If another request with the same key committed first (a retry racing its original, on this
-    replica or another), its answer is replayed instead.
+    replica or another), its answer is replayed instead. If another write (with another key)
+    took a unique row this one would have stored first (the minutes of a meeting, say), the
+    store refuses this one (IntegrityError): nothing of it stands,
+    and it is refused as Conflict (409, ``conflict``), which :func:`guarded` audits in a
+    transaction that spends the caller's proof, so that the request cannot be sent again.
     """
     key, digest, caller_keys = body.key, body.digest, body.caller_keys
 
@@ -303,13 +307,15 @@ async def write(
 
     try:
         written = await _commit(call, with_key, isolated=True)
-    except IntegrityError:
+    except IntegrityError as exc:
         async with call.db.read() as session:
             remembered = await idempotency.lookup(
                 session, call.case_sealer, agency_id=call.caller.agency_id, key=key, digest=digest
             )
-        if remembered is None:
-            raise
+        if remembered is None:  # not our key: another write took what this one would store
+            raise errors.Conflict(
+                diagnostics={"reason": "concurrent_write", "db_error": type(exc.orig).__name__}
+            ) from exc
         return await replay(call, remembered, caller_keys)
     ack = written.ack.model_dump(mode="json", exclude_none=True)
     return deliver.jose_response(call.answer(ack, caller_keys), written.status_code)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
@@ -153,16 +154,22 @@ async def set_participants(call: Call, meeting_id: str) -> Response:
     call.record_refs = (seen.meeting.id,)
 
     async def act(session: AsyncSession) -> Audited[Written]:
-        for agency_id, participation in sorted(changes.items()):
-            row = await session.get(MeetingAgency, (seen.meeting.id, agency_id))
-            if row is None:
-                session.add(
-                    MeetingAgency(
-                        meeting_id=seen.meeting.id, agency_id=agency_id, participation=participation
-                    )
-                )
-            else:
-                row.participation = participation
+        # One upsert: a participation row another request added since the read above (on this
+        # replica or another) is set, not inserted twice (the primary key would refuse it).
+        insert = (
+            postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        )
+        rows = [
+            {"meeting_id": seen.meeting.id, "agency_id": agency_id, "participation": participation}
+            for agency_id, participation in sorted(changes.items())
+        ]
+        upsert = insert(MeetingAgency).values(rows)
+        await session.execute(
+            upsert.on_conflict_do_update(
+                index_elements=[MeetingAgency.meeting_id, MeetingAgency.agency_id],
+                set_={"participation": upsert.excluded.participation},
+            )
+        )
         ack = AckOut(id=seen.meeting.id, status="participants_set", nominal_id=seen.nominal.id)
         event = call.event(
             Outcome.ALLOWED,
@@ -254,6 +261,11 @@ async def create_minutes(call: Call, meeting_id: str) -> Response:
     sealed_body = call.case_sealer.seal("minutes", minutes_id, "body_sealed", minutes_body)
 
     async def act(session: AsyncSession) -> Audited[Written]:
+        # Again in the write's transaction: minutes another request stored since the read above
+        # make this a conflict (and where that one has not committed yet, the unique meeting_id
+        # refuses this insert, which write() answers as the same conflict).
+        if await session.scalar(select(Minutes.id).where(Minutes.meeting_id == seen.meeting.id)):
+            raise errors.Conflict(diagnostics={"reason": "minutes_exist"})
         session.add(
             Minutes(
                 id=minutes_id,
