@@ -115,16 +115,32 @@ def client_address(request: Request, proxies: TrustedProxies) -> str:
     """The address a request came from, for per-address quotas: the socket's peer, or, when
     the peer is a trusted proxy, the address that proxy appended to ``X-Forwarded-For`` (the
     last entry; what the client itself put before it is not believed). Behind a proxy every
-    request's peer is the proxy, and one quota would otherwise be shared by every agency."""
+    request's peer is the proxy, and one quota would otherwise be shared by every agency.
+
+    An IPv6 address counts as its /64 network (one host is routinely given a whole /64, and a
+    bucket per address would let it open billions of fresh ones); an IPv4-mapped one as the
+    IPv4 address."""
     peer = request.client.host if request.client else "unknown"
     if peer not in proxies:
-        return peer
+        return _quota_key(peer)
     forwarded = request.headers.getlist("x-forwarded-for")
     last = forwarded[-1].rsplit(",", 1)[-1].strip() if forwarded else ""
     try:
-        return str(ipaddress.ip_address(last))
+        return _quota_key(str(ipaddress.ip_address(last)))
     except ValueError:
-        return peer
+        return _quota_key(peer)
+
+
+def _quota_key(host: str) -> str:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host  # not an address (a test client's name): itself
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
 
 
 def presented_certificate(request: Request, state: GatewayState) -> ClientCertificate | None:

@@ -879,3 +879,24 @@ async def test_token_quota_behind_the_proxy_is_per_forwarded_address(
     # straight to the app: X-Forwarded-For is the stranger's word, the peer is what counts
     assert await status(STRANGER, "198.51.100.3") == 200
     assert await status(STRANGER, "198.51.100.4") == 429
+
+
+async def test_token_quota_counts_an_ipv6_client_by_its_64_network(
+    mtls_app: FastAPI, police: AgencyClient, state: GatewayState
+) -> None:
+    """One host is routinely given a whole /64: a bucket per IPv6 address let it open billions
+    of fresh ones, so the quota counts the /64; another /64 has its own, and an IPv4-mapped
+    address is the IPv4 address's bucket."""
+    state.token_limiter = RateLimiter(rate=0.01, burst=1)
+
+    async def status(forwarded: str) -> int:
+        headers = {"DPoP": police.proof(), "X-Forwarded-For": forwarded}
+        async with _client(mtls_app, PROXY) as http:
+            response = await http.post("/oauth/token", data=police.form(), headers=headers)
+        return response.status_code
+
+    assert await status("2001:db8:1:2::1") == 200
+    assert await status("2001:db8:1:2:ffff:ffff:ffff:fffe") == 429  # same /64
+    assert await status("2001:db8:1:3::1") == 200  # the next /64
+    assert await status("198.51.100.7") == 200
+    assert await status("::ffff:198.51.100.7") == 429  # the same IPv4 address
