@@ -111,11 +111,20 @@ class GroupCommitter:
             raise ValueError("an isolated act spends its own proof, in its savepoint")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._pending.append(_Item(act, isolated, future, spend))
-        async with self._lock:
-            if not future.done():
-                batch = self._pending[: self.max_batch]
-                del self._pending[: self.max_batch]
-                await _finish(asyncio.ensure_future(self._commit(batch)))
+        try:
+            async with self._lock:
+                if not future.done():
+                    batch = self._pending[: self.max_batch]
+                    del self._pending[: self.max_batch]
+                    await _finish(asyncio.ensure_future(self._commit(batch)))
+        except asyncio.CancelledError:
+            # The caller went away while waiting for its turn: an act not yet taken into a batch
+            # is not run (the caller retries with its Idempotency-Key); an outcome already set
+            # is taken, as nobody else will (asyncio would log an unretrieved exception's text,
+            # which for a database error holds the statement's parameters).
+            if not future.cancel() and not future.cancelled():
+                future.exception()
+            raise
         return await future  # done by now: its batch has finished, under the lock
 
     async def audited(
@@ -139,6 +148,7 @@ class GroupCommitter:
         culprit: _Item[Any] | None = None
         try:
             async with self.db.write() as session:
+                batch = [item for item in batch if not item.future.cancelled()]
                 unspent = await _spend(session, batch)
                 for item in batch:
                     if item in unspent:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -294,3 +296,43 @@ async def test_a_cancelled_leader_holds_the_turn_until_its_batch_has_committed(
         await follower_a
     assert batches == [1, 2]
     assert await _count(db) == 3  # A's act committed with B's, although A's caller went away
+
+
+async def test_an_act_whose_caller_went_away_before_its_turn_is_not_run(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A request cancelled while it waits for its turn (the client disconnected): its act is
+    not run when the next batch is taken (the client retries under its Idempotency-Key), the
+    others' are, and nothing is left for asyncio to report as an unretrieved exception (whose
+    text, for a database error, holds the statement's parameters)."""
+    committer = GroupCommitter(db)
+    go = asyncio.Event()
+    ran: list[str] = []
+
+    async def first(session: AsyncSession) -> str:
+        await go.wait()
+        await _add(session, "agency-first")
+        return "first"
+
+    def act(name: str) -> Callable[[AsyncSession], Awaitable[str]]:
+        async def run(session: AsyncSession) -> str:
+            ran.append(name)
+            await _add(session, f"agency-{name}")
+            return name
+
+        return run
+
+    leader = asyncio.create_task(committer.run(first))
+    await asyncio.sleep(0)
+    gone = asyncio.create_task(committer.run(act("gone")))
+    stays = asyncio.create_task(committer.run(act("stays")))
+    await asyncio.sleep(0)  # both wait for their turn behind the leader's batch
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    go.set()
+    assert await leader == "first" and await stays == "stays"
+    assert ran == ["stays"]
+    assert await _count(db) == 2
+    gc.collect()
+    assert "never retrieved" not in caplog.text
