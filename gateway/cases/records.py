@@ -40,6 +40,7 @@ from gateway.cases.subjects import visible_nominal, well_formed
 from gateway.contract import AckOut, RecordIn
 from gateway.flow import deliver, lawful_basis, need_to_know, redact
 from gateway.flow.audit import Outcome, Withheld
+from gateway.store.direct import ByKey
 from gateway.store.models import Agency, InformationRecord, Nominal, new_id
 
 __all__ = [
@@ -55,6 +56,8 @@ __all__ = [
 
 #: A new record sealed to one recipient, what redaction withheld from it, and the decision.
 RecordPush = tuple[deliver.Push, redact.Released, policies.Decision]
+#: The agency a new record is pushed to, read on every write: below the ORM.
+_AGENCY = ByKey(Agency)
 
 
 def _target(row: InformationRecord) -> policies.RecordTarget:
@@ -76,7 +79,7 @@ async def push_record(
     if recipient_id == call.caller.agency_id:
         return None
     skipped = not_sent if not_sent is not None else []
-    recipient = await session.get(Agency, recipient_id)
+    recipient = await _AGENCY.get(session, recipient_id)
     keys = await call.keys(session, recipient_id, "enc")
     if recipient is None or not keys:
         skipped.append({"agency": recipient_id, "why": "no_encryption_key"})

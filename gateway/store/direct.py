@@ -23,19 +23,21 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
+from sqlalchemy import bindparam, inspect, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql import ClauseElement
 
-__all__ = ["Direct"]
+__all__ = ["ByKey", "Direct"]
 
 #: Where a session keeps the driver connection of its current transaction (see _Driver._of).
 _KNOWN = "gateway.store.direct.driver"
 
 _Processor = Callable[[Any], Any]
+_M = TypeVar("_M")
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +182,32 @@ class Direct:
             else:
                 async with on.driver.cursor() as cursor:  # psycopg: a cursor's, pipelined
                     await cursor.executemany(sql, parameters)
+
+
+class ByKey(Generic[_M]):
+    """One row of a mapped class by its primary key, read as a :class:`Direct` statement.
+
+    The instance is a read-only copy, not in the session, built as the ORM builds a loaded row:
+    its column values set in its dict, no attribute events or validators run on values the
+    database holds (``Model(**row)`` runs both for every column, and ``session.get`` the ORM's
+    whole loading path; each cost more than the statement here)."""
+
+    def __init__(self, model: type[_M]) -> None:
+        mapper = inspect(model)
+        table = mapper.local_table
+        (key,) = mapper.primary_key
+        self._statement = Direct(select(table).where(key == bindparam("key")))
+        self._attributes = tuple(mapper.get_property_by_column(c).key for c in table.columns)
+        self._new: Callable[[], _M] = mapper.class_manager.new_instance
+
+    async def get(self, session: AsyncSession, key: Any) -> _M | None:
+        """The row with primary key ``key``, or None."""
+        row = await self._statement.first(session, {"key": key})
+        if row is None:
+            return None
+        instance = self._new()
+        instance.__dict__.update(zip(self._attributes, row, strict=True))
+        return instance
 
 
 @dataclass(frozen=True, slots=True)

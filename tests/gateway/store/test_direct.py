@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.domain import NominalStatus
 from gateway.errors import StoreUnavailable
 from gateway.store import Database
-from gateway.store.direct import Direct
-from gateway.store.models import AgencyKey, AuditEntry, Nominal, UsedJti
+from gateway.store.direct import ByKey, Direct
+from gateway.store.models import Agency, AgencyKey, AuditEntry, Nominal, UsedJti
 from tests.gateway.store.test_database import _agency
 
 NOW = dt.datetime(2026, 6, 1, 12, 30, tzinfo=dt.UTC)
@@ -96,6 +96,22 @@ async def test_no_row_and_a_literal_of_the_statement(db: Database) -> None:
     async with db.read() as session:
         assert await BY_ID.first(session, {"id": "no-such-id"}) is None
         assert await labelled.rows(session, {"id": nominal_id}) == [("fixed", nominal_id)]
+
+
+async def test_by_key_gives_what_session_get_gives_outside_the_session(db: Database) -> None:
+    """ByKey reads the row session.get reads, every attribute equal, as an instance the session
+    does not hold; an unknown key gives None."""
+    nominal_id = await _seed(db)
+    async with db.read() as session:
+        for model, key in ((Nominal, nominal_id), (Agency, "police-a")):
+            got = await ByKey(model).get(session, key)
+            expected = await session.get(model, key)
+            assert got is not None and expected is not None and got is not expected
+            for column in model.__table__.columns:
+                name = model.__mapper__.get_property_by_column(column).key
+                assert getattr(got, name) == getattr(expected, name), name
+            assert got not in session
+        assert await ByKey(Nominal).get(session, "no-such-id") is None
 
 
 async def test_runs_in_the_sessions_transaction(db: Database) -> None:
