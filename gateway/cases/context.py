@@ -29,7 +29,7 @@ from gateway.audit.commit import Audited, commit_audited
 from gateway.audit.origin import ORIGIN_TABLE
 from gateway.contract.views import AckOut
 from gateway.domain import Scope
-from gateway.flow import deliver, idempotency
+from gateway.flow import deliver, idempotency, lawful_basis, need_to_know
 from gateway.flow.audit import AuditEvent, Operation, Outcome, Withheld, record
 from gateway.flow.authenticate import Caller, PendingSpend, refuse_unspent, settle
 from gateway.flow.group_commit import Unspent
@@ -38,7 +38,7 @@ from gateway.flow.seal import OpenedBody, Sealer, agency_public_jwks_by_use
 from gateway.http.body import validate
 from gateway.state import GatewayState
 from gateway.store import Database
-from gateway.store.models import OriginEvidence
+from gateway.store.models import Nominal, OriginEvidence
 from gateway.store.sealed import CaseSealer
 
 __all__ = [
@@ -309,9 +309,7 @@ async def write(
         written = await _commit(call, with_key, isolated=True)
     except IntegrityError as exc:
         async with call.db.read() as session:
-            remembered = await idempotency.lookup(
-                session, call.case_sealer, agency_id=call.caller.agency_id, key=key, digest=digest
-            )
+            remembered = await _remembered(call, session, key, digest)
         if remembered is None:  # not our key: another write took what this one would store
             raise errors.Conflict(
                 diagnostics={"reason": "concurrent_write", "db_error": type(exc.orig).__name__}
@@ -351,13 +349,18 @@ REPLAY_RULE = "idempotent-replay"
 
 
 async def replay(
-    call: Call, remembered: idempotency.Remembered, caller_keys: Sequence[Mapping[str, Any]]
+    call: Call,
+    remembered: idempotency.Remembered,
+    caller_keys: Sequence[Mapping[str, Any]],
+    known: policies.Decision | None = None,
 ) -> Response:
     """The original answer to a retried write, sealed to the caller afresh.
 
     The replay discloses the answer once more, so it is audited before it is sent (no audit,
     no disclosure): a ``disclosure`` to the caller, with its officer and stated basis, the
-    operation replayed, and the audit entry of the original write ("replay of")."""
+    operation replayed, the audit entry of the original write ("replay of") and, if ``known``,
+    the need-to-know decision that the caller may still know the nominal the answer names
+    (:func:`inbound` decides it again before any replay)."""
     sealed = call.answer(remembered.answer, caller_keys)
     answer_id = remembered.answer.get("id")
     nominal_id = remembered.answer.get("nominal_id")
@@ -377,6 +380,7 @@ async def replay(
             "status_code": remembered.status_code,
             "request_digest": call.payload_digest,
             "basis_rule": call.basis.rule if call.basis else None,
+            **({"need_to_know_rule": known.rule} if known is not None else {}),
         },
     )
 
@@ -406,11 +410,48 @@ async def inbound(call: Call, session: AsyncSession, model: type[M]) -> Inbound[
     body = validate(model, opened.body)
     digest = idempotency.request_digest(call.request.method, call.request.url.path, opened.body)
     caller_keys = await call.keys(session, call.caller.agency_id, "enc")
-    remembered = await idempotency.lookup(
-        session, call.case_sealer, agency_id=call.caller.agency_id, key=key, digest=digest
-    )
-    again = await replay(call, remembered, caller_keys) if remembered is not None else None
+    remembered = await _remembered(call, session, key, digest)
+    again = None
+    if remembered is not None:
+        known = await _may_still_know(call, session, remembered)
+        again = await replay(call, remembered, caller_keys, known)
     return Inbound(body, key, digest, caller_keys, again)
+
+
+async def _remembered(
+    call: Call, session: AsyncSession, key: str, digest: str
+) -> idempotency.Remembered | None:
+    """The answer the caller's write with ``key`` got, if it is still kept at the call's moment."""
+    return await idempotency.lookup(
+        session,
+        call.case_sealer,
+        agency_id=call.caller.agency_id,
+        key=key,
+        digest=digest,
+        now=call.now,
+    )
+
+
+async def _may_still_know(
+    call: Call, session: AsyncSession, remembered: idempotency.Remembered
+) -> policies.Decision | None:
+    """A replay discloses the answer again, so the caller must still be let know the nominal it
+    names (the answer's ``nominal_id``, or the path's for a write to a nominal), as a fresh
+    request about it would: need-to-know and the stated basis decided again at the call's
+    moment. Otherwise the same opaque NotFound as a fresh request gets (the deregistered
+    nominal, the meeting involvement that has ended), audited with the rule that refused it."""
+    nominal_id = remembered.answer.get("nominal_id") or call.request.path_params.get("nominal_id")
+    if not isinstance(nominal_id, str):
+        return None  # the answer names no nominal (a referral whose nominal it may not know)
+    call.nominal_ref = nominal_id
+    nominal = await session.get(Nominal, nominal_id)
+    if nominal is None:
+        raise need_to_know.not_found("nominal")
+    decision = await need_to_know.decide(
+        session, call.agency, nominal, policies.NominalTarget(), call.now
+    )
+    call.basis = await lawful_basis.confirm_for_nominal(call.caller, session, nominal, call.now)
+    return decision
 
 
 async def pushed(

@@ -12,7 +12,9 @@ with the answer in the write's own transaction:
 * two replicas racing with one key: the primary key lets one commit; the other finds the
   winner's row and replays it.
 
-Keys are kept for :data:`KEEP_FOR`, then purged.
+Keys are kept for :data:`KEEP_FOR`: a key older than that is as if unknown (its row is
+replaced in the transaction of the write that uses it again), and each process purges expired
+keys at most every :data:`PURGE_INTERVAL`, in a write's transaction.
 """
 
 from __future__ import annotations
@@ -33,13 +35,22 @@ from gateway.store.direct import Direct
 from gateway.store.models import IdempotentRequest
 from gateway.store.sealed import CaseSealer, canonical_json
 
-__all__ = ["KEEP_FOR", "Remembered", "key_of", "lookup", "remember", "request_digest"]
+__all__ = [
+    "KEEP_FOR",
+    "PURGE_INTERVAL",
+    "Remembered",
+    "key_of",
+    "lookup",
+    "remember",
+    "request_digest",
+]
 
 KEEP_FOR = dt.timedelta(hours=24)
-PURGE_EVERY = 500
+PURGE_INTERVAL = dt.timedelta(hours=1)
 _KEY = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _TABLE = "idempotency_keys"
-_remembered_since_purge = 0
+#: When this process last purged expired keys (by the writes' clock).
+_purged_at: dt.datetime | None = None
 #: Every write looks its key up first: below the ORM (see gateway.store.direct).
 _LOOKUP = Direct(
     select(
@@ -50,6 +61,7 @@ _LOOKUP = Direct(
     ).where(
         IdempotentRequest.agency_id == bindparam("agency_id"),
         IdempotentRequest.key == bindparam("key"),
+        IdempotentRequest.expires_at > bindparam("now"),
     )
 )
 
@@ -83,10 +95,17 @@ def _row_id(agency_id: str, key: str) -> str:
 
 
 async def lookup(
-    session: AsyncSession, sealer: CaseSealer, *, agency_id: str, key: str, digest: str
+    session: AsyncSession,
+    sealer: CaseSealer,
+    *,
+    agency_id: str,
+    key: str,
+    digest: str,
+    now: dt.datetime,
 ) -> Remembered | None:
-    """The remembered answer for this key, None if it is new, or 422 if it was used otherwise."""
-    row = await _LOOKUP.first(session, {"agency_id": agency_id, "key": key})
+    """The remembered answer for this key, None if it is new (or expired at ``now``), or 422 if
+    it was used otherwise."""
+    row = await _LOOKUP.first(session, {"agency_id": agency_id, "key": key, "now": now})
     if row is None:
         return None
     request_digest, status_code, answer_sealed, audit_entry_id = row
@@ -109,12 +128,19 @@ async def remember(
     now: dt.datetime,
 ) -> None:
     """Remember the answer and the write's audit entry in the write's open transaction (they
-    commit with the write)."""
-    global _remembered_since_purge
-    _remembered_since_purge += 1
-    if _remembered_since_purge >= PURGE_EVERY:
-        _remembered_since_purge = 0
-        await session.execute(delete(IdempotentRequest).where(IdempotentRequest.expires_at < now))
+    commit with the write). An expired row of the same key goes first, in that transaction (the
+    key was as if unknown to :func:`lookup`); every :data:`PURGE_INTERVAL` so do all expired."""
+    global _purged_at
+    expired = IdempotentRequest.expires_at <= now
+    if _purged_at is None or not _purged_at <= now < _purged_at + PURGE_INTERVAL:
+        _purged_at = now
+        await session.execute(delete(IdempotentRequest).where(expired))
+    else:
+        await session.execute(
+            delete(IdempotentRequest).where(
+                IdempotentRequest.agency_id == agency_id, IdempotentRequest.key == key, expired
+            )
+        )
     session.add(
         IdempotentRequest(
             agency_id=agency_id,

@@ -14,7 +14,15 @@ from sqlalchemy.exc import OperationalError
 from adapters.client import GatewayClient
 from gateway.cases.context import REPLAY_RULE
 from gateway.store.models import AuditEntry, Base, IdempotentRequest, Nominal, Referral
-from tests.gateway.cases.scenario import HOUSING, POLICE, PROBATION, at_level_2, record, referral
+from tests.gateway.cases.scenario import (
+    HOUSING,
+    POLICE,
+    PROBATION,
+    at_level_2,
+    level_2_meeting,
+    record,
+    referral,
+)
 from tests.gateway.cases.support import (
     ISSUER,
     MAPPA_BASIS,
@@ -205,6 +213,90 @@ async def test_retry_that_raced_past_the_lookup_still_replays(
     assert await world.count(AuditEntry) == audits + 1
     [entry] = await _replays(world)
     assert entry.detail["replay_of"] == (await _original_entry(world, POLICE, key)).entry_id
+
+
+# -- a replay is a disclosure: only to a caller that may still know, only while the key is kept --
+
+
+async def test_replay_after_the_caller_lost_the_nominal_is_the_opaque_404(
+    any_world: World,
+) -> None:
+    """THREATS "the next request is refused, even with a still-valid token": housing's record
+    write retried with its key after the nominal was deregistered gets what a fresh request
+    gets, the opaque 404 audited with the need-to-know rule, not the stored 201 audited as an
+    allowed disclosure (SQLite and PostgreSQL)."""
+    world = any_world
+    nominal_id = await at_level_2(world)
+    await level_2_meeting(world, nominal_id)  # housing attends: it may know the nominal
+    path = f"/v1/nominals/{nominal_id}/records"
+    body = {"kind": "case_note", "summary": "Tenancy visit"}
+    key = new_key()
+    await world[HOUSING].post(path, body, key=key)
+    await world[POLICE].post(
+        f"/v1/nominals/{nominal_id}/deregistration", {"reason": "Registration period ended"}
+    )
+    fresh = await world[HOUSING].refused("POST", path, body, key=new_key())
+
+    again = await world[HOUSING].refused("POST", path, body, key=key)
+
+    assert (again.status, again.code) == (fresh.status, fresh.code) == (404, "not_found")
+    assert await _replays(world) == []
+    refusals = await world.audit(agency_id=HOUSING, outcome="refused")
+    assert len(refusals) == 2  # the fresh request's, then the retry's: the same refusal
+    assert refusals[1].reason_code == refusals[0].reason_code == "no_need_to_know"
+    assert refusals[1].nominal_ref == refusals[0].nominal_ref == nominal_id
+    assert refusals[1].rule is not None and refusals[1].rule == refusals[0].rule
+
+
+async def test_replay_names_the_need_to_know_rule_that_still_lets_the_caller_know(
+    world: World,
+) -> None:
+    """A replay the caller may still have is audited with the rule that let it know again."""
+    nominal_id = await at_level_2(world)
+    path = f"/v1/nominals/{nominal_id}/records"
+    key = new_key()
+    first = await world[PROBATION].post(path, record(), key=key)
+    assert await world[PROBATION].post(path, record(), key=key) == first
+    [entry] = await _replays(world)
+    assert entry.nominal_ref == nominal_id
+    assert entry.detail["need_to_know_rule"]
+
+
+async def test_a_key_older_than_24_hours_is_as_if_unknown(any_world: World) -> None:
+    """The documented retention is enforced at lookup, not only by purging: a day and an hour
+    on, the same key and body make a new write (not a replay of the old answer), and the same
+    key with another body is no longer 422; the key's row is replaced (SQLite and
+    PostgreSQL)."""
+    world = any_world
+    nominal_id = await at_level_2(world)
+    path = f"/v1/nominals/{nominal_id}/records"
+    key = new_key()
+    first = await world[PROBATION].post(path, record(), key=key)
+    world.clock.advance(hours=25)
+
+    second = await world[PROBATION].post(path, record(), key=key)
+
+    assert second["id"] != first["id"]
+    assert await _replays(world) == []
+    world.clock.advance(hours=25)
+    third = await world[PROBATION].post(path, record(summary="Another visit"), key=key)
+    assert third["id"] not in (first["id"], second["id"])
+    async with world.state.db.read() as session:
+        kept = await session.get(IdempotentRequest, (PROBATION, key))
+    assert kept is not None and kept.created_at == world.clock.now
+
+
+async def test_expired_keys_are_purged_by_time_not_by_a_count_of_writes(world: World) -> None:
+    """An hour or more after the last purge, the next write purges every expired key (here
+    another agency's, which no write would otherwise replace)."""
+    nominal_id = await at_level_2(world)
+    path = f"/v1/nominals/{nominal_id}/records"
+    key = new_key()
+    await world[POLICE].post(path, record(), key=key)
+    world.clock.advance(hours=25)
+    await world[PROBATION].post(path, record(), key=new_key())
+    async with world.state.db.read() as session:
+        assert await session.get(IdempotentRequest, (POLICE, key)) is None
 
 
 # -- a write that fails at or before its commit, then retried ------------------------------------
