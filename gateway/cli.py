@@ -53,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The keys commands read their directory and KEK from the environment: default them to the
     # gateway's own settings, so `mappa-gateway keys list` works on the configured gateway.
     os.environ.setdefault("MAPPA_KEYS_DIR", str(settings.keys_dir))
+    os.environ.setdefault("MAPPA_PROFILE", settings.profile)  # development keys only there
     if settings.kek_file is not None and "MAPPA_KEK" not in os.environ:
         os.environ.setdefault("MAPPA_KEK_FILE", str(settings.kek_file))
     result: int = args.func(args)

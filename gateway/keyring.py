@@ -94,6 +94,8 @@ def _open(settings: Settings, *, now: dt.datetime | None = None) -> KeyRepositor
             generate_development_keys(settings.keys_dir, kek, "development", now=now)
             (Path(settings.keys_dir) / DEV_KEYS_MARKER).touch()
         refresh = dt.timedelta(seconds=settings.key_refresh_seconds)
-        return FileKeyRepository(settings.keys_dir, kek, refresh_interval=refresh)
+        return FileKeyRepository(
+            settings.keys_dir, kek, refresh_interval=refresh, profile=settings.profile
+        )
     except KeysError as exc:
         raise KeyRepositoryUnavailable(f"key repository: {exc.code}: {exc.reason}") from exc

@@ -16,12 +16,14 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from keys import DEVELOPMENT_MARKER, holds_development_keys
+
 __all__ = ["DEV_KEYS_MARKER", "Profile", "Settings", "SettingsError", "get_settings"]
 
 Profile = Literal["development", "test", "production"]
 
 #: A file that ``keys`` writes into a key directory generated for development.
-DEV_KEYS_MARKER = "DEVELOPMENT-KEYS"
+DEV_KEYS_MARKER = DEVELOPMENT_MARKER
 
 
 class SettingsError(ValueError):
@@ -186,7 +188,7 @@ class Settings(BaseSettings):
             problems.append("unsafe_console_oidc_plain_http_loopback is for development only")
         if not self.issuer.startswith("https://"):
             problems.append("issuer must be an https URL outside development")
-        if (self.keys_dir / DEV_KEYS_MARKER).exists():
+        if holds_development_keys(self.keys_dir):  # the marker, or a development key's file
             problems.append(f"{self.keys_dir} holds generated development keys")
         if self.unsafe_relay_plain_http_loopback:
             problems.append("unsafe_relay_plain_http_loopback is for development only")

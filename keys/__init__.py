@@ -5,7 +5,8 @@ Verbs:
 * envelope encryption at rest: :class:`Envelope` (``seal`` / ``unseal`` / ``rewrap``) under a
   :class:`KekSource` (:func:`kek_from_file`, :func:`kek_from_env`);
 * key rings per :class:`Purpose` held by a :class:`KeyRepository`
-  (:class:`FileKeyRepository`, :func:`generate_development_keys`), rotated with overlap;
+  (:class:`FileKeyRepository`, :func:`generate_keys`, :func:`generate_development_keys`),
+  rotated with overlap;
 * JOSE: :func:`sign_jwt` / :func:`verify_jwt`, and ``application/jose`` bodies with
   :func:`seal_for` / :func:`unseal_from`;
 * raw Ed25519 for signed notes: :meth:`KeyRing.sign_raw` and :func:`ed25519_verify`;
@@ -58,18 +59,20 @@ from .jose import (
 from .jwk import PublicKey, public_key_from_jwk, public_keys_from_jwks
 from .kdf import derive_secret, keyed_digest
 from .kek import KekSource, LocalKek, generate_kek_file, kek_from_env, kek_from_file
-from .repository import (
-    JWKS_PURPOSES,
-    FileKeyRepository,
-    KeyRepository,
+from .provision import (
+    DEVELOPMENT_MARKER,
     generate_development_keys,
+    generate_keys,
+    holds_development_keys,
 )
+from .repository import JWKS_PURPOSES, FileKeyRepository, KeyRepository
 from .ring import PURPOSE_ALGS, KeyInfo, KeyRing, KeyStatus, Purpose, RingKey, Signature
 from .x509 import LOOPBACK_HOSTS, DevelopmentCA, ServerCertificate, certificate_expires
 
 __all__ = [
     "BLIND_INDEX_FILE",
     "CONTENT_ENCRYPTION",
+    "DEVELOPMENT_MARKER",
     "ENC_ALGS",
     "JWKS_PURPOSES",
     "LOOPBACK_HOSTS",
@@ -109,6 +112,8 @@ __all__ = [
     "ed25519_verify",
     "generate_development_keys",
     "generate_kek_file",
+    "generate_keys",
+    "holds_development_keys",
     "init_blind_index",
     "kek_from_env",
     "kek_from_file",

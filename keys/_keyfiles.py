@@ -2,10 +2,10 @@
 of several at once.
 
 A key file's metadata (every field but the sealed key: format, purpose, kid, alg, use, status,
-created_at, retire_after) is sealed too: ``meta_seal`` is an envelope (:mod:`keys.envelope`)
-with an empty plaintext whose associated data is those fields as they stand in the file
-(:func:`meta_aad`). Only a holder of the KEK can make one, so a status or date edited in the file
-no longer matches its seal and the file is refused.
+created_at, retire_after; and ``profile`` on a development key) is sealed too: ``meta_seal`` is an
+envelope (:mod:`keys.envelope`) with an empty plaintext whose associated data is those fields as
+they stand in the file (:func:`meta_aad`). Only a holder of the KEK can make one, so a status or
+date edited in the file no longer matches its seal and the file is refused.
 
 One file is written atomically: a temp file beside it (mode 0600, ``O_NOFOLLOW``), fsync,
 rename over the original, fsync of the directory. Several (:func:`replace_all`, for a KEK
@@ -34,6 +34,7 @@ __all__ = [
     "KID_FILE",
     "META_FIELDS",
     "META_SEAL",
+    "PROFILE",
     "UNSEALED_METADATA",
     "FileChange",
     "encode_record",
@@ -58,6 +59,10 @@ def key_aad(purpose: Purpose, kid: str, alg: str) -> bytes:
 
 #: The fields of a key file that its metadata seal covers: all but the sealed key itself.
 META_FIELDS = ("format", "purpose", "kid", "alg", "use", "status", "created_at", "retire_after")
+#: The field that marks a development key (``"development"``: made by ``keys init-dev`` or the
+#: development profile). Sealed with the metadata when present; a file without it (every file
+#: written before it existed) is a production key, and its seal is unchanged.
+PROFILE = "profile"
 #: The field holding the metadata seal (base64url of an envelope with an empty plaintext).
 META_SEAL = "meta_seal"
 #: Why a key file without a metadata seal is refused (operators read this).
@@ -72,6 +77,8 @@ def meta_aad(record: Mapping[str, Any]) -> bytes:
     """The associated data of a key file's metadata seal: its metadata fields as they stand in
     the file (canonical JSON), so any edit of one of them breaks the seal."""
     fields = {name: record.get(name) for name in META_FIELDS}
+    if PROFILE in record:
+        fields[PROFILE] = record[PROFILE]
     return _META_AAD_PREFIX + json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
 

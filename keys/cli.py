@@ -12,7 +12,10 @@
                                                 installation (never replaces one)
     keys seal-metadata [--reseal KID]           seal the metadata (status, dates) of key files
                                                 written before metadata seals (an upgrade)
-    keys init-dev --profile development         create missing development keys
+    keys init                                   the first keys of a new installation
+                                                (refused where keys exist)
+    keys init-dev --profile development         create missing development keys (refused
+                                                when MAPPA_PROFILE is another profile)
 
 Each takes ``--keys-dir`` (else ``MAPPA_KEYS_DIR``) and ``--kek-file`` (else ``MAPPA_KEK_FILE``,
 else a base64 KEK in ``MAPPA_KEK``). Output never holds key material. Exit codes: 0 done,
@@ -30,9 +33,10 @@ from datetime import timedelta
 from typing import Any
 
 from .blind_index import init_blind_index
-from .errors import KekUnavailable, KeysError
+from .errors import KekUnavailable, KeysError, ProfileRefused
 from .kek import KekSource, kek_from_env, kek_from_file
-from .repository import FileKeyRepository, generate_development_keys
+from .provision import generate_development_keys, generate_keys
+from .repository import FileKeyRepository
 from .ring import Purpose, utcnow
 
 __all__ = ["main", "register"]
@@ -125,6 +129,17 @@ def register(subparsers: Any) -> None:
     )
     seal.set_defaults(func=_with_repository(_seal_metadata))
 
+    first = verbs.add_parser(
+        "init",
+        parents=[common],
+        help="create the first keys of a new installation",
+        description="Create a current key of every purpose, and the blind-index secret if there "
+        "is none, in a key directory that holds no key: the production keys of a new "
+        "installation. Refused, writing nothing, where keys exist (rotate them instead) or in "
+        "a directory made for development.",
+    )
+    first.set_defaults(func=_init)
+
     init = verbs.add_parser("init-dev", parents=[common], help="create development keys")
     init.add_argument("--profile", required=True, help='must be "development"')
     init.set_defaults(func=_init_dev)
@@ -165,7 +180,7 @@ def _with_repository(action: Callable[[argparse.Namespace, FileKeyRepository], i
     def handler(args: argparse.Namespace) -> int:
         def body() -> int:
             directory, kek = _settings(args, os.environ)
-            return action(args, FileKeyRepository(directory, kek))
+            return action(args, FileKeyRepository(directory, kek, profile=_profile()))
 
         return _run(args, body)
 
@@ -245,8 +260,27 @@ def _init_blind_index(args: argparse.Namespace) -> int:
     return _run(args, body)
 
 
+def _profile() -> str | None:
+    """The gateway's profile (``MAPPA_PROFILE``; ``mappa-gateway`` sets it from its settings):
+    development keys are refused outside ``development``."""
+    return os.environ.get("MAPPA_PROFILE") or None
+
+
+def _init(args: argparse.Namespace) -> int:
+    def body() -> int:
+        directory, kek = _settings(args, os.environ)
+        repository = generate_keys(directory, kek, profile=_profile())
+        print(f"keys ready in {directory}: {len(repository.list())} key(s); back them up")
+        return 0
+
+    return _run(args, body)
+
+
 def _init_dev(args: argparse.Namespace) -> int:
     def body() -> int:
+        configured = _profile() or args.profile
+        if configured != args.profile:
+            raise ProfileRefused(f"development keys refused in profile {configured[:40]!r}")
         directory, kek = _settings(args, os.environ)
         repository = generate_development_keys(directory, kek, args.profile)
         print(f"development keys ready in {directory}: {len(repository.list())} key(s)")

@@ -51,6 +51,7 @@ from ._keyfiles import (
     FORMAT,
     KID_FILE,
     META_SEAL,
+    PROFILE,
     encode_record,
     replace_all,
     seal_meta,
@@ -70,7 +71,6 @@ from ._keyrecord import (
     sealed_meta,
 )
 from ._rewrap import rewrap_directory
-from .blind_index import init_blind_index
 from .envelope import Envelope
 from .errors import KeyInvalid, KeysError, KeyStoreError, KeyUnknown, ProfileRefused
 from .jwk import JoseKey
@@ -79,11 +79,14 @@ from .ring import ALG_KIND, ALG_USE, PURPOSE_ALGS, KeyInfo, KeyRing, KeyStatus, 
 from .ring import utcnow as _utcnow
 
 __all__ = [
+    "DEVELOPMENT",
     "JWKS_PURPOSES",
     "FileKeyRepository",
     "KeyRepository",
-    "generate_development_keys",
 ]
+
+#: The profile whose keys are development keys (see :class:`FileKeyRepository`).
+DEVELOPMENT = "development"
 
 #: Purposes whose public keys the gateway publishes at /.well-known/jwks.json.
 JWKS_PURPOSES = (Purpose.TOKEN_SIGNING, Purpose.PAYLOAD_SIGNING, Purpose.PAYLOAD_ENCRYPTION)
@@ -129,7 +132,12 @@ class KeyRepository(Protocol):
 
 
 class FileKeyRepository:
-    """Key rings stored as envelope-sealed files under one directory."""
+    """Key rings stored as envelope-sealed files under one directory.
+
+    ``profile`` is the gateway's profile. Under ``"development"`` new keys are development keys
+    (their file says ``"profile": "development"``, under the metadata seal); under any other a
+    ring holding a development key is refused (:class:`ProfileRefused`), wherever its files were
+    copied. ``None`` (a tool, a test) reads both and makes production keys."""
 
     def __init__(
         self,
@@ -138,8 +146,10 @@ class FileKeyRepository:
         *,
         refresh_interval: timedelta = timedelta(seconds=30),
         unknown_kid_reload_interval: timedelta = timedelta(seconds=2),
+        profile: str | None = None,
     ) -> None:
         self.directory = Path(directory)
+        self.profile = profile
         self._envelope = kek if isinstance(kek, Envelope) else Envelope(kek)
         self._refresh = refresh_interval.total_seconds()
         self._unknown_kid_reload = unknown_kid_reload_interval.total_seconds()
@@ -216,6 +226,11 @@ class FileKeyRepository:
         try:
             record, info = parse_record(purpose, path, read_file(path))
             meta_key = check_meta(self._envelope, purpose, record, path.name, self._sealed_meta)
+            if record.get(PROFILE) == DEVELOPMENT and self.profile not in (None, DEVELOPMENT):
+                raise ProfileRefused(
+                    f"key file {path.name[:60]!r} of {purpose} holds a development key, refused "
+                    f"in profile {self.profile[:40]!r}: make keys with keys init in a new directory"
+                )
             sealed = base64.urlsafe_b64decode(str(record["sealed"]))
             cache_key = parsed_key(purpose, info.kid, info.alg, sealed)
             jose_key = self._parsed.get(cache_key)
@@ -324,6 +339,8 @@ class FileKeyRepository:
             json.dumps(jose_key.as_dict(private=True)).encode(), _aad(purpose, kid, alg)
         )
         meta = _meta(info)
+        if self.profile == DEVELOPMENT:
+            meta[PROFILE] = DEVELOPMENT
         record = {
             **meta,
             "sealed": base64.urlsafe_b64encode(sealed).decode("ascii"),
@@ -339,9 +356,8 @@ class FileKeyRepository:
         updated = KeyInfo(
             info.purpose, info.kid, info.alg, info.use, status, info.created_at, retire_after
         )
-        meta = _meta(updated)
-        record.update(meta)
-        record[META_SEAL] = seal_meta(self._envelope, meta)
+        record.update(_meta(updated))
+        record[META_SEAL] = seal_meta(self._envelope, record)  # its profile too, if it has one
         self._write(path, record)
         return updated
 
@@ -376,24 +392,3 @@ def _meta(info: KeyInfo) -> dict[str, Any]:
         "created_at": info.created_at.isoformat(),
         "retire_after": info.retire_after.isoformat() if info.retire_after else None,
     }
-
-
-def generate_development_keys(
-    directory: str | os.PathLike[str],
-    kek: KekSource | Envelope,
-    profile: str,
-    *,
-    now: datetime | None = None,
-) -> FileKeyRepository:
-    """Create (if missing) a current key of every purpose, and the blind-index secret; seal the
-    metadata of development keys made before metadata seals.
-
-    Refused outside "development"."""
-    if profile != "development":
-        raise ProfileRefused(f"development keys refused in profile {profile[:40]!r}")
-    repository = FileKeyRepository(directory, kek)
-    repository.seal_metadata()  # a development directory made before metadata seals
-    for purpose in Purpose:
-        repository.ensure(purpose, now=now)
-    init_blind_index(directory, kek)
-    return repository

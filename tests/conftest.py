@@ -17,7 +17,7 @@ from fastapi import FastAPI
 from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.store import Database, upgrade
-from keys import generate_development_keys, generate_kek_file
+from keys import generate_kek_file, generate_keys
 from tests.support import skip_or_fail_in_ci
 
 # Hundreds of apps start in this one process: each freezing the heap at start (a full
@@ -69,7 +69,7 @@ def gateway_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """A gateway key directory (every purpose) and its KEK file, made once per session."""
     base = tmp_path_factory.mktemp("gateway-keys")
     kek = generate_kek_file(base / "kek.bin")
-    generate_development_keys(base / "keys", kek, "development", now=KEYS_CREATED)
+    generate_keys(base / "keys", kek, now=KEYS_CREATED)
     return base / "keys", base / "kek.bin"
 
 

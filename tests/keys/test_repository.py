@@ -45,9 +45,10 @@ def test_key_files_are_private_and_hold_no_clear_key(
         assert path.stat().st_mode & 0o777 == 0o600
         assert path.parent.stat().st_mode & 0o777 == 0o700
         record = json.loads(path.read_text())
+        assert record["profile"] == "development"  # development keys say so (sealed)
         assert set(record) == {
             "format", "purpose", "kid", "alg", "use", "status", "created_at", "retire_after",
-            "sealed", "meta_seal",
+            "sealed", "meta_seal", "profile",
         }  # fmt: skip
         assert path.name == f"{record['kid']}.json"
         sealed = base64.urlsafe_b64decode(record["sealed"])

@@ -31,8 +31,8 @@ from gateway.store import Database
 from keys import (
     FileKeyRepository,
     Purpose,
-    generate_development_keys,
     generate_kek_file,
+    generate_keys,
     kek_from_file,
 )
 
@@ -202,7 +202,7 @@ def audit_gateway_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
     base = tmp_path_factory.mktemp("audit-gateway-keys")
     kek = generate_kek_file(base / "kek.bin")
     created = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)  # before any clock a test sets
-    generate_development_keys(base / "keys", kek, "development", now=created)
+    generate_keys(base / "keys", kek, now=created)
     return base / "keys", base / "kek.bin"
 
 

@@ -19,7 +19,7 @@ from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from gateway.store import Database
-from keys import generate_development_keys, generate_kek_file
+from keys import generate_kek_file, generate_keys
 
 BASE = "https://gateway.test"
 OFFICER = "ig.officer"
@@ -33,7 +33,7 @@ def console_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     base = tmp_path_factory.mktemp("console-keys")
     kek = generate_kek_file(base / "kek.bin")
     created = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    generate_development_keys(base / "keys", kek, "development", now=created)
+    generate_keys(base / "keys", kek, now=created)
     return base / "keys", base / "kek.bin"
 
 
