@@ -36,6 +36,7 @@
         ├── RecipientKeyUnavailable  no usable encryption key for the recipient: nothing is sent
         ├── RedactionFailed          redaction could not complete: nothing is released
         ├── StoreUnavailable         the database cannot be reached or written
+        ├── KeysUnavailable          the gateway's own key store does not load (a damaged file)
         ├── AuditUnavailable         the audit entry cannot be written, so nothing is released
         ├── CaseDataUnreadable       a sealed case-data column does not open (key or tampering)
         └── AuditLogInconsistent     the stored audit log does not hold together (see the verifier)
@@ -74,6 +75,7 @@ __all__ = [
     "InvalidParameter",
     "InvalidScope",
     "InvalidToken",
+    "KeysUnavailable",
     "LawfulBasisRefused",
     "MalformedBody",
     "NotFound",
@@ -318,6 +320,13 @@ class RedactionFailed(Unavailable):
 
 class StoreUnavailable(Unavailable):
     code = "store_unavailable"
+
+
+class KeysUnavailable(Unavailable):
+    """The gateway's key store does not load a ring it needs (a damaged or foreign key file, no
+    current key, the KEK): the gateway's fault, never the caller's."""
+
+    code = "keys_unavailable"
 
 
 class AuditUnavailable(Unavailable):

@@ -129,10 +129,13 @@ class Sealer:
             raise _unreadable("not ASCII") from exc
         if not sender_keys:
             raise _unreadable("sender has no usable signing key")
+        # Outside the try: a ring that does not load is the gateway's fault (503, the edge maps
+        # it), never the sender's unreadable body.
+        ring = self._decryption_ring(compact)
         try:
             unsealed = unseal_from(
                 compact,
-                self._decryption_ring(compact),
+                ring,
                 list(sender_keys),
                 typ=BODY_TYP,
                 now=now,

@@ -26,11 +26,13 @@ from gateway.errors import (
     GatewayError,
     HeadersTooLarge,
     InternalError,
+    KeysUnavailable,
     PayloadTooLarge,
 )
 from gateway.http.metrics import method_label
 from gateway.http.problems import gateway_problem
 from gateway.logs import get_logger
+from keys import KekUnavailable, KeyStoreError, KeyUnknown, ProfileRefused
 
 __all__ = ["EdgeMiddleware"]
 
@@ -46,6 +48,10 @@ SECURITY_HEADERS = [
 ]
 
 log = get_logger("gateway.http")
+
+#: What loading one of the gateway's own key rings raises when the key store is broken: answered
+#: 503 ``keys_unavailable`` here, in one place, whatever route or stage asked for the ring.
+KEY_STORE_FAILURES = (KeyStoreError, KeyUnknown, KekUnavailable, ProfileRefused)
 
 
 def _frames(exc: BaseException) -> list[str]:
@@ -89,6 +95,13 @@ class EdgeMiddleware:
             if "status" in status_holder:
                 raise
             await self._problem(exc, request_id, send_wrapper)
+        except KEY_STORE_FAILURES as exc:
+            # The gateway's key store did not load a ring (a damaged or foreign key file, no
+            # current key, the KEK): 503, the gateway's fault. The reason names the file, never
+            # its content.
+            log.error("keys_unavailable", key_error=exc.code, reason=exc.reason[:300])
+            if "status" not in status_holder:
+                await self._problem(KeysUnavailable(), request_id, send_wrapper)
         except Exception as exc:
             # A bug. Log where it happened (type, file, line), never the message or locals:
             # either may hold case data. The caller gets an opaque 500.
