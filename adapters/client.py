@@ -232,7 +232,7 @@ class GatewayClient:
         )
         inner = (decrypted.plaintext or b"").decode("ascii")
         keys = await self.gateway_keys()
-        key = keys.get_by_kid(signing_kid(inner))
+        key = keys.get_by_kid(signing_kid(inner, BODY_TYP))
         verified = jws.deserialize_compact(inner, key, registry=_SIGN_REGISTRY)
         signed = SignedPush.model_validate_json(verified.payload)
         if signed.aud != self.identity.agency_id or signed.iss != self.issuer:

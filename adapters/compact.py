@@ -4,7 +4,8 @@ The gateway's pushes and answers reach an agency as a JWE to the agency's encryp
 is public: anyone can build one, so whatever is inside is hostile until its signature holds.
 :func:`signing_kid` reads the ``kid`` of the JWS's protected header to pick the gateway key to
 verify with, and turns every malformed header (not base64url, not UTF-8, not JSON, JSON that is
-not an object, too deeply nested, a ``kid`` that is not a string) into one
+not an object, too deeply nested, a ``kid`` that is not a string, another ``typ`` than the
+one expected) into one
 :class:`MalformedSignature`, so the receiver (:mod:`adapters.receiver`) and the client
 (:class:`adapters.client.GatewayClient`) refuse it the same way.
 """
@@ -25,8 +26,12 @@ class MalformedSignature(ValueError):
     """A compact JWS whose protected header names no usable key id."""
 
 
-def signing_kid(compact_jws: str) -> str:
-    """The ``kid`` named by the protected header of ``compact_jws`` ("" when it names none)."""
+def signing_kid(compact_jws: str, typ: str | None = None) -> str:
+    """The ``kid`` named by the protected header of ``compact_jws`` ("" when it names none).
+
+    With ``typ``, the header must declare that type: the gateway's token-signing and
+    payload-signing keys look alike in its JWKS (``sig``, ``ES256``), so an access token or any
+    other JWS the gateway signed must not pass for a signed body."""
     segment = compact_jws.split(".", 1)[0]
     if len(segment) > MAX_HEADER_CHARS:
         raise MalformedSignature("the protected header is too long")
@@ -40,4 +45,6 @@ def signing_kid(compact_jws: str) -> str:
     kid = header.get("kid", "")
     if not isinstance(kid, str):
         raise MalformedSignature("the protected header's kid is not a string")
+    if typ is not None and header.get("typ") != typ:
+        raise MalformedSignature("the protected header declares another type")
     return kid

@@ -60,7 +60,7 @@ from adapters.compact import MalformedSignature, signing_kid
 from adapters.gateway_keys import REFETCH_EVERY, GatewayJwks, KeysUnavailable, check_jwks_url
 from adapters.identity import AgencyIdentity
 from adapters.sdk import Adapter, Delivery, MappingRefused, Receipt
-from gateway.contract.envelope import JOSE_MEDIA_TYPE
+from gateway.contract.envelope import BODY_TYP, JOSE_MEDIA_TYPE
 from gateway.flow.signed_push import PUSH_MAX_AGE, SignedPush
 
 __all__ = [
@@ -115,7 +115,7 @@ def verify_delivery(
 ) -> SignedPush:
     """Verify the gateway's signature of ``inner`` and its addressing to this agency."""
     try:
-        key = gateway_keys.get_by_kid(signing_kid(inner))
+        key = gateway_keys.get_by_kid(signing_kid(inner, BODY_TYP))
         verified = jws.deserialize_compact(inner, key, registry=_SIGN)
         signed = SignedPush.model_validate_json(verified.payload)
     except (JoseError, ValueError, TypeError, RecursionError, IndexError) as exc:

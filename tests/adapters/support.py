@@ -78,6 +78,7 @@ class StandInGateway:
         *,
         iat: dt.datetime,
         jti: str | None = None,
+        typ: str = "mappa-body+jwt",
     ) -> tuple[str, str]:
         """The message id and the sealed delivery (a compact JWE to the agency)."""
         jti = jti or str(uuid.uuid4())
@@ -85,7 +86,7 @@ class StandInGateway:
             body, iss=self.ISSUER, aud=identity.agency_id, now=iat, jti=jti, kind=kind
         )
         inner = jws.serialize_compact(
-            {"alg": "ES256", "kid": self.kid, "typ": "mappa-body+jwt"},
+            {"alg": "ES256", "kid": self.kid, "typ": typ},
             signed.model_dump_json(),
             self.signing_key,
         )

@@ -76,6 +76,25 @@ async def test_the_client_refuses_an_answer_whose_jws_header_is_no_json_object(
             await client.open(encrypt_to(identity, plaintext))
 
 
+@pytest.mark.parametrize("typ", ["at+jwt", "JWT", ""])
+async def test_a_delivery_the_gateway_signed_as_another_type_is_a_bad_signature(typ: str) -> None:
+    """The gateway's token-signing and payload-signing keys look alike in its JWKS: a JWS it
+    signed as anything but a body (an access token, say) is 400 ``bad_signature``, not applied,
+    though its signature holds; the client refuses such an answer too."""
+    gateway = StandInGateway()
+    receiver = _receiver(gateway)
+    body = {"flag_id": "f-1", "flag": "HZD"}
+    _, sealed = gateway.push(receiver.identity, "hazard_flag", body, iat=NOW, typ=typ)
+    response = await post_sealed(receiver, sealed)
+    assert response.status_code == 400 and response.json() == {"code": "bad_signature"}
+    assert list(receiver.receipts) == []
+    async with httpx.AsyncClient() as http:
+        client = GatewayClient(receiver.identity, gateway.ISSUER, http)
+        client._gateway_keys = gateway.keys()
+        with pytest.raises(MalformedSignature):
+            await client.open(sealed)
+
+
 class _CountedBody:
     """A body of ``total`` bytes streamed 64 KiB at a time, counting what the server pulled."""
 
