@@ -51,11 +51,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"mappa-gateway: refusing to start: {reasons}", file=sys.stderr)
         return 2
     # The keys commands read their directory and KEK from the environment: default them to the
-    # gateway's own settings, so `mappa-gateway keys list` works on the configured gateway.
+    # gateway's own settings (a .env file among them), so `mappa-gateway keys list` opens the
+    # KEK the gateway opens (keys/kek_config.py reads these variables back).
     os.environ.setdefault("MAPPA_KEYS_DIR", str(settings.keys_dir))
     os.environ.setdefault("MAPPA_PROFILE", settings.profile)  # development keys only there
-    if settings.kek_file is not None and "MAPPA_KEK" not in os.environ:
-        os.environ.setdefault("MAPPA_KEK_FILE", str(settings.kek_file))
+    for name, value in settings.kek_config.to_env().items():
+        os.environ.setdefault(name, value)
     result: int = args.func(args)
     return result
 

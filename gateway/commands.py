@@ -37,6 +37,23 @@ def register(subparsers: Any) -> None:
     upgrade = db_sub.add_parser("upgrade", help="Apply migrations up to a revision")
     upgrade.add_argument("revision", nargs="?", default="head")
     upgrade.set_defaults(func=_db_upgrade)
+    rewrap = db_sub.add_parser(
+        "rewrap-case-data",
+        help="Move every sealed value to the current KEK (after keys rewrap)",
+        description="Rewrap every sealed column of every table under the current KEK: only "
+        "each value's wrapped data key changes, nothing is decrypted. Values under a previous "
+        "KEK open with MAPPA_PREVIOUS_KEK_FILES; values already under the current KEK are left "
+        "alone, so it can be run again (and finishes an interrupted run). Exit 0 when nothing "
+        "is left under another KEK (the previous KEK may then be removed), 1 otherwise. See "
+        "keys/README.md, 'Rotating the KEK'.",
+    )
+    rewrap.add_argument(
+        "--check", action="store_true", help="only count what is under which KEK; change nothing"
+    )
+    rewrap.add_argument(
+        "--batch-size", type=int, default=500, help="values per transaction (default 500)"
+    )
+    rewrap.set_defaults(func=_db_rewrap_case_data)
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
@@ -45,6 +62,56 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     settings = get_settings()
     upgrade(settings.database_url, args.revision)
     print(f"database at revision {args.revision}")
+    return 0
+
+
+def _db_rewrap_case_data(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from gateway.keyring import KeyRepositoryUnavailable, open_envelope_for
+    from gateway.store import Database
+    from gateway.store.rewrap import rewrap_case_data
+
+    settings = get_settings()
+    if args.batch_size < 1:
+        print("mappa-gateway: --batch-size must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        envelope = open_envelope_for(settings)
+    except KeyRepositoryUnavailable as exc:
+        print(f"mappa-gateway: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> list[Any]:
+        db = Database(settings.database_url)
+        try:
+            return await rewrap_case_data(
+                db, envelope, batch_size=args.batch_size, check=args.check
+            )
+        finally:
+            await db.dispose()
+
+    reports = asyncio.run(run())
+    left_total = 0
+    for report in reports:
+        left = ", ".join(f"{n} under {kek_id}" for kek_id, n in sorted(report.left.items()))
+        left_total += sum(report.left.values()) + report.raced
+        print(
+            f"{report.name}: {report.rewrapped} rewrapped, {report.current} under the current KEK"
+            + (f", {report.raced} changed meanwhile" if report.raced else "")
+            + (f"; LEFT: {left}" if left else "")
+        )
+    if left_total:
+        print(
+            f"{left_total} value(s) not under the current KEK {envelope.kek_id}: keep the "
+            "previous KEK; run again (a KEK not in MAPPA_PREVIOUS_KEK_FILES, or a damaged value, "
+            "needs looking at first)"
+        )
+        return 1
+    print(
+        f"every sealed value is under the current KEK {envelope.kek_id}: the previous KEK "
+        "may be removed from MAPPA_PREVIOUS_KEK_FILES, then destroyed"
+    )
     return 0
 
 

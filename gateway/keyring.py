@@ -1,7 +1,9 @@
 """The gateway's one way to open its key repository (``keys/``) from the settings.
 
 :func:`open_key_repository` opens the file repository under ``settings.keys_dir`` with the
-configured key-encryption key (``MAPPA_KEK`` inline, else ``MAPPA_KEK_FILE``). In the
+configured key-encryption key (:func:`keys.kek_config.open_kek`, as the keys CLI opens it: an
+HSM over PKCS#11, Vault transit, ``MAPPA_KEK`` inline or ``MAPPA_KEK_FILE``), also opening what
+a previous KEK (``MAPPA_PREVIOUS_KEK_FILES``) wrapped during a KEK rotation. In the
 ``development`` profile missing keys of every purpose (and a missing KEK file) are generated and
 the directory is marked with :data:`gateway.settings.DEV_KEYS_MARKER`, so that any other profile
 refuses to start on it; elsewhere the repository is opened as it is and a missing key is an error
@@ -13,22 +15,24 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import threading
 from pathlib import Path
 
 from gateway.settings import DEV_KEYS_MARKER, Settings
 from keys import (
+    Envelope,
     FileKeyRepository,
     KekSource,
     KeyRepository,
     KeysError,
     generate_development_keys,
     generate_kek_file,
-    kek_from_env,
-    kek_from_file,
 )
+from keys.kek_config import open_envelope
+from keys.kek_config import open_kek as open_configured_kek
 
-__all__ = ["KeyRepositoryUnavailable", "open_kek", "open_key_repository"]
+__all__ = ["KeyRepositoryUnavailable", "open_envelope_for", "open_kek", "open_key_repository"]
 
 
 class KeyRepositoryUnavailable(RuntimeError):
@@ -36,15 +40,17 @@ class KeyRepositoryUnavailable(RuntimeError):
 
 
 def _kek(settings: Settings) -> KekSource:
-    if settings.kek is not None:
-        return kek_from_env("MAPPA_KEK", environ={"MAPPA_KEK": settings.kek.get_secret_value()})
-    if settings.kek_file is None:
-        raise KeyRepositoryUnavailable("no KEK configured (MAPPA_KEK or MAPPA_KEK_FILE)")
-    path = Path(settings.kek_file)
-    if not path.exists() and settings.profile == "development":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return generate_kek_file(path)
-    return kek_from_file(path)
+    config = settings.kek_config
+    if config.source == "file" and settings.profile == "development":
+        path = Path(str(settings.kek_file))
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            return generate_kek_file(path)
+    return open_configured_kek(config)
+
+
+def _envelope(settings: Settings) -> Envelope:
+    return open_envelope(settings.kek_config, _kek(settings))
 
 
 def open_kek(settings: Settings) -> KekSource:
@@ -55,18 +61,26 @@ def open_kek(settings: Settings) -> KekSource:
         raise KeyRepositoryUnavailable(f"KEK: {exc.code}: {exc.reason}") from exc
 
 
+def open_envelope_for(settings: Settings) -> Envelope:
+    """An envelope sealing under the configured KEK and opening under it or a previous KEK."""
+    try:
+        return _envelope(settings)
+    except KeysError as exc:
+        raise KeyRepositoryUnavailable(f"KEK: {exc.code}: {exc.reason}") from exc
+
+
 #: One repository per configuration in a process, so that every part of the gateway (token
 #: signing, payload sealing, audit checkpoints) shares one set of parsed keys and sees a rotation
 #: at the same moment.
-_OPEN: dict[tuple[str, str, str, str, float], KeyRepository] = {}
+_OPEN: dict[tuple[str, str, str, float], KeyRepository] = {}
 _OPEN_LOCK = threading.Lock()
 
 
-def _config_key(settings: Settings) -> tuple[str, str, str, str, float]:
-    kek = settings.kek.get_secret_value() if settings.kek is not None else ""
+def _config_key(settings: Settings) -> tuple[str, str, str, float]:
+    # The KEK configuration as the variables that name it (the inline KEK among them): hashed.
+    kek = json.dumps(settings.kek_config.to_env(), sort_keys=True)
     return (
         str(Path(settings.keys_dir).resolve()),
-        str(settings.kek_file) if settings.kek_file is not None else "",
         hashlib.sha256(kek.encode()).hexdigest(),
         settings.profile,
         settings.key_refresh_seconds,
@@ -88,14 +102,14 @@ def open_key_repository(settings: Settings, *, now: dt.datetime | None = None) -
 
 def _open(settings: Settings, *, now: dt.datetime | None = None) -> KeyRepository:
     try:
-        kek = _kek(settings)
+        envelope = _envelope(settings)
         if settings.profile == "development":
             Path(settings.keys_dir).mkdir(parents=True, exist_ok=True)
-            generate_development_keys(settings.keys_dir, kek, "development", now=now)
+            generate_development_keys(settings.keys_dir, envelope, "development", now=now)
             (Path(settings.keys_dir) / DEV_KEYS_MARKER).touch()
         refresh = dt.timedelta(seconds=settings.key_refresh_seconds)
         return FileKeyRepository(
-            settings.keys_dir, kek, refresh_interval=refresh, profile=settings.profile
+            settings.keys_dir, envelope, refresh_interval=refresh, profile=settings.profile
         )
     except KeysError as exc:
         raise KeyRepositoryUnavailable(f"key repository: {exc.code}: {exc.reason}") from exc

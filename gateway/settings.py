@@ -1,8 +1,10 @@
 """Configuration, from the environment (prefix ``MAPPA_``) or a ``.env`` file.
 
 Settings fail closed: outside the ``development`` profile the gateway refuses to start with an
-``http`` issuer, a generated development key directory or an inline development KEK. Load them
-with :func:`get_settings` (cached), never at import time.
+``http`` issuer or a generated development key directory, and the ``production`` profile also
+refuses an inline KEK (``MAPPA_KEK``) and SQLite. A KEK source that is incomplete or ambiguous
+(two of HSM, Vault, inline) is refused in every profile. Load them with :func:`get_settings`
+(cached), never at import time.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from keys import DEVELOPMENT_MARKER, holds_development_keys
+from keys.errors import KekUnavailable
+from keys.kek_config import KekConfig
 
 __all__ = ["DEV_KEYS_MARKER", "Profile", "Settings", "SettingsError", "get_settings"]
 
@@ -44,8 +48,25 @@ class Settings(BaseSettings):
     keys_dir: Path = Path("var/keys")
     #: Where the key-encryption key comes from in development (a file of 32 random bytes).
     kek_file: Path | None = Path("var/kek.bin")
-    #: Or inline, base64 (for containers that inject secrets as variables).
+    #: Or inline, base64 (development and tests only: the production profile refuses it).
     kek: SecretStr | None = None
+    #: Production: the KEK as an AES-256 key in an HSM over PKCS#11 (the module's path, the
+    #: token's and the key's labels, a file holding the user PIN, mode 0600). Wins over
+    #: ``kek_file``. See keys/kek_config.py, shared with the keys CLI.
+    kek_pkcs11_module: str | None = None
+    kek_pkcs11_token_label: str | None = None
+    kek_pkcs11_key_label: str | None = None
+    kek_pkcs11_pin_file: Path | None = None
+    #: Or a Vault transit key (Vault's address, the transit key's name, a file holding the
+    #: token, mode 0600, and the transit mount). Wins over ``kek_file``.
+    kek_vault_addr: str | None = None
+    kek_vault_key: str | None = None
+    kek_vault_token_file: Path | None = None
+    kek_vault_mount: str = "transit"
+    #: KEK files kept for reading only while a KEK rotation moves the stored data to the current
+    #: KEK (keys/README.md, "Rotating the KEK"); new data is always sealed under the current KEK.
+    #: A JSON list in the environment: ``MAPPA_PREVIOUS_KEK_FILES='["/etc/mappa/kek-old"]'``.
+    previous_kek_files: tuple[Path, ...] = ()
     #: How long this process uses its key rings before it reads ``keys_dir`` again: for up to
     #: this long after a rotation or retirement made elsewhere (the keys CLI, another replica)
     #: it still signs with the old key, and still accepts a key just retired. A kid it does not
@@ -181,9 +202,15 @@ class Settings(BaseSettings):
             loopback = urlsplit(self.console_oidc_issuer).hostname in ("127.0.0.1", "::1")
             if not (self.unsafe_console_oidc_plain_http_loopback and loopback):
                 raise SettingsError("console_oidc_issuer must be an https URL")
+        try:
+            self.kek_config.source  # noqa: B018 - raises on an incomplete or ambiguous source
+        except KekUnavailable as exc:
+            raise SettingsError(exc.reason) from exc
         if self.profile == "development":
             return self
         problems = []
+        if self.profile == "production" and self.kek is not None:
+            problems.append("production refuses an inline KEK (MAPPA_KEK): use an HSM or Vault")
         if self.unsafe_console_oidc_plain_http_loopback:
             problems.append("unsafe_console_oidc_plain_http_loopback is for development only")
         if not self.issuer.startswith("https://"):
@@ -197,6 +224,23 @@ class Settings(BaseSettings):
         if problems:
             raise SettingsError("; ".join(problems))
         return self
+
+    @property
+    def kek_config(self) -> KekConfig:
+        """The KEK's source, as the keys CLI describes it too (keys/kek_config.py)."""
+        return KekConfig(
+            file=self.kek_file,
+            inline=self.kek.get_secret_value() if self.kek is not None else None,
+            pkcs11_module=self.kek_pkcs11_module,
+            pkcs11_token_label=self.kek_pkcs11_token_label,
+            pkcs11_key_label=self.kek_pkcs11_key_label,
+            pkcs11_pin_file=self.kek_pkcs11_pin_file,
+            vault_addr=self.kek_vault_addr,
+            vault_key=self.kek_vault_key,
+            vault_token_file=self.kek_vault_token_file,
+            vault_mount=self.kek_vault_mount,
+            previous_files=self.previous_kek_files,
+        )
 
     @property
     def token_endpoint(self) -> str:

@@ -17,8 +17,12 @@
     keys init-dev --profile development         create missing development keys (refused
                                                 when MAPPA_PROFILE is another profile)
 
-Each takes ``--keys-dir`` (else ``MAPPA_KEYS_DIR``) and ``--kek-file`` (else ``MAPPA_KEK_FILE``,
-else a base64 KEK in ``MAPPA_KEK``). Output never holds key material. Exit codes: 0 done,
+Each takes ``--keys-dir`` (else ``MAPPA_KEYS_DIR``) and ``--kek-file`` (else the KEK the gateway's
+settings name, read from the same variables by :mod:`keys.kek_config`: an HSM over PKCS#11
+``MAPPA_KEK_PKCS11_*``, Vault transit ``MAPPA_KEK_VAULT_*``, a base64 KEK in ``MAPPA_KEK``, else
+``MAPPA_KEK_FILE``; KEK files in ``MAPPA_PREVIOUS_KEK_FILES`` also open what they wrapped).
+``keys rewrap`` moves the key directory only: it prints the steps left (the stored case data).
+Output never holds key material. Exit codes: 0 done,
 1 a keys error (its code and reason on stderr), 2 bad usage or configuration.
 """
 
@@ -30,11 +34,14 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from .blind_index import init_blind_index
+from .envelope import Envelope
 from .errors import KekUnavailable, KeysError, ProfileRefused
-from .kek import KekSource, kek_from_env, kek_from_file
+from .kek import kek_from_file
+from .kek_config import KekConfig, open_envelope
 from .provision import generate_development_keys, generate_keys
 from .repository import FileKeyRepository
 from .ring import Purpose, utcnow
@@ -145,16 +152,18 @@ def register(subparsers: Any) -> None:
     init.set_defaults(func=_init_dev)
 
 
-def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, KekSource]:
+def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, Envelope]:
     directory = args.keys_dir or env.get("MAPPA_KEYS_DIR")
     if not directory:
         raise _UsageError("no key directory: pass --keys-dir or set MAPPA_KEYS_DIR")
-    kek_file = args.kek_file or env.get("MAPPA_KEK_FILE")
-    if kek_file:
-        return directory, kek_from_file(kek_file)
-    if env.get("MAPPA_KEK"):
-        return directory, kek_from_env("MAPPA_KEK", environ=env)
-    raise _UsageError("no KEK: pass --kek-file, or set MAPPA_KEK_FILE or MAPPA_KEK")
+    config = KekConfig.from_env(env)
+    if args.kek_file:
+        config = KekConfig(file=Path(args.kek_file), previous_files=config.previous_files)
+    try:
+        config.source  # noqa: B018 - raises when no source, or an ambiguous one, is named
+    except KekUnavailable as exc:
+        raise _UsageError(f"{exc.reason} (or pass --kek-file)") from exc
+    return directory, open_envelope(config)
 
 
 class _UsageError(Exception):
@@ -227,7 +236,16 @@ def _rewrap(args: argparse.Namespace, repository: FileKeyRepository) -> int:
     count = repository.rewrap(new_kek)
     print(
         f"rewrapped {count} file(s) (private keys, blind-index secret) under KEK "
-        f"{new_kek.kek_id}; all open under it; now use the new KEK file"
+        f"{new_kek.kek_id}; all open under it"
+    )
+    print(
+        "NOT DONE YET: the stored case data is still under the old KEK. Next (keys/README.md, "
+        "'Rotating the KEK'):\n"
+        f"  1. set MAPPA_KEK_FILE={args.new_kek_file} and add the old KEK file to "
+        "MAPPA_PREVIOUS_KEK_FILES, restart every replica;\n"
+        "  2. mappa-gateway db rewrap-case-data, until it reports nothing left under "
+        "another KEK;\n"
+        "  3. remove MAPPA_PREVIOUS_KEK_FILES, restart, then destroy the old KEK"
     )
     return 0
 

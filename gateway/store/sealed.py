@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from gateway import errors
-from gateway.keyring import KeyRepositoryUnavailable, open_kek
+from gateway.keyring import KeyRepositoryUnavailable, open_envelope_for
 from gateway.logs import get_logger
 from gateway.settings import Settings
 from keys import BlindIndex, Envelope, KeysError, load_blind_index
@@ -79,6 +79,9 @@ class CaseSealer:
 def open_case_sealer(settings: Settings) -> CaseSealer:
     """The case sealer over the configured KEK and the key directory's blind-index secret.
 
+    Values are sealed under the current KEK and opened under it or any previous KEK
+    (``MAPPA_PREVIOUS_KEK_FILES``), while ``mappa-gateway db rewrap-case-data`` moves them.
+
     The secret is generated when missing in the ``development`` profile only, like every other
     key (:mod:`gateway.keyring`). Elsewhere a missing or unreadable secret is an error (the
     production profile refuses to start, others answer 503 for case data), never a new secret:
@@ -86,11 +89,11 @@ def open_case_sealer(settings: Settings) -> CaseSealer:
     subject would be registered a second time.
     """
     try:
-        kek = open_kek(settings)
+        envelope = open_envelope_for(settings)
         blind_index = load_blind_index(
-            settings.keys_dir, kek, create=settings.profile == "development"
+            settings.keys_dir, envelope, create=settings.profile == "development"
         )
-        return CaseSealer(Envelope(kek), blind_index)
+        return CaseSealer(envelope, blind_index)
     except KeysError as exc:
         raise KeyRepositoryUnavailable(f"case sealer: {exc.code}: {exc.reason}") from exc
 

@@ -6,6 +6,7 @@ they must never appear outside the store's sealed columns, except to those entit
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from tests.gateway.cases.support import TODAY, World
@@ -235,3 +236,49 @@ async def level_2_meeting(
     meeting_id = answer["id"]
     assert isinstance(meeting_id, str)
     return meeting_id
+
+
+async def whole_case(world: World) -> str:
+    """A whole Barnet case through the API: referral, screening, meeting, record with a third
+    party, action, minutes, onward disclosure, hazard flag, level change; the nominal's id."""
+    nominal_id = await at_level_2(world)
+    meeting_id = await level_2_meeting(world, nominal_id)
+    await world[PROBATION].post(f"/v1/nominals/{nominal_id}/records", record())
+    await world[POLICE].post(
+        f"/v1/meetings/{meeting_id}/actions",
+        {
+            "owner_agency_id": CS,
+            "description": ACTION_TEXT,
+            "due_date": (TODAY + dt.timedelta(days=7)).isoformat(),
+        },
+    )
+    await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
+    asked = await world[CS].post(
+        "/v1/disclosures",
+        {
+            "meeting_id": meeting_id,
+            "recipient_agency_id": CP_CONFERENCE,
+            "purpose": "child-protection",
+            "parts": ["conclusions"],
+            "recipient_description": "Conference for the Ravenscroft children",
+            "reasons": "s.47 enquiry about the household",
+        },
+    )
+    await world[POLICE].post(
+        f"/v1/disclosures/{asked['id']}/decision",
+        {"decision": "approve", "approved_parts": ["conclusions"], "reason": "s.47"},
+    )
+    await world[POLICE].post(
+        "/v1/hazard-flags",
+        {
+            "nominal_id": nominal_id,
+            "recipient_agency_id": CS,
+            "child_or_family_ref": CHILD_REF,
+            "relationship": "father",
+            "contact": "MAPPA unit",
+        },
+    )
+    await world[POLICE].post(
+        f"/v1/nominals/{nominal_id}/level", {"level": 3, "reason": "Media interest in Ravenscroft"}
+    )
+    return nominal_id

@@ -9,72 +9,20 @@ identifiers, reasons, record text, minutes, third parties.
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 from sqlalchemy import LargeBinary, text
 
 from gateway.store.models import Base, Nominal
 from tests.gateway.cases.scenario import (
-    ACTION_TEXT,
     CHILD_REF,
-    CP_CONFERENCE,
-    CS,
     POLICE,
-    PROBATION,
     SECRETS,
     at_level_2,
-    level_2_meeting,
-    minutes,
-    record,
     referral,
+    whole_case,
 )
-from tests.gateway.cases.support import TODAY, World
-
-
-async def _whole_case(world: World) -> str:
-    nominal_id = await at_level_2(world)
-    meeting_id = await level_2_meeting(world, nominal_id)
-    await world[PROBATION].post(f"/v1/nominals/{nominal_id}/records", record())
-    await world[POLICE].post(
-        f"/v1/meetings/{meeting_id}/actions",
-        {
-            "owner_agency_id": CS,
-            "description": ACTION_TEXT,
-            "due_date": (TODAY + dt.timedelta(days=7)).isoformat(),
-        },
-    )
-    await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
-    asked = await world[CS].post(
-        "/v1/disclosures",
-        {
-            "meeting_id": meeting_id,
-            "recipient_agency_id": CP_CONFERENCE,
-            "purpose": "child-protection",
-            "parts": ["conclusions"],
-            "recipient_description": "Conference for the Ravenscroft children",
-            "reasons": "s.47 enquiry about the household",
-        },
-    )
-    await world[POLICE].post(
-        f"/v1/disclosures/{asked['id']}/decision",
-        {"decision": "approve", "approved_parts": ["conclusions"], "reason": "s.47"},
-    )
-    await world[POLICE].post(
-        "/v1/hazard-flags",
-        {
-            "nominal_id": nominal_id,
-            "recipient_agency_id": CS,
-            "child_or_family_ref": CHILD_REF,
-            "relationship": "father",
-            "contact": "MAPPA unit",
-        },
-    )
-    await world[POLICE].post(
-        f"/v1/nominals/{nominal_id}/level", {"level": 3, "reason": "Media interest in Ravenscroft"}
-    )
-    return nominal_id
-
+from tests.gateway.cases.support import World
 
 #: Everything personal the case holds (the hazard flag's reference is the child's ICS number).
 PLAINTEXT = (*SECRETS, "Ravenscroft children", "Media interest in Ravenscroft", CHILD_REF)
@@ -82,7 +30,7 @@ PLAINTEXT = (*SECRETS, "Ravenscroft children", "Media interest in Ravenscroft", 
 
 async def test_database_copy_reveals_no_plaintext(any_world: World) -> None:
     world = any_world
-    nominal_id = await _whole_case(world)
+    nominal_id = await whole_case(world)
     # The case is all there and readable through the API...
     assert (await world[POLICE].get(f"/v1/nominals/{nominal_id}"))["names"]["family_name"]
     assert await world.count(Nominal) == 1

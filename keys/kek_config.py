@@ -1,0 +1,203 @@
+"""Where the key-encryption key comes from: one description, one way to open it.
+
+The gateway (from its settings) and the keys CLI (from the environment) both describe the KEK as
+a :class:`KekConfig` and open it with :func:`open_kek`, so they cannot disagree about which KEK
+is in use. A configuration names exactly one source:
+
+* an HSM key over PKCS#11 (``MAPPA_KEK_PKCS11_MODULE``, ``_TOKEN_LABEL``, ``_KEY_LABEL``,
+  ``_PIN_FILE``): :class:`keys.hsm.Pkcs11Kek`;
+* a Vault transit key (``MAPPA_KEK_VAULT_ADDR``, ``_KEY``, ``_TOKEN_FILE``, ``_MOUNT``):
+  :class:`keys.vault.VaultTransitKek`;
+* an inline base64 key (``MAPPA_KEK``; development and tests only, the production profile
+  refuses it);
+* a base64 key in a file (``MAPPA_KEK_FILE``).
+
+An HSM or Vault source wins over the file (the gateway always has a default file); two of HSM,
+Vault and an inline key at once are refused. ``MAPPA_PREVIOUS_KEK_FILES`` (a JSON list of KEK
+files) names KEKs kept for reading only while a KEK rotation moves the stored data
+(keys/README.md, "Rotating the KEK"): :func:`open_envelope` opens blobs under them and seals
+under the current KEK alone. The PIN and the Vault token are read from files, which, like a KEK
+file, must not be open to group or others.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .envelope import Envelope
+from .errors import KekUnavailable
+from .kek import KekSource, kek_from_env, kek_from_file
+
+__all__ = ["KekConfig", "KekSourceKind", "open_envelope", "open_kek", "open_previous_keks"]
+
+KekSourceKind = Literal["pkcs11", "vault", "inline", "file"]
+
+
+@dataclass(frozen=True)
+class KekConfig:
+    """The KEK's source and the previous KEKs kept for reading (see the module's docstring)."""
+
+    file: Path | None = None
+    inline: str | None = field(default=None, repr=False)
+    pkcs11_module: str | None = None
+    pkcs11_token_label: str | None = None
+    pkcs11_key_label: str | None = None
+    pkcs11_pin_file: Path | None = None
+    vault_addr: str | None = None
+    vault_key: str | None = None
+    vault_token_file: Path | None = None
+    vault_mount: str = "transit"
+    previous_files: tuple[Path, ...] = ()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> KekConfig:
+        """The configuration the gateway's settings would give for these variables."""
+
+        def path(name: str) -> Path | None:
+            value = env.get(name)
+            return Path(value) if value else None
+
+        raw_previous = env.get("MAPPA_PREVIOUS_KEK_FILES", "")
+        previous: tuple[Path, ...] = ()
+        if raw_previous.strip():
+            try:
+                listed = json.loads(raw_previous)
+            except ValueError as exc:
+                raise KekUnavailable("MAPPA_PREVIOUS_KEK_FILES must be a JSON list") from exc
+            if not isinstance(listed, list) or not all(isinstance(p, str) for p in listed):
+                raise KekUnavailable("MAPPA_PREVIOUS_KEK_FILES must be a JSON list of paths")
+            previous = tuple(Path(p) for p in listed)
+        return cls(
+            file=path("MAPPA_KEK_FILE"),
+            inline=env.get("MAPPA_KEK") or None,
+            pkcs11_module=env.get("MAPPA_KEK_PKCS11_MODULE") or None,
+            pkcs11_token_label=env.get("MAPPA_KEK_PKCS11_TOKEN_LABEL") or None,
+            pkcs11_key_label=env.get("MAPPA_KEK_PKCS11_KEY_LABEL") or None,
+            pkcs11_pin_file=path("MAPPA_KEK_PKCS11_PIN_FILE"),
+            vault_addr=env.get("MAPPA_KEK_VAULT_ADDR") or None,
+            vault_key=env.get("MAPPA_KEK_VAULT_KEY") or None,
+            vault_token_file=path("MAPPA_KEK_VAULT_TOKEN_FILE"),
+            vault_mount=env.get("MAPPA_KEK_VAULT_MOUNT") or "transit",
+            previous_files=previous,
+        )
+
+    def to_env(self) -> dict[str, str]:
+        """The variables :meth:`from_env` reads back as this configuration."""
+        named = {
+            "MAPPA_KEK_FILE": self.file,
+            "MAPPA_KEK": self.inline,
+            "MAPPA_KEK_PKCS11_MODULE": self.pkcs11_module,
+            "MAPPA_KEK_PKCS11_TOKEN_LABEL": self.pkcs11_token_label,
+            "MAPPA_KEK_PKCS11_KEY_LABEL": self.pkcs11_key_label,
+            "MAPPA_KEK_PKCS11_PIN_FILE": self.pkcs11_pin_file,
+            "MAPPA_KEK_VAULT_ADDR": self.vault_addr,
+            "MAPPA_KEK_VAULT_KEY": self.vault_key,
+            "MAPPA_KEK_VAULT_TOKEN_FILE": self.vault_token_file,
+        }
+        env = {name: str(value) for name, value in named.items() if value is not None}
+        if self.vault_addr is not None:
+            env["MAPPA_KEK_VAULT_MOUNT"] = self.vault_mount
+        if self.previous_files:
+            env["MAPPA_PREVIOUS_KEK_FILES"] = json.dumps([str(p) for p in self.previous_files])
+        return env
+
+    @property
+    def source(self) -> KekSourceKind:
+        """Which source this names; an incomplete or ambiguous one raises KekUnavailable."""
+        chosen = [
+            name
+            for name, present in (
+                ("MAPPA_KEK_PKCS11_MODULE", self.pkcs11_module),
+                ("MAPPA_KEK_VAULT_ADDR", self.vault_addr),
+                ("MAPPA_KEK", self.inline),
+            )
+            if present
+        ]
+        if len(chosen) > 1:
+            raise KekUnavailable(f"more than one KEK source: {', '.join(chosen)}; keep one")
+        if self.pkcs11_module:
+            _require(
+                "MAPPA_KEK_PKCS11_",
+                TOKEN_LABEL=self.pkcs11_token_label,
+                KEY_LABEL=self.pkcs11_key_label,
+                PIN_FILE=self.pkcs11_pin_file,
+            )
+            return "pkcs11"
+        if self.vault_addr:
+            _require("MAPPA_KEK_VAULT_", KEY=self.vault_key, TOKEN_FILE=self.vault_token_file)
+            return "vault"
+        if self.inline:
+            return "inline"
+        if self.file is not None:
+            return "file"
+        raise KekUnavailable(
+            "no KEK configured: MAPPA_KEK_FILE, MAPPA_KEK, MAPPA_KEK_PKCS11_* or MAPPA_KEK_VAULT_*"
+        )
+
+
+def _require(prefix: str, **values: object) -> None:
+    missing = [prefix + name for name, value in values.items() if not value]
+    if missing:
+        raise KekUnavailable(f"incomplete KEK source: set {', '.join(missing)}")
+
+
+def _secret_file(path: Path, what: str) -> str:
+    try:
+        info = path.stat()
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise KekUnavailable(f"{what} unreadable: {type(exc).__name__}") from exc
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        raise KekUnavailable(
+            f"{what} mode {stat.S_IMODE(info.st_mode):o} lets group or others in; chmod 600"
+        )
+    if not text:
+        raise KekUnavailable(f"{what} is empty")
+    return text
+
+
+def open_kek(config: KekConfig) -> KekSource:
+    """The KEK this configuration names (the one KEK new data is sealed under)."""
+    source = config.source
+    if source == "pkcs11":
+        from .hsm import Pkcs11Kek
+
+        assert config.pkcs11_module and config.pkcs11_token_label and config.pkcs11_key_label
+        assert config.pkcs11_pin_file is not None
+        return Pkcs11Kek(
+            config.pkcs11_module,
+            token_label=config.pkcs11_token_label,
+            key_label=config.pkcs11_key_label,
+            user_pin=_secret_file(config.pkcs11_pin_file, "PKCS#11 PIN file"),
+        )
+    if source == "vault":
+        from .vault import VaultTransitKek
+
+        assert config.vault_addr and config.vault_key and config.vault_token_file is not None
+        return VaultTransitKek.connect(
+            config.vault_addr,
+            _secret_file(config.vault_token_file, "Vault token file"),
+            config.vault_key,
+            mount_point=config.vault_mount,
+        )
+    if source == "inline":
+        return kek_from_env("MAPPA_KEK", environ={"MAPPA_KEK": config.inline or ""})
+    assert config.file is not None
+    return kek_from_file(config.file)
+
+
+def open_previous_keks(config: KekConfig) -> list[KekSource]:
+    """The previous KEKs (for reading only, during a rotation)."""
+    return [kek_from_file(path) for path in config.previous_files]
+
+
+def open_envelope(config: KekConfig, kek: KekSource | None = None) -> Envelope:
+    """An envelope sealing under the current KEK (``kek`` if already open) and opening blobs
+    under it or any previous KEK."""
+    current = kek if kek is not None else open_kek(config)
+    return Envelope(current, previous=open_previous_keks(config))
