@@ -12,13 +12,18 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from pydantic import ValidationError
 
+from gateway.keyring import KeyRepositoryUnavailable, open_kek
+from gateway.settings import Settings
+from gateway.store.sealed import open_case_sealer
 from keys import (
     Envelope,
     EnvelopeRejected,
@@ -28,8 +33,11 @@ from keys import (
     KeyStoreError,
     LocalKek,
     Purpose,
+    blob_kek_id,
+    load_blind_index,
     rewrap,
 )
+from keys.cli import main as keys_main
 from keys.hsm import Pkcs11Kek
 from keys.vault import VaultTransitKek
 from tests.support import skip_or_fail_in_ci
@@ -222,3 +230,124 @@ def test_key_directory_under_a_vault_kek_costs_two_calls_per_key_once(tmp_path: 
     repository.list()
     assert transit.calls == 20
     _key_directory_round_trip(kek, tmp_path / "other")
+
+
+# -- The gateway and the keys CLI configured with an HSM or Vault KEK (keys/kek_config.py) ----
+
+
+def _secret_file(path: Path, text: str) -> Path:
+    path.write_text(text + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def _configured_alike(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The keys CLI, given the gateway's KEK settings as variables, makes the blind-index
+    secret; the gateway's case sealer opens it and seals under the same KEK."""
+    for name in ("MAPPA_KEK", "MAPPA_KEK_FILE", "MAPPA_PREVIOUS_KEK_FILES"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in settings.kek_config.to_env().items():
+        if name != "MAPPA_KEK_FILE":
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MAPPA_KEYS_DIR", str(settings.keys_dir))
+    assert keys_main(["keys", "init-blind-index"]) == 0
+    kek = open_kek(settings)
+    sealer = open_case_sealer(settings)
+    blob = sealer.seal("nominals", "n-1", "details_sealed", {"names": {"family_name": "SMITH"}})
+    assert blob_kek_id(blob) == kek.kek_id
+    assert sealer.unseal("nominals", "n-1", "details_sealed", blob)["names"]
+    with pytest.raises(KekUnavailable):  # the secret is under that KEK, not some other one
+        load_blind_index(settings.keys_dir, LocalKek(os.urandom(32)))
+
+
+def test_gateway_and_keys_cli_use_an_hsm_kek_from_settings(
+    softhsm: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = Settings(
+        profile="test",
+        issuer="https://gateway.test",
+        database_url="sqlite+aiosqlite:///unused.db",
+        keys_dir=tmp_path / "keys",
+        kek_pkcs11_module=softhsm["library_path"],
+        kek_pkcs11_token_label=softhsm["token_label"],
+        kek_pkcs11_key_label="kek-2",
+        kek_pkcs11_pin_file=_secret_file(tmp_path / "pin", softhsm["user_pin"]),
+    )
+    (tmp_path / "keys").mkdir()
+    assert isinstance(open_kek(settings), Pkcs11Kek)
+    assert open_kek(settings).kek_id == "pkcs11:mappa-test/kek-2"
+    _configured_alike(settings, monkeypatch)
+
+
+class _Hvac:
+    """Stands in for the ``hvac`` module: a client whose transit is a FakeTransit."""
+
+    def __init__(self) -> None:
+        self.transit = FakeTransit()
+        transit = self.transit
+
+        class Client:
+            def __init__(self, *, url: str, token: str) -> None:
+                self.url, self.token = url, token
+                self.secrets = type("Secrets", (), {"transit": transit})()
+
+            def is_authenticated(self) -> bool:
+                return self.token == "s.gateway"
+
+        self.Client = Client
+
+
+def test_gateway_and_keys_cli_use_a_vault_kek_from_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hvac = _Hvac()
+    monkeypatch.setitem(sys.modules, "hvac", hvac)
+    settings = Settings(
+        profile="test",
+        issuer="https://gateway.test",
+        database_url="sqlite+aiosqlite:///unused.db",
+        keys_dir=tmp_path / "keys",
+        kek_vault_addr="https://vault.test:8200",
+        kek_vault_key="mappa-kek",
+        kek_vault_token_file=_secret_file(tmp_path / "token", "s.gateway"),
+    )
+    (tmp_path / "keys").mkdir()
+    assert open_kek(settings).kek_id == "vault:transit/mappa-kek"
+    _configured_alike(settings, monkeypatch)
+    assert hvac.transit.calls > 0
+    refused = settings.model_copy(
+        update={"kek_vault_token_file": _secret_file(tmp_path / "bad", "s.other")}
+    )
+    with pytest.raises(KeyRepositoryUnavailable):
+        open_kek(refused)
+
+
+def test_kek_source_settings_fail_closed(tmp_path: Path) -> None:
+    """Production refuses an inline KEK; an ambiguous or incomplete source, or a PIN file open
+    to others, is refused in any profile."""
+    inline = base64.b64encode(os.urandom(32)).decode()
+    production = {
+        "profile": "production",
+        "issuer": "https://gateway.example",
+        "database_url": "postgresql+psycopg://gw@127.0.0.1:5432/gw",
+        "keys_dir": tmp_path / "keys",
+    }
+    with pytest.raises(ValidationError, match="inline KEK"):
+        Settings(**production, kek=inline)
+    hsm = {"kek_pkcs11_module": "/usr/lib/softhsm/libsofthsm2.so"}
+    with pytest.raises(ValidationError, match="incomplete KEK source"):
+        Settings(**production, **hsm)
+    with pytest.raises(ValidationError, match="more than one KEK source"):
+        Settings(profile="development", kek=inline, kek_vault_addr="https://vault.test", **hsm)
+    pin = tmp_path / "pin"
+    pin.write_text("1234\n")
+    pin.chmod(0o644)
+    settings = Settings(
+        profile="development",
+        kek_pkcs11_module="/nonexistent/libpkcs11.so",
+        kek_pkcs11_token_label="t",
+        kek_pkcs11_key_label="k",
+        kek_pkcs11_pin_file=pin,
+    )
+    with pytest.raises(KeyRepositoryUnavailable, match="PIN file mode 644"):
+        open_kek(settings)
