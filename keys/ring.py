@@ -237,9 +237,15 @@ class KeyRing:
             raise KeyInvalid(f"ring {self.purpose}: raw signing needs an Ed25519 key")
         return Signature(key.kid, _hazmat.ed25519_sign(key.jose_key.private_key, message))
 
-    def public_raw(self, kid: str, *, now: datetime | None = None) -> bytes:
-        """The 32-byte raw Ed25519 public key of a usable key (for a signed-note verifier key)."""
-        key = self.get(kid, now=now)
+    def public_raw(self, kid: str, *, now: datetime | None = None, retired: bool = False) -> bytes:
+        """The 32-byte raw Ed25519 public key of a usable key (for a signed-note verifier key).
+
+        ``retired``: a retired key's too, to check what it signed before it was retired (a
+        public key verifies history; only signing and trusting new signatures must stop)."""
+        if retired and kid in self._by_kid:
+            key = self._by_kid[kid]
+        else:
+            key = self.get(kid, now=now)
         if key.info.alg != "Ed25519":
             raise KeyInvalid(f"ring {self.purpose}: kid {kid[:64]!r} is not an Ed25519 key")
         return _hazmat.ed25519_public_raw(key.jose_key.private_key)

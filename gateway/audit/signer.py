@@ -2,18 +2,21 @@
 
 `RingNoteSigner` signs checkpoints with the ring's current Ed25519 key, under the log's origin as
 key name (the C2SP convention), and `log_verifier` trusts every usable key of the ring, so that
-checkpoints signed before a rotation still verify during the overlap. The private key never
-leaves ``keys/``: only `KeyRing.sign_raw` touches it.
+checkpoints signed before a rotation still verify during the overlap. Retired keys are trusted
+nowhere in verification; `historic_verifier` alone also holds them, for ``audit resign-head``
+(`gateway.audit.resign`), which checks what a retired key signed before it re-signs the head,
+together with the entries themselves. The private key never leaves ``keys/``: only
+`KeyRing.sign_raw` touches it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from gateway.audit.checkpoint import CheckpointVerifier, VerifierKey
+from gateway.audit.checkpoint import CheckpointVerifier, VerifierKey, parse_signed_note
 from keys import KeyInvalid, KeyRing, ed25519_verify
 
-__all__ = ["RingNoteSigner", "log_verifier", "verifier_keys"]
+__all__ = ["RingNoteSigner", "historic_verifier", "log_verifier", "signed_by", "verifier_keys"]
 
 _ED25519 = "Ed25519"
 
@@ -41,6 +44,16 @@ class RingNoteSigner:
         ring = self._ring()
         return ring.public_raw(ring.current(_ED25519).kid)
 
+    @property
+    def kid(self) -> str:
+        """The kid (in ``keys/``) of the ring's current key, the one that signs."""
+        return self._ring().current(_ED25519).kid
+
+    @property
+    def ring(self) -> KeyRing:
+        """The key ring as it stands now."""
+        return self._ring()
+
     def verifier_keys(self, *, reread: bool = False) -> tuple[VerifierKey, ...]:
         """The verifier keys of every usable key of the ring (what the sequencer checks the
         latest checkpoint with before it extends the tree). ``reread``: from the ring read again
@@ -64,6 +77,31 @@ def verifier_keys(name: str, ring: KeyRing) -> tuple[VerifierKey, ...]:
         VerifierKey(name, ring.public_raw(key.kid))
         for key in ring.usable()
         if key.info.alg == _ED25519
+    )
+
+
+def _every_key(name: str, ring: KeyRing) -> dict[str, VerifierKey]:
+    """``{kid: verifier key}`` of every Ed25519 key of ``ring``, retired ones included."""
+    return {
+        info.kid: VerifierKey(name, ring.public_raw(info.kid, retired=True))
+        for info in ring.infos()
+        if info.alg == _ED25519
+    }
+
+
+def historic_verifier(name: str, ring: KeyRing) -> CheckpointVerifier:
+    """A verifier of what any key of ``ring`` ever signed, retired keys included: never for the
+    log's own verification (a retired key may be compromised), only to check, beside the entries
+    themselves, a head or a witness note signed before a retirement."""
+    return CheckpointVerifier(tuple(_every_key(name, ring).values()), ed25519_verify, name)
+
+
+def signed_by(note: str, name: str, ring: KeyRing) -> tuple[str, ...]:
+    """The kids of the keys of ``ring`` (retired ones included) whose signature lines ``note``
+    carries; the signatures are not checked here."""
+    lines = {(sig.key_name, sig.key_id) for sig in parse_signed_note(note).signatures}
+    return tuple(
+        kid for kid, key in _every_key(name, ring).items() if (key.name, key.key_id) in lines
     )
 
 

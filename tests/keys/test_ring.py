@@ -132,6 +132,25 @@ def test_checkpoint_ring_signs_raw_ed25519(repository: FileKeyRepository) -> Non
         repository.ring(Purpose.TOKEN_SIGNING).sign_raw(note)
 
 
+def test_retired_checkpoint_key_gives_its_public_half_only_when_asked(
+    repository: FileKeyRepository,
+) -> None:
+    """A retired key's raw public key is refused by default and given with retired=True (to
+    check what it signed before; audit resign-head), never a signature by it."""
+    ring = repository.ring(Purpose.CHECKPOINT_SIGNING)
+    note = b"mappa.example/audit\n7\nq1bNi4...\n"
+    signature = ring.sign_raw(note, now=T0)
+    repository.rotate(Purpose.CHECKPOINT_SIGNING, timedelta(0), now=T0)
+    repository.retire(Purpose.CHECKPOINT_SIGNING, signature.kid, now=T0)
+    ring = repository.ring(Purpose.CHECKPOINT_SIGNING)
+    with pytest.raises(KeyRetired):
+        ring.public_raw(signature.kid, now=T0)
+    assert ed25519_verify(ring.public_raw(signature.kid, retired=True), signature.value, note)
+    assert ring.sign_raw(note, now=T0).kid != signature.kid
+    with pytest.raises(KeyUnknown):
+        ring.public_raw("never-a-kid", retired=True)
+
+
 def test_rotation_under_concurrent_traffic_has_zero_failures(
     repository: FileKeyRepository,
 ) -> None:
