@@ -12,6 +12,13 @@
   entry. The database is also held to the checkpoint witness (`gateway.audit.witness`) when
   its file exists. Exit status 0 when the log verifies, 1 when
   it does not, 2 when it cannot be checked.
+- ``audit resign-head [--checkpoint FILE]``: after the checkpoint key was retired at once (a
+  compromise), sign the log's latest head again with the new current key, once every entry has
+  been re-hashed into that head and the head held to the checkpoint witness and to ``FILE``, a
+  checkpoint saved before the compromise (`gateway.audit.resign`); records an ``administration``
+  entry. Run on each host that keeps a witness file. Exit status 0 when the head is the current
+  key's and the witness holds it, 1 when a check refuses (nothing signed) or the witness cannot
+  be written, 2 when it cannot be run.
 - ``audit export --out FILE``: write the verifiable export pack (`gateway.audit.export`).
 - ``audit origin ENTRY_ID [--jws-out FILE]``: the agency's signed JWS of the write that entry
   records, verified against the agency's key registered at the time (`gateway.audit.origin`);
@@ -64,6 +71,18 @@ def register(subparsers: Any) -> None:
         help="a note verifier key (text or a file holding it); repeatable",
     )
     verify.set_defaults(func=_verify)
+
+    resign = sub.add_parser(
+        "resign-head",
+        help="Sign the checked head again with the current checkpoint key (after a retirement)",
+    )
+    resign.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="a checkpoint saved before the old key was compromised, to hold the log to",
+    )
+    resign.add_argument("--officer", default=None, help="who does it (default: the OS user)")
+    resign.set_defaults(func=_resign_head)
 
     export = sub.add_parser("export", help="Write the verifiable export pack")
     export.add_argument("--out", type=Path, required=True)
@@ -120,6 +139,75 @@ def _sequence(args: argparse.Namespace) -> int:
         finally:
             await db.dispose()
         print(f"audit log: {result.appended} new entries sequenced; tree size {result.tree_size}")
+        return 0
+
+    return asyncio.run(run())
+
+
+def _resign_head(args: argparse.Namespace) -> int:
+    import getpass
+
+    from gateway.audit.resign import resign_head
+    from gateway.audit.sequencer import ALERT_NUMBERS
+    from gateway.errors import AuditLogInconsistent, GatewayError
+    from gateway.store import Database
+
+    settings = get_settings()
+    try:
+        saved = args.checkpoint.read_text(encoding="utf-8") if args.checkpoint else None
+    except (OSError, UnicodeDecodeError) as exc:
+        return _fail(f"cannot read the checkpoint: {exc}")
+    try:
+        service = open_audit_keys(settings)
+    except AuditKeysUnavailable as exc:
+        return _fail(str(exc))
+    officer = args.officer or f"cli:{getpass.getuser()}"
+
+    async def run() -> int:
+        db = Database(settings.database_url)
+        try:
+            done = await resign_head(
+                db,
+                service.signer,
+                service.origin,
+                witness=service.witness,
+                officer=officer,
+                saved=saved,
+            )
+        except AuditLogInconsistent as exc:
+            diagnostics = exc.diagnostics
+            shown = (*ALERT_NUMBERS, "against", "problem", "code")
+            numbers = ", ".join(
+                f"{key} {diagnostics[key]}"
+                for key in shown
+                if key in diagnostics and diagnostics[key] is not None
+            )
+            print(
+                f"audit head NOT re-signed: {diagnostics.get('reason', exc.code)}"
+                + (f" ({numbers})" if numbers else "")
+                + "; nothing was signed. Verify the log (`mappa-gateway audit verify`) and keep "
+                "the evidence.",
+                file=sys.stderr,
+            )
+            return 1
+        except GatewayError as exc:
+            return _fail(f"cannot re-sign the head: {exc.code}")
+        finally:
+            await db.dispose()
+        what = "re-signed" if done.resigned else "already signed"
+        was = ", ".join(done.from_kids) or "no key of the ring"
+        print(
+            f"audit head of tree size {done.tree_size}, root {done.root_hash.hex()}: {what} by "
+            f"checkpoint key {done.kid}" + (f" (was {was})" if done.resigned else "")
+        )
+        if not done.witness_written:
+            where = service.witness.path if service.witness is not None else "file"
+            print(
+                f"audit head: the checkpoint witness {where} could not be written; "
+                "the sequencer will refuse until it holds the head",
+                file=sys.stderr,
+            )
+            return 1
         return 0
 
     return asyncio.run(run())

@@ -21,14 +21,12 @@ from gateway.audit.log import consistency_proof, entry_fields, inclusion_proof
 from gateway.audit.merkle import verify_consistency, verify_inclusion
 from gateway.audit.service import open_audit_keys
 from gateway.audit.witness import witness_path
-from gateway.cli import main
 from gateway.errors import AuditLogInconsistent
 from gateway.settings import get_settings
 from gateway.store import Database
 from gateway.store.models import AuditEntry
+from tests.gateway.audit.cli_support import Run, in_process_cli
 from tests.gateway.audit.conftest import append_entries
-
-Run = Callable[..., tuple[int, str]]
 
 
 @pytest.fixture
@@ -40,24 +38,14 @@ def cli(
 ) -> Iterator[Run]:
     """Run mappa-gateway in-process on the test database; returns (exit status, output)."""
     keys_dir, kek_file = audit_gateway_keys
-    for name, value in {
+    environment = {
         "MAPPA_PROFILE": "test",
         "MAPPA_DATABASE_URL": sqlite_url,
         "MAPPA_ISSUER": "https://gateway.test",
         "MAPPA_KEYS_DIR": str(keys_dir),
         "MAPPA_KEK_FILE": str(kek_file),
-    }.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-
-    def run(*args: str) -> tuple[int, str]:
-        capsys.readouterr()
-        status = main(list(args))
-        captured = capsys.readouterr()
-        return status, captured.out + captured.err
-
-    yield run
-    get_settings.cache_clear()
+    }
+    yield from in_process_cli(environment, monkeypatch, capsys)
 
 
 def _db_path(url: str) -> Path:
