@@ -43,7 +43,7 @@ from .errors import KekUnavailable, KeysError, ProfileRefused
 from .kek import kek_from_file
 from .kek_config import KekConfig, open_envelope
 from .provision import generate_development_keys, generate_keys
-from .repository import FileKeyRepository
+from .repository import DEVELOPMENT, FileKeyRepository
 from .ring import Purpose, utcnow
 
 __all__ = ["main", "register"]
@@ -55,7 +55,9 @@ def _common() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--keys-dir", help="key directory (default: $MAPPA_KEYS_DIR)")
     common.add_argument(
-        "--kek-file", help="file holding the base64 KEK (default: $MAPPA_KEK_FILE, $MAPPA_KEK)"
+        "--kek-file",
+        help="file holding the base64 KEK (default: the gateway's KEK source: the PKCS#11 or "
+        "Vault settings, else $MAPPA_KEK, else $MAPPA_KEK_FILE)",
     )
     return common
 
@@ -142,8 +144,9 @@ def register(subparsers: Any) -> None:
         help="create the first keys of a new installation",
         description="Create a current key of every purpose, and the blind-index secret if there "
         "is none, in a key directory that holds no key: the production keys of a new "
-        "installation. Refused, writing nothing, where keys exist (rotate them instead) or in "
-        "a directory made for development.",
+        "installation. Refused, writing nothing, where keys exist (rotate them instead), in "
+        "a directory made for development, or in the development profile (keys init-dev and "
+        "make run make development keys).",
     )
     first.set_defaults(func=_init)
 
@@ -286,6 +289,11 @@ def _profile() -> str | None:
 
 def _init(args: argparse.Namespace) -> int:
     def body() -> int:
+        if _profile() == DEVELOPMENT:  # its keys would be development keys, refused elsewhere
+            raise _UsageError(
+                "keys init makes production keys: set MAPPA_PROFILE to test or production "
+                "(in development, keys init-dev or make run makes the keys)"
+            )
         directory, kek = _settings(args, os.environ)
         repository = generate_keys(directory, kek, profile=_profile())
         print(f"keys ready in {directory}: {len(repository.list())} key(s); back them up")

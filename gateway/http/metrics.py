@@ -107,7 +107,8 @@ class GatewayMetrics:
         )
         self.outbox_dead_letters = Counter(
             "mappa_gateway_outbox_dead_letters",
-            "Messages dead-lettered after their last attempt, by kind and last code",
+            "Messages dead-lettered (after their last attempt, or sealed to a key their "
+            "recipient has retired), by kind and last code",
             ["kind", "code"],
             registry=self.registry,
         )

@@ -161,3 +161,15 @@ def test_unmarked_keys_are_production_keys(tmp_path: Path) -> None:
     kek = LocalKek(os.urandom(32))
     generate_keys(tmp_path / "keys", kek)
     FileKeyRepository(tmp_path / "keys", kek, profile="production").ring(Purpose.TOKEN_SIGNING)
+
+
+def test_keys_init_refuses_the_development_profile(
+    tmp_path: Path, kek_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under the development profile keys init would make development keys, which every other
+    profile refuses: it says what to do instead and writes nothing."""
+    monkeypatch.setenv("MAPPA_PROFILE", "development")
+    keys_dir = tmp_path / "keys"
+    argv = ["keys", "init", "--keys-dir", str(keys_dir), "--kek-file", str(kek_file)]
+    assert keys_main(argv) == 2
+    assert not keys_dir.exists() or not any(keys_dir.rglob("*.json"))
