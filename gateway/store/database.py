@@ -216,7 +216,10 @@ class Database:
         self.is_sqlite = parsed.get_backend_name() == "sqlite"
         self._write_lock: asyncio.Lock | None = None
         if self.is_sqlite:
-            if parsed.database and parsed.database != ":memory:":
+            # A plain file's folder is made; an SQLite URI (``file:...?uri=true``) names its
+            # file itself, and is not a folder to make under the working directory.
+            uri = str(parsed.query.get("uri", "")).lower() in ("true", "1")
+            if parsed.database and parsed.database != ":memory:" and not uri:
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             # A pool as large as the concurrency it serves: an overflow connection is a new
             # thread and a new SQLite connection per checkout, closed again at check-in.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -153,8 +154,12 @@ async def test_unreachable_database_raises_store_unavailable() -> None:
         await database.dispose()
 
 
-async def test_read_only_sqlite_raises_store_unavailable(sqlite_url: str) -> None:
-    """A database opened read-only refuses writes with StoreUnavailable and keeps its rows."""
+async def test_read_only_sqlite_raises_store_unavailable(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database opened read-only refuses writes with StoreUnavailable and keeps its rows; its
+    URI (``file:...``) is not taken for a folder to make under the working directory."""
+    monkeypatch.chdir(tmp_path)
     path = sqlite_url.split("///", 1)[1]
     database = Database(sqlite_url)
     async with database.write() as session:
@@ -171,6 +176,7 @@ async def test_read_only_sqlite_raises_store_unavailable(sqlite_url: str) -> Non
         assert ids == ["police-a"]
     finally:
         await read_only.dispose()
+    assert not (tmp_path / "file:").exists()
 
 
 async def test_full_sqlite_disk_raises_store_unavailable(sqlite_url: str) -> None:
