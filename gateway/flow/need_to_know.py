@@ -152,7 +152,17 @@ def _involvement_query(agency_id: Any, nominal_id: Any) -> CompoundSelect[Any]:
         # typed in SQL: PostgreSQL resolves a UNION's column types pairwise, left to right
         return cast(null(), kind)
 
-    named = select(ReferralAgency.referral_id).where(ReferralAgency.agency_id == agency_id)
+    # Each branch reaches the agency's rows through the nominal's few referrals and meetings
+    # (``IN`` over them, so the planner takes the composite keys), never through everything the
+    # agency has ever been named in, attended or owned: SQLite, with no statistics, would
+    # otherwise start from the agency's index and a read would cost its whole history.
+    def nominal_meetings() -> Any:
+        return select(Meeting.id).where(Meeting.nominal_id == nominal_id)
+
+    nominal_referrals = select(Referral.id).where(Referral.nominal_id == nominal_id)
+    named = select(ReferralAgency.referral_id).where(
+        ReferralAgency.agency_id == agency_id, ReferralAgency.referral_id.in_(nominal_referrals)
+    )
     referrals = select(
         literal("r", String()),
         Referral.id,
@@ -188,7 +198,11 @@ def _involvement_query(agency_id: Any, nominal_id: Any) -> CompoundSelect[Any]:
             null(),
         )
         .join(MeetingAgency, MeetingAgency.meeting_id == Meeting.id)
-        .where(Meeting.nominal_id == nominal_id, MeetingAgency.agency_id == agency_id)
+        .where(
+            Meeting.nominal_id == nominal_id,
+            MeetingAgency.agency_id == agency_id,
+            MeetingAgency.meeting_id.in_(nominal_meetings()),
+        )
     )
     actions = (
         select(
@@ -206,7 +220,11 @@ def _involvement_query(agency_id: Any, nominal_id: Any) -> CompoundSelect[Any]:
             null(),
         )
         .join(Meeting, Meeting.id == Action.meeting_id)
-        .where(Meeting.nominal_id == nominal_id, Action.owner_agency_id == agency_id)
+        .where(
+            Meeting.nominal_id == nominal_id,
+            Action.owner_agency_id == agency_id,
+            Action.meeting_id.in_(nominal_meetings()),
+        )
     )
     grants = (
         select(

@@ -314,6 +314,11 @@ class Minutes(Base):
 
 class Action(Base):
     __tablename__ = "actions"
+    __table_args__ = (
+        #: Need-to-know's question, an agency's actions at one nominal's meetings, answered from
+        #: the nominal's few meetings, not from every action the agency owns.
+        Index("ix_actions_meeting_owner", "meeting_id", "owner_agency_id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     meeting_id: Mapped[str] = mapped_column(ForeignKey("meetings.id"), index=True)
