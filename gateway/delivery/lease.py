@@ -216,7 +216,16 @@ async def claim(
         found = (
             await session.scalars(
                 select(OutboxMessage)
-                .where(OutboxMessage.recipient_agency_id == agency_id, due(now), in_turn())
+                .where(
+                    OutboxMessage.recipient_agency_id == agency_id,
+                    # Implied by due(), and said so the planner reads the partner's open rows
+                    # by ix_outbox_inbox, never every message it was ever sent: SQLite, with no
+                    # statistics, took the partner alone (ix_outbox_nominal), so each sweep
+                    # cost the partner's whole delivered history.
+                    OutboxMessage.status.in_(_UNSETTLED),
+                    due(now),
+                    in_turn(),
+                )
                 .order_by(OutboxMessage.next_attempt_at, OutboxMessage.created_at)
                 .limit(free)
                 .with_for_update(skip_locked=True)
