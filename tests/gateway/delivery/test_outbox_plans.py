@@ -1,7 +1,7 @@
-"""The relay's outbox reads find the open rows through an index that leads with what makes a row
-open, whatever the planner knows: on SQLite, with no statistics (a new installation never runs
-ANALYZE), a sweep read every message its partner had ever been sent, so it cost the whole
-delivered history."""
+"""The relay's and the metrics' outbox reads find the open rows through an index that leads with
+what makes a row open, whatever the planner knows: on SQLite, with no statistics (a new
+installation never runs ANALYZE), a sweep read every message its partner had ever been sent and
+the depth gauge every message at all, so both cost the whole delivered history."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sqlalchemy import event
 
 from gateway.delivery import enqueue
 from gateway.delivery.lease import claim
+from gateway.delivery.operations import depth
 from gateway.store import Database
 from tests.gateway.delivery.support import JWE, partner
 
@@ -77,3 +78,12 @@ async def test_a_sweep_reads_the_partners_open_rows_only(
         first = next(step for step in plan if step.startswith(("SEARCH", "SCAN")))
         assert first.startswith("SEARCH outbox_messages USING INDEX ix_outbox_inbox"), plan
         assert "status=?" in first, plan
+
+
+async def test_the_depth_gauge_counts_the_open_rows_only(
+    sqlite_db: Database, sqlite_url: str
+) -> None:
+    await _one_message(sqlite_db)
+    [plan] = await _plans(sqlite_db, sqlite_url, depth)
+    assert not [step for step in plan if step.startswith("SCAN")], plan
+    assert any("(status=?)" in step for step in plan), plan
