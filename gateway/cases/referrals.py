@@ -13,7 +13,9 @@ and registers no nominal.
 
 from __future__ import annotations
 
-from sqlalchemy import or_, select
+import datetime as dt
+
+from sqlalchemy import Select, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
@@ -80,20 +82,27 @@ def _indexes(sealer: CaseSealer, referral: ReferralIn) -> dict[str, str]:
     return {kind: sealer.index(kind, value) for kind, value in values.items() if value}
 
 
+def _same_identifiers(indexes: dict[str, str]) -> Select[str, str, NominalStatus, dt.datetime]:
+    """Every nominal, of any area or status, carrying one of the identifiers: a handful. The
+    area and status are kept out of the query: SQLite, with no statistics, would otherwise read
+    the area's every nominal (``ix_nominals_area``) rather than search the identifiers' indexes,
+    and each referral would cost the area's whole register."""
+    return select(Nominal.id, Nominal.area, Nominal.status, Nominal.created_at).where(
+        or_(*(IDENTIFIER_INDEXES[kind] == value for kind, value in indexes.items()))
+    )
+
+
 async def _known_nominal(session: AsyncSession, area: str, indexes: dict[str, str]) -> str | None:
+    """The area's earliest active nominal carrying one of the identifiers."""
     if not indexes:
         return None
-    found = await session.scalar(
-        select(Nominal.id)
-        .where(
-            Nominal.area == area,
-            Nominal.status == NominalStatus.ACTIVE,
-            or_(*(IDENTIFIER_INDEXES[kind] == value for kind, value in indexes.items())),
-        )
-        .order_by(Nominal.created_at)
-        .limit(1)
+    rows = (await session.execute(_same_identifiers(indexes))).all()
+    known = sorted(
+        (created_at, nominal_id)
+        for nominal_id, nominal_area, status, created_at in rows
+        if nominal_area == area and status == NominalStatus.ACTIVE
     )
-    return found
+    return known[0][1] if known else None
 
 
 async def _if_known(call: Call, session: AsyncSession, nominal_id: str | None) -> str | None:
