@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import exists, select
+from sqlalchemy import Select, exists, select
 from starlette.responses import Response
 
 import policies
@@ -26,7 +26,7 @@ from gateway.flow import deliver, lawful_basis, need_to_know, redact
 from gateway.flow.need_to_know import LINKED_REFERRAL
 from gateway.store.models import Nominal, Referral
 
-__all__ = ["RULE", "read_level_1_list"]
+__all__ = ["RULE", "level_1_nominals", "read_level_1_list"]
 
 RULE = "level-1-monthly-list"
 
@@ -59,18 +59,25 @@ def _awaiting_screening() -> Any:
     )
 
 
+def level_1_nominals(area: str) -> Select[Nominal]:
+    """The area's active level 1 nominals (screened), for :func:`collect` to page through by
+    (``created_at``, ``id``): ix_nominals_level_1_list reads them in that order, a page at a
+    time, never the area's level 2 and 3 nominals and its past ones."""
+    return select(Nominal).where(
+        Nominal.area == area,
+        Nominal.level == int(Level.LEAD_AGENCY),
+        Nominal.status == NominalStatus.ACTIVE,
+        ~_awaiting_screening(),
+    )
+
+
 async def read_level_1_list(call: Call) -> Response:
     """GET /v1/level-1-list: this month's level 1 list for the caller's area, a page at a time."""
     call.require_scope(READ)
     call.basis = lawful_basis.check(call.caller, concerns_nominal=False)
     page = page_of(call.request)
     async with call.db.read() as session:
-        query = select(Nominal).where(
-            Nominal.area == call.caller.area,
-            Nominal.level == int(Level.LEAD_AGENCY),
-            Nominal.status == NominalStatus.ACTIVE,
-            ~_awaiting_screening(),
-        )
+        query = level_1_nominals(call.caller.area)
         kept, cursor = await collect(
             session, page, query, Nominal.created_at, Nominal.id, lambda row: _entry(call, row)
         )

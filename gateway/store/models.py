@@ -208,6 +208,8 @@ class Nominal(Base):
     __table_args__ = (
         CheckConstraint("category BETWEEN 1 AND 4", name="ck_nominals_category"),
         CheckConstraint("level BETWEEN 1 AND 3", name="ck_nominals_level"),
+        #: The level 1 list: an area's level 1 nominals in page order, not the whole register.
+        Index("ix_nominals_level_1_list", "area", "level", "created_at", "id"),
     )
 
     @validates("category")
