@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import policies
@@ -53,7 +53,13 @@ if TYPE_CHECKING:
     from gateway.oauth.jwks import JwksFetcher
     from gateway.settings import Settings
 
-__all__ = ["RELEASE_INTERVAL", "HeldReleaser", "release_held", "release_with_settings"]
+__all__ = [
+    "RELEASE_INTERVAL",
+    "HeldReleaser",
+    "owners_waiting",
+    "release_held",
+    "release_with_settings",
+]
 
 #: Seconds between two looks for owners who registered a key, in a running gateway.
 RELEASE_INTERVAL = 15.0
@@ -198,6 +204,19 @@ async def _release_owner(
     return released
 
 
+def owners_waiting(agency_id: str | None = None) -> Select[str]:
+    """The owners (``agency_id``, or any) with a notification still held: read from
+    ix_held_notifications_unreleased, never through every notification ever released."""
+    query = (
+        select(HeldNotification.owner_agency_id)
+        .where(HeldNotification.released_at.is_(None))
+        .distinct()
+    )
+    if agency_id is not None:
+        query = query.where(HeldNotification.owner_agency_id == agency_id)
+    return query
+
+
 async def release_held(
     db: Database,
     *,
@@ -213,14 +232,7 @@ async def release_held(
     theirs held."""
     at = now or dt.datetime.now(dt.UTC)
     async with db.read() as session:
-        query = (
-            select(HeldNotification.owner_agency_id)
-            .where(HeldNotification.released_at.is_(None))
-            .distinct()
-        )
-        if agency_id is not None:
-            query = query.where(HeldNotification.owner_agency_id == agency_id)
-        owners = sorted((await session.scalars(query)).all())
+        owners = sorted((await session.scalars(owners_waiting(agency_id))).all())
         keys = {o: await _usable_keys(session, o, at, jwks_fetcher) for o in owners}
     released = 0
     for owner in owners:

@@ -596,7 +596,11 @@ class HeldNotification(Base):
     """
 
     __tablename__ = "held_notifications"
-    __table_args__ = (Index("ix_held_notifications_owner", "owner_agency_id", "released_at"),)
+    __table_args__ = (
+        Index("ix_held_notifications_owner", "owner_agency_id", "released_at"),
+        #: The periodic release: the owners with a notification still held, not every one sent.
+        Index("ix_held_notifications_unreleased", "released_at", "owner_agency_id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     owner_agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
