@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -91,3 +93,11 @@ async def until(predicate: Any, within: float = 10.0) -> None:
 
 
 NOW = dt.datetime(2026, 5, 1, tzinfo=dt.UTC)
+
+
+def development_keys(gateway_keys: tuple[Path, Path], tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of the session's gateway keys for an app started in the development profile (its
+    stub partners listen on the loopback), which marks its key directory as development keys:
+    the session's own directory must stay one that other profiles accept."""
+    keys_dir, kek_file = gateway_keys
+    return Path(shutil.copytree(keys_dir, tmp_path / "development-keys")), kek_file

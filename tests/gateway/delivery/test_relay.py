@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -15,7 +16,15 @@ from gateway.http.metrics import GatewayMetrics
 from gateway.store import Database
 from gateway.store.models import AgencyKey
 from tests.gateway.delivery.stub import PartnerPKI, PartnerStub, free_port
-from tests.gateway.delivery.support import JWE, fast_config, partner, queue, rows, until
+from tests.gateway.delivery.support import (
+    JWE,
+    development_keys,
+    fast_config,
+    partner,
+    queue,
+    rows,
+    until,
+)
 
 
 async def _settle(relay: Relay, rounds: int = 30) -> None:
@@ -363,14 +372,18 @@ async def test_expired_lease_is_delivered_again_by_another_relay_with_the_same_k
 
 
 async def test_relay_in_the_app_lifespan_starts_and_stops_cleanly(
-    sqlite_url: str, gateway_keys: tuple, stub: PartnerStub, pki: PartnerPKI
+    sqlite_url: str,
+    gateway_keys: tuple[Path, Path],
+    stub: PartnerStub,
+    pki: PartnerPKI,
+    tmp_path: Path,
 ) -> None:
     """``serve`` runs a relay as a background task and stops it with the app (in the
     development profile: the stub partner listens on the loopback)."""
     from gateway.app import create_app
     from gateway.settings import Settings
 
-    keys_dir, kek_file = gateway_keys
+    keys_dir, kek_file = development_keys(gateway_keys, tmp_path)
     settings = Settings(
         profile="development",
         database_url=sqlite_url,

@@ -25,7 +25,7 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from tests.gateway.delivery.stub import PartnerPKI, PartnerStub
-from tests.gateway.delivery.support import partner, queue, rows, until
+from tests.gateway.delivery.support import development_keys, partner, queue, rows, until
 
 BASE = 0.1
 CAP = 0.8
@@ -42,9 +42,13 @@ def _ceiling(attempt: int) -> float:
 
 
 async def test_a_failing_partner_sees_capped_growing_jittered_retries(
-    sqlite_url: str, gateway_keys: tuple[Path, Path], stub: PartnerStub, pki: PartnerPKI
+    sqlite_url: str,
+    gateway_keys: tuple[Path, Path],
+    stub: PartnerStub,
+    pki: PartnerPKI,
+    tmp_path: Path,
 ) -> None:
-    keys_dir, kek_file = gateway_keys
+    keys_dir, kek_file = development_keys(gateway_keys, tmp_path)
     settings = Settings(
         profile="development",  # the stub partner listens on the loopback
         database_url=sqlite_url,
