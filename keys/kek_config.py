@@ -22,8 +22,10 @@ file, must not be open to group or others.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import stat
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +132,7 @@ class KekConfig:
             return "pkcs11"
         if self.vault_addr:
             _require("MAPPA_KEK_VAULT_", KEY=self.vault_key, TOKEN_FILE=self.vault_token_file)
+            _vault_address(self.vault_addr)
             return "vault"
         if self.inline:
             return "inline"
@@ -137,6 +140,27 @@ class KekConfig:
             return "file"
         raise KekUnavailable(
             "no KEK configured: MAPPA_KEK_FILE, MAPPA_KEK, MAPPA_KEK_PKCS11_* or MAPPA_KEK_VAULT_*"
+        )
+
+
+def _vault_address(address: str) -> None:
+    """Vault is called with its token, and answers with wrapped data keys: over https, or plain
+    http to this machine only (a development Vault on the loopback)."""
+    parts = urllib.parse.urlsplit(address)
+    host = (parts.hostname or "").lower()
+    if parts.username is not None or parts.password is not None or not host:
+        raise KekUnavailable("MAPPA_KEK_VAULT_ADDR must be a URL with a host and no credentials")
+    if parts.scheme == "https":
+        return
+    loopback = host == "localhost"
+    if not loopback:
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+    if parts.scheme != "http" or not loopback:
+        raise KekUnavailable(
+            "MAPPA_KEK_VAULT_ADDR must be https (plain http only to this machine's Vault)"
         )
 
 

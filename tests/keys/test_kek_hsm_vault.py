@@ -39,6 +39,7 @@ from keys import (
 )
 from keys.cli import main as keys_main
 from keys.hsm import Pkcs11Kek
+from keys.kek_config import KekConfig
 from keys.vault import VaultTransitKek
 from tests.support import skip_or_fail_in_ci
 
@@ -351,3 +352,27 @@ def test_kek_source_settings_fail_closed(tmp_path: Path) -> None:
     )
     with pytest.raises(KeyRepositoryUnavailable, match="PIN file mode 644"):
         open_kek(settings)
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "http://vault.example:8200",  # the Vault token, and the wrapped data keys, in clear
+        "http://10.0.0.7:8200",
+        "https://user:secret@vault.example:8200",
+        "vault.example:8200",
+    ],
+)
+def test_a_vault_kek_is_reached_over_https_only(address: str) -> None:
+    """Vault is sent its token and answers with data keys: plain http only to this machine."""
+    config = KekConfig(vault_addr=address, vault_key="k", vault_token_file=Path("/nonexistent"))
+    with pytest.raises(KekUnavailable, match="MAPPA_KEK_VAULT_ADDR"):
+        config.source
+
+
+@pytest.mark.parametrize(
+    "address", ["https://vault.example:8200", "http://127.0.0.1:8200", "http://localhost:8200"]
+)
+def test_vault_over_https_or_on_this_machine_is_a_vault_source(address: str) -> None:
+    config = KekConfig(vault_addr=address, vault_key="k", vault_token_file=Path("/nonexistent"))
+    assert config.source == "vault"
