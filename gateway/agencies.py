@@ -10,8 +10,13 @@ An agency registers either a JWKS (stored as :class:`~gateway.store.models.Agenc
 new keys and gives the current ones an end date ``overlap`` from now, after which they are
 refused. :func:`suspend_agency` takes effect on the agency's next request.
 
-Text the commands print back (a name, a certificate subject) is refused if it holds a control
-character, C0, DEL or C1: a terminal would obey it, and PostgreSQL cannot store NUL.
+Text the commands and the console print back (a name, a certificate subject) is refused if it
+holds a character that is not shown as itself (:func:`gateway.labels.hidden_character`): a
+control character (C0, DEL, C1), which a terminal would obey and PostgreSQL cannot store as NUL,
+a bidirectional control or zero-width character, which could make one agency's name read as
+another's, a line or paragraph separator, a private-use, unassigned or surrogate code point. A
+name is stored NFC-normalised; a subject DN as it parses (it is compared with certificates as a
+name, attribute by attribute).
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.contract.types import AGENCY_ID, control_character_in
+from gateway.contract.types import AGENCY_ID
 from gateway.domain import KNOWN_SCOPES, AgencyStatus, AgencyType, Role
 from gateway.flow.audit import AuditEvent, Operation, Outcome, record
+from gateway.labels import hidden_character, nfc
 from gateway.oauth import mtls
 from gateway.oauth.jwks import KeyRefused, parse_jwks
 from gateway.partner_urls import PartnerUrlRefused, check_partner_url
@@ -155,10 +161,12 @@ async def add_agency(
     at = _now(now)
     if not _ID.fullmatch(agency_id):
         raise AgencyError("agency id must be 2-64 characters of a-z 0-9 . _ -")
-    if not name.strip() or len(name) > 200:
+    name = nfc(name)
+    if hidden := hidden_character(name):  # never echoed: it would act where it is printed
+        raise AgencyError(f"name must be one line of visible text: it holds {hidden}")
+    name = name.strip()
+    if not name or len(name) > 200:
         raise AgencyError("name must be 1-200 characters")
-    if control_character_in(name, c1=True):
-        raise AgencyError("name must be one line without control characters")
     if not _AREA.fullmatch(area):
         raise AgencyError("area must be 1-64 characters of letters, digits, space . _ -")
     try:
@@ -182,7 +190,7 @@ async def add_agency(
             raise AgencyError(f"agency {agency_id!r} already exists")
         agency = Agency(
             id=agency_id,
-            name=name.strip(),
+            name=name,
             agency_type=kind,
             role=position,
             area=area,
@@ -267,16 +275,16 @@ async def set_tls_client_auth(
         raise AgencyError("give both the subject DN and the CA, or neither (to close the method)")
     fingerprints: list[str] = []
     if subject_dn is not None and ca_pem is not None:
-        if control_character_in(subject_dn, c1=True):  # before parsing: never echoed
-            raise AgencyError("subject DN refused: it holds control characters")
+        if hidden := hidden_character(subject_dn):  # before parsing: never echoed
+            raise AgencyError(f"subject DN refused: it holds {hidden}")
         try:
             subject_dn = mtls.parse_subject_dn(subject_dn).rfc4514_string()
         except ValueError as exc:
             raise AgencyError(f"subject DN refused: {exc}") from exc
         if len(subject_dn) > 1000:
             raise AgencyError("subject DN longer than 1000 characters")
-        if control_character_in(subject_dn, c1=True):  # written as an escape: \1b
-            raise AgencyError("subject DN refused: it holds control characters")
+        if hidden := hidden_character(subject_dn):  # written as an escape: \1b, \e2\80\ae
+            raise AgencyError(f"subject DN refused: it holds {hidden}")
         try:
             anchors = mtls.parse_ca_pem(ca_pem)
         except (ValueError, UnicodeEncodeError) as exc:

@@ -1,4 +1,9 @@
-"""``mappa-gateway agencies add|list|show|suspend|reinstate|rotate-keys|set-tls``."""
+"""``mappa-gateway agencies add|list|show|suspend|reinstate|rotate-keys|set-tls``.
+
+Stored text is printed through :func:`gateway.labels.visible`: a control character, a
+bidirectional control or a zero-width character stored before onboarding refused them is written
+as an escape (``\\x1b``, ``\\u202e``), so it can neither act on the operator's terminal, forge a
+line, nor reorder or disguise a name."""
 
 from __future__ import annotations
 
@@ -14,8 +19,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from gateway import agencies
-from gateway.contract.types import control_character_in
 from gateway.domain import KNOWN_SCOPES, AgencyType, Role
+from gateway.labels import visible
 from gateway.settings import get_settings
 from gateway.store import Database
 
@@ -115,14 +120,6 @@ def _run(work: Callable[[Database], Awaitable[T]]) -> T:
     return asyncio.run(main())
 
 
-def _shown(text: str) -> str:
-    """Stored text as printed: a control character (stored before onboarding refused them) is
-    written as an escape, so it cannot act on the operator's terminal or forge a line."""
-    if not control_character_in(text, c1=True):
-        return text
-    return "".join(f"\\x{ord(c):02x}" if control_character_in(c, c1=True) else c for c in text)
-
-
 def _shown_url(url: str) -> str:
     """A stored URL as printed: without the credentials (``user:pw@``) a row stored before
     registration refused them may hold."""
@@ -131,23 +128,23 @@ def _shown_url(url: str) -> str:
         url = urlunsplit(
             parts._replace(netloc="[credentials removed]@" + parts.netloc.rpartition("@")[2])
         )
-    return _shown(url)
+    return visible(url)
 
 
 def _print(view: agencies.AgencyView) -> None:
     print(
-        f"{_shown(view.id)}  {view.status}  {view.agency_type}/{view.role}  "
-        f"area={_shown(view.area)}"
+        f"{visible(view.id)}  {view.status}  {view.agency_type}/{view.role}  "
+        f"area={visible(view.area)}"
     )
-    print(f"  name: {_shown(view.name)}")
+    print(f"  name: {visible(view.name)}")
     print(f"  scopes: {' '.join(view.scopes) or '-'}")
     if view.jwks_uri:
         print(f"  jwks_uri: {_shown_url(view.jwks_uri)}")
     if view.tls_subject_dn:
-        print(f"  tls_client_auth: {_shown(view.tls_subject_dn)}")
+        print(f"  tls_client_auth: {visible(view.tls_subject_dn)}")
     for key in view.keys:
         until = key.not_after.isoformat() if key.not_after else "current"
-        print(f"  key {key.kid}  {key.use}  {key.alg or '-'}  until {until}")
+        print(f"  key {visible(key.kid)}  {key.use}  {visible(key.alg or '-')}  until {until}")
 
 
 def _guarded(action: Callable[[], None]) -> int:
@@ -185,7 +182,7 @@ def _list(args: argparse.Namespace) -> int:
     def action() -> None:
         for view in _run(agencies.list_agencies):
             fields = (view.id, view.status, view.agency_type, view.role, view.area)
-            print("\t".join(_shown(field) for field in fields))
+            print("\t".join(visible(field) for field in fields))
 
     return _guarded(action)
 

@@ -1,6 +1,7 @@
 """Onboarding grants only the scopes the gateway checks: any other is refused, naming them; and it
 refuses, before writing anything, keys the gateway could never use and text that would act on
-the operator's terminal; and show and list print no stored credentials or control characters."""
+the operator's terminal or read as another name (bidirectional controls, zero-width characters);
+and show and list print no stored credentials, control or invisible characters."""
 
 from __future__ import annotations
 
@@ -20,15 +21,16 @@ from sqlalchemy import func, select
 from adapters.kit import partner_init
 from gateway import agencies
 from gateway.cases import context
-from gateway.contract.types import control_character_in
 from gateway.demo import DEMO_SCOPES
 from gateway.domain import KNOWN_SCOPES, AgencyStatus, AgencyType, Role
+from gateway.labels import hidden_character, nfc
 from gateway.oauth.jwks import KeyRefused, parse_jwks
 from gateway.routes.audit import AUDIT_READ_SCOPE
 from gateway.routes.inbox import INBOX_SCOPE
 from gateway.store import Database
-from gateway.store.models import Agency, AgencyKey
+from gateway.store.models import Agency, AgencyKey, AuditEntry
 from keys import public_key_from_jwk
+from tests.gateway.hostile_labels import HOSTILE, LEGITIMATE, hostile_character
 from tests.gateway.oauth.support import ONBOARDING
 
 JWKS = ONBOARDING["jwks"]
@@ -246,7 +248,7 @@ TERMINAL_ATTACKS = [
 @pytest.mark.parametrize("name", TERMINAL_ATTACKS)
 async def test_add_agency_refuses_a_name_with_control_characters(db: Database, name: str) -> None:
     """A name holding a C0, DEL or C1 control is refused, on both backends, writing nothing."""
-    with pytest.raises(agencies.AgencyError, match="control characters"):
+    with pytest.raises(agencies.AgencyError, match="holds a control character"):
         await _add(db, name=name)
     assert await _count(db, Agency) == 0
 
@@ -264,7 +266,7 @@ async def test_tls_subject_with_control_characters_is_refused(
     """`agencies set-tls` prints the subject back: one holding a control character, written or
     escaped, is refused and the agency is left without tls_client_auth."""
     await _add(db)
-    with pytest.raises(agencies.AgencyError, match="control characters"):
+    with pytest.raises(agencies.AgencyError, match="holds a control character"):
         await agencies.set_tls_client_auth(
             db, "police-avon", subject_dn=subject_dn, ca_pem="not read"
         )
@@ -275,8 +277,10 @@ async def test_show_and_list_never_print_stored_credentials_or_controls(
     database_url: str, tmp_path: Path
 ) -> None:
     """A row stored before onboarding refused them (a jwks_uri with user:pw@, a name with an
-    ANSI escape, an id with a newline): `agencies show` and `list` print neither the
-    credentials nor a raw control character, on both backends."""
+    ANSI escape, a right-to-left override, a zero-width joiner and a paragraph separator, an id
+    with a newline, an area with an isolate, a subject with an override): `agencies show` and
+    `list` print neither the credentials nor a raw control, format or separator character, on
+    both backends, but each as an escape."""
     db = Database(database_url)
     try:
         now = dt.datetime.now(dt.UTC)
@@ -284,15 +288,16 @@ async def test_show_and_list_never_print_stored_credentials_or_controls(
             session.add(
                 Agency(
                     id="em-provider\n",
-                    name="EM\x1b[2J\x9b31mFAKE",
+                    name="EM\x1b[2J\x9b31mFAKE\u202eecnagA\u200dX\u2029Y",
                     agency_type=AgencyType.ELECTRONIC_MONITORING,
                     role=Role.DUTY_TO_COOPERATE,
-                    area="avon\x07",
+                    area="avon\x07\u2066",
                     scopes=["case:read"],
                     status=AgencyStatus.ACTIVE,
                     jwks_uri="https://user:s3cret@em.example/jwks.json",
                     created_at=now,
                     updated_at=now,
+                    tls_client_auth_subject_dn="CN=EM\u202eAgency,O=Avon",
                 )
             )
     finally:
@@ -302,8 +307,106 @@ async def test_show_and_list_never_print_stored_credentials_or_controls(
     listed = _cli("list", env=env)
     assert shown.returncode == 0 and listed.returncode == 0, shown.stderr + listed.stderr
     assert "jwks_uri: https://[credentials removed]@em.example/jwks.json" in shown.stdout
-    assert "name: EM\\x1b[2J\\x9b31mFAKE" in shown.stdout
-    assert "em-provider\\x0a\tactive" in listed.stdout and "avon\\x07" in listed.stdout
+    assert "name: EM\\x1b[2J\\x9b31mFAKE\\u202eecnagA\\u200dX\\u2029Y" in shown.stdout
+    assert "tls_client_auth: CN=EM\\u202eAgency,O=Avon" in shown.stdout
+    assert "em-provider\\x0a\tactive" in listed.stdout and "avon\\x07\\u2066" in listed.stdout
     for output in (shown.stdout, listed.stdout):
         assert "s3cret" not in output and "user:" not in output
-        assert not control_character_in(output.replace("\n", "").replace("\t", ""), c1=True)
+        assert hidden_character(output.replace("\n", "").replace("\t", "")) is None
+
+
+# -- names that would read as another: bidirectional controls, zero-width characters ------------
+
+
+async def _nothing_written(db: Database) -> None:
+    assert await _count(db, Agency) == 0
+    assert await _count(db, AgencyKey) == 0
+    assert await _count(db, AuditEntry) == 0
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+async def test_add_agency_refuses_a_hostile_name_and_writes_nothing(
+    database: Database, name: str
+) -> None:
+    """A name with a character not shown as itself (a bidirectional control, a zero-width or
+    other format character, a line or paragraph separator, a control, a private-use,
+    unassigned or surrogate code point) is refused naming the rule and the code point, not the
+    name, and nothing is written: no agency, no key, no audit entry."""
+    char = hostile_character(name)
+    with pytest.raises(agencies.AgencyError, match="name must be one line of visible text") as e:
+        await _add(database, name=name)
+    assert str(e.value).endswith(f"U+{ord(char):04X}")
+    assert char not in str(e.value) and "Police" not in str(e.value)
+    await _nothing_written(database)
+
+
+@pytest.mark.parametrize("name", LEGITIMATE)
+async def test_add_agency_takes_a_name_in_any_script(database: Database, name: str) -> None:
+    view = await _add(database, name=name)
+    assert view.name == name
+    assert (await agencies.get_agency(database, "police-avon")).name == name
+
+
+async def test_add_agency_stores_a_name_composed(database: Database) -> None:
+    """ "O" with a combining acute accent is stored as "Ó" (NFC): one name, whatever was typed."""
+    await _add(database, name="Seán O\u0301 Briain")
+    assert (await agencies.get_agency(database, "police-avon")).name == "Seán Ó Briain"
+    assert nfc("Seán O\u0301 Briain") == "Seán Ó Briain"
+
+
+#: A subject with a hostile character as written, and as RFC 4514 hex escapes (UTF-8 bytes).
+HOSTILE_SUBJECTS = [
+    *(pytest.param(f"CN={p.values[0]},O=Avon", id=f"raw-{p.id}") for p in HOSTILE),
+    *(
+        pytest.param(f"CN=Police{escaped}Agency,O=Avon", id=f"escaped-{name}")
+        for name, escaped in {
+            "rlo": "\\e2\\80\\ae",
+            "lri": "\\e2\\81\\a6",
+            "zero-width-joiner": "\\e2\\80\\8d",
+            "bom": "\\ef\\bb\\bf",
+            "line-separator": "\\e2\\80\\a8",
+            "private-use": "\\ee\\80\\80",
+        }.items()
+    ),
+]
+
+
+@pytest.mark.parametrize("subject_dn", HOSTILE_SUBJECTS)
+async def test_tls_subject_with_a_hostile_character_is_refused(
+    database: Database, subject_dn: str
+) -> None:
+    """A subject holding such a character, as written (refused before it is parsed) or as the
+    escapes it parses to, is refused and the agency is left without tls_client_auth."""
+    await _add(database)
+    with pytest.raises(agencies.AgencyError, match="subject DN refused: it holds"):
+        await agencies.set_tls_client_auth(
+            database, "police-avon", subject_dn=subject_dn, ca_pem="not read"
+        )
+    assert (await agencies.get_agency(database, "police-avon")).tls_subject_dn is None
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        p
+        for p in HOSTILE
+        if p.id in {"rlo", "zero-width-joiner", "line-separator", "lone-surrogate"}
+    ],
+)
+def test_cli_add_refuses_a_hostile_name(sqlite_url: str, tmp_path: Path, name: str) -> None:
+    """`agencies add --name` exits 1 naming the rule and the code point, echoes nothing of the
+    name, and registers nothing. A byte of an argument that is not UTF-8 reaches the check as a
+    lone surrogate and is refused the same way."""
+    env = {**os.environ, "MAPPA_DATABASE_URL": sqlite_url, "MAPPA_PROFILE": "development"}
+    jwks = tmp_path / "police.jwks.json"
+    jwks.write_text(json.dumps(JWKS))
+    refused = _cli(
+        "add",
+        *("--id", "police-avon", "--name", name, "--type", "police"),
+        *("--role", "responsible_authority", "--area", "avon", "--jwks", str(jwks)),
+        env=env,
+    )
+    assert refused.returncode == 1
+    assert f"U+{ord(hostile_character(name)):04X}" in refused.stderr
+    assert "Police" not in refused.stderr and hostile_character(name) not in refused.stderr
+    assert "police-avon" not in _cli("list", env=env).stdout
