@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.errors import Conflict, ValidationFailed
+from gateway.labels import hidden_character, nfc
 from gateway.store.models import IGOfficer
 
 __all__ = [
@@ -45,9 +46,15 @@ async def add_officer(
     *,
     oidc: tuple[str, str] | None = None,
 ) -> IGOfficer:
-    """Create an officer with a password, an OIDC identity ``(issuer, subject)``, or both."""
+    """Create an officer with a password, an OIDC identity ``(issuer, subject)``, or both.
+
+    The display name, which the console shows, is stored NFC-normalised and refused if it holds
+    a character not shown as itself (:func:`gateway.labels.hidden_character`)."""
     if not _OFFICER_ID.fullmatch(officer_id):
         raise ValidationFailed("officer id: lower-case letters, digits, '.', '_' or '-'")
+    display_name = nfc(display_name)
+    if hidden := hidden_character(display_name):  # never echoed
+        raise ValidationFailed(f"display name: one line of visible text; it holds {hidden}")
     if password is None and oidc is None:
         raise ValidationFailed("an officer needs a password or an OIDC identity")
     if password is not None and len(password) < MIN_PASSWORD_LENGTH:
@@ -64,7 +71,7 @@ async def add_officer(
         raise Conflict("an officer with this id exists")
     officer = IGOfficer(
         id=officer_id,
-        display_name=display_name[:200],
+        display_name=display_name.strip()[:200],
         password_hash=_hasher.hash(password) if password is not None else _NO_PASSWORD,
         oidc_issuer=oidc[0] if oidc else None,
         oidc_subject=oidc[1] if oidc else None,

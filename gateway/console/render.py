@@ -1,8 +1,10 @@
 """Rendering the console: Jinja2 with autoescaping, the `literal` filter, strict headers, CSV.
 
 Everything from the audit log is shown *literally*: Jinja2 escapes markup, and `literal` first
-turns control characters (C0, DEL, C1) and Unicode bidirectional controls into visible escapes
-(``\\x07``, ``\\u202e``), so that text can neither hide nor reorder what is around it.
+turns control characters (C0, DEL, C1), Unicode bidirectional controls, zero-width and other
+format characters, line and paragraph separators, private-use and unassigned code points into
+visible escapes (``\\x07``, ``\\u202e``; :func:`gateway.labels.visible`), so that text can
+neither hide nor reorder what is around it, nor pass for other text.
 
 Every console response carries a strict Content-Security-Policy (scripts and styles from the
 gateway itself only, no inline script, no framing, forms posting back to the gateway only).
@@ -13,13 +15,14 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from gateway.labels import visible
 
 __all__ = [
     "CONTENT_SECURITY_POLICY",
@@ -35,7 +38,6 @@ CONTENT_SECURITY_POLICY: Final = (
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
     "object-src 'none'"
 )
-_INVISIBLE: Final = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 
 _environment = Environment(
@@ -49,13 +51,7 @@ def literal(value: object) -> str:
     """The text of ``value`` with invisible and reordering characters made visible."""
     if value is None:
         return ""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-
-    def escape(match: re.Match[str]) -> str:
-        code = ord(match.group())
-        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-    return _INVISIBLE.sub(escape, text)
+    return visible(value if isinstance(value, str) else json.dumps(value, ensure_ascii=False))
 
 
 _environment.filters["literal"] = literal

@@ -1,12 +1,16 @@
-"""IG officer accounts: argon2id, no enumeration, no weak passwords."""
+"""IG officer accounts: argon2id, no enumeration, no weak passwords, a display name shown as
+itself."""
 
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import func, select
 
-from gateway.console.accounts import add_officer, verify_officer
+from gateway.console.accounts import add_officer, officer_by_id, verify_officer
 from gateway.errors import Conflict, ValidationFailed
 from gateway.store import Database
+from gateway.store.models import IGOfficer
+from tests.gateway.hostile_labels import HOSTILE, LEGITIMATE, hostile_character
 
 
 async def test_officer_verifies_with_the_right_password_only(db: Database) -> None:
@@ -84,3 +88,41 @@ async def test_an_id_is_compared_whole(db: Database) -> None:
         assert await verify_officer(session, longest, "correct horse battery") is not None
         for typed in (longest + "x", longest + "\x07", longest + " " * 100):
             assert await verify_officer(session, typed, "correct horse battery") is None
+
+
+# -- the display name the console shows ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+async def test_a_display_name_with_a_hidden_character_is_refused(db: Database, name: str) -> None:
+    """A display name with a bidirectional control, a zero-width or other format character, a
+    separator, a control, a private-use, unassigned or surrogate code point would let one
+    officer's name read as another's in the console: refused, naming the rule and the code
+    point and not the name, and no account is created."""
+    char = hostile_character(name)
+    with pytest.raises(ValidationFailed) as refused:
+        async with db.write() as session:
+            await add_officer(session, "ig.four", name, "a long enough password")
+    detail = refused.value.detail or ""
+    assert detail.startswith("display name:") and detail.endswith(f"U+{ord(char):04X}")
+    assert char not in detail and "Police" not in detail
+    async with db.read() as session:
+        assert await session.scalar(select(func.count()).select_from(IGOfficer)) == 0
+
+
+@pytest.mark.parametrize("name", LEGITIMATE)
+async def test_a_display_name_in_any_script_is_kept(db: Database, name: str) -> None:
+    async with db.write() as session:
+        await add_officer(session, "ig.five", name, "a long enough password")
+    async with db.read() as session:
+        officer = await officer_by_id(session, "ig.five")
+        assert officer is not None and officer.display_name == name
+
+
+async def test_a_display_name_is_stored_composed(db: Database) -> None:
+    """A combining accent is stored precomposed (NFC), the name's surrounding spaces dropped."""
+    async with db.write() as session:
+        await add_officer(session, "ig.six", " Siobha\u0301n Ni\u0301 ", "a long enough password")
+    async with db.read() as session:
+        officer = await officer_by_id(session, "ig.six")
+        assert officer is not None and officer.display_name == "Siobhán Ní"

@@ -278,9 +278,35 @@ async def test_markup_and_control_characters_are_shown_literally(
 
 
 def test_literal_filter_makes_invisible_characters_visible() -> None:
-    """C0, DEL, C1 and bidi controls become escapes; other text is unchanged."""
+    """C0, DEL, C1, bidi controls, zero-width and other format characters, separators,
+    private-use and unassigned code points become escapes; other text is unchanged."""
     assert literal("a\x00b\x1b\x7f\x85\u202e\u2066c é") == "a\\x00b\\x1b\\x7f\\x85\\u202e\\u2066c é"
+    assert literal("d\u200de\ufefff\u2028g\ue000h\u0378i\U000f0000 Ó 警") == (
+        "d\\u200de\\ufefff\\u2028g\\ue000h\\u0378i\\U000f0000 Ó 警"
+    )
+    assert literal({"subject_dn": "CN=a\u202eb"}) == '{"subject_dn": "CN=a\\u202eb"}'
     assert literal(None) == ""
+
+
+async def test_a_stored_display_name_and_detail_are_shown_with_invisible_characters_visible(
+    officer: httpx.AsyncClient, state: GatewayState, log: Log
+) -> None:
+    """A display name stored before `ig add-officer` refused them, with a right-to-left
+    override and a zero-width joiner, and an audit detail with a paragraph separator and a
+    BOM, are shown as escapes, never as the characters that would reorder or hide text."""
+    async with state.db.write() as session:
+        await session.execute(
+            text("UPDATE ig_officers SET display_name = :name WHERE id = :id"),
+            {"name": "Ida\u202eecnanrevoG\u200d", "id": OFFICER},
+        )
+    await log.add(51, nominal_ref="N00051", detail={"subject_dn": "CN=X\u2029\ufeffY"})
+    await log.sequence()
+    listing = await officer.get("/console/entries", params={"nominal": "N00051"})
+    detail = await officer.get(f"/console/entries/{await _entry_id(state, 'N00051')}")
+    for page in (listing.text, detail.text):
+        assert "Ida\\u202eecnanrevoG\\u200d (ig.officer)" in page
+        assert not {"\u202e", "\u200d", "\u2029", "\ufeff"} & set(page)
+    assert "CN=X\\u2029\\ufeffY" in detail.text
 
 
 async def test_integrity_page_runs_the_verifier_and_reports_tampering(

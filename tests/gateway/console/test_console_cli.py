@@ -13,6 +13,7 @@ from gateway.cli import main
 from gateway.console.accounts import verify_officer
 from gateway.settings import get_settings
 from gateway.store import Database
+from tests.gateway.hostile_labels import HOSTILE, LEGITIMATE, hostile_character
 
 
 @pytest.fixture
@@ -79,3 +80,39 @@ def test_add_officer_with_an_oidc_subject_needs_no_password(
 
     assert asyncio.run(lookup()) == "ig.sso"
     assert not asyncio.run(_verifies(env, "ig.sso", "!"))
+
+
+async def _display_name(url: str, officer_id: str) -> str | None:
+    from gateway.console.accounts import officer_by_id
+
+    db = Database(url)
+    try:
+        async with db.read() as session:
+            officer = await officer_by_id(session, officer_id)
+            return officer.display_name if officer else None
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_add_officer_refuses_a_display_name_with_a_hidden_character(
+    env: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """`--name` with a bidirectional control, a zero-width character, a separator, a control, a
+    private-use, unassigned or surrogate code point (what Python makes of a byte of an argument
+    that is not UTF-8): exit 2 naming the rule and the code point, not the name; no account."""
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough passphrase\n"))
+    assert main(["ig", "add-officer", "ig.four", "--name", name, "--password-stdin"]) == 2
+    err = capsys.readouterr().err.removesuffix("\n")  # the line's own end
+    assert "display name:" in err and f"U+{ord(hostile_character(name)):04X}" in err
+    assert hostile_character(name) not in err and "Police" not in err
+    assert asyncio.run(_display_name(env, "ig.four")) is None
+
+
+@pytest.mark.parametrize("name", LEGITIMATE)
+def test_add_officer_keeps_a_display_name_in_any_script(
+    env: str, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("a long enough passphrase\n"))
+    assert main(["ig", "add-officer", "ig.five", "--name", name, "--password-stdin"]) == 0
+    assert asyncio.run(_display_name(env, "ig.five")) == name
