@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import time
+import unicodedata
 import uuid
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ from joserfc.jwk import ECKey
 from gateway.agencies import reinstate_agency, rotate_agency_keys, suspend_agency
 from gateway.state import GatewayState
 from keys import FileKeyRepository, Purpose, kek_from_file
+from tests.gateway.hostile_labels import HOSTILE, LEGITIMATE
 from tests.gateway.oauth.support import (
     CONTEXT,
     DROP,
@@ -662,6 +665,41 @@ async def test_missing_or_malformed_context_header_is_refused_with_400(
         issued=1,
         jtis=2,
     )
+
+
+@pytest.mark.parametrize(
+    "officer",
+    [*(p for p in HOSTILE if p.id != "lone-surrogate"), *LEGITIMATE],  # no UTF-8 for a surrogate
+)
+async def test_an_officer_header_that_is_not_an_identifier_is_refused_and_not_recorded(
+    http: httpx.AsyncClient, police: AgencyClient, ledger: Ledger, officer: str
+) -> None:
+    """The officer a case system acts for (``MAPPA-Officer``, the audit's officer column) is an
+    identifier of A-Z a-z 0-9 . _ : -: a name with a bidirectional control, a zero-width or
+    other format character, a separator, a private-use or unassigned code point, and a real name
+    in any script, sent as UTF-8, is refused with a 400 problem before it is recorded anywhere.
+    (A control character is refused earlier still, at the edge, as ``bad_header``.)"""
+    token = await police.token(http)
+    headers: dict[str, Any] = police.resource_headers(token)
+    headers["MAPPA-Officer"] = officer.encode()
+    response = await http.get("/v1/whoami", headers=headers)
+    assert response.status_code == 400, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    if response.json()["code"] == "bad_header":
+        assert unicodedata.category(officer[len("Police")]) == "Cc"
+        return
+    refusal = await assert_refused(
+        response,
+        ledger,
+        code="invalid_context",
+        status=400,
+        reason="mappa-officer_malformed",
+        agency_id="police-avon",
+        issued=1,
+        jtis=2,
+    )
+    assert refusal.officer_id is None
+    assert officer not in json.dumps(refusal.detail, ensure_ascii=False)
 
 
 async def test_suspension_refuses_outstanding_tokens_on_the_next_request(
