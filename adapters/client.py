@@ -10,6 +10,25 @@ agency's signing key inside a JWE to the gateway's encryption key) and opens
 against the gateway's published JWKS). Algorithms are pinned: ES256 to sign, ECDH-ES+A256KW with
 A256GCM to encrypt.
 
+The gateway's JWKS (``/.well-known/jwks.json`` under the issuer, which must be ``https``, or
+plain ``http`` to this machine) is fetched through the client's own ``http`` by
+:class:`adapters.gateway_keys.GatewayJwks`, as the receiver fetches it: first when needed, then
+again only when the keys held do not do, at most once per ``jwks_refetch_every`` (30 s):
+
+* an answer signed with a ``kid`` not held (the gateway rotated its payload-signing key) fetches
+  them again; a ``kid`` they still do not name is refused as a bad signature
+  (``joserfc.errors.BadSignatureError``), never verified with anything else;
+* a body is encrypted to the gateway's current encryption key, the first ``ECDH-ES+A256KW`` key
+  of its JWKS (the gateway lists each purpose's keys newest first: the current key, then a
+  previous one still in its overlap). When the gateway refuses the body (400
+  ``unreadable_body``, the one code it gives for any body it cannot open) and the keys fetched
+  again no longer name the key it was sealed to (rotated, and since retired), the call is sent
+  once more, sealed to the key now current, with a fresh DPoP proof and the same
+  ``Idempotency-Key``. Any other refusal, or one while that key is still published, is the
+  caller's, as it came.
+
+A fetch that fails raises :class:`adapters.gateway_keys.KeysUnavailable` (with ``retry_after``).
+
 :meth:`GatewayClient.send` makes an adapter's :class:`~adapters.sdk.Outbound` call; when it
 names the nominal by an identifier, :meth:`GatewayClient.lookup_nominal` finds the nominal first
 (``POST /v1/nominals/lookup``, the identifier sealed in the body, never in a URL).
@@ -30,13 +49,16 @@ from typing import Any
 
 import httpx
 from joserfc import jwe, jws
-from joserfc.jwk import ECKey, KeySet
+from joserfc.errors import BadSignatureError, InvalidKeyIdError
+from joserfc.jwk import ECKey, Key, KeySet
 from joserfc.jws import JWSRegistry
 
-from adapters.compact import signing_kid
+from adapters.compact import MalformedSignature, signing_kid
+from adapters.gateway_keys import REFETCH_EVERY, GatewayJwks, KeysUnavailable
 from adapters.identity import AgencyIdentity
 from adapters.sdk import IDENTIFIER_KINDS, Outbound
 from gateway.contract.envelope import BODY_TYP, JOSE_MEDIA_TYPE, SignedBody
+from gateway.errors import UnreadableBody
 from gateway.flow.signed_push import SignedPush
 
 __all__ = ["ContextHeaders", "GatewayClient", "GatewayResponseError", "Opened"]
@@ -111,6 +133,7 @@ class GatewayClient:
         max_retry_after: float = 30.0,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         mutual_tls: bool = False,
+        jwks_refetch_every: dt.timedelta = REFETCH_EVERY,
     ) -> None:
         self.identity = identity
         #: Authenticate with the client certificate of ``http``'s TLS configuration
@@ -126,7 +149,11 @@ class GatewayClient:
         self.sleep = sleep
         self._token: str | None = None
         self._token_expires: dt.datetime | None = None
+        #: The gateway's keys as last fetched.
         self._gateway_keys: KeySet | None = None
+        self._jwks = GatewayJwks(
+            f"{self.issuer}/.well-known/jwks.json", refetch_every=jwks_refetch_every, http=http
+        )
 
     # -- authentication ---------------------------------------------------------------------
 
@@ -198,14 +225,15 @@ class GatewayClient:
     # -- sealing ----------------------------------------------------------------------------
 
     async def gateway_keys(self, *, refresh: bool = False) -> KeySet:
+        """The gateway's keys: fetched the first time; with ``refresh``, fetched again unless
+        the last fetch is less than ``jwks_refetch_every`` old (after a compromise, say)."""
         if self._gateway_keys is None or refresh:
-            response = await self.http.get(f"{self.issuer}/.well-known/jwks.json")
-            response.raise_for_status()
-            self._gateway_keys = KeySet.import_key_set(response.json())
+            self._gateway_keys = await self._jwks.refresh(self.clock())
         return self._gateway_keys
 
     async def seal(self, body: dict[str, Any]) -> str:
-        """Sign ``body`` as a SignedBody addressed to the gateway, then encrypt it to it."""
+        """Sign ``body`` as a SignedBody addressed to the gateway, then encrypt it to its
+        current encryption key."""
         signed = SignedBody.wrap(
             body, iss=self.identity.agency_id, aud=self.issuer, now=self.clock()
         )
@@ -213,14 +241,23 @@ class GatewayClient:
         inner = jws.serialize_compact(
             header, signed.model_dump_json(), self.identity.signing_key, registry=_SIGN_REGISTRY
         )
-        keys = await self.gateway_keys()
-        recipient = next(
-            (k for k in keys.keys if k.get("use") == "enc" and k.get("alg") == ENC_ALG), None
-        )
-        if recipient is None:
-            raise GatewayResponseError(0, None, "the gateway publishes no ECDH-ES encryption key")
+        recipient = _current_encryption_key(await self.gateway_keys())
         jwe_header = {"alg": ENC_ALG, "enc": ENC, "cty": "JWT", "kid": recipient.kid}
         return jwe.encrypt_compact(jwe_header, inner, recipient, registry=_JWE_REGISTRY)
+
+    async def _key_withdrawn(self, response: httpx.Response, sealed_to: str) -> bool:
+        """Whether ``response`` refuses a body sealed to ``sealed_to`` because the gateway no
+        longer holds that key: 400 ``unreadable_body`` (which it answers for any body it cannot
+        open), and ``sealed_to`` gone from its keys fetched again (at most once per
+        ``jwks_refetch_every``; a fetch that fails, or none due yet, says it is not gone)."""
+        problem = _problem(response) if response.status_code == 400 else None
+        if problem is None or problem.get("code") != UnreadableBody.code:
+            return False
+        try:
+            self._gateway_keys = await self._jwks.refresh(self.clock())
+        except KeysUnavailable:
+            return False
+        return all(key.kid != sealed_to for key in self._gateway_keys.keys)
 
     async def open(self, compact: str) -> tuple[SignedPush, str]:
         """Decrypt with the agency's key, verify the gateway's signature and the addressing.
@@ -231,8 +268,12 @@ class GatewayClient:
             compact, self.identity.encryption_key, registry=_JWE_REGISTRY
         )
         inner = (decrypted.plaintext or b"").decode("ascii")
-        keys = await self.gateway_keys()
-        key = keys.get_by_kid(signing_kid(inner, BODY_TYP))
+        kid = signing_kid(inner, BODY_TYP)
+        self._gateway_keys = await self._jwks.keys_naming(kid, self._gateway_keys, self.clock())
+        try:
+            key = self._gateway_keys.get_by_kid(kid)
+        except InvalidKeyIdError as exc:
+            raise BadSignatureError("signed by a key the gateway does not publish") from exc
         verified = jws.deserialize_compact(inner, key, registry=_SIGN_REGISTRY)
         signed = SignedPush.model_validate_json(verified.payload)
         if signed.aud != self.identity.agency_id or signed.iss != self.issuer:
@@ -287,12 +328,19 @@ class GatewayClient:
         url = f"{self.issuer}{path}"
         headers = {**self._authorization(method, url, token), **context.as_headers()}
         content: str | None = None
+        sealed_to: str | None = None
         if body is not None:
             content = await self.seal(dict(body))
+            sealed_to = _recipient_kid(content)
             headers["Content-Type"] = JOSE_MEDIA_TYPE
             if not read:
                 headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
         response = await self._request(method, url, token, content, headers, params)
+        if sealed_to is not None and await self._key_withdrawn(response, sealed_to):
+            # Once more, sealed to the key current now: nothing was written under the key.
+            content = await self.seal(dict(body or {}))
+            headers = {**headers, **self._authorization(method, url, token)}
+            response = await self._request(method, url, token, content, headers, params)
         if response.status_code >= 400:
             raise GatewayResponseError(
                 response.status_code, _problem(response), f"{method} {path} refused"
@@ -338,6 +386,23 @@ class GatewayClient:
         return await self.call(
             outbound.method, path, context, body=outbound.body, idempotency_key=key
         )
+
+
+def _current_encryption_key(keys: KeySet) -> Key:
+    """The gateway's current ECDH-ES encryption key: the first its JWKS lists, since it lists
+    each purpose's usable keys newest first (:meth:`keys.ring.KeyRing.usable`)."""
+    for key in keys.keys:
+        if key.get("use") == "enc" and key.get("alg") == ENC_ALG:
+            return key
+    raise GatewayResponseError(0, None, "the gateway publishes no ECDH-ES encryption key")
+
+
+def _recipient_kid(sealed: str) -> str | None:
+    """The kid a sealed body's JWE header names (the gateway key it is encrypted to), if any."""
+    try:
+        return signing_kid(sealed) or None
+    except MalformedSignature:
+        return None
 
 
 def _retry_after(response: httpx.Response) -> float | None:

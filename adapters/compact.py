@@ -7,7 +7,8 @@ verify with, and turns every malformed header (not base64url, not UTF-8, not JSO
 not an object, too deeply nested, a ``kid`` that is not a string, another ``typ`` than the
 one expected) into one
 :class:`MalformedSignature`, so the receiver (:mod:`adapters.receiver`) and the client
-(:class:`adapters.client.GatewayClient`) refuse it the same way.
+(:class:`adapters.client.GatewayClient`) refuse it the same way. A compact JWE's protected
+header is read the same way: the client reads which gateway key it sealed a body to.
 """
 
 from __future__ import annotations

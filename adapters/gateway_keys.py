@@ -1,9 +1,11 @@
-"""The gateway's published signing keys, as a partner receiver fetches them: seldom and bounded.
+"""The gateway's published keys, as a partner fetches them: seldom and bounded.
 
 A delivery names the key it was signed with (the JWS ``kid``); the receiver
 (:mod:`adapters.receiver`) verifies it against the keys the gateway publishes at
-``/.well-known/jwks.json``. Anyone can send the receiver a JWE naming a ``kid`` of their choosing,
-so what such a request may make it do is bounded here:
+``/.well-known/jwks.json``, and so does the client (:class:`adapters.client.GatewayClient`) an
+answer or a pulled message, whose request bodies it also encrypts to a key published there.
+Anyone can send the receiver a JWE naming a ``kid`` of their choosing, so what such a request may
+make it do is bounded here:
 
 * the keys are fetched again only when a delivery names a ``kid`` not among those held, and at
   most once per ``refetch_every`` (30 s by default), one fetch at a time (an ``asyncio`` lock:
@@ -16,12 +18,15 @@ so what such a request may make it do is bounded here:
   published is retried, not lost);
 * each fetch is bounded: ``max_bytes`` of body (64 KiB), ``timeout`` seconds as a whole, no
   redirects, no proxy or certificate settings taken from the environment (``trust_env=False``),
-  and TLS 1.2 or later against the system's CAs or the ``ca_file`` given.
+  and TLS 1.2 or later against the system's CAs or the ``ca_file`` given. Given ``http`` (the
+  client's own ``httpx`` client to the gateway), the fetch goes through it instead, trusting what
+  the calls it carries trust, with the same size, time and redirect bounds.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import math
@@ -86,6 +91,9 @@ class GatewayJwks:
     ca_file: str | None = None
     #: For tests: the transport the fetch goes through.
     transport: httpx.AsyncBaseTransport | None = field(default=None, repr=False)
+    #: The client to fetch through (its TLS and transport settings, not those above); it is
+    #: not closed here.
+    http: httpx.AsyncClient | None = field(default=None, repr=False)
     #: The keys of the last fetch that worked.
     latest: KeySet | None = field(default=None, init=False, repr=False)
     _tried_at: dt.datetime | None = field(default=None, init=False, repr=False)
@@ -117,6 +125,14 @@ class GatewayJwks:
             self._failure = None
             return self.latest
 
+    async def keys_naming(self, kid: str, held: KeySet | None, now: dt.datetime) -> KeySet:
+        """``held`` if it names ``kid``, else the keys :meth:`refresh` gives (fetched again at
+        most once per ``refetch_every``): the caller looks ``kid`` up in them again, and one
+        they do not name either is not the gateway's."""
+        if held is not None and any(key.kid == kid for key in held.keys):
+            return held
+        return await self.refresh(now)
+
     def _context(self) -> ssl.SSLContext:
         if self._verify is None:
             self._verify = ssl.create_default_context(cafile=self.ca_file)
@@ -126,16 +142,27 @@ class GatewayJwks:
     async def _fetch(self) -> KeySet:
         body = bytearray()
         try:
-            async with (
-                httpx.AsyncClient(
-                    verify=self._context(),
-                    timeout=self.timeout,
-                    follow_redirects=False,
-                    trust_env=False,
-                    transport=self.transport,
-                ) as http,
-                http.stream("GET", self.url, headers={"Accept": "application/json"}) as answer,
-            ):
+            async with contextlib.AsyncExitStack() as stack:
+                http = self.http
+                if http is None:
+                    http = await stack.enter_async_context(
+                        httpx.AsyncClient(
+                            verify=self._context(),
+                            timeout=self.timeout,
+                            follow_redirects=False,
+                            trust_env=False,
+                            transport=self.transport,
+                        )
+                    )
+                answer = await stack.enter_async_context(
+                    http.stream(
+                        "GET",
+                        self.url,
+                        headers={"Accept": "application/json"},
+                        follow_redirects=False,
+                        timeout=self.timeout,
+                    )
+                )
                 if answer.status_code != 200:
                     raise KeysUnavailable(f"jwks_http_{answer.status_code}", 1)
                 declared = answer.headers.get("content-length", "")

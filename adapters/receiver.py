@@ -259,12 +259,10 @@ class Receiver:
         """The gateway's keys, fetched again (:class:`GatewayJwks`: at most once per
         ``jwks_refetch_every``) when those held do not name ``kid``."""
         held = self.gateway_keys
-        if held is not None and any(key.kid == kid for key in held.keys):
-            return held
         if not self.jwks_url:
             if held is None:
                 raise DeliveryRefused("gateway_keys_unknown")
-            return held  # a kid the gateway never published: bad_signature
+            return held  # a kid it does not name was never the gateway's: bad_signature
         if self._jwks is None:
             self._jwks = GatewayJwks(
                 self.jwks_url,
@@ -272,7 +270,7 @@ class Receiver:
                 ca_file=self.jwks_ca_file,
                 transport=self.jwks_transport,
             )
-        self.gateway_keys = await self._jwks.refresh(self.clock())
+        self.gateway_keys = await self._jwks.keys_naming(kid, held, self.clock())
         return self.gateway_keys
 
     async def _open(self, raw: bytes) -> SignedPush:
