@@ -26,7 +26,7 @@ from gateway.cases import documents
 from gateway.cases.context import WRITE, Call, Written, inbound, write
 from gateway.cases.subjects import IDENTIFIER_INDEXES, load_nominal
 from gateway.contract import AckOut, ReferralIn
-from gateway.domain import AgencyStatus, Level, NominalStatus, ReferralKind, Role
+from gateway.domain import AgencyStatus, Category, Level, NominalStatus, ReferralKind, Role
 from gateway.flow import lawful_basis, need_to_know
 from gateway.flow.audit import Outcome
 from gateway.flow.need_to_know import LINKED_REFERRAL
@@ -106,17 +106,24 @@ async def _known_nominal(session: AsyncSession, area: str, indexes: dict[str, st
 
 
 async def _if_known(call: Call, session: AsyncSession, nominal_id: str | None) -> str | None:
-    """The nominal's id for the answer, only when need-to-know lets the referrer see it, as it
-    stands after the referral: otherwise the answer would say whether the identifiers were
-    already registered (the same answer either way: a referral is no existence oracle)."""
+    """The nominal's id for the answer, only when need-to-know lets the referrer see it as it
+    stands after the referral, and would whatever its category: otherwise the answer would say
+    whether the identifiers were already registered. A referrer that may not see category 4
+    would get the id of the nominal its referral made, and no id when the identifiers are those
+    of a category 4 nominal it may not know of; so it gets no id either way, and finds the
+    nominal with ``POST /v1/nominals/lookup`` (a referral is no existence oracle)."""
     nominal = await load_nominal(session, nominal_id) if nominal_id else None
     if nominal is None:
         return None
     try:
-        await need_to_know.decide(session, call.agency, nominal, policies.NominalTarget(), call.now)
+        for category in Category:  # a read-only copy, not in the session: nothing is written
+            nominal.category = int(category)
+            await need_to_know.decide(
+                session, call.agency, nominal, policies.NominalTarget(), call.now
+            )
     except errors.NotFound:
         return None
-    return nominal.id
+    return nominal_id
 
 
 async def create_referral(call: Call) -> Response:

@@ -28,6 +28,7 @@ from tests.gateway.cases.scenario import (
     CS,
     HOUSING,
     JCP,
+    MAPPA,
     MENTAL_HEALTH,
     POLICE,
     PROBATION,
@@ -470,6 +471,33 @@ async def test_a_referral_does_not_say_whether_the_subject_is_already_registered
         "/v1/referrals", referral(subject={**subject, "pnc_id": "2001/0000008Y", "crn": "Z999998"})
     )
     assert other["nominal_id"] not in (None, existing)
+
+
+async def test_a_referral_does_not_say_whether_a_category_4_case_is_registered(
+    world: World,
+) -> None:
+    """The prison and the MAPPA unit, RA agencies that may not see category 4, would be told
+    the id of the nominal a fresh referral makes, and no id when the PNC id is that of a category
+    4 nominal: the difference says that a terrorism case is registered. Neither is told an id
+    either way (they find the nominal by lookup); police, named for category 4, is told both."""
+    prison = await world.register("barnet-prison", "prison", "responsible_authority")
+    hidden = await at_level_2(world)
+    change = {"category": "M4", "reason": "terrorism risk"}
+    await world[POLICE].post(f"/v1/nominals/{hidden}/category", change)
+    fresh_subject = {**referral()["subject"], "pnc_id": "2001/0000001Z", "crn": "Z000001"}
+    for caller in (prison, world[MAPPA]):
+        assert (await caller.refused("GET", f"/v1/nominals/{hidden}")).status == 404
+        linked = await caller.post("/v1/referrals", referral(category="M2", agencies_involved=[]))
+        fresh = await caller.post(
+            "/v1/referrals", referral(category="M2", agencies_involved=[], subject=fresh_subject)
+        )
+        assert "nominal_id" not in linked and "nominal_id" not in fresh
+        assert set(linked) == set(fresh) and linked["status"] == fresh["status"] == "received"
+        # the referral made a nominal, which the referrer may know of and finds by its PNC id
+        found = await caller.post("/v1/nominals/lookup", {"pnc": fresh_subject["pnc_id"]})
+        assert found["id"] != hidden
+    linked = await world[POLICE].post("/v1/referrals", referral(category="M2"))
+    assert linked["nominal_id"] == hidden
 
 
 def _cursor_ids(pages: list[dict[str, Any]]) -> list[str]:
