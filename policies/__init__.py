@@ -7,8 +7,9 @@ its store, calls these functions, and turns refusals into its opaque errors and 
   type against the register in ``data/legal_bases.toml``; a :class:`BasisDecision` or a
   :class:`LawfulBasisRefused`.
 * :func:`decide` (need-to-know, default deny): may this agency see this nominal, record, minutes,
-  hazard flag or level 1 list entry, in which :class:`View`; a :class:`Decision` or
-  :class:`NoNeedToKnow`. :func:`explain` and :func:`render_explanation` say why, rule by rule.
+  meeting, action point, hazard flag or level 1 list entry, in which :class:`View`; a
+  :class:`Decision` or :class:`NoNeedToKnow`. :func:`explain` and :func:`render_explanation`
+  say why, rule by rule.
 * :func:`redact` (redaction chain), :func:`approved_view` (onward disclosure) and the hazard flag
   builder: a :class:`Redacted` document with every :class:`Withheld` field and its rule, or
   :class:`RedactionFailed` (send nothing); :func:`build_warning_marker` builds the housing
@@ -37,6 +38,7 @@ from .errors import (
 from .facts import (
     APPROVABLE_PARTS,
     ActionInvolvement,
+    ActionTarget,
     CallerAgency,
     ContributorDecision,
     ContributorDecisionsTarget,
@@ -45,6 +47,7 @@ from .facts import (
     Involvements,
     Level1ListTarget,
     MeetingInvolvement,
+    MeetingTarget,
     MinutesTarget,
     NominalFacts,
     NominalTarget,
@@ -112,6 +115,7 @@ __all__ = [
     "RULE_WARNING_MARKER",
     "WARNING_MARKER_FIELDS",
     "ActionInvolvement",
+    "ActionTarget",
     "AllOf",
     "Allow",
     "AllowList",
@@ -138,6 +142,7 @@ __all__ = [
     "Level1ListTarget",
     "MalformedDocument",
     "MeetingInvolvement",
+    "MeetingTarget",
     "MinutesTarget",
     "NeedToKnowPolicy",
     "NoNeedToKnow",

@@ -26,8 +26,10 @@ from ._time import END_OF_TIME, Settings, days_after, meeting_ended
 from .errors import NoNeedToKnow
 from .facts import (
     APPROVABLE_PARTS,
+    ActionTarget,
     Facts,
     HazardFlagTarget,
+    MeetingTarget,
     MinutesTarget,
     RecordTarget,
     Resource,
@@ -229,8 +231,11 @@ class InvolvedReferral(Rule):
 
 
 class InvolvedMeeting(Rule):
+    """Any live part in a meeting about the nominal; for one meeting (the meeting resource), a
+    live part in that meeting."""
+
     rule = "involved-meeting"
-    covers = frozenset({Resource.NOMINAL, Resource.RECORD})
+    covers = frozenset({Resource.NOMINAL, Resource.RECORD, Resource.MEETING})
     configurable_resources = True
     params = frozenset({"participations", "meeting_types"})
 
@@ -239,8 +244,14 @@ class InvolvedMeeting(Rule):
         self.meeting_types = frozenset(table.enums("meeting_types", MeetingType))
 
     def evaluate(self, facts: Facts) -> Allow:
+        target = facts.target
+        only = target.meeting_id if isinstance(target, MeetingTarget) else None
+        if facts.resource is Resource.MEETING and only is None:
+            self.deny("not a meeting target")
         reasons = []
         for meeting in facts.involvements.meetings:
+            if only is not None and meeting.meeting_id != only:
+                continue
             if meeting.participation not in self.participations:
                 reasons.append(f"{meeting.meeting_id}: {meeting.participation} grants nothing")
             elif meeting.meeting_type not in self.meeting_types:
@@ -251,18 +262,26 @@ class InvolvedMeeting(Rule):
                 return self.grant(
                     f"{meeting.participation} {meeting.meeting_type} meeting {meeting.meeting_id}"
                 )
-        self.deny("; ".join(reasons) or "no meeting involvement")
+        none = f"took no part in meeting {only}" if only else "no meeting involvement"
+        self.deny("; ".join(reasons) or none)
 
 
 class InvolvedAction(Rule):
+    """Owning an open action point of a meeting about the nominal; for one action point (the
+    action resource), owning that one while it is open."""
+
     rule = "involved-action"
-    covers = frozenset({Resource.NOMINAL, Resource.RECORD})
+    covers = frozenset({Resource.NOMINAL, Resource.RECORD, Resource.ACTION})
     configurable_resources = True
 
     def evaluate(self, facts: Facts) -> Allow:
-        actions = facts.involvements.actions
+        target = facts.target
+        only = target.action_id if isinstance(target, ActionTarget) else None
+        if facts.resource is Resource.ACTION and only is None:
+            self.deny("not an action target")
+        actions = tuple(a for a in facts.involvements.actions if only in (None, a.action_id))
         if not actions:
-            self.deny("owns no action point")
+            self.deny(f"does not own action point {only}" if only else "owns no action point")
         if facts.nominal.status is not NominalStatus.ACTIVE:
             self.deny("action involvement ended: the nominal is deregistered")
         today = self.settings.today(facts.now)
@@ -279,8 +298,12 @@ class InvolvedAction(Rule):
 
 
 class MinutesParticipant(Rule):
+    """A participant of the meeting sees its minutes, and (the action resource) its action
+    points, which are part of the minutes."""
+
     rule = "minutes-participant"
-    covers = frozenset({Resource.MINUTES})
+    covers = frozenset({Resource.MINUTES, Resource.ACTION})
+    configurable_resources = True
     params = frozenset({"participations", "meeting_types"})
 
     def configure(self, table: Table) -> None:
@@ -289,8 +312,8 @@ class MinutesParticipant(Rule):
 
     def evaluate(self, facts: Facts) -> Allow:
         target = facts.target
-        if not isinstance(target, MinutesTarget):
-            self.deny("not a minutes target")
+        if not isinstance(target, MinutesTarget | ActionTarget):
+            self.deny("not a minutes or action target")
         reasons = []
         for meeting in facts.involvements.meetings:
             if meeting.meeting_id != target.meeting_id:
@@ -310,8 +333,12 @@ class MinutesParticipant(Rule):
 
 
 class MinutesMappaCoordinator(Rule):
+    """The MAPPA co-ordination unit of the nominal's area: the minutes, and (as configured) the
+    area's meetings and action points, which it co-ordinates."""
+
     rule = "minutes-mappa-coordinator"
-    covers = frozenset({Resource.MINUTES})
+    covers = frozenset({Resource.MINUTES, Resource.MEETING, Resource.ACTION})
+    configurable_resources = True
     params = frozenset({"agency_types"})
 
     def configure(self, table: Table) -> None:

@@ -31,6 +31,7 @@ from gateway.domain import (
 __all__ = [
     "APPROVABLE_PARTS",
     "ActionInvolvement",
+    "ActionTarget",
     "CallerAgency",
     "ContributorDecision",
     "ContributorDecisionsTarget",
@@ -39,6 +40,7 @@ __all__ = [
     "Involvements",
     "Level1ListTarget",
     "MeetingInvolvement",
+    "MeetingTarget",
     "MinutesTarget",
     "NominalFacts",
     "NominalTarget",
@@ -69,6 +71,10 @@ class Resource(enum.StrEnum):
     LEVEL_1_LIST = "level_1_list"
     #: The Responsible Authority's s.325(4A)(c) decisions on the nominal (who could contribute).
     CONTRIBUTOR_DECISIONS = "contributor_decisions"
+    #: One meeting about the nominal: its type, dates, chair and participants (not its minutes).
+    MEETING = "meeting"
+    #: One action point of a meeting about the nominal.
+    ACTION = "action"
 
 
 def _id(value: object, what: str) -> None:
@@ -339,6 +345,32 @@ class MinutesTarget:
 
 
 @dataclass(frozen=True, slots=True)
+class MeetingTarget:
+    """One meeting about the nominal (its participants, not its minutes)."""
+
+    resource: ClassVar[Resource] = Resource.MEETING
+    meeting_id: str
+
+    def __post_init__(self) -> None:
+        _id(self.meeting_id, "meeting id")
+
+
+@dataclass(frozen=True, slots=True)
+class ActionTarget:
+    """One action point of a meeting about the nominal."""
+
+    resource: ClassVar[Resource] = Resource.ACTION
+    action_id: str
+    meeting_id: str
+    owner_agency_id: str
+
+    def __post_init__(self) -> None:
+        _id(self.action_id, "action id")
+        _id(self.meeting_id, "meeting id")
+        _id(self.owner_agency_id, "owner agency id")
+
+
+@dataclass(frozen=True, slots=True)
 class HazardFlagTarget:
     """One hazard flag raised on the nominal for a children's services agency."""
 
@@ -374,6 +406,8 @@ Target = (
     | HazardFlagTarget
     | Level1ListTarget
     | ContributorDecisionsTarget
+    | MeetingTarget
+    | ActionTarget
 )
 _TARGETS = (
     NominalTarget,
@@ -382,6 +416,8 @@ _TARGETS = (
     HazardFlagTarget,
     Level1ListTarget,
     ContributorDecisionsTarget,
+    MeetingTarget,
+    ActionTarget,
 )
 
 

@@ -23,12 +23,14 @@ from gateway.domain import (
 from gateway.flow.need_to_know import _WITHOUT_INVOLVEMENT
 from policies import (
     POLICY_VERSION,
+    ActionTarget,
     ContributorDecisionsTarget,
     Decision,
     Facts,
     HazardFlagTarget,
     Involvements,
     Level1ListTarget,
+    MeetingTarget,
     MinutesTarget,
     NominalTarget,
     NoNeedToKnow,
@@ -67,6 +69,10 @@ def _target(resource: str, caller_id: str) -> Target:
         "flag-for-other": HazardFlagTarget("flag-1", "childrens-services-elsewhere"),
         "list": Level1ListTarget(),
         "contributors": ContributorDecisionsTarget(),
+        "meeting": MeetingTarget("meet-1"),
+        "other-meeting": MeetingTarget("meet-2"),
+        "action": ActionTarget("act-2", "meet-1", "police-records-unit"),
+        "own-action": ActionTarget("act-1", "meet-1", caller_id),
     }[resource]
 
 
@@ -163,6 +169,27 @@ GRANTS = [
     pytest.param(A.OTHER, OTHER, "decision", 2, 2, "contributors",
                  "contributor-named-in-decision", View.OWN_CONTRIBUTOR_DECISIONS,
                  id="contributor-named-in-decision"),
+    # involved-meeting (meeting): mental health, invited, reads the meeting it was invited to.
+    pytest.param(A.MENTAL_HEALTH, DTC, "invited", 1, 2, "meeting", "involved-meeting", View.FULL,
+                 id="meeting-invited"),
+    # involved-meeting (meeting): Jobcentre Plus, minutes only, reads the meeting.
+    pytest.param(A.JOBCENTRE_PLUS, DTC, "minutes-only", 1, 2, "meeting", "involved-meeting",
+                 View.FULL, id="meeting-minutes-only"),
+    # involved-meeting (meeting): a level 1 professionals meeting's participants read it.
+    pytest.param(A.HOUSING, DTC, "professionals", 1, 1, "meeting", "involved-meeting", View.FULL,
+                 id="meeting-professionals"),
+    # minutes-mappa-coordinator (meeting): the area's MAPPA unit reads every meeting.
+    pytest.param(A.MAPPA_COORDINATION, RA, "none", 2, 2, "meeting", "minutes-mappa-coordinator",
+                 View.FULL, id="meeting-mappa-coordinator"),
+    # involved-action (action): the owner of an open action point reads it, at no meeting.
+    pytest.param(A.JOBCENTRE_PLUS, DTC, "action", 1, 2, "own-action", "involved-action",
+                 View.FULL, id="action-owner"),
+    # minutes-participant (action): an attendee reads another agency's action point.
+    pytest.param(A.HOUSING, DTC, "attended", 2, 2, "action", "minutes-participant", View.FULL,
+                 id="action-minutes-participant"),
+    # minutes-mappa-coordinator (action): the area's MAPPA unit reads every action point.
+    pytest.param(A.MAPPA_COORDINATION, RA, "none", 2, 2, "action", "minutes-mappa-coordinator",
+                 View.FULL, id="action-mappa-coordinator"),
     # category-4-named-agencies (held): probation of the area sees a category 4 nominal.
     pytest.param(A.PROBATION, RA, "none", 4, 3, "nominal", "responsible-authority-of-area",
                  View.FULL, id="category-4-named-agency"),
@@ -259,6 +286,33 @@ REFUSALS = [
     # record-owner: another agency's record is not the caller's own.
     pytest.param(A.HOUSING, DTC, "none", 1, 2, "record", "default-deny", "was supplied by",
                  id="record-not-owned"),
+    # meeting: the police of the area, at no part in it, do not read a meeting by being RA.
+    pytest.param(A.POLICE, RA, "none", 1, 2, "meeting", "default-deny", "took no part",
+                 id="meeting-ra-no-part"),
+    # meeting: the lead agency is not a participant by being lead.
+    pytest.param(A.MENTAL_HEALTH, DTC, "lead", 1, 2, "meeting", "default-deny", None,
+                 id="meeting-lead-not-participant"),
+    # meeting: an onward-disclosure recipient gets the approved parts, never the attendance.
+    pytest.param(A.CHILDRENS_SERVICES, DTC, "approved", 1, 2, "meeting", "default-deny", None,
+                 id="meeting-not-to-onward-recipient"),
+    # meeting: a part in one meeting does not open another meeting about the nominal.
+    pytest.param(A.HOUSING, DTC, "attended", 1, 2, "other-meeting", "default-deny",
+                 "took no part in meeting meet-2", id="meeting-other-meeting"),
+    # meeting: category 4 is not for housing, attended or not.
+    pytest.param(A.HOUSING, DTC, "attended", 4, 2, "meeting", "category-4-named-agencies", None,
+                 id="meeting-category-4"),
+    # action: invited but did not attend is not a participant of the minutes it is part of.
+    pytest.param(A.MENTAL_HEALTH, DTC, "invited", 1, 2, "action", "default-deny",
+                 "not a participant", id="action-invited-not-attended"),
+    # action: owning one action point opens no other of the meeting.
+    pytest.param(A.HOUSING, DTC, "action", 1, 2, "action", "default-deny",
+                 "does not own action point act-2", id="action-owns-another"),
+    # action: an onward-disclosure recipient reads approved action points in the minutes only.
+    pytest.param(A.CHILDRENS_SERVICES, DTC, "approved", 1, 2, "action", "default-deny", None,
+                 id="action-not-to-onward-recipient"),
+    # action: the police of the area, at no part in the meeting, do not read its action points.
+    pytest.param(A.POLICE, RA, "none", 1, 2, "action", "default-deny", None,
+                 id="action-ra-no-part"),
 ]  # fmt: skip
 
 
@@ -349,7 +403,8 @@ def test_category_4_reaches_only_named_types_whatever_the_tie() -> None:
     """Category 4: every type but police and probation is refused, whatever else would grant."""
     for agency_type, role, tie, level, resource in itertools.product(
         AgencyType, Role, [*TIES, "approved", "lead", "decision"], (1, 2, 3),
-        ["nominal", "record", "own-record", "minutes", "flag", "list", "contributors"],
+        ["nominal", "record", "own-record", "minutes", "flag", "list", "contributors", "meeting",
+         "action", "own-action"],
     ):  # fmt: skip
         if agency_type in {A.POLICE, A.PROBATION}:
             continue
@@ -372,7 +427,8 @@ def test_decide_first_without_involvements_makes_the_decision_of_decide_or_none(
     made = set()
     for agency_type, role, tie, category, level, resource in itertools.product(
         AgencyType, Role, [*TIES, "approved", "lead", "decision"], (1, 2, 4), (1, 2, 3),
-        ["nominal", "record", "own-record", "minutes", "flag", "list", "contributors"],
+        ["nominal", "record", "own-record", "minutes", "flag", "list", "contributors", "meeting",
+         "action", "own-action"],
     ):  # fmt: skip
         row = _facts(agency_type, role, tie, category, level, resource)
         early = decide_first(replace(row, involvements=Involvements()), _WITHOUT_INVOLVEMENT)
@@ -384,10 +440,8 @@ def test_decide_first_without_involvements_makes_the_decision_of_decide_or_none(
 
 def test_resource_enum_covers_every_target() -> None:
     """Every resource has a target type the tables above exercise."""
-    assert {
-        _target(r, "x").resource
-        for r in ("nominal", "record", "minutes", "flag", "list", "contributors")
-    } == set(Resource)
+    every = ("nominal", "record", "minutes", "flag", "list", "contributors", "meeting", "action")
+    assert {_target(r, "x").resource for r in every} == set(Resource)
 
 
 def test_minutes_participant_looks_at_every_row_for_the_meeting() -> None:
