@@ -7,6 +7,12 @@ The owner reports progress; only the chair or co-ordinator cancels an action or 
 that was done. Every change is kept (:class:`~gateway.store.models.ActionUpdate`, the note
 sealed) and audited. Whoever may not know of the nominal gets the opaque 404; whoever may know
 of it but is neither the owner nor the chair gets 403.
+
+An action point is read (:func:`read_action`) by its owner while it involves the owner (open or
+in progress, to its review or due date), and by those who may read the meeting's minutes (its
+participants, the chair among them, and the area's co-ordinator), redacted as the minutes'
+action points are: one that cites a source the reader may not see, or whose minutes a caveat
+withholds from the reader, is to it one that does not exist (404, audited with the rule).
 """
 
 from __future__ import annotations
@@ -15,20 +21,23 @@ import enum
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
+import policies
 from gateway import errors
 from gateway.audit.commit import Audited
-from gateway.cases.context import WRITE, Call, Written, inbound, write
+from gateway.cases import documents
+from gateway.cases.context import READ, WRITE, Call, Written, inbound, released, write
 from gateway.cases.subjects import is_chair_or_coordinator, visible_nominal, well_formed
 from gateway.contract import AckOut, ActionStatusIn
 from gateway.domain import ActionStatus
-from gateway.flow import lawful_basis, need_to_know
+from gateway.flow import deliver, lawful_basis, need_to_know, redact
 from gateway.flow.audit import Operation, Outcome
-from gateway.store.models import Action, ActionUpdate, Meeting, new_id
+from gateway.store.models import Action, ActionUpdate, Meeting, Minutes, new_id
 
-__all__ = ["TRANSITIONS", "Actor", "update_action_status"]
+__all__ = ["TRANSITIONS", "Actor", "read_action", "update_action_status"]
 
 
 class Actor(enum.StrEnum):
@@ -129,3 +138,44 @@ async def update_action_status(call: Call, action_id: str) -> Response:
         return Audited(Written(ack, 200), event)
 
     return await write(call, body, act)
+
+
+async def read_action(call: Call, action_id: str) -> Response:
+    """GET /v1/actions/{id}: the action point, to its owner and the meeting's minutes readers,
+    redacted as the minutes' action points are; 404 to anyone else."""
+    call.require_scope(READ)
+    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
+    async with call.db.read() as session:
+        action = await session.get(Action, action_id) if well_formed(action_id) else None
+        meeting = await session.get(Meeting, action.meeting_id) if action is not None else None
+        if action is None or meeting is None:
+            raise need_to_know.not_found("action")
+        target = policies.ActionTarget(action.id, meeting.id, action.owner_agency_id)
+        _, decision = await visible_nominal(call, session, meeting.nominal_id, target)
+        minutes = await session.scalar(select(Minutes).where(Minutes.meeting_id == meeting.id))
+        body = documents.stored_minutes_body(minutes, call.case_sealer) if minutes else {}
+        document = documents.action_minutes_document(
+            meeting, body, documents.action_document(action, call.case_sealer)
+        )
+        caller_keys = await call.keys(session, call.caller.agency_id, "enc")
+    call.record_refs = (meeting.id, action.id)
+    release = redact.action_point(
+        call.agency,
+        document,
+        action_id=action.id,
+        purpose=call.caller.purpose,
+        # the minutes' author supplied their sources; before the minutes, the chair
+        originator_agency_id=minutes.author_agency_id if minutes else meeting.chair_agency_id,
+    )
+    if (rule := redact.withheld_action(release, action.id)) is not None:
+        raise errors.NotFound(  # as if there were none; the audit names the rule
+            diagnostics={
+                "reason_code": "withheld",
+                "rule": rule,
+                "why": "redaction withholds the action point from this agency",
+                "policy_version": release.policy_version,
+            }
+        )
+    sealed = call.answer(release.document, caller_keys)
+    await released(call, decision, release.withheld, sealed)
+    return deliver.jose_response(sealed)

@@ -16,6 +16,11 @@ decision and every later read give the same view.
 
 Minutes whose handling caveat withholds the whole of them from the recipient (for example
 ``no-onward-disclosure``) cannot be approved: 409, nothing sent, the author not told.
+
+A request's status (``GET /v1/disclosures/{id}``: pending, approved or refused, what was approved,
+by which officer and when) is read by the agency that asked, while it still takes part in the
+meeting, and by those who may decide it (the chair, the co-ordinator), never by its recipient
+(which is pushed what was approved) nor anyone else (404); never the minutes themselves.
 """
 
 from __future__ import annotations
@@ -32,21 +37,31 @@ import policies
 from gateway import errors
 from gateway.audit.commit import Audited
 from gateway.cases import documents, notifications
-from gateway.cases.context import WRITE, Call, Written, inbound, write
+from gateway.cases.context import READ, WRITE, Call, Written, inbound, released, write
 from gateway.cases.subjects import (
+    VisibleMeeting,
     is_chair_or_coordinator,
     meeting_actions,
     visible_meeting,
     well_formed,
 )
-from gateway.contract import AckOut, DecisionIn, DisclosureDecision, DisclosureIn
+from gateway.contract import (
+    AckOut,
+    DecisionIn,
+    DisclosureDecision,
+    DisclosureIn,
+    DisclosureRequestView,
+)
 from gateway.contract.disclosures import within
 from gateway.domain import AgencyType, DisclosureStatus, Level, Role
 from gateway.flow import deliver, lawful_basis, need_to_know, redact
 from gateway.flow.audit import Operation, Outcome
 from gateway.store.models import Agency, OnwardDisclosureRequest, new_id
 
-__all__ = ["decide_disclosure", "explicit_parts", "request_disclosure"]
+__all__ = ["decide_disclosure", "explicit_parts", "read_disclosure", "request_disclosure"]
+
+#: Who reads a request's status, beside the need-to-know rule that lets it know the meeting.
+REQUESTER, DECIDER = "onward-disclosure-requester", "chair-or-coordinator"
 
 
 def explicit_parts(
@@ -148,6 +163,60 @@ async def request_disclosure(call: Call) -> Response:
     return await write(call, body, act)
 
 
+async def _visible_request(
+    call: Call, session: AsyncSession, disclosure_id: str
+) -> tuple[OnwardDisclosureRequest, VisibleMeeting]:
+    """The request and its meeting, whose minutes the caller may see; otherwise the 404 of a
+    request that does not exist."""
+    row = (
+        await session.get(OnwardDisclosureRequest, disclosure_id)
+        if well_formed(disclosure_id)
+        else None
+    )
+    if row is None or row.meeting_id is None:
+        raise need_to_know.not_found("disclosure request")
+    return row, await visible_meeting(call, session, row.meeting_id)
+
+
+async def read_disclosure(call: Call, disclosure_id: str) -> Response:
+    """GET /v1/disclosures/{id}: the request's status, to the agency that asked and to the
+    chair or co-ordinator; 404 to anyone else."""
+    call.require_scope(READ)
+    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
+    async with call.db.read() as session:
+        row, seen = await _visible_request(call, session, disclosure_id)
+        call.record_refs = (seen.meeting.id, row.id)
+        if is_chair_or_coordinator(call, seen.meeting, seen.nominal):
+            reader = DECIDER
+        elif (
+            row.requesting_agency_id == call.caller.agency_id
+            and seen.decision.view is policies.View.FULL
+        ):
+            reader = REQUESTER  # it asked as a participant, and still is one
+        else:  # a participant that did not ask, the recipient: as if there were no request
+            raise errors.NotFound(
+                diagnostics={
+                    "reason_code": "no_need_to_know",
+                    "rule": f"{REQUESTER}-or-{DECIDER}",
+                    "why": f"neither the requesting agency nor the chair or co-ordinator "
+                    f"(minutes: {seen.decision.rule}, view {seen.decision.view})",
+                    "policy_version": seen.decision.policy_version,
+                }
+            )
+        asked = call.case_sealer.unseal(
+            "onward_disclosure_requests", row.id, "details_sealed", row.details_sealed
+        )
+        caller_keys = await call.keys(session, call.caller.agency_id, "enc")
+    document = documents.disclosure_request_document(
+        row, seen.nominal.id, [str(p) for p in asked.get("parts", ())]
+    )
+    release = redact.allow_listed(DisclosureRequestView, document, seen.decision.policy_version)
+    sealed = call.answer(release.document, caller_keys)
+    detail = {"resource": "onward_disclosure_request", "reader_rule": reader}
+    await released(call, seen.decision, release.withheld, sealed, detail=detail)
+    return deliver.jose_response(sealed)
+
+
 async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
     """POST /v1/disclosures/{id}/decision: the chair or co-ordinator approves or refuses."""
     call.require_scope(WRITE)
@@ -157,14 +226,7 @@ async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
         if body.replay is not None:
             return body.replay
         decided = body.body
-        row = (
-            await session.get(OnwardDisclosureRequest, disclosure_id)
-            if well_formed(disclosure_id)
-            else None
-        )
-        if row is None or row.meeting_id is None:
-            raise need_to_know.not_found("disclosure request")
-        seen = await visible_meeting(call, session, row.meeting_id)
+        row, seen = await _visible_request(call, session, disclosure_id)
         if not is_chair_or_coordinator(call, seen.meeting, seen.nominal):
             raise errors.AccessDenied(
                 diagnostics={"rule": "chair-or-coordinator", "why": "not the chair or co-ordinator"}

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from gateway.contract import ItemIn, MinutesIn, RecordIn, ReferralIn, SourceIn
-from gateway.domain import Participation
+from gateway.domain import DisclosureStatus, Participation
 from gateway.store.models import (
     Action,
     HazardFlag,
@@ -22,14 +22,18 @@ from gateway.store.models import (
     Meeting,
     Minutes,
     Nominal,
+    OnwardDisclosureRequest,
 )
 from gateway.store.sealed import CaseSealer
 
 __all__ = [
     "MARKING",
     "action_document",
+    "action_minutes_document",
+    "disclosure_request_document",
     "flag_source",
     "items",
+    "meeting_document",
     "minutes_body",
     "minutes_document",
     "nominal_details",
@@ -229,6 +233,82 @@ def minutes_document(
 
 def stored_minutes_body(minutes: Minutes, sealer: CaseSealer) -> dict[str, Any]:
     return sealer.unseal("minutes", minutes.id, "body_sealed", minutes.body_sealed)
+
+
+def action_minutes_document(
+    meeting: Meeting, body: Mapping[str, Any], action: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What of the minutes one action point's redaction needs: the meeting reference, the
+    minutes' caveats and sources (``body``, empty before the minutes are written), and the
+    action point as the minutes' one action."""
+    return _compact(
+        {
+            "meeting_id": meeting.id,
+            "nominal_id": meeting.nominal_id,
+            "marking": MARKING,
+            "caveats": body.get("caveats"),
+            "sources": body.get("sources"),
+            "actions": [action],
+        }
+    )
+
+
+# ------------------------------------------------------------------------------ meetings
+
+#: A meeting's status as its read gives it: minutes not yet written, written, need closed.
+CONVENED, MINUTED, NEED_CLOSED = "convened", "minuted", "need_closed"
+
+
+def meeting_document(
+    meeting: Meeting, participants: Sequence[tuple[str, Participation]], *, minuted: bool
+) -> dict[str, Any]:
+    """The meeting's own document: identifiers, codes and dates, never its minutes."""
+    status = NEED_CLOSED if meeting.need_closed_at is not None else CONVENED
+    if status == CONVENED and minuted:
+        status = MINUTED
+    return _compact(
+        {
+            "id": meeting.id,
+            "nominal_id": meeting.nominal_id,
+            "meeting_type": str(meeting.meeting_type),
+            "level": meeting.level_at_meeting,
+            "held_on": _iso(meeting.held_on),
+            "review_date": _iso(meeting.review_date),
+            "status": status,
+            "chair_agency_id": meeting.chair_agency_id,
+            "participants": [
+                {"agency_id": agency_id, "participation": str(participation)}
+                for agency_id, participation in sorted(participants)
+            ],
+        }
+    )
+
+
+# --------------------------------------------------------------------- onward disclosure
+
+
+def disclosure_request_document(
+    request: OnwardDisclosureRequest, nominal_id: str, requested_parts: Sequence[str]
+) -> dict[str, Any]:
+    """An onward-disclosure request's status: who asked, for whom, what, and the decision;
+    never the minutes, nor the request's free text (its reasons, the recipient's description)."""
+    decided = request.status is not DisclosureStatus.PENDING
+    return _compact(
+        {
+            "id": request.id,
+            "meeting_id": request.meeting_id,
+            "nominal_id": nominal_id,
+            "requesting_agency_id": request.requesting_agency_id,
+            "recipient_agency_id": request.recipient_agency_id,
+            "purpose": request.purpose,
+            "requested_parts": list(requested_parts),
+            "requested_at": _iso(request.created_at),
+            "status": str(request.status),
+            "approved_parts": [str(p) for p in request.approved_parts] if decided else None,
+            "decided_by": request.decided_by,
+            "decided_at": _iso(request.decided_at),
+        }
+    )
 
 
 # --------------------------------------------------------------------------- hazard flags

@@ -8,7 +8,9 @@ reach only the agency that brought them) and pushed sealed to it through the out
 whose handling caveat withholds them from a participant are, to it, minutes that do not exist,
 as for records: not pushed, 404 on read (audited with the caveat). Anyone
 else needs the chair's or co-ordinator's approval of an onward disclosure
-(:mod:`gateway.cases.disclosures`).
+(:mod:`gateway.cases.disclosures`). The meeting itself (its type, level, dates, status, chair and
+participants, never its minutes) is read by the agencies that take part in it, invited ones
+included, while their part lasts, and by the MAPPA co-ordination unit of the nominal's area.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from gateway.cases.subjects import (
     visible_meeting,
     visible_nominal,
 )
-from gateway.contract import AckOut, ActionIn, MeetingIn, MinutesIn, ParticipantsIn
+from gateway.contract import AckOut, ActionIn, MeetingIn, MeetingView, MinutesIn, ParticipantsIn
 from gateway.domain import AgencyType, Participation, Role
 from gateway.flow import deliver, lawful_basis, need_to_know, redact
 from gateway.flow.audit import Operation, Outcome
@@ -43,6 +45,7 @@ __all__ = [
     "create_action",
     "create_meeting",
     "create_minutes",
+    "read_meeting",
     "read_minutes",
     "set_participants",
 ]
@@ -334,6 +337,24 @@ async def read_minutes(call: Call, meeting_id: str) -> Response:
         raise need_to_know.caveat_refusal(caveat, "minutes")  # as if there were none
     sealed = call.answer(release.document, caller_keys)
     await released(call, decision, release.withheld, sealed)
+    return deliver.jose_response(sealed)
+
+
+async def read_meeting(call: Call, meeting_id: str) -> Response:
+    """GET /v1/meetings/{id}: the meeting and its participants, never its minutes, to the
+    agencies that take part in it and to the area's co-ordinator; 404 to anyone else."""
+    call.require_scope(READ)
+    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
+    async with call.db.read() as session:
+        seen = await visible_meeting(call, session, meeting_id, itself=True)
+        caller_keys = await call.keys(session, call.caller.agency_id, "enc")
+    call.record_refs = (seen.meeting.id,)
+    document = documents.meeting_document(
+        seen.meeting, seen.participants, minuted=seen.minutes is not None
+    )
+    release = redact.allow_listed(MeetingView, document, seen.decision.policy_version)
+    sealed = call.answer(release.document, caller_keys)
+    await released(call, seen.decision, release.withheld, sealed)
     return deliver.jose_response(sealed)
 
 

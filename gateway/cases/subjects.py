@@ -124,18 +124,22 @@ class VisibleMeeting:
     nominal: Nominal
     participants: tuple[tuple[str, Participation], ...]
     minutes: Minutes | None
-    #: The caller's decision on the meeting's minutes.
+    #: The caller's decision on the meeting's minutes (or on the meeting itself).
     decision: policies.Decision
 
 
-async def visible_meeting(call: Call, session: AsyncSession, meeting_id: str) -> VisibleMeeting:
-    """A meeting whose minutes the caller may see (in the view the decision names)."""
+async def visible_meeting(
+    call: Call, session: AsyncSession, meeting_id: str, *, itself: bool = False
+) -> VisibleMeeting:
+    """A meeting whose minutes the caller may see (in the view the decision names); with
+    ``itself``, a meeting the caller may know of (its participants, not its minutes)."""
     meeting = await session.get(Meeting, meeting_id) if well_formed(meeting_id) else None
     if meeting is None:
         raise need_to_know.not_found("meeting")
-    nominal, decision = await visible_nominal(
-        call, session, meeting.nominal_id, policies.MinutesTarget(meeting.id)
+    target: policies.Target = (
+        policies.MeetingTarget(meeting.id) if itself else policies.MinutesTarget(meeting.id)
     )
+    nominal, decision = await visible_nominal(call, session, meeting.nominal_id, target)
     rows = await session.execute(
         select(MeetingAgency.agency_id, MeetingAgency.participation).where(
             MeetingAgency.meeting_id == meeting.id

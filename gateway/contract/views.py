@@ -15,11 +15,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 __all__ = [
     "AckOut",
+    "ActionView",
+    "DisclosureRequestView",
     "HazardFlagView",
     "Level1EntryView",
+    "MeetingView",
     "MinutesApprovedView",
     "MinutesView",
     "NominalView",
+    "ParticipantView",
     "RecordView",
     "ViewRefused",
     "shape",
@@ -125,6 +129,72 @@ class MinutesApprovedView(BaseModel):
     marking: str | None = None
     conclusions: Items | None = None
     actions: Items | None = None
+
+
+class ParticipantView(BaseModel):
+    """An agency's part in a meeting."""
+
+    model_config = _OUT
+
+    agency_id: str
+    participation: str
+
+
+class MeetingView(BaseModel):
+    """One meeting: what it is, when, who chairs it and who takes part; never its minutes."""
+
+    model_config = _OUT
+
+    id: str
+    nominal_id: str
+    meeting_type: str
+    #: The nominal's level when the meeting was convened.
+    level: int | None = None
+    held_on: str
+    review_date: str | None = None
+    #: ``convened``, ``minuted`` (minutes written) or ``need_closed``.
+    status: str
+    chair_agency_id: str
+    participants: list[ParticipantView]
+
+
+class ActionView(BaseModel):
+    """One action point, as the minutes' redaction leaves it for the reader."""
+
+    model_config = _OUT
+
+    id: str
+    meeting_id: str
+    nominal_id: str
+    owner_agency_id: str
+    description: str
+    #: The minutes' source the action rests on (one the reader may see).
+    source: str | None = None
+    due_date: str
+    review_date: str | None = None
+    status: str
+
+
+class DisclosureRequestView(BaseModel):
+    """An onward-disclosure request and its decision; never the minutes it concerns."""
+
+    model_config = _OUT
+
+    id: str
+    meeting_id: str
+    nominal_id: str
+    requesting_agency_id: str
+    recipient_agency_id: str
+    purpose: str
+    requested_parts: list[str]
+    requested_at: str
+    #: ``pending``, ``approved`` or ``refused``.
+    status: str
+    #: What the chair or co-ordinator approved (``conclusions``, ``actions/<id>``).
+    approved_parts: list[str] | None = None
+    #: The deciding officer, as the deciding agency identified it.
+    decided_by: str | None = None
+    decided_at: str | None = None
 
 
 class HazardFlagView(BaseModel):

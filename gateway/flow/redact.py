@@ -26,9 +26,12 @@ from gateway.flow.audit import Withheld
 
 __all__ = [
     "Released",
+    "action_point",
+    "allow_listed",
     "approved_parts",
     "hazard_flag",
     "redact",
+    "withheld_action",
     "withheld_by_caveat",
     "withheld_names",
 ]
@@ -63,18 +66,22 @@ def _release(context: policies.RedactionContext, redacted: policies.Redacted) ->
         raise errors.RedactionFailed(
             diagnostics={"rule": "view-schema", "why": f"no schema for {context.resource}"}
         )
+    document = _shaped(model, redacted.to_dict(), redacted.policy_version)
+    return Released(document, _withheld(redacted), redacted.policy_version)
+
+
+def _shaped(model: type[BaseModel], document: Mapping[str, Any], version: str) -> dict[str, Any]:
+    """``document`` as its view schema serialises it; a field it does not define fails (503)."""
     try:
-        document = views.shape(model, redacted.to_dict())
+        return views.shape(model, document)
     except views.ViewRefused as exc:
         raise errors.RedactionFailed(
-            diagnostics={
-                "rule": "view-schema",
-                "policy_version": redacted.policy_version,
-                "why": str(exc),
-            }
+            diagnostics={"rule": "view-schema", "policy_version": version, "why": str(exc)}
         ) from exc
-    withheld = tuple(Withheld(field=w.field[:200], rule=w.rule[:128]) for w in redacted.withheld)
-    return Released(document, withheld, redacted.policy_version)
+
+
+def _withheld(redacted: policies.Redacted) -> tuple[Withheld, ...]:
+    return tuple(Withheld(field=w.field[:200], rule=w.rule[:128]) for w in redacted.withheld)
 
 
 def redact(
@@ -130,20 +137,88 @@ def hazard_flag(
     view: policies.View = policies.View.HAZARD_FLAG_ONLY,
 ) -> Released:
     """The ``HZD`` flag built from its allow-list alone, whatever ``source`` holds."""
+    context, built = _chain(recipient, source, policies.Resource.HAZARD_FLAG, view, purpose)
+    return _release(context, built)
+
+
+def _chain(
+    recipient: policies.CallerAgency,
+    document: Mapping[str, Any],
+    resource: policies.Resource,
+    view: policies.View,
+    purpose: str,
+    originator_agency_id: str | None = None,
+) -> tuple[policies.RedactionContext, policies.Redacted]:
+    """``document`` through the policies' chain for ``recipient``, or RedactionFailed."""
     try:
         context = policies.RedactionContext(
             recipient_agency_id=recipient.id,
             recipient_agency_type=recipient.agency_type,
             recipient_role=recipient.role,
-            resource=policies.Resource.HAZARD_FLAG,
+            resource=resource,
             view=view,
             purpose=purpose,
+            originator_agency_id=originator_agency_id,
         )
-        return _release(context, policies.redact(context, source))
+        return context, policies.redact(context, document)
     except policies.PolicyError as exc:
         raise _failed(exc) from exc
     except ValueError as exc:
         raise errors.RedactionFailed(diagnostics={"rule": "redaction-context"}) from exc
+
+
+def action_point(
+    recipient: policies.CallerAgency,
+    minutes: Mapping[str, Any],
+    *,
+    action_id: str,
+    purpose: str,
+    originator_agency_id: str | None,
+) -> Released:
+    """One action point as ``recipient`` may read it: ``minutes`` (the meeting's minutes holding
+    that action point among its ``actions``) through the minutes' own chain, as a participant's
+    copy of the minutes is (third-party sources and the items citing them withheld, caveats
+    honoured, the minutes allow-list), then the action point alone, shaped by
+    :class:`~gateway.contract.views.ActionView`. If the chain withheld it (a caveat on the
+    minutes, a source the recipient may not see), the document is empty: see
+    :func:`withheld_action`."""
+    _, redacted = _chain(
+        recipient,
+        minutes,
+        policies.Resource.MINUTES,
+        policies.View.FULL,
+        purpose,
+        originator_agency_id,
+    )
+    kept, version = redacted.to_dict(), redacted.policy_version
+    item = next((a for a in kept.get("actions") or () if a.get("id") == action_id), None)
+    if item is None:
+        return Released({}, _withheld(redacted), version)
+    document = {"meeting_id": kept.get("meeting_id"), "nominal_id": kept.get("nominal_id"), **item}
+    return Released(_shaped(views.ActionView, document, version), _withheld(redacted), version)
+
+
+def withheld_action(release: Released, action_id: str) -> str | None:
+    """The rule that withheld the action point of :func:`action_point` from its recipient (a
+    caveat on the whole minutes, or on the item; a third-party source it cites), or None. To
+    that recipient the action point is one it may not know of."""
+    if release.document:
+        return None
+    item = f"actions[{action_id}]"
+    for withheld in release.withheld:
+        whole = withheld.rule.startswith("caveat") and "[" not in withheld.field
+        if withheld.field == item or whole:
+            return withheld.rule
+    return policies.DEFAULT_DENY  # not among the minutes' actions at all: nothing to release
+
+
+def allow_listed(
+    model: type[BaseModel], document: Mapping[str, Any], policy_version: str
+) -> Released:
+    """A document of identifiers, codes and dates only (a meeting's participants, an onward
+    disclosure request's status: no free text, no source to redact) as its view schema lists
+    it; a field the schema does not list fails the release (503), never leaves."""
+    return Released(_shaped(model, document, policy_version), (), policy_version)
 
 
 def withheld_by_caveat(release: Released) -> str | None:

@@ -132,6 +132,14 @@ ROUTES: tuple[Route, ...] = (
         write(contract.MeetingIn),
     ),
     Route(
+        "GET /meetings/{meeting_id}",
+        "get_meeting",
+        "A meeting and its participants, never its minutes (participants, invited, co-ordinator)",
+        Operation.DISCLOSURE,
+        meetings.read_meeting,
+        read(contract.MeetingView),
+    ),
+    Route(
         "POST /meetings/{meeting_id}/participants",
         "post_participants",
         "Set participation: invited, attended, minutes only (chair)",
@@ -187,6 +195,14 @@ ROUTES: tuple[Route, ...] = (
         Operation.COLLECTION,
         disclosures.request_disclosure,
         write(contract.DisclosureIn),
+    ),
+    Route(
+        "GET /disclosures/{disclosure_id}",
+        "get_disclosure",
+        "An onward-disclosure request's status (the requesting agency, chair or co-ordinator)",
+        Operation.DISCLOSURE,
+        disclosures.read_disclosure,
+        read(contract.DisclosureRequestView),
     ),
     Route(
         "POST /disclosures/{disclosure_id}/decision",
@@ -274,6 +290,14 @@ ROUTES: tuple[Route, ...] = (
         write(contract.ContributorRevocationIn, 200),
     ),
     # ------------------------------------------------------------------------ action points
+    Route(
+        "GET /actions/{action_id}",
+        "get_action",
+        "An action point (its owner, the meeting's participants, co-ordinator)",
+        Operation.DISCLOSURE,
+        actions.read_action,
+        read(contract.ActionView),
+    ),
     Route(
         "POST /actions/{action_id}/status",
         "post_action_status",

@@ -5,6 +5,8 @@ health, Barnet Housing and children's services' Conference & Review Team Manager
 the attendees and to Jobcentre Plus, which receives minutes without attending, and to nobody
 else; a hazard flag on the children's services record with no details; and the conclusions and
 action points, with no third party, to a child protection conference once the chair approves.
+Jobcentre Plus reads back the meeting, children's services the action it owns and, pending then
+approved by the chair, its request to share the minutes with the conference.
 """
 
 from __future__ import annotations
@@ -100,6 +102,16 @@ async def test_barnet_flow_from_referral_to_child_protection_conference(world: W
     circulated = await police.post(f"/v1/meetings/{meeting_id}/minutes", minutes(apologies=[]))
     assert circulated["status"] == "circulated"
 
+    # Jobcentre Plus reads back the meeting it receives minutes of; children's services the
+    # action point it owns; neither meeting nor action says anything of the minutes' content.
+    read_back = await jcp.get(f"/v1/meetings/{meeting_id}")
+    assert (read_back["status"], read_back["chair_agency_id"]) == ("minuted", POLICE)
+    assert {"agency_id": JCP, "participation": "minutes_only"} in read_back["participants"]
+    own_action = await cs.get(f"/v1/actions/{action['id']}")
+    assert (own_action["description"], own_action["owner_agency_id"]) == (ACTION_TEXT, CS)
+    for needle in (DISCUSSION_TEXT, CONCLUSION_TEXT, *THIRD_PARTY):
+        assert needle not in repr([read_back, own_action])
+
     # Minutes to attendees and to Jobcentre Plus only.
     minutes_to = {row.recipient_agency_id for row in await world.outbox() if row.kind == "minutes"}
     assert minutes_to == {PROBATION, MENTAL_HEALTH, HOUSING, CS, JCP}
@@ -161,6 +173,7 @@ async def test_barnet_flow_from_referral_to_child_protection_conference(world: W
     )
     assert asked["status"] == "pending"
     assert await world.pushed(CP_CONFERENCE) == []
+    assert (await cs.get(f"/v1/disclosures/{asked['id']}"))["status"] == "pending"
     # Only the chair or the co-ordinator decides.
     assert (
         await probation.refused(
@@ -182,6 +195,15 @@ async def test_barnet_flow_from_referral_to_child_protection_conference(world: W
         {"decision": "approve", "approved_parts": ["conclusions", "actions"], "reason": "s.47"},
     )
     assert decided["status"] == "approved"
+    # Children's services read their request back: approved by the chair's officer, exactly
+    # what was approved, never the minutes themselves.
+    status = await cs.get(f"/v1/disclosures/{asked['id']}")
+    assert status["status"] == "approved"
+    assert status["approved_parts"] == ["conclusions", f"actions/{action['id']}"]
+    assert status["decided_by"] == police.context.officer and status["decided_at"]
+    assert status["recipient_agency_id"] == CP_CONFERENCE
+    for needle in (CONCLUSION_TEXT, ACTION_TEXT, DISCUSSION_TEXT):
+        assert needle not in repr(status)
     [onward] = await world.pushed(CP_CONFERENCE, "onward_disclosure")
     shared = onward["onward_disclosure"]
     assert set(shared) == {"meeting_id", "held_on", "marking", "conclusions", "actions"}
