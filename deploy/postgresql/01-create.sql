@@ -1,6 +1,6 @@
 -- The gateway's database and its two roles. Run once, as a superuser, with psql:
 --
---   psql -h db.mappa.example.org -U postgres -f deploy/postgresql/01-create.sql
+--   sudo -u postgres psql -f 01-create.sql      (on the database host)
 --
 -- The names can be changed with psql variables (-v db=... -v owner=... -v app=...); the
 -- defaults are mappa, mappa_owner and mappa_app.
