@@ -4,14 +4,15 @@
 "next_cursor": ...}``: each ``body`` is the compact JWE sealed to the calling agency at enqueue
 (open it with the agency's encryption key; the gateway's signature is inside). ``POST
 /v1/inbox/{id}/ack`` marks one delivered, so no relay pushes it again; acknowledging twice is
-harmless. Both need the scope ``inbox:read`` and the usual context headers, and both are audited
+harmless. Both need the scope ``inbox:read`` and the usual context headers, with a legal basis and
+purpose that fit the caller's role (as any case call: 403 otherwise), and both are audited
 (an acknowledgement of a message that is not the caller's answers 404 and is audited as refused).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Final
+from typing import Annotated, Final, NoReturn
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
@@ -22,6 +23,7 @@ from gateway.audit.commit import Audited, commit_audited, record_alone
 from gateway.delivery.inbox import InboxPage, acknowledge, list_inbox
 from gateway.delivery.outbox import KEY_RETIRED
 from gateway.domain import Scope
+from gateway.flow import lawful_basis
 from gateway.flow.audit import AuditEvent, Operation, Outcome
 from gateway.flow.authenticate import Caller, authenticate
 from gateway.logs import get_logger
@@ -54,23 +56,47 @@ def _event(caller: Caller, operation: Operation, outcome: Outcome, **fields: obj
 async def inbox_caller(
     request: Request, caller: Annotated[Caller, Depends(authenticate)]
 ) -> Caller:
-    """The authenticated caller, if it holds ``inbox:read`` (else 403, audited)."""
-    if caller.has_scope(INBOX_SCOPE):
-        return caller
+    """The authenticated caller, if it holds ``inbox:read`` and states a legal basis and purpose
+    that fit its role (else 403, audited with the rule that refused). The inbox holds case data
+    about many nominals, so the basis is checked as for a call about a nominal whose own
+    conditions (an s.325(4A)(c) decision) are held by each message's need-to-know decision."""
     state: GatewayState = request.app.state.gateway
-    refusal = _event(
-        caller,
-        Operation.CONSULTATION,
-        Outcome.REFUSED,
-        rule="scope-required",
-        reason_code="scope_missing",
-        detail={"resource": "inbox", "scope": INBOX_SCOPE},
-    )
+    if not caller.has_scope(INBOX_SCOPE):
+        await _refused(
+            state,
+            caller,
+            errors.AccessDenied(diagnostics={"reason": "scope_missing"}),
+            rule="scope-required",
+            reason_code="scope_missing",
+            detail={"resource": "inbox", "scope": INBOX_SCOPE},
+        )
     try:
-        await record_alone(state.db, refusal)
+        lawful_basis.check(caller, concerns_nominal=True)
+    except errors.LawfulBasisRefused as exc:
+        found = exc.diagnostics
+        await _refused(
+            state,
+            caller,
+            exc,
+            rule=found.get("rule"),
+            policy_version=found.get("policy_version"),
+            reason_code=str(found.get("reason_code") or exc.code),
+            detail={"resource": "inbox", "code": exc.code},
+        )
+    return caller
+
+
+async def _refused(
+    state: GatewayState, caller: Caller, exc: errors.GatewayError, **fields: object
+) -> NoReturn:
+    """Audit the inbox's refusal of ``caller`` (as a consultation refused), then raise ``exc``."""
+    try:
+        await record_alone(
+            state.db, _event(caller, Operation.CONSULTATION, Outcome.REFUSED, **fields)
+        )
     except errors.AuditUnavailable:
-        log.warning("refusal_not_audited", code="forbidden")
-    raise errors.AccessDenied(diagnostics={"reason": "scope_missing"})
+        log.warning("refusal_not_audited", code=exc.code)
+    raise exc
 
 
 @router.get("", summary="Messages held for the calling agency, oldest first (sealed to it)")

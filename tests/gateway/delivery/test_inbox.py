@@ -21,7 +21,7 @@ from gateway.state import GatewayState
 from gateway.store.models import Agency, AuditEntry, OutboxMessage
 
 ISSUER = "https://gateway.test"
-CONTEXT = ContextHeaders("cja2003-s325", "risk-management", "SW-1042")
+CONTEXT = ContextHeaders("CJA2003-s325-4", "risk-management", "SW-1042")
 
 
 @pytest.fixture
@@ -160,6 +160,41 @@ async def test_inbox_needs_the_inbox_scope(state: GatewayState, client: httpx.As
     with pytest.raises(GatewayResponseError) as caught:
         await other.call("GET", "/v1/inbox", CONTEXT)
     assert caught.value.status == 403
+
+
+@pytest.mark.parametrize(
+    ("basis", "purpose", "rule"),
+    [
+        # a code the register does not hold
+        ("NO-SUCH-BASIS", "risk-management", "lawful-basis-registered"),
+        # a registered basis, but a purpose it does not allow
+        ("CJA2003-s325-4", "public-disclosure", "purpose-allowed-for-basis"),
+        # a basis open to the Responsible Authority only, from a duty-to-co-operate agency
+        ("CJA2003-s327A", "public-disclosure", "role-allowed-for-basis"),
+    ],
+)
+async def test_the_inbox_is_refused_without_a_fitting_legal_basis(
+    state: GatewayState, cs: GatewayClient, basis: str, purpose: str, rule: str
+) -> None:
+    """The inbox hands over sealed case data, so a pull or an acknowledgement under a basis or
+    purpose that does not fit the caller is refused 403 as any case call is, audited with the
+    rule that refused, and nothing is handed over or marked delivered."""
+    mid = await _send(state, "barnet-cs", {"flag": "HZD"})
+    context = ContextHeaders(basis, purpose, "SW-1042")
+    for method, path in (("GET", "/v1/inbox"), ("POST", f"/v1/inbox/{mid}/ack")):
+        with pytest.raises(GatewayResponseError) as caught:
+            await cs.call(method, path, context)
+        assert caught.value.status == 403, path
+        assert caught.value.code == "lawful_basis_refused", path
+    async with state.db.read() as session:
+        row = await session.get(OutboxMessage, mid)
+        assert row is not None and row.status == "pending"
+        mine = (
+            await session.scalars(select(AuditEntry).where(AuditEntry.agency_id == "barnet-cs"))
+        ).all()
+    entries = [e for e in mine if (e.detail or {}).get("resource") == "inbox"]
+    assert [(e.outcome, e.rule, e.legal_basis) for e in entries] == [("refused", rule, basis)] * 2
+    assert not any(e.record_refs for e in entries)
 
 
 @pytest.mark.parametrize("cursor", ["not-a-cursor", "eyJ4IjoxfQ"])
