@@ -10,6 +10,8 @@
     │   │   ├── PurposeMissing             no purpose given
     │   │   ├── PurposeNotAllowed          a purpose the basis does not allow
     │   │   ├── RoleNotAllowed             the caller's role or agency type may not use it
+    │   │   ├── OperationNotAllowed        an operation of the case API the basis does not serve
+    │   │   ├── CategoryNotAllowed         a nominal of a category the basis is not for, or none
     │   │   └── BasisNotRecordedForNominal s.325(4A)(c) without the RA's decision for the nominal
     │   └── NoNeedToKnow                 no rule lets this agency see this nominal or resource
     ├── RedactionFailed                a redaction step failed: send nothing (503)
@@ -27,10 +29,12 @@ from typing import Any, ClassVar
 
 __all__ = [
     "BasisNotRecordedForNominal",
+    "CategoryNotAllowed",
     "LawfulBasisMissing",
     "LawfulBasisRefused",
     "LawfulBasisUnknown",
     "NoNeedToKnow",
+    "OperationNotAllowed",
     "PolicyDataInvalid",
     "PolicyError",
     "PurposeMissing",
@@ -100,6 +104,14 @@ class PurposeNotAllowed(LawfulBasisRefused):
 
 class RoleNotAllowed(LawfulBasisRefused):
     code = "role_not_allowed"
+
+
+class OperationNotAllowed(LawfulBasisRefused):
+    code = "operation_not_allowed"
+
+
+class CategoryNotAllowed(LawfulBasisRefused):
+    code = "category_not_allowed"
 
 
 class BasisNotRecordedForNominal(LawfulBasisRefused):

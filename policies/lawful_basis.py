@@ -3,7 +3,8 @@
 The register is reviewed data (``policies/data/legal_bases.toml``): each basis has a code (what
 agencies send in ``MAPPA-Legal-Basis``), a citation, a plain-English summary, the purposes it
 allows (``MAPPA-Purpose``), the s.325 roles (and optionally agency types) that may rely on it, and
-conditions. :func:`check` allows with a frozen :class:`BasisDecision` or raises a
+optionally the case API operations it serves and the MAPPA categories of the nominal it may be
+relied on for, and conditions. :func:`check` allows with a frozen :class:`BasisDecision` or raises a
 :class:`~policies.errors.LawfulBasisRefused` naming the rule; an empty or missing register
 refuses everything.
 """
@@ -18,13 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from gateway.domain import AgencyType, Role
+from gateway.domain import AgencyType, Category, Role
 
 from ._data import DataFiles, Table, read_data
 from .errors import (
     BasisNotRecordedForNominal,
+    CategoryNotAllowed,
     LawfulBasisMissing,
     LawfulBasisUnknown,
+    OperationNotAllowed,
     PurposeMissing,
     PurposeNotAllowed,
     RoleNotAllowed,
@@ -44,6 +47,8 @@ __all__ = [
 _FILE = "legal_bases.toml"
 _CODE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9.-]{0,63}$")
 _PURPOSE = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
+#: An operation of the case API, by its route's name (``gateway/routes/cases.py``).
+_OPERATION = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
 
 class BasisCondition(enum.StrEnum):
@@ -67,6 +72,11 @@ class LegalBasis:
     #: None: any agency type of the listed roles may rely on it.
     agency_types: frozenset[AgencyType] | None
     conditions: frozenset[BasisCondition]
+    #: The case API operations (route names) it serves; None: any.
+    operations: frozenset[str] | None = None
+    #: Only for a call about one nominal of these categories (never a call about none); None:
+    #: any nominal, or none.
+    nominal_categories: frozenset[Category] | None = None
 
     def __post_init__(self) -> None:
         if not _CODE.fullmatch(self.code):
@@ -135,6 +145,8 @@ RULE_PURPOSE_PRESENT = "purpose-present"
 RULE_PURPOSE_ALLOWED = "purpose-allowed-for-basis"
 RULE_ROLE_ALLOWED = "role-allowed-for-basis"
 RULE_AGENCY_TYPE_ALLOWED = "agency-type-allowed-for-basis"
+RULE_OPERATION_ALLOWED = "operation-allowed-for-basis"
+RULE_CATEGORY_ALLOWED = "nominal-category-allowed-for-basis"
 
 
 def _cap(text: str) -> str:
@@ -166,14 +178,20 @@ class LegalBasisRegister:
         recorded: RecordedContributions | None = None,
         *,
         defer_nominal_conditions: bool = False,
+        operation: str | None = None,
+        nominal_category: Category | None = None,
     ) -> BasisDecision:
         """Allow the call, or raise the :class:`LawfulBasisRefused` that names the failed rule.
 
         ``recorded`` is what the RA recorded under s.325(4A)(c) for the nominal the call
         concerns; None when the call concerns no single nominal (a basis that needs it is then
-        refused). ``defer_nominal_conditions``: the call concerns one nominal whose decisions
-        are not loaded yet; its conditions are taken as holding now and must be checked again
-        with ``recorded`` before anything of the nominal is disclosed.
+        refused). ``defer_nominal_conditions``: the call concerns one nominal not read yet; its
+        conditions (the recorded decisions, its category) are taken as holding now and must be
+        checked again, with ``recorded`` and ``nominal_category``, once need-to-know has found
+        it and before anything of it is disclosed. ``operation``: the case API operation (route
+        name) the call runs; a basis that lists its operations refuses any other, and a call
+        that names none. ``nominal_category``: the category of the one nominal the call
+        concerns, None when it concerns none (a basis for some categories is then refused).
         """
         version = self.policy_version
         if not basis:
@@ -218,6 +236,25 @@ class LegalBasisRegister:
                 rule=RULE_PURPOSE_ALLOWED,
                 policy_version=version,
                 diagnostics={**facts, "purpose": _cap(purpose)},
+            )
+        if entry.operations is not None and operation not in entry.operations:
+            raise OperationNotAllowed(
+                f"{entry.code} does not serve this operation",
+                rule=RULE_OPERATION_ALLOWED,
+                policy_version=version,
+                diagnostics={**facts, "operation": _cap(operation or "none")},
+            )
+        if (
+            entry.nominal_categories is not None
+            and not defer_nominal_conditions
+            and nominal_category not in entry.nominal_categories
+        ):
+            category = "none" if nominal_category is None else str(int(nominal_category))
+            raise CategoryNotAllowed(
+                f"{entry.code} is only for one nominal of its categories; the call's: {category}",
+                rule=RULE_CATEGORY_ALLOWED,
+                policy_version=version,
+                diagnostics={**facts, "category": category},
             )
         relied_on: ContributorDecision | None = None
         for condition in sorted(entry.conditions):
@@ -286,7 +323,17 @@ class LegalBasisRegister:
 
 def _basis(table: Table, purposes: Mapping[str, str]) -> LegalBasis:
     table.only(
-        {"code", "citation", "summary", "purposes", "roles", "agency_types", "conditions"},
+        {
+            "code",
+            "citation",
+            "summary",
+            "purposes",
+            "roles",
+            "agency_types",
+            "conditions",
+            "operations",
+            "nominal_categories",
+        },
         required={"code", "citation", "summary", "purposes", "roles"},
     )
     code = table.string("code")
@@ -299,6 +346,20 @@ def _basis(table: Table, purposes: Mapping[str, str]) -> LegalBasis:
     )
     if agency_types is not None and not agency_types:
         raise table.fail(f"{code}: agency_types is empty (remove it to allow every type)")
+    operations = frozenset(table.strings("operations")) if table.has("operations") else None
+    if operations is not None:
+        if not operations:
+            raise table.fail(f"{code}: operations is empty (remove it to allow every operation)")
+        bad = sorted(o for o in operations if not _OPERATION.fullmatch(o))
+        if bad:
+            raise table.fail(f"{code}: not an operation name: {bad[0]!r}")
+    categories = (
+        frozenset(table.enums("nominal_categories", Category.parse))
+        if table.has("nominal_categories")
+        else None
+    )
+    if categories is not None and not categories:
+        raise table.fail(f"{code}: nominal_categories is empty (remove it to allow every one)")
     try:
         return LegalBasis(
             code=code,
@@ -308,6 +369,8 @@ def _basis(table: Table, purposes: Mapping[str, str]) -> LegalBasis:
             roles=frozenset(table.enums("roles", Role)),
             agency_types=agency_types,
             conditions=frozenset(table.enums("conditions", BasisCondition, default=())),
+            operations=operations,
+            nominal_categories=categories,
         )
     except ValueError as exc:
         raise table.fail(str(exc)) from exc
@@ -321,6 +384,8 @@ def check(
     recorded: RecordedContributions | None = None,
     *,
     defer_nominal_conditions: bool = False,
+    operation: str | None = None,
+    nominal_category: Category | None = None,
     register: LegalBasisRegister | None = None,
 ) -> BasisDecision:
     """Check with ``register`` (default: the packaged one); see :meth:`LegalBasisRegister.check`."""
@@ -335,6 +400,8 @@ def check(
         caller_agency_type,
         recorded,
         defer_nominal_conditions=defer_nominal_conditions,
+        operation=operation,
+        nominal_category=nominal_category,
     )
 
 

@@ -12,6 +12,7 @@ that names the original write's entry.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -91,8 +92,14 @@ class Call:
     _keys: dict[str, dict[str, list[Mapping[str, Any]]]] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, request: Request, caller: Caller, operation: Operation) -> Call:
+    def start(
+        cls, request: Request, caller: Caller, operation: Operation, name: str | None = None
+    ) -> Call:
+        """The call of ``caller`` to the case API operation ``name`` (its route's name, which
+        the legal-basis check holds against the register), audited as ``operation``."""
         state: GatewayState = request.app.state.gateway
+        if name is not None:
+            caller = dataclasses.replace(caller, operation_name=name)
         return cls(state, caller, request, operation, now=state.clock())
 
     @property

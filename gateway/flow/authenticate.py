@@ -94,6 +94,9 @@ class Caller:
     pending: PendingSpend | None = None
 
     x5t: str | None = None
+    #: The case API operation the call runs: its route's name (``gateway/routes/cases.py``),
+    #: set when the call starts; what the legal-basis register's ``operations`` name.
+    operation_name: str | None = None
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes

@@ -5,7 +5,11 @@
 (:func:`policies.check`). A basis whose condition needs the nominal (s.325(4A)(c): the RA
 recorded, for this nominal, that the caller could contribute) is held again by
 :func:`confirm_for_nominal` once the need-to-know stage has found the nominal, with the RA's
-decisions on it (:func:`recorded_contributions`), before anything of it is disclosed. A refusal
+decisions on it (:func:`recorded_contributions`), before anything of it is disclosed; so is a basis
+only for nominals of some categories (s.327A: category 1), with the nominal's category. Both
+checks hold the case API operation the call runs (``Caller.operation_name``) against the
+operations the basis serves, so a basis that serves only reads refuses a write before anything is
+read. A refusal
 is :class:`gateway.errors.LawfulBasisRefused` (403): its ``diagnostics`` carry the rule, policy
 version and reason for the audit record, never for the caller.
 """
@@ -19,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import policies
 from gateway import errors
-from gateway.domain import AgencyType, Role
+from gateway.domain import AgencyType, Category, Role
 from gateway.flow.authenticate import Caller
 from gateway.store.models import ContributorDecision, Nominal
 
@@ -52,6 +56,7 @@ def check(caller: Caller, *, concerns_nominal: bool) -> policies.BasisDecision:
             AgencyType(caller.agency_type),
             None,
             defer_nominal_conditions=concerns_nominal,
+            operation=caller.operation_name,
         )
     except policies.LawfulBasisRefused as exc:
         raise refused(exc) from exc
@@ -91,8 +96,10 @@ async def recorded_contributions(
 async def confirm_for_nominal(
     caller: Caller, session: AsyncSession, nominal: Nominal, now: dt.datetime
 ) -> policies.BasisDecision:
-    """The same check with what the RA recorded for this nominal (s.325(4A)(c)); the decisions
-    are read only when the stated basis needs them."""
+    """The same check with what the RA recorded for this nominal (s.325(4A)(c)) and its category
+    (a basis only for some categories, s.327A); the decisions are read only when the stated basis
+    needs them. Called once need-to-know has let the caller know the nominal, so its 403 tells
+    nothing to an agency that may not."""
     recorded = None
     if policies.default_policy_set().legal_bases.needs_nominal(caller.legal_basis):
         recorded = await recorded_contributions(session, caller, nominal.id, now)
@@ -103,6 +110,8 @@ async def confirm_for_nominal(
             Role(caller.role),
             AgencyType(caller.agency_type),
             recorded,
+            operation=caller.operation_name,
+            nominal_category=Category(nominal.category),
         )
     except policies.LawfulBasisRefused as exc:
         raise refused(exc) from exc

@@ -160,7 +160,7 @@ def add_routes(router: APIRouter, routes: tuple[Route, ...]) -> None:
 
 def _endpoint(route: Route) -> Callable[..., Awaitable[Response]]:
     async def endpoint(request: Request, caller: Caller, **ids: str) -> Response:
-        call = Call.start(request, caller, route.audit)
+        call = Call.start(request, caller, route.audit, route.name)
         return await guarded(call, route.run(call, *(ids[name] for name in route.ids)))
 
     # FastAPI reads what to inject from the signature; declare what a hand-written route would:

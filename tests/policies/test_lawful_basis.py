@@ -22,6 +22,7 @@ from policies import (
     check,
     load_legal_bases,
 )
+from policies.errors import CategoryNotAllowed, OperationNotAllowed
 from tests.policies.policies_support import NOMINAL_ID, NOW, contribution, copy_data
 
 RA, DTC, OTHER, ASSOC = (
@@ -66,8 +67,8 @@ def test_register_holds_every_basis_issue_5_names() -> None:
         ("CJA2003-s325-3", "mappa-meeting", RA, A.POLICE, None),
         # s.325(4A)(c): another contributor, when the RA recorded the decision for the nominal.
         ("CJA2003-s325-4A-c", "risk-assessment", OTHER, A.OTHER, RECORDED),
-        # s.327A: the RA (probation) considering disclosure to a member of the public.
-        ("CJA2003-s327A", "public-disclosure", RA, A.PROBATION, None),
+        # s.327A: its operations and categories have their own table
+        # (tests/policies/test_public_disclosure_basis.py).
         # DPA 2018 s.35: a competent authority (youth offending team) for law enforcement.
         ("DPA2018-s35", "risk-assessment", DTC, A.YOUTH_OFFENDING, None),
         # DPA 2018 Sch 8: sensitive processing to safeguard children, by the police.
@@ -178,6 +179,8 @@ def test_error_codes_are_stable() -> None:
             PurposeMissing,
             PurposeNotAllowed,
             RoleNotAllowed,
+            OperationNotAllowed,
+            CategoryNotAllowed,
             BasisNotRecordedForNominal,
         )
     } == {
@@ -186,6 +189,8 @@ def test_error_codes_are_stable() -> None:
         "purpose_missing",
         "purpose_not_allowed",
         "role_not_allowed",
+        "operation_not_allowed",
+        "category_not_allowed",
         "basis_not_recorded_for_nominal",
     }
 
