@@ -9,7 +9,8 @@ it cannot redact safely; :func:`policies.redaction.redact` then fails the whole 
 
 Third-party content is carried in the document's ``sources`` list (each source with
 ``third_party``, ``released`` and optionally ``originator_agency_id``; a source that does not say
-``"third_party": false`` is treated as third party) and in list items that cite a source
+``"third_party": false`` is treated as third party; ``released`` counts only when the source's
+originator is the document's author) and in list items that cite a source
 (``"source": id`` or ``"sources": [ids]``); an item citing a withheld or unknown source is
 withheld with it. Handling caveats sit on the document (``caveats``) or on a list item.
 """
@@ -325,8 +326,14 @@ def _third_party(context: RedactionContext, draft: Draft, *, strict: bool) -> Dr
         ident = _item_id(source, index)
         third_party = _flag(source, "third_party", True)
         released = _flag(source, "released", False)
-        originator = source.get("originator_agency_id") or context.originator_agency_id
+        own = source.get("originator_agency_id")
+        originator = own or context.originator_agency_id
         is_originator = originator is not None and originator == context.recipient_agency_id
+        # Only the originator releases its source. The document's author wrote ``released``, so
+        # it counts for a source the author brought (no originator of its own, or the author
+        # named), never for one the author attributes to another agency (fail closed: also
+        # when the author is not known).
+        released = released and (own is None or own == context.originator_agency_id)
         if third_party and (strict or not (released or is_originator)):
             withheld.append(Withheld(f"sources[{ident}]", RULE_THIRD_PARTY))
         else:

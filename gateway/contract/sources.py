@@ -57,7 +57,9 @@ class SourceIn(BaseModel):
     kind: SourceKind
     description: Description
     third_party: StrictBool
-    #: The supplying agency released this third-party source to every recipient.
+    #: The supplying agency released this third-party source to every recipient. Only the
+    #: originator releases: the redaction does not count it for a source the document's author
+    #: attributes to another agency (``originator_agency_id``).
     released: StrictBool = False
     #: In minutes: the agency that brought this source to the meeting (it alone sees it).
     originator_agency_id: AgencyId | None = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -92,6 +93,38 @@ def test_source_with_its_own_originator_is_judged_by_it() -> None:
     housing_ctx = context(HOUSING, resource=Resource.MINUTES, record_kind=None)
     minutes = {"meeting_id": "m", "sources": doc["sources"]}
     assert THIRD_PARTY_TEXT.encode() in redact(housing_ctx, minutes).to_json()
+
+
+@pytest.mark.parametrize(
+    ("author", "source_originator", "shared"),
+    [
+        (POLICE.id, HOUSING.id, False),  # the author releases housing's source: not counted
+        (None, HOUSING.id, False),  # the author is not known: fail closed
+        (POLICE.id, POLICE.id, True),  # the author names itself: its own release
+        (POLICE.id, None, True),  # no originator of its own: the author's
+    ],
+    ids=["another-agencys", "author-unknown", "author-named", "no-originator"],
+)
+@pytest.mark.parametrize("recipient", [PROBATION, CSC], ids=lambda a: a.agency_type)
+def test_only_the_originator_releases_a_third_party_source(
+    author: str | None, source_originator: str | None, shared: bool, recipient: Any
+) -> None:
+    """A source marked released by a document's author counts as released only when the
+    author is its originator; otherwise it reaches its originator alone."""
+    minutes = {
+        "meeting_id": "meet-1",
+        "sources": [{**RECORD["sources"][0], "released": True}],
+        "discussion": [{"id": "d1", "text": "Neighbour's account", "source": "s1"}],
+    }
+    if source_originator is not None:
+        minutes["sources"][0]["originator_agency_id"] = source_originator
+    ctx = context(recipient, resource=Resource.MINUTES, originator=author, record_kind=None)
+    result = redact(ctx, minutes)
+    assert (THIRD_PARTY_TEXT.encode() in result.to_json()) is shared
+    assert ("discussion" in result.document and bool(result.document["discussion"])) is shared
+    if source_originator == HOUSING.id:
+        originator_ctx = replace(ctx, recipient_agency_id=HOUSING.id)
+        assert THIRD_PARTY_TEXT.encode() in redact(originator_ctx, minutes).to_json()
 
 
 def test_items_citing_a_withheld_source_are_withheld_with_it() -> None:
