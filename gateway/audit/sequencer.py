@@ -53,6 +53,7 @@ lock alone.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import fcntl
 import os
@@ -134,6 +135,9 @@ class SequenceResult:
     root_hash: bytes
     note: str | None
     """The checkpoint signed in this step, or None when there was nothing to integrate."""
+    witnessed: bool | None = None
+    """Whether that checkpoint was written to the witness file (None: none to write, or no
+    witness)."""
 
     @property
     def appended(self) -> int:
@@ -156,6 +160,8 @@ class SequencerHealth:
     """Steps refused because the log failed a check (`AuditLogInconsistent`), since start."""
     alert: str | None = None
     """The reason code of the last step if it was refused so; None after a step that passed."""
+    witness_unwritable: bool = False
+    """Whether the last checkpoint signed could not be written to the witness file."""
 
 
 def _inconsistent(reason: str, **diagnostics: object) -> AuditLogInconsistent:
@@ -285,13 +291,16 @@ def _resigned(stored: AuditCheckpoint, signed: Checkpoint, signer: NoteSigner) -
     return sign_checkpoint(signed, signer)
 
 
-def _witness(witness: CheckpointWitness, note: str) -> None:
+def _witness(witness: CheckpointWitness, note: str) -> bool:
+    """Write ``note`` to the witness file; False (logged) when it cannot be written."""
     try:
         witness.record(note)
     except (OSError, CheckpointError) as exc:
         # The checkpoint is committed; the witness lags, and the next step proves consistency
         # from the older one it holds. Without a writable file the protection is off: say so.
         log.warning("audit_checkpoint_witness_unwritable", error=type(exc).__name__)
+        return False
+    return True
 
 
 async def sequence_once(
@@ -358,7 +367,9 @@ async def sequence_once(
                 await _check_witness(session, witness, trusted, signed, cache)
             result = await _append(session, rows, frontier, signer, origin, moment)
     if witness is not None and result.note is not None:
-        await asyncio.to_thread(_witness, witness, result.note)  # fsync off the event loop
+        # fsync off the event loop
+        written = await asyncio.to_thread(_witness, witness, result.note)
+        result = dataclasses.replace(result, witnessed=written)
     return result
 
 
@@ -504,6 +515,8 @@ async def run_sequencer(
                     )
                     if health is not None:
                         health.alert = None
+                        if result.witnessed is not None:
+                            health.witness_unwritable = not result.witnessed
                     if result.appended:
                         log.debug(
                             "audit_sequenced", appended=result.appended, size=result.tree_size

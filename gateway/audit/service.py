@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AuditKeysUnavailable",
     "AuditService",
+    "AuditWitnessUnwritable",
     "install_audit",
     "open_audit_keys",
     "shutdown_audit",
@@ -40,6 +41,10 @@ log = get_logger("gateway.audit")
 
 class AuditKeysUnavailable(RuntimeError):
     """The checkpoint-signing key cannot be loaded under this configuration."""
+
+
+class AuditWitnessUnwritable(RuntimeError):
+    """The sequencer of this process could not keep its checkpoint witness file."""
 
 
 @dataclass
@@ -128,7 +133,9 @@ def install_audit(state: GatewayState) -> None:
     """Load the log's keys into ``state`` and start the background sequencer.
 
     Without a checkpoint key the production profile refuses to start; other profiles start with
-    the checkpoint API answering 503 and entries left unsequenced (they are still written).
+    the checkpoint API answering 503 and entries left unsequenced (they are still written). When
+    this process sequences, its checkpoint witness file must be writable: production refuses to
+    start otherwise; other profiles start, log it and report it in ``/metrics``.
     """
     settings = state.settings
     try:
@@ -139,6 +146,20 @@ def install_audit(state: GatewayState) -> None:
         log.warning("audit_checkpoint_key_unavailable", reason=str(exc)[:200])
         return
     state.loaded_key_purposes.add("audit_checkpoint_signing")
+    witness = state.audit.witness
+    if settings.audit_sequence_interval_seconds > 0 and witness is not None:
+        try:
+            witness.check_writable()
+        except OSError as exc:
+            # Without the file, a log rewritten with its checkpoints is caught only by a copy
+            # kept elsewhere: production does not start so (set MAPPA_AUDIT_CHECKPOINT_FILE).
+            if settings.profile == "production":
+                raise AuditWitnessUnwritable(
+                    f"checkpoint witness {witness.path} cannot be written "
+                    f"({type(exc).__name__}): set MAPPA_AUDIT_CHECKPOINT_FILE to a writable path"
+                ) from exc
+            log.warning("audit_checkpoint_witness_unwritable", error=type(exc).__name__)
+            state.audit.health.witness_unwritable = True
     state.audit.start(
         state.db,
         interval=settings.audit_sequence_interval_seconds,

@@ -124,6 +124,15 @@ class CheckpointWitness:
             self._replace(note)
         return True
 
+    def check_writable(self) -> None:
+        """Raise `OSError` unless this process can keep the file: make its folder, take its
+        lock, and write and remove a temporary file beside it (as :meth:`record` will)."""
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with self._locked():
+            fd, temporary = tempfile.mkstemp(prefix=".witness-", dir=self.path.parent)
+            os.close(fd)
+            os.unlink(temporary)
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         lock = self.path.with_name(self.path.name + ".lock")

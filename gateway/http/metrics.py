@@ -89,6 +89,13 @@ class GatewayMetrics:
             "event audit_integrity_alert)",
             registry=self.registry,
         )
+        self.audit_witness_unwritable = Gauge(
+            "mappa_gateway_audit_witness_unwritable",
+            "Whether this process's audit sequencer could not write its last checkpoint to the "
+            "checkpoint witness file (MAPPA_AUDIT_CHECKPOINT_FILE): 1 yes, 0 no (log event "
+            "audit_checkpoint_witness_unwritable)",
+            registry=self.registry,
+        )
         self.audit_integrity_refusals = Gauge(
             "mappa_gateway_audit_integrity_refusals",
             "Audit sequencer steps this process refused for integrity since it started",

@@ -43,4 +43,5 @@ async def metrics(request: Request) -> Response:
         health = state.audit.health
         gauges.audit_integrity_alert.set(1 if health.alert is not None else 0)
         gauges.audit_integrity_refusals.set(health.integrity_refusals)
+        gauges.audit_witness_unwritable.set(1 if health.witness_unwritable else 0)
     return Response(generate_latest(gauges.registry), media_type=CONTENT_TYPE_LATEST)
