@@ -317,11 +317,12 @@ async def write(
     except IntegrityError as exc:
         async with call.db.read() as session:
             remembered = await _remembered(call, session, key, digest)
-        if remembered is None:  # not our key: another write took what this one would store
-            raise errors.Conflict(
-                diagnostics={"reason": "concurrent_write", "db_error": type(exc.orig).__name__}
-            ) from exc
-        return await replay(call, remembered, caller_keys)
+            if remembered is None:  # not our key: another write took what this one would store
+                raise errors.Conflict(
+                    diagnostics={"reason": "concurrent_write", "db_error": type(exc.orig).__name__}
+                ) from exc
+            known = await _may_still_know(call, session, remembered)  # as any replay
+        return await replay(call, remembered, caller_keys, known)
     ack = written.ack.model_dump(mode="json", exclude_none=True)
     return deliver.jose_response(call.answer(ack, caller_keys), written.status_code)
 

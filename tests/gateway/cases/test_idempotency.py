@@ -189,7 +189,8 @@ async def test_retry_that_raced_past_the_lookup_still_replays(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A retry whose read ran before the original committed collides on the key at commit;
-    its transaction rolls back (nothing written twice) and the original answer is replayed."""
+    its transaction rolls back (nothing written twice) and the original answer is replayed,
+    after need-to-know is decided again for the nominal it names, as for any replay."""
     from gateway.flow import idempotency
 
     key = new_key()
@@ -213,6 +214,8 @@ async def test_retry_that_raced_past_the_lookup_still_replays(
     assert await world.count(AuditEntry) == audits + 1
     [entry] = await _replays(world)
     assert entry.detail["replay_of"] == (await _original_entry(world, POLICE, key)).entry_id
+    # decided again as any replay is: police may still know the nominal the answer names
+    assert entry.detail["need_to_know_rule"] == "lead-agency"
 
 
 # -- a replay is a disclosure: only to a caller that may still know, only while the key is kept --
