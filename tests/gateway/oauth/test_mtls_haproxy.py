@@ -53,7 +53,8 @@ frontend gateway
     bind 127.0.0.1:{port} ssl crt {proxy_pem} ca-file {client_ca} verify optional
     http-request del-header Client-Cert
     http-request del-header Client-Cert-Chain
-    http-request set-header Client-Cert :%[ssl_c_der,base64]: if {{ ssl_c_used }}
+    http-request set-header Client-Cert :%[ssl_c_der,base64]: if {{ ssl_c_used }} {{ ssl_c_verify 0 }}
+    http-request del-header X-Forwarded-For
     option forwardfor
     default_backend mappa
 backend mappa
