@@ -85,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.console_oidc_issuer is not None:
+            settings.console_oidc_secret()  # a secret file that cannot be used stops the start
         db = Database(settings.database_url, pool_size=settings.db_pool_size)
         state = GatewayState(settings=settings, db=db, metrics=gateway_metrics)
         install_oauth(state)

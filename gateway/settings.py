@@ -20,7 +20,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from keys import DEVELOPMENT_MARKER, holds_development_keys
 from keys.errors import KekUnavailable
-from keys.kek_config import KekConfig
+from keys.kek_config import KekConfig, SecretFileRefused, read_secret_file
 
 __all__ = ["DEV_KEYS_MARKER", "Profile", "Settings", "SettingsError", "get_settings"]
 
@@ -152,6 +152,8 @@ class Settings(BaseSettings):
     console_oidc_issuer: str | None = None
     console_oidc_client_id: str | None = None
     console_oidc_client_secret: SecretStr | None = None
+    #: Or a file holding it (mode 0600), read at start, as the HSM PIN and the Vault token are.
+    console_oidc_client_secret_file: Path | None = None
     console_oidc_ca_file: Path | None = None
     console_oidc_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
     #: Development only: an OIDC provider over plain http on a loopback address.
@@ -194,10 +196,17 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _fail_closed(self) -> Settings:
+        if self.console_oidc_client_secret and self.console_oidc_client_secret_file:
+            raise SettingsError(
+                "console_oidc_client_secret and _client_secret_file are both set: choose one"
+            )
         if self.console_oidc_issuer and not (
-            self.console_oidc_client_id and self.console_oidc_client_secret
+            self.console_oidc_client_id
+            and (self.console_oidc_client_secret or self.console_oidc_client_secret_file)
         ):
-            raise SettingsError("console OIDC needs console_oidc_client_id and _client_secret")
+            raise SettingsError(
+                "console OIDC needs console_oidc_client_id and _client_secret (or _secret_file)"
+            )
         if self.console_oidc_issuer and not self.console_oidc_issuer.startswith("https://"):
             loopback = urlsplit(self.console_oidc_issuer).hostname in ("127.0.0.1", "::1")
             if not (self.unsafe_console_oidc_plain_http_loopback and loopback):
@@ -224,6 +233,18 @@ class Settings(BaseSettings):
         if problems:
             raise SettingsError("; ".join(problems))
         return self
+
+    def console_oidc_secret(self) -> str | None:
+        """The console's OIDC client secret, inline or read from its file (SettingsError when
+        that file cannot be used)."""
+        if self.console_oidc_client_secret is not None:
+            return self.console_oidc_client_secret.get_secret_value()
+        if self.console_oidc_client_secret_file is None:
+            return None
+        try:
+            return read_secret_file(self.console_oidc_client_secret_file, "console OIDC secret")
+        except SecretFileRefused as exc:
+            raise SettingsError(str(exc)) from exc
 
     @property
     def kek_config(self) -> KekConfig:

@@ -35,7 +35,15 @@ from .envelope import Envelope
 from .errors import KekUnavailable
 from .kek import KekSource, kek_from_env, kek_from_file
 
-__all__ = ["KekConfig", "KekSourceKind", "open_envelope", "open_kek", "open_previous_keks"]
+__all__ = [
+    "KekConfig",
+    "KekSourceKind",
+    "SecretFileRefused",
+    "open_envelope",
+    "open_kek",
+    "open_previous_keks",
+    "read_secret_file",
+]
 
 KekSourceKind = Literal["pkcs11", "vault", "inline", "file"]
 
@@ -170,19 +178,32 @@ def _require(prefix: str, **values: object) -> None:
         raise KekUnavailable(f"incomplete KEK source: set {', '.join(missing)}")
 
 
-def _secret_file(path: Path, what: str) -> str:
+class SecretFileRefused(ValueError):
+    """A file meant to hold one secret (a PIN, a token, a client secret) cannot be used."""
+
+
+def read_secret_file(path: Path, what: str) -> str:
+    """The secret in ``path`` (surrounding whitespace removed): readable, not empty, and of a
+    mode that lets neither group nor others in; else `SecretFileRefused`, naming ``what``."""
     try:
         info = path.stat()
         text = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
-        raise KekUnavailable(f"{what} unreadable: {type(exc).__name__}") from exc
+        raise SecretFileRefused(f"{what} unreadable: {type(exc).__name__}") from exc
     if stat.S_IMODE(info.st_mode) & 0o077:
-        raise KekUnavailable(
+        raise SecretFileRefused(
             f"{what} mode {stat.S_IMODE(info.st_mode):o} lets group or others in; chmod 600"
         )
     if not text:
-        raise KekUnavailable(f"{what} is empty")
+        raise SecretFileRefused(f"{what} is empty")
     return text
+
+
+def _secret_file(path: Path, what: str) -> str:
+    try:
+        return read_secret_file(path, what)
+    except SecretFileRefused as exc:
+        raise KekUnavailable(str(exc)) from exc
 
 
 def open_kek(config: KekConfig) -> KekSource:

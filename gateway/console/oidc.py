@@ -102,15 +102,12 @@ class OidcSignIn:
     """The console's OIDC client for one configured provider (one per process)."""
 
     def __init__(self, settings: Settings) -> None:
-        if not (
-            settings.console_oidc_issuer
-            and settings.console_oidc_client_id
-            and settings.console_oidc_client_secret
-        ):
+        secret = settings.console_oidc_secret()
+        if not (settings.console_oidc_issuer and settings.console_oidc_client_id and secret):
             raise ValueError("console OIDC is not configured")
         self.issuer = settings.console_oidc_issuer
         self.client_id = settings.console_oidc_client_id
-        self._secret = settings.console_oidc_client_secret.get_secret_value()
+        self._secret = secret
         self.redirect_uri = settings.issuer.rstrip("/") + CALLBACK_PATH
         self._leeway = settings.clock_leeway_seconds
         self._verify = _tls(settings)

@@ -104,6 +104,10 @@ def _environment(
     Path(values["MAPPA_KEYS_DIR"]).parent.mkdir(parents=True, exist_ok=True)
     copy_keys(keys_dir, Path(values["MAPPA_KEYS_DIR"]))
     Path(values["MAPPA_AUDIT_CHECKPOINT_FILE"]).parent.mkdir(parents=True, exist_ok=True)
+    secret = Path(values["MAPPA_CONSOLE_OIDC_CLIENT_SECRET_FILE"])  # as the operator writes it
+    secret.parent.mkdir(parents=True, exist_ok=True)
+    secret.write_text("the-console-client-secret\n")
+    secret.chmod(0o600)
     values |= {
         "MAPPA_DATABASE_URL": database_url,
         "MAPPA_KEK_FILE": str(kek_file),

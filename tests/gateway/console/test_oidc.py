@@ -353,3 +353,58 @@ def test_oidc_needs_client_credentials() -> None:
     """An issuer without the client id and secret is a configuration error."""
     with pytest.raises((SettingsError, ValueError)):
         Settings(console_oidc_issuer="https://idp.example")
+
+
+def _secret_file(tmp_path: Path, text: str, mode: int = 0o600) -> Path:
+    path = tmp_path / "oidc-client-secret"
+    path.write_text(text)
+    path.chmod(mode)
+    return path
+
+
+def test_the_client_secret_may_come_from_a_file(tmp_path: Path) -> None:
+    """MAPPA_CONSOLE_OIDC_CLIENT_SECRET_FILE, as the HSM PIN and the Vault token: the secret
+    need not sit in the environment (or a unit's environment file)."""
+    settings = Settings(
+        console_oidc_issuer="https://idp.example",
+        console_oidc_client_id=CLIENT_ID,
+        console_oidc_client_secret_file=_secret_file(tmp_path, CLIENT_SECRET + "\n"),
+    )
+    assert settings.console_oidc_secret() == CLIENT_SECRET
+
+
+@pytest.mark.parametrize(
+    ("text", "mode", "why"),
+    [
+        (CLIENT_SECRET, 0o644, "lets group or others in"),  # readable by others
+        (CLIENT_SECRET, 0o640, "lets group or others in"),  # readable by the group
+        ("  \n", 0o600, "is empty"),
+    ],
+)
+async def test_a_secret_file_that_cannot_be_used_stops_the_start(
+    console_settings: Settings, tmp_path: Path, text: str, mode: int, why: str
+) -> None:
+    """Refused when the gateway starts, not at an officer's first sign-in; the message names
+    the rule, never the file's content."""
+    settings = console_settings.model_copy(
+        update={
+            "console_oidc_issuer": "https://idp.example",
+            "console_oidc_client_id": CLIENT_ID,
+            "console_oidc_client_secret_file": _secret_file(tmp_path, text, mode),
+        }
+    )
+    app = create_app(settings)
+    with pytest.raises(SettingsError, match=why) as refused:
+        async with app.router.lifespan_context(app):
+            pass
+    assert CLIENT_SECRET not in str(refused.value)
+
+
+def test_an_inline_secret_and_a_secret_file_are_not_both_taken(tmp_path: Path) -> None:
+    with pytest.raises((SettingsError, ValueError), match="choose one"):
+        Settings(
+            console_oidc_issuer="https://idp.example",
+            console_oidc_client_id=CLIENT_ID,
+            console_oidc_client_secret=CLIENT_SECRET,  # type: ignore[arg-type]
+            console_oidc_client_secret_file=_secret_file(tmp_path, CLIENT_SECRET),
+        )
