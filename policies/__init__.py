@@ -92,6 +92,7 @@ from .redaction_steps import (
     build_hazard_flag,
     honour_caveats,
     select_approved_parts,
+    withheld_entry,
     withhold_every_third_party_source,
     withhold_third_party_sources,
 )
@@ -189,6 +190,7 @@ __all__ = [
     "redact",
     "render_explanation",
     "select_approved_parts",
+    "withheld_entry",
     "withhold_every_third_party_source",
     "withhold_third_party_sources",
 ]

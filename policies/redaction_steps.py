@@ -43,6 +43,7 @@ __all__ = [
     "build_hazard_flag",
     "honour_caveats",
     "select_approved_parts",
+    "withheld_entry",
     "withhold_every_third_party_source",
     "withhold_third_party_sources",
 ]
@@ -87,14 +88,41 @@ class Withheld:
 
 @dataclass(frozen=True, slots=True)
 class Draft:
-    """A document part-way through the chain: its (frozen) fields and what has been withheld."""
+    """A document part-way through the chain: its (frozen) fields and what has been withheld.
+
+    ``origin`` is the document as the chain received it (None: these ``fields`` are it), so
+    that a list entry withheld by a later step is named by its place in the sender's document,
+    not in a list an earlier step has already shortened."""
 
     fields: Mapping[str, Any]
     withheld: tuple[Withheld, ...] = ()
+    origin: Mapping[str, Any] | None = None
 
     def reduced(self, fields: Mapping[str, Any], withheld: Iterable[Withheld]) -> Draft:
         """The next draft: ``fields`` kept, ``withheld`` added to the record."""
-        return Draft(MappingProxyType(dict(fields)), self.withheld + tuple(withheld))
+        origin = self.fields if self.origin is None else self.origin
+        return Draft(MappingProxyType(dict(fields)), self.withheld + tuple(withheld), origin)
+
+    def entry_name(self, name: str, item: object, index: int) -> str:
+        """The withheld name of ``item``, found at ``index`` of the list ``name`` now: its
+        place in the list as the document came in (:func:`withheld_entry`)."""
+        original = (self.fields if self.origin is None else self.origin).get(name)
+        if isinstance(original, tuple):
+            index = next((at for at, entry in enumerate(original) if entry is item), index)
+        return withheld_entry(name, index)
+
+
+def withheld_entry(name: str, index: int) -> str:
+    """The audit's name for the entry at ``index`` (from 0) of the document's list ``name``:
+    ``sources[#2]`` is the second source, counted from 1 as the sender listed them.
+
+    Never the entry's id: a source's or item's id is text the sender chose (up to 32
+    characters, room for an informant's name), and the audit must not hold what it withheld
+    nor personal data. A position serves the IG officer better than a keyed hash would: the
+    originating agency finds the entry in its own copy of the document by counting, where a
+    hash could only be checked by whoever holds the key, and a hash of a short guessable id
+    can be confirmed by anyone who can compute it."""
+    return f"{name}[#{index + 1}]"
 
 
 def _default_rules() -> RecipientRules:
@@ -197,7 +225,7 @@ def honour_caveats(context: RedactionContext, draft: Draft) -> Draft:
                 originator = item.get("originator_agency_id") or context.originator_agency_id
                 item_rule = _caveat_rule(context, item["caveats"], originator)
                 if item_rule is not None:
-                    withheld.append(Withheld(f"{name}[{_item_id(item, index)}]", item_rule))
+                    withheld.append(Withheld(draft.entry_name(name, item, index), item_rule))
                     continue
             kept.append(item)
         fields[name] = tuple(kept)
@@ -257,7 +285,7 @@ def select_approved_parts(approved_parts: Sequence[str]) -> Step:
                         kept.append(entry)
                     else:
                         withheld.append(
-                            Withheld(f"{name}[{_item_id(entry, index)}]", RULE_NOT_APPROVED)
+                            Withheld(draft.entry_name(name, entry, index), RULE_NOT_APPROVED)
                         )
                 fields[name] = tuple(kept)
             else:
@@ -302,6 +330,7 @@ def build_hazard_flag(context: RedactionContext, draft: Draft) -> Draft:
 
 
 def _item_id(item: object, index: int) -> str:
+    """The id a list item cites a source by, to match citations; never a withheld name."""
     ident = item.get("id") if isinstance(item, Mapping) else None
     return ident if isinstance(ident, str) and _REF.fullmatch(ident) else str(index)
 
@@ -335,7 +364,7 @@ def _third_party(context: RedactionContext, draft: Draft, *, strict: bool) -> Dr
         # when the author is not known).
         released = released and (own is None or own == context.originator_agency_id)
         if third_party and (strict or not (released or is_originator)):
-            withheld.append(Withheld(f"sources[{ident}]", RULE_THIRD_PARTY))
+            withheld.append(Withheld(draft.entry_name("sources", source, index), RULE_THIRD_PARTY))
         else:
             kept_sources.append(source)
             visible.add(ident)
@@ -348,7 +377,7 @@ def _third_party(context: RedactionContext, draft: Draft, *, strict: bool) -> Dr
             for index, item in enumerate(value):
                 cited = _cited(item)
                 if cited and not cited <= visible:
-                    withheld.append(Withheld(f"{name}[{_item_id(item, index)}]", RULE_THIRD_PARTY))
+                    withheld.append(Withheld(draft.entry_name(name, item, index), RULE_THIRD_PARTY))
                 else:
                     kept.append(item)
             fields[name] = tuple(kept)

@@ -167,7 +167,7 @@ async def read_action(call: Call, action_id: str) -> Response:
         # the minutes' author supplied their sources; before the minutes, the chair
         originator_agency_id=minutes.author_agency_id if minutes else meeting.chair_agency_id,
     )
-    if (rule := redact.withheld_action(release, action.id)) is not None:
+    if (rule := redact.withheld_action(release, document, action.id)) is not None:
         raise errors.NotFound(  # as if there were none; the audit names the rule
             diagnostics={
                 "reason_code": "withheld",

@@ -198,18 +198,25 @@ def action_point(
     return Released(_shaped(views.ActionView, document, version), _withheld(redacted), version)
 
 
-def withheld_action(release: Released, action_id: str) -> str | None:
-    """The rule that withheld the action point of :func:`action_point` from its recipient (a
-    caveat on the whole minutes, or on the item; a third-party source it cites), or None. To
-    that recipient the action point is one it may not know of."""
+def withheld_action(release: Released, minutes: Mapping[str, Any], action_id: str) -> str | None:
+    """The rule that withheld the action point of :func:`action_point` (``action_id`` among
+    the ``minutes``' actions) from its recipient (a caveat on the whole minutes, or on the item;
+    a third-party source it cites), or None. To that recipient the action point is one it may
+    not know of."""
     if release.document:
         return None
-    item = f"actions[{action_id}]"
+    place = next(
+        (at for at, a in enumerate(minutes.get("actions") or ()) if a.get("id") == action_id),
+        None,
+    )
+    if place is None:
+        return policies.DEFAULT_DENY  # not among the minutes' actions at all
+    item = policies.withheld_entry("actions", place)  # the audit names it by its place
     for withheld in release.withheld:
         whole = withheld.rule.startswith("caveat") and "[" not in withheld.field
         if withheld.field == item or whole:
             return withheld.rule
-    return policies.DEFAULT_DENY  # not among the minutes' actions at all: nothing to release
+    return policies.DEFAULT_DENY  # withheld otherwise (the allow-list): nothing to release
 
 
 def allow_listed(

@@ -60,7 +60,7 @@ def test_third_party_source_is_absent_from_the_output_bytes(recipient: Any) -> N
     output = _serialised(result)
     assert THIRD_PARTY_TEXT.encode() not in output
     assert b"NEIGHBOUR" not in output
-    assert Withheld("sources[s1]", "third-party-source") in result.withheld
+    assert Withheld("sources[#1]", "third-party-source") in result.withheld
 
 
 def test_originator_sees_its_own_third_party_source() -> None:
@@ -142,7 +142,7 @@ def test_items_citing_a_withheld_source_are_withheld_with_it() -> None:
     ctx = context(HOUSING, resource=Resource.MINUTES, record_kind=None)
     result = redact(ctx, minutes)
     assert [d["id"] for d in result.document["discussion"]] == ["d2", "d3"]
-    assert {w.field for w in result.withheld} >= {"discussion[d1]", "discussion[d4]"}
+    assert {w.field for w in result.withheld} >= {"discussion[#1]", "discussion[#4]"}
 
 
 def test_field_no_rule_classifies_is_withheld() -> None:
@@ -250,7 +250,7 @@ def test_item_caveat_withholds_only_that_item() -> None:
     ctx = context(HOUSING, resource=Resource.MINUTES, record_kind=None)
     result = redact(ctx, minutes)
     assert [d["id"] for d in result.document["discussion"]] == ["d2"]
-    assert Withheld("discussion[d1]", "caveat:responsible-authority-only") in result.withheld
+    assert Withheld("discussion[#1]", "caveat:responsible-authority-only") in result.withheld
     assert b"Covert" not in _serialised(result)
 
 
@@ -263,7 +263,37 @@ def test_withheld_list_has_names_and_rules_never_values() -> None:
         assert set(entry) == {"field", "rule"}
     for value in ("SECRET-VALUE-1", "PC-4471", "OASys", "NEIGHBOUR"):
         assert value not in audit
-    assert {"officer", "content", "mystery", "sources[s1]"} <= {w.field for w in result.withheld}
+    assert {"officer", "content", "mystery", "sources[#1]"} <= {w.field for w in result.withheld}
+
+
+@pytest.mark.parametrize("recipient", [HOUSING, CSC], ids=lambda a: a.agency_type)
+def test_withheld_entries_are_named_by_place_in_the_senders_document(recipient: Any) -> None:
+    """A source's or item's id is the sender's text (here naming the informant): the withheld
+    list names each entry by its place in the document as sent, counted from 1, also after an
+    earlier step shortened the list, never by its id."""
+    informant = "Oddington-Vance.43-Quillfeather"
+    minutes = {
+        "meeting_id": "meet-1",
+        "sources": [
+            {"id": "own", "third_party": False, "text": "Offender manager"},
+            {"id": informant, "third_party": True, "text": THIRD_PARTY_TEXT},
+        ],
+        "discussion": [
+            {"id": "Oddington-said", "text": "Neighbour's account", "source": informant},
+            {"id": "Kestrel-covert", "text": "Covert", "caveats": ["responsible-authority-only"]},
+            {"id": "d3", "text": "Housing options", "source": "own"},
+        ],
+    }
+    ctx = context(recipient, resource=Resource.MINUTES, record_kind=None)
+    result = redact(ctx, minutes)
+    assert {
+        Withheld("sources[#2]", "third-party-source"),
+        Withheld("discussion[#1]", "third-party-source"),
+        Withheld("discussion[#2]", "caveat:responsible-authority-only"),
+    } <= set(result.withheld)
+    audit = json.dumps(result.audit_withheld())
+    for sender_text in ("Oddington", "Kestrel", "Quillfeather"):
+        assert sender_text not in audit
 
 
 def _boom(context: RedactionContext, draft: Draft) -> Draft:
