@@ -163,6 +163,9 @@ class Participation(enum.StrEnum):
     ATTENDED = "attended"
     #: Receives the minutes without attending (e.g. Jobcentre Plus).
     MINUTES_ONLY = "minutes_only"
+    #: Taken off the meeting by its chair: the agency gets nothing through the meeting from then
+    #: on (the row stays, as the record that it once took part; the audit keeps what it was sent).
+    REMOVED = "removed"
 
 
 class ActionStatus(enum.StrEnum):

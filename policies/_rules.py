@@ -22,7 +22,7 @@ from gateway.domain import (
 )
 
 from ._data import Table
-from ._time import END_OF_TIME, Settings, days_after, meeting_ended
+from ._time import END_OF_TIME, Settings, action_ended, days_after, meeting_ended
 from .errors import NoNeedToKnow
 from .facts import (
     APPROVABLE_PARTS,
@@ -40,6 +40,14 @@ __all__ = ["END_OF_TIME", "GRANTS", "RESTRICTIONS", "Rule", "Settings", "days_af
 
 #: An action point involves its owner while it is open or in progress.
 _ACTIVE_ACTIONS = frozenset({ActionStatus.OPEN, ActionStatus.IN_PROGRESS})
+
+
+def _granting_participations(table: Table) -> frozenset[Participation]:
+    """The ``participations`` a meeting rule grants to: never ``removed`` (refused on load)."""
+    participations = frozenset(table.enums("participations", Participation))
+    if Participation.REMOVED in participations:
+        raise ValueError("participations: an agency removed from a meeting is granted nothing")
+    return participations
 
 
 class Rule:
@@ -240,7 +248,7 @@ class InvolvedMeeting(Rule):
     params = frozenset({"participations", "meeting_types"})
 
     def configure(self, table: Table) -> None:
-        self.participations = frozenset(table.enums("participations", Participation))
+        self.participations = _granting_participations(table)
         self.meeting_types = frozenset(table.enums("meeting_types", MeetingType))
 
     def evaluate(self, facts: Facts) -> Allow:
@@ -268,7 +276,8 @@ class InvolvedMeeting(Rule):
 
 class InvolvedAction(Rule):
     """Owning an open action point of a meeting about the nominal; for one action point (the
-    action resource), owning that one while it is open."""
+    action resource), owning that one while it is open, until the meeting's need is closed or
+    the owner is taken off the meeting."""
 
     rule = "involved-action"
     covers = frozenset({Resource.NOMINAL, Resource.RECORD, Resource.ACTION})
@@ -290,6 +299,8 @@ class InvolvedAction(Rule):
             review = action.review_date or action.due_date
             if action.status not in _ACTIVE_ACTIONS:
                 reasons.append(f"action {action.action_id} is {action.status}")
+            elif (ended := action_ended(facts, action)) is not None:
+                reasons.append(f"action {action.action_id}: {ended}")
             elif today > review:
                 reasons.append(f"action {action.action_id} review date {review} has passed")
             else:
@@ -307,7 +318,7 @@ class MinutesParticipant(Rule):
     params = frozenset({"participations", "meeting_types"})
 
     def configure(self, table: Table) -> None:
-        self.participations = frozenset(table.enums("participations", Participation))
+        self.participations = _granting_participations(table)
         self.meeting_types = frozenset(table.enums("meeting_types", MeetingType))
 
     def evaluate(self, facts: Facts) -> Allow:

@@ -1,6 +1,6 @@
 """Time in the need-to-know rules: the policy's calendar (its time zone, days and their ends)
-and when a meeting's need ends, for its participants and for the recipients of an onward
-disclosure of its minutes alike."""
+and when a meeting's need ends, for its participants, the owners of its action points and the
+recipients of an onward disclosure of its minutes alike."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import datetime as dt
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from gateway.domain import NominalStatus
+from gateway.domain import NominalStatus, Participation
 
-from .facts import Facts, MeetingInvolvement, OnwardDisclosureGrant
+from .facts import ActionInvolvement, Facts, MeetingInvolvement, OnwardDisclosureGrant
 
-__all__ = ["END_OF_TIME", "Settings", "days_after", "meeting_ended"]
+__all__ = ["END_OF_TIME", "Settings", "action_ended", "days_after", "meeting_ended"]
 
 #: The last representable moment: the end of a day that has no next day.
 END_OF_TIME = dt.datetime.max.replace(tzinfo=dt.UTC)
@@ -77,4 +77,19 @@ def meeting_ended(
     review = meeting.review_date or days_after(meeting.held_on, days)
     if settings.today(facts.now) > review:
         return f"the review date {review.isoformat()} has passed"
+    return None
+
+
+def action_ended(facts: Facts, action: ActionInvolvement) -> str | None:
+    """Why the meeting of an action point the caller owns no longer involves the caller through
+    it (its need closed, or the chair took the caller off it), or None. The action's own dates
+    and status are the rule's."""
+    closed = action.need_closed_at
+    if closed is not None and facts.now >= closed:
+        return f"the need of meeting {action.meeting_id} closed {closed.isoformat()}"
+    parts = {
+        m.participation for m in facts.involvements.meetings if m.meeting_id == action.meeting_id
+    }
+    if Participation.REMOVED in parts:
+        return f"the owner was removed from meeting {action.meeting_id}"
     return None

@@ -198,6 +198,9 @@ class ActionInvolvement:
     status: ActionStatus
     due_date: dt.date
     review_date: dt.date | None = None
+    #: When the chair or co-ordinator closed the need of the action point's meeting: the action
+    #: involves its owner no longer.
+    need_closed_at: dt.datetime | None = None
 
     def __post_init__(self) -> None:
         _id(self.action_id, "action id")
@@ -207,6 +210,7 @@ class ActionInvolvement:
         _is(self.status, ActionStatus, "status")
         _date(self.due_date, "due_date")
         _date(self.review_date, "review_date")
+        _aware(self.need_closed_at, "need_closed_at")
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,7 +146,8 @@ def _involvement_query(agency_id: Any, nominal_id: Any) -> CompoundSelect[Any]:
     it was made. ``c`` rows are the RA's s.325(4A)(c) decisions naming the agency:
     their time is when the decision stops standing, their status whether it was revoked. ``d``
     rows (approved onward disclosures to the agency) carry their meeting's date, review date,
-    level and need closure (the second time): the meeting's need ends them too."""
+    level and need closure (the second time): the meeting's need ends them too. ``a`` rows' time
+    is their meeting's need closure, which ends the action's involvement as well."""
 
     def blank(kind: Any) -> Any:
         # typed in SQL: PostgreSQL resolves a UNION's column types pairwise, left to right
@@ -214,7 +215,7 @@ def _involvement_query(agency_id: Any, nominal_id: Any) -> CompoundSelect[Any]:
             Action.status,
             Action.due_date,
             Action.review_date,
-            null(),
+            Meeting.need_closed_at,
             null(),
             null(),
             null(),
@@ -302,7 +303,7 @@ async def involvements(
         elif kind == "a":
             actions.append(
                 policies.ActionInvolvement(
-                    ident, agency_id, nominal_id, meeting_id, ActionStatus(status), d1, d2
+                    ident, agency_id, nominal_id, meeting_id, ActionStatus(status), d1, d2, moment
                 )
             )
         elif kind == "c":

@@ -289,7 +289,12 @@ class Meeting(Base):
     #: Level at which the meeting was held: involvement ends when the nominal's level changes.
     level_at_meeting: Mapped[int | None] = mapped_column(Integer)
     confidentiality_statement_signed: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: When the chair or the area's co-ordinator closed the meeting's need: involvement through
+    #: the meeting ends then for every agency. Who closed it, and why (sealed: it may name people).
     need_closed_at: Mapped[dt.datetime | None] = mapped_column()
+    need_closed_by_agency_id: Mapped[str | None] = mapped_column(ForeignKey("agencies.id"))
+    need_closed_by_officer: Mapped[str | None] = mapped_column(String(64))
+    need_closure_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 

@@ -6,6 +6,7 @@ whole cross product for agencies with no tie to the nominal.
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 from dataclasses import FrozenInstanceError, replace
 from typing import Any
@@ -44,6 +45,7 @@ from policies import (
 from tests.policies.policies_support import (
     AREA,
     LEAD_ID,
+    NOW,
     OTHER_AREA,
     action,
     agency,
@@ -57,6 +59,8 @@ from tests.policies.policies_support import (
 
 A = AgencyType
 RA, DTC, OTHER = Role.RESPONSIBLE_AUTHORITY, Role.DUTY_TO_COOPERATE, Role.OTHER_CONTRIBUTOR
+#: When the meeting's need was closed, in the rows that close it.
+CLOSED = NOW - dt.timedelta(hours=1)
 
 
 def _target(resource: str, caller_id: str) -> Target:
@@ -106,6 +110,16 @@ def _facts(
             )
         },
         "action": {"actions": (action(caller),)},
+        # the chair or co-ordinator closed the meeting's need an hour ago
+        "closed": {"meetings": (meeting(caller, need_closed_at=CLOSED),)},
+        "closed-action": {"actions": (replace(action(caller), need_closed_at=CLOSED),)},
+        "approved-closed": {"disclosures": (disclosure(caller, need_closed_at=CLOSED),)},
+        # the chair took the caller off the meeting
+        "removed": {"meetings": (meeting(caller, Participation.REMOVED),)},
+        "removed-action": {
+            "meetings": (meeting(caller, Participation.REMOVED),),
+            "actions": (action(caller),),
+        },
         "approved": {"disclosures": (disclosure(caller),)},
         "pending": {"disclosures": (disclosure(caller, status=DisclosureStatus.PENDING),)},
         "decision": {"contributions": (contribution(caller.id),)},
@@ -190,6 +204,15 @@ GRANTS = [
     # minutes-mappa-coordinator (action): the area's MAPPA unit reads every action point.
     pytest.param(A.MAPPA_COORDINATION, RA, "none", 2, 2, "action", "minutes-mappa-coordinator",
                  View.FULL, id="action-mappa-coordinator"),
+    # minutes-mappa-coordinator: the co-ordinator keeps a meeting whose need it closed.
+    pytest.param(A.MAPPA_COORDINATION, RA, "closed", 2, 2, "meeting",
+                 "minutes-mappa-coordinator", View.FULL, id="meeting-closed-coordinator"),
+    # responsible-authority-of-area: the RA still sees the nominal once a meeting's need closed.
+    pytest.param(A.POLICE, RA, "closed", 1, 2, "nominal", "responsible-authority-of-area",
+                 View.FULL, id="nominal-closed-ra"),
+    # record-owner: an agency removed from the meeting keeps the records it supplied.
+    pytest.param(A.HOUSING, DTC, "removed", 1, 2, "own-record", "record-owner", View.FULL,
+                 id="own-record-removed"),
     # category-4-named-agencies (held): probation of the area sees a category 4 nominal.
     pytest.param(A.PROBATION, RA, "none", 4, 3, "nominal", "responsible-authority-of-area",
                  View.FULL, id="category-4-named-agency"),
@@ -313,6 +336,54 @@ REFUSALS = [
     # action: the police of the area, at no part in the meeting, do not read its action points.
     pytest.param(A.POLICE, RA, "none", 1, 2, "action", "default-deny", None,
                  id="action-ra-no-part"),
+    # involved-meeting: the meeting's need closed, housing that attended no longer sees the case.
+    pytest.param(A.HOUSING, DTC, "closed", 1, 2, "nominal", "default-deny", "need closed",
+                 id="closed-nominal"),
+    # involved-meeting: nor the records the meeting opened to it.
+    pytest.param(A.HOUSING, DTC, "closed", 1, 2, "record", "default-deny", "need closed",
+                 id="closed-record"),
+    # involved-meeting (meeting): nor the meeting itself.
+    pytest.param(A.HOUSING, DTC, "closed", 1, 2, "meeting", "default-deny", "need closed",
+                 id="closed-meeting"),
+    # minutes-participant: nor the minutes it received.
+    pytest.param(A.HOUSING, DTC, "closed", 1, 2, "minutes", "default-deny", "need closed",
+                 id="closed-minutes"),
+    # minutes-participant (action): nor another agency's action point of the meeting.
+    pytest.param(A.HOUSING, DTC, "closed", 1, 2, "action", "default-deny", "need closed",
+                 id="closed-action"),
+    # involved-meeting: an invitation ends with the need as an attendance does.
+    pytest.param(A.HEALTH, DTC, "closed", 1, 2, "nominal", "default-deny", "need closed",
+                 id="closed-invited-nominal"),
+    # involved-action: the owner of an open action point of a closed meeting loses its action,
+    pytest.param(A.JOBCENTRE_PLUS, DTC, "closed-action", 1, 2, "own-action", "default-deny",
+                 "closed", id="closed-own-action"),
+    # involved-action: and the nominal the action point opened to it.
+    pytest.param(A.JOBCENTRE_PLUS, DTC, "closed-action", 1, 2, "nominal", "default-deny",
+                 "closed", id="closed-action-nominal"),
+    # onward-disclosure-approved: the recipient's approved parts end with the meeting's need.
+    pytest.param(A.CHILDRENS_SERVICES, DTC, "approved-closed", 1, 2, "minutes", "default-deny",
+                 "need closed", id="closed-onward-disclosure"),
+    # involved-meeting: an agency the chair took off the meeting no longer sees the case,
+    pytest.param(A.HOUSING, DTC, "removed", 1, 2, "nominal", "default-deny",
+                 "removed grants nothing", id="removed-nominal"),
+    # involved-meeting: nor its records,
+    pytest.param(A.HOUSING, DTC, "removed", 1, 2, "record", "default-deny",
+                 "removed grants nothing", id="removed-record"),
+    # involved-meeting (meeting): nor the meeting,
+    pytest.param(A.HOUSING, DTC, "removed", 1, 2, "meeting", "default-deny",
+                 "removed grants nothing", id="removed-meeting"),
+    # minutes-participant: nor the minutes,
+    pytest.param(A.HOUSING, DTC, "removed", 1, 2, "minutes", "default-deny",
+                 "not a participant", id="removed-minutes"),
+    # minutes-participant (action): nor the meeting's action points,
+    pytest.param(A.HOUSING, DTC, "removed", 1, 2, "action", "default-deny",
+                 "not a participant", id="removed-action"),
+    # involved-action: nor an action point of that meeting it owns,
+    pytest.param(A.HOUSING, DTC, "removed-action", 1, 2, "own-action", "default-deny",
+                 "removed from meeting meet-1", id="removed-own-action"),
+    # involved-action: nor the nominal through that action point.
+    pytest.param(A.HOUSING, DTC, "removed-action", 1, 2, "nominal", "default-deny",
+                 "removed from meeting meet-1", id="removed-action-nominal"),
 ]  # fmt: skip
 
 

@@ -134,6 +134,9 @@ BAD_NEED_TO_KNOW = [
     ('parts = ["conclusions", "actions"]', 'parts = ["conclusions", "discussion"]', "parts"),
     # A version that is not a date.
     ('version = "2026-12-06"', 'version = "latest"', "ISO date"),
+    # An agency the chair took off a meeting may not be granted anything through it.
+    ('participations = ["invited", "attended", "minutes_only"]',
+     'participations = ["invited", "attended", "minutes_only", "removed"]', "removed"),
     # A negative default.
     ("meeting_without_review_date_days = 90", "meeting_without_review_date_days = -1",
      "non-negative"),
