@@ -11,13 +11,19 @@ else needs the chair's or co-ordinator's approval of an onward disclosure
 (:mod:`gateway.cases.disclosures`). The meeting itself (its type, level, dates, status, chair and
 participants, never its minutes) is read by the agencies that take part in it, invited ones
 included, while their part lasts, and by the MAPPA co-ordination unit of the nominal's area.
+
+The chair agency or the area's co-ordinator ends what the meeting grants: for one agency, by
+taking it off the meeting (participation ``removed``); for every agency at once, by closing the
+meeting's need (:func:`close_meeting`). Either takes effect at the next request; what was already
+sent stays in the audit. The co-ordinator keeps the area's meetings and minutes, as it keeps
+them after deregistration.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
@@ -35,13 +41,22 @@ from gateway.cases.subjects import (
     visible_meeting,
     visible_nominal,
 )
-from gateway.contract import AckOut, ActionIn, MeetingIn, MeetingView, MinutesIn, ParticipantsIn
+from gateway.contract import (
+    AckOut,
+    ActionIn,
+    MeetingClosureIn,
+    MeetingIn,
+    MeetingView,
+    MinutesIn,
+    ParticipantsIn,
+)
 from gateway.domain import AgencyType, Participation, Role
 from gateway.flow import deliver, lawful_basis, need_to_know, redact
 from gateway.flow.audit import Operation, Outcome
 from gateway.store.models import Action, Agency, Meeting, MeetingAgency, Minutes, Nominal, new_id
 
 __all__ = [
+    "close_meeting",
     "create_action",
     "create_meeting",
     "create_minutes",
@@ -83,6 +98,12 @@ def _may_convene(call: Call, nominal: Nominal) -> None:
 def _chair_only(call: Call, seen: VisibleMeeting) -> None:
     if not is_chair_or_coordinator(call, seen.meeting, seen.nominal):
         raise _forbidden("chair-or-coordinator", "not the chair agency or the co-ordinator")
+
+
+def _need_open(seen: VisibleMeeting) -> None:
+    """A meeting whose need is closed grants nothing more: its participants are not changed."""
+    if seen.meeting.need_closed_at is not None:
+        raise errors.Conflict(diagnostics={"reason": "need_closed"})
 
 
 async def create_meeting(call: Call) -> Response:
@@ -143,7 +164,8 @@ async def create_meeting(call: Call) -> Response:
 
 
 async def set_participants(call: Call, meeting_id: str) -> Response:
-    """POST /v1/meetings/{id}/participants: invited, attended, or minutes only (chair only)."""
+    """POST /v1/meetings/{id}/participants: invited, attended, minutes only, or ``removed``
+    (taken off the meeting: it grants the agency nothing from then on) (chair only)."""
     call.require_scope(WRITE)
     call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
     async with call.db.read() as session:
@@ -152,7 +174,13 @@ async def set_participants(call: Call, meeting_id: str) -> Response:
             return body.replay
         seen = await visible_meeting(call, session, meeting_id)
         _chair_only(call, seen)
+        _need_open(seen)
         changes = {p.agency_id: p.participation for p in body.body.participants}
+        if changes.get(seen.meeting.chair_agency_id) is Participation.REMOVED:
+            # the chair ends the meeting's need instead (POST /v1/meetings/{id}/closure)
+            raise errors.ValidationFailed(
+                errors=[{"loc": ["participants"], "type": "chair_agency_not_removable"}]
+            )
         await _known_agencies(session, set(changes), "participants")
     call.record_refs = (seen.meeting.id,)
 
@@ -180,6 +208,59 @@ async def set_participants(call: Call, meeting_id: str) -> Response:
             rule=seen.decision.rule,
             policy_version=seen.decision.policy_version,
             detail={"participants": {a: str(p) for a, p in sorted(changes.items())}},
+        )
+        return Audited(Written(ack, 200), event)
+
+    return await write(call, body, act)
+
+
+async def close_meeting(call: Call, meeting_id: str) -> Response:
+    """POST /v1/meetings/{id}/closure: the chair agency or the area's co-ordinator closes the
+    meeting's need. Involvement through the meeting ends at once for every agency (participants,
+    owners of its action points, recipients of onward disclosures of its minutes). A caller that
+    may not know of the meeting gets its 404; one that may but is neither, 403; a second closure,
+    409 ``conflict`` (``need_closed``)."""
+    call.require_scope(WRITE)
+    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
+    async with call.db.read() as session:
+        body = await inbound(call, session, MeetingClosureIn)
+        if body.replay is not None:
+            return body.replay
+        seen = await visible_meeting(call, session, meeting_id, itself=True)
+        _chair_only(call, seen)
+        _need_open(seen)
+    call.record_refs = (seen.meeting.id,)
+    reason = call.case_sealer.seal(
+        "meetings", seen.meeting.id, "need_closure_sealed", {"reason": body.body.reason}
+    )
+
+    async def act(session: AsyncSession) -> Audited[Written]:
+        # Only an open need is closed: a closure another request committed since the read above
+        # (on this replica or another) makes this one the conflict, never a second closing.
+        closed = await session.execute(
+            update(Meeting)
+            .where(Meeting.id == seen.meeting.id, Meeting.need_closed_at.is_(None))
+            .values(
+                need_closed_at=call.now,
+                need_closed_by_agency_id=call.caller.agency_id,
+                need_closed_by_officer=call.caller.officer,
+                need_closure_sealed=reason,
+            )
+        )
+        if getattr(closed, "rowcount", 0) != 1:
+            raise errors.Conflict(diagnostics={"reason": "need_closed"})
+        ack = AckOut(id=seen.meeting.id, status="need_closed", nominal_id=seen.nominal.id)
+        event = call.event(
+            Outcome.ALLOWED,
+            operation=Operation.ALTERATION,
+            rule=seen.decision.rule,
+            policy_version=seen.decision.policy_version,
+            detail={
+                "resource": "meeting",
+                "need_closed_at": call.now.isoformat(),
+                "authority": "chair-or-coordinator",
+                "participants": {a: str(p) for a, p in sorted(seen.participants)},
+            },
         )
         return Audited(Written(ack, 200), event)
 

@@ -110,7 +110,9 @@ async def list_reports(call: Call, meeting_id: str) -> Response:
     call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
     async with call.db.read() as session:
         meeting, nominal, decision, participation = await _meeting(call, session, meeting_id)
-        if participation is None and not is_chair_or_coordinator(call, meeting, nominal):
+        # an agency taken off the meeting has no part in it left
+        taking_part = participation is not None and participation is not Participation.REMOVED
+        if not taking_part and not is_chair_or_coordinator(call, meeting, nominal):
             raise _not_invited("meeting-participant")
         rows: Sequence[InformationRecord] = (
             await session.scalars(

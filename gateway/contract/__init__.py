@@ -19,6 +19,7 @@ from gateway.contract.markers import WarningMarkerIn, WarningMarkerView
 from gateway.contract.meetings import (
     ActionIn,
     ActionStatusIn,
+    MeetingClosureIn,
     MeetingIn,
     MinutesIn,
     ParticipantIn,
@@ -73,6 +74,7 @@ __all__ = [
     "ItemIn",
     "Level1EntryView",
     "LevelChangeIn",
+    "MeetingClosureIn",
     "MeetingIn",
     "MeetingView",
     "MinutesApprovedView",

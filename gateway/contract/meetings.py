@@ -23,6 +23,7 @@ from gateway.domain import ActionStatus, MeetingType, Participation
 __all__ = [
     "ActionIn",
     "ActionStatusIn",
+    "MeetingClosureIn",
     "MeetingIn",
     "MinutesIn",
     "ParticipantIn",
@@ -57,13 +58,16 @@ class MeetingIn(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> MeetingIn:
         _unique(self.participants)
+        if any(p.participation is Participation.REMOVED for p in self.participants):
+            raise ValueError("a meeting is convened without agencies taken off it")
         if self.review_date is not None and self.review_date < self.held_on:
             raise ValueError("the review date is on or after the meeting")
         return self
 
 
 class ParticipantsIn(BaseModel):
-    """Set the participation of agencies (invited, attended, or minutes only)."""
+    """Set the participation of agencies (invited, attended, minutes only), or take an agency
+    off the meeting (``removed``)."""
 
     model_config = STRICT
 
@@ -73,6 +77,14 @@ class ParticipantsIn(BaseModel):
     def _consistent(self) -> ParticipantsIn:
         _unique(self.participants)
         return self
+
+
+class MeetingClosureIn(BaseModel):
+    """Close the meeting's need: why no further sharing through it is needed (sealed at rest)."""
+
+    model_config = STRICT
+
+    reason: Reason
 
 
 class MinutesIn(BaseModel):

@@ -142,10 +142,18 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "POST /meetings/{meeting_id}/participants",
         "post_participants",
-        "Set participation: invited, attended, minutes only (chair)",
+        "Set participation: invited, attended, minutes only, or removed (chair)",
         Operation.ALTERATION,
         meetings.set_participants,
         write(contract.ParticipantsIn, 200),
+    ),
+    Route(
+        "POST /meetings/{meeting_id}/closure",
+        "post_meeting_closure",
+        "Close the meeting's need: what it grants ends for every agency (chair or co-ordinator)",
+        Operation.ALTERATION,
+        meetings.close_meeting,
+        write(contract.MeetingClosureIn, 200),
     ),
     Route(
         "POST /meetings/{meeting_id}/minutes",

@@ -114,6 +114,12 @@ PATH_ROUTES: dict[str, tuple[str, str, str, dict[str, Any] | None]] = {
         {"participants": [{"agency_id": CS, "participation": "attended"}]},
     ),
     "minutes_write": (POLICE, "POST", "/v1/meetings/{id}/minutes", minutes()),
+    "meeting_closure": (
+        POLICE,
+        "POST",
+        "/v1/meetings/{id}/closure",
+        {"reason": "Moved out of the area"},
+    ),
     "action": (
         POLICE,
         "POST",
@@ -270,6 +276,7 @@ def _writes(nominal_id: str, meeting_id: str) -> dict[str, tuple[str, dict[str, 
             record(offence="Harassment", sentence="12 months", address="1 Road", tenancy="Council"),
         ),
         "minutes": (f"/v1/meetings/{meeting_id}/minutes", minutes()),
+        "closure": (f"/v1/meetings/{meeting_id}/closure", {"reason": "Moved out of the area"}),
         "action": (
             f"/v1/meetings/{meeting_id}/actions",
             {"owner_agency_id": CS, "description": "Check ICS", "due_date": soon},
@@ -355,6 +362,7 @@ TEXT_FIELDS: list[tuple[str, tuple[str | int, ...], bool]] = [
     ("minutes", ("conclusions", 0, "text"), False),
     ("minutes", ("sources", 0, "description"), False),
     ("minutes", ("risk_management_plan",), False),
+    ("closure", ("reason",), False),
     ("action", ("description",), False),
     ("action_status", ("note",), False),
     ("disclosure", ("recipient_description",), False),
