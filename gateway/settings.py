@@ -30,13 +30,18 @@ Profile = Literal["development", "test", "production"]
 DEV_KEYS_MARKER = DEVELOPMENT_MARKER
 
 
+#: Read from the working directory, under the environment, in development and tests (refused in
+#: production: see ``Settings._fail_closed``).
+ENV_FILE = ".env"
+
+
 class SettingsError(ValueError):
     """The configuration is unsafe for the chosen profile."""
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="MAPPA_", env_file=".env", extra="ignore", frozen=True
+        env_prefix="MAPPA_", env_file=ENV_FILE, extra="ignore", frozen=True
     )
 
     profile: Profile = "development"
@@ -230,6 +235,13 @@ class Settings(BaseSettings):
             problems.append("unsafe_relay_plain_http_loopback is for development only")
         if self.profile == "production" and self.database_url.startswith("sqlite"):
             problems.append("production needs PostgreSQL (MAPPA_DATABASE_URL)")
+        if self.profile == "production" and Path(ENV_FILE).exists():
+            # pydantic-settings reads it under the environment, silently: in production the
+            # settings come from the environment (the unit's EnvironmentFile) alone.
+            problems.append(
+                f"production takes its settings from the environment only: a {ENV_FILE} file "
+                f"in the working directory ({Path.cwd()}) would be read too; remove it"
+            )
         if problems:
             raise SettingsError("; ".join(problems))
         return self

@@ -55,3 +55,26 @@ def test_settings_are_frozen() -> None:
     settings = Settings()
     with pytest.raises(ValidationError):
         settings.profile = "production"  # type: ignore[misc]
+
+
+def _production(tmp_path: Path) -> Settings:
+    return Settings(
+        profile="production",
+        issuer="https://mappa.example.gov.uk",
+        keys_dir=tmp_path / "keys",
+        database_url="postgresql+psycopg://gateway@db/mappa",
+    )
+
+
+def test_production_refuses_a_dotenv_file_in_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stray .env would be read silently under the unit's environment: production refuses to
+    start beside one, whatever it holds, and starts once it is gone. Development still reads it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / ".env").write_text("MAPPA_MAX_JSON_DEPTH=12\n")
+    with pytest.raises(ValidationError, match="environment only"):
+        _production(tmp_path)
+    assert Settings(profile="development").max_json_depth == 12
+    (tmp_path / ".env").unlink()
+    assert _production(tmp_path).profile == "production"
