@@ -21,6 +21,7 @@ __all__ = [
     "DOCUMENTS",
     "HAZARD_FLAG_FIELDS",
     "WARNING_MARKER_FIELDS",
+    "WARNING_MARKER_REVOCATION_FIELDS",
     "AllowList",
     "Caveat",
     "HazardFlagRules",
@@ -38,6 +39,10 @@ _HAZARD_FLAG_REQUIRED = frozenset({"child_or_family_ref", "relationship", "conta
 #: What a housing property warning marker may ever be built from (the file may narrow it).
 WARNING_MARKER_FIELDS = ("uprn", "marker", "contact", "review_date")
 _WARNING_MARKER_REQUIRED = frozenset({"uprn", "marker", "contact"})
+#: What a warning marker revocation may carry at most: the marker's id, the property and the
+#: code, which the provider already holds; the first two are needed to find what to remove.
+WARNING_MARKER_REVOCATION_FIELDS = ("marker_id", "uprn", "marker")
+_WARNING_MARKER_REVOCATION_REQUIRED = frozenset({"marker_id", "uprn"})
 _MARKER_CODE = re.compile(r"^[A-Z]{2,8}$")
 _ALLOW_VIEWS = (View.FULL, View.MONTHLY_LIST_MINIMAL, View.APPROVED_PARTS)
 
@@ -93,6 +98,12 @@ class WarningMarkerRules:
     recipient_agency_types: frozenset[AgencyType]
     fields: tuple[str, ...]
     markers: frozenset[str]
+    #: What a revocation carries (what the provider already holds of the marker, never the
+    #: reason or the person), besides ``revoked: true``.
+    revocation_fields: tuple[str, ...] = WARNING_MARKER_REVOCATION_FIELDS
+    #: Whether the revocation goes to the provider even when need-to-know no longer lets it
+    #: know of the nominal (rule ``warning-marker-revocation``); false: it is then not sent.
+    revocation_to_any_recipient: bool = False
 
 
 _Key = tuple[str, View, AgencyType, RecordKind | None]
@@ -239,13 +250,7 @@ def _hazard_flag(table: Table) -> HazardFlagRules:
         {"recipient_agency_types", "fields", "relationships"},
         required={"recipient_agency_types", "fields", "relationships"},
     )
-    fields = table.strings("fields")
-    beyond = sorted(set(fields) - set(HAZARD_FLAG_FIELDS))
-    if beyond:
-        raise table.fail(f"a hazard flag may not carry {beyond}")
-    missing = sorted(_HAZARD_FLAG_REQUIRED - set(fields))
-    if missing:
-        raise table.fail(f"a hazard flag needs {missing}")
+    fields = _fields(table, "fields", "a hazard flag", HAZARD_FLAG_FIELDS, _HAZARD_FLAG_REQUIRED)
     return HazardFlagRules(
         recipient_agency_types=frozenset(table.enums("recipient_agency_types", AgencyType)),
         fields=fields,
@@ -253,25 +258,57 @@ def _hazard_flag(table: Table) -> HazardFlagRules:
     )
 
 
+def _fields(
+    table: Table,
+    key: str,
+    what: str,
+    allowed: tuple[str, ...],
+    required: frozenset[str],
+    default: tuple[str, ...] | None = None,
+) -> tuple[str, ...]:
+    """A built document's field list: within what the engine ``allowed``, with the
+    ``required`` ones; a load error otherwise."""
+    fields = table.strings(key, default)
+    beyond = sorted(set(fields) - set(allowed))
+    if beyond:
+        raise table.fail(f"{what} may not carry {beyond}")
+    missing = sorted(required - set(fields))
+    if missing:
+        raise table.fail(f"{what} needs {missing}")
+    return fields
+
+
 def _warning_marker(table: Table) -> WarningMarkerRules:
     if not table:
         return WarningMarkerRules(frozenset(), (), frozenset())
     table.only(
-        {"recipient_agency_types", "fields", "markers"},
+        {
+            "recipient_agency_types",
+            "fields",
+            "markers",
+            "revocation_fields",
+            "revocation_to_any_recipient",
+        },
         required={"recipient_agency_types", "fields", "markers"},
     )
-    fields = table.strings("fields")
-    beyond = sorted(set(fields) - set(WARNING_MARKER_FIELDS))
-    if beyond:
-        raise table.fail(f"a warning marker may not carry {beyond}")
-    missing = sorted(_WARNING_MARKER_REQUIRED - set(fields))
-    if missing:
-        raise table.fail(f"a warning marker needs {missing}")
+    fields = _fields(
+        table, "fields", "a warning marker", WARNING_MARKER_FIELDS, _WARNING_MARKER_REQUIRED
+    )
     markers = frozenset(table.strings("markers"))
     if not markers or not all(_MARKER_CODE.fullmatch(m) for m in markers):
         raise table.fail("markers are 2 to 8 capital letters, at least one")
+    revocation = _fields(
+        table,
+        "revocation_fields",
+        "a warning marker revocation",
+        WARNING_MARKER_REVOCATION_FIELDS,
+        _WARNING_MARKER_REVOCATION_REQUIRED,
+        default=WARNING_MARKER_REVOCATION_FIELDS,
+    )
     return WarningMarkerRules(
         recipient_agency_types=frozenset(table.enums("recipient_agency_types", AgencyType)),
         fields=fields,
         markers=markers,
+        revocation_fields=revocation,
+        revocation_to_any_recipient=table.boolean("revocation_to_any_recipient", False),
     )

@@ -23,10 +23,20 @@ from .errors import RedactionFailed
 from .facts import CallerAgency
 from .redaction_steps import Withheld
 
-__all__ = ["RULE_WARNING_MARKER", "WARNING_MARKER_FIELDS", "WarningMarker", "build_warning_marker"]
+__all__ = [
+    "RULE_WARNING_MARKER",
+    "RULE_WARNING_MARKER_REVOCATION",
+    "WARNING_MARKER_FIELDS",
+    "WarningMarker",
+    "build_warning_marker",
+]
 
 RULE_WARNING_MARKER = "warning-marker-allow-list"
 _UPRN = re.compile(r"^[0-9]{1,12}$")
+
+#: The rule under which a revocation goes to a provider need-to-know no longer lets know of the
+#: nominal (``revocation_to_any_recipient`` in ``[warning_marker]`` of ``recipients.toml``).
+RULE_WARNING_MARKER_REVOCATION = "warning-marker-revocation"
 
 
 @dataclass(frozen=True, slots=True)

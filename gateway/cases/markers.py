@@ -20,7 +20,14 @@ Authority can list the markers raised on a nominal it may know
 (``GET /v1/nominals/{id}/warning-markers``, cursor pages) and revoke one
 (``POST /v1/warning-markers/{id}/revocation``, a reason code): the revocation is audited and
 pushes a ``warning_marker_revocation`` to the housing provider through the outbox in the same
-transaction, and the housing adapter removes the PWM from the property.
+transaction, and the housing adapter removes the PWM from the property. The revocation is bare:
+what the provider already holds of the marker (``revocation_fields``: its id, the UPRN, the
+code) and ``revoked``, never the reason or the date (the RA's list keeps those). It is decided
+for the provider as the marker was (:data:`RECIPIENT_TARGETS`) and audited under the rule that
+let the provider have it; a provider need-to-know no longer lets know of the nominal is still
+sent it, under ``warning-marker-revocation`` (``revocation_to_any_recipient`` in
+``recipients.toml``: a stale PWM wrongly warns staff, and removing one discloses nothing new),
+the entry naming the rule that refused the provider too.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from gateway.audit.commit import Audited
 from gateway.cases.context import READ, WRITE, Call, Written, inbound, released, write
 from gateway.cases.paging import encode_cursor, page_of
 from gateway.cases.subjects import (
+    recipient_may_know,
     responsible_authority_only,
     sent_by_the_ra,
     visible_nominal,
@@ -47,7 +55,8 @@ from gateway.contract.markers import WarningMarkerEntry, WarningMarkerRevocation
 from gateway.contract.views import ViewRefused, shape
 from gateway.flow import deliver, lawful_basis, need_to_know
 from gateway.flow.audit import Operation, Outcome, Withheld
-from gateway.store.models import WarningMarker, new_id
+from gateway.store.models import Agency, Nominal, WarningMarker, new_id
+from policies.warning_marker import RULE_WARNING_MARKER_REVOCATION
 
 __all__ = [
     "KIND",
@@ -58,6 +67,8 @@ __all__ = [
     "build",
     "list_warning_markers",
     "raise_warning_marker",
+    "revocation_body",
+    "revocation_rule",
     "revoke_warning_marker",
 ]
 
@@ -212,9 +223,44 @@ async def list_warning_markers(call: Call, nominal_id: str) -> Response:
     return deliver.jose_response(sealed)
 
 
+def revocation_body(
+    rules: policies.WarningMarkerRules, marker_id: str, details: dict[str, Any]
+) -> dict[str, object]:
+    """A revocation as the provider is sent it: the ``revocation_fields`` of the marker it
+    already holds (its id, the UPRN, the code) and ``revoked``, never the reason or the date."""
+    held: dict[str, object] = {"marker_id": marker_id, **details}
+    return {**{k: held[k] for k in rules.revocation_fields}, "revoked": True}
+
+
+async def revocation_rule(
+    call: Call, session: AsyncSession, nominal: Nominal, recipient_id: str
+) -> tuple[str | None, str | None, str]:
+    """Under which rule the provider is sent a revocation: the rule that lets it know of the
+    nominal (:data:`RECIPIENT_TARGETS`, as when the marker was raised), else
+    ``warning-marker-revocation`` if the policy sends revocations to any provider, else None
+    (not sent); with the rule that refused the provider (or None) and the policy version."""
+    recipient = await session.get(Agency, recipient_id)
+    rules = policies.default_policy_set().recipients
+    refused_by: str | None = None
+    if recipient is not None:
+        try:
+            decision = await recipient_may_know(
+                call, session, nominal, recipient, RECIPIENT_TARGETS
+            )
+        except errors.Conflict as refused:
+            refused_by = str(refused.diagnostics.get("rule") or policies.DEFAULT_DENY)
+        else:
+            return decision.rule, None, decision.policy_version
+    granted = (
+        RULE_WARNING_MARKER_REVOCATION if rules.warning_marker.revocation_to_any_recipient else None
+    )
+    return granted, refused_by or policies.DEFAULT_DENY, rules.policy_version
+
+
 async def revoke_warning_marker(call: Call, marker_id: str) -> Response:
     """POST /v1/warning-markers/{id}/revocation: the RA withdraws a marker; the housing
-    provider is sent the revocation (sealed, through the outbox) in the same transaction."""
+    provider is sent the bare revocation (sealed, through the outbox) in the same transaction,
+    under the rule that lets it have it (:func:`revocation_rule`)."""
     call.require_scope(WRITE)
     call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
     async with call.db.read() as session:
@@ -229,24 +275,25 @@ async def revoke_warning_marker(call: Call, marker_id: str) -> Response:
         responsible_authority_only(call, nominal)
         if row.status != SENT:
             raise errors.Conflict(diagnostics={"reason": f"already_{row.status}"})
-        keys = await call.keys(session, row.recipient_agency_id, "enc")
+        rule, refused_by, policy_version = await revocation_rule(
+            call, session, nominal, row.recipient_agency_id
+        )
+        keys = await call.keys(session, row.recipient_agency_id, "enc") if rule else ()
     details = call.case_sealer.unseal(_TABLE, row.id, "details_sealed", row.details_sealed)
     reason = body.body.reason
-    push = deliver.prepare_push(
-        call.sealer,
-        {
-            "marker_id": row.id,
-            "uprn": details["uprn"],
-            "marker": details["marker"],
-            "revoked": True,
-            "reason": reason,
-            "revoked_on": call.now.date().isoformat(),
-        },
-        recipient_id=row.recipient_agency_id,
-        keys=keys,
-        kind=REVOCATION_KIND,
-        nominal_ref=nominal.id,
-        now=call.now,
+    rules = policies.default_policy_set().recipients.warning_marker
+    push = (
+        deliver.prepare_push(
+            call.sealer,
+            revocation_body(rules, row.id, details),
+            recipient_id=row.recipient_agency_id,
+            keys=keys,
+            kind=REVOCATION_KIND,
+            nominal_ref=nominal.id,
+            now=call.now,
+        )
+        if rule
+        else None
     )
 
     async def act(session: AsyncSession) -> Audited[Written]:
@@ -262,22 +309,27 @@ async def revoke_warning_marker(call: Call, marker_id: str) -> Response:
         )
         if getattr(changed, "rowcount", 0) != 1:  # another revocation committed first
             raise errors.Conflict(diagnostics={"reason": "already_revoked"})
-        await deliver.enqueue(session, push, now=call.now)
+        if push is not None:
+            await deliver.enqueue(session, push, now=call.now)
         ack = AckOut(id=row.id, status=REVOKED, nominal_id=nominal.id, kind=KIND)
+        detail: dict[str, Any] = {
+            "resource": KIND,
+            "action": "revoked",
+            "reason": reason,
+            "delivery": "outbox" if push is not None else "none",
+            "kind": REVOCATION_KIND,
+            "caller_rule": decision.rule,
+        }
+        if refused_by is not None:
+            detail["recipient_refused_by"] = refused_by
         event = call.event(
             Outcome.ALLOWED,
             operation=Operation.ALTERATION,
-            recipients=(row.recipient_agency_id,),
-            rule=decision.rule,
-            policy_version=decision.policy_version,
-            payload_digest=push.sealed.digest,
-            detail={
-                "resource": KIND,
-                "action": "revoked",
-                "reason": reason,
-                "delivery": "outbox",
-                "kind": REVOCATION_KIND,
-            },
+            recipients=(row.recipient_agency_id,) if push is not None else (),
+            rule=rule or decision.rule,
+            policy_version=policy_version,
+            payload_digest=push.sealed.digest if push is not None else None,
+            detail=detail,
         )
         return Audited(Written(ack, 200), event)
 

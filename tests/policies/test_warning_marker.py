@@ -107,3 +107,54 @@ def test_without_the_rule_nobody_receives_a_marker(tmp_path: Path) -> None:
     rules = load_policy_set(data).recipients
     with pytest.raises(RedactionFailed):
         build_warning_marker(HOUSING, SOURCE, rules=rules)
+
+
+def test_packaged_revocation_is_bare_and_goes_to_any_provider() -> None:
+    """recipients.toml: a revocation carries the marker id, UPRN and code (what the provider
+    already holds), and reaches a provider that may no longer know of the nominal."""
+    rules = default_policy_set().recipients.warning_marker
+    assert rules.revocation_fields == ("marker_id", "uprn", "marker")
+    assert rules.revocation_to_any_recipient is True
+
+
+@pytest.mark.parametrize(
+    ("line", "match"),
+    [
+        # a reason or anything about the person cannot be added to a revocation
+        ('revocation_fields = ["marker_id", "uprn", "reason"]', "may not carry"),
+        ('revocation_fields = ["marker_id", "uprn", "contact"]', "may not carry"),
+        # the provider could not find what to remove
+        ('revocation_fields = ["uprn", "marker"]', "needs"),
+        ('revocation_fields = ["marker_id"]', "needs"),
+        # a flag is true or false, never a string that reads as one
+        ('revocation_to_any_recipient = "yes"', "true or false"),
+    ],
+)
+def test_the_data_file_cannot_widen_the_revocation(tmp_path: Path, line: str, match: str) -> None:
+    data = copy_data(tmp_path)
+    path = data / "recipients.toml"
+    text = path.read_text()
+    key = line.split(" = ")[0]
+    [old] = [row for row in text.splitlines() if row.startswith(f"{key} = ")]
+    path.write_text(text.replace(old, line))
+    with pytest.raises(PolicyDataInvalid, match=match):
+        load_policy_set(data)
+
+
+def test_without_the_revocation_keys_a_revocation_reaches_only_who_may_know(
+    tmp_path: Path,
+) -> None:
+    """Default deny: without ``revocation_to_any_recipient`` the exception is off, and a
+    revocation carries the three fields at most."""
+    data = copy_data(tmp_path)
+    path = data / "recipients.toml"
+    text = path.read_text()
+    kept = [
+        row
+        for row in text.splitlines()
+        if not row.startswith(("revocation_fields", "revocation_to_any_recipient"))
+    ]
+    path.write_text("\n".join(kept) + "\n")
+    rules = load_policy_set(data).recipients.warning_marker
+    assert rules.revocation_to_any_recipient is False
+    assert rules.revocation_fields == ("marker_id", "uprn", "marker")

@@ -222,9 +222,10 @@ async def test_marker_details_are_sealed_at_rest(world: World) -> None:
 
 
 async def test_revocation_is_pushed_to_housing_with_its_audit_entry(world: World) -> None:
-    """Revoking answers ``revoked``; housing is sent exactly the marker id, UPRN, code, reason
-    and date, sealed; the audit entry names housing, the reason code and the payload digest;
-    the listing shows the marker revoked."""
+    """Revoking answers ``revoked``; housing is sent exactly the marker id, UPRN and code it
+    already holds, sealed, never the reason or the date; the audit entry names housing, the
+    rule that lets housing know of the nominal (its meeting, not the caller's rule), the reason
+    code and the payload digest; the listing shows the marker revoked, with its reason."""
     nominal_id = await _case(world)
     [marker_id] = await _raised(world, nominal_id)
     answer = await world[POLICE].post(f"/v1/warning-markers/{marker_id}/revocation", REVOKE)
@@ -235,8 +236,6 @@ async def test_revocation_is_pushed_to_housing_with_its_audit_entry(world: World
         "uprn": "200004512340",
         "marker": "PWM",
         "revoked": True,
-        "reason": "review_completed",
-        "revoked_on": world.clock.now.date().isoformat(),
     }
     [row] = [r for r in await world.outbox(HOUSING) if r.kind == REVOCATION]
     assert row.body.count(".") == 4 and "200004512340" not in row.body
@@ -248,6 +247,8 @@ async def test_revocation_is_pushed_to_housing_with_its_audit_entry(world: World
     assert entry.outcome == "allowed"
     assert entry.recipients == [HOUSING]
     assert entry.record_refs == [marker_id]
+    assert entry.rule == "involved-meeting" and entry.detail["caller_rule"] != entry.rule
+    assert "recipient_refused_by" not in entry.detail
     assert entry.detail["reason"] == "review_completed"
     assert entry.payload_digest and entry.payload_digest.startswith("sha256:")
     listed = await world[POLICE].get(f"/v1/nominals/{nominal_id}/warning-markers")
