@@ -26,6 +26,7 @@ meeting, and by those who may decide it (the chair, the co-ordinator), never by 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -77,20 +78,45 @@ def explicit_parts(
     return tuple(parts)
 
 
-def bases_open_to(recipient: Agency, purpose: str) -> tuple[str, ...]:
+def bases_open_to(
+    recipient: Agency,
+    purpose: str,
+    tied: policies.Involvements,
+    nominal_id: str,
+    now: dt.datetime,
+) -> tuple[policies.BasisDecision, ...]:
     """The legal bases of the register under which ``recipient`` (its role and agency type)
-    may receive information for ``purpose``: an onward disclosure for a purpose no basis opens
-    to the recipient has no lawful basis (s.327A public disclosure to a mental health trust)."""
+    may receive information about the nominal for ``purpose``, sorted by code: an onward
+    disclosure for a purpose no basis opens to the recipient has no lawful basis (s.327A
+    public disclosure to a mental health trust).
+
+    An other contributor relies on s.325(4A)(c) only as the RA recorded it: a decision naming
+    it for this nominal, standing ``now`` and covering ``purpose`` (its decisions are
+    ``tied.contributions``). Checked here, not deferred, since the recipient makes no call of
+    its own before the disclosure is pushed to it; the decision relied on is in the result."""
     register = policies.default_policy_set().legal_bases
     role, agency_type = Role(recipient.role), AgencyType(recipient.agency_type)
+    recorded = policies.RecordedContributions(
+        agency_id=recipient.id, nominal_id=nominal_id, decisions=tied.contributions, now=now
+    )
     found = []
     for code in register.bases:
         try:
-            register.check(code, purpose, role, agency_type, None, defer_nominal_conditions=True)
+            basis = register.check(
+                code, purpose, role, agency_type, None, defer_nominal_conditions=True
+            )
+            if role is Role.OTHER_CONTRIBUTOR and register.needs_nominal(code):
+                basis = register.check(code, purpose, role, agency_type, recorded)
         except policies.LawfulBasisRefused:
             continue
-        found.append(code)
-    return tuple(sorted(found))
+        found.append(basis)
+    return tuple(sorted(found, key=lambda basis: basis.basis))
+
+
+def _contributor_decision(bases: Sequence[policies.BasisDecision]) -> dict[str, str]:
+    """The RA's s.325(4A)(c) decision an other contributor receives under, for the audit."""
+    relied = next((b.contributor_decision for b in bases if b.contributor_decision), None)
+    return {"recipient_contributor_decision": relied} if relied else {}
 
 
 async def request_disclosure(call: Call) -> Response:
@@ -114,7 +140,13 @@ async def request_disclosure(call: Call) -> Response:
             raise errors.ValidationFailed(
                 errors=[{"loc": ["recipient_agency_id"], "type": "unknown_agency"}]
             )
-        if not bases_open_to(recipient, asked.purpose):
+        tied = (
+            await need_to_know.involvements(session, recipient.id, seen.nominal.id)
+            if Role(recipient.role) is Role.OTHER_CONTRIBUTOR
+            else policies.Involvements()
+        )
+        bases = bases_open_to(recipient, asked.purpose, tied, seen.nominal.id, call.now)
+        if not bases:
             raise errors.ValidationFailed(
                 errors=[{"loc": ["purpose"], "type": "purpose_not_open_to_recipient"}]
             )
@@ -156,6 +188,7 @@ async def request_disclosure(call: Call) -> Response:
                 "recipient": asked.recipient_agency_id,
                 "parts": list(asked.parts),
                 "for_purpose": asked.purpose,
+                **_contributor_decision(bases),
             },
         )
         return Audited(Written(ack), event)
@@ -244,7 +277,7 @@ async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
         push = None
         approved = tuple(decided.approved_parts)
         notices = notifications.Notices(call, seen.nominal.id)
-        recipient_bases: tuple[str, ...] = ()
+        recipient_bases: tuple[policies.BasisDecision, ...] = ()
         if decided.decision is DisclosureDecision.APPROVE:
             if seen.minutes is None or row.recipient_agency_id is None:
                 raise errors.Conflict(diagnostics={"reason": "no_minutes_yet"})
@@ -261,13 +294,13 @@ async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
             keys = await call.keys(session, row.recipient_agency_id, "enc")
             if recipient is None:
                 raise errors.Conflict(diagnostics={"reason": "recipient_gone"})
-            recipient_bases = bases_open_to(recipient, row.purpose)
-            if not recipient_bases:  # the register changed since the request
+            tied = await need_to_know.involvements(session, recipient.id, seen.nominal.id)
+            recipient_bases = bases_open_to(recipient, row.purpose, tied, seen.nominal.id, call.now)
+            if not recipient_bases:  # the register, or the RA's decision, changed since
                 raise errors.Conflict(
                     diagnostics={"reason": "purpose_not_open_to_recipient", "purpose": row.purpose}
                 )
             facts = need_to_know.agency_facts(recipient)
-            tied = await need_to_know.involvements(session, recipient.id, seen.nominal.id)
             grant = policies.OnwardDisclosureGrant(
                 request_id=row.id,
                 recipient_agency_id=recipient.id,
@@ -285,9 +318,7 @@ async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
                     else Level(seen.meeting.level_at_meeting)
                 ),
             )
-            tied = policies.Involvements(
-                tied.referrals, tied.meetings, tied.actions, (*tied.disclosures, grant)
-            )
+            tied = dataclasses.replace(tied, disclosures=(*tied.disclosures, grant))
             try:
                 recipient_decision = need_to_know.decide_with(
                     facts, seen.nominal, policies.MinutesTarget(seen.meeting.id), call.now, tied
@@ -400,7 +431,8 @@ async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
                 "approved_parts": list(approved),
                 "delivery": "outbox",
                 "caller_purpose": call.caller.purpose,
-                "recipient_bases": list(recipient_bases),
+                "recipient_bases": [basis.basis for basis in recipient_bases],
+                **_contributor_decision(recipient_bases),
                 **notices.detail(),
             },
         )

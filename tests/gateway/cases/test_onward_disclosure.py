@@ -11,8 +11,9 @@ import pytest
 from alembic import command
 from sqlalchemy import update
 
+from adapters.client import ContextHeaders
 from gateway.store.migrate import alembic_config, upgrade
-from gateway.store.models import HeldNotification, OnwardDisclosureRequest
+from gateway.store.models import AuditEntry, HeldNotification, OnwardDisclosureRequest
 from tests.gateway.cases.scenario import (
     CONCLUSION_TEXT,
     CP_CONFERENCE,
@@ -24,6 +25,10 @@ from tests.gateway.cases.scenario import (
     MENTAL_HEALTH,
     POLICE,
     PROBATION,
+    THIRD_PARTY_CONCLUSION,
+    THIRD_PARTY_SOURCE,
+    THIRD_PARTY_TEXT,
+    VICTIM_SUPPORT,
     at_level_2,
     disclosure_request,
     level_2_meeting,
@@ -57,6 +62,22 @@ async def _asked(world: World, meeting_id: str, parts: list[str]) -> str:
 
 def _approve(parts: list[str]) -> dict[str, Any]:
     return {"decision": "approve", "approved_parts": parts, "reason": "s.47 enquiry"}
+
+
+async def _refused_approval(
+    world: World, decider: str, request_id: str, parts: list[str], reason: str
+) -> AuditEntry:
+    """``decider``'s approval of ``parts`` refused (409); its audit entry, by the reason."""
+    refused = await world[decider].refused(
+        "POST", f"/v1/disclosures/{request_id}/decision", _approve(parts)
+    )
+    assert refused.status == 409
+    [entry] = [
+        e
+        for e in await world.audit(agency_id=decider, outcome="refused")
+        if e.detail.get("reason") == reason
+    ]
+    return entry
 
 
 async def _read(world: World, meeting_id: str) -> dict[str, Any]:
@@ -115,17 +136,8 @@ async def test_an_approval_of_actions_alone_before_any_action_is_refused(any_wor
     meeting_id = await level_2_meeting(world, nominal_id)
     await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
     request_id = await _asked(world, meeting_id, ["actions"])
-    refused = await world[POLICE].refused(
-        "POST", f"/v1/disclosures/{request_id}/decision", _approve(["actions"])
-    )
-    assert refused.status == 409
+    await _refused_approval(world, POLICE, request_id, ["actions"], "nothing_to_disclose")
     assert await world.pushed(CP_CONFERENCE) == []
-    [entry] = [
-        e
-        for e in await world.audit(outcome="refused")
-        if e.detail.get("reason") == "nothing_to_disclose"
-    ]
-    assert entry.agency_id == POLICE
     conference = world[CP_CONFERENCE]
     unread = await conference.refused(
         "GET", f"/v1/meetings/{meeting_id}/minutes", context=conference.with_context(*CP_CONTEXT)
@@ -276,15 +288,7 @@ async def test_an_approval_of_minutes_a_caveat_keeps_from_the_recipient_is_refus
     meeting_id = await level_2_meeting(world, nominal_id)
     await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes(caveats=[caveat]))
     request_id = await _asked(world, meeting_id, ["conclusions"])
-    refused = await world[MAPPA].refused(
-        "POST", f"/v1/disclosures/{request_id}/decision", _approve(["conclusions"])
-    )
-    assert refused.status == 409
-    [entry] = [
-        e
-        for e in await world.audit(agency_id=MAPPA, outcome="refused")
-        if e.detail.get("reason") == "withheld_by_caveat"
-    ]
+    entry = await _refused_approval(world, MAPPA, request_id, ["conclusions"], "withheld_by_caveat")
     assert entry.rule == f"caveat:{caveat}"
     assert await world.pushed(CP_CONFERENCE) == []
     assert await world.pushed(POLICE, "owner_notification") == []
@@ -318,6 +322,150 @@ async def test_a_purpose_no_legal_basis_opens_to_the_recipient_is_refused(
     ]
     assert await world.count(OnwardDisclosureRequest) == before
     assert await world.pushed(MENTAL_HEALTH, "onward_disclosure") == []
+
+
+# -- to an s.325(4A)(c) contributor: only for the purposes the RA recorded -------------------
+
+#: Victim support's own call under s.325(4A)(c), for the purpose the RA's decision names.
+CONTRIBUTING = ContextHeaders("CJA2003-s325-4A-c", "risk-assessment", "VS-1")
+
+
+async def _contributor_case(world: World, purposes: list[str] | None) -> tuple[str, str, str]:
+    """A level 2 nominal, the RA's decision that victim support could contribute on it for
+    ``purposes`` (None: no decision), and a meeting victim support takes no part in, with its
+    minutes: the nominal's, the meeting's and the decision's ids."""
+    nominal_id = await at_level_2(world)
+    decision_id = ""
+    if purposes is not None:
+        recorded = await world[POLICE].post(
+            f"/v1/nominals/{nominal_id}/contributors",
+            {
+                "agency_id": VICTIM_SUPPORT,
+                "purposes": purposes,
+                "reason": "Victim liaison for the former partner",
+                "ends_on": (TODAY + dt.timedelta(days=30)).isoformat(),
+            },
+        )
+        decision_id = recorded["id"]
+    meeting_id = await level_2_meeting(world, nominal_id)
+    await world[POLICE].post(f"/v1/meetings/{meeting_id}/minutes", minutes())
+    return nominal_id, meeting_id, decision_id
+
+
+def _to_victim_support(meeting_id: str, purpose: str) -> dict[str, Any]:
+    return disclosure_request(
+        meeting_id,
+        VICTIM_SUPPORT,
+        purpose=purpose,
+        parts=["conclusions"],
+        recipient_description="Victim liaison",
+        reasons="Safety planning for the former partner",
+    )
+
+
+@pytest.mark.parametrize(
+    ("purposes", "asked_for"),
+    [
+        (["risk-assessment"], "mappa-meeting"),  # a purpose of the basis, not of the decision
+        (["risk-assessment"], "risk-management"),
+        (None, "risk-assessment"),  # no decision names victim support
+    ],
+    ids=["mappa-meeting", "risk-management", "no-decision"],
+)
+async def test_a_request_to_a_contributor_beyond_its_recorded_purposes_is_refused(
+    any_world: World, purposes: list[str] | None, asked_for: str
+) -> None:
+    """An onward disclosure to an s.325(4A)(c) contributor for a purpose the RA's decision
+    does not name (or with no decision at all) has no lawful basis: 422, nothing stored,
+    nothing pushed, and victim support reads nothing of the minutes."""
+    world = any_world
+    _, meeting_id, _ = await _contributor_case(world, purposes)
+    before = await world.count(OnwardDisclosureRequest)
+    refused = await world[CS].refused(
+        "POST", "/v1/disclosures", _to_victim_support(meeting_id, asked_for)
+    )
+    assert refused.status == 422
+    assert refused.problem["errors"] == [
+        {"loc": ["purpose"], "type": "purpose_not_open_to_recipient"}
+    ]
+    assert await world.count(OnwardDisclosureRequest) == before
+    assert await world.pushed(VICTIM_SUPPORT, "onward_disclosure") == []
+    unread = await world[VICTIM_SUPPORT].refused(
+        "GET", f"/v1/meetings/{meeting_id}/minutes", context=CONTRIBUTING
+    )
+    assert unread.status == 404
+
+
+@pytest.mark.parametrize("change", ["revoked", "purpose-changed"])
+async def test_an_approval_to_a_contributor_whose_decision_no_longer_covers_it_is_refused(
+    any_world: World, change: str
+) -> None:
+    """Asked while the RA's decision covers the purpose; by the chair's decision it does not
+    (the RA revoked it, or the request's purpose is one the decision does not name): 409
+    audited as such, nothing pushed, the request still pending."""
+    world = any_world
+    nominal_id, meeting_id, decision_id = await _contributor_case(world, ["risk-assessment"])
+    asked = await world[CS].post(
+        "/v1/disclosures", _to_victim_support(meeting_id, "risk-assessment")
+    )
+    if change == "revoked":
+        await world[POLICE].post(
+            f"/v1/nominals/{nominal_id}/contributors/{decision_id}/revocation",
+            {"reason": "Safety plan closed"},
+        )
+    else:
+        async with world.state.db.write() as session:
+            await session.execute(
+                update(OnwardDisclosureRequest)
+                .where(OnwardDisclosureRequest.id == asked["id"])
+                .values(purpose="mappa-meeting")
+            )
+    await _refused_approval(
+        world, POLICE, asked["id"], ["conclusions"], "purpose_not_open_to_recipient"
+    )
+    assert await world.pushed(VICTIM_SUPPORT, "onward_disclosure") == []
+    async with world.state.db.read() as session:
+        row = await session.get(OnwardDisclosureRequest, asked["id"])
+        assert row is not None and str(row.status) == "pending"
+
+
+async def test_a_contributor_receives_only_the_approved_parts_for_its_recorded_purpose(
+    any_world: World,
+) -> None:
+    """The RA's decision names risk assessment; the conclusions are asked for and approved
+    for it: victim support is pushed the conclusions (not the one citing the victim), never
+    the discussion, sources or plan; reads the same under its decision; the decision's audit
+    entry names the s.325(4A)(c) decision it received under."""
+    world = any_world
+    _, meeting_id, decision_id = await _contributor_case(world, ["risk-assessment"])
+    asked = await world[CS].post(
+        "/v1/disclosures", _to_victim_support(meeting_id, "risk-assessment")
+    )
+    [request_entry] = [
+        e
+        for e in await world.audit(agency_id=CS, outcome="allowed")
+        if e.detail.get("resource") == "onward_disclosure_request"
+    ]
+    assert request_entry.detail["recipient_contributor_decision"] == decision_id
+    await world[POLICE].post(f"/v1/disclosures/{asked['id']}/decision", _approve(["conclusions"]))
+    [pushed] = await world.pushed(VICTIM_SUPPORT, "onward_disclosure")
+    shared = pushed["onward_disclosure"]
+    assert [c["text"] for c in shared["conclusions"]] == [CONCLUSION_TEXT]
+    assert set(shared) <= {"meeting_id", "held_on", "marking", "conclusions"}
+    for absent in (DISCUSSION_TEXT, THIRD_PARTY_CONCLUSION, THIRD_PARTY_SOURCE, THIRD_PARTY_TEXT):
+        assert absent not in repr(shared)
+    read = await world[VICTIM_SUPPORT].get(
+        f"/v1/meetings/{meeting_id}/minutes", context=CONTRIBUTING
+    )
+    assert read == shared
+    [entry] = [
+        e
+        for e in await world.audit(operation="disclosure", agency_id=POLICE)
+        if e.recipients == [VICTIM_SUPPORT] and e.detail.get("resource") == "minutes"
+    ]
+    assert entry.purpose == "risk-assessment"
+    assert "CJA2003-s325-4A-c" in entry.detail["recipient_bases"]
+    assert entry.detail["recipient_contributor_decision"] == decision_id
 
 
 async def test_migration_0013_names_the_actions_an_old_approval_covered(
