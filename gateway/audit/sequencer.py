@@ -95,6 +95,7 @@ __all__ = [
     "SequenceResult",
     "SequencerHealth",
     "SequencerTurn",
+    "check_witnessed",
     "run_sequencer",
     "sequence",
     "sequence_once",
@@ -263,6 +264,20 @@ async def _check_witness(
         raise _inconsistent("witness_unreadable") from exc
     if note is None:
         return  # first use: the file is written after this step
+    await check_witnessed(session, note, verifier, signed, cache)
+
+
+async def check_witnessed(
+    session: AsyncSession,
+    note: str,
+    verifier: CheckpointVerifier,
+    signed: Checkpoint | None,
+    cache: SubtreeCache | None,
+) -> None:
+    """The signed head ``signed`` (None: no checkpoint stored) must be the witnessed ``note``,
+    or extend it by a consistency proof from the stored leaf hashes. Raises
+    `AuditLogInconsistent` with the reason (``witness_unverified``,
+    ``checkpoint_behind_witness``, ``witness_fork``, ``witness_inconsistent``)."""
     try:
         seen = verifier.verify(note)
     except CheckpointError as exc:

@@ -32,7 +32,7 @@ from gateway.audit.search import SearchQuery, parse_query, search_entries
 from gateway.audit.verify import LEAF_HASH_KEY
 from gateway.audit.witness import read_witness
 from gateway.console.accounts import check_password, officer_by_id, oidc_officer
-from gateway.console.checks import check_entry
+from gateway.console.checks import check_entry, pending_bound, unsequenced_status
 from gateway.console.oidc import OIDC_COOKIE, OidcLoginFailed, OidcSignIn
 from gateway.console.render import csv_text, render, secure_headers
 from gateway.console.session import (
@@ -436,6 +436,7 @@ async def _search_page(request: Request, *, refusals: bool) -> Response:
         "values": dict(items),
         "query_string": urlencode([(k, v) for k, v in items if k != "cursor" and v]),
         "entries": [],
+        "unsequenced": {},
         "next_cursor": None,
         "error": None,
     }
@@ -461,13 +462,25 @@ async def _search_page(request: Request, *, refusals: bool) -> Response:
 async def _page(
     request: Request, query: SearchQuery, items: list[tuple[str, str]]
 ) -> dict[str, Any]:
-    async with _state(request).db.read() as session:
+    state = _state(request)
+    async with state.db.read() as session:
         page = await search_entries(session, query)
     entries = [audit_log.entry_record(row) for row in page.entries]
+    now, bound = state.clock(), pending_bound(state.settings.audit_sequence_interval_seconds)
+    unsequenced = {
+        row.entry_id: status
+        for row in page.entries
+        if (status := unsequenced_status(row, now, bound)) is not None
+    }
     next_query = urlencode(
         [(k, v) for k, v in items if k != "cursor" and v] + [("cursor", page.next_cursor or "")]
     )
-    return {"entries": entries, "next_cursor": page.next_cursor, "next_query": next_query}
+    return {
+        "entries": entries,
+        "unsequenced": unsequenced,
+        "next_cursor": page.next_cursor,
+        "next_query": next_query,
+    }
 
 
 @router.get("/entries")
@@ -492,13 +505,23 @@ async def entry(request: Request, entry_id: str) -> Response:
     await _audit(request, "view", officer.officer_id, record_refs=(entry_id,))
     verifier = state.audit.verifier() if state.audit is not None else None
     cache = state.audit.subtrees if state.audit is not None else None
+    # Read before the database: the sequencer writes the file after its checkpoint commits.
+    witness = await run_in_threadpool(read_witness, state.settings)
     async with state.db.read() as session:
         row = (
             await session.execute(select(AuditEntry).where(AuditEntry.entry_id == entry_id))
         ).scalar_one_or_none()
         if row is None:
             raise errors.NotFound()
-        check = await check_entry(session, row, verifier, cache)
+        check = await check_entry(
+            session,
+            row,
+            verifier,
+            cache,
+            witness=witness,
+            now=state.clock(),
+            bound=pending_bound(state.settings.audit_sequence_interval_seconds),
+        )
         record = audit_log.entry_record(row)
     fields = [(name, record[name]) for name in (*AUDIT_ENTRY_FIELDS, LEAF_HASH_KEY)]
     return render(
