@@ -53,7 +53,8 @@ frontend gateway
     bind 127.0.0.1:{port} ssl crt {proxy_pem} ca-file {client_ca} verify optional
     http-request del-header Client-Cert
     http-request del-header Client-Cert-Chain
-    http-request set-header Client-Cert :%[ssl_c_der,base64]: if {{ ssl_c_used }} {{ ssl_c_verify 0 }}
+    acl client_cert_ok ssl_c_verify 0
+    http-request set-header Client-Cert :%[ssl_c_der,base64]: if {{ ssl_c_used }} client_cert_ok
     http-request del-header X-Forwarded-For
     option forwardfor
     default_backend mappa
@@ -243,7 +244,7 @@ def test_the_doc_gives_operators_the_configuration_tested_here() -> None:
     doc = (Path(__file__).resolve().parents[3] / "docs" / "authentication.md").read_text()
     for line in HAPROXY_CONFIG.splitlines():
         stripped = line.strip()
-        if stripped.startswith(("http-request", "option forwardfor")):
+        if stripped.startswith(("acl", "http-request", "option forwardfor")):
             assert stripped.replace("{{", "{").replace("}}", "}") in doc, stripped
     assert "verify optional" in doc
 
