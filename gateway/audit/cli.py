@@ -10,8 +10,10 @@
   and the tree head, from the database (default) or from an export pack, offline, against the
   given checkpoint (default: the latest in the database or the pack) and name the first bad
   entry. The database is also held to the checkpoint witness (`gateway.audit.witness`) when
-  its file exists. Exit status 0 when the log verifies, 1 when
-  it does not, 2 when it cannot be checked.
+  its file exists. A pack is verified with the keys given, or without them with this gateway's
+  own checkpoint key where its key directory is, never with the keys inside the pack (anyone
+  can sign a pack with a key of their own): with neither, nothing is verified (exit 2). Exit
+  status 0 when the log verifies, 1 when it does not, 2 when it cannot be checked.
 - ``audit resign-head [--checkpoint FILE]``: after the checkpoint key was retired at once (a
   compromise), sign the log's latest head again with the new current key, once every entry has
   been re-hashed into that head and the head held to the checkpoint witness and to ``FILE``, a
@@ -268,6 +270,30 @@ def _report(report: VerificationReport, entry_id: str | None, elapsed: float) ->
     return 1
 
 
+_NO_TRUSTED_KEY = (
+    "export pack NOT verified: no trusted verifier key. The keys inside a pack are its "
+    "author's word about itself, and anyone can sign a pack with a key of their own. Pass the "
+    "gateway's key, obtained apart from the pack (/v1/audit/verifier-key, or from the IG "
+    "officer who sent it), with --verifier-key"
+)
+
+
+def _own_verifier_keys() -> list[VerifierKey] | str:
+    """The verifier keys of the gateway whose key directory is on this machine, or why there
+    are none (the message for exit 2). Keys are never generated here: a directory that does not
+    exist is no gateway's."""
+    try:
+        settings = get_settings()
+    except ValueError as exc:  # the gateway's settings do not load here (pydantic's error)
+        return f"{_NO_TRUSTED_KEY} (the gateway's settings: {type(exc).__name__})"
+    if not Path(settings.keys_dir).is_dir():
+        return f"{_NO_TRUSTED_KEY} (no gateway key directory here: {settings.keys_dir})"
+    try:
+        return list(open_audit_keys(settings).verifier_keys())
+    except AuditKeysUnavailable as exc:
+        return f"{_NO_TRUSTED_KEY} (this gateway's checkpoint key: {exc})"
+
+
 def _verify(args: argparse.Namespace) -> int:
     try:
         keys = _verifier_keys(args.verifier_key)
@@ -276,15 +302,18 @@ def _verify(args: argparse.Namespace) -> int:
         return _fail(f"cannot read the checkpoint or verifier key: {exc}")
     started = time.perf_counter()
     if args.export is not None:
+        if not keys:
+            trusted = _own_verifier_keys()
+            if isinstance(trusted, str):
+                return _fail(trusted)
+            keys = trusted
+            print("verifier key: this gateway's own checkpoint key, not the pack's")
         try:
-            report = verify_export(args.export, checkpoint=note, verifier_keys=keys or None)
+            report = verify_export(args.export, checkpoint=note, verifier_keys=keys)
             with read_export(args.export) as (_, entries):
                 entry_id = _entry_id_at(entries, report.seq)
         except (OSError, ExportError, CheckpointError) as exc:
             return _fail(f"cannot read the export pack: {exc}")
-        if not keys:
-            print("note: trusting the verifier key inside the pack; compare it with the published")
-            print("      one (/v1/audit/verifier-key) or pass it with --verifier-key")
         return _report(report, entry_id, time.perf_counter() - started)
     settings = get_settings()
     try:

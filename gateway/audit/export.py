@@ -8,9 +8,10 @@ A pack is UTF-8 JSON lines. The first line is the header::
 then the entries ``seq`` 0 to n - 1, one per line, each with every field of its schema and its
 ``leaf_hash``: exactly what the latest checkpoint covers, so the pack verifies on its own, and
 `verify_export` holds it to that: an entry added, removed, duplicated or moved fails. The
-verifier keys in a pack are the gateway's word about itself: whoever relies on a pack compares
-them with the key published at ``/v1/audit/verifier-key`` (or the one the ICO was given) and
-passes that key to ``audit verify --verifier-key``.
+verifier keys in a pack are the gateway's word about itself, and never used to verify it:
+`verify_export` takes the trusted keys from its caller, the key published at
+``/v1/audit/verifier-key`` (or the one the ICO was given) passed to ``audit verify
+--verifier-key``, or the gateway's own where its keys are.
 """
 
 from __future__ import annotations
@@ -205,11 +206,13 @@ def _tree_size(value: object) -> int:
 def verify_export(
     path: Path,
     *,
+    verifier_keys: Sequence[VerifierKey],
     checkpoint: str | None = None,
-    verifier_keys: Sequence[VerifierKey] | None = None,
 ) -> VerificationReport:
-    """Verify a pack with ``verifier_keys`` (default: the pack's own, see the module's note on
-    trusting them), and also against ``checkpoint`` (a checkpoint saved earlier) when given.
+    """Verify a pack with ``verifier_keys``, trusted keys from outside the pack (never the
+    pack's own, see the module's note: a pack signed by a key of the forger's own would verify
+    with its own key), and also against ``checkpoint`` (a checkpoint saved earlier) when given.
+    No key is `ExportError`.
 
     The pack's own checkpoint must verify, its size must be the header's ``tree_size``, and the
     entries must be exactly the ones it signs: as many (fewer is `Problem.TRUNCATED`, more
@@ -217,9 +220,9 @@ def verify_export(
     prefix of the pack's tree (larger: `Problem.TRUNCATED`; another tree: `Problem.ROOT_MISMATCH`).
     """
     with read_export(path) as (header, entries):
-        keys = tuple(verifier_keys) if verifier_keys else header.verifier_keys
+        keys = tuple(verifier_keys)
         if not keys:
-            raise ExportError("no verifier key: give one with --verifier-key")
+            raise ExportError("no trusted verifier key: give one with --verifier-key")
         verifier = CheckpointVerifier(keys, ed25519_verify, header.origin)
         report = verify_entries(
             entries, checkpoint=header.checkpoint, verifier=verifier, exact=True

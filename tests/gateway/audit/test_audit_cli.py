@@ -17,8 +17,10 @@ import pytest
 from sqlalchemy import select, update
 
 from gateway.audit import entry_leaf_hash, parse_checkpoint, parse_signed_note, sign_checkpoint
+from gateway.audit.checkpoint import Checkpoint
+from gateway.audit.export import ExportError, verify_export
 from gateway.audit.log import consistency_proof, entry_fields, inclusion_proof
-from gateway.audit.merkle import verify_consistency, verify_inclusion
+from gateway.audit.merkle import Frontier, verify_consistency, verify_inclusion
 from gateway.audit.service import open_audit_keys
 from gateway.audit.witness import witness_path
 from gateway.errors import AuditLogInconsistent
@@ -572,3 +574,80 @@ def test_proof_of_a_deleted_entry_is_refused_as_inconsistent(
 
     with pytest.raises(AuditLogInconsistent):
         asyncio.run(prove())
+
+
+# --- A pack is verified with a key from outside it (console review, finding 5) ----------------
+
+
+def _forged_pack(pack: Path, forged: Path, signer: object) -> None:
+    """What anyone can make from a genuine pack: an entry rewritten, every leaf hash and the
+    root recomputed, the checkpoint signed with a fresh Ed25519 key of their own and that key
+    put in the header."""
+    lines = pack.read_text().splitlines()
+    header = json.loads(lines[0])
+    entries = [json.loads(line) for line in lines[1:]]
+    entries[5]["legal_basis"] = "none"
+    frontier = Frontier()
+    for entry in entries:
+        fields = {key: value for key, value in entry.items() if key != "leaf_hash"}
+        entry["leaf_hash"] = entry_leaf_hash(fields).hex()
+        frontier = frontier.append(bytes.fromhex(entry["leaf_hash"]))
+    signed = parse_checkpoint(parse_signed_note(header["checkpoint"]).text)
+    checkpoint = Checkpoint(signed.origin, frontier.size, frontier.root())
+    header["checkpoint"] = sign_checkpoint(checkpoint, signer)  # type: ignore[arg-type]
+    header["verifier_keys"] = [str(signer.verifier_key)]  # type: ignore[attr-defined]
+    forged.write_text("\n".join(json.dumps(line) for line in [header, *entries]) + "\n")
+
+
+@pytest.fixture
+def forged(
+    cli: Run, saved: Path, tmp_path: Path, new_signer: Callable[[str], object]
+) -> tuple[Path, Path]:
+    """A genuine pack of the 30 entries, and a forged one signed by the forger's own key."""
+    pack, forged = tmp_path / "genuine.jsonl", tmp_path / "forged.jsonl"
+    assert cli("audit", "export", "--out", str(pack))[0] == 0
+    _forged_pack(pack, forged, new_signer("gateway.test/mappa-audit"))
+    return pack, forged
+
+
+def test_a_pack_is_not_verified_with_the_key_inside_it(
+    cli: Run, forged: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where no gateway keys are (an auditor's machine), `verify --export` without
+    --verifier-key verifies nothing: exit 2 saying so, for a forged, self-signed pack (which
+    passed, exit 0, when the pack's own key was trusted) and for a genuine one alike."""
+    genuine, forgery = forged
+    monkeypatch.setenv("MAPPA_KEYS_DIR", str(tmp_path / "no-gateway-here"))
+    get_settings.cache_clear()
+    for pack in (forgery, genuine):
+        status, output = cli("audit", "verify", "--export", str(pack))
+        assert status == 2, output
+        assert "export pack NOT verified: no trusted verifier key" in output
+        assert "--verifier-key" in output
+        assert "audit log verified" not in output
+    assert not (tmp_path / "no-gateway-here").exists()  # no key generated on the way
+    key = json.loads(genuine.read_text().splitlines()[0])["verifier_keys"][0]
+    status, output = cli("audit", "verify", "--export", str(forgery), "--verifier-key", key)
+    assert status == 1 and "checkpoint_invalid" in output
+    status, output = cli("audit", "verify", "--export", str(genuine), "--verifier-key", key)
+    assert status == 0 and "audit log verified: 30 entries" in output
+
+
+def test_a_pack_is_verified_with_the_gateways_own_key_where_its_keys_are(
+    cli: Run, forged: tuple[Path, Path]
+) -> None:
+    """On the gateway host, without --verifier-key, the gateway's own checkpoint key is the
+    trusted one: the genuine pack verifies, the self-signed forgery fails."""
+    genuine, forgery = forged
+    status, output = cli("audit", "verify", "--export", str(forgery))
+    assert status == 1, output
+    assert "checkpoint_invalid" in output
+    status, output = cli("audit", "verify", "--export", str(genuine))
+    assert status == 0, output
+    assert "this gateway's own checkpoint key, not the pack's" in output
+
+
+def test_verify_export_takes_no_key_from_the_pack(forged: tuple[Path, Path]) -> None:
+    """The library function has no default to the pack's keys: none given is an error."""
+    with pytest.raises(ExportError, match="no trusted verifier key"):
+        verify_export(forged[1], verifier_keys=())
