@@ -15,7 +15,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -27,6 +28,7 @@ from gateway.labels import visible
 __all__ = [
     "CONTENT_SECURITY_POLICY",
     "csv_cell",
+    "csv_rows",
     "csv_text",
     "literal",
     "render",
@@ -38,7 +40,13 @@ CONTENT_SECURITY_POLICY: Final = (
     "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; "
     "object-src 'none'"
 )
-_FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
+#: A cell starting with one of these (after blanks and double quotes) is run as a formula, or
+#: (tab, carriage return) may be trimmed until one does.
+_FORMULA_START: Final = re.compile(r'[\t\r]|[\s"]*[=+\-@]')
+#: A list separator (comma, semicolon, tab) or line break inside a cell, followed (after blanks
+#: and double quotes) by what starts a formula: a spreadsheet reading the file with another
+#: separator than the comma, or without honouring the quotes, makes a new cell there.
+_FORMULA_AFTER_SPLIT: Final = re.compile(r'([,;\t\r\n])(?=[\s"]*[=+\-@])')
 
 _environment = Environment(
     loader=FileSystemLoader(Path(__file__).parent / "templates"),
@@ -76,15 +84,30 @@ def render(
 
 
 def csv_cell(value: object) -> str:
-    """A cell a spreadsheet will not run: text starting = + - @ (or tab, CR) gets a leading '."""
+    """A cell a spreadsheet will not run, however it splits it: text starting = + - @ (after
+    blanks and double quotes), or a tab or CR, gets a leading ``'``; so does every place inside
+    it where a separator (``,`` ``;`` tab) or a line break is followed by one of = + - @ (after
+    blanks and double quotes): ``x;=1`` is written ``x;'=1``."""
     text = "" if value is None else value if isinstance(value, str) else json.dumps(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    text = _FORMULA_AFTER_SPLIT.sub(r"\1'", text)
+    return "'" + text if _FORMULA_START.match(text) else text
+
+
+def csv_rows(header: Sequence[str] | None, rows: Iterable[Sequence[object]]) -> Iterator[str]:
+    """The CSV lines of ``header`` (if given) and ``rows``, one string a row as it is made:
+    every cell quoted (a separator or line break in a cell never ends it, whatever separator
+    the reader takes), and neutralised (`csv_cell`)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n", quoting=csv.QUOTE_ALL)
+    if header is not None:
+        writer.writerow(header)
+        yield out.getvalue()
+    for row in rows:
+        out.seek(0)
+        out.truncate()
+        writer.writerow([csv_cell(value) for value in row])
+        yield out.getvalue()
 
 
 def csv_text(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(header)
-    for row in rows:
-        writer.writerow([csv_cell(value) for value in row])
-    return out.getvalue()
+    return "".join(csv_rows(header, rows))

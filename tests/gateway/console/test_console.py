@@ -396,13 +396,14 @@ async def test_integrity_page_says_when_the_witness_is_missing_or_unreadable(
         ("+1+1", "'+1+1"),
         ("-2+3", "'-2+3"),
         ("@SUM(A1)", "'@SUM(A1)"),
-        ("\t=1", "'\t=1"),
+        ("\t=1", "'\t'=1"),  # read with tab as separator, =1 would be a cell of its own
         ("plain", "plain"),
         (None, ""),
     ],
 )
 def test_csv_cells_that_would_be_formulas_are_neutralised(value: str | None, cell: str) -> None:
-    """Cells starting = + - @ (or tab) get a leading apostrophe."""
+    """Cells starting = + - @ (or tab) get a leading apostrophe (and so does a formula after
+    a separator inside: tests/gateway/console/test_console_csv.py)."""
     assert csv_cell(value) == cell
 
 
