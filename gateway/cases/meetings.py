@@ -80,6 +80,18 @@ async def _known_agencies(session: AsyncSession, agency_ids: set[str], field: st
         raise errors.ValidationFailed(errors=[{"loc": [field], "type": "unknown_agency"}])
 
 
+def _released_by_originator_only(call: Call, minutes: MinutesIn) -> None:
+    """Only the agency that brought a third-party source releases it: minutes that mark released
+    a source they attribute to another agency are refused (the redaction would withhold it from
+    everyone but that agency anyway)."""
+    for position, source in enumerate(minutes.sources):
+        originator = source.originator_agency_id
+        if source.released and originator is not None and originator != call.caller.agency_id:
+            raise errors.ValidationFailed(
+                errors=[{"loc": ["sources", position, "released"], "type": "not_the_originator"}]
+            )
+
+
 def _may_convene(call: Call, nominal: Nominal) -> None:
     """The Responsible Authority or the MAPPA unit of the nominal's area (or its lead agency)
     convenes meetings about it: a meeting grants its participants the case."""
@@ -332,6 +344,7 @@ async def create_minutes(call: Call, meeting_id: str) -> Response:
         if seen.minutes is not None:
             raise errors.Conflict(diagnostics={"reason": "minutes_exist"})
         await _known_agencies(session, set(body.body.apologies), "apologies")
+        _released_by_originator_only(call, body.body)
         minutes_body = documents.minutes_body(body.body)
         document = documents.minutes_document(
             seen.meeting,
