@@ -27,7 +27,7 @@ import base64
 import binascii
 import datetime as dt
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -45,10 +45,12 @@ __all__ = [
     "EntryFilter",
     "Page",
     "SearchQuery",
+    "SeenPage",
     "encode_cursor",
     "of_area",
     "parse_query",
     "search_entries",
+    "search_seen",
 ]
 
 DEFAULT_LIMIT: Final = 50
@@ -188,8 +190,9 @@ def parse_query(items: Iterable[tuple[str, str]], *, extra: Iterable[str] = ()) 
 
 def of_area(statement: Select[Any], area: str) -> Select[Any]:
     """``statement`` narrowed to the entries of one MAPPA area: those made by one of its agencies,
-    or about one of its nominals (so another area's agency reading this area's nominal is seen
-    by both areas' units, and neither sees the other's own business)."""
+    or about one of its nominals (neither area's unit sees the other's own business). An agency
+    reader sees of these only what need-to-know lets it (`gateway.audit.agency_view`): an entry
+    about a nominal only if it may know of that nominal."""
     return statement.where(
         or_(
             AuditEntry.agency_id.in_(select(Agency.id).where(Agency.area == area)),
@@ -198,18 +201,59 @@ def of_area(statement: Select[Any], area: str) -> Select[Any]:
     )
 
 
+def _matching(query: SearchQuery, area: str | None, after_id: int | None) -> Select[Any]:
+    statement = query.filter.apply(select(AuditEntry))
+    if area is not None:
+        statement = of_area(statement, area)
+    if after_id is not None:
+        statement = statement.where(AuditEntry.id < after_id)
+    return statement.order_by(AuditEntry.id.desc())
+
+
 async def search_entries(
     session: AsyncSession, query: SearchQuery, *, area: str | None = None
 ) -> Page:
     """One page of matching entries, newest first, and the cursor of the next page; with
     ``area``, only that area's entries (`of_area`)."""
-    statement = query.filter.apply(select(AuditEntry))
-    if area is not None:
-        statement = of_area(statement, area)
-    if query.after_id is not None:
-        statement = statement.where(AuditEntry.id < query.after_id)
-    statement = statement.order_by(AuditEntry.id.desc()).limit(query.limit + 1)
+    statement = _matching(query, area, query.after_id).limit(query.limit + 1)
     rows = list((await session.execute(statement)).scalars())
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     return Page(rows, encode_cursor(rows[-1].id) if more and rows else None)
+
+
+#: How many matching rows a filtered search reads at a time.
+SCAN_BATCH: Final = 200
+Seen = Callable[[AsyncSession, Sequence[AuditEntry]], Awaitable[list[dict[str, object] | None]]]
+
+
+@dataclass(frozen=True, slots=True)
+class SeenPage:
+    """A page of entries as a reader sees them, and the cursor of the next page."""
+
+    records: Sequence[dict[str, object]]
+    next_cursor: str | None
+
+
+async def search_seen(
+    session: AsyncSession, query: SearchQuery, seen: Seen, *, area: str | None = None
+) -> SeenPage:
+    """As `search_entries`, each entry as ``seen`` shows it (None: not at all). Entries left out
+    leave no trace: the page is filled from further rows, the cursor is the last entry shown,
+    and there is a next cursor only if one more entry would be shown."""
+    records: list[dict[str, object]] = []
+    last: int | None = None
+    after = query.after_id
+    batch = max(query.limit + 1, SCAN_BATCH)
+    while True:
+        rows = list((await session.scalars(_matching(query, area, after).limit(batch))).all())
+        for row, record in zip(rows, await seen(session, rows), strict=True):
+            if record is None:
+                continue
+            if len(records) == query.limit:
+                return SeenPage(records, encode_cursor(last) if last is not None else None)
+            records.append(record)
+            last = row.id
+        if len(rows) < batch:
+            return SeenPage(records, None)
+        after = rows[-1].id

@@ -49,6 +49,7 @@ __all__ = [
     "Call",
     "Inbound",
     "Written",
+    "answered_fields",
     "guarded",
     "inbound",
     "keep_origin",
@@ -189,22 +190,30 @@ class Call:
         )
 
 
-def _refusal_event(call: Call, exc: errors.GatewayError) -> AuditEvent:
+def answered_fields(exc: errors.GatewayError, route: str) -> dict[str, Any]:
+    """A refusal's audit fields as far as the caller was answered: its reason code, rule and
+    policy version, and a detail of the problem's code and the route only (no reasons). An
+    agency reading its own refusal about a nominal it may not know sees this of
+    ``need_to_know.not_found`` (gateway.audit.agency_view)."""
     diagnostics = exc.diagnostics
-    detail: dict[str, Any] = {"code": exc.code, "route": call.request.url.path[:200]}
+    return {
+        "reason_code": str(diagnostics.get("reason_code") or exc.code),
+        "rule": diagnostics.get("rule"),
+        "policy_version": diagnostics.get("policy_version"),
+        "detail": {"code": exc.code, "route": route[:200]},
+    }
+
+
+def _refusal_event(call: Call, exc: errors.GatewayError) -> AuditEvent:
+    fields = answered_fields(exc, call.request.url.path)
+    detail: dict[str, Any] = fields["detail"]
     for key in _DETAIL_KEYS:
-        if key in diagnostics:
-            detail[key] = diagnostics[key]
+        if key in exc.diagnostics:
+            detail[key] = exc.diagnostics[key]
     if exc.errors:
         detail["errors"] = exc.errors[:20]
     server_side = isinstance(exc, errors.Unavailable | errors.InternalError)
-    return call.event(
-        Outcome.FAILED if server_side else Outcome.REFUSED,
-        reason_code=str(diagnostics.get("reason_code") or exc.code),
-        rule=diagnostics.get("rule"),
-        policy_version=diagnostics.get("policy_version"),
-        detail=detail,
-    )
+    return call.event(Outcome.FAILED if server_side else Outcome.REFUSED, **fields)
 
 
 async def guarded(call: Call, operation: Awaitable[Response]) -> Response:

@@ -18,12 +18,19 @@ Who may call what:
   (``consultation`` / ``refused``, rule ``ig-endpoints-only``). Every IG read is itself audited
   before anything is returned (no audit, no disclosure).
 
+  An agency reads its own area's entries (`gateway.audit.search.of_area`), each decided by
+  need-to-know on the nominal it names (`gateway.audit.agency_view`): an entry about a nominal
+  it may not know is left out, or, if it is the agency's own 404 refusal, shown as the refusal
+  about a nominal that does not exist; a ``nominal`` filter naming such a nominal finds nothing,
+  and an entry not seen as stored has no inclusion proof (the 404 of an unknown entry).
+
 Hashes are standard base64, as in the checkpoint note. Query parameters are validated strictly:
 unknown, repeated or malformed ones answer 400 ``invalid_parameter``.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
 from typing import Annotated, Final
@@ -33,10 +40,19 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+import policies
 from gateway import errors
 from gateway.audit import log as audit_log
+from gateway.audit.agency_view import AgencyView
 from gateway.audit.commit import Audited, commit_audited, record_alone
-from gateway.audit.search import Page, of_area, parse_query, search_entries
+from gateway.audit.search import (
+    SearchQuery,
+    SeenPage,
+    of_area,
+    parse_query,
+    search_entries,
+    search_seen,
+)
 from gateway.audit.service import AuditService
 from gateway.audit.subtrees import SubtreeCache
 from gateway.console.session import SESSION_COOKIE, current_session
@@ -44,6 +60,7 @@ from gateway.contract.types import is_resource_id
 from gateway.domain import AgencyType, Scope
 from gateway.flow.audit import AuditEvent, Operation, Outcome
 from gateway.flow.authenticate import authenticate
+from gateway.flow.need_to_know import caller_agency
 from gateway.logs import get_logger
 from gateway.state import GatewayState
 from gateway.store.models import AuditEntry
@@ -72,11 +89,17 @@ class IGReader:
     request_id: str | None
     #: An agency reader's MAPPA area (None for a console officer).
     area: str | None = None
+    #: An agency reader as need-to-know sees it (None for a console officer).
+    agency: policies.CallerAgency | None = None
 
     @property
     def scope(self) -> str | None:
         """The area an agency reader sees the entries of; None for an IG officer's console."""
         return self.area if self.via == "agency" else None
+
+    def view(self, now: dt.datetime) -> AgencyView | None:
+        """What an agency reader may see of entries (None: an IG officer's console, all)."""
+        return AgencyView(self.agency, now) if self.agency is not None else None
 
     def event(self, outcome: Outcome, **fields: object) -> AuditEvent:
         return AuditEvent.model_validate(
@@ -109,12 +132,21 @@ def _subtrees(state: GatewayState) -> SubtreeCache | None:
     return state.audit.subtrees if state.audit is not None else None
 
 
-async def _of_area(session: AsyncSession, entry_id: str, area: str) -> bool:
-    """Whether the entry ``entry_id`` is one of ``area``'s (`gateway.audit.search.of_area`)."""
+async def _seen_in_full(
+    session: AsyncSession, entry_id: str, area: str | None, view: AgencyView
+) -> bool:
+    """Whether the entry ``entry_id`` is one of ``area``'s (`gateway.audit.search.of_area`) and
+    the agency sees it as stored (`AgencyView.in_full`)."""
     if not is_resource_id(entry_id):
         return False
-    statement = of_area(select(AuditEntry.id).where(AuditEntry.entry_id == entry_id), area)
-    return (await session.execute(statement.limit(1))).first() is not None
+    statement = select(AuditEntry).where(AuditEntry.entry_id == entry_id)
+    if area is not None:
+        statement = of_area(statement, area)
+    row = (await session.scalars(statement.limit(1))).first()
+    if row is None:
+        return False
+    await view.decide(session, (row.nominal_ref,))
+    return view.in_full(row)
 
 
 def _route(request: Request) -> str:
@@ -143,6 +175,7 @@ async def ig_reader(request: Request) -> IGReader:
         caller.purpose,
         request_id,
         caller.area,
+        caller_agency(caller),
     )
     if caller.agency_type == AgencyType.MAPPA_COORDINATION and caller.has_scope(AUDIT_READ_SCOPE):
         return reader
@@ -237,8 +270,10 @@ async def inclusion(
         raise errors.InvalidParameter("entry_id is required")
     size = _size("tree_size", tree_size)
 
+    view = reader.view(_state(request).clock())
+
     async def act(session: AsyncSession) -> Audited[audit_log.InclusionProof]:
-        if reader.scope is not None and not await _of_area(session, entry_id, reader.scope):
+        if view is not None and not await _seen_in_full(session, entry_id, reader.scope, view):
             raise errors.NotFound("No entry with this id is covered by that tree size")
         proof = await audit_log.inclusion_proof(
             session, entry_id, size, cache=_subtrees(_state(request))
@@ -271,9 +306,10 @@ async def entries(
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> JSONResponse:
     query = parse_query(request.query_params.multi_items())
+    view = reader.view(_state(request).clock())
 
-    async def act(session: AsyncSession) -> Audited[Page]:
-        page = await search_entries(session, query, area=reader.scope)
+    async def act(session: AsyncSession) -> Audited[SeenPage]:
+        page = await _search(session, query, reader.scope, view)
         event = reader.event(
             Outcome.ALLOWED,
             detail={
@@ -281,15 +317,28 @@ async def entries(
                 "action": "search",
                 "via": reader.via,
                 "filters": query.filter.as_detail(),
-                "returned": len(page.entries),
+                "returned": len(page.records),
                 **({"area": reader.scope} if reader.scope else {}),
             },
         )
         return Audited(page, event)
 
     page = await commit_audited(_state(request).db, act)
-    body = {
-        "entries": [audit_log.entry_record(row) for row in page.entries],
-        "next_cursor": page.next_cursor,
-    }
-    return JSONResponse(body)
+    return JSONResponse({"entries": list(page.records), "next_cursor": page.next_cursor})
+
+
+async def _search(
+    session: AsyncSession, query: SearchQuery, area: str | None, view: AgencyView | None
+) -> SeenPage:
+    """The page the reader sees: the console, every entry as stored; an agency, its area's
+    entries as need-to-know lets it see them, and nothing for a nominal it may not know (as
+    for an id that does not exist)."""
+    if view is None:
+        page = await search_entries(session, query, area=area)
+        return SeenPage([audit_log.entry_record(row) for row in page.entries], page.next_cursor)
+    nominal = dict(query.filter.equals).get("nominal")
+    if nominal is not None:
+        await view.decide(session, (nominal,))
+        if not view.knows(nominal):
+            return SeenPage([], None)
+    return await search_seen(session, query, view.seen, area=area)

@@ -28,6 +28,7 @@ from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from gateway.store import Database
+from gateway.store.models import Nominal
 from keys import (
     FileKeyRepository,
     Purpose,
@@ -280,6 +281,28 @@ async def register_sample_agencies(db: Database, area: str = "avon-somerset") ->
         )
 
 
+#: The nominals the sample log's entries name (``N00000`` to ``N00012``).
+SAMPLE_NOMINALS = tuple(f"N{i:05d}" for i in range(13))
+
+
+async def register_sample_nominals(db: Database, area: str = "avon-somerset") -> None:
+    """Register the nominals of the sample log in ``area`` (category 1, level 2, led by
+    ``agency-0``), so that an area's IG system, which sees an entry about a nominal only if it
+    may know of that nominal, sees the sample entries."""
+    async with db.write() as session:
+        for nominal_id in SAMPLE_NOMINALS:
+            session.add(
+                Nominal(
+                    id=nominal_id,
+                    area=area,
+                    category=1,
+                    level=2,
+                    lead_agency_id=SAMPLE_AGENCIES[0],
+                    details_sealed=b"\x00",
+                )
+            )
+
+
 async def append_entries(db: Database, count: int, *, start: int = 0) -> None:
     """Write ``count`` entries, one transaction each, as acts do."""
     for i in range(start, start + count):
@@ -290,9 +313,11 @@ async def append_entries(db: Database, count: int, *, start: int = 0) -> None:
 @pytest.fixture
 async def coordinator(gateway_state: GatewayState, clock: Clock) -> AgencyClient:  # noqa: F811
     """Avon's MAPPA co-ordination unit, onboarded with audit:read, beside the sample log's
-    agencies registered in its area (a unit reads only its own area's entries)."""
+    agencies and nominals registered in its area (a unit reads only its own area's entries,
+    and of those only the ones about nominals it may know of)."""
     client = AgencyClient("mappa-coord-avon", ECKey.generate_key("P-256"), clock)
     await register_sample_agencies(gateway_state.db)
+    await register_sample_nominals(gateway_state.db)
     return await register(
         gateway_state.db,
         client,

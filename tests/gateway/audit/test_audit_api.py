@@ -360,15 +360,17 @@ async def test_an_area_s_unit_sees_only_its_own_area_s_entries(
     assert (refused.status_code, refused.json()["code"]) == (404, "not_found")
 
 
-async def test_an_entry_about_an_area_s_nominal_is_seen_by_that_area_s_unit(
+async def test_an_entry_about_an_area_s_nominal_is_seen_by_the_unit_that_may_know_of_it(
     http: httpx.AsyncClient,
     gateway_state: GatewayState,
     coordinator: AgencyClient,
     sequenced_log: list[str],
     wilts: AgencyClient,
 ) -> None:
-    """An Avon agency's entry about a Wiltshire nominal is seen by both units: each area's
-    unit sees what its agencies did and what was done about its nominals."""
+    """An Avon agency's entry about a Wiltshire nominal is seen by Wiltshire's unit, which may
+    know of its area's nominal; not by Avon's, which may not know of another area's nominal: its
+    search by that id answers as one by an id that does not exist (before, both units saw it,
+    and Avon's learnt a Wiltshire nominal's id and business from its own agencies' entries)."""
     async with gateway_state.db.write() as session:
         nominal = Nominal(
             area="wiltshire",
@@ -382,5 +384,8 @@ async def test_an_entry_about_an_area_s_nominal_is_seen_by_that_area_s_unit(
         record(session, audit_event(900, agency_id="agency-2", nominal_ref=nominal.id))
     about = (await _get(http, wilts, ENTRIES, nominal=nominal.id)).json()["entries"]
     assert [e["request_id"] for e in about] == ["req-900"]
-    by_avon = (await _get(http, coordinator, ENTRIES, nominal=nominal.id)).json()["entries"]
-    assert [e["request_id"] for e in by_avon] == ["req-900"]
+    by_avon = await _get(http, coordinator, ENTRIES, nominal=nominal.id)
+    unknown = await _get(http, coordinator, ENTRIES, nominal="6f1d1a52-0000-4000-8000-000000000000")
+    assert by_avon.json() == unknown.json() == {"entries": [], "next_cursor": None}
+    everything = (await _get(http, coordinator, ENTRIES, limit="500")).json()["entries"]
+    assert "req-900" not in {e["request_id"] for e in everything}

@@ -1,0 +1,112 @@
+"""What an agency's audit reader (a MAPPA co-ordination unit with ``audit:read``) sees of the log.
+
+The stored entry is complete, and an IG officer's console reads it whole. An agency reading
+through the API sees an entry about a nominal (its ``nominal_ref``) only if need-to-know
+(`gateway.flow.need_to_know.decide`, category 4 included) lets it know of that nominal now, at
+the moment of the read; a reference to a nominal that does not exist is one it may not know.
+Of the entries about a nominal it may not know, it sees only its own refusals that answered
+404, and those as its refusal about a nominal that does not exist reads to it: no nominal, rule
+``resource-exists``, reason ``not_found``, the detail only what it was answered (problem code
+and route), no leaf hash. Its own 404 refusals that name no nominal read the same way, so the
+two are the same bytes; and no inclusion proof is given for either (a proof, or a leaf hash,
+would let it test a guess of the stored text). Everything else about such a nominal is left out.
+
+An entry that names no nominal is seen as the area scope (`gateway.audit.search.of_area`)
+allows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Final
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+import policies
+from gateway import errors
+from gateway.audit.log import entry_record
+from gateway.audit.verify import LEAF_HASH_KEY
+from gateway.cases.context import answered_fields
+from gateway.flow import need_to_know
+from gateway.flow.audit import Outcome
+from gateway.store.models import AuditEntry, Nominal
+
+__all__ = ["AgencyView"]
+
+#: The problem code of a 404, as a refusal's detail records it.
+_NOT_FOUND: Final = errors.NotFound.code
+
+
+@dataclass(slots=True)
+class AgencyView:
+    """One agency's reading of the audit log at one moment (decisions kept for the request)."""
+
+    agency: policies.CallerAgency
+    now: dt.datetime
+    _knows: dict[str, bool] = field(default_factory=dict)
+
+    async def decide(self, session: AsyncSession, refs: Iterable[str | None]) -> None:
+        """Decide need-to-know once for each nominal of ``refs`` not decided yet: one read of
+        those nominals, then the engine for each (involvements only where it needs them)."""
+        wanted = {ref for ref in refs if ref is not None and ref not in self._knows}
+        if not wanted:
+            return
+        found = (await session.scalars(select(Nominal).where(Nominal.id.in_(wanted)))).all()
+        for nominal in found:
+            try:
+                await need_to_know.decide(
+                    session, self.agency, nominal, policies.NominalTarget(), self.now
+                )
+            except errors.NotFound:
+                self._knows[nominal.id] = False
+            else:
+                self._knows[nominal.id] = True
+        for ref in wanted:
+            self._knows.setdefault(ref, False)
+
+    def knows(self, ref: str) -> bool:
+        """Whether the agency may know of nominal ``ref`` (decided by :meth:`decide`)."""
+        return self._knows[ref]
+
+    async def seen(
+        self, session: AsyncSession, rows: Sequence[AuditEntry]
+    ) -> list[dict[str, object] | None]:
+        """Each row as this agency sees it, or None where it sees nothing of it."""
+        await self.decide(session, (row.nominal_ref for row in rows))
+        return [self._seen(row) for row in rows]
+
+    def in_full(self, row: AuditEntry) -> bool:
+        """Whether the agency sees the entry as stored (and so may have its inclusion proof)."""
+        ref = row.nominal_ref
+        if ref is not None:
+            return self.knows(ref)
+        return not self._own_not_found(row)
+
+    def _own_not_found(self, row: AuditEntry) -> bool:
+        detail = row.detail or {}
+        return (
+            row.agency_id == self.agency.id
+            and row.outcome == Outcome.REFUSED
+            and detail.get("code") == _NOT_FOUND
+        )
+
+    def _seen(self, row: AuditEntry) -> dict[str, object] | None:
+        if self.in_full(row):
+            return entry_record(row)
+        if self._own_not_found(row):
+            return _as_not_found(row)
+        return None
+
+
+def _as_not_found(row: AuditEntry) -> dict[str, object]:
+    """The agency's own 404 refusal as a refusal about a nominal that does not exist reads to
+    it (built from `need_to_know.not_found`, through the refusal's own audit fields)."""
+    record = entry_record(row)
+    route = str((row.detail or {}).get("route", ""))
+    record.update(answered_fields(need_to_know.not_found("nominal"), route))
+    record.update(nominal_ref=None, record_refs=[], recipients=[], withheld=[])
+    record[LEAF_HASH_KEY] = None
+    return record
