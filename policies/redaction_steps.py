@@ -28,6 +28,7 @@ from gateway.domain import AgencyType, RecordKind, Role
 
 from ._recipients import RecipientRules
 from .facts import APPROVABLE_PARTS, CallerAgency, Resource
+from .flag_values import contact_of, reference_problem
 from .need_to_know import Decision
 from .policy import View
 
@@ -420,20 +421,21 @@ def _caveat_rule(context: RedactionContext, caveats: object, originator: object)
     return None
 
 
-def _flag_value(name: str, value: object, relationships: frozenset[str]) -> str:
+def _flag_value(name: str, value: object, relationships: frozenset[str]) -> Any:
+    if name == "contact":  # a role with a number or an address, never text (policies.flag_values)
+        try:
+            return contact_of(value)
+        except ValueError as exc:
+            raise MalformedDocument(str(exc)) from exc
     if not isinstance(value, str):
         raise MalformedDocument(f"hazard flag {name} must be text")
     if name == "child_or_family_ref":
-        if not _REF.fullmatch(value):
-            raise MalformedDocument(
-                "child_or_family_ref must be a reference (letters, digits, / _ . -)"
-            )
+        why = reference_problem(value)
+        if why is not None:
+            raise MalformedDocument(why)
     elif name == "relationship":
         if value not in relationships:
             raise MalformedDocument("relationship is not in the vocabulary")
-    elif name == "contact":
-        if not 0 < len(value) <= 120 or not value.isprintable():
-            raise MalformedDocument("contact must be one printable line of at most 120 characters")
     elif name == "review_date":
         try:
             return dt.date.fromisoformat(value).isoformat()

@@ -6,8 +6,8 @@ person: no name, no offence, no intelligence, no third party can reach it whatev
 holds, because the marker is built from the ``[warning_marker]`` fields of ``recipients.toml``
 (within what the engine allows, :data:`WARNING_MARKER_FIELDS`) and every other field of the
 source is withheld, recorded with the rule. A value that could smuggle details (a UPRN that is
-not a number, a multi-line contact, a marker code outside the vocabulary) fails the build:
-nothing is sent.
+not a number, a contact that is not a role with a number or an address, a marker code outside
+the vocabulary) fails the build: nothing is sent.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 from ._recipients import WARNING_MARKER_FIELDS, RecipientRules
 from .errors import RedactionFailed
 from .facts import CallerAgency
+from .flag_values import contact_of
 from .redaction_steps import Withheld
 
 __all__ = [
@@ -49,15 +50,15 @@ class WarningMarker:
     policy_version: str
 
 
-def _value(name: str, value: object, markers: frozenset[str]) -> str:
+def _value(name: str, value: object, markers: frozenset[str]) -> Any:
+    if name == "contact":  # a role with a number or an address, never text (policies.flag_values)
+        return contact_of(value)
     if not isinstance(value, str):
         raise ValueError(f"warning marker {name} must be text")
     if name == "uprn" and not _UPRN.fullmatch(value):
         raise ValueError("uprn must be the property's UPRN (1 to 12 digits)")
     if name == "marker" and value not in markers:
         raise ValueError("marker is not in the vocabulary")
-    if name == "contact" and (not 0 < len(value) <= 120 or not value.isprintable()):
-        raise ValueError("contact must be one printable line of at most 120 characters")
     if name == "review_date":
         try:
             return dt.date.fromisoformat(value).isoformat()

@@ -1,10 +1,15 @@
-"""The children's services hazard flag (ICS ``HZD``): a reference, a relationship, a contact."""
+"""The children's services hazard flag (ICS ``HZD``): a reference, a relationship, a contact.
+
+The reference is a reference (letter codes and a number, never a description) and the contact a
+role with a number or an address (:class:`~gateway.contract.contact.Contact`), never free text:
+nothing about offences, intelligence or third parties can ride on either."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, Field, field_validator
 
-from gateway.contract.types import STRICT, AgencyId, PlannedDate, ResourceId
+from gateway.contract.contact import Contact
+from gateway.contract.types import STRICT, AgencyId, ChildOrFamilyRef, PlannedDate, ResourceId
 
 __all__ = ["HazardFlagIn"]
 
@@ -16,9 +21,9 @@ class HazardFlagIn(BaseModel):
 
     nominal_id: ResourceId
     recipient_agency_id: AgencyId
-    child_or_family_ref: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9/_.-]{0,63}$")
+    child_or_family_ref: ChildOrFamilyRef
     relationship: str = Field(min_length=1, max_length=40)
-    contact: str = Field(min_length=1, max_length=120)
+    contact: Contact
     review_date: PlannedDate | None = None
 
     @field_validator("relationship")
@@ -28,11 +33,4 @@ class HazardFlagIn(BaseModel):
 
         if value not in default_policy_set().recipients.hazard_flag.relationships:
             raise ValueError("relationship is not in the hazard flag vocabulary")
-        return value
-
-    @field_validator("contact")
-    @classmethod
-    def _one_line(cls, value: str) -> str:
-        if not value.isprintable():
-            raise ValueError("contact is one printable line")
         return value

@@ -7,6 +7,7 @@ from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from gateway.contract.contact import Contact
 from gateway.contract.types import STRICT, AgencyId, PlannedDate, ResourceId
 
 __all__ = [
@@ -33,7 +34,8 @@ class WarningMarkerIn(BaseModel):
     #: The property's Unique Property Reference Number (the address reference).
     uprn: str = Field(pattern=r"^[0-9]{1,12}$")
     marker: str = Field(default="PWM", pattern=r"^[A-Z]{2,8}$")
-    contact: str = Field(min_length=1, max_length=120)
+    #: A role with a number or an address, never free text.
+    contact: Contact
     #: When the housing provider reviews (and removes) the marker: a marker never lingers.
     review_date: PlannedDate
 
@@ -46,13 +48,6 @@ class WarningMarkerIn(BaseModel):
             raise ValueError("marker is not in the warning marker vocabulary")
         return value
 
-    @field_validator("contact")
-    @classmethod
-    def _one_line(cls, value: str) -> str:
-        if not value.isprintable():
-            raise ValueError("contact is one printable line")
-        return value
-
 
 class WarningMarkerView(BaseModel):
     """The marker as the housing provider receives it: exactly these fields."""
@@ -61,7 +56,7 @@ class WarningMarkerView(BaseModel):
 
     uprn: str
     marker: str
-    contact: str
+    contact: Contact
     review_date: str | None = None
 
 
@@ -84,7 +79,7 @@ class WarningMarkerEntry(BaseModel):
     raised_by_agency_id: str
     uprn: str
     marker: str
-    contact: str
+    contact: Contact
     review_date: str | None = None
     status: str
     raised_at: str

@@ -19,6 +19,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from gateway.domain import Category, Level
+from policies.flag_values import CHILD_OR_FAMILY_REF
 
 __all__ = [
     "AGENCY_ID",
@@ -31,6 +32,7 @@ __all__ = [
     "AgencyId",
     "BirthDate",
     "CategoryCode",
+    "ChildOrFamilyRef",
     "DateWindow",
     "Description",
     "Identifier",
@@ -159,6 +161,13 @@ def is_resource_id(value: str) -> bool:
     return _RESOURCE_ID.fullmatch(value) is not None
 
 
+#: A child's or family's reference in the children's services system: letter codes and a number
+#: (``ICS-FAM-55821``), never a description (policies.flag_values).
+ChildOrFamilyRef = Annotated[
+    str,
+    StringConstraints(pattern=CHILD_OR_FAMILY_REF),
+    Field(description="Up to two upper-case codes of 1-4 letters and a number: ICS-FAM-55821"),
+]
 #: An id the sender gives an item or a source inside one document (cited by other items).
 ItemRef = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")]
 PurposeCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{0,63}$")]

@@ -13,6 +13,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from gateway.contract.contact import Contact
+
 __all__ = [
     "AckOut",
     "ActionView",
@@ -206,7 +208,7 @@ class HazardFlagView(BaseModel):
     flag: str
     relationship: str
     statement: str
-    contact: str
+    contact: Contact
     review_date: str | None = None
 
 

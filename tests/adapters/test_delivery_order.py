@@ -120,7 +120,7 @@ def _marker(review_date: str = "2025-12-01") -> dict[str, Any]:
         "marker_id": MARKER_ID,
         "uprn": UPRN,
         "marker": "PWM",
-        "contact": "MAPPA unit",
+        "contact": {"role": "mappa_unit", "telephone": "020 8359 0000"},
         "review_date": review_date,
     }
 

@@ -324,7 +324,7 @@ def test_property_warning_marker_has_no_offence_detail(tmp_path: Path) -> None:
     housing = store(tmp_path, "housing_store.json")
     body = {
         "uprn": "200004512345",
-        "contact": "MAPPA co-ordinator, 020 8200 0000",
+        "contact": {"role": "mappa_unit", "telephone": "020 8200 0000"},
         "review_date": "2026-08-01",
         "offence": "must never be written",
     }

@@ -316,7 +316,7 @@ async def _raise_marker(world: World) -> tuple[str, OutboxMessage]:
             "recipient_agency_id": HOUSING,
             "uprn": UPRN,
             "marker": "PWM",
-            "contact": "Barnet MAPPA unit, 020 8000 0000",
+            "contact": {"role": "mappa_unit", "telephone": "020 8000 0000"},
             "review_date": "2027-02-23",
         },
     )
@@ -449,7 +449,12 @@ async def _push_marker(world: World, receiver: Receiver) -> httpx.Response:
     now = world.clock.now
     async with world.state.db.read() as session:
         keys = await agency_public_jwks(session, HOUSING, "enc", now)
-    body = {"marker_id": str(uuid.uuid4()), "uprn": UPRN, "marker": "PWM", "contact": "MAPPA"}
+    body = {
+        "marker_id": str(uuid.uuid4()),
+        "uprn": UPRN,
+        "marker": "PWM",
+        "contact": {"role": "mappa_unit", "telephone": "020 8359 0000"},
+    }
     push = deliver.prepare_push(
         world.state.sealer,
         body,

@@ -130,13 +130,15 @@ def test_childrens_services_hazard_flag_has_no_details() -> None:
     ctx = context(CSC, resource=Resource.HAZARD_FLAG, view=decision.view, record_kind=None)
     source = {
         "child_or_family_ref": "ICS/778812", "relationship": "father",
-        "contact": "Barnet MAPPA Unit", "review_date": L2_REVIEW.isoformat(),
+        "contact": {"role": "mappa_unit", "telephone": "020 8359 0000"},
+        "review_date": L2_REVIEW.isoformat(),
         "offence": "indecent assault", "intelligence": THIRD_PARTY, "level": 2,
     }  # fmt: skip
     flag = redact(ctx, source).to_dict()
     assert flag == {
         "child_or_family_ref": "ICS/778812", "flag": "HZD", "relationship": "father",
-        "statement": "known to MAPPA", "contact": "Barnet MAPPA Unit",
+        "statement": "known to MAPPA",
+        "contact": {"role": "mappa_unit", "telephone": "020 8359 0000"},
         "review_date": L2_REVIEW.isoformat(),
     }  # fmt: skip
 

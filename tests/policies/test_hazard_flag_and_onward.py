@@ -25,7 +25,7 @@ FLAG_KEYS = {"child_or_family_ref", "flag", "relationship", "statement", "contac
 SOURCE: dict[str, Any] = {
     "child_or_family_ref": "ICS/123456",
     "relationship": "father",
-    "contact": "Barnet MAPPA Unit 020 8200 0000",
+    "contact": {"role": "mappa_unit", "telephone": "020 8200 0000"},
     "review_date": "2027-02-12",
 }
 HOSTILE_EXTRAS: dict[str, Any] = {
@@ -54,7 +54,7 @@ def test_hazard_flag_carries_exactly_its_allow_list() -> None:
         "flag": "HZD",
         "relationship": "father",
         "statement": "known to MAPPA",
-        "contact": "Barnet MAPPA Unit 020 8200 0000",
+        "contact": {"role": "mappa_unit", "telephone": "020 8200 0000"},
         "review_date": "2027-02-12",
     }
 

@@ -27,7 +27,7 @@ HOUSING = agency(AgencyType.HOUSING, Role.DUTY_TO_COOPERATE)
 SOURCE = {
     "uprn": "200004512345",
     "marker": "PWM",
-    "contact": "Barnet MAPPA unit, 020 8000 0000",
+    "contact": {"role": "mappa_unit", "telephone": "020 8000 0000"},
     "review_date": "2027-02-23",
 }
 

@@ -275,7 +275,7 @@ async def whole_case(world: World) -> str:
             "recipient_agency_id": CS,
             "child_or_family_ref": CHILD_REF,
             "relationship": "father",
-            "contact": "MAPPA unit",
+            "contact": {"role": "mappa_unit", "telephone": "020 8359 0000"},
         },
     )
     await world[POLICE].post(

@@ -137,14 +137,14 @@ def _dated(field: str, nominal_id: str, meeting_id: str, day: str) -> tuple[str,
         "recipient_agency_id": CS,
         "child_or_family_ref": CHILD_REF,
         "relationship": "father",
-        "contact": "MAPPA unit",
+        "contact": {"role": "mappa_unit", "telephone": "020 8359 0000"},
     }
     marker = {
         "nominal_id": nominal_id,
         "recipient_agency_id": HOUSING,
         "uprn": "200004512345",
         "marker": "PWM",
-        "contact": "MAPPA unit",
+        "contact": {"role": "mappa_unit", "telephone": "020 8359 0000"},
         "review_date": SOON,
     }
     writes: dict[str, tuple[str, dict[str, Any]]] = {

@@ -142,7 +142,7 @@ async def test_barnet_flow_from_referral_to_child_protection_conference(world: W
             "recipient_agency_id": CS,
             "child_or_family_ref": CHILD_REF,
             "relationship": "father",
-            "contact": "Barnet MAPPA unit, 020 8000 0000",
+            "contact": {"role": "mappa_unit", "telephone": "020 8000 0000"},
         },
     )
     [flag] = await world.pushed(CS, "hazard_flag")

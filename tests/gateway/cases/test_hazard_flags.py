@@ -27,7 +27,7 @@ def flag(nominal_id: str) -> dict[str, Any]:
         "recipient_agency_id": CS,
         "child_or_family_ref": CHILD_REF,
         "relationship": "father",
-        "contact": "Barnet MAPPA unit, 020 8000 0000",
+        "contact": {"role": "mappa_unit", "telephone": "020 8000 0000"},
     }
 
 

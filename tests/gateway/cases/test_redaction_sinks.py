@@ -118,7 +118,7 @@ async def test_hazard_flag_carries_only_its_allow_list(any_world: World) -> None
             "recipient_agency_id": CS,
             "child_or_family_ref": CHILD_REF,
             "relationship": "father",
-            "contact": "MAPPA unit 020 7000 0000",
+            "contact": {"role": "mappa_unit", "telephone": "020 7000 0000"},
             "review_date": (TODAY + dt.timedelta(days=90)).isoformat(),
         },
     )
@@ -130,7 +130,7 @@ async def test_hazard_flag_carries_only_its_allow_list(any_world: World) -> None
         "flag": "HZD",
         "relationship": "father",
         "statement": "known to MAPPA",
-        "contact": "MAPPA unit 020 7000 0000",
+        "contact": {"role": "mappa_unit", "telephone": "020 7000 0000"},
         "review_date": (TODAY + dt.timedelta(days=90)).isoformat(),
     }
     _absent(repr(pushed), SECRETS, "hazard flag")
@@ -165,7 +165,7 @@ async def test_hazard_flag_with_anything_else_is_refused_and_nothing_sent(
             "recipient_agency_id": CS,
             "child_or_family_ref": CHILD_REF,
             "relationship": "father",
-            "contact": "MAPPA unit",
+            "contact": {"role": "mappa_unit", "telephone": "020 8359 0000"},
             **extra,
         },
     )
@@ -218,7 +218,7 @@ async def test_redaction_failure_on_a_push_stores_and_sends_nothing(
                 "recipient_agency_id": CS,
                 "child_or_family_ref": CHILD_REF,
                 "relationship": "father",
-                "contact": "MAPPA unit",
+                "contact": {"role": "mappa_unit", "telephone": "020 8359 0000"},
             },
         )
     assert flagged.value.status == 503

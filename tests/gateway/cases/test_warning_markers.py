@@ -57,7 +57,7 @@ def marker(nominal_id: str, **changes: Any) -> dict[str, Any]:
         "recipient_agency_id": HOUSING,
         "uprn": UPRN,
         "marker": "PWM",
-        "contact": "Barnet MAPPA unit, 020 8000 0000",
+        "contact": {"role": "mappa_unit", "telephone": "020 8000 0000"},
         "review_date": "2027-02-23",
     }
     body.update(changes)
@@ -75,7 +75,7 @@ async def test_warning_marker_reaches_housing_with_its_allow_list_only(world: Wo
         "marker_id": answer["id"],
         "uprn": UPRN,
         "marker": "PWM",
-        "contact": "Barnet MAPPA unit, 020 8000 0000",
+        "contact": {"role": "mappa_unit", "telephone": "020 8000 0000"},
         "review_date": "2027-02-23",
     }
     text = json.dumps(pushed)
@@ -152,7 +152,7 @@ async def test_housing_adapter_writes_pwm_on_the_property_and_nothing_else(
     assert prop["markers"] == [
         {
             "code": "PWM",
-            "contact": "Barnet MAPPA unit, 020 8000 0000",
+            "contact": {"role": "mappa_unit", "telephone": "020 8000 0000"},
             "review_date": "2027-02-23",
             "marker_id": pushed["marker_id"],
             "message_id": message_id,
@@ -195,7 +195,7 @@ async def test_ra_lists_the_markers_raised_on_a_nominal_a_page_at_a_time(world: 
         "raised_by_agency_id": POLICE,
         "uprn": "200004512340",
         "marker": "PWM",
-        "contact": "Barnet MAPPA unit, 020 8000 0000",
+        "contact": {"role": "mappa_unit", "telephone": "020 8000 0000"},
         "review_date": "2027-02-23",
         "status": "sent",
         "raised_at": entry["raised_at"],

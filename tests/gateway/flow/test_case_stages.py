@@ -196,7 +196,7 @@ def test_hazard_flag_is_built_from_its_allow_list_whatever_the_source_holds() ->
     source = {
         "child_or_family_ref": "ICS-1",
         "relationship": "father",
-        "contact": "MAPPA unit",
+        "contact": {"role": "mappa_unit", "telephone": "020 8359 0000"},
         "offence": "rape of a child under 13",
         "intelligence": "seen at school gates",
         "sources": [{"id": "s1", "description": "neighbour"}],
