@@ -14,12 +14,12 @@ import datetime as dt
 import secrets
 from collections.abc import AsyncIterator, Callable, Generator
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
 
@@ -28,13 +28,21 @@ from gateway.audit import log as audit_log
 from gateway.audit.canonical import AUDIT_ENTRY_FIELDS
 from gateway.audit.commit import Audited, commit_audited, record_alone
 from gateway.audit.export import ExportError, export_chunks, export_header, verify_database
-from gateway.audit.search import SearchQuery, parse_query, search_entries
-from gateway.audit.verify import LEAF_HASH_KEY
-from gateway.audit.witness import read_witness
+from gateway.audit.search import MAX_LIMIT, EntryFilter, SearchQuery, parse_query, search_entries
+from gateway.audit.verify import LEAF_HASH_KEY, VerificationReport
+from gateway.audit.witness import WitnessRead, read_witness
 from gateway.console.accounts import check_password, officer_by_id, oidc_officer
 from gateway.console.checks import check_entry, pending_bound, unsequenced_status
+from gateway.console.limits import (
+    EXPORTS,
+    INTEGRITY_RUNS,
+    RETRY_AFTER_SECONDS,
+    IntegrityCache,
+    LogState,
+    Slots,
+)
 from gateway.console.oidc import OIDC_COOKIE, OidcLoginFailed, OidcSignIn
-from gateway.console.render import csv_text, render, secure_headers
+from gateway.console.render import csv_rows, render, secure_headers
 from gateway.console.session import (
     LOGIN_COOKIE,
     SESSION_COOKIE,
@@ -56,7 +64,7 @@ from gateway.flow.audit import AuditEvent, Operation, Outcome
 from gateway.logs import get_logger
 from gateway.oauth import mtls
 from gateway.state import GatewayState
-from gateway.store.models import AuditEntry, IGOfficer
+from gateway.store.models import AuditCheckpoint, AuditEntry, IGOfficer
 
 __all__ = ["router"]
 
@@ -72,6 +80,8 @@ _STATIC_FILES: Final = {
 _FORM_LIMIT: Final = 8192
 _BAD_LOGIN: Final = "The officer id or password is not right."
 _CSV_LIMIT: Final = 100_000
+#: The CSV is read and sent this many rows at a time (one search page each).
+_CSV_PAGE: Final = MAX_LIMIT
 _FIELDS: Final[tuple[tuple[str, str], ...]] = (
     ("nominal", "Nominal"),
     ("agency", "Agency"),
@@ -529,29 +539,66 @@ async def entry(request: Request, entry_id: str) -> Response:
     )
 
 
+def _per_process(request: Request, name: str, make: Callable[[], Any]) -> Any:
+    """This process's ``name`` on the app (made on first use, one per app)."""
+    value = getattr(request.app.state, name, None)
+    if value is None:
+        value = make()
+        setattr(request.app.state, name, value)
+    return value
+
+
+def _export_slots(request: Request) -> Slots:
+    slots: Slots = _per_process(request, "console_export_slots", lambda: Slots(EXPORTS))
+    return slots
+
+
+async def _refuse_busy(request: Request, action: str, officer_id: str, **detail: Any) -> NoReturn:
+    """As many of ``action`` run in this process as it allows: audited, then 429."""
+    await _audit(
+        request, action, officer_id, outcome=Outcome.REFUSED, reason_code="console_busy", **detail
+    )
+    raise errors.RateLimited(
+        retry_after=RETRY_AFTER_SECONDS, diagnostics={"reason": "console_busy", "action": action}
+    )
+
+
+async def _log_state(
+    session: AsyncSession, latest: AuditCheckpoint | None, witness: WitnessRead
+) -> LogState:
+    """What the integrity verdict depends on that can be read without verifying."""
+    sequenced, last_seq = (
+        await session.execute(select(func.count(AuditEntry.seq), func.max(AuditEntry.seq)))
+    ).one()
+    return LogState(
+        latest.note if latest is not None else None,
+        int(sequenced),
+        last_seq,
+        witness.note,
+        witness.error,
+    )
+
+
 @router.get("/integrity")
 async def integrity(request: Request) -> Response:
     officer = await _officer(request)
     if officer is None:
         return _to_login()
     state = _state(request)
-    await _audit(request, "integrity", officer.officer_id)
+    # Read before the database: the sequencer writes the file after its checkpoint commits.
+    witness = await run_in_threadpool(read_witness, state.settings)
     async with state.db.read() as session:
         latest = await audit_log.latest_checkpoint(session)
         lag_count, lag_age = await audit_log.unsequenced_lag(session, state.clock())
-    witness = await run_in_threadpool(read_witness, state.settings)
+        log_state = await _log_state(session, latest, witness)
     report = None
     keys: list[str] = []
     if state.audit is None:
+        await _audit(request, "integrity", officer.officer_id)
         verdict, summary = "not run", "The checkpoint key is not loaded in this gateway."
     else:
         keys = [str(key) for key in state.audit.verifier_keys()]
-        report = await run_in_threadpool(
-            verify_database,
-            state.settings.database_url,
-            state.audit.verifier(),
-            witness=witness.note,
-        )
+        report, reused = await _integrity_report(request, officer.officer_id, log_state, witness)
         if report.ok:
             verdict = "verified"
             summary = (
@@ -565,6 +612,11 @@ async def integrity(request: Request) -> Response:
             where = f" at entry seq {report.seq}" if report.seq is not None else ""
             verdict = "FAILED"
             summary = f"{report.problem.value}{where}: {report.detail}"
+        if reused is not None:
+            summary += (
+                f" (The verdict of a run {reused:.0f} s ago: the latest checkpoint, the "
+                "sequenced entries' count and last seq, and the witness file are as they were.)"
+            )
     return render(
         "integrity.html",
         {
@@ -581,32 +633,118 @@ async def integrity(request: Request) -> Response:
     )
 
 
+async def _integrity_report(
+    request: Request, officer_id: str, log_state: LogState, witness: WitnessRead
+) -> tuple[VerificationReport, float | None]:
+    """The verifier's report on the log, and its age in seconds when it is a recent run's on
+    the same ``log_state`` (`gateway.console.limits`); one run at a time in this process."""
+    state = _state(request)
+    assert state.audit is not None
+    cache: IntegrityCache = _per_process(request, "console_integrity_cache", IntegrityCache)
+    cached = cache.get(log_state, state.clock())
+    if cached is not None:
+        await _audit(request, "integrity", officer_id, reused=True)
+        return cached
+    runs: Slots = _per_process(request, "console_integrity_runs", lambda: Slots(INTEGRITY_RUNS))
+    if not runs.take():
+        await _refuse_busy(request, "integrity", officer_id)
+    try:
+        await _audit(request, "integrity", officer_id)
+        started = state.clock()
+        report = await run_in_threadpool(
+            verify_database,
+            state.settings.database_url,
+            state.audit.verifier(),
+            witness=witness.note,
+        )
+        async with state.db.read() as session:
+            after = await _log_state(session, await audit_log.latest_checkpoint(session), witness)
+        if after == log_state:  # else the run may have read another state: not kept
+            cache.put(log_state, report, started)
+    finally:
+        runs.give_back()
+    return report, None
+
+
 @router.get("/export.csv")
 async def export_csv(request: Request) -> Response:
+    """The current search as CSV, streamed a search page at a time (up to `_CSV_LIMIT` rows)."""
     officer = await _officer(request)
     if officer is None:
         return _to_login()
     query = parse_query(
         [(k, v) for k, v in request.query_params.multi_items() if k not in ("limit", "cursor")]
     )
-    query = SearchQuery(query.filter, _CSV_LIMIT, None)
-    await _audit(request, "export_csv", officer.officer_id, filters=query.filter.as_detail())
-    async with _state(request).db.read() as session:
-        page = await search_entries(session, query)
-    header = [*AUDIT_ENTRY_FIELDS, LEAF_HASH_KEY]
-    rows = [
-        [record[name] for name in header]
-        for record in (audit_log.entry_record(row) for row in page.entries)
-    ]
+    filters = query.filter.as_detail()
+    slots = _export_slots(request)
+    if not slots.take():
+        await _refuse_busy(request, "export_csv", officer.officer_id, filters=filters)
+    release = _once(slots.give_back)
+    try:
+        await _audit(request, "export_csv", officer.officer_id, filters=filters)
+    except BaseException:
+        release()
+        raise
     stamp = _state(request).clock().strftime("%Y%m%dT%H%M%SZ")
-    return Response(
-        csv_text(header, rows),
+    return _ReleasingStream(
+        _csv_chunks(_state(request), query.filter),
+        release,
         media_type="text/csv; charset=utf-8",
         headers={
             **secure_headers(),
             "Content-Disposition": f'attachment; filename="mappa-audit-{stamp}.csv"',
         },
     )
+
+
+async def _csv_chunks(state: GatewayState, entry_filter: EntryFilter) -> AsyncIterator[bytes]:
+    """The CSV's header, then the matching entries newest first, one search page per chunk,
+    each page read in its own short transaction."""
+    header = [*AUDIT_ENTRY_FIELDS, LEAF_HASH_KEY]
+    yield "".join(csv_rows(header, ())).encode("utf-8")
+    left, after = _CSV_LIMIT, None
+    while left > 0:
+        async with state.db.read() as session:
+            page = await search_entries(
+                session, SearchQuery(entry_filter, min(_CSV_PAGE, left), after_id=after)
+            )
+        if not page.entries:
+            return
+        records = (audit_log.entry_record(row) for row in page.entries)
+        yield "".join(csv_rows(None, ([r[name] for name in header] for r in records))).encode(
+            "utf-8"
+        )
+        left -= len(page.entries)
+        if page.next_cursor is None:
+            return
+        after = page.entries[-1].id
+
+
+def _once(action: Callable[[], None]) -> Callable[[], None]:
+    """``action``, run on the first call only."""
+    done = False
+
+    def run() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            action()
+
+    return run
+
+
+class _ReleasingStream(StreamingResponse):
+    """A streamed response that gives back its export slot however the sending ends."""
+
+    def __init__(self, content: Any, release: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
 
 
 @router.get("/export.jsonl")
@@ -619,16 +757,25 @@ async def export_pack(request: Request) -> Response:
     if state.audit is None:
         raise errors.Unavailable(diagnostics={"reason": "audit_checkpoint_key_unavailable"})
     keys = state.audit.verifier_keys()
+    slots = _export_slots(request)
+    if not slots.take():
+        await _refuse_busy(request, "export_pack", officer.officer_id)
+    release = _once(slots.give_back)
     try:
-        header = await run_in_threadpool(
-            export_header, state.settings.database_url, verifier_keys=keys, now=state.clock()
-        )
-    except ExportError as exc:
-        raise errors.Unavailable(diagnostics={"reason": "no_checkpoint_yet"}) from exc
-    await _audit(request, "export_pack", officer.officer_id, tree_size=header.tree_size)
+        try:
+            header = await run_in_threadpool(
+                export_header, state.settings.database_url, verifier_keys=keys, now=state.clock()
+            )
+        except ExportError as exc:
+            raise errors.Unavailable(diagnostics={"reason": "no_checkpoint_yet"}) from exc
+        await _audit(request, "export_pack", officer.officer_id, tree_size=header.tree_size)
+    except BaseException:
+        release()
+        raise
     stamp = state.clock().astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    return StreamingResponse(
+    return _ReleasingStream(
         _in_threadpool(export_chunks(state.settings.database_url, header)),
+        release,
         media_type="application/jsonl; charset=utf-8",
         headers={
             **secure_headers(),

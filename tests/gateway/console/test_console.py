@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import datetime as dt
 import io
 import re
 from pathlib import Path
@@ -15,6 +16,7 @@ from sqlalchemy import select, text
 from gateway.audit import entry_leaf_hash
 from gateway.audit import log as audit_log
 from gateway.audit.export import verify_export
+from gateway.console.limits import INTEGRITY_REUSE_SECONDS
 from gateway.console.render import csv_cell, literal
 from gateway.state import GatewayState
 from gateway.store.models import AuditEntry
@@ -319,6 +321,8 @@ async def test_integrity_page_runs_the_verifier_and_reports_tampering(
     assert "mappa-audit" in healthy.text  # the checkpoint note and the verifier key
     async with state.db.write() as session:
         await session.execute(text("UPDATE audit_entries SET rule = 'x' WHERE seq = 4"))
+    now = state.clock()  # an edit in place shows once the verdict is no longer reused
+    state.clock = lambda: now + dt.timedelta(seconds=INTEGRITY_REUSE_SECONDS + 1)
     tampered = await officer.get("/console/integrity")
     assert "FAILED" in tampered.text and "edited at entry seq 4" in tampered.text
 
