@@ -5,7 +5,10 @@ addressed to it that is not yet delivered (pending, in a relay's hands, or dead-
 failed pushes), each with the body sealed to it at enqueue. A message sealed to a key the agency
 has since retired (its overlap over) is not listed: it is dead-lettered as
 ``recipient_key_retired`` (:func:`gateway.delivery.lease.retire_unopenable`), as the relay
-does before a push. Paging is by an opaque cursor over
+does before a push; nor is one need-to-know no longer lets the agency have, decided again as it
+is listed (``recipient_may_not_know``, :mod:`gateway.delivery.redecide`: after a category 4
+change, deregistration, a level change or a review date passing, minutes queued for a
+participant are not handed over). Paging is by an opaque cursor over
 ``(created_at, id)``, the case API's (`gateway.cases.paging`). ``POST /v1/inbox/{id}/ack``
 marks one delivered; a message addressed to any other agency is exactly as unknown as one that
 does not exist.
@@ -21,8 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway import errors
 from gateway.cases.paging import decode_cursor, encode_cursor
+from gateway.delivery import redecide
 from gateway.delivery.lease import openable_kids, retire_unopenable
 from gateway.delivery.outbox import KEY_RETIRED, OutboxStatus, sealed_to
+from gateway.delivery.redecide import NOT_KNOWN
 from gateway.store.models import OutboxMessage
 
 __all__ = ["InboxItem", "InboxPage", "acknowledge", "list_inbox"]
@@ -53,6 +58,9 @@ class InboxPage:
     #: The kinds of the messages this read dead-lettered as ``recipient_key_retired`` (for the
     #: dead-letter metric, counted once the read's transaction has committed).
     retired_kinds: tuple[str, ...] = ()
+    #: The kinds of the messages this read dead-lettered as ``recipient_may_not_know``
+    #: (:mod:`gateway.delivery.redecide`), for the same metric.
+    refused_kinds: tuple[str, ...] = ()
 
 
 async def list_inbox(
@@ -72,7 +80,7 @@ async def list_inbox(
         or_(
             OutboxMessage.status != OutboxStatus.DEAD.value,
             OutboxMessage.last_error_code.is_(None),
-            OutboxMessage.last_error_code != KEY_RETIRED,
+            OutboxMessage.last_error_code.not_in((KEY_RETIRED, NOT_KNOWN)),
         ),
     )
     if cursor:
@@ -92,14 +100,16 @@ async def list_inbox(
     at = now or dt.datetime.now(dt.UTC)
     kids = await openable_kids(session, agency_id, at)
     if kids:
-        kept = retire_unopenable(session, agency_id, page, kids, now=at)
+        openable = retire_unopenable(session, agency_id, page, kids, now=at)
     else:  # no valid key at all: as for the relay, wait for one; list nothing sealed to a key
-        kept = [row for row in page if sealed_to(row.body) is None]
-    items = tuple(InboxItem(r.id, r.kind, r.created_at, r.body) for r in kept)
+        openable = [row for row in page if sealed_to(row.body) is None]
+    judged = await redecide.judge(session, agency_id, openable, now=at, delivery="pull")
+    items = tuple(InboxItem(r.id, r.kind, r.created_at, r.body) for r in judged.kept)
     return InboxPage(
         items,
         encode_cursor(page[-1].created_at, page[-1].id) if more and page else None,
-        tuple(row.kind for row in page if row not in kept) if kids else (),
+        tuple(row.kind for row in page if row not in openable) if kids else (),
+        tuple(kind for _, kind in judged.refused),
     )
 
 

@@ -10,7 +10,9 @@ written, retries included; others go concurrently. Claiming spends an attempt, s
 that kills its relay cannot loop for ever. Only partners that are active, have a push endpoint
 and hold a current encryption key are served; the others' rows wait (or are pulled from
 ``/v1/inbox``). A row sealed to a key its recipient has since retired is dead-lettered
-(``recipient_key_retired``, :func:`retire_unopenable`), never pushed.
+(``recipient_key_retired``, :func:`retire_unopenable`), never pushed; so is a row need-to-know
+no longer lets its recipient have, decided again as it is claimed (``recipient_may_not_know``,
+:mod:`gateway.delivery.redecide`).
 
 :func:`settle` ends a lease, but only a lease this relay still holds: if the lease expired and
 another relay took the row, or the agency acknowledged it through the inbox, nothing changes.
@@ -27,12 +29,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
-from gateway.delivery.outbox import KEY_RETIRED, OutboxStatus, sealed_to
+from gateway.delivery import redecide
+from gateway.delivery.outbox import KEY_RETIRED, OutboxStatus, dead_letter, sealed_to
 from gateway.delivery.push import Endpoint
 from gateway.domain import AgencyStatus
 from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.flow.seal import agency_public_jwks
-from gateway.logs import get_logger
 from gateway.store.models import Agency, OutboxMessage
 
 __all__ = [
@@ -46,8 +48,6 @@ __all__ = [
     "retire_unopenable",
     "settle",
 ]
-
-log = get_logger("gateway.delivery")
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +67,9 @@ class Claim:
     #: Rows sealed to a key their recipient has retired, as (id, kind): dead-lettered, not
     #: claimed (the relay counts them once the claim's transaction has committed).
     retired: tuple[tuple[str, str], ...] = ()
+    #: Rows need-to-know no longer lets their recipient have, as (id, kind): dead-lettered as
+    #: ``recipient_may_not_know`` (:mod:`gateway.delivery.redecide`), not claimed.
+    refused: tuple[tuple[str, str], ...] = ()
 
 
 def due(now: dt.datetime) -> ColumnElement[bool]:
@@ -144,18 +147,7 @@ def retire_unopenable(
     if not retired:
         return kept
     for row in retired:
-        row.status = OutboxStatus.DEAD.value
-        row.last_error_code = KEY_RETIRED
-        row.lease_owner = None
-        row.lease_expires_at = None
-        log.error(
-            "outbox_dead_letter",
-            alert=True,
-            message_id=row.id,
-            agency_id=agency_id,
-            kind=row.kind,
-            code=KEY_RETIRED,
-        )
+        dead_letter(row, KEY_RETIRED)
     record(
         session,
         AuditEvent(
@@ -205,6 +197,7 @@ async def claim(
     claimed: list[Claimed] = []
     keyless: set[str] = set()
     retired: list[tuple[str, str]] = []
+    refused: list[tuple[str, str]] = []
     for agency_id, url, ca_pem in partners:
         free = slots(agency_id)
         if free <= 0:
@@ -231,8 +224,11 @@ async def claim(
                 .with_for_update(skip_locked=True)
             )
         ).all()
-        rows = retire_unopenable(session, agency_id, found, kids, now=now)
-        retired.extend((row.id, row.kind) for row in found if row not in rows)
+        openable = retire_unopenable(session, agency_id, found, kids, now=now)
+        retired.extend((row.id, row.kind) for row in found if row not in openable)
+        judged = await redecide.judge(session, agency_id, openable, now=now, delivery="push")
+        refused.extend(judged.refused)
+        rows = judged.kept
         endpoint = Endpoint(agency_id, str(url), ca_pem)
         for row in rows:
             row.status = OutboxStatus.LEASED.value
@@ -240,7 +236,7 @@ async def claim(
             row.lease_expires_at = now + lease
             row.attempts += 1
             claimed.append(Claimed(row.id, row.kind, row.body, row.attempts, endpoint))
-    return Claim(tuple(claimed), frozenset(keyless), tuple(retired))
+    return Claim(tuple(claimed), frozenset(keyless), tuple(retired), tuple(refused))
 
 
 async def settle(

@@ -15,6 +15,7 @@ the audit record.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import (
@@ -69,6 +70,7 @@ __all__ = [
     "caller_agency",
     "caveat_refusal",
     "decide",
+    "decide_any",
     "decide_with",
     "involvements",
     "nominal_facts",
@@ -376,3 +378,37 @@ async def decide(
         return policies.decide(policies.Facts(agency, facts, target, now, tied))
     except policies.NoNeedToKnow as refusal:
         raise _refused(refusal) from refusal
+
+
+async def decide_any(
+    session: AsyncSession,
+    agency: policies.CallerAgency,
+    nominal: Nominal,
+    targets: Sequence[policies.Target],
+    now: dt.datetime,
+    tied: policies.Involvements | None = None,
+) -> policies.Decision:
+    """The decision on the first of ``targets`` need-to-know grants ``agency``, the
+    involvements loaded at most once (``tied``, if the caller has them) and only when no rule
+    that needs none grants; else the 404 of the first target's refusal (``default-deny`` when
+    there is no target at all)."""
+    if tied is None:
+        facts = nominal_facts(nominal)
+        for target in targets:
+            if isinstance(target, policies.MinutesTarget):
+                continue
+            early = policies.decide_first(
+                policies.Facts(agency, facts, target, now), _WITHOUT_INVOLVEMENT
+            )
+            if early is not None:
+                return early
+        tied = await involvements(session, agency.id, nominal.id)
+    first: errors.NotFound | None = None
+    for target in targets:
+        try:
+            return decide_with(agency, nominal, target, now, tied)
+        except errors.NotFound as refused:
+            first = first or refused
+    raise first or errors.NotFound(
+        diagnostics={"rule": policies.DEFAULT_DENY, "why": "nothing it could be let see"}
+    )

@@ -16,7 +16,7 @@ from gateway.delivery.endpoints import set_endpoint
 from gateway.delivery.push import PushConfig
 from gateway.delivery.relay import RelayConfig
 from gateway.store import Database
-from gateway.store.models import OutboxMessage
+from gateway.store.models import Meeting, MeetingAgency, Nominal, OutboxMessage
 
 JWE = "eyJhbGciOiJFQ0RILUVTK0EyNTZLVyIsImVuYyI6IkEyNTZHQ00ifQ.a2V5.aXY.Y2lwaGVydGV4dA.dGFn"
 
@@ -43,6 +43,47 @@ async def partner(
     if url is not None:
         await set_endpoint(db, agency_id, url=url, ca_pem=ca_pem, development=True)
     return identity
+
+
+async def known_nominal(
+    db: Database, nominal_id: str, lead: str, *attending: str, held_on: dt.date | None = None
+) -> None:
+    """A level 2 nominal ``lead`` leads, and a level 2 meeting (held ``held_on``, today by
+    default) the ``attending`` agencies attended: need-to-know lets each know of it, so the
+    messages about it queued for them are delivered (the relay and the inbox decide again)."""
+    day = held_on or dt.datetime.now(dt.UTC).date()
+    async with db.write() as session:
+        session.add(
+            Nominal(
+                id=nominal_id,
+                area="barnet",
+                category=1,
+                level=2,
+                lead_agency_id=lead,
+                details_sealed=b"-",
+            )
+        )
+        await session.flush()
+        if attending:
+            meeting_id = f"{nominal_id}-meeting"
+            session.add(
+                Meeting(
+                    id=meeting_id,
+                    nominal_id=nominal_id,
+                    meeting_type="level_2",
+                    chair_agency_id=lead,
+                    chair_officer="DI-1",
+                    held_on=day,
+                    level_at_meeting=2,
+                )
+            )
+            await session.flush()
+            for agency_id in attending:
+                session.add(
+                    MeetingAgency(
+                        meeting_id=meeting_id, agency_id=agency_id, participation="attended"
+                    )
+                )
 
 
 async def queue(db: Database, agency_id: str, n: int = 1, kind: str = "hazard_flag") -> list[str]:

@@ -7,7 +7,7 @@ import datetime as dt
 from gateway.delivery import enqueue
 from gateway.delivery.lease import claim, settle
 from gateway.store import Database
-from tests.gateway.delivery.support import JWE, partner
+from tests.gateway.delivery.support import JWE, known_nominal, partner
 
 T0 = dt.datetime(2026, 5, 1, 9, 0, tzinfo=dt.UTC)
 LEASE = dt.timedelta(hours=1)
@@ -58,6 +58,9 @@ async def test_one_message_at_a_time_per_recipient_and_nominal_oldest_first(db: 
     third = await _write(db, "police-a", "n-1", 2)
     other_nominal = await _write(db, "police-a", "n-2", 3)
     other_recipient = await _write(db, "cs-a", "n-1", 4)
+    # police-a leads both nominals, cs-a attended n-1's meeting: each may know of them
+    await known_nominal(db, "n-1", "police-a", "cs-a", held_on=T0.date())
+    await known_nominal(db, "n-2", "police-a")
     loose = [await _write(db, "police-a", None, 5), await _write(db, "police-a", None, 6)]
     now = T0 + dt.timedelta(minutes=10)
 
@@ -79,6 +82,7 @@ async def test_one_message_at_a_time_per_recipient_and_nominal_oldest_first(db: 
 async def test_messages_written_at_the_same_instant_go_one_at_a_time(db: Database) -> None:
     """Ties on created_at are broken by id: still exactly one of them in flight."""
     await partner(db, "police-a", URL)
+    await known_nominal(db, "n-1", "police-a")
     ids = {await _write(db, "police-a", "n-1", 0) for _ in range(3)}
     taken = await _claim(db, T0 + dt.timedelta(minutes=1))
     assert taken == {min(ids)}

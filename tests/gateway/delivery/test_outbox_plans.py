@@ -87,3 +87,34 @@ async def test_the_depth_gauge_counts_the_open_rows_only(
     [plan] = await _plans(sqlite_db, sqlite_url, depth)
     assert not [step for step in plan if step.startswith("SCAN")], plan
     assert any("(status=?)" in step for step in plan), plan
+
+
+async def test_a_queued_level_change_finds_the_level_it_announces_by_its_nominal(
+    sqlite_db: Database, sqlite_url: str
+) -> None:
+    """Deciding a queued level change again reads the nominal's own level changes (by the
+    nominal's index), never every nominal's history."""
+    from gateway.delivery.redecide import _level_before
+    from gateway.store.models import OutboxMessage
+
+    seen: list[tuple[str, Any]] = []
+
+    def listen(conn: Any, cursor: Any, statement: str, parameters: Any, *args: Any) -> None:
+        if "nominal_changes" in statement:
+            seen.append((statement, parameters))
+
+    row = OutboxMessage(id="m-1", kind="level_change", nominal_ref="n-1", created_at=T0)
+    engine = sqlite_db.writer.sync_engine
+    event.listen(engine, "before_cursor_execute", listen)
+    try:
+        async with sqlite_db.write() as session:
+            assert await _level_before(session, row) is None
+    finally:
+        event.remove(engine, "before_cursor_execute", listen)
+    assert seen
+    with sqlite3.connect(sqlite_url.split("///", 1)[1]) as connection:
+        for sql, params in seen:
+            plan = [r[3] for r in connection.execute("EXPLAIN QUERY PLAN " + sql, params)]
+            first = next(step for step in plan if step.startswith(("SEARCH", "SCAN")))
+            assert first.startswith("SEARCH nominal_changes USING INDEX"), plan
+            assert "nominal_id=?" in first, plan

@@ -20,6 +20,7 @@ from tests.gateway.delivery.support import (
     JWE,
     development_keys,
     fast_config,
+    known_nominal,
     partner,
     queue,
     rows,
@@ -285,6 +286,8 @@ async def test_messages_about_one_nominal_reach_the_partner_in_order_despite_a_r
     """The older message fails: the newer one about the same nominal waits for its retries (it
     went out concurrently and could arrive first); a message about another nominal does not."""
     await partner(sqlite_db, "police-a", stub.url, pki.ca_pem)
+    for nominal in ("n-1", "n-2"):
+        await known_nominal(sqlite_db, nominal, "police-a")  # police-a leads: it may know
     t0 = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
     async with sqlite_db.write() as session:
         ids = [

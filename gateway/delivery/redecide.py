@@ -1,0 +1,237 @@
+"""A queued message is decided again for its recipient when it is pushed or pulled.
+
+A push is decided when it is sealed, but it may wait in the outbox (a partner down, or one that
+only pulls) while the case moves on: the nominal becomes category 4, is deregistered, changes
+level, a meeting's review date passes. Before the relay pushes a message
+(:func:`gateway.delivery.lease.claim`) and before the inbox lists it
+(:func:`gateway.delivery.inbox.list_inbox`), need-to-know decides again, for the recipient,
+on the message's nominal (``nominal_ref``) and on the target its kind was decided on at sealing
+(:data:`TARGETS`). A message the recipient may no longer have is dead-lettered as
+``recipient_may_not_know`` (:data:`NOT_KNOWN`): never pushed, never listed, logged by ids and
+audited (a refused disclosure naming the refusing rule and the message id, never content), as a
+message sealed to a retired key is (:func:`gateway.delivery.lease.retire_unopenable`).
+
+One decision per message, with the engine and the involvement query of the case API
+(:func:`gateway.flow.need_to_know.decide_any`): the nominal and the recipient's involvements
+are read once per nominal in one call. A message with no ``nominal_ref`` names no nominal, and
+goes as it was sealed.
+
+The outbox row does not hold the meeting or the record a message was about (the body, sealed
+to the recipient, does), so a kind's targets are what the recipient's involvements on the
+nominal give: minutes go while the recipient still takes part (as a participant) in a meeting
+about the nominal, not necessarily the one the minutes are of.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+import policies
+from gateway import errors
+from gateway.delivery.outbox import dead_letter
+from gateway.domain import Level
+from gateway.flow import need_to_know
+from gateway.flow.audit import AuditEvent, Operation, Outcome, record
+from gateway.store.models import Agency, Nominal, NominalChange, OutboxMessage
+
+__all__ = ["NOT_KNOWN", "TARGETS", "Judged", "judge"]
+
+
+#: The dead-letter code (and the audit's reason code) of a message need-to-know no longer lets
+#: its recipient have.
+NOT_KNOWN = "recipient_may_not_know"
+#: Which messages are not decided again (their body, sealed to the recipient, holds what they
+#: were decided on): an owner notification (ids and codes: decided for the owner on the records
+#: it names when sealed, and again when a held one is released) and an s.325(4A)(c) decision's
+#: message (its standing or revoked status, also decided again at release).
+NOT_DECIDED_AGAIN = frozenset({"owner_notification", "contributor_decision"})
+
+#: The kinds whose targets (or second decision) need the recipient's involvements loaded.
+_NEED_INVOLVEMENTS = frozenset({"minutes", "onward_disclosure", "level_change"})
+
+_Targets = Callable[[OutboxMessage, Agency, policies.Involvements], tuple[policies.Target, ...]]
+
+
+def _marker(
+    row: OutboxMessage, agency: Agency, tied: policies.Involvements
+) -> tuple[policies.Target, ...]:
+    from gateway.cases.markers import RECIPIENT_TARGETS  # late: the case flows import delivery
+
+    return RECIPIENT_TARGETS
+
+
+#: The targets a message of each kind is decided on again (the first that grants), as at sealing.
+TARGETS: dict[str, _Targets] = {
+    # minutes: to a participant of a meeting about the nominal, while its part lasts
+    "minutes": lambda row, agency, tied: tuple(
+        policies.MinutesTarget(m.meeting_id) for m in tied.meetings
+    ),
+    # an onward disclosure: the approved parts of minutes, while the approval's meeting lasts
+    "onward_disclosure": lambda row, agency, tied: tuple(
+        policies.MinutesTarget(g.meeting_id) for g in tied.disclosures
+    ),
+    # a record shared with the lead agency: the nominal (the rules grant records as nominals)
+    "record": lambda row, agency, tied: (policies.NominalTarget(),),
+    # a hazard flag: to the children's services agency it was raised for (named by the message)
+    "hazard_flag": lambda row, agency, tied: (policies.HazardFlagTarget(row.id, agency.id),),
+    # a warning marker, and its revocation: the nominal, or its level 1 list entry
+    "warning_marker": _marker,
+    "warning_marker_revocation": _marker,
+    # a level change: the nominal, at the level it announces a change from or at the new one
+    "level_change": lambda row, agency, tied: (policies.NominalTarget(),),
+}
+
+
+@dataclass
+class Judged:
+    """The rows that may go, and those dead-lettered (as (id, kind)) for the metric."""
+
+    kept: list[OutboxMessage] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
+
+
+async def _level_before(session: AsyncSession, row: OutboxMessage) -> Level | None:
+    """The level a level change message announces a change from: the last level change of its
+    nominal written by the message's time (the same transaction)."""
+    old = await session.scalar(
+        select(NominalChange.old_value)
+        .where(
+            NominalChange.nominal_id == row.nominal_ref,
+            NominalChange.kind == "level",
+            NominalChange.created_at <= row.created_at,
+        )
+        .order_by(NominalChange.created_at.desc())
+        .limit(1)
+    )
+    try:
+        return Level.parse(old) if old is not None else None
+    except ValueError:
+        return None
+
+
+def _as_announced(
+    before: Level | None,
+    agency: policies.CallerAgency,
+    nominal: Nominal,
+    row: OutboxMessage,
+    now: dt.datetime,
+    tied: policies.Involvements,
+) -> policies.Decision | None:
+    """A level change is sent to who may see the nominal at the old level: decided again on the
+    nominal as it was before the change it announces (anything since still counts: category,
+    deregistration, review dates, a later level change). None if that does not grant."""
+    changed = nominal.level_changed_at
+    if changed is None or changed > row.created_at:
+        return None
+    facts = dataclasses.replace(
+        need_to_know.nominal_facts(nominal),
+        level=before if before is not None else Level(nominal.level),
+        level_changed_at=None,
+    )
+    try:
+        return policies.decide(policies.Facts(agency, facts, policies.NominalTarget(), now, tied))
+    except policies.NoNeedToKnow:
+        return None
+
+
+async def _decide(
+    session: AsyncSession,
+    agency: Agency,
+    row: OutboxMessage,
+    nominals: dict[str, Nominal | None],
+    now: dt.datetime,
+) -> errors.NotFound | None:
+    """None when ``row`` may go to ``agency``; else the refusal, naming its rule."""
+    ref = row.nominal_ref
+    if ref is None or row.kind in NOT_DECIDED_AGAIN:
+        return None
+    if ref not in nominals:
+        nominals[ref] = await session.get(Nominal, ref)
+    nominal = nominals[ref]
+    if nominal is None:
+        return need_to_know.not_found("nominal")
+    how = TARGETS.get(row.kind)
+    if how is None:  # a kind nobody said how to decide: default deny
+        return errors.NotFound(
+            diagnostics={"rule": policies.DEFAULT_DENY, "why": f"no targets for {row.kind}"}
+        )
+    facts = need_to_know.agency_facts(agency)
+    tied = (
+        await need_to_know.involvements(session, agency.id, nominal.id)
+        if row.kind in _NEED_INVOLVEMENTS
+        else None
+    )
+    targets = how(row, agency, tied or policies.Involvements())
+    try:
+        await need_to_know.decide_any(session, facts, nominal, targets, now, tied)
+    except errors.NotFound as refused:
+        if tied is not None and row.kind == "level_change":
+            if _as_announced(await _level_before(session, row), facts, nominal, row, now, tied):
+                return None
+        if row.kind == "warning_marker_revocation":
+            rules = policies.default_policy_set().recipients.warning_marker
+            if rules.revocation_to_any_recipient:  # bare, and sent to any provider (policies.md)
+                return None
+        return refused
+    return None
+
+
+async def judge(
+    session: AsyncSession,
+    agency_id: str,
+    rows: Sequence[OutboxMessage],
+    *,
+    now: dt.datetime,
+    delivery: str,
+) -> Judged:
+    """Decide each of ``agency_id``'s ``rows`` again; dead-letter (in the open transaction),
+    log and audit those it may no longer have, and return the others."""
+    judged = Judged()
+    if not any(row.nominal_ref is not None for row in rows):
+        judged.kept.extend(rows)
+        return judged
+    agency = await session.get(Agency, agency_id)
+    nominals: dict[str, Nominal | None] = {}
+    for row in rows:
+        refused = (
+            need_to_know.not_found("agency")
+            if agency is None
+            else await _decide(session, agency, row, nominals, now)
+        )
+        if refused is None:
+            judged.kept.append(row)
+            continue
+        diagnostics = dict(refused.diagnostics)
+        rule = diagnostics.pop("rule", policies.DEFAULT_DENY)
+        version = diagnostics.pop("policy_version", None)
+        dead_letter(row, NOT_KNOWN, rule=str(rule))
+        judged.refused.append((row.id, row.kind))
+        record(
+            session,
+            AuditEvent(
+                occurred_at=now,
+                operation=Operation.DISCLOSURE,
+                outcome=Outcome.REFUSED,
+                agency_id=agency_id,
+                recipients=(agency_id,),
+                nominal_ref=row.nominal_ref,
+                record_refs=(row.id,),
+                rule=str(rule),
+                policy_version=str(version) if version is not None else None,
+                reason_code=NOT_KNOWN,
+                detail={
+                    **diagnostics,
+                    "resource": "outbox",
+                    "kind": row.kind,
+                    "message_id": row.id,
+                    "delivery": delivery,
+                },
+            ),
+        )
+    return judged
