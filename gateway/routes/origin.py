@@ -7,7 +7,9 @@ signed JWS of the write that audit entry records, and, for an IG officer's conso
 only, the JWS itself. The JWS is the body as the agency signed it, third-party sources and
 caveated records included, and a signature cannot survive redaction: so it goes whole to the IG
 officer or not at all, never to an agency system (which gets the checks and the digest, for
-writes by agencies of its own area only; another area's entry is 404, as one with no evidence).
+writes by agencies of its own area only, and only of an entry it sees as stored: one about a
+nominal it may know of, `gateway.audit.agency_view`; any other is 404, as one with no evidence,
+and its refusal reads to the agency as that one's).
 The read is audited before anything is returned (no audit, no disclosure); an agency reader
 gets the answer as ``application/jose`` sealed to its registered encryption key, a console
 session JSON over the console's own TLS session. An entry with no evidence (not an agency write,
@@ -25,15 +27,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.responses import Response
 
 from gateway import errors
+from gateway.audit.agency_view import AgencyView
 from gateway.audit.commit import Audited, commit_audited, record_alone
 from gateway.audit.origin import OriginReport, load_origin
+from gateway.cases.context import answered_fields
 from gateway.contract.types import is_resource_id
 from gateway.flow import deliver
 from gateway.flow.audit import Outcome
 from gateway.flow.seal import agency_public_jwks
 from gateway.routes.audit import IGReader, ig_reader
 from gateway.state import GatewayState
-from gateway.store.models import Agency
+from gateway.store.models import Agency, AuditEntry
 
 __all__ = ["router"]
 
@@ -65,8 +69,9 @@ async def origin(
         "action": "retrieve",
         "via": reader.via,
     }
+    route = request.url.path
     if not is_resource_id(entry_id):
-        await _refuse(state, reader, entry_id, detail)
+        await _refuse(state, reader, entry_id, detail, route)
     recipient_keys = None
     if reader.agency_id is not None:
         if state.sealer is None:
@@ -78,12 +83,19 @@ async def origin(
                 diagnostics={"recipient": reader.agency_id, "reason": "no usable encryption key"}
             )
 
+    view = reader.view(now)
+
     async def act(session: AsyncSession) -> Audited[OriginReport | None]:
         report = await load_origin(session, sealer, entry_id, issuer=state.settings.issuer)
+        refusal = _refusal(entry_id, detail, route)
         if report is None:
-            return Audited(None, reader.event(Outcome.REFUSED, **_refusal(entry_id, detail)))
+            return Audited(None, reader.event(Outcome.REFUSED, **refusal))
         if reader.area is not None and reader.area != await _area_of(session, report.agency_id):
-            refusal = {**_refusal(entry_id, detail), "rule": "origin-evidence-of-own-area"}
+            refusal["rule"] = "origin-evidence-of-own-area"
+            return Audited(None, reader.event(Outcome.REFUSED, **refusal))
+        hidden = await _not_seen_whole(session, entry_id, view)
+        if hidden is not None:
+            refusal.update(rule="origin-evidence-need-to-know", nominal_ref=hidden.nominal_ref)
             return Audited(None, reader.event(Outcome.REFUSED, **refusal))
         event = reader.event(
             Outcome.ALLOWED,
@@ -112,16 +124,34 @@ async def _area_of(session: AsyncSession, agency_id: str) -> str | None:
     return await session.scalar(select(Agency.area).where(Agency.id == agency_id))
 
 
-def _refusal(entry_id: str, detail: dict[str, object]) -> dict[str, object]:
+async def _not_seen_whole(
+    session: AsyncSession, entry_id: str, view: AgencyView | None
+) -> AuditEntry | None:
+    """The entry if an agency reader does not see it as stored (None: a console officer, or an
+    entry the agency sees whole)."""
+    if view is None:
+        return None
+    row = await session.scalar(select(AuditEntry).where(AuditEntry.entry_id == entry_id))
+    if row is None:
+        return None
+    await view.decide(session, (row.nominal_ref,))
+    return None if view.in_full(row) else row
+
+
+def _refusal(entry_id: str, detail: dict[str, object], route: str) -> dict[str, object]:
+    """The refusal of evidence, recorded (as every 404 refusal is) with what the caller was
+    answered: the problem code and the route."""
+    answered = answered_fields(errors.NotFound(), route)["detail"]
     return {
         "reason_code": "not_found",
         "rule": "origin-evidence-exists",
-        "detail": {**detail, "entry": entry_id[:64]},
+        "detail": {**detail, "entry": entry_id[:64], **answered},
     }
 
 
 async def _refuse(
-    state: GatewayState, reader: IGReader, entry_id: str, detail: dict[str, object]
+    state: GatewayState, reader: IGReader, entry_id: str, detail: dict[str, object], route: str
 ) -> None:
-    await record_alone(state.db, reader.event(Outcome.REFUSED, **_refusal(entry_id, detail)))
+    refusal = _refusal(entry_id, detail, route)
+    await record_alone(state.db, reader.event(Outcome.REFUSED, **refusal))
     raise errors.NotFound(diagnostics={"reason_code": "not_found", "why": "malformed entry id"})

@@ -194,3 +194,31 @@ async def test_the_area_s_own_unit_sees_nothing_of_a_category_4_nominal(any_worl
     refused = await _read(world, unit, INCLUSION, entry_id=lead_entry["entry_id"])
     missing = await _read(world, unit, INCLUSION, entry_id=UNKNOWN_ID)
     assert _problem(refused) == _problem(missing) and refused.status_code == 404
+
+
+async def test_evidence_of_origin_of_a_hidden_nominal_s_entry_is_an_unknown_entry_s(
+    any_world: World,
+) -> None:
+    """Barnet's unit asks for the evidence of origin of the police's referral of a category 4
+    nominal, and of an entry that does not exist: the same 404, and its audit read of the two
+    refusals the same; the referral of a category 2 nominal it gets (before, it was given the
+    category 4 referral's checks: who wrote it, when, its digest)."""
+    world = any_world
+    hidden_id = await at_level_2(world, category="M4")
+    subject = {k: v for k, v in referral()["subject"].items() if k not in ("pnc_id", "crn")}
+    seen_id = await at_level_2(world, subject={**subject, "family_name": "Okafor-Lindqvist"})
+    unit = await _unit(world, "barnet-mappa-ig")
+    [hidden_write] = await world.audit(nominal_ref=hidden_id, operation="collection")
+    [seen_write] = await world.audit(nominal_ref=seen_id, operation="collection")
+
+    assert (await unit.raw("GET", f"/v1/audit/origin/{seen_write.entry_id}")).status_code == 200
+    refused = await unit.raw("GET", f"/v1/audit/origin/{hidden_write.entry_id}")
+    missing = await unit.raw("GET", f"/v1/audit/origin/{UNKNOWN_ID}")
+    assert _problem(refused) == _problem(missing) and refused.status_code == 404
+
+    refusals = (await _read(world, unit, ENTRIES, agency=unit.id, outcome="refused")).json()
+    unknown, hidden = refusals["entries"]
+    assert _alike(hidden, hidden_write.entry_id) == _alike(unknown, UNKNOWN_ID)
+    assert hidden["nominal_ref"] is None and hidden["rule"] == "resource-exists"
+    [stored] = await world.audit(agency_id=unit.id, nominal_ref=hidden_id)
+    assert stored.rule == "origin-evidence-need-to-know"
