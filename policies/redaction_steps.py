@@ -28,7 +28,7 @@ from gateway.domain import AgencyType, RecordKind, Role
 
 from ._recipients import RecipientRules
 from .facts import APPROVABLE_PARTS, CallerAgency, Resource
-from .flag_values import contact_of, reference_problem
+from .flag_values import contact_of, contact_problem, reference_problem
 from .need_to_know import Decision
 from .policy import View
 
@@ -314,13 +314,17 @@ def build_hazard_flag(context: RedactionContext, draft: Draft) -> Draft:
             if name == "review_date":
                 continue
             raise MalformedDocument(f"a hazard flag needs {name}")
+        if name == "contact" and contact_problem(value) is not None:
+            # stored before contacts had a shape (free text): withheld, never sent; new ones
+            # are refused at the contract
+            continue
         flag[name] = _flag_value(name, value, rules.relationships)
     built = {
         "child_or_family_ref": flag["child_or_family_ref"],
         "flag": HAZARD_FLAG,
         "relationship": flag["relationship"],
         "statement": HAZARD_STATEMENT,
-        "contact": flag["contact"],
+        **({"contact": flag["contact"]} if "contact" in flag else {}),
         **({"review_date": flag["review_date"]} if "review_date" in flag else {}),
     }
     withheld = [Withheld(name, RULE_HAZARD_FLAG) for name in source if name not in flag]

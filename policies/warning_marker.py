@@ -21,7 +21,7 @@ from typing import Any
 from ._recipients import WARNING_MARKER_FIELDS, RecipientRules
 from .errors import RedactionFailed
 from .facts import CallerAgency
-from .flag_values import contact_of
+from .flag_values import contact_of, contact_problem
 from .redaction_steps import Withheld
 
 __all__ = [
@@ -33,11 +33,10 @@ __all__ = [
 ]
 
 RULE_WARNING_MARKER = "warning-marker-allow-list"
-_UPRN = re.compile(r"^[0-9]{1,12}$")
-
 #: The rule under which a revocation goes to a provider need-to-know no longer lets know of the
 #: nominal (``revocation_to_any_recipient`` in ``[warning_marker]`` of ``recipients.toml``).
 RULE_WARNING_MARKER_REVOCATION = "warning-marker-revocation"
+_UPRN = re.compile(r"^[0-9]{1,12}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +93,10 @@ def build_warning_marker(
             if name == "review_date":
                 continue
             raise failed(f"a warning marker needs {name}")
+        if name == "contact" and contact_problem(value) is not None:
+            # stored before contacts had a shape (free text): withheld, never sent; new ones
+            # are refused at the contract
+            continue
         try:
             marker[name] = _value(name, value, allowed.markers)
         except ValueError as exc:

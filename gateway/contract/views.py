@@ -208,7 +208,8 @@ class HazardFlagView(BaseModel):
     flag: str
     relationship: str
     statement: str
-    contact: Contact
+    #: None only for one stored before contacts had a shape (withheld, never sent as text).
+    contact: Contact | None = None
     review_date: str | None = None
 
 

@@ -6,6 +6,7 @@ email address; a good contact comes out holding only the fields it has. One row 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -114,13 +115,27 @@ def test_a_hostile_contact_is_not_a_contact(value: Any) -> None:
             assert text not in why and text not in str(caught.value)
 
 
-@pytest.mark.parametrize("value", HOSTILE_CONTACTS)
-def test_no_flag_and_no_marker_is_built_with_a_hostile_contact(value: Any) -> None:
-    """The builders fail (nothing is sent), whatever else the source holds."""
+@pytest.mark.parametrize("value", [v for v in HOSTILE_CONTACTS if v is not None])
+def test_a_hostile_contact_never_leaves_in_a_flag_or_a_marker(value: Any) -> None:
+    """A stored contact without the contact's shape (one stored before the shape was required:
+    new ones are refused at the contract) is withheld: the flag and the marker go without it,
+    whatever else the source holds, and nothing of it is in what is built."""
+    flag = redact(_flag_context(), {**FLAG, "contact": value})
+    assert "contact" not in flag.document
+    marker = build_warning_marker(HOUSING, {**MARKER, "contact": value})
+    assert "contact" not in marker.document
+    for built in (json.dumps(flag.to_dict()), json.dumps(dict(marker.document))):
+        for text in value.values() if isinstance(value, dict) else [value]:
+            if isinstance(text, str) and len(text) > 3:
+                assert text not in built
+
+
+def test_no_flag_and_no_marker_is_built_without_a_contact() -> None:
+    """The contact is required: a source without one builds nothing (nothing is sent)."""
     with pytest.raises(RedactionFailed):
-        redact(_flag_context(), {**FLAG, "contact": value})
+        redact(_flag_context(), {**FLAG, "contact": None})
     with pytest.raises(RedactionFailed):
-        build_warning_marker(HOUSING, {**MARKER, "contact": value})
+        build_warning_marker(HOUSING, {**MARKER, "contact": None})
 
 
 @pytest.mark.parametrize("value", HOSTILE_REFERENCES)

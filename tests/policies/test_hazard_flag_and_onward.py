@@ -92,16 +92,10 @@ def test_hazard_flag_review_date_is_optional() -> None:
         ("relationship", "father, convicted of rape in 2009"),
         # A reference that is prose, not a reference.
         ("child_or_family_ref", "the Smith children at 4 Elm Road"),
-        # A contact with a line break smuggling more text.
-        ("contact", "MAPPA Unit\nOffence: indecent images"),
-        # A contact too long to be a contact.
-        ("contact", "x" * 121),
         # A review date that is not a date.
         ("review_date", "when the trial ends"),
         # A required field missing.
         ("relationship", None),
-        # A value that is not text.
-        ("contact", {"name": "PC Smith"}),
     ],
 )
 def test_hazard_flag_refuses_values_that_could_carry_details(key: str, value: Any) -> None:
@@ -110,6 +104,24 @@ def test_hazard_flag_refuses_values_that_could_carry_details(key: str, value: An
         redact(_flag_context(), {**SOURCE, key: value})
     assert caught.value.rule == "redaction-step:build_hazard_flag"
     assert "convicted" not in caught.value.why and "Offence" not in caught.value.why
+
+
+@pytest.mark.parametrize(
+    "contact",
+    [
+        "MAPPA Unit\nOffence: indecent images",  # text with a line break smuggling more
+        "x" * 121,  # text too long to be a contact
+        {"name": "PC Smith"},  # an object that is not a contact
+        {"role": "mappa_unit", "telephone": "020 8200 0000", "note": "re: his stepdaughter"},
+    ],
+)
+def test_a_stored_contact_without_the_contacts_shape_is_withheld(contact: Any) -> None:
+    """A contact stored before contacts had a shape (free text) never goes: the flag goes
+    without it, and the withheld list names it (new ones are refused at the contract)."""
+    redacted = redact(_flag_context(), {**SOURCE, "contact": contact})
+    assert set(redacted.document) == FLAG_KEYS - {"contact"}
+    assert Withheld("contact", "hazard-flag-allow-list") in redacted.withheld
+    assert "Offence" not in json.dumps(redacted.to_dict())
 
 
 def test_hazard_flag_is_only_for_childrens_services() -> None:

@@ -99,3 +99,34 @@ async def test_flag_disclosure_is_audited_with_the_recipients_rule(any_world: Wo
         f"/v1/hazard-flags/{flagged['id']}", context=cs.with_context(*CS_FLAG_CONTEXT)
     )
     assert seen == pushed["hazard_flag"]
+
+
+async def test_a_flag_stored_with_a_free_text_contact_is_read_without_it(any_world: World) -> None:
+    """A flag stored before contacts had a shape (free text, since refused at the contract) is
+    still read, without its contact: the text never leaves, and the audit names it withheld."""
+    world = any_world
+    nominal_id = await at_level_2(world)
+    flagged = await world[POLICE].post("/v1/hazard-flags", flag(nominal_id))
+    sealer = world.state.case_sealer
+    assert sealer is not None
+    legacy = "DS Hale, MAPPA unit; re his conviction for indecent images"
+    async with world.state.db.write() as session:
+        row = await session.get(HazardFlag, flagged["id"])
+        assert row is not None
+        stored = sealer.unseal("hazard_flags", row.id, "details_sealed", row.details_sealed)
+        row.details_sealed = sealer.seal(
+            "hazard_flags", row.id, "details_sealed", {**stored, "contact": legacy}
+        )
+    cs = world[CS]
+    seen = await cs.get(
+        f"/v1/hazard-flags/{flagged['id']}", context=cs.with_context(*CS_FLAG_CONTEXT)
+    )
+    assert "contact" not in seen and seen["flag"] == "HZD"
+    assert "indecent" not in repr(seen)
+    [entry] = [
+        e
+        for e in await world.audit(operation="disclosure", agency_id=CS)
+        if e.detail.get("resource") == KIND
+    ]
+    assert {"field": "contact", "rule": "hazard-flag-allow-list"} in entry.withheld
+    assert "indecent" not in repr(entry.detail)
