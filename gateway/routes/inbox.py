@@ -22,6 +22,7 @@ from gateway import errors
 from gateway.audit.commit import Audited, commit_audited, record_alone
 from gateway.delivery.inbox import InboxPage, acknowledge, list_inbox
 from gateway.delivery.outbox import KEY_RETIRED
+from gateway.delivery.redecide import NOT_KNOWN
 from gateway.domain import Scope
 from gateway.flow import lawful_basis
 from gateway.flow.audit import AuditEvent, Operation, Outcome
@@ -109,7 +110,9 @@ async def inbox(
     state: GatewayState = request.app.state.gateway
 
     async def act(session: AsyncSession) -> Audited[InboxPage]:
-        page = await list_inbox(session, caller.agency_id, limit=limit, cursor=cursor)
+        page = await list_inbox(
+            session, caller.agency_id, limit=limit, cursor=cursor, now=state.clock()
+        )
         event = _event(
             caller,
             Operation.DISCLOSURE,
@@ -125,6 +128,8 @@ async def inbox(
     if state.metrics is not None:
         for kind in page.retired_kinds:
             state.metrics.outbox_dead_letters.labels(kind, KEY_RETIRED).inc()
+        for kind in page.refused_kinds:
+            state.metrics.outbox_dead_letters.labels(kind, NOT_KNOWN).inc()
     return JSONResponse(
         {"messages": [item.as_json() for item in page.items], "next_cursor": page.next_cursor}
     )

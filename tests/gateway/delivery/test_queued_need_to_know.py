@@ -183,11 +183,17 @@ async def test_the_inbox_over_http_no_longer_hands_over_minutes_of_a_category_4_
     await _deregistered(world, nominal_id)
     refused = await puller.refused("GET", f"/v1/meetings/{meeting_id}/minutes")
     assert refused.status == 404
+    metrics = world.state.metrics
+    assert metrics is not None
+    counted = metrics.outbox_dead_letters.labels("minutes", NOT_KNOWN)
+    before = counted._value.get()
     answer = await puller.raw("GET", "/v1/inbox")
     assert answer.status_code == 200
     assert [m["kind"] for m in answer.json()["messages"]] == []
     [entry] = await _refusals(world)
     assert entry.rule == "category-4-named-agencies" and entry.recipients == [puller.id]
+    # counted as the relay counts what it dead-letters
+    assert counted._value.get() == before + 1
 
 
 async def test_a_level_change_still_reaches_the_participants_it_was_sealed_for(
