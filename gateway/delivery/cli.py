@@ -245,6 +245,7 @@ def _adapter_conformance(args: argparse.Namespace) -> int:
     import tomllib
     from pathlib import Path
 
+    from adapters.gateway_keys import check_jwks_url
     from adapters.identity import AgencyIdentity
     from gateway.delivery.adapter_conformance import run_adapter_conformance
 
@@ -259,6 +260,11 @@ def _adapter_conformance(args: argparse.Namespace) -> int:
     issuer = args.issuer or str(config.get("gateway_issuer") or "")
     if not issuer:
         print("mappa-gateway: no gateway issuer: give --issuer", file=sys.stderr)
+        return 2
+    try:  # the client takes the gateway's keys from an https issuer only (loopback: http)
+        check_jwks_url(f"{issuer.rstrip('/')}/.well-known/jwks.json")
+    except ValueError as exc:
+        print(f"mappa-gateway: the gateway issuer is refused: {exc}", file=sys.stderr)
         return 2
     verify: str | bool = args.gateway_ca_file or True
     checks = asyncio.run(run_adapter_conformance(identity, issuer, verify=verify))

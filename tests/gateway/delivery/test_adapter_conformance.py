@@ -166,3 +166,34 @@ async def test_a_broken_client_fails_with_a_clear_line(
     checks = await _run(world, world[HOUSING].identity, client)
     assert not checks[failing].passed
     assert says in checks[failing].detail, checks[failing].detail
+
+
+@pytest.mark.parametrize(
+    "issuer",
+    [
+        "http://gateway.example",  # plain http to another machine: the keys could be swapped
+        "https://user:secret@gateway.example",  # credentials in the URL
+        "ftp://gateway.example",
+    ],
+)
+def test_the_command_refuses_an_issuer_the_client_would_not_trust(
+    tmp_path: Path, issuer: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``conformance --adapter`` with such an issuer ends with a clear line and status 2, not a
+    traceback from inside the client (which refuses to take the gateway's keys from it)."""
+    from gateway.cli import main
+
+    kit = partner_init(
+        tmp_path / "kit",
+        agency_id="barnet-yot",
+        name="Barnet YOT",
+        agency_type="youth_offending",
+        role="duty_to_cooperate",
+        area="barnet",
+        issuer=ISSUER,
+    )
+    status = main(["conformance", "--adapter", str(kit.directory), "--issuer", issuer])
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert err.startswith("mappa-gateway: the gateway issuer is refused:")
+    assert "Traceback" not in err and "secret" not in err
