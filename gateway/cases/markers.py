@@ -56,6 +56,7 @@ from gateway.contract.views import ViewRefused, shape
 from gateway.flow import deliver, lawful_basis, need_to_know
 from gateway.flow.audit import Operation, Outcome, Withheld
 from gateway.store.models import Agency, Nominal, WarningMarker, new_id
+from policies.flag_values import contact_problem
 from policies.warning_marker import RULE_WARNING_MARKER_REVOCATION
 
 __all__ = [
@@ -191,6 +192,8 @@ def _entry(call: Call, row: WarningMarker) -> dict[str, Any]:
         "revoked_by_agency_id": row.revoked_by_agency_id,
         "revoked_reason": row.revoked_reason,
     }
+    if contact_problem(entry.get("contact")) is not None:
+        del entry["contact"]  # stored before contacts had a shape: never shown as text
     return shape(WarningMarkerEntry, {k: v for k, v in entry.items() if v is not None})
 
 

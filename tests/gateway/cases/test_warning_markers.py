@@ -485,3 +485,26 @@ async def test_marker_disclosure_is_audited_with_the_providers_rule(
     assert entry.recipients == [HOUSING]
     assert entry.rule == rule
     assert entry.detail["caller_rule"] in {"lead-agency", "responsible-authority-of-area"}
+
+
+async def test_a_marker_stored_with_a_free_text_contact_is_listed_without_it(
+    any_world: World,
+) -> None:
+    """A marker stored before contacts had a shape (free text, since refused at the contract)
+    is still listed to the Responsible Authority, without its contact: the text never leaves
+    (the listing was a 500 for good)."""
+    world = any_world
+    nominal_id = await _case(world)
+    raised = await world[POLICE].post("/v1/warning-markers", marker(nominal_id))
+    sealer = world.state.case_sealer
+    assert sealer is not None
+    async with world.state.db.write() as session:
+        row = await session.get(WarningMarker, raised["id"])
+        assert row is not None
+        stored = sealer.unseal("warning_markers", row.id, "details_sealed", row.details_sealed)
+        legacy = {**stored, "contact": "DS Hale re his indecent images case"}
+        row.details_sealed = sealer.seal("warning_markers", row.id, "details_sealed", legacy)
+    listed = await world[POLICE].get(f"/v1/nominals/{nominal_id}/warning-markers")
+    [entry] = listed["warning_markers"]
+    assert entry["id"] == raised["id"] and "contact" not in entry
+    assert "indecent" not in repr(listed)
