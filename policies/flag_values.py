@@ -10,9 +10,9 @@ A flag or a marker may carry nothing about the person, their offences, intellige
 parties, so its contact is not free text: it is a role from a fixed vocabulary
 (:class:`ContactRole`) with a UK telephone number and/or a public-sector email address, each of a
 strict shape, and nothing else (no name, no sentence, no second line). The contract refuses any
-other contact (422 ``validation_failed`` naming the field, never the value) and the policies'
-builders refuse to build a flag or marker from one (:func:`contact_problem`), so a contact stored
-before this shape, or one that reaches a builder some other way, sends nothing.
+other contact (422 ``validation_failed`` naming the field, never the value), and the policies'
+builders withhold one (:func:`contact_problem`): a contact stored before this shape, or one that
+reaches a builder some other way, is never sent; the flag or marker goes without it.
 
 What a shape cannot rule out: an email address's mailbox name (before the ``@``) is up to 32
 letters, digits and ``.``, ``_`` or ``-``, which a determined sender could spell a few words in.

@@ -6,8 +6,9 @@ person: no name, no offence, no intelligence, no third party can reach it whatev
 holds, because the marker is built from the ``[warning_marker]`` fields of ``recipients.toml``
 (within what the engine allows, :data:`WARNING_MARKER_FIELDS`) and every other field of the
 source is withheld, recorded with the rule. A value that could smuggle details (a UPRN that is
-not a number, a contact that is not a role with a number or an address, a marker code outside
-the vocabulary) fails the build: nothing is sent.
+not a number, a marker code outside the vocabulary) fails the build: nothing is sent; a contact
+that is not a role with a number or an address (one stored before contacts had that shape) is
+withheld, and the marker goes without it.
 """
 
 from __future__ import annotations
