@@ -127,6 +127,14 @@ async def check_entry(
                 f"{Problem.CHECKPOINT_INVALID.value}: the latest checkpoint does not verify "
                 f"({exc.code})."
             )
+    if witness is not None and witness.error is not None:
+        # The sequencer refuses to sign over a witness it cannot read (witness_unreadable):
+        # the entry cannot be held to it either, so it is not called verified.
+        return _failed(
+            f"The checkpoint witness kept outside the database cannot be read "
+            f"({witness.error}): the log cannot be held to it.",
+            checkpoint,
+        )
     if witness is not None and witness.note is not None:
         try:
             await check_witnessed(session, witness.note, verifier, checkpoint, cache)

@@ -7,8 +7,9 @@ integrity page re-verifies the whole log. An officer (or whoever holds a stolen 
 start either as often as they like; per process, at most `EXPORTS` exports and `INTEGRITY_RUNS`
 runs go at once, and more are refused with 429 and Retry-After until one ends. The integrity
 verdict is kept for `INTEGRITY_REUSE_SECONDS`, and only while the log's latest checkpoint, its
-sequenced entries' count and last seq, and the witness file are as they were: a new checkpoint
-or an entry removed or renumbered is seen at once, an entry edited in place within that time.
+sequenced entries' count and last seq, and the witness file are as they were: a new checkpoint,
+an entry removed, or the last seq changed is seen at once; an entry edited in place, or two
+entries' seqs swapped, within that time.
 """
 
 from __future__ import annotations

@@ -162,3 +162,17 @@ def test_the_pending_bound_is_a_minute_or_five_sequencer_intervals() -> None:
     assert pending_bound(1) == dt.timedelta(seconds=60)
     assert pending_bound(0) == dt.timedelta(seconds=60)
     assert pending_bound(30) == dt.timedelta(seconds=150)
+
+
+async def test_an_unreadable_witness_is_not_called_verified(
+    officer: httpx.AsyncClient, state: GatewayState, log: Log
+) -> None:
+    """A witness file that is there but cannot be read (here, garbled) leaves nothing to hold
+    the log to, as the sequencer too refuses to sign over it: the entry page says FAILED and
+    why, not verified."""
+    entry_id = await _entry_id(state, "N00004")
+    assert state.audit is not None and state.audit.witness is not None
+    state.audit.witness.path.write_bytes(b"\xff\xfe not a signed note")
+    status, detail = await _proof(officer, entry_id)
+    assert status == "failed"
+    assert "checkpoint witness" in detail and "cannot be read" in detail
