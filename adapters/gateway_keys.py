@@ -7,7 +7,10 @@ answer or a pulled message, whose request bodies it also encrypts to a key publi
 Anyone can send the receiver a JWE naming a ``kid`` of their choosing, so what such a request may
 make it do is bounded here:
 
-* the keys are fetched again only when a delivery names a ``kid`` not among those held, and at
+* the keys are fetched again only when a delivery names a ``kid`` not among those held, or
+  the keys held are older than ``max_age`` (10 minutes by default: a key the gateway retired,
+  after a compromise say, is not trusted for good; a failed fetch then is ``KeysUnavailable``,
+  not a fall back on the stale keys), and at
   most once per ``refetch_every`` (30 s by default), one fetch at a time (an ``asyncio`` lock:
   requests that need the keys meanwhile wait for that fetch rather than starting their own);
 * within ``refetch_every`` of a fetch that worked, a ``kid`` still unknown is simply not the
@@ -53,6 +56,9 @@ __all__ = [
 MAX_JWKS_BYTES = 65_536
 #: The least time between two fetches of the gateway's keys.
 REFETCH_EVERY = dt.timedelta(seconds=30)
+#: How long keys held are trusted without a fetch: a key the gateway has retired (after a
+#: compromise, with no overlap) is dropped within this time, as it is from its JWKS.
+MAX_AGE = dt.timedelta(minutes=10)
 _DECLARED_LENGTH = re.compile(r"[0-9]+")
 
 
@@ -94,9 +100,14 @@ class GatewayJwks:
     #: The client to fetch through (its TLS and transport settings, not those above); it is
     #: not closed here.
     http: httpx.AsyncClient | None = field(default=None, repr=False)
+    #: Keys held (given, or fetched) are fetched again when a kid is asked for this long after
+    #: they were had, so that a key the gateway has retired is not trusted for good.
+    max_age: dt.timedelta = MAX_AGE
     #: The keys of the last fetch that worked.
     latest: KeySet | None = field(default=None, init=False, repr=False)
     _tried_at: dt.datetime | None = field(default=None, init=False, repr=False)
+    #: When the keys held were had: the last fetch that worked, or the first ask for given ones.
+    _had_at: dt.datetime | None = field(default=None, init=False, repr=False)
     _failure: str | None = field(default=None, init=False, repr=False)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
     _verify: ssl.SSLContext | None = field(default=None, init=False, repr=False)
@@ -123,13 +134,18 @@ class GatewayJwks:
                 seconds = max(1, math.ceil(self.refetch_every.total_seconds()))
                 raise KeysUnavailable(self._failure, seconds) from exc
             self._failure = None
+            self._had_at = now
             return self.latest
 
     async def keys_naming(self, kid: str, held: KeySet | None, now: dt.datetime) -> KeySet:
-        """``held`` if it names ``kid``, else the keys :meth:`refresh` gives (fetched again at
-        most once per ``refetch_every``): the caller looks ``kid`` up in them again, and one
-        they do not name either is not the gateway's."""
-        if held is not None and any(key.kid == kid for key in held.keys):
+        """``held`` if it names ``kid`` and was had less than ``max_age`` ago, else the keys
+        :meth:`refresh` gives (fetched again at most once per ``refetch_every``; a failed fetch
+        is :class:`KeysUnavailable`, never a fall back on stale keys): the caller looks ``kid``
+        up in them again, and one they do not name either is not the gateway's."""
+        if self._had_at is None:
+            self._had_at = now  # keys given before any fetch: their age counts from here
+        fresh = now < self._had_at + self.max_age
+        if fresh and held is not None and any(key.kid == kid for key in held.keys):
             return held
         return await self.refresh(now)
 

@@ -214,3 +214,34 @@ def test_a_receiver_will_not_fetch_the_gateways_keys_where_they_could_be_swapped
 )
 def test_https_or_this_machine_is_where_a_receiver_fetches_the_gateways_keys(url: str) -> None:
     assert _receiver(url, _Clock()).jwks_url == url
+
+
+async def test_a_key_the_gateway_retired_is_dropped_within_the_max_age(
+    jwks: _JwksServer,
+) -> None:
+    """Keys held are fetched again once older than ``max_age`` (10 minutes) when a delivery
+    needs them: a key the gateway has since retired (gone from its JWKS, after a compromise
+    say) is then refused, where before it was trusted for as long as the receiver ran. A fetch
+    that fails then is 503, never a fall back on the stale keys."""
+    old, new = StandInGateway(), StandInGateway(kid="gateway-sig-2")
+    jwks.document = old.jwks()
+    clock = _Clock()
+    receiver = _receiver(jwks.url, clock, gateway=old)
+    _, sealed = old.push(receiver.identity, "hazard_flag", FLAG, iat=NOW)
+    assert (await post_sealed(receiver, sealed)).status_code == 200
+    assert jwks.hits == 0  # keys given: trusted for the max age from their first use
+    jwks.document = new.jwks()  # the gateway retires its old key with no overlap
+    clock.now += dt.timedelta(minutes=9, seconds=59)
+    _, again = old.push(receiver.identity, "hazard_flag", {**FLAG, "flag_id": "f-2"}, iat=NOW)
+    assert (await post_sealed(receiver, again)).status_code == 200
+    clock.now += dt.timedelta(seconds=1)
+    _, late = old.push(receiver.identity, "hazard_flag", {**FLAG, "flag_id": "f-3"}, iat=NOW)
+    answer = await post_sealed(receiver, late)
+    assert answer.status_code == 400 and answer.json() == {"code": "bad_signature"}
+    assert jwks.hits == 1
+    _, current = new.push(receiver.identity, "hazard_flag", {**FLAG, "flag_id": "f-4"}, iat=NOW)
+    assert (await post_sealed(receiver, current)).status_code == 200
+    jwks.status = 500
+    clock.now += dt.timedelta(minutes=10)
+    _, stale = new.push(receiver.identity, "hazard_flag", {**FLAG, "flag_id": "f-5"}, iat=NOW)
+    assert (await post_sealed(receiver, stale)).status_code == 503
