@@ -337,7 +337,10 @@ class GatewayClient:
                 headers["Idempotency-Key"] = idempotency_key or str(uuid.uuid4())
         response = await self._request(method, url, token, content, headers, params)
         if sealed_to is not None and await self._key_withdrawn(response, sealed_to):
-            # Once more, sealed to the key current now: nothing was written under the key.
+            # Once more, sealed to the key current now, with the same Idempotency-Key: the
+            # gateway could not open this body, but an earlier try inside _request (after a 503
+            # with Retry-After) may have been written; the request digest covers the business
+            # body, not the seal, so the same key then replays that answer, never writes twice.
             content = await self.seal(dict(body or {}))
             headers = {**headers, **self._authorization(method, url, token)}
             response = await self._request(method, url, token, content, headers, params)
