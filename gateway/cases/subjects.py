@@ -219,20 +219,16 @@ async def recipient_may_know(
     carrying the first target's refusing rule for the audit: the write stores and sends
     nothing, as for an onward disclosure to an agency that may not know the nominal."""
     facts = need_to_know.agency_facts(recipient)
-    first: errors.NotFound | None = None
-    for target in targets:
-        try:
-            return await need_to_know.decide(session, facts, nominal, target, call.now)
-        except errors.NotFound as refused:
-            first = first or refused
-    diagnostics = first.diagnostics if first is not None else {"rule": policies.DEFAULT_DENY}
-    raise errors.Conflict(
-        diagnostics={
-            **diagnostics,
-            "reason": "recipient_may_not_know",
-            "recipient": recipient.id,
-        }
-    ) from first
+    try:
+        return await need_to_know.decide_any(session, facts, nominal, targets, call.now)
+    except errors.NotFound as first:
+        raise errors.Conflict(
+            diagnostics={
+                **first.diagnostics,
+                "reason": "recipient_may_not_know",
+                "recipient": recipient.id,
+            }
+        ) from first
 
 
 async def sent_by_the_ra(

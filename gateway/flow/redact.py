@@ -211,12 +211,12 @@ def withheld_action(release: Released, minutes: Mapping[str, Any], action_id: st
     )
     if place is None:
         return policies.DEFAULT_DENY  # not among the minutes' actions at all
+    whole = withheld_by_caveat(release)
+    if whole is not None:
+        return whole
     item = policies.withheld_entry("actions", place)  # the audit names it by its place
-    for withheld in release.withheld:
-        whole = withheld.rule.startswith("caveat") and "[" not in withheld.field
-        if withheld.field == item or whole:
-            return withheld.rule
-    return policies.DEFAULT_DENY  # withheld otherwise (the allow-list): nothing to release
+    found = (withheld.rule for withheld in release.withheld if withheld.field == item)
+    return next(found, policies.DEFAULT_DENY)  # else the allow-list: nothing to release
 
 
 def allow_listed(
