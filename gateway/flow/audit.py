@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import secrets
 import uuid
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import Table, insert
@@ -24,7 +25,19 @@ from gateway.audit.errors import MalformedEntryError
 from gateway.store.direct import Direct
 from gateway.store.models import AuditEntry
 
-__all__ = ["AuditEvent", "Operation", "Outcome", "Withheld", "entry_row", "record", "record_rows"]
+__all__ = [
+    "SALT_KEY",
+    "AuditEvent",
+    "Operation",
+    "Outcome",
+    "Withheld",
+    "entry_row",
+    "record",
+    "record_rows",
+]
+
+#: The ``detail`` key of a refused or failed entry's secret salt (`entry_row`).
+SALT_KEY: Final = "salt"
 
 
 class Operation(enum.StrEnum):
@@ -109,7 +122,17 @@ def entry_row(event: AuditEvent) -> dict[str, Any]:
     The row must have a canonical form (`gateway.audit.canonical`), as the sequencer will need
     one: an entry without (an integer beyond 2**53, a NaN, a ``detail`` nested too deeply, a
     lone surrogate) would stop the sequencer for good. It raises `errors.AuditUnavailable`
-    instead, in the act's transaction: the act fails, nothing of it is released or stored."""
+    instead, in the act's transaction: the act fails, nothing of it is released or stored.
+
+    A refused or failed entry's ``detail`` gets a secret salt (`SALT_KEY`: 16 random bytes,
+    hex; any value of the key the act gave is replaced). An agency reads some of its own
+    refusals reshaped, without the salt (`gateway.audit.agency_view`), while the leaf hash of
+    every entry is public (consistency and inclusion proofs hold leaves): without the salt it
+    could rebuild the entry a guess would have stored, hash it and compare. The console and
+    exports show the salt, so the entry verifies whole."""
+    detail = dict(event.detail)
+    if event.outcome is not Outcome.ALLOWED:
+        detail[SALT_KEY] = secrets.token_hex(16)
     row = {
         "entry_id": event.entry_id,
         "occurred_at": event.occurred_at,
@@ -128,7 +151,7 @@ def entry_row(event: AuditEvent) -> dict[str, Any]:
         "payload_digest": event.payload_digest,
         "request_id": event.request_id,
         "reason_code": event.reason_code,
-        "detail": dict(event.detail),
+        "detail": detail,
     }
     try:
         canonical_entry({**row, "seq": 0})
