@@ -5,11 +5,21 @@ through the API sees an entry about a nominal (its ``nominal_ref``) only if need
 (`gateway.flow.need_to_know.decide`, category 4 included) lets it know of that nominal now, at
 the moment of the read; a reference to a nominal that does not exist is one it may not know.
 Of the entries about a nominal it may not know, it sees only its own refusals that answered
-404, and those as its refusal about a nominal that does not exist reads to it: no nominal, rule
-``resource-exists``, reason ``not_found``, the detail only what it was answered (problem code
-and route), no leaf hash. Its own 404 refusals that name no nominal read the same way, so the
-two are the same bytes; and no inclusion proof is given for either (a proof, or a leaf hash,
-would let it test a guess of the stored text). Everything else about such a nominal is left out.
+404. Every one of its own refusals that answered 404 (``detail.code`` ``not_found``), whatever
+the nominal, even one it may know (a caveat refusal: to it, the document does not exist; a
+disclosure or action it may not read), reads as its refusal about a nominal that does not exist
+reads to it: no nominal, rule ``resource-exists``, reason ``not_found``, the detail only what it
+was answered (problem code and route), no leaf hash, no inclusion proof. So a 404 about a hidden
+nominal, a hidden record and an unknown id are the same bytes. The stored refusal's detail holds
+a secret salt (`gateway.flow.audit.SALT_KEY`) the reshaped form leaves out: every leaf hash is
+public (consistency and inclusion proofs hold leaves), and without the salt the agency could
+rebuild the entry a guess would have stored, hash it and find it among them. Everything else
+about a nominal it may not know is left out.
+
+Limit: another agency's entry about a nominal it may know is seen whole, its ``record_refs`` and
+``withheld`` included, even where they name a record caveated away from this agency (deciding
+each record's caveats at the read is not done). Such a record's id tells the agency that the
+record exists, never its content; reading it is refused as an unknown id would be.
 
 An entry that names no nominal is seen as the area scope (`gateway.audit.search.of_area`)
 allows.
@@ -80,10 +90,10 @@ class AgencyView:
 
     def in_full(self, row: AuditEntry) -> bool:
         """Whether the agency sees the entry as stored (and so may have its inclusion proof)."""
+        if self._own_not_found(row):
+            return False
         ref = row.nominal_ref
-        if ref is not None:
-            return self.knows(ref)
-        return not self._own_not_found(row)
+        return ref is None or self.knows(ref)
 
     def _own_not_found(self, row: AuditEntry) -> bool:
         detail = row.detail or {}
@@ -94,10 +104,10 @@ class AgencyView:
         )
 
     def _seen(self, row: AuditEntry) -> dict[str, object] | None:
-        if self.in_full(row):
-            return entry_record(row)
         if self._own_not_found(row):
             return _as_not_found(row)
+        if self.in_full(row):
+            return entry_record(row)
         return None
 
 
