@@ -224,6 +224,9 @@ async def search_entries(
 
 #: How many matching rows a filtered search reads at a time.
 SCAN_BATCH: Final = 200
+#: How many batches one agency search reads at most: past them the page ends where the scan
+#: stopped (`search_seen`).
+SCAN_BATCHES: Final = 10
 Seen = Callable[[AsyncSession, Sequence[AuditEntry]], Awaitable[list[dict[str, object] | None]]]
 
 
@@ -240,12 +243,18 @@ async def search_seen(
 ) -> SeenPage:
     """As `search_entries`, each entry as ``seen`` shows it (None: not at all). Entries left out
     leave no trace: the page is filled from further rows, the cursor is the last entry shown,
-    and there is a next cursor only if one more entry would be shown."""
+    and there is a next cursor only if one more entry would be shown.
+
+    One call reads at most `SCAN_BATCHES` batches (each of `SCAN_BATCH` rows, or the page's
+    limit and one): a reader that sees little of much would otherwise read its whole area's
+    log, need-to-know decided for each of its nominals, and again for each next page. When the
+    cap is reached before the page is full, the page ends there, with what it holds (maybe
+    nothing) and a cursor at the last row read, from which the next page goes on."""
     records: list[dict[str, object]] = []
     last: int | None = None
     after = query.after_id
     batch = max(query.limit + 1, SCAN_BATCH)
-    while True:
+    for _ in range(SCAN_BATCHES):
         rows = list((await session.scalars(_matching(query, area, after).limit(batch))).all())
         for row, record in zip(rows, await seen(session, rows), strict=True):
             if record is None:
@@ -257,3 +266,4 @@ async def search_seen(
         if len(rows) < batch:
             return SeenPage(records, None)
         after = rows[-1].id
+    return SeenPage(records, encode_cursor(after) if after is not None else None)

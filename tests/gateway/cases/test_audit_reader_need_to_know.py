@@ -9,19 +9,26 @@ reads every entry whole. On both backends.
 
 from __future__ import annotations
 
+import base64
 import json
+import re
 from typing import Any
 
 import httpx
+import pytest
 
+from gateway.audit import search
+from gateway.audit.canonical import entry_leaf_hash
 from gateway.audit.sequencer import sequence
 from gateway.console.accounts import add_officer
 from gateway.console.session import SESSION_COOKIE, open_session
+from gateway.flow.audit import SALT_KEY, AuditEvent, Operation, Outcome, record
 from tests.gateway.cases.scenario import PNC, POLICE, at_level_2, referral
 from tests.gateway.cases.support import Agent, World
 
 ENTRIES = "/v1/audit/entries"
 INCLUSION = "/v1/audit/proof/inclusion"
+CONSISTENCY = "/v1/audit/proof/consistency"
 LOOKUP = "/v1/nominals/lookup"
 UNKNOWN_PNC = "2001/0000001Z"
 UNKNOWN_ID = "6f1d1a52-0b7e-4c2a-9d3e-2b8f1c0a7e55"
@@ -63,11 +70,24 @@ def _alike(entry: dict[str, Any], *asked: str) -> dict[str, Any]:
     """The entry without what differs between any two entries, and with the id the caller
     itself asked for (in the route) written as ``{id}``."""
     same = {k: v for k, v in entry.items() if k not in PER_ENTRY}
+    assert SALT_KEY not in same["detail"]  # an agency never reads a refusal's salt
     route = same["detail"].get("route", "")
     for ident in asked:
         route = route.replace(ident, "{id}")
     same["detail"] = {**same["detail"], "route": route}
     return same
+
+
+async def _looked_up(world: World) -> tuple[str, Agent]:
+    """Wiltshire's unit, having looked up a Barnet nominal's PNC and an unknown PNC (both 404),
+    the log sequenced; and the Barnet nominal's id."""
+    nominal_id = await at_level_2(world)
+    unit = await _unit(world, "wiltshire-mappa-ig", area="wiltshire")
+    for pnc in (PNC, UNKNOWN_PNC):
+        answer = await unit.raw("POST", LOOKUP, content=await unit.client.seal({"pnc": pnc}))
+        assert answer.status_code == 404
+    await _sequenced(world)
+    return nominal_id, unit
 
 
 def _problem(response: httpx.Response) -> tuple[int, dict[str, Any]]:
@@ -83,12 +103,7 @@ async def test_another_area_s_unit_reads_a_hidden_nominal_s_lookup_as_an_unknown
     proofs of the two are the same; the console reads the refusal whole (before, the unit's own
     entry named the Barnet nominal, the lead agency and the area)."""
     world = any_world
-    nominal_id = await at_level_2(world)
-    unit = await _unit(world, "wiltshire-mappa-ig", area="wiltshire")
-    for pnc in (PNC, UNKNOWN_PNC):
-        answer = await unit.raw("POST", LOOKUP, content=await unit.client.seal({"pnc": pnc}))
-        assert answer.status_code == 404
-    await _sequenced(world)
+    nominal_id, unit = await _looked_up(world)
 
     read = await _read(world, unit, ENTRIES, agency=unit.id, outcome="refused")
     assert read.status_code == 200
@@ -222,3 +237,150 @@ async def test_evidence_of_origin_of_a_hidden_nominal_s_entry_is_an_unknown_entr
     assert hidden["nominal_ref"] is None and hidden["rule"] == "resource-exists"
     [stored] = await world.audit(agency_id=unit.id, nominal_ref=hidden_id)
     assert stored.rule == "origin-evidence-need-to-know"
+
+
+async def _public_leaves(world: World, seq: int) -> set[str]:
+    """The leaf hashes anyone (no login) reads around leaf ``seq``: the consistency proof from
+    the tree of ``seq`` leaves to the tree of one more holds leaf ``seq`` itself."""
+    proof = await world.http.get(CONSISTENCY, params={"first": seq, "second": seq + 1})
+    assert proof.status_code == 200
+    return set(proof.json()["consistency_path"])
+
+
+def _rebuilt(entry: dict[str, Any]) -> str:
+    """The leaf hash of an entry as read (what a caller can compute of it)."""
+    fields = {k: v for k, v in entry.items() if k != "leaf_hash"}
+    return base64.b64encode(entry_leaf_hash(fields)).decode()
+
+
+async def test_a_reshaped_refusal_s_leaf_is_not_among_the_public_proofs(any_world: World) -> None:
+    """Wiltshire's unit reads its refusals of a Barnet nominal's PNC and of an unknown PNC
+    reshaped, without a leaf hash; but every leaf is in a public proof. Rebuilt from what it
+    reads and hashed, neither is found there, so it cannot tell which of the two was stored as
+    it reads (before, the unknown PNC's was found and the hidden nominal's was not: the
+    nominal existed). The console reads each whole, salt included, and it verifies."""
+    world = any_world
+    _, unit = await _looked_up(world)
+
+    read = await _read(world, unit, ENTRIES, agency=unit.id, outcome="refused")
+    refusals = read.json()["entries"]
+    assert len(refusals) == 2 and SALT_KEY not in read.text
+    cookie = await _console(world)
+    whole = await world.http.get(ENTRIES, params={"agency": unit.id}, headers=cookie)
+    stored = {e["entry_id"]: e for e in whole.json()["entries"]}
+    # the guess: the refusal of a PNC no one has, as the gateway's own code writes it (its
+    # detail's fixed text, known to anyone who reads the code), all but the salt
+    [unknown] = [
+        stored[e["entry_id"]] for e in refusals if stored[e["entry_id"]]["nominal_ref"] is None
+    ]
+    guessed = {k: v for k, v in unknown["detail"].items() if k != SALT_KEY}
+    for entry in refusals:
+        assert entry["seq"] >= 1 and entry["leaf_hash"] is None
+        leaves = await _public_leaves(world, entry["seq"])
+        assert _rebuilt({**entry, "detail": guessed}) not in leaves
+        whole_entry = stored[entry["entry_id"]]
+        assert re.fullmatch(r"[0-9a-f]{32}", whole_entry["detail"][SALT_KEY])
+        leaf = base64.b64encode(bytes.fromhex(whole_entry["leaf_hash"])).decode()
+        assert _rebuilt(whole_entry) == leaf and leaf in leaves
+
+
+async def test_the_unit_s_own_404s_about_a_nominal_it_knows_read_as_an_unknown_id_s(
+    any_world: World,
+) -> None:
+    """Barnet's unit may know a category 2 nominal; its own refusals about it that answered 404
+    (a record a caveat withholds: to it, the record does not exist; a disclosure it may not
+    read, the meeting and request named and why) read, in its audit view, as the refusal of
+    an unknown id, with no inclusion proof (before, they were read whole: the caveat, the ids,
+    the reason the 404 hid). The console reads them whole."""
+    world = any_world
+    nominal_id = await at_level_2(world)
+    unit = await _unit(world, "barnet-mappa-ig")
+    assert (await unit.raw("GET", f"/v1/nominals/{UNKNOWN_ID}")).status_code == 404
+    refusals = {
+        "caveat": {
+            "rule": "caveat:responsible-authority-only",
+            "route": f"/v1/records/{UNKNOWN_ID}",
+            "why": "a handling caveat withholds the whole record from this agency",
+        },
+        "not_participant": {
+            "rule": "disclosure-reader",
+            "route": f"/v1/disclosures/{UNKNOWN_ID}",
+            "why": "meeting m-1 request r-1: the caller is neither requester nor recipient",
+        },
+    }
+    [asked] = await world.audit(agency_id=unit.id, outcome="refused")
+    async with world.state.db.write() as session:
+        for reason, told in refusals.items():
+            record(
+                session,
+                AuditEvent(
+                    operation=Operation(asked.operation),
+                    outcome=Outcome.REFUSED,
+                    agency_id=unit.id,
+                    officer_id=asked.officer_id,
+                    legal_basis=asked.legal_basis,
+                    purpose=asked.purpose,
+                    nominal_ref=nominal_id,
+                    record_refs=("m-1", "r-1"),
+                    rule=told["rule"],
+                    reason_code=reason,
+                    detail={"code": "not_found", "route": told["route"], "why": told["why"]},
+                ),
+            )
+    await _sequenced(world)
+
+    read = await _read(world, unit, ENTRIES, agency=unit.id, outcome="refused")
+    *known, unknown = read.json()["entries"]  # newest first
+    assert len(known) == 2
+    for entry, told in zip(known, reversed(refusals.values()), strict=True):
+        assert entry["detail"] == {"code": "not_found", "route": told["route"]}
+        assert {**_alike(entry), "detail": None} == {**_alike(unknown), "detail": None}
+        proof = await _read(world, unit, INCLUSION, entry_id=entry["entry_id"])
+        assert proof.status_code == 404
+    for word in ("caveat", "why", "m-1", "disclosure-reader", nominal_id):
+        assert word not in read.text
+    cookie = await _console(world)
+    whole = await world.http.get(
+        ENTRIES, params={"agency": unit.id, "nominal": nominal_id}, headers=cookie
+    )
+    assert {e["reason_code"] for e in whole.json()["entries"]} == set(refusals)
+
+
+async def test_a_search_reads_a_bounded_number_of_rows_and_goes_on_by_its_cursor(
+    any_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Barnet's unit searches the police's entries, newest first: many about a category 4
+    nominal it may not know, then those about a category 2 one. A page reads at most its
+    batches and ends, empty, with a cursor at the last row read; following the cursors it
+    reaches the entry it sees (before, one page read every hidden row to find it)."""
+    monkeypatch.setattr(search, "SCAN_BATCH", 5)
+    monkeypatch.setattr(search, "SCAN_BATCHES", 2)
+    world = any_world
+    subject = {k: v for k, v in referral()["subject"].items() if k not in ("pnc_id", "crn")}
+    seen_id = await at_level_2(world, subject={**subject, "family_name": "Okafor-Lindqvist"})
+    hidden_id = await at_level_2(world, category="M4")
+    unit = await _unit(world, "barnet-mappa-ig")
+    async with world.state.db.write() as session:
+        for _ in range(23):
+            record(
+                session,
+                AuditEvent(
+                    operation=Operation.CONSULTATION,
+                    outcome=Outcome.ALLOWED,
+                    agency_id=POLICE,
+                    nominal_ref=hidden_id,
+                ),
+            )
+
+    params = {"agency": POLICE, "limit": "1"}
+    first = (await _read(world, unit, ENTRIES, **params)).json()
+    assert first["entries"] == [] and first["next_cursor"] is not None
+    pages = 1
+    page = first
+    while not page["entries"]:
+        assert page["next_cursor"] is not None
+        params["cursor"] = page["next_cursor"]
+        page = (await _read(world, unit, ENTRIES, **params)).json()
+        pages += 1
+    assert page["entries"][0]["nominal_ref"] == seen_id
+    assert pages >= 3  # 23 hidden rows and more, 10 read a page
