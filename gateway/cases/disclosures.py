@@ -366,6 +366,7 @@ async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
                     kind="onward_disclosure",
                     nominal_ref=seen.nominal.id,
                     now=call.now,
+                    subject_ref=seen.meeting.id,
                 ),
                 release,
                 recipient_decision,

@@ -326,6 +326,7 @@ async def _participant_pushes(
             kind="minutes",
             nominal_ref=seen.nominal.id,
             now=call.now,
+            subject_ref=seen.meeting.id,
         )
         pushes.append((push, release, decision))
     return pushes, not_sent

@@ -121,6 +121,7 @@ async def enqueue(
     kind: str,
     body: str,
     nominal_ref: str | None = None,
+    subject_ref: str | None = None,
     message_id: str | None = None,
     now: dt.datetime | None = None,
 ) -> str:
@@ -128,8 +129,9 @@ async def enqueue(
 
     ``body`` must be the compact JWE already sealed to the recipient's encryption key (anything
     else is refused: the outbox never holds case data in clear). Nothing is flushed or committed
-    here; the caller's transaction decides. Returns the message id (a UUID; the push's
-    ``Idempotency-Key``).
+    here; the caller's transaction decides. ``subject_ref`` names the meeting a message of
+    minutes or of an onward disclosure is about (it is decided again on that meeting). Returns
+    the message id (a UUID; the push's ``Idempotency-Key``).
     """
     if not _KIND.fullmatch(kind):
         raise ValueError("kind must be a short lower-case code")
@@ -146,6 +148,7 @@ async def enqueue(
             kind=kind,
             body=body,
             nominal_ref=nominal_ref,
+            subject_ref=subject_ref,
             status=OutboxStatus.PENDING.value,
             attempts=0,
             next_attempt_at=when,

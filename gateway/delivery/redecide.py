@@ -12,21 +12,23 @@ audited (a refused disclosure naming the refusing rule and the message id, never
 message sealed to a retired key is (:func:`gateway.delivery.lease.retire_unopenable`).
 
 One decision per message, with the engine and the involvement query of the case API
-(:func:`gateway.flow.need_to_know.decide_any`): the nominal and the recipient's involvements
-are read once per nominal in one call. A message with no ``nominal_ref`` names no nominal, and
-goes as it was sealed.
+(:func:`gateway.flow.need_to_know.decide_any`): within one call the nominal and the recipient's
+involvements are read once per nominal, however many of its messages are decided. A message
+with no ``nominal_ref`` names no nominal, and goes as it was sealed.
 
-The outbox row does not hold the meeting or the record a message was about (the body, sealed
-to the recipient, does), so a kind's targets are what the recipient's involvements on the
-nominal give: minutes go while the recipient still takes part (as a participant) in a meeting
-about the nominal, not necessarily the one the minutes are of.
+Minutes and an onward disclosure of minutes name the meeting they are of (``subject_ref``), and
+are decided again on that meeting alone: an agency removed from it, or whose meeting's need was
+closed, is refused them though it still takes part in another meeting about the nominal. A row
+queued before the outbox kept the meeting (``subject_ref`` null; the body, sealed to the
+recipient, names it but is not opened here) is decided on any meeting of the recipient's about
+the nominal, as it was then.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import select
@@ -66,15 +68,21 @@ def _marker(
     return RECIPIENT_TARGETS
 
 
+def _of_meeting(row: OutboxMessage, meetings: Iterable[str]) -> tuple[policies.Target, ...]:
+    """The minutes of the meeting ``row`` is about; for a row queued before the outbox named
+    it (``subject_ref`` null), those of any of the recipient's ``meetings`` about the nominal."""
+    if row.subject_ref is not None:
+        return (policies.MinutesTarget(row.subject_ref),)
+    return tuple(policies.MinutesTarget(meeting_id) for meeting_id in meetings)
+
+
 #: The targets a message of each kind is decided on again (the first that grants), as at sealing.
 TARGETS: dict[str, _Targets] = {
-    # minutes: to a participant of a meeting about the nominal, while its part lasts
-    "minutes": lambda row, agency, tied: tuple(
-        policies.MinutesTarget(m.meeting_id) for m in tied.meetings
-    ),
+    # minutes: to a participant of the meeting they are of, while its part lasts
+    "minutes": lambda row, agency, tied: _of_meeting(row, (m.meeting_id for m in tied.meetings)),
     # an onward disclosure: the approved parts of minutes, while the approval's meeting lasts
-    "onward_disclosure": lambda row, agency, tied: tuple(
-        policies.MinutesTarget(g.meeting_id) for g in tied.disclosures
+    "onward_disclosure": lambda row, agency, tied: _of_meeting(
+        row, (g.meeting_id for g in tied.disclosures)
     ),
     # a record shared with the lead agency: the nominal (the rules grant records as nominals)
     "record": lambda row, agency, tied: (policies.NominalTarget(),),
@@ -145,6 +153,7 @@ async def _decide(
     agency: Agency,
     row: OutboxMessage,
     nominals: dict[str, Nominal | None],
+    involved: dict[str, policies.Involvements],
     now: dt.datetime,
 ) -> errors.NotFound | None:
     """None when ``row`` may go to ``agency``; else the refusal, naming its rule."""
@@ -162,11 +171,11 @@ async def _decide(
             diagnostics={"rule": policies.DEFAULT_DENY, "why": f"no targets for {row.kind}"}
         )
     facts = need_to_know.agency_facts(agency)
-    tied = (
-        await need_to_know.involvements(session, agency.id, nominal.id)
-        if row.kind in _NEED_INVOLVEMENTS
-        else None
-    )
+    tied: policies.Involvements | None = None
+    if row.kind in _NEED_INVOLVEMENTS:
+        if nominal.id not in involved:  # once per nominal in one call (the same recipient)
+            involved[nominal.id] = await need_to_know.involvements(session, agency.id, nominal.id)
+        tied = involved[nominal.id]
     targets = how(row, agency, tied or policies.Involvements())
     try:
         await need_to_know.decide_any(session, facts, nominal, targets, now, tied)
@@ -198,11 +207,12 @@ async def judge(
         return judged
     agency = await session.get(Agency, agency_id)
     nominals: dict[str, Nominal | None] = {}
+    involved: dict[str, policies.Involvements] = {}
     for row in rows:
         refused = (
             need_to_know.not_found("agency")
             if agency is None
-            else await _decide(session, agency, row, nominals, now)
+            else await _decide(session, agency, row, nominals, involved, now)
         )
         if refused is None:
             judged.kept.append(row)

@@ -47,6 +47,8 @@ class Push:
     nominal_ref: str | None
     #: The outbox id, signed as the body's ``jti``.
     message_id: str
+    #: The meeting the push is about (minutes, an onward disclosure): decided again on it.
+    subject_ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +92,7 @@ def prepare_push(
     nominal_ref: str | None,
     now: dt.datetime,
     message_id: str | None = None,
+    subject_ref: str | None = None,
 ) -> Push:
     """``body`` sealed for ``recipient_id`` as a push of ``kind``: the kind and the message id
     (a new one unless given; :func:`enqueue` queues it under that id) are signed with it."""
@@ -97,7 +100,7 @@ def prepare_push(
     sealed = seal_answer(
         sealer, body, recipient_id=recipient_id, keys=keys, now=now, kind=kind, message_id=mid
     )
-    return Push(recipient_id, kind, sealed, nominal_ref, mid)
+    return Push(recipient_id, kind, sealed, nominal_ref, mid, subject_ref)
 
 
 async def enqueue(session: AsyncSession, push: Push, *, now: dt.datetime) -> str:
@@ -108,6 +111,7 @@ async def enqueue(session: AsyncSession, push: Push, *, now: dt.datetime) -> str
         kind=push.kind,
         body=push.sealed.jwe,
         nominal_ref=push.nominal_ref,
+        subject_ref=push.subject_ref,
         message_id=push.message_id,
         now=now,
     )

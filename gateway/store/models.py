@@ -582,6 +582,9 @@ class OutboxMessage(Base):
     kind: Mapped[str] = mapped_column(String(40))
     body: Mapped[str] = mapped_column(Text)
     nominal_ref: Mapped[str | None] = mapped_column(String(64))
+    #: The meeting a message of minutes or of an onward disclosure is about (what it is decided
+    #: on again at push and pull); null for other kinds and for rows queued before it was kept.
+    subject_ref: Mapped[str | None] = mapped_column(String(36))
     status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

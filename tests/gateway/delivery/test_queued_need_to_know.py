@@ -14,17 +14,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from structlog.testing import capture_logs
 
 from gateway.delivery.endpoints import set_endpoint
 from gateway.delivery.inbox import list_inbox
 from gateway.delivery.relay import Relay
 from gateway.http.metrics import GatewayMetrics
-from gateway.store.models import OutboxMessage
+from gateway.store.models import Meeting, OutboxMessage
 from tests.gateway.cases import conftest as cases
 from tests.gateway.cases.scenario import (
     CONCLUSION_TEXT,
@@ -100,6 +101,41 @@ async def _review_date_passed(world: World, nominal_id: str) -> None:
     world.clock.advance(days=8)
 
 
+async def _the_meeting(world: World, nominal_id: str) -> str:
+    """The one meeting about the nominal (the one whose minutes are queued)."""
+    async with world.state.db.read() as session:
+        [meeting_id] = (
+            await session.scalars(select(Meeting.id).where(Meeting.nominal_id == nominal_id))
+        ).all()
+    return str(meeting_id)
+
+
+async def _closed(world: World, nominal_id: str) -> None:
+    meeting_id = await _the_meeting(world, nominal_id)
+    await _post(world, f"/v1/meetings/{meeting_id}/closure", {"reason": "need met"})
+
+
+async def _removed(world: World, nominal_id: str) -> None:
+    meeting_id = await _the_meeting(world, nominal_id)
+    removal = {"participants": [{"agency_id": JCP, "participation": "removed"}]}
+    await _post(world, f"/v1/meetings/{meeting_id}/participants", removal)
+
+
+async def _closed_but_in_another(world: World, nominal_id: str) -> None:
+    """The meeting's need closed while JCP still takes part in another about the nominal."""
+    meeting_id = await _the_meeting(world, nominal_id)
+    await _meeting(world, nominal_id, {JCP: "minutes_only"})
+    await _post(world, f"/v1/meetings/{meeting_id}/closure", {"reason": "need met"})
+
+
+async def _removed_but_in_another(world: World, nominal_id: str) -> None:
+    """JCP taken off the meeting while it still takes part in another about the nominal."""
+    meeting_id = await _the_meeting(world, nominal_id)
+    await _meeting(world, nominal_id, {JCP: "minutes_only"})
+    removal = {"participants": [{"agency_id": JCP, "participation": "removed"}]}
+    await _post(world, f"/v1/meetings/{meeting_id}/participants", removal)
+
+
 ENDED: list[tuple[Change, str]] = [
     # category 4: only police and probation of the nominal's area may know of it
     (_category_4, "category-4-named-agencies"),
@@ -109,6 +145,13 @@ ENDED: list[tuple[Change, str]] = [
     (_level_3, "default-deny"),
     # the meeting's review date passed (to the end of that day, London time)
     (_review_date_passed, "default-deny"),
+    # the chair closed the meeting's need, or took JCP off it
+    (_closed, "default-deny"),
+    (_removed, "default-deny"),
+    # ... while JCP takes part in another meeting about the nominal: that one grants its own
+    # minutes, not these
+    (_closed_but_in_another, "default-deny"),
+    (_removed_but_in_another, "default-deny"),
 ]
 
 
@@ -127,7 +170,7 @@ async def _refusals(world: World) -> list[Any]:
     return await world.audit(reason_code=NOT_KNOWN)
 
 
-def _holds_no_content(world_entries: list[Any], logs: list[dict[str, Any]]) -> None:
+def _holds_no_content(world_entries: list[Any], logs: Sequence[Mapping[str, Any]]) -> None:
     text = json.dumps([e.detail for e in world_entries]) + json.dumps(logs, default=str)
     for secret in SECRETS:
         assert secret not in text
@@ -163,6 +206,41 @@ async def test_queued_minutes_are_pulled_while_the_involvement_stands(world: Wor
     assert message_id in [i.id for i in page.items] and page.refused_kinds == ()
     assert (await _row(world, message_id)).status == "pending"
     assert await _refusals(world) == []
+
+
+async def test_removed_from_one_meeting_the_minutes_of_the_other_are_still_pulled(
+    world: World,
+) -> None:
+    """JCP takes part in meetings A and B about one nominal, the minutes of both queued for it;
+    taken off A, it is refused A's minutes, and still has B's."""
+    nominal_id, of_a = await _minutes_queued(world)
+    meeting_a = await _the_meeting(world, nominal_id)
+    meeting_b = await _meeting(world, nominal_id, {JCP: "minutes_only"})
+    await world[POLICE].post(f"/v1/meetings/{meeting_b}/minutes", minutes())
+    [of_b] = [r.id for r in await world.outbox(JCP) if r.kind == "minutes" and r.id != of_a]
+    removal = {"participants": [{"agency_id": JCP, "participation": "removed"}]}
+    await _post(world, f"/v1/meetings/{meeting_a}/participants", removal)
+    page = await _pull(world, JCP)
+    assert [i.id for i in page.items if i.kind == "minutes"] == [of_b]
+    assert (await _row(world, of_a)).status == "dead"
+    assert (await _row(world, of_b)).status == "pending"
+    [entry] = await _refusals(world)
+    assert entry.record_refs == [of_a]
+
+
+async def test_a_row_queued_before_it_named_its_meeting_is_decided_on_any_meeting(
+    world: World,
+) -> None:
+    """A row with no ``subject_ref`` (queued before the outbox kept it) goes while the
+    recipient takes part in any meeting about the nominal, as it did then."""
+    nominal_id, message_id = await _minutes_queued(world)
+    async with world.state.db.write() as session:
+        row = await session.get(OutboxMessage, message_id)
+        assert row is not None and row.subject_ref == await _the_meeting(world, nominal_id)
+        row.subject_ref = None
+    await _removed_but_in_another(world, nominal_id)
+    page = await _pull(world, JCP)
+    assert message_id in [i.id for i in page.items]
 
 
 async def test_the_inbox_over_http_no_longer_hands_over_minutes_of_a_category_4_nominal(
