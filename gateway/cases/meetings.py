@@ -118,6 +118,30 @@ def _need_open(seen: VisibleMeeting) -> None:
         raise errors.Conflict(diagnostics={"reason": "need_closed"})
 
 
+async def _still_as_read(
+    session: AsyncSession, seen: VisibleMeeting, *, participants: bool = False
+) -> None:
+    """Again in the write's transaction, the meeting's row locked (``FOR UPDATE`` on
+    PostgreSQL; SQLite's writer is the only one): a closure of its need committed since the
+    read (on this replica or another) makes the write a 409 ``need_closed``; with
+    ``participants``, so does a change of its participants (``participants_changed``: what
+    was decided on them at the read no longer holds). A closure or a participants change
+    that comes later waits for this write's commit."""
+    meeting = await session.get(
+        Meeting, seen.meeting.id, with_for_update=True, populate_existing=True
+    )
+    if meeting is None or meeting.need_closed_at is not None:
+        raise errors.Conflict(diagnostics={"reason": "need_closed"})
+    if participants:
+        now = await session.execute(
+            select(MeetingAgency.agency_id, MeetingAgency.participation).where(
+                MeetingAgency.meeting_id == seen.meeting.id
+            )
+        )
+        if {(a, str(p)) for a, p in now} != {(a, str(p)) for a, p in seen.participants}:
+            raise errors.Conflict(diagnostics={"reason": "participants_changed"})
+
+
 async def create_meeting(call: Call) -> Response:
     """POST /v1/meetings: convene a meeting about a nominal; the caller's agency chairs it."""
     call.require_scope(WRITE)
@@ -197,6 +221,7 @@ async def set_participants(call: Call, meeting_id: str) -> Response:
     call.record_refs = (seen.meeting.id,)
 
     async def act(session: AsyncSession) -> Audited[Written]:
+        await _still_as_read(session, seen)  # never changed once its need is closed
         # One upsert: a participation row another request added since the read above (on this
         # replica or another) is set, not inserted twice (the primary key would refuse it).
         insert = (
@@ -364,6 +389,9 @@ async def create_minutes(call: Call, meeting_id: str) -> Response:
         # refuses this insert, which write() answers as the same conflict).
         if await session.scalar(select(Minutes.id).where(Minutes.meeting_id == seen.meeting.id)):
             raise errors.Conflict(diagnostics={"reason": "minutes_exist"})
+        # the pushes were decided on the participants as read: a removal or a closure since
+        # then must not be sent past
+        await _still_as_read(session, seen, participants=True)
         session.add(
             Minutes(
                 id=minutes_id,

@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from adapters.client import GatewayClient
 from gateway.cases import meetings
-from gateway.store.models import Action, IdempotentRequest, MeetingAgency, Minutes
+from gateway.store.models import Action, IdempotentRequest, Meeting, MeetingAgency, Minutes
 from tests.gateway.cases.scenario import (
     JCP,
     POLICE,
@@ -177,3 +177,87 @@ async def test_participants_set_at_once_on_two_replicas_are_both_set(
             )
         ).all()
     assert [str(p) for p in rows] in (["invited"], ["attended"])
+
+
+def _then(
+    monkeypatch: pytest.MonkeyPatch, name: str, meanwhile: Callable[[], Awaitable[None]]
+) -> None:
+    """Patch ``meetings.<name>`` (a step of a route's read) so that ``meanwhile`` commits
+    right after it: another request's write between the route's read and its write."""
+    real = getattr(meetings, name)
+
+    async def then(*args: Any, **kwargs: Any) -> Any:
+        result = await real(*args, **kwargs)
+        await meanwhile()
+        return result
+
+    monkeypatch.setattr(meetings, name, then)
+
+
+async def _close_need(world: World, meeting_id: str) -> None:
+    async with world.state.db.write() as session:
+        await session.execute(
+            update(Meeting)
+            .where(Meeting.id == meeting_id)
+            .values(need_closed_at=world.clock.now, need_closed_by_agency_id=POLICE)
+        )
+
+
+async def _remove(world: World, meeting_id: str, agency_id: str) -> None:
+    async with world.state.db.write() as session:
+        await session.execute(
+            update(MeetingAgency)
+            .where(MeetingAgency.meeting_id == meeting_id, MeetingAgency.agency_id == agency_id)
+            .values(participation="removed")
+        )
+
+
+async def test_participants_are_not_set_on_a_meeting_closed_since_the_read(
+    any_world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The meeting's need closed between the read (still open) and the write: a 409
+    ``need_closed``, audited, and the participants stay as they were."""
+    world = any_world
+    nominal_id = await at_level_2(world)
+    meeting_id = await level_2_meeting(world, nominal_id)
+    path = f"/v1/meetings/{meeting_id}/participants"
+    body = {"participants": [{"agency_id": VICTIM_SUPPORT, "participation": "attended"}]}
+    request = await _prepared(world[POLICE], path, body)
+    _then(monkeypatch, "_known_agencies", lambda: _close_need(world, meeting_id))
+
+    response = await _send(world[POLICE], path, request)
+
+    await _refused_as_conflict(world, response, "need_closed")
+    async with world.state.db.read() as session:
+        added = await session.scalar(
+            select(MeetingAgency.agency_id).where(
+                MeetingAgency.meeting_id == meeting_id, MeetingAgency.agency_id == VICTIM_SUPPORT
+            )
+        )
+    assert added is None
+
+
+@pytest.mark.parametrize("change", ["closure", "removal"])
+async def test_minutes_are_not_circulated_past_a_change_since_the_read(
+    any_world: World, monkeypatch: pytest.MonkeyPatch, change: str
+) -> None:
+    """The pushes were decided on the meeting as read; its need closed, or Jobcentre Plus
+    taken off it, before the write: a 409, no minutes stored, nothing queued."""
+    world = any_world
+    nominal_id = await at_level_2(world)
+    meeting_id = await level_2_meeting(world, nominal_id)
+    path = f"/v1/meetings/{meeting_id}/minutes"
+    request = await _prepared(world[POLICE], path, minutes())
+    meanwhile = (
+        (lambda: _close_need(world, meeting_id))
+        if change == "closure"
+        else (lambda: _remove(world, meeting_id, JCP))
+    )
+    _then(monkeypatch, "_participant_pushes", meanwhile)
+
+    response = await _send(world[POLICE], path, request)
+
+    reason = "need_closed" if change == "closure" else "participants_changed"
+    await _refused_as_conflict(world, response, reason)
+    assert await world.count(Minutes) == 0
+    assert [m for m in await world.outbox() if m.kind == "minutes"] == []
