@@ -42,7 +42,7 @@ CONTENT_SECURITY_POLICY: Final = (
 )
 #: A cell starting with one of these (after blanks and double quotes) is run as a formula, or
 #: (tab, carriage return) may be trimmed until one does.
-_FORMULA_START: Final = re.compile(r'[\t\r]|[\s"]*[=+\-@]')
+_FORMULA_START: Final = re.compile(r'\A(?:[\t\r]|[\s"]*[=+\-@])')
 #: A list separator (comma, semicolon, tab) or line break inside a cell, followed (after blanks
 #: and double quotes) by what starts a formula: a spreadsheet reading the file with another
 #: separator than the comma, or without honouring the quotes, makes a new cell there.
@@ -90,7 +90,7 @@ def csv_cell(value: object) -> str:
     blanks and double quotes): ``x;=1`` is written ``x;'=1``."""
     text = "" if value is None else value if isinstance(value, str) else json.dumps(value)
     text = _FORMULA_AFTER_SPLIT.sub(r"\1'", text)
-    return "'" + text if _FORMULA_START.match(text) else text
+    return "'" + text if _FORMULA_START.search(text) else text  # \A: at the start only
 
 
 def csv_rows(header: Sequence[str] | None, rows: Iterable[Sequence[object]]) -> Iterator[str]:
