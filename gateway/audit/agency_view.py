@@ -88,6 +88,12 @@ class AgencyView:
         await self.decide(session, (row.nominal_ref for row in rows))
         return [self._seen(row) for row in rows]
 
+    async def sees_whole(self, session: AsyncSession, row: AuditEntry) -> bool:
+        """Whether the agency sees ``row`` as stored, its nominal decided first (one entry:
+        an inclusion proof, evidence of origin)."""
+        await self.decide(session, (row.nominal_ref,))
+        return self.in_full(row)
+
     def in_full(self, row: AuditEntry) -> bool:
         """Whether the agency sees the entry as stored (and so may have its inclusion proof)."""
         if self._own_not_found(row):

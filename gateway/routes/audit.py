@@ -145,8 +145,7 @@ async def _seen_in_full(
     row = (await session.scalars(statement.limit(1))).first()
     if row is None:
         return False
-    await view.decide(session, (row.nominal_ref,))
-    return view.in_full(row)
+    return await view.sees_whole(session, row)
 
 
 def _route(request: Request) -> str:

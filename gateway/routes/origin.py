@@ -134,8 +134,7 @@ async def _not_seen_whole(
     row = await session.scalar(select(AuditEntry).where(AuditEntry.entry_id == entry_id))
     if row is None:
         return None
-    await view.decide(session, (row.nominal_ref,))
-    return None if view.in_full(row) else row
+    return None if await view.sees_whole(session, row) else row
 
 
 def _refusal(entry_id: str, detail: dict[str, object], route: str) -> dict[str, object]:
