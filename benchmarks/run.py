@@ -52,6 +52,11 @@ GATEWAY_PATHS: list[tuple[str, str, str, str | None]] = [
         "benchmarks.plans.case_write",
     ),
 ]
+#: (name, path): the read's unavoidable cryptography alone, served as the bare endpoint is.
+FLOOR_PATHS: list[tuple[str, str]] = [
+    ("read floor (cryptography)", "/floor/cryptography"),
+    ("read floor (joserfc)", "/floor/joserfc"),
+]
 #: The header block limit serve gives uvicorn (MAPPA_MAX_HEADER_BYTES's default); h11 applies it.
 HEADER_LIMIT: int = Settings.model_fields["max_header_bytes"].default
 #: The issuer the benchmark gateway runs under (development profile: plain http allowed).
@@ -270,6 +275,18 @@ def main() -> int:
     ) as pid:
         bare = _drive(port, "/bare", "GET", None, pid, args.concurrency, args.duration)
     results.append({"name": "bare FastAPI endpoint", **bare})
+
+    # The floor: only the cryptography a full read cannot avoid (benchmarks/floor_app.py).
+    port = _free_port()
+    with _server(
+        [*uvicorn, "--port", str(port), "benchmarks.floor_app:create_app"],
+        env,
+        port,
+        "/floor/cryptography",
+    ) as pid:
+        for name, path in FLOOR_PATHS:
+            measured = _drive(port, path, "GET", None, pid, args.concurrency, args.duration)
+            results.append({"name": name, **measured})
 
     prepare(env)
     os.environ["MAPPA_BENCH_STATE"] = str(workdir / "bench-state.json")
