@@ -34,6 +34,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.run import (
+    FLOOR_PATHS,
     GATEWAY_PATHS,
     PYTHON,
     ROOT,
@@ -143,11 +144,18 @@ def main() -> int:
     import uvloop  # uvicorn's loop, as the servers run
 
     from benchmarks.bare_app import create_app as create_bare
+    from benchmarks.floor_app import create_app as create_floor
 
     settings = {"requests": args.requests, "rounds": args.rounds, "concurrency": args.concurrency}
     bare_request = b"GET /bare HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n"
     bare, _ = uvloop.run(in_lifespan(create_bare(), lambda: bare_request, **settings))
     rows: list[tuple[str, list[float], dict[int, int]]] = [("bare FastAPI endpoint", bare, {})]
+    for name, floor_path in FLOOR_PATHS:  # the read's unavoidable cryptography alone
+        floor_request = f"GET {floor_path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+        samples, statuses = uvloop.run(
+            in_lifespan(create_floor(), lambda raw=floor_request: raw, **settings)
+        )
+        rows.append((name, samples, statuses))
 
     workdir = bench_workdir("mappa-cpu-")
     database_url = args.postgres or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
