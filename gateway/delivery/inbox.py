@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway import errors
 from gateway.cases.paging import decode_cursor, encode_cursor
 from gateway.delivery import redecide
+from gateway.delivery.dead_letters import DeadLetter
 from gateway.delivery.lease import openable_kids, retire_unopenable
 from gateway.delivery.outbox import KEY_RETIRED, OutboxStatus, sealed_to
 from gateway.delivery.redecide import NOT_KNOWN
@@ -55,12 +56,20 @@ class InboxItem:
 class InboxPage:
     items: tuple[InboxItem, ...]
     next_cursor: str | None
-    #: The kinds of the messages this read dead-lettered as ``recipient_key_retired`` (for the
-    #: dead-letter metric, counted once the read's transaction has committed).
-    retired_kinds: tuple[str, ...] = ()
-    #: The kinds of the messages this read dead-lettered as ``recipient_may_not_know``
-    #: (:mod:`gateway.delivery.redecide`), for the same metric.
-    refused_kinds: tuple[str, ...] = ()
+    #: The messages this read dead-lettered instead of listing them (for the dead-letter
+    #: metric, counted once the read's transaction has committed).
+    dead: tuple[DeadLetter, ...] = ()
+
+    @property
+    def retired_kinds(self) -> tuple[str, ...]:
+        """The kinds of the messages dead-lettered as ``recipient_key_retired``."""
+        return tuple(d.kind for d in self.dead if d.code == KEY_RETIRED)
+
+    @property
+    def refused_kinds(self) -> tuple[str, ...]:
+        """The kinds of those dead-lettered as ``recipient_may_not_know``
+        (:mod:`gateway.delivery.redecide`)."""
+        return tuple(d.kind for d in self.dead if d.code == NOT_KNOWN)
 
 
 async def list_inbox(
@@ -99,8 +108,11 @@ async def list_inbox(
     page, more = rows[:limit], len(rows) > limit
     at = now or dt.datetime.now(dt.UTC)
     kids = await openable_kids(session, agency_id, at)
+    retired: list[DeadLetter] = []
     if kids:
-        openable = retire_unopenable(session, agency_id, page, kids, now=at)
+        openable, retired = retire_unopenable(
+            session, agency_id, page, kids, now=at, delivery="pull"
+        )
     else:  # no valid key at all: as for the relay, wait for one; list nothing sealed to a key
         openable = [row for row in page if sealed_to(row.body) is None]
     judged = await redecide.judge(session, agency_id, openable, now=at, delivery="pull")
@@ -108,8 +120,7 @@ async def list_inbox(
     return InboxPage(
         items,
         encode_cursor(page[-1].created_at, page[-1].id) if more and page else None,
-        tuple(row.kind for row in page if row not in openable) if kids else (),
-        tuple(kind for _, kind in judged.refused),
+        (*retired, *judged.refused),
     )
 
 

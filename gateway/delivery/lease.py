@@ -30,10 +30,10 @@ from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.delivery import redecide
-from gateway.delivery.outbox import KEY_RETIRED, OutboxStatus, dead_letter, sealed_to
+from gateway.delivery.dead_letters import DeadLetter, dead_letter
+from gateway.delivery.outbox import KEY_RETIRED, OutboxStatus, sealed_to
 from gateway.delivery.push import Endpoint
 from gateway.domain import AgencyStatus
-from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.flow.seal import agency_public_jwks
 from gateway.store.models import Agency, OutboxMessage
 
@@ -64,12 +64,20 @@ class Claim:
     rows: tuple[Claimed, ...]
     #: Partners with due rows but no current encryption key: their rows wait.
     keyless: frozenset[str]
-    #: Rows sealed to a key their recipient has retired, as (id, kind): dead-lettered, not
-    #: claimed (the relay counts them once the claim's transaction has committed).
-    retired: tuple[tuple[str, str], ...] = ()
-    #: Rows need-to-know no longer lets their recipient have, as (id, kind): dead-lettered as
-    #: ``recipient_may_not_know`` (:mod:`gateway.delivery.redecide`), not claimed.
-    refused: tuple[tuple[str, str], ...] = ()
+    #: Rows dead-lettered instead of claimed (the relay counts them once the claim's
+    #: transaction has committed): sealed to a key their recipient has retired, or that
+    #: need-to-know no longer lets their recipient have (:mod:`gateway.delivery.redecide`).
+    dead: tuple[DeadLetter, ...] = ()
+
+    @property
+    def retired(self) -> tuple[tuple[str, str], ...]:
+        """The rows dead-lettered as ``recipient_key_retired``, as (id, kind)."""
+        return tuple((d.id, d.kind) for d in self.dead if d.code == KEY_RETIRED)
+
+    @property
+    def refused(self) -> tuple[tuple[str, str], ...]:
+        """The rows dead-lettered as ``recipient_may_not_know``, as (id, kind)."""
+        return tuple((d.id, d.kind) for d in self.dead if d.code == redecide.NOT_KNOWN)
 
 
 def due(now: dt.datetime) -> ColumnElement[bool]:
@@ -133,38 +141,25 @@ def retire_unopenable(
     kids: Collection[str],
     *,
     now: dt.datetime,
-) -> list[OutboxMessage]:
-    """Dead-letter the rows sealed to a key no longer in ``kids`` (``recipient_key_retired``),
-    audited and logged by ids alone; returns the others. A key retired with no overlap (say,
-    compromised) must not be sent to: a message sealed to it stays unsent, for an operator to
-    see (``outbox retry`` sends it should the same key be registered again). A row whose
-    header names no key is taken as openable."""
+    delivery: str,
+) -> tuple[list[OutboxMessage], list[DeadLetter]]:
+    """Dead-letter the rows sealed to a key no longer in ``kids`` (``recipient_key_retired``,
+    :func:`gateway.delivery.dead_letters.dead_letter`: logged and audited by ids, the entry
+    naming the key); returns the others, and what it dead-lettered. A key retired with no
+    overlap (say, compromised) must not be sent to: a message sealed to it stays unsent, for an
+    operator to see (``outbox retry`` sends it should the same key be registered again). A row
+    whose header names no key is taken as openable."""
     kept: list[OutboxMessage] = []
-    retired: list[OutboxMessage] = []
+    retired: list[DeadLetter] = []
     for row in rows:
         kid = sealed_to(row.body)
-        (kept if kid is None or kid in kids else retired).append(row)
-    if not retired:
-        return kept
-    for row in retired:
-        dead_letter(row, KEY_RETIRED)
-    record(
-        session,
-        AuditEvent(
-            occurred_at=now,
-            operation=Operation.DISCLOSURE,
-            outcome=Outcome.FAILED,
-            agency_id=agency_id,
-            recipients=(agency_id,),
-            record_refs=tuple(row.id for row in retired),
-            reason_code=KEY_RETIRED,
-            detail={
-                "resource": "outbox",
-                "sealed_to": sorted({str(sealed_to(row.body)) for row in retired}),
-            },
-        ),
-    )
-    return kept
+        if kid is None or kid in kids:
+            kept.append(row)
+        else:
+            retired.append(
+                dead_letter(session, row, KEY_RETIRED, now=now, delivery=delivery, sealed_to=kid)
+            )
+    return kept, retired
 
 
 async def anything_due(session: AsyncSession, now: dt.datetime) -> bool:
@@ -196,8 +191,7 @@ async def claim(
     ).all()
     claimed: list[Claimed] = []
     keyless: set[str] = set()
-    retired: list[tuple[str, str]] = []
-    refused: list[tuple[str, str]] = []
+    dead: list[DeadLetter] = []
     for agency_id, url, ca_pem in partners:
         free = slots(agency_id)
         if free <= 0:
@@ -224,10 +218,11 @@ async def claim(
                 .with_for_update(skip_locked=True)
             )
         ).all()
-        openable = retire_unopenable(session, agency_id, found, kids, now=now)
-        retired.extend((row.id, row.kind) for row in found if row not in openable)
+        openable, retired = retire_unopenable(
+            session, agency_id, found, kids, now=now, delivery="push"
+        )
         judged = await redecide.judge(session, agency_id, openable, now=now, delivery="push")
-        refused.extend(judged.refused)
+        dead.extend([*retired, *judged.refused])
         rows = judged.kept
         endpoint = Endpoint(agency_id, str(url), ca_pem)
         for row in rows:
@@ -236,7 +231,7 @@ async def claim(
             row.lease_expires_at = now + lease
             row.attempts += 1
             claimed.append(Claimed(row.id, row.kind, row.body, row.attempts, endpoint))
-    return Claim(tuple(claimed), frozenset(keyless), tuple(retired), tuple(refused))
+    return Claim(tuple(claimed), frozenset(keyless), tuple(dead))
 
 
 async def settle(

@@ -29,16 +29,12 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.flow.signed_push import KIND_PATTERN
-from gateway.logs import get_logger
 from gateway.store.models import OutboxMessage, utcnow
-
-log = get_logger("gateway.delivery")
 
 __all__ = [
     "KEY_RETIRED",
     "KINDS",
     "OutboxStatus",
-    "dead_letter",
     "enqueue",
     "message_id_of",
     "sealed_to",
@@ -77,24 +73,6 @@ _KIND = re.compile(KIND_PATTERN)
 _COMPACT_JWE = re.compile(
     r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$"
 )
-
-
-def dead_letter(row: OutboxMessage, code: str, **why: str) -> None:
-    """Give up on ``row`` (in the open transaction) with ``code``: dead, no lease; an alert
-    log line by ids and codes (``why``) alone."""
-    row.status = OutboxStatus.DEAD.value
-    row.last_error_code = code
-    row.lease_owner = None
-    row.lease_expires_at = None
-    log.error(
-        "outbox_dead_letter",
-        alert=True,
-        message_id=row.id,
-        agency_id=row.recipient_agency_id,
-        kind=row.kind,
-        code=code,
-        **why,
-    )
 
 
 def message_id_of(given: str | None = None) -> str:

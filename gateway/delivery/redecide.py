@@ -36,10 +36,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import policies
 from gateway import errors
-from gateway.delivery.outbox import dead_letter
+from gateway.delivery.dead_letters import DeadLetter, dead_letter
 from gateway.domain import Level
 from gateway.flow import need_to_know
-from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.store.models import Agency, Nominal, NominalChange, OutboxMessage
 
 __all__ = ["NOT_KNOWN", "TARGETS", "Judged", "judge"]
@@ -98,10 +97,10 @@ TARGETS: dict[str, _Targets] = {
 
 @dataclass
 class Judged:
-    """The rows that may go, and those dead-lettered (as (id, kind)) for the metric."""
+    """The rows that may go, and those dead-lettered (for the metric, once committed)."""
 
     kept: list[OutboxMessage] = field(default_factory=list)
-    refused: list[tuple[str, str]] = field(default_factory=list)
+    refused: list[DeadLetter] = field(default_factory=list)
 
 
 async def _level_before(session: AsyncSession, row: OutboxMessage) -> Level | None:
@@ -199,8 +198,9 @@ async def judge(
     now: dt.datetime,
     delivery: str,
 ) -> Judged:
-    """Decide each of ``agency_id``'s ``rows`` again; dead-letter (in the open transaction),
-    log and audit those it may no longer have, and return the others."""
+    """Decide each of ``agency_id``'s ``rows`` again; dead-letter (in the open transaction:
+    :func:`gateway.delivery.dead_letters.dead_letter`) those it may no longer have, and return
+    the others. ``delivery`` (push or pull) is written in the audit."""
     judged = Judged()
     if not any(row.nominal_ref is not None for row in rows):
         judged.kept.extend(rows)
@@ -217,31 +217,7 @@ async def judge(
         if refused is None:
             judged.kept.append(row)
             continue
-        diagnostics = dict(refused.diagnostics)
-        rule = diagnostics.pop("rule", policies.DEFAULT_DENY)
-        version = diagnostics.pop("policy_version", None)
-        dead_letter(row, NOT_KNOWN, rule=str(rule))
-        judged.refused.append((row.id, row.kind))
-        record(
-            session,
-            AuditEvent(
-                occurred_at=now,
-                operation=Operation.DISCLOSURE,
-                outcome=Outcome.REFUSED,
-                agency_id=agency_id,
-                recipients=(agency_id,),
-                nominal_ref=row.nominal_ref,
-                record_refs=(row.id,),
-                rule=str(rule),
-                policy_version=str(version) if version is not None else None,
-                reason_code=NOT_KNOWN,
-                detail={
-                    **diagnostics,
-                    "resource": "outbox",
-                    "kind": row.kind,
-                    "message_id": row.id,
-                    "delivery": delivery,
-                },
-            ),
+        judged.refused.append(
+            dead_letter(session, row, NOT_KNOWN, now=now, delivery=delivery, refusal=refused)
         )
     return judged

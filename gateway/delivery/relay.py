@@ -28,9 +28,7 @@ from typing import TYPE_CHECKING
 
 from gateway.delivery.backoff import CircuitBreaker, next_delay
 from gateway.delivery.lease import Claimed, anything_due, claim, settle
-from gateway.delivery.outbox import KEY_RETIRED
 from gateway.delivery.push import PushConfig, Pusher, PushResult
-from gateway.delivery.redecide import NOT_KNOWN
 from gateway.errors import StoreUnavailable
 from gateway.logs import get_logger
 from gateway.store import Database
@@ -145,10 +143,8 @@ class Relay:
             log.warning("relay_store_unavailable", relay=self.owner)
             return 0
         if self.metrics is not None:
-            for _, kind in claimed.retired:
-                self.metrics.outbox_dead_letters.labels(kind, KEY_RETIRED).inc()
-            for _, kind in claimed.refused:
-                self.metrics.outbox_dead_letters.labels(kind, NOT_KNOWN).inc()
+            for letter in claimed.dead:
+                self.metrics.outbox_dead_letters.labels(letter.kind, letter.code).inc()
         for partner in claimed.keyless - self._keyless_logged:
             log.warning("relay_recipient_key_unavailable", agency_id=partner, relay=self.owner)
         self._keyless_logged = set(claimed.keyless)

@@ -21,8 +21,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway import errors
 from gateway.audit.commit import Audited, commit_audited, record_alone
 from gateway.delivery.inbox import InboxPage, acknowledge, list_inbox
-from gateway.delivery.outbox import KEY_RETIRED
-from gateway.delivery.redecide import NOT_KNOWN
 from gateway.domain import Scope
 from gateway.flow import lawful_basis
 from gateway.flow.audit import AuditEvent, Operation, Outcome
@@ -126,10 +124,8 @@ async def inbox(
 
     page = await commit_audited(state.db, act)
     if state.metrics is not None:
-        for kind in page.retired_kinds:
-            state.metrics.outbox_dead_letters.labels(kind, KEY_RETIRED).inc()
-        for kind in page.refused_kinds:
-            state.metrics.outbox_dead_letters.labels(kind, NOT_KNOWN).inc()
+        for letter in page.dead:
+            state.metrics.outbox_dead_letters.labels(letter.kind, letter.code).inc()
     return JSONResponse(
         {"messages": [item.as_json() for item in page.items], "next_cursor": page.next_cursor}
     )
