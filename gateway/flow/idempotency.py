@@ -64,6 +64,14 @@ _LOOKUP = Direct(
         IdempotentRequest.expires_at > bindparam("now"),
     )
 )
+#: ... and forgets its key's expired row, if any, before remembering the answer.
+_FORGET_EXPIRED = Direct(
+    delete(IdempotentRequest).where(
+        IdempotentRequest.agency_id == bindparam("agency_id"),
+        IdempotentRequest.key == bindparam("key"),
+        IdempotentRequest.expires_at <= bindparam("now"),
+    )
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,16 +139,11 @@ async def remember(
     commit with the write). An expired row of the same key goes first, in that transaction (the
     key was as if unknown to :func:`lookup`); every :data:`PURGE_INTERVAL` so do all expired."""
     global _purged_at
-    expired = IdempotentRequest.expires_at <= now
     if _purged_at is None or not _purged_at <= now < _purged_at + PURGE_INTERVAL:
         _purged_at = now
-        await session.execute(delete(IdempotentRequest).where(expired))
+        await session.execute(delete(IdempotentRequest).where(IdempotentRequest.expires_at <= now))
     else:
-        await session.execute(
-            delete(IdempotentRequest).where(
-                IdempotentRequest.agency_id == agency_id, IdempotentRequest.key == key, expired
-            )
-        )
+        await _FORGET_EXPIRED.rows(session, {"agency_id": agency_id, "key": key, "now": now})
     session.add(
         IdempotentRequest(
             agency_id=agency_id,
