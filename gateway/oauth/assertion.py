@@ -4,7 +4,9 @@ The assertion is a JWS signed ES256 or EdDSA with a current (or still-overlappin
 agency's registered JWKS, chosen by ``kid``: never a key carried in the header. Its claims:
 ``iss`` = ``sub`` = the client id, ``aud`` = the issuer identifier (a string, nothing else),
 ``exp`` not past and at most ``max_lifetime`` seconds ahead, ``iat`` (and ``nbf`` if present) at
-most ``future_skew`` seconds ahead, and a ``jti`` that the caller spends in the replay store.
+most ``future_skew`` seconds ahead, and a ``jti`` that the caller spends in the replay store,
+kept there until ``exp + leeway + future_skew``: accepted until ``exp + leeway``, and kept
+``future_skew`` longer, as far as another replica's clock may run ahead of the one accepting.
 """
 
 from __future__ import annotations
@@ -134,7 +136,11 @@ def verify_assertion(
         raise JoseRefused("assertion_jti_missing")
     if not isinstance(jti, str) or not jti or len(jti) > _MAX_JTI:
         raise JoseRefused("assertion_jti")
-    replay_until = dt.datetime.fromtimestamp(exp + leeway, dt.UTC)
+    # Accepted while ``exp > clock - leeway`` on any replica. A replica whose clock is ahead
+    # (by up to the tolerated ``future_skew``) purges spent jtis by its own clock: the row is
+    # kept that much longer, so no replica can accept the assertion again once it is purged
+    # (DPoP proofs keep the same margin: gateway/oauth/dpop.py).
+    replay_until = dt.datetime.fromtimestamp(exp + leeway + future_skew, dt.UTC)
     return VerifiedAssertion(
         client_id=client.client_id, jti=jti, kid=used_kid, replay_until=replay_until
     )

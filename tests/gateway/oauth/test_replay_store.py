@@ -149,3 +149,34 @@ async def test_purge_forgets_only_expired_jtis(oauth_settings: Settings, clock: 
         assert await Ledger(db).jtis() == 1
     finally:
         await db.dispose()
+
+
+@pytest.mark.parametrize("ahead", ["two seconds", "the tolerated skew"])
+async def test_a_spent_assertion_outlives_a_purge_by_a_replica_whose_clock_is_ahead(
+    gateway_state: GatewayState,
+    police: AgencyClient,
+    clock: Clock,
+    http: httpx.AsyncClient,
+    ledger: Ledger,
+    ahead: str,
+) -> None:
+    """Replica B accepts an assertion until ``exp + leeway`` by its own clock; replica A, whose
+    clock is ahead of B's by up to ``max_future_skew_seconds``, purges spent jtis by its own.
+    The assertion's row must outlive A's purge for as long as B could still accept it."""
+    from gateway.oauth import replay
+
+    settings = gateway_state.settings
+    skew = 2 if ahead == "two seconds" else settings.max_future_skew_seconds
+    exp = clock.ts + 60
+    assertion = police.assertion(exp=exp)
+    assert (await police.token_response(http, assertion=assertion)).status_code == 200
+    last_accepted = exp + settings.clock_leeway_seconds - 1  # B's last second of acceptance
+    async with gateway_state.db.write() as session:  # A, ``skew`` seconds ahead of B
+        await replay.purge_expired(
+            session, now=dt.datetime.fromtimestamp(last_accepted + skew, dt.UTC)
+        )
+    clock.now = dt.datetime.fromtimestamp(last_accepted, dt.UTC)  # B
+    replayed = await police.token_response(http, assertion=assertion)
+    assert replayed.status_code == 401
+    assert (await ledger.refusals())[-1].reason_code == "client_assertion_jti_replayed"
+    assert await ledger.issued() == 1
