@@ -51,9 +51,8 @@ import httpx
 from joserfc import jwe, jws
 from joserfc.errors import BadSignatureError, InvalidKeyIdError
 from joserfc.jwk import ECKey, Key, KeySet
-from joserfc.jws import JWSRegistry
 
-from adapters.compact import MalformedSignature, signing_kid
+from adapters.compact import MalformedSignature, jwe_registry, jws_registry, signing_kid
 from adapters.gateway_keys import REFETCH_EVERY, GatewayJwks, KeysUnavailable
 from adapters.identity import AgencyIdentity
 from adapters.sdk import IDENTIFIER_KINDS, Outbound
@@ -70,8 +69,8 @@ ENC_ALG = "ECDH-ES+A256KW"
 ENC = "A256GCM"
 RENEW_BEFORE = dt.timedelta(seconds=30)
 
-_SIGN_REGISTRY = JWSRegistry(algorithms=[SIGN_ALG])
-_JWE_REGISTRY = jwe.JWERegistry(algorithms=[ENC_ALG, ENC])
+_SIGN_REGISTRY = jws_registry([SIGN_ALG])
+_JWE_REGISTRY = jwe_registry([ENC_ALG, ENC])
 #: Retry-After in seconds: ASCII digits, at most nine (``str.isdigit`` also passes "\u00b2",
 #: which ``float`` refuses).
 _DELAY_SECONDS = re.compile(r"[0-9]{1,9}")

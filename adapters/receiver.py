@@ -50,13 +50,18 @@ import httpx
 from joserfc import jwe, jws
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from joserfc.jws import JWSRegistry
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from adapters.compact import MalformedSignature, signing_kid
+from adapters.compact import (
+    MAX_TOKEN_CHARS,
+    MalformedSignature,
+    jwe_registry,
+    jws_registry,
+    signing_kid,
+)
 from adapters.gateway_keys import REFETCH_EVERY, GatewayJwks, KeysUnavailable, check_jwks_url
 from adapters.identity import AgencyIdentity
 from adapters.sdk import Adapter, Delivery, MappingRefused, Receipt
@@ -76,10 +81,11 @@ __all__ = [
 ]
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_SIGN = JWSRegistry(algorithms=["ES256"])
-_ENC = jwe.JWERegistry(algorithms=["ECDH-ES+A256KW", "A256GCM"])
-#: The largest delivery read; a longer one is 413 before the rest of it is read.
-MAX_BODY = 1_048_576
+_SIGN = jws_registry(["ES256"])
+_ENC = jwe_registry(["ECDH-ES+A256KW", "A256GCM"])
+#: The largest delivery read; a longer one is 413 before the rest of it is read. The largest
+#: JWE the gateway seals (its payload cap, base64url twice, and the headers), and a line end.
+MAX_BODY = MAX_TOKEN_CHARS + 2
 _DECLARED_LENGTH = re.compile(r"[0-9]+")
 #: The largest request header block ``serve`` reads (the gateway's own limit).
 MAX_HEADER_BYTES = 16_384

@@ -45,6 +45,7 @@ from .errors import (
 )
 from .jose import (
     CONTENT_ENCRYPTION,
+    DEFAULT_LIMITS,
     ENC_ALGS,
     SIG_ALGS,
     Limits,
@@ -72,6 +73,7 @@ from .x509 import LOOPBACK_HOSTS, DevelopmentCA, ServerCertificate, certificate_
 __all__ = [
     "BLIND_INDEX_FILE",
     "CONTENT_ENCRYPTION",
+    "DEFAULT_LIMITS",
     "DEVELOPMENT_MARKER",
     "ENC_ALGS",
     "JWKS_PURPOSES",

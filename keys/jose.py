@@ -38,6 +38,7 @@ from .ring import KeyRing, RingKey, utcnow
 
 __all__ = [
     "CONTENT_ENCRYPTION",
+    "DEFAULT_LIMITS",
     "ENC_ALGS",
     "SIG_ALGS",
     "KeyResolver",
@@ -54,7 +55,9 @@ __all__ = [
 
 #: JWE "enc" allow-list.
 CONTENT_ENCRYPTION: frozenset[str] = frozenset({"A256GCM"})
-_DEFAULT_LIMITS = Limits()
+#: The size caps the gateway seals and opens with; the partner SDK (``adapters/``) opens what
+#: the gateway seals with the same ones.
+DEFAULT_LIMITS = Limits()
 _MAX_TRIED_KEYS = 8
 
 #: Looks a kid up; returns None when unknown. May raise a KeysError (e.g. KeyRetired).
@@ -147,7 +150,7 @@ def sign_jwt(
     *,
     typ: str = "JWT",
     now: datetime | None = None,
-    limits: Limits = _DEFAULT_LIMITS,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> str:
     """Sign ``claims`` with the ring's current key; ``typ`` names the token kind (e.g. at+jwt)."""
     body = json.dumps(dict(claims), separators=(",", ":"), allow_nan=False).encode()
@@ -198,7 +201,7 @@ def verify_jws(
     *,
     algs: Collection[str] = ("ES256",),
     typ: str | None,
-    limits: Limits = _DEFAULT_LIMITS,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> tuple[dict[str, Any], bytes, str]:
     """Verify a compact JWS; returns (protected header, payload, kid of the verifying key).
 
@@ -257,7 +260,7 @@ def verify_jwt(
     now: datetime | None = None,
     leeway: timedelta = timedelta(seconds=60),
     require: Collection[str] = ("exp",),
-    limits: Limits = _DEFAULT_LIMITS,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> VerifiedJwt:
     """Verify a JWT's signature, alg, typ and time claims against ``keys`` at ``now``.
 
@@ -292,7 +295,7 @@ def seal_for(
     *,
     typ: str | None = None,
     now: datetime | None = None,
-    limits: Limits = _DEFAULT_LIMITS,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> str:
     """Sign ``payload`` with the signer ring's current key, then encrypt to the recipient.
 
@@ -331,7 +334,7 @@ def unseal_from(
     *,
     typ: str | None = None,
     now: datetime | None = None,
-    limits: Limits = _DEFAULT_LIMITS,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> Unsealed:
     """Decrypt with a usable key of the ring, then verify the inner JWS by one of the sender's.
 

@@ -96,7 +96,8 @@ async def test_a_delivery_the_gateway_signed_as_another_type_is_a_bad_signature(
 
 
 class _CountedBody:
-    """A body of ``total`` bytes streamed 64 KiB at a time, counting what the server pulled."""
+    """A body of ``total`` bytes streamed 64 KiB at a time (the last chunk what is left),
+    counting what the server pulled."""
 
     CHUNK = 65536
 
@@ -106,8 +107,9 @@ class _CountedBody:
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while self.pulled < self.total:
-            self.pulled += self.CHUNK
-            yield b"A" * self.CHUNK
+            size = min(self.CHUNK, self.total - self.pulled)
+            self.pulled += size
+            yield b"A" * size
 
 
 async def _post_streamed(receiver: Receiver, body: _CountedBody, **headers: str) -> httpx.Response:
@@ -125,7 +127,7 @@ async def _post_streamed(receiver: Receiver, body: _CountedBody, **headers: str)
 
 
 async def test_a_chunked_body_over_the_limit_is_cut_off_as_it_crosses_it() -> None:
-    """A 64 MiB chunked body (no Content-Length) is 413 once 1 MiB has been read, not after
+    """A 64 MiB chunked body (no Content-Length) is 413 once the limit has been read, not after
     all of it was buffered."""
     receiver = _receiver(StandInGateway())
     body = _CountedBody(64 * 1024 * 1024)
