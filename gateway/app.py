@@ -16,7 +16,7 @@ from gateway.http import problems
 from gateway.http.metrics import GatewayMetrics, MetricsMiddleware
 from gateway.http.middleware import EdgeMiddleware
 from gateway.logs import configure_logging, get_logger
-from gateway.oauth import install_oauth
+from gateway.oauth import install_oauth, start_jti_purge, stop_jti_purge
 from gateway.routes import audit, cases, conformance, health, inbox, metrics, oauth, origin
 from gateway.settings import Settings, get_settings
 from gateway.state import GatewayState
@@ -95,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         install_rate_limits(state)
         install_audit(state)
         install_delivery(state)
+        start_jti_purge(state)
         app.state.gateway = state
         if settings.freeze_heap_at_start:
             _freeze_heap()
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await shutdown_delivery(state)
             await shutdown_audit(state)
+            await stop_jti_purge(state)
             await db.dispose()
 
     app = FastAPI(

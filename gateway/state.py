@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from gateway.http.metrics import GatewayMetrics
     from gateway.http.ratelimit import RateLimiter
     from gateway.oauth.jwks import JwksFetcher
+    from gateway.oauth.replay import JtiPurger
     from gateway.oauth.server import GatewayAuthorizationServer
     from gateway.oauth.signing import TokenSigner
     from gateway.store.sealed import CaseSealer
@@ -37,6 +38,8 @@ class GatewayState:
     jwks_fetcher: JwksFetcher | None = None
     #: Authlib's server core with the gateway's grant and client authentication.
     authorization_server: GatewayAuthorizationServer | None = None
+    #: Purges spent jtis past their expiry in the background (gateway/oauth/replay.py).
+    jti_purger: JtiPurger | None = None
     #: The audit log's keys and background sequencer (gateway/audit/service.py).
     audit: AuditService | None = None
     #: Prometheus metrics of this process (gateway/http/metrics.py).

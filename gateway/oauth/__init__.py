@@ -9,7 +9,7 @@
     dpop.py        DPoP proofs (RFC 9449)
     signing.py     the gateway's access-token signing key
     tokens.py      RFC 9068 at+jwt access tokens: issue and verify
-    replay.py      the durable, shared jti replay store
+    replay.py      the durable, shared jti replay store, and its purge in the background
     server.py      Authlib's server core with the gateway's grant and client authentication
     endpoint.py    POST /oauth/token: the async shell (preload, worker thread, commit, audit)
 
@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from gateway.logs import get_logger
+from gateway.oauth import replay
 from gateway.oauth.jwks import JwksFetcher
 from gateway.oauth.server import GatewayAuthorizationServer
 from gateway.oauth.signing import SigningKeyUnavailable, TokenSigner, load_token_signer
@@ -28,7 +29,14 @@ from gateway.oauth.signing import SigningKeyUnavailable, TokenSigner, load_token
 if TYPE_CHECKING:
     from gateway.state import GatewayState
 
-__all__ = ["GatewayAuthorizationServer", "JwksFetcher", "TokenSigner", "install_oauth"]
+__all__ = [
+    "GatewayAuthorizationServer",
+    "JwksFetcher",
+    "TokenSigner",
+    "install_oauth",
+    "start_jti_purge",
+    "stop_jti_purge",
+]
 
 
 log = get_logger("gateway.oauth")
@@ -62,3 +70,21 @@ def install_oauth(state: GatewayState, *, signer: TokenSigner | None = None) -> 
     state.authorization_server = GatewayAuthorizationServer(
         settings=settings, signer=state.token_signer
     )
+
+
+def start_jti_purge(state: GatewayState) -> None:
+    """Start purging spent jtis past their expiry in the background, every
+    :data:`gateway.oauth.replay.PURGE_INTERVAL` seconds by the state's clock."""
+    state.jti_purger = replay.JtiPurger(
+        state.db,
+        clock=lambda: state.clock(),
+        interval=replay.PURGE_INTERVAL,
+        batch=replay.PURGE_BATCH,
+    )
+    state.jti_purger.start()
+
+
+async def stop_jti_purge(state: GatewayState) -> None:
+    if state.jti_purger is not None:
+        await state.jti_purger.stop()
+        state.jti_purger = None

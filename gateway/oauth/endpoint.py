@@ -45,9 +45,6 @@ __all__ = ["MAX_FORM_BYTES", "audit_refusal", "handle_token_request"]
 log = get_logger("gateway.oauth")
 
 MAX_FORM_BYTES = 16_384
-#: Every so many tokens issued by this process, spent jtis past their expiry are purged.
-PURGE_EVERY = 500
-_issued_since_purge = 0
 _FORM_TYPE = "application/x-www-form-urlencoded"
 #: What a client id may be: an agency id as onboarding registers it. Anything else names no
 #: client, and is never looked up (a NUL, which PostgreSQL cannot take, would be a 500).
@@ -176,13 +173,8 @@ async def _commit_issue(
         oauth_request.issued,
     )
     assert issued is not None
-    global _issued_since_purge
-    _issued_since_purge += 1
     try:
         async with state.db.write() as session:
-            if _issued_since_purge >= PURGE_EVERY:
-                _issued_since_purge = 0
-                await replay.purge_expired(session, now=now)
             if assertion is not None:
                 await replay.consume(
                     session,

@@ -10,13 +10,24 @@ from pathlib import Path
 import httpx
 import pytest
 from joserfc.jwk import ECKey
+from sqlalchemy import select
 
 from gateway.app import create_app
+from gateway.oauth import replay
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from gateway.store import Database
+from gateway.store.models import UsedJti
 from tests.gateway.oauth.conftest import register
-from tests.gateway.oauth.support import ISSUER, AgencyClient, Clock, Ledger, Replica, replica_env
+from tests.gateway.oauth.support import (
+    ISSUER,
+    AgencyClient,
+    Clock,
+    Ledger,
+    Replica,
+    replica_env,
+    running_app,
+)
 
 
 async def _token_status(
@@ -118,8 +129,6 @@ async def test_assertion_replayed_on_another_replica_is_refused(
 
 async def test_purge_forgets_only_expired_jtis(oauth_settings: Settings, clock: Clock) -> None:
     """Rows past expires_at go; a live jti stays spent."""
-    from gateway.oauth import replay
-
     db = Database(oauth_settings.database_url)
     try:
         async with db.write() as session:
@@ -163,8 +172,6 @@ async def test_a_spent_assertion_outlives_a_purge_by_a_replica_whose_clock_is_ah
     """Replica B accepts an assertion until ``exp + leeway`` by its own clock; replica A, whose
     clock is ahead of B's by up to ``max_future_skew_seconds``, purges spent jtis by its own.
     The assertion's row must outlive A's purge for as long as B could still accept it."""
-    from gateway.oauth import replay
-
     settings = gateway_state.settings
     skew = 2 if ahead == "two seconds" else settings.max_future_skew_seconds
     exp = clock.ts + 60
@@ -180,3 +187,65 @@ async def test_a_spent_assertion_outlives_a_purge_by_a_replica_whose_clock_is_ah
     assert replayed.status_code == 401
     assert (await ledger.refusals())[-1].reason_code == "client_assertion_jti_replayed"
     assert await ledger.issued() == 1
+
+
+async def _spent(db: Database, prefix: str, count: int, expires_at: dt.datetime) -> set[str]:
+    """``count`` spent DPoP jtis expiring at ``expires_at``; their replay keys."""
+    async with db.write() as session:
+        for n in range(count):
+            await replay.consume(
+                session,
+                kind="dpop",
+                issuer="jkt",
+                jti=f"{prefix}-{n}",
+                agency_id=None,
+                expires_at=expires_at,
+                now=expires_at - dt.timedelta(minutes=2),
+            )
+    return {replay.replay_key("dpop", "jkt", f"{prefix}-{n}") for n in range(count)}
+
+
+async def _kept(db: Database) -> set[str]:
+    async with db.read() as session:
+        return set(await session.scalars(select(UsedJti.key)))
+
+
+async def test_a_purge_deletes_a_bounded_batch_and_never_an_unexpired_jti(db: Database) -> None:
+    """One purge transaction deletes at most its batch, oldest first; rows still to expire (one
+    expiring this very instant among them) are never deleted, however many batches run."""
+    now = dt.datetime(2026, 11, 23, 9, tzinfo=dt.UTC)
+    await _spent(db, "old", 25, now - dt.timedelta(seconds=1))
+    unexpired = await _spent(db, "now", 1, now)
+    unexpired |= await _spent(db, "later", 2, now + dt.timedelta(seconds=1))
+    async with db.write() as session:
+        assert await replay.purge_expired(session, now=now, limit=10) == 10
+    assert len(await _kept(db)) == 18
+    assert await replay.purge_all_expired(db, now=now, batch=10) == 15
+    assert await _kept(db) == unexpired
+
+
+async def test_the_purge_task_forgets_expired_jtis_without_a_token_request(
+    database_url: str,
+    oauth_settings: Settings,
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The running gateway purges spent jtis past their expiry on a timer of its own: no token
+    is requested, nothing unexpired goes, and the task stops with the app."""
+    monkeypatch.setattr(replay, "PURGE_INTERVAL", 0.05, raising=False)
+    settings = oauth_settings.model_copy(update={"database_url": database_url})
+    async with running_app(settings, clock) as application:
+        state: GatewayState = application.state.gateway
+        await _spent(state.db, "spent", 30, clock.now + dt.timedelta(seconds=10))
+        live = await _spent(state.db, "live", 3, clock.now + dt.timedelta(hours=1))
+        clock.advance(60)
+        for _ in range(500):
+            if len(await _kept(state.db)) == len(live):
+                break
+            await asyncio.sleep(0.02)
+        assert await _kept(state.db) == live
+        assert await Ledger(state.db).issued() == 0
+        purger = getattr(state, "jti_purger", None)
+        task = purger._task if purger is not None else None
+    assert task is not None and task.done() and not task.cancelled()
+    assert state.jti_purger is None
