@@ -33,7 +33,15 @@ from adapters.standin import JsonStore
 from keys import DevelopmentCA, KeyInvalid, certificate_expires
 from keys.x509 import CA_FILE, CERTIFICATE_FILE, PRIVATE_KEY_FILE
 
-__all__ = ["DEMO_PORTS", "demo_endpoint", "demo_tls_dir", "ensure_demo_tls", "run_demo_adapters"]
+__all__ = [
+    "DEMO_PORTS",
+    "demo_endpoint",
+    "demo_receiver",
+    "demo_tls_dir",
+    "ensure_demo_tls",
+    "run_demo_adapters",
+    "standin_path",
+]
 
 #: Agency id -> (adapter, port).
 DEMO_PORTS: dict[str, tuple[str, int]] = {
@@ -122,6 +130,35 @@ def _print(agency_id: str) -> Any:
     return show
 
 
+def standin_path(demo_dir: Path, agency_id: str) -> Path:
+    """The demo agency's stand-in system (a JSON store)."""
+    return demo_dir / "standins" / f"{DEMO_PORTS[agency_id][0]}.json"
+
+
+def demo_receiver(demo_dir: Path, agency_id: str, issuer: str) -> Receiver:
+    """The demo agency's receiver: its adapter on its stand-in system (seeded when new), and
+    the ids it applied kept beside it, so that a restart of the demo refuses a replay."""
+    name = DEMO_PORTS[agency_id][0]
+    identity = AgencyIdentity.load(demo_dir / "agencies" / agency_id)
+    path = standin_path(demo_dir, agency_id)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    store = JsonStore(path)
+    for collection, records in _SEED.get(name, {}).items():
+        for key, value in records.items():
+            if store.get(collection, key) is None:
+                store.put(collection, key, value)
+    return Receiver(
+        identity,
+        _adapter(name, store, identity),
+        issuer,
+        jwks_url=issuer.rstrip("/") + "/.well-known/jwks.json",
+        on_receipt=_print(agency_id),
+        list_received=True,  # the demo's GET /mappa/received; never in production
+        # the signed message ids already applied, kept across restarts (replays refused)
+        seen=SeenDeliveries(path.parent / f"{name}-seen-deliveries.sqlite3"),
+    )
+
+
 async def run_demo_adapters(
     demo_dir: Path,
     issuer: str,
@@ -136,8 +173,6 @@ async def run_demo_adapters(
         tls = demo_tls_dir(demo_dir, agency_id)
         if not (tls / CERTIFICATE_FILE).exists() or not (tls / PRIVATE_KEY_FILE).exists():
             raise FileNotFoundError(f"no TLS certificate in {tls}: run mappa-gateway demo init")
-    standins = demo_dir / "standins"
-    standins.mkdir(parents=True, exist_ok=True, mode=0o700)
     if stop is None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -147,23 +182,8 @@ async def run_demo_adapters(
     tasks = []
     for agency_id, (name, default_port) in DEMO_PORTS.items():
         port = (ports or {}).get(agency_id, default_port)
-        identity = AgencyIdentity.load(demo_dir / "agencies" / agency_id)
-        path = standins / f"{name}.json"
-        store = JsonStore(path)
-        for collection, records in _SEED.get(name, {}).items():
-            for key, value in records.items():
-                if store.get(collection, key) is None:
-                    store.put(collection, key, value)
-        receiver = Receiver(
-            identity,
-            _adapter(name, store, identity),
-            issuer,
-            jwks_url=issuer.rstrip("/") + "/.well-known/jwks.json",
-            on_receipt=_print(agency_id),
-            list_received=True,  # the demo's GET /mappa/received; never in production
-            # the signed message ids already applied, kept across restarts (replays refused)
-            seen=SeenDeliveries(standins / f"{name}-seen-deliveries.sqlite3"),
-        )
+        receiver = demo_receiver(demo_dir, agency_id, issuer)
+        path = standin_path(demo_dir, agency_id)
         tls = demo_tls_dir(demo_dir, agency_id)
         tasks.append(
             asyncio.create_task(

@@ -19,8 +19,9 @@
    re-posted under a fresh key is the same message;
 4. a body issued more than ``max_age`` ago (its ``iat``; :data:`PUSH_MAX_AGE`, longer than the
    relay's retries) or ahead of the clock is 400 ``stale``. Each applied ``jti`` is remembered
-   (:class:`SeenDeliveries`, durable in a SQLite file) for longer than that, so no body old
-   enough to have been forgotten is accepted again;
+   (:class:`SeenDeliveries`, durable in a SQLite file: a receiver is not built without one, but
+   for a test that says :meth:`SeenDeliveries.in_memory`) for longer than that, so no body old
+   enough to have been forgotten is accepted again, across restarts too;
 5. the adapter applies it (:meth:`adapters.sdk.Adapter.receive`, with the ``jti`` as the message
    id and the signed ``iat`` as :attr:`~adapters.sdk.Delivery.issued_at`: deliveries may come out
    of order, and an adapter answers one older than what it holds ``superseded``), then 200
@@ -150,21 +151,33 @@ _REMEMBER_FIRST_VERSION = (
 class SeenDeliveries:
     """The signed id (``jti``) of every delivery applied, with its ``iat`` and action.
 
-    Kept in a SQLite file at ``path`` so that a restart forgets nothing (``None``: in memory, for
-    a test). Rows are dropped once their ``iat`` is older than the receiver's retention, longer
-    than the age past which a body is refused anyway. No case data is stored here. A file written
-    by the first version of this class (with ``kind`` and ``seen_at`` columns too) is kept as it
-    is and still works.
+    Kept in a SQLite file at ``path`` (made with mode 0600) so that a restart forgets nothing: a
+    captured push replayed after a restart is still a duplicate. :meth:`in_memory` keeps them in
+    memory only, for a test; a restart then forgets them all. Rows are dropped once their
+    ``iat`` is older than the receiver's retention, longer than the age past which a body is
+    refused anyway. No case data is stored here. A file written by the first version of this
+    class (with ``kind`` and ``seen_at`` columns too) is kept as it is and still works.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        target = ":memory:"
-        if path is not None:
-            file = Path(path)
-            file.parent.mkdir(parents=True, exist_ok=True)
-            if not file.exists():
-                os.close(os.open(file, os.O_WRONLY | os.O_CREAT, 0o600))
-            target = str(file)
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        file = Path(path)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        if not file.exists():
+            os.close(os.open(file, os.O_WRONLY | os.O_CREAT, 0o600))
+        self._connect(str(file))
+        #: Whether the ids outlive this process (False: :meth:`in_memory`).
+        self.durable = True
+
+    @classmethod
+    def in_memory(cls) -> SeenDeliveries:
+        """Ids kept in memory only, for tests: a restart forgets them, and a captured push
+        replayed after it would be applied again. Never in production."""
+        seen = cls.__new__(cls)
+        seen._connect(":memory:")
+        seen.durable = False
+        return seen
+
+    def _connect(self, target: str) -> None:
         self._lock = threading.Lock()
         self._db = sqlite3.connect(target, check_same_thread=False, isolation_level=None)
         with self._lock:
@@ -244,8 +257,9 @@ class Receiver:
     list_received: bool = False
     #: Called after each applied delivery (the demo prints a line).
     on_receipt: Callable[[Delivery, Receipt], None] | None = None
-    #: The ids already applied: give it a file (``SeenDeliveries(path)``) in production.
-    seen: SeenDeliveries = field(default_factory=SeenDeliveries)
+    #: The ids already applied, in a file (``SeenDeliveries(path)``) that outlives a restart;
+    #: required (``SeenDeliveries.in_memory()`` says in so many words that a test forgoes it).
+    seen: SeenDeliveries | None = None
     #: A body issued longer ago than this is refused (``stale``); ids are kept twice as long.
     max_age: dt.timedelta = PUSH_MAX_AGE
     clock: Callable[[], dt.datetime] = _utcnow
@@ -258,8 +272,18 @@ class Receiver:
     _jwks: GatewayJwks | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
+        if self.seen is None:
+            raise ValueError(
+                "a receiver needs seen=SeenDeliveries(path): the ids it applied, kept across "
+                "restarts (SeenDeliveries.in_memory() for a test only)"
+            )
         if self.jwks_url:
             check_jwks_url(self.jwks_url)  # refused when built, not at the first delivery
+
+    @property
+    def _seen(self) -> SeenDeliveries:
+        assert self.seen is not None  # __post_init__ refuses a receiver without it
+        return self.seen
 
     async def _keys_naming(self, kid: str) -> KeySet:
         """The gateway's keys, fetched again (:class:`GatewayJwks`: at most once per
@@ -315,7 +339,7 @@ class Receiver:
             return _refused("kind_mismatch")
         message_id = signed.jti
         async with self._lock:  # one delivery at a time: the dedupe check and the write agree
-            if self.seen.action(message_id) is not None:
+            if self._seen.action(message_id) is not None:
                 return JSONResponse({"status": "duplicate", "id": message_id})
             now = self.clock()
             if not signed.fresh_at(now, self.max_age):
@@ -326,7 +350,7 @@ class Receiver:
             except MappingRefused as exc:
                 # Verified but not applicable: accepted for a person to look at, not retried.
                 receipt = Receipt(message_id, "held_for_review", notes=(exc.code,))
-            self.seen.remember(message_id, iat=signed.iat, action=receipt.action)
+            self._seen.remember(message_id, iat=signed.iat, action=receipt.action)
             self._prune(now)
             self._keep(receipt)
         if self.on_receipt is not None:
@@ -345,7 +369,7 @@ class Receiver:
         last = self._pruned_at
         if last is not None and last <= now < last + self.prune_every:
             return
-        self.seen.forget_before(int((now - 2 * self.max_age).timestamp()))
+        self._seen.forget_before(int((now - 2 * self.max_age).timestamp()))
         self._pruned_at = now
 
     async def received(self, request: Request) -> JSONResponse:

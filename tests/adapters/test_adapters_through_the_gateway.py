@@ -24,7 +24,7 @@ from adapters.client import ContextHeaders, GatewayClient, GatewayResponseError,
 from adapters.identity import AgencyIdentity
 from adapters.police import PoliceAdapter
 from adapters.probation import ProbationAdapter
-from adapters.receiver import Receiver
+from adapters.receiver import Receiver, SeenDeliveries
 from adapters.standin import JsonStore
 from gateway.store.models import (
     IdempotentRequest,
@@ -265,7 +265,12 @@ async def police_receiver(
     jwks = KeySet.import_key_set((await world.http.get("/.well-known/jwks.json")).json())
     store = JsonStore(tmp_path / "police.json")
     receiver = Receiver(
-        world[POLICE].identity, PoliceAdapter(store), ISSUER, gateway_keys=jwks, clock=world.clock
+        world[POLICE].identity,
+        PoliceAdapter(store),
+        ISSUER,
+        gateway_keys=jwks,
+        clock=world.clock,
+        seen=SeenDeliveries(tmp_path / "police-seen-deliveries.sqlite3"),
     )
     yield receiver, store
 

@@ -21,7 +21,7 @@ from adapters.housing import REVOCATION, HousingAdapter
 from adapters.identity import AgencyIdentity
 from adapters.police import PoliceAdapter
 from adapters.probation import ProbationAdapter
-from adapters.receiver import Receiver
+from adapters.receiver import Receiver, SeenDeliveries
 from adapters.sdk import SUPERSEDED, Adapter
 from adapters.standin import JsonStore
 from tests.adapters.support import StandInGateway, post_sealed
@@ -40,6 +40,7 @@ def _receiver(adapter: Adapter, gateway: StandInGateway) -> Receiver:
         gateway.ISSUER,
         gateway_keys=gateway.keys(),
         clock=lambda: NOW,
+        seen=SeenDeliveries.in_memory(),
     )
 
 

@@ -26,6 +26,7 @@ from fastapi import FastAPI
 from joserfc.jwk import KeySet
 
 from adapters.childrens_services import ChildrensServicesAdapter
+from adapters.demo import demo_receiver, standin_path
 from adapters.housing import REVOCATION, HousingAdapter
 from adapters.identity import AgencyIdentity
 from adapters.receiver import PUSH_MAX_AGE, Receiver, SeenDeliveries, serve
@@ -38,7 +39,7 @@ from gateway.flow import deliver
 from gateway.flow.seal import agency_public_jwks
 from gateway.state import GatewayState
 from gateway.store.models import OutboxMessage
-from tests.adapters.support import post_delivery
+from tests.adapters.support import StandInGateway, post_delivery, post_sealed
 from tests.gateway.cases.conftest import world
 from tests.gateway.cases.scenario import HOUSING, POLICE, at_level_2, level_2_meeting
 from tests.gateway.cases.support import World
@@ -90,6 +91,7 @@ async def receiver_setup(
         ISSUER,
         gateway_keys=gateway_jwks,
         clock=state.clock,
+        seen=SeenDeliveries(tmp_path / "seen-deliveries.sqlite3"),
     )
     pki = make_pki(tmp_path / "pki")
     port = free_port()
@@ -293,7 +295,7 @@ def _housing(
         HousingAdapter(store),
         ISSUER,
         clock=clock or world.clock,
-        seen=seen if seen is not None else SeenDeliveries(),
+        seen=seen if seen is not None else SeenDeliveries.in_memory(),
     )
     return receiver, store
 
@@ -404,7 +406,7 @@ async def test_a_stale_signed_push_is_refused(world: World, tmp_path: Path) -> N
     ahead = await post_delivery(early, row)
     assert ahead.status_code == 400 and ahead.json() == {"code": "stale"}
 
-    seen = SeenDeliveries()
+    seen = SeenDeliveries.in_memory()
     current, _ = _housing(world, tmp_path, seen=seen)
     assert (await post_delivery(await _trust_gateway(world, current), row)).status_code == 200
     assert _markers(store) == [marker_id]
@@ -431,12 +433,44 @@ async def test_the_ids_applied_survive_a_restart(world: World, tmp_path: Path) -
     assert _markers(store) == [] and after.receipts == {}
 
 
-class _CountingSeen(SeenDeliveries):
-    """An in-memory store that counts its prunings."""
+async def test_a_receiver_is_not_built_to_forget_what_it_applied(tmp_path: Path) -> None:
+    """A receiver needs a durable store of the ids it applied (memory only when a test says so
+    in so many words); the demo's receivers keep theirs beside their stand-in systems, so a
+    push replayed after a restart is a duplicate, and not applied again."""
+    gateway = StandInGateway()
+    identity = AgencyIdentity.generate(HOUSING)
+    with pytest.raises(ValueError, match="SeenDeliveries"):
+        Receiver(identity, HousingAdapter(), gateway.ISSUER, gateway_keys=gateway.keys())
+    with pytest.raises(TypeError):
+        SeenDeliveries()  # type: ignore[call-arg]
+    assert not SeenDeliveries.in_memory().durable
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.prunings = 0
+    identity.save(tmp_path / "agencies" / HOUSING)
+    now = dt.datetime.now(dt.UTC)
+    body = {"marker_id": str(uuid.uuid4()), "uprn": "200004512345", "marker": "PWM"}
+    _, sealed = gateway.push(identity, MARKER, body, iat=now - dt.timedelta(minutes=1))
+    before = demo_receiver(tmp_path, HOUSING, gateway.ISSUER)
+    before.gateway_keys = gateway.keys()
+    first = await post_sealed(before, sealed, kind=MARKER)
+    assert first.status_code == 200 and first.json()["action"] == "warning_marker_written"
+    assert before.seen is not None and before.seen.durable
+    before.seen.close()
+    store = JsonStore(standin_path(tmp_path, HOUSING))
+    prop = store.get("properties", "200004512345")
+    assert prop is not None
+    store.put("properties", "200004512345", {**prop, "markers": []})  # taken off by hand since
+
+    after = demo_receiver(tmp_path, HOUSING, gateway.ISSUER)  # the demo restarted
+    after.gateway_keys = gateway.keys()
+    replay = await post_sealed(after, sealed, kind=MARKER)
+    assert replay.status_code == 200 and replay.json()["status"] == "duplicate"
+    assert (store.get("properties", "200004512345") or {})["markers"] == []
+
+
+class _CountingSeen(SeenDeliveries):
+    """A store that counts its prunings."""
+
+    prunings = 0
 
     def forget_before(self, iat: int) -> None:
         self.prunings += 1
@@ -474,7 +508,7 @@ async def test_the_applied_ids_are_pruned_at_most_once_per_interval(
     """Ids kept past their retention (twice the push window) are dropped at the first delivery
     applied, then at the first one ``prune_every`` or more after the last pruning (or after the
     clock went back), never on every delivery; ids within their retention stay."""
-    seen = _CountingSeen()
+    seen = _CountingSeen(tmp_path / "seen-deliveries.sqlite3")
     receiver, _ = _housing(world, tmp_path, seen=seen)
     receiver.prune_every = dt.timedelta(minutes=10)
     await _trust_gateway(world, receiver)

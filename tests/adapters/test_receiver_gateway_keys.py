@@ -19,7 +19,7 @@ import pytest
 from adapters.childrens_services import ChildrensServicesAdapter
 from adapters.gateway_keys import MAX_JWKS_BYTES
 from adapters.identity import AgencyIdentity
-from adapters.receiver import Receiver
+from adapters.receiver import Receiver, SeenDeliveries
 from tests.adapters.support import StandInGateway, post_sealed
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.UTC)
@@ -84,6 +84,7 @@ def _receiver(url: str, clock: _Clock, gateway: StandInGateway | None = None) ->
         gateway_keys=gateway.keys() if gateway else None,
         jwks_url=url,
         clock=clock,
+        seen=SeenDeliveries.in_memory(),
     )
 
 

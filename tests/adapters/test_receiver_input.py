@@ -16,7 +16,7 @@ from adapters.childrens_services import ChildrensServicesAdapter
 from adapters.client import GatewayClient
 from adapters.compact import MalformedSignature
 from adapters.identity import AgencyIdentity
-from adapters.receiver import MAX_BODY, Receiver, serve
+from adapters.receiver import MAX_BODY, Receiver, SeenDeliveries, serve
 from tests.adapters.support import StandInGateway, encrypt_to, post_sealed
 from tests.gateway.delivery.stub import free_port
 from tests.support import body_flood
@@ -49,6 +49,7 @@ def _receiver(gateway: StandInGateway) -> Receiver:
         gateway.ISSUER,
         gateway_keys=gateway.keys(),
         clock=lambda: NOW,
+        seen=SeenDeliveries.in_memory(),
     )
 
 
