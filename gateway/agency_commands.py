@@ -27,6 +27,16 @@ from gateway.store import Database
 __all__ = ["parse_duration", "register"]
 
 T = TypeVar("T")
+#: What ``agencies add --jwks-uri`` warns of (docs/authentication.md, section 1): the keys at a
+#: jwks_uri authenticate the agency, but sealing reads an agency's keys from the store alone.
+JWKS_URI_WARNING = (
+    "warning: {agency} is registered with a jwks_uri. The keys published there authenticate it "
+    "at the token endpoint, but case data is sealed and opened with registered keys only, and "
+    "it has none: its case API reads fail (503 recipient_key_unavailable), its writes are "
+    "refused (400 unreadable_body), and nothing can be sealed to it (another agency's write "
+    "that pushes to it fails with 503 recipient_key_unavailable, or its notice is held). An "
+    "agency that exchanges case data needs its JWKS registered (--jwks)."
+)
 _DURATION = re.compile(r"^([0-9]{1,6})([smhd])$")  # [0-9]: \d matches any script's digits
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -174,6 +184,8 @@ def _add(args: argparse.Namespace) -> int:
             )
         )
         _print(view)
+        if view.jwks_uri:
+            print(JWKS_URI_WARNING.format(agency=visible(view.id)), file=sys.stderr)
 
     return _guarded(action)
 

@@ -480,3 +480,39 @@ async def test_a_jwks_uri_serving_a_malformed_document_is_refused_and_remembered
     assert server.fetches == 1
     reasons = [entry.reason_code for entry in await ledger.refusals()]
     assert reasons[-3:] == ["jwks_invalid"] * 3
+
+
+def test_cli_add_with_a_jwks_uri_warns_that_the_agency_cannot_exchange_case_data(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    """Registered with a jwks_uri, an agency gets tokens but no sealed call (its keys are not in
+    the store, where the seal stage reads them): registration goes ahead, and says so; with a
+    JWKS it says nothing of the kind."""
+    env = {**os.environ, "MAPPA_DATABASE_URL": sqlite_url, "MAPPA_PROFILE": "development"}
+    common = ("--type", "police", "--role", "responsible_authority", "--area", "avon-somerset")
+    added = agencies_cli(
+        "add",
+        "--id",
+        "em-provider",
+        "--name",
+        "EM",
+        *common,
+        "--scope",
+        "case:read",
+        "--jwks-uri",
+        "https://em.example/jwks.json",
+        env=env,
+    )
+    assert added.returncode == 0, added.stderr
+    assert "em-provider  active" in added.stdout
+    assert "warning: em-provider is registered with a jwks_uri" in added.stderr
+    assert "503 recipient_key_unavailable" in added.stderr
+    assert "400 unreadable_body" in added.stderr
+    assert "(--jwks)" in added.stderr
+    registered = tmp_path / "police.jwks.json"
+    registered.write_text(json.dumps(_jwks({**EC.as_dict(private=False), "kid": "p-1"})))
+    keyed = agencies_cli(
+        "add", "--id", "police-avon", "--name", "P", *common, "--jwks", str(registered), env=env
+    )
+    assert keyed.returncode == 0, keyed.stderr
+    assert "jwks_uri" not in keyed.stderr
