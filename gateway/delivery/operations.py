@@ -16,7 +16,7 @@ from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.store import Database
 from gateway.store.models import OutboxMessage
 
-__all__ = ["OutboxRow", "depth", "list_outbox", "purge", "retry"]
+__all__ = ["OutboxRow", "depth", "list_outbox", "oldest_waiting", "purge", "retry"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +78,21 @@ async def depth(session: AsyncSession) -> int:
         .where(OutboxMessage.status.in_(_NOT_DELIVERED))
     )
     return int(count or 0)
+
+
+#: What waits for delivery: not given up on (dead) and not delivered.
+_WAITING = (OutboxStatus.PENDING.value, OutboxStatus.LEASED.value)
+
+
+async def oldest_waiting(session: AsyncSession, now: dt.datetime) -> float:
+    """Seconds since the oldest message still waiting for delivery (pending or leased) was
+    queued, 0 when none waits (the ``mappa_gateway_outbox_oldest_age_seconds`` gauge). Dead
+    letters do not count: the dead-letter counter tells of them, and one left unpurged would
+    hold the age up for good."""
+    oldest = await session.scalar(
+        select(func.min(OutboxMessage.created_at)).where(OutboxMessage.status.in_(_WAITING))
+    )
+    return 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
 
 
 def _audit(session: AsyncSession, action: str, now: dt.datetime, **detail: object) -> None:

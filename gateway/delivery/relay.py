@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from gateway.delivery.backoff import CircuitBreaker, next_delay
+from gateway.delivery.dead_letters import DeadLetter
 from gateway.delivery.lease import Claimed, anything_due, claim, settle
 from gateway.delivery.push import PushConfig, Pusher, PushResult
 from gateway.errors import StoreUnavailable
@@ -34,7 +35,7 @@ from gateway.logs import get_logger
 from gateway.store import Database
 
 if TYPE_CHECKING:
-    from gateway.http.metrics import GatewayMetrics
+    from gateway.delivery.metrics import RelayMetrics
     from gateway.settings import Settings
 
 __all__ = ["Relay", "RelayConfig", "relay_config"]
@@ -99,7 +100,7 @@ class Relay:
         db: Database,
         config: RelayConfig | None = None,
         *,
-        metrics: GatewayMetrics | None = None,
+        metrics: RelayMetrics | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         owner: str | None = None,
         rng: random.Random | None = None,
@@ -143,8 +144,7 @@ class Relay:
             log.warning("relay_store_unavailable", relay=self.owner)
             return 0
         if self.metrics is not None:
-            for letter in claimed.dead:
-                self.metrics.outbox_dead_letters.labels(letter.kind, letter.code).inc()
+            self.metrics.dead_lettered(claimed.dead)
         for partner in claimed.keyless - self._keyless_logged:
             log.warning("relay_recipient_key_unavailable", agency_id=partner, relay=self.owner)
         self._keyless_logged = set(claimed.keyless)
@@ -224,7 +224,7 @@ class Relay:
         if self.metrics is not None:
             self.metrics.outbox_deliveries.labels(outcome, result.code).inc()
             if dead and ours:
-                self.metrics.outbox_dead_letters.labels(row.kind, result.code).inc()
+                self.metrics.dead_lettered([DeadLetter(row.id, row.kind, result.code)])
         fields = {
             "message_id": row.id,
             "agency_id": row.endpoint.agency_id,

@@ -7,7 +7,8 @@ nominal, a record, an officer or an agency, nor anything from a query string or 
 `MetricsMiddleware` sits outside every other middleware, so it also counts what the edge refuses
 (413, 431, 400). It reads the ``code`` of a problem+json response from the first bytes of its
 body, which the gateway writes itself (`gateway.http.problems`), and counts it as a refusal (4xx)
-or a failure (5xx). The audit gauges are refreshed from the store when ``/metrics`` is scraped.
+or a failure (5xx). The audit and outbox gauges are refreshed from the store when ``/metrics`` is
+scraped. The outbox relay's metrics are defined with the relay (`gateway.delivery.metrics`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import re
 import time
 from typing import Final
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.delivery.metrics import RelayMetrics
 
 __all__ = ["GatewayMetrics", "MetricsMiddleware", "method_label"]
 
@@ -38,11 +41,12 @@ def method_label(scope: Scope) -> str:
     return method if method in METHODS else OTHER
 
 
-class GatewayMetrics:
-    """The process's registry and its metrics (one registry per app, so tests stay apart)."""
+class GatewayMetrics(RelayMetrics):
+    """The process's registry and its metrics (one registry per app, so tests stay apart): the
+    outbox relay's, which a relay run inside the process counts into, and the API's."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
+        super().__init__()
         self.requests = Counter(
             "mappa_gateway_requests",
             "HTTP requests by route template, method and status",
@@ -99,24 +103,6 @@ class GatewayMetrics:
         self.audit_integrity_refusals = Gauge(
             "mappa_gateway_audit_integrity_refusals",
             "Audit sequencer steps this process refused for integrity since it started",
-            registry=self.registry,
-        )
-        self.outbox_depth = Gauge(
-            "mappa_gateway_outbox_depth",
-            "Messages waiting in the delivery outbox (pending, leased or dead)",
-            registry=self.registry,
-        )
-        self.outbox_deliveries = Counter(
-            "mappa_gateway_outbox_deliveries",
-            "Push attempts by the relay, by outcome (delivered, retry, dead) and code",
-            ["outcome", "code"],
-            registry=self.registry,
-        )
-        self.outbox_dead_letters = Counter(
-            "mappa_gateway_outbox_dead_letters",
-            "Messages dead-lettered (after their last attempt, or sealed to a key their "
-            "recipient has retired), by kind and last code",
-            ["kind", "code"],
             registry=self.registry,
         )
         self.client_cert_ignored = Counter(

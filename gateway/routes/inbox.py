@@ -124,8 +124,7 @@ async def inbox(
 
     page = await commit_audited(state.db, act)
     if state.metrics is not None:
-        for letter in page.dead:
-            state.metrics.outbox_dead_letters.labels(letter.kind, letter.code).inc()
+        state.metrics.dead_lettered(page.dead)
     return JSONResponse(
         {"messages": [item.as_json() for item in page.items], "next_cursor": page.next_cursor}
     )

@@ -10,7 +10,6 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from gateway.audit.log import latest_checkpoint, unsequenced_lag
-from gateway.delivery.operations import depth as outbox_depth
 from gateway.errors import NotFound, StoreUnavailable
 from gateway.oauth import mtls
 from gateway.state import GatewayState
@@ -31,9 +30,10 @@ async def metrics(request: Request) -> Response:
         return Response(b"", media_type=CONTENT_TYPE_LATEST)
     try:
         async with state.db.read() as session:
-            count, age = await unsequenced_lag(session, state.clock())
+            now = state.clock()
+            count, age = await unsequenced_lag(session, now)
             latest = await latest_checkpoint(session)
-            gauges.outbox_depth.set(await outbox_depth(session))
+            await gauges.refresh_outbox(session, now)
         gauges.audit_unsequenced.set(count)
         gauges.audit_oldest_age.set(age)
         gauges.audit_tree_size.set(latest.tree_size if latest is not None else 0)

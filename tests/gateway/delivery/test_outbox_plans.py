@@ -14,7 +14,7 @@ from sqlalchemy import event
 
 from gateway.delivery import enqueue
 from gateway.delivery.lease import claim
-from gateway.delivery.operations import depth
+from gateway.delivery.operations import depth, oldest_waiting
 from gateway.store import Database
 from tests.gateway.delivery.support import JWE, partner
 
@@ -85,6 +85,19 @@ async def test_the_depth_gauge_counts_the_open_rows_only(
 ) -> None:
     await _one_message(sqlite_db)
     [plan] = await _plans(sqlite_db, sqlite_url, depth)
+    assert not [step for step in plan if step.startswith("SCAN")], plan
+    assert any("(status=?)" in step for step in plan), plan
+
+
+async def test_the_oldest_age_gauge_reads_the_waiting_rows_only(
+    sqlite_db: Database, sqlite_url: str
+) -> None:
+    await _one_message(sqlite_db)
+
+    async def oldest(session: Any) -> object:
+        return await oldest_waiting(session, T0)
+
+    [plan] = await _plans(sqlite_db, sqlite_url, oldest)
     assert not [step for step in plan if step.startswith("SCAN")], plan
     assert any("(status=?)" in step for step in plan), plan
 
