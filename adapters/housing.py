@@ -7,7 +7,8 @@ gateway's marker id), with no offence detail whatever the body holds. A
 remembered as revoked: a marker with that id delivered late (deliveries may come out of order)
 is not written (``superseded``), nor is one signed before the marker held with its id. Tenancy
 changes from the housing system are shared as information records (``tenancy`` for a new or
-ended tenancy, ``address`` for a move).
+ended tenancy, ``address`` for a move). Minutes and records delivered to housing are filed (their
+kind and message id, for an officer to read them in the gateway), never copied onto a property.
 """
 
 from __future__ import annotations
@@ -25,14 +26,15 @@ PWM = "PWM"
 REVOCATION = "warning_marker_revocation"
 _MARKER_FIELDS = ("contact", "review_date")
 _EVENTS = {"tenancy_start": "tenancy", "tenancy_end": "tenancy", "address_change": "address"}
+#: Kinds filed for a housing officer (the kind and message id only: what they say is read in the
+#: gateway), never copied onto a property.
+_FILED = frozenset({"minutes", "record"})
 
 
 @dataclass
 class HousingAdapter:
     agency_type: ClassVar[str] = "housing"
-    accepts: ClassVar[frozenset[str]] = frozenset(
-        {"warning_marker", REVOCATION, "hazard_flag", "record"}
-    )
+    accepts: ClassVar[frozenset[str]] = frozenset({"warning_marker", REVOCATION, *_FILED})
 
     store: JsonStore | None = None
 
@@ -52,7 +54,7 @@ class HousingAdapter:
         return [Outbound("POST", path, body, f"housing-{record['id']}")]
 
     def from_contract(self, kind: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        if kind not in ("warning_marker", REVOCATION, "hazard_flag"):
+        if kind not in ("warning_marker", REVOCATION):
             raise MappingRefused("kind_not_handled", "housing applies warning markers only")
         uprn, address = body.get("uprn"), body.get("address")
         if not uprn and not address:
@@ -78,6 +80,12 @@ class HousingAdapter:
         return None
 
     def receive(self, delivery: Delivery) -> Receipt:
+        if delivery.kind in _FILED:
+            if self.store is not None:
+                self.store.apply_once(
+                    delivery.message_id, "inbox", delivery.message_id, {"kind": delivery.kind}
+                )
+            return Receipt(delivery.message_id, "filed")
         mapped = self.from_contract(delivery.kind, delivery.body)
         if self.store is None:
             return Receipt(delivery.message_id, "marker_mapped")

@@ -17,7 +17,10 @@ The adapter receives level changes (``{"nominal_id", "old_level", "level", "chan
 meeting outcomes, which the gateway pushes as the participant's copy of the minutes
 (``{"minutes": {"meeting_id", "nominal_id", "conclusions": [...], "actions": [...], ...}}``):
 the meeting, its conclusions and its action points are written onto the nominal, nothing else
-(the discussion and its sources stay in the gateway).
+(the discussion and its sources stay in the gateway). It also receives the records other
+agencies add on a nominal police lead (``{"record": {...}}``, redacted for police): each is kept
+as a shared record of the nominal, by its id: its kind, owner, date, summary, marking and
+caveats, nothing else (its content and sources stay in the gateway, read there when needed).
 """
 
 from __future__ import annotations
@@ -53,6 +56,17 @@ _NOT_IN_KEY = re.compile(r"[^A-Za-z0-9._:-]")
 _MEETING_FIELDS = ("meeting_id", "meeting_type", "held_on", "review_date")
 _CONCLUSION_FIELDS = ("id", "text")
 _ACTION_FIELDS = ("id", "owner_agency_id", "description", "due_date", "review_date", "status")
+#: What of a record shared on a nominal the police system keeps.
+_RECORD_FIELDS = (
+    "id",
+    "nominal_id",
+    "kind",
+    "owner_agency_id",
+    "created_at",
+    "summary",
+    "marking",
+    "caveats",
+)
 _RISK = {"L": "low", "M": "medium", "H": "high", "VH": "very_high"}
 _GROUPS = {
     "CHILD": "children",
@@ -158,12 +172,22 @@ class PoliceAdapter:
                 _picked(item, _ACTION_FIELDS) for item in _items(minutes, "actions")
             ]
             return {"meeting_outcome": outcome}
+        if kind == "record":
+            record = body.get("record")
+            if not isinstance(record, Mapping) or not record.get("id"):
+                raise MappingRefused("record_missing", "a record delivery carries its record")
+            if not record.get("nominal_id"):
+                raise MappingRefused("record_without_nominal", "a shared record names a nominal")
+            return {"shared_record": _picked(record, _RECORD_FIELDS)}
         raise MappingRefused("kind_not_handled", "the police adapter does not apply this kind")
 
     def receive(self, delivery: Delivery) -> Receipt:
         """Write the level or the meeting outcome onto the nominal, unless the nominal holds
-        one from a message signed later (then :data:`~adapters.sdk.SUPERSEDED`)."""
+        one from a message signed later (then :data:`~adapters.sdk.SUPERSEDED`); keep a shared
+        record by its id, likewise."""
         update = self.from_contract(delivery.kind, delivery.body)
+        if "shared_record" in update:
+            return self._keep_record(delivery, update["shared_record"])
         key = str(_nominal_of(delivery.body) or delivery.message_id)
         if self.store is not None:
             thing = f"nominals/{key}/{delivery.kind}"
@@ -178,6 +202,21 @@ class PoliceAdapter:
                 latest=(thing, delivery.order),
             )
         return Receipt(delivery.message_id, f"{delivery.kind}_recorded", (key,))
+
+    def _keep_record(self, delivery: Delivery, record: dict[str, Any]) -> Receipt:
+        record_id, nominal = str(record["id"]), str(record["nominal_id"])
+        if self.store is not None:
+            thing = f"shared_records/{record_id}"
+            if self.store.superseded(thing, delivery.order):
+                return Receipt(delivery.message_id, SUPERSEDED, (nominal,))
+            self.store.apply_once(
+                delivery.message_id,
+                "shared_records",
+                record_id,
+                {**record, "message_id": delivery.message_id},
+                latest=(thing, delivery.order),
+            )
+        return Receipt(delivery.message_id, "record_recorded", (nominal, record_id))
 
 
 def _picked(source: Mapping[str, Any], fields: Sequence[str]) -> dict[str, Any]:

@@ -22,10 +22,22 @@
    (:class:`SeenDeliveries`, durable in a SQLite file: a receiver is not built without one, but
    for a test that says :meth:`SeenDeliveries.in_memory`) for longer than that, so no body old
    enough to have been forgotten is accepted again, across restarts too;
-5. the adapter applies it (:meth:`adapters.sdk.Adapter.receive`, with the ``jti`` as the message
+5. a kind the adapter does not list in :attr:`~adapters.sdk.Adapter.accepts` is 422
+   ``kind_not_accepted``, before anything is applied or remembered: the relay retries it, then
+   dead-letters it where the gateway's operator sees it, and retries it once the adapter takes
+   it. A ``conformance`` message (``mappa-gateway conformance``) is acknowledged here, never
+   handed to the adapter;
+6. the adapter applies it (:meth:`adapters.sdk.Adapter.receive`, with the ``jti`` as the message
    id and the signed ``iat`` as :attr:`~adapters.sdk.Delivery.issued_at`: deliveries may come out
    of order, and an adapter answers one older than what it holds ``superseded``), then 200
-   ``accepted``.
+   ``accepted``. One it refuses (:class:`~adapters.sdk.MappingRefused`: a reference the agency's
+   system does not hold, a code it does not know) is kept for a person, sealed as it came, with
+   its ``jti``, kind, the refusal's code and when (:class:`HeldDelivery`), in the same SQLite
+   transaction that remembers its ``jti``, and only then answered 200 ``held_for_review``: a
+   crash before that commit leaves nothing remembered, and the relay delivers it again. A person
+   lists them (:meth:`Receiver.held_deliveries`), reads one (:meth:`Receiver.open_held`), applies
+   it again once the system can take it (:meth:`Receiver.reapply`) or marks it dealt with by hand
+   (:meth:`Receiver.dismiss`).
 
 The receiver is a Starlette app, served on 127.0.0.1 by :func:`serve` (uvicorn) for the demo and
 the tests. ``GET /mappa/received`` lists the last :data:`MAX_RECEIPTS` deliveries this process
@@ -70,9 +82,12 @@ from gateway.contract.envelope import BODY_TYP, JOSE_MEDIA_TYPE
 from gateway.flow.signed_push import PUSH_MAX_AGE, SignedPush
 
 __all__ = [
+    "CONFORMANCE_KIND",
+    "HELD_FOR_REVIEW",
     "MAX_RECEIPTS",
     "PUSH_MAX_AGE",
     "DeliveryRefused",
+    "HeldDelivery",
     "Receiver",
     "SeenDeliveries",
     "decrypt_delivery",
@@ -92,6 +107,13 @@ _DECLARED_LENGTH = re.compile(r"[0-9]+")
 MAX_HEADER_BYTES = 16_384
 #: How many receipts a receiver keeps in memory (and ``GET /mappa/received`` lists).
 MAX_RECEIPTS = 1000
+#: The kind of the messages ``mappa-gateway conformance`` pushes: acknowledged by the receiver,
+#: never handed to the adapter (they carry no case data).
+CONFORMANCE_KIND = "conformance"
+#: The action of a delivery verified, refused by the adapter and kept for a person.
+HELD_FOR_REVIEW = "held_for_review"
+#: The action of a held delivery a person dealt with by hand.
+DISMISSED = "dismissed_by_reviewer"
 
 
 class DeliveryRefused(ValueError):
@@ -133,11 +155,27 @@ def verify_delivery(
 
 
 #: The store: each applied ``jti`` and its ``iat`` (what pruning goes by) and action (what a
-#: duplicate was). Nothing else is read, so nothing else is kept.
+#: duplicate was). Nothing else is read, so nothing else is kept. Beside it, each delivery held
+#: for review: sealed as it came (to the agency's key: no case data in clear), with what a
+#: person needs to find it; never pruned, only released by a person.
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS seen_deliveries (jti TEXT PRIMARY KEY, "
     "iat INTEGER NOT NULL, action TEXT NOT NULL)",
     "CREATE INDEX IF NOT EXISTS ix_seen_deliveries_iat ON seen_deliveries (iat)",
+    "CREATE TABLE IF NOT EXISTS held_for_review (jti TEXT PRIMARY KEY, kind TEXT NOT NULL, "
+    "code TEXT NOT NULL, iat INTEGER NOT NULL, held_at TEXT NOT NULL, "
+    "sealed_to TEXT NOT NULL, sealed TEXT NOT NULL)",
+)
+_HOLD = (
+    "INSERT OR REPLACE INTO held_for_review (jti, kind, code, iat, held_at, sealed_to, sealed) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_HELD = (
+    "SELECT jti, kind, code, iat, held_at, sealed_to, sealed FROM held_for_review "
+    "ORDER BY held_at, jti"
+)
+_HELD_ONE = (
+    "SELECT jti, kind, code, iat, held_at, sealed_to, sealed FROM held_for_review WHERE jti = ?"
 )
 _REMEMBER = "INSERT OR IGNORE INTO seen_deliveries (jti, iat, action) VALUES (?, ?, ?)"
 #: A file made by the first version of this class also has ``kind`` and ``seen_at`` columns,
@@ -148,15 +186,61 @@ _REMEMBER_FIRST_VERSION = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class HeldDelivery:
+    """A delivery verified, then refused by the adapter, kept for a person to review."""
+
+    #: The signed message id.
+    jti: str
+    #: The signed kind.
+    kind: str
+    #: Why the adapter refused it (:attr:`adapters.sdk.MappingRefused.code`).
+    code: str
+    #: When the gateway signed it (seconds since the epoch).
+    iat: int
+    #: When it was held (this receiver's clock).
+    held_at: dt.datetime
+    #: The kid of the agency's encryption key it is sealed to.
+    sealed_to: str
+    #: The compact JWE as it was received.
+    sealed: str = field(repr=False)
+
+    def _row(self) -> tuple[str, str, str, int, str, str, str]:
+        return (
+            self.jti,
+            self.kind,
+            self.code,
+            self.iat,
+            self.held_at.isoformat(),
+            self.sealed_to,
+            self.sealed,
+        )
+
+
+def _held(row: tuple[Any, ...]) -> HeldDelivery:
+    jti, kind, code, iat, held_at, sealed_to, sealed = row
+    return HeldDelivery(
+        str(jti),
+        str(kind),
+        str(code),
+        int(iat),
+        dt.datetime.fromisoformat(str(held_at)),
+        str(sealed_to),
+        str(sealed),
+    )
+
+
 class SeenDeliveries:
-    """The signed id (``jti``) of every delivery applied, with its ``iat`` and action.
+    """The signed id (``jti``) of every delivery applied, with its ``iat`` and action; and the
+    deliveries held for review (:class:`HeldDelivery`).
 
     Kept in a SQLite file at ``path`` (made with mode 0600) so that a restart forgets nothing: a
     captured push replayed after a restart is still a duplicate. :meth:`in_memory` keeps them in
     memory only, for a test; a restart then forgets them all. Rows are dropped once their
     ``iat`` is older than the receiver's retention, longer than the age past which a body is
-    refused anyway. No case data is stored here. A file written by the first version of this
-    class (with ``kind`` and ``seen_at`` columns too) is kept as it is and still works.
+    refused anyway. No case data is stored here in clear: a held delivery is kept sealed to the
+    agency's key, as it came, until a person releases it. A file written by the first version
+    of this class (with ``kind`` and ``seen_at`` columns too) is kept as it is and still works.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -197,6 +281,47 @@ class SeenDeliveries:
     def remember(self, jti: str, *, iat: int, action: str) -> None:
         with self._lock:
             self._db.execute(self._remember, (jti, iat, action))
+
+    def hold(self, held: HeldDelivery) -> None:
+        """Keep ``held`` for review and remember its ``jti`` (action :data:`HELD_FOR_REVIEW`),
+        in one transaction: both are on disk, or neither. Held again (a reviewer's
+        :meth:`Receiver.reapply` refused once more), it is kept with the new code and time."""
+        with self._lock, self._transaction():
+            self._db.execute(_HOLD, held._row())
+            self._db.execute(self._remember, (held.jti, held.iat, HELD_FOR_REVIEW))
+
+    def held(self) -> list[HeldDelivery]:
+        """The deliveries held for review, the longest held first."""
+        with self._lock:
+            rows = self._db.execute(_HELD).fetchall()
+        return [_held(row) for row in rows]
+
+    def held_one(self, jti: str) -> HeldDelivery | None:
+        with self._lock:
+            row = self._db.execute(_HELD_ONE, (jti,)).fetchone()
+        return None if row is None else _held(row)
+
+    def release(self, jti: str, action: str) -> None:
+        """Drop the held delivery ``jti`` and remember what a person made of it, in one
+        transaction (a redelivery of it stays a duplicate)."""
+        with self._lock, self._transaction():
+            row = self._db.execute(
+                "DELETE FROM held_for_review WHERE jti = ? RETURNING iat", (jti,)
+            ).fetchone()
+            if row is None:
+                raise LookupError(f"no delivery {jti!r} is held for review")
+            self._db.execute(self._remember, (jti, int(row[0]), action))
+            self._db.execute("UPDATE seen_deliveries SET action = ? WHERE jti = ?", (action, jti))
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
 
     def forget_before(self, iat: int) -> None:
         """Drop the ids of bodies issued before ``iat`` (too old to be accepted again)."""
@@ -303,12 +428,11 @@ class Receiver:
         self.gateway_keys = await self._jwks.keys_naming(kid, held, self.clock())
         return self.gateway_keys
 
-    async def _open(self, raw: bytes) -> SignedPush:
+    async def _open(self, compact: str) -> SignedPush:
         try:
-            compact = raw.decode("ascii").strip()
             inner = decrypt_delivery(compact, self.identity)
             kid = signing_kid(inner)
-        except (UnicodeDecodeError, MalformedSignature) as exc:
+        except MalformedSignature as exc:
             raise DeliveryRefused("bad_signature") from exc
         keys = await self._keys_naming(kid)
         return verify_delivery(inner, self.identity, keys, self.issuer)
@@ -322,7 +446,10 @@ class Receiver:
         if raw is None:
             return JSONResponse({"code": "payload_too_large"}, status_code=413)
         try:
-            signed = await self._open(raw)
+            compact = raw.decode("ascii").strip()
+            signed = await self._open(compact)
+        except UnicodeDecodeError:
+            return _refused("bad_signature")
         except DeliveryRefused as exc:
             return _refused(exc.code)
         except KeysUnavailable as exc:  # the relay waits that long, then delivers it again
@@ -345,17 +472,86 @@ class Receiver:
             if not signed.fresh_at(now, self.max_age):
                 return _refused("stale")
             delivery = Delivery(message_id, signed.kind, signed.body, signed.iss, signed.iat)
-            try:
-                receipt = self.adapter.receive(delivery)
-            except MappingRefused as exc:
-                # Verified but not applicable: accepted for a person to look at, not retried.
-                receipt = Receipt(message_id, "held_for_review", notes=(exc.code,))
-            self._seen.remember(message_id, iat=signed.iat, action=receipt.action)
+            if delivery.kind == CONFORMANCE_KIND:
+                receipt = Receipt(message_id, "conformance_acknowledged")
+            elif delivery.kind not in self.adapter.accepts:
+                # Nothing applied, nothing remembered: the gateway's operator sees it dead-letter
+                # and retries it once the adapter takes the kind.
+                return JSONResponse({"code": "kind_not_accepted"}, status_code=422)
+            else:
+                receipt = self._apply(delivery, compact, now)
+            if receipt.action != HELD_FOR_REVIEW:  # a held one was remembered as it was kept
+                self._seen.remember(message_id, iat=signed.iat, action=receipt.action)
             self._prune(now)
             self._keep(receipt)
         if self.on_receipt is not None:
             self.on_receipt(delivery, receipt)
         return JSONResponse({"status": "accepted", "id": message_id, "action": receipt.action})
+
+    def _apply(self, delivery: Delivery, compact: str, now: dt.datetime) -> Receipt:
+        """The adapter's receipt for ``delivery``; one it refuses is held for review, sealed as
+        it came, and its ``jti`` remembered in the same transaction."""
+        try:
+            return self.adapter.receive(delivery)
+        except MappingRefused as exc:
+            held = HeldDelivery(
+                delivery.message_id,
+                delivery.kind,
+                exc.code,
+                delivery.issued_at,
+                now,
+                _sealed_to(compact),
+                compact,
+            )
+            self._seen.hold(held)
+            return Receipt(delivery.message_id, HELD_FOR_REVIEW, notes=(exc.code,))
+
+    # -- review: what a person does with the deliveries held -------------------------------
+
+    def held_deliveries(self) -> list[HeldDelivery]:
+        """The deliveries held for review, the longest held first."""
+        return self._seen.held()
+
+    def open_held(self, jti: str) -> Delivery:
+        """The held delivery ``jti`` opened, for a person to read: decrypted with the agency's
+        key. Its signature was verified before it was held, and the store is this receiver's own
+        (as the ids it remembers are), so it is not verified again: the gateway's signing key
+        may have been retired since."""
+        held = self._seen.held_one(jti)
+        if held is None:
+            raise LookupError(f"no delivery {jti!r} is held for review")
+        inner = decrypt_delivery(held.sealed, self.identity)
+        try:
+            payload = jws.extract_compact(inner.encode("ascii")).payload
+            signed = SignedPush.model_validate_json(payload)
+        except (JoseError, ValueError) as exc:
+            raise DeliveryRefused("bad_signature") from exc
+        if (signed.jti, signed.kind, signed.aud) != (held.jti, held.kind, self.identity.agency_id):
+            raise DeliveryRefused("misaddressed")
+        return Delivery(signed.jti, held.kind, signed.body, signed.iss, signed.iat)
+
+    async def reapply(self, jti: str) -> Receipt:
+        """Hand the held delivery ``jti`` to the adapter again (once the agency's system holds
+        what it lacked, say). Applied (or ``superseded``): released, its action remembered. Refused
+        again: kept, with the new code."""
+        delivery = self.open_held(jti)
+        async with self._lock:
+            if delivery.kind not in self.adapter.accepts:
+                raise DeliveryRefused("kind_not_accepted")
+            sealed = self._seen.held_one(jti)
+            if sealed is None:  # released meanwhile
+                raise LookupError(f"no delivery {jti!r} is held for review")
+            receipt = self._apply(delivery, sealed.sealed, self.clock())
+            if receipt.action != HELD_FOR_REVIEW:
+                self._seen.release(jti, receipt.action)
+            self._keep(receipt)
+        return receipt
+
+    async def dismiss(self, jti: str) -> None:
+        """Release the held delivery ``jti`` without applying it: a person dealt with it by
+        hand. Its ``jti`` stays remembered (a redelivery is a duplicate)."""
+        async with self._lock:
+            self._seen.release(jti, DISMISSED)
 
     def _keep(self, receipt: Receipt) -> None:
         """Keep ``receipt``, dropping the oldest kept past ``max_receipts``."""
@@ -382,6 +578,14 @@ class Receiver:
         if self.list_received:
             routes.append(Route("/mappa/received", self.received, methods=["GET"]))
         return Starlette(routes=routes)
+
+
+def _sealed_to(compact: str) -> str:
+    """The kid of the agency's key a delivery is sealed to (its JWE header's)."""
+    try:
+        return signing_kid(compact)
+    except MalformedSignature:
+        return ""
 
 
 def _server_class() -> Any:

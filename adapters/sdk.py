@@ -51,7 +51,9 @@ IDENTIFIER_KINDS = frozenset({"pnc", "crn", "visor"})
 class MappingRefused(ValueError):
     """A record cannot be translated safely (an unknown or legacy code, a missing field).
 
-    ``code`` is stable and says why; nothing is sent or written when this is raised.
+    ``code`` is stable and says why; nothing is sent or written when this is raised. A delivery
+    refused so by :meth:`Adapter.receive` is held for a person by the receiver
+    (:class:`adapters.receiver.HeldDelivery`), sealed as it came, never dropped.
     """
 
     def __init__(self, code: str, message: str) -> None:
@@ -144,7 +146,10 @@ class Adapter(Protocol):
     """An agency adapter. ``agency_type`` is a :class:`gateway.domain.AgencyType` value."""
 
     agency_type: ClassVar[str]
-    #: Delivery kinds this adapter applies; others are stored for a person to look at.
+    #: Delivery kinds this adapter's :meth:`receive` takes (applies or files). The receiver
+    #: refuses any other kind before it reaches the adapter (422 ``kind_not_accepted``), so the
+    #: gateway dead-letters it where its operator sees it; list only kinds :meth:`receive`
+    #: handles, whatever their body.
     accepts: ClassVar[frozenset[str]]
 
     def to_contract(self, record: Mapping[str, Any]) -> Sequence[Outbound]:

@@ -94,11 +94,11 @@ class StandInGateway:
 
 
 def encrypt_to(identity: AgencyIdentity, plaintext: str | bytes) -> str:
-    """A JWE to the agency's public encryption key: what anyone at all can build."""
+    """A JWE to the agency's public encryption key, naming it by its kid as the gateway does:
+    what anyone at all can build."""
     public = ECKey.import_key(identity.encryption_key.as_dict(private=False))
-    return jwe.encrypt_compact(
-        {"alg": "ECDH-ES+A256KW", "enc": "A256GCM", "cty": "JWT"}, plaintext, public
-    )
+    header = {"alg": "ECDH-ES+A256KW", "enc": "A256GCM", "cty": "JWT", "kid": public.kid}
+    return jwe.encrypt_compact(header, plaintext, public)
 
 
 async def post_sealed(
