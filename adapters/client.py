@@ -261,12 +261,13 @@ class GatewayClient:
     async def open(self, compact: str) -> tuple[SignedPush, str]:
         """Decrypt with the agency's key, verify the gateway's signature and the addressing.
 
+        The key is the one the JWE's ``kid`` names, current or previous (a rotation not yet
+        finished); a kid the agency does not hold, or none, is
+        :class:`adapters.identity.UnknownEncryptionKey`.
+
         An answer or a pulled message: a message's ``kind`` (and its id, ``jti``) are signed
         in it; act on those, not on the inbox listing's."""
-        decrypted = jwe.decrypt_compact(
-            compact, self.identity.encryption_key, registry=_JWE_REGISTRY
-        )
-        inner = (decrypted.plaintext or b"").decode("ascii")
+        inner = self.identity.decrypt(compact).decode("ascii")
         kid = signing_kid(inner, BODY_TYP)
         self._gateway_keys = await self._jwks.keys_naming(kid, self._gateway_keys, self.clock())
         try:

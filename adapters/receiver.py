@@ -4,13 +4,16 @@
 
 0. a body over :data:`MAX_BODY` is 413 ``payload_too_large``: at once when its Content-Length
    says so, else as soon as the bytes read pass the limit (the rest is never read);
-1. the JWE is decrypted with the agency's encryption key and the JWS inside verified against the
-   gateway's published signing keys (``ES256`` only); the signed body must come from the gateway
-   (``iss``), be addressed to this agency (``aud``) and name its kind (``kind``). Anything else is
-   400 (``bad_signature``, ``misaddressed``, ``kind_not_signed``) and nothing is stored. The
-   gateway's keys are fetched again only for a ``kid`` not held, at most once per
-   ``jwks_refetch_every`` (:mod:`adapters.gateway_keys`); a fetch that failed is 503
-   ``gateway_keys_unavailable`` with ``Retry-After``, so the relay delivers it again later;
+1. the JWE is decrypted with the agency's encryption key its ``kid`` names (the current one, or
+   one rotated away from and not yet dropped: :class:`~adapters.identity.AgencyIdentity`; a
+   kid it does not hold, or none, is 400 ``encryption_key_unknown``, no key tried blindly), and
+   the JWS inside verified against the gateway's published signing keys (``ES256`` only); the
+   signed body must come from the gateway (``iss``), be addressed to this agency (``aud``) and
+   name its kind (``kind``). Anything else is 400 (``bad_signature``, ``misaddressed``,
+   ``kind_not_signed``) and nothing is stored. The gateway's keys are fetched again only for a
+   ``kid`` not held, at most once per ``jwks_refetch_every`` (:mod:`adapters.gateway_keys`); a
+   fetch that failed is 503 ``gateway_keys_unavailable`` with ``Retry-After``, so the relay
+   delivers it again later;
 2. everything acted on comes from the signed body, never from a header: the kind is the signed
    ``kind`` (a ``MAPPA-Message-Kind`` header that says otherwise is 400 ``kind_mismatch``), the
    message id the signed ``jti``;
@@ -60,7 +63,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from joserfc import jwe, jws
+from joserfc import jws
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from starlette.applications import Starlette
@@ -71,12 +74,11 @@ from starlette.routing import Route
 from adapters.compact import (
     MAX_TOKEN_CHARS,
     MalformedSignature,
-    jwe_registry,
     jws_registry,
     signing_kid,
 )
 from adapters.gateway_keys import REFETCH_EVERY, GatewayJwks, KeysUnavailable, check_jwks_url
-from adapters.identity import AgencyIdentity
+from adapters.identity import AgencyIdentity, UnknownEncryptionKey
 from adapters.sdk import Adapter, Delivery, MappingRefused, Receipt
 from gateway.contract.envelope import BODY_TYP, JOSE_MEDIA_TYPE
 from gateway.flow.signed_push import PUSH_MAX_AGE, SignedPush
@@ -98,7 +100,6 @@ __all__ = [
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _SIGN = jws_registry(["ES256"])
-_ENC = jwe_registry(["ECDH-ES+A256KW", "A256GCM"])
 #: The largest delivery read; a longer one is 413 before the rest of it is read. The largest
 #: JWE the gateway seals (its payload cap, base64url twice, and the headers), and a line end.
 MAX_BODY = MAX_TOKEN_CHARS + 2
@@ -131,10 +132,12 @@ def open_delivery(
 
 def decrypt_delivery(compact: str, identity: AgencyIdentity) -> str:
     """The compact JWS inside a delivery's JWE, not yet verified (anyone can encrypt to the
-    agency's public key)."""
+    agency's public key), opened with the agency's key its ``kid`` names, current or previous
+    (``encryption_key_unknown`` for a kid it does not hold, or none)."""
     try:
-        decrypted = jwe.decrypt_compact(compact, identity.encryption_key, registry=_ENC)
-        return (decrypted.plaintext or b"").decode("ascii")
+        return identity.decrypt(compact).decode("ascii")
+    except UnknownEncryptionKey as exc:
+        raise DeliveryRefused("encryption_key_unknown") from exc
     except (JoseError, ValueError, TypeError, RecursionError, IndexError) as exc:
         raise DeliveryRefused("bad_signature") from exc
 

@@ -39,7 +39,7 @@ from gateway.flow import deliver
 from gateway.flow.seal import agency_public_jwks
 from gateway.state import GatewayState
 from gateway.store.models import OutboxMessage
-from tests.adapters.support import StandInGateway, post_delivery, post_sealed
+from tests.adapters.support import StandInGateway, encrypt_to, post_delivery, post_sealed
 from tests.gateway.cases.conftest import world
 from tests.gateway.cases.scenario import HOUSING, POLICE, at_level_2, level_2_meeting
 from tests.gateway.cases.support import World
@@ -179,7 +179,7 @@ async def test_receiver_refuses_a_body_not_signed_by_the_gateway(
     receiver_setup: tuple[Receiver, JsonStore, str, str],
 ) -> None:
     """A JWE to the agency's key around a JWS by someone else is 400 and stores nothing."""
-    from joserfc import jwe, jws
+    from joserfc import jws
     from joserfc.jwk import ECKey
 
     receiver, _ics, url, ca_pem = receiver_setup
@@ -188,11 +188,7 @@ async def test_receiver_refuses_a_body_not_signed_by_the_gateway(
     inner = jws.serialize_compact(
         {"alg": "ES256", "kid": "gateway-lookalike", "typ": "mappa-body+jwt"}, payload, forger
     )
-    enc = receiver.identity.encryption_key
-    public = ECKey.import_key(enc.as_dict(private=False))
-    compact = jwe.encrypt_compact(
-        {"alg": "ECDH-ES+A256KW", "enc": "A256GCM", "cty": "JWT"}, inner, public
-    )
+    compact = encrypt_to(receiver.identity, inner)  # to its public key, named by its kid
     import ssl
 
     async with httpx.AsyncClient(verify=ssl.create_default_context(cadata=ca_pem)) as http:
