@@ -16,6 +16,7 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic.networks import IPvAnyAddress
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from keys import DEVELOPMENT_MARKER, holds_development_keys
@@ -184,6 +185,12 @@ class Settings(BaseSettings):
     #: Client certificate (and key) the relay presents to partners that ask for mutual TLS.
     relay_client_cert_file: Path | None = None
     relay_client_key_file: Path | None = None
+    #: The Prometheus listener of ``mappa-gateway relay`` run alone: its metrics only, to the
+    #: ``metrics_allowed`` addresses. 0 (the default): none. ``serve`` never opens it (the relay
+    #: it runs counts into its own ``/metrics``). On the loopback unless set to a private
+    #: address the scraper reaches; never a public one.
+    relay_metrics_port: int = Field(default=0, ge=0, le=65_535)
+    relay_metrics_host: IPvAnyAddress = ipaddress.IPv4Address("127.0.0.1")
     #: Development only: push over plain http to loopback endpoints (the demo's stand-ins).
     unsafe_relay_plain_http_loopback: bool = False
 

@@ -18,7 +18,9 @@ def register(subparsers: Any) -> None:
     relay = subparsers.add_parser(
         "relay", help="Run the outbox relay alone (beside gateways started with interval 0)"
     )
-    relay.add_argument("--once", action="store_true", help="One sweep, wait for it, exit")
+    relay.add_argument(
+        "--once", action="store_true", help="One sweep, wait for it, exit (no metrics listener)"
+    )
     relay.add_argument("--no-migrate", action="store_true")
     relay.set_defaults(func=_relay)
 
@@ -74,9 +76,10 @@ def register(subparsers: Any) -> None:
     conformance.set_defaults(func=_conformance)
 
 
-async def _run_relay(once: bool) -> None:
+async def _run_relay(once: bool) -> int:
+    from gateway.delivery.metrics import RelayMetrics
+    from gateway.delivery.metrics_listener import MetricsListener
     from gateway.delivery.relay import Relay, relay_config
-    from gateway.http.metrics import GatewayMetrics
     from gateway.logs import configure_logging
     from gateway.store import Database
 
@@ -88,21 +91,38 @@ async def _run_relay(once: bool) -> None:
         from dataclasses import replace
 
         config = replace(config, interval=1.0)
-    relay = Relay(db, config, metrics=GatewayMetrics())
+    metrics = RelayMetrics()
+    relay = Relay(db, config, metrics=metrics)
+    listener: MetricsListener | None = None
     try:
         if once:
             await relay.sweep()
             await relay.drain()
-        else:
-            relay.start()
-            stop = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                with contextlib.suppress(NotImplementedError):
-                    loop.add_signal_handler(sig, stop.set)
-            await stop.wait()
+            return 0
+        if settings.relay_metrics_port:
+            listener = MetricsListener(metrics, db, allowed=settings.metrics_allowed)
+            host, port = str(settings.relay_metrics_host), settings.relay_metrics_port
+            try:
+                await listener.start(host, port)
+            except OSError as exc:  # a relay its operator cannot see does not start
+                print(
+                    f"mappa-gateway: refusing to start: no metrics listener on {host}:{port} "
+                    f"(MAPPA_RELAY_METRICS_HOST, MAPPA_RELAY_METRICS_PORT): {exc.strerror or exc}",
+                    file=sys.stderr,
+                )
+                return 2
+        relay.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        return 0
     finally:
         await relay.stop()
+        if listener is not None:
+            await listener.stop()
         await db.dispose()
 
 
@@ -111,8 +131,7 @@ def _relay(args: argparse.Namespace) -> int:
         from gateway.store import upgrade
 
         upgrade(get_settings().database_url)
-    asyncio.run(_run_relay(args.once))
-    return 0
+    return asyncio.run(_run_relay(args.once))
 
 
 def _db() -> Any:

@@ -3,6 +3,7 @@ the hardening the deployment promises."""
 
 from __future__ import annotations
 
+import ipaddress
 import shlex
 import shutil
 import subprocess
@@ -10,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.support import DEPLOY, ENV_EXAMPLE, INSTALLED_BIN, VENV_BIN, relocate
+from tests.deploy.support import (
+    DEPLOY,
+    ENV_EXAMPLE,
+    INSTALLED_BIN,
+    VENV_BIN,
+    parse_environment_file,
+    relocate,
+)
 
 UNITS = sorted((DEPLOY / "systemd").glob("*.service"))
 #: The command each unit runs (after the installed script).
@@ -74,6 +82,21 @@ def test_the_unit_runs_the_installed_command_without_migrating(unit: Path) -> No
     assert words[0] == f"{INSTALLED_BIN}/mappa-gateway"
     assert words[1] == COMMANDS[unit.name]
     assert "--no-migrate" in words  # the application's database role cannot migrate
+
+
+def test_the_relay_serves_its_metrics_on_a_private_address_haproxy_never_forwards_to() -> None:
+    """The relay unit opens its metrics listener on a private address of its own (set in the
+    unit: a value in gateway.env would win over it), a port the HAProxy backends do not name."""
+    relay = _service(DEPLOY / "systemd" / "mappa-gateway-relay.service")
+    values = dict(entry.split("=", 1) for entry in relay.get("Environment", []))
+    host = ipaddress.ip_address(values["MAPPA_RELAY_METRICS_HOST"])
+    assert host.is_private and not host.is_loopback and not host.is_unspecified
+    port = int(values["MAPPA_RELAY_METRICS_PORT"])
+    assert 1024 < port < 65536
+    declared = parse_environment_file(ENV_EXAMPLE.read_text())
+    assert not [name for name in declared if name.startswith("MAPPA_RELAY_METRICS_")]
+    haproxy = (DEPLOY / "haproxy" / "haproxy.cfg").read_text()
+    assert f"{host}" not in haproxy and f":{port}" not in haproxy
 
 
 def _environment_value(name: str) -> str:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
+from joserfc.jwk import ECKey
 from sqlalchemy import select
 
 from adapters.identity import AgencyIdentity
@@ -19,6 +22,21 @@ from gateway.store import Database
 from gateway.store.models import Meeting, MeetingAgency, Nominal, OutboxMessage
 
 JWE = "eyJhbGciOiJFQ0RILUVTK0EyNTZLVyIsImVuYyI6IkEyNTZHQ00ifQ.a2V5.aXY.Y2lwaGVydGV4dA.dGFn"
+
+
+def encryption_key() -> dict[str, Any]:
+    """A new public encryption JWK, as an agency registers one."""
+    key = ECKey.generate_key("P-256", private=False)
+    data = key.as_dict(private=False)
+    data.update({"kid": key.thumbprint(), "use": "enc", "alg": "ECDH-ES+A256KW"})
+    return data
+
+
+def sealed_to(kid: str) -> str:
+    """A stored message as the outbox holds it, its JWE header naming the recipient key."""
+    header = {"alg": "ECDH-ES+A256KW", "enc": "A256GCM", "cty": "JWT", "kid": kid}
+    head = base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=").decode()
+    return f"{head}.a2V5.aXY.Y2lwaGVydGV4dA.dGFn"
 
 
 async def partner(

@@ -3,12 +3,8 @@ the reason (gateway.delivery.dead_letters)."""
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import json
-from typing import Any
 
-from joserfc.jwk import ECKey
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
@@ -20,21 +16,9 @@ from gateway.delivery.lease import claim
 from gateway.delivery.outbox import KEY_RETIRED
 from gateway.store import Database
 from gateway.store.models import AuditEntry
+from tests.gateway.delivery.support import encryption_key, sealed_to
 
 T0 = dt.datetime(2026, 5, 1, 9, 0, tzinfo=dt.UTC)
-
-
-def _enc_key() -> dict[str, Any]:
-    key = ECKey.generate_key("P-256", private=False)
-    data = key.as_dict(private=False)
-    data.update({"kid": key.thumbprint(), "use": "enc", "alg": "ECDH-ES+A256KW"})
-    return data
-
-
-def _sealed_body(kid: str) -> str:
-    header = {"alg": "ECDH-ES+A256KW", "enc": "A256GCM", "cty": "JWT", "kid": kid}
-    head = base64.urlsafe_b64encode(json.dumps(header).encode()).rstrip(b"=").decode()
-    return f"{head}.a2V5.aXY.Y2lwaGVydGV4dA.dGFn"
 
 
 async def test_each_message_sealed_to_a_retired_key_has_its_own_entry(db: Database) -> None:
@@ -42,8 +26,8 @@ async def test_each_message_sealed_to_a_retired_key_has_its_own_entry(db: Databa
     one by an inbox pull: each is dead-lettered with an entry of its own (a failed disclosure
     to the recipient naming the message, its kind, the key and how it was to go, no nominal),
     where one entry used to stand for all a sweep or a page met, the key not tied to any."""
-    old, new = _enc_key(), _enc_key()
-    sig = _enc_key() | {"use": "sig", "alg": "ES256"}
+    old, new = encryption_key(), encryption_key()
+    sig = encryption_key() | {"use": "sig", "alg": "ES256"}
     await add_agency(
         db,
         agency_id="cs-a",
@@ -58,13 +42,13 @@ async def test_each_message_sealed_to_a_retired_key_has_its_own_entry(db: Databa
     await set_endpoint(db, "cs-a", url="http://127.0.0.1:9/mappa/deliveries", development=True)
     async with db.write() as session:
         pushed = await enqueue(
-            session, recipient_agency_id="cs-a", kind="hazard_flag", body=_sealed_body(old["kid"])
+            session, recipient_agency_id="cs-a", kind="hazard_flag", body=sealed_to(old["kid"])
         )
         marker = await enqueue(
             session,
             recipient_agency_id="cs-a",
             kind="warning_marker",
-            body=_sealed_body(old["kid"]),
+            body=sealed_to(old["kid"]),
         )
     await rotate_agency_keys(db, "cs-a", {"keys": [sig, new]}, dt.timedelta(0))
     now = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
@@ -75,7 +59,7 @@ async def test_each_message_sealed_to_a_retired_key_has_its_own_entry(db: Databa
             )
         async with db.write() as session:
             pulled = await enqueue(
-                session, recipient_agency_id="cs-a", kind="record", body=_sealed_body(old["kid"])
+                session, recipient_agency_id="cs-a", kind="record", body=sealed_to(old["kid"])
             )
         async with db.write() as session:
             page = await list_inbox(session, "cs-a", limit=10, now=now)
