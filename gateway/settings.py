@@ -122,8 +122,10 @@ class Settings(BaseSettings):
     #: the Prometheus scraper's. Loopback by default.
     metrics_allowed: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     #: Agency JWKS fetched from a registered ``jwks_uri``: size cap, cache time, timeout, CA file.
+    #: The cache time bounds how long a key the agency removed there still authenticates on a
+    #: replica (docs/authentication.md): five minutes at the most.
     jwks_max_bytes: int = Field(default=65_536, ge=1024, le=1_048_576)
-    jwks_cache_seconds: int = Field(default=300, ge=10)
+    jwks_cache_seconds: int = Field(default=300, ge=10, le=300)
     jwks_fetch_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
     jwks_ca_file: Path | None = None
 

@@ -78,3 +78,14 @@ def test_production_refuses_a_dotenv_file_in_the_working_directory(
     assert Settings(profile="development").max_json_depth == 12
     (tmp_path / ".env").unlink()
     assert _production(tmp_path).profile == "production"
+
+
+def test_a_jwks_uri_is_cached_for_five_minutes_at_the_most(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key an agency removes from its jwks_uri keeps authenticating on a replica until that
+    replica's cached copy runs out: the cache time has a ceiling, as the docs promise."""
+    assert Settings(jwks_cache_seconds=300).jwks_cache_seconds == 300
+    with pytest.raises(ValidationError, match="jwks_cache_seconds"):
+        Settings(jwks_cache_seconds=301)
+    monkeypatch.setenv("MAPPA_JWKS_CACHE_SECONDS", "86400")
+    with pytest.raises(ValidationError, match="jwks_cache_seconds"):
+        Settings()

@@ -7,7 +7,9 @@ import asyncio
 import datetime as dt
 import json
 import os
+import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -16,6 +18,7 @@ from joserfc.jwk import ECKey, OKPKey, RSAKey
 
 from gateway import agencies
 from gateway.agency_commands import parse_duration
+from gateway.oauth import jwks
 from gateway.oauth.jwks import JwksFetcher
 from gateway.state import GatewayState
 from gateway.store import Database
@@ -516,3 +519,31 @@ def test_cli_add_with_a_jwks_uri_warns_that_the_agency_cannot_exchange_case_data
     )
     assert keyed.returncode == 0, keyed.stderr
     assert "jwks_uri" not in keyed.stderr
+
+
+async def test_a_key_removed_at_the_jwks_uri_stops_working_when_the_cache_runs_out(
+    http: httpx.AsyncClient,
+    em: tuple[AgencyClient, JwksServer],
+    ledger: Ledger,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The agency takes a key out of its JWKS: a replica that cached it still accepts it, until
+    its copy is ``jwks_cache_seconds`` old (300, the most the setting allows), then not."""
+    agency, server = em
+    assert (await agency.token_response(http)).status_code == 200
+    server.jwks = AgencyClient(
+        agency.client_id, ECKey.generate_key("P-256"), agency.clock
+    ).public_jwks()
+    assert (await agency.token_response(http)).status_code == 200  # from the cache
+    later = time.monotonic() + 300
+    monkeypatch.setattr(jwks, "time", SimpleNamespace(monotonic=lambda: later))
+    refused = await agency.token_response(http)
+    await assert_refused(
+        refused,
+        ledger,
+        code="invalid_client",
+        reason="key_unknown",
+        agency_id=agency.client_id,
+        issued=2,
+        jtis=4,
+    )
