@@ -17,6 +17,7 @@ __all__ = [
     "AgencyType",
     "Category",
     "DisclosureStatus",
+    "ErasureReason",
     "Level",
     "MeetingType",
     "NominalStatus",
@@ -109,6 +110,20 @@ class AgencyStatus(enum.StrEnum):
 class NominalStatus(enum.StrEnum):
     ACTIVE = "active"
     DEREGISTERED = "deregistered"
+    #: The Responsible Authority erased the nominal's case data: only a tombstone is left, and
+    #: the nominal is to everyone as an id that does not exist (gateway.cases.erasure).
+    ERASED = "erased"
+
+
+class ErasureReason(enum.StrEnum):
+    """Why the Responsible Authority erased a nominal's case data (a closed vocabulary)."""
+
+    #: The retention period after deregistration has passed (the area's retention schedule).
+    RETENTION_PERIOD_ENDED = "retention_period_ended"
+    #: The nominal was registered in error (the wrong person, or no MAPPA case at all).
+    CREATED_IN_ERROR = "created_in_error"
+    #: An erasure request of the data subject was upheld (DPA 2018 s.47).
+    ERASURE_REQUEST_UPHELD = "erasure_request_upheld"
 
 
 class StatusWithheldReason(enum.StrEnum):

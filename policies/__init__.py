@@ -68,6 +68,7 @@ from .lawful_basis import (
 )
 from .need_to_know import (
     DEFAULT_DENY,
+    NOMINAL_ERASED,
     Decision,
     Explanation,
     NeedToKnowPolicy,
@@ -112,6 +113,7 @@ __all__ = [
     "DEFAULT_DENY",
     "HAZARD_FLAG",
     "HAZARD_STATEMENT",
+    "NOMINAL_ERASED",
     "POLICY_VERSION",
     "RULE_WARNING_MARKER",
     "WARNING_MARKER_FIELDS",

@@ -26,8 +26,11 @@ nominal's tree has no minutes rules, the minutes' tree no involvement rules), an
         └── contributor-named-in-decision
 
 A rule left out of the data file is left out of the tree (it grants nothing); an empty file
-denies everything. :func:`decide` returns a frozen :class:`Decision` (rule, view, policy version)
-or raises :class:`~policies.errors.NoNeedToKnow` with the refusing rule; :func:`explain` and
+denies everything. Before any of it, a nominal whose case data the Responsible Authority erased
+is refused to everyone (:data:`NOMINAL_ERASED`): not a rule of the data file, which could be
+left out, but what erasure means (its data is gone; it is as an id that does not exist).
+:func:`decide` returns a frozen :class:`Decision` (rule, view, policy version) or raises
+:class:`~policies.errors.NoNeedToKnow` with the refusing rule; :func:`explain` and
 :func:`render_explanation` say, rule by rule, why (``mappa-gateway policy explain``).
 """
 
@@ -41,6 +44,8 @@ from types import MappingProxyType
 from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from gateway.domain import NominalStatus
+
 from ._data import DataFiles, Table, read_data
 from ._rules import GRANTS, RESTRICTIONS, Rule, Settings
 from .errors import NoNeedToKnow
@@ -49,6 +54,7 @@ from .policy import AllOf, Allow, AnyOf, Policy, View, leaves
 
 __all__ = [
     "DEFAULT_DENY",
+    "NOMINAL_ERASED",
     "Decision",
     "Explanation",
     "NeedToKnowPolicy",
@@ -61,6 +67,9 @@ __all__ = [
 
 _FILE = "need_to_know.toml"
 DEFAULT_DENY = "default-deny"
+#: The refusal of anything about an erased nominal, whoever asks (the engine's, not the file's).
+NOMINAL_ERASED = "nominal-erased"
+_ERASED_WHY = "the Responsible Authority erased the nominal's case data"
 _INVOLVEMENT = ("involved-referral", "involved-meeting", "involved-action")
 
 
@@ -105,6 +114,7 @@ class NeedToKnowPolicy:
 
     def decide(self, facts: Facts) -> Decision:
         """Grant with a :class:`Decision`, or raise :class:`NoNeedToKnow` naming the rule."""
+        self._not_erased(facts)
         allowed = self.roots[facts.resource].check(facts)
         if allowed.view is None:
             raise NoNeedToKnow(
@@ -120,7 +130,10 @@ class NeedToKnowPolicy:
 
         For a caller that none of them grants, this stops where :meth:`decide` would go on to
         rules that need facts still to be loaded (the involvements): those are loaded, and
-        :meth:`decide` run, only then. None also when a restriction refuses."""
+        :meth:`decide` run, only then. None also when a restriction refuses, or the nominal was
+        erased (:meth:`decide` refuses it)."""
+        if facts.nominal.status is NominalStatus.ERASED:
+            return None
         early = self._leading(facts.resource, grants)
         if early is None:
             return None
@@ -147,6 +160,11 @@ class NeedToKnowPolicy:
         self._early[key] = early
         return early
 
+    def _not_erased(self, facts: Facts) -> None:
+        """Refuse anything about an erased nominal, before any rule is asked."""
+        if facts.nominal.status is NominalStatus.ERASED:
+            raise NoNeedToKnow(_ERASED_WHY, rule=NOMINAL_ERASED, policy_version=self.policy_version)
+
     def _decision(self, facts: Facts, allowed: Allow) -> Decision:
         assert allowed.view is not None
         return Decision(
@@ -160,7 +178,10 @@ class NeedToKnowPolicy:
         )
 
     def explain(self, facts: Facts) -> list[Explanation]:
-        """Every rule that applies to the resource, in order, with whether it matched and why."""
+        """Every rule that applies to the resource, in order, with whether it matched and why
+        (led by the refusal of an erased nominal, which no rule is then asked about)."""
+        if facts.nominal.status is NominalStatus.ERASED:
+            return [Explanation(NOMINAL_ERASED, False, _ERASED_WHY)]
         out = []
         for rule in leaves(self.roots[facts.resource]):
             try:

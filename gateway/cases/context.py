@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -29,7 +30,7 @@ from gateway import errors
 from gateway.audit.commit import Audited, commit_audited
 from gateway.audit.origin import ORIGIN_TABLE
 from gateway.contract.views import AckOut
-from gateway.domain import Scope
+from gateway.domain import NominalStatus, Scope
 from gateway.flow import deliver, idempotency, lawful_basis, need_to_know
 from gateway.flow.audit import AuditEvent, Operation, Outcome, Withheld, record
 from gateway.flow.authenticate import Caller, PendingSpend, refuse_unspent, settle
@@ -39,6 +40,7 @@ from gateway.flow.seal import OpenedBody, Sealer, agency_public_jwks_by_use
 from gateway.http.body import validate
 from gateway.state import GatewayState
 from gateway.store import Database
+from gateway.store.direct import Direct
 from gateway.store.models import Nominal, OriginEvidence
 from gateway.store.sealed import CaseSealer
 
@@ -53,6 +55,7 @@ __all__ = [
     "guarded",
     "inbound",
     "keep_origin",
+    "not_erased",
     "pushed",
     "released",
     "replay",
@@ -306,6 +309,7 @@ async def write(
     key, digest, caller_keys = body.key, body.digest, body.caller_keys
 
     async def with_key(session: AsyncSession) -> Audited[Written]:
+        await not_erased(call, session)
         audited = keep_origin(call, session, await act(session))
         written = audited.result
         await idempotency.remember(
@@ -334,6 +338,33 @@ async def write(
         return await replay(call, remembered, caller_keys, known)
     ack = written.ack.model_dump(mode="json", exclude_none=True)
     return deliver.jose_response(call.answer(ack, caller_keys), written.status_code)
+
+
+#: The status of the nominal a write is about, read in the write's transaction with the row's
+#: key-share lock (PostgreSQL ``FOR KEY SHARE``, the lock its foreign keys take anyway; SQLite's
+#: writers are serialised): an erasure, which locks the row for update, either committed first
+#: (the write is refused) or waits for the write and then erases what it stored.
+_NOMINAL_STATUS = Direct(
+    select(Nominal.status)
+    .where(Nominal.id == bindparam("nominal_id"))
+    .with_for_update(read=True, key_share=True)
+)
+
+
+async def not_erased(call: Call, session: AsyncSession) -> None:
+    """Refuse, in the open write transaction, a write (or a read's notifications) about a
+    nominal erased since the call read it: 404 as for an id that does not exist."""
+    if call.nominal_ref is None:
+        return
+    row = await _NOMINAL_STATUS.first(session, {"nominal_id": call.nominal_ref})
+    if row is not None and row[0] == NominalStatus.ERASED:
+        raise errors.NotFound(
+            diagnostics={
+                "reason_code": "not_found",
+                "rule": policies.NOMINAL_ERASED,
+                "why": "the nominal was erased while the call was made",
+            }
+        )
 
 
 def keep_origin(call: Call, session: AsyncSession, audited: Audited[T]) -> Audited[T]:
@@ -531,6 +562,7 @@ async def released(
 
     async def act(session: AsyncSession) -> Audited[None]:
         if stage is not None:
+            await not_erased(call, session)  # nothing is owed others about an erased nominal
             await stage(session)
         return Audited(None, event)
 

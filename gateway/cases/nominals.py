@@ -16,7 +16,7 @@ Screening closes the nominal's open referrals, so their involvement ends too.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -50,8 +50,10 @@ from gateway.http.body import validate
 from gateway.store.models import Meeting, Nominal, NominalChange, Referral, new_id
 
 __all__ = [
+    "Change",
     "change_category",
     "change_level",
+    "change_nominal",
     "deregister",
     "lookup_nominal",
     "read_nominal",
@@ -101,29 +103,37 @@ async def _release_nominal(
 
 
 @dataclass(frozen=True, slots=True)
-class _Change:
-    """One change to a nominal: what, from what, to what, why, and the meeting that decided."""
+class Change:
+    """One change to a nominal: what, from what, to what, why (sealed at rest), and the meeting
+    that decided; for the audit entry, the agencies it was sent to, a reason code and more
+    detail (ids and codes only)."""
 
     kind: str
     old: str | None
     new: str | None
     reason: str
     meeting_id: str | None = None
+    recipients: tuple[str, ...] = ()
+    reason_code: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
 
 
-async def _change(
+async def change_nominal(
     call: Call,
     nominal_id: str,
     model: type[M],
-    apply: Callable[[AsyncSession, Nominal, M], Awaitable[_Change]],
+    apply: Callable[[AsyncSession, Nominal, M], Awaitable[Change]],
     *,
     check: Callable[[AsyncSession, Nominal, M], Awaitable[None]] | None = None,
     level: Callable[[M], Level] | None = None,
 ) -> Response:
     """The shared shape of every RA change: read, decide, then alter with history and audit.
 
-    ``level`` names the level a change sets: the agencies involved are then told of a change
-    of level (:mod:`gateway.cases.level_changes`), in the same transaction."""
+    ``check`` refuses a change the nominal as read does not allow; ``apply`` makes it on the
+    nominal locked for update in the write's transaction (and may refuse it there, on the
+    nominal as it now is). ``level`` names the level a change sets: the agencies involved are
+    then told of a change of level (:mod:`gateway.cases.level_changes`), in the same
+    transaction."""
     call.require_scope(WRITE)
     call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
     async with call.db.read() as session:
@@ -171,10 +181,18 @@ async def _change(
         )
         event = call.event(
             Outcome.ALLOWED,
+            recipients=change.recipients,
             rule=decision.rule,
             policy_version=decision.policy_version,
             record_refs=(row.id,),
-            detail={"change": change.kind, "from": change.old, "to": change.new, **told},
+            reason_code=change.reason_code,
+            detail={
+                "change": change.kind,
+                "from": change.old,
+                "to": change.new,
+                **change.detail,
+                **told,
+            },
         )
         return Audited(Written(ack, 200), event)
 
@@ -192,33 +210,33 @@ def _set_level(call: Call, nominal: Nominal, level: Level) -> tuple[str, str]:
 async def change_level(call: Call, nominal_id: str) -> Response:
     """POST /v1/nominals/{id}/level: the RA changes the management level."""
 
-    async def apply(session: AsyncSession, nominal: Nominal, body: LevelChangeIn) -> _Change:
+    async def apply(session: AsyncSession, nominal: Nominal, body: LevelChangeIn) -> Change:
         old, new = _set_level(call, nominal, body.level)
-        return _Change("level", old, new, body.reason)
+        return Change("level", old, new, body.reason)
 
-    return await _change(call, nominal_id, LevelChangeIn, apply, level=lambda b: b.level)
+    return await change_nominal(call, nominal_id, LevelChangeIn, apply, level=lambda b: b.level)
 
 
 async def change_category(call: Call, nominal_id: str) -> Response:
     """POST /v1/nominals/{id}/category: the RA changes the MAPPA category."""
 
-    async def apply(session: AsyncSession, nominal: Nominal, body: CategoryChangeIn) -> _Change:
+    async def apply(session: AsyncSession, nominal: Nominal, body: CategoryChangeIn) -> Change:
         old = str(nominal.category)
         nominal.category = int(Category(body.category))
-        return _Change("category", old, str(nominal.category), body.reason)
+        return Change("category", old, str(nominal.category), body.reason)
 
-    return await _change(call, nominal_id, CategoryChangeIn, apply)
+    return await change_nominal(call, nominal_id, CategoryChangeIn, apply)
 
 
 async def deregister(call: Call, nominal_id: str) -> Response:
     """POST /v1/nominals/{id}/deregistration: every involvement ends with the registration."""
 
-    async def apply(session: AsyncSession, nominal: Nominal, body: DeregistrationIn) -> _Change:
+    async def apply(session: AsyncSession, nominal: Nominal, body: DeregistrationIn) -> Change:
         old = str(nominal.status)
         nominal.status = NominalStatus.DEREGISTERED
-        return _Change("deregistration", old, str(nominal.status), body.reason)
+        return Change("deregistration", old, str(nominal.status), body.reason)
 
-    return await _change(call, nominal_id, DeregistrationIn, apply)
+    return await change_nominal(call, nominal_id, DeregistrationIn, apply)
 
 
 async def record_screening(call: Call, nominal_id: str) -> Response:
@@ -240,7 +258,7 @@ async def record_screening(call: Call, nominal_id: str) -> Response:
                 errors=[{"loc": ["meeting_id"], "type": "not_a_screening_meeting"}]
             )
 
-    async def apply(session: AsyncSession, nominal: Nominal, body: ScreeningIn) -> _Change:
+    async def apply(session: AsyncSession, nominal: Nominal, body: ScreeningIn) -> Change:
         old, new = _set_level(call, nominal, body.outcome.level)
         status = "screened_out" if body.outcome is ScreeningOutcome.SCREENED_OUT else "screened"
         await session.execute(
@@ -249,8 +267,8 @@ async def record_screening(call: Call, nominal_id: str) -> Response:
             .values(closed_at=call.now, status=status)
             .execution_options(synchronize_session=False)
         )
-        return _Change("screening", old, new, body.reasons, body.meeting_id)
+        return Change("screening", old, new, body.reasons, body.meeting_id)
 
-    return await _change(
+    return await change_nominal(
         call, nominal_id, ScreeningIn, apply, check=check, level=lambda b: b.outcome.level
     )

@@ -28,6 +28,7 @@ from gateway.contract.meetings import (
 from gateway.contract.nominals import (
     CategoryChangeIn,
     DeregistrationIn,
+    ErasureIn,
     LevelChangeIn,
     NominalLookupIn,
     ScreeningIn,
@@ -69,6 +70,7 @@ __all__ = [
     "DisclosureDecision",
     "DisclosureIn",
     "DisclosureRequestView",
+    "ErasureIn",
     "HazardFlagIn",
     "HazardFlagView",
     "ItemIn",

@@ -1,4 +1,4 @@
-"""Changes to a nominal that only the Responsible Authority makes."""
+"""Changes to a nominal that only the Responsible Authority makes, its erasure included."""
 
 from __future__ import annotations
 
@@ -14,11 +14,12 @@ from gateway.contract.types import (
     Reason,
     ResourceId,
 )
-from gateway.domain import Level
+from gateway.domain import ErasureReason, Level
 
 __all__ = [
     "CategoryChangeIn",
     "DeregistrationIn",
+    "ErasureIn",
     "LevelChangeIn",
     "NominalLookupIn",
     "ScreeningIn",
@@ -68,6 +69,17 @@ class DeregistrationIn(BaseModel):
     model_config = STRICT
 
     reason: Reason
+
+
+class ErasureIn(BaseModel):
+    """The Responsible Authority's decision to erase a nominal's case data: a reason from the
+    closed vocabulary (kept in clear, and in the audit log) and a note (sealed at rest, as other
+    reasons are: it may name people; never in the audit log or any notice)."""
+
+    model_config = STRICT
+
+    reason: ErasureReason
+    note: Reason
 
 
 class NominalLookupIn(BaseModel):

@@ -59,8 +59,14 @@ class CaseSealer:
         """The sealed canonical JSON of ``value`` for this table, row and column."""
         return self._envelope.seal(canonical_json(value), _aad(table, row_id, column))
 
-    def unseal(self, table: str, row_id: str, column: str, blob: bytes) -> dict[str, Any]:
-        """Open a sealed column; a value moved from elsewhere or tampered with does not open."""
+    def unseal(self, table: str, row_id: str, column: str, blob: bytes | None) -> dict[str, Any]:
+        """Open a sealed column; a value moved from elsewhere or tampered with does not open,
+        and neither does one erased (None: the nominal's case data was erased, and nothing
+        should have asked for it)."""
+        if blob is None:
+            raise errors.CaseDataUnreadable(
+                diagnostics={"table": table, "column": column, "reason": "erased"}
+            )
         try:
             value = json.loads(self._envelope.unseal(bytes(blob), _aad(table, row_id, column)))
         except (KeysError, ValueError) as exc:
