@@ -175,9 +175,17 @@ async def claim(
     now: dt.datetime,
     lease: dt.timedelta,
     slots: Callable[[str], int],
+    limit: int | None = None,
+    after: str | None = None,
 ) -> Claim:
     """Lease up to ``slots(partner)`` due rows of each pushable partner, oldest first, and of
-    those about one nominal only the oldest not yet delivered (:func:`in_turn`)."""
+    those about one nominal only the oldest not yet delivered (:func:`in_turn`); at most
+    ``limit`` rows in all (the relay's room for deliveries in flight, all partners together),
+    counting the rows this call already leased to the partners before (None: no limit).
+
+    Partners are served in order of their ids, beginning after ``after`` (the last partner the
+    previous claim leased to) and coming round, so that when ``limit`` runs out the partners
+    it did not reach come first next time rather than wait behind the same few."""
     partners = (
         await session.execute(
             select(Agency.id, Agency.endpoint_url, Agency.endpoint_ca_pem)
@@ -189,11 +197,19 @@ async def claim(
             .order_by(Agency.id)
         )
     ).all()
+    if after is not None:
+        partners = [p for p in partners if p.id > after] + [p for p in partners if p.id <= after]
     claimed: list[Claimed] = []
     keyless: set[str] = set()
     dead: list[DeadLetter] = []
     for agency_id, url, ca_pem in partners:
+        # ``slots`` knows the deliveries already in flight, not the rows leased above: what is
+        # left of ``limit`` bounds each partner too, or each would be given the whole room.
         free = slots(agency_id)
+        if limit is not None:
+            if len(claimed) >= limit:
+                break
+            free = min(free, limit - len(claimed))
         if free <= 0:
             continue
         kids = await openable_kids(session, agency_id, now)

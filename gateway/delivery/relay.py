@@ -118,15 +118,20 @@ class Relay:
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._keyless_logged: set[str] = set()
+        #: The partner the last sweep leased to last: the next sweep begins after it.
+        self._served_last: str | None = None
 
     # -- one sweep ----------------------------------------------------------------------------
 
-    def _slots(self, partner: str) -> int:
+    def _room(self) -> int:
+        """How many more deliveries may start in this process, all partners together."""
         total = sum(len(tasks) for tasks in self._in_flight.values())
-        room = self.config.max_in_flight - total
+        return max(0, self.config.max_in_flight - total)
+
+    def _slots(self, partner: str) -> int:
         busy = len(self._in_flight.get(partner, ()))
         free = self.breaker.slots(partner, time.monotonic(), self.config.push.partner_concurrency)
-        return max(0, min(room, free - busy))
+        return max(0, min(self._room(), free - busy))
 
     async def sweep(self) -> int:
         """Lease what is due and start delivering it; returns how many deliveries started."""
@@ -138,7 +143,13 @@ class Relay:
                     return 0  # no write transaction when there is nothing to do
             async with self.db.write() as session:
                 claimed = await claim(
-                    session, owner=self.owner, now=now, lease=lease, slots=self._slots
+                    session,
+                    owner=self.owner,
+                    now=now,
+                    lease=lease,
+                    slots=self._slots,
+                    limit=self._room(),
+                    after=self._served_last,
                 )
         except StoreUnavailable:
             log.warning("relay_store_unavailable", relay=self.owner)
@@ -148,6 +159,8 @@ class Relay:
         for partner in claimed.keyless - self._keyless_logged:
             log.warning("relay_recipient_key_unavailable", agency_id=partner, relay=self.owner)
         self._keyless_logged = set(claimed.keyless)
+        if claimed.rows:
+            self._served_last = claimed.rows[-1].endpoint.agency_id
         for row in claimed.rows:
             self.breaker.started(row.endpoint.agency_id, time.monotonic())
             task = asyncio.create_task(self._deliver(row), name=f"deliver-{row.id}")

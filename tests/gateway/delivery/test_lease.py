@@ -86,3 +86,31 @@ async def test_messages_written_at_the_same_instant_go_one_at_a_time(db: Databas
     ids = {await _write(db, "police-a", "n-1", 0) for _ in range(3)}
     taken = await _claim(db, T0 + dt.timedelta(minutes=1))
     assert taken == {min(ids)}
+
+
+async def test_a_claim_leases_at_most_its_limit_across_partners(db: Database) -> None:
+    """The limit is spent as rows are leased: three partners with room for ten each, and a
+    limit of three, get three rows in all (each partner used to be given the whole limit); the
+    next claim begins with the partners the limit did not reach."""
+    for agency_id in ("cs-a", "cs-b", "cs-c"):
+        await partner(db, agency_id, URL)
+        for minute in range(2):
+            await _write(db, agency_id, None, minute)
+    now = T0 + dt.timedelta(minutes=5)
+    async with db.write() as session:
+        taken = await claim(
+            session, owner="relay-1", now=now, lease=LEASE, slots=lambda _: 10, limit=3
+        )
+    assert [row.endpoint.agency_id for row in taken.rows] == ["cs-a", "cs-a", "cs-b"]
+    # The next claim begins after the partner served last, so cs-c is not left behind.
+    async with db.write() as session:
+        taken = await claim(
+            session,
+            owner="relay-1",
+            now=now,
+            lease=LEASE,
+            slots=lambda _: 10,
+            limit=2,
+            after="cs-b",
+        )
+    assert [row.endpoint.agency_id for row in taken.rows] == ["cs-c", "cs-c"]

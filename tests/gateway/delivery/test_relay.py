@@ -196,6 +196,34 @@ async def test_slow_partner_does_not_hold_up_the_others(
         await fast.stop()
 
 
+async def test_max_in_flight_bounds_one_sweep_across_partners(
+    sqlite_db: Database, pki: PartnerPKI
+) -> None:
+    """max_in_flight counts the rows a sweep has just leased to other partners: with room for
+    two, four partners with two messages each start two deliveries, not eight (each partner
+    was given the whole room), and nothing more starts while those two hang."""
+    slow = await PartnerStub(pki=pki, default="hang").start()
+    try:
+        for agency_id in ("cs-a", "cs-b", "cs-c", "cs-d"):
+            await partner(sqlite_db, agency_id, slow.url, pki.ca_pem)
+            await queue(sqlite_db, agency_id, 2)
+        relay = Relay(sqlite_db, fast_config(max_in_flight=2, partner_concurrency=2))
+        assert await relay.sweep() == 2
+        assert await relay.sweep() == 0
+        leased = [r for r in (await rows(sqlite_db)).values() if r.status == "leased"]
+        assert len(leased) == 2
+
+        async def both_arrived() -> bool:
+            return len(slow.requests) == 2
+
+        await until(both_arrived, within=5)
+        await asyncio.sleep(0.1)
+        assert slow.max_in_flight == 2
+        await relay.stop(grace=0.1)
+    finally:
+        await slow.stop()
+
+
 async def test_circuit_opens_after_consecutive_failures_and_probes_after_cooldown(
     sqlite_db: Database, stub: PartnerStub, pki: PartnerPKI
 ) -> None:
