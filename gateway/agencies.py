@@ -8,7 +8,9 @@ in one transaction with an ``administration`` audit entry, and returns an :class
 An agency registers either a JWKS (stored as :class:`~gateway.store.models.AgencyKey` rows) or a
 ``jwks_uri`` (fetched on use, see :mod:`gateway.oauth.jwks`). :func:`rotate_agency_keys` adds the
 new keys and gives the current ones an end date ``overlap`` from now, after which they are
-refused. :func:`suspend_agency` takes effect on the agency's next request.
+refused for good: a retired key is never registered again, under its kid or another (compared by
+RFC 7638 thumbprint), and a kid names one key as a key has one kid. :func:`suspend_agency` takes
+effect on the agency's next request.
 
 Text the commands and the console print back (a name, a certificate subject) is refused if it
 holds a character that is not shown as itself (:func:`gateway.labels.hidden_character`): a
@@ -35,7 +37,7 @@ from gateway.domain import KNOWN_SCOPES, AgencyStatus, AgencyType, Role
 from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.labels import hidden_character, nfc
 from gateway.oauth import mtls
-from gateway.oauth.jwks import KeyRefused, parse_jwks
+from gateway.oauth.jwks import KeyRefused, ParsedJwk, parse_jwk, parse_jwks
 from gateway.partner_urls import PartnerUrlRefused, check_partner_url
 from gateway.store import Database
 from gateway.store.models import Agency, AgencyKey
@@ -113,6 +115,64 @@ def _view(agency: Agency, keys: Iterable[AgencyKey] = ()) -> AgencyView:
     )
 
 
+def _one_kid_per_key(parsed: Sequence[ParsedJwk]) -> None:
+    """Refuse a JWKS that holds one key under two kids (its RFC 7638 thumbprint twice): a key has
+    one kid, so that retiring the kid retires the key."""
+    seen: dict[str, str] = {}
+    for key in parsed:
+        if (first := seen.setdefault(key.thumbprint, key.kid)) != key.kid:
+            raise AgencyError(f"keys {first!r} and {key.kid!r} are one key: give it one kid")
+
+
+def _thumbprint(row: AgencyKey) -> str | None:
+    """A stored key's RFC 7638 thumbprint (None for a row that no longer parses)."""
+    try:
+        return parse_jwk(row.jwk).thumbprint
+    except KeyRefused:
+        return None
+
+
+def _retired(row: AgencyKey, at: dt.datetime) -> bool:
+    return row.not_after is not None and row.not_after <= at
+
+
+def _check_against_stored(
+    parsed: Sequence[ParsedJwk], stored: Sequence[AgencyKey], at: dt.datetime
+) -> None:
+    """Refuse a new JWKS member that is a retired key of the agency (by kid or by RFC 7638
+    thumbprint), a registered key under another kid, or a kid registered for another key."""
+    by_kid = {row.kid: row for row in stored}
+    by_thumbprint: dict[str, list[AgencyKey]] = {}
+    for row in stored:
+        if (thumbprint := _thumbprint(row)) is not None:
+            by_thumbprint.setdefault(thumbprint, []).append(row)
+    for key in parsed:
+        same_kid = by_kid.get(key.kid)
+        same_key = by_thumbprint.get(key.thumbprint, [])
+        for row in same_key:
+            if _retired(row, at):
+                named = "" if row.kid == key.kid else f" (registered as {row.kid!r})"
+                raise AgencyError(
+                    f"key {key.kid!r}{named} was retired at {_ended(row)} and cannot be "
+                    "registered again, under any kid: generate a new key"
+                )
+        if same_kid is not None and _retired(same_kid, at):
+            raise AgencyError(
+                f"kid {key.kid!r} names a key retired at {_ended(same_kid)}: a retired key's "
+                "kid is not registered again; give the new key a new kid"
+            )
+        for row in same_key:
+            if row.kid != key.kid:
+                raise AgencyError(f"key {key.kid!r} is already registered as {row.kid!r}")
+        if same_kid is not None and dict(same_kid.jwk) != dict(key.jwk):
+            raise AgencyError(f"kid {key.kid!r} is already registered for another key")
+
+
+def _ended(row: AgencyKey) -> str:
+    assert row.not_after is not None
+    return row.not_after.isoformat(timespec="seconds")
+
+
 def _check_scopes(scopes: Sequence[str]) -> list[str]:
     """The scopes, sorted and once each; one no endpoint checks would grant nothing: refused."""
     cleaned = sorted(set(scopes))
@@ -184,6 +244,7 @@ async def add_agency(
         parsed = parse_jwks(jwks) if jwks is not None else []
     except KeyRefused as exc:
         raise AgencyError(f"JWKS refused: {exc}") from exc
+    _one_kid_per_key(parsed)
     granted = _check_scopes(scopes)
     async with db.write() as session:
         if await session.get(Agency, agency_id) is not None:
@@ -325,9 +386,11 @@ async def rotate_agency_keys(
 ) -> AgencyView:
     """Register ``new_jwks``; the keys current until now keep working for ``overlap``.
 
-    A kid already registered with the same key stays current; a kid reused for a different key
-    is refused (a kid names one key). Agencies registered with a ``jwks_uri`` rotate at the
-    source: the gateway picks the new keys up from there.
+    A key already registered under the same kid stays current (one still in its overlap is
+    current again: audited as ``reinstated``). Refused, writing nothing: a key already retired
+    (its overlap over), under its kid or any other (compared by RFC 7638 thumbprint), a kid
+    registered for another key, and a registered key under another kid. Agencies registered
+    with a ``jwks_uri`` rotate at the source: the gateway picks the new keys up from there.
     """
     at = _now(now)
     if overlap < dt.timedelta(0) or overlap > dt.timedelta(days=30):
@@ -336,23 +399,21 @@ async def rotate_agency_keys(
         parsed = parse_jwks(new_jwks)
     except KeyRefused as exc:
         raise AgencyError(f"JWKS refused: {exc}") from exc
+    _one_kid_per_key(parsed)
     async with db.write() as session:
         agency = await session.get(Agency, agency_id)
         if agency is None:
             raise AgencyError(f"no agency {agency_id!r}")
         if agency.jwks_uri:
             raise AgencyError("this agency's keys come from its jwks_uri; rotate them there")
-        existing = {
-            k.kid: k
-            for k in await session.scalars(
-                select(AgencyKey).where(AgencyKey.agency_id == agency_id)
-            )
-        }
+        stored = list(
+            await session.scalars(select(AgencyKey).where(AgencyKey.agency_id == agency_id))
+        )
+        _check_against_stored(parsed, stored, at)
+        existing = {k.kid: k for k in stored}
         new_kids = {p.kid for p in parsed}
-        for p in parsed:
-            old = existing.get(p.kid)
-            if old is not None and dict(old.jwk) != dict(p.jwk):
-                raise AgencyError(f"kid {p.kid!r} is already registered for another key")
+        kept = sorted(new_kids & set(existing))
+        reinstated = sorted(kid for kid in kept if existing[kid].not_after is not None)
         retired = []
         for kid, key in existing.items():
             if kid not in new_kids and (key.not_after is None or key.not_after > at + overlap):
@@ -375,6 +436,8 @@ async def rotate_agency_keys(
             "agency_keys_rotated",
             at,
             added=sorted(new_kids - set(existing)),
+            kept=kept,
+            reinstated=reinstated,
             retiring=sorted(retired),
             overlap_seconds=int(overlap.total_seconds()),
         )

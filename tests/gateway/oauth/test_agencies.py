@@ -547,3 +547,90 @@ async def test_a_key_removed_at_the_jwks_uri_stops_working_when_the_cache_runs_o
         issued=2,
         jtis=4,
     )
+
+
+def _sig(key: ECKey | OKPKey, kid: str) -> dict[str, Any]:
+    return {**key.as_dict(private=False), "kid": kid, "use": "sig"}
+
+
+K1, K2, K3 = (ECKey.generate_key("P-256") for _ in range(3))
+
+
+async def _k1_retired(db: Database, at: dt.datetime) -> None:
+    """police-avon registered with k1, then rotated to k2 with no overlap (k1 compromised)."""
+    await agencies.add_agency(
+        db, **{**ONBOARDING, "jwks": _jwks(_sig(K1, "k1"))}, now=at - dt.timedelta(days=30)
+    )
+    await agencies.rotate_agency_keys(
+        db, "police-avon", _jwks(_sig(K2, "k2")), dt.timedelta(0), now=at - dt.timedelta(days=2)
+    )
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        # the retired key again, under its own kid
+        ([_sig(K2, "k2"), _sig(K1, "k1")], r"key 'k1' was retired at .* under any kid"),
+        # the retired key under a new kid: the same RFC 7638 thumbprint
+        (
+            [_sig(K2, "k2"), _sig(K1, "k1-again")],
+            r"key 'k1-again' \(registered as 'k1'\) was retired",
+        ),
+        # a new key under the retired key's kid
+        ([_sig(K2, "k2"), _sig(K3, "k1")], r"kid 'k1' names a key retired at"),
+        # the current key under a second kid
+        ([_sig(K2, "k2"), _sig(K2, "k2-copy")], "'k2' and 'k2-copy' are one key"),
+        ([_sig(K2, "k2-renamed")], r"key 'k2-renamed' is already registered as 'k2'"),
+    ],
+)
+async def test_rotation_never_brings_back_a_retired_key_nor_gives_a_key_two_kids(
+    gateway_state: GatewayState, ledger: Ledger, members: list[dict[str, Any]], message: str
+) -> None:
+    """A key retired by a rotation stays retired: listed again, under its kid or another, or its
+    kid given to another key, the rotation is refused, naming the kid, and writes nothing."""
+    db, now = gateway_state.db, dt.datetime(2026, 11, 23, 9, tzinfo=dt.UTC)
+    await _k1_retired(db, now)
+    before = await agencies.get_agency(db, "police-avon")
+    entries = len(await ledger.audit("administration", "allowed"))
+    with pytest.raises(agencies.AgencyError, match=message):
+        await agencies.rotate_agency_keys(
+            db, "police-avon", _jwks(*members), dt.timedelta(hours=24), now=now
+        )
+    assert await agencies.get_agency(db, "police-avon") == before
+    assert len(await ledger.audit("administration", "allowed")) == entries
+
+
+async def test_onboarding_refuses_one_key_under_two_kids(
+    gateway_state: GatewayState, ledger: Ledger
+) -> None:
+    """A key has one kid, so that retiring the kid retires the key."""
+    jwks = _jwks(_sig(K1, "k1"), {**K1.as_dict(private=False), "kid": "k1-enc", "use": "enc"})
+    with pytest.raises(agencies.AgencyError, match="'k1' and 'k1-enc' are one key"):
+        await agencies.add_agency(gateway_state.db, **{**ONBOARDING, "jwks": jwks})
+    assert await ledger.count(Agency) == 0
+
+
+async def test_a_rotation_audits_the_keys_it_keeps_and_those_it_reinstates(
+    gateway_state: GatewayState, ledger: Ledger
+) -> None:
+    """A key listed again while still in its overlap is current again: the audit entry says so
+    (``reinstated``), beside every key the rotation kept."""
+    db, now = gateway_state.db, dt.datetime(2026, 11, 23, 9, tzinfo=dt.UTC)
+    await agencies.add_agency(db, **{**ONBOARDING, "jwks": _jwks(_sig(K1, "k1"))}, now=now)
+    await agencies.rotate_agency_keys(
+        db, "police-avon", _jwks(_sig(K2, "k2")), dt.timedelta(hours=24), now=now
+    )
+    later = now + dt.timedelta(hours=1)
+    view = await agencies.rotate_agency_keys(
+        db, "police-avon", _jwks(_sig(K2, "k2"), _sig(K1, "k1")), dt.timedelta(hours=24), now=later
+    )
+    assert {k.kid: k.not_after for k in view.keys} == {"k1": None, "k2": None}
+    last = (await ledger.audit("administration", "allowed"))[-1]
+    assert last.detail == {
+        "action": "agency_keys_rotated",
+        "added": [],
+        "kept": ["k1", "k2"],
+        "reinstated": ["k1"],
+        "retiring": [],
+        "overlap_seconds": 86400,
+    }
