@@ -54,6 +54,14 @@ class RelayMetrics:
             registry=self.registry,
         )
 
+        self.relay_sweep_failures = Counter(
+            "mappa_gateway_outbox_sweep_failures",
+            "Relay sweeps that failed with an unexpected error (the relay backs off and goes "
+            "on), by the error's type",
+            ["error"],
+            registry=self.registry,
+        )
+
     def dead_lettered(self, letters: Iterable[DeadLetter]) -> None:
         """Count messages given up on, once the transaction that did so has committed."""
         for letter in letters:

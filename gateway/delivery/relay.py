@@ -11,6 +11,13 @@ and an ``outbox_dead_letter`` alert log line (ids and codes only, never a body).
 
 If the process dies mid-delivery the lease runs out and a relay delivers the row again with the
 same ``Idempotency-Key``, on which the partner dedupes: at least once on the wire, once logically.
+
+A sweep that fails with anything unexpected (a bug, the audit log unavailable, an integrity
+error) does not end the relay: :meth:`Relay.run` logs it (``relay_sweep_failed``: the error's
+type and code, never its message, which could carry case data), counts it
+(``mappa_gateway_outbox_sweep_failures``), waits a little longer after each failure in a row (at
+most :data:`SWEEP_FAILURE_BACKOFF_CAP` seconds) and sweeps again. Should the loop end anyway, an
+alert log line says so.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import contextlib
 import datetime as dt
 import functools
 import random
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -41,6 +49,17 @@ if TYPE_CHECKING:
 __all__ = ["Relay", "RelayConfig", "relay_config"]
 
 log = get_logger("gateway.delivery")
+
+#: The longest wait after sweeps failed in a row (seconds): the wait doubles from the interval.
+SWEEP_FAILURE_BACKOFF_CAP = 30.0
+#: What of an unexpected error's ``code`` may be logged: a short code, nothing else.
+_CODE = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+
+def _error_code(exc: BaseException) -> str:
+    """The error's own short code (a gateway or keys error, say), else ``unexpected``."""
+    code = getattr(exc, "code", None)
+    return code if isinstance(code, str) and _CODE.fullmatch(code) else "unexpected"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +136,8 @@ class Relay:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: Sweeps failed in a row (unexpected errors): what the wait before the next grows with.
+        self._failures = 0
         self._keyless_logged: set[str] = set()
         #: The partner the last sweep leased to last: the next sweep begins after it.
         self._served_last: str | None = None
@@ -261,7 +282,14 @@ class Relay:
         log.info("relay_started", relay=self.owner)
         while not self._stop.is_set():
             self._wake.clear()
-            await self.sweep()
+            try:
+                await self.sweep()
+                self._failures = 0
+            except Exception as exc:  # one failed sweep must not stop every partner's deliveries
+                with contextlib.suppress(TimeoutError):  # backing off: a freed slot is no reason
+                    async with asyncio.timeout(self._sweep_failed(exc)):
+                        await self._stop.wait()
+                continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.interval):
                     stop = asyncio.ensure_future(self._stop.wait())
@@ -274,10 +302,46 @@ class Relay:
             if self._wake.is_set() and not self._stop.is_set():
                 await asyncio.sleep(min(0.05, self.config.interval))  # coalesce wake-ups
 
+    def _sweep_failed(self, exc: Exception) -> float:
+        """Log and count a sweep's unexpected error; how long to wait before the next sweep."""
+        self._failures += 1
+        error = type(exc).__name__
+        log.error(
+            "relay_sweep_failed",
+            alert=True,
+            relay=self.owner,
+            error=error,
+            code=_error_code(exc),
+            failures=self._failures,
+        )
+        if self.metrics is not None:
+            self.metrics.relay_sweep_failures.labels(error).inc()
+        base = max(self.config.interval, 0.05)
+        return float(min(SWEEP_FAILURE_BACKOFF_CAP, base * 2 ** min(self._failures - 1, 16)))
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """The loop's task ended: expected only after :meth:`stop`; otherwise an alert."""
+        if task.cancelled():
+            if not self._stop.is_set():
+                log.error("relay_loop_ended", alert=True, relay=self.owner, error="cancelled")
+            return
+        exc = task.exception()
+        if exc is not None:
+            log.error(
+                "relay_loop_ended",
+                alert=True,
+                relay=self.owner,
+                error=type(exc).__name__,
+                code=_error_code(exc),
+            )
+        elif not self._stop.is_set():
+            log.error("relay_loop_ended", alert=True, relay=self.owner, error="returned")
+
     def start(self) -> None:
         if self._task is None and self.config.interval > 0:
             self._stop.clear()
             self._task = asyncio.create_task(self.run(), name=f"outbox-{self.owner}")
+            self._task.add_done_callback(self._ended)
 
     async def drain(self, within: float | None = None) -> None:
         """Wait for the deliveries in flight (tests and a clean stop)."""
@@ -290,8 +354,9 @@ class Relay:
         them (their rows keep a lease that runs out, and are delivered again later)."""
         self._stop.set()
         if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            if not self._task.done():  # a loop that ended by itself was logged (_ended)
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._task
             self._task = None
         await self.drain(grace)
         for tasks in self._in_flight.values():

@@ -185,6 +185,7 @@ async def test_the_relay_run_alone_serves_counters_that_move_and_name_nobody(
         "mappa_gateway_outbox_oldest_age_seconds",
         "mappa_gateway_outbox_deliveries",
         "mappa_gateway_outbox_dead_letters",
+        "mappa_gateway_outbox_sweep_failures",
     }
     assert set(re.findall(r'[{,](\w+)="', text)) <= LABELS
     for personal in (
