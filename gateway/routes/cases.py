@@ -33,8 +33,15 @@ from gateway.cases import (
     reports,
 )
 from gateway.contract.markers import WarningMarkerRevocationIn
+from gateway.contract.pages import (
+    ContributorDecisionsPage,
+    Level1Page,
+    RecordsPage,
+    ReportsList,
+    WarningMarkersPage,
+)
 from gateway.flow.audit import Operation
-from gateway.routes.sealed import Route, add_routes, lookup, read, write
+from gateway.routes.sealed import Route, add_routes, lookup, page, read, write
 
 __all__ = ["ROUTES", "router"]
 
@@ -112,7 +119,7 @@ ROUTES: tuple[Route, ...] = (
         "The records the caller may see (cursor pages)",
         Operation.DISCLOSURE,
         records.list_records,
-        read(None),
+        page(RecordsPage),
     ),
     Route(
         "GET /nominals/{nominal_id}/records/{record_id}",
@@ -185,7 +192,7 @@ ROUTES: tuple[Route, ...] = (
         "The meeting's written reports (chair, co-ordinator, participants)",
         Operation.DISCLOSURE,
         reports.list_reports,
-        read(None),
+        read(ReportsList),
     ),
     Route(
         "POST /meetings/{meeting_id}/actions",
@@ -252,7 +259,7 @@ ROUTES: tuple[Route, ...] = (
         "The warning markers raised on a nominal (Responsible Authority; cursor pages)",
         Operation.DISCLOSURE,
         markers.list_warning_markers,
-        read(None),
+        page(WarningMarkersPage),
     ),
     Route(
         "POST /warning-markers/{marker_id}/revocation",
@@ -269,7 +276,7 @@ ROUTES: tuple[Route, ...] = (
         "The monthly level 1 list of the caller's area",
         Operation.DISCLOSURE,
         level1.read_level_1_list,
-        read(None),
+        page(Level1Page),
     ),
     # ------------------------------------------------------- s.325(4A)(c) contributor decisions
     Route(
@@ -287,7 +294,7 @@ ROUTES: tuple[Route, ...] = (
         "(cursor pages)",
         Operation.DISCLOSURE,
         contributors.list_contributors,
-        read(None),
+        page(ContributorDecisionsPage),
     ),
     Route(
         "POST /nominals/{nominal_id}/contributors/{decision_id}/revocation",

@@ -7,8 +7,9 @@ audited as the route's :class:`~gateway.flow.audit.Operation`, run the case oper
 :func:`~gateway.cases.context.guarded` (which audits any refusal), and answer with what the
 operation sealed to the caller. So a route is data: its method and path, its name, the operation
 it runs and how the audit records it, and the OpenAPI of its sealed bodies (:func:`write`,
-:func:`read` or :func:`lookup`). The operation is called as ``run(call, *ids)``, with the
-``{ids}`` of the path in the order they appear in it.
+:func:`read`, :func:`page` or :func:`lookup`), its parameters and the problems it may answer.
+The operation is called as ``run(call, *ids)``, with the ``{ids}`` of the path in the order they
+appear in it.
 
 Bodies with case data travel as ``application/jose`` both ways; the OpenAPI here describes the
 JSON inside the signed, encrypted body as ``x-mappa-sealed-schema``.
@@ -27,12 +28,14 @@ from pydantic import BaseModel
 from starlette.responses import Response
 
 from gateway.cases.context import Call, guarded
+from gateway.cases.paging import DEFAULT_LIMIT, MAX_LIMIT
 from gateway.contract.envelope import JOSE_MEDIA_TYPE
 from gateway.contract.views import AckOut
 from gateway.flow.audit import Operation
 from gateway.flow.authenticate import Caller, authenticate_deferred
+from gateway.http.problems import PROBLEM_JSON
 
-__all__ = ["Route", "Sealed", "add_routes", "lookup", "read", "write"]
+__all__ = ["Route", "Sealed", "add_routes", "lookup", "page", "read", "write"]
 
 #: A case operation: ``run(call, *ids)`` answers with a response sealed to the caller.
 CaseOperation = Callable[..., Awaitable[Response]]
@@ -55,6 +58,69 @@ _IDEMPOTENCY_KEY = {
     "required": True,
     "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
 }
+_PAGE_PARAMETERS = [
+    {
+        "name": "limit",
+        "in": "query",
+        "required": False,
+        "description": "Items a page holds at most",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": DEFAULT_LIMIT},
+    },
+    {
+        "name": "cursor",
+        "in": "query",
+        "required": False,
+        "description": "The next_cursor of the page before (opaque)",
+        "schema": {"type": "string", "maxLength": 200},
+    },
+]
+#: RFC 9457 problem details, as gateway.http.problems writes them.
+_PROBLEM = {
+    "type": "object",
+    "required": ["type", "title", "status", "code", "request_id"],
+    "properties": {
+        "type": {"type": "string", "format": "uri"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "code": {"type": "string", "description": "Stable, machine-readable: act on this"},
+        "request_id": {"type": ["string", "null"]},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "description": "Where a body failed validation (never what it held)",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "loc": {"type": "array", "items": {"type": "string"}},
+                    "type": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+#: The refusals every sealed route may answer, and those only a route with a body may (each
+#: with its codes; docs/api.md, Errors, has them all).
+_REFUSALS = {
+    400: "A context header, query parameter or path id is malformed (invalid_context, "
+    "invalid_parameter, bad_header)",
+    401: "The token or DPoP proof is refused (invalid_token, invalid_dpop_proof)",
+    403: "The legal basis, purpose or scope does not allow this call (lawful_basis_refused, "
+    "insufficient_scope, forbidden)",
+    404: "No such resource, or one the caller may not know of (not_found): the same answer",
+    429: "Over the agency's quota (rate_limited; Retry-After says when to try again)",
+    503: "Nothing was released or stored: the store, the audit log or a key is unavailable "
+    "(store_unavailable, audit_unavailable, keys_unavailable, recipient_key_unavailable)",
+}
+_BODY_REFUSALS = {
+    400: "The sealed body cannot be opened or verified (unreadable_body, malformed_body, "
+    "body_too_deep), the Idempotency-Key is missing (idempotency_key_missing), or a context "
+    "header, query parameter or path id is malformed (invalid_context, invalid_parameter)",
+    409: "The change conflicts with the resource's state (conflict)",
+    413: "The body is larger than the gateway accepts (payload_too_large)",
+    415: "The body is not application/jose (unsupported_media_type)",
+    422: "The body inside the seal fails the contract (validation_failed), or the "
+    "Idempotency-Key was used for another request (idempotency_key_reused)",
+}
 _PATH_ID = re.compile(r"{(\w+)}")
 
 
@@ -64,15 +130,20 @@ class Sealed:
 
     #: The JSON inside the sealed request body, or None for a route without one.
     body: type[BaseModel] | None
-    #: The JSON inside the sealed answer, or None where it is not one model (cursor pages).
-    answer: type[BaseModel] | None
+    #: The JSON inside the sealed answer.
+    answer: type[BaseModel]
     status: int = 200
     #: Whether the route takes an ``Idempotency-Key`` (every write does).
     idempotent: bool = False
+    #: Whether the answer is a page of a list (``limit`` and ``cursor`` in the query).
+    paged: bool = False
 
     def route_options(self) -> dict[str, Any]:
-        """Keyword arguments for FastAPI's ``add_api_route`` describing these bodies."""
+        """Keyword arguments for FastAPI's ``add_api_route`` describing these bodies, their
+        parameters and the problems the route may answer instead."""
         parameters = [*_HEADERS, _IDEMPOTENCY_KEY] if self.idempotent else _HEADERS
+        if self.paged:
+            parameters = [*parameters, *_PAGE_PARAMETERS]
         extra: dict[str, Any] = {"parameters": parameters}
         if self.body is not None:
             extra["requestBody"] = {
@@ -84,13 +155,25 @@ class Sealed:
                     }
                 },
             }
-        content: dict[str, Any] = {"schema": _SEALED}
-        if self.answer is not None:
-            content["x-mappa-sealed-schema"] = self.answer.model_json_schema()
+        content: dict[str, Any] = {
+            "schema": _SEALED,
+            "x-mappa-sealed-schema": self.answer.model_json_schema(),
+        }
         answer = {"description": "Sealed to the caller", "content": {JOSE_MEDIA_TYPE: content}}
+        refusals = {**_REFUSALS, **_BODY_REFUSALS} if self.body is not None else _REFUSALS
+        problems: dict[int | str, dict[str, Any]] = {
+            status: {"description": text, "content": {PROBLEM_JSON: {"schema": _PROBLEM}}}
+            for status, text in sorted(refusals.items())
+        }
+        problems["default"] = {
+            "description": "Any other problem (internal_error): nothing was released or stored",
+            "content": {PROBLEM_JSON: {"schema": _PROBLEM}},
+        }
         return {
             "openapi_extra": extra,
-            "responses": {self.status: answer},
+            # A "default" of its own also keeps FastAPI from describing its 422
+            # HTTPValidationError, which the gateway never answers.
+            "responses": {self.status: answer, **problems},
             "status_code": self.status,
             "response_class": Response,
         }
@@ -101,9 +184,14 @@ def write(body: type[BaseModel], status: int = 201) -> Sealed:
     return Sealed(body, AckOut, status, idempotent=True)
 
 
-def read(answer: type[BaseModel] | None) -> Sealed:
-    """A read: no body, a sealed ``answer`` (None for cursor pages of several kinds)."""
+def read(answer: type[BaseModel]) -> Sealed:
+    """A read: no body, a sealed ``answer``."""
     return Sealed(None, answer)
+
+
+def page(answer: type[BaseModel]) -> Sealed:
+    """A list: no body, a sealed page ``answer``, ``limit`` and ``cursor`` in the query."""
+    return Sealed(None, answer, paged=True)
 
 
 def lookup(body: type[BaseModel], answer: type[BaseModel]) -> Sealed:

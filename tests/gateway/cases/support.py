@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from gateway import agencies
 from gateway.app import create_app
 from gateway.contract.envelope import JOSE_MEDIA_TYPE
 from gateway.flow.signed_push import SignedPush
+from gateway.routes import cases
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from gateway.store.models import AuditEntry, OutboxMessage
@@ -56,6 +58,28 @@ class Clock:
 MAPPA_BASIS = ("CJA2003-s325-4", "risk-management")
 
 
+#: Each case route as a pattern of its concrete paths, with the answer its OpenAPI declares.
+_DECLARED = [
+    (
+        route.method,
+        re.compile("/v1" + re.sub(r"{\w+}", "[^/]+", route.path)),
+        route.sealed.answer,
+    )
+    for route in cases.ROUTES
+]
+
+
+def as_declared(method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """``body``, once it is found to be what the route's OpenAPI document says it answers
+    (``x-mappa-sealed-schema``, extra fields forbidden): so every answer a case test opens also
+    checks the published contract."""
+    for declared_method, pattern, answer in _DECLARED:
+        if declared_method == method and pattern.fullmatch(path):
+            answer.model_validate(body)
+            return body
+    raise AssertionError(f"no case route declares {method} {path}")
+
+
 @dataclass
 class Agent:
     """An agency's case system: its identity, its gateway client, and its context headers."""
@@ -77,7 +101,7 @@ class Agent:
         """GET a sealed answer and return the opened body (raises GatewayResponseError)."""
         answer = await self.client.call("GET", path, context or self.context, params=params or None)
         assert isinstance(answer, Opened), answer
-        return answer.body
+        return as_declared("GET", path, answer.body)
 
     async def post(
         self,
@@ -91,7 +115,7 @@ class Agent:
             "POST", path, context or self.context, body=body, idempotency_key=key
         )
         assert isinstance(answer, Opened), answer
-        return answer.body
+        return as_declared("POST", path, answer.body)
 
     async def refused(
         self,

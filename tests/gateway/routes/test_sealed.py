@@ -1,5 +1,7 @@
 """Sealed routes: a Route refuses a malformed declaration when built, and the case API's
-OpenAPI describes every route's headers, path ids and sealed bodies."""
+OpenAPI describes every route's headers, path ids, query parameters, sealed bodies and the
+problems it may answer instead. (tests/gateway/cases/support.py checks every answer the case
+tests open against the sealed schema declared here.)"""
 
 from __future__ import annotations
 
@@ -12,8 +14,10 @@ from fastapi.routing import APIRoute
 
 from gateway import contract
 from gateway.cases import nominals, records, referrals
+from gateway.cases.paging import MAX_LIMIT
 from gateway.contract.envelope import JOSE_MEDIA_TYPE
 from gateway.flow.audit import Operation
+from gateway.http.problems import PROBLEM_JSON
 from gateway.routes import cases, conformance
 from gateway.routes.sealed import Route, Sealed, lookup, read, write
 
@@ -62,7 +66,7 @@ def test_a_get_route_takes_no_sealed_body(sealed: Sealed) -> None:
 def test_route_refuses_an_operation_that_cannot_take_the_path_ids(endpoint: str, run: Any) -> None:
     """The operation must accept the call and each {id} of the path, as positional arguments."""
     with pytest.raises(ValueError, match="cannot take"):
-        _route(endpoint, run, read(None))
+        _route(endpoint, run, read(contract.NominalView))
 
 
 def test_route_reads_its_ids_in_path_order() -> None:
@@ -119,3 +123,40 @@ def test_openapi_declares_headers_path_ids_and_sealed_bodies_of_every_route() ->
             assert operation["requestBody"]["required"] is True
             body = operation["requestBody"]["content"][JOSE_MEDIA_TYPE]
             assert body["x-mappa-sealed-schema"]["type"] == "object"
+
+
+def test_openapi_declares_the_problems_every_route_may_answer() -> None:
+    """Every case route lists the refusals it may answer as application/problem+json with the
+    problem's schema (a route with a body also 413, 415 and 422), and never FastAPI's 422
+    HTTPValidationError, which the gateway does not answer."""
+    for api_route, operation in _operations():
+        responses = operation["responses"]
+        refusals = {"400", "401", "403", "404", "429", "503", "default"}
+        if "requestBody" in operation:
+            refusals |= {"409", "413", "415", "422"}
+        assert set(responses) == {str(api_route.status_code), *refusals}, api_route.name
+        for status in refusals:
+            content = responses[status]["content"]
+            assert set(content) == {PROBLEM_JSON}, (api_route.name, status)
+            schema = content[PROBLEM_JSON]["schema"]
+            assert {"code", "request_id", "status"} <= set(schema["required"])
+        assert "HTTPValidationError" not in str(operation), api_route.name
+
+
+def test_openapi_declares_limit_and_cursor_of_each_list_and_a_sealed_answer_of_every_route() -> (
+    None
+):
+    """The lists (cursor pages) take limit and cursor in the query, within the limits the
+    gateway applies; every route declares the sealed schema of its answer."""
+    paged = set()
+    for api_route, operation in _operations():
+        answer = operation["responses"][str(api_route.status_code)]["content"][JOSE_MEDIA_TYPE]
+        assert answer["x-mappa-sealed-schema"]["type"] == "object", api_route.name
+        query = {p["name"]: p for p in operation["parameters"] if p["in"] == "query"}
+        if query:
+            paged.add(api_route.name)
+            assert set(query) == {"limit", "cursor"}, api_route.name
+            limit = query["limit"]["schema"]
+            assert (limit["minimum"], limit["maximum"]) == (1, MAX_LIMIT)
+            assert "next_cursor" in answer["x-mappa-sealed-schema"]["properties"]
+    assert paged == {"get_records", "get_warning_markers", "get_level_1_list", "get_contributors"}
