@@ -18,7 +18,15 @@ from starlette.responses import Response
 from gateway import errors
 from gateway.logs import get_logger
 
-__all__ = ["PROBLEM_JSON", "STATUS", "install", "problem_body", "problem_response", "status_for"]
+__all__ = [
+    "PROBLEM_JSON",
+    "STATUS",
+    "install",
+    "openapi_problems",
+    "problem_body",
+    "problem_response",
+    "status_for",
+]
 
 PROBLEM_JSON = "application/problem+json"
 TYPE_BASE = "https://mappa-gateway.invalid/problems/"
@@ -51,6 +59,73 @@ _STARLETTE_CODES = {
 }
 
 log = get_logger("gateway.problems")
+
+#: RFC 9457 problem details as this module writes them, for the OpenAPI document.
+_PROBLEM = {
+    "type": "object",
+    "required": ["type", "title", "status", "code", "request_id"],
+    "properties": {
+        "type": {"type": "string", "format": "uri"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "code": {"type": "string", "description": "Stable, machine-readable: act on this"},
+        "request_id": {"type": ["string", "null"]},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "description": "Where a body failed validation (never what it held)",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "loc": {"type": "array", "items": {"type": "string"}},
+                    "type": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+#: The refusals every API route may answer, and those only a route with a sealed body may
+#: (each with its codes; docs/api.md, Errors, has them all).
+_REFUSALS = {
+    400: "A context header, query parameter or path id is malformed (invalid_context, "
+    "invalid_parameter, bad_header)",
+    401: "The token or DPoP proof is refused (invalid_token, invalid_dpop_proof)",
+    403: "The legal basis, purpose or scope does not allow this call (lawful_basis_refused, "
+    "insufficient_scope, forbidden)",
+    404: "No such resource, or one the caller may not know of (not_found): the same answer",
+    429: "Over the agency's quota (rate_limited; Retry-After says when to try again)",
+    503: "Nothing was released or stored: the store, the audit log or a key is unavailable "
+    "(store_unavailable, audit_unavailable, keys_unavailable, recipient_key_unavailable)",
+}
+_BODY_REFUSALS = {
+    400: "The sealed body cannot be opened or verified (unreadable_body, malformed_body, "
+    "body_too_deep), the Idempotency-Key is missing (idempotency_key_missing), or a context "
+    "header, query parameter or path id is malformed (invalid_context, invalid_parameter)",
+    409: "The change conflicts with the resource's state (conflict)",
+    413: "The body is larger than the gateway accepts (payload_too_large)",
+    415: "The body is not application/jose (unsupported_media_type)",
+    422: "The body inside the seal fails the contract (validation_failed), or the "
+    "Idempotency-Key was used for another request (idempotency_key_reused)",
+}
+
+
+def openapi_problems(*, body: bool = False, query: bool = False) -> dict[int | str, Any]:
+    """The OpenAPI ``responses`` of the problems a route may answer: those of every API route,
+    those of a sealed body (``body``), a 422 for query parameters FastAPI validates (``query``),
+    and a default. A 422 or a default of the route's own also keeps FastAPI from describing its
+    HTTPValidationError, which the gateway never answers (:func:`_on_validation_error`)."""
+    refusals = {**_REFUSALS, **_BODY_REFUSALS} if body else dict(_REFUSALS)
+    if query and not body:
+        refusals[422] = "A query parameter fails validation (validation_failed)"
+    problems: dict[int | str, Any] = {
+        status: {"description": text, "content": {PROBLEM_JSON: {"schema": _PROBLEM}}}
+        for status, text in sorted(refusals.items())
+    }
+    problems["default"] = {
+        "description": "Any other problem (internal_error): nothing was released or stored",
+        "content": {PROBLEM_JSON: {"schema": _PROBLEM}},
+    }
+    return problems
 
 
 def status_for(exc: errors.GatewayError) -> int:

@@ -25,6 +25,7 @@ from gateway.domain import Scope
 from gateway.flow import lawful_basis
 from gateway.flow.audit import AuditEvent, Operation, Outcome
 from gateway.flow.authenticate import Caller, authenticate
+from gateway.http.problems import openapi_problems
 from gateway.logs import get_logger
 from gateway.state import GatewayState
 
@@ -33,7 +34,7 @@ __all__ = ["INBOX_SCOPE", "router"]
 INBOX_SCOPE: Final = Scope.INBOX_READ.value
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
-router = APIRouter(prefix="/v1/inbox", tags=["inbox"])
+router = APIRouter(prefix="/v1/inbox", tags=["inbox"], responses=openapi_problems(query=True))
 log = get_logger("gateway.inbox")
 
 

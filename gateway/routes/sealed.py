@@ -33,7 +33,7 @@ from gateway.contract.envelope import JOSE_MEDIA_TYPE
 from gateway.contract.views import AckOut
 from gateway.flow.audit import Operation
 from gateway.flow.authenticate import Caller, authenticate_deferred
-from gateway.http.problems import PROBLEM_JSON
+from gateway.http.problems import openapi_problems
 
 __all__ = ["Route", "Sealed", "add_routes", "lookup", "page", "read", "write"]
 
@@ -74,53 +74,6 @@ _PAGE_PARAMETERS = [
         "schema": {"type": "string", "maxLength": 200},
     },
 ]
-#: RFC 9457 problem details, as gateway.http.problems writes them.
-_PROBLEM = {
-    "type": "object",
-    "required": ["type", "title", "status", "code", "request_id"],
-    "properties": {
-        "type": {"type": "string", "format": "uri"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "code": {"type": "string", "description": "Stable, machine-readable: act on this"},
-        "request_id": {"type": ["string", "null"]},
-        "detail": {"type": "string"},
-        "errors": {
-            "type": "array",
-            "description": "Where a body failed validation (never what it held)",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "loc": {"type": "array", "items": {"type": "string"}},
-                    "type": {"type": "string"},
-                },
-            },
-        },
-    },
-}
-#: The refusals every sealed route may answer, and those only a route with a body may (each
-#: with its codes; docs/api.md, Errors, has them all).
-_REFUSALS = {
-    400: "A context header, query parameter or path id is malformed (invalid_context, "
-    "invalid_parameter, bad_header)",
-    401: "The token or DPoP proof is refused (invalid_token, invalid_dpop_proof)",
-    403: "The legal basis, purpose or scope does not allow this call (lawful_basis_refused, "
-    "insufficient_scope, forbidden)",
-    404: "No such resource, or one the caller may not know of (not_found): the same answer",
-    429: "Over the agency's quota (rate_limited; Retry-After says when to try again)",
-    503: "Nothing was released or stored: the store, the audit log or a key is unavailable "
-    "(store_unavailable, audit_unavailable, keys_unavailable, recipient_key_unavailable)",
-}
-_BODY_REFUSALS = {
-    400: "The sealed body cannot be opened or verified (unreadable_body, malformed_body, "
-    "body_too_deep), the Idempotency-Key is missing (idempotency_key_missing), or a context "
-    "header, query parameter or path id is malformed (invalid_context, invalid_parameter)",
-    409: "The change conflicts with the resource's state (conflict)",
-    413: "The body is larger than the gateway accepts (payload_too_large)",
-    415: "The body is not application/jose (unsupported_media_type)",
-    422: "The body inside the seal fails the contract (validation_failed), or the "
-    "Idempotency-Key was used for another request (idempotency_key_reused)",
-}
 _PATH_ID = re.compile(r"{(\w+)}")
 
 
@@ -160,20 +113,9 @@ class Sealed:
             "x-mappa-sealed-schema": self.answer.model_json_schema(),
         }
         answer = {"description": "Sealed to the caller", "content": {JOSE_MEDIA_TYPE: content}}
-        refusals = {**_REFUSALS, **_BODY_REFUSALS} if self.body is not None else _REFUSALS
-        problems: dict[int | str, dict[str, Any]] = {
-            status: {"description": text, "content": {PROBLEM_JSON: {"schema": _PROBLEM}}}
-            for status, text in sorted(refusals.items())
-        }
-        problems["default"] = {
-            "description": "Any other problem (internal_error): nothing was released or stored",
-            "content": {PROBLEM_JSON: {"schema": _PROBLEM}},
-        }
         return {
             "openapi_extra": extra,
-            # A "default" of its own also keeps FastAPI from describing its 422
-            # HTTPValidationError, which the gateway never answers.
-            "responses": {self.status: answer, **problems},
+            "responses": {self.status: answer, **openapi_problems(body=self.body is not None)},
             "status_code": self.status,
             "response_class": Response,
         }
