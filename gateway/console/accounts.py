@@ -1,6 +1,9 @@
 """IG officer accounts: an argon2id password hash and/or an OIDC identity (issuer, subject),
-nothing else about the person. An officer registered with an OIDC identity only has no password
-(the stored hash is ``"!"``, which no password verifies against).
+nothing else about the person, and the officer's review scope (`gateway.console.scope`). An
+officer registered with an OIDC identity only has no password (the stored hash is ``"!"``,
+which no password verifies against). Adding an officer and setting a scope are each recorded,
+in their transaction, as an ``administration`` entry naming the officer and the scope (the
+previous one too): entries of no area, read by national officers only.
 
 Checking a password is one argon2id verification (64 MiB, t=3: a few hundred milliseconds of
 CPU), so it runs on a worker thread, never on the event loop, and a ``CapacityLimiter`` caps how
@@ -17,7 +20,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.errors import Conflict, ValidationFailed
+from gateway.console.scope import NO_SCOPE, ReviewScope, known_scope
+from gateway.errors import Conflict, NotFound, ValidationFailed
+from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.labels import hidden_character, nfc
 from gateway.store.models import IGOfficer
 
@@ -25,8 +30,11 @@ __all__ = [
     "MIN_PASSWORD_LENGTH",
     "add_officer",
     "check_password",
+    "list_officers",
     "officer_by_id",
     "oidc_officer",
+    "set_scope",
+    "sign_in_methods",
     "verify_officer",
 ]
 
@@ -45,8 +53,11 @@ async def add_officer(
     password: str | None,
     *,
     oidc: tuple[str, str] | None = None,
+    scope: ReviewScope = NO_SCOPE,
 ) -> IGOfficer:
-    """Create an officer with a password, an OIDC identity ``(issuer, subject)``, or both.
+    """Create an officer with a password, an OIDC identity ``(issuer, subject)``, or both, and
+    the review ``scope`` (none by default: the officer reads nothing until one is set), each of
+    its areas the area of a registered agency.
 
     The display name, which the console shows, is stored NFC-normalised and refused if it holds
     a character not shown as itself (:func:`gateway.labels.hidden_character`)."""
@@ -67,6 +78,7 @@ async def add_officer(
             raise ValidationFailed("OIDC subject: 1 to 255 characters")
         if await oidc_officer(session, issuer, subject, active_only=False) is not None:
             raise Conflict("an officer with this OIDC identity exists")
+    scope = await known_scope(session, national=scope.national, areas=scope.areas)
     if await session.get(IGOfficer, officer_id) is not None:
         raise Conflict("an officer with this id exists")
     officer = IGOfficer(
@@ -75,9 +87,68 @@ async def add_officer(
         password_hash=_hasher.hash(password) if password is not None else _NO_PASSWORD,
         oidc_issuer=oidc[0] if oidc else None,
         oidc_subject=oidc[1] if oidc else None,
+        national=scope.national,
+        areas=list(scope.areas),
     )
     session.add(officer)
+    _audit(
+        session,
+        officer_id,
+        "ig_officer_added",
+        scope=scope.as_detail(),
+        sign_in=list(sign_in_methods(officer)),
+    )
     return officer
+
+
+def sign_in_methods(officer: IGOfficer) -> tuple[str, ...]:
+    """How ``officer`` may sign in: ``password``, ``oidc``, or both."""
+    return (
+        *(("password",) if officer.password_hash != _NO_PASSWORD else ()),
+        *(("oidc",) if officer.oidc_subject is not None else ()),
+    )
+
+
+async def set_scope(
+    session: AsyncSession, officer_id: str, scope: ReviewScope
+) -> tuple[ReviewScope, ReviewScope]:
+    """Replace the review scope of officer ``officer_id`` (active or not) with ``scope``, each
+    of its areas the area of a registered agency; the previous and the new scope. It holds from
+    the officer's next request, in every session."""
+    scope = await known_scope(session, national=scope.national, areas=scope.areas)
+    officer = await officer_by_id(session, officer_id)
+    if officer is None:
+        raise NotFound("no IG officer with this id")
+    previous = ReviewScope.of(officer)
+    officer.national = scope.national
+    officer.areas = list(scope.areas)
+    _audit(
+        session,
+        officer.id,
+        "ig_officer_scope_set",
+        scope=scope.as_detail(),
+        previous_scope=previous.as_detail(),
+    )
+    return previous, scope
+
+
+async def list_officers(session: AsyncSession) -> list[IGOfficer]:
+    """Every officer account, active or not, by id."""
+    return list(await session.scalars(select(IGOfficer).order_by(IGOfficer.id)))
+
+
+def _audit(session: AsyncSession, officer_id: str, action: str, **detail: object) -> None:
+    """An account change, recorded in its transaction (an entry of no area: national only)."""
+    record(
+        session,
+        AuditEvent(
+            operation=Operation.ADMINISTRATION,
+            outcome=Outcome.ALLOWED,
+            officer_id=officer_id,
+            reason_code=action,
+            detail={"action": action, **detail},
+        ),
+    )
 
 
 async def oidc_officer(

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from gateway.console.accounts import add_officer, officer_by_id, verify_officer
-from gateway.errors import Conflict, ValidationFailed
+from gateway.console.accounts import add_officer, officer_by_id, set_scope, verify_officer
+from gateway.console.scope import AREA_CODE, NATIONAL, NO_SCOPE, ReviewScope
+from gateway.errors import Conflict, NotFound, ValidationFailed
 from gateway.store import Database
 from gateway.store.models import IGOfficer
 from tests.gateway.hostile_labels import HOSTILE, LEGITIMATE, hostile_character
@@ -126,3 +127,76 @@ async def test_a_display_name_is_stored_composed(db: Database) -> None:
     async with db.read() as session:
         officer = await officer_by_id(session, "ig.six")
         assert officer is not None and officer.display_name == "Siobhán Ní"
+
+
+# -- the review scope ------------------------------------------------------------------------------
+
+
+async def test_an_officer_s_scope_is_none_unless_given(db: Database) -> None:
+    """National is never a default: an officer added without a scope reads nothing."""
+    async with db.write() as session:
+        officer = await add_officer(session, "ig.seven", "IG", "a long enough password")
+    assert ReviewScope.of(officer) == NO_SCOPE and NO_SCOPE.sees_nothing
+    assert NO_SCOPE.searched == () and NATIONAL.searched is None
+
+
+async def test_a_scope_names_areas_the_gateway_knows(db: Database) -> None:
+    """An area no agency is registered with is refused, naming it; nothing is stored."""
+    with pytest.raises(ValidationFailed) as refused:
+        async with db.write() as session:
+            await add_officer(
+                session, "ig.eight", "IG", "a long enough password", scope=ReviewScope(areas=("x",))
+            )
+    assert "area 'x': no agency of the gateway is registered" in (refused.value.detail or "")
+    async with db.read() as session:
+        assert await session.scalar(select(func.count()).select_from(IGOfficer)) == 0
+    with pytest.raises(NotFound):
+        async with db.write() as session:
+            await set_scope(session, "ig.nobody", NATIONAL)
+
+
+@pytest.mark.parametrize(
+    ("national", "areas"),
+    [
+        (True, ["barnet"]),  # national and an area: which?
+        (False, "barnet"),  # not a list
+        (False, ["barnet", 7]),  # not text
+        (False, ["national"]),  # the word, stored as an area
+        (False, ["barnet\u202e"]),  # not an area code
+    ],
+)
+async def test_a_stored_scope_that_is_no_scope_reads_as_none(
+    db: Database, national: bool, areas: object
+) -> None:
+    """A row changed behind the gateway's back is never read wider than it says: none."""
+    async with db.write() as session:
+        await add_officer(session, "ig.nine", "IG", "a long enough password", scope=NATIONAL)
+    async with db.write() as session:
+        officer = await officer_by_id(session, "ig.nine")
+        assert officer is not None
+        officer.national, officer.areas = national, areas  # type: ignore[assignment]
+    async with db.read() as session:
+        officer = await officer_by_id(session, "ig.nine")
+        assert officer is not None and ReviewScope.of(officer) == NO_SCOPE
+
+
+def test_a_review_scope_holds_its_invariants() -> None:
+    """Built only valid: national or areas, the areas sorted, once each, area codes."""
+    for bad in (
+        {"national": True, "areas": ("barnet",)},
+        {"areas": ("enfield", "barnet")},
+        {"areas": ("barnet", "barnet")},
+        {"areas": ("National",)},
+        {"areas": ("a\nb",)},
+    ):
+        with pytest.raises(ValueError):
+            ReviewScope(**bad)
+    assert ReviewScope(areas=("barnet", "enfield")).describe() == "barnet, enfield"
+    assert NATIONAL.as_detail() == {"national": True}
+
+
+def test_an_area_code_is_what_agencies_are_registered_with() -> None:
+    """The scope's pattern is the one agency onboarding checks areas with (kept in step)."""
+    from gateway import agencies
+
+    assert agencies._AREA.pattern == f"^{AREA_CODE.pattern}$"
