@@ -3,8 +3,9 @@
 In the ``development`` profile only, and idempotently: migrate the database, generate the
 gateway's development keys, onboard one agency of each kind that the Barnet procedure (seed
 ``004``) names, each with its own freshly generated keys saved for its adapter under
-``var/demo/agencies/<id>/``, and create an IG officer account whose password is written to
-``var/demo/ig-officer.txt`` (mode 0600). Nothing here runs in any other profile.
+``var/demo/agencies/<id>/``, and create an IG officer account reviewing the Barnet area, whose
+password is written to ``var/demo/ig-officer.txt`` (mode 0600). Nothing here runs in any other
+profile.
 
 Each demo agency's push endpoint is its demo receiver over https on 127.0.0.1, registered with
 that agency's own development CA (``var/demo/agencies/<id>/tls/ca.pem``, made with its server
@@ -24,6 +25,7 @@ from pathlib import Path
 from adapters.identity import AgencyIdentity
 from gateway.agencies import add_agency, list_agencies
 from gateway.console.accounts import add_officer
+from gateway.console.scope import ReviewScope
 from gateway.domain import AgencyType, Role
 from gateway.settings import Settings
 from gateway.store import Database, upgrade
@@ -100,7 +102,13 @@ async def _onboard(settings: Settings, demo_dir: Path) -> list[str]:
         async with db.write() as session:
             if await session.get(IGOfficer, DEMO_OFFICER) is None:
                 password = secrets.token_urlsafe(18)
-                await add_officer(session, DEMO_OFFICER, "Demo IG officer", password)
+                await add_officer(
+                    session,
+                    DEMO_OFFICER,
+                    "Demo IG officer",
+                    password,
+                    scope=ReviewScope(areas=(DEMO_AREA,)),
+                )
                 path = demo_dir / "ig-officer.txt"
                 path.unlink(missing_ok=True)
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

@@ -31,7 +31,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import Select, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.contract.types import control_character_in
@@ -51,6 +51,7 @@ __all__ = [
     "parse_query",
     "search_entries",
     "search_seen",
+    "within",
 ]
 
 DEFAULT_LIMIT: Final = 50
@@ -188,34 +189,43 @@ def parse_query(items: Iterable[tuple[str, str]], *, extra: Iterable[str] = ()) 
     return SearchQuery(EntryFilter(equals, since, until), limit, after)
 
 
-def of_area(statement: Select[Any], area: str) -> Select[Any]:
-    """``statement`` narrowed to the entries of one MAPPA area: those made by one of its agencies,
-    or about one of its nominals (neither area's unit sees the other's own business). An agency
-    reader sees of these only what need-to-know lets it (`gateway.audit.agency_view`): an entry
-    about a nominal only if it may know of that nominal."""
+def of_area(statement: Select[Any], *areas: str) -> Select[Any]:
+    """``statement`` narrowed to the entries of the MAPPA ``areas``: those made by one of their
+    agencies, or about one of their nominals (neither area's unit sees the other's own
+    business). An agency reader sees of these only what need-to-know lets it
+    (`gateway.audit.agency_view`): an entry about a nominal only if it may know of that
+    nominal. No area: no entry. An entry that names neither an agency nor a nominal of the
+    areas (a console action, an administration entry, a refused client id no agency holds) is
+    of no area."""
+    if not areas:
+        return statement.where(false())
     return statement.where(
         or_(
-            AuditEntry.agency_id.in_(select(Agency.id).where(Agency.area == area)),
-            AuditEntry.nominal_ref.in_(select(Nominal.id).where(Nominal.area == area)),
+            AuditEntry.agency_id.in_(select(Agency.id).where(Agency.area.in_(areas))),
+            AuditEntry.nominal_ref.in_(select(Nominal.id).where(Nominal.area.in_(areas))),
         )
     )
 
 
-def _matching(query: SearchQuery, area: str | None, after_id: int | None) -> Select[Any]:
-    statement = query.filter.apply(select(AuditEntry))
-    if area is not None:
-        statement = of_area(statement, area)
+def within(statement: Select[Any], areas: Sequence[str] | None) -> Select[Any]:
+    """``statement`` as a reader of ``areas`` may read it: None, the whole log (a national IG
+    officer); else the entries of those areas (`of_area`), and of none when there are none."""
+    return statement if areas is None else of_area(statement, *areas)
+
+
+def _matching(query: SearchQuery, areas: Sequence[str] | None, after_id: int | None) -> Select[Any]:
+    statement = within(query.filter.apply(select(AuditEntry)), areas)
     if after_id is not None:
         statement = statement.where(AuditEntry.id < after_id)
     return statement.order_by(AuditEntry.id.desc())
 
 
 async def search_entries(
-    session: AsyncSession, query: SearchQuery, *, area: str | None = None
+    session: AsyncSession, query: SearchQuery, *, areas: Sequence[str] | None = None
 ) -> Page:
     """One page of matching entries, newest first, and the cursor of the next page; with
-    ``area``, only that area's entries (`of_area`)."""
-    statement = _matching(query, area, query.after_id).limit(query.limit + 1)
+    ``areas``, only those areas' entries (`within`)."""
+    statement = _matching(query, areas, query.after_id).limit(query.limit + 1)
     rows = list((await session.execute(statement)).scalars())
     more = len(rows) > query.limit
     rows = rows[: query.limit]
@@ -239,7 +249,7 @@ class SeenPage:
 
 
 async def search_seen(
-    session: AsyncSession, query: SearchQuery, seen: Seen, *, area: str | None = None
+    session: AsyncSession, query: SearchQuery, seen: Seen, *, areas: Sequence[str] | None = None
 ) -> SeenPage:
     """As `search_entries`, each entry as ``seen`` shows it (None: not at all). Entries left out
     leave no trace: the page is filled from further rows, the cursor is the last entry shown,
@@ -255,7 +265,7 @@ async def search_seen(
     after = query.after_id
     batch = max(query.limit + 1, SCAN_BATCH)
     for _ in range(SCAN_BATCHES):
-        rows = list((await session.scalars(_matching(query, area, after).limit(batch))).all())
+        rows = list((await session.scalars(_matching(query, areas, after).limit(batch))).all())
         for row, record in zip(rows, await seen(session, rows), strict=True):
             if record is None:
                 continue

@@ -5,6 +5,13 @@ inclusion proof checked on the server; the checkpoint and the verifier's verdict
 the verifiable export pack. Only signed-in IG officers see any of it. Every action (sign-in,
 failed sign-in, search, view, integrity run, export, sign-out) is audited, as operation
 ``console``, *before* anything is shown: if the entry cannot be written the page is a 503.
+
+Each officer reads within their review scope (`gateway.console.scope`): searches, the
+refusals, the CSV and an entry's page are read through `gateway.audit.search.within`, in the
+database, so an entry of another area is never loaded; its page is the 404 of an entry that
+does not exist, by the same path. The verifiable export pack holds the whole log, so only a
+national officer gets it. The Integrity page verifies the whole log for anyone: it names
+entries by their place in the tree (seq) only, never an id, a nominal or an agency.
 """
 
 from __future__ import annotations
@@ -28,7 +35,14 @@ from gateway.audit import log as audit_log
 from gateway.audit.canonical import AUDIT_ENTRY_FIELDS
 from gateway.audit.commit import Audited, commit_audited, record_alone
 from gateway.audit.export import ExportError, export_chunks, export_header, verify_database
-from gateway.audit.search import MAX_LIMIT, EntryFilter, SearchQuery, parse_query, search_entries
+from gateway.audit.search import (
+    MAX_LIMIT,
+    EntryFilter,
+    SearchQuery,
+    parse_query,
+    search_entries,
+    within,
+)
 from gateway.audit.verify import LEAF_HASH_KEY, VerificationReport
 from gateway.audit.witness import WitnessRead, read_witness
 from gateway.console.accounts import check_password, officer_by_id, oidc_officer
@@ -463,18 +477,22 @@ async def _search_page(request: Request, *, refusals: bool) -> Response:
             "refusals" if refusals else "search",
             officer.officer_id,
             filters=query.filter.as_detail(),
+            scope=officer.scope.as_detail(),
         )
-        context.update(await _page(request, query, items))
+        context.update(await _page(request, query, items, officer.scope.searched))
     template = "_results.html" if request.headers.get("hx-request") == "true" else "entries.html"
     return render(template, context, status=status, headers={"Vary": "HX-Request"})
 
 
 async def _page(
-    request: Request, query: SearchQuery, items: list[tuple[str, str]]
+    request: Request,
+    query: SearchQuery,
+    items: list[tuple[str, str]],
+    areas: tuple[str, ...] | None,
 ) -> dict[str, Any]:
     state = _state(request)
     async with state.db.read() as session:
-        page = await search_entries(session, query)
+        page = await search_entries(session, query, areas=areas)
     entries = [audit_log.entry_record(row) for row in page.entries]
     now, bound = state.clock(), pending_bound(state.settings.audit_sequence_interval_seconds)
     unsequenced = {
@@ -518,9 +536,11 @@ async def entry(request: Request, entry_id: str) -> Response:
     # Read before the database: the sequencer writes the file after its checkpoint commits.
     witness = await run_in_threadpool(read_witness, state.settings)
     async with state.db.read() as session:
-        row = (
-            await session.execute(select(AuditEntry).where(AuditEntry.entry_id == entry_id))
-        ).scalar_one_or_none()
+        # Outside the officer's scope is not found, by the same query as no such entry.
+        statement = within(
+            select(AuditEntry).where(AuditEntry.entry_id == entry_id), officer.scope.searched
+        )
+        row = (await session.execute(statement)).scalar_one_or_none()
         if row is None:
             raise errors.NotFound()
         check = await check_entry(
@@ -681,13 +701,19 @@ async def export_csv(request: Request) -> Response:
         await _refuse_busy(request, "export_csv", officer.officer_id, filters=filters)
     release = _once(slots.give_back)
     try:
-        await _audit(request, "export_csv", officer.officer_id, filters=filters)
+        await _audit(
+            request,
+            "export_csv",
+            officer.officer_id,
+            filters=filters,
+            scope=officer.scope.as_detail(),
+        )
     except BaseException:
         release()
         raise
     stamp = _state(request).clock().strftime("%Y%m%dT%H%M%SZ")
     return _ReleasingStream(
-        _csv_chunks(_state(request), query.filter),
+        _csv_chunks(_state(request), query.filter, officer.scope.searched),
         release,
         media_type="text/csv; charset=utf-8",
         headers={
@@ -697,16 +723,20 @@ async def export_csv(request: Request) -> Response:
     )
 
 
-async def _csv_chunks(state: GatewayState, entry_filter: EntryFilter) -> AsyncIterator[bytes]:
-    """The CSV's header, then the matching entries newest first, one search page per chunk,
-    each page read in its own short transaction."""
+async def _csv_chunks(
+    state: GatewayState, entry_filter: EntryFilter, areas: tuple[str, ...] | None
+) -> AsyncIterator[bytes]:
+    """The CSV's header, then the matching entries of ``areas`` (`within`) newest first, one
+    search page per chunk, each page read in its own short transaction."""
     header = [*AUDIT_ENTRY_FIELDS, LEAF_HASH_KEY]
     yield "".join(csv_rows(header, ())).encode("utf-8")
     left, after = _CSV_LIMIT, None
     while left > 0:
         async with state.db.read() as session:
             page = await search_entries(
-                session, SearchQuery(entry_filter, min(_CSV_PAGE, left), after_id=after)
+                session,
+                SearchQuery(entry_filter, min(_CSV_PAGE, left), after_id=after),
+                areas=areas,
             )
         if not page.entries:
             return
@@ -749,10 +779,21 @@ class _ReleasingStream(StreamingResponse):
 
 @router.get("/export.jsonl")
 async def export_pack(request: Request) -> Response:
-    """The verifiable export pack, streamed: constant memory whatever the size of the log."""
+    """The verifiable export pack, streamed: constant memory whatever the size of the log. It
+    holds every entry (a pack verifies only whole), so a national officer's alone."""
     officer = await _officer(request)
     if officer is None:
         return _to_login()
+    if not officer.scope.national:
+        await _audit(
+            request,
+            "export_pack",
+            officer.officer_id,
+            outcome=Outcome.REFUSED,
+            reason_code="national_scope_only",
+            scope=officer.scope.as_detail(),
+        )
+        raise errors.AccessDenied(diagnostics={"reason": "national_scope_only"})
     state = _state(request)
     if state.audit is None:
         raise errors.Unavailable(diagnostics={"reason": "audit_checkpoint_key_unavailable"})

@@ -4,7 +4,9 @@ A session belongs to one active IG officer, ends after ``console_session_idle_se
 request and after ``console_session_max_seconds`` in any case, and ends at once when the officer
 logs out or is deactivated. Each session has its own CSRF token, checked on every POST. The
 cookie is ``__Host-`` prefixed: Secure, HttpOnly, SameSite=Strict, Path=/, no Domain. Sessions
-live in the database, so every replica behind the load balancer knows them.
+live in the database, so every replica behind the load balancer knows them. The officer's
+review scope (`gateway.console.scope`) is read from the officer's record with the session, on
+every request: a scope set while the officer is signed in holds from the next page.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Final
 
 from sqlalchemy import delete
 
+from gateway.console.scope import NO_SCOPE, ReviewScope
 from gateway.errors import CsrfRejected
 from gateway.store import Database
 from gateway.store.models import ConsoleSession, IGOfficer
@@ -44,6 +47,7 @@ class OfficerSession:
     officer_id: str
     display_name: str
     csrf_token: str
+    scope: ReviewScope = NO_SCOPE
 
 
 def _hash(token: str) -> str:
@@ -67,7 +71,7 @@ async def open_session(
                 expires_at=now + dt.timedelta(seconds=max_seconds),
             )
         )
-    return token, OfficerSession(officer.id, officer.display_name, csrf)
+    return token, OfficerSession(officer.id, officer.display_name, csrf, ReviewScope.of(officer))
 
 
 async def current_session(
@@ -90,7 +94,7 @@ async def current_session(
             stored = await session.get(ConsoleSession, row.token_hash)
             if stored is not None:
                 stored.last_seen_at = now
-    return OfficerSession(officer.id, officer.display_name, row.csrf_token)
+    return OfficerSession(officer.id, officer.display_name, row.csrf_token, ReviewScope.of(officer))
 
 
 async def close_session(db: Database, token: str) -> None:

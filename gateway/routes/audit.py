@@ -24,6 +24,11 @@ Who may call what:
   about a nominal that does not exist; a ``nominal`` filter naming such a nominal finds nothing,
   and an entry not seen as stored has no inclusion proof (the 404 of an unknown entry).
 
+  A console officer reads the entries of their review scope (`gateway.console.scope`), whole:
+  a national officer every entry; an officer of areas those areas' entries (`of_area`); an
+  officer with no scope none. An entry outside it has no inclusion proof: the 404 of an
+  unknown entry, by the same query.
+
 Hashes are standard base64, as in the checkpoint note. Query parameters are validated strictly:
 unknown, repeated or malformed ones answer 400 ``invalid_parameter``.
 """
@@ -48,13 +53,14 @@ from gateway.audit.commit import Audited, commit_audited, record_alone
 from gateway.audit.search import (
     SearchQuery,
     SeenPage,
-    of_area,
     parse_query,
     search_entries,
     search_seen,
+    within,
 )
 from gateway.audit.service import AuditService
 from gateway.audit.subtrees import SubtreeCache
+from gateway.console.scope import NO_SCOPE, ReviewScope
 from gateway.console.session import SESSION_COOKIE, current_session
 from gateway.contract.types import is_resource_id
 from gateway.domain import AgencyType, Scope
@@ -91,11 +97,23 @@ class IGReader:
     area: str | None = None
     #: An agency reader as need-to-know sees it (None for a console officer).
     agency: policies.CallerAgency | None = None
+    #: A console officer's review scope (unused for an agency reader).
+    review: ReviewScope = NO_SCOPE
 
     @property
-    def scope(self) -> str | None:
-        """The area an agency reader sees the entries of; None for an IG officer's console."""
-        return self.area if self.via == "agency" else None
+    def areas(self) -> tuple[str, ...] | None:
+        """The areas whose entries the reader reads (`gateway.audit.search.within`): an agency
+        reader its own area's; a console officer those of their review scope, and the whole
+        log (None) for a national officer."""
+        if self.via == "agency":
+            return (self.area,) if self.area is not None else ()
+        return self.review.searched
+
+    def scope_detail(self) -> dict[str, object]:
+        """What a read records of the areas it covered."""
+        if self.via == "agency":
+            return {"area": self.area} if self.area else {}
+        return {"scope": self.review.as_detail()}
 
     def view(self, now: dt.datetime) -> AgencyView | None:
         """What an agency reader may see of entries (None: an IG officer's console, all)."""
@@ -133,19 +151,17 @@ def _subtrees(state: GatewayState) -> SubtreeCache | None:
 
 
 async def _seen_in_full(
-    session: AsyncSession, entry_id: str, area: str | None, view: AgencyView
+    session: AsyncSession, entry_id: str, areas: tuple[str, ...] | None, view: AgencyView | None
 ) -> bool:
-    """Whether the entry ``entry_id`` is one of ``area``'s (`gateway.audit.search.of_area`) and
-    the agency sees it as stored (`AgencyView.in_full`)."""
+    """Whether the entry ``entry_id`` is one of ``areas``' (`gateway.audit.search.within`) and,
+    for an agency, the agency sees it as stored (`AgencyView.in_full`)."""
     if not is_resource_id(entry_id):
         return False
-    statement = select(AuditEntry).where(AuditEntry.entry_id == entry_id)
-    if area is not None:
-        statement = of_area(statement, area)
+    statement = within(select(AuditEntry).where(AuditEntry.entry_id == entry_id), areas)
     row = (await session.scalars(statement.limit(1))).first()
     if row is None:
         return False
-    return await view.sees_whole(session, row)
+    return view is None or await view.sees_whole(session, row)
 
 
 def _route(request: Request) -> str:
@@ -164,7 +180,9 @@ async def ig_reader(request: Request) -> IGReader:
         idle_seconds=state.settings.console_session_idle_seconds,
     )
     if officer is not None:
-        return IGReader("console", officer.officer_id, None, None, None, request_id)
+        return IGReader(
+            "console", officer.officer_id, None, None, None, request_id, review=officer.scope
+        )
     caller = await authenticate(request)
     reader = IGReader(
         "agency",
@@ -270,9 +288,11 @@ async def inclusion(
     size = _size("tree_size", tree_size)
 
     view = reader.view(_state(request).clock())
+    areas = reader.areas
 
     async def act(session: AsyncSession) -> Audited[audit_log.InclusionProof]:
-        if view is not None and not await _seen_in_full(session, entry_id, reader.scope, view):
+        scoped = view is not None or areas is not None
+        if scoped and not await _seen_in_full(session, entry_id, areas, view):
             raise errors.NotFound("No entry with this id is covered by that tree size")
         proof = await audit_log.inclusion_proof(
             session, entry_id, size, cache=_subtrees(_state(request))
@@ -308,7 +328,7 @@ async def entries(
     view = reader.view(_state(request).clock())
 
     async def act(session: AsyncSession) -> Audited[SeenPage]:
-        page = await _search(session, query, reader.scope, view)
+        page = await _search(session, query, reader.areas, view)
         event = reader.event(
             Outcome.ALLOWED,
             detail={
@@ -317,7 +337,7 @@ async def entries(
                 "via": reader.via,
                 "filters": query.filter.as_detail(),
                 "returned": len(page.records),
-                **({"area": reader.scope} if reader.scope else {}),
+                **reader.scope_detail(),
             },
         )
         return Audited(page, event)
@@ -327,17 +347,20 @@ async def entries(
 
 
 async def _search(
-    session: AsyncSession, query: SearchQuery, area: str | None, view: AgencyView | None
+    session: AsyncSession,
+    query: SearchQuery,
+    areas: tuple[str, ...] | None,
+    view: AgencyView | None,
 ) -> SeenPage:
-    """The page the reader sees: the console, every entry as stored; an agency, its area's
-    entries as need-to-know lets it see them, and nothing for a nominal it may not know (as
-    for an id that does not exist)."""
+    """The page the reader sees: the console, the entries of the officer's scope as stored;
+    an agency, its area's entries as need-to-know lets it see them, and nothing for a nominal
+    it may not know (as for an id that does not exist)."""
     if view is None:
-        page = await search_entries(session, query, area=area)
+        page = await search_entries(session, query, areas=areas)
         return SeenPage([audit_log.entry_record(row) for row in page.entries], page.next_cursor)
     nominal = dict(query.filter.equals).get("nominal")
     if nominal is not None:
         await view.decide(session, (nominal,))
         if not view.knows(nominal):
             return SeenPage([], None)
-    return await search_seen(session, query, view.seen, area=area)
+    return await search_seen(session, query, view.seen, areas=areas)

@@ -10,6 +10,9 @@ officer or not at all, never to an agency system (which gets the checks and the 
 writes by agencies of its own area only, and only of an entry it sees as stored: one about a
 nominal it may know of, `gateway.audit.agency_view`; any other is 404, as one with no evidence,
 and its refusal reads to the agency as that one's).
+A console officer gets the evidence of an entry of their review scope only
+(`gateway.console.scope`); any other is the 404 of an entry with no evidence, decided before
+the evidence is read, by the query that finds no such entry.
 The read is audited before anything is returned (no audit, no disclosure); an agency reader
 gets the answer as ``application/jose`` sealed to its registered encryption key, a console
 session JSON over the console's own TLS session. An entry with no evidence (not an agency write,
@@ -30,6 +33,7 @@ from gateway import errors
 from gateway.audit.agency_view import AgencyView
 from gateway.audit.commit import Audited, commit_audited, record_alone
 from gateway.audit.origin import OriginReport, load_origin
+from gateway.audit.search import within
 from gateway.cases.context import answered_fields
 from gateway.contract.types import is_resource_id
 from gateway.flow import deliver
@@ -86,8 +90,14 @@ async def origin(
     view = reader.view(now)
 
     async def act(session: AsyncSession) -> Audited[OriginReport | None]:
-        report = await load_origin(session, sealer, entry_id, issuer=state.settings.issuer)
+        areas = reader.areas if reader.via == "console" else None
+        if areas is not None and not await _found(session, entry_id, areas):
+            refusal = _refusal(entry_id, {**detail, **reader.scope_detail()}, route)
+            if await _found(session, entry_id, None):  # else: no such entry, as recorded
+                refusal["rule"] = "origin-evidence-of-officer-scope"
+            return Audited(None, reader.event(Outcome.REFUSED, **refusal))
         refusal = _refusal(entry_id, detail, route)
+        report = await load_origin(session, sealer, entry_id, issuer=state.settings.issuer)
         if report is None:
             return Audited(None, reader.event(Outcome.REFUSED, **refusal))
         if reader.area is not None and reader.area != await _area_of(session, report.agency_id):
@@ -118,6 +128,12 @@ async def origin(
         state.sealer, body, recipient_id=reader.agency_id, keys=recipient_keys, now=now
     )
     return deliver.jose_response(sealed)
+
+
+async def _found(session: AsyncSession, entry_id: str, areas: tuple[str, ...] | None) -> bool:
+    """Whether ``entry_id`` is an entry of ``areas`` (`within`; None: of any area or none)."""
+    statement = within(select(AuditEntry.id).where(AuditEntry.entry_id == entry_id), areas)
+    return (await session.scalar(statement.limit(1))) is not None
 
 
 async def _area_of(session: AsyncSession, agency_id: str) -> str | None:

@@ -21,6 +21,7 @@ from gateway.audit import search
 from gateway.audit.canonical import entry_leaf_hash
 from gateway.audit.sequencer import sequence
 from gateway.console.accounts import add_officer
+from gateway.console.scope import NATIONAL
 from gateway.console.session import SESSION_COOKIE, open_session
 from gateway.flow.audit import SALT_KEY, AuditEvent, Operation, Outcome, record
 from tests.gateway.cases.scenario import PNC, POLICE, at_level_2, referral
@@ -53,9 +54,11 @@ async def _read(world: World, agent: Agent, path: str, **params: str) -> httpx.R
 
 
 async def _console(world: World) -> dict[str, str]:
-    """An IG officer's console session (its cookie)."""
+    """A national IG officer's console session (its cookie)."""
     async with world.state.db.write() as session:
-        officer = await add_officer(session, "ig.officer", "IG Officer", "a long passphrase 1")
+        officer = await add_officer(
+            session, "ig.officer", "IG Officer", "a long passphrase 1", scope=NATIONAL
+        )
     token, _ = await open_session(world.state.db, officer, now=world.clock.now, max_seconds=600)
     return {"Cookie": f"{SESSION_COOKIE}={token}"}
 

@@ -19,6 +19,7 @@ from adapters.identity import AgencyIdentity
 from gateway import agencies
 from gateway.cli import main
 from gateway.console.accounts import add_officer
+from gateway.console.scope import NATIONAL, ReviewScope
 from gateway.console.session import SESSION_COOKIE, open_session
 from gateway.contract.envelope import SignedBody
 from gateway.errors import CaseDataUnreadable
@@ -142,7 +143,9 @@ async def test_a_console_ig_officer_gets_the_jws_exactly_as_signed(world: World)
     and its payload is exactly what probation signed; the consultation is audited."""
     _, entry = await _record_write(world)
     async with world.state.db.write() as session:
-        officer = await add_officer(session, "ig.officer", "IG Officer", "a long passphrase 1")
+        officer = await add_officer(
+            session, "ig.officer", "IG Officer", "a long passphrase 1", scope=NATIONAL
+        )
     token, _ = await open_session(world.state.db, officer, now=world.clock.now, max_seconds=600)
     response = await world.http.get(
         f"/v1/audit/origin/{entry.entry_id}", headers={"Cookie": f"{SESSION_COOKIE}={token}"}
@@ -157,6 +160,43 @@ async def test_a_console_ig_officer_gets_the_jws_exactly_as_signed(world: World)
     assert (signed.iss, signed.body) == (PROBATION, record())
     [seen] = await world.audit(officer_id="ig.officer", operation="consultation")
     assert seen.outcome == "allowed" and seen.detail["via"] == "console"
+
+
+async def test_a_console_officer_of_another_area_gets_the_same_404_as_no_evidence(
+    any_world: World,
+) -> None:
+    """A Wiltshire IG officer asks for the evidence of a Barnet write with the console
+    session: 404, byte for byte the answer for an entry with no evidence, refused before the
+    evidence is read and audited with its own rule; a Barnet officer gets the JWS (SQLite and
+    PostgreSQL)."""
+    world = any_world
+    _, entry = await _record_write(world)
+    cookies = {}  # the world has Wiltshire's police: an area the gateway knows
+    for officer_id, area in (("ig.wiltshire", "wiltshire"), ("ig.barnet", "barnet")):
+        async with world.state.db.write() as session:
+            officer = await add_officer(
+                session, officer_id, "IG", "a long passphrase 1", scope=ReviewScope(areas=(area,))
+            )
+        token, _ = await open_session(world.state.db, officer, now=world.clock.now, max_seconds=600)
+        cookies[officer_id] = {"Cookie": f"{SESSION_COOKIE}={token}"}
+    wiltshire = cookies["ig.wiltshire"]
+    other = await world.http.get(f"/v1/audit/origin/{entry.entry_id}", headers=wiltshire)
+    missing = await world.http.get(
+        "/v1/audit/origin/00000000-0000-4000-8000-000000000000", headers=wiltshire
+    )
+    assert other.status_code == missing.status_code == 404
+    strip = {"request_id"}
+    assert {k: v for k, v in other.json().items() if k not in strip} == {
+        k: v for k, v in missing.json().items() if k not in strip
+    }
+    refusals = await world.audit(officer_id="ig.wiltshire", operation="consultation")
+    assert [r.rule for r in refusals] == [
+        "origin-evidence-of-officer-scope",
+        "origin-evidence-exists",
+    ]
+    assert refusals[0].detail["scope"] == {"areas": ["wiltshire"]}
+    own = await world.http.get(f"/v1/audit/origin/{entry.entry_id}", headers=cookies["ig.barnet"])
+    assert own.status_code == 200 and own.json()["verified"] is True
 
 
 async def test_signature_still_verifies_after_the_agency_rotated_its_keys(world: World) -> None:

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from gateway.app import create_app
 from gateway.audit.sequencer import sequence
 from gateway.console.accounts import add_officer
+from gateway.console.scope import NATIONAL
 from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.settings import Settings
 from gateway.state import GatewayState
@@ -37,11 +38,12 @@ def console_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return base / "keys", base / "kek.bin"
 
 
-@pytest.fixture
-def console_settings(sqlite_url: str, console_keys: tuple[Path, Path]) -> Settings:
+def settings_on(database_url: str, console_keys: tuple[Path, Path]) -> Settings:
+    """The console's settings on ``database_url`` (a test module's own ``console_settings`` may
+    take ``database_url`` to run on both backends)."""
     return Settings(
         profile="test",
-        database_url=sqlite_url,
+        database_url=database_url,
         issuer=BASE,
         keys_dir=console_keys[0],
         kek_file=console_keys[1],
@@ -50,12 +52,18 @@ def console_settings(sqlite_url: str, console_keys: tuple[Path, Path]) -> Settin
 
 
 @pytest.fixture
+def console_settings(sqlite_url: str, console_keys: tuple[Path, Path]) -> Settings:
+    return settings_on(sqlite_url, console_keys)
+
+
+@pytest.fixture
 async def console_app(console_settings: Settings) -> AsyncIterator[FastAPI]:
-    """The gateway with one IG officer (created before start-up, as an operator would)."""
+    """The gateway with one national IG officer (created before start-up, as an operator
+    would)."""
     db = Database(console_settings.database_url)
     try:
         async with db.write() as session:
-            await add_officer(session, OFFICER, "Ida Governance", PASSWORD)
+            await add_officer(session, OFFICER, "Ida Governance", PASSWORD, scope=NATIONAL)
     finally:
         await db.dispose()
     app = create_app(console_settings)

@@ -52,6 +52,8 @@ class OidcProvider:
     )
     codes: dict[str, dict[str, Any]] = field(default_factory=dict)
     token_requests: int = 0
+    #: More claims in the ID token (what a provider may add: groups, roles, its own names).
+    extra_claims: dict[str, Any] = field(default_factory=dict)
 
     def app(self) -> Starlette:
         return Starlette(
@@ -135,6 +137,7 @@ class OidcProvider:
             "exp": now + 300,
             "iat": now,
             "nonce": nonce,
+            **self.extra_claims,
         }
         header: dict[str, Any] = {"alg": "ES256", "kid": "idp-1", "typ": "JWT"}
         key: Any = self.key

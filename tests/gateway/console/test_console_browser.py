@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from gateway.console.accounts import add_officer
+from gateway.console.scope import NATIONAL
 from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.store import Database, upgrade
 from tests.gateway.console.conftest import OFFICER, PASSWORD
@@ -51,7 +52,7 @@ async def _seed(url: str) -> None:
     db = Database(url)
     try:
         async with db.write() as session:
-            await add_officer(session, OFFICER, "Ida Governance", PASSWORD)
+            await add_officer(session, OFFICER, "Ida Governance", PASSWORD, scope=NATIONAL)
         for i in range(8):
             async with db.write() as session:
                 record(

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from gateway.app import create_app
 from gateway.console.accounts import add_officer
+from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.settings import Settings, SettingsError
 from gateway.state import GatewayState
 from gateway.store import Database
@@ -146,6 +147,34 @@ async def test_ig_officer_signs_in_through_oidc_with_pkce_state_and_nonce(
     assert login.officer_id == OIDC_OFFICER and login.detail["method"] == "oidc"
     output = capsys.readouterr()
     assert SUBJECT not in output.out + output.err  # nothing about the person in the logs
+
+
+async def test_no_claim_of_the_id_token_gives_an_officer_a_scope(
+    browser: httpx.AsyncClient,
+    gateway: GatewayState,
+    running: RunningProvider,
+    provider: OidcProvider,
+) -> None:
+    """The provider says the officer is national, in groups and roles: the console reads the
+    scope from the gateway's own record only, and this officer has none (it reads nothing,
+    not the entry of no area a national officer would)."""
+    provider.extra_claims = {
+        "mappa_scope": "national",
+        "mappa_areas": ["barnet", "wiltshire"],
+        "groups": ["mappa-national-ig"],
+        "roles": ["ig.national"],
+    }
+    async with gateway.db.write() as session:
+        record(
+            session,
+            AuditEvent(operation=Operation.ADMINISTRATION, outcome=Outcome.ALLOWED),
+        )
+    assert (await browser.get(await _to_provider(browser, running))).status_code == 200
+    page = await browser.get("/console/entries")
+    assert page.status_code == 200 and 'id="no-scope"' in page.text
+    assert "Scope: none" in page.text and "0 entries shown." in page.text
+    api = await browser.get("/v1/audit/entries")
+    assert api.json() == {"entries": [], "next_cursor": None}
 
 
 @pytest.mark.parametrize(
