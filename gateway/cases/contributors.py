@@ -54,6 +54,7 @@ from gateway.contract import (
     ContributorRevocationIn,
 )
 from gateway.contract.views import ViewRefused, shape
+from gateway.delivery.outbox import new_message_id
 from gateway.domain import AgencyStatus, Role
 from gateway.flow import deliver, lawful_basis, need_to_know
 from gateway.flow.audit import Operation, Outcome, Withheld
@@ -219,7 +220,7 @@ async def _notice(
             now=call.now,
         )
     except errors.RecipientKeyUnavailable as exc:
-        message_id = new_id()
+        message_id = new_message_id()  # the jti it is sent under: time-ordered
         held = HeldNotification(
             id=message_id,
             owner_agency_id=agency.id,

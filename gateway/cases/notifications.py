@@ -36,7 +36,6 @@ if need-to-know still lets the owner know of it then (:func:`held_owner_decision
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +47,7 @@ import policies
 from gateway import errors
 from gateway.cases.context import Call
 from gateway.cases.subjects import load_nominal
+from gateway.delivery.outbox import new_message_id
 from gateway.flow import deliver, need_to_know
 from gateway.flow.audit import Operation, Outcome, record
 from gateway.logs import get_logger
@@ -284,7 +284,7 @@ async def notify_owners(
         judged = await _judge_owners(call, session, by_owner, nominal_id, nominal, targets)
     notices = []
     for owner_id, (kept, refused, owner_keys) in sorted(judged.items()):
-        message_id = str(uuid.uuid4())
+        message_id = new_message_id()  # time-ordered, as every message id
         if refused is not None:
             rule = str(refused.diagnostics.get("rule") or policies.DEFAULT_DENY)
             record_ids = tuple(by_owner[owner_id][:_MAX_RECORDS])

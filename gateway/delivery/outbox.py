@@ -14,6 +14,11 @@ a shared record, a level change) seals the body for the recipient first, then ca
 Either all three commit or none does. The relay (:mod:`gateway.delivery.relay`) pushes the row
 later, outside any transaction; the recipient may also pull it from ``/v1/inbox``. The message
 id is the ``Idempotency-Key`` of every push, so a partner dedupes a redelivery.
+
+A message id is time-ordered (:func:`new_message_id`, an RFC 9562 UUIDv7): of two messages
+signed in the same second (the signed ``iat`` is in whole seconds) the later has the greater id,
+in its string form too, which is how a partner tells which of them is the later
+(docs/partners.md, section 4, rule 5).
 """
 
 from __future__ import annotations
@@ -24,7 +29,11 @@ import datetime as dt
 import enum
 import json
 import re
+import secrets
+import threading
+import time
 import uuid
+from collections.abc import Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -37,6 +46,7 @@ __all__ = [
     "OutboxStatus",
     "enqueue",
     "message_id_of",
+    "new_message_id",
     "sealed_to",
 ]
 
@@ -75,9 +85,57 @@ _COMPACT_JWE = re.compile(
 )
 
 
+class _Stamps:
+    """The 60-bit time stamps of this process's message ids, never going backwards."""
+
+    def __init__(self, clock: Callable[[], int] = time.time_ns) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last = 0
+
+    def next(self) -> int:
+        """Milliseconds since the epoch (48 bits), then the fraction of the millisecond in
+        4096ths (12 bits: RFC 9562 section 6.2, method 3); if that is not after the last stamp
+        this process gave (the clock stepped back, or two ids in one 4096th of a millisecond),
+        the last one plus one."""
+        millis, nanos = divmod(self._clock(), 1_000_000)
+        stamp = (millis << 12) | (nanos * 4096 // 1_000_000)
+        with self._lock:
+            stamp = max(stamp, self._last + 1)
+            self._last = stamp
+        return stamp
+
+
+_STAMPS = _Stamps()
+
+
+def new_message_id() -> str:
+    """A new message id: an RFC 9562 UUIDv7, its time in milliseconds (``unix_ts_ms``) and the
+    millisecond's fraction (``rand_a``), then 62 random bits. Ids never go backwards within a
+    process, and the string form sorts as the ids do (fixed-width lower-case hex).
+
+    The id is signed as the message's ``jti``, so it is made when the message is sealed, as the
+    act that owes it is written (:func:`gateway.flow.deliver.prepare_push`). Across processes,
+    two changes to one thing are put in order by the store: a change is sealed after reading the
+    state it changes, and its write refuses it if another change committed in between (a level
+    change's 409 ``level_changed_meanwhile``), so the change committed second was sealed after
+    the first committed, and its id is made later, in whichever process (as far as the
+    gateway hosts' clocks agree: the signed ``iat`` rests on them too)."""
+    stamp = _STAMPS.next()
+    value = (
+        (stamp >> 12) << 80  # unix_ts_ms
+        | 0x7 << 76  # version 7
+        | (stamp & 0xFFF) << 64  # rand_a: the millisecond's fraction
+        | 0b10 << 62  # the RFC 9562 variant
+        | secrets.randbits(62)  # rand_b
+    )
+    return str(uuid.UUID(int=value))
+
+
 def message_id_of(given: str | None = None) -> str:
-    """A message's outbox id: ``given`` (a UUID, in its canonical form), or a new UUID."""
-    return str(uuid.UUID(given)) if given is not None else str(uuid.uuid4())
+    """A message's outbox id: ``given`` (a UUID, in its canonical form), or a new one
+    (:func:`new_message_id`)."""
+    return str(uuid.UUID(given)) if given is not None else new_message_id()
 
 
 def sealed_to(body: str) -> str | None:
