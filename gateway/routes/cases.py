@@ -23,6 +23,7 @@ from gateway.cases import (
     actions,
     contributors,
     disclosures,
+    erasure,
     hazard_flags,
     level1,
     markers,
@@ -103,6 +104,14 @@ ROUTES: tuple[Route, ...] = (
         Operation.ALTERATION,
         nominals.deregister,
         write(contract.DeregistrationIn, 200),
+    ),
+    Route(
+        "POST /nominals/{nominal_id}/erasure",
+        "post_erasure",
+        "Erase the nominal's case data, leaving a tombstone (Responsible Authority)",
+        Operation.ERASURE,
+        erasure.erase_nominal,
+        write(contract.ErasureIn, 200),
     ),
     # ------------------------------------------------------------------------------ records
     Route(

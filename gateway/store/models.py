@@ -28,6 +28,8 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 from sqlalchemy.types import TypeDecorator
@@ -178,7 +180,12 @@ class AgencyKey(Base):
 
 
 class Nominal(Base):
-    """A MAPPA subject. Names, aliases, date of birth, address and identifiers are sealed."""
+    """A MAPPA subject. Names, aliases, date of birth, address and identifiers are sealed.
+
+    Once the Responsible Authority erases its case data (:mod:`gateway.cases.erasure`) the row
+    is a tombstone: status ``erased``, when and by whose decision (the agency, its officer and
+    the reason code), the details and blind indexes gone (NULL); ids, area, category, level and
+    lead agency stay, for the rows and audit entries that name it."""
 
     __tablename__ = "nominals"
 
@@ -200,10 +207,16 @@ class Nominal(Base):
     visor_index: Mapped[str | None] = mapped_column(String(64), index=True)
     #: When the level last changed: involvement granted under the old level ends here.
     level_changed_at: Mapped[dt.datetime | None] = mapped_column()
-    details_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    #: NULL once the nominal is erased.
+    details_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    #: The erasure's tombstone: when, by which agency and officer, and why (an ErasureReason).
+    erased_at: Mapped[dt.datetime | None] = mapped_column()
+    erased_by_agency_id: Mapped[str | None] = mapped_column(ForeignKey("agencies.id"))
+    erased_by_officer: Mapped[str | None] = mapped_column(String(64))
+    erasure_reason: Mapped[str | None] = mapped_column(String(40))
 
     __table_args__ = (
         CheckConstraint("category BETWEEN 1 AND 4", name="ck_nominals_category"),
@@ -234,8 +247,9 @@ class Referral(Base):
     referrer_officer: Mapped[str] = mapped_column(String(64))
     category: Mapped[int | None] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(20), default="received")
-    #: Subject details, reasons, the risk matrix (group x level) and referrer contact.
-    details_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    #: Subject details, reasons, the risk matrix (group x level) and referrer contact (NULL
+    #: once its nominal is erased).
+    details_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     #: When screening closed the referral (its involvement grants end here); None while open.
     closed_at: Mapped[dt.datetime | None] = mapped_column()
@@ -267,8 +281,9 @@ class InformationRecord(Base):
     #: True when any source is a third party (informant, victim, neighbour): redaction needs it
     #: without unsealing.
     has_third_party_source: Mapped[bool] = mapped_column(Boolean, default=False)
-    #: The content and its sources (each with a third-party flag and a release flag).
-    body_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    #: The content and its sources (each with a third-party flag and a release flag); NULL once
+    #: its nominal is erased.
+    body_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     #: The sending agency's JWS over the body, kept as evidence of origin.
     origin_jws_digest: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -314,8 +329,9 @@ class Minutes(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     meeting_id: Mapped[str] = mapped_column(ForeignKey("meetings.id"), index=True, unique=True)
     author_agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
-    #: Discussion, conclusions and sources (with third-party flags).
-    body_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    #: Discussion, conclusions and sources (with third-party flags); NULL once its nominal is
+    #: erased.
+    body_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -335,7 +351,8 @@ class Action(Base):
     status: Mapped[ActionStatus] = mapped_column(
         _enum(ActionStatus, "action_status"), default=ActionStatus.OPEN
     )
-    description_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    #: NULL once its nominal is erased.
+    description_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -353,8 +370,8 @@ class HazardFlag(Base):
     raised_by_agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
     review_date: Mapped[dt.date | None] = mapped_column(Date)
     status: Mapped[str] = mapped_column(String(20), default="active")
-    #: Child or family reference, relationship, contact.
-    details_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    #: Child or family reference, relationship, contact (NULL once its nominal is erased).
+    details_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -374,8 +391,8 @@ class WarningMarker(Base):
     review_date: Mapped[dt.date | None] = mapped_column(Date)
     #: ``sent`` (to the housing provider) or ``revoked``.
     status: Mapped[str] = mapped_column(String(20), default="sent")
-    #: UPRN, marker code, contact.
-    details_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    #: UPRN, marker code, contact (NULL once its nominal is erased).
+    details_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column()
     revoked_by_agency_id: Mapped[str | None] = mapped_column(ForeignKey("agencies.id"))
@@ -402,8 +419,9 @@ class OnwardDisclosureRequest(Base):
     approved_parts: Mapped[list[Any]] = mapped_column(default=list)
     decided_by: Mapped[str | None] = mapped_column(String(64))
     decided_at: Mapped[dt.datetime | None] = mapped_column()
-    #: The recipient's description and the reasons (sealed: may name people).
-    details_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    #: The recipient's description and the reasons (sealed: may name people; NULL once its
+    #: nominal is erased).
+    details_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -460,8 +478,11 @@ class AuditCheckpoint(Base):
 
 class IGOfficer(Base):
     """An information governance officer account for the console: an argon2 password hash
-    (``"!"`` when the officer signs in through OIDC only), and the OIDC identity (issuer and
-    subject, the provider's stable, never reassigned identifier) registered for the officer."""
+    (``"!"`` when the officer signs in through OIDC only), the OIDC identity (issuer and
+    subject, the provider's stable, never reassigned identifier) registered for the officer,
+    and the officer's review scope (`gateway.console.scope`): the MAPPA areas whose audit
+    entries the officer reads, or ``national`` for every area. Neither, the default (also of a
+    row written without them), reads nothing."""
 
     __tablename__ = "ig_officers"
     __table_args__ = (
@@ -475,6 +496,10 @@ class IGOfficer(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     oidc_issuer: Mapped[str | None] = mapped_column(String(500))
     oidc_subject: Mapped[str | None] = mapped_column(String(255))
+    #: Every area's entries: a deliberate grant, never a default (and never with ``areas``).
+    national: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: The MAPPA area codes (as agencies are registered with) whose entries the officer reads.
+    areas: Mapped[list[Any]] = mapped_column(default=list, server_default=text("'[]'"))
 
 
 class ConsoleOidcLogin(Base):
@@ -632,14 +657,15 @@ class NominalChange(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     nominal_id: Mapped[str] = mapped_column(ForeignKey("nominals.id"), index=True)
-    #: ``category``, ``level``, ``screening`` or ``deregistration``.
+    #: ``category``, ``level``, ``screening``, ``deregistration`` or ``erasure``.
     kind: Mapped[str] = mapped_column(String(20))
     agency_id: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
     officer: Mapped[str] = mapped_column(String(64))
     old_value: Mapped[str | None] = mapped_column(String(20))
     new_value: Mapped[str | None] = mapped_column(String(20))
     meeting_id: Mapped[str | None] = mapped_column(ForeignKey("meetings.id"))
-    details_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    #: The reason; NULL once the nominal is erased (the erasure's own row keeps its note).
+    details_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -665,7 +691,8 @@ class ContributorDecision(Base):
     ends_on: Mapped[dt.date] = mapped_column(Date)
     review_date: Mapped[dt.date | None] = mapped_column(Date)
     ends_at: Mapped[dt.datetime] = mapped_column()
-    reason_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    #: NULL once its nominal is erased.
+    reason_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     decided_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column()
     revoked_by_agency_id: Mapped[str | None] = mapped_column(ForeignKey("agencies.id"))

@@ -50,7 +50,7 @@ def test_data_files_ship_in_the_package() -> None:
 def test_policy_version_is_the_date_and_a_digest_of_the_files() -> None:
     """POLICY_VERSION reads <newest version date>+<12 hex digits>."""
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}\+[0-9a-f]{12}", POLICY_VERSION)
-    assert POLICY_VERSION.startswith("2026-12-06+")
+    assert POLICY_VERSION.startswith("2026-12-07+")
 
 
 @pytest.mark.parametrize("name", DATA_FILES)
