@@ -67,6 +67,7 @@ from gateway.domain import AgencyType, Scope
 from gateway.flow.audit import AuditEvent, Operation, Outcome
 from gateway.flow.authenticate import authenticate
 from gateway.flow.need_to_know import caller_agency
+from gateway.http.problems import openapi_problems
 from gateway.logs import get_logger
 from gateway.state import GatewayState
 from gateway.store.models import AuditEntry
@@ -79,7 +80,7 @@ _TEXT: Final = "text/plain; charset=utf-8"
 #: A tree size: 1 to 15 ASCII digits (``str.isdigit`` also passes other scripts' digits).
 _SIZE: Final = re.compile(r"[0-9]{1,15}")
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=openapi_problems(query=True))
 log = get_logger("gateway.audit.api")
 
 

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 from gateway.flow.authenticate import Caller, authenticate
+from gateway.http.problems import openapi_problems
 from gateway.oauth import mtls
 from gateway.oauth.endpoint import handle_token_request
 from gateway.oauth.jose import ALLOWED_ALGS
@@ -160,6 +161,7 @@ async def jwks(request: Request) -> JSONResponse:
     tags=["authentication"],
     summary="Check an integration: who the gateway thinks is calling, and on what basis",
     response_model=WhoAmI,
+    responses=openapi_problems(),
 )
 async def whoami(caller: Annotated[Caller, Depends(authenticate)]) -> WhoAmI:
     return WhoAmI(

@@ -39,13 +39,14 @@ from gateway.contract.types import is_resource_id
 from gateway.flow import deliver
 from gateway.flow.audit import Outcome
 from gateway.flow.seal import agency_public_jwks
+from gateway.http.problems import openapi_problems
 from gateway.routes.audit import IGReader, ig_reader
 from gateway.state import GatewayState
 from gateway.store.models import Agency, AuditEntry
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=openapi_problems(query=True))
 #: An audit entry id is a UUID, as the gateway made it.
 
 

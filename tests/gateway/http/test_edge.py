@@ -164,6 +164,23 @@ async def test_openapi_document_is_served(client: httpx.AsyncClient) -> None:
     assert "/readyz" in document["paths"]
 
 
+async def test_openapi_describes_the_problems_the_api_answers(client: httpx.AsyncClient) -> None:
+    """Every /v1 route documents its refusals as application/problem+json (a 422 where FastAPI
+    validates its query), never FastAPI's HTTPValidationError, which the gateway never answers:
+    a bad query parameter is a validation_failed problem."""
+    document = (await client.get("/openapi.json")).json()
+    assert "HTTPValidationError" not in str(document)
+    for path, operations in document["paths"].items():
+        if not path.startswith("/v1/"):
+            continue
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            assert {"401", "403", "default"} <= set(responses), (method, path)
+            assert "application/problem+json" in responses["default"]["content"]
+    answer = await client.get("/v1/inbox", params={"limit": "0"})
+    assert answer.headers["content-type"].startswith("application/problem+json")
+
+
 async def test_unhandled_exception_is_opaque_500(client: httpx.AsyncClient, app) -> None:  # type: ignore[no-untyped-def]
     """A bug yields a generic 500 problem: no exception text, no traceback, no local values."""
 
