@@ -29,7 +29,10 @@
    ``kind_not_accepted``, before anything is applied or remembered: the relay retries it, then
    dead-letters it where the gateway's operator sees it, and retries it once the adapter takes
    it. A ``conformance`` message (``mappa-gateway conformance``) is acknowledged here, never
-   handed to the adapter;
+   handed to the adapter. An ``erasure`` notice (the gateway erased a nominal's case data: its
+   id, the reason, and any flag or marker ids raised for this agency) is every agency's to act
+   on under its own retention rules, so an adapter that does not list it has it kept for a
+   person, as below, with the code ``erasure_notice``: never refused, never lost;
 6. the adapter applies it (:meth:`adapters.sdk.Adapter.receive`, with the ``jti`` as the message
    id and the signed ``iat`` as :attr:`~adapters.sdk.Delivery.issued_at`: deliveries may come out
    of order, and an adapter answers one older than what it holds ``superseded``), then 200
@@ -85,6 +88,8 @@ from gateway.flow.signed_push import PUSH_MAX_AGE, SignedPush
 
 __all__ = [
     "CONFORMANCE_KIND",
+    "ERASURE_KIND",
+    "ERASURE_NOTICE",
     "HELD_FOR_REVIEW",
     "MAX_RECEIPTS",
     "PUSH_MAX_AGE",
@@ -111,6 +116,10 @@ MAX_RECEIPTS = 1000
 #: The kind of the messages ``mappa-gateway conformance`` pushes: acknowledged by the receiver,
 #: never handed to the adapter (they carry no case data).
 CONFORMANCE_KIND = "conformance"
+#: The notice the gateway sends when it erases a nominal's case data (gateway.cases.erasure).
+ERASURE_KIND = "erasure"
+#: The code an erasure notice is held under when the adapter does not take it itself.
+ERASURE_NOTICE = "erasure_notice"
 #: The action of a delivery verified, refused by the adapter and kept for a person.
 HELD_FOR_REVIEW = "held_for_review"
 #: The action of a held delivery a person dealt with by hand.
@@ -477,6 +486,8 @@ class Receiver:
             delivery = Delivery(message_id, signed.kind, signed.body, signed.iss, signed.iat)
             if delivery.kind == CONFORMANCE_KIND:
                 receipt = Receipt(message_id, "conformance_acknowledged")
+            elif delivery.kind == ERASURE_KIND and ERASURE_KIND not in self.adapter.accepts:
+                receipt = self._hold(delivery, compact, now, ERASURE_NOTICE)
             elif delivery.kind not in self.adapter.accepts:
                 # Nothing applied, nothing remembered: the gateway's operator sees it dead-letter
                 # and retries it once the adapter takes the kind.
@@ -497,17 +508,22 @@ class Receiver:
         try:
             return self.adapter.receive(delivery)
         except MappingRefused as exc:
-            held = HeldDelivery(
-                delivery.message_id,
-                delivery.kind,
-                exc.code,
-                delivery.issued_at,
-                now,
-                _sealed_to(compact),
-                compact,
-            )
-            self._seen.hold(held)
-            return Receipt(delivery.message_id, HELD_FOR_REVIEW, notes=(exc.code,))
+            return self._hold(delivery, compact, now, exc.code)
+
+    def _hold(self, delivery: Delivery, compact: str, now: dt.datetime, code: str) -> Receipt:
+        """Keep ``delivery`` for a person under ``code``, sealed as it came, its ``jti``
+        remembered in the same transaction."""
+        held = HeldDelivery(
+            delivery.message_id,
+            delivery.kind,
+            code,
+            delivery.issued_at,
+            now,
+            _sealed_to(compact),
+            compact,
+        )
+        self._seen.hold(held)
+        return Receipt(delivery.message_id, HELD_FOR_REVIEW, notes=(code,))
 
     # -- review: what a person does with the deliveries held -------------------------------
 

@@ -25,7 +25,14 @@ from adapters.housing import REVOCATION, HousingAdapter
 from adapters.identity import AgencyIdentity
 from adapters.police import PoliceAdapter
 from adapters.probation import ProbationAdapter
-from adapters.receiver import HELD_FOR_REVIEW, HeldDelivery, Receiver, SeenDeliveries
+from adapters.receiver import (
+    ERASURE_KIND,
+    ERASURE_NOTICE,
+    HELD_FOR_REVIEW,
+    HeldDelivery,
+    Receiver,
+    SeenDeliveries,
+)
 from adapters.sdk import Adapter, Delivery, MappingRefused
 from adapters.standin import JsonStore
 from tests.adapters.support import StandInGateway, post_sealed
@@ -283,3 +290,50 @@ async def test_police_keep_a_record_shared_on_a_nominal_they_lead(tmp_path: Path
     kept = store.get("shared_records", shared["id"])
     assert kept is not None and kept["summary"] == shared["summary"] and kept["message_id"] == jti
     assert "SENTINEL" not in store.path.read_text()
+
+
+@pytest.mark.parametrize(
+    "adapter", [PoliceAdapter, ProbationAdapter, ChildrensServicesAdapter, HousingAdapter]
+)
+async def test_an_erasure_notice_is_kept_for_a_person_by_every_shipped_adapter(
+    tmp_path: Path, adapter: type[Adapter]
+) -> None:
+    """The gateway erased a nominal's case data and tells each agency that held it: no shipped
+    adapter takes ``erasure`` itself, so the receiver keeps the notice for a person (200
+    ``held_for_review``, code ``erasure_notice``, on disk across a restart), never refuses it
+    (a 422 would have it dead-lettered and the agency never told); nothing is written to the
+    agency's system, and a redelivery is a duplicate."""
+    assert ERASURE_KIND not in adapter.accepts
+    gateway = StandInGateway()
+    identity = AgencyIdentity.generate("barnet-partner")
+    store = _stores(tmp_path)[adapter]
+    before = store.path.read_text() if store.path.exists() else None
+
+    def receiver() -> Receiver:
+        return Receiver(
+            identity,
+            adapter(store),  # type: ignore[call-arg]
+            gateway.ISSUER,
+            gateway_keys=gateway.keys(),
+            clock=lambda: NOW,
+            seen=SeenDeliveries(tmp_path / "state" / "seen-deliveries.sqlite3"),
+        )
+
+    body = {"nominal_id": NOMINAL, "reason": "retention_period_ended"}
+    jti, sealed = gateway.push(identity, ERASURE_KIND, body, iat=NOW)
+    first = receiver()
+    answer = await post_sealed(first, sealed, kind=ERASURE_KIND)
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "accepted", "id": jti, "action": HELD_FOR_REVIEW}
+    assert first.seen is not None
+    first.seen.close()
+
+    restarted = receiver()
+    [held] = restarted.held_deliveries()
+    assert (held.jti, held.kind, held.code) == (jti, ERASURE_KIND, ERASURE_NOTICE)
+    assert restarted.open_held(jti).body == body
+    assert (store.path.read_text() if store.path.exists() else None) == before
+    again = await post_sealed(restarted, sealed, kind=ERASURE_KIND)
+    assert again.json() == {"status": "duplicate", "id": jti}
+    await restarted.dismiss(jti)  # the person acted on it under the agency's own rules
+    assert restarted.held_deliveries() == []
