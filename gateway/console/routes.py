@@ -17,15 +17,14 @@ entries by their place in the tree (seq) only, never an id, a nominal or an agen
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import secrets
-from collections.abc import AsyncIterator, Callable, Generator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Final, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
@@ -34,7 +33,7 @@ from gateway import errors
 from gateway.audit import log as audit_log
 from gateway.audit.canonical import AUDIT_ENTRY_FIELDS
 from gateway.audit.commit import Audited, commit_audited, record_alone
-from gateway.audit.export import ExportError, export_chunks, export_header, verify_database
+from gateway.audit.export import ExportHeader, verify_database
 from gateway.audit.search import (
     MAX_LIMIT,
     EntryFilter,
@@ -47,14 +46,15 @@ from gateway.audit.verify import LEAF_HASH_KEY, VerificationReport
 from gateway.audit.witness import WitnessRead, read_witness
 from gateway.console.accounts import check_password, officer_by_id, oidc_officer
 from gateway.console.checks import check_entry, pending_bound, unsequenced_status
-from gateway.console.limits import (
-    EXPORTS,
-    INTEGRITY_RUNS,
-    RETRY_AFTER_SECONDS,
-    IntegrityCache,
-    LogState,
-    Slots,
+from gateway.console.exports import (
+    BUSY,
+    ReleasingStream,
+    busy,
+    hold_export_slot,
+    pack_response,
+    per_process,
 )
+from gateway.console.limits import INTEGRITY_RUNS, IntegrityCache, LogState, Slots
 from gateway.console.oidc import OIDC_COOKIE, OidcLoginFailed, OidcSignIn
 from gateway.console.render import csv_rows, render, secure_headers
 from gateway.console.session import (
@@ -559,28 +559,10 @@ async def entry(request: Request, entry_id: str) -> Response:
     )
 
 
-def _per_process(request: Request, name: str, make: Callable[[], Any]) -> Any:
-    """This process's ``name`` on the app (made on first use, one per app)."""
-    value = getattr(request.app.state, name, None)
-    if value is None:
-        value = make()
-        setattr(request.app.state, name, value)
-    return value
-
-
-def _export_slots(request: Request) -> Slots:
-    slots: Slots = _per_process(request, "console_export_slots", lambda: Slots(EXPORTS))
-    return slots
-
-
 async def _refuse_busy(request: Request, action: str, officer_id: str, **detail: Any) -> NoReturn:
     """As many of ``action`` run in this process as it allows: audited, then 429."""
-    await _audit(
-        request, action, officer_id, outcome=Outcome.REFUSED, reason_code="console_busy", **detail
-    )
-    raise errors.RateLimited(
-        retry_after=RETRY_AFTER_SECONDS, diagnostics={"reason": "console_busy", "action": action}
-    )
+    await _audit(request, action, officer_id, outcome=Outcome.REFUSED, reason_code=BUSY, **detail)
+    raise busy(action)
 
 
 async def _log_state(
@@ -660,12 +642,12 @@ async def _integrity_report(
     the same ``log_state`` (`gateway.console.limits`); one run at a time in this process."""
     state = _state(request)
     assert state.audit is not None
-    cache: IntegrityCache = _per_process(request, "console_integrity_cache", IntegrityCache)
+    cache: IntegrityCache = per_process(request.app, "console_integrity_cache", IntegrityCache)
     cached = cache.get(log_state, state.clock())
     if cached is not None:
         await _audit(request, "integrity", officer_id, reused=True)
         return cached
-    runs: Slots = _per_process(request, "console_integrity_runs", lambda: Slots(INTEGRITY_RUNS))
+    runs: Slots = per_process(request.app, "console_integrity_runs", lambda: Slots(INTEGRITY_RUNS))
     if not runs.take():
         await _refuse_busy(request, "integrity", officer_id)
     try:
@@ -696,23 +678,17 @@ async def export_csv(request: Request) -> Response:
         [(k, v) for k, v in request.query_params.multi_items() if k not in ("limit", "cursor")]
     )
     filters = query.filter.as_detail()
-    slots = _export_slots(request)
-    if not slots.take():
+
+    async def refuse() -> NoReturn:
         await _refuse_busy(request, "export_csv", officer.officer_id, filters=filters)
-    release = _once(slots.give_back)
-    try:
-        await _audit(
-            request,
-            "export_csv",
-            officer.officer_id,
-            filters=filters,
-            scope=officer.scope.as_detail(),
-        )
-    except BaseException:
-        release()
-        raise
+
+    async def start() -> None:
+        scope = officer.scope.as_detail()
+        await _audit(request, "export_csv", officer.officer_id, filters=filters, scope=scope)
+
+    _, release = await hold_export_slot(request.app, refuse, start)
     stamp = _state(request).clock().strftime("%Y%m%dT%H%M%SZ")
-    return _ReleasingStream(
+    return ReleasingStream(
         _csv_chunks(_state(request), query.filter, officer.scope.searched),
         release,
         media_type="text/csv; charset=utf-8",
@@ -750,33 +726,6 @@ async def _csv_chunks(
         after = page.entries[-1].id
 
 
-def _once(action: Callable[[], None]) -> Callable[[], None]:
-    """``action``, run on the first call only."""
-    done = False
-
-    def run() -> None:
-        nonlocal done
-        if not done:
-            done = True
-            action()
-
-    return run
-
-
-class _ReleasingStream(StreamingResponse):
-    """A streamed response that gives back its export slot however the sending ends."""
-
-    def __init__(self, content: Any, release: Callable[[], None], **kwargs: Any) -> None:
-        super().__init__(content, **kwargs)
-        self._release = release
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._release()
-
-
 @router.get("/export.jsonl")
 async def export_pack(request: Request) -> Response:
     """The verifiable export pack, streamed: constant memory whatever the size of the log. It
@@ -794,41 +743,11 @@ async def export_pack(request: Request) -> Response:
             scope=officer.scope.as_detail(),
         )
         raise errors.AccessDenied(diagnostics={"reason": "national_scope_only"})
-    state = _state(request)
-    if state.audit is None:
-        raise errors.Unavailable(diagnostics={"reason": "audit_checkpoint_key_unavailable"})
-    keys = state.audit.verifier_keys()
-    slots = _export_slots(request)
-    if not slots.take():
+
+    async def refuse() -> NoReturn:
         await _refuse_busy(request, "export_pack", officer.officer_id)
-    release = _once(slots.give_back)
-    try:
-        try:
-            header = await run_in_threadpool(
-                export_header, state.settings.database_url, verifier_keys=keys, now=state.clock()
-            )
-        except ExportError as exc:
-            raise errors.Unavailable(diagnostics={"reason": "no_checkpoint_yet"}) from exc
+
+    async def record(header: ExportHeader) -> None:
         await _audit(request, "export_pack", officer.officer_id, tree_size=header.tree_size)
-    except BaseException:
-        release()
-        raise
-    stamp = state.clock().astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    return _ReleasingStream(
-        _in_threadpool(export_chunks(state.settings.database_url, header)),
-        release,
-        media_type="application/jsonl; charset=utf-8",
-        headers={
-            **secure_headers(),
-            "Content-Disposition": f'attachment; filename="mappa-audit-pack-{stamp}.jsonl"',
-        },
-    )
 
-
-async def _in_threadpool(chunks: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
-    """Each chunk read off the event loop; the database stream is closed however it ends."""
-    try:
-        while (chunk := await run_in_threadpool(next, chunks, None)) is not None:
-            yield chunk
-    finally:
-        await run_in_threadpool(chunks.close)
+    return await pack_response(request.app, refuse=refuse, record=record, headers=secure_headers())

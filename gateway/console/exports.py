@@ -1,0 +1,161 @@
+"""What every export of the audit log shares: one pool of export slots per process, a streamed
+response that gives its slot back however the sending ends, and the verifiable export pack.
+
+The console's CSV export and pack (``/console/export.csv``, ``/console/export.jsonl``) take
+their slot from one pool (`gateway.console.limits.EXPORTS` per process). A caller finding every
+slot held is refused by the route, which records the refusal in its own way and answers `busy`
+(429 with Retry-After). A pack holds the whole log: each route decides, before it calls
+`pack_response`, that its caller may have it (a national officer), and records a refusal
+otherwise; nothing of the log is read here until a slot is held.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
+from typing import Any, Final, NoReturn, TypeVar
+
+from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from gateway import errors
+from gateway.audit.export import ExportError, ExportHeader, export_chunks, export_header
+from gateway.console.limits import EXPORTS, RETRY_AFTER_SECONDS, Slots
+from gateway.state import GatewayState
+
+__all__ = [
+    "BUSY",
+    "PACK_MEDIA_TYPE",
+    "ReleasingStream",
+    "busy",
+    "export_slots",
+    "hold_export_slot",
+    "in_threadpool",
+    "pack_response",
+    "per_process",
+]
+
+_T = TypeVar("_T")
+
+#: The reason recorded, and given in the 429's diagnostics, when every export slot is held.
+BUSY: Final = "console_busy"
+PACK_MEDIA_TYPE: Final = "application/jsonl; charset=utf-8"
+
+
+def per_process(app: FastAPI, name: str, make: Callable[[], Any]) -> Any:
+    """This process's ``name`` on the app (made on first use, one per app)."""
+    value = getattr(app.state, name, None)
+    if value is None:
+        value = make()
+        setattr(app.state, name, value)
+    return value
+
+
+def export_slots(app: FastAPI) -> Slots:
+    """The export slots of this process: the console's exports and the API's pack share them."""
+    slots: Slots = per_process(app, "console_export_slots", lambda: Slots(EXPORTS))
+    return slots
+
+
+def busy(action: str) -> errors.RateLimited:
+    """The 429 of ``action`` refused because as many run in this process as it allows."""
+    return errors.RateLimited(
+        retry_after=RETRY_AFTER_SECONDS, diagnostics={"reason": BUSY, "action": action}
+    )
+
+
+def _once(action: Callable[[], None]) -> Callable[[], None]:
+    """``action``, run on the first call only."""
+    done = False
+
+    def run() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            action()
+
+    return run
+
+
+async def hold_export_slot(
+    app: FastAPI,
+    refuse: Callable[[], Awaitable[NoReturn]],
+    start: Callable[[], Awaitable[_T]],
+) -> tuple[_T, Callable[[], None]]:
+    """Take an export slot (none free: ``refuse``, which records the refusal and raises), then
+    ``start`` the export (read what it needs first, record it); return what ``start`` gave and
+    what gives the slot back, at most once. The slot is given back at once if ``start`` raises."""
+    slots = export_slots(app)
+    if not slots.take():
+        await refuse()
+    release = _once(slots.give_back)
+    try:
+        started = await start()
+    except BaseException:
+        release()
+        raise
+    return started, release
+
+
+class ReleasingStream(StreamingResponse):
+    """A streamed response that gives back its export slot however the sending ends."""
+
+    def __init__(self, content: Any, release: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
+
+
+async def in_threadpool(chunks: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
+    """Each chunk read off the event loop; the database stream is closed however it ends."""
+    try:
+        while (chunk := await run_in_threadpool(next, chunks, None)) is not None:
+            yield chunk
+    finally:
+        await run_in_threadpool(chunks.close)
+
+
+async def pack_response(
+    app: FastAPI,
+    *,
+    refuse: Callable[[], Awaitable[NoReturn]],
+    record: Callable[[ExportHeader], Awaitable[None]],
+    headers: Mapping[str, str],
+) -> ReleasingStream:
+    """The verifiable export pack, streamed in constant memory whatever the size of the log:
+    with an export slot held (`hold_export_slot`), its header read (the latest checkpoint,
+    fixed now) and the export ``record``-ed with it before any byte is sent. 503 without the
+    checkpoint key or before any checkpoint. The caller has decided it may have the whole log."""
+    state: GatewayState = app.state.gateway
+    if state.audit is None:
+        raise errors.Unavailable(diagnostics={"reason": "audit_checkpoint_key_unavailable"})
+    keys = state.audit.verifier_keys()
+    url = state.settings.database_url
+
+    async def start() -> ExportHeader:
+        try:
+            header = await run_in_threadpool(
+                export_header, url, verifier_keys=keys, now=state.clock()
+            )
+        except ExportError as exc:
+            raise errors.Unavailable(diagnostics={"reason": "no_checkpoint_yet"}) from exc
+        await record(header)
+        return header
+
+    header, release = await hold_export_slot(app, refuse, start)
+    stamp = state.clock().astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    return ReleasingStream(
+        in_threadpool(export_chunks(url, header)),
+        release,
+        media_type=PACK_MEDIA_TYPE,
+        headers={
+            **headers,
+            "Content-Disposition": f'attachment; filename="mappa-audit-pack-{stamp}.jsonl"',
+        },
+    )
