@@ -1,12 +1,14 @@
 """What every export of the audit log shares: one pool of export slots per process, a streamed
 response that gives its slot back however the sending ends, and the verifiable export pack.
 
-The console's CSV export and pack (``/console/export.csv``, ``/console/export.jsonl``) take
-their slot from one pool (`gateway.console.limits.EXPORTS` per process). A caller finding every
-slot held is refused by the route, which records the refusal in its own way and answers `busy`
-(429 with Retry-After). A pack holds the whole log: each route decides, before it calls
-`pack_response`, that its caller may have it (a national officer), and records a refusal
-otherwise; nothing of the log is read here until a slot is held.
+The console's CSV export and pack (``/console/export.csv``, ``/console/export.jsonl``) and the
+audit API's pack (``GET /v1/audit/export``) take their slot from the same pool
+(`gateway.console.limits.EXPORTS` per process), so together they never send more at once. A
+caller finding every slot held is refused by the route, which records the refusal in its own
+way (the console as operation ``console``, the API as a ``consultation``) and answers
+`busy` (429 with Retry-After). A pack holds the whole log: each route decides, before it
+calls `pack_response`, that its caller may have it (a national officer), and records a
+refusal otherwise; nothing of the log is read here until a slot is held.
 """
 
 from __future__ import annotations

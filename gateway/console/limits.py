@@ -4,7 +4,8 @@ integrity runs at once, and how long an integrity verdict is reused.
 The exports stream (a CSV page by page, the pack row by row), so memory stays bounded; what
 they cost is database reads and a worker thread for as long as the download lasts. The
 integrity page re-verifies the whole log. An officer (or whoever holds a stolen session) could
-start either as often as they like; per process, at most `EXPORTS` exports and `INTEGRITY_RUNS`
+start either as often as they like; per process, at most `EXPORTS` exports (the audit API's
+pack, ``GET /v1/audit/export``, among them: `gateway.console.exports`) and `INTEGRITY_RUNS`
 runs go at once, and more are refused with 429 and Retry-After until one ends. The integrity
 verdict is kept for `INTEGRITY_REUSE_SECONDS`, and only while the log's latest checkpoint, its
 sequenced entries' count and last seq, and the witness file are as they were: a new checkpoint,

@@ -1,4 +1,4 @@
-"""The IG audit API: checkpoint, verifier key, proofs, and the entries (IG only).
+"""The IG audit API: checkpoint, verifier key, proofs, the entries and the export pack (IG only).
 
 Who may call what:
 
@@ -28,6 +28,13 @@ Who may call what:
   a national officer every entry; an officer of areas those areas' entries (`of_area`); an
   officer with no scope none. An entry outside it has no inclusion proof: the 404 of an
   unknown entry, by the same query.
+- ``GET /v1/audit/export``: the verifiable export pack (`gateway.audit.export`), the console's
+  own, for a **national** officer's console session only. It holds every entry of every area
+  and verifies only whole, so an area officer, an officer with no scope and an agency reader
+  (whose reads are shaped by area and need-to-know) get 403, recorded with the reason
+  ``national_scope_only`` before anything of the log is read. It takes an export slot from the
+  pool the console's exports take theirs from (`gateway.console.exports`): none free is 429,
+  recorded too.
 
 Hashes are standard base64, as in the checkpoint note. Query parameters are validated strictly:
 unknown, repeated or malformed ones answer 400 ``invalid_parameter``.
@@ -38,10 +45,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 from dataclasses import dataclass
-from typing import Annotated, Final
+from typing import Annotated, Final, NoReturn
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -50,6 +57,7 @@ from gateway import errors
 from gateway.audit import log as audit_log
 from gateway.audit.agency_view import AgencyView
 from gateway.audit.commit import Audited, commit_audited, record_alone
+from gateway.audit.export import EXPORT_FORMAT, ExportHeader
 from gateway.audit.search import (
     SearchQuery,
     SeenPage,
@@ -60,6 +68,7 @@ from gateway.audit.search import (
 )
 from gateway.audit.service import AuditService
 from gateway.audit.subtrees import SubtreeCache
+from gateway.console.exports import BUSY, busy, pack_response
 from gateway.console.scope import NO_SCOPE, ReviewScope
 from gateway.console.session import SESSION_COOKIE, current_session
 from gateway.contract.types import is_resource_id
@@ -72,10 +81,12 @@ from gateway.logs import get_logger
 from gateway.state import GatewayState
 from gateway.store.models import AuditEntry
 
-__all__ = ["AUDIT_READ_SCOPE", "IGReader", "ig_reader", "router"]
+__all__ = ["AUDIT_READ_SCOPE", "EXPORT_RULE", "IGReader", "ig_reader", "router"]
 
 AUDIT_READ_SCOPE: Final = Scope.AUDIT_READ.value
 IG_RULE: Final = "ig-endpoints-only"
+#: The rule that keeps the export pack, which holds the whole log, to national officers.
+EXPORT_RULE: Final = "export-pack-national-scope-only"
 _TEXT: Final = "text/plain; charset=utf-8"
 #: A tree size: 1 to 15 ASCII digits (``str.isdigit`` also passes other scripts' digits).
 _SIZE: Final = re.compile(r"[0-9]{1,15}")
@@ -365,3 +376,59 @@ async def _search(
         if not view.knows(nominal):
             return SeenPage([], None)
     return await search_seen(session, query, view.seen, areas=areas)
+
+
+class _JsonLines(StreamingResponse):
+    """The export pack's answer, as the OpenAPI document declares it."""
+
+    media_type = "application/jsonl"
+
+
+@router.get(
+    "/export",
+    summary="The verifiable export pack, streamed (a national IG officer's console session only)",
+    response_class=_JsonLines,
+    responses={
+        200: {
+            "description": (
+                f"JSON lines: a header ({EXPORT_FORMAT}: the latest signed checkpoint, "
+                "the verifier keys) then every entry the checkpoint covers, seq 0 up, each with "
+                "its leaf_hash. Verify it offline with `mappa-gateway audit verify --export` "
+                "and a verifier key obtained separately, never the pack's own"
+            ),
+            "content": {"application/jsonl": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def export(
+    request: Request, reader: Annotated[IGReader, Depends(ig_reader)]
+) -> StreamingResponse:
+    _check_params(request, set())
+    state = _state(request)
+    detail: dict[str, object] = {
+        "resource": "audit_log",
+        "action": "export_pack",
+        "via": reader.via,
+        **reader.scope_detail(),
+    }
+    if reader.via != "console" or not reader.review.national:
+        refusal = reader.event(
+            Outcome.REFUSED,
+            rule=EXPORT_RULE,
+            reason_code="national_scope_only",
+            detail={**detail, "route": _route(request), "method": request.method},
+        )
+        await record_alone(state.db, refusal)
+        raise errors.AccessDenied(diagnostics={"reason": "national_scope_only"})
+
+    async def refuse() -> NoReturn:
+        await record_alone(state.db, reader.event(Outcome.REFUSED, reason_code=BUSY, detail=detail))
+        raise busy("export_pack")
+
+    async def record(header: ExportHeader) -> None:
+        allowed = reader.event(Outcome.ALLOWED, detail={**detail, "tree_size": header.tree_size})
+        await record_alone(state.db, allowed)
+
+    return await pack_response(
+        request.app, refuse=refuse, record=record, headers={"Cache-Control": "no-store"}
+    )

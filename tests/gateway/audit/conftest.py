@@ -207,19 +207,25 @@ def audit_gateway_keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, 
     return base / "keys", base / "kek.bin"
 
 
-@pytest.fixture
-def oauth_settings(sqlite_url: str, audit_gateway_keys: tuple[Path, Path]) -> Settings:
-    """The agency-authentication settings, with the background sequencer off (tests drive it)."""
+def audit_settings(database_url: str, audit_gateway_keys: tuple[Path, Path]) -> Settings:
+    """The agency-authentication settings on ``database_url``, with the background sequencer off
+    (tests drive it); a test module's own ``oauth_settings`` may take ``database_url`` to run on
+    both backends."""
     keys_dir, kek_file = audit_gateway_keys
     return Settings(
         profile="test",
-        database_url=sqlite_url,
+        database_url=database_url,
         issuer="https://gateway.test",
         keys_dir=keys_dir,
         kek_file=kek_file,
         log_json=True,
         audit_sequence_interval_seconds=0,
     )
+
+
+@pytest.fixture
+def oauth_settings(sqlite_url: str, audit_gateway_keys: tuple[Path, Path]) -> Settings:
+    return audit_settings(sqlite_url, audit_gateway_keys)
 
 
 @pytest.fixture(scope="session")

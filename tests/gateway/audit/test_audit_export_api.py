@@ -1,0 +1,415 @@
+"""GET /v1/audit/export: the verifiable export pack through the API, on SQLite and PostgreSQL.
+
+A national officer's console session gets the console's pack, streamed, which verifies offline
+with the published key and with no other. An area officer, an officer with no scope and the
+MAPPA unit's system get 403, recorded with the reason, and nothing of the log is read for them.
+The API and the console take their export slots from one pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from gateway.audit import parse_verifier_key
+from gateway.audit.export import EXPORT_FORMAT, verify_export
+from gateway.audit.sequencer import sequence
+from gateway.audit.verify import Problem
+from gateway.console import exports
+from gateway.console.accounts import add_officer, officer_by_id
+from gateway.console.limits import EXPORTS, RETRY_AFTER_SECONDS, Slots
+from gateway.console.scope import NATIONAL, NO_SCOPE, ReviewScope
+from gateway.console.session import SESSION_COOKIE, open_session
+from gateway.flow.audit import AuditEvent, Operation, Outcome, record
+from gateway.routes.audit import EXPORT_RULE
+from gateway.settings import Settings
+from gateway.state import GatewayState
+from gateway.store.models import AuditEntry
+from tests.gateway.audit.conftest import Ed25519NoteSigner, append_entries, audit_settings
+from tests.gateway.oauth.support import ISSUER, AgencyClient, Ledger
+
+EXPORT = ISSUER + "/v1/audit/export"
+AREA = "avon-somerset"
+NATIONAL_OFFICER, AREA_OFFICER, NO_SCOPE_OFFICER = "ig.national", "ig.avon", "ig.none"
+
+
+@pytest.fixture
+def oauth_settings(database_url: str, audit_gateway_keys: tuple[Path, Path]) -> Settings:
+    """The audit API's settings on both backends."""
+    return audit_settings(database_url, audit_gateway_keys)
+
+
+async def _sequence(state: GatewayState) -> None:
+    assert state.audit is not None
+    await sequence(state.db, state.audit.signer, state.audit.origin)
+
+
+@pytest.fixture
+async def officers(
+    oauth_app: FastAPI, gateway_state: GatewayState, coordinator: AgencyClient
+) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+    """A national officer, one of Avon and Somerset (the area of the co-ordination unit and the
+    sample agencies), one with no scope: each a console session."""
+    scopes = {
+        NATIONAL_OFFICER: NATIONAL,
+        AREA_OFFICER: ReviewScope(areas=(AREA,)),
+        NO_SCOPE_OFFICER: NO_SCOPE,
+    }
+    clients: dict[str, httpx.AsyncClient] = {}
+    transport = httpx.ASGITransport(app=oauth_app)
+    try:
+        for officer_id, scope in scopes.items():
+            async with gateway_state.db.write() as session:
+                await add_officer(session, officer_id, officer_id, "a long passphrase", scope=scope)
+            async with gateway_state.db.read() as session:
+                officer = await officer_by_id(session, officer_id)
+            assert officer is not None
+            token, _ = await open_session(
+                gateway_state.db, officer, now=gateway_state.clock(), max_seconds=600
+            )
+            clients[officer_id] = httpx.AsyncClient(
+                transport=transport,
+                base_url=ISSUER,
+                headers={"Cookie": f"{SESSION_COOKIE}={token}"},
+            )
+        yield clients
+    finally:
+        for client in clients.values():
+            await client.aclose()
+
+
+@pytest.fixture
+async def entry_ids(
+    gateway_state: GatewayState, coordinator: AgencyClient, officers: object
+) -> list[str]:
+    """Twenty sample entries beside the registrations, sequenced and signed: every entry id."""
+    await append_entries(gateway_state.db, 20)
+    await _sequence(gateway_state)
+    async with gateway_state.db.read() as session:
+        return list(await session.scalars(select(AuditEntry.entry_id)))
+
+
+async def _exports(state: GatewayState) -> list[AuditEntry]:
+    """The export_pack entries the API recorded (consultations), oldest first."""
+    async with state.db.read() as session:
+        rows = await session.scalars(
+            select(AuditEntry)
+            .where(AuditEntry.operation == Operation.CONSULTATION.value)
+            .order_by(AuditEntry.id)
+        )
+        return [row for row in rows if (row.detail or {}).get("action") == "export_pack"]
+
+
+async def _trusted_keys(http: httpx.AsyncClient) -> list[Any]:
+    response = await http.get("/v1/audit/verifier-key")
+    return [parse_verifier_key(line) for line in response.text.split()]
+
+
+async def test_a_national_officer_s_pack_verifies_with_the_trusted_key_and_no_other(
+    http: httpx.AsyncClient,
+    gateway_state: GatewayState,
+    officers: dict[str, httpx.AsyncClient],
+    entry_ids: list[str],
+    tmp_path: Path,
+) -> None:
+    """The console's pack, every entry in it, verified with the key published at
+    /v1/audit/verifier-key; another key verifies nothing. The export is recorded before it is
+    sent, as the API's reads are, with the tree size it covers."""
+    response = await officers[NATIONAL_OFFICER].get(EXPORT)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/jsonl")
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["content-disposition"].startswith("attachment; filename=")
+    header = json.loads(response.text.splitlines()[0])
+    assert header["format"] == EXPORT_FORMAT
+    for entry_id in entry_ids:
+        assert entry_id in response.text
+    pack = tmp_path / "pack.jsonl"
+    pack.write_bytes(response.content)
+    report = verify_export(pack, verifier_keys=await _trusted_keys(http))
+    assert report.ok, report
+    assert report.tree_size == header["tree_size"] == len(entry_ids)
+    other = Ed25519NoteSigner(gateway_state.settings.audit_log_origin).verifier_key
+    forged = verify_export(pack, verifier_keys=[other])
+    assert not forged.ok and forged.problem is Problem.CHECKPOINT_INVALID
+    (export,) = await _exports(gateway_state)
+    assert (export.outcome, export.officer_id, export.agency_id) == (
+        "allowed",
+        NATIONAL_OFFICER,
+        None,
+    )
+    assert export.detail == {
+        "resource": "audit_log",
+        "action": "export_pack",
+        "via": "console",
+        "scope": {"national": True},
+        "tree_size": report.tree_size,
+    }
+
+
+@pytest.mark.parametrize("who", [AREA_OFFICER, NO_SCOPE_OFFICER, "agency"])
+async def test_anyone_but_a_national_officer_gets_403_with_nothing_read(
+    http: httpx.AsyncClient,
+    oauth_app: FastAPI,
+    gateway_state: GatewayState,
+    officers: dict[str, httpx.AsyncClient],
+    coordinator: AgencyClient,
+    entry_ids: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    who: str,
+) -> None:
+    """An area officer, an officer with no scope and the MAPPA unit's system (audit:read, its
+    own area): 403 forbidden, no entry in the answer, no slot taken, the log never read; the
+    refusal recorded with the rule and the reason national_scope_only."""
+
+    def never(*args: object, **kwargs: object) -> Any:
+        raise AssertionError("the log was read for a refused caller")
+
+    monkeypatch.setattr(exports, "export_header", never)
+    monkeypatch.setattr(exports, "export_chunks", never)
+    if who == "agency":
+        token = await coordinator.token(http)
+        headers = coordinator.resource_headers(token, url=EXPORT, method="GET")
+        response = await http.get(EXPORT, headers=headers)
+    else:
+        response = await officers[who].get(EXPORT)
+    assert response.status_code == 403
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["code"] == "forbidden"
+    for entry_id in entry_ids:
+        assert entry_id not in response.text
+    assert exports.export_slots(oauth_app).held == 0
+    (refusal,) = await _exports(gateway_state)
+    assert (refusal.outcome, refusal.rule, refusal.reason_code) == (
+        "refused",
+        EXPORT_RULE,
+        "national_scope_only",
+    )
+    assert refusal.request_id == response.headers["x-request-id"]
+    assert refusal.detail["route"] == "/v1/audit/export"
+    if who == "agency":
+        assert (refusal.agency_id, refusal.officer_id) == (coordinator.client_id, "PC-4521")
+        assert refusal.detail["via"] == "agency" and refusal.detail["area"] == AREA
+    else:
+        assert (refusal.agency_id, refusal.officer_id) == (None, who)
+        assert refusal.detail["via"] == "console"
+        scope = {"areas": [AREA]} if who == AREA_OFFICER else {"areas": []}
+        assert refusal.detail["scope"] == scope
+
+
+async def test_an_agency_that_is_not_ig_and_an_unauthenticated_caller_are_refused(
+    http: httpx.AsyncClient, police: AgencyClient, ledger: Ledger
+) -> None:
+    """As on the other IG routes: a police system is 403, recorded with ig-endpoints-only; no
+    session and no token is the 401 DPoP challenge."""
+    token = await police.token(http)
+    response = await http.get(
+        EXPORT, headers=police.resource_headers(token, url=EXPORT, method="GET")
+    )
+    assert (response.status_code, response.json()["code"]) == (403, "forbidden")
+    (refused,) = await ledger.audit("consultation", "refused")
+    assert refused.rule == "ig-endpoints-only"
+    anonymous = await http.get(EXPORT)
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"].startswith("DPoP")
+
+
+async def test_a_parameter_is_400_and_no_checkpoint_yet_is_503_with_the_slot_given_back(
+    oauth_app: FastAPI,
+    gateway_state: GatewayState,
+    officers: dict[str, httpx.AsyncClient],
+) -> None:
+    """The route takes no parameter; before any checkpoint there is nothing verifiable."""
+    national = officers[NATIONAL_OFFICER]
+    bad = await national.get(EXPORT, params={"tree_size": "3"})
+    assert (bad.status_code, bad.json()["code"]) == (400, "invalid_parameter")
+    early = await national.get(EXPORT)
+    assert early.status_code == 503
+    assert early.headers["content-type"].startswith("application/problem+json")
+    assert exports.export_slots(oauth_app).held == 0
+    assert await _exports(gateway_state) == []
+
+
+def _scope(path: str, cookie: str) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "https",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"gateway.test"), (b"cookie", cookie.encode())],
+        "client": ("127.0.0.1", 50000),
+        "server": ("gateway.test", 443),
+    }
+
+
+async def _download(
+    app: FastAPI,
+    path: str,
+    client: httpx.AsyncClient,
+    meanwhile: Callable[[], Awaitable[None]] | None = None,
+) -> tuple[int, list[bytes]]:
+    """``path`` sent to a client that stays connected until the last byte, every body message
+    kept as sent; ``meanwhile`` runs once the first body message is out (the download's slot
+    still held)."""
+    cookie = client.headers["cookie"]
+    bodies: list[bytes] = []
+    status: list[int] = []
+    requested, done = asyncio.Event(), asyncio.Event()
+
+    async def receive() -> dict[str, object]:
+        if not requested.is_set():
+            requested.set()
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await done.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            status.append(int(message["status"]))
+        elif message["type"] == "http.response.body":
+            if message.get("body"):
+                bodies.append(message["body"])
+                if meanwhile is not None and len(bodies) == 1:
+                    await meanwhile()
+            if not message.get("more_body"):
+                done.set()
+
+    await app(_scope(path, cookie), receive, send)
+    return status[0], bodies
+
+
+async def _bulk(state: GatewayState, count: int) -> None:
+    async with state.db.write() as session:
+        for i in range(count):
+            record(
+                session,
+                AuditEvent(
+                    operation=Operation.CONSULTATION,
+                    outcome=Outcome.ALLOWED,
+                    agency_id="agency-bulk",
+                    nominal_ref=f"N{i:05d}",
+                    detail={"pad": "p" * 300},
+                ),
+            )
+
+
+async def test_the_pack_is_streamed_in_bounded_chunks_and_verifies(
+    http: httpx.AsyncClient,
+    oauth_app: FastAPI,
+    gateway_state: GatewayState,
+    officers: dict[str, httpx.AsyncClient],
+    entry_ids: list[str],
+    tmp_path: Path,
+) -> None:
+    """A large log leaves as many body messages of about 64 KiB, never one document built in
+    memory; joined, they verify and cover the signed tree the export recorded."""
+    await _bulk(gateway_state, 600)
+    await _sequence(gateway_state)
+    status, bodies = await _download(oauth_app, "/v1/audit/export", officers[NATIONAL_OFFICER])
+    assert status == 200
+    assert len(bodies) >= 4, [len(b) for b in bodies]
+    assert max(len(b) for b in bodies) < 64 * 1024 + 4096
+    pack = tmp_path / "streamed.jsonl"
+    pack.write_bytes(b"".join(bodies))
+    report = verify_export(pack, verifier_keys=await _trusted_keys(http))
+    assert report.ok and report.tree_size >= 600 + len(entry_ids)
+    (export,) = await _exports(gateway_state)
+    assert export.detail["tree_size"] == report.tree_size
+    assert exports.export_slots(oauth_app).held == 0
+
+
+async def test_with_every_export_slot_held_the_api_is_429_and_audited(
+    oauth_app: FastAPI,
+    gateway_state: GatewayState,
+    officers: dict[str, httpx.AsyncClient],
+    entry_ids: list[str],
+) -> None:
+    """The console's slots held: the API's pack is 429 with Retry-After, recorded as a refused
+    export_pack with reason console_busy; a slot freed, it goes ahead and gives it back."""
+    slots = Slots(EXPORTS)
+    oauth_app.state.console_export_slots = slots
+    slots.held = EXPORTS
+    national = officers[NATIONAL_OFFICER]
+    busy = await national.get(EXPORT)
+    assert busy.status_code == 429
+    assert busy.headers["retry-after"] == str(RETRY_AFTER_SECONDS)
+    (refused,) = await _exports(gateway_state)
+    assert (refused.outcome, refused.reason_code) == ("refused", "console_busy")
+    assert refused.detail["via"] == "console" and refused.officer_id == NATIONAL_OFFICER
+    slots.held = EXPORTS - 1
+    assert (await national.get(EXPORT)).status_code == 200
+    assert slots.held == EXPORTS - 1
+    assert [e.outcome for e in await _exports(gateway_state)] == ["refused", "allowed"]
+
+
+@pytest.mark.parametrize(
+    ("sending", "refused"),
+    [
+        ("/v1/audit/export", "/console/export.jsonl"),
+        ("/v1/audit/export", "/console/export.csv"),
+        ("/console/export.jsonl", "/v1/audit/export"),
+    ],
+)
+async def test_the_console_and_the_api_share_one_pool_of_export_slots(
+    http: httpx.AsyncClient,
+    oauth_app: FastAPI,
+    gateway_state: GatewayState,
+    officers: dict[str, httpx.AsyncClient],
+    entry_ids: list[str],
+    tmp_path: Path,
+    sending: str,
+    refused: str,
+) -> None:
+    """With one slot left, a pack being sent by one holds it: an export asked of the other
+    meanwhile is 429; once the first is sent its slot is free again, and its pack verifies."""
+    await _bulk(gateway_state, 300)  # a pack of several body messages
+    await _sequence(gateway_state)
+    slots = Slots(EXPORTS)
+    oauth_app.state.console_export_slots = slots
+    slots.held = EXPORTS - 1
+    national = officers[NATIONAL_OFFICER]
+    answers: list[httpx.Response] = []
+
+    async def meanwhile() -> None:
+        assert slots.held == EXPORTS
+        answers.append(await national.get(refused))
+
+    status, bodies = await _download(oauth_app, sending, national, meanwhile)
+    assert status == 200 and len(bodies) >= 2
+    (busy,) = answers
+    assert busy.status_code == 429
+    assert busy.headers["retry-after"] == str(RETRY_AFTER_SECONDS)
+    assert slots.held == EXPORTS - 1
+    pack = tmp_path / "pack.jsonl"
+    pack.write_bytes(b"".join(bodies))
+    assert verify_export(pack, verifier_keys=await _trusted_keys(http)).ok
+    async with gateway_state.db.read() as session:
+        rows = list(await session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
+    busy_refusals = [row for row in rows if row.reason_code == "console_busy"]
+    assert len(busy_refusals) == 1
+    expected = "console" if refused.startswith("/console") else "consultation"
+    assert busy_refusals[0].operation == expected
+
+
+async def test_the_openapi_document_declares_the_pack_and_its_problems(
+    http: httpx.AsyncClient,
+) -> None:
+    """The 200 is application/jsonl; the refusals are problems, as on every /v1 route."""
+    document = (await http.get("/openapi.json")).json()
+    responses = document["paths"]["/v1/audit/export"]["get"]["responses"]
+    assert set(responses["200"]["content"]) == {"application/jsonl"}
+    for status in ("400", "401", "403", "429", "503", "default"):
+        assert set(responses[status]["content"]) == {"application/problem+json"}, status
