@@ -4,6 +4,7 @@
 
     keys list [--json]                          every key, its status and schedule
     keys rotate PURPOSE [--overlap-hours N]     new current key; the old one verifies N hours more
+                                                (payload-signing: at least 168, its default)
     keys retire PURPOSE [--] KID                retire one key now (after a compromise)
     keys jwks                                   the public JWKS the gateway publishes
     keys rewrap --new-kek-file F                reseal every private key and the blind-index
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -46,9 +48,20 @@ from .provision import generate_development_keys, generate_keys
 from .repository import DEVELOPMENT, FileKeyRepository
 from .ring import Purpose, utcnow
 
-__all__ = ["main", "register"]
+__all__ = ["DEFAULT_OVERLAP", "MIN_OVERLAP", "main", "register"]
 
 Handler = Callable[[argparse.Namespace], int]
+
+#: How long a rotated-away key goes on verifying and decrypting, unless ``--overlap-hours`` says.
+DEFAULT_OVERLAP = timedelta(hours=24)
+#: The shortest overlap ``keys rotate`` gives a purpose's old key. A push is signed with the
+#: payload-signing key once, when it is queued, and may be delivered (or pulled) up to
+#: ``gateway.flow.signed_push.PUSH_MAX_AGE`` (7 days) later, a partner verifying it against the
+#: gateway's published JWKS: an old key unpublished sooner makes every push still queued
+#: undeliverable (bad_signature, retried, dead-lettered). ``keys`` does not import the gateway;
+#: tests/keys/test_keys_cli.py checks that the two agree. A compromised key is retired at once
+#: with ``keys retire``, whatever the overlap.
+MIN_OVERLAP: Mapping[Purpose, timedelta] = {Purpose.PAYLOAD_SIGNING: timedelta(days=7)}
 
 
 def _common() -> argparse.ArgumentParser:
@@ -82,8 +95,9 @@ def register(subparsers: Any) -> None:
     rotate.add_argument(
         "--overlap-hours",
         type=float,
-        default=24.0,
-        help="hours the old key still verifies and decrypts (default 24)",
+        default=None,
+        help="hours the old key still verifies and decrypts (default 24; payload-signing: at "
+        "least 168, the push window, and 168 by default)",
     )
     rotate.set_defaults(func=_with_repository(_rotate))
 
@@ -214,11 +228,36 @@ def _list(args: argparse.Namespace, repository: FileKeyRepository) -> int:
     return 0
 
 
+def _hours(span: timedelta) -> str:
+    return f"{span.total_seconds() / 3600:g}"
+
+
+def _overlap(purpose: Purpose, hours: float | None) -> timedelta:
+    """The overlap asked for, else the default; refused below the purpose's minimum."""
+    least = MIN_OVERLAP.get(purpose, timedelta(0))
+    if hours is None:
+        return max(DEFAULT_OVERLAP, least)
+    if not math.isfinite(hours):
+        raise _UsageError("--overlap-hours must be a number of hours")
+    overlap = timedelta(hours=hours)
+    if overlap < least:
+        raise _UsageError(
+            f"{purpose.value} needs an overlap of at least {_hours(least)} hours (the default): "
+            f"a push is signed once, when it is queued, and may be delivered up to "
+            f"{_hours(least)} hours later, and partners refuse one signed by a key the gateway "
+            f"no longer publishes. After a compromise, rotate with the default overlap, then "
+            f"retire the compromised key at once: keys retire {purpose.value} -- KID (what is "
+            f"still queued signed by it is then refused, as it should be)"
+        )
+    return overlap
+
+
 def _rotate(args: argparse.Namespace, repository: FileKeyRepository) -> int:
-    overlap = timedelta(hours=args.overlap_hours)
-    for info in repository.rotate(Purpose(args.purpose), overlap):
+    purpose = Purpose(args.purpose)
+    overlap = _overlap(purpose, args.overlap_hours)
+    for info in repository.rotate(purpose, overlap):
         print(f"rotated {info.purpose.value}: new current {info.alg} key {info.kid}")
-    print(f"previous keys verify and decrypt for {args.overlap_hours:g} more hours")
+    print(f"previous keys verify and decrypt for {_hours(overlap)} more hours")
     return 0
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
+from gateway.flow.signed_push import PUSH_MAX_AGE
 from keys import (
     BLIND_INDEX_FILE,
     FileKeyRepository,
@@ -18,7 +20,8 @@ from keys import (
     kek_from_file,
     load_blind_index,
 )
-from keys.cli import main, register
+from keys.cli import MIN_OVERLAP, main, register
+from keys.ring import utcnow
 
 
 @pytest.fixture
@@ -67,6 +70,50 @@ def test_rotate_with_overlap_then_retire(env: Path, capsys: pytest.CaptureFixtur
     repository.reload()
     statuses = {i.kid: i.status.value for i in repository.ring(Purpose.TOKEN_SIGNING).infos()}
     assert statuses[old] == "retired" and sorted(statuses.values()) == ["current", "retired"]
+
+
+def test_the_payload_signing_key_overlaps_the_push_window(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A push is signed when queued and may be delivered 7 days later: keys rotate refuses
+    payload-signing an overlap shorter than that, writing nothing, and says how a compromised
+    key is retired; its default is the window, and a longer overlap is taken. (The 24 hours
+    every purpose had by default left pushes queued over a long weekend refused as
+    bad_signature.) After a compromise, rotate then retire ends the old key at once."""
+    repository = FileKeyRepository(env / "keys", kek_from_file(env / "kek"))
+    old = repository.ring(Purpose.PAYLOAD_SIGNING).current().kid
+    capsys.readouterr()
+    for hours in ("24", "0", "167.9"):
+        assert main(["keys", "rotate", "payload-signing", "--overlap-hours", hours]) == 2
+        err = capsys.readouterr().err
+        assert "at least 168 hours" in err and "keys retire payload-signing -- KID" in err
+    repository.reload()
+    assert [i.kid for i in repository.ring(Purpose.PAYLOAD_SIGNING).infos()] == [old]
+
+    assert main(["keys", "rotate", "payload-signing"]) == 0
+    assert "168 more hours" in capsys.readouterr().out
+    repository.reload()
+    [previous] = [i for i in repository.ring(Purpose.PAYLOAD_SIGNING).infos() if i.kid == old]
+    assert previous.retire_after is not None
+    assert previous.retire_after - utcnow() > PUSH_MAX_AGE - timedelta(minutes=1)
+    assert main(["keys", "rotate", "payload-signing", "--overlap-hours", "200"]) == 0
+    assert "200 more hours" in capsys.readouterr().out
+
+    assert main(["keys", "retire", "payload-signing", "--", old]) == 0  # a compromise
+    repository.reload()
+    statuses = {i.kid: i.status.value for i in repository.ring(Purpose.PAYLOAD_SIGNING).infos()}
+    assert statuses[old] == "retired"
+
+    # other purposes keep their default of 24 hours, and may be rotated with none
+    assert main(["keys", "rotate", "token-signing"]) == 0
+    assert "24 more hours" in capsys.readouterr().out
+    assert main(["keys", "rotate", "checkpoint-signing", "--overlap-hours", "0"]) == 0
+
+
+def test_the_payload_signing_minimum_is_the_push_window() -> None:
+    """keys does not import the gateway: its minimum is the gateway's PUSH_MAX_AGE, checked."""
+    assert MIN_OVERLAP[Purpose.PAYLOAD_SIGNING] == PUSH_MAX_AGE
+    assert set(MIN_OVERLAP) == {Purpose.PAYLOAD_SIGNING}
 
 
 def test_jwks_prints_public_keys(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
