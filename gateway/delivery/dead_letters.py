@@ -1,12 +1,14 @@
 """Giving up on a queued message before it is pushed or listed: the one step that does it.
 
-A message is dead-lettered as it is claimed for a push or listed for a pull when its recipient
-can no longer open it (sealed to a key it has retired, ``recipient_key_retired``:
-:func:`gateway.delivery.lease.retire_unopenable`) or may no longer have it (need-to-know decided
-again, ``recipient_may_not_know``: :mod:`gateway.delivery.redecide`). :func:`dead_letter` does
-all of it in the caller's open transaction: the row dead with its code and no lease, an alert
-log line by ids and codes, and one audit entry for the message. It returns the
-:class:`DeadLetter` that the dead-letter metric counts once that transaction has committed (the
+A message is dead-lettered as it is claimed for a push or listed for a pull when it was queued
+longer ago than a partner accepts a push (``expired``:
+:func:`gateway.delivery.lease.expire_stale`), when its recipient can no longer open it (sealed
+to a key it has retired, ``recipient_key_retired``:
+:func:`gateway.delivery.lease.retire_unopenable`) or when it may no longer have it
+(need-to-know decided again, ``recipient_may_not_know``: :mod:`gateway.delivery.redecide`).
+:func:`dead_letter` does all of it in the caller's open transaction: the row dead with its code
+and no lease, an alert log line by ids and codes, and one audit entry for the message. It returns
+the :class:`DeadLetter` that the dead-letter metric counts once that transaction has committed (the
 relay after its claim, the inbox route after its read): counted before, a rollback would leave a
 count for a message still queued.
 

@@ -8,7 +8,9 @@ has since retired (its overlap over) is not listed: it is dead-lettered as
 does before a push; nor is one need-to-know no longer lets the agency have, decided again as it
 is listed (``recipient_may_not_know``, :mod:`gateway.delivery.redecide`: after a category 4
 change, deregistration, a level change or a review date passing, minutes queued for a
-participant are not handed over). Paging is by an opaque cursor over
+participant are not handed over); nor is one queued longer ago than a partner accepts a push
+(``PUSH_MAX_AGE``: ``expired``, :func:`gateway.delivery.lease.expire_stale`), which the
+agency would refuse as stale. Paging is by an opaque cursor over
 ``(created_at, id)``, the case API's (`gateway.cases.paging`). ``POST /v1/inbox/{id}/ack``
 marks one delivered; a message addressed to any other agency is exactly as unknown as one that
 does not exist.
@@ -26,8 +28,8 @@ from gateway import errors
 from gateway.cases.paging import decode_cursor, encode_cursor
 from gateway.delivery import redecide
 from gateway.delivery.dead_letters import DeadLetter
-from gateway.delivery.lease import openable_kids, retire_unopenable
-from gateway.delivery.outbox import KEY_RETIRED, OutboxStatus, sealed_to
+from gateway.delivery.lease import expire_stale, openable_kids, retire_unopenable
+from gateway.delivery.outbox import EXPIRED, KEY_RETIRED, OutboxStatus, sealed_to
 from gateway.delivery.redecide import NOT_KNOWN
 from gateway.store.models import OutboxMessage
 
@@ -66,6 +68,11 @@ class InboxPage:
         return tuple(d.kind for d in self.dead if d.code == KEY_RETIRED)
 
     @property
+    def expired_kinds(self) -> tuple[str, ...]:
+        """The kinds of those dead-lettered as ``expired`` (queued too long ago)."""
+        return tuple(d.kind for d in self.dead if d.code == EXPIRED)
+
+    @property
     def refused_kinds(self) -> tuple[str, ...]:
         """The kinds of those dead-lettered as ``recipient_may_not_know``
         (:mod:`gateway.delivery.redecide`)."""
@@ -80,16 +87,16 @@ async def list_inbox(
     cursor: str | None = None,
     now: dt.datetime | None = None,
 ) -> InboxPage:
-    """A page of the agency's open messages; those sealed to a key it no longer holds are
-    dead-lettered instead (in the caller's write transaction), so a page may hold fewer than
-    ``limit`` with a ``next_cursor`` all the same."""
+    """A page of the agency's open messages; those queued too long ago, or sealed to a key it
+    no longer holds, are dead-lettered instead (in the caller's write transaction), so a page
+    may hold fewer than ``limit`` with a ``next_cursor`` all the same."""
     query = select(OutboxMessage).where(
         OutboxMessage.recipient_agency_id == agency_id,
         OutboxMessage.status.in_(_OPEN),
         or_(
             OutboxMessage.status != OutboxStatus.DEAD.value,
             OutboxMessage.last_error_code.is_(None),
-            OutboxMessage.last_error_code.not_in((KEY_RETIRED, NOT_KNOWN)),
+            OutboxMessage.last_error_code.not_in((KEY_RETIRED, NOT_KNOWN, EXPIRED)),
         ),
     )
     if cursor:
@@ -116,11 +123,12 @@ async def list_inbox(
     else:  # no valid key at all: as for the relay, wait for one; list nothing sealed to a key
         openable = [row for row in page if sealed_to(row.body) is None]
     judged = await redecide.judge(session, agency_id, openable, now=at, delivery="pull")
-    items = tuple(InboxItem(r.id, r.kind, r.created_at, r.body) for r in judged.kept)
+    listed, expired = expire_stale(session, judged.kept, now=at, delivery="pull")  # as claim
+    items = tuple(InboxItem(r.id, r.kind, r.created_at, r.body) for r in listed)
     return InboxPage(
         items,
         encode_cursor(page[-1].created_at, page[-1].id) if more and page else None,
-        (*retired, *judged.refused),
+        (*retired, *judged.refused, *expired),
     )
 
 

@@ -9,10 +9,11 @@ is the only writer. Per recipient and nominal only the oldest undelivered messag
 written, retries included; others go concurrently. Claiming spends an attempt, so a message
 that kills its relay cannot loop for ever. Only partners that are active, have a push endpoint
 and hold a current encryption key are served; the others' rows wait (or are pulled from
-``/v1/inbox``). A row sealed to a key its recipient has since retired is dead-lettered
-(``recipient_key_retired``, :func:`retire_unopenable`), never pushed; so is a row need-to-know
-no longer lets its recipient have, decided again as it is claimed (``recipient_may_not_know``,
-:mod:`gateway.delivery.redecide`).
+``/v1/inbox``). A row queued longer ago than a partner accepts a push (``PUSH_MAX_AGE``) is
+dead-lettered (``expired``, :func:`expire_stale`), never pushed; so is a row sealed to a key its
+recipient has since retired (``recipient_key_retired``, :func:`retire_unopenable`), and a row
+need-to-know no longer lets its recipient have, decided again as it is claimed
+(``recipient_may_not_know``, :mod:`gateway.delivery.redecide`).
 
 :func:`settle` ends a lease, but only a lease this relay still holds: if the lease expired and
 another relay took the row, or the agency acknowledged it through the inbox, nothing changes.
@@ -31,10 +32,11 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from gateway.delivery import redecide
 from gateway.delivery.dead_letters import DeadLetter, dead_letter
-from gateway.delivery.outbox import KEY_RETIRED, OutboxStatus, sealed_to
+from gateway.delivery.outbox import EXPIRED, KEY_RETIRED, OutboxStatus, sealed_to
 from gateway.delivery.push import Endpoint
 from gateway.domain import AgencyStatus
 from gateway.flow.seal import agency_public_jwks
+from gateway.flow.signed_push import PUSH_MAX_AGE
 from gateway.store.models import Agency, OutboxMessage
 
 __all__ = [
@@ -43,6 +45,7 @@ __all__ = [
     "anything_due",
     "claim",
     "due",
+    "expire_stale",
     "in_turn",
     "openable_kids",
     "retire_unopenable",
@@ -73,6 +76,11 @@ class Claim:
     def retired(self) -> tuple[tuple[str, str], ...]:
         """The rows dead-lettered as ``recipient_key_retired``, as (id, kind)."""
         return tuple((d.id, d.kind) for d in self.dead if d.code == KEY_RETIRED)
+
+    @property
+    def expired(self) -> tuple[tuple[str, str], ...]:
+        """The rows dead-lettered as ``expired``, as (id, kind)."""
+        return tuple((d.id, d.kind) for d in self.dead if d.code == EXPIRED)
 
     @property
     def refused(self) -> tuple[tuple[str, str], ...]:
@@ -132,6 +140,32 @@ async def openable_kids(session: AsyncSession, agency_id: str, now: dt.datetime)
     their overlap): a message sealed to any other key is one the agency can no longer open."""
     keys = await agency_public_jwks(session, agency_id, "enc", now)
     return {str(key["kid"]) for key in keys if key.get("kid")}
+
+
+def expire_stale(
+    session: AsyncSession,
+    rows: Sequence[OutboxMessage],
+    *,
+    now: dt.datetime,
+    delivery: str,
+) -> tuple[list[OutboxMessage], list[DeadLetter]]:
+    """Dead-letter the rows queued more than ``PUSH_MAX_AGE`` ago (``expired``,
+    :func:`gateway.delivery.dead_letters.dead_letter`: logged and audited by ids); returns the
+    others, and what it dead-lettered. A push is signed once, when it is queued (its ``iat`` is
+    the row's ``created_at``), and a partner refuses one older than ``PUSH_MAX_AGE`` as stale
+    (and may have forgotten its ``jti``), so pushing or listing it again is useless: the
+    operator sees the dead letter and has the act issued again, which seals a new message."""
+    kept: list[OutboxMessage] = []
+    expired: list[DeadLetter] = []
+    for row in rows:
+        if now - row.created_at > PUSH_MAX_AGE:
+            queued = row.created_at.isoformat()
+            expired.append(
+                dead_letter(session, row, EXPIRED, now=now, delivery=delivery, queued_at=queued)
+            )
+        else:
+            kept.append(row)
+    return kept, expired
 
 
 def retire_unopenable(
@@ -238,8 +272,10 @@ async def claim(
             session, agency_id, found, kids, now=now, delivery="push"
         )
         judged = await redecide.judge(session, agency_id, openable, now=now, delivery="push")
-        dead.extend([*retired, *judged.refused])
-        rows = judged.kept
+        # Expired last: a message the recipient may no longer have is refused as such (audited
+        # with the refusing rule), not merely too old to go.
+        rows, expired = expire_stale(session, judged.kept, now=now, delivery="push")
+        dead.extend([*retired, *judged.refused, *expired])
         endpoint = Endpoint(agency_id, str(url), ca_pem)
         for row in rows:
             row.status = OutboxStatus.LEASED.value

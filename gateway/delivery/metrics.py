@@ -48,8 +48,9 @@ class RelayMetrics:
         )
         self.outbox_dead_letters = Counter(
             "mappa_gateway_outbox_dead_letters",
-            "Messages dead-lettered (after their last attempt, sealed to a key their recipient "
-            "has retired, or that their recipient may no longer know of), by kind and last code",
+            "Messages dead-lettered (after their last attempt, queued longer ago than a partner "
+            "accepts a push, sealed to a key their recipient has retired, or that their "
+            "recipient may no longer know of), by kind and last code",
             ["kind", "code"],
             registry=self.registry,
         )

@@ -41,6 +41,7 @@ from gateway.flow.signed_push import KIND_PATTERN
 from gateway.store.models import OutboxMessage, utcnow
 
 __all__ = [
+    "EXPIRED",
     "KEY_RETIRED",
     "KINDS",
     "OutboxStatus",
@@ -77,6 +78,10 @@ KINDS = frozenset(
 #: The code of a message dead-lettered because its recipient no longer holds the key it was
 #: sealed to (retired, its overlap over): it is neither pushed nor listed in the inbox.
 KEY_RETIRED = "recipient_key_retired"
+#: The code of a message dead-lettered because it was queued longer ago than a partner accepts
+#: a push (:data:`gateway.flow.signed_push.PUSH_MAX_AGE`: it is signed when queued, and a
+#: partner refuses it as ``stale``): neither pushed nor listed; the act is to be issued again.
+EXPIRED = "expired"
 
 _KIND = re.compile(KIND_PATTERN)
 # A compact JWE: five base64url parts (the header and ciphertext are never empty).

@@ -15,7 +15,7 @@ from gateway.delivery.inbox import list_inbox
 from gateway.delivery.lease import claim
 from gateway.delivery.outbox import KEY_RETIRED
 from gateway.store import Database
-from gateway.store.models import AuditEntry
+from gateway.store.models import AuditEntry, OutboxMessage
 from tests.gateway.delivery.support import encryption_key, sealed_to
 
 T0 = dt.datetime(2026, 5, 1, 9, 0, tzinfo=dt.UTC)
@@ -93,3 +93,85 @@ async def test_each_message_sealed_to_a_retired_key_has_its_own_entry(db: Databa
     alerts = [e for e in logs if e["event"] == "outbox_dead_letter"]
     assert sorted(e["message_id"] for e in alerts) == sorted([pushed, marker, pulled])
     assert all(e["code"] == KEY_RETIRED and e["alert"] is True for e in alerts)
+
+
+async def test_a_message_queued_longer_ago_than_the_push_window_is_dead_lettered_expired(
+    db: Database,
+) -> None:
+    """A push is signed when queued and a partner refuses one older than PUSH_MAX_AGE as stale:
+    the relay's claim and an inbox pull dead-letter such a message as expired (audited, an
+    alert, counted) instead of pushing or listing it; a message just inside the window still
+    goes. (They were pushed, refused, retried twelve times and dead-lettered as a partner
+    error, and listed to a puller who could only refuse them.)"""
+    from gateway.delivery.metrics import RelayMetrics
+    from gateway.delivery.outbox import EXPIRED
+    from gateway.delivery.relay import Relay
+    from gateway.flow.signed_push import PUSH_MAX_AGE
+    from tests.gateway.delivery.support import JWE, fast_config, partner, rows
+
+    await partner(db, "cs-a", "http://127.0.0.1:9/mappa/deliveries")
+    await partner(db, "cs-b", None)  # pulls
+    now = dt.datetime.now(dt.UTC)
+    too_old, just_in = now - PUSH_MAX_AGE - dt.timedelta(seconds=1), now - PUSH_MAX_AGE / 2
+    async with db.write() as session:
+        pushed_old = await enqueue(
+            session, recipient_agency_id="cs-a", kind="level_change", body=JWE, now=too_old
+        )
+        pushed_new = await enqueue(
+            session, recipient_agency_id="cs-a", kind="hazard_flag", body=JWE, now=just_in
+        )
+        pulled_old = await enqueue(
+            session, recipient_agency_id="cs-b", kind="record", body=JWE, now=too_old
+        )
+        pulled_new = await enqueue(
+            session, recipient_agency_id="cs-b", kind="minutes", body=JWE, now=just_in
+        )
+    with capture_logs() as logs:
+        async with db.write() as session:
+            claimed = await claim(
+                session, owner="relay-1", now=now, lease=dt.timedelta(minutes=5), slots=lambda _: 9
+            )
+        async with db.write() as session:
+            page = await list_inbox(session, "cs-b", limit=10, now=now)
+        async with db.write() as session:  # a message left dead by failed pushes, now too old
+            row = await session.get(OutboxMessage, pushed_new)
+            assert row is not None
+            row.status, row.last_error_code, row.created_at = "dead", "http_5xx", too_old
+        async with db.write() as session:
+            relisted = await list_inbox(session, "cs-a", limit=10, now=now)
+    assert [r.id for r in claimed.rows] == [pushed_new]
+    assert claimed.expired == ((pushed_old, "level_change"),)
+    assert [item.id for item in page.items] == [pulled_new]
+    assert page.expired_kinds == ("record",)
+    assert relisted.items == () and relisted.expired_kinds == ("hazard_flag",)
+    stored = await rows(db)
+    for mid in (pushed_old, pulled_old, pushed_new):
+        assert (stored[mid].status, stored[mid].last_error_code) == ("dead", EXPIRED)
+    async with db.write() as session:  # listed again: nothing more, and nothing audited twice
+        again = await list_inbox(session, "cs-b", limit=10, now=now)
+    assert [item.id for item in again.items] == [pulled_new] and again.dead == ()
+
+    async with db.read() as session:
+        entries = (
+            await session.scalars(select(AuditEntry).where(AuditEntry.reason_code == EXPIRED))
+        ).all()
+    by_message = {tuple(entry.record_refs): entry for entry in entries}
+    assert set(by_message) == {(pushed_old,), (pulled_old,), (pushed_new,)}
+    entry = by_message[(pulled_old,)]
+    assert (entry.operation, entry.outcome, entry.nominal_ref) == ("disclosure", "failed", None)
+    assert entry.detail["delivery"] == "pull" and entry.detail["kind"] == "record"
+    assert dt.datetime.fromisoformat(entry.detail["queued_at"]) == too_old
+    alerts = [e for e in logs if e["event"] == "outbox_dead_letter" and e["code"] == EXPIRED]
+    assert sorted(e["message_id"] for e in alerts) == sorted([pushed_old, pulled_old, pushed_new])
+
+    # the relay counts what its claim expired, once committed
+    metrics = RelayMetrics()
+    relay = Relay(db, fast_config(), metrics=metrics)
+    async with db.write() as session:
+        await enqueue(session, recipient_agency_id="cs-a", kind="minutes", body=JWE, now=too_old)
+    assert await relay.sweep() == 0
+    count = metrics.registry.get_sample_value
+    assert (
+        count("mappa_gateway_outbox_dead_letters_total", {"kind": "minutes", "code": EXPIRED}) == 1
+    )
+    await relay.stop()
