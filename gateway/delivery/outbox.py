@@ -63,6 +63,7 @@ class OutboxStatus(enum.StrEnum):
 KINDS = frozenset(
     {
         "contributor_decision",
+        "erasure",
         "hazard_flag",
         "level_change",
         "minutes",

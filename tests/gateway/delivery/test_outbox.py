@@ -82,11 +82,12 @@ async def test_enqueue_refuses_what_is_not_a_sealed_message(
 
 def test_every_kind_the_case_api_sends_is_a_listed_kind() -> None:
     """Partners route on the kind: KINDS names every kind a case module enqueues."""
-    from gateway.cases import contributors, level_changes, markers, notifications
+    from gateway.cases import contributors, erasure, level_changes, markers, notifications
     from gateway.delivery.outbox import KINDS
 
     sent = {
         contributors.NOTICE_KIND,
+        erasure.KIND,
         level_changes.KIND,
         markers.KIND,
         markers.REVOCATION_KIND,
