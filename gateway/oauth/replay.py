@@ -147,14 +147,18 @@ class JtiPurger:
     _task: asyncio.Task[None] | None = None
 
     async def once(self) -> int:
-        """One purge; a database that fails is logged (by the error's name) and tried again at
-        the next turn."""
+        """One purge. Whatever fails (the database, the pool's wait for a connection, a bug) is
+        logged by the error's name only, never its text, and tried again at the next turn: a
+        purge that stopped for good would let the table grow without bound again."""
         try:
             purged = await purge_all_expired(
                 self.db, now=self.clock(), batch=self.batch, stop=self._stop
             )
         except (StoreUnavailable, DBAPIError) as exc:
             log.warning("used_jtis_purge_failed", error=type(exc).__name__)
+            return 0
+        except Exception as exc:  # the loop must outlive any one failure
+            log.error("used_jtis_purge_failed", error=type(exc).__name__, alert=True)
             return 0
         if purged:
             log.info("used_jtis_purged", rows=purged)
@@ -171,11 +175,24 @@ class JtiPurger:
         if self._task is None:
             self._stop.clear()
             self._task = asyncio.create_task(self._run(), name="used-jtis-purge")
+            self._task.add_done_callback(self._ended)
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        """Say so if the loop ends other than by :meth:`stop` (it should not: :meth:`once`
+        catches every failure)."""
+        if not self._stop.is_set() and not task.cancelled():
+            error = task.exception()
+            log.error(
+                "used_jtis_purge_ended",
+                error=type(error).__name__ if error is not None else None,
+                alert=True,
+            )
 
     async def stop(self) -> None:
         """Stop after the current transaction: a purge under way ends at its next batch, never
-        halfway through one."""
+        halfway through one. A loop that ended with an error does not make shutdown fail."""
         task, self._task = self._task, None
         if task is not None:
             self._stop.set()
-            await task
+            with contextlib.suppress(Exception):
+                await task

@@ -6,11 +6,14 @@ import asyncio
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy.exc
 from joserfc.jwk import ECKey
 from sqlalchemy import select
+from structlog.testing import capture_logs
 
 from gateway.app import create_app
 from gateway.oauth import replay
@@ -249,3 +252,33 @@ async def test_the_purge_task_forgets_expired_jtis_without_a_token_request(
         task = purger._task if purger is not None else None
     assert task is not None and task.done() and not task.cancelled()
     assert state.jti_purger is None
+
+
+async def test_the_purge_task_outlives_any_failure_and_stops_cleanly(db: Database) -> None:
+    """A purge that fails with anything (the pool's wait for a connection, a bug), not only a
+    database error, is logged by the error's name alone and tried again at the next turn; the
+    task then purges, and stopping it never raises."""
+    now = dt.datetime(2026, 11, 23, 9, tzinfo=dt.UTC)
+    await _spent(db, "old", 5, now - dt.timedelta(seconds=1))
+    failures = [sqlalchemy.exc.TimeoutError("QueuePool limit reached"), RuntimeError("a bug")]
+    real = replay.purge_all_expired
+
+    async def flaky(*args: Any, **kwargs: Any) -> int:
+        if failures:
+            raise failures.pop(0)
+        return await real(*args, **kwargs)
+
+    purger = replay.JtiPurger(db, clock=lambda: now, interval=0.01)
+    with pytest.MonkeyPatch.context() as patch, capture_logs() as logs:
+        patch.setattr(replay, "purge_all_expired", flaky)
+        purger.start()
+        for _ in range(500):
+            if not await _kept(db):
+                break
+            await asyncio.sleep(0.01)
+        assert purger._task is not None and not purger._task.done()
+        await purger.stop()
+    assert await _kept(db) == set()
+    failed = [entry for entry in logs if entry["event"] == "used_jtis_purge_failed"]
+    assert [entry["error"] for entry in failed] == ["TimeoutError", "RuntimeError"]
+    assert "QueuePool" not in repr(logs) and "a bug" not in repr(logs)
