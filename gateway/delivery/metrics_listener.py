@@ -40,6 +40,11 @@ log = get_logger("gateway.delivery")
 #: The longest request head read, and how long a client has to send it and read the answer.
 MAX_HEAD: Final = 8192
 DEADLINE: Final = 5.0
+#: A peer outside the allow-list is answered its 404 within this, not DEADLINE.
+STRANGER_DEADLINE: Final = 1.0
+#: Connections open at once; one more is closed unanswered, nothing read: the relay's file
+#: descriptors are for its database and its pushes.
+MAX_CONNECTIONS: Final = 16
 _REQUEST_LINE: Final = re.compile(rb"([A-Z]{1,16}) (/[\x21-\x7e]{0,2047}) HTTP/1\.[01]")
 _REASONS: Final = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
 
@@ -100,12 +105,16 @@ class MetricsListener:
         self._server = None
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self._connections) >= MAX_CONNECTIONS:
+            writer.close()
+            return
         task = asyncio.current_task()
         if task is not None:
             self._connections.add(task)
         peer = writer.get_extra_info("peername")
+        host = peer[0] if isinstance(peer, tuple) and peer else None
         try:
-            async with asyncio.timeout(DEADLINE):
+            async with asyncio.timeout(DEADLINE if host in self.allowed else STRANGER_DEADLINE):
                 head = await reader.readuntil(b"\r\n\r\n")
                 request = _REQUEST_LINE.fullmatch(head.split(b"\r\n", 1)[0])
                 if request is None:

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from gateway.delivery import enqueue
+from gateway.delivery import enqueue, metrics_listener
 from gateway.delivery.metrics import RelayMetrics
 from gateway.delivery.metrics_listener import MetricsListener
 from gateway.store import Database
@@ -261,6 +261,42 @@ async def test_the_listener_answers_its_scraper_at_metrics_and_nothing_else(
         assert garbage.startswith(b"HTTP/1.1 400 ")
         oversized = await _raw(listener.port, b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 9000)
         assert oversized.startswith(b"HTTP/1.1 400 ")
+    finally:
+        await listener.stop()
+        await stranger.stop()
+
+
+async def test_the_listener_bounds_its_connections_and_a_strangers_wait(
+    sqlite_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At most MAX_CONNECTIONS connections are open at once: one more is closed unanswered,
+    nothing read, so idle connections cannot take the relay's file descriptors; a peer outside
+    the allow-list that sends nothing is let go after STRANGER_DEADLINE, not DEADLINE. The
+    scraper is answered again once they are gone."""
+    monkeypatch.setattr(metrics_listener, "MAX_CONNECTIONS", 3)
+    monkeypatch.setattr(metrics_listener, "DEADLINE", 60.0)
+    monkeypatch.setattr(metrics_listener, "STRANGER_DEADLINE", 0.2)
+    listener = MetricsListener(RelayMetrics(), sqlite_db, allowed=("127.0.0.0/8",))
+    stranger = MetricsListener(RelayMetrics(), sqlite_db, allowed=("10.0.2.20",))
+    await listener.start("127.0.0.1", 0)
+    await stranger.start("127.0.0.1", 0)
+    idle = []
+    try:
+        for _ in range(3):  # an allowed peer that sends nothing holds its place until DEADLINE
+            idle.append(await asyncio.open_connection("127.0.0.1", listener.port))
+        await asyncio.sleep(0.1)
+        try:  # closed unanswered: an empty read, or a reset for the request it never read
+            assert await _raw(listener.port, b"GET /metrics HTTP/1.1\r\n\r\n") == b""
+        except ConnectionResetError:
+            pass
+        reader, writer = await asyncio.open_connection("127.0.0.1", stranger.port)
+        assert await asyncio.wait_for(reader.read(), 10) == b""  # let go, well before 60 s
+        writer.close()
+        for _, held in idle:
+            held.close()
+        await asyncio.sleep(0.1)
+        answered = await _raw(listener.port, b"GET /metrics HTTP/1.1\r\n\r\n")
+        assert answered.startswith(b"HTTP/1.1 200 ")
     finally:
         await listener.stop()
         await stranger.stop()
