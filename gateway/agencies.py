@@ -27,7 +27,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -43,6 +43,8 @@ from gateway.store import Database
 from gateway.store.models import Agency, AgencyKey
 
 __all__ = [
+    "AREA_CODE",
+    "NATIONAL_WORD",
     "AgencyError",
     "AgencyKeyView",
     "AgencyView",
@@ -56,7 +58,13 @@ __all__ = [
 ]
 
 _ID = re.compile(AGENCY_ID)
-_AREA = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$")
+#: A MAPPA area code, taken whole (``fullmatch``): the area an agency is registered with, and
+#: what an IG officer's review scope names (:mod:`gateway.console.scope`).
+AREA_CODE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}")
+
+#: How the national scope is written (``--national``), in any case: never an area code, so no
+#: agency is registered with it (an area of that name could never be granted to an officer).
+NATIONAL_WORD: Final = "national"
 
 
 class AgencyError(ValueError):
@@ -227,8 +235,13 @@ async def add_agency(
     name = name.strip()
     if not name or len(name) > 200:
         raise AgencyError("name must be 1-200 characters")
-    if not _AREA.fullmatch(area):
+    if not AREA_CODE.fullmatch(area):
         raise AgencyError("area must be 1-64 characters of letters, digits, space . _ -")
+    if area.casefold() == NATIONAL_WORD:
+        raise AgencyError(
+            "area 'national' is reserved: it is how the national review scope is written, "
+            "never an area code"
+        )
     try:
         kind, position = AgencyType(agency_type), Role(role)
     except ValueError as exc:

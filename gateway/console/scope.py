@@ -19,7 +19,6 @@ OIDC names the officer (issuer and subject), never the officer's areas.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
@@ -27,17 +26,13 @@ from typing import Final
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.agencies import AREA_CODE, NATIONAL_WORD
 from gateway.errors import ValidationFailed
 from gateway.logs import get_logger
 from gateway.store.models import Agency, IGOfficer
 
-__all__ = ["AREA_CODE", "NATIONAL", "NATIONAL_WORD", "NO_SCOPE", "ReviewScope", "known_scope"]
+__all__ = ["NATIONAL", "NO_SCOPE", "ReviewScope", "known_scope"]
 
-#: A MAPPA area code: the pattern `gateway.agencies` registers an agency's area with.
-AREA_CODE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}")
-
-#: How the national scope is written (``--national``); never taken as an area code.
-NATIONAL_WORD: Final = "national"
 log = get_logger("gateway.console")
 
 

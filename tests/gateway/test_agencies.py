@@ -116,6 +116,24 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _cli_add_police(
+    tmp_path: Path,
+    env: dict[str, str],
+    *,
+    name: str = "Avon and Somerset Police",
+    area: str = "avon",
+) -> subprocess.CompletedProcess[str]:
+    """`agencies add` of police-avon, a police responsible authority, with a public JWKS."""
+    jwks = tmp_path / "police.jwks.json"
+    jwks.write_text(json.dumps(JWKS))
+    return _cli(
+        "add",
+        *("--id", "police-avon", "--name", name, "--type", "police"),
+        *("--role", "responsible_authority", "--area", area, "--jwks", str(jwks)),
+        env=env,
+    )
+
+
 def test_cli_add_refuses_an_unknown_scope(sqlite_url: str, tmp_path: Path) -> None:
     """`agencies add --scope nominals:read` exits 1 naming the known scopes; a known one works."""
     env = {**os.environ, "MAPPA_DATABASE_URL": sqlite_url, "MAPPA_PROFILE": "development"}
@@ -157,6 +175,28 @@ async def test_add_agency_refuses_a_trailing_newline_and_writes_nothing(
     with pytest.raises(agencies.AgencyError):
         await agencies.add_agency(database, **{**ONBOARDING, field: value})
     assert await _count(database, Agency) == 0
+
+
+def test_cli_add_refuses_the_area_national(sqlite_url: str, tmp_path: Path) -> None:
+    """`agencies add --area national` (any case) exits 1 saying the word is reserved, and writes
+    nothing: "national" is how an IG officer's national scope is written, so the console refuses
+    it as an area and an area officer could never have been granted such an agency's area."""
+    env = {**os.environ, "MAPPA_DATABASE_URL": sqlite_url, "MAPPA_PROFILE": "development"}
+    refused = _cli_add_police(tmp_path, env, area="National")
+    assert refused.returncode == 1
+    assert "area 'national' is reserved" in refused.stderr
+    assert "police-avon" not in _cli("list", env=env).stdout
+
+
+@pytest.mark.parametrize("area", ["national", "NATIONAL", "National"])
+async def test_add_agency_refuses_the_area_national_and_writes_nothing(
+    database: Database, area: str
+) -> None:
+    """The reserved word is refused as an area in any case; an area merely holding it is not."""
+    with pytest.raises(agencies.AgencyError, match="area 'national' is reserved"):
+        await _add(database, area=area)
+    assert await _count(database, Agency) == 0
+    assert (await _add(database, area="national-crime-unit")).area == "national-crime-unit"
 
 
 # -- keys the gateway could never use -------------------------------------------------------------
@@ -398,14 +438,7 @@ def test_cli_add_refuses_a_hostile_name(sqlite_url: str, tmp_path: Path, name: s
     name, and registers nothing. A byte of an argument that is not UTF-8 reaches the check as a
     lone surrogate and is refused the same way."""
     env = {**os.environ, "MAPPA_DATABASE_URL": sqlite_url, "MAPPA_PROFILE": "development"}
-    jwks = tmp_path / "police.jwks.json"
-    jwks.write_text(json.dumps(JWKS))
-    refused = _cli(
-        "add",
-        *("--id", "police-avon", "--name", name, "--type", "police"),
-        *("--role", "responsible_authority", "--area", "avon", "--jwks", str(jwks)),
-        env=env,
-    )
+    refused = _cli_add_police(tmp_path, env, name=name)
     assert refused.returncode == 1
     assert f"U+{ord(hostile_character(name)):04X}" in refused.stderr
     assert "Police" not in refused.stderr and hostile_character(name) not in refused.stderr

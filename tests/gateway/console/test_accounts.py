@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import func, select
 
 from gateway.console.accounts import add_officer, officer_by_id, set_scope, verify_officer
-from gateway.console.scope import AREA_CODE, NATIONAL, NO_SCOPE, ReviewScope
+from gateway.console.scope import NATIONAL, NO_SCOPE, ReviewScope
 from gateway.errors import Conflict, NotFound, ValidationFailed
 from gateway.store import Database
 from gateway.store.models import IGOfficer
@@ -193,10 +193,3 @@ def test_a_review_scope_holds_its_invariants() -> None:
             ReviewScope(**bad)
     assert ReviewScope(areas=("barnet", "enfield")).describe() == "barnet, enfield"
     assert NATIONAL.as_detail() == {"national": True}
-
-
-def test_an_area_code_is_what_agencies_are_registered_with() -> None:
-    """The scope's pattern is the one agency onboarding checks areas with (kept in step)."""
-    from gateway import agencies
-
-    assert agencies._AREA.pattern == f"^{AREA_CODE.pattern}$"
