@@ -181,8 +181,10 @@ def retire_unopenable(
     :func:`gateway.delivery.dead_letters.dead_letter`: logged and audited by ids, the entry
     naming the key); returns the others, and what it dead-lettered. A key retired with no
     overlap (say, compromised) must not be sent to: a message sealed to it stays unsent, for an
-    operator to see (``outbox retry`` sends it should the same key be registered again). A row
-    whose header names no key is taken as openable."""
+    operator to see. ``outbox retry`` cannot deliver it, since a retired key is never registered
+    again (:func:`gateway.agencies.rotate_agency_keys`): the act must be issued again, which
+    seals a new message to the recipient's current key. A row whose header names no key is taken
+    as openable."""
     kept: list[OutboxMessage] = []
     retired: list[DeadLetter] = []
     for row in rows:
