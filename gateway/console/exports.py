@@ -6,15 +6,17 @@ audit API's pack (``GET /v1/audit/export``) take their slot from the same pool
 (`gateway.console.limits.EXPORTS` per process), so together they never send more at once. A
 caller finding every slot held is refused by the route, which records the refusal in its own
 way (the console as operation ``console``, the API as a ``consultation``) and answers
-`busy` (429 with Retry-After). A pack holds the whole log: each route decides, before it
-calls `pack_response`, that its caller may have it (a national officer), and records a
-refusal otherwise; nothing of the log is read here until a slot is held.
+`busy` (429 with Retry-After). A pack holds the whole log: each route asks `pack_refusal`,
+before it calls `pack_response`, whether its caller may have it (a national officer only), and
+records a refusal with the rule and reason it gives, the same on both paths, answering its 403;
+nothing of the log is read here until a slot is held.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
+from dataclasses import dataclass
 from typing import Any, Final, NoReturn, TypeVar
 
 from fastapi import FastAPI
@@ -24,16 +26,20 @@ from starlette.concurrency import run_in_threadpool
 from gateway import errors
 from gateway.audit.export import ExportError, ExportHeader, export_chunks, export_header
 from gateway.console.limits import EXPORTS, RETRY_AFTER_SECONDS, Slots
+from gateway.console.scope import ReviewScope
 from gateway.state import GatewayState
 
 __all__ = [
     "BUSY",
     "PACK_MEDIA_TYPE",
+    "PACK_RULE",
+    "PackRefusal",
     "ReleasingStream",
     "busy",
     "export_slots",
     "hold_export_slot",
     "in_threadpool",
+    "pack_refusal",
     "pack_response",
     "per_process",
 ]
@@ -43,6 +49,26 @@ _T = TypeVar("_T")
 #: The reason recorded, and given in the 429's diagnostics, when every export slot is held.
 BUSY: Final = "console_busy"
 PACK_MEDIA_TYPE: Final = "application/jsonl; charset=utf-8"
+#: The rule that keeps the export pack, which holds the whole log, to national officers.
+PACK_RULE: Final = "export-pack-national-scope-only"
+
+
+@dataclass(frozen=True, slots=True)
+class PackRefusal:
+    """Why a caller may not have the export pack: what its refusal records, and its 403."""
+
+    rule: str = PACK_RULE
+    reason_code: str = "national_scope_only"
+
+    def denied(self) -> errors.AccessDenied:
+        return errors.AccessDenied(diagnostics={"reason": self.reason_code})
+
+
+def pack_refusal(scope: ReviewScope | None) -> PackRefusal | None:
+    """None if a console officer of review ``scope`` may have the pack (a national officer);
+    the refusal otherwise. ``scope`` None: the caller is no console officer (an agency's
+    system), refused whatever it may read."""
+    return None if scope is not None and scope.national else PackRefusal()
 
 
 def per_process(app: FastAPI, name: str, make: Callable[[], Any]) -> Any:

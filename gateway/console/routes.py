@@ -51,6 +51,7 @@ from gateway.console.exports import (
     ReleasingStream,
     busy,
     hold_export_slot,
+    pack_refusal,
     pack_response,
     per_process,
 )
@@ -140,6 +141,7 @@ async def _audit(
     officer_id: str | None,
     *,
     outcome: Outcome = Outcome.ALLOWED,
+    rule: str | None = None,
     reason_code: str | None = None,
     record_refs: tuple[str, ...] = (),
     attempt: LoginAttempt | None = None,
@@ -152,6 +154,7 @@ async def _audit(
         outcome=outcome,
         officer_id=officer_id,
         request_id=_request_id(request),
+        rule=rule,
         reason_code=reason_code,
         record_refs=record_refs,
         detail={"action": action, **detail},
@@ -733,16 +736,18 @@ async def export_pack(request: Request) -> Response:
     officer = await _officer(request)
     if officer is None:
         return _to_login()
-    if not officer.scope.national:
+    refused = pack_refusal(officer.scope)
+    if refused is not None:
         await _audit(
             request,
             "export_pack",
             officer.officer_id,
             outcome=Outcome.REFUSED,
-            reason_code="national_scope_only",
+            rule=refused.rule,
+            reason_code=refused.reason_code,
             scope=officer.scope.as_detail(),
         )
-        raise errors.AccessDenied(diagnostics={"reason": "national_scope_only"})
+        raise refused.denied()
 
     async def refuse() -> NoReturn:
         await _refuse_busy(request, "export_pack", officer.officer_id)

@@ -68,7 +68,7 @@ from gateway.audit.search import (
 )
 from gateway.audit.service import AuditService
 from gateway.audit.subtrees import SubtreeCache
-from gateway.console.exports import BUSY, busy, pack_response
+from gateway.console.exports import BUSY, busy, pack_refusal, pack_response
 from gateway.console.scope import NO_SCOPE, ReviewScope
 from gateway.console.session import SESSION_COOKIE, current_session
 from gateway.contract.types import is_resource_id
@@ -81,12 +81,10 @@ from gateway.logs import get_logger
 from gateway.state import GatewayState
 from gateway.store.models import AuditEntry
 
-__all__ = ["AUDIT_READ_SCOPE", "EXPORT_RULE", "IGReader", "ig_reader", "router"]
+__all__ = ["AUDIT_READ_SCOPE", "IGReader", "ig_reader", "router"]
 
 AUDIT_READ_SCOPE: Final = Scope.AUDIT_READ.value
 IG_RULE: Final = "ig-endpoints-only"
-#: The rule that keeps the export pack, which holds the whole log, to national officers.
-EXPORT_RULE: Final = "export-pack-national-scope-only"
 _TEXT: Final = "text/plain; charset=utf-8"
 #: A tree size: 1 to 15 ASCII digits (``str.isdigit`` also passes other scripts' digits).
 _SIZE: Final = re.compile(r"[0-9]{1,15}")
@@ -411,15 +409,16 @@ async def export(
         "via": reader.via,
         **reader.scope_detail(),
     }
-    if reader.via != "console" or not reader.review.national:
+    refused = pack_refusal(reader.review if reader.via == "console" else None)
+    if refused is not None:
         refusal = reader.event(
             Outcome.REFUSED,
-            rule=EXPORT_RULE,
-            reason_code="national_scope_only",
+            rule=refused.rule,
+            reason_code=refused.reason_code,
             detail={**detail, "route": _route(request), "method": request.method},
         )
         await record_alone(state.db, refusal)
-        raise errors.AccessDenied(diagnostics={"reason": "national_scope_only"})
+        raise refused.denied()
 
     async def refuse() -> NoReturn:
         await record_alone(state.db, reader.event(Outcome.REFUSED, reason_code=BUSY, detail=detail))

@@ -25,11 +25,11 @@ from gateway.audit.sequencer import sequence
 from gateway.audit.verify import Problem
 from gateway.console import exports
 from gateway.console.accounts import add_officer, officer_by_id
+from gateway.console.exports import PACK_RULE
 from gateway.console.limits import EXPORTS, RETRY_AFTER_SECONDS, Slots
 from gateway.console.scope import NATIONAL, NO_SCOPE, ReviewScope
 from gateway.console.session import SESSION_COOKIE, open_session
 from gateway.flow.audit import AuditEvent, Operation, Outcome, record
-from gateway.routes.audit import EXPORT_RULE
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from gateway.store.models import AuditEntry
@@ -190,7 +190,7 @@ async def test_anyone_but_a_national_officer_gets_403_with_nothing_read(
     (refusal,) = await _exports(gateway_state)
     assert (refusal.outcome, refusal.rule, refusal.reason_code) == (
         "refused",
-        EXPORT_RULE,
+        PACK_RULE,
         "national_scope_only",
     )
     assert refusal.request_id == response.headers["x-request-id"]

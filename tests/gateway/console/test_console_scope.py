@@ -25,6 +25,7 @@ from sqlalchemy import select
 
 from gateway.audit.search import encode_cursor
 from gateway.console.accounts import add_officer, officer_by_id, set_scope
+from gateway.console.exports import PACK_RULE
 from gateway.console.scope import NO_SCOPE, ReviewScope
 from gateway.console.session import SESSION_COOKIE, open_session
 from gateway.domain import AgencyType, Role
@@ -268,14 +269,19 @@ async def test_the_verifiable_pack_is_for_national_officers_only(
     areas: Areas, open_as: dict[str, httpx.AsyncClient], state: GatewayState
 ) -> None:
     """The pack holds the whole log: an area officer gets 403 (no entry in it), audited with
-    the reason, and no link to it; the national officer gets it."""
+    the rule and reason the audit API's refusal of the pack carries, and no link to it; the
+    national officer gets it."""
     barnet = open_as["ig.barnet"]
     refused = await barnet.get("/console/export.jsonl")
     assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
     for entry in (*areas.of_a, *areas.of_b):
         assert entry not in refused.text
     (refusal,) = await _console(state, "export_pack", "ig.barnet")
-    assert (refusal.outcome, refusal.reason_code) == ("refused", "national_scope_only")
+    assert (refusal.outcome, refusal.rule, refusal.reason_code) == (
+        "refused",
+        PACK_RULE,
+        "national_scope_only",
+    )
     assert "/console/export.jsonl" not in (await barnet.get("/console/entries")).text
     national = await open_as[OFFICER].get("/console/export.jsonl")
     assert national.status_code == 200
