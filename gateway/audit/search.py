@@ -34,7 +34,7 @@ from typing import Any, Final
 from sqlalchemy import Select, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.contract.types import control_character_in
+from gateway.contract.types import control_character_in, is_resource_id
 from gateway.errors import InvalidParameter
 from gateway.store.models import Agency, AuditEntry, Nominal
 
@@ -47,6 +47,7 @@ __all__ = [
     "SearchQuery",
     "SeenPage",
     "encode_cursor",
+    "entry_within",
     "of_area",
     "parse_query",
     "search_entries",
@@ -211,6 +212,19 @@ def within(statement: Select[Any], areas: Sequence[str] | None) -> Select[Any]:
     """``statement`` as a reader of ``areas`` may read it: None, the whole log (a national IG
     officer); else the entries of those areas (`of_area`), and of none when there are none."""
     return statement if areas is None else of_area(statement, *areas)
+
+
+async def entry_within(
+    session: AsyncSession, entry_id: str, areas: Sequence[str] | None
+) -> AuditEntry | None:
+    """The entry ``entry_id`` if a reader of ``areas`` may read it (`within`; None: any area or
+    none), else None: an entry outside the areas is found exactly as one that does not exist,
+    by the same query. An id not of the resource-id form is never looked up. What else the
+    reader may see of the entry (an agency's need-to-know) is the caller's to check."""
+    if not is_resource_id(entry_id):
+        return None
+    statement = within(select(AuditEntry).where(AuditEntry.entry_id == entry_id), areas)
+    return (await session.scalars(statement.limit(1))).first()
 
 
 def _matching(query: SearchQuery, areas: Sequence[str] | None, after_id: int | None) -> Select[Any]:

@@ -38,9 +38,9 @@ from gateway.audit.search import (
     MAX_LIMIT,
     EntryFilter,
     SearchQuery,
+    entry_within,
     parse_query,
     search_entries,
-    within,
 )
 from gateway.audit.verify import LEAF_HASH_KEY, VerificationReport
 from gateway.audit.witness import WitnessRead, read_witness
@@ -540,10 +540,7 @@ async def entry(request: Request, entry_id: str) -> Response:
     witness = await run_in_threadpool(read_witness, state.settings)
     async with state.db.read() as session:
         # Outside the officer's scope is not found, by the same query as no such entry.
-        statement = within(
-            select(AuditEntry).where(AuditEntry.entry_id == entry_id), officer.scope.searched
-        )
-        row = (await session.execute(statement)).scalar_one_or_none()
+        row = await entry_within(session, entry_id, officer.scope.searched)
         if row is None:
             raise errors.NotFound()
         check = await check_entry(

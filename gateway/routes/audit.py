@@ -49,7 +49,6 @@ from typing import Annotated, Final, NoReturn
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import policies
@@ -61,17 +60,16 @@ from gateway.audit.export import EXPORT_FORMAT, ExportHeader
 from gateway.audit.search import (
     SearchQuery,
     SeenPage,
+    entry_within,
     parse_query,
     search_entries,
     search_seen,
-    within,
 )
 from gateway.audit.service import AuditService
 from gateway.audit.subtrees import SubtreeCache
 from gateway.console.exports import BUSY, busy, pack_refusal, pack_response
 from gateway.console.scope import NO_SCOPE, ReviewScope
 from gateway.console.session import SESSION_COOKIE, current_session
-from gateway.contract.types import is_resource_id
 from gateway.domain import AgencyType, Scope
 from gateway.flow.audit import AuditEvent, Operation, Outcome
 from gateway.flow.authenticate import authenticate
@@ -79,7 +77,6 @@ from gateway.flow.need_to_know import caller_agency
 from gateway.http.problems import openapi_problems
 from gateway.logs import get_logger
 from gateway.state import GatewayState
-from gateway.store.models import AuditEntry
 
 __all__ = ["AUDIT_READ_SCOPE", "IGReader", "ig_reader", "router"]
 
@@ -163,12 +160,9 @@ def _subtrees(state: GatewayState) -> SubtreeCache | None:
 async def _seen_in_full(
     session: AsyncSession, entry_id: str, areas: tuple[str, ...] | None, view: AgencyView | None
 ) -> bool:
-    """Whether the entry ``entry_id`` is one of ``areas``' (`gateway.audit.search.within`) and,
-    for an agency, the agency sees it as stored (`AgencyView.in_full`)."""
-    if not is_resource_id(entry_id):
-        return False
-    statement = within(select(AuditEntry).where(AuditEntry.entry_id == entry_id), areas)
-    row = (await session.scalars(statement.limit(1))).first()
+    """Whether the entry ``entry_id`` is one of ``areas``' (`gateway.audit.search.entry_within`)
+    and, for an agency, the agency sees it as stored (`AgencyView.in_full`)."""
+    row = await entry_within(session, entry_id, areas)
     if row is None:
         return False
     return view is None or await view.sees_whole(session, row)

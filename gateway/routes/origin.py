@@ -33,7 +33,7 @@ from gateway import errors
 from gateway.audit.agency_view import AgencyView
 from gateway.audit.commit import Audited, commit_audited, record_alone
 from gateway.audit.origin import OriginReport, load_origin
-from gateway.audit.search import within
+from gateway.audit.search import entry_within
 from gateway.cases.context import answered_fields
 from gateway.contract.types import is_resource_id
 from gateway.flow import deliver
@@ -92,9 +92,9 @@ async def origin(
 
     async def act(session: AsyncSession) -> Audited[OriginReport | None]:
         areas = reader.areas if reader.via == "console" else None
-        if areas is not None and not await _found(session, entry_id, areas):
+        if areas is not None and await entry_within(session, entry_id, areas) is None:
             refusal = _refusal(entry_id, {**detail, **reader.scope_detail()}, route)
-            if await _found(session, entry_id, None):  # else: no such entry, as recorded
+            if await entry_within(session, entry_id, None) is not None:  # else: no such entry
                 refusal["rule"] = "origin-evidence-of-officer-scope"
             return Audited(None, reader.event(Outcome.REFUSED, **refusal))
         refusal = _refusal(entry_id, detail, route)
@@ -131,12 +131,6 @@ async def origin(
     return deliver.jose_response(sealed)
 
 
-async def _found(session: AsyncSession, entry_id: str, areas: tuple[str, ...] | None) -> bool:
-    """Whether ``entry_id`` is an entry of ``areas`` (`within`; None: of any area or none)."""
-    statement = within(select(AuditEntry.id).where(AuditEntry.entry_id == entry_id), areas)
-    return (await session.scalar(statement.limit(1))) is not None
-
-
 async def _area_of(session: AsyncSession, agency_id: str) -> str | None:
     return await session.scalar(select(Agency.area).where(Agency.id == agency_id))
 
@@ -148,7 +142,7 @@ async def _not_seen_whole(
     entry the agency sees whole)."""
     if view is None:
         return None
-    row = await session.scalar(select(AuditEntry).where(AuditEntry.entry_id == entry_id))
+    row = await entry_within(session, entry_id, None)
     if row is None:
         return None
     return None if await view.sees_whole(session, row) else row
