@@ -74,7 +74,9 @@ class DeregistrationIn(BaseModel):
 class ErasureIn(BaseModel):
     """The Responsible Authority's decision to erase a nominal's case data: a reason from the
     closed vocabulary (kept in clear, and in the audit log) and a note (sealed at rest, as other
-    reasons are: it may name people; never in the audit log or any notice)."""
+    reasons are; never in the audit log or any notice). The note outlives the erasure, in the
+    erasure's history row and in the RA's signed body kept as its evidence of origin, so it
+    must not identify the person: the reference of the RA's own decision record, not a name."""
 
     model_config = STRICT
 
