@@ -146,13 +146,14 @@ def rotate_encryption_key(directory: str | os.PathLike[str]) -> AgencyIdentity:
 
 
 def finish_encryption_key_rotation(
-    directory: str | os.PathLike[str], *, held: Iterable[HeldDelivery] = ()
+    directory: str | os.PathLike[str], *, held: Iterable[HeldDelivery]
 ) -> AgencyIdentity:
     """Drop the previous encryption keys of the agency whose kit is ``directory``: once the
     gateway's overlap for them has ended (it sends nothing sealed to them after that). ``held``
-    are the deliveries the receiver holds for review (:meth:`Receiver.held_deliveries`): while
-    one is sealed to a key to be dropped, nothing is dropped (:class:`ValueError`), since it
-    could no longer be opened."""
+    are the deliveries the receiver holds for review (:meth:`Receiver.held_deliveries`), and
+    must be given (no default: a caller who forgot them would drop a key a held delivery is
+    sealed to): while one is sealed to a key to be dropped, nothing is dropped
+    (:class:`ValueError`), since it could no longer be opened."""
     folder = Path(directory)
     identity = AgencyIdentity.load(folder)
     dropped = {key.kid for key in identity.previous_encryption_keys}

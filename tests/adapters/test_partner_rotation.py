@@ -179,3 +179,15 @@ def test_a_kit_from_before_previous_keys_loads_as_it_is(tmp_path: Path) -> None:
     document = json.loads((tmp_path / PRIVATE_JWKS_FILE).read_text())
     current = {key["use"]: key["kid"] for key in document["keys"]}
     assert current == {"sig": identity.signing_key.kid, "enc": rotated.encryption_key.kid}
+
+
+def test_finishing_a_rotation_without_the_held_deliveries_is_refused(tmp_path: Path) -> None:
+    """``held`` has no default: a caller who forgot it would drop a key a held delivery is
+    sealed to, so the call is a TypeError and the previous key is kept."""
+    kit = tmp_path / "kit"
+    _kit(kit)
+    rotate_encryption_key(kit)
+    with pytest.raises(TypeError):
+        finish_encryption_key_rotation(kit)  # type: ignore[call-arg]
+    assert AgencyIdentity.load(kit).previous_encryption_keys != ()
+    assert finish_encryption_key_rotation(kit, held=[]).previous_encryption_keys == ()
