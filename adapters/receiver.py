@@ -25,14 +25,17 @@
    (:class:`SeenDeliveries`, durable in a SQLite file: a receiver is not built without one, but
    for a test that says :meth:`SeenDeliveries.in_memory`) for longer than that, so no body old
    enough to have been forgotten is accepted again, across restarts too;
-5. a kind the adapter does not list in :attr:`~adapters.sdk.Adapter.accepts` is 422
+5. a kind the gateway sends (:data:`~adapters.sdk.GATEWAY_KINDS`) that the adapter does not
+   list in :attr:`~adapters.sdk.Adapter.accepts` is kept for a person, as below, never handed
+   to the adapter, never refused, never lost: held for review with the code
+   ``kind_not_handled`` (an ``erasure`` notice, which the gateway sends when it erased a
+   nominal's case data and every agency is to act on under its own retention rules, with the
+   code ``erasure_notice``). A 422 would have it dead-lettered on the gateway's side and the
+   agency never told. Only a kind the gateway does not send at all (a newer gateway's) is 422
    ``kind_not_accepted``, before anything is applied or remembered: the relay retries it, then
    dead-letters it where the gateway's operator sees it, and retries it once the adapter takes
    it. A ``conformance`` message (``mappa-gateway conformance``) is acknowledged here, never
-   handed to the adapter. An ``erasure`` notice (the gateway erased a nominal's case data: its
-   id, the reason, and any flag or marker ids raised for this agency) is every agency's to act
-   on under its own retention rules, so an adapter that does not list it has it kept for a
-   person, as below, with the code ``erasure_notice``: never refused, never lost;
+   handed to the adapter;
 6. the adapter applies it (:meth:`adapters.sdk.Adapter.receive`, with the ``jti`` as the message
    id and the signed ``iat`` as :attr:`~adapters.sdk.Delivery.issued_at`: deliveries may come out
    of order, and an adapter answers one older than what it holds ``superseded``), then 200
@@ -82,7 +85,7 @@ from adapters.compact import (
 )
 from adapters.gateway_keys import REFETCH_EVERY, GatewayJwks, KeysUnavailable, check_jwks_url
 from adapters.identity import AgencyIdentity, UnknownEncryptionKey
-from adapters.sdk import Adapter, Delivery, MappingRefused, Receipt
+from adapters.sdk import GATEWAY_KINDS, Adapter, Delivery, MappingRefused, Receipt
 from gateway.contract.envelope import BODY_TYP, JOSE_MEDIA_TYPE
 from gateway.flow.signed_push import PUSH_MAX_AGE, SignedPush
 
@@ -91,6 +94,7 @@ __all__ = [
     "ERASURE_KIND",
     "ERASURE_NOTICE",
     "HELD_FOR_REVIEW",
+    "KIND_NOT_HANDLED",
     "MAX_RECEIPTS",
     "PUSH_MAX_AGE",
     "DeliveryRefused",
@@ -120,6 +124,8 @@ CONFORMANCE_KIND = "conformance"
 ERASURE_KIND = "erasure"
 #: The code an erasure notice is held under when the adapter does not take it itself.
 ERASURE_NOTICE = "erasure_notice"
+#: The code any other kind the gateway sends is held under when the adapter does not take it.
+KIND_NOT_HANDLED = "kind_not_handled"
 #: The action of a delivery verified, refused by the adapter and kept for a person.
 HELD_FOR_REVIEW = "held_for_review"
 #: The action of a held delivery a person dealt with by hand.
@@ -364,6 +370,12 @@ async def _body_within(request: Request, limit: int) -> bytes | None:
     return bytes(body)
 
 
+def _not_handled(kind: str) -> str:
+    """The code a delivery the gateway sends, of a kind the adapter does not take, is held
+    under."""
+    return ERASURE_NOTICE if kind == ERASURE_KIND else KIND_NOT_HANDLED
+
+
 def _refused(code: str) -> JSONResponse:
     return JSONResponse({"code": code}, status_code=400)
 
@@ -486,14 +498,15 @@ class Receiver:
             delivery = Delivery(message_id, signed.kind, signed.body, signed.iss, signed.iat)
             if delivery.kind == CONFORMANCE_KIND:
                 receipt = Receipt(message_id, "conformance_acknowledged")
-            elif delivery.kind == ERASURE_KIND and ERASURE_KIND not in self.adapter.accepts:
-                receipt = self._hold(delivery, compact, now, ERASURE_NOTICE)
-            elif delivery.kind not in self.adapter.accepts:
-                # Nothing applied, nothing remembered: the gateway's operator sees it dead-letter
-                # and retries it once the adapter takes the kind.
-                return JSONResponse({"code": "kind_not_accepted"}, status_code=422)
-            else:
+            elif delivery.kind in self.adapter.accepts:
                 receipt = self._apply(delivery, compact, now)
+            elif delivery.kind in GATEWAY_KINDS:  # the gateway sends it: kept for a person
+                receipt = self._hold(delivery, compact, now, _not_handled(delivery.kind))
+            else:
+                # A kind the gateway does not send (a newer gateway's): nothing applied, nothing
+                # remembered; the gateway's operator sees it dead-letter and retries it once the
+                # adapter takes the kind.
+                return JSONResponse({"code": "kind_not_accepted"}, status_code=422)
             if receipt.action != HELD_FOR_REVIEW:  # a held one was remembered as it was kept
                 self._seen.remember(message_id, iat=signed.iat, action=receipt.action)
             self._prune(now)

@@ -29,6 +29,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "GATEWAY_KINDS",
     "IDENTIFIER_KINDS",
     "NOMINAL_ID",
     "SUPERSEDED",
@@ -46,6 +47,25 @@ ENTRY_POINT_GROUP = "mappa_gateway.adapters"
 NOMINAL_ID = "{nominal_id}"
 #: The identifiers a nominal can be looked up by.
 IDENTIFIER_KINDS = frozenset({"pnc", "crn", "visor"})
+#: Every kind the gateway delivers (its own list is ``gateway.delivery.outbox.KINDS``, copied
+#: here so the SDK does not import the gateway's storage layer; a test keeps the two equal). A
+#: receiver keeps one of these its adapter does not list for a person, and refuses only a kind
+#: not here (a newer gateway's).
+GATEWAY_KINDS = frozenset(
+    {
+        "contributor_decision",
+        "erasure",
+        "hazard_flag",
+        "level_change",
+        "minutes",
+        "onward_disclosure",
+        "owner_notification",
+        "record",
+        "referral",
+        "warning_marker",
+        "warning_marker_revocation",
+    }
+)
 
 
 class MappingRefused(ValueError):
@@ -146,10 +166,11 @@ class Adapter(Protocol):
     """An agency adapter. ``agency_type`` is a :class:`gateway.domain.AgencyType` value."""
 
     agency_type: ClassVar[str]
-    #: Delivery kinds this adapter's :meth:`receive` takes (applies or files). The receiver
-    #: refuses any other kind before it reaches the adapter (422 ``kind_not_accepted``), so the
-    #: gateway dead-letters it where its operator sees it; list only kinds :meth:`receive`
-    #: handles, whatever their body.
+    #: Delivery kinds this adapter's :meth:`receive` takes (applies or files). Any other kind
+    #: never reaches the adapter: one the gateway sends (:data:`GATEWAY_KINDS`) is kept by the
+    #: receiver for a person (held for review, ``kind_not_handled``); one it does not send at
+    #: all (a newer gateway's) is 422 ``kind_not_accepted``, so the gateway dead-letters it
+    #: where its operator sees it. List only kinds :meth:`receive` handles, whatever their body.
     accepts: ClassVar[frozenset[str]]
 
     def to_contract(self, record: Mapping[str, Any]) -> Sequence[Outbound]:

@@ -1,11 +1,13 @@
-"""A verified delivery the adapter cannot apply is kept for a person; one of a kind it does not
-take is refused before anything is applied.
+"""A verified delivery the adapter cannot apply is kept for a person; so is one of a kind the
+gateway sends that the adapter does not take; only a kind the gateway does not send is refused.
 
 Once the receiver answers 2xx and remembers the ``jti``, the gateway marks the message delivered
 and every redelivery is a duplicate: a delivery the adapter refused must then be on disk,
-sealed as it came, for a person to read and apply again. A kind the adapter does not list in
-``accepts`` is answered 422, remembered nowhere, so that the gateway dead-letters it where its
-operator sees it.
+sealed as it came, for a person to read and apply again. A kind the gateway sends
+(``GATEWAY_KINDS``) that the adapter does not list in ``accepts`` is held the same way (a 422
+would have it dead-lettered and the agency never told); a kind the gateway does not send at all
+(a newer gateway's) is answered 422, remembered nowhere, so that the gateway dead-letters it
+where its operator sees it.
 """
 
 from __future__ import annotations
@@ -29,13 +31,17 @@ from adapters.receiver import (
     ERASURE_KIND,
     ERASURE_NOTICE,
     HELD_FOR_REVIEW,
+    KIND_NOT_HANDLED,
     HeldDelivery,
     Receiver,
     SeenDeliveries,
 )
-from adapters.sdk import Adapter, Delivery, MappingRefused
+from adapters.sdk import GATEWAY_KINDS, Adapter, Delivery, MappingRefused
 from adapters.standin import JsonStore
+from gateway.delivery.outbox import KINDS
 from tests.adapters.support import StandInGateway, post_sealed
+from tests.gateway.cases import scenario
+from tests.gateway.cases.support import open_world, settings_for
 
 SAMPLES = Path(__file__).parent / "samples"
 NOW = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
@@ -163,34 +169,76 @@ async def test_a_delivery_not_kept_is_not_acknowledged(tmp_path: Path) -> None:
     assert seen.action(jti) is None and receiver.receipts == {}
 
 
-@pytest.mark.parametrize(
-    ("adapter", "kind"),
-    [
-        (ChildrensServicesAdapter, "level_change"),
-        (ChildrensServicesAdapter, "owner_notification"),
-        (PoliceAdapter, "owner_notification"),
-        (HousingAdapter, "hazard_flag"),
-        (ProbationAdapter, "warning_marker"),
-    ],
+#: The shipped adapters.
+SHIPPED: tuple[type[Adapter], ...] = (
+    PoliceAdapter,
+    ProbationAdapter,
+    ChildrensServicesAdapter,
+    HousingAdapter,
 )
-async def test_a_kind_the_adapter_does_not_accept_is_refused_before_anything_is_applied(
-    tmp_path: Path, adapter: type[Adapter], kind: str
-) -> None:
-    """422 ``kind_not_accepted``: nothing written, nothing remembered, nothing held, so the
-    relay retries it and the gateway dead-letters it for its operator; again the same."""
-    gateway = StandInGateway()
-    identity = AgencyIdentity.generate("barnet-partner")
-    store = JsonStore(tmp_path / "store.json")
-    before = store.path.read_text()
-    receiver = Receiver(
+
+
+def _receiver(
+    tmp_path: Path, adapter: Adapter, identity: AgencyIdentity, gateway: StandInGateway
+) -> Receiver:
+    return Receiver(
         identity,
-        adapter(store),  # type: ignore[call-arg]
+        adapter,
         gateway.ISSUER,
         gateway_keys=gateway.keys(),
         clock=lambda: NOW,
-        seen=SeenDeliveries(tmp_path / "seen-deliveries.sqlite3"),
+        seen=SeenDeliveries(tmp_path / "state" / "seen-deliveries.sqlite3"),
     )
-    assert kind not in receiver.adapter.accepts
+
+
+def test_the_sdk_knows_every_kind_the_gateway_sends() -> None:
+    """The SDK's copy of the gateway's kinds is the gateway's own list."""
+    assert GATEWAY_KINDS == KINDS
+
+
+@pytest.mark.parametrize("adapter", SHIPPED)
+async def test_a_kind_the_gateway_sends_that_the_adapter_does_not_take_is_kept_for_a_person(
+    tmp_path: Path, adapter: type[Adapter]
+) -> None:
+    """Every kind the gateway sends that the adapter does not list: 200 ``held_for_review``,
+    code ``kind_not_handled`` (``erasure_notice`` for an erasure), sealed as it came; nothing
+    written to the agency's system, never 422 (which would dead-letter it, the agency never
+    told); a redelivery is a duplicate."""
+    store = _stores(tmp_path)[adapter]
+    before = store.path.read_text() if store.path.exists() else None
+    gateway, identity = StandInGateway(), AgencyIdentity.generate("barnet-partner")
+    receiver = _receiver(tmp_path, adapter(store), identity, gateway)  # type: ignore[call-arg]
+    not_taken = sorted(GATEWAY_KINDS - adapter.accepts)
+    assert not_taken  # every shipped adapter leaves some kind to a person
+    held: dict[str, str] = {}
+    for kind in not_taken:
+        jti, sealed = gateway.push(identity, kind, {"nominal_id": NOMINAL}, iat=NOW)
+        answer = await post_sealed(receiver, sealed, kind=kind)
+        assert answer.status_code == 200, (kind, answer.text)
+        assert answer.json() == {"status": "accepted", "id": jti, "action": HELD_FOR_REVIEW}
+        again = await post_sealed(receiver, sealed, kind=kind)
+        assert again.json() == {"status": "duplicate", "id": jti}
+        held[jti] = kind
+    assert {item.jti: (item.kind, item.code) for item in receiver.held_deliveries()} == {
+        jti: (kind, ERASURE_NOTICE if kind == ERASURE_KIND else KIND_NOT_HANDLED)
+        for jti, kind in held.items()
+    }
+    assert (store.path.read_text() if store.path.exists() else None) == before
+
+
+@pytest.mark.parametrize("adapter", SHIPPED)
+async def test_a_kind_the_gateway_does_not_send_is_refused_before_anything_is_applied(
+    tmp_path: Path, adapter: type[Adapter]
+) -> None:
+    """422 ``kind_not_accepted`` (a newer gateway's kind): nothing written, nothing remembered,
+    nothing held, so the relay retries it and the gateway dead-letters it for its operator;
+    again the same."""
+    gateway, identity = StandInGateway(), AgencyIdentity.generate("barnet-partner")
+    store = JsonStore(tmp_path / "store.json")
+    before = store.path.read_text()
+    receiver = _receiver(tmp_path, adapter(store), identity, gateway)  # type: ignore[call-arg]
+    kind = "kind_of_a_newer_gateway"
+    assert kind not in GATEWAY_KINDS
     jti, sealed = gateway.push(identity, kind, {"nominal_id": NOMINAL, "level": 2}, iat=NOW)
     for _ in range(2):
         answer = await post_sealed(receiver, sealed, kind=kind)
@@ -198,6 +246,47 @@ async def test_a_kind_the_adapter_does_not_accept_is_refused_before_anything_is_
     assert store.path.read_text() == before
     assert receiver.seen is not None and receiver.seen.action(jti) is None
     assert receiver.held_deliveries() == [] and receiver.receipts == {}
+
+
+async def test_nothing_a_whole_case_sends_a_shipped_adapter_is_refused(
+    sqlite_url: str,
+    gateway_keys: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """Every kind the gateway queues for Barnet's police, probation, children's services and
+    housing in a whole case (a level change to meeting participants among them) reaches that
+    agency's shipped adapter or is kept for a person: none is answered 422 and dead-lettered."""
+    monkeypatch.chdir(tmp_path)
+    shipped: dict[str, type[Adapter]] = {
+        scenario.POLICE: PoliceAdapter,
+        scenario.PROBATION: ProbationAdapter,
+        scenario.CS: ChildrensServicesAdapter,
+        scenario.HOUSING: HousingAdapter,
+    }
+    async with open_world(settings_for(sqlite_url, gateway_keys)) as world:
+        await scenario.onboard_barnet(world)
+        await scenario.whole_case(world)
+        sent = {(row.recipient_agency_id, row.kind) for row in await world.outbox()}
+    assert {kind for _, kind in sent} <= GATEWAY_KINDS
+    not_taken = sorted(
+        (agency, kind)
+        for agency, kind in sent
+        if agency in shipped and kind not in shipped[agency].accepts
+    )
+    assert (scenario.CS, "level_change") in not_taken  # what the regression refused
+    gateway = StandInGateway()
+    for agency, kind in not_taken:
+        identity = AgencyIdentity.generate(agency)
+        store = _stores(tmp_path / agency)[shipped[agency]]
+        adapter: Adapter = shipped[agency](store)  # type: ignore[call-arg]
+        receiver = _receiver(tmp_path / agency, adapter, identity, gateway)
+        jti, sealed = gateway.push(identity, kind, {"nominal_id": NOMINAL}, iat=NOW)
+        answer = await post_sealed(receiver, sealed, kind=kind)
+        assert answer.status_code == 200, (agency, kind, answer.text)
+        assert answer.json() == {"status": "accepted", "id": jti, "action": HELD_FOR_REVIEW}
+        assert receiver.seen is not None
+        receiver.seen.close()
 
 
 #: A body of each kind as the gateway pushes it, that the adapters taking it can apply.
@@ -246,6 +335,7 @@ BODIES: dict[str, dict[str, Any]] = {
 
 
 def _stores(tmp_path: Path) -> dict[type[Adapter], JsonStore]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(SAMPLES / "ics_store.json", tmp_path / "ics.json")
     shutil.copyfile(SAMPLES / "housing_store.json", tmp_path / "housing.json")
     return {
