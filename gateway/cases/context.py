@@ -52,6 +52,7 @@ __all__ = [
     "Inbound",
     "Written",
     "answered_fields",
+    "erased_meanwhile",
     "guarded",
     "inbound",
     "keep_origin",
@@ -295,9 +296,18 @@ async def write(
     call: Call,
     body: Inbound[Any],
     act: Callable[[AsyncSession], Awaitable[Audited[Written]]],
+    *,
+    locks_nominal: bool = False,
 ) -> Response:
     """Commit ``act``, its audit entry and the idempotency key of ``body`` (the write's opened
     body, from :func:`inbound`) together; answer sealed to the caller's keys.
+
+    A write about a nominal is refused if the nominal was erased since it was read
+    (:func:`not_erased`, which takes the row's key-share lock), unless ``locks_nominal``: the
+    act then locks the nominal for update itself, before anything else, and refuses it erased
+    (:func:`erased_meanwhile`). Such an act (every RA change) must not take the key-share lock
+    first: its lock for update would be an upgrade, and two of them on one nominal (on two
+    replicas) would deadlock, failing every act of their batches.
 
     If another request with the same key committed first (a retry racing its original, on this
     replica or another), its answer is replayed instead. If another write (with another key)
@@ -309,7 +319,8 @@ async def write(
     key, digest, caller_keys = body.key, body.digest, body.caller_keys
 
     async def with_key(session: AsyncSession) -> Audited[Written]:
-        await not_erased(call, session)
+        if not locks_nominal:
+            await not_erased(call, session)
         audited = keep_origin(call, session, await act(session))
         written = audited.result
         await idempotency.remember(
@@ -358,13 +369,19 @@ async def not_erased(call: Call, session: AsyncSession) -> None:
         return
     row = await _NOMINAL_STATUS.first(session, {"nominal_id": call.nominal_ref})
     if row is not None and row[0] == NominalStatus.ERASED:
-        raise errors.NotFound(
-            diagnostics={
-                "reason_code": "not_found",
-                "rule": policies.NOMINAL_ERASED,
-                "why": "the nominal was erased while the call was made",
-            }
-        )
+        raise erased_meanwhile()
+
+
+def erased_meanwhile() -> errors.NotFound:
+    """The refusal of a write about a nominal found erased in the write's transaction, though
+    it was not when the call read it: 404 as for an id that does not exist."""
+    return errors.NotFound(
+        diagnostics={
+            "reason_code": "not_found",
+            "rule": policies.NOMINAL_ERASED,
+            "why": "the nominal was erased while the call was made",
+        }
+    )
 
 
 def keep_origin(call: Call, session: AsyncSession, audited: Audited[T]) -> Audited[T]:

@@ -66,7 +66,7 @@ from gateway.cases.context import Call
 from gateway.cases.nominals import Change, change_nominal
 from gateway.contract import ErasureIn
 from gateway.domain import ErasureReason, NominalStatus
-from gateway.flow import deliver, lawful_basis, need_to_know
+from gateway.flow import deliver, lawful_basis
 from gateway.flow.audit import Operation, Outcome
 from gateway.store.models import (
     Action,
@@ -378,8 +378,7 @@ async def erase_nominal(call: Call, nominal_id: str) -> Response:
         _deregistered_first(nominal, body.reason)
 
     async def apply(session: AsyncSession, nominal: Nominal, body: ErasureIn) -> Change:
-        if nominal.status is NominalStatus.ERASED:
-            raise need_to_know.not_found("nominal")  # erased meanwhile: as for an unknown id
+        # erased meanwhile: refused before apply by change_nominal, as for an unknown id
         _deregistered_first(nominal, body.reason)  # as it is now, not as it was read
         before = str(nominal.status)
         done = await _erase_case(session, nominal)

@@ -28,7 +28,16 @@ import policies
 from gateway import errors
 from gateway.audit.commit import Audited
 from gateway.cases import documents, level_changes
-from gateway.cases.context import READ, WRITE, Call, Written, inbound, released, write
+from gateway.cases.context import (
+    READ,
+    WRITE,
+    Call,
+    Written,
+    erased_meanwhile,
+    inbound,
+    released,
+    write,
+)
 from gateway.cases.subjects import (
     responsible_authority_only,
     visible_nominal,
@@ -131,7 +140,8 @@ async def change_nominal(
 
     ``check`` refuses a change the nominal as read does not allow; ``apply`` makes it on the
     nominal locked for update in the write's transaction (and may refuse it there, on the
-    nominal as it now is). ``level`` names the level a change sets: the agencies involved are
+    nominal as it now is; one erased meanwhile is refused before it, 404 as for an unknown
+    id). ``level`` names the level a change sets: the agencies involved are
     then told of a change of level (:mod:`gateway.cases.level_changes`), in the same
     transaction."""
     call.require_scope(WRITE)
@@ -151,9 +161,13 @@ async def change_nominal(
         )
 
     async def act(session: AsyncSession) -> Audited[Written]:
+        # the first lock on the nominal in this transaction, and for update: never a key-share
+        # lock upgraded (write's not_erased is not run), which two RA changes would deadlock on
         nominal = await session.get(Nominal, nominal_id, with_for_update=True)
         if nominal is None:  # nothing is ever deleted, but fail closed
             raise errors.Conflict(diagnostics={"reason": "nominal_gone"})
+        if nominal.status is NominalStatus.ERASED:  # erased since the read
+            raise erased_meanwhile()
         change = await apply(session, nominal, body.body)
         nominal.version += 1
         nominal.updated_at = call.now
@@ -196,7 +210,7 @@ async def change_nominal(
         )
         return Audited(Written(ack, 200), event)
 
-    return await write(call, body, act)
+    return await write(call, body, act, locks_nominal=True)
 
 
 def _set_level(call: Call, nominal: Nominal, level: Level) -> tuple[str, str]:

@@ -93,10 +93,18 @@ def _same_identifiers(indexes: dict[str, str]) -> Select[str, str, NominalStatus
 
 
 async def _known_nominal(session: AsyncSession, area: str, indexes: dict[str, str]) -> str | None:
-    """The area's earliest active nominal carrying one of the identifiers."""
+    """The area's earliest active nominal carrying one of the identifiers.
+
+    Read in the referral's transaction with the rows' key-share lock (PostgreSQL ``FOR KEY
+    SHARE``; SQLite's writers are serialised): a nominal an erasure (or another RA change)
+    holds locked for update is read once that commits, as it then is. An erased one has no
+    blind indexes left and is not found, nor is one no longer active; the referral then
+    registers a new nominal, and never links to (and stores the subject's details on) the
+    erased one. An erasure that comes after waits for the referral and erases it too."""
     if not indexes:
         return None
-    rows = (await session.execute(_same_identifiers(indexes))).all()
+    found = _same_identifiers(indexes).with_for_update(read=True, key_share=True)
+    rows = (await session.execute(found)).all()
     known = sorted(
         (created_at, nominal_id)
         for nominal_id, nominal_area, status, created_at in rows
