@@ -86,6 +86,34 @@ SEALED = (
 )
 
 
+#: Tables whose rows about the nominal the erasure deletes (the test below checks each is empty
+#: of them), and the history, whose sealed details it sets to NULL but for the erasure's own row.
+DELETED = {"idempotency_keys", "held_notifications", "origin_evidence"}
+CHECKED_APART = {("nominal_changes", "details_sealed")}
+
+
+def test_every_sealed_column_of_the_schema_is_checked_after_an_erasure() -> None:
+    """A sealed column added to the schema must be added to SEALED (and to what the erasure
+    sets to NULL) or to the tables it deletes from: none escapes this test unnoticed."""
+    from sqlalchemy import LargeBinary
+
+    from gateway.store.models import Base
+
+    schema = {
+        (table.name, column.name)
+        for table in Base.metadata.sorted_tables
+        for column in table.columns
+        if isinstance(column.type, LargeBinary)
+    }
+    checked = {(model.__tablename__, column) for model, column, _ in SEALED}
+    unchecked = {
+        (table, column)
+        for table, column in schema - checked - CHECKED_APART
+        if table not in DELETED
+    }
+    assert unchecked == set()
+
+
 def _erase_context(world: World, agency: str = POLICE) -> ContextHeaders:
     return world[agency].with_context(*ERASE)
 
