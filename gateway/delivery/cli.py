@@ -115,6 +115,8 @@ async def _run_relay(once: bool) -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
+            # An event loop without signal handlers (Windows' proactor) raises
+            # NotImplementedError: there Ctrl+C's KeyboardInterrupt stops the process instead.
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
         await stop.wait()
