@@ -29,7 +29,6 @@ from cryptography.hazmat.primitives.serialization import (
     Encoding,
     NoEncryption,
     PrivateFormat,
-    PublicFormat,
 )
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from joserfc.jwk import ECKey, OKPKey, RSAKey
@@ -42,7 +41,6 @@ __all__ = [
     "TAG_BYTES",
     "Aead",
     "KeyKind",
-    "ed25519_public_raw",
     "ed25519_sign",
     "ed25519_verify",
     "generate_jose_key",
@@ -129,13 +127,6 @@ def ed25519_sign(private: object, message: bytes) -> bytes:
     if not isinstance(private, Ed25519PrivateKey):
         raise KeyInvalid("not an Ed25519 private key")
     return private.sign(message)
-
-
-def ed25519_public_raw(private: object) -> bytes:
-    """The 32-byte raw public key of an Ed25519 private key object."""
-    if not isinstance(private, Ed25519PrivateKey):
-        raise KeyInvalid("not an Ed25519 private key")
-    return private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
 
 
 def ed25519_verify(public_raw: bytes, signature: bytes, message: bytes) -> bool:

@@ -2,7 +2,8 @@
 of several at once.
 
 A key file's metadata (every field but the sealed key: format, purpose, kid, alg, use, status,
-created_at, retire_after; and ``profile`` on a development key) is sealed too: ``meta_seal`` is an
+created_at, retire_after; ``profile`` on a development key; ``destroyed_at`` and ``public`` on a
+key whose private half was destroyed) is sealed too: ``meta_seal`` is an
 envelope (:mod:`keys.envelope`) with an empty plaintext whose associated data is those fields as
 they stand in the file (:func:`meta_aad`). Only a holder of the KEK can make one, so a status or
 date edited in the file no longer matches its seal and the file is refused.
@@ -30,11 +31,13 @@ from .errors import KeyStoreError
 from .ring import Purpose
 
 __all__ = [
+    "DESTROYED_AT",
     "FORMAT",
     "KID_FILE",
     "META_FIELDS",
     "META_SEAL",
     "PROFILE",
+    "PUBLIC",
     "UNSEALED_METADATA",
     "FileChange",
     "encode_record",
@@ -63,6 +66,13 @@ META_FIELDS = ("format", "purpose", "kid", "alg", "use", "status", "created_at",
 #: development profile). Sealed with the metadata when present; a file without it (every file
 #: written before it existed) is a production key, and its seal is unchanged.
 PROFILE = "profile"
+#: The fields of a key whose private half was destroyed (``keys destroy``): when, and the public
+#: half kept in its place (a JWK), which still names the key in ``keys list`` and checks what it
+#: signed before it was retired. Sealed with the metadata when present; a file without them (every
+#: key not destroyed) keeps the seal it had.
+DESTROYED_AT = "destroyed_at"
+PUBLIC = "public"
+
 #: The field holding the metadata seal (base64url of an envelope with an empty plaintext).
 META_SEAL = "meta_seal"
 #: Why a key file without a metadata seal is refused (operators read this).
@@ -77,8 +87,9 @@ def meta_aad(record: Mapping[str, Any]) -> bytes:
     """The associated data of a key file's metadata seal: its metadata fields as they stand in
     the file (canonical JSON), so any edit of one of them breaks the seal."""
     fields = {name: record.get(name) for name in META_FIELDS}
-    if PROFILE in record:
-        fields[PROFILE] = record[PROFILE]
+    for optional in (PROFILE, DESTROYED_AT, PUBLIC):
+        if optional in record:
+            fields[optional] = record[optional]
     return _META_AAD_PREFIX + json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
 

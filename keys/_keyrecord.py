@@ -7,12 +7,14 @@ what it has checked, keyed by what the check proved (:func:`parsed_key`, :data:`
 an unchanged file is not unsealed again and a changed one always is.
 
 :func:`plan_meta_seals` plans ``keys seal-metadata``: seals for the files written before metadata
-seals, each file first proven to hold a private key that opens for its purpose, kid and alg.
+seals, each file first proven to hold a private key that opens for its purpose, kid and alg (or,
+for a destroyed key, a public half whose thumbprint is its kid).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
 import os
@@ -25,9 +27,12 @@ from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, OKPKey, RSAKey, import_key
 
 from ._keyfiles import (
+    DESTROYED_AT,
     FORMAT,
     KID_FILE,
     META_SEAL,
+    PROFILE,
+    PUBLIC,
     UNSEALED_METADATA,
     FileChange,
     encode_record,
@@ -36,22 +41,30 @@ from ._keyfiles import (
     seal_meta,
 )
 from .envelope import Envelope, blob_body
-from .errors import EnvelopeRejected, KeyInvalid, KeysError, KeyStoreError
+from .errors import EnvelopeRejected, KeyInvalid, KeysError, KeyStoreError, ProfileRefused
 from .jwk import JoseKey
 from .ring import ALG_USE, KeyInfo, KeyStatus, Purpose, RingKey, utcnow
 
 __all__ = [
+    "DEVELOPMENT",
     "ParsedKey",
     "SealedMeta",
     "check_meta",
+    "destroy_change",
     "import_private",
+    "kept_key",
     "open_key",
     "parse_record",
     "parsed_key",
     "plan_meta_seals",
     "read_file",
+    "read_key",
+    "ring_key",
     "sealed_meta",
 ]
+
+#: The profile whose keys are development keys (see :class:`keys.FileKeyRepository`).
+DEVELOPMENT = "development"
 
 #: What a parsed private key is cached under: the purpose, kid and alg it was unsealed for (the
 #: envelope's associated data) and the SHA-256 of the body of the sealed blob that was opened
@@ -111,8 +124,83 @@ def parse_record(purpose: Purpose, path: Path, raw: bytes) -> tuple[dict[str, An
         status=KeyStatus(record["status"]),
         created_at=_parse_time(record["created_at"]) or utcnow(),
         retire_after=_parse_time(record.get("retire_after")),
+        destroyed_at=_parse_time(record.get(DESTROYED_AT)),
     )
+    if (info.destroyed_at is None) != ("sealed" in record) or (
+        info.destroyed_at is not None and not isinstance(record.get(PUBLIC), dict)
+    ):
+        raise ValueError("a key file holds its sealed private key, or is destroyed and not both")
     return record, info
+
+
+def ring_key(
+    envelope: Envelope,
+    info: KeyInfo,
+    record: Mapping[str, Any],
+    parsed: Mapping[ParsedKey, JoseKey] | None = None,
+) -> tuple[RingKey, ParsedKey]:
+    """The ring's key of a file whose metadata seal was checked, and what it is remembered
+    under: its sealed private key, opened unless ``parsed`` holds it, or the public half a
+    destroyed key keeps (no KEK call)."""
+    if info.destroyed_at is not None:
+        return RingKey.build_destroyed(info, record[PUBLIC]), kept_key(info, record)
+    sealed = base64.urlsafe_b64decode(str(record["sealed"]))
+    cache_key = parsed_key(info.purpose, info.kid, info.alg, sealed)
+    cached = (parsed or {}).get(cache_key)
+    jose_key = open_key(envelope, info, sealed) if cached is None else cached
+    return RingKey.build(info, jose_key), cache_key
+
+
+def read_key(
+    envelope: Envelope,
+    purpose: Purpose,
+    path: Path,
+    parsed: Mapping[ParsedKey, JoseKey],
+    checked: Set[SealedMeta],
+    profile: str | None,
+) -> tuple[RingKey, ParsedKey, SealedMeta]:
+    """A key file read and checked for ``profile`` (:class:`keys.FileKeyRepository`): its key,
+    what it is remembered under, and its metadata seal as checked. ``parsed`` and ``checked``
+    are what the caller remembers (nothing is opened or unsealed again)."""
+    try:
+        record, info = parse_record(purpose, path, read_file(path))
+        meta_key = check_meta(envelope, purpose, record, path.name, checked)
+        if record.get(PROFILE) == DEVELOPMENT and profile not in (None, DEVELOPMENT):
+            raise ProfileRefused(
+                f"key file {path.name[:60]!r} of {purpose} holds a development key, refused "
+                f"in profile {profile[:40]!r}: make keys with keys init in a new directory"
+            )
+        key, cache_key = ring_key(envelope, info, record, parsed)
+    except KeysError:
+        raise
+    except _RECORD_ERRORS as exc:
+        raise KeyStoreError(f"key file {path.name[:60]!r}: {type(exc).__name__}") from exc
+    return key, cache_key, meta_key
+
+
+def kept_key(info: KeyInfo, record: Mapping[str, Any]) -> ParsedKey:
+    """What a destroyed key's public half is remembered under (as :func:`parsed_key`)."""
+    public = json.dumps(record[PUBLIC], sort_keys=True).encode()
+    return (info.purpose, info.kid, info.alg, hashlib.sha256(public).digest())
+
+
+def destroy_change(
+    envelope: Envelope, directory: Path, key: RingKey, moment: datetime
+) -> tuple[FileChange, KeyInfo]:
+    """A retired key's file with its sealed private key taken out: ``status`` retired,
+    ``destroyed_at`` ``moment``, the public half kept (``public``), all under a new metadata
+    seal; and the key's new metadata. Nothing is written here."""
+    info = key.info
+    path = directory / info.purpose.value / f"{info.kid}.json"
+    raw = read_file(path)
+    record = json.loads(raw)
+    del record["sealed"]
+    record["status"] = KeyStatus.RETIRED.value
+    record[DESTROYED_AT] = moment.isoformat()
+    record[PUBLIC] = {k: v for k, v in key.public.jwk.items() if k not in ("kid", "use", "alg")}
+    record[META_SEAL] = seal_meta(envelope, record)
+    updated = dataclasses.replace(info, status=KeyStatus.RETIRED, destroyed_at=moment)
+    return FileChange(path, raw, encode_record(record)), updated
 
 
 def import_private(data: dict[str, Any]) -> JoseKey:
@@ -176,8 +264,7 @@ def plan_meta_seals(
                 record, info = parse_record(purpose, path, raw)
                 if record.get(META_SEAL) is not None and info.kid not in reseal:
                     continue
-                sealed = base64.urlsafe_b64decode(str(record["sealed"]))
-                RingKey.build(info, open_key(envelope, info, sealed))
+                ring_key(envelope, info, record)  # opens, or refuses
             except KeysError:
                 raise
             except _RECORD_ERRORS as exc:

@@ -2,9 +2,10 @@
 secret, all or nothing.
 
 1. Each sealed file is rewrapped in memory (only its wrapped data keys change: the private key's
-   and the metadata seal's) and proven to open under the new KEK; nothing is written if one fails
-   (a file under an unknown KEK, a damaged file, metadata that no longer matches its seal or has
-   none: ``keys seal-metadata`` first).
+   and the metadata seal's; a destroyed key's file has the metadata seal's alone) and proven to
+   open under the new KEK; nothing is written if one fails (a file under an unknown KEK, a
+   damaged file, metadata that no longer matches its seal or has none: ``keys seal-metadata``
+   first).
 2. The new files are written together (:func:`keys._keyfiles.replace_all`): all temp files
    synced before the first rename, a failed rename putting back those already renamed.
 3. The directory is read back, as a new process would, under the new KEK alone: the same keys,
@@ -94,17 +95,18 @@ def _plan(
                 kids.add((purpose, kid))
                 if record.get(META_SEAL) is None:
                     raise KeyStoreError(f"rewrap: key file {name[:60]!r}: {UNSEALED_METADATA}")
-                sealed = base64.urlsafe_b64decode(str(record["sealed"]))
-                meta = base64.urlsafe_b64decode(str(record[META_SEAL]))
-                if blob_kek_id(sealed) == blob_kek_id(meta) == new_kek.kek_id:
+                # A destroyed key's file has no sealed private key: its metadata seal alone moves.
+                blobs = {"sealed": key_aad(purpose, kid, alg)} if "sealed" in record else {}
+                blobs[META_SEAL] = meta_aad(record)
+                opened = {f: base64.urlsafe_b64decode(str(record[f])) for f in blobs}
+                if all(blob_kek_id(blob) == new_kek.kek_id for blob in opened.values()):
                     continue
-                moved = envelope.rewrap(sealed, new_kek)
-                moved_meta = envelope.rewrap(meta, new_kek)
-                # Both open under the new KEK before anything is written (the metadata as it is).
-                target.unseal(moved, key_aad(purpose, kid, alg))
-                target.unseal(moved_meta, meta_aad(record))
-                record["sealed"] = base64.urlsafe_b64encode(moved).decode("ascii")
-                record[META_SEAL] = base64.urlsafe_b64encode(moved_meta).decode("ascii")
+                for field, aad in blobs.items():
+                    moved = envelope.rewrap(opened[field], new_kek)
+                    # Each opens under the new KEK before anything is written (the metadata as
+                    # it is).
+                    target.unseal(moved, aad)
+                    record[field] = base64.urlsafe_b64encode(moved).decode("ascii")
                 changes.append(FileChange(path, raw, encode_record(record)))
         blind = None
         blind_path = directory / BLIND_INDEX_FILE

@@ -6,6 +6,8 @@
     keys rotate PURPOSE [--overlap-hours N]     new current key; the old one verifies N hours more
                                                 (payload-signing: at least 168, its default)
     keys retire PURPOSE [--] KID                retire one key now (after a compromise)
+    keys destroy PURPOSE [--] KID... | --retired  destroy retired keys' private halves (the
+                                                public half stays); --retired: all retired
     keys jwks                                   the public JWKS the gateway publishes
     keys rewrap --new-kek-file F                reseal every private key and the blind-index
                                                 secret under a new KEK (all or nothing)
@@ -80,7 +82,7 @@ def register(subparsers: Any) -> None:
     common = _common()
     keys = subparsers.add_parser(
         "keys",
-        help="key rings: list, rotate, retire, publish, rewrap",
+        help="key rings: list, rotate, retire, destroy, publish, rewrap",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -111,6 +113,22 @@ def register(subparsers: Any) -> None:
     retire.add_argument("purpose", choices=[p.value for p in Purpose])
     retire.add_argument("kid", help="the key's kid (after '--' if it begins with '-')")
     retire.set_defaults(func=_with_repository(_retire))
+
+    destroy = verbs.add_parser(
+        "destroy",
+        parents=[common],
+        help="destroy retired keys' private halves",
+        epilog="Only a retired key's can be (retire it first); its public half stays. Backups "
+        "still hold it: see keys/README.md. Put the kids after '--' (one may begin with '-').",
+    )
+    destroy.add_argument(
+        "purpose", nargs="?", choices=[p.value for p in Purpose], help="omit with --retired"
+    )
+    destroy.add_argument("kids", nargs="*", metavar="KID", help="the keys' kids")
+    destroy.add_argument(
+        "--retired", action="store_true", help="every retired key of every purpose"
+    )
+    destroy.set_defaults(func=_with_repository(_destroy))
 
     jwks = verbs.add_parser("jwks", parents=[common], help="print the public JWKS")
     jwks.set_defaults(func=_with_repository(_jwks))
@@ -221,8 +239,9 @@ def _list(args: argparse.Namespace, repository: FileKeyRepository) -> int:
         return 0
     print(f"{'PURPOSE':<20} {'KID':<44} {'ALG':<15} {'STATUS':<9} {'CREATED':<26} RETIRE_AFTER")
     for row in rows:
+        status = "destroyed" if row["destroyed_at"] else row["status"]
         print(
-            f"{row['purpose']:<20} {row['kid']:<44} {row['alg']:<15} {row['status']:<9} "
+            f"{row['purpose']:<20} {row['kid']:<44} {row['alg']:<15} {status:<9} "
             f"{row['created_at'][:19]:<26} {row['retire_after'] or '-'}"
         )
     return 0
@@ -264,6 +283,19 @@ def _rotate(args: argparse.Namespace, repository: FileKeyRepository) -> int:
 def _retire(args: argparse.Namespace, repository: FileKeyRepository) -> int:
     info = repository.retire(Purpose(args.purpose), args.kid)
     print(f"retired {info.purpose.value} key {info.kid}")
+    return 0
+
+
+def _destroy(args: argparse.Namespace, repository: FileKeyRepository) -> int:
+    if args.retired == bool(args.purpose or args.kids) or (args.purpose and not args.kids):
+        print("keys destroy: name PURPOSE and its KIDs, or --retired alone", file=sys.stderr)
+        return 2
+    if args.retired:
+        destroyed = [info for p in Purpose for info in repository.destroy(p)]
+    else:
+        destroyed = repository.destroy(Purpose(args.purpose), args.kids)
+    done = [f"destroyed the private half of {i.purpose.value} key {i.kid}" for i in destroyed]
+    print("\n".join(done) or "no private half to destroy (none retired, or destroyed already)")
     return 0
 
 

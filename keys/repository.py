@@ -14,7 +14,7 @@ thumbprint of the key), ``alg``, ``use``, ``status``, ``created_at``, ``retire_a
 kid or algorithm. On load the key's public half must hash to its kid. ``meta_seal`` seals the
 other fields (:func:`keys._keyfiles.meta_aad`): a status or date edited in the file, say a
 retired key marked current again, no longer matches it and the file is refused. Only the
-repository's writes (generate, rotate, retire; a rewrap moves the seal with the key) and
+repository's writes (generate, rotate, retire, destroy; a rewrap moves the seal with the key) and
 :meth:`FileKeyRepository.seal_metadata` (``keys seal-metadata``, for files written before
 metadata seals) make one.
 
@@ -44,8 +44,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from joserfc.errors import JoseError
-
 from . import _hazmat
 from ._keyfiles import (
     FORMAT,
@@ -59,20 +57,19 @@ from ._keyfiles import (
 )
 from ._keyfiles import key_aad as _aad
 from ._keyrecord import (
+    DEVELOPMENT,
     ParsedKey,
     SealedMeta,
-    check_meta,
+    destroy_change,
     import_private,
-    open_key,
-    parse_record,
     parsed_key,
     plan_meta_seals,
-    read_file,
+    read_key,
     sealed_meta,
 )
 from ._rewrap import rewrap_directory
 from .envelope import Envelope
-from .errors import KeyInvalid, KeysError, KeyStoreError, KeyUnknown, ProfileRefused
+from .errors import KeyInvalid, KeyStoreError, KeyUnknown
 from .jwk import JoseKey
 from .kek import KekSource
 from .ring import ALG_KIND, ALG_USE, PURPOSE_ALGS, KeyInfo, KeyRing, KeyStatus, Purpose, RingKey
@@ -84,9 +81,6 @@ __all__ = [
     "FileKeyRepository",
     "KeyRepository",
 ]
-
-#: The profile whose keys are development keys (see :class:`FileKeyRepository`).
-DEVELOPMENT = "development"
 
 #: Purposes whose public keys the gateway publishes at /.well-known/jwks.json.
 JWKS_PURPOSES = (Purpose.TOKEN_SIGNING, Purpose.PAYLOAD_SIGNING, Purpose.PAYLOAD_ENCRYPTION)
@@ -118,6 +112,13 @@ class KeyRepository(Protocol):
 
     def retire(self, purpose: Purpose, kid: str, *, now: datetime | None = None) -> KeyInfo:
         """Retire one key at once (for example after a compromise)."""
+        ...
+
+    def destroy(
+        self, purpose: Purpose, kids: Iterable[str] | None = None, *, now: datetime | None = None
+    ) -> builtins.list[KeyInfo]:
+        """Destroy the private half of retired keys (those named, or every retired one), keeping
+        their public half; refuses a key that is not retired."""
         ...
 
     def list(self) -> builtins.list[KeyInfo]:
@@ -209,7 +210,16 @@ class FileKeyRepository:
         sealed_meta: set[SealedMeta] = set()
         for name in names:
             if KID_FILE.fullmatch(name):
-                key, cache_key, meta_key = self._read_key(purpose, folder / name)
+                key, cache_key, meta_key = read_key(
+                    self._envelope,
+                    purpose,
+                    folder / name,
+                    self._parsed,
+                    self._sealed_meta,
+                    self.profile,
+                )
+                self._parsed[cache_key] = key.jose_key
+                self._sealed_meta.add(meta_key)
                 keys.append(key)
                 parsed.add(cache_key)
                 sealed_meta.add(meta_key)
@@ -221,29 +231,6 @@ class FileKeyRepository:
         self._sealed_meta -= {k for k in self._sealed_meta if k[0] is purpose} - sealed_meta
         self._rings[purpose] = (time.monotonic(), ring)
         return ring
-
-    def _read_key(self, purpose: Purpose, path: Path) -> tuple[RingKey, ParsedKey, SealedMeta]:
-        try:
-            record, info = parse_record(purpose, path, read_file(path))
-            meta_key = check_meta(self._envelope, purpose, record, path.name, self._sealed_meta)
-            if record.get(PROFILE) == DEVELOPMENT and self.profile not in (None, DEVELOPMENT):
-                raise ProfileRefused(
-                    f"key file {path.name[:60]!r} of {purpose} holds a development key, refused "
-                    f"in profile {self.profile[:40]!r}: make keys with keys init in a new directory"
-                )
-            sealed = base64.urlsafe_b64decode(str(record["sealed"]))
-            cache_key = parsed_key(purpose, info.kid, info.alg, sealed)
-            jose_key = self._parsed.get(cache_key)
-            if jose_key is None:
-                jose_key = open_key(self._envelope, info, sealed)
-            ring_key = RingKey.build(info, jose_key)
-        except KeysError:
-            raise
-        except (OSError, ValueError, KeyError, TypeError, JoseError) as exc:
-            raise KeyStoreError(f"key file {path.name[:60]!r}: {type(exc).__name__}") from exc
-        self._parsed[cache_key] = jose_key
-        self._sealed_meta.add(meta_key)
-        return ring_key, cache_key, meta_key
 
     # -- writing -------------------------------------------------------------------------
 
@@ -274,6 +261,23 @@ class FileKeyRepository:
                     self._load(purpose)
                     return retired
         raise KeyUnknown(f"ring {purpose}: kid {kid[:64]!r} unknown")
+
+    def destroy(
+        self, purpose: Purpose, kids: Iterable[str] | None = None, *, now: datetime | None = None
+    ) -> builtins.list[KeyInfo]:
+        """Destroy the private half of the retired keys named (every retired key of the purpose
+        when None): their files keep the public half (:func:`keys._keyrecord.destroy_change`).
+        The keys destroyed now are returned. All or nothing: a kid unknown or not retired at
+        ``now`` raises (:meth:`KeyRing.retired_keys`) and nothing is written."""
+        moment = now or _utcnow()
+        with self._lock, self._flock():
+            chosen = self._load(purpose).retired_keys(kids, now=moment)
+            changes = [destroy_change(self._envelope, self.directory, k, moment) for k in chosen]
+            replace_all([change for change, _ in changes])
+            for change, _ in changes:
+                self._sealed_meta.add(sealed_meta(purpose, json.loads(change.new)))
+            self._load(purpose)
+            return [info for _, info in changes]
 
     def ensure(self, purpose: Purpose, *, now: datetime | None = None) -> builtins.list[KeyInfo]:
         """Create a current key for each of the purpose's algorithms that has none."""

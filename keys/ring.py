@@ -11,6 +11,7 @@ keeps a consistent view while another thread rotates.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -94,11 +95,17 @@ class KeyInfo:
     status: KeyStatus
     created_at: datetime
     retire_after: datetime | None = None
+    #: When its private half was destroyed (``keys destroy``); only a retired key's can be.
+    destroyed_at: datetime | None = None
 
     def __post_init__(self) -> None:
         _aware(self.created_at)
         if self.retire_after is not None:
             _aware(self.retire_after)
+        if self.destroyed_at is not None:
+            _aware(self.destroyed_at)
+            if self.status is not KeyStatus.RETIRED:
+                raise KeyInvalid(f"key {self.kid[:64]!r}: destroyed but not retired")
         if ALG_USE.get(self.alg) != self.use or self.alg not in PURPOSE_ALGS[self.purpose]:
             raise KeyInvalid(f"key {self.kid[:64]!r}: alg {self.alg!r} unfit for {self.purpose}")
 
@@ -120,6 +127,7 @@ class KeyInfo:
             "status": self.status_at(now or utcnow()).value,
             "created_at": self.created_at.isoformat(),
             "retire_after": self.retire_after.isoformat() if self.retire_after else None,
+            "destroyed_at": self.destroyed_at.isoformat() if self.destroyed_at else None,
         }
 
 
@@ -149,6 +157,19 @@ class RingKey:
         public_jwk = dict(jose_key.as_dict(private=False))
         public_jwk.update({"kid": info.kid, "use": info.use, "alg": info.alg})
         return cls(info, jose_key, public_key_from_jwk(public_jwk, use=info.use))
+
+    @classmethod
+    def build_destroyed(cls, info: KeyInfo, public_jwk: Mapping[str, Any]) -> RingKey:
+        """A retired key whose private half was destroyed: its public half alone, checked
+        against the kid. It is never current nor usable (it is retired), so nothing asks it to
+        sign or decrypt; its ``jose_key`` is the public key."""
+        if info.destroyed_at is None:
+            raise KeyInvalid(f"key {info.kid[:64]!r}: a public half alone for a live key")
+        jwk = {**public_jwk, "kid": info.kid, "use": info.use, "alg": info.alg}
+        public = public_key_from_jwk(jwk, use=info.use)
+        if public.jose_key.is_private or public.jose_key.thumbprint() != info.kid:
+            raise KeyInvalid(f"key {info.kid[:64]!r}: kept public half is not the kid's")
+        return cls(info, public.jose_key, public)
 
     @property
     def kid(self) -> str:
@@ -211,6 +232,33 @@ class KeyRing:
         ]
         return sorted(keys, key=lambda k: k.info.created_at, reverse=True)
 
+    def held(self, kid: str) -> RingKey | None:
+        """The key named ``kid``, retired or not (for the keys commands, never to use)."""
+        return self._by_kid.get(kid)
+
+    def retired_keys(self, kids: Iterable[str] | None, *, now: datetime) -> list[RingKey]:
+        """The keys named in ``kids`` (every retired key when None) whose private half is still
+        held, each retired at ``now``: for ``keys destroy``. A kid unknown, or not retired
+        (current, or previous within its overlap), raises."""
+        if kids is None:
+            chosen = [
+                k for k in self._by_kid.values() if k.info.status_at(now) is KeyStatus.RETIRED
+            ]
+        else:
+            chosen = []
+            for kid in dict.fromkeys(kids):
+                key = self._by_kid.get(kid)
+                if key is None:
+                    raise KeyUnknown(f"ring {self.purpose}: kid {kid[:64]!r} unknown")
+                status = key.info.status_at(now)
+                if status is not KeyStatus.RETIRED:
+                    raise KeyInvalid(
+                        f"ring {self.purpose}: kid {kid[:64]!r} is {status.value}, not retired: "
+                        "retire it first (keys retire)"
+                    )
+                chosen.append(key)
+        return [key for key in chosen if key.info.destroyed_at is None]
+
     def knows(self, kid: str) -> bool:
         """Whether the ring holds a key named ``kid`` (retired ones included)."""
         return kid in self._by_kid
@@ -248,4 +296,6 @@ class KeyRing:
             key = self.get(kid, now=now)
         if key.info.alg != "Ed25519":
             raise KeyInvalid(f"ring {self.purpose}: kid {kid[:64]!r} is not an Ed25519 key")
-        return _hazmat.ed25519_public_raw(key.jose_key.private_key)
+        # from the public half, which a destroyed key keeps (RFC 8037: x is the raw key)
+        x = str(key.public.jwk["x"])
+        return base64.urlsafe_b64decode(x + "=" * (-len(x) % 4))

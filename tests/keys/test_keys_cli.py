@@ -52,7 +52,7 @@ def test_list_prints_every_key_without_key_material(
     listing = json.loads(capsys.readouterr().out)["keys"]
     assert len(listing) == 5
     assert all(set(row) == {
-        "purpose", "kid", "alg", "use", "status", "created_at", "retire_after"
+        "purpose", "kid", "alg", "use", "status", "created_at", "retire_after", "destroyed_at"
     } for row in listing)  # fmt: skip
     assert main(["keys", "list"]) == 0
     assert "token-signing" in capsys.readouterr().out

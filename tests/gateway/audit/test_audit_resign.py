@@ -54,11 +54,14 @@ def witness(tmp_path: Path) -> CheckpointWitness:
     return CheckpointWitness(tmp_path / "witness" / "log.note")
 
 
-def _compromised(repository: FileKeyRepository) -> str:
-    """keys/README.md step 1 for the checkpoint key: rotate with no overlap, retire the old."""
+def _compromised(repository: FileKeyRepository, *, destroy: bool = False) -> str:
+    """keys/README.md step 1 for the checkpoint key: rotate with no overlap, retire the old
+    (and, with ``destroy``, destroy its private half: its public half checks the old head)."""
     old = repository.ring(CHECKPOINT).current("Ed25519").kid
     repository.rotate(CHECKPOINT, dt.timedelta(hours=0))
     repository.retire(CHECKPOINT, old)
+    if destroy:
+        assert [info.kid for info in repository.destroy(CHECKPOINT, [old])] == [old]
     return old
 
 
@@ -84,23 +87,26 @@ async def _wedged(db: Database, signer: RingNoteSigner, witness: CheckpointWitne
     assert caught.value.diagnostics["reason"] == "checkpoint_unverified"
 
 
+@pytest.mark.parametrize("destroy", [False, True], ids=["retired", "destroyed"])
 async def test_compromise_procedure_then_resign_head_lets_the_sequencer_resume(
     db: Database,
     repository: FileKeyRepository,
     signer: RingNoteSigner,
     witness: CheckpointWitness,
     tmp_path: Path,
+    destroy: bool,
 ) -> None:
     """The review's scenario end to end: after rotate (no overlap) and retire, the sequencer is
     wedged; resign-head signs the same head with the new key, records who did it from which
     key, and the sequencer signs new checkpoints; the log verifies with the published keys
-    alone (database, witness and export pack)."""
+    alone (database, witness and export pack). The same once the old key's private half is
+    destroyed (keys destroy): its public half still checks the head it signed."""
     await append_entries(db, 3)
     await sequence(db, signer, DB_ORIGIN, witness=witness)
     await append_entries(db, 2, start=3)
     before = await sequence(db, signer, DB_ORIGIN, witness=witness)
     assert before.tree_size == 5
-    old = _compromised(repository)
+    old = _compromised(repository, destroy=destroy)
     new = signer.kid
     await append_entries(db, 2, start=5)
     await _wedged(db, signer, witness)
