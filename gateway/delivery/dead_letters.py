@@ -1,6 +1,7 @@
 """Giving up on a queued message before it is pushed or listed: the one step that does it.
 
-A message is dead-lettered as it is claimed for a push or listed for a pull when it was queued
+A message is dead-lettered as it is claimed for a push or listed for a pull (or, too old, by the
+relay's sweep when neither meets it) when it was queued
 longer ago than a partner accepts a push (``expired``:
 :func:`gateway.delivery.lease.expire_stale`), when its recipient can no longer open it (sealed
 to a key it has retired, ``recipient_key_retired``:
@@ -13,7 +14,8 @@ relay after its claim, the inbox route after its read): counted before, a rollba
 count for a message still queued.
 
 The audit entry is a disclosure to the recipient that did not happen, naming the message by id
-and kind and how it was to go (``delivery``: push or pull), never its content. A message
+and kind and how it was to go (``delivery``: push or pull; ``sweep`` for a message too old
+that neither met, :func:`gateway.delivery.lease.expire_unserved`), never its content. A message
 need-to-know refused is ``refused``, with the refusing rule, its policy version and the
 decision's diagnostics, about the message's nominal; one that cannot be delivered is ``failed``
 and names no nominal (nothing was decided on it).

@@ -40,12 +40,15 @@ from gateway.flow.signed_push import PUSH_MAX_AGE
 from gateway.store.models import Agency, OutboxMessage
 
 __all__ = [
+    "EXPIRY_BATCH",
     "Claim",
     "Claimed",
     "anything_due",
+    "anything_unserved",
     "claim",
     "due",
     "expire_stale",
+    "expire_unserved",
     "in_turn",
     "openable_kids",
     "retire_unopenable",
@@ -166,6 +169,70 @@ def expire_stale(
         else:
             kept.append(row)
     return kept, expired
+
+
+#: The most rows one :func:`expire_unserved` transaction dead-letters.
+EXPIRY_BATCH = 200
+
+
+def _unserved(now: dt.datetime) -> ColumnElement[bool]:
+    """Queued longer ago than ``PUSH_MAX_AGE`` and in no relay's hands: pending (waiting for a
+    push, a retry or a pull), or leased with the lease run out."""
+    return and_(
+        OutboxMessage.created_at < now - PUSH_MAX_AGE,
+        or_(
+            OutboxMessage.status == OutboxStatus.PENDING.value,
+            and_(
+                OutboxMessage.status == OutboxStatus.LEASED.value,
+                OutboxMessage.lease_expires_at <= now,
+            ),
+        ),
+    )
+
+
+async def anything_unserved(session: AsyncSession, now: dt.datetime) -> bool:
+    """Whether :func:`expire_unserved` has anything to do (a cheap read first)."""
+    found = await session.scalar(select(OutboxMessage.id).where(_unserved(now)).limit(1))
+    return found is not None
+
+
+async def expire_unserved(
+    session: AsyncSession, *, now: dt.datetime, limit: int = EXPIRY_BATCH
+) -> list[DeadLetter]:
+    """Dead-letter up to ``limit`` rows still queued ``PUSH_MAX_AGE`` after they were written,
+    whoever their recipient, oldest first (delivery ``sweep``); what was dead-lettered.
+    :func:`claim` and the inbox give up on the rows they meet; this reaches the rows neither
+    meets: those of a partner that pulls and stopped pulling, of a suspended partner, of one
+    with no current encryption key. So every message too old to go is alerted and audited
+    within a sweep interval of its expiry, as docs/partners.md promises, instead of waiting
+    unseen. Each row gets the code a claim would give it: ``recipient_key_retired`` if sealed
+    to a key its recipient has retired (when it holds a current one), ``recipient_may_not_know``
+    if need-to-know no longer lets it have the row, else ``expired``; every row taken ends
+    dead, so none is met again. A row in a relay's hands (a live lease) is left to its relay."""
+    rows = (
+        await session.scalars(
+            select(OutboxMessage)
+            .where(_unserved(now))
+            .order_by(OutboxMessage.created_at, OutboxMessage.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    by_recipient: dict[str, list[OutboxMessage]] = {}
+    for row in rows:
+        by_recipient.setdefault(row.recipient_agency_id, []).append(row)
+    dead: list[DeadLetter] = []
+    for agency_id, queued in by_recipient.items():
+        kids = await openable_kids(session, agency_id, now)
+        openable, retired = (
+            retire_unopenable(session, agency_id, queued, kids, now=now, delivery="sweep")
+            if kids
+            else (queued, [])
+        )
+        judged = await redecide.judge(session, agency_id, openable, now=now, delivery="sweep")
+        dead.extend([*retired, *judged.refused])
+        dead.extend(expire_stale(session, judged.kept, now=now, delivery="sweep")[1])
+    return dead
 
 
 def retire_unopenable(

@@ -9,6 +9,10 @@ partner's 2xx; otherwise it is rescheduled with exponential backoff and full jit
 (:mod:`gateway.delivery.backoff`), and after ``max_attempts`` it is dead-lettered with a metric
 and an ``outbox_dead_letter`` alert log line (ids and codes only, never a body).
 
+Every ``expiry_interval`` seconds a sweep also dead-letters as ``expired`` the messages still
+queued ``PUSH_MAX_AGE`` after they were written that no claim or inbox pull met (a partner that
+stopped pulling, a suspended one, one with no current key): alerted and audited as any other.
+
 If the process dies mid-delivery the lease runs out and a relay delivers the row again with the
 same ``Idempotency-Key``, on which the partner dedupes: at least once on the wire, once logically.
 
@@ -36,7 +40,15 @@ from typing import TYPE_CHECKING
 
 from gateway.delivery.backoff import CircuitBreaker, next_delay
 from gateway.delivery.dead_letters import DeadLetter
-from gateway.delivery.lease import Claimed, anything_due, claim, settle
+from gateway.delivery.lease import (
+    EXPIRY_BATCH,
+    Claimed,
+    anything_due,
+    anything_unserved,
+    claim,
+    expire_unserved,
+    settle,
+)
 from gateway.delivery.push import PushConfig, Pusher, PushResult
 from gateway.errors import StoreUnavailable
 from gateway.logs import get_logger
@@ -75,6 +87,9 @@ class RelayConfig:
     breaker_cooldown: float = 30.0
     #: Most deliveries in flight in this process, all partners together.
     max_in_flight: int = 64
+    #: Seconds between looks for messages queued too long that no push or pull will take
+    #: (:func:`gateway.delivery.lease.expire_unserved`); 0 looks on every sweep.
+    expiry_interval: float = 60.0
     push: PushConfig = field(default_factory=PushConfig)
 
     def __post_init__(self) -> None:
@@ -141,6 +156,8 @@ class Relay:
         self._keyless_logged: set[str] = set()
         #: The partner the last sweep leased to last: the next sweep begins after it.
         self._served_last: str | None = None
+        #: When (monotonic) the sweep next looks for queued messages too old to go.
+        self._next_expiry = 0.0
 
     # -- one sweep ----------------------------------------------------------------------------
 
@@ -159,21 +176,26 @@ class Relay:
         now = self.clock()
         lease = dt.timedelta(seconds=self.config.lease_seconds)
         try:
+            claimed = None
             async with self.db.read() as session:
-                if not await anything_due(session, now):
-                    return 0  # no write transaction when there is nothing to do
-            async with self.db.write() as session:
-                claimed = await claim(
-                    session,
-                    owner=self.owner,
-                    now=now,
-                    lease=lease,
-                    slots=self._slots,
-                    limit=self._room(),
-                    after=self._served_last,
-                )
+                due = await anything_due(session, now)  # no write transaction if nothing is
+            if due:
+                async with self.db.write() as session:
+                    claimed = await claim(
+                        session,
+                        owner=self.owner,
+                        now=now,
+                        lease=lease,
+                        slots=self._slots,
+                        limit=self._room(),
+                        after=self._served_last,
+                    )
+            # after the claim, which gives up on the rows it meets as a push
+            await self._expire_unserved(now)
         except StoreUnavailable:
             log.warning("relay_store_unavailable", relay=self.owner)
+            return 0
+        if claimed is None:
             return 0
         if self.metrics is not None:
             self.metrics.dead_lettered(claimed.dead)
@@ -189,6 +211,24 @@ class Relay:
             tasks.add(task)
             task.add_done_callback(functools.partial(self._done, tasks=tasks))
         return len(claimed.rows)
+
+    async def _expire_unserved(self, now: dt.datetime) -> None:
+        """Every ``expiry_interval``: dead-letter the messages queued too long that no push or
+        pull took (:func:`gateway.delivery.lease.expire_unserved`), a batch per transaction
+        until none is left; counted once each batch has committed."""
+        if time.monotonic() < self._next_expiry:
+            return
+        self._next_expiry = time.monotonic() + self.config.expiry_interval
+        while True:
+            async with self.db.read() as session:
+                if not await anything_unserved(session, now):
+                    return
+            async with self.db.write() as session:
+                expired = await expire_unserved(session, now=now, limit=EXPIRY_BATCH)
+            if self.metrics is not None:
+                self.metrics.dead_lettered(expired)
+            if len(expired) < EXPIRY_BATCH:
+                return
 
     def _done(self, task: asyncio.Task[None], *, tasks: set[asyncio.Task[None]]) -> None:
         tasks.discard(task)

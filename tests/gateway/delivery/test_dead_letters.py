@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from sqlalchemy import select
 from structlog.testing import capture_logs
 
@@ -175,3 +176,100 @@ async def test_a_message_queued_longer_ago_than_the_push_window_is_dead_lettered
         count("mappa_gateway_outbox_dead_letters_total", {"kind": "minutes", "code": EXPIRED}) == 1
     )
     await relay.stop()
+
+
+async def test_messages_no_push_or_pull_takes_are_expired_by_the_relay_sweep(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message queued PUSH_MAX_AGE ago that neither a claim nor an inbox pull meets (its
+    recipient pulls and stopped pulling, is suspended, or has no push endpoint and no current
+    key) is dead-lettered as expired by the relay's sweep, in batches, each audited (delivery
+    ``sweep``), alerted and counted once; a younger message, and an old one in a relay's hands
+    (its lease live), stay as they were; a sweep within the expiry interval looks no more.
+    (Such messages waited unseen for ever: docs/partners.md promised they were alerted.)"""
+    from gateway.agencies import suspend_agency
+    from gateway.delivery import relay as relay_module
+    from gateway.delivery.metrics import RelayMetrics
+    from gateway.delivery.outbox import EXPIRED
+    from gateway.delivery.relay import Relay
+    from gateway.flow.signed_push import PUSH_MAX_AGE
+    from tests.gateway.delivery.support import JWE, fast_config, partner, rows
+
+    await partner(db, "cs-pull", None)
+    await partner(db, "cs-gone", "http://127.0.0.1:9/mappa/deliveries")
+    await suspend_agency(db, "cs-gone")
+    now = dt.datetime.now(dt.UTC)
+    too_old, young = now - PUSH_MAX_AGE - dt.timedelta(seconds=1), now - PUSH_MAX_AGE / 2
+    async with db.write() as session:
+        old = [
+            await enqueue(session, recipient_agency_id=agency, kind="minutes", body=JWE, now=at)
+            for agency, at in [("cs-pull", too_old)] * 3 + [("cs-gone", too_old)] * 2
+        ]
+        kept = [
+            await enqueue(
+                session, recipient_agency_id="cs-pull", kind="record", body=JWE, now=young
+            ),
+            await enqueue(
+                session, recipient_agency_id="cs-pull", kind="record", body=JWE, now=too_old
+            ),
+        ]
+        held = await session.get(OutboxMessage, kept[1])  # another relay is pushing it now
+        assert held is not None
+        held.status, held.lease_owner = "leased", "relay-other"
+        held.lease_expires_at = now + dt.timedelta(minutes=1)
+        lapsed = await enqueue(
+            session, recipient_agency_id="cs-pull", kind="hazard_flag", body=JWE, now=too_old
+        )
+        gone = await session.get(OutboxMessage, lapsed)  # its relay died: the lease ran out
+        assert gone is not None
+        gone.status, gone.lease_owner = "leased", "relay-dead"
+        gone.lease_expires_at = now - dt.timedelta(minutes=1)
+    old.append(lapsed)
+    monkeypatch.setattr(relay_module, "EXPIRY_BATCH", 2)  # four batches, the last one short
+
+    metrics = RelayMetrics()
+    relay = Relay(db, fast_config(), metrics=metrics, clock=lambda: now)
+    with capture_logs() as logs:
+        assert await relay.sweep() == 0
+    stored = await rows(db)
+    assert {mid: (stored[mid].status, stored[mid].last_error_code) for mid in old} == {
+        mid: ("dead", EXPIRED) for mid in old
+    }
+    assert stored[lapsed].lease_owner is None
+    assert (stored[kept[0]].status, stored[kept[1]].status) == ("pending", "leased")
+    assert stored[kept[1]].lease_owner == "relay-other"
+    alerts = [e for e in logs if e["event"] == "outbox_dead_letter"]
+    assert sorted(e["message_id"] for e in alerts) == sorted(old)
+    assert all(e["code"] == EXPIRED and e["alert"] is True for e in alerts)
+    async with db.read() as session:
+        entries = (
+            await session.scalars(select(AuditEntry).where(AuditEntry.reason_code == EXPIRED))
+        ).all()
+    assert sorted(entry.record_refs[0] for entry in entries) == sorted(old)
+    assert {entry.detail["delivery"] for entry in entries} == {"sweep"}
+    assert {(e.operation, e.outcome, e.nominal_ref) for e in entries} == {
+        ("disclosure", "failed", None)
+    }
+    count = metrics.registry.get_sample_value
+    labels = {"kind": "minutes", "code": EXPIRED}
+    assert count("mappa_gateway_outbox_dead_letters_total", labels) == 5
+
+    # within the interval a sweep does not look again: a row that has just expired waits
+    async with db.write() as session:
+        late = await enqueue(
+            session, recipient_agency_id="cs-pull", kind="minutes", body=JWE, now=too_old
+        )
+    assert await relay.sweep() == 0
+    assert (await rows(db))[late].status == "pending"
+    # the next look takes it, and nothing already dead-lettered is audited twice
+    again = Relay(db, fast_config(expiry_interval=0), metrics=metrics, clock=lambda: now)
+    assert await again.sweep() == 0
+    assert (await rows(db))[late].status == "dead"
+    assert count("mappa_gateway_outbox_dead_letters_total", labels) == 6
+    async with db.read() as session:
+        total = (
+            await session.scalars(select(AuditEntry).where(AuditEntry.reason_code == EXPIRED))
+        ).all()
+    assert len(total) == len(old) + 1
+    await relay.stop()
+    await again.stop()
