@@ -165,16 +165,23 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _retry(args: argparse.Namespace) -> int:
-    from gateway.delivery.operations import retry
+    from gateway.delivery.operations import Retried, retry
 
-    async def run() -> int:
+    async def run() -> Retried:
         db = _db()
         try:
             return await retry(db, message_ids=args.ids or None, agency_id=args.agency)
         finally:
             await db.dispose()
 
-    print(f"{asyncio.run(run())} dead letter(s) queued again")
+    done = asyncio.run(run())
+    print(f"{done.queued} dead letter(s) queued again")
+    if done.left:
+        print(
+            f"{done.left} left dead: written over 7 days ago or sealed to a key their recipient "
+            "retired, no retry can deliver them; have the acts issued again "
+            "(outbox list --status dead shows them)"
+        )
     return 0
 
 

@@ -8,15 +8,16 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import and_, delete, func, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.delivery.outbox import OutboxStatus
+from gateway.delivery.outbox import KEY_RETIRED, OutboxStatus
 from gateway.flow.audit import AuditEvent, Operation, Outcome, record
+from gateway.flow.signed_push import PUSH_MAX_AGE
 from gateway.store import Database
 from gateway.store.models import OutboxMessage
 
-__all__ = ["OutboxRow", "depth", "list_outbox", "oldest_waiting", "purge", "retry"]
+__all__ = ["OutboxRow", "Retried", "depth", "list_outbox", "oldest_waiting", "purge", "retry"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,29 +109,66 @@ def _audit(session: AsyncSession, action: str, now: dt.datetime, **detail: objec
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Retried:
+    """What ``outbox retry`` did: dead letters queued again, and those it left dead because no
+    retry can deliver them (:func:`retry`)."""
+
+    queued: int
+    left: int
+
+
 async def retry(
     db: Database,
     *,
     message_ids: list[str] | None = None,
     agency_id: str | None = None,
     now: dt.datetime | None = None,
-) -> int:
-    """Put dead letters (the given ids, or all of one agency, or all) back to pending."""
+) -> Retried:
+    """Put dead letters (the given ids, or all of one agency, or all) back to pending, except
+    those no retry can deliver, which stay dead and are counted: a message written longer ago
+    than ``PUSH_MAX_AGE`` (``expired``, or out of attempts that long ago: its partner refuses it
+    as stale, and it is signed once, when queued) and one sealed to a key its recipient has
+    retired (``recipient_key_retired``: a retired key is never registered again). Put back, each
+    would only be dead-lettered again, alerted and audited a second time; the act must be issued
+    again instead, which seals a new message."""
     at = now or dt.datetime.now(dt.UTC)
-    query = update(OutboxMessage).where(OutboxMessage.status == OutboxStatus.DEAD.value)
+    chosen = [OutboxMessage.status == OutboxStatus.DEAD.value]
     if message_ids:
-        query = query.where(OutboxMessage.id.in_(message_ids))
+        chosen.append(OutboxMessage.id.in_(message_ids))
     if agency_id:
-        query = query.where(OutboxMessage.recipient_agency_id == agency_id)
+        chosen.append(OutboxMessage.recipient_agency_id == agency_id)
+    deliverable = and_(
+        OutboxMessage.created_at > at - PUSH_MAX_AGE,
+        or_(
+            OutboxMessage.last_error_code.is_(None),
+            OutboxMessage.last_error_code != KEY_RETIRED,
+        ),
+    )
     async with db.write() as session:
+        left = int(
+            await session.scalar(
+                select(func.count()).select_from(OutboxMessage).where(*chosen, not_(deliverable))
+            )
+            or 0
+        )
         result = await session.execute(
-            query.values(
-                status=OutboxStatus.PENDING.value, attempts=0, next_attempt_at=at
-            ).execution_options(synchronize_session=False)
+            update(OutboxMessage)
+            .where(*chosen, deliverable)
+            .values(status=OutboxStatus.PENDING.value, attempts=0, next_attempt_at=at)
+            .execution_options(synchronize_session=False)
         )
         count = int(getattr(result, "rowcount", 0))
-        _audit(session, "outbox_retry", at, count=count, agency=agency_id, ids=message_ids or [])
-    return count
+        _audit(
+            session,
+            "outbox_retry",
+            at,
+            count=count,
+            left=left,
+            agency=agency_id,
+            ids=message_ids or [],
+        )
+    return Retried(count, left)
 
 
 async def purge(db: Database, *, older_than_days: int, now: dt.datetime | None = None) -> int:

@@ -273,3 +273,66 @@ async def test_messages_no_push_or_pull_takes_are_expired_by_the_relay_sweep(
     assert len(total) == len(old) + 1
     await relay.stop()
     await again.stop()
+
+
+async def test_outbox_retry_leaves_dead_what_no_retry_can_deliver(db: Database) -> None:
+    """outbox retry puts back a dead letter that ran out of attempts and one refused by
+    need-to-know (decided again when claimed); it leaves dead, and counts, one written longer
+    ago than PUSH_MAX_AGE (expired, or out of attempts that long ago: its partner would refuse
+    it as stale) and one sealed to a key its recipient retired, which would only be
+    dead-lettered, alerted and audited again. Its audit entry says both counts."""
+    from gateway.delivery.operations import Retried, retry
+    from gateway.delivery.outbox import EXPIRED
+    from gateway.delivery.redecide import NOT_KNOWN
+    from gateway.flow.signed_push import PUSH_MAX_AGE
+    from tests.gateway.delivery.support import JWE, partner, rows
+
+    await partner(db, "cs-a", None)
+    await partner(db, "cs-b", None)
+    now = dt.datetime.now(dt.UTC)
+    old = now - PUSH_MAX_AGE - dt.timedelta(minutes=1)
+    dead = {
+        "attempts": (now, "http_5xx"),
+        "refused": (now, NOT_KNOWN),
+        "expired": (old, EXPIRED),
+        "long_ago": (old, "http_5xx"),
+        "retired": (now, KEY_RETIRED),
+    }
+    ids: dict[str, str] = {}
+    async with db.write() as session:
+        for name, (at, code) in dead.items():
+            ids[name] = await enqueue(
+                session, recipient_agency_id="cs-a", kind="minutes", body=JWE, now=at
+            )
+            row = await session.get(OutboxMessage, ids[name])
+            assert row is not None
+            row.status, row.last_error_code, row.attempts = "dead", code, 12
+        other = await enqueue(session, recipient_agency_id="cs-b", kind="minutes", body=JWE)
+        row = await session.get(OutboxMessage, other)
+        assert row is not None
+        row.status, row.last_error_code = "dead", "http_5xx"
+
+    assert await retry(db, agency_id="cs-a", now=now) == Retried(queued=2, left=3)
+    stored = await rows(db)
+    assert {name: stored[mid].status for name, mid in ids.items()} == {
+        "attempts": "pending",
+        "refused": "pending",
+        "expired": "dead",
+        "long_ago": "dead",
+        "retired": "dead",
+    }
+    assert stored[ids["attempts"]].attempts == 0
+    assert stored[ids["expired"]].last_error_code == EXPIRED  # as it was
+    assert stored[other].status == "dead"  # another agency's: not asked for
+    assert await retry(db, message_ids=[ids["expired"], other], now=now) == Retried(1, 1)
+    async with db.read() as session:
+        entries = (
+            await session.scalars(
+                select(AuditEntry).where(AuditEntry.reason_code == "outbox_retry")
+            )
+        ).all()
+    details = sorted(
+        ({k: v for k, v in e.detail.items() if k != "salt"} for e in entries),
+        key=lambda d: d["count"],
+    )
+    assert [(d["count"], d["left"]) for d in details] == [(1, 1), (2, 3)]

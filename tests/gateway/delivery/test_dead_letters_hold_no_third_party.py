@@ -238,6 +238,14 @@ async def test_dead_letters_and_every_log_hold_no_third_party_content(
     _absent(listed + listed_err, tuple(row.body for row in dead), "`outbox list --status dead`")
 
     # 4. Queued again with `mappa-gateway outbox retry`, and delivered to a partner that accepts.
+    # The command runs on the machine's clock, the world on its own (days before): written a
+    # minute ago by the machine's clock, or the command would leave them dead as too old to go.
+    async with world.state.db.write() as session:
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(owed))
+            .values(created_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=1))
+        )
     retried, retried_err = await _cli(world, "outbox", "retry")
     assert retried.strip() == f"{len(dead)} dead letter(s) queued again"
     _absent(retried + retried_err, SECRETS, "`outbox retry`")
