@@ -172,24 +172,35 @@ async def test_partner_back_up_after_being_down_receives_everything(
 async def test_slow_partner_does_not_hold_up_the_others(
     sqlite_db: Database, pki: PartnerPKI
 ) -> None:
-    """A partner that never answers ties up only its own slots; another is served at once."""
+    """A partner that never answers ties up only its own slots; another is served meanwhile:
+    every message to the fast partner is delivered while the slow partner's first pushes are
+    still waiting for an answer (none has timed out: its timeout is far longer than the wait
+    allowed), so no sweep waited for them. (Asserted by what happened first, not by a clock.)"""
     slow = await PartnerStub(pki=pki, default="hang").start()
     fast = await PartnerStub(pki=pki).start()
     try:
         await partner(sqlite_db, "slow-a", slow.url, pki.ca_pem)
         await partner(sqlite_db, "fast-a", fast.url, pki.ca_pem)
-        await queue(sqlite_db, "slow-a", 10)
+        slow_ids = await queue(sqlite_db, "slow-a", 10)
         fast_ids = await queue(sqlite_db, "fast-a", 10)
-        relay = Relay(sqlite_db, fast_config(partner_concurrency=2, max_attempts=50))
+        config = fast_config(
+            partner_concurrency=2,
+            max_attempts=50,
+            read_timeout=60.0,
+            total_timeout=60.0,
+            lease_seconds=120.0,
+        )
+        relay = Relay(sqlite_db, config)
         relay.start()
 
         async def fast_done() -> bool:
             return sorted(fast.accepted) == sorted(fast_ids)
 
-        started = asyncio.get_running_loop().time()
-        await until(fast_done, within=5)
-        assert asyncio.get_running_loop().time() - started < 0.9  # before any slow deadline
-        assert slow.max_in_flight <= 2
+        await until(fast_done, within=30)
+        stored = await rows(sqlite_db)
+        assert all(stored[mid].last_error_code is None for mid in slow_ids)  # none settled
+        assert all(stored[mid].status in ("pending", "leased") for mid in slow_ids)
+        assert 1 <= slow.max_in_flight <= 2
         await relay.stop(grace=0.1)
     finally:
         await slow.stop()

@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import os
 import subprocess
-import time
 import unicodedata
 import uuid
 from pathlib import Path
@@ -17,6 +16,7 @@ import pytest
 from joserfc.jwk import ECKey
 
 from gateway.agencies import reinstate_agency, rotate_agency_keys, suspend_agency
+from gateway.oauth.signing import TokenSigner
 from gateway.state import GatewayState
 from keys import FileKeyRepository, Purpose, kek_from_file
 from tests.gateway.hostile_labels import HOSTILE, LEGITIMATE
@@ -200,7 +200,8 @@ async def test_hostile_kid_is_refused_quickly_touching_no_file_or_shell(
     kid: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """kid values like paths, SQL or shell are refused by pattern before any lookup."""
+    """kid values like paths, SQL or shell are refused by pattern before any lookup: no key
+    is looked up for them, and nothing reaches a file or a shell."""
     token = forge(
         {"alg": "ES256", "typ": "at+jwt", "kid": kid}, token_claims(police), gateway_key.jose_key
     )
@@ -213,12 +214,10 @@ async def test_hostile_kid_is_refused_quickly_touching_no_file_or_shell(
     monkeypatch.setattr(subprocess, "Popen", forbidden)
     monkeypatch.setattr(Path, "open", forbidden)
     monkeypatch.setattr(Path, "read_bytes", forbidden)
-    started = time.perf_counter()
+    monkeypatch.setattr(TokenSigner, "verification_key", forbidden)
     response = await http.get("/v1/whoami", headers=headers)
-    elapsed = time.perf_counter() - started
     monkeypatch.undo()
     await assert_refused(response, ledger, code="invalid_token", reason="kid_malformed")
-    assert elapsed < 1.0
 
 
 @pytest.mark.parametrize(
