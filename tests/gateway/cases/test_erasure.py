@@ -64,7 +64,9 @@ from tests.gateway.cases.support import TODAY, World, new_key
 from tests.gateway.cases.test_warning_markers import UPRN, marker
 
 ERASE = ("DPA2018-s47", "erasure")
-NOTE = "Retention review of the Ravenscroft file: no further MAPPA involvement"
+# As docs/api.md asks: the note outlives the erasure, so it names the decision record, never
+# the person.
+NOTE = "Retention review RR-2026-114, approved by the SMB chair"
 #: Every sealed column that held the case, by model: all NULL after the erasure.
 SEALED = (
     (Nominal, "details_sealed", lambda n, ids: Nominal.id == n),
