@@ -42,10 +42,10 @@ def register(subparsers: Any) -> None:
         help="Move every sealed value to the current KEK (after keys rewrap)",
         description="Rewrap every sealed column of every table under the current KEK: only "
         "each value's wrapped data key changes, nothing is decrypted. Values under a previous "
-        "KEK open with MAPPA_PREVIOUS_KEK_FILES; values already under the current KEK are left "
-        "alone, so it can be run again (and finishes an interrupted run). Exit 0 when nothing "
-        "is left under another KEK (the previous KEK may then be removed), 1 otherwise. See "
-        "keys/README.md, 'Rotating the KEK'.",
+        "KEK open with MAPPA_PREVIOUS_KEKS or MAPPA_PREVIOUS_KEK_FILES; values already under "
+        "the current KEK are left alone, so it can be run again (and finishes an interrupted "
+        "run). Exit 0 when nothing is left under another KEK (the previous KEK may then be "
+        "removed), 1 otherwise. See keys/README.md, 'Rotating the KEK'.",
     )
     rewrap.add_argument(
         "--check", action="store_true", help="only count what is under which KEK; change nothing"
@@ -104,13 +104,13 @@ def _db_rewrap_case_data(args: argparse.Namespace) -> int:
     if left_total:
         print(
             f"{left_total} value(s) not under the current KEK {envelope.kek_id}: keep the "
-            "previous KEK; run again (a KEK not in MAPPA_PREVIOUS_KEK_FILES, or a damaged value, "
+            "previous KEK; run again (a KEK not among the previous KEKs, or a damaged value, "
             "needs looking at first)"
         )
         return 1
     print(
         f"every sealed value is under the current KEK {envelope.kek_id}: the previous KEK "
-        "may be removed from MAPPA_PREVIOUS_KEK_FILES, then destroyed"
+        "may be removed from MAPPA_PREVIOUS_KEKS (or _KEK_FILES), then destroyed"
     )
     return 0
 

@@ -1,14 +1,14 @@
 """The gateway's one way to open its key repository (``keys/``) from the settings.
 
 :func:`open_key_repository` opens the file repository under ``settings.keys_dir`` with the
-configured key-encryption key (:func:`keys.kek_config.open_kek`, as the keys CLI opens it: an
-HSM over PKCS#11, Vault transit, ``MAPPA_KEK`` inline or ``MAPPA_KEK_FILE``), also opening what
-a previous KEK (``MAPPA_PREVIOUS_KEK_FILES``) wrapped during a KEK rotation. In the
-``development`` profile missing keys of every purpose (and a missing KEK file) are generated and
-the directory is marked with :data:`gateway.settings.DEV_KEYS_MARKER`, so that any other profile
-refuses to start on it; elsewhere the repository is opened as it is and a missing key is an error
-for whoever asks for it. Every part of the gateway that needs keys (access-token signing, audit
-checkpoint signing, the case-data envelope) opens them here.
+configured key-encryption key (:func:`keys.kek_config.open_kek`, as the keys CLI opens it: an HSM
+over PKCS#11, Vault transit, ``MAPPA_KEK`` inline or ``MAPPA_KEK_FILE``), also opening what a
+previous KEK (``MAPPA_PREVIOUS_KEKS``, ``MAPPA_PREVIOUS_KEK_FILES``) wrapped during a KEK rotation.
+In the ``development`` profile missing keys of every purpose (and a missing KEK file) are generated
+and the directory is marked with :data:`gateway.settings.DEV_KEYS_MARKER`, so that any other
+profile refuses to start on it; elsewhere the repository is opened as it is and a missing key is an
+error for whoever asks for it. Every part of the gateway that needs keys (access-token signing,
+audit checkpoint signing, the case-data envelope) opens them here.
 """
 
 from __future__ import annotations

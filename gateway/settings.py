@@ -21,7 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from keys import DEVELOPMENT_MARKER, holds_development_keys
 from keys.errors import KekUnavailable
-from keys.kek_config import KekConfig, SecretFileRefused, read_secret_file
+from keys.kek_config import KekConfig, SecretFileRefused, previous_kek_configs, read_secret_file
 
 __all__ = ["DEV_KEYS_MARKER", "Profile", "Settings", "SettingsError", "get_settings"]
 
@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     #: KEK (keys/README.md, "Rotating the KEK"); new data is always sealed under the current KEK.
     #: A JSON list in the environment: ``MAPPA_PREVIOUS_KEK_FILES='["/etc/mappa/kek-old"]'``.
     previous_kek_files: tuple[Path, ...] = ()
+    #: Previous KEKs of any source, one object each of the variables naming it (a file, an HSM
+    #: key or a Vault key), for a rotation to or from an HSM or Vault: ``MAPPA_PREVIOUS_KEKS=
+    #: '[{"MAPPA_KEK_PKCS11_MODULE": "...", "MAPPA_KEK_PKCS11_TOKEN_LABEL": "...",
+    #: "MAPPA_KEK_PKCS11_KEY_LABEL": "kek-2025", "MAPPA_KEK_PKCS11_PIN_FILE": "..."}]'``.
+    previous_keks: tuple[dict[str, str], ...] = ()
     #: How long this process uses its key rings before it reads ``keys_dir`` again: for up to
     #: this long after a rotation or retirement made elsewhere (the keys CLI, another replica)
     #: it still signs with the old key, and still accepts a key just retired. A kid it does not
@@ -282,6 +287,7 @@ class Settings(BaseSettings):
             vault_token_file=self.kek_vault_token_file,
             vault_mount=self.kek_vault_mount,
             previous_files=self.previous_kek_files,
+            previous=previous_kek_configs(self.previous_keks),
         )
 
     @property

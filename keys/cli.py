@@ -9,8 +9,8 @@
     keys destroy PURPOSE [--] KID... | --retired  destroy retired keys' private halves (the
                                                 public half stays); --retired: all retired
     keys jwks                                   the public JWKS the gateway publishes
-    keys rewrap --new-kek-file F                reseal every private key and the blind-index
-                                                secret under a new KEK (all or nothing)
+    keys rewrap --new-kek-file F | --to-configured  reseal every private key and the
+                                                blind-index secret under a new KEK (all or nothing)
     keys init-blind-index                       create the blind-index secret of a NEW
                                                 installation (never replaces one)
     keys seal-metadata [--reseal KID]           seal the metadata (status, dates) of key files
@@ -48,22 +48,11 @@ from .kek import kek_from_file
 from .kek_config import KekConfig, open_envelope
 from .provision import generate_development_keys, generate_keys
 from .repository import DEVELOPMENT, FileKeyRepository
-from .ring import Purpose, utcnow
+from .ring import DEFAULT_OVERLAP, MIN_OVERLAP, Purpose, utcnow
 
 __all__ = ["DEFAULT_OVERLAP", "MIN_OVERLAP", "main", "register"]
 
 Handler = Callable[[argparse.Namespace], int]
-
-#: How long a rotated-away key goes on verifying and decrypting, unless ``--overlap-hours`` says.
-DEFAULT_OVERLAP = timedelta(hours=24)
-#: The shortest overlap ``keys rotate`` gives a purpose's old key. A push is signed with the
-#: payload-signing key once, when it is queued, and may be delivered (or pulled) up to
-#: ``gateway.flow.signed_push.PUSH_MAX_AGE`` (7 days) later, a partner verifying it against the
-#: gateway's published JWKS: an old key unpublished sooner makes every push still queued
-#: undeliverable (bad_signature, retried, dead-lettered). ``keys`` does not import the gateway;
-#: tests/keys/test_keys_cli.py checks that the two agree. A compromised key is retired at once
-#: with ``keys retire``, whatever the overlap.
-MIN_OVERLAP: Mapping[Purpose, timedelta] = {Purpose.PAYLOAD_SIGNING: timedelta(days=7)}
 
 
 def _common() -> argparse.ArgumentParser:
@@ -134,8 +123,15 @@ def register(subparsers: Any) -> None:
     jwks.set_defaults(func=_with_repository(_jwks))
 
     rewrap = verbs.add_parser("rewrap", parents=[common], help="reseal keys under a new KEK")
-    rewrap.add_argument("--new-kek-file", required=True, help="file holding the new base64 KEK")
-    rewrap.set_defaults(func=_with_repository(_rewrap))
+    target = rewrap.add_mutually_exclusive_group(required=True)
+    target.add_argument("--new-kek-file", help="file holding the new base64 KEK")
+    target.add_argument(
+        "--to-configured",
+        action="store_true",
+        help="to the KEK the settings name (an HSM or Vault key, or a file); the old one is "
+        "read from MAPPA_PREVIOUS_KEKS or MAPPA_PREVIOUS_KEK_FILES",
+    )
+    rewrap.set_defaults(func=lambda args: _run(args, lambda: _rewrap(args)))
 
     blind = verbs.add_parser(
         "init-blind-index",
@@ -305,21 +301,26 @@ def _jwks(args: argparse.Namespace, repository: FileKeyRepository) -> int:
     return 0
 
 
-def _rewrap(args: argparse.Namespace, repository: FileKeyRepository) -> int:
-    new_kek = kek_from_file(args.new_kek_file)
-    count = repository.rewrap(new_kek)
+def _rewrap(args: argparse.Namespace) -> int:
+    directory, envelope = _settings(args, os.environ)
+    new_kek = envelope.kek if args.to_configured else kek_from_file(args.new_kek_file)
+    count = FileKeyRepository(directory, envelope, profile=_profile()).rewrap(new_kek)
     print(
         f"rewrapped {count} file(s) (private keys, blind-index secret) under KEK "
         f"{new_kek.kek_id}; all open under it"
     )
+    settings = (
+        "restart every replica with these settings (the old KEK in MAPPA_PREVIOUS_KEKS)"
+        if args.to_configured
+        else f"set MAPPA_KEK_FILE={args.new_kek_file}, the old KEK file in "
+        "MAPPA_PREVIOUS_KEK_FILES, restart every replica"
+    )
     print(
         "NOT DONE YET: the stored case data is still under the old KEK. Next (keys/README.md, "
-        "'Rotating the KEK'):\n"
-        f"  1. set MAPPA_KEK_FILE={args.new_kek_file} and add the old KEK file to "
-        "MAPPA_PREVIOUS_KEK_FILES, restart every replica;\n"
+        f"'Rotating the KEK'):\n  1. {settings};\n"
         "  2. mappa-gateway db rewrap-case-data, until it reports nothing left under "
         "another KEK;\n"
-        "  3. remove MAPPA_PREVIOUS_KEK_FILES, restart, then destroy the old KEK"
+        "  3. remove the old KEK from the previous KEKs, restart, then destroy the old KEK"
     )
     return 0
 

@@ -106,6 +106,11 @@ class Envelope:
         """The id of the KEK new blobs are sealed under."""
         return self._current.kek_id
 
+    @property
+    def kek(self) -> KekSource:
+        """The KEK new blobs are sealed under."""
+        return self._current
+
     def seal(self, plaintext: bytes, aad: bytes) -> bytes:
         """Encrypt ``plaintext`` under a fresh data key, bound to ``aad``."""
         data_key = random_bytes(AES_KEY_BYTES)

@@ -13,10 +13,13 @@ is in use. A configuration names exactly one source:
 * a base64 key in a file (``MAPPA_KEK_FILE``).
 
 An HSM or Vault source wins over the file (the gateway always has a default file); two of HSM,
-Vault and an inline key at once are refused. ``MAPPA_PREVIOUS_KEK_FILES`` (a JSON list of KEK
-files) names KEKs kept for reading only while a KEK rotation moves the stored data
-(keys/README.md, "Rotating the KEK"): :func:`open_envelope` opens blobs under them and seals
-under the current KEK alone. The PIN and the Vault token are read from files, which, like a KEK
+Vault and an inline key at once are refused. KEKs kept for reading only while a KEK rotation
+moves the stored data (keys/README.md, "Rotating the KEK") are named by
+``MAPPA_PREVIOUS_KEKS``, a JSON list with one object per KEK whose members are the variables
+above that name it (a file, an HSM key or a Vault key: the current KEK's variables, moved there
+when the settings name a new one), and by ``MAPPA_PREVIOUS_KEK_FILES`` (a JSON list of KEK
+files, the older form): :func:`open_envelope` opens blobs under them and seals under the
+current KEK alone. The PIN and the Vault token are read from files, which, like a KEK
 file, must not be open to group or others.
 """
 
@@ -26,7 +29,7 @@ import ipaddress
 import json
 import stat
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -42,6 +45,7 @@ __all__ = [
     "open_envelope",
     "open_kek",
     "open_previous_keks",
+    "previous_kek_configs",
     "read_secret_file",
 ]
 
@@ -63,6 +67,8 @@ class KekConfig:
     vault_token_file: Path | None = None
     vault_mount: str = "transit"
     previous_files: tuple[Path, ...] = ()
+    #: Previous KEKs of any source (``MAPPA_PREVIOUS_KEKS``, :func:`previous_kek_configs`).
+    previous: tuple[KekConfig, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> KekConfig:
@@ -72,16 +78,10 @@ class KekConfig:
             value = env.get(name)
             return Path(value) if value else None
 
-        raw_previous = env.get("MAPPA_PREVIOUS_KEK_FILES", "")
-        previous: tuple[Path, ...] = ()
-        if raw_previous.strip():
-            try:
-                listed = json.loads(raw_previous)
-            except ValueError as exc:
-                raise KekUnavailable("MAPPA_PREVIOUS_KEK_FILES must be a JSON list") from exc
-            if not isinstance(listed, list) or not all(isinstance(p, str) for p in listed):
-                raise KekUnavailable("MAPPA_PREVIOUS_KEK_FILES must be a JSON list of paths")
-            previous = tuple(Path(p) for p in listed)
+        listed = _json_list(env, "MAPPA_PREVIOUS_KEK_FILES")
+        if not all(isinstance(p, str) for p in listed):
+            raise KekUnavailable("MAPPA_PREVIOUS_KEK_FILES must be a JSON list of paths")
+        previous = tuple(Path(str(p)) for p in listed)
         return cls(
             file=path("MAPPA_KEK_FILE"),
             inline=env.get("MAPPA_KEK") or None,
@@ -94,6 +94,7 @@ class KekConfig:
             vault_token_file=path("MAPPA_KEK_VAULT_TOKEN_FILE"),
             vault_mount=env.get("MAPPA_KEK_VAULT_MOUNT") or "transit",
             previous_files=previous,
+            previous=previous_kek_configs(_json_list(env, "MAPPA_PREVIOUS_KEKS")),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -114,6 +115,8 @@ class KekConfig:
             env["MAPPA_KEK_VAULT_MOUNT"] = self.vault_mount
         if self.previous_files:
             env["MAPPA_PREVIOUS_KEK_FILES"] = json.dumps([str(p) for p in self.previous_files])
+        if self.previous:
+            env["MAPPA_PREVIOUS_KEKS"] = json.dumps([p.to_env() for p in self.previous])
         return env
 
     @property
@@ -149,6 +152,63 @@ class KekConfig:
         raise KekUnavailable(
             "no KEK configured: MAPPA_KEK_FILE, MAPPA_KEK, MAPPA_KEK_PKCS11_* or MAPPA_KEK_VAULT_*"
         )
+
+
+#: What one entry of ``MAPPA_PREVIOUS_KEKS`` may set: one KEK's source, never an inline key.
+_PREVIOUS_NAMES = frozenset(
+    {
+        "MAPPA_KEK_FILE",
+        "MAPPA_KEK_PKCS11_MODULE",
+        "MAPPA_KEK_PKCS11_TOKEN_LABEL",
+        "MAPPA_KEK_PKCS11_KEY_LABEL",
+        "MAPPA_KEK_PKCS11_PIN_FILE",
+        "MAPPA_KEK_VAULT_ADDR",
+        "MAPPA_KEK_VAULT_KEY",
+        "MAPPA_KEK_VAULT_TOKEN_FILE",
+        "MAPPA_KEK_VAULT_MOUNT",
+    }
+)
+
+
+def _json_list(env: Mapping[str, str], name: str) -> list[object]:
+    raw = env.get(name, "")
+    if not raw.strip():
+        return []
+    try:
+        listed = json.loads(raw)
+    except ValueError as exc:
+        raise KekUnavailable(f"{name} must be a JSON list") from exc
+    if not isinstance(listed, list):
+        raise KekUnavailable(f"{name} must be a JSON list")
+    return listed
+
+
+def previous_kek_configs(entries: Sequence[object]) -> tuple[KekConfig, ...]:
+    """The previous KEKs ``MAPPA_PREVIOUS_KEKS`` names: each entry an object of the variables
+    that name one KEK (a file, an HSM key or a Vault key), complete and naming one source; a
+    mistake raises KekUnavailable naming the entry, never its values."""
+    configs = []
+    for index, entry in enumerate(entries):
+        where = f"MAPPA_PREVIOUS_KEKS[{index}]"
+        if not isinstance(entry, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in entry.items()
+        ):
+            raise KekUnavailable(f"{where} must be an object of variable names and text values")
+        unknown = sorted(set(entry) - _PREVIOUS_NAMES)
+        if unknown:
+            raise KekUnavailable(
+                f"{where}: {unknown[0][:40]!r} is not a variable naming a KEK file, HSM key or "
+                "Vault key"
+            )
+        config = KekConfig.from_env(entry)
+        try:
+            source = config.source
+        except KekUnavailable as exc:
+            raise KekUnavailable(f"{where}: {exc.reason}") from exc
+        if source != "file" and config.file is not None:
+            raise KekUnavailable(f"{where} names a KEK file and an {source} key: one per entry")
+        configs.append(config)
+    return tuple(configs)
 
 
 def _vault_address(address: str) -> None:
@@ -237,8 +297,10 @@ def open_kek(config: KekConfig) -> KekSource:
 
 
 def open_previous_keks(config: KekConfig) -> list[KekSource]:
-    """The previous KEKs (for reading only, during a rotation)."""
-    return [kek_from_file(path) for path in config.previous_files]
+    """The previous KEKs (for reading only, during a rotation): the files, then the others."""
+    return [kek_from_file(path) for path in config.previous_files] + [
+        open_kek(previous) for previous in config.previous
+    ]
 
 
 def open_envelope(config: KekConfig, kek: KekSource | None = None) -> Envelope:

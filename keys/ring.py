@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -23,6 +23,8 @@ from .errors import KeyInvalid, KeyRetired, KeyUnknown
 from .jwk import JoseKey, PublicKey, Use, public_key_from_jwk
 
 __all__ = [
+    "DEFAULT_OVERLAP",
+    "MIN_OVERLAP",
     "PURPOSE_ALGS",
     "KeyInfo",
     "KeyRing",
@@ -56,6 +58,17 @@ PURPOSE_ALGS: Mapping[Purpose, tuple[str, ...]] = {
     Purpose.PAYLOAD_ENCRYPTION: ("ECDH-ES+A256KW", "RSA-OAEP-256"),
     Purpose.CHECKPOINT_SIGNING: ("Ed25519",),
 }
+
+#: How long a rotated-away key goes on verifying and decrypting, unless ``--overlap-hours`` says.
+DEFAULT_OVERLAP = timedelta(hours=24)
+#: The shortest overlap ``keys rotate`` gives a purpose's old key. A push is signed with the
+#: payload-signing key once, when it is queued, and may be delivered (or pulled) up to
+#: ``gateway.flow.signed_push.PUSH_MAX_AGE`` (7 days) later, a partner verifying it against the
+#: gateway's published JWKS: an old key unpublished sooner makes every push still queued
+#: undeliverable (bad_signature, retried, dead-lettered). ``keys`` does not import the gateway;
+#: tests/keys/test_keys_cli.py checks that the two agree. A compromised key is retired at once
+#: with ``keys retire``, whatever the overlap.
+MIN_OVERLAP: Mapping[Purpose, timedelta] = {Purpose.PAYLOAD_SIGNING: timedelta(days=7)}
 
 ALG_KIND: Mapping[str, _hazmat.KeyKind] = {
     "ES256": "EC-P256",

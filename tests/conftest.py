@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from gateway.app import create_app
 from gateway.settings import Settings
 from gateway.store import Database, upgrade
 from keys import generate_kek_file, generate_keys
+from keys.hsm import Pkcs11Kek
 from tests.support import skip_or_fail_in_ci
 
 # Hundreds of apps start in this one process: each freezing the heap at start (a full
@@ -140,3 +142,46 @@ async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="https://gateway.test") as c:
         yield c
+
+
+#: Where Debian's ``softhsm2`` package puts the SoftHSM2 PKCS#11 library (CI: apt-get install
+#: -y softhsm2); ``MAPPA_TEST_SOFTHSM_LIB`` names another.
+SOFTHSM_CANDIDATES = [
+    os.environ.get("MAPPA_TEST_SOFTHSM_LIB", ""),
+    "/usr/lib/softhsm/libsofthsm2.so",
+    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
+    "/usr/local/lib/softhsm/libsofthsm2.so",
+]
+SOFTHSM_LIB = next((p for p in SOFTHSM_CANDIDATES if p and Path(p).exists()), None)
+
+
+@pytest.fixture(scope="session")
+def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A SoftHSM2 token with two AES-256 KEKs (kek-1, kek-2), in a private token directory.
+    Once a session: the library reads its configuration once per process."""
+    if SOFTHSM_LIB is None or shutil.which("softhsm2-util") is None:
+        skip_or_fail_in_ci("SoftHSM2 is not installed (make test installs it: apt-get softhsm2)")
+    pytest.importorskip("pkcs11", reason="python-pkcs11 is not installed (pip install '.[test]')")
+    base = tmp_path_factory.mktemp("softhsm")
+    (base / "tokens").mkdir()
+    conf = base / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {base / 'tokens'}\nobjectstore.backend = file\n")
+    previous = os.environ.get("SOFTHSM2_CONF")
+    os.environ["SOFTHSM2_CONF"] = str(conf)
+    subprocess.run(
+        [
+            "softhsm2-util", "--init-token", "--free", "--label", "mappa-test",
+            "--pin", "1234", "--so-pin", "5678",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    settings = {"library_path": SOFTHSM_LIB, "token_label": "mappa-test", "user_pin": "1234"}
+    Pkcs11Kek.create_key(**settings, key_label="kek-1")
+    Pkcs11Kek.create_key(**settings, key_label="kek-2")
+    yield settings
+    if previous is None:
+        os.environ.pop("SOFTHSM2_CONF", None)
+    else:
+        os.environ["SOFTHSM2_CONF"] = previous

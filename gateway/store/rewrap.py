@@ -4,7 +4,7 @@ The second half of a KEK rotation (keys/README.md, "Rotating the KEK"): ``keys r
 the key directory, this moves every sealed column of every table. Each value is rewrapped with
 :meth:`keys.Envelope.rewrap`: only its wrapped data key changes, the record is never decrypted.
 The gateway keeps serving meanwhile, since it opens values under the previous KEK
-(``MAPPA_PREVIOUS_KEK_FILES``) and seals new ones under the current KEK.
+(``MAPPA_PREVIOUS_KEKS``, ``MAPPA_PREVIOUS_KEK_FILES``) and seals new ones under the current KEK.
 
 The sealed columns are every ``*_sealed`` column of the models (:func:`sealed_columns`), so a
 new one is moved without a change here. Each column is walked in primary-key order, one

@@ -86,7 +86,8 @@ def open_case_sealer(settings: Settings) -> CaseSealer:
     """The case sealer over the configured KEK and the key directory's blind-index secret.
 
     Values are sealed under the current KEK and opened under it or any previous KEK
-    (``MAPPA_PREVIOUS_KEK_FILES``), while ``mappa-gateway db rewrap-case-data`` moves them.
+    (``MAPPA_PREVIOUS_KEKS``, ``_KEK_FILES``), while ``mappa-gateway db rewrap-case-data``
+    moves them.
 
     The secret is generated when missing in the ``development`` profile only, like every other
     key (:mod:`gateway.keyring`). Elsewhere a missing or unreadable secret is an error (the

@@ -10,13 +10,11 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
-import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pydantic_settings
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import ValidationError
@@ -34,6 +32,7 @@ from keys import (
     LocalKek,
     Purpose,
     blob_kek_id,
+    generate_kek_file,
     load_blind_index,
     rewrap,
 )
@@ -41,47 +40,8 @@ from keys.cli import main as keys_main
 from keys.hsm import Pkcs11Kek
 from keys.kek_config import KekConfig
 from keys.vault import VaultTransitKek
-from tests.support import skip_or_fail_in_ci
 
-SOFTHSM_CANDIDATES = [
-    os.environ.get("MAPPA_TEST_SOFTHSM_LIB", ""),
-    "/usr/lib/softhsm/libsofthsm2.so",
-    "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
-    "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so",
-    "/usr/local/lib/softhsm/libsofthsm2.so",
-]
-SOFTHSM_LIB = next((p for p in SOFTHSM_CANDIDATES if p and Path(p).exists()), None)
 AAD = b"records:42:v1"
-
-
-@pytest.fixture(scope="module")
-def softhsm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """A SoftHSM2 token with an AES-256 KEK, in a private token directory."""
-    if SOFTHSM_LIB is None or shutil.which("softhsm2-util") is None:
-        skip_or_fail_in_ci("SoftHSM2 is not installed (make test installs it: apt-get softhsm2)")
-    pytest.importorskip("pkcs11", reason="python-pkcs11 is not installed (pip install '.[test]')")
-    base = tmp_path_factory.mktemp("softhsm")
-    (base / "tokens").mkdir()
-    conf = base / "softhsm2.conf"
-    conf.write_text(f"directories.tokendir = {base / 'tokens'}\nobjectstore.backend = file\n")
-    previous = os.environ.get("SOFTHSM2_CONF")
-    os.environ["SOFTHSM2_CONF"] = str(conf)
-    subprocess.run(
-        [
-            "softhsm2-util", "--init-token", "--free", "--label", "mappa-test",
-            "--pin", "1234", "--so-pin", "5678",
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    settings = {"library_path": SOFTHSM_LIB, "token_label": "mappa-test", "user_pin": "1234"}
-    Pkcs11Kek.create_key(**settings, key_label="kek-1")
-    Pkcs11Kek.create_key(**settings, key_label="kek-2")
-    yield settings
-    if previous is None:
-        os.environ.pop("SOFTHSM2_CONF", None)
-    else:
-        os.environ["SOFTHSM2_CONF"] = previous
 
 
 def test_pkcs11_kek_round_trips_an_envelope(softhsm: dict[str, str]) -> None:
@@ -376,3 +336,73 @@ def test_a_vault_kek_is_reached_over_https_only(address: str) -> None:
 def test_vault_over_https_or_on_this_machine_is_a_vault_source(address: str) -> None:
     config = KekConfig(vault_addr=address, vault_key="k", vault_token_file=Path("/nonexistent"))
     assert config.source == "vault"
+
+
+def test_previous_keks_name_any_source_by_its_variables() -> None:
+    """MAPPA_PREVIOUS_KEKS: one object per KEK, of the variables that named it (a file, an HSM
+    key, a Vault key), read as the current KEK's are, and written back by to_env."""
+    hsm = {
+        "MAPPA_KEK_PKCS11_MODULE": "/usr/lib/softhsm/libsofthsm2.so",
+        "MAPPA_KEK_PKCS11_TOKEN_LABEL": "mappa",
+        "MAPPA_KEK_PKCS11_KEY_LABEL": "kek-2025",
+        "MAPPA_KEK_PKCS11_PIN_FILE": "/etc/mappa/pin",
+    }
+    vault = {
+        "MAPPA_KEK_VAULT_ADDR": "https://vault.example:8200",
+        "MAPPA_KEK_VAULT_KEY": "mappa-kek-2025",
+        "MAPPA_KEK_VAULT_TOKEN_FILE": "/etc/mappa/vault-token",
+        "MAPPA_KEK_VAULT_MOUNT": "transit-old",
+    }
+    env = {
+        "MAPPA_KEK_FILE": "/etc/mappa/kek",
+        "MAPPA_PREVIOUS_KEKS": json.dumps([{"MAPPA_KEK_FILE": "/etc/mappa/kek-old"}, hsm, vault]),
+    }
+    config = KekConfig.from_env(env)
+    assert [p.source for p in config.previous] == ["file", "pkcs11", "vault"]
+    assert config.previous[1].pkcs11_key_label == "kek-2025"
+    assert config.previous[2].vault_mount == "transit-old"
+    assert KekConfig.from_env(config.to_env()) == config
+    settings = Settings(profile="development", previous_keks=(hsm, vault))
+    assert settings.kek_config.previous == config.previous[1:]
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [
+        ("not json", "must be a JSON list"),
+        ('{"MAPPA_KEK_FILE": "/k"}', "must be a JSON list"),
+        ('["/etc/mappa/kek-old"]', "[0] must be an object"),
+        ('[{"MAPPA_KEK_FILE": 7}]', "[0] must be an object"),
+        ('[{"MAPPA_KEK": "c2VjcmV0"}]', "'MAPPA_KEK' is not a variable"),  # inline: never
+        ('[{"MAPPA_PREVIOUS_KEKS": "[]"}]', "'MAPPA_PREVIOUS_KEKS' is not a variable"),
+        ('[{"MAPPA_KEK_PKCS11_PIN": "1234"}]', "'MAPPA_KEK_PKCS11_PIN' is not a variable"),
+        ("[{}]", "[0]: no KEK configured"),
+        ('[{"MAPPA_KEK_PKCS11_MODULE": "/lib.so"}]', "[0]: incomplete KEK source"),
+        (
+            '[{"MAPPA_KEK_FILE": "/k"}, {"MAPPA_KEK_FILE": "/k2", "MAPPA_KEK_VAULT_ADDR": '
+            '"https://v", "MAPPA_KEK_VAULT_KEY": "k", "MAPPA_KEK_VAULT_TOKEN_FILE": "/t"}]',
+            "[1] names a KEK file and an vault key",
+        ),
+        (
+            '[{"MAPPA_KEK_VAULT_ADDR": "http://vault.example", "MAPPA_KEK_VAULT_KEY": "k", '
+            '"MAPPA_KEK_VAULT_TOKEN_FILE": "/t"}]',
+            "[0]: MAPPA_KEK_VAULT_ADDR must be https",
+        ),
+    ],
+)
+def test_a_previous_kek_named_wrong_is_refused_before_anything_opens(
+    value: str, says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each mistake is refused by the settings (the gateway does not start) and by the keys CLI
+    (exit 2), naming the entry and never a value; the PIN given in the wrong place is not
+    echoed."""
+    with pytest.raises(KekUnavailable) as caught:
+        KekConfig.from_env({"MAPPA_KEK_FILE": "/k", "MAPPA_PREVIOUS_KEKS": value})
+    assert says in caught.value.reason and "1234" not in caught.value.reason
+    assert "c2VjcmV0" not in caught.value.reason
+    monkeypatch.setenv("MAPPA_PREVIOUS_KEKS", value)
+    with pytest.raises((ValidationError, pydantic_settings.SettingsError)):  # not JSON: the latter
+        Settings(profile="development")
+    kek = tmp_path / "kek"
+    generate_kek_file(kek)
+    assert keys_main(["keys", "list", "--keys-dir", str(tmp_path), "--kek-file", str(kek)]) == 2

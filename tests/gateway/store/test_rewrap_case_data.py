@@ -15,10 +15,10 @@ from sqlalchemy import LargeBinary, select
 
 from adapters.client import GatewayClient
 from gateway.cli import main as gateway_main
-from gateway.settings import get_settings
+from gateway.settings import Settings, get_settings
 from gateway.store.models import Base
 from gateway.store.rewrap import sealed_columns
-from keys import generate_kek_file, kek_from_file, rewrap
+from keys import blob_kek_id, generate_kek_file, kek_from_file, rewrap
 from keys.cli import main as keys_main
 from tests.gateway.cases.scenario import POLICE, onboard_barnet, whole_case
 from tests.gateway.cases.support import ISSUER, Agent, World, open_world, settings_for
@@ -75,7 +75,7 @@ async def _sealed_values(world: World) -> dict[tuple[str, str], list[tuple[str |
 
 
 def _cli_env(monkeypatch: pytest.MonkeyPatch, database_url: str, keys_dir: Path) -> None:
-    for name in ("MAPPA_KEK", "MAPPA_KEK_FILE", "MAPPA_PREVIOUS_KEK_FILES"):
+    for name in ("MAPPA_KEK", "MAPPA_KEK_FILE", "MAPPA_PREVIOUS_KEK_FILES", "MAPPA_PREVIOUS_KEKS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("MAPPA_PROFILE", "test")
     monkeypatch.setenv("MAPPA_ISSUER", ISSUER)
@@ -173,3 +173,90 @@ async def test_kek_rotation_keeps_every_sealed_value_readable(
                     sealer.unseal(table, row_id, column, blob)
                 else:  # no id to bind: its data key opens under B alone
                     rewrap(blob, kek, kek)
+
+
+async def test_kek_rotation_to_an_hsm_key_and_between_hsm_keys(
+    database_url: str,
+    gateway_keys: tuple[Path, Path],
+    softhsm: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """keys/README.md's rotation, to a KEK that is no file: the settings name the new KEK (an
+    HSM key over PKCS#11), MAPPA_PREVIOUS_KEKS the old one by the variables that named it (a
+    file, then an HSM key); keys rewrap --to-configured moves the key directory, db
+    rewrap-case-data the case data; once the old KEK is gone every value opens under the new
+    one alone, and the gateway serves the case as it was. (Only KEK files could be rotated.)"""
+    monkeypatch.chdir(tmp_path)
+    keys_dir, kek_file = tmp_path / "keys", tmp_path / "kek-file"
+    shutil.copytree(gateway_keys[0], keys_dir)
+    shutil.copy2(gateway_keys[1], kek_file)
+    pin = tmp_path / "pin"
+    pin.write_text(softhsm["user_pin"] + "\n")
+    pin.chmod(0o600)
+
+    def hsm(label: str) -> dict[str, str]:
+        return {
+            "MAPPA_KEK_PKCS11_MODULE": softhsm["library_path"],
+            "MAPPA_KEK_PKCS11_TOKEN_LABEL": softhsm["token_label"],
+            "MAPPA_KEK_PKCS11_KEY_LABEL": label,
+            "MAPPA_KEK_PKCS11_PIN_FILE": str(pin),
+        }
+
+    def settings(label: str, previous: list[dict[str, str]]) -> Settings:
+        return settings_for(database_url, (keys_dir, kek_file)).model_copy(
+            update={
+                "kek_pkcs11_module": softhsm["library_path"],
+                "kek_pkcs11_token_label": softhsm["token_label"],
+                "kek_pkcs11_key_label": label,
+                "kek_pkcs11_pin_file": pin,
+                "previous_keks": tuple(previous),
+            }
+        )
+
+    async with open_world(settings_for(database_url, (keys_dir, kek_file))) as world:
+        await onboard_barnet(world)
+        nominal_id = await whole_case(world)
+        before = await world[POLICE].get(f"/v1/nominals/{nominal_id}")
+        count = sum(len(values) for values in (await _sealed_values(world)).values())
+        agents = dict(world.agents)
+    _cli_env(monkeypatch, database_url, keys_dir)
+
+    for label, previous in (
+        ("kek-1", {"MAPPA_KEK_FILE": str(kek_file)}),  # from the file to the HSM
+        ("kek-2", hsm("kek-1")),  # from one HSM key to another
+    ):
+        new_id = f"pkcs11:{softhsm['token_label']}/{label}"
+        for name, value in hsm(label).items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("MAPPA_PREVIOUS_KEKS", json.dumps([previous]))
+        assert keys_main(["keys", "rewrap", "--to-configured"]) == 0
+        said = capsys.readouterr().out
+        assert f"under KEK {new_id}" in said and "MAPPA_PREVIOUS_KEKS" in said
+        assert await _gateway(["db", "rewrap-case-data"]) == 0
+        said = capsys.readouterr().out
+        assert f"every sealed value is under the current KEK {new_id}" in said
+        moved = sum(int(line.split(": ")[1].split()[0]) for line in said.splitlines()[:-1])
+        assert moved == count
+
+        # The old KEK gone: the new one alone opens the key directory and every value.
+        monkeypatch.delenv("MAPPA_PREVIOUS_KEKS")
+        assert keys_main(["keys", "list"]) == 0
+        capsys.readouterr()
+        async with open_world(settings(label, [])) as world:
+            _agents_into(world, agents)
+            assert await world[POLICE].get(f"/v1/nominals/{nominal_id}") == before
+            sealer = world.state.case_sealer
+            assert sealer is not None
+            for (table, column), values in (await _sealed_values(world)).items():
+                for row_id, blob in values:
+                    assert blob_kek_id(blob) == new_id, (table, column)
+                    if row_id is not None:
+                        sealer.unseal(table, row_id, column, blob)
+    kek_file.unlink()
+    # the first HSM key opens nothing any more
+    for name, value in hsm("kek-1").items():
+        monkeypatch.setenv(name, value)
+    assert keys_main(["keys", "list"]) == 2
+    assert "kek_unavailable" in capsys.readouterr().err
