@@ -32,6 +32,7 @@ from adapters.receiver import (
     ERASURE_NOTICE,
     HELD_FOR_REVIEW,
     KIND_NOT_HANDLED,
+    DeliveryRefused,
     HeldDelivery,
     Receiver,
     SeenDeliveries,
@@ -219,10 +220,18 @@ async def test_a_kind_the_gateway_sends_that_the_adapter_does_not_take_is_kept_f
         again = await post_sealed(receiver, sealed, kind=kind)
         assert again.json() == {"status": "duplicate", "id": jti}
         held[jti] = kind
-    assert {item.jti: (item.kind, item.code) for item in receiver.held_deliveries()} == {
+    codes = {
         jti: (kind, ERASURE_NOTICE if kind == ERASURE_KIND else KIND_NOT_HANDLED)
         for jti, kind in held.items()
     }
+    assert {item.jti: (item.kind, item.code) for item in receiver.held_deliveries()} == codes
+    # Handed to the adapter again, each is refused with the code it is held under (a person's
+    # to deal with, then dismiss), and stays held as it was.
+    for jti, (_, code) in codes.items():
+        with pytest.raises(DeliveryRefused) as refused:
+            await receiver.reapply(jti)
+        assert refused.value.code == code
+    assert {item.jti: (item.kind, item.code) for item in receiver.held_deliveries()} == codes
     assert (store.path.read_text() if store.path.exists() else None) == before
 
 
