@@ -42,6 +42,7 @@ from gateway.delivery.backoff import CircuitBreaker, next_delay
 from gateway.delivery.dead_letters import DeadLetter
 from gateway.delivery.lease import (
     EXPIRY_BATCH,
+    Claim,
     Claimed,
     anything_due,
     anything_unserved,
@@ -176,27 +177,35 @@ class Relay:
         now = self.clock()
         lease = dt.timedelta(seconds=self.config.lease_seconds)
         try:
-            claimed = None
             async with self.db.read() as session:
-                due = await anything_due(session, now)  # no write transaction if nothing is
-            if due:
-                async with self.db.write() as session:
-                    claimed = await claim(
-                        session,
-                        owner=self.owner,
-                        now=now,
-                        lease=lease,
-                        slots=self._slots,
-                        limit=self._room(),
-                        after=self._served_last,
-                    )
-            # after the claim, which gives up on the rows it meets as a push
-            await self._expire_unserved(now)
+                due = await anything_due(session, now)
+            if not due:  # no write transaction when there is nothing to do
+                await self._expire_unserved(now)
+                return 0
+            async with self.db.write() as session:
+                claimed = await claim(
+                    session,
+                    owner=self.owner,
+                    now=now,
+                    lease=lease,
+                    slots=self._slots,
+                    limit=self._room(),
+                    after=self._served_last,
+                )
         except StoreUnavailable:
             log.warning("relay_store_unavailable", relay=self.owner)
             return 0
-        if claimed is None:
-            return 0
+        started = self._start(claimed)
+        # After the claim (which gives up on the rows it meets as a push) and once its
+        # deliveries have started, so that a failure here holds none of them up.
+        try:
+            await self._expire_unserved(now)
+        except StoreUnavailable:
+            log.warning("relay_store_unavailable", relay=self.owner)
+        return started
+
+    def _start(self, claimed: Claim) -> int:
+        """Count what the claim dead-lettered and start a delivery per row it leased."""
         if self.metrics is not None:
             self.metrics.dead_lettered(claimed.dead)
         for partner in claimed.keyless - self._keyless_logged:

@@ -57,6 +57,31 @@ async def test_delivers_sealed_body_over_tls_trusting_only_the_partners_ca(
     assert row.delivered_at is not None
 
 
+async def test_a_failed_look_for_expired_messages_holds_up_no_delivery(
+    sqlite_db: Database, stub: PartnerStub, pki: PartnerPKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sweep looks for messages too old to go after its claim: when that look finds the
+    store unavailable, the messages just claimed are still pushed and delivered, and the sweep
+    says it started them (they waited for their lease to run out before)."""
+    from gateway.delivery import relay as relay_module
+    from gateway.errors import StoreUnavailable
+
+    async def unavailable(*args: object, **kwargs: object) -> None:
+        raise StoreUnavailable()
+
+    monkeypatch.setattr(relay_module, "anything_unserved", unavailable)
+    await partner(sqlite_db, "cs-a", stub.url, pki.ca_pem)
+    ids = await queue(sqlite_db, "cs-a", 2)
+    relay = Relay(sqlite_db, fast_config(expiry_interval=0))
+    with capture_logs() as logs:
+        assert await relay.sweep() == 2
+        await relay.drain(5)
+    await relay.stop()
+    assert sorted(stub.accepted) == sorted(ids)
+    assert {r.status for r in (await rows(sqlite_db)).values()} == {"delivered"}
+    assert any(e["event"] == "relay_store_unavailable" for e in logs)
+
+
 @pytest.mark.parametrize("scheme", ["https://", "HTTPS://", "Https://"])
 async def test_endpoint_vouched_for_by_another_ca_is_never_sent_to(
     sqlite_db: Database, stub: PartnerStub, other_pki: PartnerPKI, scheme: str
