@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+import pydantic_settings
 from pydantic import ValidationError
 
 from gateway.settings import get_settings
@@ -49,6 +50,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValidationError as exc:
         reasons = "; ".join(str(err["msg"]).removeprefix("Value error, ") for err in exc.errors())
         print(f"mappa-gateway: refusing to start: {reasons}", file=sys.stderr)
+        return 2
+    except pydantic_settings.SettingsError as exc:  # a variable that is not the JSON it must be
+        print(f"mappa-gateway: refusing to start: {exc}", file=sys.stderr)  # names, no value
         return 2
     # The keys commands read their directory and KEK from the environment: default them to the
     # gateway's own settings (a .env file among them), so `mappa-gateway keys list` opens the

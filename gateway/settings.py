@@ -74,10 +74,11 @@ class Settings(BaseSettings):
     #: A JSON list in the environment: ``MAPPA_PREVIOUS_KEK_FILES='["/etc/mappa/kek-old"]'``.
     previous_kek_files: tuple[Path, ...] = ()
     #: Previous KEKs of any source, one object each of the variables naming it (a file, an HSM
-    #: key or a Vault key), for a rotation to or from an HSM or Vault: ``MAPPA_PREVIOUS_KEKS=
+    #: key or a Vault key), for a rotation to or from an HSM or Vault, as JSON text (read by
+    #: keys/kek_config.py, as the keys CLI reads it): ``MAPPA_PREVIOUS_KEKS=
     #: '[{"MAPPA_KEK_PKCS11_MODULE": "...", "MAPPA_KEK_PKCS11_TOKEN_LABEL": "...",
     #: "MAPPA_KEK_PKCS11_KEY_LABEL": "kek-2025", "MAPPA_KEK_PKCS11_PIN_FILE": "..."}]'``.
-    previous_keks: tuple[dict[str, str], ...] = ()
+    previous_keks: str = ""
     #: How long this process uses its key rings before it reads ``keys_dir`` again: for up to
     #: this long after a rotation or retirement made elsewhere (the keys CLI, another replica)
     #: it still signs with the old key, and still accepts a key just retired. A kid it does not

@@ -7,8 +7,8 @@ what it has checked, keyed by what the check proved (:func:`parsed_key`, :data:`
 an unchanged file is not unsealed again and a changed one always is.
 
 :func:`plan_meta_seals` plans ``keys seal-metadata``: seals for the files written before metadata
-seals, each file first proven to hold a private key that opens for its purpose, kid and alg (or,
-for a destroyed key, a public half whose thumbprint is its kid).
+seals, each file first proven to hold a private key that opens for its purpose, kid and alg; a
+file saying its key was destroyed is never sealed here (only ``keys destroy`` seals one).
 """
 
 from __future__ import annotations
@@ -181,7 +181,8 @@ def read_key(
 def kept_key(info: KeyInfo, record: Mapping[str, Any]) -> ParsedKey:
     """What a destroyed key's public half is remembered under (as :func:`parsed_key`)."""
     public = json.dumps(record[PUBLIC], sort_keys=True).encode()
-    return (info.purpose, info.kid, info.alg, hashlib.sha256(public).digest())
+    # its own key space: no sealed blob's digest can name a public half
+    return (info.purpose, info.kid, f"{info.alg}#public", hashlib.sha256(public).digest())
 
 
 def destroy_change(
@@ -192,8 +193,14 @@ def destroy_change(
     seal; and the key's new metadata. Nothing is written here."""
     info = key.info
     path = directory / info.purpose.value / f"{info.kid}.json"
-    raw = read_file(path)
-    record = json.loads(raw)
+    try:  # read again under the lock: it must still be the file the ring was read from
+        raw = read_file(path)
+        record, again = parse_record(info.purpose, path, raw)
+    except _RECORD_ERRORS as exc:
+        raise KeyStoreError(f"key file {path.name[:60]!r}: {type(exc).__name__}") from exc
+    check_meta(envelope, info.purpose, record, path.name, set())
+    if again != info:
+        raise KeyStoreError(f"key file {path.name[:60]!r} changed since it was read: run again")
     del record["sealed"]
     record["status"] = KeyStatus.RETIRED.value
     record[DESTROYED_AT] = moment.isoformat()
@@ -264,6 +271,13 @@ def plan_meta_seals(
                 record, info = parse_record(purpose, path, raw)
                 if record.get(META_SEAL) is not None and info.kid not in reseal:
                     continue
+                if info.destroyed_at is not None:
+                    # Only keys destroy seals such a file: a public half proves nothing about
+                    # the KEK, and one planted here would be trusted for what it signs.
+                    raise KeyStoreError(
+                        f"key file {name[:60]!r} says its key was destroyed: only keys destroy "
+                        "seals that; restore the file from the key directory's backup"
+                    )
                 ring_key(envelope, info, record)  # opens, or refuses
             except KeysError:
                 raise

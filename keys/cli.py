@@ -38,7 +38,6 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 from .blind_index import init_blind_index
@@ -187,9 +186,10 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, En
     directory = args.keys_dir or env.get("MAPPA_KEYS_DIR")
     if not directory:
         raise _UsageError("no key directory: pass --keys-dir or set MAPPA_KEYS_DIR")
+    if args.kek_file:  # that file for the configured KEK; the previous KEKs kept
+        env = {k: v for k, v in env.items() if k.startswith("MAPPA_PREVIOUS_")}
+        env["MAPPA_KEK_FILE"] = args.kek_file
     config = KekConfig.from_env(env)
-    if args.kek_file:
-        config = KekConfig(file=Path(args.kek_file), previous_files=config.previous_files)
     try:
         config.source  # noqa: B018 - raises when no source, or an ambiguous one, is named
     except KekUnavailable as exc:
@@ -286,12 +286,12 @@ def _destroy(args: argparse.Namespace, repository: FileKeyRepository) -> int:
     if args.retired == bool(args.purpose or args.kids) or (args.purpose and not args.kids):
         print("keys destroy: name PURPOSE and its KIDs, or --retired alone", file=sys.stderr)
         return 2
-    if args.retired:
-        destroyed = [info for p in Purpose for info in repository.destroy(p)]
-    else:
-        destroyed = repository.destroy(Purpose(args.purpose), args.kids)
-    done = [f"destroyed the private half of {i.purpose.value} key {i.kid}" for i in destroyed]
-    print("\n".join(done) or "no private half to destroy (none retired, or destroyed already)")
+    done = 0  # said as each purpose is done: a later one failing leaves the earlier ones said
+    for purpose in list(Purpose) if args.retired else [Purpose(args.purpose)]:
+        for i in repository.destroy(purpose, None if args.retired else args.kids):
+            print(f"destroyed the private half of {i.purpose.value} key {i.kid}", flush=True)
+            done += 1
+    print(f"{done} private half(s) destroyed" + ("" if done else ": none retired, or all done"))
     return 0
 
 

@@ -27,15 +27,16 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import stat
 import urllib.parse
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from .envelope import Envelope
-from .errors import KekUnavailable
+from .errors import EnvelopeRejected, KekUnavailable
 from .kek import KekSource, kek_from_env, kek_from_file
 
 __all__ = [
@@ -78,7 +79,7 @@ class KekConfig:
             value = env.get(name)
             return Path(value) if value else None
 
-        listed = _json_list(env, "MAPPA_PREVIOUS_KEK_FILES")
+        listed = _json_list(env.get("MAPPA_PREVIOUS_KEK_FILES", ""), "MAPPA_PREVIOUS_KEK_FILES")
         if not all(isinstance(p, str) for p in listed):
             raise KekUnavailable("MAPPA_PREVIOUS_KEK_FILES must be a JSON list of paths")
         previous = tuple(Path(str(p)) for p in listed)
@@ -94,7 +95,7 @@ class KekConfig:
             vault_token_file=path("MAPPA_KEK_VAULT_TOKEN_FILE"),
             vault_mount=env.get("MAPPA_KEK_VAULT_MOUNT") or "transit",
             previous_files=previous,
-            previous=previous_kek_configs(_json_list(env, "MAPPA_PREVIOUS_KEKS")),
+            previous=previous_kek_configs(env.get("MAPPA_PREVIOUS_KEKS", "")),
         )
 
     def to_env(self) -> dict[str, str]:
@@ -170,25 +171,24 @@ _PREVIOUS_NAMES = frozenset(
 )
 
 
-def _json_list(env: Mapping[str, str], name: str) -> list[object]:
-    raw = env.get(name, "")
+def _json_list(raw: str, name: str) -> list[object]:
     if not raw.strip():
         return []
     try:
         listed = json.loads(raw)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise KekUnavailable(f"{name} must be a JSON list") from exc
     if not isinstance(listed, list):
         raise KekUnavailable(f"{name} must be a JSON list")
     return listed
 
 
-def previous_kek_configs(entries: Sequence[object]) -> tuple[KekConfig, ...]:
-    """The previous KEKs ``MAPPA_PREVIOUS_KEKS`` names: each entry an object of the variables
-    that name one KEK (a file, an HSM key or a Vault key), complete and naming one source; a
-    mistake raises KekUnavailable naming the entry, never its values."""
+def previous_kek_configs(raw: str) -> tuple[KekConfig, ...]:
+    """The previous KEKs ``MAPPA_PREVIOUS_KEKS`` (JSON text) names: each entry an object of the
+    variables that name one KEK (a file, an HSM key or a Vault key), complete and naming one
+    source; a mistake raises KekUnavailable naming the entry, never its values."""
     configs = []
-    for index, entry in enumerate(entries):
+    for index, entry in enumerate(_json_list(raw, "MAPPA_PREVIOUS_KEKS")):
         where = f"MAPPA_PREVIOUS_KEKS[{index}]"
         if not isinstance(entry, Mapping) or not all(
             isinstance(k, str) and isinstance(v, str) for k, v in entry.items()
@@ -200,22 +200,34 @@ def previous_kek_configs(entries: Sequence[object]) -> tuple[KekConfig, ...]:
                 f"{where}: {unknown[0][:40]!r} is not a variable naming a KEK file, HSM key or "
                 "Vault key"
             )
+        families = {_family(name) for name in entry}
+        if len(families) > 1:
+            raise KekUnavailable(f"{where} mixes {' and '.join(sorted(families))}: one KEK each")
+        empty = sorted(name for name, value in entry.items() if not value.strip())
+        if empty:
+            raise KekUnavailable(f"{where}: {empty[0]} is empty")
         config = KekConfig.from_env(entry)
         try:
-            source = config.source
+            config.source  # noqa: B018 - raises on an incomplete source
         except KekUnavailable as exc:
             raise KekUnavailable(f"{where}: {exc.reason}") from exc
-        if source != "file" and config.file is not None:
-            raise KekUnavailable(f"{where} names a KEK file and an {source} key: one per entry")
         configs.append(config)
     return tuple(configs)
+
+
+def _family(name: str) -> str:
+    """Which source a KEK variable belongs to: a file, an HSM key or a Vault key."""
+    return "an HSM key" if "PKCS11" in name else "a Vault key" if "VAULT" in name else "a file"
 
 
 def _vault_address(address: str) -> None:
     """Vault is called with its token, and answers with wrapped data keys: over https, or plain
     http to this machine only (a development Vault on the loopback)."""
-    parts = urllib.parse.urlsplit(address)
-    host = (parts.hostname or "").lower()
+    try:
+        parts = urllib.parse.urlsplit(address)
+        host = (parts.hostname or "").lower()
+    except ValueError as exc:
+        raise KekUnavailable("MAPPA_KEK_VAULT_ADDR is not a URL") from exc
     if parts.username is not None or parts.password is not None or not host:
         raise KekUnavailable("MAPPA_KEK_VAULT_ADDR must be a URL with a host and no credentials")
     if parts.scheme == "https":
@@ -305,6 +317,32 @@ def open_previous_keks(config: KekConfig) -> list[KekSource]:
 
 def open_envelope(config: KekConfig, kek: KekSource | None = None) -> Envelope:
     """An envelope sealing under the current KEK (``kek`` if already open) and opening blobs
-    under it or any previous KEK."""
+    under it or any previous KEK.
+
+    A blob names its KEK by id alone, and an HSM's or Vault's id is its token and key label, or
+    its mount and key name: a new HSM or Vault holding a key of the same name as the old one
+    would give two KEKs one id, and the old one would silently stand for the new (a rewrap then
+    leaves every value where it is, and says it is done). So two KEKs of one id must be one key
+    (a wrap by one opens under the other, and the second is dropped); else KekUnavailable."""
     current = kek if kek is not None else open_kek(config)
-    return Envelope(current, previous=open_previous_keks(config))
+    known = {current.kek_id: current}
+    previous = []
+    for old in open_previous_keks(config):
+        same = known.setdefault(old.kek_id, old)
+        if same is old:
+            previous.append(old)
+        elif not _one_key(same, old):
+            raise KekUnavailable(
+                f"two different KEKs have the id {old.kek_id[:80]!r}: give the new key another "
+                "name (its key label, or its Vault key name) than the old one"
+            )
+    return Envelope(current, previous=previous)
+
+
+def _one_key(first: KekSource, second: KekSource) -> bool:
+    """Whether a data key wrapped by ``first`` opens under ``second``."""
+    probe, aad = os.urandom(32), b"mappa-kek-identity-probe"
+    try:
+        return second.unwrap(first.wrap(probe, aad), aad) == probe
+    except EnvelopeRejected:
+        return False

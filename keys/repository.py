@@ -256,6 +256,8 @@ class FileKeyRepository:
         moment = now or _utcnow()
         with self._lock, self._flock():
             for info in self._load(purpose).infos():
+                if info.kid == kid and info.destroyed_at is not None:
+                    return info  # retired for good already: nothing to rewrite
                 if info.kid == kid:
                     retired = self._rewrite(info, KeyStatus.RETIRED, moment)
                     self._load(purpose)

@@ -45,3 +45,21 @@ def test_unsafe_production_settings_refuse_to_start(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "refusing to start" in result.stderr
     assert not (tmp_path / "var").exists()
+
+
+def test_a_previous_kek_named_wrong_refuses_to_start_naming_no_value(tmp_path: Path) -> None:
+    """MAPPA_PREVIOUS_KEKS holding an inline key (never allowed there), or a list variable that
+    is not JSON: exit 2 with the reason, no traceback, the value not echoed; nothing created."""
+    import os
+
+    secret = "c2VjcmV0LWtleS1tYXRlcmlhbC1ub3QtdG8tYmUtZWNob2Vk"
+    for name, value in (
+        ("MAPPA_PREVIOUS_KEKS", f'[{{"MAPPA_KEK": "{secret}"}}]'),
+        ("MAPPA_PREVIOUS_KEK_FILES", f"not json {secret}"),
+    ):
+        env = {**os.environ, name: value}
+        result = _run("db", "upgrade", env=env, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert "refusing to start" in result.stderr and "Traceback" not in result.stderr
+        assert secret not in result.stderr + result.stdout
+        assert not (tmp_path / "var").exists()

@@ -213,7 +213,7 @@ def test_rewrap_and_reseal_move_a_destroyed_key_too(
 ) -> None:
     """keys rewrap moves a destroyed key's metadata seal to the new KEK (it has no private key
     to move), and the directory reads back under the new KEK alone; keys seal-metadata
-    --reseal accepts it by its public half."""
+    --reseal refuses it (a public half proves nothing about the KEK)."""
     path, _ = _destroyed_file(repository)
     kid = path.stem
     new_kek = LocalKek(os.urandom(32))
@@ -224,7 +224,11 @@ def test_rewrap_and_reseal_move_a_destroyed_key_too(
     assert moved.ring(Purpose.TOKEN_SIGNING).held(kid).info.destroyed_at == LATER  # type: ignore[union-attr]
     with pytest.raises(KekUnavailable):  # the old KEK opens nothing any more
         FileKeyRepository(repository.directory, kek).ring(Purpose.TOKEN_SIGNING)
-    assert [i.kid for i in moved.seal_metadata(reseal=[kid])] == [kid]
+    # seal-metadata never seals a destroyed key's file: only keys destroy does
+    before = _snapshot(repository)
+    with pytest.raises(KeyStoreError, match="only keys destroy seals that"):
+        moved.seal_metadata(reseal=[kid])
+    assert _snapshot(repository) == before
     assert FileKeyRepository(repository.directory, new_kek).ring(Purpose.TOKEN_SIGNING).knows(kid)
     # rotation goes on around a destroyed key
     moved.rotate(Purpose.TOKEN_SIGNING, timedelta(hours=1))
@@ -264,8 +268,86 @@ def test_keys_destroy_command(
     out = capsys.readouterr().out
     assert f"checkpoint-signing key {checkpoint}" in out and old not in out
     assert main(["keys", "destroy", "--retired"]) == 0
-    assert "no private half to destroy" in capsys.readouterr().out
+    assert "0 private half(s) destroyed: none retired, or all done" in capsys.readouterr().out
     assert main(["keys", "list"]) == 0
     listed = {line.split()[1]: line.split()[3] for line in capsys.readouterr().out.splitlines()[1:]}
     assert listed[old] == listed[checkpoint] == "destroyed"
     assert listed[current] == "current"
+
+
+def test_seal_metadata_never_seals_a_planted_destroyed_key(
+    repository: FileKeyRepository, kek: LocalKek
+) -> None:
+    """Someone who can write to the key directory but holds no KEK plants a checkpoint key of
+    their own as destroyed, with no metadata seal (whose absence the refusal tells the operator
+    to mend with keys seal-metadata): the ring is refused, and seal-metadata refuses to seal it,
+    writing nothing, so the planted public half is never trusted for what it signs."""
+    from joserfc.jwk import OKPKey
+
+    planted = OKPKey.generate_key("Ed25519")
+    kid = planted.thumbprint()
+    public = {k: v for k, v in planted.as_dict(private=False).items() if k != "kid"}
+    record = {
+        "format": "mappa-key/v1",
+        "purpose": "checkpoint-signing",
+        "kid": kid,
+        "alg": "Ed25519",
+        "use": "sig",
+        "status": "retired",
+        "created_at": T0.isoformat(),
+        "retire_after": T0.isoformat(),
+        "destroyed_at": LATER.isoformat(),
+        "public": public,
+    }
+    path = _path(repository, Purpose.CHECKPOINT_SIGNING, kid)
+    path.write_text(json.dumps(record))
+    fresh = FileKeyRepository(repository.directory, kek)
+    with pytest.raises(KeyStoreError, match="seal-metadata"):
+        fresh.ring(Purpose.CHECKPOINT_SIGNING)
+    before = _snapshot(repository)
+    for reseal in ((), (kid,)):
+        with pytest.raises(KeyStoreError, match="only keys destroy seals that"):
+            fresh.seal_metadata(reseal=reseal)
+        assert _snapshot(repository) == before
+    with pytest.raises(KeyStoreError):
+        fresh.ring(Purpose.CHECKPOINT_SIGNING)
+
+
+def test_retiring_a_destroyed_key_changes_nothing(repository: FileKeyRepository) -> None:
+    """keys retire of a key destroyed already: its file as it was, its metadata returned."""
+    path, _ = _destroyed_file(repository)
+    before = path.read_bytes()
+    info = repository.retire(Purpose.TOKEN_SIGNING, path.stem, now=LATER + timedelta(days=1))
+    assert info.destroyed_at == LATER and path.read_bytes() == before
+
+
+def test_a_key_file_changed_since_it_was_read_is_not_destroyed(
+    repository: FileKeyRepository, kek: LocalKek
+) -> None:
+    """The file is read again, under the lock, and must still be the one the ring was read
+    from (its seal checked): one retired anew meanwhile is left as it is."""
+    from keys._keyrecord import destroy_change
+
+    (old,) = _retire_current(repository, Purpose.TOKEN_SIGNING)
+    held = repository.ring(Purpose.TOKEN_SIGNING).held(old)
+    assert held is not None
+    repository.retire(Purpose.TOKEN_SIGNING, old, now=LATER)  # its retire_after moves
+    with pytest.raises(KeyStoreError, match="changed since it was read"):
+        destroy_change(Envelope(kek), repository.directory, held, LATER)
+
+
+def test_two_different_keks_of_one_id_are_refused(tmp_path: Path) -> None:
+    """A blob names its KEK by id alone: a previous KEK with the current one's id but another
+    key (a new HSM or Vault with the same key names) is refused, since it would stand for the
+    new one; the same key listed twice is one KEK."""
+    from keys.kek_config import KekConfig, open_envelope
+
+    old_file = tmp_path / "old-kek"
+    old = generate_kek_file(old_file)
+    config = KekConfig(file=tmp_path / "unused", previous_files=(old_file,))
+    impostor = LocalKek(os.urandom(32), kek_id=old.kek_id)
+    with pytest.raises(KekUnavailable, match="two different KEKs have the id"):
+        open_envelope(config, impostor)
+    twin = LocalKek(base64.b64decode(old_file.read_text().strip()), kek_id=old.kek_id)
+    envelope = open_envelope(config, twin)
+    assert envelope.unseal(Envelope(old).seal(b"x", b"aad"), b"aad") == b"x"

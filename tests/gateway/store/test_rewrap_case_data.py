@@ -211,7 +211,7 @@ async def test_kek_rotation_to_an_hsm_key_and_between_hsm_keys(
                 "kek_pkcs11_token_label": softhsm["token_label"],
                 "kek_pkcs11_key_label": label,
                 "kek_pkcs11_pin_file": pin,
-                "previous_keks": tuple(previous),
+                "previous_keks": json.dumps(previous),
             }
         )
 
