@@ -565,16 +565,16 @@ class Receiver:
     async def reapply(self, jti: str) -> Receipt:
         """Hand the held delivery ``jti`` to the adapter again (once the agency's system holds
         what it lacked, say). Applied (or ``superseded``): released, its action remembered. Refused
-        again: kept, with the new code. Of a kind the adapter still does not take: kept, and
+        again: kept, with the new code. Of a kind the adapter does not take (now): kept, and
         :class:`DeliveryRefused` with the code it is held under (``kind_not_handled``, or
-        ``erasure_notice``), since only a person can act on it (then :meth:`dismiss` it)."""
+        ``erasure_notice``, say), since only a person can act on it (then :meth:`dismiss` it)."""
         delivery = self.open_held(jti)
         async with self._lock:
-            if delivery.kind not in self.adapter.accepts:
-                raise DeliveryRefused(_not_handled(delivery.kind))
             sealed = self._seen.held_one(jti)
             if sealed is None:  # released meanwhile
                 raise LookupError(f"no delivery {jti!r} is held for review")
+            if delivery.kind not in self.adapter.accepts:
+                raise DeliveryRefused(sealed.code)
             receipt = self._apply(delivery, sealed.sealed, self.clock())
             if receipt.action != HELD_FOR_REVIEW:
                 self._seen.release(jti, receipt.action)

@@ -178,7 +178,8 @@ def _retry(args: argparse.Namespace) -> int:
     print(f"{done.queued} dead letter(s) queued again")
     if done.left:
         print(
-            f"{done.left} left dead: written over 7 days ago or sealed to a key their recipient "
+            f"{done.left} left dead: written too long ago to go (7 days, less an hour) or sealed "
+            "to a key their recipient "
             "retired, no retry can deliver them; have the acts issued again "
             "(outbox list --status dead shows them)"
         )

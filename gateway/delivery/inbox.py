@@ -107,9 +107,16 @@ async def list_inbox(
                 and_(OutboxMessage.created_at == after, OutboxMessage.id > after_id),
             )
         )
+    # Locked (PostgreSQL; SQLite's writers take turns) until the caller's transaction ends:
+    # what this page dead-letters, no relay on another replica dead-letters as well (its claim
+    # and its expiry sweep skip locked rows), and a row such a relay is giving up on meanwhile
+    # is read once it has, dead, and so left out.
     rows = (
         await session.scalars(
-            query.order_by(OutboxMessage.created_at, OutboxMessage.id).limit(limit + 1)
+            query.order_by(OutboxMessage.created_at, OutboxMessage.id)
+            .limit(limit + 1)
+            .with_for_update()
+            .execution_options(populate_existing=True)
         )
     ).all()
     page, more = rows[:limit], len(rows) > limit

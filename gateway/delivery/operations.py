@@ -11,13 +11,22 @@ from dataclasses import dataclass
 from sqlalchemy import and_, delete, func, not_, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gateway.delivery.outbox import KEY_RETIRED, OutboxStatus
+from gateway.delivery.outbox import EXPIRED, KEY_RETIRED, OutboxStatus
 from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.flow.signed_push import PUSH_MAX_AGE
 from gateway.store import Database
 from gateway.store.models import OutboxMessage
 
-__all__ = ["OutboxRow", "Retried", "depth", "list_outbox", "oldest_waiting", "purge", "retry"]
+__all__ = [
+    "RETRY_MARGIN",
+    "OutboxRow",
+    "Retried",
+    "depth",
+    "list_outbox",
+    "oldest_waiting",
+    "purge",
+    "retry",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +118,11 @@ def _audit(session: AsyncSession, action: str, now: dt.datetime, **detail: objec
     )
 
 
+#: How long before ``PUSH_MAX_AGE`` a dead letter is still put back: one younger by less would
+#: expire before its retry went, to be dead-lettered, alerted and audited again.
+RETRY_MARGIN = dt.timedelta(hours=1)
+
+
 @dataclass(frozen=True, slots=True)
 class Retried:
     """What ``outbox retry`` did: dead letters queued again, and those it left dead because no
@@ -127,11 +141,11 @@ async def retry(
 ) -> Retried:
     """Put dead letters (the given ids, or all of one agency, or all) back to pending, except
     those no retry can deliver, which stay dead and are counted: a message written longer ago
-    than ``PUSH_MAX_AGE`` (``expired``, or out of attempts that long ago: its partner refuses it
-    as stale, and it is signed once, when queued) and one sealed to a key its recipient has
-    retired (``recipient_key_retired``: a retired key is never registered again). Put back, each
-    would only be dead-lettered again, alerted and audited a second time; the act must be issued
-    again instead, which seals a new message."""
+    than ``PUSH_MAX_AGE`` less :data:`RETRY_MARGIN` (``expired``, or out of attempts that long
+    ago: its partner refuses it as stale, and it is signed once, when queued) and one sealed to
+    a key its recipient has retired (``recipient_key_retired``: a retired key is never
+    registered again). Put back, each would only be dead-lettered again, alerted and audited a
+    second time; the act must be issued again instead, which seals a new message."""
     at = now or dt.datetime.now(dt.UTC)
     chosen = [OutboxMessage.status == OutboxStatus.DEAD.value]
     if message_ids:
@@ -139,10 +153,10 @@ async def retry(
     if agency_id:
         chosen.append(OutboxMessage.recipient_agency_id == agency_id)
     deliverable = and_(
-        OutboxMessage.created_at > at - PUSH_MAX_AGE,
+        OutboxMessage.created_at > at - PUSH_MAX_AGE + RETRY_MARGIN,
         or_(
             OutboxMessage.last_error_code.is_(None),
-            OutboxMessage.last_error_code != KEY_RETIRED,
+            OutboxMessage.last_error_code.not_in((KEY_RETIRED, EXPIRED)),
         ),
     )
     async with db.write() as session:

@@ -9,9 +9,10 @@ partner's 2xx; otherwise it is rescheduled with exponential backoff and full jit
 (:mod:`gateway.delivery.backoff`), and after ``max_attempts`` it is dead-lettered with a metric
 and an ``outbox_dead_letter`` alert log line (ids and codes only, never a body).
 
-Every ``expiry_interval`` seconds a sweep also dead-letters as ``expired`` the messages still
-queued ``PUSH_MAX_AGE`` after they were written that no claim or inbox pull met (a partner that
-stopped pulling, a suspended one, one with no current key): alerted and audited as any other.
+Every ``expiry_interval`` seconds a sweep also dead-letters the messages still queued
+``PUSH_MAX_AGE`` after they were written that no claim or inbox pull met (a partner that
+stopped pulling, a suspended one, one with no current key): ``expired``, or the code a claim
+would have given first (key retired, need-to-know refused); alerted and audited as any other.
 
 If the process dies mid-delivery the lease runs out and a relay delivers the row again with the
 same ``Idempotency-Key``, on which the partner dedupes: at least once on the wire, once logically.
@@ -63,6 +64,8 @@ __all__ = ["Relay", "RelayConfig", "relay_config"]
 
 log = get_logger("gateway.delivery")
 
+#: The most batches of expired messages one look dead-letters (`Relay._expire_unserved`).
+EXPIRY_BATCHES = 10
 #: The longest wait after sweeps failed in a row (seconds): the wait doubles from the interval.
 SWEEP_FAILURE_BACKOFF_CAP = 30.0
 #: What of an unexpected error's ``code`` may be logged: a short code, nothing else.
@@ -223,21 +226,33 @@ class Relay:
 
     async def _expire_unserved(self, now: dt.datetime) -> None:
         """Every ``expiry_interval``: dead-letter the messages queued too long that no push or
-        pull took (:func:`gateway.delivery.lease.expire_unserved`), a batch per transaction
-        until none is left; counted once each batch has committed."""
+        pull took (:func:`gateway.delivery.lease.expire_unserved`), a batch per transaction,
+        counted once each batch has committed; at most :data:`EXPIRY_BATCHES` batches a look
+        (a backlog, say at the first look after an upgrade, is worked through a look per sweep,
+        between the claims, not in one go). Its failure (but the store's, which the sweep logs)
+        is logged and counted as ``relay_expiry_failed``, never raised: deliveries go on."""
         if time.monotonic() < self._next_expiry:
             return
         self._next_expiry = time.monotonic() + self.config.expiry_interval
-        while True:
-            async with self.db.read() as session:
-                if not await anything_unserved(session, now):
+        try:
+            for _ in range(EXPIRY_BATCHES):
+                async with self.db.read() as session:
+                    if not await anything_unserved(session, now):
+                        return
+                async with self.db.write() as session:
+                    expired = await expire_unserved(session, now=now, limit=EXPIRY_BATCH)
+                if self.metrics is not None:
+                    self.metrics.dead_lettered(expired)
+                if len(expired) < EXPIRY_BATCH:
                     return
-            async with self.db.write() as session:
-                expired = await expire_unserved(session, now=now, limit=EXPIRY_BATCH)
+            self._next_expiry = 0.0  # more left: look again at the next sweep
+        except StoreUnavailable:
+            raise
+        except Exception as exc:  # a bad row must not stop every partner's deliveries
+            error = type(exc).__name__
+            log.error("relay_expiry_failed", alert=True, relay=self.owner, error=error)
             if self.metrics is not None:
-                self.metrics.dead_lettered(expired)
-            if len(expired) < EXPIRY_BATCH:
-                return
+                self.metrics.relay_sweep_failures.labels(error).inc()
 
     def _done(self, task: asyncio.Task[None], *, tasks: set[asyncio.Task[None]]) -> None:
         tasks.discard(task)

@@ -120,6 +120,13 @@ async def test_a_refused_delivery_is_kept_for_a_person_and_applied_once_it_can_b
     still = await receiver.reapply(jti)
     assert (still.action, still.notes) == (HELD_FOR_REVIEW, ("ics_reference_unknown",))
     assert [held.jti for held in receiver.held_deliveries()] == [jti]
+    # an adapter that no longer takes the kind: refused with the code it is held under
+    accepts = type(receiver.adapter).accepts
+    receiver.adapter.accepts = frozenset(accepts - {"hazard_flag"})  # type: ignore[misc]
+    with pytest.raises(DeliveryRefused) as refused:
+        await receiver.reapply(jti)
+    assert refused.value.code == "ics_reference_unknown"
+    receiver.adapter.accepts = accepts  # type: ignore[misc]
 
     ics = JsonStore(tmp_path / "ics.json")
     ics.put("ics_records", UNKNOWN_REF, {"ref": UNKNOWN_REF, "people": [], "alerts": []})

@@ -3,6 +3,7 @@ the reason (gateway.delivery.dead_letters)."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import pytest
@@ -291,11 +292,14 @@ async def test_outbox_retry_leaves_dead_what_no_retry_can_deliver(db: Database) 
     await partner(db, "cs-b", None)
     now = dt.datetime.now(dt.UTC)
     old = now - PUSH_MAX_AGE - dt.timedelta(minutes=1)
+    nearly = now - PUSH_MAX_AGE + dt.timedelta(minutes=30)  # would expire before it went
     dead = {
         "attempts": (now, "http_5xx"),
         "refused": (now, NOT_KNOWN),
         "expired": (old, EXPIRED),
         "long_ago": (old, "http_5xx"),
+        "nearly": (nearly, "http_5xx"),
+        "ahead": (now, EXPIRED),  # by a relay whose clock runs ahead of this one's
         "retired": (now, KEY_RETIRED),
     }
     ids: dict[str, str] = {}
@@ -312,13 +316,15 @@ async def test_outbox_retry_leaves_dead_what_no_retry_can_deliver(db: Database) 
         assert row is not None
         row.status, row.last_error_code = "dead", "http_5xx"
 
-    assert await retry(db, agency_id="cs-a", now=now) == Retried(queued=2, left=3)
+    assert await retry(db, agency_id="cs-a", now=now) == Retried(queued=2, left=5)
     stored = await rows(db)
     assert {name: stored[mid].status for name, mid in ids.items()} == {
         "attempts": "pending",
         "refused": "pending",
         "expired": "dead",
         "long_ago": "dead",
+        "nearly": "dead",
+        "ahead": "dead",
         "retired": "dead",
     }
     assert stored[ids["attempts"]].attempts == 0
@@ -335,4 +341,115 @@ async def test_outbox_retry_leaves_dead_what_no_retry_can_deliver(db: Database) 
         ({k: v for k, v in e.detail.items() if k != "salt"} for e in entries),
         key=lambda d: d["count"],
     )
-    assert [(d["count"], d["left"]) for d in details] == [(1, 1), (2, 3)]
+    assert [(d["count"], d["left"]) for d in details] == [(1, 1), (2, 5)]
+
+
+async def test_an_inbox_pull_and_another_replicas_expiry_give_up_on_a_message_once(
+    postgres_url: str,
+) -> None:
+    """PostgreSQL, two replicas: a pull whose transaction is open when the other replica's
+    relay looks for expired messages, and a pull that comes while that look's transaction is
+    open. Either way the message is dead-lettered once: one audit entry, one alert (both did
+    it, each with an entry and an alert, when the pull read the rows unlocked)."""
+    from gateway.delivery.lease import expire_unserved
+    from gateway.delivery.outbox import EXPIRED
+    from gateway.flow.signed_push import PUSH_MAX_AGE
+    from tests.gateway.delivery.support import JWE, partner
+
+    db = Database(postgres_url)
+    try:
+        await partner(db, "cs-pull", None)
+        now = dt.datetime.now(dt.UTC)
+        old = now - PUSH_MAX_AGE - dt.timedelta(minutes=5)
+
+        async def queued() -> str:
+            async with db.write() as session:
+                return await enqueue(
+                    session, recipient_agency_id="cs-pull", kind="minutes", body=JWE, now=old
+                )
+
+        first, second, extra = await queued(), await queued(), await queued()
+        with capture_logs() as logs:
+            async with db.write() as pull:  # replica 1's pull, open ...
+                page = await list_inbox(pull, "cs-pull", limit=1, now=now)
+                async with db.write() as sweep:  # ... while replica 2's relay looks
+                    swept = await expire_unserved(sweep, now=now)
+            # the pull read one row past its page (locked too): the look skipped both
+            assert [d.id for d in page.dead] == [first] and [d.id for d in swept] == [extra]
+            async with db.write() as sweep:  # its next look takes the row read past
+                assert [d.id for d in await expire_unserved(sweep, now=now)] == [second]
+
+            third = await queued()
+            async with db.write() as sweep:  # replica 2's look, open ...
+                swept = await expire_unserved(sweep, now=now)
+                pulling = asyncio.create_task(_pull(db, now))  # ... when replica 1 pulls
+                await asyncio.sleep(0.3)
+                assert not pulling.done()  # it waits for the look to end
+            late = await pulling
+            assert [d.id for d in swept] == [third] and late.dead == () and late.items == ()
+        async with db.read() as session:
+            entries = (
+                await session.scalars(select(AuditEntry).where(AuditEntry.reason_code == EXPIRED))
+            ).all()
+        everything = sorted([first, second, extra, third])
+        assert sorted(e.record_refs[0] for e in entries) == everything
+        alerts = [e["message_id"] for e in logs if e["event"] == "outbox_dead_letter"]
+        assert sorted(alerts) == everything
+    finally:
+        await db.dispose()
+
+
+async def _pull(db: Database, now: dt.datetime) -> object:
+    async with db.write() as session:
+        return await list_inbox(session, "cs-pull", limit=10, now=now)
+
+
+async def test_the_relays_look_for_expired_messages_is_bounded_and_never_stops_it(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backlog is worked through a few batches a look, the next look at the next sweep (not
+    in one go, while no claim is made); a look that fails (a bug, a bad row) is logged and
+    counted, and the sweep goes on."""
+    from gateway.delivery import relay as relay_module
+    from gateway.delivery.metrics import RelayMetrics
+    from gateway.delivery.relay import Relay
+    from gateway.flow.signed_push import PUSH_MAX_AGE
+    from tests.gateway.delivery.support import JWE, fast_config, partner, rows
+
+    await partner(db, "cs-pull", None)
+    now = dt.datetime.now(dt.UTC)
+    async with db.write() as session:
+        for _ in range(7):
+            await enqueue(
+                session,
+                recipient_agency_id="cs-pull",
+                kind="minutes",
+                body=JWE,
+                now=now - PUSH_MAX_AGE - dt.timedelta(minutes=1),
+            )
+    monkeypatch.setattr(relay_module, "EXPIRY_BATCH", 2)
+    monkeypatch.setattr(relay_module, "EXPIRY_BATCHES", 2)
+    relay = Relay(db, fast_config(), metrics=RelayMetrics(), clock=lambda: now)
+
+    async def dead() -> int:
+        return sum(row.status == "dead" for row in (await rows(db)).values())
+
+    await relay.sweep()
+    assert await dead() == 4  # two batches of two
+    await relay.sweep()  # rows were left: looked again at once, though the interval is 60 s
+    assert await dead() == 7
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bad row")
+
+    monkeypatch.setattr(relay_module, "anything_unserved", broken)
+    failing = Relay(db, fast_config(), metrics=RelayMetrics(), clock=lambda: now)
+    with capture_logs() as logs:
+        assert await failing.sweep() == 0  # no exception: the sweep goes on
+    [alert] = [e for e in logs if e["event"] == "relay_expiry_failed"]
+    assert alert["alert"] is True and alert["error"] == "RuntimeError"
+    assert failing.metrics is not None
+    count = failing.metrics.registry.get_sample_value
+    assert count("mappa_gateway_outbox_sweep_failures_total", {"error": "RuntimeError"}) == 1
+    await relay.stop()
+    await failing.stop()
