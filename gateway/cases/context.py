@@ -249,7 +249,11 @@ T = TypeVar("T")
 
 
 async def _commit(
-    call: Call, act: Callable[[AsyncSession], Awaitable[Audited[T]]], *, isolated: bool
+    call: Call,
+    act: Callable[[AsyncSession], Awaitable[Audited[T]]],
+    *,
+    isolated: bool,
+    alone: bool = False,
 ) -> T:
     """No audit, no disclosure: ``act`` and its audit entry commit together (grouped with other
     requests' when the state has a committer), or AuditUnavailable and nothing is stored.
@@ -273,7 +277,7 @@ async def _commit(
                     return await acting(session)
 
             if commits is not None:
-                result = await commits.audited(act, isolated=isolated)
+                result = await commits.audited(act, isolated=isolated, alone=alone)
             else:
                 result = await commit_audited(call.db, act)
     except Unspent as exc:
@@ -336,8 +340,8 @@ async def write(
         )
         return audited
 
-    try:
-        written = await _commit(call, with_key, isolated=True)
+    try:  # a change that locks its nominal commits alone (gateway.flow.group_commit)
+        written = await _commit(call, with_key, isolated=True, alone=locks_nominal)
     except IntegrityError as exc:
         async with call.db.read() as session:
             remembered = await _remembered(call, session, key, digest)
@@ -559,8 +563,9 @@ async def released(
     """Commit the audit entry of an answer that discloses case data to the caller.
 
     Called after the answer is sealed and before it is sent: if the entry cannot be written,
-    the caller gets 503 and nothing (no audit, no disclosure). ``stage`` adds what the
-    disclosure owes others to the same transaction (the owners' notifications)."""
+    the caller gets 503 and nothing (no audit, no disclosure); if the nominal was erased since
+    the answer was read, 404 as for an unknown id and nothing (:func:`not_erased`). ``stage``
+    adds what the disclosure owes others to the same transaction (the owners' notifications)."""
     event = call.event(
         Outcome.ALLOWED,
         recipients=(call.caller.agency_id,),
@@ -578,9 +583,12 @@ async def released(
     )
 
     async def act(session: AsyncSession) -> Audited[None]:
+        # An erasure that committed since the answer was made (or earlier in this batch) has
+        # told every agency the log showed it disclosed to, not this one: the answer is not
+        # released. One that commits later finds this entry, and tells this agency.
+        await not_erased(call, session)
         if stage is not None:
-            await not_erased(call, session)  # nothing is owed others about an erased nominal
-            await stage(session)
+            await stage(session)  # what the disclosure owes others
         return Audited(None, event)
 
     await _commit(call, act, isolated=False)

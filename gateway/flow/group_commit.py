@@ -24,6 +24,14 @@ transaction itself
 cannot commit (disk full, read-only, connection lost), every act of the batch fails with
 :class:`gateway.errors.AuditUnavailable` and nothing of any of them is stored: no audit, no
 disclosure, for each of them.
+
+Alone: an act that must see every earlier act committed, and that no later act may share a
+transaction with (``alone=True``: the Responsible Authority's changes to a nominal, an erasure
+among them), commits in a batch of its own, after the acts queued before it. An erasure thus
+finds, in the audit log, every agency an earlier act disclosed the nominal to (their entries are
+inserted as their batch commits, not as each act runs), and a change that locks its nominal for
+update never upgrades a lock an earlier act of its batch took (two such batches on two replicas
+would deadlock).
 """
 
 from __future__ import annotations
@@ -73,6 +81,7 @@ class _Item(Generic[T]):
     isolated: bool
     future: asyncio.Future[T]
     spend: Spend | None = None
+    alone: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,21 +111,21 @@ class GroupCommitter:
         *,
         isolated: bool = False,
         spend: Spend | None = None,
+        alone: bool = False,
     ) -> T:
-        """Run ``act`` in a shared write transaction; its result once that has committed.
+        """Run ``act`` in a shared write transaction (its own, ``alone``); its result once that
+        has committed.
 
         With ``spend``, the act runs only if its proof is spent first (:class:`Unspent` if
         not); only an act that is not ``isolated`` may hand its proof over."""
         if spend is not None and isolated:
             raise ValueError("an isolated act spends its own proof, in its savepoint")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Item(act, isolated, future, spend))
+        self._pending.append(_Item(act, isolated, future, spend, alone))
         try:
             async with self._lock:
-                if not future.done():
-                    batch = self._pending[: self.max_batch]
-                    del self._pending[: self.max_batch]
-                    await _finish(asyncio.ensure_future(self._commit(batch)))
+                while not future.done():  # its batch may come after others (an act alone)
+                    await _finish(asyncio.ensure_future(self._commit(self._take())))
         except asyncio.CancelledError:
             # The caller went away while waiting for its turn: an act not yet taken into a batch
             # is not run (the caller retries with its Idempotency-Key); an outcome already set
@@ -127,12 +136,25 @@ class GroupCommitter:
             raise
         return await future  # done by now: its batch has finished, under the lock
 
+    def _take(self) -> list[_Item[Any]]:
+        """The next batch, from the head of the queue: up to ``max_batch`` acts, stopping before
+        an act that commits alone, or that act by itself."""
+        count = min(len(self._pending), self.max_batch)
+        for index, item in enumerate(self._pending[:count]):
+            if item.alone:
+                count = index or 1
+                break
+        batch = self._pending[:count]
+        del self._pending[:count]
+        return batch
+
     async def audited(
         self,
         act: Callable[[AsyncSession], Awaitable[Audited[T]]],
         *,
         isolated: bool = True,
         spend: Spend | None = None,
+        alone: bool = False,
     ) -> T:
         """``commit_audited`` grouped: the act and its audit entry commit together or not at all."""
 
@@ -140,7 +162,7 @@ class GroupCommitter:
             audited = await act(session)
             return _Entered(audited.result, entry_row(audited.event))
 
-        result = await self.run(entered, isolated=isolated, spend=spend)
+        result = await self.run(entered, isolated=isolated, spend=spend, alone=alone)
         return result.result
 
     async def _commit(self, batch: list[_Item[Any]]) -> None:

@@ -507,3 +507,38 @@ async def test_plain_json_is_refused(world: World) -> None:
     )
     assert response.status_code == 415
     await _nothing_erased(world, nominal_id)
+
+
+async def test_an_answer_made_before_an_erasure_committed_is_not_released(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Probation's read of the nominal is answered, and before its answer is released (its
+    audit entry committed) the RA erases the nominal: the answer is not sent but a 404 exactly
+    as for an unknown id, its refusal audited with the erasure's rule, and no disclosure to
+    probation is recorded after the erasure. (It was released after the erasure had told every
+    agency the log showed, and probation, not yet among them, was never told to erase it.)"""
+    from gateway.cases import nominals
+
+    nominal_id = await at_level_2(world)
+    path = f"/v1/nominals/{nominal_id}"
+    assert (await world[PROBATION].get(path))["id"] == nominal_id
+    original = nominals.released
+    erased: list[dict[str, Any]] = []
+
+    async def erasure_meanwhile(*args: Any, **kwargs: Any) -> None:
+        if not erased:
+            erased.append(await _erase(world, nominal_id, reason="created_in_error"))
+        await original(*args, **kwargs)
+
+    monkeypatch.setattr(nominals, "released", erasure_meanwhile)
+    refused = await world[PROBATION].refused("GET", path)
+    assert erased and refused.status == 404
+    unknown = await world[PROBATION].refused("GET", f"/v1/nominals/{uuid.uuid4()}")
+    assert _unknown_like(refused.problem) == _unknown_like(unknown.problem)
+    entries = await world.audit(agency_id=PROBATION)
+    [erasure] = await world.audit(operation="erasure")
+    after = [e for e in entries if e.id > erasure.id]
+    assert [(e.outcome, e.rule) for e in after] == [
+        ("refused", "nominal-erased"),
+        ("refused", "resource-exists"),  # the unknown id
+    ]

@@ -336,3 +336,51 @@ async def test_an_act_whose_caller_went_away_before_its_turn_is_not_run(
     assert await _count(db) == 2
     gc.collect()
     assert "never retrieved" not in caplog.text
+
+
+async def test_an_act_alone_commits_in_a_batch_of_its_own_after_the_acts_before_it(
+    db: Database,
+) -> None:
+    """Acts queued together, one of them alone (an RA change, an erasure): the acts queued
+    before it commit first, in their own batch, and it sees what they stored; it shares its
+    transaction with no other act; the acts queued after it commit after it."""
+    committer = GroupCommitter(db)
+    transactions: dict[str, int] = {}
+    seen_by_alone: list[int] = []
+
+    def adder(name: str) -> Any:
+        async def act(session: AsyncSession) -> str:
+            transactions[name] = committer.batches  # the batches committed before this one
+            session.add(_agency(name))
+            return name
+
+        return act
+
+    async def alone(session: AsyncSession) -> str:
+        transactions["alone"] = committer.batches
+        seen_by_alone.append(
+            int(await session.scalar(select(func.count()).select_from(Agency)) or 0)
+        )
+        return "alone"
+
+    hold = asyncio.Lock()
+    await hold.acquire()
+
+    async def blocker(session: AsyncSession) -> str:  # keeps the others queued behind it
+        async with hold:
+            return "blocker"
+
+    first = asyncio.ensure_future(committer.run(blocker))
+    await asyncio.sleep(0.05)
+    before = [asyncio.ensure_future(committer.run(adder(f"before-{n}"))) for n in range(3)]
+    lone = asyncio.ensure_future(committer.run(alone, alone=True))
+    after = [asyncio.ensure_future(committer.run(adder(f"after-{n}"))) for n in range(3)]
+    await asyncio.sleep(0.05)
+    hold.release()
+    await asyncio.gather(first, *before, lone, *after)
+    assert seen_by_alone == [3]  # the three queued before it, committed; none queued after
+    # the blocker's batch, then the three before, then it, then the three after
+    assert [transactions[name] for name in ("before-0", "before-1", "before-2")] == [1, 1, 1]
+    assert transactions["alone"] == 2
+    assert [transactions[name] for name in ("after-0", "after-1", "after-2")] == [3, 3, 3]
+    assert await _count(db) == 6
