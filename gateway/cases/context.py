@@ -376,6 +376,18 @@ async def not_erased(call: Call, session: AsyncSession) -> None:
         raise erased_meanwhile()
 
 
+async def _any_erased(session: AsyncSession, nominal_ids: Sequence[str]) -> bool:
+    """Whether any of ``nominal_ids`` is erased, read with each row's key-share lock (as
+    :func:`not_erased` reads one)."""
+    statuses = await session.scalars(
+        select(Nominal.status)
+        .where(Nominal.id.in_(sorted(set(nominal_ids))))
+        .order_by(Nominal.id)
+        .with_for_update(read=True, key_share=True)
+    )
+    return any(status == NominalStatus.ERASED for status in statuses)
+
+
 def erased_meanwhile() -> errors.NotFound:
     """The refusal of a write about a nominal found erased in the write's transaction, though
     it was not when the call read it: 404 as for an id that does not exist."""
@@ -559,13 +571,16 @@ async def released(
     record_refs: Sequence[str] = (),
     detail: Mapping[str, Any] | None = None,
     stage: Callable[[AsyncSession], Awaitable[None]] | None = None,
+    nominals: Sequence[str] = (),
 ) -> None:
     """Commit the audit entry of an answer that discloses case data to the caller.
 
     Called after the answer is sealed and before it is sent: if the entry cannot be written,
     the caller gets 503 and nothing (no audit, no disclosure); if the nominal was erased since
-    the answer was read, 404 as for an unknown id and nothing (:func:`not_erased`). ``stage``
-    adds what the disclosure owes others to the same transaction (the owners' notifications)."""
+    the answer was read, 404 as for an unknown id and nothing (:func:`not_erased`; for an
+    answer about several, ``nominals``, such as the level 1 list, 409 ``conflict``: read it
+    again). ``stage`` adds what the disclosure owes others to the same transaction (the owners'
+    notifications)."""
     event = call.event(
         Outcome.ALLOWED,
         recipients=(call.caller.agency_id,),
@@ -587,6 +602,8 @@ async def released(
         # told every agency the log showed it disclosed to, not this one: the answer is not
         # released. One that commits later finds this entry, and tells this agency.
         await not_erased(call, session)
+        if nominals and await _any_erased(session, nominals):
+            raise errors.Conflict(diagnostics={"reason": "nominal_erased_meanwhile"})
         if stage is not None:
             await stage(session)  # what the disclosure owes others
         return Audited(None, event)

@@ -285,14 +285,7 @@ async def _erase_case(session: AsyncSession, nominal: Nominal) -> _Erased:
 
     # The audit entries about the nominal name the writes whose signed bodies and answers carry it.
     entries = select(AuditEntry.entry_id).where(AuditEntry.nominal_ref == nominal_id)
-    queued = or_(OutboxMessage.nominal_ref == nominal_id, OutboxMessage.subject_ref.in_(meetings))
-    rows = await session.execute(
-        select(OutboxMessage.id, OutboxMessage.kind, OutboxMessage.status)
-        .where(queued)
-        .order_by(OutboxMessage.created_at, OutboxMessage.id)
-    )
-    done.outbox = [{"id": i, "kind": k, "status": s} for i, k, s in rows.all()]
-    await session.execute(_unsynced(delete(OutboxMessage).where(queued)))
+    done.outbox = await remove_queued(session, nominal_id, meetings)
     held = HeldNotification.nominal_ref == nominal_id
     done.held_notifications = await _ids(session, HeldNotification.id, held)
     await session.execute(_unsynced(delete(HeldNotification).where(held)))
@@ -304,6 +297,25 @@ async def _erase_case(session: AsyncSession, nominal: Nominal) -> _Erased:
     done.idempotency_keys = len(keys.all())
     await session.execute(_unsynced(delete(IdempotentRequest).where(answers)))
     return done
+
+
+async def remove_queued(
+    session: AsyncSession, nominal_id: str, meetings: Sequence[str]
+) -> list[dict[str, str]]:
+    """Delete the outbox messages about the nominal or its meetings; what they were (id, kind,
+    status). They are locked first, in the order an inbox pull locks its page (created_at, id),
+    before the delete, whose scan would lock them in the table's order: against a pull holding
+    some of them and waiting for others, that was a deadlock (PostgreSQL)."""
+    queued = or_(OutboxMessage.nominal_ref == nominal_id, OutboxMessage.subject_ref.in_(meetings))
+    rows = await session.execute(
+        select(OutboxMessage.id, OutboxMessage.kind, OutboxMessage.status)
+        .where(queued)
+        .order_by(OutboxMessage.created_at, OutboxMessage.id)
+        .with_for_update()
+    )
+    removed = [{"id": i, "kind": k, "status": s} for i, k, s in rows.all()]
+    await session.execute(_unsynced(delete(OutboxMessage).where(queued)))
+    return removed
 
 
 async def _holders(session: AsyncSession, nominal: Nominal, caller: str) -> list[str]:

@@ -103,5 +103,6 @@ async def read_level_1_list(call: Call) -> Response:
         redact.withheld_names(releases),  # the same fields of every entry: each (field, rule) once
         sealed,
         record_refs=tuple(e["id"] for e in entries if "id" in e),
+        nominals=[nominal.id for nominal, _ in kept],  # none erased since the page was read
     )
     return deliver.jose_response(sealed)

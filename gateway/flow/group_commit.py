@@ -139,6 +139,8 @@ class GroupCommitter:
     def _take(self) -> list[_Item[Any]]:
         """The next batch, from the head of the queue: up to ``max_batch`` acts, stopping before
         an act that commits alone, or that act by itself."""
+        # acts whose caller went away are never run: they neither split nor fill a batch
+        self._pending = [item for item in self._pending if not item.future.cancelled()]
         count = min(len(self._pending), self.max_batch)
         for index, item in enumerate(self._pending[:count]):
             if item.alone:

@@ -542,3 +542,31 @@ async def test_an_answer_made_before_an_erasure_committed_is_not_released(
         ("refused", "nominal-erased"),
         ("refused", "resource-exists"),  # the unknown id
     ]
+
+
+async def test_a_level_1_list_read_before_an_erasure_committed_is_not_released(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page of the level 1 list made before the RA erased a nominal on it is not sent once
+    the erasure has committed: 409 conflict (read it again), refused in the audit; the page read
+    again leaves the erased nominal out. (It was sent, the erased person's minimal details with
+    it, and the erasure, finding no entry about that nominal, told nobody.)"""
+    from gateway.cases import level1
+
+    nominal_id = await at_level_1(world)
+    assert nominal_id in _text(await world[PROBATION].get("/v1/level-1-list"))
+    original = level1.released
+    erased: list[dict[str, Any]] = []
+
+    async def erasure_meanwhile(*args: Any, **kwargs: Any) -> None:
+        if not erased:
+            erased.append(await _erase(world, nominal_id, reason="created_in_error"))
+        await original(*args, **kwargs)
+
+    monkeypatch.setattr(level1, "released", erasure_meanwhile)
+    refused = await world[PROBATION].refused("GET", "/v1/level-1-list")
+    assert erased and refused.status == 409 and refused.code == "conflict"
+    [erasure] = await world.audit(operation="erasure")
+    after = [e for e in await world.audit(agency_id=PROBATION) if e.id > erasure.id]
+    assert [e.outcome for e in after] == ["refused"]
+    assert nominal_id not in _text(await world[PROBATION].get("/v1/level-1-list"))

@@ -453,3 +453,63 @@ async def test_the_relays_look_for_expired_messages_is_bounded_and_never_stops_i
     assert count("mappa_gateway_outbox_sweep_failures_total", {"error": "RuntimeError"}) == 1
     await relay.stop()
     await failing.stop()
+
+
+async def test_an_inbox_pull_and_an_erasure_lock_queued_messages_in_one_order(
+    postgres_url: str,
+) -> None:
+    """PostgreSQL: the erasure removes the messages about its nominal having locked them in the
+    order an inbox pull locks its page (created_at, id), not in the table's order, which an
+    update of an older row changes: a pull holding the oldest and waiting for another, and the
+    erasure, no longer deadlock (one of them failed with 503): both finish."""
+    from sqlalchemy import text
+
+    from gateway.cases.erasure import remove_queued
+    from tests.gateway.delivery.support import JWE, partner
+
+    db = Database(postgres_url)
+    try:
+        await partner(db, "cs-pull", None)
+        now = dt.datetime.now(dt.UTC)
+
+        async def queued(nominal: str, minutes: int) -> str:
+            async with db.write() as session:
+                mid = await enqueue(
+                    session,
+                    recipient_agency_id="cs-pull",
+                    kind="record",
+                    body=JWE,
+                    now=now - dt.timedelta(minutes=minutes),
+                )
+                row = await session.get(OutboxMessage, mid)
+                assert row is not None
+                row.nominal_ref = nominal
+                return mid
+
+        # written in this order, so that the table's order is newest first for nominal N
+        newest = await queued("N", 1)
+        oldest = await queued("N", 30)
+        other = await queued("M", 20)
+        async with db.write() as holder:  # a settle of the middle row, in progress
+            await holder.execute(
+                select(OutboxMessage.id).where(OutboxMessage.id == other).with_for_update()
+            )
+            pulling = asyncio.create_task(_pull(db, now))  # holds the oldest, waits for it
+            await asyncio.sleep(0.3)
+
+            async def erase() -> list[dict[str, str]]:
+                async with db.write() as session:
+                    await session.execute(text("SET LOCAL deadlock_timeout = '100ms'"))
+                    return await remove_queued(session, "N", [])
+
+            erasing = asyncio.create_task(erase())  # waits for the oldest, holding nothing
+            await asyncio.sleep(0.3)
+        page, removed = await asyncio.gather(pulling, erasing)  # neither fails
+        assert sorted(r["id"] for r in removed) == sorted([newest, oldest])
+        # (the pull met the three first; about nominals that do not exist, it refused them)
+        assert sorted(d.id for d in page.dead) == sorted([newest, oldest, other])  # type: ignore[attr-defined]
+        async with db.read() as session:
+            left = (await session.scalars(select(OutboxMessage.id))).all()
+        assert sorted(left) == [other]
+    finally:
+        await db.dispose()
