@@ -3,13 +3,16 @@
 ``test_backoff_and_codes.py`` checks :func:`gateway.delivery.backoff.next_delay` on its own;
 here the relay the app runs (its settings, its sweep loop, its real random source) pushes
 messages over TLS to a partner that answers every one with a 500 and notes when each attempt
-arrived. THREATS.md asks for retries "with backoff and jitter, capped": from those times alone,
+arrived. THREATS.md asks for retries "with backoff and jitter, capped":
 
-- each retry comes no later than its ceiling, ``min(cap, base * 2**(n-1))``, allows (plus the
-  time a sweep, a TLS handshake and a commit take), so the cap holds;
+- capped: every delay the relay draws for a retry is at most its ceiling,
+  ``min(cap, base * 2**(n-1))`` (the draws are recorded as the relay makes them), and the relay
+  waits that long at least: no retry arrives sooner than the shortest delay drawn for it;
 - the gaps grow: the later retries (ceiling the cap) wait longer on average than the first ones;
-- the messages, queued together and first sent together, drift apart: no lockstep.
+- the messages, queued together, drift apart: their last attempts fall far apart (no lockstep).
 
+Nothing here bounds how late a retry may arrive: on a machine shared with other work a sweep,
+a handshake or a commit can take any time (speed is measured in benchmarks/, not asserted).
 The backoff is scaled down by its settings (``MAPPA_RELAY_BACKOFF_BASE_SECONDS``,
 ``..._CAP_SECONDS``): 0.1 s doubling to a cap of 0.8 s, seven attempts, about two seconds.
 """
@@ -20,8 +23,13 @@ import statistics
 from collections import defaultdict
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from gateway.app import create_app
+from gateway.delivery import relay as relay_module
+from gateway.delivery.backoff import next_delay
 from gateway.settings import Settings
 from gateway.state import GatewayState
 from tests.gateway.delivery.stub import PartnerPKI, PartnerStub
@@ -31,9 +39,6 @@ BASE = 0.1
 CAP = 0.8
 ATTEMPTS = 7
 MESSAGES = 8
-#: What a retry may take beyond its drawn delay: the next sweep (10 ms apart), the claim's
-#: commit, a TLS handshake, the settle's commit, on a machine shared with other work.
-SLACK = 0.5
 
 
 def _ceiling(attempt: int) -> float:
@@ -47,7 +52,16 @@ async def test_a_failing_partner_sees_capped_growing_jittered_retries(
     stub: PartnerStub,
     pki: PartnerPKI,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    drawn: list[tuple[int, float]] = []  # (failed attempt, delay drawn), as the relay draws them
+
+    def recorded(attempt: int, **kwargs: Any) -> float:
+        delay = next_delay(attempt, **kwargs)
+        drawn.append((attempt, delay))
+        return delay
+
+    monkeypatch.setattr(relay_module, "next_delay", recorded)
     keys_dir, kek_file = development_keys(gateway_keys, tmp_path)
     settings = Settings(
         profile="development",  # the stub partner listens on the loopback
@@ -85,18 +99,21 @@ async def test_a_failing_partner_sees_capped_growing_jittered_retries(
     gaps = {mid: [b - a for a, b in pairwise(at)] for mid, at in arrived.items()}
     assert {len(g) for g in gaps.values()} == {ATTEMPTS - 1}, gaps
 
-    # capped: no retry later than its ceiling allows
+    # capped: every delay drawn is within its ceiling (one draw a failed attempt) ...
+    assert len(drawn) == MESSAGES * ATTEMPTS
+    for attempt, delay in drawn:
+        assert 0 <= delay <= _ceiling(attempt), (attempt, delay)
+    # ... and waited: no retry came sooner than the shortest delay drawn after that attempt
+    shortest = {n: min(d for a, d in drawn if a == n) for n in range(1, ATTEMPTS)}
     for mid, waited in gaps.items():
         for attempt, gap in enumerate(waited, start=1):
-            assert 0 < gap <= _ceiling(attempt) + SLACK, (mid, attempt, gap, waited)
+            assert gap >= shortest[attempt] - 0.005, (mid, attempt, gap, shortest)
 
     # growing: the retries whose ceiling is the cap wait longer than the first two did
     early = statistics.mean(g[k] for g in gaps.values() for k in (0, 1))  # ceilings 0.1, 0.2
     late = statistics.mean(g[k] for g in gaps.values() for k in (3, 4, 5))  # ceiling 0.8
     assert late - early > 0.15, (early, late, gaps)
 
-    # jittered: sent together at first, the messages' last attempts fall far apart
-    first = [at[0] for at in arrived.values()]
+    # jittered: the time each message took from its first attempt to its last differs widely
     last = [at[-1] - at[0] for at in arrived.values()]
-    assert max(first) - min(first) < 0.3, first
     assert max(last) - min(last) > 0.3, last
