@@ -509,6 +509,23 @@ async def test_plain_json_is_refused(world: World) -> None:
     await _nothing_erased(world, nominal_id)
 
 
+def _erased_before_release(
+    world: World, monkeypatch: pytest.MonkeyPatch, module: Any, nominal_id: str
+) -> list[dict[str, Any]]:
+    """Have the RA erase ``nominal_id`` (created in error) once, when ``module`` first releases
+    an answer, between the answer being made and its release; what the erasure answered."""
+    original = module.released
+    erased: list[dict[str, Any]] = []
+
+    async def erasure_meanwhile(*args: Any, **kwargs: Any) -> None:
+        if not erased:
+            erased.append(await _erase(world, nominal_id, reason="created_in_error"))
+        await original(*args, **kwargs)
+
+    monkeypatch.setattr(module, "released", erasure_meanwhile)
+    return erased
+
+
 async def test_an_answer_made_before_an_erasure_committed_is_not_released(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -522,15 +539,7 @@ async def test_an_answer_made_before_an_erasure_committed_is_not_released(
     nominal_id = await at_level_2(world)
     path = f"/v1/nominals/{nominal_id}"
     assert (await world[PROBATION].get(path))["id"] == nominal_id
-    original = nominals.released
-    erased: list[dict[str, Any]] = []
-
-    async def erasure_meanwhile(*args: Any, **kwargs: Any) -> None:
-        if not erased:
-            erased.append(await _erase(world, nominal_id, reason="created_in_error"))
-        await original(*args, **kwargs)
-
-    monkeypatch.setattr(nominals, "released", erasure_meanwhile)
+    erased = _erased_before_release(world, monkeypatch, nominals, nominal_id)
     refused = await world[PROBATION].refused("GET", path)
     assert erased and refused.status == 404
     unknown = await world[PROBATION].refused("GET", f"/v1/nominals/{uuid.uuid4()}")
@@ -555,15 +564,7 @@ async def test_a_level_1_list_read_before_an_erasure_committed_is_not_released(
 
     nominal_id = await at_level_1(world)
     assert nominal_id in _text(await world[PROBATION].get("/v1/level-1-list"))
-    original = level1.released
-    erased: list[dict[str, Any]] = []
-
-    async def erasure_meanwhile(*args: Any, **kwargs: Any) -> None:
-        if not erased:
-            erased.append(await _erase(world, nominal_id, reason="created_in_error"))
-        await original(*args, **kwargs)
-
-    monkeypatch.setattr(level1, "released", erasure_meanwhile)
+    erased = _erased_before_release(world, monkeypatch, level1, nominal_id)
     refused = await world[PROBATION].refused("GET", "/v1/level-1-list")
     assert erased and refused.status == 409 and refused.code == "conflict"
     [erasure] = await world.audit(operation="erasure")
