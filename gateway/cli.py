@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import pydantic_settings
 from pydantic import ValidationError
 
+from gateway.key_audit import RECORDED_VERBS, record_key_change
 from gateway.settings import get_settings
 
 __all__ = ["COMMAND_MODULES", "build_parser", "main"]
@@ -62,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name, value in settings.kek_config.to_env().items():
         os.environ.setdefault(name, value)
     result: int = args.func(args)
+    if result == 0 and args.command == "keys" and args.keys_command in RECORDED_VERBS:
+        record_key_change(settings, args)  # in the audit log (gateway.key_audit)
     return result
 
 
