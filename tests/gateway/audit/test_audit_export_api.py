@@ -8,9 +8,8 @@ The API and the console take their export slots from one pool.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from gateway.state import GatewayState
 from gateway.store.models import AuditEntry
 from tests.gateway.audit.conftest import Ed25519NoteSigner, append_entries, audit_settings
 from tests.gateway.oauth.support import ISSUER, AgencyClient, Ledger
+from tests.gateway.streaming import download
 
 EXPORT = ISSUER + "/v1/audit/export"
 AREA = "avon-somerset"
@@ -238,59 +238,6 @@ async def test_a_parameter_is_400_and_no_checkpoint_yet_is_503_with_the_slot_giv
     assert await _exports(gateway_state) == []
 
 
-def _scope(path: str, cookie: str) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "https",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"gateway.test"), (b"cookie", cookie.encode())],
-        "client": ("127.0.0.1", 50000),
-        "server": ("gateway.test", 443),
-    }
-
-
-async def _download(
-    app: FastAPI,
-    path: str,
-    client: httpx.AsyncClient,
-    meanwhile: Callable[[], Awaitable[None]] | None = None,
-) -> tuple[int, list[bytes]]:
-    """``path`` sent to a client that stays connected until the last byte, every body message
-    kept as sent; ``meanwhile`` runs once the first body message is out (the download's slot
-    still held)."""
-    cookie = client.headers["cookie"]
-    bodies: list[bytes] = []
-    status: list[int] = []
-    requested, done = asyncio.Event(), asyncio.Event()
-
-    async def receive() -> dict[str, object]:
-        if not requested.is_set():
-            requested.set()
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await done.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        if message["type"] == "http.response.start":
-            status.append(int(message["status"]))
-        elif message["type"] == "http.response.body":
-            if message.get("body"):
-                bodies.append(message["body"])
-                if meanwhile is not None and len(bodies) == 1:
-                    await meanwhile()
-            if not message.get("more_body"):
-                done.set()
-
-    await app(_scope(path, cookie), receive, send)
-    return status[0], bodies
-
-
 async def _bulk(state: GatewayState, count: int) -> None:
     async with state.db.write() as session:
         for i in range(count):
@@ -318,7 +265,9 @@ async def test_the_pack_is_streamed_in_bounded_chunks_and_verifies(
     memory; joined, they verify and cover the signed tree the export recorded."""
     await _bulk(gateway_state, 600)
     await _sequence(gateway_state)
-    status, bodies = await _download(oauth_app, "/v1/audit/export", officers[NATIONAL_OFFICER])
+    status, bodies = await download(
+        oauth_app, "/v1/audit/export", officers[NATIONAL_OFFICER].headers["cookie"]
+    )
     assert status == 200
     assert len(bodies) >= 4, [len(b) for b in bodies]
     assert max(len(b) for b in bodies) < 64 * 1024 + 4096
@@ -387,7 +336,7 @@ async def test_the_console_and_the_api_share_one_pool_of_export_slots(
         assert slots.held == EXPORTS
         answers.append(await national.get(refused))
 
-    status, bodies = await _download(oauth_app, sending, national, meanwhile)
+    status, bodies = await download(oauth_app, sending, national.headers["cookie"], meanwhile)
     assert status == 200 and len(bodies) >= 2
     (busy,) = answers
     assert busy.status_code == 429

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import datetime as dt
 import io
@@ -21,6 +20,7 @@ from gateway.console.render import csv_cell, literal
 from gateway.state import GatewayState
 from gateway.store.models import AuditEntry
 from tests.gateway.console.conftest import OFFICER, Log, csrf_in, sign_in
+from tests.gateway.streaming import download
 
 
 async def _console_entries(state: GatewayState, action: str) -> list[AuditEntry]:
@@ -514,42 +514,8 @@ async def test_export_pack_is_streamed_in_bounded_chunks_and_verifies(
     await log.sequence()
     app = officer._transport.app  # type: ignore[attr-defined]
     cookie = f"__Host-mappa-console={officer.cookies.get('__Host-mappa-console')}"
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "https",
-        "path": "/console/export.jsonl",
-        "raw_path": b"/console/export.jsonl",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"gateway.test"), (b"cookie", cookie.encode())],
-        "client": ("127.0.0.1", 50000),
-        "server": ("gateway.test", 443),
-    }
-    bodies: list[bytes] = []
-    status: list[int] = []
-    requested, done = asyncio.Event(), asyncio.Event()
-
-    async def receive() -> dict[str, object]:
-        if not requested.is_set():
-            requested.set()
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await done.wait()  # a client that stays connected until the last byte
-        return {"type": "http.disconnect"}
-
-    async def send(message: dict[str, object]) -> None:
-        if message["type"] == "http.response.start":
-            status.append(int(message["status"]))  # type: ignore[call-overload]
-        elif message["type"] == "http.response.body":
-            if message.get("body"):
-                bodies.append(message["body"])  # type: ignore[arg-type]
-            if not message.get("more_body"):
-                done.set()
-
-    await app(scope, receive, send)
-    assert status == [200]
+    status, bodies = await download(app, "/console/export.jsonl", cookie)
+    assert status == 200
     assert len(bodies) >= 4, [len(b) for b in bodies]
     assert max(len(b) for b in bodies) < 64 * 1024 + 4096
     pack = tmp_path / "streamed.jsonl"
