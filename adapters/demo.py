@@ -14,10 +14,8 @@ CA with the agency's endpoint, so the relay's per-partner TLS context trusts tha
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import json
-import signal
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -27,7 +25,7 @@ from adapters.housing import HousingAdapter
 from adapters.identity import AgencyIdentity
 from adapters.police import PoliceAdapter
 from adapters.probation import ProbationAdapter
-from adapters.receiver import Receiver, SeenDeliveries, serve
+from adapters.receiver import Receiver, SeenDeliveries, serve, stop_on_signals
 from adapters.sdk import Adapter, Delivery, Receipt
 from adapters.standin import JsonStore
 from keys import DevelopmentCA, KeyInvalid, certificate_expires
@@ -174,13 +172,7 @@ async def run_demo_adapters(
         if not (tls / CERTIFICATE_FILE).exists() or not (tls / PRIVATE_KEY_FILE).exists():
             raise FileNotFoundError(f"no TLS certificate in {tls}: run mappa-gateway demo init")
     if stop is None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            # An event loop without signal handlers (Windows' proactor) raises
-            # NotImplementedError: there Ctrl+C's KeyboardInterrupt stops the process instead.
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
     tasks = []
     for agency_id, (name, default_port) in DEMO_PORTS.items():
         port = (ports or {}).get(agency_id, default_port)

@@ -61,6 +61,7 @@ import contextlib
 import datetime as dt
 import os
 import re
+import signal
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -104,6 +105,7 @@ __all__ = [
     "decrypt_delivery",
     "open_delivery",
     "serve",
+    "stop_on_signals",
     "verify_delivery",
 ]
 
@@ -633,6 +635,18 @@ def _server_class() -> Any:
             yield
 
     return QuietServer
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event the running loop sets on SIGINT or SIGTERM, for a process to wait on before it
+    stops cleanly. Where the loop has no signal handlers (Windows' proactor raises
+    NotImplementedError) none is installed, and Ctrl+C's KeyboardInterrupt stops the process."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 async def serve(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 import sys
 from typing import Any
 
@@ -77,6 +75,7 @@ def register(subparsers: Any) -> None:
 
 
 async def _run_relay(once: bool) -> int:
+    from adapters.receiver import stop_on_signals
     from gateway.delivery.metrics import RelayMetrics
     from gateway.delivery.metrics_listener import MetricsListener
     from gateway.delivery.relay import Relay, relay_config
@@ -112,14 +111,7 @@ async def _run_relay(once: bool) -> int:
                 )
                 return 2
         relay.start()
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            # An event loop without signal handlers (Windows' proactor) raises
-            # NotImplementedError: there Ctrl+C's KeyboardInterrupt stops the process instead.
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await stop_on_signals().wait()
         return 0
     finally:
         await relay.stop()
