@@ -23,14 +23,13 @@ import asyncio
 import datetime as dt
 import os
 import sys
-from pathlib import Path
 from typing import Any, Final
 
 from gateway.flow.audit import AuditEvent, Operation, Outcome, record
 from gateway.settings import Settings
 from gateway.store import Database
-from keys import FileKeyRepository, KeysError, Purpose, kek_from_file
-from keys.kek_config import KekConfig, open_envelope
+from keys import FileKeyRepository, Purpose, kek_from_file
+from keys.cli import key_directory
 
 __all__ = ["RECORDED_VERBS", "record_key_change"]
 
@@ -63,17 +62,12 @@ def _keys_after(args: argparse.Namespace) -> list[dict[str, Any]] | None:
     """The public metadata of the keys of the purposes the command touched, read as the keys
     command read them (None when the directory no longer opens so: after a rewrap to a KEK
     file the settings do not name yet)."""
-    directory = args.keys_dir or os.environ.get("MAPPA_KEYS_DIR")
-    env = dict(os.environ)
-    if args.kek_file:  # as keys.cli reads it: that file, the previous KEKs kept
-        env = {k: v for k, v in env.items() if k.startswith("MAPPA_PREVIOUS_")}
-        env["MAPPA_KEK_FILE"] = args.kek_file
     purposes = [Purpose(args.purpose)] if getattr(args, "purpose", None) else list(Purpose)
     try:
-        repository = FileKeyRepository(Path(str(directory)), open_envelope(KekConfig.from_env(env)))
+        repository = FileKeyRepository(*key_directory(args, os.environ))
         now = dt.datetime.now(dt.UTC)
         return [info.as_dict(now) for info in repository.list() if info.purpose in purposes]
-    except (KeysError, OSError):
+    except Exception:  # the command succeeded; only reading the keys back failed
         return None
 
 

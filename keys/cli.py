@@ -49,7 +49,7 @@ from .provision import generate_development_keys, generate_keys
 from .repository import DEVELOPMENT, FileKeyRepository
 from .ring import DEFAULT_OVERLAP, MIN_OVERLAP, Purpose, utcnow
 
-__all__ = ["DEFAULT_OVERLAP", "MIN_OVERLAP", "main", "register"]
+__all__ = ["DEFAULT_OVERLAP", "MIN_OVERLAP", "key_directory", "main", "register"]
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -182,7 +182,8 @@ def register(subparsers: Any) -> None:
     init.set_defaults(func=_init_dev)
 
 
-def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, Envelope]:
+def key_directory(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, Envelope]:
+    """The key directory and KEK envelope a keys command opens (gateway.key_audit's too)."""
     directory = args.keys_dir or env.get("MAPPA_KEYS_DIR")
     if not directory:
         raise _UsageError("no key directory: pass --keys-dir or set MAPPA_KEYS_DIR")
@@ -219,7 +220,7 @@ def _run(args: argparse.Namespace, body: Callable[[], int]) -> int:
 def _with_repository(action: Callable[[argparse.Namespace, FileKeyRepository], int]) -> Handler:
     def handler(args: argparse.Namespace) -> int:
         def body() -> int:
-            directory, kek = _settings(args, os.environ)
+            directory, kek = key_directory(args, os.environ)
             return action(args, FileKeyRepository(directory, kek, profile=_profile()))
 
         return _run(args, body)
@@ -295,14 +296,13 @@ def _destroy(args: argparse.Namespace, repository: FileKeyRepository) -> int:
     return 0
 
 
-def _jwks(args: argparse.Namespace, repository: FileKeyRepository) -> int:
-    del args
+def _jwks(_: argparse.Namespace, repository: FileKeyRepository) -> int:
     print(json.dumps(repository.jwks(), indent=2))
     return 0
 
 
 def _rewrap(args: argparse.Namespace) -> int:
-    directory, envelope = _settings(args, os.environ)
+    directory, envelope = key_directory(args, os.environ)
     new_kek = envelope.kek if args.to_configured else kek_from_file(args.new_kek_file)
     count = FileKeyRepository(directory, envelope, profile=_profile()).rewrap(new_kek)
     print(
@@ -343,7 +343,7 @@ def _seal_metadata(args: argparse.Namespace, repository: FileKeyRepository) -> i
 
 def _init_blind_index(args: argparse.Namespace) -> int:
     def body() -> int:
-        directory, kek = _settings(args, os.environ)
+        directory, kek = key_directory(args, os.environ)
         if init_blind_index(directory, kek):
             print(f"blind-index secret created in {directory}: back it up with the key directory")
         else:
@@ -366,7 +366,7 @@ def _init(args: argparse.Namespace) -> int:
                 "keys init makes production keys: set MAPPA_PROFILE to test or production "
                 "(in development, keys init-dev or make run makes the keys)"
             )
-        directory, kek = _settings(args, os.environ)
+        directory, kek = key_directory(args, os.environ)
         repository = generate_keys(directory, kek, profile=_profile())
         print(f"keys ready in {directory}: {len(repository.list())} key(s); back them up")
         return 0
@@ -379,7 +379,7 @@ def _init_dev(args: argparse.Namespace) -> int:
         configured = _profile() or args.profile
         if configured != args.profile:
             raise ProfileRefused(f"development keys refused in profile {configured[:40]!r}")
-        directory, kek = _settings(args, os.environ)
+        directory, kek = key_directory(args, os.environ)
         repository = generate_development_keys(directory, kek, args.profile)
         print(f"development keys ready in {directory}: {len(repository.list())} key(s)")
         return 0
