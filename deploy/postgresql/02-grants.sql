@@ -20,5 +20,8 @@
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA mappa TO :"app";
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA mappa TO :"app";
 REVOKE DELETE, TRUNCATE ON mappa.audit_entries, mappa.audit_checkpoints FROM :"app";
+-- The log's index of the nominals of level 1 list pages, which tells an erasure whom to notify,
+-- is only ever added to.
+REVOKE UPDATE, DELETE, TRUNCATE ON mappa.audit_entry_nominals FROM :"app";
 -- The migrations' own bookkeeping is the owner's.
 REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON mappa.alembic_version FROM :"app";

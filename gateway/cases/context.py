@@ -16,10 +16,10 @@ import dataclasses
 import datetime as dt
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from pydantic import BaseModel
-from sqlalchemy import bindparam, select
+from sqlalchemy import Table, bindparam, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import Request
@@ -41,7 +41,7 @@ from gateway.http.body import validate
 from gateway.state import GatewayState
 from gateway.store import Database
 from gateway.store.direct import Direct
-from gateway.store.models import Nominal, OriginEvidence
+from gateway.store.models import AuditEntryNominal, Nominal, OriginEvidence
 from gateway.store.sealed import CaseSealer
 
 __all__ = [
@@ -376,6 +376,10 @@ async def not_erased(call: Call, session: AsyncSession) -> None:
         raise erased_meanwhile()
 
 
+#: The nominals of an answer about several (`released`), indexed for an erasure's notices.
+_INDEX_NOMINALS = Direct(insert(cast(Table, AuditEntryNominal.__table__)))
+
+
 async def _any_erased(session: AsyncSession, nominal_ids: Sequence[str]) -> bool:
     """Whether any of ``nominal_ids`` is erased, read with each row's key-share lock (as
     :func:`not_erased` reads one)."""
@@ -579,8 +583,9 @@ async def released(
     the caller gets 503 and nothing (no audit, no disclosure); if the nominal was erased since
     the answer was read, 404 as for an unknown id and nothing (:func:`not_erased`; for an
     answer about several, ``nominals``, such as the level 1 list, 409 ``conflict``: read it
-    again). ``stage`` adds what the disclosure owes others to the same transaction (the owners'
-    notifications)."""
+    again; those are indexed with the entry, `AuditEntryNominal`, so that an erasure of any of
+    them finds this agency). ``stage`` adds what the disclosure owes others to the same
+    transaction (the owners' notifications)."""
     event = call.event(
         Outcome.ALLOWED,
         recipients=(call.caller.agency_id,),
@@ -602,8 +607,14 @@ async def released(
         # told every agency the log showed it disclosed to, not this one: the answer is not
         # released. One that commits later finds this entry, and tells this agency.
         await not_erased(call, session)
-        if nominals and await _any_erased(session, nominals):
-            raise errors.Conflict(diagnostics={"reason": "nominal_erased_meanwhile"})
+        if nominals:
+            if await _any_erased(session, nominals):
+                raise errors.Conflict(diagnostics={"reason": "nominal_erased_meanwhile"})
+            # An erasure of any of them later finds this entry, and tells this agency.
+            await _INDEX_NOMINALS.many(
+                session,
+                [{"nominal_id": n, "entry_id": event.entry_id} for n in sorted(set(nominals))],
+            )
         if stage is not None:
             await stage(session)  # what the disclosure owes others
         return Audited(None, event)

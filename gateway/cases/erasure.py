@@ -42,11 +42,12 @@ touched: it held no personal data, and its Merkle tree still verifies.
 
 Partners hold their own copies, which the gateway cannot erase. Every agency the log shows held
 something of the case (the lead, the agency erasing, and every agency that supplied or was
-disclosed any of it) is sent an ``erasure`` notice, sealed to it: the nominal's gateway id and the
-reason code, and the ids of the hazard flags or warning markers raised for that agency (ids it
-already holds), nothing else; whatever need-to-know says of it now, as it tells the recipient
-nothing but that its copy is to be reviewed. The notice names no nominal in the outbox row, so
-the relay and the inbox do not decide it again on the erased nominal.
+disclosed any of it, a page of the level 1 list that listed it included) is sent an
+``erasure`` notice, sealed to it: the nominal's gateway id and the reason code, and the ids of
+the hazard flags or warning markers raised for that agency (ids it already holds), nothing else;
+whatever need-to-know says of it now, as it tells the recipient nothing but that its copy is to
+be reviewed. The notice names no nominal in the outbox row, so the relay and the inbox do not
+decide it again on the erased nominal.
 """
 
 from __future__ import annotations
@@ -73,6 +74,7 @@ from gateway.store.models import (
     ActionUpdate,
     Agency,
     AuditEntry,
+    AuditEntryNominal,
     ContributorDecision,
     HazardFlag,
     HeldNotification,
@@ -320,10 +322,13 @@ async def remove_queued(
 
 async def _holders(session: AsyncSession, nominal: Nominal, caller: str) -> list[str]:
     """Every registered agency that held some of the case: the lead, the caller, and each agency
-    the audit log shows supplied, changed, read or was disclosed any of it."""
+    the audit log shows supplied, changed, read or was disclosed any of it, on the level 1 list
+    too (an entry about several nominals, indexed by `AuditEntryNominal`)."""
+    listed = select(AuditEntryNominal.entry_id).where(AuditEntryNominal.nominal_id == nominal.id)
     rows = await session.execute(
         select(AuditEntry.agency_id, AuditEntry.recipients).where(
-            AuditEntry.nominal_ref == nominal.id,
+            # about the nominal, or about several with it (a page of the level 1 list)
+            or_(AuditEntry.nominal_ref == nominal.id, AuditEntry.entry_id.in_(listed)),
             AuditEntry.outcome == Outcome.ALLOWED.value,
             AuditEntry.operation.in_([str(op) for op in _HELD_BY]),
         )

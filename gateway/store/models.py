@@ -57,6 +57,7 @@ __all__ = [
     "AgencyKey",
     "AuditCheckpoint",
     "AuditEntry",
+    "AuditEntryNominal",
     "Base",
     "ConsoleLoginAttempt",
     "ConsoleOidcLogin",
@@ -461,6 +462,18 @@ class AuditEntry(Base):
     request_id: Mapped[str | None] = mapped_column(String(64))
     reason_code: Mapped[str | None] = mapped_column(String(64), index=True)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class AuditEntryNominal(Base):
+    """The nominals an entry about several of them disclosed (a page of the level 1 list, whose
+    ``nominal_ref`` is empty and whose ``record_refs`` are the nominals' ids): an index over the
+    log, written in the entry's transaction, by which an erasure finds every agency that
+    received the nominal that way (`gateway.cases.erasure`). Ids only, as the entry itself."""
+
+    __tablename__ = "audit_entry_nominals"
+
+    nominal_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    entry_id: Mapped[str] = mapped_column(String(36), primary_key=True)
 
 
 class AuditCheckpoint(Base):

@@ -166,6 +166,8 @@ def test_owner_migrates_and_the_application_role_runs_the_gateway(
             "DELETE FROM audit_entries",
             "DELETE FROM audit_checkpoints",
             "TRUNCATE audit_entries",
+            "DELETE FROM audit_entry_nominals",
+            "UPDATE audit_entry_nominals SET entry_id = entry_id",
             "UPDATE alembic_version SET version_num = version_num",
             "DROP TABLE nominals",
         ):
@@ -232,5 +234,10 @@ def test_the_sql_names_the_tables_the_migrations_make() -> None:
     lines = (SQL / "02-grants.sql").read_text().splitlines()
     statements = "\n".join(line for line in lines if not line.lstrip().startswith("--"))
     named = set(re.findall(r"\bmappa\.([a-z_]+)", statements))
-    assert named == {"audit_entries", "audit_checkpoints", "alembic_version"}
+    assert named == {
+        "audit_entries",
+        "audit_checkpoints",
+        "audit_entry_nominals",
+        "alembic_version",
+    }
     assert named <= {*Base.metadata.tables, "alembic_version"}, named

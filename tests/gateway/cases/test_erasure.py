@@ -29,6 +29,7 @@ from gateway.store.models import (
     Action,
     ActionUpdate,
     AuditEntry,
+    AuditEntryNominal,
     ContributorDecision,
     HazardFlag,
     HeldNotification,
@@ -47,6 +48,7 @@ from tests.gateway.cases.scenario import (
     CP_CONFERENCE,
     CS,
     HOUSING,
+    JCP,
     MAPPA,
     PNC,
     POLICE,
@@ -351,6 +353,45 @@ async def test_created_in_error_erases_a_registered_nominal(world: World) -> Non
     assert entry.reason_code == "created_in_error" and entry.detail["from"] == "active"
 
 
+async def test_agencies_that_had_the_nominal_on_the_level_1_list_are_told_of_its_erasure(
+    any_world: World,
+) -> None:
+    """A page of the level 1 list gives each nominal's names and date of birth in one audit
+    entry that names no nominal (its ids are the entry's record_refs): the erasure finds the
+    agencies whose pages listed the nominal through the entry's index and sends each the
+    notice; an agency whose page did not list it is not told. (Only the lead and the agency
+    erasing were told: the agencies holding the list's copy never heard of the erasure.)"""
+    world = any_world
+    first = await at_level_1(world, subject=_listed_subject(1))
+    world.clock.advance(seconds=1)
+    nominal_id = await at_level_1(world, subject=_listed_subject(2))
+    assert nominal_id in _text(await world[HOUSING].get("/v1/level-1-list"))
+    page = await world[JCP].get("/v1/level-1-list", limit="1")  # the older nominal alone
+    assert [entry["id"] for entry in page["entries"]] == [first]
+
+    async with world.state.db.read() as session:
+        indexed = (
+            await session.execute(
+                select(AuditEntryNominal.nominal_id, AuditEntry.agency_id).join(
+                    AuditEntry, AuditEntry.entry_id == AuditEntryNominal.entry_id
+                )
+            )
+        ).all()
+    assert sorted(indexed) == sorted([(first, HOUSING), (nominal_id, HOUSING), (first, JCP)])
+
+    await _erase(world, nominal_id, reason="created_in_error")
+    [entry] = await world.audit(operation="erasure")
+    assert HOUSING in entry.recipients and JCP not in entry.recipients
+    assert await world.pushed(HOUSING, "erasure") == [
+        {"nominal_id": nominal_id, "reason": "created_in_error"}
+    ]
+    assert await world.pushed(JCP, "erasure") == []
+
+
+def _listed_subject(n: int) -> dict[str, str]:
+    return {**referral()["subject"], "pnc_id": f"2011/00000{n:02d}B", "crn": f"Y0000{n:02d}"}
+
+
 async def test_a_registered_nominal_is_deregistered_before_any_other_erasure(
     world: World,
 ) -> None:
@@ -571,3 +612,7 @@ async def test_a_level_1_list_read_before_an_erasure_committed_is_not_released(
     after = [e for e in await world.audit(agency_id=PROBATION) if e.id > erasure.id]
     assert [e.outcome for e in after] == ["refused"]
     assert nominal_id not in _text(await world[PROBATION].get("/v1/level-1-list"))
+    async with world.state.db.read() as session:
+        indexed = set(await session.scalars(select(AuditEntryNominal.entry_id)))
+    allowed = {e.entry_id for e in await world.audit(agency_id=PROBATION, outcome="allowed")}
+    assert indexed and indexed <= allowed  # the refused page indexed nothing

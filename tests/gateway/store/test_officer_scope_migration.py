@@ -16,24 +16,14 @@ from gateway.console.scope import NO_SCOPE, ReviewScope
 from gateway.store import Database, upgrade
 from gateway.store.migrate import alembic_config
 from gateway.store.models import IGOfficer
-from tests.conftest import PostgresSchema, require_postgres
+from tests.gateway.store.migrated import migrated_to
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def at_0020(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """An empty database migrated to 0020, the revision before the scopes."""
-    if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'gateway.db'}"
-        upgrade(url, "0020")
+    with migrated_to(request.param, tmp_path, "0020") as url:
         yield url
-        return
-    require_postgres()
-    schema = PostgresSchema()
-    try:
-        upgrade(schema.url, "0020")
-        yield schema.url
-    finally:
-        schema.drop()
 
 
 async def _insert_officers(url: str) -> None:
