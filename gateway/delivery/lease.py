@@ -26,6 +26,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import and_, exists, or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.elements import ColumnElement
@@ -37,6 +38,7 @@ from gateway.delivery.push import Endpoint
 from gateway.domain import AgencyStatus
 from gateway.flow.seal import agency_public_jwks
 from gateway.flow.signed_push import PUSH_MAX_AGE
+from gateway.logs import get_logger
 from gateway.store.models import Agency, OutboxMessage
 
 __all__ = [
@@ -54,6 +56,8 @@ __all__ = [
     "retire_unopenable",
     "settle",
 ]
+
+log = get_logger("gateway.delivery")
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +212,10 @@ async def expire_unserved(
     unseen. Each row gets the code a claim would give it: ``recipient_key_retired`` if sealed
     to a key its recipient has retired (when it holds a current one), ``recipient_may_not_know``
     if need-to-know no longer lets it have the row, else ``expired``; every row taken ends
-    dead, so none is met again. A row in a relay's hands (a live lease) is left to its relay."""
+    dead, so none is met again. A row in a relay's hands (a live lease) is left to its relay.
+    If choosing the codes fails for a recipient's rows (anything but the store), they end
+    ``expired`` and the failure is alerted (``outbox_expiry_judge_failed``); what the failed
+    attempt had dead-lettered is rolled back (its savepoint), though its log lines stand."""
     rows = (
         await session.scalars(
             select(OutboxMessage)
@@ -223,16 +230,41 @@ async def expire_unserved(
         by_recipient.setdefault(row.recipient_agency_id, []).append(row)
     dead: list[DeadLetter] = []
     for agency_id, queued in by_recipient.items():
-        kids = await openable_kids(session, agency_id, now)
-        openable, retired = (
-            retire_unopenable(session, agency_id, queued, kids, now=now, delivery="sweep")
-            if kids
-            else (queued, [])
-        )
-        judged = await redecide.judge(session, agency_id, openable, now=now, delivery="sweep")
-        dead.extend([*retired, *judged.refused])
-        dead.extend(expire_stale(session, judged.kept, now=now, delivery="sweep")[1])
+        try:
+            async with session.begin_nested():
+                dead.extend(await _expire_for(session, agency_id, queued, now))
+        except DBAPIError:
+            raise  # the store failed, not the rows: the look fails (and is logged)
+        except Exception as exc:
+            # Choosing the code failed (a bug, a row no rule foresaw): the rows are too old to
+            # go whatever the code, so they end ``expired``, and the look goes on; else one bad
+            # row among the oldest would stop every look, and rows older than it never end.
+            log.error(
+                "outbox_expiry_judge_failed",
+                alert=True,
+                recipient=agency_id,
+                rows=len(queued),
+                error=type(exc).__name__,
+            )
+            for row in queued:  # as the savepoint's rollback left them (expired, in the ORM)
+                await session.refresh(row)
+            dead.extend(expire_stale(session, queued, now=now, delivery="sweep")[1])
     return dead
+
+
+async def _expire_for(
+    session: AsyncSession, agency_id: str, queued: Sequence[OutboxMessage], now: dt.datetime
+) -> list[DeadLetter]:
+    """:func:`expire_unserved` for one recipient's rows: each dead-lettered with its code."""
+    kids = await openable_kids(session, agency_id, now)
+    openable, retired = (
+        retire_unopenable(session, agency_id, queued, kids, now=now, delivery="sweep")
+        if kids
+        else (queued, [])
+    )
+    judged = await redecide.judge(session, agency_id, openable, now=now, delivery="sweep")
+    stale = expire_stale(session, judged.kept, now=now, delivery="sweep")[1]
+    return [*retired, *judged.refused, *stale]
 
 
 def retire_unopenable(

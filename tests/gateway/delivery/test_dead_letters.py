@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from typing import Any
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 from structlog.testing import capture_logs
 
 from gateway.agencies import add_agency, rotate_agency_keys
@@ -453,6 +455,52 @@ async def test_the_relays_look_for_expired_messages_is_bounded_and_never_stops_i
     assert count("mappa_gateway_outbox_sweep_failures_total", {"error": "RuntimeError"}) == 1
     await relay.stop()
     await failing.stop()
+
+
+async def test_a_recipient_whose_rows_cannot_be_judged_does_not_stop_the_look(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Choosing the code of one recipient's expired rows fails (a bug, a row no rule foresaw),
+    after it had dead-lettered one of them: its rows end ``expired`` all the same, once each
+    (what the failed attempt wrote is rolled back), the failure is alerted, and the other
+    recipient's rows are judged as usual. (The look failed whole, at every sweep, and rows
+    older than the bad one were never dead-lettered.)"""
+    from gateway.delivery import redecide
+    from gateway.delivery.dead_letters import dead_letter
+    from gateway.delivery.lease import expire_unserved
+    from gateway.delivery.outbox import EXPIRED
+    from gateway.flow.signed_push import PUSH_MAX_AGE
+    from tests.gateway.delivery.support import JWE, partner, rows
+
+    await partner(db, "cs-pull", None)
+    await partner(db, "housing-pull", None, agency_type="housing")
+    now = dt.datetime.now(dt.UTC)
+    old = now - PUSH_MAX_AGE - dt.timedelta(minutes=1)
+    async with db.write() as session:
+        for recipient in ("cs-pull", "cs-pull", "housing-pull"):
+            await enqueue(session, recipient_agency_id=recipient, kind="minutes", body=JWE, now=old)
+    judge = redecide.judge
+
+    async def broken(session: AsyncSession, agency_id: str, queued: Any, **kwargs: Any) -> Any:
+        if agency_id != "cs-pull":
+            return await judge(session, agency_id, queued, **kwargs)
+        dead_letter(session, queued[0], redecide.NOT_KNOWN, now=now, delivery="sweep")
+        raise KeyError("a kind no rule foresaw")
+
+    monkeypatch.setattr(redecide, "judge", broken)
+    with capture_logs() as logs:
+        async with db.write() as session:
+            swept = await expire_unserved(session, now=now)
+    assert len(swept) == 3 and {d.code for d in swept} == {EXPIRED}
+    assert {row.status for row in (await rows(db)).values()} == {"dead"}
+    [alert] = [e for e in logs if e["event"] == "outbox_expiry_judge_failed"]
+    assert alert["alert"] is True and alert["error"] == "KeyError"
+    assert (alert["recipient"], alert["rows"]) == ("cs-pull", 2)
+    async with db.read() as session:
+        entries = (
+            await session.scalars(select(AuditEntry).where(AuditEntry.operation == "disclosure"))
+        ).all()
+    assert sorted(e.reason_code or "" for e in entries) == [EXPIRED] * 3  # one each
 
 
 async def test_an_inbox_pull_and_an_erasure_lock_queued_messages_in_one_order(
