@@ -16,6 +16,12 @@ public (consistency and inclusion proofs hold leaves), and without the salt the 
 rebuild the entry a guess would have stored, hash it and find it among them. Everything else
 about a nominal it may not know is left out.
 
+An entry about several nominals (a page of the level 1 list: no ``nominal_ref``, the nominals'
+ids in ``record_refs``, indexed in `AuditEntryNominal`) is seen whole only if the agency may
+know every nominal it lists. Otherwise it is seen without the ids of those it may not know (a
+category 4 nominal on the police's list, to a unit not named for category 4), and with no leaf
+hash, no inclusion proof and no evidence of origin, as the entry it sees is not the one stored.
+
 Limit: another agency's entry about a nominal it may know is seen whole, its ``record_refs`` and
 ``withheld`` included, even where they name a record caveated away from this agency (deciding
 each record's caveats at the read is not done). Such a record's id tells the agency that the
@@ -42,7 +48,7 @@ from gateway.audit.verify import LEAF_HASH_KEY
 from gateway.cases.context import answered_fields
 from gateway.flow import need_to_know
 from gateway.flow.audit import Outcome
-from gateway.store.models import AuditEntry, Nominal
+from gateway.store.models import AuditEntry, AuditEntryNominal, Nominal
 
 __all__ = ["AgencyView"]
 
@@ -57,6 +63,8 @@ class AgencyView:
     agency: policies.CallerAgency
     now: dt.datetime
     _knows: dict[str, bool] = field(default_factory=dict)
+    #: The nominals each entry about several lists, by entry id (read by `_decide_listed`).
+    _listed: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     async def decide(self, session: AsyncSession, refs: Iterable[str | None]) -> None:
         """Decide need-to-know once for each nominal of ``refs`` not decided yet: one read of
@@ -85,21 +93,41 @@ class AgencyView:
         self, session: AsyncSession, rows: Sequence[AuditEntry]
     ) -> list[dict[str, object] | None]:
         """Each row as this agency sees it, or None where it sees nothing of it."""
-        await self.decide(session, (row.nominal_ref for row in rows))
+        await self._decide_rows(session, rows)
         return [self._seen(row) for row in rows]
 
     async def sees_whole(self, session: AsyncSession, row: AuditEntry) -> bool:
-        """Whether the agency sees ``row`` as stored, its nominal decided first (one entry:
+        """Whether the agency sees ``row`` as stored, its nominals decided first (one entry:
         an inclusion proof, evidence of origin)."""
-        await self.decide(session, (row.nominal_ref,))
+        await self._decide_rows(session, (row,))
         return self.in_full(row)
+
+    async def _decide_rows(self, session: AsyncSession, rows: Sequence[AuditEntry]) -> None:
+        """Decide the nominal of each row, and each nominal a row about several lists."""
+        several = [row.entry_id for row in rows if row.nominal_ref is None]
+        unread = [entry_id for entry_id in several if entry_id not in self._listed]
+        if unread:
+            listed: dict[str, list[str]] = {entry_id: [] for entry_id in unread}
+            found = await session.execute(
+                select(AuditEntryNominal.entry_id, AuditEntryNominal.nominal_id).where(
+                    AuditEntryNominal.entry_id.in_(unread)
+                )
+            )
+            for entry_id, nominal_id in found.all():
+                listed[entry_id].append(nominal_id)
+            self._listed.update((k, tuple(v)) for k, v in listed.items())
+        refs = [row.nominal_ref for row in rows]
+        refs += [ref for entry_id in several for ref in self._listed[entry_id]]
+        await self.decide(session, refs)
 
     def in_full(self, row: AuditEntry) -> bool:
         """Whether the agency sees the entry as stored (and so may have its inclusion proof)."""
         if self._own_not_found(row):
             return False
         ref = row.nominal_ref
-        return ref is None or self.knows(ref)
+        if ref is not None:
+            return self.knows(ref)
+        return all(self.knows(listed) for listed in self._listed.get(row.entry_id, ()))
 
     def _own_not_found(self, row: AuditEntry) -> bool:
         detail = row.detail or {}
@@ -114,6 +142,12 @@ class AgencyView:
             return _as_not_found(row)
         if self.in_full(row):
             return entry_record(row)
+        if row.nominal_ref is None:  # about several nominals, some it may not know
+            hidden = {ref for ref in self._listed[row.entry_id] if not self.knows(ref)}
+            record = entry_record(row)
+            record["record_refs"] = [ref for ref in row.record_refs if ref not in hidden]
+            record[LEAF_HASH_KEY] = None
+            return record
         return None
 
 

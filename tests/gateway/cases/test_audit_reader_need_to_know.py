@@ -24,7 +24,7 @@ from gateway.console.accounts import add_officer
 from gateway.console.scope import NATIONAL
 from gateway.console.session import SESSION_COOKIE, open_session
 from gateway.flow.audit import SALT_KEY, AuditEvent, Operation, Outcome, record
-from tests.gateway.cases.scenario import PNC, POLICE, at_level_2, referral
+from tests.gateway.cases.scenario import PNC, POLICE, at_level_1, at_level_2, referral
 from tests.gateway.cases.support import Agent, World
 
 ENTRIES = "/v1/audit/entries"
@@ -212,6 +212,41 @@ async def test_the_area_s_own_unit_sees_nothing_of_a_category_4_nominal(any_worl
     refused = await _read(world, unit, INCLUSION, entry_id=lead_entry["entry_id"])
     missing = await _read(world, unit, INCLUSION, entry_id=UNKNOWN_ID)
     assert _problem(refused) == _problem(missing) and refused.status_code == 404
+
+
+async def test_a_level_1_list_page_is_seen_without_the_nominals_the_unit_may_not_know(
+    any_world: World,
+) -> None:
+    """The police's page of the level 1 list names a category 4 nominal and a category 2 one in
+    one entry (no nominal_ref): Barnet's unit, not named for category 4, sees that entry with
+    the category 2 nominal's id alone, no leaf hash, and no inclusion proof (the 404 of an
+    unknown entry), while the console sees it whole. (The unit read the category 4 nominal's
+    id there: that it exists and is on the list.)"""
+    world = any_world
+    subject = {k: v for k, v in referral()["subject"].items() if k not in ("pnc_id", "crn")}
+    hidden_id = await at_level_1(world, category="M4")
+    seen_id = await at_level_1(world, subject={**subject, "family_name": "Okafor-Lindqvist"})
+    page = await world[POLICE].get("/v1/level-1-list")
+    assert {entry["id"] for entry in page["entries"]} == {hidden_id, seen_id}
+    unit = await _unit(world, "barnet-mappa-ig")
+    await _sequenced(world)
+
+    entries = (await _read(world, unit, ENTRIES, agency=POLICE, limit="500")).json()["entries"]
+    [listed] = [e for e in entries if e["rule"] == "level-1-monthly-list"]
+    assert listed["record_refs"] == [seen_id] and listed["leaf_hash"] is None
+    assert hidden_id not in json.dumps(entries)
+    refused = await _read(world, unit, INCLUSION, entry_id=listed["entry_id"])
+    missing = await _read(world, unit, INCLUSION, entry_id=UNKNOWN_ID)
+    assert _problem(refused) == _problem(missing) and refused.status_code == 404
+
+    cookie = await _console(world)
+    whole = await world.http.get(ENTRIES, params={"agency": POLICE}, headers=cookie)
+    [stored] = [e for e in whole.json()["entries"] if e["entry_id"] == listed["entry_id"]]
+    assert sorted(stored["record_refs"]) == sorted([hidden_id, seen_id])
+    assert stored["leaf_hash"] is not None
+    assert {k: v for k, v in listed.items() if k not in ("record_refs", "leaf_hash")} == {
+        k: v for k, v in stored.items() if k not in ("record_refs", "leaf_hash")
+    }
 
 
 async def test_evidence_of_origin_of_a_hidden_nominal_s_entry_is_an_unknown_entry_s(
