@@ -21,7 +21,9 @@
   entry. Run on each host that keeps a witness file. Exit status 0 when the head is the current
   key's and the witness holds it, 1 when a check refuses (nothing signed) or the witness cannot
   be written, 2 when it cannot be run.
-- ``audit export --out FILE``: write the verifiable export pack (`gateway.audit.export`).
+- ``audit export --out FILE [--area CODE ...]``: write the verifiable export pack
+  (`gateway.audit.export`), or with ``--area`` the scoped pack of those areas' entries, each
+  with its inclusion proof (`gateway.audit.scoped`), which ``audit verify --export`` reads too.
 - ``audit origin ENTRY_ID [--jws-out FILE]``: the agency's signed JWS of the write that entry
   records, verified against the agency's key registered at the time (`gateway.audit.origin`);
   prints the checks (never the JWS), writes the JWS to ``FILE`` (mode 0600) if asked. The
@@ -44,9 +46,11 @@ from gateway.audit.checkpoint import CheckpointVerifier, VerifierKey, parse_veri
 from gateway.audit.errors import CheckpointError
 from gateway.audit.export import ExportError, read_export, verify_database, verify_export
 from gateway.audit.log import iter_log, latest_checkpoint_note
+from gateway.audit.scoped import NOT_PROVEN, is_scoped_pack, verify_scoped_export
 from gateway.audit.service import AuditKeysUnavailable, open_audit_keys
 from gateway.audit.verify import VerificationReport
 from gateway.audit.witness import read_witness
+from gateway.errors import ValidationFailed
 from gateway.settings import get_settings
 
 __all__ = ["register"]
@@ -88,6 +92,12 @@ def register(subparsers: Any) -> None:
 
     export = sub.add_parser("export", help="Write the verifiable export pack")
     export.add_argument("--out", type=Path, required=True)
+    export.add_argument(
+        "--area",
+        action="append",
+        default=[],
+        help="only this MAPPA area's entries, each with its inclusion proof; repeatable",
+    )
     export.set_defaults(func=_export)
 
     origin = sub.add_parser(
@@ -309,6 +319,8 @@ def _verify(args: argparse.Namespace) -> int:
             keys = trusted
             print("verifier key: this gateway's own checkpoint key, not the pack's")
         try:
+            if is_scoped_pack(args.export):
+                return _scoped_report(args.export, keys, note, started)
             report = verify_export(args.export, checkpoint=note, verifier_keys=keys)
             with read_export(args.export) as (_, entries):
                 entry_id = _entry_id_at(entries, report.seq)
@@ -335,6 +347,27 @@ def _verify(args: argparse.Namespace) -> int:
     return _report(report, entry_id, time.perf_counter() - started)
 
 
+def _scoped_report(path: Path, keys: list[VerifierKey], note: str | None, started: float) -> int:
+    """``audit verify --export`` of a scoped pack: each entry proved in the signed tree."""
+    if note is not None:
+        return _fail(
+            "a scoped pack is not held to a saved checkpoint (--checkpoint): it holds proofs "
+            "into its own; hold the full pack, or the database, to a saved checkpoint"
+        )
+    scoped = verify_scoped_export(path, verifier_keys=keys)
+    if not scoped.ok:
+        return _report(scoped.report, None, time.perf_counter() - started)
+    signed = scoped.report.checkpoint
+    assert signed is not None  # a report without a problem holds the verified checkpoint
+    print(
+        f"scoped export pack verified: {scoped.entries} entries of {', '.join(scoped.areas)}, "
+        f"each proved in the signed tree of {signed.size} entries, root "
+        f"{signed.root_hash.hex()} ({time.perf_counter() - started:.2f} s)"
+    )
+    print(f"  note: {NOT_PROVEN}")
+    return 0
+
+
 def _export(args: argparse.Namespace) -> int:
     from gateway.audit.export import write_export
 
@@ -344,13 +377,49 @@ def _export(args: argparse.Namespace) -> int:
     except AuditKeysUnavailable as exc:
         return _fail(str(exc))
     try:
+        if args.area:
+            size, count = asyncio.run(_write_scoped(args.out, args.area, service.verifier_keys()))
+            print(
+                f"scoped export pack of {count} entries, each proved in the tree of {size}, "
+                f"written to {args.out}"
+            )
+            return 0
         with args.out.open("w", encoding="utf-8") as out:
             header = write_export(settings.database_url, out, verifier_keys=service.verifier_keys())
-    except ExportError as exc:
+    except (ExportError, ValidationFailed) as exc:
         args.out.unlink(missing_ok=True)
         return _fail(str(exc))
     print(f"export pack of {header.tree_size} entries written to {args.out}")
     return 0
+
+
+async def _write_scoped(
+    out: Path, areas: list[str], keys: Iterable[VerifierKey]
+) -> tuple[int, int]:
+    """Write the scoped pack of ``areas`` (each the area of a registered agency) to ``out``;
+    the tree size it is proved in, and how many entries it holds."""
+    import datetime as dt
+
+    from gateway.audit.scoped import scoped_chunks, scoped_header
+    from gateway.audit.subtrees import SubtreeCache
+    from gateway.console.scope import known_scope
+    from gateway.store import Database
+
+    db = Database(get_settings().database_url)
+    try:
+        async with db.read() as session:
+            scope = await known_scope(session, areas=areas)
+        header, checkpoint = await scoped_header(
+            db, areas=scope.areas, verifier_keys=list(keys), now=dt.datetime.now(dt.UTC)
+        )
+        lines = 0
+        with out.open("wb") as handle:
+            async for chunk in scoped_chunks(db, header, checkpoint, cache=SubtreeCache()):
+                handle.write(chunk)
+                lines += chunk.count(b"\n")
+        return header.tree_size, lines - 1
+    finally:
+        await db.dispose()
 
 
 def _origin(args: argparse.Namespace) -> int:

@@ -43,7 +43,11 @@ __all__ = [
     "ExportHeader",
     "export_chunks",
     "export_header",
+    "json_line_text",
+    "parse_header",
+    "parse_line",
     "read_export",
+    "tree_size_of",
     "verify_database",
     "verify_export",
     "write_export",
@@ -78,7 +82,8 @@ class ExportHeader:
         }
 
 
-def _dumps(value: object) -> str:
+def json_line_text(value: object) -> str:
+    """``value`` as one line of a pack (no newline): compact UTF-8 JSON, no NaN."""
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
@@ -110,10 +115,10 @@ def export_chunks(
     """The pack as UTF-8 chunks of about ``chunk_bytes``: the header line, then the entries
     ``seq`` 0 to ``header.tree_size - 1`` streamed from the database. Memory stays constant
     whatever the size of the log (one chunk and the database driver's fetch window)."""
-    buffer: list[str] = [_dumps(header.as_json()) + "\n"]
+    buffer: list[str] = [json_line_text(header.as_json()) + "\n"]
     held = len(buffer[0])
     for entry in iter_log(url, up_to=header.tree_size):
-        line = _dumps(entry) + "\n"
+        line = json_line_text(entry) + "\n"
         buffer.append(line)
         held += len(line)
         if held >= chunk_bytes:
@@ -132,9 +137,9 @@ def write_export(
 ) -> ExportHeader:
     """Write the pack of the database at ``url`` up to its latest checkpoint; return its header."""
     header = export_header(url, verifier_keys=verifier_keys, now=now)
-    out.write(_dumps(header.as_json()) + "\n")
+    out.write(json_line_text(header.as_json()) + "\n")
     for entry in iter_log(url, up_to=header.tree_size):
-        out.write(_dumps(entry) + "\n")
+        out.write(json_line_text(entry) + "\n")
     return header
 
 
@@ -151,7 +156,8 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return value
 
 
-def _line(text: str, number: int) -> Any:
+def parse_line(text: str, number: int) -> Any:
+    """Line ``number`` of a pack, read as JSON strictly (no NaN, no repeated key, bounded)."""
     if len(text) > _MAX_LINE:
         raise ExportError(f"line {number} is too long")
     try:
@@ -170,21 +176,27 @@ def read_export(path: Path) -> Iterator[tuple[ExportHeader, Iterator[dict[str, A
 
         def entries() -> Iterator[dict[str, Any]]:
             for number, text in enumerate(handle, start=2):
-                value = _line(text, number)
+                value = parse_line(text, number)
                 yield value if isinstance(value, dict) else {"malformed": True}
 
         yield header, entries()
 
 
 def _header(first: str) -> ExportHeader:
+    return parse_header(first, EXPORT_FORMAT)[0]
+
+
+def parse_header(first: str, form: str) -> tuple[ExportHeader, dict[str, Any]]:
+    """The header line of a pack of format ``form``: the fields every pack's header holds, and
+    the whole object for those of its own (`ExportError` if it is no such header)."""
     try:
-        raw = _line(first, 1)
-        if not isinstance(raw, dict) or raw.get("format") != EXPORT_FORMAT:
-            raise ExportError(f"not an export pack of format {EXPORT_FORMAT}")
+        raw = parse_line(first, 1)
+        if not isinstance(raw, dict) or raw.get("format") != form:
+            raise ExportError(f"not an export pack of format {form}")
         keys = tuple(parse_verifier_key(str(key)) for key in raw.get("verifier_keys", []))
-        return ExportHeader(
+        header = ExportHeader(
             origin=str(raw["origin"]),
-            tree_size=_tree_size(raw["tree_size"]),
+            tree_size=tree_size_of(raw["tree_size"]),
             checkpoint=str(raw["checkpoint"]),
             verifier_keys=keys,
             exported_at=str(raw.get("exported_at", "")),
@@ -193,9 +205,10 @@ def _header(first: str) -> ExportHeader:
         raise
     except (KeyError, TypeError, ValueError, CheckpointError) as exc:
         raise ExportError("the pack's header is malformed") from exc
+    return header, raw
 
 
-def _tree_size(value: object) -> int:
+def tree_size_of(value: object) -> int:
     """A JSON integer from 0 to 2**64 - 1: never a float (``1e400`` reads as infinity), a
     boolean, or a string (``int`` reads other scripts' digits as well as ASCII ones)."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_TREE_SIZE:

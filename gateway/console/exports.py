@@ -6,10 +6,12 @@ audit API's pack (``GET /v1/audit/export``) take their slot from the same pool
 (`gateway.console.limits.EXPORTS` per process), so together they never send more at once. A
 caller finding every slot held is refused by the route, which records the refusal in its own
 way (the console as operation ``console``, the API as a ``consultation``) and answers
-`busy` (429 with Retry-After). A pack holds the whole log: each route asks `pack_refusal`,
-before it calls `pack_response`, whether its caller may have it (a national officer only), and
-records a refusal with the rule and reason it gives, the same on both paths, answering its 403;
-nothing of the log is read here until a slot is held.
+`busy` (429 with Retry-After). The pack is of the officer's review scope: the whole log for a
+national officer (`gateway.audit.export`), the entries of the officer's areas each with its
+inclusion proof for an area officer (`gateway.audit.scoped`). Each route asks `pack_refusal`,
+before it calls `pack_response`, whether its caller may have one (an officer with no scope and
+an agency's system may not), and records a refusal with the rule and reason it gives, the same
+on both paths, answering its 403; nothing of the log is read here until a slot is held.
 """
 
 from __future__ import annotations
@@ -24,13 +26,16 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from gateway import errors
-from gateway.audit.export import ExportError, ExportHeader, export_chunks, export_header
+from gateway.audit.export import ExportError, export_chunks, export_header
+from gateway.audit.scoped import scoped_chunks, scoped_header
 from gateway.console.limits import EXPORTS, RETRY_AFTER_SECONDS, Slots
 from gateway.console.scope import ReviewScope
 from gateway.state import GatewayState
 
 __all__ = [
     "BUSY",
+    "CONSOLE_OFFICERS_ONLY",
+    "NO_REVIEW_SCOPE",
     "PACK_MEDIA_TYPE",
     "PACK_RULE",
     "PackRefusal",
@@ -49,26 +54,33 @@ _T = TypeVar("_T")
 #: The reason recorded, and given in the 429's diagnostics, when every export slot is held.
 BUSY: Final = "console_busy"
 PACK_MEDIA_TYPE: Final = "application/jsonl; charset=utf-8"
-#: The rule that keeps the export pack, which holds the whole log, to national officers.
-PACK_RULE: Final = "export-pack-national-scope-only"
+#: The rule that gives a console officer the pack of their review scope, and no one else any.
+PACK_RULE: Final = "export-pack-of-review-scope"
+#: The refusal's reason: an officer with no review scope.
+NO_REVIEW_SCOPE: Final = "no_review_scope"
+#: The refusal's reason: a caller that is no console officer (an agency's audit reader).
+CONSOLE_OFFICERS_ONLY: Final = "console_officers_only"
 
 
 @dataclass(frozen=True, slots=True)
 class PackRefusal:
-    """Why a caller may not have the export pack: what its refusal records, and its 403."""
+    """Why a caller may not have an export pack: what its refusal records, and its 403."""
 
+    reason_code: str
     rule: str = PACK_RULE
-    reason_code: str = "national_scope_only"
 
     def denied(self) -> errors.AccessDenied:
         return errors.AccessDenied(diagnostics={"reason": self.reason_code})
 
 
 def pack_refusal(scope: ReviewScope | None) -> PackRefusal | None:
-    """None if a console officer of review ``scope`` may have the pack (a national officer);
-    the refusal otherwise. ``scope`` None: the caller is no console officer (an agency's
-    system), refused whatever it may read."""
-    return None if scope is not None and scope.national else PackRefusal()
+    """None if a console officer of review ``scope`` may have a pack (of the whole log if
+    national, else of the scope's areas); the refusal otherwise: an officer with no scope, or
+    ``scope`` None, a caller that is no console officer (an agency's system, whose reads are
+    shaped by need-to-know, which no pack is)."""
+    if scope is None:
+        return PackRefusal(CONSOLE_OFFICERS_ONLY)
+    return PackRefusal(NO_REVIEW_SCOPE) if scope.sees_nothing else None
 
 
 def per_process(app: FastAPI, name: str, make: Callable[[], Any]) -> Any:
@@ -151,39 +163,48 @@ async def in_threadpool(chunks: Generator[bytes, None, None]) -> AsyncIterator[b
 
 async def pack_response(
     app: FastAPI,
+    scope: ReviewScope,
     *,
     refuse: Callable[[], Awaitable[NoReturn]],
-    record: Callable[[ExportHeader], Awaitable[None]],
+    record: Callable[[int], Awaitable[None]],
     headers: Mapping[str, str],
 ) -> ReleasingStream:
-    """The verifiable export pack, streamed in constant memory whatever the size of the log:
-    with an export slot held (`hold_export_slot`), its header read (the latest checkpoint,
-    fixed now) and the export ``record``-ed with it before any byte is sent. 503 without the
-    checkpoint key or before any checkpoint. The caller has decided it may have the whole log."""
+    """The export pack of review ``scope``, streamed in constant memory whatever the size of
+    the log: with an export slot held (`hold_export_slot`), its header read (the latest
+    checkpoint, fixed now) and the export ``record``-ed with that checkpoint's tree size before
+    any byte is sent. A national scope gets the full pack, an area scope the scoped pack of its
+    areas. 503 without the checkpoint key or before any checkpoint. The caller has decided,
+    with `pack_refusal`, that it may have it."""
     state: GatewayState = app.state.gateway
     if state.audit is None:
         raise errors.Unavailable(diagnostics={"reason": "audit_checkpoint_key_unavailable"})
-    keys = state.audit.verifier_keys()
+    audit = state.audit
+    keys, now = audit.verifier_keys(), state.clock()
     url = state.settings.database_url
 
-    async def start() -> ExportHeader:
+    async def start() -> AsyncIterator[bytes]:
         try:
-            header = await run_in_threadpool(
-                export_header, url, verifier_keys=keys, now=state.clock()
-            )
+            if scope.national:
+                header = await run_in_threadpool(export_header, url, verifier_keys=keys, now=now)
+                content = in_threadpool(export_chunks(url, header))
+                size = header.tree_size
+            else:
+                scoped, checkpoint = await scoped_header(
+                    state.db, areas=scope.areas, verifier_keys=keys, now=now
+                )
+                content = scoped_chunks(state.db, scoped, checkpoint, cache=audit.subtrees)
+                size = scoped.tree_size
         except ExportError as exc:
             raise errors.Unavailable(diagnostics={"reason": "no_checkpoint_yet"}) from exc
-        await record(header)
-        return header
+        await record(size)
+        return content
 
-    header, release = await hold_export_slot(app, refuse, start)
-    stamp = state.clock().astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    content, release = await hold_export_slot(app, refuse, start)
+    stamp = now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    name = "mappa-audit-pack" if scope.national else "mappa-audit-pack-scoped"
     return ReleasingStream(
-        in_threadpool(export_chunks(url, header)),
+        content,
         release,
         media_type=PACK_MEDIA_TYPE,
-        headers={
-            **headers,
-            "Content-Disposition": f'attachment; filename="mappa-audit-pack-{stamp}.jsonl"',
-        },
+        headers={**headers, "Content-Disposition": f'attachment; filename="{name}-{stamp}.jsonl"'},
     )

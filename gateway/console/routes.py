@@ -33,7 +33,7 @@ from gateway import errors
 from gateway.audit import log as audit_log
 from gateway.audit.canonical import AUDIT_ENTRY_FIELDS
 from gateway.audit.commit import Audited, commit_audited, record_alone
-from gateway.audit.export import ExportHeader, verify_database
+from gateway.audit.export import verify_database
 from gateway.audit.search import (
     MAX_LIMIT,
     EntryFilter,
@@ -728,8 +728,9 @@ async def _csv_chunks(
 
 @router.get("/export.jsonl")
 async def export_pack(request: Request) -> Response:
-    """The verifiable export pack, streamed: constant memory whatever the size of the log. It
-    holds every entry (a pack verifies only whole), so a national officer's alone."""
+    """The verifiable export pack of the officer's review scope, streamed: constant memory
+    whatever the size of the log. A national officer's holds every entry (it verifies only
+    whole); an area officer's, the areas' entries each with its inclusion proof."""
     officer = await _officer(request)
     if officer is None:
         return _to_login()
@@ -749,7 +750,15 @@ async def export_pack(request: Request) -> Response:
     async def refuse() -> NoReturn:
         await _refuse_busy(request, "export_pack", officer.officer_id)
 
-    async def record(header: ExportHeader) -> None:
-        await _audit(request, "export_pack", officer.officer_id, tree_size=header.tree_size)
+    async def record(tree_size: int) -> None:
+        await _audit(
+            request,
+            "export_pack",
+            officer.officer_id,
+            tree_size=tree_size,
+            scope=officer.scope.as_detail(),
+        )
 
-    return await pack_response(request.app, refuse=refuse, record=record, headers=secure_headers())
+    return await pack_response(
+        request.app, officer.scope, refuse=refuse, record=record, headers=secure_headers()
+    )

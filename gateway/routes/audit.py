@@ -28,11 +28,13 @@ Who may call what:
   a national officer every entry; an officer of areas those areas' entries (`of_area`); an
   officer with no scope none. An entry outside it has no inclusion proof: the 404 of an
   unknown entry, by the same query.
-- ``GET /v1/audit/export``: the verifiable export pack (`gateway.audit.export`), the console's
-  own, for a **national** officer's console session only. It holds every entry of every area
-  and verifies only whole, so an area officer, an officer with no scope and an agency reader
-  (whose reads are shaped by area and need-to-know) get 403, recorded with the reason
-  ``national_scope_only`` before anything of the log is read. It takes an export slot from the
+- ``GET /v1/audit/export``: the verifiable export pack of the console session's review scope,
+  the console's own: for a national officer the full pack (`gateway.audit.export`: every entry,
+  verifying only whole), for an area officer the scoped pack (`gateway.audit.scoped`: the
+  areas' entries, each with its inclusion proof). An officer with no scope and an agency reader
+  (whose reads are shaped by need-to-know, which no pack is) get 403, recorded with the reason
+  (``no_review_scope``, ``console_officers_only``) before anything of the log is read. It takes
+  an export slot from the
   pool the console's exports take theirs from (`gateway.console.exports`): none free is 429,
   recorded too.
 
@@ -56,7 +58,8 @@ from gateway import errors
 from gateway.audit import log as audit_log
 from gateway.audit.agency_view import AgencyView
 from gateway.audit.commit import Audited, commit_audited, record_alone
-from gateway.audit.export import EXPORT_FORMAT, ExportHeader
+from gateway.audit.export import EXPORT_FORMAT
+from gateway.audit.scoped import SCOPED_FORMAT
 from gateway.audit.search import (
     SearchQuery,
     SeenPage,
@@ -378,15 +381,18 @@ class _JsonLines(StreamingResponse):
 
 @router.get(
     "/export",
-    summary="The verifiable export pack, streamed (a national IG officer's console session only)",
+    summary="The verifiable export pack of the review scope, streamed (IG console session)",
     response_class=_JsonLines,
     responses={
         200: {
             "description": (
-                f"JSON lines: a header ({EXPORT_FORMAT}: the latest signed checkpoint, "
-                "the verifier keys) then every entry the checkpoint covers, seq 0 up, each with "
-                "its leaf_hash. Verify it offline with `mappa-gateway audit verify --export` "
-                "and a verifier key obtained separately, never the pack's own"
+                f"JSON lines. A national officer's ({EXPORT_FORMAT}): a header (the latest "
+                "signed checkpoint, the verifier keys) then every entry the checkpoint covers, "
+                f"seq 0 up, each with its leaf_hash. An area officer's ({SCOPED_FORMAT}): a "
+                "header naming the areas too, then each of their entries the checkpoint covers, "
+                'as {"entry", "proof"} with its inclusion proof. Verify either offline with '
+                "`mappa-gateway audit verify --export` and a verifier key obtained separately, "
+                "never the pack's own"
             ),
             "content": {"application/jsonl": {"schema": {"type": "string"}}},
         }
@@ -418,10 +424,14 @@ async def export(
         await record_alone(state.db, reader.event(Outcome.REFUSED, reason_code=BUSY, detail=detail))
         raise busy("export_pack")
 
-    async def record(header: ExportHeader) -> None:
-        allowed = reader.event(Outcome.ALLOWED, detail={**detail, "tree_size": header.tree_size})
+    async def record(tree_size: int) -> None:
+        allowed = reader.event(Outcome.ALLOWED, detail={**detail, "tree_size": tree_size})
         await record_alone(state.db, allowed)
 
     return await pack_response(
-        request.app, refuse=refuse, record=record, headers={"Cache-Control": "no-store"}
+        request.app,
+        reader.review,
+        refuse=refuse,
+        record=record,
+        headers={"Cache-Control": "no-store"},
     )

@@ -651,3 +651,65 @@ def test_verify_export_takes_no_key_from_the_pack(forged: tuple[Path, Path]) -> 
     """The library function has no default to the pack's keys: none given is an error."""
     with pytest.raises(ExportError, match="no trusted verifier key"):
         verify_export(forged[1], verifier_keys=())
+
+
+def test_a_scoped_pack_of_an_area_is_written_and_verified_offline(
+    sqlite_url: str, cli: Run, saved: Path, tmp_path: Path
+) -> None:
+    """``audit export --area`` writes the area's entries, each with its inclusion proof, and
+    ``audit verify --export`` proves them with the gateway's own key, saying what a scoped pack
+    cannot prove; an entry edited in it fails, naming its seq. A saved checkpoint cannot be
+    held to it, and an area no agency is registered in is refused, no file left."""
+    from gateway.audit.scoped import NOT_PROVEN
+    from gateway.audit.search import of_area
+    from gateway.flow.audit import AuditEvent, Operation, Outcome, record
+    from tests.gateway.audit.conftest import register_sample_agencies
+
+    async def prepare() -> list[str]:
+        db = Database(sqlite_url)
+        try:
+            await register_sample_agencies(db, "avon-somerset")
+            async with db.write() as session:  # an agency of no registered area
+                record(
+                    session,
+                    AuditEvent(
+                        operation=Operation.DISCLOSURE,
+                        outcome=Outcome.ALLOWED,
+                        agency_id="wilts-police",
+                    ),
+                )
+            async with db.read() as session:
+                statement = of_area(select(AuditEntry.entry_id), "avon-somerset")
+                return list(await session.scalars(statement))
+        finally:
+            await db.dispose()
+
+    expected = asyncio.run(prepare())
+    assert cli("audit", "sequence")[0] == 0
+    pack = tmp_path / "scoped.jsonl"
+    status, output = cli("audit", "export", "--area", "avon-somerset", "--out", str(pack))
+    assert status == 0, output
+    assert f"scoped export pack of {len(expected)} entries" in output
+    lines = pack.read_text().splitlines()
+    assert sorted(json.loads(line)["entry"]["entry_id"] for line in lines[1:]) == sorted(expected)
+    _sql(sqlite_url, "DELETE FROM audit_entries")  # offline: the database is no longer used
+
+    status, output = cli("audit", "verify", "--export", str(pack))
+    assert status == 0, output
+    assert f"scoped export pack verified: {len(expected)} entries of avon-somerset" in output
+    assert NOT_PROVEN in output
+    status, output = cli("audit", "verify", "--export", str(pack), "--checkpoint", str(saved))
+    assert status == 2 and "not held to a saved checkpoint" in output
+
+    line = json.loads(lines[5])
+    line["entry"]["purpose"] = "none"
+    lines[5] = json.dumps(line)
+    pack.write_text("\n".join(lines) + "\n")
+    status, output = cli("audit", "verify", "--export", str(pack))
+    assert status == 1
+    assert f"FAILED verification: edited at entry seq {line['entry']['seq']}" in output
+
+    nowhere = tmp_path / "nowhere.jsonl"
+    status, output = cli("audit", "export", "--area", "atlantis", "--out", str(nowhere))
+    assert status == 2 and not nowhere.exists(), output
+    assert "atlantis" in output, output

@@ -1,15 +1,17 @@
 """GET /v1/audit/export: the verifiable export pack through the API, on SQLite and PostgreSQL.
 
 A national officer's console session gets the console's pack, streamed, which verifies offline
-with the published key and with no other. An area officer, an officer with no scope and the
-MAPPA unit's system get 403, recorded with the reason, and nothing of the log is read for them.
+with the published key and with no other; an area officer's, the scoped pack of its areas, each
+entry with its inclusion proof, which fails if anything in it is changed. An officer with no
+scope and the MAPPA unit's system get 403, recorded with the reason, and nothing of the log is
+read for them.
 The API and the console take their export slots from one pool.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +21,14 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from gateway.audit import parse_verifier_key
-from gateway.audit.export import EXPORT_FORMAT, verify_export
+from gateway.audit.export import EXPORT_FORMAT, ExportError, verify_export
+from gateway.audit.scoped import SCOPED_FORMAT, verify_scoped_export
+from gateway.audit.search import of_area
 from gateway.audit.sequencer import sequence
 from gateway.audit.verify import Problem
 from gateway.console import exports
 from gateway.console.accounts import add_officer, officer_by_id
-from gateway.console.exports import PACK_RULE
+from gateway.console.exports import CONSOLE_OFFICERS_ONLY, NO_REVIEW_SCOPE, PACK_RULE
 from gateway.console.limits import EXPORTS, RETRY_AFTER_SECONDS, Slots
 from gateway.console.scope import NATIONAL, NO_SCOPE, ReviewScope
 from gateway.console.session import SESSION_COOKIE, open_session
@@ -155,8 +159,126 @@ async def test_a_national_officer_s_pack_verifies_with_the_trusted_key_and_no_ot
     }
 
 
-@pytest.mark.parametrize("who", [AREA_OFFICER, NO_SCOPE_OFFICER, "agency"])
-async def test_anyone_but_a_national_officer_gets_403_with_nothing_read(
+async def test_an_area_officer_s_pack_proves_each_of_its_areas_entries_in_the_signed_tree(
+    http: httpx.AsyncClient,
+    gateway_state: GatewayState,
+    officers: dict[str, httpx.AsyncClient],
+    entry_ids: list[str],
+    tmp_path: Path,
+) -> None:
+    """An area officer gets the scoped pack: the entries of its area (made by its agencies or
+    about its nominals) the checkpoint covers, each with its inclusion proof, which verify with
+    the published key and no other; an entry of no area, or of another area's agency, is not
+    in it. The export is recorded with the scope and the tree size."""
+    async with gateway_state.db.write() as session:
+        for agency_id in (None, "elsewhere-police"):  # no area, and no agency of this area
+            record(
+                session,
+                AuditEvent(
+                    operation=Operation.ADMINISTRATION,
+                    outcome=Outcome.ALLOWED,
+                    agency_id=agency_id,
+                    detail={"action": "outside_the_scope"},
+                ),
+            )
+    await _sequence(gateway_state)
+    async with gateway_state.db.read() as session:
+        rows = (await session.scalars(select(AuditEntry).order_by(AuditEntry.seq))).all()
+        area_ids = list(
+            await session.scalars(
+                of_area(select(AuditEntry.entry_id).order_by(AuditEntry.seq), AREA)
+            )
+        )
+    outside = [row.entry_id for row in rows if row.detail.get("action") == "outside_the_scope"]
+    assert len(outside) == 2 and not set(outside) & set(area_ids) and len(area_ids) >= 20
+
+    response = await officers[AREA_OFFICER].get(EXPORT)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("application/jsonl")
+    assert "scoped" in response.headers["content-disposition"]
+    header, *lines = [json.loads(line) for line in response.text.splitlines()]
+    assert header["format"] == SCOPED_FORMAT and header["areas"] == [AREA]
+    assert header["tree_size"] == len(rows)
+    assert [line["entry"]["entry_id"] for line in lines] == area_ids
+    for entry_id in outside:
+        assert entry_id not in response.text
+    pack = tmp_path / "scoped.jsonl"
+    pack.write_bytes(response.content)
+    keys = await _trusted_keys(http)
+    report = verify_scoped_export(pack, verifier_keys=keys)
+    assert report.ok and report.entries == len(area_ids) and report.areas == (AREA,), report
+    other = Ed25519NoteSigner(gateway_state.settings.audit_log_origin).verifier_key
+    forged = verify_scoped_export(pack, verifier_keys=[other])
+    assert forged.report.problem is Problem.CHECKPOINT_INVALID
+    with pytest.raises(ExportError):  # a scoped pack is no full pack, nor the other way round
+        verify_export(pack, verifier_keys=keys)
+    (export,) = await _exports(gateway_state)
+    assert (export.outcome, export.officer_id) == ("allowed", AREA_OFFICER)
+    assert export.detail["scope"] == {"areas": [AREA]}
+    assert export.detail["tree_size"] == len(rows)
+
+
+def _rewrite(pack: Path, change: Callable[[list[Any]], None]) -> Path:
+    """A copy of ``pack`` with its lines (header first, parsed) changed by ``change``."""
+    lines = [json.loads(line) for line in pack.read_text().splitlines()]
+    change(lines)
+    changed = pack.with_name("changed.jsonl")
+    changed.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return changed
+
+
+def _edit_entry(lines: list[Any]) -> None:
+    lines[2]["entry"]["officer_id"] = "someone-else"
+
+
+def _edit_proof(lines: list[Any]) -> None:
+    proof = lines[2]["proof"]
+    proof[0] = ("0" if proof[0][0] != "0" else "1") + proof[0][1:]
+
+
+def _renumber(lines: list[Any]) -> None:
+    lines[2]["entry"]["seq"] += 1  # the leaf is over the seq too
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (_edit_entry, Problem.EDITED),
+        (_edit_proof, Problem.ROOT_MISMATCH),
+        (_renumber, Problem.EDITED),
+        (lambda lines: lines.insert(2, lines[1]), Problem.INSERTED),
+        (lambda lines: lines.__setitem__(slice(1, 3), lines[2:0:-1]), Problem.REORDERED),
+        (
+            lambda lines: lines[0].__setitem__("tree_size", lines[0]["tree_size"] - 1),
+            Problem.MALFORMED,
+        ),
+        (lambda lines: lines[1].__setitem__("extra", 1), Problem.MALFORMED),
+        (lambda lines: lines[1]["entry"].__setitem__("seq", 10**6), Problem.BEYOND_CHECKPOINT),
+    ],
+    ids=["entry", "proof", "renumbered", "repeated", "swapped", "header", "line", "beyond"],
+)
+async def test_a_scoped_pack_changed_in_any_way_fails(
+    http: httpx.AsyncClient,
+    officers: dict[str, httpx.AsyncClient],
+    entry_ids: list[str],
+    tmp_path: Path,
+    change: Callable[[list[Any]], None],
+    problem: Problem,
+) -> None:
+    """Any change to an entry, its proof, its place or the header fails, naming the problem."""
+    response = await officers[AREA_OFFICER].get(EXPORT)
+    pack = tmp_path / "scoped.jsonl"
+    pack.write_bytes(response.content)
+    keys = await _trusted_keys(http)
+    assert verify_scoped_export(pack, verifier_keys=keys).ok
+    report = verify_scoped_export(_rewrite(pack, change), verifier_keys=keys)
+    assert report.report.problem is problem, report
+
+
+@pytest.mark.parametrize(
+    ("who", "reason"), [(NO_SCOPE_OFFICER, NO_REVIEW_SCOPE), ("agency", CONSOLE_OFFICERS_ONLY)]
+)
+async def test_an_officer_with_no_scope_and_an_agency_get_403_with_nothing_read(
     http: httpx.AsyncClient,
     oauth_app: FastAPI,
     gateway_state: GatewayState,
@@ -165,16 +287,17 @@ async def test_anyone_but_a_national_officer_gets_403_with_nothing_read(
     entry_ids: list[str],
     monkeypatch: pytest.MonkeyPatch,
     who: str,
+    reason: str,
 ) -> None:
-    """An area officer, an officer with no scope and the MAPPA unit's system (audit:read, its
-    own area): 403 forbidden, no entry in the answer, no slot taken, the log never read; the
-    refusal recorded with the rule and the reason national_scope_only."""
+    """An officer with no scope and the MAPPA unit's system (audit:read, its own area, but its
+    reads are shaped by need-to-know, which no pack is): 403 forbidden, no entry in the answer,
+    no slot taken, the log never read; the refusal recorded with the rule and the reason."""
 
     def never(*args: object, **kwargs: object) -> Any:
         raise AssertionError("the log was read for a refused caller")
 
-    monkeypatch.setattr(exports, "export_header", never)
-    monkeypatch.setattr(exports, "export_chunks", never)
+    for name in ("export_header", "export_chunks", "scoped_header", "scoped_chunks"):
+        monkeypatch.setattr(exports, name, never)
     if who == "agency":
         token = await coordinator.token(http)
         headers = coordinator.resource_headers(token, url=EXPORT, method="GET")
@@ -188,11 +311,7 @@ async def test_anyone_but_a_national_officer_gets_403_with_nothing_read(
         assert entry_id not in response.text
     assert exports.export_slots(oauth_app).held == 0
     (refusal,) = await _exports(gateway_state)
-    assert (refusal.outcome, refusal.rule, refusal.reason_code) == (
-        "refused",
-        PACK_RULE,
-        "national_scope_only",
-    )
+    assert (refusal.outcome, refusal.rule, refusal.reason_code) == ("refused", PACK_RULE, reason)
     assert refusal.request_id == response.headers["x-request-id"]
     assert refusal.detail["route"] == "/v1/audit/export"
     if who == "agency":
@@ -201,8 +320,7 @@ async def test_anyone_but_a_national_officer_gets_403_with_nothing_read(
     else:
         assert (refusal.agency_id, refusal.officer_id) == (None, who)
         assert refusal.detail["via"] == "console"
-        scope = {"areas": [AREA]} if who == AREA_OFFICER else {"areas": []}
-        assert refusal.detail["scope"] == scope
+        assert refusal.detail["scope"] == {"areas": []}
 
 
 async def test_an_agency_that_is_not_ig_and_an_unauthenticated_caller_are_refused(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -23,9 +24,10 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from gateway.audit.scoped import SCOPED_FORMAT
 from gateway.audit.search import encode_cursor
 from gateway.console.accounts import add_officer, officer_by_id, set_scope
-from gateway.console.exports import PACK_RULE
+from gateway.console.exports import NO_REVIEW_SCOPE, PACK_RULE
 from gateway.console.scope import NO_SCOPE, ReviewScope
 from gateway.console.session import SESSION_COOKIE, open_session
 from gateway.domain import AgencyType, Role
@@ -265,24 +267,39 @@ async def test_an_area_officer_s_csv_holds_their_area_s_entries_only(
     assert export.detail["scope"] == {"areas": [AREA_A]}
 
 
-async def test_the_verifiable_pack_is_for_national_officers_only(
+async def test_the_verifiable_pack_is_of_the_officer_s_review_scope(
     areas: Areas, open_as: dict[str, httpx.AsyncClient], state: GatewayState
 ) -> None:
-    """The pack holds the whole log: an area officer gets 403 (no entry in it), audited with
-    the rule and reason the audit API's refusal of the pack carries, and no link to it; the
-    national officer gets it."""
+    """An area officer's pack (linked from its entries page) is the scoped pack of Barnet's
+    entries with their proofs, nothing of Wiltshire's; an officer with no scope gets 403 (no
+    entry in it, no link), audited with the rule and reason the audit API's refusal of the pack
+    carries; the national officer gets the whole log."""
     barnet = open_as["ig.barnet"]
-    refused = await barnet.get("/console/export.jsonl")
+    scoped = await barnet.get("/console/export.jsonl")
+    assert scoped.status_code == 200
+    header, *lines = [json.loads(line) for line in scoped.text.splitlines()]
+    assert header["format"] == SCOPED_FORMAT and header["areas"] == [AREA_A]
+    assert sorted(line["entry"]["entry_id"] for line in lines) == sorted(areas.of_a)
+    seqs = [line["entry"]["seq"] for line in lines]
+    assert seqs == sorted(seqs)  # in log order (of_a is newest first, as a search)
+    for hidden in areas.hidden_from_a():
+        assert hidden not in scoped.text
+    (export,) = await _console(state, "export_pack", "ig.barnet")
+    assert export.outcome == "allowed" and export.detail["scope"] == {"areas": [AREA_A]}
+    assert "/console/export.jsonl" in (await barnet.get("/console/entries")).text
+
+    nobody = open_as["ig.none"]
+    refused = await nobody.get("/console/export.jsonl")
     assert refused.status_code == 403 and refused.json()["code"] == "forbidden"
     for entry in (*areas.of_a, *areas.of_b):
         assert entry not in refused.text
-    (refusal,) = await _console(state, "export_pack", "ig.barnet")
+    (refusal,) = await _console(state, "export_pack", "ig.none")
     assert (refusal.outcome, refusal.rule, refusal.reason_code) == (
         "refused",
         PACK_RULE,
-        "national_scope_only",
+        NO_REVIEW_SCOPE,
     )
-    assert "/console/export.jsonl" not in (await barnet.get("/console/entries")).text
+    assert "/console/export.jsonl" not in (await nobody.get("/console/entries")).text
     national = await open_as[OFFICER].get("/console/export.jsonl")
     assert national.status_code == 200
     for entry in (*areas.of_a, *areas.of_b):

@@ -1,0 +1,282 @@
+"""The scoped export pack: the entries of some MAPPA areas, each with its inclusion proof.
+
+The full pack (`gateway.audit.export`) holds every entry and verifies only whole, so it is a
+national officer's alone. An officer who reviews some areas exports the scoped pack instead.
+It is UTF-8 JSON lines. The first line is the header::
+
+    {"format": "mappa-gateway/audit-export-scoped/v1", "origin": ..., "tree_size": n,
+     "checkpoint": "<signed note>", "verifier_keys": [...], "areas": ["barnet"],
+     "exported_at": ...}
+
+Then come the entries of those areas (`gateway.audit.search.of_area`: made by one of their
+agencies, or about one of their nominals) that the checkpoint covers, ``seq`` ascending, one per
+line as ``{"entry": {...every field, leaf_hash}, "proof": ["<hex>", ...]}``. The proof is the
+entry's RFC 9162 inclusion proof in the checkpoint's tree.
+
+`verify_scoped_export` checks it with a trusted key from outside the pack (as for the full pack,
+never the pack's own). The checkpoint must be signed by that key. Each entry must hash to its
+leaf, and each leaf must sit at its ``seq`` in the signed tree. So no entry in the pack was
+changed, added, moved or renumbered since the checkpoint was signed.
+
+What it cannot prove is that the pack holds *every* entry of its areas. The gateway decides
+which entries are an area's when it writes the pack, and an entry left out leaves no trace in
+the others' proofs. Only the full pack, which holds every entry, proves nothing is missing. The
+verifier says so in its report.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from gateway.audit.canonical import canonical_entry
+from gateway.audit.checkpoint import (
+    CheckpointVerifier,
+    VerifierKey,
+    parse_checkpoint,
+    parse_signed_note,
+)
+from gateway.audit.errors import CheckpointError, MalformedEntryError
+from gateway.audit.export import (
+    ExportError,
+    ExportHeader,
+    json_line_text,
+    parse_header,
+    parse_line,
+)
+from gateway.audit.log import entry_record, latest_checkpoint
+from gateway.audit.merkle import EMPTY_ROOT, TiledTree, leaf_hash, verify_inclusion
+from gateway.audit.search import of_area
+from gateway.audit.subtrees import SubtreeCache
+from gateway.audit.verify import LEAF_HASH_KEY, Problem, VerificationReport
+from gateway.store import Database
+from gateway.store.models import AuditCheckpoint, AuditEntry
+from keys import ed25519_verify
+
+__all__ = [
+    "NOT_PROVEN",
+    "SCOPED_FORMAT",
+    "ScopedHeader",
+    "ScopedReport",
+    "is_scoped_pack",
+    "scoped_chunks",
+    "scoped_header",
+    "verify_scoped_export",
+]
+
+SCOPED_FORMAT: Final = "mappa-gateway/audit-export-scoped/v1"
+#: What a scoped pack cannot prove, said with every report of one.
+NOT_PROVEN: Final = (
+    "a scoped pack proves each entry it holds is in the signed log, unchanged; "
+    "not that it holds every entry of its areas (only the full pack proves that)"
+)
+#: Entries read, and proved, a page at a time.
+PAGE: Final = 256
+_HEX_HASH: Final = re.compile(r"[0-9a-f]{64}")
+_LINE_KEYS: Final = frozenset({"entry", "proof"})
+#: More hashes than any inclusion proof in a tree of 2**64 leaves holds.
+_MAX_PROOF: Final = 64
+
+
+@dataclass(frozen=True, slots=True)
+class ScopedHeader(ExportHeader):
+    """A full pack's header, of its own format, naming the areas too."""
+
+    areas: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, object]:
+        # ExportHeader.as_json: zero-argument super() fails in a slots dataclass (rebuilt class)
+        return {**ExportHeader.as_json(self), "format": SCOPED_FORMAT, "areas": list(self.areas)}
+
+
+async def scoped_header(
+    db: Database,
+    *,
+    areas: Sequence[str],
+    verifier_keys: Sequence[VerifierKey],
+    now: dt.datetime,
+) -> tuple[ScopedHeader, AuditCheckpoint]:
+    """The header of a pack of ``areas`` and the checkpoint it is made against: the latest,
+    fixed now, so that the pack's proofs are all in the one tree its header signs."""
+    if not areas:
+        raise ValueError("a scoped pack names at least one area")
+    async with db.read() as session:
+        checkpoint = await latest_checkpoint(session)
+    if checkpoint is None:
+        raise ExportError("the log has no checkpoint yet: run `mappa-gateway audit sequence`")
+    signed = parse_checkpoint(parse_signed_note(checkpoint.note).text)
+    header = ScopedHeader(
+        origin=signed.origin,
+        tree_size=signed.size,
+        checkpoint=checkpoint.note,
+        verifier_keys=tuple(verifier_keys),
+        areas=tuple(sorted(set(areas))),
+        exported_at=now.isoformat(),
+    )
+    return header, checkpoint
+
+
+async def scoped_chunks(
+    db: Database,
+    header: ScopedHeader,
+    checkpoint: AuditCheckpoint,
+    *,
+    cache: SubtreeCache,
+    chunk_bytes: int = 65_536,
+) -> AsyncIterator[bytes]:
+    """The pack as UTF-8 chunks of about ``chunk_bytes``: the header line, then each entry of
+    the header's areas below its tree size with its proof. Entries are read and proved a page
+    at a time, each page in a read of its own: memory stays bounded whatever the log's size."""
+    buffer = [json_line_text(header.as_json()) + "\n"]
+    held = len(buffer[0])
+    after = -1
+    while True:
+        async with db.read() as session:
+            statement = (
+                select(AuditEntry)
+                .where(AuditEntry.seq > after, AuditEntry.seq < header.tree_size)
+                .order_by(AuditEntry.seq)
+                .limit(PAGE)
+            )
+            rows = (await session.scalars(of_area(statement, *header.areas))).all()
+            seqs = [int(row.seq) for row in rows if row.seq is not None]
+            proofs = await _proofs(session, cache, checkpoint, seqs) if seqs else []
+        for row, proof in zip(rows, proofs, strict=True):
+            line = json_line_text({"entry": entry_record(row), "proof": [p.hex() for p in proof]})
+            buffer.append(line + "\n")
+            held += len(line) + 1
+            if held >= chunk_bytes:
+                yield "".join(buffer).encode("utf-8")
+                buffer, held = [], 0
+        if len(rows) < PAGE:
+            break
+        after = seqs[-1]
+    if buffer:
+        yield "".join(buffer).encode("utf-8")
+
+
+async def _proofs(
+    session: AsyncSession, cache: SubtreeCache, checkpoint: AuditCheckpoint, seqs: list[int]
+) -> list[tuple[bytes, ...]]:
+    """The inclusion proof of each of ``seqs`` in the checkpoint's tree, from one view of it."""
+
+    def answer(tree: TiledTree) -> list[tuple[bytes, ...]]:
+        return [tree.inclusion_proof(seq) for seq in seqs]
+
+    return await cache.prove(session, checkpoint, answer, near=seqs)
+
+
+def is_scoped_pack(path: Path) -> bool:
+    """Whether the file's first line names the scoped pack's format (else: read it as a full
+    pack, which refuses what it is not)."""
+    with path.open("r", encoding="utf-8") as handle:
+        try:
+            first = parse_line(handle.readline(), 1)
+        except ExportError:
+            return False
+    return isinstance(first, dict) and first.get("format") == SCOPED_FORMAT
+
+
+@dataclass(frozen=True, slots=True)
+class ScopedReport:
+    """What `verify_scoped_export` found: the first problem (None: every entry proved), the
+    areas the header names, how many entries were proved, and the tree they were proved in."""
+
+    report: VerificationReport
+    areas: tuple[str, ...]
+    entries: int
+
+    @property
+    def ok(self) -> bool:
+        return self.report.ok
+
+
+def verify_scoped_export(path: Path, *, verifier_keys: Sequence[VerifierKey]) -> ScopedReport:
+    """Verify a scoped pack with ``verifier_keys``, trusted keys from outside it. No key is
+    `ExportError`, as is a file that is no scoped pack."""
+    keys = tuple(verifier_keys)
+    if not keys:
+        raise ExportError("no trusted verifier key: give one with --verifier-key")
+    with path.open("r", encoding="utf-8") as handle:
+        header = _header(handle.readline())
+        verifier = CheckpointVerifier(keys, ed25519_verify, header.origin)
+        try:
+            signed = verifier.verify(header.checkpoint)
+        except CheckpointError as exc:
+            report = VerificationReport(Problem.CHECKPOINT_INVALID, None, exc.code, 0, EMPTY_ROOT)
+            return ScopedReport(report, header.areas, 0)
+        if signed.size != header.tree_size:
+            detail = (
+                f"the header says {header.tree_size} entries, its checkpoint signs {signed.size}"
+            )
+            report = VerificationReport(Problem.MALFORMED, None, detail, 0, EMPTY_ROOT, signed)
+            return ScopedReport(report, header.areas, 0)
+        last, proved = -1, 0
+        for number, text in enumerate(handle, start=2):
+            found = _examine(parse_line(text, number), last, signed.size, signed.root_hash)
+            if isinstance(found, tuple):
+                problem, seq, detail = found
+                report = VerificationReport(
+                    problem, seq, detail, signed.size, signed.root_hash, signed
+                )
+                return ScopedReport(report, header.areas, proved)
+            last, proved = found, proved + 1
+    report = VerificationReport(None, None, "", signed.size, signed.root_hash, signed)
+    return ScopedReport(report, header.areas, proved)
+
+
+def _header(first: str) -> ScopedHeader:
+    common, raw = parse_header(first, SCOPED_FORMAT)
+    areas = raw.get("areas")
+    if not isinstance(areas, list) or not areas or not all(isinstance(a, str) for a in areas):
+        raise ExportError("the pack's header names no areas")
+    return ScopedHeader(
+        common.origin,
+        common.tree_size,
+        common.checkpoint,
+        common.verifier_keys,
+        common.exported_at,
+        tuple(areas),
+    )
+
+
+def _examine(line: Any, last: int, size: int, root: bytes) -> int | tuple[Problem, int | None, str]:
+    """The ``seq`` of a line that proves its entry in the tree of ``size`` and ``root`` (after
+    the entry of ``seq`` ``last``); else the problem, the entry's seq if known, and why."""
+    if not isinstance(line, dict) or set(line) != _LINE_KEYS:
+        return Problem.MALFORMED, None, "a line is not an entry with its proof"
+    entry, proof = line["entry"], line["proof"]
+    seq = entry.get("seq") if isinstance(entry, dict) else None
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+        return Problem.MALFORMED, None, "an entry has no valid seq"
+    if seq >= size:
+        return Problem.BEYOND_CHECKPOINT, seq, f"seq {seq} is beyond the {size} signed"
+    if seq == last:
+        return Problem.INSERTED, seq, f"seq {seq} appears twice"
+    if seq < last:
+        return Problem.REORDERED, seq, f"seq {seq} found after seq {last}"
+    stored = entry.get(LEAF_HASH_KEY)
+    if not isinstance(stored, str) or _HEX_HASH.fullmatch(stored) is None:
+        return Problem.MALFORMED, seq, "stored leaf hash is not 64 lowercase hex digits"
+    if (
+        not isinstance(proof, list)
+        or len(proof) > _MAX_PROOF
+        or not all(isinstance(p, str) and _HEX_HASH.fullmatch(p) for p in proof)
+    ):
+        return Problem.MALFORMED, seq, "the proof is not a list of 64 lowercase hex digits each"
+    try:
+        leaf = leaf_hash(canonical_entry({k: v for k, v in entry.items() if k != LEAF_HASH_KEY}))
+    except MalformedEntryError as exc:
+        return Problem.MALFORMED, seq, exc.code
+    if leaf != bytes.fromhex(stored):
+        return Problem.EDITED, seq, "entry content differs from its stored leaf hash"
+    if not verify_inclusion(leaf, seq, size, [bytes.fromhex(p) for p in proof], root):
+        return Problem.ROOT_MISMATCH, seq, f"seq {seq} is not proved in the signed tree"
+    return seq
