@@ -25,6 +25,13 @@ cannot commit (disk full, read-only, connection lost), every act of the batch fa
 :class:`gateway.errors.AuditUnavailable` and nothing of any of them is stored: no audit, no
 disclosure, for each of them.
 
+Transient conflicts: two replicas' batches that lock rows in opposite orders deadlock, and
+PostgreSQL aborts one of them (``40P01``; a serialization failure, ``40001``, likewise). That
+batch is not failed: it runs again, after a short random wait, up to :data:`RETRIES` times in
+all, so its acts wait a little longer instead of answering 503. Acts must bear being run again
+(they already are, when one act of a batch fails and the rest run without it): all they do is
+in the transaction, which was rolled back.
+
 Alone: an act that must see every earlier act committed, and that no later act may share a
 transaction with (``alone=True``: the Responsible Authority's changes to a nominal, an erasure
 among them), commits in a batch of its own, after the acts queued before it. An erasure thus
@@ -38,9 +45,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -48,13 +56,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway import errors
 from gateway.audit.commit import Audited
 from gateway.flow.audit import entry_row, record_rows
+from gateway.logs import get_logger
 from gateway.store import Database
 
-__all__ = ["MAX_BATCH", "GroupCommitter", "Spend", "Unspent"]
+__all__ = ["MAX_BATCH", "RETRIES", "RETRY_WAIT", "GroupCommitter", "Spend", "Unspent"]
 
 T = TypeVar("T")
 #: Most acts in one transaction (a bound on how long one commit holds the write lock).
 MAX_BATCH = 256
+#: How many times in all a batch runs when the database aborts it for a transient conflict.
+RETRIES = 3
+#: The longest wait (seconds) before a batch's second run; doubled before each later one.
+RETRY_WAIT = 0.05
+#: SQLSTATEs of a transaction aborted for a conflict with another (deadlock, serialization).
+_TRANSIENT: Final = frozenset({"40P01", "40001"})
+
+log = get_logger("gateway.flow")
 
 
 class Spend(Protocol):
@@ -167,7 +184,7 @@ class GroupCommitter:
         result = await self.run(entered, isolated=isolated, spend=spend, alone=alone)
         return result.result
 
-    async def _commit(self, batch: list[_Item[Any]]) -> None:
+    async def _commit(self, batch: list[_Item[Any]], run: int = 1) -> None:
         results: list[tuple[_Item[Any], Any, BaseException | None]] = []
         culprit: _Item[Any] | None = None
         try:
@@ -198,6 +215,13 @@ class GroupCommitter:
                 entries = [v.row for _, v, e in results if e is None and isinstance(v, _Entered)]
                 await record_rows(session, entries)
         except errors.StoreUnavailable as exc:
+            conflict = _transient(exc)
+            if conflict is not None and run < RETRIES:
+                # nothing of the batch stands: run it again once the other transaction is done
+                log.warning("group_commit_conflict", sqlstate=conflict, run=run, acts=len(batch))
+                await asyncio.sleep(random.uniform(0, RETRY_WAIT * 2 ** (run - 1)))  # noqa: S311
+                await self._commit(batch, run + 1)
+                return
             unavailable = errors.AuditUnavailable(diagnostics=exc.diagnostics)
             for item in batch:
                 _fail(item, unavailable)
@@ -221,6 +245,13 @@ class GroupCommitter:
                 _fail(item, error)
             elif not item.future.done():
                 item.future.set_result(value)
+
+
+def _transient(exc: BaseException) -> str | None:
+    """The SQLSTATE of a transient conflict that aborted the transaction, if ``exc`` is one."""
+    cause = exc.__cause__
+    state = getattr(getattr(cause, "orig", None), "sqlstate", None)
+    return state if state in _TRANSIENT else None
 
 
 async def _spend(session: AsyncSession, batch: list[_Item[Any]]) -> dict[_Item[Any], str]:

@@ -384,3 +384,74 @@ async def test_an_act_alone_commits_in_a_batch_of_its_own_after_the_acts_before_
     assert transactions["alone"] == 2
     assert [transactions[name] for name in ("after-0", "after-1", "after-2")] == [3, 3, 3]
     assert await _count(db) == 6
+
+
+async def _deadlocking_replicas(
+    postgres_url: str,
+) -> tuple[list[Any], dict[str, int], list[dict[str, Any]]]:
+    """Two replicas' committers, each with one act that locks the agencies x and y in the
+    opposite order, the first time waiting until the other holds its first: a deadlock, which
+    PostgreSQL breaks by aborting one transaction. What each run gave (or raised), how many
+    times each act ran, and the log lines."""
+    from sqlalchemy import text
+    from structlog.testing import capture_logs
+
+    one, two = Database(postgres_url), Database(postgres_url)
+    try:
+        async with one.write() as session:
+            session.add_all([_agency("x"), _agency("y")])
+        holding = {"one": asyncio.Event(), "two": asyncio.Event()}
+        runs = {"one": 0, "two": 0}
+
+        def locking(name: str, other: str, first: str, then: str) -> Callable[..., Awaitable[str]]:
+            async def act(session: AsyncSession) -> str:
+                runs[name] += 1
+                lock = text("SELECT id FROM agencies WHERE id = :id FOR UPDATE")
+                await session.execute(lock, {"id": first})
+                if runs[name] == 1:
+                    holding[name].set()
+                    await holding[other].wait()
+                await session.execute(lock, {"id": then})
+                return name
+
+            return act
+
+        with capture_logs() as logs:
+            results = await asyncio.gather(
+                GroupCommitter(one).run(locking("one", "two", "x", "y")),
+                GroupCommitter(two).run(locking("two", "one", "y", "x")),
+                return_exceptions=True,
+            )
+        return list(results), runs, logs
+    finally:
+        await one.dispose()
+        await two.dispose()
+
+
+async def test_a_batch_aborted_by_a_deadlock_with_another_replica_runs_again(
+    postgres_url: str,
+) -> None:
+    """PostgreSQL, two replicas: the batch the database aborts to break the deadlock runs
+    again once the other has committed, and both acts stand; the conflict is logged by its
+    SQLSTATE, no content. (That batch failed: every act in it answered 503.)"""
+    results, runs, logs = await _deadlocking_replicas(postgres_url)
+    assert results == ["one", "two"]
+    assert sorted(runs.values()) == [1, 2]  # the aborted act ran a second time
+    [conflict] = [line for line in logs if line["event"] == "group_commit_conflict"]
+    assert (conflict["sqlstate"], conflict["run"], conflict["acts"]) == ("40P01", 1, 1)
+
+
+async def test_a_batch_aborted_more_often_than_it_may_run_fails_unavailable(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With one run allowed, the aborted batch is not run again: its act fails with
+    AuditUnavailable (503), nothing of it stored, and the other act stands."""
+    from gateway.flow import group_commit
+
+    monkeypatch.setattr(group_commit, "RETRIES", 1)
+    results, runs, logs = await _deadlocking_replicas(postgres_url)
+    failed = [r for r in results if isinstance(r, BaseException)]
+    assert len(failed) == 1 and isinstance(failed[0], errors.AuditUnavailable)
+    assert [r for r in results if not isinstance(r, BaseException)] in (["one"], ["two"])
+    assert runs == {"one": 1, "two": 1}
+    assert not [line for line in logs if line["event"] == "group_commit_conflict"]
