@@ -20,8 +20,9 @@ changed, added, moved or renumbered since the checkpoint was signed.
 
 What it cannot prove is that the pack holds *every* entry of its areas. The gateway decides
 which entries are an area's when it writes the pack, and an entry left out leaves no trace in
-the others' proofs. Only the full pack, which holds every entry, proves nothing is missing. The
-verifier says so in its report.
+the others' proofs. Nor are the areas in its header signed: no entry names its area, so a pack
+relabelled with another area still verifies. Only the full pack, which holds every entry,
+proves nothing is missing. The verifier says so in its report.
 """
 
 from __future__ import annotations
@@ -74,8 +75,9 @@ __all__ = [
 SCOPED_FORMAT: Final = "mappa-gateway/audit-export-scoped/v1"
 #: What a scoped pack cannot prove, said with every report of one.
 NOT_PROVEN: Final = (
-    "a scoped pack proves each entry it holds is in the signed log, unchanged; "
-    "not that it holds every entry of its areas (only the full pack proves that)"
+    "a scoped pack proves each entry it holds is in the signed log, unchanged; not that it "
+    "holds every entry of its areas, nor that the areas its header names are the ones it was "
+    "made for (only the full pack proves the whole log)"
 )
 #: Entries read, and proved, a page at a time.
 PAGE: Final = 256
