@@ -42,6 +42,7 @@ __all__ = [
     "Withheld",
     "apply_allow_list",
     "build_hazard_flag",
+    "document_caveat_rule",
     "honour_caveats",
     "select_approved_parts",
     "withheld_entry",
@@ -403,6 +404,13 @@ def _cited(item: object) -> set[str]:
             raise MalformedDocument("an item's sources must be a list")
         cited.update(str(s) for s in many)
     return cited
+
+
+def document_caveat_rule(context: RedactionContext, caveats: Sequence[str]) -> str | None:
+    """The rule of the first of a whole document's ``caveats`` that withholds it from the
+    context's recipient (:func:`honour_caveats` would withhold every field), or None: for
+    deciding whether a recipient may know the document exists without unsealing it."""
+    return _caveat_rule(context, tuple(caveats), context.originator_agency_id)
 
 
 def _caveat_rule(context: RedactionContext, caveats: object, originator: object) -> str | None:

@@ -22,10 +22,14 @@ know every nominal it lists. Otherwise it is seen without the ids of those it ma
 category 4 nominal on the police's list, to a unit not named for category 4), and with no leaf
 hash, no inclusion proof and no evidence of origin, as the entry it sees is not the one stored.
 
-Limit: another agency's entry about a nominal it may know is seen whole, its ``record_refs`` and
-``withheld`` included, even where they name a record caveated away from this agency (deciding
-each record's caveats at the read is not done). Such a record's id tells the agency that the
-record exists, never its content; reading it is refused as an unknown id would be.
+An entry that names an information record (in ``record_refs``: a read, a list, a write, a push
+of it) is seen whole only if the agency may know that record exists: need-to-know for the record
+(its kind, its nominal) and none of the record's handling caveats withholding the whole record
+from it (for no purpose in particular: a caveat that withholds it for some purposes only does
+not hide that it exists). Otherwise it is seen without that record's id, with no leaf hash and
+no inclusion proof. Limit: only information records are decided so; other ids an entry names (a
+meeting's, an action's, a message's) are shown as stored, and the ``withheld`` list, which names
+fields and the rules that withheld them from the entry's recipient, never values.
 
 An entry that names no nominal is seen as the area scope (`gateway.audit.search.of_area`)
 allows.
@@ -48,7 +52,7 @@ from gateway.audit.verify import LEAF_HASH_KEY
 from gateway.cases.context import answered_fields
 from gateway.flow import need_to_know
 from gateway.flow.audit import Outcome
-from gateway.store.models import AuditEntry, AuditEntryNominal, Nominal
+from gateway.store.models import AuditEntry, AuditEntryNominal, InformationRecord, Nominal
 
 __all__ = ["AgencyView"]
 
@@ -63,8 +67,12 @@ class AgencyView:
     agency: policies.CallerAgency
     now: dt.datetime
     _knows: dict[str, bool] = field(default_factory=dict)
-    #: The nominals each entry about several lists, by entry id (read by `_decide_listed`).
+    #: The nominals each entry about several lists, by entry id (read by `_decide_rows`).
     _listed: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Whether the agency may know of each information record an entry names, by record id.
+    _records: dict[str, bool] = field(default_factory=dict)
+    #: The nominals read by `decide`, by id (their records are decided against them).
+    _nominals: dict[str, Nominal] = field(default_factory=dict)
 
     async def decide(self, session: AsyncSession, refs: Iterable[str | None]) -> None:
         """Decide need-to-know once for each nominal of ``refs`` not decided yet: one read of
@@ -74,6 +82,7 @@ class AgencyView:
             return
         found = (await session.scalars(select(Nominal).where(Nominal.id.in_(wanted)))).all()
         for nominal in found:
+            self._nominals[nominal.id] = nominal
             try:
                 await need_to_know.decide(
                     session, self.agency, nominal, policies.NominalTarget(), self.now
@@ -119,15 +128,67 @@ class AgencyView:
         refs = [row.nominal_ref for row in rows]
         refs += [ref for entry_id in several for ref in self._listed[entry_id]]
         await self.decide(session, refs)
+        await self._decide_records(session, rows)
+
+    async def _decide_records(self, session: AsyncSession, rows: Sequence[AuditEntry]) -> None:
+        """Decide once each information record the rows name: whether the agency may know it."""
+        named = {ref for row in rows for ref in row.record_refs or () if isinstance(ref, str)}
+        unread = named - self._records.keys()
+        if not unread:
+            return
+        found = (
+            await session.scalars(
+                select(InformationRecord).where(InformationRecord.id.in_(sorted(unread)))
+            )
+        ).all()
+        await self.decide(session, {record.nominal_id for record in found})
+        tied: dict[str, policies.Involvements] = {}
+        for record in found:
+            self._records[record.id] = await self._may_know_record(session, record, tied)
+        for ref in unread:
+            self._records.setdefault(ref, True)  # no information record: not decided here
+
+    async def _may_know_record(
+        self,
+        session: AsyncSession,
+        record: InformationRecord,
+        tied: dict[str, policies.Involvements],
+    ) -> bool:
+        if not self.knows(record.nominal_id):
+            return False
+        nominal = self._nominals[record.nominal_id]
+        if nominal.id not in tied:
+            tied[nominal.id] = await need_to_know.involvements(session, self.agency.id, nominal.id)
+        target = policies.RecordTarget(record.id, record.owner_agency_id, record.kind)
+        try:
+            decision = need_to_know.decide_with(
+                self.agency, nominal, target, self.now, tied[nominal.id]
+            )
+        except errors.NotFound:
+            return False
+        context = policies.RedactionContext.for_decision(
+            decision,
+            self.agency,
+            "",  # no purpose: a caveat for some purposes only does not hide that it exists
+            originator_agency_id=record.owner_agency_id,
+            record_kind=record.kind,
+        )
+        return policies.document_caveat_rule(context, record.caveats or ()) is None
+
+    def _hidden(self, row: AuditEntry) -> set[str]:
+        """The ids the entry names that the agency may not know: nominals it lists, records."""
+        hidden = {ref for ref in self._listed.get(row.entry_id, ()) if not self.knows(ref)}
+        hidden.update(ref for ref in row.record_refs or () if self._records.get(ref) is False)
+        return hidden
 
     def in_full(self, row: AuditEntry) -> bool:
         """Whether the agency sees the entry as stored (and so may have its inclusion proof)."""
         if self._own_not_found(row):
             return False
         ref = row.nominal_ref
-        if ref is not None:
-            return self.knows(ref)
-        return all(self.knows(listed) for listed in self._listed.get(row.entry_id, ()))
+        if ref is not None and not self.knows(ref):
+            return False
+        return not self._hidden(row)
 
     def _own_not_found(self, row: AuditEntry) -> bool:
         detail = row.detail or {}
@@ -140,15 +201,14 @@ class AgencyView:
     def _seen(self, row: AuditEntry) -> dict[str, object] | None:
         if self._own_not_found(row):
             return _as_not_found(row)
-        if self.in_full(row):
-            return entry_record(row)
-        if row.nominal_ref is None:  # about several nominals, some it may not know
-            hidden = {ref for ref in self._listed[row.entry_id] if not self.knows(ref)}
-            record = entry_record(row)
+        if row.nominal_ref is not None and not self.knows(row.nominal_ref):
+            return None
+        record = entry_record(row)
+        hidden = self._hidden(row)
+        if hidden:  # not the entry stored: without those ids, and no leaf hash to prove it by
             record["record_refs"] = [ref for ref in row.record_refs if ref not in hidden]
             record[LEAF_HASH_KEY] = None
-            return record
-        return None
+        return record
 
 
 def _as_not_found(row: AuditEntry) -> dict[str, object]:

@@ -24,7 +24,16 @@ from gateway.console.accounts import add_officer
 from gateway.console.scope import NATIONAL
 from gateway.console.session import SESSION_COOKIE, open_session
 from gateway.flow.audit import SALT_KEY, AuditEvent, Operation, Outcome, record
-from tests.gateway.cases.scenario import PNC, POLICE, at_level_1, at_level_2, referral
+from tests.gateway.cases.scenario import (
+    PNC,
+    POLICE,
+    PROBATION,
+    at_level_1,
+    at_level_2,
+    level_2_meeting,
+    referral,
+)
+from tests.gateway.cases.scenario import record as record_body
 from tests.gateway.cases.support import Agent, World
 
 ENTRIES = "/v1/audit/entries"
@@ -247,6 +256,45 @@ async def test_a_level_1_list_page_is_seen_without_the_nominals_the_unit_may_not
     assert {k: v for k, v in listed.items() if k not in ("record_refs", "leaf_hash")} == {
         k: v for k, v in stored.items() if k not in ("record_refs", "leaf_hash")
     }
+
+
+async def test_entries_naming_a_record_a_caveat_withholds_from_the_unit_are_seen_without_it(
+    any_world: World,
+) -> None:
+    """Probation's originator-only record of a nominal Barnet's unit may know: the unit sees
+    probation's entries about it (the write, probation's own read) without the record's id,
+    with no leaf hash and no inclusion proof; probation's record with no caveat it sees whole,
+    id and proof; the console sees both ids. (The unit read the hidden record's id: that it
+    exists, which the case API answers as an unknown id.)"""
+    world = any_world
+    nominal_id = await at_level_2(world)
+    await level_2_meeting(world, nominal_id)
+    records = f"/v1/nominals/{nominal_id}/records"
+    hidden = (await world[PROBATION].post(records, record_body(caveats=["originator-only"])))["id"]
+    shared = (await world[PROBATION].post(records, record_body()))["id"]
+    await world[PROBATION].get(f"{records}/{hidden}")
+    unit = await _unit(world, "barnet-mappa-ig")
+    assert (await unit.raw("GET", f"{records}/{hidden}")).status_code == 404
+    await _sequenced(world)
+
+    seen = (await _read(world, unit, ENTRIES, agency=PROBATION, limit="500")).json()["entries"]
+    assert hidden not in json.dumps(seen)
+    cookie = await _console(world)
+    whole = await world.http.get(ENTRIES, params={"agency": PROBATION}, headers=cookie)
+    stored = {e["entry_id"]: e for e in whole.json()["entries"]}
+    naming = [e for e in seen if hidden in stored[e["entry_id"]]["record_refs"]]
+    assert len(naming) >= 2  # the write and probation's read
+    for entry in naming:
+        assert entry["leaf_hash"] is None and stored[entry["entry_id"]]["leaf_hash"] is not None
+        refused = await _read(world, unit, INCLUSION, entry_id=entry["entry_id"])
+        missing = await _read(world, unit, INCLUSION, entry_id=UNKNOWN_ID)
+        assert _problem(refused) == _problem(missing) and refused.status_code == 404
+    sharing = [e for e in seen if shared in e["record_refs"]]
+    assert sharing  # its write, and its push to the lead
+    for entry in sharing:
+        assert entry == stored[entry["entry_id"]] and entry["leaf_hash"] is not None
+        proved = await _read(world, unit, INCLUSION, entry_id=entry["entry_id"])
+        assert proved.status_code == 200
 
 
 async def test_evidence_of_origin_of_a_hidden_nominal_s_entry_is_an_unknown_entry_s(
