@@ -254,8 +254,21 @@ def _renumber(lines: list[Any]) -> None:
         ),
         (lambda lines: lines[1].__setitem__("extra", 1), Problem.MALFORMED),
         (lambda lines: lines[1]["entry"].__setitem__("seq", 10**6), Problem.BEYOND_CHECKPOINT),
+        (lambda lines: lines[1].__setitem__("proof", ["0" * 64] * 65), Problem.MALFORMED),
+        (lambda lines: lines[1]["entry"].__setitem__("seq", True), Problem.MALFORMED),
     ],
-    ids=["entry", "proof", "renumbered", "repeated", "swapped", "header", "line", "beyond"],
+    ids=[
+        "entry",
+        "proof",
+        "renumbered",
+        "repeated",
+        "swapped",
+        "header",
+        "line",
+        "beyond",
+        "long-proof",
+        "boolean-seq",
+    ],
 )
 async def test_a_scoped_pack_changed_in_any_way_fails(
     http: httpx.AsyncClient,
