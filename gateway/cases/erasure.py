@@ -291,9 +291,13 @@ async def _erase_case(session: AsyncSession, nominal: Nominal) -> _Erased:
     held = HeldNotification.nominal_ref == nominal_id
     done.held_notifications = await _ids(session, HeldNotification.id, held)
     await session.execute(_unsynced(delete(HeldNotification).where(held)))
-    origin = or_(OriginEvidence.nominal_ref == nominal_id, OriginEvidence.entry_id.in_(entries))
-    done.origin_evidence = await _ids(session, OriginEvidence.entry_id, origin)
-    await session.execute(_unsynced(delete(OriginEvidence).where(origin)))
+    # Two indexed conditions, each its own statement: OR-ed, they scan the whole table.
+    origins = (OriginEvidence.nominal_ref == nominal_id, OriginEvidence.entry_id.in_(entries))
+    found_origins: set[str] = set()
+    for origin in origins:
+        found_origins.update(await _ids(session, OriginEvidence.entry_id, origin))
+        await session.execute(_unsynced(delete(OriginEvidence).where(origin)))
+    done.origin_evidence = sorted(found_origins)
     answers = IdempotentRequest.audit_entry_id.in_(entries)
     keys = await session.scalars(select(IdempotentRequest.key).where(answers))
     done.idempotency_keys = len(keys.all())
