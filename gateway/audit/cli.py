@@ -50,7 +50,7 @@ from gateway.audit.scoped import NOT_PROVEN, is_scoped_pack, verify_scoped_expor
 from gateway.audit.service import AuditKeysUnavailable, open_audit_keys
 from gateway.audit.verify import VerificationReport
 from gateway.audit.witness import read_witness
-from gateway.errors import ValidationFailed
+from gateway.errors import AuditLogInconsistent, ValidationFailed
 from gateway.settings import get_settings
 
 __all__ = ["register"]
@@ -352,11 +352,18 @@ def _scoped_report(path: Path, keys: list[VerifierKey], note: str | None, starte
     if note is not None:
         return _fail(
             "a scoped pack is not held to a saved checkpoint (--checkpoint): it holds proofs "
-            "into its own; hold the full pack, or the database, to a saved checkpoint"
+            "into its own checkpoint only; check an entry's inclusion against your saved "
+            "checkpoint in the console, or hold the full pack or the database to it"
         )
     scoped = verify_scoped_export(path, verifier_keys=keys)
     if not scoped.ok:
-        return _report(scoped.report, None, time.perf_counter() - started)
+        report = scoped.report
+        assert report.problem is not None
+        where = f" at entry seq {report.seq}" if report.seq is not None else ""
+        problem = f"{report.problem.value}{where}: {report.detail}"
+        print(f"scoped export pack FAILED verification: {problem}")
+        print(f"  entries proved before it: {scoped.entries}")
+        return 1
     signed = scoped.report.checkpoint
     assert signed is not None  # a report without a problem holds the verified checkpoint
     print(
@@ -376,17 +383,23 @@ def _export(args: argparse.Namespace) -> int:
         service = open_audit_keys(settings)
     except AuditKeysUnavailable as exc:
         return _fail(str(exc))
-    try:
-        if args.area:
+    if args.area:
+        try:
             size, count = asyncio.run(_write_scoped(args.out, args.area, service.verifier_keys()))
-            print(
-                f"scoped export pack of {count} entries, each proved in the tree of {size}, "
-                f"written to {args.out}"
-            )
-            return 0
+        except BaseException as exc:  # no part of a pack is left behind, whatever stopped it
+            args.out.unlink(missing_ok=True)
+            if not isinstance(exc, ExportError | ValidationFailed | AuditLogInconsistent):
+                raise
+            return _fail(str(exc))
+        print(
+            f"scoped export pack of {count} entries, each proved in the tree of {size}, "
+            f"written to {args.out}"
+        )
+        return 0
+    try:
         with args.out.open("w", encoding="utf-8") as out:
             header = write_export(settings.database_url, out, verifier_keys=service.verifier_keys())
-    except (ExportError, ValidationFailed) as exc:
+    except ExportError as exc:
         args.out.unlink(missing_ok=True)
         return _fail(str(exc))
     print(f"export pack of {header.tree_size} entries written to {args.out}")
@@ -417,7 +430,7 @@ async def _write_scoped(
             async for chunk in scoped_chunks(db, header, checkpoint, cache=SubtreeCache()):
                 handle.write(chunk)
                 lines += chunk.count(b"\n")
-        return header.tree_size, lines - 1
+        return header.tree_size, lines - 2  # not the header, nor the last line
     finally:
         await db.dispose()
 

@@ -43,7 +43,9 @@ __all__ = [
     "ExportHeader",
     "export_chunks",
     "export_header",
+    "first_line",
     "json_line_text",
+    "pack_lines",
     "parse_header",
     "parse_line",
     "read_export",
@@ -157,7 +159,9 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 def parse_line(text: str, number: int) -> Any:
-    """Line ``number`` of a pack, read as JSON strictly (no NaN, no repeated key, bounded)."""
+    """Line ``number`` of a pack, read as JSON strictly (no NaN, no repeated key, bounded):
+    anything else, however hostile (an integer of too many digits, nesting too deep), is an
+    `ExportError`, never another exception."""
     if len(text) > _MAX_LINE:
         raise ExportError(f"line {number} is too long")
     try:
@@ -166,16 +170,39 @@ def parse_line(text: str, number: int) -> Any:
         raise ExportError(f"line {number} is not JSON") from exc
     except ExportError as exc:
         raise ExportError(f"line {number}: {exc}") from exc
+    except (ValueError, RecursionError) as exc:  # too many digits; nested too deep
+        raise ExportError(f"line {number} is not JSON this verifier reads") from exc
+
+
+def pack_lines(handle: IO[bytes]) -> Iterator[tuple[int, str]]:
+    """The lines of a pack opened in binary, numbered from 1, each strict UTF-8 and at most
+    ``_MAX_LINE`` bytes: a longer one is refused once that much of it is read, never read whole
+    (a file of gigabytes with no newline), and bytes that are not UTF-8 are an `ExportError`."""
+    number = 0
+    while raw := handle.readline(_MAX_LINE + 1):
+        number += 1
+        if len(raw) > _MAX_LINE:
+            raise ExportError(f"line {number} is too long")
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ExportError(f"line {number} is not UTF-8") from exc
+
+
+def first_line(lines: Iterator[tuple[int, str]]) -> str:
+    """The first line of a pack's `pack_lines` (empty for an empty file, which no header is)."""
+    return next(lines, (1, ""))[1]
 
 
 @contextlib.contextmanager
 def read_export(path: Path) -> Iterator[tuple[ExportHeader, Iterator[dict[str, Any]]]]:
     """Open a pack: its header and a lazy stream of its entries, valid inside the block."""
-    with path.open("r", encoding="utf-8") as handle:
-        header = _header(handle.readline())
+    with path.open("rb") as handle:
+        lines = pack_lines(handle)
+        header = _header(first_line(lines))
 
         def entries() -> Iterator[dict[str, Any]]:
-            for number, text in enumerate(handle, start=2):
+            for number, text in lines:
                 value = parse_line(text, number)
                 yield value if isinstance(value, dict) else {"malformed": True}
 

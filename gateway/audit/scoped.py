@@ -11,7 +11,9 @@ It is UTF-8 JSON lines. The first line is the header::
 Then come the entries of those areas (`gateway.audit.search.of_area`: made by one of their
 agencies, or about one of their nominals) that the checkpoint covers, ``seq`` ascending, one per
 line as ``{"entry": {...every field, leaf_hash}, "proof": ["<hex>", ...]}``. The proof is the
-entry's RFC 9162 inclusion proof in the checkpoint's tree.
+entry's RFC 9162 inclusion proof in the checkpoint's tree. The last line is
+``{"end": {"entries": n}}``: a pack cut short (a download that stopped, an export that failed
+part way, lines taken off the end) lacks it, and fails.
 
 `verify_scoped_export` checks it with a trusted key from outside the pack (as for the full pack,
 never the pack's own). The checkpoint must be signed by that key. Each entry must hash to its
@@ -37,6 +39,7 @@ from typing import Any, Final
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from gateway.agencies import AREA_CODE
 from gateway.audit.canonical import canonical_entry
 from gateway.audit.checkpoint import (
     CheckpointVerifier,
@@ -48,7 +51,9 @@ from gateway.audit.errors import CheckpointError, MalformedEntryError
 from gateway.audit.export import (
     ExportError,
     ExportHeader,
+    first_line,
     json_line_text,
+    pack_lines,
     parse_header,
     parse_line,
 )
@@ -57,6 +62,7 @@ from gateway.audit.merkle import EMPTY_ROOT, TiledTree, leaf_hash, verify_inclus
 from gateway.audit.search import of_area
 from gateway.audit.subtrees import SubtreeCache
 from gateway.audit.verify import LEAF_HASH_KEY, Problem, VerificationReport
+from gateway.errors import AuditLogInconsistent
 from gateway.store import Database
 from gateway.store.models import AuditCheckpoint, AuditEntry
 from keys import ed25519_verify
@@ -138,7 +144,7 @@ async def scoped_chunks(
     at a time, each page in a read of its own: memory stays bounded whatever the log's size."""
     buffer = [json_line_text(header.as_json()) + "\n"]
     held = len(buffer[0])
-    after = -1
+    after, count = -1, 0
     while True:
         async with db.read() as session:
             statement = (
@@ -157,30 +163,37 @@ async def scoped_chunks(
             if held >= chunk_bytes:
                 yield "".join(buffer).encode("utf-8")
                 buffer, held = [], 0
+        count += len(rows)
         if len(rows) < PAGE:
             break
         after = seqs[-1]
-    if buffer:
-        yield "".join(buffer).encode("utf-8")
+    buffer.append(json_line_text({"end": {"entries": count}}) + "\n")
+    yield "".join(buffer).encode("utf-8")
 
 
 async def _proofs(
     session: AsyncSession, cache: SubtreeCache, checkpoint: AuditCheckpoint, seqs: list[int]
 ) -> list[tuple[bytes, ...]]:
-    """The inclusion proof of each of ``seqs`` in the checkpoint's tree, from one view of it."""
+    """The inclusion proof of each of ``seqs`` in the checkpoint's tree, from one view of it.
+    A store that no longer gives the checkpoint's signed root stops the export here
+    (`AuditLogInconsistent`): its proofs would not verify, and rebuilding the tree for every page
+    of a long export would read the whole log each time."""
 
-    def answer(tree: TiledTree) -> list[tuple[bytes, ...]]:
-        return [tree.inclusion_proof(seq) for seq in seqs]
+    def answer(tree: TiledTree) -> tuple[bytes, list[tuple[bytes, ...]]]:
+        return tree.root(), [tree.inclusion_proof(seq) for seq in seqs]
 
-    return await cache.prove(session, checkpoint, answer, near=seqs)
+    root, proofs = await cache.prove(session, checkpoint, answer, near=seqs)
+    if root != bytes.fromhex(checkpoint.root_hash):
+        raise AuditLogInconsistent(diagnostics={"reason": "root_mismatch"})
+    return proofs
 
 
 def is_scoped_pack(path: Path) -> bool:
     """Whether the file's first line names the scoped pack's format (else: read it as a full
     pack, which refuses what it is not)."""
-    with path.open("r", encoding="utf-8") as handle:
+    with path.open("rb") as handle:
         try:
-            first = parse_line(handle.readline(), 1)
+            first = parse_line(first_line(pack_lines(handle)), 1)
         except ExportError:
             return False
     return isinstance(first, dict) and first.get("format") == SCOPED_FORMAT
@@ -206,39 +219,62 @@ def verify_scoped_export(path: Path, *, verifier_keys: Sequence[VerifierKey]) ->
     keys = tuple(verifier_keys)
     if not keys:
         raise ExportError("no trusted verifier key: give one with --verifier-key")
-    with path.open("r", encoding="utf-8") as handle:
-        header = _header(handle.readline())
+    with path.open("rb") as handle:
+        lines = pack_lines(handle)
+        header = _header(first_line(lines))
         verifier = CheckpointVerifier(keys, ed25519_verify, header.origin)
         try:
             signed = verifier.verify(header.checkpoint)
         except CheckpointError as exc:
             report = VerificationReport(Problem.CHECKPOINT_INVALID, None, exc.code, 0, EMPTY_ROOT)
             return ScopedReport(report, header.areas, 0)
+
+        def failed(problem: Problem, seq: int | None, detail: str) -> ScopedReport:
+            report = VerificationReport(problem, seq, detail, signed.size, signed.root_hash, signed)
+            return ScopedReport(report, header.areas, proved)
+
+        last, proved = -1, 0
         if signed.size != header.tree_size:
             detail = (
                 f"the header says {header.tree_size} entries, its checkpoint signs {signed.size}"
             )
-            report = VerificationReport(Problem.MALFORMED, None, detail, 0, EMPTY_ROOT, signed)
-            return ScopedReport(report, header.areas, 0)
-        last, proved = -1, 0
-        for number, text in enumerate(handle, start=2):
-            found = _examine(parse_line(text, number), last, signed.size, signed.root_hash)
+            return failed(Problem.MALFORMED, None, detail)
+        for number, text in lines:
+            line = parse_line(text, number)
+            if isinstance(line, dict) and set(line) == {"end"}:
+                if not _ends(line["end"], proved) or next(lines, None) is not None:
+                    return failed(Problem.MALFORMED, None, "the last line does not end the pack")
+                break
+            found = _examine(line, last, signed.size, signed.root_hash)
             if isinstance(found, tuple):
-                problem, seq, detail = found
-                report = VerificationReport(
-                    problem, seq, detail, signed.size, signed.root_hash, signed
-                )
-                return ScopedReport(report, header.areas, proved)
+                return failed(*found)
             last, proved = found, proved + 1
+        else:
+            return failed(
+                Problem.TRUNCATED, None, f"the pack ends after {proved} entries, cut short"
+            )
     report = VerificationReport(None, None, "", signed.size, signed.root_hash, signed)
     return ScopedReport(report, header.areas, proved)
+
+
+def _ends(end: object, proved: int) -> bool:
+    """Whether ``end`` is the last line's ``{"entries": n}`` for the ``proved`` entries read."""
+    if not isinstance(end, dict) or set(end) != {"entries"}:
+        return False
+    count = end["entries"]
+    return isinstance(count, int) and not isinstance(count, bool) and count == proved
 
 
 def _header(first: str) -> ScopedHeader:
     common, raw = parse_header(first, SCOPED_FORMAT)
     areas = raw.get("areas")
-    if not isinstance(areas, list) or not areas or not all(isinstance(a, str) for a in areas):
-        raise ExportError("the pack's header names no areas")
+    if (
+        not isinstance(areas, list)
+        or not areas
+        or not all(isinstance(a, str) and AREA_CODE.fullmatch(a) for a in areas)
+        or areas != sorted(set(areas))
+    ):  # area codes only, as written: never text that a terminal would act on when printed
+        raise ExportError("the pack's header does not name its areas as area codes")
     return ScopedHeader(
         common.origin,
         common.tree_size,

@@ -691,7 +691,8 @@ def test_a_scoped_pack_of_an_area_is_written_and_verified_offline(
     assert status == 0, output
     assert f"scoped export pack of {len(expected)} entries" in output
     lines = pack.read_text().splitlines()
-    assert sorted(json.loads(line)["entry"]["entry_id"] for line in lines[1:]) == sorted(expected)
+    assert sorted(json.loads(line)["entry"]["entry_id"] for line in lines[1:-1]) == sorted(expected)
+    assert json.loads(lines[-1]) == {"end": {"entries": len(expected)}}
     _sql(sqlite_url, "DELETE FROM audit_entries")  # offline: the database is no longer used
 
     status, output = cli("audit", "verify", "--export", str(pack))
@@ -708,6 +709,7 @@ def test_a_scoped_pack_of_an_area_is_written_and_verified_offline(
     status, output = cli("audit", "verify", "--export", str(pack))
     assert status == 1
     assert f"FAILED verification: edited at entry seq {line['entry']['seq']}" in output
+    assert "entries proved before it: 4" in output
 
     nowhere = tmp_path / "nowhere.jsonl"
     status, output = cli("audit", "export", "--area", "atlantis", "--out", str(nowhere))

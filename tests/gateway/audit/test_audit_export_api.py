@@ -196,8 +196,9 @@ async def test_an_area_officer_s_pack_proves_each_of_its_areas_entries_in_the_si
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("application/jsonl")
     assert "scoped" in response.headers["content-disposition"]
-    header, *lines = [json.loads(line) for line in response.text.splitlines()]
+    header, *lines, end = [json.loads(line) for line in response.text.splitlines()]
     assert header["format"] == SCOPED_FORMAT and header["areas"] == [AREA]
+    assert end == {"end": {"entries": len(area_ids)}}
     assert header["tree_size"] == len(rows)
     assert [line["entry"]["entry_id"] for line in lines] == area_ids
     for entry_id in outside:
@@ -256,6 +257,10 @@ def _renumber(lines: list[Any]) -> None:
         (lambda lines: lines[1]["entry"].__setitem__("seq", 10**6), Problem.BEYOND_CHECKPOINT),
         (lambda lines: lines[1].__setitem__("proof", ["0" * 64] * 65), Problem.MALFORMED),
         (lambda lines: lines[1]["entry"].__setitem__("seq", True), Problem.MALFORMED),
+        (lambda lines: lines.pop(), Problem.TRUNCATED),  # cut short: no last line
+        (lambda lines: lines.pop(-2), Problem.MALFORMED),  # an entry taken off the end
+        (lambda lines: lines[-1]["end"].__setitem__("entries", True), Problem.MALFORMED),
+        (lambda lines: lines.append(lines[1]), Problem.MALFORMED),  # more after the end
     ],
     ids=[
         "entry",
@@ -268,6 +273,10 @@ def _renumber(lines: list[Any]) -> None:
         "beyond",
         "long-proof",
         "boolean-seq",
+        "cut-short",
+        "last-entry-dropped",
+        "boolean-count",
+        "after-the-end",
     ],
 )
 async def test_a_scoped_pack_changed_in_any_way_fails(
@@ -286,6 +295,57 @@ async def test_a_scoped_pack_changed_in_any_way_fails(
     assert verify_scoped_export(pack, verifier_keys=keys).ok
     report = verify_scoped_export(_rewrite(pack, change), verifier_keys=keys)
     assert report.report.problem is problem, report
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        b'{"entry": {"seq": ' + b"9" * 5000 + b'}, "proof": []}\n',  # too many digits for int
+        b"[" * 200_000 + b"]" * 200_000 + b"\n",  # nested too deep
+        b'{"entry": "\xff\xfe", "proof": []}\n',  # not UTF-8
+        b"x" * (2 << 20),  # a line of 2 MiB, no newline
+    ],
+    ids=["digits", "nesting", "utf-8", "long-line"],
+)
+async def test_a_hostile_scoped_pack_is_refused_as_unreadable_never_a_crash(
+    http: httpx.AsyncClient,
+    officers: dict[str, httpx.AsyncClient],
+    entry_ids: list[str],
+    tmp_path: Path,
+    hostile: bytes,
+) -> None:
+    """A line that is no JSON this verifier reads, whatever makes it so, is an ExportError
+    (the CLI's clean "cannot read" and exit 2), never another exception (a traceback)."""
+    response = await officers[AREA_OFFICER].get(EXPORT)
+    header = response.content.split(b"\n", 1)[0] + b"\n"
+    pack = tmp_path / "hostile.jsonl"
+    pack.write_bytes(header + hostile)
+    with pytest.raises(ExportError):
+        verify_scoped_export(pack, verifier_keys=await _trusted_keys(http))
+
+
+def test_a_scoped_pack_header_naming_areas_as_anything_but_area_codes_is_refused(
+    tmp_path: Path,
+) -> None:
+    """An area with a line break or a terminal's escape, or areas unsorted or repeated: the
+    verifier would print them; it refuses the header instead."""
+    from gateway.audit.scoped import is_scoped_pack
+
+    for areas in (["barnet\nnote: complete"], ["barnet\x1b[8m"], ["b", "a"], ["a", "a"], []):
+        pack = tmp_path / "areas.jsonl"
+        header = {
+            "format": SCOPED_FORMAT,
+            "origin": "o",
+            "tree_size": 0,
+            "checkpoint": "c",
+            "verifier_keys": [],
+            "areas": areas,
+        }
+        pack.write_text(json.dumps(header) + "\n")
+        assert is_scoped_pack(pack)
+        key = Ed25519NoteSigner("o").verifier_key
+        with pytest.raises(ExportError):
+            verify_scoped_export(pack, verifier_keys=[key])
 
 
 @pytest.mark.parametrize(

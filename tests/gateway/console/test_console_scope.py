@@ -277,7 +277,8 @@ async def test_the_verifiable_pack_is_of_the_officer_s_review_scope(
     barnet = open_as["ig.barnet"]
     scoped = await barnet.get("/console/export.jsonl")
     assert scoped.status_code == 200
-    header, *lines = [json.loads(line) for line in scoped.text.splitlines()]
+    header, *lines, end = [json.loads(line) for line in scoped.text.splitlines()]
+    assert end == {"end": {"entries": len(lines)}}
     assert header["format"] == SCOPED_FORMAT and header["areas"] == [AREA_A]
     assert sorted(line["entry"]["entry_id"] for line in lines) == sorted(areas.of_a)
     seqs = [line["entry"]["seq"] for line in lines]
