@@ -17,7 +17,7 @@ rebuild the entry a guess would have stored, hash it and find it among them. Eve
 about a nominal it may not know is left out.
 
 An entry about several nominals (a page of the level 1 list: no ``nominal_ref``, the nominals'
-ids in ``record_refs``, indexed in `AuditEntryNominal`) is seen whole only if the agency may
+ids in ``record_refs``) is seen whole only if the agency may
 know every nominal it lists. Otherwise it is seen without the ids of those it may not know (a
 category 4 nominal on the police's list, to a unit not named for category 4), and with no leaf
 hash, no inclusion proof and no evidence of origin, as the entry it sees is not the one stored.
@@ -26,10 +26,11 @@ An entry that names an information record (in ``record_refs``: a read, a list, a
 of it) is seen whole only if the agency may know that record exists: need-to-know for the record
 (its kind, its nominal) and none of the record's handling caveats withholding the whole record
 from it (for no purpose in particular: a caveat that withholds it for some purposes only does
-not hide that it exists). Otherwise it is seen without that record's id, with no leaf hash and
-no inclusion proof. Limit: only information records are decided so; other ids an entry names (a
-meeting's, an action's, a message's) are shown as stored, and the ``withheld`` list, which names
-fields and the rules that withheld them from the entry's recipient, never values.
+not hide that it exists). Otherwise it is seen without that record's id (nor the rule a list
+records for it, nor the fields withheld from it), with no leaf hash and no inclusion proof; an
+entry that names it anywhere else (a refusal's route) is left out. Limit: only information
+records are decided so; other ids an entry names (a meeting's, an action's, a message's) are
+shown as stored.
 
 An entry that names no nominal is seen as the area scope (`gateway.audit.search.of_area`)
 allows.
@@ -38,6 +39,7 @@ allows.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -49,10 +51,11 @@ import policies
 from gateway import errors
 from gateway.audit.log import entry_record
 from gateway.audit.verify import LEAF_HASH_KEY
+from gateway.cases import level1
 from gateway.cases.context import answered_fields
 from gateway.flow import need_to_know
 from gateway.flow.audit import Outcome
-from gateway.store.models import AuditEntry, AuditEntryNominal, InformationRecord, Nominal
+from gateway.store.models import AuditEntry, InformationRecord, Nominal
 
 __all__ = ["AgencyView"]
 
@@ -112,21 +115,14 @@ class AgencyView:
         return self.in_full(row)
 
     async def _decide_rows(self, session: AsyncSession, rows: Sequence[AuditEntry]) -> None:
-        """Decide the nominal of each row, and each nominal a row about several lists."""
-        several = [row.entry_id for row in rows if row.nominal_ref is None]
-        unread = [entry_id for entry_id in several if entry_id not in self._listed]
-        if unread:
-            listed: dict[str, list[str]] = {entry_id: [] for entry_id in unread}
-            found = await session.execute(
-                select(AuditEntryNominal.entry_id, AuditEntryNominal.nominal_id).where(
-                    AuditEntryNominal.entry_id.in_(unread)
-                )
-            )
-            for entry_id, nominal_id in found.all():
-                listed[entry_id].append(nominal_id)
-            self._listed.update((k, tuple(v)) for k, v in listed.items())
+        """Decide the nominal of each row, each nominal a page of the level 1 list names, and
+        each information record a row names."""
+        for row in rows:
+            if row.nominal_ref is None and row.rule == level1.RULE:  # its refs are nominals'
+                refs = row.record_refs or ()
+                self._listed[row.entry_id] = tuple(ref for ref in refs if isinstance(ref, str))
         refs = [row.nominal_ref for row in rows]
-        refs += [ref for entry_id in several for ref in self._listed[entry_id]]
+        refs += [ref for row in rows for ref in self._listed.get(row.entry_id, ())]
         await self.decide(session, refs)
         await self._decide_records(session, rows)
 
@@ -205,9 +201,24 @@ class AgencyView:
             return None
         record = entry_record(row)
         hidden = self._hidden(row)
-        if hidden:  # not the entry stored: without those ids, and no leaf hash to prove it by
-            record["record_refs"] = [ref for ref in row.record_refs if ref not in hidden]
-            record[LEAF_HASH_KEY] = None
+        if not hidden:
+            return record
+        # Not the entry stored: without those ids, and no leaf hash to prove it by. A list's
+        # entry names its records in two more places: the rule that let each be seen, by id,
+        # and the fields withheld from each (``records[<id>].field``).
+        record["record_refs"] = [ref for ref in row.record_refs if ref not in hidden]
+        detail = dict(row.detail or {})
+        rules = detail.get("rules")
+        if isinstance(rules, dict):
+            detail["rules"] = {k: v for k, v in rules.items() if k not in hidden}
+        record["detail"] = detail
+        record["withheld"] = [
+            w for w in row.withheld or () if not any(ref in str(w) for ref in hidden)
+        ]
+        record[LEAF_HASH_KEY] = None
+        text = json.dumps(record, default=str)
+        if any(ref in text for ref in hidden):  # anywhere else (a refusal's route): left out
+            return None
         return record
 
 

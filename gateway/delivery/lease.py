@@ -230,6 +230,7 @@ async def expire_unserved(
         by_recipient.setdefault(row.recipient_agency_id, []).append(row)
     dead: list[DeadLetter] = []
     for agency_id, queued in by_recipient.items():
+        ids = [row.id for row in queued]  # read now: a rolled back savepoint expires the rows
         try:
             async with session.begin_nested():
                 dead.extend(await _expire_for(session, agency_id, queued, now))
@@ -246,8 +247,9 @@ async def expire_unserved(
                 rows=len(queued),
                 error=type(exc).__name__,
             )
-            for row in queued:  # as the savepoint's rollback left them (expired, in the ORM)
-                await session.refresh(row)
+            # read again, at once, as the savepoint's rollback left them (expired in the ORM)
+            again = select(OutboxMessage).where(OutboxMessage.id.in_(ids))
+            await session.execute(again.execution_options(populate_existing=True))
             dead.extend(expire_stale(session, queued, now=now, delivery="sweep")[1])
     return dead
 

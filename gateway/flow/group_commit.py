@@ -29,8 +29,9 @@ Transient conflicts: two replicas' batches that lock rows in opposite orders dea
 PostgreSQL aborts one of them (``40P01``; a serialization failure, ``40001``, likewise). That
 batch is not failed: it runs again, after a short random wait, up to :data:`RETRIES` times in
 all, so its acts wait a little longer instead of answering 503. Acts must bear being run again
-(they already are, when one act of a batch fails and the rest run without it): all they do is
-in the transaction, which was rolled back.
+(they already are, when one act of a batch fails and the rest run without it, which counts as
+a run too): all they do is in the transaction, which was rolled back, but for a log line an act
+writes (such as ``owner_notification_held``), which is then written again.
 
 Alone: an act that must see every earlier act committed, and that no later act may share a
 transaction with (``alone=True``: the Responsible Authority's changes to a nominal, an erasure
@@ -232,7 +233,7 @@ class GroupCommitter:
                     _fail(item, exc)
                 return
             _fail(culprit, exc)
-            await self._commit([item for item in batch if item is not culprit])
+            await self._commit([item for item in batch if item is not culprit], run)
             return
         except BaseException:  # this task was cancelled (the loop closing): nothing committed
             for item in batch:

@@ -473,8 +473,7 @@ class AuditEntryNominal(Base):
     __tablename__ = "audit_entry_nominals"
 
     nominal_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    #: Indexed too: an agency's audit reader decides the nominals an entry lists (agency_view).
-    entry_id: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)
+    entry_id: Mapped[str] = mapped_column(String(36), primary_key=True)
 
 
 class AuditCheckpoint(Base):

@@ -4,10 +4,11 @@ A page of the level 1 list discloses several nominals (names, date of birth) in 
 which names them in ``record_refs`` and has no ``nominal_ref``; an erasure, which finds the
 agencies to notify by ``nominal_ref``, did not reach the agencies that had the nominal that way.
 ``audit_entry_nominals`` holds one row (nominal id, entry id) per nominal of such an entry,
-written in the entry's transaction from now on (and read by entry, too, by an agency's audit
-reader, which is shown such an entry whole only if it may know every nominal it lists). The
-upgrade fills it from the level 1 list entries already in the log, a batch at a time;
-downgrading drops it (the code before this revision does not read it).
+written in the entry's transaction from now on. The upgrade fills it from the level 1 list
+entries already in the log, a batch at a time; downgrading drops it (the code before this
+revision does not read it). A page written by a replica still running the code before this
+revision, during a rolling upgrade, is not indexed: its readers are not sent that nominal's
+erasure notice.
 
 Revision ID: 0023
 Revises: 0022
@@ -48,10 +49,6 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("nominal_id", "entry_id"),
     )
     assert table is not None
-    with op.batch_alter_table("audit_entry_nominals", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_audit_entry_nominals_entry_id"), ["entry_id"], unique=False
-        )
     bind = op.get_bind()
     entries = sa.table(
         "audit_entries",

@@ -273,23 +273,35 @@ async def test_entries_naming_a_record_a_caveat_withholds_from_the_unit_are_seen
     hidden = (await world[PROBATION].post(records, record_body(caveats=["originator-only"])))["id"]
     shared = (await world[PROBATION].post(records, record_body()))["id"]
     await world[PROBATION].get(f"{records}/{hidden}")
+    await world[PROBATION].get(records)  # a list: the rule and the withheld fields of each, by id
+    police = await world[POLICE].raw("GET", f"{records}/{hidden}")  # the lead's refusal names it
+    assert police.status_code == 404
     unit = await _unit(world, "barnet-mappa-ig")
     assert (await unit.raw("GET", f"{records}/{hidden}")).status_code == 404
     await _sequenced(world)
 
     seen = (await _read(world, unit, ENTRIES, agency=PROBATION, limit="500")).json()["entries"]
     assert hidden not in json.dumps(seen)
+    everything = (await _read(world, unit, ENTRIES, limit="500")).json()["entries"]
+    others = [e for e in everything if e["agency_id"] != unit.id]  # its own asked for the id
+    assert hidden not in json.dumps(others)  # nor in the police's refusal, left out
     cookie = await _console(world)
+    police_refusals = await world.http.get(
+        ENTRIES, params={"agency": POLICE, "outcome": "refused"}, headers=cookie
+    )
+    assert hidden in police_refusals.text  # the console sees it
     whole = await world.http.get(ENTRIES, params={"agency": PROBATION}, headers=cookie)
     stored = {e["entry_id"]: e for e in whole.json()["entries"]}
     naming = [e for e in seen if hidden in stored[e["entry_id"]]["record_refs"]]
-    assert len(naming) >= 2  # the write and probation's read
+    assert len(naming) >= 3  # the write, probation's read and its list
+    [listed] = [e for e in naming if "rules" in e["detail"]]
+    assert list(listed["detail"]["rules"]) == [shared] and listed["record_refs"] == [shared]
     for entry in naming:
         assert entry["leaf_hash"] is None and stored[entry["entry_id"]]["leaf_hash"] is not None
         refused = await _read(world, unit, INCLUSION, entry_id=entry["entry_id"])
         missing = await _read(world, unit, INCLUSION, entry_id=UNKNOWN_ID)
         assert _problem(refused) == _problem(missing) and refused.status_code == 404
-    sharing = [e for e in seen if shared in e["record_refs"]]
+    sharing = [e for e in seen if shared in e["record_refs"] and e not in naming]
     assert sharing  # its write, and its push to the lead
     for entry in sharing:
         assert entry == stored[entry["entry_id"]] and entry["leaf_hash"] is not None
