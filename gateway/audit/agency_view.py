@@ -20,7 +20,9 @@ An entry about several nominals (a page of the level 1 list: no ``nominal_ref``,
 ids in ``record_refs``) is seen whole only if the agency may
 know every nominal it lists. Otherwise it is seen without the ids of those it may not know (a
 category 4 nominal on the police's list, to a unit not named for category 4), and with no leaf
-hash, no inclusion proof and no evidence of origin, as the entry it sees is not the one stored.
+hash, no inclusion proof and no evidence of origin, as the entry it sees is not the one stored,
+and without its salt (every entry that names records has one) that would let it test a
+suspected id by putting it back and hashing the entry.
 
 An entry that names an information record (in ``record_refs``: a read, a list, a write, a push
 of it) is seen whole only if the agency may know that record exists: need-to-know for the record
@@ -54,7 +56,7 @@ from gateway.audit.verify import LEAF_HASH_KEY
 from gateway.cases import level1
 from gateway.cases.context import answered_fields
 from gateway.flow import need_to_know
-from gateway.flow.audit import Outcome
+from gateway.flow.audit import SALT_KEY, Outcome
 from gateway.store.models import AuditEntry, InformationRecord, Nominal
 
 __all__ = ["AgencyView"]
@@ -207,7 +209,7 @@ class AgencyView:
         # entry names its records in two more places: the rule that let each be seen, by id,
         # and the fields withheld from each (``records[<id>].field``).
         record["record_refs"] = [ref for ref in row.record_refs if ref not in hidden]
-        detail = dict(row.detail or {})
+        detail = {k: v for k, v in (row.detail or {}).items() if k != SALT_KEY}
         rules = detail.get("rules")
         if isinstance(rules, dict):
             detail["rules"] = {k: v for k, v in rules.items() if k not in hidden}

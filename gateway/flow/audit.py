@@ -125,13 +125,15 @@ def entry_row(event: AuditEvent) -> dict[str, Any]:
     instead, in the act's transaction: the act fails, nothing of it is released or stored.
 
     A refused or failed entry's ``detail`` gets a secret salt (`SALT_KEY`: 16 random bytes,
-    hex; any value of the key the act gave is replaced). An agency reads some of its own
-    refusals reshaped, without the salt (`gateway.audit.agency_view`), while the leaf hash of
-    every entry is public (consistency and inclusion proofs hold leaves): without the salt it
-    could rebuild the entry a guess would have stored, hash it and compare. The console and
+    hex; any value of the key the act gave is replaced), and so does an entry that names
+    records (``record_refs``). An agency reads some of its own refusals reshaped, and another
+    agency's entries without the ids of nominals or records it may not know, each without the
+    salt (`gateway.audit.agency_view`), while the leaf hash of every entry is public
+    (consistency and inclusion proofs hold leaves): without the salt it could rebuild the entry
+    a guess would have stored (a suspected id put back), hash it and compare. The console and
     exports show the salt, so the entry verifies whole."""
     detail = dict(event.detail)
-    if event.outcome is not Outcome.ALLOWED:
+    if event.outcome is not Outcome.ALLOWED or event.record_refs:
         detail[SALT_KEY] = secrets.token_hex(16)
     row = {
         "entry_id": event.entry_id,

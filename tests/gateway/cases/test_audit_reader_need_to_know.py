@@ -253,6 +253,8 @@ async def test_a_level_1_list_page_is_seen_without_the_nominals_the_unit_may_not
     [stored] = [e for e in whole.json()["entries"] if e["entry_id"] == listed["entry_id"]]
     assert sorted(stored["record_refs"]) == sorted([hidden_id, seen_id])
     assert stored["leaf_hash"] is not None
+    assert SALT_KEY in stored["detail"] and SALT_KEY not in listed["detail"]
+    stored["detail"].pop(SALT_KEY)
     assert {k: v for k, v in listed.items() if k not in ("record_refs", "leaf_hash")} == {
         k: v for k, v in stored.items() if k not in ("record_refs", "leaf_hash")
     }
@@ -298,6 +300,8 @@ async def test_entries_naming_a_record_a_caveat_withholds_from_the_unit_are_seen
     assert list(listed["detail"]["rules"]) == [shared] and listed["record_refs"] == [shared]
     for entry in naming:
         assert entry["leaf_hash"] is None and stored[entry["entry_id"]]["leaf_hash"] is not None
+        assert SALT_KEY in stored[entry["entry_id"]]["detail"]  # to test a guessed id with
+        assert SALT_KEY not in entry["detail"]
         refused = await _read(world, unit, INCLUSION, entry_id=entry["entry_id"])
         missing = await _read(world, unit, INCLUSION, entry_id=UNKNOWN_ID)
         assert _problem(refused) == _problem(missing) and refused.status_code == 404
