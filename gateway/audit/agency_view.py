@@ -17,12 +17,12 @@ rebuild the entry a guess would have stored, hash it and find it among them. Eve
 about a nominal it may not know is left out.
 
 An entry about several nominals (a page of the level 1 list: no ``nominal_ref``, the nominals'
-ids in ``record_refs``) is seen whole only if the agency may
-know every nominal it lists. Otherwise it is seen without the ids of those it may not know (a
-category 4 nominal on the police's list, to a unit not named for category 4), and with no leaf
-hash, no inclusion proof and no evidence of origin, as the entry it sees is not the one stored,
-and without its salt (every entry that names records has one) that would let it test a
-suspected id by putting it back and hashing the entry.
+ids in ``record_refs``) is seen whole only if the agency may know every nominal it lists.
+Otherwise it is seen without the ids of those it may not know (a category 4 nominal on the
+police's list, to a unit not named for category 4), and with no leaf hash, no inclusion proof
+and no evidence of origin, as the entry it sees is not the one stored, and without its salt
+(every entry that names records has one), which would let it test a suspected id by putting it
+back and hashing the entry.
 
 An entry that names an information record (in ``record_refs``: a read, a list, a write, a push
 of it) is seen whole only if the agency may know that record exists: need-to-know for the record
