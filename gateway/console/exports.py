@@ -26,8 +26,8 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from gateway import errors
-from gateway.audit.export import ExportError, export_chunks, export_header
-from gateway.audit.scoped import scoped_chunks, scoped_header
+from gateway.audit.export import EXPORT_FORMAT, ExportError, export_chunks, export_header
+from gateway.audit.scoped import SCOPED_FORMAT, scoped_chunks, scoped_header
 from gateway.console.limits import EXPORTS, RETRY_AFTER_SECONDS, Slots
 from gateway.console.scope import ReviewScope
 from gateway.state import GatewayState
@@ -166,15 +166,15 @@ async def pack_response(
     scope: ReviewScope,
     *,
     refuse: Callable[[], Awaitable[NoReturn]],
-    record: Callable[[int], Awaitable[None]],
+    record: Callable[[int, str], Awaitable[None]],
     headers: Mapping[str, str],
 ) -> ReleasingStream:
     """The export pack of review ``scope``, streamed in constant memory whatever the size of
     the log: with an export slot held (`hold_export_slot`), its header read (the latest
     checkpoint, fixed now) and the export ``record``-ed with that checkpoint's tree size before
-    any byte is sent. A national scope gets the full pack, an area scope the scoped pack of its
-    areas. 503 without the checkpoint key or before any checkpoint. The caller has decided,
-    with `pack_refusal`, that it may have it."""
+    any byte is sent (and the pack's format). A national scope gets the full pack, an area
+    scope the scoped pack of its areas. 503 without the checkpoint key or before any
+    checkpoint. The caller has decided, with `pack_refusal`, that it may have it."""
     state: GatewayState = app.state.gateway
     if state.audit is None:
         raise errors.Unavailable(diagnostics={"reason": "audit_checkpoint_key_unavailable"})
@@ -187,16 +187,16 @@ async def pack_response(
             if scope.national:
                 header = await run_in_threadpool(export_header, url, verifier_keys=keys, now=now)
                 content = in_threadpool(export_chunks(url, header))
-                size = header.tree_size
+                size, form = header.tree_size, EXPORT_FORMAT
             else:
                 scoped, checkpoint = await scoped_header(
                     state.db, areas=scope.areas, verifier_keys=keys, now=now
                 )
                 content = scoped_chunks(state.db, scoped, checkpoint, cache=audit.subtrees)
-                size = scoped.tree_size
+                size, form = scoped.tree_size, SCOPED_FORMAT
         except ExportError as exc:
             raise errors.Unavailable(diagnostics={"reason": "no_checkpoint_yet"}) from exc
-        await record(size)
+        await record(size, form)
         return content
 
     content, release = await hold_export_slot(app, refuse, start)

@@ -750,12 +750,13 @@ async def export_pack(request: Request) -> Response:
     async def refuse() -> NoReturn:
         await _refuse_busy(request, "export_pack", officer.officer_id)
 
-    async def record(tree_size: int) -> None:
+    async def record(tree_size: int, form: str) -> None:
         await _audit(
             request,
             "export_pack",
             officer.officer_id,
             tree_size=tree_size,
+            format=form,
             scope=officer.scope.as_detail(),
         )
 

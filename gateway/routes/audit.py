@@ -424,8 +424,10 @@ async def export(
         await record_alone(state.db, reader.event(Outcome.REFUSED, reason_code=BUSY, detail=detail))
         raise busy("export_pack")
 
-    async def record(tree_size: int) -> None:
-        allowed = reader.event(Outcome.ALLOWED, detail={**detail, "tree_size": tree_size})
+    async def record(tree_size: int, form: str) -> None:
+        allowed = reader.event(
+            Outcome.ALLOWED, detail={**detail, "tree_size": tree_size, "format": form}
+        )
         await record_alone(state.db, allowed)
 
     return await pack_response(

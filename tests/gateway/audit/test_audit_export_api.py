@@ -156,6 +156,7 @@ async def test_a_national_officer_s_pack_verifies_with_the_trusted_key_and_no_ot
         "via": "console",
         "scope": {"national": True},
         "tree_size": report.tree_size,
+        "format": EXPORT_FORMAT,
     }
 
 
@@ -216,7 +217,7 @@ async def test_an_area_officer_s_pack_proves_each_of_its_areas_entries_in_the_si
     (export,) = await _exports(gateway_state)
     assert (export.outcome, export.officer_id) == ("allowed", AREA_OFFICER)
     assert export.detail["scope"] == {"areas": [AREA]}
-    assert export.detail["tree_size"] == len(rows)
+    assert export.detail["tree_size"] == len(rows) and export.detail["format"] == SCOPED_FORMAT
 
 
 def _rewrite(pack: Path, change: Callable[[list[Any]], None]) -> Path:

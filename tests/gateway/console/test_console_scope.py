@@ -287,6 +287,7 @@ async def test_the_verifiable_pack_is_of_the_officer_s_review_scope(
         assert hidden not in scoped.text
     (export,) = await _console(state, "export_pack", "ig.barnet")
     assert export.outcome == "allowed" and export.detail["scope"] == {"areas": [AREA_A]}
+    assert export.detail["format"] == SCOPED_FORMAT
     assert "/console/export.jsonl" in (await barnet.get("/console/entries")).text
 
     nobody = open_as["ig.none"]
