@@ -63,7 +63,15 @@ from gateway.audit.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from gateway.audit.verify import LEAF_HASH_KEY, Problem, VerificationReport, verify_entries
+from gateway.audit.verify import (
+    HEX_HASH,
+    LEAF_HASH_KEY,
+    Problem,
+    VerificationReport,
+    stored_leaf_hash,
+    verify_entries,
+    without_leaf_hash,
+)
 
 __all__ = [
     "AUDIT_ENTRY_FIELDS",
@@ -72,6 +80,7 @@ __all__ = [
     "EMPTY_ROOT",
     "ENTRY_SCHEMAS",
     "HASH_SIZE",
+    "HEX_HASH",
     "LEAF_FORMAT_PREFIX",
     "LEAF_HASH_KEY",
     "MAX_NOTE_BYTES",
@@ -110,9 +119,11 @@ __all__ = [
     "root_hash",
     "sign_checkpoint",
     "sign_note",
+    "stored_leaf_hash",
     "verify_checkpoint",
     "verify_consistency",
     "verify_entries",
     "verify_inclusion",
     "verify_note",
+    "without_leaf_hash",
 ]

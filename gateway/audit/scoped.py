@@ -30,7 +30,6 @@ proves nothing is missing. The verifier says so in its report.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from gateway.agencies import AREA_CODE
-from gateway.audit.canonical import canonical_entry
+from gateway.audit.canonical import entry_leaf_hash
 from gateway.audit.checkpoint import (
     CheckpointVerifier,
     VerifierKey,
@@ -58,10 +57,16 @@ from gateway.audit.export import (
     parse_line,
 )
 from gateway.audit.log import entry_record, latest_checkpoint
-from gateway.audit.merkle import EMPTY_ROOT, TiledTree, leaf_hash, verify_inclusion
+from gateway.audit.merkle import EMPTY_ROOT, TiledTree, verify_inclusion
 from gateway.audit.search import of_area
 from gateway.audit.subtrees import SubtreeCache
-from gateway.audit.verify import LEAF_HASH_KEY, Problem, VerificationReport
+from gateway.audit.verify import (
+    HEX_HASH,
+    Problem,
+    VerificationReport,
+    stored_leaf_hash,
+    without_leaf_hash,
+)
 from gateway.errors import AuditLogInconsistent
 from gateway.store import Database
 from gateway.store.models import AuditCheckpoint, AuditEntry
@@ -87,7 +92,6 @@ NOT_PROVEN: Final = (
 )
 #: Entries read, and proved, a page at a time.
 PAGE: Final = 256
-_HEX_HASH: Final = re.compile(r"[0-9a-f]{64}")
 _LINE_KEYS: Final = frozenset({"entry", "proof"})
 #: More hashes than any inclusion proof in a tree of 2**64 leaves holds.
 _MAX_PROOF: Final = 64
@@ -300,20 +304,20 @@ def _examine(line: Any, last: int, size: int, root: bytes) -> int | tuple[Proble
         return Problem.INSERTED, seq, f"seq {seq} appears twice"
     if seq < last:
         return Problem.REORDERED, seq, f"seq {seq} found after seq {last}"
-    stored = entry.get(LEAF_HASH_KEY)
-    if not isinstance(stored, str) or _HEX_HASH.fullmatch(stored) is None:
+    stored = stored_leaf_hash(entry)
+    if stored is None:
         return Problem.MALFORMED, seq, "stored leaf hash is not 64 lowercase hex digits"
     if (
         not isinstance(proof, list)
         or len(proof) > _MAX_PROOF
-        or not all(isinstance(p, str) and _HEX_HASH.fullmatch(p) for p in proof)
+        or not all(isinstance(p, str) and HEX_HASH.fullmatch(p) for p in proof)
     ):
         return Problem.MALFORMED, seq, "the proof is not a list of 64 lowercase hex digits each"
     try:
-        leaf = leaf_hash(canonical_entry({k: v for k, v in entry.items() if k != LEAF_HASH_KEY}))
+        leaf = entry_leaf_hash(without_leaf_hash(entry))
     except MalformedEntryError as exc:
         return Problem.MALFORMED, seq, exc.code
-    if leaf != bytes.fromhex(stored):
+    if leaf != stored:
         return Problem.EDITED, seq, "entry content differs from its stored leaf hash"
     if not verify_inclusion(leaf, seq, size, [bytes.fromhex(p) for p in proof], root):
         return Problem.ROOT_MISMATCH, seq, f"seq {seq} is not proved in the signed tree"

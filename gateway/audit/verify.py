@@ -44,16 +44,20 @@ from gateway.audit.errors import CheckpointError, MalformedEntryError
 from gateway.audit.merkle import EMPTY_ROOT, HASH_SIZE, Frontier, leaf_hash
 
 __all__ = [
+    "HEX_HASH",
     "LEAF_HASH_KEY",
     "Problem",
     "VerificationReport",
+    "stored_leaf_hash",
     "verify_entries",
+    "without_leaf_hash",
 ]
 
 LEAF_HASH_KEY: Final = "leaf_hash"
 """Key of the stored leaf hash (64 lowercase hex digits) in each entry given to the verifier."""
 
-_HEX_HASH: Final = re.compile(r"[0-9a-f]{64}")
+#: A hash as packs and the API write it: 64 lowercase hex digits.
+HEX_HASH: Final = re.compile(r"[0-9a-f]{64}")
 _MOVE_WINDOW: Final = 16  # how far away a moved entry's original seq is looked for
 
 
@@ -296,10 +300,10 @@ def _examine(
                 Problem.REORDERED, position, f"seq {seq} found where {position} was due"
             )
         return _Finding(Problem.DELETED, position, f"seq {position} to {seq - 1} missing")
-    stored = _stored_hash(entry)
+    stored = stored_leaf_hash(entry)
     if stored is None:
         return _Finding(Problem.MALFORMED, seq, "stored leaf hash is not 64 lowercase hex digits")
-    fields = _fields(entry)
+    fields = without_leaf_hash(entry)
     try:
         leaf = leaf_hash(canonical_entry(fields))
     except MalformedEntryError as exc:
@@ -335,8 +339,8 @@ def _appears_later(seq: int, rest: Iterator[Mapping[str, object]]) -> bool:
         later = entry.get("seq")
         if _is_count(later) and later == seq:
             return True
-        stored = _stored_hash(entry)
-        if stored is not None and _matches(_fields(entry), seq, stored):
+        stored = stored_leaf_hash(entry)
+        if stored is not None and _matches(without_leaf_hash(entry), seq, stored):
             return True
     return False
 
@@ -348,13 +352,15 @@ def _matches(fields: Mapping[str, object], seq: int, stored: bytes) -> bool:
         return False
 
 
-def _fields(entry: Mapping[str, object]) -> dict[str, object]:
+def without_leaf_hash(entry: Mapping[str, object]) -> dict[str, object]:
+    """The entry's own fields: all but its stored `LEAF_HASH_KEY`."""
     return {key: value for key, value in entry.items() if key != LEAF_HASH_KEY}
 
 
-def _stored_hash(entry: Mapping[str, object]) -> bytes | None:
+def stored_leaf_hash(entry: Mapping[str, object]) -> bytes | None:
+    """The entry's stored leaf hash, or None if it is not 64 lowercase hex digits."""
     value = entry.get(LEAF_HASH_KEY)
-    if not isinstance(value, str) or _HEX_HASH.fullmatch(value) is None:
+    if not isinstance(value, str) or HEX_HASH.fullmatch(value) is None:
         return None
     return bytes.fromhex(value)
 
