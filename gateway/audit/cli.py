@@ -21,9 +21,12 @@
   entry. Run on each host that keeps a witness file. Exit status 0 when the head is the current
   key's and the witness holds it, 1 when a check refuses (nothing signed) or the witness cannot
   be written, 2 when it cannot be run.
-- ``audit export --out FILE [--area CODE ...]``: write the verifiable export pack
-  (`gateway.audit.export`), or with ``--area`` the scoped pack of those areas' entries, each
-  with its inclusion proof (`gateway.audit.scoped`), which ``audit verify --export`` reads too.
+- ``audit export --out FILE [--area CODE ... [--since CHECKPOINT]]``: write the verifiable
+  export pack (`gateway.audit.export`), or with ``--area`` the scoped pack of those areas'
+  entries, each with its inclusion proof (`gateway.audit.scoped`), which ``audit verify
+  --export`` reads too; ``--since`` a checkpoint saved earlier (verified with this gateway's
+  keys) puts in the pack the consistency proof from its tree, so that ``audit verify --export
+  PACK --checkpoint CHECKPOINT`` holds the scoped pack to it.
 - ``audit origin ENTRY_ID [--jws-out FILE]``: the agency's signed JWS of the write that entry
   records, verified against the agency's key registered at the time (`gateway.audit.origin`);
   prints the checks (never the JWS), writes the JWS to ``FILE`` (mode 0600) if asked. The
@@ -50,7 +53,7 @@ from gateway.audit.scoped import NOT_PROVEN, is_scoped_pack, verify_scoped_expor
 from gateway.audit.service import AuditKeysUnavailable, open_audit_keys
 from gateway.audit.verify import VerificationReport
 from gateway.audit.witness import read_witness
-from gateway.errors import AuditLogInconsistent, ValidationFailed
+from gateway.errors import AuditLogInconsistent, InvalidParameter, ValidationFailed
 from gateway.settings import get_settings
 
 __all__ = ["register"]
@@ -97,6 +100,12 @@ def register(subparsers: Any) -> None:
         action="append",
         default=[],
         help="only this MAPPA area's entries, each with its inclusion proof; repeatable",
+    )
+    export.add_argument(
+        "--since",
+        type=Path,
+        metavar="CHECKPOINT",
+        help="with --area: a checkpoint saved earlier; the pack proves its tree extends that one",
     )
     export.set_defaults(func=_export)
 
@@ -349,13 +358,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _scoped_report(path: Path, keys: list[VerifierKey], note: str | None, started: float) -> int:
     """``audit verify --export`` of a scoped pack: each entry proved in the signed tree."""
-    if note is not None:
-        return _fail(
-            "a scoped pack is not held to a saved checkpoint (--checkpoint): it holds proofs "
-            "into its own checkpoint only; check an entry's inclusion against your saved "
-            "checkpoint in the console, or hold the full pack or the database to it"
-        )
-    scoped = verify_scoped_export(path, verifier_keys=keys)
+    scoped = verify_scoped_export(path, verifier_keys=keys, checkpoint=note)
     if not scoped.ok:
         report = scoped.report
         assert report.problem is not None
@@ -371,6 +374,8 @@ def _scoped_report(path: Path, keys: list[VerifierKey], note: str | None, starte
         f"each proved in the signed tree of {signed.size} entries, root "
         f"{signed.root_hash.hex()} ({time.perf_counter() - started:.2f} s)"
     )
+    if note is not None:
+        print("  the pack's tree extends the tree of your saved checkpoint")
     print(f"  note: {NOT_PROVEN}")
     return 0
 
@@ -383,12 +388,26 @@ def _export(args: argparse.Namespace) -> int:
         service = open_audit_keys(settings)
     except AuditKeysUnavailable as exc:
         return _fail(str(exc))
+    if args.since is not None and not args.area:
+        return _fail(
+            "--since is for a scoped pack (--area): the full pack holds every entry; hold it to "
+            "your checkpoint with `audit verify --export PACK --checkpoint FILE`"
+        )
     if args.area:
+        since = None
+        if args.since is not None:
+            try:
+                since = service.verifier().verify(args.since.read_text(encoding="utf-8")).size
+            except (OSError, UnicodeDecodeError, CheckpointError) as exc:
+                return _fail(f"the checkpoint given with --since does not verify: {exc}")
         try:
-            size, count = asyncio.run(_write_scoped(args.out, args.area, service.verifier_keys()))
+            size, count = asyncio.run(
+                _write_scoped(args.out, args.area, service.verifier_keys(), since)
+            )
         except BaseException as exc:  # no part of a pack is left behind, whatever stopped it
             args.out.unlink(missing_ok=True)
-            if not isinstance(exc, ExportError | ValidationFailed | AuditLogInconsistent):
+            failed = ExportError | ValidationFailed | AuditLogInconsistent | InvalidParameter
+            if not isinstance(exc, failed):
                 raise
             return _fail(str(exc))
         print(
@@ -407,10 +426,11 @@ def _export(args: argparse.Namespace) -> int:
 
 
 async def _write_scoped(
-    out: Path, areas: list[str], keys: Iterable[VerifierKey]
+    out: Path, areas: list[str], keys: Iterable[VerifierKey], since: int | None
 ) -> tuple[int, int]:
-    """Write the scoped pack of ``areas`` (each the area of a registered agency) to ``out``;
-    the tree size it is proved in, and how many entries it holds."""
+    """Write the scoped pack of ``areas`` (each the area of a registered agency) to ``out``,
+    with the consistency proof from the tree of ``since`` entries if given; the tree size it is
+    proved in, and how many entries it holds."""
     import datetime as dt
 
     from gateway.audit.scoped import scoped_chunks, scoped_header
@@ -422,12 +442,18 @@ async def _write_scoped(
     try:
         async with db.read() as session:
             scope = await known_scope(session, areas=areas)
+        cache = SubtreeCache()
         header, checkpoint = await scoped_header(
-            db, areas=scope.areas, verifier_keys=list(keys), now=dt.datetime.now(dt.UTC)
+            db,
+            areas=scope.areas,
+            verifier_keys=list(keys),
+            now=dt.datetime.now(dt.UTC),
+            since=since,
+            cache=cache,
         )
         lines = 0
         with out.open("wb") as handle:
-            async for chunk in scoped_chunks(db, header, checkpoint, cache=SubtreeCache()):
+            async for chunk in scoped_chunks(db, header, checkpoint, cache=cache):
                 handle.write(chunk)
                 lines += chunk.count(b"\n")
         return header.tree_size, lines - 2  # not the header, nor the last line

@@ -15,6 +15,14 @@ entry's RFC 9162 inclusion proof in the checkpoint's tree. The last line is
 ``{"end": {"entries": n}}``: a pack cut short (a download that stopped, an export that failed
 part way, lines taken off the end) lacks it, and fails.
 
+An officer who saved a checkpoint earlier (``mappa-gateway audit checkpoint``, or the console's
+Integrity page) asks for the pack ``since`` that checkpoint's tree size. The header then also
+holds ``"consistency": {"from_size": m, "proof": ["<hex>", ...]}``, the RFC 9162 consistency
+proof from the tree of ``m`` entries to the pack's, made in the same read as the pack's
+checkpoint. `verify_scoped_export` with the saved checkpoint (``audit verify --export PACK
+--checkpoint SAVED``) checks, offline, that the pack's signed tree extends the saved one: a log
+rewritten or forked since the officer saved it fails.
+
 `verify_scoped_export` checks it with a trusted key from outside the pack (as for the full pack,
 never the pack's own). The checkpoint must be signed by that key. Each entry must hash to its
 leaf, and each leaf must sit at its ``seq`` in the signed tree. So no entry in the pack was
@@ -41,6 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gateway.agencies import AREA_CODE
 from gateway.audit.canonical import entry_leaf_hash
 from gateway.audit.checkpoint import (
+    Checkpoint,
     CheckpointVerifier,
     VerifierKey,
     parse_checkpoint,
@@ -57,7 +66,7 @@ from gateway.audit.export import (
     parse_line,
 )
 from gateway.audit.log import entry_record, latest_checkpoint
-from gateway.audit.merkle import EMPTY_ROOT, TiledTree, verify_inclusion
+from gateway.audit.merkle import EMPTY_ROOT, TiledTree, verify_consistency, verify_inclusion
 from gateway.audit.search import of_area
 from gateway.audit.subtrees import SubtreeCache
 from gateway.audit.verify import (
@@ -67,7 +76,7 @@ from gateway.audit.verify import (
     stored_leaf_hash,
     without_leaf_hash,
 )
-from gateway.errors import AuditLogInconsistent
+from gateway.errors import AuditLogInconsistent, InvalidParameter
 from gateway.store import Database
 from gateway.store.models import AuditCheckpoint, AuditEntry
 from keys import ed25519_verify
@@ -75,8 +84,10 @@ from keys import ed25519_verify
 __all__ = [
     "NOT_PROVEN",
     "SCOPED_FORMAT",
+    "Consistency",
     "ScopedHeader",
     "ScopedReport",
+    "hold_to_saved",
     "is_scoped_pack",
     "scoped_chunks",
     "scoped_header",
@@ -98,14 +109,31 @@ _MAX_PROOF: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
+class Consistency:
+    """The RFC 9162 consistency proof from the tree of ``from_size`` entries (a checkpoint the
+    officer saved) to the pack's tree."""
+
+    from_size: int
+    proof: tuple[bytes, ...]
+
+    def as_json(self) -> dict[str, object]:
+        return {"from_size": self.from_size, "proof": [p.hex() for p in self.proof]}
+
+
+@dataclass(frozen=True, slots=True)
 class ScopedHeader(ExportHeader):
-    """A full pack's header, of its own format, naming the areas too."""
+    """A full pack's header, of its own format, naming the areas too, and the consistency
+    proof from a saved checkpoint's tree when the pack was asked for ``since`` one."""
 
     areas: tuple[str, ...] = ()
+    consistency: Consistency | None = None
 
     def as_json(self) -> dict[str, object]:
         # ExportHeader.as_json: zero-argument super() fails in a slots dataclass (rebuilt class)
-        return {**ExportHeader.as_json(self), "format": SCOPED_FORMAT, "areas": list(self.areas)}
+        body = {**ExportHeader.as_json(self), "format": SCOPED_FORMAT, "areas": list(self.areas)}
+        if self.consistency is not None:
+            body["consistency"] = self.consistency.as_json()
+        return body
 
 
 async def scoped_header(
@@ -114,13 +142,20 @@ async def scoped_header(
     areas: Sequence[str],
     verifier_keys: Sequence[VerifierKey],
     now: dt.datetime,
+    since: int | None = None,
+    cache: SubtreeCache | None = None,
 ) -> tuple[ScopedHeader, AuditCheckpoint]:
     """The header of a pack of ``areas`` and the checkpoint it is made against: the latest,
-    fixed now, so that the pack's proofs are all in the one tree its header signs."""
+    fixed now, so that the pack's proofs are all in the one tree its header signs. With
+    ``since`` (a saved checkpoint's tree size), the header holds the consistency proof from that
+    tree to this one; a ``since`` beyond the latest checkpoint is `InvalidParameter`."""
     if not areas:
         raise ValueError("a scoped pack names at least one area")
+    consistency = None
     async with db.read() as session:
         checkpoint = await latest_checkpoint(session)
+        if checkpoint is not None and since is not None:
+            consistency = await _consistency(session, cache or SubtreeCache(), checkpoint, since)
     if checkpoint is None:
         raise ExportError("the log has no checkpoint yet: run `mappa-gateway audit sequence`")
     signed = parse_checkpoint(parse_signed_note(checkpoint.note).text)
@@ -131,8 +166,33 @@ async def scoped_header(
         verifier_keys=tuple(verifier_keys),
         areas=tuple(sorted(set(areas))),
         exported_at=now.isoformat(),
+        consistency=consistency,
     )
     return header, checkpoint
+
+
+async def _consistency(
+    session: AsyncSession, cache: SubtreeCache, checkpoint: AuditCheckpoint, since: int
+) -> Consistency:
+    """The consistency proof from the tree of ``since`` entries to the checkpoint's, in the
+    read that found the checkpoint (`AuditLogInconsistent` if the store no longer gives its
+    signed root, as for the entries' proofs)."""
+    size = checkpoint.tree_size
+    if not 0 <= since <= size:
+        raise InvalidParameter(
+            f"since: {since} is beyond the latest checkpoint's tree size {size}; a checkpoint "
+            "you saved of a larger tree than the log's latest is worth reporting to the "
+            "gateway's operator"
+        )
+
+    def answer(tree: TiledTree) -> tuple[bytes, tuple[bytes, ...]]:
+        return tree.root(), tree.consistency_proof(since, size)
+
+    near = [seq for seq in (since - 1, since, size - 1) if 0 <= seq < size]
+    root, proof = await cache.prove(session, checkpoint, answer, near=near)
+    if root != bytes.fromhex(checkpoint.root_hash):
+        raise AuditLogInconsistent(diagnostics={"reason": "root_mismatch"})
+    return Consistency(since, proof)
 
 
 async def scoped_chunks(
@@ -217,9 +277,13 @@ class ScopedReport:
         return self.report.ok
 
 
-def verify_scoped_export(path: Path, *, verifier_keys: Sequence[VerifierKey]) -> ScopedReport:
-    """Verify a scoped pack with ``verifier_keys``, trusted keys from outside it. No key is
-    `ExportError`, as is a file that is no scoped pack."""
+def verify_scoped_export(
+    path: Path, *, verifier_keys: Sequence[VerifierKey], checkpoint: str | None = None
+) -> ScopedReport:
+    """Verify a scoped pack with ``verifier_keys``, trusted keys from outside it, and, when
+    given, hold its tree to ``checkpoint``, one the officer saved earlier (`hold_to_saved`). No
+    key is `ExportError`, as is a file that is no scoped pack, or a pack that holds no
+    consistency proof from the saved checkpoint's tree size."""
     keys = tuple(verifier_keys)
     if not keys:
         raise ExportError("no trusted verifier key: give one with --verifier-key")
@@ -257,8 +321,56 @@ def verify_scoped_export(path: Path, *, verifier_keys: Sequence[VerifierKey]) ->
             return failed(
                 Problem.TRUNCATED, None, f"the pack ends after {proved} entries, cut short"
             )
+    if checkpoint is not None:
+        held = hold_to_saved(header, signed, verifier, checkpoint)
+        if held is not None:
+            return failed(*held)
     report = VerificationReport(None, None, "", signed.size, signed.root_hash, signed)
     return ScopedReport(report, header.areas, proved)
+
+
+def hold_to_saved(
+    header: ScopedHeader, signed: Checkpoint, verifier: CheckpointVerifier, saved_note: str
+) -> tuple[Problem, None, str] | None:
+    """None if the pack's signed tree (``signed``, its checkpoint verified) extends the tree of
+    ``saved_note``, a checkpoint the officer saved earlier, signed by a trusted key; else the
+    problem and why. The same tree size needs the same root; a smaller saved tree, the header's
+    consistency proof from exactly its size (none: `ExportError`, export the pack again
+    ``since`` that size); a larger one is `Problem.TRUNCATED`, as for the full pack."""
+    try:
+        saved = verifier.verify(saved_note)
+    except CheckpointError as exc:
+        return Problem.CHECKPOINT_INVALID, None, f"your saved checkpoint: {exc.code}"
+    if saved.size > signed.size:
+        return (
+            Problem.TRUNCATED,
+            None,
+            f"your saved checkpoint signs {saved.size} entries, the pack's tree only "
+            f"{signed.size}: the log is behind what you saw",
+        )
+    forked = (
+        Problem.ROOT_MISMATCH,
+        None,
+        f"the pack's tree of {signed.size} entries does not extend the tree of {saved.size} "
+        "your saved checkpoint signs: the log was rewritten or forked since you saved it",
+    )
+    if saved.size == signed.size:
+        return None if saved.root_hash == signed.root_hash else forked
+    consistency = header.consistency
+    if consistency is None or consistency.from_size != saved.size:
+        held = (
+            "no consistency proof"
+            if consistency is None
+            else (f"the consistency proof from tree size {consistency.from_size}")
+        )
+        raise ExportError(
+            f"the pack holds {held}, not from your checkpoint's {saved.size}: export it again "
+            f"since {saved.size} (`audit export --since CHECKPOINT`, or `since={saved.size}`)"
+        )
+    proved = verify_consistency(
+        saved.size, signed.size, saved.root_hash, signed.root_hash, consistency.proof
+    )
+    return None if proved else forked
 
 
 def _ends(end: object, proved: int) -> bool:
@@ -286,7 +398,27 @@ def _header(first: str) -> ScopedHeader:
         common.verifier_keys,
         common.exported_at,
         tuple(areas),
+        _consistency_of(raw.get("consistency"), common.tree_size),
     )
+
+
+def _consistency_of(raw: object, tree_size: int) -> Consistency | None:
+    """The header's consistency proof, if it holds one: a tree size no larger than the pack's
+    and at most 64 hashes of 64 lowercase hex digits (else `ExportError`)."""
+    if raw is None:
+        return None
+    if isinstance(raw, dict) and set(raw) == {"from_size", "proof"}:
+        size, proof = raw["from_size"], raw["proof"]
+        if (
+            isinstance(size, int)
+            and not isinstance(size, bool)
+            and 0 <= size <= tree_size
+            and isinstance(proof, list)
+            and len(proof) <= _MAX_PROOF
+            and all(isinstance(p, str) and HEX_HASH.fullmatch(p) for p in proof)
+        ):
+            return Consistency(size, tuple(bytes.fromhex(p) for p in proof))
+    raise ExportError("the pack's header holds a malformed consistency proof")
 
 
 def _examine(line: Any, last: int, size: int, root: bytes) -> int | tuple[Problem, int | None, str]:

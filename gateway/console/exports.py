@@ -17,7 +17,8 @@ on both paths, answering its 403; nothing of the log is read here until a slot i
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn, TypeVar
 
@@ -47,6 +48,7 @@ __all__ = [
     "pack_refusal",
     "pack_response",
     "per_process",
+    "since_param",
 ]
 
 _T = TypeVar("_T")
@@ -81,6 +83,23 @@ def pack_refusal(scope: ReviewScope | None) -> PackRefusal | None:
     if scope is None:
         return PackRefusal(CONSOLE_OFFICERS_ONLY)
     return PackRefusal(NO_REVIEW_SCOPE) if scope.sees_nothing else None
+
+
+#: A tree size as a query parameter: ASCII digits only, at most 15 of them.
+_TREE_SIZE: Final = re.compile(r"[0-9]{1,15}")
+
+
+def since_param(values: Sequence[str]) -> int | None:
+    """The ``since`` query parameter of a pack (its values as given): the tree size of a
+    checkpoint the officer saved, or None if not given (or left empty, as a form leaves it).
+    Repeated or not a whole number: `InvalidParameter`."""
+    if len(values) > 1:
+        raise errors.InvalidParameter("parameter 'since' given more than once")
+    if not values or values[0] == "":
+        return None
+    if _TREE_SIZE.fullmatch(values[0]) is None:
+        raise errors.InvalidParameter("since: the tree size of a checkpoint, a whole number")
+    return int(values[0])
 
 
 def per_process(app: FastAPI, name: str, make: Callable[[], Any]) -> Any:
@@ -168,13 +187,21 @@ async def pack_response(
     refuse: Callable[[], Awaitable[NoReturn]],
     record: Callable[[int, str], Awaitable[None]],
     headers: Mapping[str, str],
+    since: int | None = None,
 ) -> ReleasingStream:
     """The export pack of review ``scope``, streamed in constant memory whatever the size of
     the log: with an export slot held (`hold_export_slot`), its header read (the latest
     checkpoint, fixed now) and the export ``record``-ed with that checkpoint's tree size before
     any byte is sent (and the pack's format). A national scope gets the full pack, an area
-    scope the scoped pack of its areas. 503 without the checkpoint key or before any
-    checkpoint. The caller has decided, with `pack_refusal`, that it may have it."""
+    scope the scoped pack of its areas, with the consistency proof from the tree of ``since``
+    entries when given (a checkpoint the officer saved; the full pack needs none, and is not
+    asked for ``since``: 400). 503 without the checkpoint key or before any checkpoint. The
+    caller has decided, with `pack_refusal`, that it may have it."""
+    if since is not None and scope.national:
+        raise errors.InvalidParameter(
+            "since: the full pack holds every entry; hold it to your saved checkpoint with "
+            "`mappa-gateway audit verify --export PACK --checkpoint FILE`"
+        )
     state: GatewayState = app.state.gateway
     if state.audit is None:
         raise errors.Unavailable(diagnostics={"reason": "audit_checkpoint_key_unavailable"})
@@ -190,7 +217,12 @@ async def pack_response(
                 size, form = header.tree_size, EXPORT_FORMAT
             else:
                 scoped, checkpoint = await scoped_header(
-                    state.db, areas=scope.areas, verifier_keys=keys, now=now
+                    state.db,
+                    areas=scope.areas,
+                    verifier_keys=keys,
+                    now=now,
+                    since=since,
+                    cache=audit.subtrees,
                 )
                 content = scoped_chunks(state.db, scoped, checkpoint, cache=audit.subtrees)
                 size, form = scoped.tree_size, SCOPED_FORMAT

@@ -54,6 +54,7 @@ from gateway.console.exports import (
     pack_refusal,
     pack_response,
     per_process,
+    since_param,
 )
 from gateway.console.limits import INTEGRITY_RUNS, IntegrityCache, LogState, Slots
 from gateway.console.oidc import OIDC_COOKIE, OidcLoginFailed, OidcSignIn
@@ -734,6 +735,7 @@ async def export_pack(request: Request) -> Response:
     officer = await _officer(request)
     if officer is None:
         return _to_login()
+    since = since_param(request.query_params.getlist("since"))
     refused = pack_refusal(officer.scope)
     if refused is not None:
         await _audit(
@@ -761,5 +763,10 @@ async def export_pack(request: Request) -> Response:
         )
 
     return await pack_response(
-        request.app, officer.scope, refuse=refuse, record=record, headers=secure_headers()
+        request.app,
+        officer.scope,
+        refuse=refuse,
+        record=record,
+        headers=secure_headers(),
+        since=since,
     )

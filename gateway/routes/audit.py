@@ -31,7 +31,8 @@ Who may call what:
 - ``GET /v1/audit/export``: the verifiable export pack of the console session's review scope,
   the console's own: for a national officer the full pack (`gateway.audit.export`: every entry,
   verifying only whole), for an area officer the scoped pack (`gateway.audit.scoped`: the
-  areas' entries, each with its inclusion proof). An officer with no scope and an agency reader
+  areas' entries, each with its inclusion proof; with ``since``, a saved checkpoint's tree size,
+  also the consistency proof from that tree). An officer with no scope and an agency reader
   (whose reads are shaped by need-to-know, which no pack is) get 403, recorded with the reason
   (``no_review_scope``, ``console_officers_only``) before anything of the log is read. It takes
   an export slot from the
@@ -70,7 +71,7 @@ from gateway.audit.search import (
 )
 from gateway.audit.service import AuditService
 from gateway.audit.subtrees import SubtreeCache
-from gateway.console.exports import BUSY, busy, pack_refusal, pack_response
+from gateway.console.exports import BUSY, busy, pack_refusal, pack_response, since_param
 from gateway.console.scope import NO_SCOPE, ReviewScope
 from gateway.console.session import SESSION_COOKIE, current_session
 from gateway.domain import AgencyType, Scope
@@ -399,9 +400,20 @@ class _JsonLines(StreamingResponse):
     },
 )
 async def export(
-    request: Request, reader: Annotated[IGReader, Depends(ig_reader)]
+    request: Request,
+    reader: Annotated[IGReader, Depends(ig_reader)],
+    since: Annotated[
+        str | None,
+        Query(
+            description=(
+                "an area officer's pack: the tree size of a checkpoint you saved; the pack's "
+                "header then proves the pack's tree extends it"
+            )
+        ),
+    ] = None,
 ) -> StreamingResponse:
-    _check_params(request, set())
+    _check_params(request, {"since"})
+    from_size = since_param(request.query_params.getlist("since"))
     state = _state(request)
     detail: dict[str, object] = {
         "resource": "audit_log",
@@ -436,4 +448,5 @@ async def export(
         refuse=refuse,
         record=record,
         headers={"Cache-Control": "no-store"},
+        since=from_size,
     )

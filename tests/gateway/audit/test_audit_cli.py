@@ -658,8 +658,9 @@ def test_a_scoped_pack_of_an_area_is_written_and_verified_offline(
 ) -> None:
     """``audit export --area`` writes the area's entries, each with its inclusion proof, and
     ``audit verify --export`` proves them with the gateway's own key, saying what a scoped pack
-    cannot prove; an entry edited in it fails, naming its seq. A saved checkpoint cannot be
-    held to it, and an area no agency is registered in is refused, no file left."""
+    cannot prove; an entry edited in it fails, naming its seq. Held to a checkpoint saved
+    earlier, it needs the consistency proof from that checkpoint's tree, which ``--since``
+    puts in it. An area no agency is registered in is refused, no file left."""
     from gateway.audit.scoped import NOT_PROVEN
     from gateway.audit.search import of_area
     from gateway.flow.audit import AuditEvent, Operation, Outcome, record
@@ -693,6 +694,11 @@ def test_a_scoped_pack_of_an_area_is_written_and_verified_offline(
     lines = pack.read_text().splitlines()
     assert sorted(json.loads(line)["entry"]["entry_id"] for line in lines[1:-1]) == sorted(expected)
     assert json.loads(lines[-1]) == {"end": {"entries": len(expected)}}
+    held = tmp_path / "held.jsonl"
+    args = ("audit", "export", "--area", "avon-somerset", "--out", str(held))
+    status, output = cli(*args, "--since", str(saved))
+    assert status == 0, output
+    assert json.loads(held.read_text().splitlines()[0])["consistency"]["from_size"] == 30
     _sql(sqlite_url, "DELETE FROM audit_entries")  # offline: the database is no longer used
 
     status, output = cli("audit", "verify", "--export", str(pack))
@@ -700,7 +706,12 @@ def test_a_scoped_pack_of_an_area_is_written_and_verified_offline(
     assert f"scoped export pack verified: {len(expected)} entries of avon-somerset" in output
     assert NOT_PROVEN in output
     status, output = cli("audit", "verify", "--export", str(pack), "--checkpoint", str(saved))
-    assert status == 2 and "not held to a saved checkpoint" in output
+    assert status == 2 and "holds no consistency proof, not from your checkpoint's 30" in output
+    assert "since 30" in output
+
+    status, output = cli("audit", "verify", "--export", str(held), "--checkpoint", str(saved))
+    assert status == 0, output
+    assert "the pack's tree extends the tree of your saved checkpoint" in output
 
     line = json.loads(lines[5])
     line["entry"]["purpose"] = "none"
@@ -715,3 +726,18 @@ def test_a_scoped_pack_of_an_area_is_written_and_verified_offline(
     status, output = cli("audit", "export", "--area", "atlantis", "--out", str(nowhere))
     assert status == 2 and not nowhere.exists(), output
     assert "atlantis" in output, output
+
+
+def test_export_since_a_checkpoint_is_for_a_scoped_pack_of_one_that_verifies(
+    cli: Run, saved: Path, tmp_path: Path
+) -> None:
+    """``--since`` without ``--area`` is refused (the full pack needs no consistency proof), as
+    is a checkpoint that this gateway's keys do not verify; no file is left either way."""
+    out = tmp_path / "pack.jsonl"
+    status, output = cli("audit", "export", "--out", str(out), "--since", str(saved))
+    assert status == 2 and "--since is for a scoped pack" in output and not out.exists()
+    edited = tmp_path / "edited.note"
+    edited.write_text(saved.read_text().replace("\n30\n", "\n29\n", 1))
+    args = ("audit", "export", "--area", "avon-somerset", "--out", str(out))
+    status, output = cli(*args, "--since", str(edited))
+    assert status == 2 and "does not verify" in output and not out.exists(), output

@@ -21,6 +21,12 @@ from fastapi import FastAPI
 from sqlalchemy import select
 
 from gateway.audit import parse_verifier_key
+from gateway.audit.checkpoint import (
+    Checkpoint,
+    parse_checkpoint,
+    parse_signed_note,
+    sign_checkpoint,
+)
 from gateway.audit.export import EXPORT_FORMAT, ExportError, verify_export
 from gateway.audit.scoped import SCOPED_FORMAT, verify_scoped_export
 from gateway.audit.search import of_area
@@ -412,6 +418,152 @@ async def test_an_agency_that_is_not_ig_and_an_unauthenticated_caller_are_refuse
     anonymous = await http.get(EXPORT)
     assert anonymous.status_code == 401
     assert anonymous.headers["www-authenticate"].startswith("DPoP")
+
+
+async def _saved_then_grown(http: httpx.AsyncClient, state: GatewayState) -> str:
+    """The checkpoint an officer saves now (``GET /v1/audit/checkpoint``); the log then grows
+    by ten entries, sequenced under a new checkpoint."""
+    saved = (await http.get("/v1/audit/checkpoint")).text
+    await append_entries(state.db, 10, start=100)
+    await _sequence(state)
+    return saved
+
+
+def _size_of(note: str) -> int:
+    return parse_checkpoint(parse_signed_note(note).text).size
+
+
+async def test_a_scoped_pack_since_a_saved_checkpoint_proves_the_log_extends_it(
+    http: httpx.AsyncClient,
+    gateway_state: GatewayState,
+    officers: dict[str, httpx.AsyncClient],
+    entry_ids: list[str],
+    tmp_path: Path,
+) -> None:
+    """Asked ``since`` the tree size of a checkpoint the officer saved, the pack's header holds
+    the consistency proof from that tree, and the pack verifies held to the saved checkpoint.
+    The same pack fails held to a checkpoint of that size the same key signed over another
+    tree (the log rewritten, or a fork shown to someone else), or with its proof changed. A pack
+    asked for no ``since`` cannot be held to an older checkpoint (`ExportError`, saying how to
+    get one that can), but can to one of its own size."""
+    saved = await _saved_then_grown(http, gateway_state)
+    size = _size_of(saved)
+    keys = await _trusted_keys(http)
+    response = await officers[AREA_OFFICER].get(EXPORT, params={"since": str(size)})
+    assert response.status_code == 200, response.text
+    header = json.loads(response.text.splitlines()[0])
+    assert header["tree_size"] == size + 10
+    assert header["consistency"]["from_size"] == size and header["consistency"]["proof"]
+    pack = tmp_path / "held.jsonl"
+    pack.write_bytes(response.content)
+    report = verify_scoped_export(pack, verifier_keys=keys, checkpoint=saved)
+    assert report.ok, report
+
+    assert gateway_state.audit is not None
+    fork = sign_checkpoint(
+        Checkpoint(gateway_state.settings.audit_log_origin, size, b"\x07" * 32),
+        gateway_state.audit.signer,
+    )
+    forked = verify_scoped_export(pack, verifier_keys=keys, checkpoint=fork)
+    assert forked.report.problem is Problem.ROOT_MISMATCH, forked
+    assert "rewritten or forked" in forked.report.detail
+
+    def edit(lines: list[Any]) -> None:
+        proof = lines[0]["consistency"]["proof"]
+        proof[-1] = ("0" if proof[-1][0] != "0" else "1") + proof[-1][1:]
+
+    changed = verify_scoped_export(_rewrite(pack, edit), verifier_keys=keys, checkpoint=saved)
+    assert changed.report.problem is Problem.ROOT_MISMATCH, changed
+
+    plain = tmp_path / "plain.jsonl"
+    plain.write_bytes((await officers[AREA_OFFICER].get(EXPORT)).content)
+    with pytest.raises(ExportError, match=f"since {size}"):
+        verify_scoped_export(plain, verifier_keys=keys, checkpoint=saved)
+    latest = (await http.get("/v1/audit/checkpoint")).text
+    assert verify_scoped_export(plain, verifier_keys=keys, checkpoint=latest).ok
+    other = Ed25519NoteSigner(gateway_state.settings.audit_log_origin)
+    untrusted = sign_checkpoint(parse_checkpoint(parse_signed_note(saved).text), other)
+    refused = verify_scoped_export(pack, verifier_keys=keys, checkpoint=untrusted)
+    assert refused.report.problem is Problem.CHECKPOINT_INVALID, refused
+
+
+async def test_a_scoped_pack_older_than_the_saved_checkpoint_fails_as_behind_it(
+    http: httpx.AsyncClient,
+    gateway_state: GatewayState,
+    officers: dict[str, httpx.AsyncClient],
+    entry_ids: list[str],
+    tmp_path: Path,
+) -> None:
+    """A pack of a smaller tree than the checkpoint the officer saved (a log rolled back, or an
+    old pack) fails held to it, as the full pack does (`Problem.TRUNCATED`)."""
+    pack = tmp_path / "old.jsonl"
+    pack.write_bytes((await officers[AREA_OFFICER].get(EXPORT)).content)
+    await _saved_then_grown(http, gateway_state)
+    newer = (await http.get("/v1/audit/checkpoint")).text
+    report = verify_scoped_export(pack, verifier_keys=await _trusted_keys(http), checkpoint=newer)
+    assert report.report.problem is Problem.TRUNCATED, report
+    assert "behind what you saw" in report.report.detail
+
+
+@pytest.mark.parametrize(
+    "consistency",
+    [
+        {"from_size": True, "proof": []},
+        {"from_size": 10**6, "proof": []},  # beyond the pack's tree
+        {"from_size": 3, "proof": ["zz" * 32]},
+        {"from_size": 3, "proof": ["00" * 32] * 65},
+        {"from_size": 3, "proof": "00" * 32},
+        {"from_size": 3},
+        {"from_size": 3, "proof": [], "extra": 1},
+        [3, []],
+    ],
+    ids=["boolean", "beyond", "not-hex", "too-long", "not-a-list", "no-proof", "extra", "list"],
+)
+async def test_a_scoped_pack_header_with_a_malformed_consistency_proof_is_refused(
+    http: httpx.AsyncClient,
+    officers: dict[str, httpx.AsyncClient],
+    entry_ids: list[str],
+    tmp_path: Path,
+    consistency: object,
+) -> None:
+    """Whatever the header's consistency field holds, a malformed one is a clean
+    `ExportError`, never a crash or a pass."""
+    pack = tmp_path / "scoped.jsonl"
+    pack.write_bytes((await officers[AREA_OFFICER].get(EXPORT)).content)
+    hostile = _rewrite(pack, lambda lines: lines[0].__setitem__("consistency", consistency))
+    with pytest.raises(ExportError, match="consistency"):
+        verify_scoped_export(hostile, verifier_keys=await _trusted_keys(http))
+
+
+@pytest.mark.parametrize(
+    ("officer", "since"),
+    [
+        (AREA_OFFICER, "1000"),  # beyond the latest checkpoint
+        (AREA_OFFICER, "-1"),
+        (AREA_OFFICER, "1e3"),
+        (AREA_OFFICER, "\u0663"),  # a digit of another script
+        (AREA_OFFICER, "9" * 16),
+        (NATIONAL_OFFICER, "3"),  # the full pack holds every entry: it needs no proof
+    ],
+    ids=["beyond", "negative", "exponent", "arabic-digit", "too-long", "national"],
+)
+async def test_a_bad_since_is_400_with_nothing_recorded_and_the_slot_given_back(
+    oauth_app: FastAPI,
+    gateway_state: GatewayState,
+    officers: dict[str, httpx.AsyncClient],
+    entry_ids: list[str],
+    officer: str,
+    since: str,
+) -> None:
+    """``since`` must be a whole number no larger than the latest checkpoint's tree size, asked
+    for a scoped pack; otherwise 400, no export recorded, no slot held; on the console too."""
+    for url in (EXPORT, ISSUER + "/console/export.jsonl"):
+        response = await officers[officer].get(url, params={"since": since})
+        assert (response.status_code, response.json()["code"]) == (400, "invalid_parameter")
+        repeated = await officers[officer].get(url, params=[("since", "1"), ("since", "1")])
+        assert repeated.status_code == 400
+    assert exports.export_slots(oauth_app).held == 0
+    assert await _exports(gateway_state) == []
 
 
 async def test_a_parameter_is_400_and_no_checkpoint_yet_is_503_with_the_slot_given_back(

@@ -288,7 +288,10 @@ async def test_the_verifiable_pack_is_of_the_officer_s_review_scope(
     (export,) = await _console(state, "export_pack", "ig.barnet")
     assert export.outcome == "allowed" and export.detail["scope"] == {"areas": [AREA_A]}
     assert export.detail["format"] == SCOPED_FORMAT
-    assert "/console/export.jsonl" in (await barnet.get("/console/entries")).text
+    held = await barnet.get("/console/export.jsonl", params={"since": "1"})  # the form's query
+    assert json.loads(held.text.splitlines()[0])["consistency"]["from_size"] == 1
+    page = (await barnet.get("/console/entries")).text
+    assert "/console/export.jsonl" in page and 'id="pack-since"' in page  # held to a checkpoint
 
     nobody = open_as["ig.none"]
     refused = await nobody.get("/console/export.jsonl")
@@ -302,6 +305,7 @@ async def test_the_verifiable_pack_is_of_the_officer_s_review_scope(
         NO_REVIEW_SCOPE,
     )
     assert "/console/export.jsonl" not in (await nobody.get("/console/entries")).text
+    assert 'id="pack-since"' not in (await open_as[OFFICER].get("/console/entries")).text
     national = await open_as[OFFICER].get("/console/export.jsonl")
     assert national.status_code == 200
     for entry in (*areas.of_a, *areas.of_b):
