@@ -40,6 +40,7 @@ from benchmarks.run import (
     ROOT,
     _free_port,
     _wait_ready,
+    bench_database_url,
     bench_workdir,
     exit_status,
     gateway_env,
@@ -158,7 +159,7 @@ def main() -> int:
         rows.append((name, samples, statuses))
 
     workdir = bench_workdir("mappa-cpu-")
-    database_url = args.postgres or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+    database_url = bench_database_url(workdir, args.postgres)
     env = gateway_env(workdir, database_url)
     prepare(env)
     os.environ.update(env)

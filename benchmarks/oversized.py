@@ -60,6 +60,7 @@ from benchmarks.run import (
     _rss_kib,
     _server,
     _tree,
+    bench_database_url,
     bench_workdir,
     gateway_env,
     prepare,
@@ -421,7 +422,7 @@ def main() -> int:
     sizes = [float(s) for s in args.sizes.split(",") if s.strip()]
 
     workdir = bench_workdir("mappa-oversized-")
-    database_url = args.postgres or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+    database_url = bench_database_url(workdir, args.postgres)
     env = gateway_env(workdir, database_url)
     prepare(env)
     os.environ["MAPPA_BENCH_STATE"] = str(workdir / "bench-state.json")

@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -192,6 +193,29 @@ def bench_workdir(prefix: str) -> Path:
     return workdir
 
 
+def bench_database_url(workdir: Path, postgres: str | None) -> str:
+    """The benchmark's database: a SQLite file in ``workdir``, or with ``postgres`` a schema of
+    its own in that database, made now and dropped when the process exits (``atexit``, after the
+    servers). Each run starts from an empty log: a log left by an earlier run was signed by that
+    run's keys, which this run's sequencer would refuse to extend (so it would never run)."""
+    if postgres is None:
+        return f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+    from sqlalchemy import create_engine, make_url, text
+    from sqlalchemy.pool import NullPool
+
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(postgres, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+
+    def run(statement: str) -> None:
+        with engine.connect() as connection:
+            connection.execute(text(statement))
+
+    run(f'CREATE SCHEMA "{schema}"')
+    atexit.register(run, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    url = make_url(postgres).update_query_dict({"options": f"-csearch_path={schema}"})
+    return url.render_as_string(hide_password=False)
+
+
 def gateway_env(workdir: Path, database_url: str) -> dict[str, str]:
     """The benchmark gateway's environment: its database, keys, issuer and limits."""
     return {
@@ -251,7 +275,7 @@ def main() -> int:
         paths = [p for p in GATEWAY_PATHS if any(w in p[0] for w in words)]
 
     workdir = bench_workdir("mappa-bench-")
-    database_url = args.postgres or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+    database_url = bench_database_url(workdir, args.postgres)
     env = gateway_env(workdir, database_url)
     uvicorn = [
         PYTHON,

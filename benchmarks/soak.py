@@ -44,6 +44,7 @@ from benchmarks.run import (
     _free_port,
     _rss_kib,
     _server,
+    bench_database_url,
     bench_workdir,
     gateway_env,
     load,
@@ -121,7 +122,7 @@ def main() -> int:
     rate = args.peak * args.factor
 
     workdir = bench_workdir("mappa-soak-")
-    database_url = args.postgres or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+    database_url = bench_database_url(workdir, args.postgres)
     env = gateway_env(workdir, database_url)
     prepare(env)
     state_file = workdir / "bench-state.json"

@@ -37,6 +37,7 @@ from benchmarks.run import (
     ROOT,
     _free_port,
     _wait_ready,
+    bench_database_url,
     bench_workdir,
     gateway_env,
     load,
@@ -184,7 +185,7 @@ def main() -> int:
     args = parser.parse_args()
 
     workdir = bench_workdir("mappa-stages-")
-    database_url = args.postgres or f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+    database_url = bench_database_url(workdir, args.postgres)
     # The background sequencer is off: its steps would land inside some requests' stages.
     env = {
         **gateway_env(workdir, database_url),
