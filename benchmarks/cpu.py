@@ -44,6 +44,7 @@ from benchmarks.run import (
     bench_workdir,
     exit_status,
     gateway_env,
+    log_verifies,
     prepare,
 )
 
@@ -206,6 +207,8 @@ def main() -> int:
         )
         if any(not 200 <= status < 300 for status in statuses):
             failed.append(name)
+    if not log_verifies(env):
+        failed.append("the audit log the run wrote")
     return exit_status(failed)
 
 

@@ -342,7 +342,28 @@ def main() -> int:
         )
     if args.json:
         args.json.write_text(json.dumps({"backend": backend, "results": results}, indent=2))
-    return exit_status([str(row["name"]) for row in results if row["errors"]])
+    failed = [str(row["name"]) for row in results if row["errors"]]
+    if not log_verifies(env):
+        failed.append("the audit log the run wrote")
+    return exit_status(failed)
+
+
+def log_verifies(env: dict[str, str]) -> bool:
+    """Whether the audit log a run wrote verifies once what was left unsequenced is sequenced
+    (``audit sequence``, then ``audit verify``): a sequencer that refused to run, or a log the
+    run left broken, would make the figures those of another gateway than the one shipped."""
+    for command in (["sequence"], ["verify"]):
+        done = subprocess.run(
+            [PYTHON, "-m", "gateway.cli", "audit", *command],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            print(f"\naudit {command[0]} after the run failed:\n{done.stdout}{done.stderr}")
+            return False
+    return True
 
 
 def exit_status(failed: list[str]) -> int:
