@@ -24,8 +24,8 @@
 - ``audit export --out FILE [--area CODE ... [--since CHECKPOINT]]``: write the verifiable
   export pack (`gateway.audit.export`), or with ``--area`` the scoped pack of those areas'
   entries, each with its inclusion proof (`gateway.audit.scoped`), which ``audit verify
-  --export`` reads too; ``--since`` a checkpoint saved earlier (verified with this gateway's
-  keys) puts in the pack the consistency proof from its tree, so that ``audit verify --export
+  --export`` reads too; ``--since`` a checkpoint saved earlier (only its tree size is read
+  here) puts in the pack the consistency proof from its tree, so that ``audit verify --export
   PACK --checkpoint CHECKPOINT`` holds the scoped pack to it.
 - ``audit origin ENTRY_ID [--jws-out FILE]``: the agency's signed JWS of the write that entry
   records, verified against the agency's key registered at the time (`gateway.audit.origin`);
@@ -45,11 +45,22 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from gateway.audit.checkpoint import CheckpointVerifier, VerifierKey, parse_verifier_key
+from gateway.audit.checkpoint import (
+    CheckpointVerifier,
+    VerifierKey,
+    parse_checkpoint,
+    parse_signed_note,
+    parse_verifier_key,
+)
 from gateway.audit.errors import CheckpointError
 from gateway.audit.export import ExportError, read_export, verify_database, verify_export
 from gateway.audit.log import iter_log, latest_checkpoint_note
-from gateway.audit.scoped import NOT_PROVEN, is_scoped_pack, verify_scoped_export
+from gateway.audit.scoped import (
+    NOT_PROVEN,
+    UnprovableError,
+    is_scoped_pack,
+    verify_scoped_export,
+)
 from gateway.audit.service import AuditKeysUnavailable, open_audit_keys
 from gateway.audit.verify import VerificationReport
 from gateway.audit.witness import read_witness
@@ -175,8 +186,8 @@ def _resign_head(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     try:
-        saved = args.checkpoint.read_text(encoding="utf-8") if args.checkpoint else None
-    except (OSError, UnicodeDecodeError) as exc:
+        saved = _small_text(args.checkpoint) if args.checkpoint else None
+    except (OSError, ValueError) as exc:
         return _fail(f"cannot read the checkpoint: {exc}")
     try:
         service = open_audit_keys(settings)
@@ -247,11 +258,25 @@ def _checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The most a checkpoint or verifier-key file given on the command line is read of.
+_SMALL_FILE = 65_536
+
+
+def _small_text(path: Path) -> str:
+    """A checkpoint's or key's file, as UTF-8 text, refused (``ValueError``) if it is larger
+    than any such file (a device, a log file given by mistake) or is not UTF-8."""
+    with path.open("rb") as handle:
+        raw = handle.read(_SMALL_FILE + 1)
+    if len(raw) > _SMALL_FILE:
+        raise ValueError(f"{path} is larger than {_SMALL_FILE} bytes: no checkpoint or key")
+    return raw.decode("utf-8")
+
+
 def _verifier_keys(values: Iterable[str]) -> list[VerifierKey]:
     keys: list[VerifierKey] = []
     for value in values:
         path = Path(value)
-        texts = path.read_text(encoding="utf-8").split() if path.is_file() else [value]
+        texts = _small_text(path).split() if path.is_file() else [value]
         keys.extend(parse_verifier_key(text) for text in texts)
     return keys
 
@@ -316,8 +341,8 @@ def _own_verifier_keys() -> list[VerifierKey] | str:
 def _verify(args: argparse.Namespace) -> int:
     try:
         keys = _verifier_keys(args.verifier_key)
-        note = args.checkpoint.read_text(encoding="utf-8") if args.checkpoint else None
-    except (OSError, CheckpointError) as exc:
+        note = _small_text(args.checkpoint) if args.checkpoint else None
+    except (OSError, ValueError, CheckpointError) as exc:
         return _fail(f"cannot read the checkpoint or verifier key: {exc}")
     started = time.perf_counter()
     if args.export is not None:
@@ -358,7 +383,10 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _scoped_report(path: Path, keys: list[VerifierKey], note: str | None, started: float) -> int:
     """``audit verify --export`` of a scoped pack: each entry proved in the signed tree."""
-    scoped = verify_scoped_export(path, verifier_keys=keys, checkpoint=note)
+    try:
+        scoped = verify_scoped_export(path, verifier_keys=keys, checkpoint=note)
+    except UnprovableError as exc:
+        return _fail(f"the scoped pack cannot be held to your checkpoint: {exc}")
     if not scoped.ok:
         report = scoped.report
         assert report.problem is not None
@@ -396,10 +424,11 @@ def _export(args: argparse.Namespace) -> int:
     if args.area:
         since = None
         if args.since is not None:
-            try:
-                since = service.verifier().verify(args.since.read_text(encoding="utf-8")).size
-            except (OSError, UnicodeDecodeError, CheckpointError) as exc:
-                return _fail(f"the checkpoint given with --since does not verify: {exc}")
+            try:  # only its size is taken: `audit verify` checks its signature, with the pack
+                note = parse_signed_note(_small_text(args.since)).text
+                since = parse_checkpoint(note).size
+            except (OSError, ValueError, CheckpointError) as exc:
+                return _fail(f"the file given with --since is no checkpoint: {exc}")
         try:
             size, count = asyncio.run(
                 _write_scoped(args.out, args.area, service.verifier_keys(), since)

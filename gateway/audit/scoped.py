@@ -87,6 +87,7 @@ __all__ = [
     "Consistency",
     "ScopedHeader",
     "ScopedReport",
+    "UnprovableError",
     "hold_to_saved",
     "is_scoped_pack",
     "scoped_chunks",
@@ -106,6 +107,13 @@ PAGE: Final = 256
 _LINE_KEYS: Final = frozenset({"entry", "proof"})
 #: More hashes than any inclusion proof in a tree of 2**64 leaves holds.
 _MAX_PROOF: Final = 64
+#: The most a consistency proof in such a tree holds: one more (the subtree it starts from).
+_MAX_CONSISTENCY: Final = 65
+
+
+class UnprovableError(ExportError):
+    """A scoped pack, sound in itself, that cannot be held to the saved checkpoint given: it
+    holds no consistency proof from that checkpoint's tree size."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,8 +290,8 @@ def verify_scoped_export(
 ) -> ScopedReport:
     """Verify a scoped pack with ``verifier_keys``, trusted keys from outside it, and, when
     given, hold its tree to ``checkpoint``, one the officer saved earlier (`hold_to_saved`). No
-    key is `ExportError`, as is a file that is no scoped pack, or a pack that holds no
-    consistency proof from the saved checkpoint's tree size."""
+    key is `ExportError`, as is a file that is no scoped pack; a pack that holds no consistency
+    proof from the saved checkpoint's tree size is `UnprovableError`."""
     keys = tuple(verifier_keys)
     if not keys:
         raise ExportError("no trusted verifier key: give one with --verifier-key")
@@ -335,7 +343,7 @@ def hold_to_saved(
     """None if the pack's signed tree (``signed``, its checkpoint verified) extends the tree of
     ``saved_note``, a checkpoint the officer saved earlier, signed by a trusted key; else the
     problem and why. The same tree size needs the same root; a smaller saved tree, the header's
-    consistency proof from exactly its size (none: `ExportError`, export the pack again
+    consistency proof from exactly its size (none: `UnprovableError`, export the pack again
     ``since`` that size); a larger one is `Problem.TRUNCATED`, as for the full pack."""
     try:
         saved = verifier.verify(saved_note)
@@ -363,7 +371,7 @@ def hold_to_saved(
             if consistency is None
             else (f"the consistency proof from tree size {consistency.from_size}")
         )
-        raise ExportError(
+        raise UnprovableError(
             f"the pack holds {held}, not from your checkpoint's {saved.size}: export it again "
             f"since {saved.size} (`audit export --since CHECKPOINT`, or `since={saved.size}`)"
         )
@@ -404,7 +412,7 @@ def _header(first: str) -> ScopedHeader:
 
 def _consistency_of(raw: object, tree_size: int) -> Consistency | None:
     """The header's consistency proof, if it holds one: a tree size no larger than the pack's
-    and at most 64 hashes of 64 lowercase hex digits (else `ExportError`)."""
+    and at most 65 hashes of 64 lowercase hex digits (else `ExportError`)."""
     if raw is None:
         return None
     if isinstance(raw, dict) and set(raw) == {"from_size", "proof"}:
@@ -414,7 +422,7 @@ def _consistency_of(raw: object, tree_size: int) -> Consistency | None:
             and not isinstance(size, bool)
             and 0 <= size <= tree_size
             and isinstance(proof, list)
-            and len(proof) <= _MAX_PROOF
+            and len(proof) <= _MAX_CONSISTENCY
             and all(isinstance(p, str) and HEX_HASH.fullmatch(p) for p in proof)
         ):
             return Consistency(size, tuple(bytes.fromhex(p) for p in proof))

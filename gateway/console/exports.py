@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, NoReturn, TypeVar
 
 from fastapi import FastAPI
@@ -28,10 +28,12 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway import errors
 from gateway.audit.export import EXPORT_FORMAT, ExportError, export_chunks, export_header
+from gateway.audit.log import latest_checkpoint
 from gateway.audit.scoped import SCOPED_FORMAT, scoped_chunks, scoped_header
 from gateway.console.limits import EXPORTS, RETRY_AFTER_SECONDS, Slots
 from gateway.console.scope import ReviewScope
 from gateway.state import GatewayState
+from gateway.store import Database
 
 __all__ = [
     "BUSY",
@@ -39,6 +41,7 @@ __all__ = [
     "NO_REVIEW_SCOPE",
     "PACK_MEDIA_TYPE",
     "PACK_RULE",
+    "SINCE_BEYOND_CHECKPOINT",
     "PackRefusal",
     "ReleasingStream",
     "busy",
@@ -49,6 +52,7 @@ __all__ = [
     "pack_response",
     "per_process",
     "since_param",
+    "since_refusal",
 ]
 
 _T = TypeVar("_T")
@@ -62,16 +66,28 @@ PACK_RULE: Final = "export-pack-of-review-scope"
 NO_REVIEW_SCOPE: Final = "no_review_scope"
 #: The refusal's reason: a caller that is no console officer (an agency's audit reader).
 CONSOLE_OFFICERS_ONLY: Final = "console_officers_only"
+#: The refusal's reason: a pack asked for ``since`` a tree larger than the log's latest
+#: checkpoint signs. The officer saved a checkpoint of a larger log than the gateway now holds:
+#: a log rolled back, or a fork shown to the officer, which the refusal's entry keeps on record.
+SINCE_BEYOND_CHECKPOINT: Final = "since_beyond_checkpoint"
 
 
 @dataclass(frozen=True, slots=True)
 class PackRefusal:
-    """Why a caller may not have an export pack: what its refusal records, and its 403."""
+    """Why a caller may not have an export pack: what its refusal records (``detail``, beside
+    the rule and reason), and its answer: 403, or 409 for a ``since`` beyond the log."""
 
     reason_code: str
     rule: str = PACK_RULE
+    detail: Mapping[str, Any] = field(default_factory=dict)
 
-    def denied(self) -> errors.AccessDenied:
+    def denied(self) -> errors.GatewayError:
+        if self.reason_code == SINCE_BEYOND_CHECKPOINT:
+            return errors.Conflict(
+                "since: the log's latest checkpoint signs a smaller tree than the checkpoint "
+                "you saved; report this to the gateway's operator and IG lead",
+                diagnostics={"reason": self.reason_code, **self.detail},
+            )
         return errors.AccessDenied(diagnostics={"reason": self.reason_code})
 
 
@@ -89,17 +105,38 @@ def pack_refusal(scope: ReviewScope | None) -> PackRefusal | None:
 _TREE_SIZE: Final = re.compile(r"[0-9]{1,15}")
 
 
-def since_param(values: Sequence[str]) -> int | None:
-    """The ``since`` query parameter of a pack (its values as given): the tree size of a
-    checkpoint the officer saved, or None if not given (or left empty, as a form leaves it).
-    Repeated or not a whole number: `InvalidParameter`."""
+def since_param(values: Sequence[str], scope: ReviewScope) -> int | None:
+    """The ``since`` query parameter of a pack of review ``scope`` (its values as given): the
+    tree size of a checkpoint the officer saved, or None if not given (or left empty, as a form
+    leaves it). Repeated, not a whole number, or asked of the full pack (which holds every
+    entry and needs no consistency proof): `InvalidParameter`, recorded nowhere, as any
+    malformed parameter."""
     if len(values) > 1:
         raise errors.InvalidParameter("parameter 'since' given more than once")
     if not values or values[0] == "":
         return None
     if _TREE_SIZE.fullmatch(values[0]) is None:
         raise errors.InvalidParameter("since: the tree size of a checkpoint, a whole number")
+    if scope.national:
+        raise errors.InvalidParameter(
+            "since: the full pack holds every entry; hold it to your saved checkpoint with "
+            "`mappa-gateway audit verify --export PACK --checkpoint FILE`"
+        )
     return int(values[0])
+
+
+async def since_refusal(db: Database, since: int | None) -> PackRefusal | None:
+    """The refusal of a pack asked for ``since`` a larger tree than the log's latest checkpoint
+    signs (`SINCE_BEYOND_CHECKPOINT`, with both sizes), decided before an export slot is taken;
+    None if it may be made."""
+    if since is None:
+        return None
+    async with db.read() as session:
+        checkpoint = await latest_checkpoint(session)
+    size = checkpoint.tree_size if checkpoint is not None else 0
+    if since <= size:
+        return None
+    return PackRefusal(SINCE_BEYOND_CHECKPOINT, detail={"since": since, "tree_size": size})
 
 
 def per_process(app: FastAPI, name: str, make: Callable[[], Any]) -> Any:
@@ -185,23 +222,18 @@ async def pack_response(
     scope: ReviewScope,
     *,
     refuse: Callable[[], Awaitable[NoReturn]],
-    record: Callable[[int, str], Awaitable[None]],
+    record: Callable[[Mapping[str, Any]], Awaitable[None]],
     headers: Mapping[str, str],
     since: int | None = None,
 ) -> ReleasingStream:
     """The export pack of review ``scope``, streamed in constant memory whatever the size of
     the log: with an export slot held (`hold_export_slot`), its header read (the latest
     checkpoint, fixed now) and the export ``record``-ed with that checkpoint's tree size before
-    any byte is sent (and the pack's format). A national scope gets the full pack, an area
-    scope the scoped pack of its areas, with the consistency proof from the tree of ``since``
-    entries when given (a checkpoint the officer saved; the full pack needs none, and is not
-    asked for ``since``: 400). 503 without the checkpoint key or before any checkpoint. The
-    caller has decided, with `pack_refusal`, that it may have it."""
-    if since is not None and scope.national:
-        raise errors.InvalidParameter(
-            "since: the full pack holds every entry; hold it to your saved checkpoint with "
-            "`mappa-gateway audit verify --export PACK --checkpoint FILE`"
-        )
+    any byte is sent (and the pack's format, and ``since`` if given). A national scope gets the
+    full pack, an area scope the scoped pack of its areas, with the consistency proof from the
+    tree of ``since`` entries when given (a checkpoint the officer saved). 503 without the
+    checkpoint key or before any checkpoint. The caller has decided, with `pack_refusal`,
+    `since_param` and `since_refusal`, that it may have it."""
     state: GatewayState = app.state.gateway
     if state.audit is None:
         raise errors.Unavailable(diagnostics={"reason": "audit_checkpoint_key_unavailable"})
@@ -228,7 +260,10 @@ async def pack_response(
                 size, form = scoped.tree_size, SCOPED_FORMAT
         except ExportError as exc:
             raise errors.Unavailable(diagnostics={"reason": "no_checkpoint_yet"}) from exc
-        await record(size, form)
+        made: dict[str, object] = {"tree_size": size, "format": form}
+        if since is not None:
+            made["since"] = since
+        await record(made)
         return content
 
     content, release = await hold_export_slot(app, refuse, start)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, Final, NoReturn
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -55,6 +55,7 @@ from gateway.console.exports import (
     pack_response,
     per_process,
     since_param,
+    since_refusal,
 )
 from gateway.console.limits import INTEGRITY_RUNS, IntegrityCache, LogState, Slots
 from gateway.console.oidc import OIDC_COOKIE, OidcLoginFailed, OidcSignIn
@@ -735,8 +736,10 @@ async def export_pack(request: Request) -> Response:
     officer = await _officer(request)
     if officer is None:
         return _to_login()
-    since = since_param(request.query_params.getlist("since"))
-    refused = pack_refusal(officer.scope)
+    refused, since = pack_refusal(officer.scope), None
+    if refused is None:
+        since = since_param(request.query_params.getlist("since"), officer.scope)
+        refused = await since_refusal(_state(request).db, since)
     if refused is not None:
         await _audit(
             request,
@@ -746,20 +749,16 @@ async def export_pack(request: Request) -> Response:
             rule=refused.rule,
             reason_code=refused.reason_code,
             scope=officer.scope.as_detail(),
+            **refused.detail,
         )
         raise refused.denied()
 
     async def refuse() -> NoReturn:
         await _refuse_busy(request, "export_pack", officer.officer_id)
 
-    async def record(tree_size: int, form: str) -> None:
+    async def record(made: Mapping[str, Any]) -> None:
         await _audit(
-            request,
-            "export_pack",
-            officer.officer_id,
-            tree_size=tree_size,
-            format=form,
-            scope=officer.scope.as_detail(),
+            request, "export_pack", officer.officer_id, scope=officer.scope.as_detail(), **made
         )
 
     return await pack_response(

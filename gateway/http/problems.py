@@ -22,6 +22,7 @@ __all__ = [
     "PROBLEM_JSON",
     "STATUS",
     "install",
+    "openapi_problem",
     "openapi_problems",
     "problem_body",
     "problem_response",
@@ -109,6 +110,11 @@ _BODY_REFUSALS = {
 }
 
 
+def openapi_problem(description: str) -> dict[str, Any]:
+    """The OpenAPI response of one more problem a route may answer (beside `openapi_problems`)."""
+    return {"description": description, "content": {PROBLEM_JSON: {"schema": _PROBLEM}}}
+
+
 def openapi_problems(*, body: bool = False, query: bool = False) -> dict[int | str, Any]:
     """The OpenAPI ``responses`` of the problems a route may answer: those of every API route,
     those of a sealed body (``body``), a 422 for query parameters FastAPI validates (``query``),
@@ -118,13 +124,11 @@ def openapi_problems(*, body: bool = False, query: bool = False) -> dict[int | s
     if query and not body:
         refusals[422] = "A query parameter fails validation (validation_failed)"
     problems: dict[int | str, Any] = {
-        status: {"description": text, "content": {PROBLEM_JSON: {"schema": _PROBLEM}}}
-        for status, text in sorted(refusals.items())
+        status: openapi_problem(text) for status, text in sorted(refusals.items())
     }
-    problems["default"] = {
-        "description": "Any other problem (internal_error): nothing was released or stored",
-        "content": {PROBLEM_JSON: {"schema": _PROBLEM}},
-    }
+    problems["default"] = openapi_problem(
+        "Any other problem (internal_error): nothing was released or stored"
+    )
     return problems
 
 

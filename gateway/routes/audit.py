@@ -47,8 +47,9 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Annotated, Final, NoReturn
+from typing import Annotated, Any, Final, NoReturn
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
@@ -71,14 +72,21 @@ from gateway.audit.search import (
 )
 from gateway.audit.service import AuditService
 from gateway.audit.subtrees import SubtreeCache
-from gateway.console.exports import BUSY, busy, pack_refusal, pack_response, since_param
+from gateway.console.exports import (
+    BUSY,
+    busy,
+    pack_refusal,
+    pack_response,
+    since_param,
+    since_refusal,
+)
 from gateway.console.scope import NO_SCOPE, ReviewScope
 from gateway.console.session import SESSION_COOKIE, current_session
 from gateway.domain import AgencyType, Scope
 from gateway.flow.audit import AuditEvent, Operation, Outcome
 from gateway.flow.authenticate import authenticate
 from gateway.flow.need_to_know import caller_agency
-from gateway.http.problems import openapi_problems
+from gateway.http.problems import openapi_problem, openapi_problems
 from gateway.logs import get_logger
 from gateway.state import GatewayState
 
@@ -390,13 +398,18 @@ class _JsonLines(StreamingResponse):
                 f"JSON lines. A national officer's ({EXPORT_FORMAT}): a header (the latest "
                 "signed checkpoint, the verifier keys) then every entry the checkpoint covers, "
                 f"seq 0 up, each with its leaf_hash. An area officer's ({SCOPED_FORMAT}): a "
-                "header naming the areas too, then each of their entries the checkpoint covers, "
+                "header naming the areas too (with since, also the consistency proof from "
+                "that tree size), then each of their entries the checkpoint covers, "
                 'as {"entry", "proof"} with its inclusion proof. Verify either offline with '
                 "`mappa-gateway audit verify --export` and a verifier key obtained separately, "
                 "never the pack's own"
             ),
             "content": {"application/jsonl": {"schema": {"type": "string"}}},
-        }
+        },
+        409: openapi_problem(
+            "since is larger than the tree the log's latest checkpoint signs (conflict, reason "
+            "since_beyond_checkpoint): the log holds less than a checkpoint the officer saved"
+        ),
     },
 )
 async def export(
@@ -413,7 +426,6 @@ async def export(
     ] = None,
 ) -> StreamingResponse:
     _check_params(request, {"since"})
-    from_size = since_param(request.query_params.getlist("since"))
     state = _state(request)
     detail: dict[str, object] = {
         "resource": "audit_log",
@@ -421,13 +433,17 @@ async def export(
         "via": reader.via,
         **reader.scope_detail(),
     }
-    refused = pack_refusal(reader.review if reader.via == "console" else None)
+    review = reader.review if reader.via == "console" else None
+    refused, from_size = pack_refusal(review), None
+    if refused is None and review is not None:
+        from_size = since_param(request.query_params.getlist("since"), review)
+        refused = await since_refusal(state.db, from_size)
     if refused is not None:
         refusal = reader.event(
             Outcome.REFUSED,
             rule=refused.rule,
             reason_code=refused.reason_code,
-            detail={**detail, "route": _route(request), "method": request.method},
+            detail={**detail, **refused.detail, "route": _route(request), "method": request.method},
         )
         await record_alone(state.db, refusal)
         raise refused.denied()
@@ -436,11 +452,8 @@ async def export(
         await record_alone(state.db, reader.event(Outcome.REFUSED, reason_code=BUSY, detail=detail))
         raise busy("export_pack")
 
-    async def record(tree_size: int, form: str) -> None:
-        allowed = reader.event(
-            Outcome.ALLOWED, detail={**detail, "tree_size": tree_size, "format": form}
-        )
-        await record_alone(state.db, allowed)
+    async def record(made: Mapping[str, Any]) -> None:
+        await record_alone(state.db, reader.event(Outcome.ALLOWED, detail={**detail, **made}))
 
     return await pack_response(
         request.app,

@@ -736,8 +736,53 @@ def test_export_since_a_checkpoint_is_for_a_scoped_pack_of_one_that_verifies(
     out = tmp_path / "pack.jsonl"
     status, output = cli("audit", "export", "--out", str(out), "--since", str(saved))
     assert status == 2 and "--since is for a scoped pack" in output and not out.exists()
-    edited = tmp_path / "edited.note"
-    edited.write_text(saved.read_text().replace("\n30\n", "\n29\n", 1))
     args = ("audit", "export", "--area", "avon-somerset", "--out", str(out))
-    status, output = cli(*args, "--since", str(edited))
-    assert status == 2 and "does not verify" in output and not out.exists(), output
+    for name, content in (("garbage", b"not a checkpoint\n"), ("binary", b"\xff\xfe\n")):
+        bad = tmp_path / name
+        bad.write_bytes(content)
+        status, output = cli(*args, "--since", str(bad))
+        assert status == 2 and "is no checkpoint" in output and not out.exists(), output
+
+
+def test_a_scoped_pack_held_to_a_saved_checkpoint_fails_if_forked_or_behind_it(
+    sqlite_url: str, cli: Run, saved: Path, tmp_path: Path
+) -> None:
+    """``audit verify --export --checkpoint`` of a scoped pack exits 1 when its consistency
+    proof does not lead from the saved tree to the pack's (``root_mismatch``) and when the
+    saved tree is larger than the pack's (``truncated``); a checkpoint file that is not UTF-8,
+    or larger than any checkpoint, exits 2 with a message, never a traceback."""
+    from tests.gateway.audit.conftest import register_sample_agencies
+
+    async def register() -> None:
+        db = Database(sqlite_url)
+        try:
+            await register_sample_agencies(db, "avon-somerset")
+        finally:
+            await db.dispose()
+
+    asyncio.run(register())
+    _grow(sqlite_url, 5, 30, cli)
+    pack = tmp_path / "held.jsonl"
+    args = ("audit", "export", "--area", "avon-somerset", "--out", str(pack))
+    assert cli(*args, "--since", str(saved))[0] == 0
+    lines = pack.read_text().splitlines()
+    header = json.loads(lines[0])
+    proof = header["consistency"]["proof"]
+    proof[0] = ("0" if proof[0][0] != "0" else "1") + proof[0][1:]
+    forked = tmp_path / "forked.jsonl"
+    forked.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    status, output = cli("audit", "verify", "--export", str(forked), "--checkpoint", str(saved))
+    assert status == 1 and "root_mismatch" in output and "rewritten or forked" in output, output
+
+    _grow(sqlite_url, 5, 35, cli)
+    newer = tmp_path / "newer.note"
+    assert cli("audit", "checkpoint", "--out", str(newer))[0] == 0
+    status, output = cli("audit", "verify", "--export", str(pack), "--checkpoint", str(newer))
+    assert status == 1 and "truncated" in output and "behind what you saw" in output, output
+
+    for name, content in (("binary.note", b"\xff\xfe\n"), ("huge.note", b"a" * 70_000)):
+        bad = tmp_path / name
+        bad.write_bytes(content)
+        status, output = cli("audit", "verify", "--export", str(pack), "--checkpoint", str(bad))
+        assert status == 2 and "cannot read the checkpoint" in output, output
+        assert "Traceback" not in output

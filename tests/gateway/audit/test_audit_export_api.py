@@ -511,7 +511,7 @@ async def test_a_scoped_pack_older_than_the_saved_checkpoint_fails_as_behind_it(
         {"from_size": True, "proof": []},
         {"from_size": 10**6, "proof": []},  # beyond the pack's tree
         {"from_size": 3, "proof": ["zz" * 32]},
-        {"from_size": 3, "proof": ["00" * 32] * 65},
+        {"from_size": 3, "proof": ["00" * 32] * 66},
         {"from_size": 3, "proof": "00" * 32},
         {"from_size": 3},
         {"from_size": 3, "proof": [], "extra": 1},
@@ -538,14 +538,13 @@ async def test_a_scoped_pack_header_with_a_malformed_consistency_proof_is_refuse
 @pytest.mark.parametrize(
     ("officer", "since"),
     [
-        (AREA_OFFICER, "1000"),  # beyond the latest checkpoint
         (AREA_OFFICER, "-1"),
         (AREA_OFFICER, "1e3"),
         (AREA_OFFICER, "\u0663"),  # a digit of another script
         (AREA_OFFICER, "9" * 16),
         (NATIONAL_OFFICER, "3"),  # the full pack holds every entry: it needs no proof
     ],
-    ids=["beyond", "negative", "exponent", "arabic-digit", "too-long", "national"],
+    ids=["negative", "exponent", "arabic-digit", "too-long", "national"],
 )
 async def test_a_bad_since_is_400_with_nothing_recorded_and_the_slot_given_back(
     oauth_app: FastAPI,
@@ -555,8 +554,8 @@ async def test_a_bad_since_is_400_with_nothing_recorded_and_the_slot_given_back(
     officer: str,
     since: str,
 ) -> None:
-    """``since`` must be a whole number no larger than the latest checkpoint's tree size, asked
-    for a scoped pack; otherwise 400, no export recorded, no slot held; on the console too."""
+    """``since`` must be a whole number, given once, asked for a scoped pack; otherwise 400,
+    no export recorded, no slot held; on the console too."""
     for url in (EXPORT, ISSUER + "/console/export.jsonl"):
         response = await officers[officer].get(url, params={"since": since})
         assert (response.status_code, response.json()["code"]) == (400, "invalid_parameter")
@@ -564,6 +563,121 @@ async def test_a_bad_since_is_400_with_nothing_recorded_and_the_slot_given_back(
         assert repeated.status_code == 400
     assert exports.export_slots(oauth_app).held == 0
     assert await _exports(gateway_state) == []
+
+
+async def test_since_beyond_the_log_is_409_and_recorded_as_a_refusal_with_both_sizes(
+    oauth_app: FastAPI,
+    gateway_state: GatewayState,
+    officers: dict[str, httpx.AsyncClient],
+    entry_ids: list[str],
+) -> None:
+    """A ``since`` larger than the tree the latest checkpoint signs (the officer saved a
+    checkpoint of a larger log than the gateway now holds: a rollback or a fork) is 409, and
+    the refusal is recorded with the size asked and the log's, before any slot is taken; on the
+    console too. With every slot held it is still that 409, not a 429."""
+    size = len(entry_ids)
+    slots = exports.export_slots(oauth_app)
+    while slots.take():
+        pass
+    try:
+        for url in (EXPORT, ISSUER + "/console/export.jsonl"):
+            response = await officers[AREA_OFFICER].get(url, params={"since": str(size + 1)})
+            assert response.status_code == 409, response.text
+            body = response.json()
+            assert body["code"] == "conflict"
+            assert "smaller tree than the checkpoint you saved" in body["detail"]
+    finally:
+        while slots.held:
+            slots.give_back()
+    (refused,) = [e for e in await _exports(gateway_state) if e.outcome == "refused"]
+    assert (refused.rule, refused.reason_code) == (PACK_RULE, "since_beyond_checkpoint")
+    assert (refused.detail["since"], refused.detail["tree_size"]) == (size + 1, size)
+    async with gateway_state.db.read() as session:
+        console = (
+            await session.scalars(
+                select(AuditEntry).where(
+                    AuditEntry.operation == "console", AuditEntry.officer_id == AREA_OFFICER
+                )
+            )
+        ).all()
+    (seen,) = [e for e in console if e.detail.get("action") == "export_pack"]
+    assert (seen.outcome, seen.reason_code, seen.detail["since"]) == (
+        "refused",
+        "since_beyond_checkpoint",
+        size + 1,
+    )
+
+
+async def test_an_officer_with_no_scope_sending_since_is_refused_and_recorded_as_before(
+    gateway_state: GatewayState,
+    officers: dict[str, httpx.AsyncClient],
+    entry_ids: list[str],
+) -> None:
+    """The refusal of a caller who may have no pack comes first: its 403 is recorded, whatever
+    ``since`` it sends."""
+    response = await officers[NO_SCOPE_OFFICER].get(EXPORT, params={"since": "x"})
+    assert response.status_code == 403
+    (refused,) = await _exports(gateway_state)
+    assert refused.reason_code == NO_REVIEW_SCOPE
+
+
+@pytest.mark.parametrize("since", ["", "0", "same"])
+async def test_since_zero_its_own_size_or_left_empty_gives_a_pack_that_verifies(
+    http: httpx.AsyncClient,
+    gateway_state: GatewayState,
+    officers: dict[str, httpx.AsyncClient],
+    entry_ids: list[str],
+    tmp_path: Path,
+    since: str,
+) -> None:
+    """``since`` 0 (the empty tree) and the log's own size need an empty proof; a form's empty
+    field asks for none. Each pack verifies, held to the latest checkpoint too, and the export's
+    entry records the ``since`` asked."""
+    latest = (await http.get("/v1/audit/checkpoint")).text
+    asked = str(_size_of(latest)) if since == "same" else since
+    response = await officers[AREA_OFFICER].get(EXPORT, params={"since": asked})
+    assert response.status_code == 200, response.text
+    header = json.loads(response.text.splitlines()[0])
+    if asked:
+        assert header["consistency"] == {"from_size": int(asked), "proof": []}
+    else:
+        assert "consistency" not in header
+    pack = tmp_path / "pack.jsonl"
+    pack.write_bytes(response.content)
+    keys = await _trusted_keys(http)
+    assert verify_scoped_export(pack, verifier_keys=keys, checkpoint=latest).ok
+    (export,) = await _exports(gateway_state)
+    assert export.detail.get("since") == (int(asked) if asked else None)
+
+
+async def test_consistency_proofs_across_tiles_verify_from_every_saved_size(
+    http: httpx.AsyncClient,
+    gateway_state: GatewayState,
+    officers: dict[str, httpx.AsyncClient],
+    entry_ids: list[str],
+    tmp_path: Path,
+) -> None:
+    """In a log of more than one 256-leaf tile, a pack since any earlier size, at and around
+    tile edges, holds a proof that verifies against that size's signed root, and no other's."""
+    saved = {}
+    for grow in (230, 30, 40):
+        saved[_size_of((await http.get("/v1/audit/checkpoint")).text)] = (
+            await http.get("/v1/audit/checkpoint")
+        ).text
+        await _bulk(gateway_state, grow)
+        await _sequence(gateway_state)
+    keys = await _trusted_keys(http)
+    latest = (await http.get("/v1/audit/checkpoint")).text
+    assert _size_of(latest) > 256 + 1
+    for size, note in saved.items():
+        response = await officers[AREA_OFFICER].get(EXPORT, params={"since": str(size)})
+        pack = tmp_path / f"since-{size}.jsonl"
+        pack.write_bytes(response.content)
+        assert verify_scoped_export(pack, verifier_keys=keys, checkpoint=note).ok, size
+        for other, other_note in saved.items():
+            if other != size:
+                with pytest.raises(ExportError):  # a proof from another size proves nothing
+                    verify_scoped_export(pack, verifier_keys=keys, checkpoint=other_note)
 
 
 async def test_a_parameter_is_400_and_no_checkpoint_yet_is_503_with_the_slot_given_back(
