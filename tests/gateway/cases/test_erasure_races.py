@@ -149,13 +149,13 @@ async def test_a_record_racing_an_erasure_is_refused_and_stored_nowhere(
         assert kept.all() == []
 
 
-async def test_two_ra_changes_to_one_nominal_on_two_replicas_both_succeed(
+async def test_two_ra_changes_to_one_nominal_on_two_replicas_never_deadlock(
     replicas: tuple[World, Agent], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two level changes at once on two replicas, each let into its write transaction only
-    once the other is in its own (should a write take the nominal's key-share lock before it
-    locks the row for update, each then holds it): both answer 200, one after the other, never
-    a deadlock failing their batches (503)."""
+    once the other is in its own, should a write take the nominal's key-share lock before it
+    locks the row for update (each then holding it): never a deadlock failing their batches
+    (503). The change that read a level the other then changed is refused, 409."""
     world, police2 = replicas
     nominal_id = await at_level_2(world)
     real = context.not_erased
@@ -181,7 +181,12 @@ async def test_two_ra_changes_to_one_nominal_on_two_replicas_both_succeed(
     answers = await asyncio.wait_for(
         asyncio.gather(change(world[POLICE], 3), change(police2, 1)), 30
     )
-    assert [a["level"] if isinstance(a, dict) else a for a in answers] == [3, 1]
+    # Never a deadlock failing a batch (503). Each change seals its level_change messages
+    # from the level it read before its transaction: one that read the level before the other
+    # committed is refused with nothing stored, 409 level_changed_meanwhile (its officer reads
+    # again), so either both stand, one after the other, or the first to commit alone does.
+    made = [a["level"] for a in answers if isinstance(a, dict)]
+    assert made and all(a == 409 for a in answers if not isinstance(a, dict)), answers
     async with world.state.db.read() as session:
         levels = (
             await session.scalars(
@@ -190,4 +195,9 @@ async def test_two_ra_changes_to_one_nominal_on_two_replicas_both_succeed(
                 )
             )
         ).all()
-    assert sorted(str(level) for level in levels) == ["1", "3"]
+    assert sorted(str(level) for level in levels) == sorted(str(level) for level in made)
+    refused = [e for e in await world.audit(operation="alteration") if e.outcome == "refused"]
+    assert [e.detail.get("reason") or e.reason_code for e in refused] in (
+        [],
+        ["level_changed_meanwhile"],
+    ), refused
