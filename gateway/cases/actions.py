@@ -90,6 +90,10 @@ async def update_action_status(call: Call, action_id: str) -> Response:
         if is_chair_or_coordinator(call, meeting, nominal):
             actors.add(Actor.CHAIR)
         if not actors:
+            # 404, as the action's read answers, to an agency that may not know of the action
+            # (it may know of the nominal); 403 only to one that may read it
+            target = policies.ActionTarget(action.id, meeting.id, action.owner_agency_id)
+            await visible_nominal(call, session, meeting.nominal_id, target)
             raise _forbidden("action-owner-or-chair", "neither the owner nor the chair")
         old, new = ActionStatus(action.status), body.body.status
         allowed = TRANSITIONS.get((old, new))

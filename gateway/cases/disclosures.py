@@ -84,6 +84,8 @@ def bases_open_to(
     tied: policies.Involvements,
     nominal_id: str,
     now: dt.datetime,
+    *,
+    recorded: bool = True,
 ) -> tuple[policies.BasisDecision, ...]:
     """The legal bases of the register under which ``recipient`` (its role and agency type)
     may receive information about the nominal for ``purpose``, sorted by code: an onward
@@ -93,10 +95,13 @@ def bases_open_to(
     An other contributor relies on s.325(4A)(c) only as the RA recorded it: a decision naming
     it for this nominal, standing ``now`` and covering ``purpose`` (its decisions are
     ``tied.contributions``). Checked here, not deferred, since the recipient makes no call of
-    its own before the disclosure is pushed to it; the decision relied on is in the result."""
+    its own before the disclosure is pushed to it; the decision relied on is in the result.
+    Not ``recorded``: the RA's decisions are not looked at (a request by an agency that may not
+    see them, whose answer would otherwise say whether one stands and what it covers); the
+    chair's approval checks them."""
     register = policies.default_policy_set().legal_bases
     role, agency_type = Role(recipient.role), AgencyType(recipient.agency_type)
-    recorded = policies.RecordedContributions(
+    decisions = policies.RecordedContributions(
         agency_id=recipient.id, nominal_id=nominal_id, decisions=tied.contributions, now=now
     )
     found = []
@@ -105,12 +110,27 @@ def bases_open_to(
             basis = register.check(
                 code, purpose, role, agency_type, None, defer_nominal_conditions=True
             )
-            if role is Role.OTHER_CONTRIBUTOR and register.needs_nominal(code):
-                basis = register.check(code, purpose, role, agency_type, recorded)
+            if recorded and role is Role.OTHER_CONTRIBUTOR and register.needs_nominal(code):
+                basis = register.check(code, purpose, role, agency_type, decisions)
         except policies.LawfulBasisRefused:
             continue
         found.append(basis)
     return tuple(sorted(found, key=lambda basis: basis.basis))
+
+
+async def _sees_contributor_decisions(
+    call: Call, session: AsyncSession, seen: VisibleMeeting
+) -> bool:
+    """Whether the caller may see the nominal's s.325(4A)(c) decisions, whole (the RA of the
+    area: ``GET /v1/nominals/{id}/contributors``); only then does a request's answer say
+    whether a decision opens the purpose to the recipient."""
+    try:
+        decision = await need_to_know.decide(
+            session, call.agency, seen.nominal, policies.ContributorDecisionsTarget(), call.now
+        )
+    except errors.NotFound:
+        return False
+    return decision.view is policies.View.FULL
 
 
 def _contributor_decision(bases: Sequence[policies.BasisDecision]) -> dict[str, str]:
@@ -140,12 +160,20 @@ async def request_disclosure(call: Call) -> Response:
             raise errors.ValidationFailed(
                 errors=[{"loc": ["recipient_agency_id"], "type": "unknown_agency"}]
             )
+        contributor = Role(recipient.role) is Role.OTHER_CONTRIBUTOR
         tied = (
             await need_to_know.involvements(session, recipient.id, seen.nominal.id)
-            if Role(recipient.role) is Role.OTHER_CONTRIBUTOR
+            if contributor
             else policies.Involvements()
         )
-        bases = bases_open_to(recipient, asked.purpose, tied, seen.nominal.id, call.now)
+        # under the register and the RA's decisions: what the request's audit entry names
+        covered = bases_open_to(recipient, asked.purpose, tied, seen.nominal.id, call.now)
+        bases = covered
+        if contributor and not await _sees_contributor_decisions(call, session, seen):
+            # the answer of one that may not see the decisions does not depend on them
+            bases = bases_open_to(
+                recipient, asked.purpose, tied, seen.nominal.id, call.now, recorded=False
+            )
         if not bases:
             raise errors.ValidationFailed(
                 errors=[{"loc": ["purpose"], "type": "purpose_not_open_to_recipient"}]
@@ -188,7 +216,7 @@ async def request_disclosure(call: Call) -> Response:
                 "recipient": asked.recipient_agency_id,
                 "parts": list(asked.parts),
                 "for_purpose": asked.purpose,
-                **_contributor_decision(bases),
+                **_contributor_decision(covered),
             },
         )
         return Audited(Written(ack), event)
@@ -219,23 +247,7 @@ async def read_disclosure(call: Call, disclosure_id: str) -> Response:
     async with call.db.read() as session:
         row, seen = await _visible_request(call, session, disclosure_id)
         call.record_refs = (seen.meeting.id, row.id)
-        if is_chair_or_coordinator(call, seen.meeting, seen.nominal):
-            reader = DECIDER
-        elif (
-            row.requesting_agency_id == call.caller.agency_id
-            and seen.decision.view is policies.View.FULL
-        ):
-            reader = REQUESTER  # it asked as a participant, and still is one
-        else:  # a participant that did not ask, the recipient: as if there were no request
-            raise errors.NotFound(
-                diagnostics={
-                    "reason_code": "no_need_to_know",
-                    "rule": f"{REQUESTER}-or-{DECIDER}",
-                    "why": f"neither the requesting agency nor the chair or co-ordinator "
-                    f"(minutes: {seen.decision.rule}, view {seen.decision.view})",
-                    "policy_version": seen.decision.policy_version,
-                }
-            )
+        reader = _reader(call, row, seen)
         asked = call.case_sealer.unseal(
             "onward_disclosure_requests", row.id, "details_sealed", row.details_sealed
         )
@@ -250,6 +262,29 @@ async def read_disclosure(call: Call, disclosure_id: str) -> Response:
     return deliver.jose_response(sealed)
 
 
+def _reader(call: Call, row: OnwardDisclosureRequest, seen: VisibleMeeting) -> str:
+    """Why the caller may know of the request: the chair or co-ordinator (``DECIDER``), or the
+    agency that asked, as a participant that still is one (``REQUESTER``); anyone else, a
+    participant that did not ask or the recipient, gets the 404 of a request that does not
+    exist (the audit names the rule)."""
+    if is_chair_or_coordinator(call, seen.meeting, seen.nominal):
+        return DECIDER
+    if (
+        row.requesting_agency_id == call.caller.agency_id
+        and seen.decision.view is policies.View.FULL
+    ):
+        return REQUESTER
+    raise errors.NotFound(
+        diagnostics={
+            "reason_code": "no_need_to_know",
+            "rule": f"{REQUESTER}-or-{DECIDER}",
+            "why": f"neither the requesting agency nor the chair or co-ordinator "
+            f"(minutes: {seen.decision.rule}, view {seen.decision.view})",
+            "policy_version": seen.decision.policy_version,
+        }
+    )
+
+
 async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
     """POST /v1/disclosures/{id}/decision: the chair or co-ordinator approves or refuses."""
     call.require_scope(WRITE)
@@ -260,7 +295,7 @@ async def decide_disclosure(call: Call, disclosure_id: str) -> Response:
             return body.replay
         decided = body.body
         row, seen = await _visible_request(call, session, disclosure_id)
-        if not is_chair_or_coordinator(call, seen.meeting, seen.nominal):
+        if _reader(call, row, seen) != DECIDER:  # 404 to one that may not know of the request
             raise errors.AccessDenied(
                 diagnostics={"rule": "chair-or-coordinator", "why": "not the chair or co-ordinator"}
             )

@@ -56,7 +56,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import Delete, delete, or_, select, union_all, update
+from sqlalchemy import Delete, delete, func, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 from starlette.responses import Response
@@ -69,6 +69,7 @@ from gateway.contract import ErasureIn
 from gateway.domain import ErasureReason, NominalStatus
 from gateway.flow import deliver, lawful_basis
 from gateway.flow.audit import Operation, Outcome
+from gateway.flow.need_to_know import LINKED_REFERRAL
 from gateway.store.models import (
     Action,
     ActionUpdate,
@@ -331,6 +332,12 @@ async def _holders(session: AsyncSession, nominal: Nominal, caller: str) -> list
     held = (
         AuditEntry.outcome == Outcome.ALLOWED.value,
         AuditEntry.operation.in_([str(op) for op in _HELD_BY]),
+        # A linked referral's referrer was told nothing of the case it found (it may not know
+        # of it): a notice naming the case would tell it (gateway.cases.referrals).
+        or_(
+            AuditEntry.operation != str(Operation.COLLECTION),
+            func.coalesce(AuditEntry.detail["referral_status"].as_string(), "") != LINKED_REFERRAL,
+        ),
     )
     holders = select(AuditEntry.agency_id, AuditEntry.recipients)
     # About the nominal, or about several with it (a page of the level 1 list): two indexed

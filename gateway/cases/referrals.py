@@ -5,7 +5,14 @@ PNC id, nDelius CRN or ViSOR reference) or registers a new one at level 1, pendi
 with the referral's subject as its sealed details. The referrer and the agencies it names are
 involved through the referral until screening closes it. A referral that finds an existing
 nominal is *linked*: it grants its referrer nothing (otherwise anyone who knew a PNC id could
-refer their way into a case); the answer does not say which happened.
+refer their way into a case); the answer does not say which happened, nor does anything the
+referrer sees afterwards: a linked referral's referrer is sent no erasure notice of the case
+(`gateway.cases.erasure`), and a referrer that may not know of the case but would know of the
+nominal a fresh referral registers (an RA agency that may not see category 4, whose lookup by
+the identifiers would otherwise find a fresh subject and not the case) is not linked: its
+referral registers a nominal of its own (`_would_tell`). The Responsible Authority, who may
+know of both, then holds two nominals with the same identifiers; a lookup by one of them finds
+the older, the registered case.
 
 A referral of a non-offender is stored (sealed) for a high-risk information-sharing meeting
 and registers no nominal.
@@ -93,7 +100,8 @@ def _same_identifiers(indexes: dict[str, str]) -> Select[str, str, NominalStatus
 
 
 async def _known_nominal(session: AsyncSession, area: str, indexes: dict[str, str]) -> str | None:
-    """The area's earliest active nominal carrying one of the identifiers.
+    """The area's earliest active nominal carrying one of the identifiers (the referral links
+    to it only if the referrer may know of it, `_if_known`; else it registers its own).
 
     Read in the referral's transaction with the rows' key-share lock (PostgreSQL ``FOR KEY
     SHARE``; SQLite's writers are serialised): a nominal an erasure (or another RA change)
@@ -134,6 +142,35 @@ async def _if_known(call: Call, session: AsyncSession, nominal_id: str | None) -
     return nominal_id
 
 
+async def _would_tell(
+    call: Call, session: AsyncSession, nominal_id: str, *, lead_id: str, category: int
+) -> bool:
+    """Whether linking the referral to the registered ``nominal_id`` would tell the referrer
+    that its identifiers are those of a case it may not know of: the referrer may not know of
+    that case (whatever its category, `_if_known`), yet may know of the nominal a referral of
+    a subject nobody registered makes (level 1, the referral's category), which it then finds
+    by lookup. An RA agency that may not see category 4 (the prison, the MAPPA unit) is one:
+    linked, its lookup of a category 4 case's PNC id would be 404, where a fresh subject's is
+    found. Such a referral registers a nominal of its own instead. A referrer that could know
+    of neither (an agency that sees level 1 only through the monthly list) sees no difference,
+    and its referral is linked, for the RA to read on the case."""
+    if await _if_known(call, session, nominal_id) is not None:
+        return False
+    fresh = Nominal(
+        id=new_id(),
+        area=call.caller.area,
+        category=category,
+        level=int(Level.LEAD_AGENCY),
+        lead_agency_id=lead_id,
+        status=NominalStatus.ACTIVE,
+    )
+    try:
+        await need_to_know.decide(session, call.agency, fresh, policies.NominalTarget(), call.now)
+    except errors.NotFound:
+        return False
+    return True
+
+
 async def create_referral(call: Call) -> Response:
     """POST /v1/referrals: a MAPPA A referral, or the referral of a non-offender."""
     call.require_scope(WRITE)
@@ -158,6 +195,11 @@ async def create_referral(call: Call) -> Response:
         if mappa:
             assert lead_id is not None and referral.category is not None
             nominal_id = await _known_nominal(session, call.caller.area, indexes)
+            category = int(referral.category)
+            if nominal_id is not None and await _would_tell(
+                call, session, nominal_id, lead_id=lead_id, category=category
+            ):
+                nominal_id = None  # registers its own, as for a subject nobody registered
             status = LINKED_REFERRAL if nominal_id else RECEIVED
             if nominal_id is None:
                 nominal_id = new_id()

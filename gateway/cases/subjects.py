@@ -94,11 +94,13 @@ async def visible_nominal_by_index(
 ) -> tuple[Nominal, policies.Decision]:
     """The nominal whose ``kind`` identifier has the blind index ``index``, as for
     :func:`visible_nominal`: the first the caller may know of, an active registration before a
-    closed one and the newest first. An identifier no nominal carries, and one carried only by
+    closed one; of active ones the oldest first (the registered case, before a nominal that a
+    referral by an agency that may not know of it registered, `gateway.cases.referrals`), of
+    closed ones the newest first. An identifier no nominal carries, and one carried only by
     nominals the caller may not know of, give the same NotFound (the audit says which)."""
-    candidates = (
-        await session.scalars(
-            select(Nominal.id)
+    rows = (
+        await session.execute(
+            select(Nominal.id, Nominal.status, Nominal.created_at)
             .where(IDENTIFIER_INDEXES[kind] == index)
             .order_by(
                 case((Nominal.status == NominalStatus.ACTIVE, 0), else_=1),
@@ -108,6 +110,10 @@ async def visible_nominal_by_index(
             .limit(_CANDIDATES)
         )
     ).all()
+    active = [row for row in rows if row.status == NominalStatus.ACTIVE]
+    closed = [row for row in rows if row.status != NominalStatus.ACTIVE]
+    active.sort(key=lambda row: (row.created_at, row.id))
+    candidates = [row.id for row in (*active, *closed)]
     refused: errors.NotFound | None = None
     for nominal_id in candidates:
         try:

@@ -4,6 +4,7 @@ transition table; everyone else gets 403 or the opaque 404; bad bodies store not
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from tests.gateway.cases.scenario import (
     HOUSING,
     JCP,
     MAPPA,
+    MENTAL_HEALTH,
     POLICE,
     PROBATION,
     WILTS_POLICE,
@@ -30,11 +32,14 @@ NOTE = "Tenancy officer Mr Gideon Ashworth-Pell visited; move agreed"
 S = ActionStatus
 
 
-async def _action(world: World, owner: str = HOUSING) -> tuple[str, str]:
-    """A level 2 meeting chaired by police (housing, children's services and probation attend,
-    Jobcentre Plus gets the minutes) with an action owned by ``owner``: (nominal, action)."""
+async def _action(
+    world: World, owner: str = HOUSING, participants: dict[str, str] | None = None
+) -> tuple[str, str]:
+    """A level 2 meeting chaired by police (by default housing, children's services and
+    probation attend, Jobcentre Plus gets the minutes) with an action owned by ``owner``:
+    (nominal, action)."""
     nominal_id = await at_level_2(world)
-    meeting_id = await level_2_meeting(world, nominal_id)
+    meeting_id = await level_2_meeting(world, nominal_id, participants)
     answer = await world[POLICE].post(
         f"/v1/meetings/{meeting_id}/actions",
         {
@@ -181,6 +186,29 @@ async def test_others_may_not_move_the_action(
         "POST", f"/v1/actions/{action_id}/status", {"status": "done"}
     )
     assert (refused.status, refused.code) == (status, code)
+    assert await _status(world, action_id) is S.OPEN
+    assert await world.count(ActionUpdate) == 0
+
+
+async def test_an_agency_that_may_not_know_of_the_action_gets_the_404_of_no_action(
+    world: World,
+) -> None:
+    """Mental health, invited to the meeting, may know of the nominal but not of the meeting's
+    action points: moving one is refused as reading it is, with the 404 of an action that does
+    not exist (a 403 would say the action exists), and nothing changes."""
+    nominal_id, action_id = await _action(
+        world, participants={HOUSING: "attended", MENTAL_HEALTH: "invited"}
+    )
+    assert (await world[MENTAL_HEALTH].get(f"/v1/nominals/{nominal_id}"))["id"] == nominal_id
+    read = await world[MENTAL_HEALTH].refused("GET", f"/v1/actions/{action_id}")
+    moved = await world[MENTAL_HEALTH].refused(
+        "POST", f"/v1/actions/{action_id}/status", {"status": "done"}
+    )
+    absent = await world[MENTAL_HEALTH].refused(
+        "POST", f"/v1/actions/{uuid.uuid4()}/status", {"status": "done"}
+    )
+    assert read.status == moved.status == absent.status == 404
+    assert {**moved.problem, "request_id": 0} == {**absent.problem, "request_id": 0}
     assert await _status(world, action_id) is S.OPEN
     assert await world.count(ActionUpdate) == 0
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from adapters.client import ContextHeaders
 from gateway.store.models import (
@@ -21,6 +21,7 @@ from gateway.store.models import (
     Meeting,
     OnwardDisclosureRequest,
     OutboxMessage,
+    Referral,
     WarningMarker,
 )
 from tests.gateway.cases.scenario import (
@@ -30,6 +31,7 @@ from tests.gateway.cases.scenario import (
     JCP,
     MAPPA,
     MENTAL_HEALTH,
+    PNC,
     POLICE,
     PROBATION,
     THIRD_PARTY_CONCLUSION,
@@ -466,6 +468,17 @@ async def test_a_referral_does_not_say_whether_the_subject_is_already_registered
     )
     assert "nominal_id" not in linked and "nominal_id" not in fresh
     assert set(linked) == set(fresh) and linked["status"] == fresh["status"] == "received"
+    # Nor does a lookup afterwards: housing sees level 1 nominals only on the monthly list, so
+    # the nominal the fresh referral registered is as unknown to it as the case the other was
+    # linked to; and the linked referral is on the case, for the RA to read.
+    for pnc in (PNC, "2001/0000009Z"):
+        refused = await world[HOUSING].refused("POST", "/v1/nominals/lookup", {"pnc": pnc})
+        assert refused.status == 404
+    async with world.state.db.read() as session:
+        on_the_case = (
+            await session.scalars(select(Referral.status).where(Referral.nominal_id == existing))
+        ).all()
+    assert "linked" in on_the_case
     assert (await world[POLICE].post("/v1/referrals", referral()))["nominal_id"] == existing
     other = await world[POLICE].post(
         "/v1/referrals", referral(subject={**subject, "pnc_id": "2001/0000008Y", "crn": "Z999998"})
@@ -493,9 +506,14 @@ async def test_a_referral_does_not_say_whether_a_category_4_case_is_registered(
         )
         assert "nominal_id" not in linked and "nominal_id" not in fresh
         assert set(linked) == set(fresh) and linked["status"] == fresh["status"] == "received"
-        # the referral made a nominal, which the referrer may know of and finds by its PNC id
-        found = await caller.post("/v1/nominals/lookup", {"pnc": fresh_subject["pnc_id"]})
-        assert found["id"] != hidden
+        # each referral made a nominal, which the referrer may know of and finds by its PNC
+        # id: the category 4 case's PNC id answers as a fresh subject's does (not linked to it)
+        for pnc in (fresh_subject["pnc_id"], PNC):
+            found = await caller.post("/v1/nominals/lookup", {"pnc": pnc})
+            assert found["id"] != hidden
+    # Police, who may know of every nominal carrying the PNC id, finds the registered case (the
+    # older) by lookup, and its own referral is linked to it
+    assert (await world[POLICE].post("/v1/nominals/lookup", {"pnc": PNC}))["id"] == hidden
     linked = await world[POLICE].post("/v1/referrals", referral(category="M2"))
     assert linked["nominal_id"] == hidden
 
@@ -570,9 +588,11 @@ async def test_only_the_chair_or_coordinator_decides_and_a_refusal_discloses_not
     any_world: World,
 ) -> None:
     """Children's services asks to share the minutes with the conference. Neither it (the
-    requester, a participant) nor probation (a participant, not the chair) may decide: 403,
-    audited with the rule, the request still pending, nothing sent. The chair refuses: the
-    conference still gets 404, nothing is pushed to it, and no disclosure names it."""
+    requester, a participant) nor probation (a participant, not the chair) may decide: 403 to
+    the requester, which may read the request, and to probation, which may not, the 404 its
+    read of the request gets (as for one that does not exist), each audited with the rule; the
+    request still pending, nothing sent. The chair refuses: the conference still gets 404,
+    nothing is pushed to it, and no disclosure names it."""
     world = any_world
     nominal_id = await at_level_2(world)
     meeting_id = await level_2_meeting(world, nominal_id)
@@ -580,12 +600,17 @@ async def test_only_the_chair_or_coordinator_decides_and_a_refusal_discloses_not
     asked = await world[CS].post("/v1/disclosures", disclosure_request(meeting_id, CP_CONFERENCE))
     decision = f"/v1/disclosures/{asked['id']}/decision"
     approve = {"decision": "approve", "approved_parts": ["conclusions"], "reason": "x"}
-    for who in (CS, PROBATION):
+    for who, status, rule in (
+        (CS, 403, "chair-or-coordinator"),
+        (PROBATION, 404, "onward-disclosure-requester-or-chair-or-coordinator"),
+    ):
         refused = await world[who].refused("POST", decision, approve)
-        assert refused.status == 403, who
-        assert (await world.audit(agency_id=who, outcome="refused"))[-1].rule == (
-            "chair-or-coordinator"
-        )
+        assert refused.status == status, who
+        assert (await world.audit(agency_id=who, outcome="refused"))[-1].rule == rule
+        if status == 404:  # the body of a request that does not exist
+            unknown = f"/v1/disclosures/{uuid.uuid4()}/decision"
+            absent = await world[who].refused("POST", unknown, approve)
+            assert {**refused.problem, "request_id": 0} == {**absent.problem, "request_id": 0}
     async with world.state.db.read() as session:
         row = await session.get(OnwardDisclosureRequest, asked["id"])
         assert row is not None and row.status == "pending"

@@ -376,12 +376,16 @@ async def test_a_request_to_a_contributor_beyond_its_recorded_purposes_is_refuse
     any_world: World, purposes: list[str] | None, asked_for: str
 ) -> None:
     """An onward disclosure to an s.325(4A)(c) contributor for a purpose the RA's decision
-    does not name (or with no decision at all) has no lawful basis: 422, nothing stored,
-    nothing pushed, and victim support reads nothing of the minutes."""
+    does not name (or with no decision at all) has no lawful basis. Police, the RA, which sees
+    the decisions, is told so at once: 422, nothing stored. Children's services, which may not
+    see them, is answered as for a purpose a decision covers (its answer would otherwise say
+    whether the RA recorded one, and what for): the request is pending, and the chair's
+    approval is refused, 409. Either way nothing is pushed, and victim support reads nothing
+    of the minutes."""
     world = any_world
     _, meeting_id, _ = await _contributor_case(world, purposes)
     before = await world.count(OnwardDisclosureRequest)
-    refused = await world[CS].refused(
+    refused = await world[POLICE].refused(
         "POST", "/v1/disclosures", _to_victim_support(meeting_id, asked_for)
     )
     assert refused.status == 422
@@ -389,11 +393,42 @@ async def test_a_request_to_a_contributor_beyond_its_recorded_purposes_is_refuse
         {"loc": ["purpose"], "type": "purpose_not_open_to_recipient"}
     ]
     assert await world.count(OnwardDisclosureRequest) == before
+    asked = await world[CS].post("/v1/disclosures", _to_victim_support(meeting_id, asked_for))
+    assert asked["status"] == "pending"
+    await _refused_approval(
+        world, POLICE, asked["id"], ["conclusions"], "purpose_not_open_to_recipient"
+    )
     assert await world.pushed(VICTIM_SUPPORT, "onward_disclosure") == []
     unread = await world[VICTIM_SUPPORT].refused(
         "GET", f"/v1/meetings/{meeting_id}/minutes", context=CONTRIBUTING
     )
     assert unread.status == 404
+
+
+async def test_a_request_to_a_contributor_does_not_say_whether_the_ra_recorded_a_decision(
+    any_world: World,
+) -> None:
+    """Children's services (a participant, which may not see the RA's s.325(4A)(c) decisions:
+    403 on their list) asks to share with victim support for a purpose the RA's decision
+    covers and for one it does not: the two answers are alike. The requests' audit entries,
+    for IG, say which one a decision covered."""
+    world = any_world
+    nominal_id, meeting_id, _ = await _contributor_case(world, ["risk-assessment"])
+    listed = await world[CS].refused("GET", f"/v1/nominals/{nominal_id}/contributors")
+    assert listed.status == 403
+    covered = await world[CS].post(
+        "/v1/disclosures", _to_victim_support(meeting_id, "risk-assessment")
+    )
+    uncovered = await world[CS].post(
+        "/v1/disclosures", _to_victim_support(meeting_id, "mappa-meeting")
+    )
+    assert {**covered, "id": 0} == {**uncovered, "id": 0}
+    entries = [
+        entry
+        for entry in await world.audit(agency_id=CS, outcome="allowed")
+        if entry.detail.get("resource") == "onward_disclosure_request"
+    ]
+    assert [("recipient_contributor_decision" in e.detail) for e in entries] == [True, False]
 
 
 @pytest.mark.parametrize("change", ["revoked", "purpose-changed"])
