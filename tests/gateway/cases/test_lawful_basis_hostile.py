@@ -497,6 +497,7 @@ async def test_a_referral_does_not_say_whether_a_category_4_case_is_registered(
     hidden = await at_level_2(world)
     change = {"category": "M4", "reason": "terrorism risk"}
     await world[POLICE].post(f"/v1/nominals/{hidden}/category", change)
+    world.clock.advance(seconds=1)  # the referrals' nominals are registered after the case
     fresh_subject = {**referral()["subject"], "pnc_id": "2001/0000001Z", "crn": "Z000001"}
     for caller in (prison, world[MAPPA]):
         assert (await caller.refused("GET", f"/v1/nominals/{hidden}")).status == 404
