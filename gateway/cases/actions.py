@@ -92,8 +92,7 @@ async def update_action_status(call: Call, action_id: str) -> Response:
         if not actors:
             # 404, as the action's read answers, to an agency that may not know of the action
             # (it may know of the nominal); 403 only to one that may read it
-            target = policies.ActionTarget(action.id, meeting.id, action.owner_agency_id)
-            await visible_nominal(call, session, meeting.nominal_id, target)
+            await _readable(call, session, action, meeting)
             raise _forbidden("action-owner-or-chair", "neither the owner nor the chair")
         old, new = ActionStatus(action.status), body.body.status
         allowed = TRANSITIONS.get((old, new))
@@ -144,25 +143,20 @@ async def update_action_status(call: Call, action_id: str) -> Response:
     return await write(call, body, act)
 
 
-async def read_action(call: Call, action_id: str) -> Response:
-    """GET /v1/actions/{id}: the action point, to its owner and the meeting's minutes readers,
-    redacted as the minutes' action points are; 404 to anyone else."""
-    call.require_scope(READ)
-    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
-    async with call.db.read() as session:
-        action = await session.get(Action, action_id) if well_formed(action_id) else None
-        meeting = await session.get(Meeting, action.meeting_id) if action is not None else None
-        if action is None or meeting is None:
-            raise need_to_know.not_found("action")
-        target = policies.ActionTarget(action.id, meeting.id, action.owner_agency_id)
-        _, decision = await visible_nominal(call, session, meeting.nominal_id, target)
-        minutes = await session.scalar(select(Minutes).where(Minutes.meeting_id == meeting.id))
-        body = documents.stored_minutes_body(minutes, call.case_sealer) if minutes else {}
-        document = documents.action_minutes_document(
-            meeting, body, documents.action_document(action, call.case_sealer)
-        )
-        caller_keys = await call.keys(session, call.caller.agency_id, "enc")
+async def _readable(
+    call: Call, session: AsyncSession, action: Action, meeting: Meeting
+) -> tuple[policies.Decision, redact.Released]:
+    """The caller's need-to-know decision on the action point and the point as released to
+    it; the 404 of an action that does not exist to an agency that may not know of it, or
+    from which redaction withholds it (the audit names the rule)."""
+    target = policies.ActionTarget(action.id, meeting.id, action.owner_agency_id)
+    _, decision = await visible_nominal(call, session, meeting.nominal_id, target)
     call.record_refs = (meeting.id, action.id)
+    minutes = await session.scalar(select(Minutes).where(Minutes.meeting_id == meeting.id))
+    body = documents.stored_minutes_body(minutes, call.case_sealer) if minutes else {}
+    document = documents.action_minutes_document(
+        meeting, body, documents.action_document(action, call.case_sealer)
+    )
     release = redact.action_point(
         call.agency,
         document,
@@ -180,6 +174,21 @@ async def read_action(call: Call, action_id: str) -> Response:
                 "policy_version": release.policy_version,
             }
         )
+    return decision, release
+
+
+async def read_action(call: Call, action_id: str) -> Response:
+    """GET /v1/actions/{id}: the action point, to its owner and the meeting's minutes readers,
+    redacted as the minutes' action points are; 404 to anyone else."""
+    call.require_scope(READ)
+    call.basis = lawful_basis.check(call.caller, concerns_nominal=True)
+    async with call.db.read() as session:
+        action = await session.get(Action, action_id) if well_formed(action_id) else None
+        meeting = await session.get(Meeting, action.meeting_id) if action is not None else None
+        if action is None or meeting is None:
+            raise need_to_know.not_found("action")
+        decision, release = await _readable(call, session, action, meeting)
+        caller_keys = await call.keys(session, call.caller.agency_id, "enc")
     sealed = call.answer(release.document, caller_keys)
     await released(call, decision, release.withheld, sealed)
     return deliver.jose_response(sealed)

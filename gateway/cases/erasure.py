@@ -56,7 +56,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from sqlalchemy import Delete, delete, func, or_, select, union_all, update
+from sqlalchemy import Delete, and_, delete, func, not_, or_, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 from starlette.responses import Response
@@ -102,6 +102,12 @@ KIND: Final = "erasure"
 NOT_DEREGISTERED: Final = "not_deregistered"
 #: The rule recorded when the erasure route is called for another purpose.
 _PURPOSE_RULE: Final = "purpose-allowed-for-operation"
+#: The audit entry of a referral linked to a registered case (`gateway.cases.referrals`): its
+#: referrer was told nothing of the case, and nothing the erasure does may tell it.
+_LINKED_REFERRAL_ENTRY: Final = and_(
+    AuditEntry.operation == str(Operation.COLLECTION),
+    func.coalesce(AuditEntry.detail["referral_status"].as_string(), "") == LINKED_REFERRAL,
+)
 #: Audit operations whose allowed entries show an agency held some of the case.
 _HELD_BY: Final = (
     Operation.COLLECTION,
@@ -299,7 +305,9 @@ async def _erase_case(session: AsyncSession, nominal: Nominal) -> _Erased:
         found_origins.update(await _ids(session, OriginEvidence.entry_id, origin))
         await session.execute(_unsynced(delete(OriginEvidence).where(origin)))
     done.origin_evidence = sorted(found_origins)
-    answers = IdempotentRequest.audit_entry_id.in_(entries)
+    # Not a linked referral's key: its answer names no case to a referrer that may not know of
+    # it, and a retry answered afresh (a new referral) would tell it the case was erased.
+    answers = IdempotentRequest.audit_entry_id.in_(entries.where(not_(_LINKED_REFERRAL_ENTRY)))
     keys = await session.scalars(select(IdempotentRequest.key).where(answers))
     done.idempotency_keys = len(keys.all())
     await session.execute(_unsynced(delete(IdempotentRequest).where(answers)))
@@ -334,10 +342,7 @@ async def _holders(session: AsyncSession, nominal: Nominal, caller: str) -> list
         AuditEntry.operation.in_([str(op) for op in _HELD_BY]),
         # A linked referral's referrer was told nothing of the case it found (it may not know
         # of it): a notice naming the case would tell it (gateway.cases.referrals).
-        or_(
-            AuditEntry.operation != str(Operation.COLLECTION),
-            func.coalesce(AuditEntry.detail["referral_status"].as_string(), "") != LINKED_REFERRAL,
-        ),
+        not_(_LINKED_REFERRAL_ENTRY),
     )
     holders = select(AuditEntry.agency_id, AuditEntry.recipients)
     # About the nominal, or about several with it (a page of the level 1 list): two indexed

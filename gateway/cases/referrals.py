@@ -6,13 +6,15 @@ with the referral's subject as its sealed details. The referrer and the agencies
 involved through the referral until screening closes it. A referral that finds an existing
 nominal is *linked*: it grants its referrer nothing (otherwise anyone who knew a PNC id could
 refer their way into a case); the answer does not say which happened, nor does anything the
-referrer sees afterwards: a linked referral's referrer is sent no erasure notice of the case
-(`gateway.cases.erasure`), and a referrer that may not know of the case but would know of the
+referrer sees afterwards. A linked referral's referrer is sent no erasure notice of the case,
+and a retry of the referral with its Idempotency-Key after the erasure answers as before
+(`gateway.cases.erasure`). A referrer that may not know of the case but would know of the
 nominal a fresh referral registers (an RA agency that may not see category 4, whose lookup by
-the identifiers would otherwise find a fresh subject and not the case) is not linked: its
-referral registers a nominal of its own (`_would_tell`). The Responsible Authority, who may
-know of both, then holds two nominals with the same identifiers; a lookup by one of them finds
-the older, the registered case.
+the identifiers would otherwise find a fresh subject and not the case) is not linked to it: its
+referral registers a nominal of its own, to which its later referrals of the subject are
+linked (`_link_target`). The Responsible Authority, who may know of both, then holds two
+nominals with the same identifiers; a lookup by one of them finds the older, the registered
+case.
 
 A referral of a non-offender is stored (sealed) for a high-risk information-sharing meeting
 and registers no nominal.
@@ -99,9 +101,9 @@ def _same_identifiers(indexes: dict[str, str]) -> Select[str, str, NominalStatus
     )
 
 
-async def _known_nominal(session: AsyncSession, area: str, indexes: dict[str, str]) -> str | None:
-    """The area's earliest active nominal carrying one of the identifiers (the referral links
-    to it only if the referrer may know of it, `_if_known`; else it registers its own).
+async def _known_nominals(session: AsyncSession, area: str, indexes: dict[str, str]) -> list[str]:
+    """The area's active nominals carrying one of the identifiers, the earliest registered
+    first (the registered case, then any a referral registered beside it, `_link_target`).
 
     Read in the referral's transaction with the rows' key-share lock (PostgreSQL ``FOR KEY
     SHARE``; SQLite's writers are serialised): a nominal an erasure (or another RA change)
@@ -110,7 +112,7 @@ async def _known_nominal(session: AsyncSession, area: str, indexes: dict[str, st
     registers a new nominal, and never links to (and stores the subject's details on) the
     erased one. An erasure that comes after waits for the referral and erases it too."""
     if not indexes:
-        return None
+        return []
     found = _same_identifiers(indexes).with_for_update(read=True, key_share=True)
     rows = (await session.execute(found)).all()
     known = sorted(
@@ -118,7 +120,7 @@ async def _known_nominal(session: AsyncSession, area: str, indexes: dict[str, st
         for nominal_id, nominal_area, status, created_at in rows
         if nominal_area == area and status == NominalStatus.ACTIVE
     )
-    return known[0][1] if known else None
+    return [nominal_id for _, nominal_id in known]
 
 
 async def _if_known(call: Call, session: AsyncSession, nominal_id: str | None) -> str | None:
@@ -142,20 +144,35 @@ async def _if_known(call: Call, session: AsyncSession, nominal_id: str | None) -
     return nominal_id
 
 
-async def _would_tell(
-    call: Call, session: AsyncSession, nominal_id: str, *, lead_id: str, category: int
-) -> bool:
-    """Whether linking the referral to the registered ``nominal_id`` would tell the referrer
-    that its identifiers are those of a case it may not know of: the referrer may not know of
-    that case (whatever its category, `_if_known`), yet may know of the nominal a referral of
-    a subject nobody registered makes (level 1, the referral's category), which it then finds
-    by lookup. An RA agency that may not see category 4 (the prison, the MAPPA unit) is one:
+async def _link_target(
+    call: Call, session: AsyncSession, known: list[str], *, lead_id: str, category: int
+) -> str | None:
+    """The nominal the referral is linked to, of the area's active ones carrying its
+    identifiers (earliest first), or None: it registers one of its own.
+
+    The first the referrer may know of as it stands (its lookup finds it anyway). If it may
+    know of none, linking must not tell it that its identifiers are those of a case it may
+    not know of: if it may know of the nominal a referral of a subject nobody registered makes
+    (level 1, the referral's category), which it would then find by lookup, it registers one
+    of its own. An RA agency that may not see category 4 (the prison, the MAPPA unit) is one:
     linked, its lookup of a category 4 case's PNC id would be 404, where a fresh subject's is
-    found. Such a referral registers a nominal of its own instead. A referrer that could know
-    of neither (an agency that sees level 1 only through the monthly list) sees no difference,
-    and its referral is linked, for the RA to read on the case."""
-    if await _if_known(call, session, nominal_id) is not None:
-        return False
+    found; its later referrals of the subject are linked to the nominal its first registered.
+    A referrer that could know of neither (an agency that sees level 1 only through the
+    monthly list) sees no difference, and is linked to the registered case, for the RA to
+    read there."""
+    for nominal_id in known:
+        nominal = await load_nominal(session, nominal_id)
+        if nominal is None:
+            continue
+        try:
+            await need_to_know.decide(
+                session, call.agency, nominal, policies.NominalTarget(), call.now
+            )
+        except errors.NotFound:
+            continue
+        return nominal_id
+    if not known:
+        return None
     fresh = Nominal(
         id=new_id(),
         area=call.caller.area,
@@ -167,8 +184,8 @@ async def _would_tell(
     try:
         await need_to_know.decide(session, call.agency, fresh, policies.NominalTarget(), call.now)
     except errors.NotFound:
-        return False
-    return True
+        return known[0]
+    return None
 
 
 async def create_referral(call: Call) -> Response:
@@ -194,12 +211,10 @@ async def create_referral(call: Call) -> Response:
         status = NOT_MAPPA
         if mappa:
             assert lead_id is not None and referral.category is not None
-            nominal_id = await _known_nominal(session, call.caller.area, indexes)
-            category = int(referral.category)
-            if nominal_id is not None and await _would_tell(
-                call, session, nominal_id, lead_id=lead_id, category=category
-            ):
-                nominal_id = None  # registers its own, as for a subject nobody registered
+            known = await _known_nominals(session, call.caller.area, indexes)
+            nominal_id = await _link_target(
+                call, session, known, lead_id=lead_id, category=int(referral.category)
+            )
             status = LINKED_REFERRAL if nominal_id else RECEIVED
             if nominal_id is None:
                 nominal_id = new_id()

@@ -98,22 +98,20 @@ async def visible_nominal_by_index(
     referral by an agency that may not know of it registered, `gateway.cases.referrals`), of
     closed ones the newest first. An identifier no nominal carries, and one carried only by
     nominals the caller may not know of, give the same NotFound (the audit says which)."""
-    rows = (
-        await session.execute(
-            select(Nominal.id, Nominal.status, Nominal.created_at)
+    active = Nominal.status == NominalStatus.ACTIVE
+    candidates = (
+        await session.scalars(
+            select(Nominal.id)
             .where(IDENTIFIER_INDEXES[kind] == index)
             .order_by(
-                case((Nominal.status == NominalStatus.ACTIVE, 0), else_=1),
+                case((active, 0), else_=1),
+                case((active, Nominal.created_at), else_=None).asc(),
                 Nominal.created_at.desc(),
                 Nominal.id,
             )
             .limit(_CANDIDATES)
         )
     ).all()
-    active = [row for row in rows if row.status == NominalStatus.ACTIVE]
-    closed = [row for row in rows if row.status != NominalStatus.ACTIVE]
-    active.sort(key=lambda row: (row.created_at, row.id))
-    candidates = [row.id for row in (*active, *closed)]
     refused: errors.NotFound | None = None
     for nominal_id in candidates:
         try:

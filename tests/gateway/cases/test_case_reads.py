@@ -238,6 +238,13 @@ async def test_a_third_party_sourced_action_reaches_only_the_sources_originator(
         assert SOURCED_ACTION.encode() not in refused.content
         [entry] = await world.audit(agency_id=asker, outcome="refused")
         assert (entry.rule, entry.reason_code) == ("third-party-source", "withheld")
+    # Probation, neither owner nor chair, moving it: the same 404 as for no action (a 403
+    # would say that the action it cannot read exists)
+    done = {"status": "done"}
+    moved = await world[PROBATION].refused("POST", f"{path}/status", done)
+    absent = await world[PROBATION].refused("POST", f"/v1/actions/{uuid.uuid4()}/status", done)
+    assert moved.status == absent.status == 404
+    assert {**moved.problem, "request_id": 0} == {**absent.problem, "request_id": 0}
     everything = repr([(e.detail, e.withheld) for e in await world.audit()])
     for needle in (SOURCED_ACTION, *THIRD_PARTY):
         assert needle not in everything

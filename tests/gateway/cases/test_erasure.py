@@ -389,19 +389,21 @@ async def test_agencies_that_had_the_nominal_on_the_level_1_list_are_told_of_its
 
 
 async def test_a_referrer_that_may_not_know_the_case_is_not_told_of_its_erasure(
-    world: World,
+    any_world: World,
 ) -> None:
     """Housing refers a made-up subject carrying the PNC id of a case it may not know of: the
-    referral is linked to the case and tells housing nothing, and when the RA erases the case,
-    housing is sent no notice naming it either (its referral's entry counted it among the
-    case's holders, and the notice gave it the hidden case's id)."""
+    referral is linked to the case and tells housing nothing. When the RA erases the case,
+    housing is sent no notice naming it (its referral's entry counted it among the case's
+    holders, and the notice gave it the hidden case's id), and a retry of its referral with
+    its Idempotency-Key answers as before (a new referral would say the case had gone)."""
+    world = any_world
     hidden = await at_level_2(world)
     await world[POLICE].post(f"/v1/nominals/{hidden}/category", {"category": "M4", "reason": "t"})
     assert (await world[HOUSING].refused("GET", f"/v1/nominals/{hidden}")).status == 404
     subject = {**referral()["subject"], "family_name": "Probe", "given_names": "Made Up"}
-    await world[HOUSING].post(
-        "/v1/referrals", referral(subject=subject, lead_agency_id=PROBATION, agencies_involved=[])
-    )
+    body = referral(subject=subject, lead_agency_id=PROBATION, agencies_involved=[])
+    key = new_key()
+    first = await world[HOUSING].post("/v1/referrals", body, key=key)
     async with world.state.db.read() as session:
         statuses = (
             await session.scalars(select(Referral.status).where(Referral.nominal_id == hidden))
@@ -409,6 +411,7 @@ async def test_a_referrer_that_may_not_know_the_case_is_not_told_of_its_erasure(
     assert "linked" in statuses
     await _erase(world, hidden, reason="created_in_error")
     assert await world.pushed(HOUSING, "erasure") == []
+    assert await world[HOUSING].post("/v1/referrals", body, key=key) == first
 
 
 def _listed_subject(n: int) -> dict[str, str]:

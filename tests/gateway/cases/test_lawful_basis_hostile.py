@@ -19,6 +19,7 @@ from gateway.store.models import (
     HazardFlag,
     InformationRecord,
     Meeting,
+    Nominal,
     OnwardDisclosureRequest,
     OutboxMessage,
     Referral,
@@ -474,11 +475,7 @@ async def test_a_referral_does_not_say_whether_the_subject_is_already_registered
     for pnc in (PNC, "2001/0000009Z"):
         refused = await world[HOUSING].refused("POST", "/v1/nominals/lookup", {"pnc": pnc})
         assert refused.status == 404
-    async with world.state.db.read() as session:
-        on_the_case = (
-            await session.scalars(select(Referral.status).where(Referral.nominal_id == existing))
-        ).all()
-    assert "linked" in on_the_case
+    assert "linked" in await _referral_statuses(world, existing)
     assert (await world[POLICE].post("/v1/referrals", referral()))["nominal_id"] == existing
     other = await world[POLICE].post(
         "/v1/referrals", referral(subject={**subject, "pnc_id": "2001/0000008Y", "crn": "Z999998"})
@@ -517,6 +514,55 @@ async def test_a_referral_does_not_say_whether_a_category_4_case_is_registered(
     assert (await world[POLICE].post("/v1/nominals/lookup", {"pnc": PNC}))["id"] == hidden
     linked = await world[POLICE].post("/v1/referrals", referral(category="M2"))
     assert linked["nominal_id"] == hidden
+
+
+async def _referral_statuses(world: World, nominal_id: str) -> list[str]:
+    async with world.state.db.read() as session:
+        query = select(Referral.status).where(Referral.nominal_id == nominal_id)
+        return [str(status) for status in (await session.scalars(query)).all()]
+
+
+async def test_referrals_are_linked_to_a_case_the_referrer_may_know_and_never_pile_up(
+    world: World,
+) -> None:
+    """The prison may know of a category 2 case of its area: its referral of the case's PNC id
+    is linked to it, registering nothing. Of a category 4 case it may not know: its first
+    referral registers a nominal of its own, its later ones are linked to that nominal, never
+    adding another. Police's lookup by the PNC id finds the registered case, the oldest, however
+    many nominals registered later carry the identifiers (more than it reads candidates of)."""
+    prison = await world.register("barnet-prison", "prison", "responsible_authority")
+    case = await at_level_2(world)
+    world.clock.advance(seconds=1)
+    before = await world.count(Nominal)
+    await prison.post("/v1/referrals", referral(agencies_involved=[]))
+    assert await world.count(Nominal) == before
+    assert "linked" in await _referral_statuses(world, case)
+
+    await world[POLICE].post(f"/v1/nominals/{case}/category", {"category": "M4", "reason": "t"})
+    world.clock.advance(seconds=1)
+    for _ in range(3):
+        await prison.post("/v1/referrals", referral(category="M2", agencies_involved=[]))
+        world.clock.advance(seconds=1)
+    assert await world.count(Nominal) == before + 1  # one of the prison's own
+    async with world.state.db.write() as session:  # eleven more, registered later still
+        registered = await session.get(Nominal, case)
+        assert registered is not None
+        for n in range(11):
+            world.clock.advance(seconds=1)
+            session.add(
+                Nominal(
+                    id=str(uuid.uuid4()),
+                    area=registered.area,
+                    category=2,
+                    level=1,
+                    lead_agency_id=POLICE,
+                    status="active",
+                    pnc_index=registered.pnc_index,
+                    created_at=world.clock.now,
+                    updated_at=world.clock.now,
+                )
+            )
+    assert (await world[POLICE].post("/v1/nominals/lookup", {"pnc": PNC}))["id"] == case
 
 
 def _cursor_ids(pages: list[dict[str, Any]]) -> list[str]:
