@@ -174,14 +174,16 @@ async def test_barnet_flow_from_referral_to_child_protection_conference(world: W
     assert asked["status"] == "pending"
     assert await world.pushed(CP_CONFERENCE) == []
     assert (await cs.get(f"/v1/disclosures/{asked['id']}"))["status"] == "pending"
-    # Only the chair or the co-ordinator decides.
-    assert (
-        await probation.refused(
-            "POST",
-            f"/v1/disclosures/{asked['id']}/decision",
-            {"decision": "approve", "approved_parts": ["conclusions"], "reason": "x"},
-        )
-    ).status == 403
+    # Only the chair or the co-ordinator decides: probation, which did not ask, may not even
+    # know of the request (the 404 of its read); children's services, which asked, is refused.
+    for agent, status in ((probation, 404), (cs, 403)):
+        assert (
+            await agent.refused(
+                "POST",
+                f"/v1/disclosures/{asked['id']}/decision",
+                {"decision": "approve", "approved_parts": ["conclusions"], "reason": "x"},
+            )
+        ).status == status
     # Never more than was asked for.
     assert (
         await police.refused(
