@@ -38,10 +38,10 @@ proves nothing is missing. The verifier says so in its report.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -95,6 +95,7 @@ __all__ = [
     "verify_scoped_export",
 ]
 
+_T = TypeVar("_T")
 SCOPED_FORMAT: Final = "mappa-gateway/audit-export-scoped/v1"
 #: What a scoped pack cannot prove, said with every report of one.
 NOT_PROVEN: Final = (
@@ -193,13 +194,10 @@ async def _consistency(
             "gateway's operator"
         )
 
-    def answer(tree: TiledTree) -> tuple[bytes, tuple[bytes, ...]]:
-        return tree.root(), tree.consistency_proof(since, size)
-
     near = [seq for seq in (since - 1, since, size - 1) if 0 <= seq < size]
-    root, proof = await cache.prove(session, checkpoint, answer, near=near)
-    if root != bytes.fromhex(checkpoint.root_hash):
-        raise AuditLogInconsistent(diagnostics={"reason": "root_mismatch"})
+    proof = await _in_signed_tree(
+        session, cache, checkpoint, lambda tree: tree.consistency_proof(since, size), near
+    )
     return Consistency(since, proof)
 
 
@@ -251,13 +249,28 @@ async def _proofs(
     (`AuditLogInconsistent`): its proofs would not verify, and rebuilding the tree for every page
     of a long export would read the whole log each time."""
 
-    def answer(tree: TiledTree) -> tuple[bytes, list[tuple[bytes, ...]]]:
-        return tree.root(), [tree.inclusion_proof(seq) for seq in seqs]
+    return await _in_signed_tree(
+        session, cache, checkpoint, lambda tree: [tree.inclusion_proof(seq) for seq in seqs], seqs
+    )
 
-    root, proofs = await cache.prove(session, checkpoint, answer, near=seqs)
+
+async def _in_signed_tree(
+    session: AsyncSession,
+    cache: SubtreeCache,
+    checkpoint: AuditCheckpoint,
+    answer: Callable[[TiledTree], _T],
+    near: Sequence[int],
+) -> _T:
+    """``answer`` on the checkpoint's tree, from one view of it, refused
+    (`AuditLogInconsistent`) if that view does not give the checkpoint's signed root."""
+
+    def with_root(tree: TiledTree) -> tuple[bytes, _T]:
+        return tree.root(), answer(tree)
+
+    root, answered = await cache.prove(session, checkpoint, with_root, near=near)
     if root != bytes.fromhex(checkpoint.root_hash):
         raise AuditLogInconsistent(diagnostics={"reason": "root_mismatch"})
-    return proofs
+    return answered
 
 
 def is_scoped_pack(path: Path) -> bool:
